@@ -1,1 +1,277 @@
-//! placeholder
+//! The samverka adapter SDK: connect one agency register to samverka by
+//! implementing one trait.
+//!
+//! An adapter answers the gateway's questions about one register: what it
+//! is ([`Adapter::describe`]) and which records it holds for a person
+//! ([`Adapter::fetch_records`]). [`serve`] runs it as a gRPC server over
+//! mutual TLS that accepts only certificates carrying samverka's gateway
+//! role, and checks everything the adapter returns before it leaves: a
+//! record of another person or of a type the gateway did not ask for is
+//! dropped, so a bug in an adapter cannot leak someone else's data.
+//!
+//! ```no_run
+//! use samverka_adapter::{Adapter, AdapterError, AdapterTls, Description, FetchQuery};
+//! use samverka_adapter::records::{Record, record::Payload, EmploymentPeriod};
+//!
+//! struct Payroll;
+//!
+//! impl Adapter for Payroll {
+//!     fn describe(&self) -> Description {
+//!         Description::new("2021999053", "Payroll register", ["employment.period"])
+//!     }
+//!
+//!     async fn fetch_records(&self, query: FetchQuery) -> Result<Vec<Record>, AdapterError> {
+//!         // Look the person up in the register; an unknown person is an
+//!         // empty answer, not an error.
+//!         let period = EmploymentPeriod {
+//!             employer_org_number: "5569990012".into(),
+//!             start_date: "2021-08-16".into(),
+//!             extent_percent: 100,
+//!             ssyk_code: "2512".into(),
+//!             ..Default::default()
+//!         };
+//!         Ok(vec![Record {
+//!             record_type: "employment.period".into(),
+//!             subject_id: query.subject.to_string(),
+//!             record_id: "emp-1".into(),
+//!             payload: Some(Payload::EmploymentPeriod(period)),
+//!             ..Default::default()
+//!         }])
+//!     }
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let tls = AdapterTls::from_files("adapter.pem", "adapter.key", "ca.pem")?;
+//! samverka_adapter::serve(Payroll, "127.0.0.1:50061".parse()?, tls).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//! - [`Adapter`], [`Description`], [`FetchQuery`], [`AdapterError`]: what an
+//!   adapter developer implements and sees.
+//! - [`serve`], [`serve_with_listener`]: run an adapter over mTLS.
+//! - `service` (private): the gRPC service around an [`Adapter`], with the
+//!   caller check and the output check.
+
+mod service;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+
+pub use samverka_certs::{OrgNumber, SubjectId};
+use tokio::net::TcpListener;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+pub use samverka_proto::records::v1 as records;
+
+/// Version of this SDK, reported to the gateway by `Describe`.
+pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// One agency register, as the gateway sees it.
+pub trait Adapter: Send + Sync + 'static {
+    /// What this adapter serves: the agency, a name, the record types.
+    fn describe(&self) -> Description;
+
+    /// The records of `query.record_types` that the register holds for
+    /// `query.subject`. A person the register does not know is `Ok(vec![])`.
+    /// The SDK sets each record's `source_agency`, and fills in an empty
+    /// `subject_id`; records of another person or type are dropped.
+    fn fetch_records(
+        &self,
+        query: FetchQuery,
+    ) -> impl Future<Output = Result<Vec<records::Record>, AdapterError>> + Send;
+}
+
+/// What an adapter serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description {
+    /// Organisation number of the agency whose register this is.
+    pub agency: String,
+    /// A human-readable name of the register.
+    pub name: String,
+    /// The record types this adapter can return.
+    pub record_types: Vec<String>,
+}
+
+impl Description {
+    /// A description from its parts.
+    pub fn new<I, S>(agency: &str, name: &str, record_types: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Description {
+            agency: agency.to_owned(),
+            name: name.to_owned(),
+            record_types: record_types.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// One question from the gateway. The gateway has already checked the
+/// requesting agency's access rule and the person's consent.
+#[derive(Debug, Clone)]
+pub struct FetchQuery {
+    /// The person (validated: checksum and date).
+    pub subject: SubjectId,
+    /// The record types wanted, all among those described.
+    pub record_types: Vec<String>,
+    /// The purpose the person consented to.
+    pub purpose: String,
+    /// The consent that allowed the read.
+    pub consent_id: String,
+    /// The agency that asked the gateway.
+    pub requesting_agency: String,
+}
+
+/// Why an adapter could not answer. The gateway reports it to the caller
+/// as this source's outcome; the message is not shown to agencies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdapterError {
+    /// The register behind the adapter cannot be reached right now.
+    Unavailable(String),
+    /// Anything else that went wrong inside the adapter.
+    Internal(String),
+}
+
+impl std::fmt::Display for AdapterError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdapterError::Unavailable(m) => write!(f, "register unavailable: {m}"),
+            AdapterError::Internal(m) => write!(f, "adapter error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for AdapterError {}
+
+/// The adapter's TLS material: its server certificate and key, and the CA
+/// that issued the gateway's client certificate.
+#[derive(Clone)]
+pub struct AdapterTls {
+    identity: Identity,
+    ca: Certificate,
+}
+
+impl std::fmt::Debug for AdapterTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdapterTls").finish_non_exhaustive()
+    }
+}
+
+impl AdapterTls {
+    /// From PEM text.
+    pub fn from_pem(cert_pem: &str, key_pem: &str, ca_pem: &str) -> Self {
+        AdapterTls {
+            identity: Identity::from_pem(cert_pem, key_pem),
+            ca: Certificate::from_pem(ca_pem),
+        }
+    }
+
+    /// From PEM files.
+    pub fn from_files(
+        cert: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+        ca: impl AsRef<Path>,
+    ) -> Result<Self, ServeError> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|e| ServeError::Io(format!("{}: {e}", p.display())))
+        };
+        Ok(Self::from_pem(
+            &read(cert.as_ref())?,
+            &read(key.as_ref())?,
+            &read(ca.as_ref())?,
+        ))
+    }
+}
+
+/// Why an adapter server could not run.
+#[derive(Debug)]
+pub enum ServeError {
+    /// A file or socket could not be used.
+    Io(String),
+    /// The adapter's description is not valid (e.g. a bad organisation
+    /// number).
+    Description(String),
+    /// The gRPC server failed.
+    Transport(tonic::transport::Error),
+}
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServeError::Io(m) => write!(f, "{m}"),
+            ServeError::Description(m) => write!(f, "invalid adapter description: {m}"),
+            ServeError::Transport(e) => write!(f, "server failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+/// Makes aws-lc-rs the process's TLS crypto provider. Called by [`serve`];
+/// call it yourself before building TLS clients in the same process. Safe
+/// to call more than once.
+pub fn install_crypto_provider() {
+    // An Err means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// Serves `adapter` on `addr` until Ctrl-C or SIGTERM, then lets in-flight
+/// requests finish.
+pub async fn serve<A: Adapter>(adapter: A, addr: SocketAddr, tls: AdapterTls) -> Result<(), ServeError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServeError::Io(format!("cannot listen on {addr}: {e}")))?;
+    serve_with_listener(adapter, listener, tls, shutdown_signal()).await
+}
+
+/// Serves `adapter` on an already bound listener until `shutdown`
+/// completes. Tests bind `127.0.0.1:0` and pass the listener here.
+pub async fn serve_with_listener<A: Adapter>(
+    adapter: A,
+    listener: TcpListener,
+    tls: AdapterTls,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    install_crypto_provider();
+    let description = adapter.describe();
+    let agency = OrgNumber::parse(&description.agency)
+        .map_err(|e| ServeError::Description(format!("agency {:?}: {e}", description.agency)))?;
+    if description.record_types.is_empty() {
+        return Err(ServeError::Description("no record types".into()));
+    }
+    let svc = service::AdapterService::new(adapter, agency, description);
+    let tls_config = ServerTlsConfig::new().identity(tls.identity).client_ca_root(tls.ca);
+    Server::builder()
+        .tls_config(tls_config)
+        .map_err(ServeError::Transport)?
+        .add_service(samverka_proto::adapter::v1::adapter_server::AdapterServer::new(svc))
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .await
+        .map_err(ServeError::Transport)
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,128 @@
+//! The gRPC `samverka.adapter.v1.Adapter` service around an [`Adapter`].
+//!
+//! Two checks sit here so that no adapter has to remember them:
+//! - the caller must present a certificate with samverka's gateway role
+//!   (the TLS layer has already verified its chain); anyone else gets
+//!   PERMISSION_DENIED;
+//! - what the adapter returns is filtered: only the requested person and
+//!   record types leave, and each record names this adapter's agency.
+
+use std::collections::HashSet;
+
+use samverka_certs::{CertIdentity, OrgNumber, Role, SubjectId};
+use samverka_proto::adapter::v1::{
+    AdapterDescription, DescribeRequest, FetchRecordsRequest, FetchRecordsResponse,
+    adapter_server,
+};
+use tonic::{Request, Response, Status};
+
+use crate::{Adapter, AdapterError, Description, FetchQuery, SDK_VERSION};
+
+pub(crate) struct AdapterService<A> {
+    adapter: A,
+    agency: OrgNumber,
+    description: Description,
+}
+
+impl<A: Adapter> AdapterService<A> {
+    pub(crate) fn new(adapter: A, agency: OrgNumber, description: Description) -> Self {
+        AdapterService {
+            adapter,
+            agency,
+            description,
+        }
+    }
+}
+
+/// Only a samverka gateway may call an adapter.
+fn require_gateway<T>(request: &Request<T>) -> Result<(), Status> {
+    let certs = request.peer_certs();
+    let leaf = certs.as_ref().and_then(|c| c.first());
+    match leaf.map(|der| CertIdentity::from_der(der)) {
+        Some(Ok(id)) if id.role == Role::Gateway => Ok(()),
+        Some(Ok(id)) => {
+            tracing::warn!(agency = %id.agency, role = %id.role, "refused a caller that is not a gateway");
+            Err(Status::permission_denied("only a samverka gateway may call this adapter"))
+        }
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "refused a caller without a samverka identity");
+            Err(Status::permission_denied("only a samverka gateway may call this adapter"))
+        }
+        None => Err(Status::unauthenticated("a client certificate is required")),
+    }
+}
+
+#[tonic::async_trait]
+impl<A: Adapter> adapter_server::Adapter for AdapterService<A> {
+    async fn describe(
+        &self,
+        request: Request<DescribeRequest>,
+    ) -> Result<Response<AdapterDescription>, Status> {
+        require_gateway(&request)?;
+        Ok(Response::new(AdapterDescription {
+            agency_id: self.description.agency.clone(),
+            name: self.description.name.clone(),
+            record_types: self.description.record_types.clone(),
+            sdk_version: SDK_VERSION.to_owned(),
+        }))
+    }
+
+    async fn fetch_records(
+        &self,
+        request: Request<FetchRecordsRequest>,
+    ) -> Result<Response<FetchRecordsResponse>, Status> {
+        require_gateway(&request)?;
+        let req = request.into_inner();
+        let subject = SubjectId::parse(&req.subject_id).map_err(|e| {
+            Status::invalid_argument(format!("subject_id: {e}"))
+        })?;
+        let offered: HashSet<&str> = self.description.record_types.iter().map(String::as_str).collect();
+        if req.record_types.is_empty() {
+            return Err(Status::invalid_argument("record_types: at least one is required"));
+        }
+        if let Some(t) = req.record_types.iter().find(|t| !offered.contains(t.as_str())) {
+            return Err(Status::invalid_argument(format!(
+                "record_types: {t:?} is not offered by this adapter"
+            )));
+        }
+        let wanted: HashSet<String> = req.record_types.iter().cloned().collect();
+        let query = FetchQuery {
+            subject: subject.clone(),
+            record_types: req.record_types,
+            purpose: req.purpose,
+            consent_id: req.consent_id,
+            requesting_agency: req.requesting_agency,
+        };
+        let records = self.adapter.fetch_records(query).await.map_err(|e| match e {
+            AdapterError::Unavailable(m) => {
+                tracing::warn!(reason = %m, "register unavailable");
+                Status::unavailable("register unavailable")
+            }
+            AdapterError::Internal(m) => {
+                tracing::error!(reason = %m, "adapter failed");
+                Status::internal("adapter failed")
+            }
+        })?;
+        let before = records.len();
+        let records: Vec<_> = records
+            .into_iter()
+            .filter_map(|mut r| {
+                if r.subject_id.is_empty() {
+                    r.subject_id = subject.as_str().to_owned();
+                }
+                let keep = r.subject_id == subject.as_str()
+                    && wanted.contains(&r.record_type)
+                    && r.payload.is_some();
+                r.source_agency = self.agency.as_str().to_owned();
+                keep.then_some(r)
+            })
+            .collect();
+        if records.len() != before {
+            tracing::error!(
+                dropped = before - records.len(),
+                "adapter returned records of another person or type, or without payload; dropped"
+            );
+        }
+        Ok(Response::new(FetchRecordsResponse { records }))
+    }
+}
