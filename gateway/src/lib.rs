@@ -1,1 +1,49 @@
-//! placeholder
+//! The samverka gateway: consent-checked, audited exchange of education and
+//! employment records between agencies, over mutual TLS.
+//!
+//! One `GetRecords` passes these steps, in this order (the first that
+//! fails answers, and every decision is audited):
+//!
+//! 1. TLS handshake: the client certificate chains to the trust bundle
+//!    (tonic + rustls with aws-lc-rs; see [`server`]);
+//! 2. [`identity`]: the calling agency, read from the certificate;
+//! 3. request validation (subject id, record types, purpose, sources) and
+//!    [`access`]: may this agency read these types for this purpose?
+//! 4. [`consent`]: does the person hold a consent in force for it?
+//! 5. [`routing`]: fan out in parallel to the adapters holding the types,
+//!    within the caller's deadline, one outcome per source;
+//! 6. [`audit`]: the decision is committed to the store before the answer
+//!    leaves.
+//!
+//! # Layout
+//! - [`config`]: the TOML configuration, validated at start.
+//! - [`identity`], [`access`], [`consent`], [`routing`], [`audit`]: one
+//!   module per step above; [`exchange`] puts them together as the
+//!   `RecordExchange` service, [`consent`] also holds the `Consents`
+//!   service.
+//! - [`store`]: the SQLite store for consents and audit entries.
+//! - [`error`]: every failure and the one function mapping it to a gRPC
+//!   status with a stable reason.
+//! - [`server`]: builds the gateway from a config and serves it.
+//! - [`client`]: mTLS channels for agency systems, the demo and tests.
+//! - [`demo`]: `samverka demo`, everything on one machine.
+//! - [`time`]: the clock and timestamp conversions.
+
+pub mod access;
+pub mod audit;
+pub mod client;
+pub mod config;
+pub mod consent;
+pub mod demo;
+pub mod error;
+pub mod exchange;
+pub mod identity;
+pub mod routing;
+pub mod server;
+pub mod store;
+pub mod time;
+
+pub use config::Config;
+pub use error::{GatewayError, Reason};
+pub use server::{Gateway, StartError};
+pub use time::Clock;

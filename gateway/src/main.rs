@@ -1,1 +1,136 @@
-fn main() {}
+//! The `samverka` command: serve the gateway, check a configuration, make a
+//! development PKI, or run the demo.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for a bad configuration or bad arguments (EX_USAGE).
+const EX_USAGE: u8 = 64;
+
+#[derive(Parser)]
+#[command(name = "samverka", version, about = "Consent-checked exchange of education and employment records between agencies")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and exit (64 if it is bad).
+    CheckConfig {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Development PKI.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// Everything on one machine: dev PKI, store, adapters, gateway, and a
+    /// sample exchange.
+    Demo {
+        /// Keep running after the sample exchange until Ctrl-C or SIGTERM.
+        #[arg(long)]
+        serve: bool,
+        /// Set up in this directory (kept) instead of a temporary one.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Write a CA and the demo's gateway, agency and adapter certificates
+    /// as PEM files.
+    Init {
+        /// Directory to write into.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => {
+            init_logging("info");
+            let result = runtime().map_err(|e| e.to_string()).and_then(|rt| {
+                rt.block_on(samverka::server::run(&config)).map_err(|e| match e {
+                    samverka::StartError::Config(e) => format!("bad configuration: {e}"),
+                    other => other.to_string(),
+                })
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.starts_with("bad configuration") => {
+                    eprintln!("samverka: {e}");
+                    ExitCode::from(EX_USAGE)
+                }
+                Err(e) => {
+                    eprintln!("samverka: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::CheckConfig { config } => match samverka::Config::load(&config) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} agencies, {} purposes, {} access rules, {} adapters)",
+                    config.display(),
+                    c.agencies.len(),
+                    c.purposes.len(),
+                    c.access_rules.len(),
+                    c.adapters.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("samverka: bad configuration: {e}");
+                ExitCode::from(EX_USAGE)
+            }
+        },
+        Command::Certs {
+            command: CertsCommand::Init { out },
+        } => match samverka_certs::dev::write_dev_pki(&out, &samverka::demo::pki_spec()) {
+            Ok(files) => {
+                println!("development PKI written to {}", out.display());
+                println!("  trust anchor: {}", files.ca_cert.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("samverka: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Demo { serve, dir } => {
+            init_logging("warn");
+            let options = samverka::demo::DemoOptions { serve, dir };
+            match runtime().map_err(Into::into).and_then(|rt| rt.block_on(samverka::demo::run(options))) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("samverka demo: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,491 @@
+//! The gateway's configuration: one TOML file with typed sections, parsed
+//! and validated once at start.
+//!
+//! ```toml
+//! [gateway]
+//! address = "127.0.0.1:8443"      # gRPC over mTLS
+//! org_number = "2021999012"       # the organisation operating this gateway
+//! ca_cert = "certs/ca.pem"        # trust anchor for every peer certificate
+//! cert = "certs/gateway.pem"      # server certificate towards agencies
+//! key = "certs/gateway.key"
+//! client_cert = "certs/gateway-client.pem"   # identity towards adapters
+//! client_key = "certs/gateway-client.key"
+//! store = "samverka.db"           # SQLite file for consents and audit
+//! default_deadline_ms = 5000      # when a caller sets no deadline
+//! max_deadline_ms = 30000         # longer caller deadlines are cut to this
+//!
+//! [[agencies]]                    # agencies that may call the gateway
+//! org_number = "2021999038"
+//! name = "Citizen e-service"
+//! registrar = true                # may record consents (Consents service)
+//!
+//! [[purposes]]                    # the purpose registry
+//! code = "study_guidance"
+//! description = "Study and career guidance"
+//! record_types = ["education.course_result", "employment.period"]
+//!
+//! [[access_rules]]                # agency x purposes x record types
+//! agency = "2021999020"
+//! purposes = ["study_guidance"]
+//! record_types = ["education.course_result", "employment.period"]
+//!
+//! [[adapters]]                    # the routing table
+//! name = "employment"
+//! address = "127.0.0.1:50062"
+//! org_number = "2021999053"
+//! record_types = ["employment.period"]
+//! ```
+//!
+//! Relative paths are relative to the file's directory. Unknown keys are
+//! errors, so that a misspelt key cannot silently fall back to a default.
+//! Every error names the line and the reason. The `[agency]`, `[registrar]`
+//! and `[subject]` tables that `samverka demo` writes for clients are
+//! accepted and ignored.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use samverka_certs::OrgNumber;
+use serde::{Deserialize, Deserializer};
+
+/// A configuration that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, when read from one.
+    pub file: Option<PathBuf>,
+    /// 1-based line of the offending key, when known.
+    pub line: Option<usize>,
+    /// The offending key (a path such as `access_rules[1].purposes`) or the
+    /// text of the offending line.
+    pub key: String,
+    /// Why it is wrong.
+    pub reason: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{}:", file.display())?;
+        }
+        if let Some(line) = self.line {
+            write!(f, "{line}:")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, " {}:", self.key)?;
+        }
+        write!(f, " {}", self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The `[gateway]` section.
+    pub gateway: GatewaySettings,
+    /// Agencies known to this gateway.
+    pub agencies: Vec<Agency>,
+    /// The purpose registry.
+    pub purposes: Vec<Purpose>,
+    /// Who may read what, for which purpose.
+    pub access_rules: Vec<AccessRule>,
+    /// Where each record type is fetched from.
+    pub adapters: Vec<AdapterRoute>,
+}
+
+/// The `[gateway]` section.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// Where agencies connect (gRPC over mTLS).
+    pub address: SocketAddr,
+    /// The organisation operating this gateway.
+    pub org_number: OrgNumber,
+    /// Trust anchor for agency and adapter certificates.
+    pub ca_cert: PathBuf,
+    /// Server certificate.
+    pub cert: PathBuf,
+    /// Server key.
+    pub key: PathBuf,
+    /// Client certificate towards adapters.
+    pub client_cert: PathBuf,
+    /// Client key towards adapters.
+    pub client_key: PathBuf,
+    /// The SQLite store file.
+    pub store: PathBuf,
+    /// Deadline for a request whose caller set none.
+    pub default_deadline: Duration,
+    /// The longest deadline a caller may set.
+    pub max_deadline: Duration,
+}
+
+/// An agency that may call the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agency {
+    /// Its organisation number, as in its certificate.
+    pub org_number: OrgNumber,
+    /// A name for people.
+    pub name: String,
+    /// Whether it may record consents.
+    pub registrar: bool,
+}
+
+/// A purpose a read may state and a consent may be given for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purpose {
+    /// The code used in requests and consents.
+    pub code: String,
+    /// What it means.
+    pub description: String,
+    /// The record types a consent for this purpose may cover.
+    pub record_types: Vec<String>,
+}
+
+/// Lets one agency read some record types for some purposes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRule {
+    /// The agency.
+    pub agency: OrgNumber,
+    /// The purposes it may state.
+    pub purposes: Vec<String>,
+    /// The record types it may read for those purposes.
+    pub record_types: Vec<String>,
+}
+
+/// One adapter in the routing table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterRoute {
+    /// A short name, e.g. `higher-education`.
+    pub name: String,
+    /// `host:port` of the adapter's mTLS endpoint.
+    pub address: String,
+    /// The agency whose register it serves; records from it carry this.
+    pub org_number: OrgNumber,
+    /// The record types routed to it.
+    pub record_types: Vec<String>,
+    /// The name to expect in its server certificate (default: the host of
+    /// `address`).
+    pub server_name: String,
+}
+
+// ---- the file's shape ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    gateway: RawGateway,
+    #[serde(default)]
+    agencies: Vec<toml::Spanned<RawAgency>>,
+    #[serde(default)]
+    purposes: Vec<toml::Spanned<RawPurpose>>,
+    #[serde(default)]
+    access_rules: Vec<toml::Spanned<RawAccessRule>>,
+    #[serde(default)]
+    adapters: Vec<toml::Spanned<RawAdapter>>,
+    // Written by `samverka demo` for clients; the gateway does not use them.
+    #[serde(default, rename = "agency")]
+    _demo_agency: Option<toml::Table>,
+    #[serde(default, rename = "registrar")]
+    _demo_registrar: Option<toml::Table>,
+    #[serde(default, rename = "subject")]
+    _demo_subject: Option<toml::Table>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    address: SocketAddr,
+    #[serde(deserialize_with = "org_number")]
+    org_number: OrgNumber,
+    ca_cert: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+    store: PathBuf,
+    #[serde(default = "default_deadline_ms")]
+    default_deadline_ms: u64,
+    #[serde(default = "max_deadline_ms")]
+    max_deadline_ms: u64,
+    // Reserved for the operators' listener; written by `samverka demo`.
+    #[serde(default, rename = "admin_address")]
+    _admin_address: Option<String>,
+}
+
+fn default_deadline_ms() -> u64 {
+    5_000
+}
+
+fn max_deadline_ms() -> u64 {
+    30_000
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgency {
+    #[serde(deserialize_with = "org_number")]
+    org_number: OrgNumber,
+    name: String,
+    #[serde(default)]
+    registrar: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPurpose {
+    #[serde(deserialize_with = "purpose_code")]
+    code: String,
+    description: String,
+    #[serde(deserialize_with = "record_types")]
+    record_types: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccessRule {
+    #[serde(deserialize_with = "org_number")]
+    agency: OrgNumber,
+    purposes: Vec<String>,
+    #[serde(deserialize_with = "record_types")]
+    record_types: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdapter {
+    name: String,
+    address: String,
+    #[serde(deserialize_with = "org_number")]
+    org_number: OrgNumber,
+    #[serde(deserialize_with = "record_types")]
+    record_types: Vec<String>,
+    server_name: Option<String>,
+}
+
+fn org_number<'de, D: Deserializer<'de>>(d: D) -> Result<OrgNumber, D::Error> {
+    let s = String::deserialize(d)?;
+    OrgNumber::parse(&s)
+        .map_err(|e| serde::de::Error::custom(format!("invalid organisation number {s:?}: {e}")))
+}
+
+fn record_types<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    if v.is_empty() {
+        return Err(serde::de::Error::custom("at least one record type is required"));
+    }
+    if let Some(bad) = v.iter().find(|t| !is_record_type_name(t)) {
+        return Err(serde::de::Error::custom(format!(
+            "invalid record type {bad:?}: expected dotted lower-case names such as \"education.degree\""
+        )));
+    }
+    Ok(v)
+}
+
+fn purpose_code<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    let ok = !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(s)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "invalid purpose code {s:?}: expected lower-case letters, digits and '_'"
+        )))
+    }
+}
+
+/// Whether `s` has the shape of a record type: two or more dot-separated
+/// lower-case words, e.g. `education.course_result`.
+pub fn is_record_type_name(s: &str) -> bool {
+    let mut parts = 0;
+    for part in s.split('.') {
+        parts += 1;
+        let mut bytes = part.bytes();
+        let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase());
+        if !first_ok || !bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            return false;
+        }
+    }
+    parts >= 2
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: Some(path.to_owned()),
+            line: None,
+            key: String::new(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_toml(&text, base).map_err(|e| ConfigError {
+            file: Some(path.to_owned()),
+            ..e
+        })
+    }
+
+    /// Parses and validates configuration text; relative paths are taken
+    /// relative to `base_dir`.
+    pub fn from_toml(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            ConfigError {
+                file: None,
+                line,
+                key: line
+                    .and_then(|l| text.lines().nth(l - 1))
+                    .map(|l| l.trim().to_owned())
+                    .unwrap_or_default(),
+                reason: e.message().to_owned(),
+            }
+        })?;
+        let err = |span: std::ops::Range<usize>, key: String, reason: String| ConfigError {
+            file: None,
+            line: Some(line_of(text, span.start)),
+            key,
+            reason,
+        };
+        let path = |p: PathBuf| if p.is_absolute() { p } else { base_dir.join(p) };
+
+        let g = raw.gateway;
+        if g.default_deadline_ms == 0 || g.default_deadline_ms > g.max_deadline_ms {
+            return Err(ConfigError {
+                file: None,
+                line: None,
+                key: "gateway.default_deadline_ms".into(),
+                reason: "must be between 1 and gateway.max_deadline_ms".into(),
+            });
+        }
+        let gateway = GatewaySettings {
+            address: g.address,
+            org_number: g.org_number,
+            ca_cert: path(g.ca_cert),
+            cert: path(g.cert),
+            key: path(g.key),
+            client_cert: path(g.client_cert),
+            client_key: path(g.client_key),
+            store: path(g.store),
+            default_deadline: Duration::from_millis(g.default_deadline_ms),
+            max_deadline: Duration::from_millis(g.max_deadline_ms),
+        };
+
+        let mut agencies = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, a) in raw.agencies.into_iter().enumerate() {
+            let span = a.span();
+            let a = a.into_inner();
+            if !seen.insert(a.org_number.clone()) {
+                return Err(err(span, format!("agencies[{i}].org_number"), format!("{} is listed twice", a.org_number)));
+            }
+            agencies.push(Agency {
+                org_number: a.org_number,
+                name: a.name,
+                registrar: a.registrar,
+            });
+        }
+
+        let mut purposes: Vec<Purpose> = Vec::new();
+        for (i, p) in raw.purposes.into_iter().enumerate() {
+            let span = p.span();
+            let p = p.into_inner();
+            if purposes.iter().any(|q| q.code == p.code) {
+                return Err(err(span, format!("purposes[{i}].code"), format!("{:?} is defined twice", p.code)));
+            }
+            purposes.push(Purpose {
+                code: p.code,
+                description: p.description,
+                record_types: p.record_types,
+            });
+        }
+
+        let mut access_rules = Vec::new();
+        for (i, r) in raw.access_rules.into_iter().enumerate() {
+            let span = r.span();
+            let r = r.into_inner();
+            if !seen.contains(&r.agency) {
+                return Err(err(
+                    span,
+                    format!("access_rules[{i}].agency"),
+                    format!("{} is not listed under [[agencies]]", r.agency),
+                ));
+            }
+            if r.purposes.is_empty() {
+                return Err(err(span, format!("access_rules[{i}].purposes"), "at least one purpose is required".into()));
+            }
+            for code in &r.purposes {
+                if !purposes.iter().any(|p| &p.code == code) {
+                    return Err(err(
+                        span.clone(),
+                        format!("access_rules[{i}].purposes"),
+                        format!("purpose {code:?} is not defined under [[purposes]]"),
+                    ));
+                }
+            }
+            access_rules.push(AccessRule {
+                agency: r.agency,
+                purposes: r.purposes,
+                record_types: r.record_types,
+            });
+        }
+
+        let mut adapters: Vec<AdapterRoute> = Vec::new();
+        for (i, a) in raw.adapters.into_iter().enumerate() {
+            let span = a.span();
+            let a = a.into_inner();
+            if adapters.iter().any(|b| b.name == a.name) {
+                return Err(err(span, format!("adapters[{i}].name"), format!("{:?} is used twice", a.name)));
+            }
+            let Some((host, port)) = a.address.rsplit_once(':') else {
+                return Err(err(span, format!("adapters[{i}].address"), "expected host:port".into()));
+            };
+            if host.is_empty() || port.parse::<u16>().is_err() {
+                return Err(err(span, format!("adapters[{i}].address"), "expected host:port".into()));
+            }
+            let server_name = a
+                .server_name
+                .unwrap_or_else(|| host.trim_start_matches('[').trim_end_matches(']').to_owned());
+            adapters.push(AdapterRoute {
+                name: a.name,
+                address: a.address,
+                org_number: a.org_number,
+                record_types: a.record_types,
+                server_name,
+            });
+        }
+
+        Ok(Config {
+            gateway,
+            agencies,
+            purposes,
+            access_rules,
+            adapters,
+        })
+    }
+
+    /// The configured agency with this organisation number.
+    pub fn agency(&self, org: &OrgNumber) -> Option<&Agency> {
+        self.agencies.iter().find(|a| &a.org_number == org)
+    }
+
+    /// The purpose with this code.
+    pub fn purpose(&self, code: &str) -> Option<&Purpose> {
+        self.purposes.iter().find(|p| p.code == code)
+    }
+
+    /// Whether this gateway knows the record type: some purpose covers it or
+    /// some adapter serves it.
+    pub fn knows_record_type(&self, record_type: &str) -> bool {
+        self.purposes.iter().any(|p| p.record_types.iter().any(|t| t == record_type))
+            || self.adapters.iter().any(|a| a.record_types.iter().any(|t| t == record_type))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,97 @@
+use super::*;
+
+const GOOD: &str = r#"
+[gateway]
+address = "127.0.0.1:8443"
+org_number = "2021999012"
+ca_cert = "certs/ca.pem"
+cert = "certs/gateway.pem"
+key = "certs/gateway.key"
+client_cert = "/etc/samverka/gateway-client.pem"
+client_key = "/etc/samverka/gateway-client.key"
+store = "samverka.db"
+
+[[agencies]]
+org_number = "2021999020"
+name = "Guidance service"
+
+[[purposes]]
+code = "study_guidance"
+description = "Study and career guidance"
+record_types = ["education.course_result", "employment.period"]
+
+[[access_rules]]
+agency = "2021999020"
+purposes = ["study_guidance"]
+record_types = ["education.course_result"]
+
+[[adapters]]
+name = "employment"
+address = "127.0.0.1:50062"
+org_number = "2021999053"
+record_types = ["employment.period"]
+"#;
+
+#[test]
+fn parses_a_good_config_and_resolves_relative_paths() {
+    let c = Config::from_toml(GOOD, Path::new("/srv/samverka")).unwrap();
+    assert_eq!(c.gateway.store, Path::new("/srv/samverka/samverka.db"));
+    assert_eq!(c.gateway.client_cert, Path::new("/etc/samverka/gateway-client.pem"));
+    assert_eq!(c.gateway.default_deadline, Duration::from_secs(5));
+    assert_eq!(c.adapters[0].server_name, "127.0.0.1");
+    assert!(c.knows_record_type("employment.period"));
+    assert!(!c.knows_record_type("education.degree"));
+}
+
+fn error_for(text: &str) -> ConfigError {
+    Config::from_toml(text, Path::new("/")).unwrap_err()
+}
+
+#[test]
+fn a_bad_organisation_number_names_its_line() {
+    let e = error_for(&GOOD.replace("agency = \"2021999020\"", "agency = \"2021999021\""));
+    assert_eq!(e.line, Some(23), "{e}");
+    assert!(e.key.contains("agency"), "{e}");
+    assert!(e.reason.contains("check digit"), "{e}");
+}
+
+#[test]
+fn an_unknown_key_is_an_error() {
+    let e = error_for(&GOOD.replace("store = ", "stor = \"x\"\nstore = "));
+    assert!(e.reason.contains("unknown field"), "{e}");
+    assert_eq!(e.line, Some(10), "{e}");
+}
+
+#[test]
+fn an_undefined_purpose_in_a_rule_is_an_error() {
+    let e = error_for(&GOOD.replace("purposes = [\"study_guidance\"]", "purposes = [\"admission\"]"));
+    assert_eq!(e.key, "access_rules[0].purposes");
+    assert!(e.reason.contains("admission"), "{e}");
+    assert!(e.line.is_some());
+}
+
+#[test]
+fn a_rule_for_an_unlisted_agency_is_an_error() {
+    let e = error_for(&GOOD.replace("org_number = \"2021999020\"", "org_number = \"2021999038\""));
+    assert_eq!(e.key, "access_rules[0].agency");
+}
+
+#[test]
+fn malformed_record_types_and_addresses_are_errors() {
+    let e = error_for(&GOOD.replace("[\"employment.period\"]", "[\"Employment Period\"]"));
+    assert!(e.reason.contains("invalid record type"), "{e}");
+    let e = error_for(&GOOD.replace("\"127.0.0.1:50062\"", "\"127.0.0.1\""));
+    assert_eq!(e.key, "adapters[0].address");
+    let e = error_for(&GOOD.replace("address = \"127.0.0.1:8443\"", "address = \"localhost\""));
+    assert_eq!(e.line, Some(3), "{e}");
+}
+
+#[test]
+fn record_type_names() {
+    assert!(is_record_type_name("education.course_result"));
+    assert!(is_record_type_name("competence.validated"));
+    assert!(!is_record_type_name("education"));
+    assert!(!is_record_type_name("education."));
+    assert!(!is_record_type_name("Education.degree"));
+    assert!(!is_record_type_name("education.degree; drop"));
+}

@@ -1,0 +1,368 @@
+//! Step 4 of a request: does the person hold an active consent for this
+//! agency, these record types and this purpose, right now? And the
+//! `Consents` service through which registrars record consents.
+//!
+//! A consent covers a read when it is for the calling agency, names the
+//! stated purpose, lists every requested record type and, if it restricts
+//! sources, every requested source. It is in force from `valid_from` until
+//! (not including) `valid_until`, unless revoked. Revocation and expiry are
+//! checked on every read against the store, so they take effect on the next
+//! request.
+//!
+//! When no consent is in force the refusal says why, judged by the newest
+//! consent that would have covered the read: `CONSENT_REVOKED`,
+//! `CONSENT_EXPIRED` (also for a consent whose `valid_from` is still ahead),
+//! otherwise `PURPOSE_MISMATCH` if a consent in force covers the record types
+//! for another purpose, otherwise `CONSENT_MISSING`.
+
+use std::sync::Arc;
+
+use samverka_certs::{OrgNumber, SubjectId};
+use samverka_proto::v1::{
+    Consent, ConsentReceipt, GetConsentRequest, GrantConsentRequest, ListConsentsRequest,
+    ListConsentsResponse, RevokeConsentRequest, consent, consents_server,
+};
+use tonic::{Request, Response, Status};
+
+use crate::error::{GatewayError, Reason};
+use crate::store::StoredConsent;
+use crate::{Gateway, identity, time};
+
+/// Proof that a consent allows the read. Only [`decide`] makes one, and
+/// fan-out to adapters needs one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentPermit {
+    consent_id: String,
+    source_agencies: Vec<String>,
+}
+
+impl ConsentPermit {
+    /// The consent that allows the read.
+    pub fn consent_id(&self) -> &str {
+        &self.consent_id
+    }
+
+    /// The sources the consent restricts the read to; empty means any.
+    pub fn source_agencies(&self) -> &[String] {
+        &self.source_agencies
+    }
+}
+
+/// Decides one read against the person's consents for the calling agency
+/// (newest first, as [`crate::store::Store::consents_for`] returns them).
+pub fn decide(
+    consents: &[StoredConsent],
+    purpose: &str,
+    record_types: &[String],
+    requested_sources: &[String],
+    now_ms: i64,
+) -> Result<ConsentPermit, GatewayError> {
+    let covers_types = |c: &StoredConsent| record_types.iter().all(|t| c.record_types.contains(t));
+    let covers_sources = |c: &StoredConsent| {
+        c.source_agencies.is_empty() || requested_sources.iter().all(|s| c.source_agencies.contains(s))
+    };
+    let in_force = |c: &StoredConsent| {
+        c.revoked_at_ms.is_none() && c.valid_from_ms <= now_ms && now_ms < c.valid_until_ms
+    };
+    let covering = |c: &&StoredConsent| c.purpose == purpose && covers_types(c) && covers_sources(c);
+
+    if let Some(c) = consents.iter().filter(covering).find(|c| in_force(c)) {
+        return Ok(ConsentPermit {
+            consent_id: c.consent_id.clone(),
+            source_agencies: c.source_agencies.clone(),
+        });
+    }
+    if let Some(c) = consents.iter().find(covering) {
+        return Err(if c.revoked_at_ms.is_some() {
+            GatewayError::new(Reason::ConsentRevoked, "the person has revoked the consent for this read")
+        } else {
+            GatewayError::new(Reason::ConsentExpired, "the consent for this read is not in force")
+        });
+    }
+    if consents
+        .iter()
+        .any(|c| c.purpose != purpose && covers_types(c) && in_force(c))
+    {
+        return Err(GatewayError::new(
+            Reason::PurposeMismatch,
+            format!("the person has not consented to this read for purpose {purpose}"),
+        ));
+    }
+    Err(GatewayError::new(
+        Reason::ConsentMissing,
+        "the person holds no consent covering this read",
+    ))
+}
+
+/// The consent's status at `now_ms`.
+pub fn status_at(c: &StoredConsent, now_ms: i64) -> consent::Status {
+    if c.revoked_at_ms.is_some() {
+        consent::Status::Revoked
+    } else if now_ms >= c.valid_until_ms {
+        consent::Status::Expired
+    } else {
+        consent::Status::Active
+    }
+}
+
+fn to_proto(c: &StoredConsent, now_ms: i64) -> Consent {
+    Consent {
+        consent_id: c.consent_id.clone(),
+        subject_id: c.subject_id.clone(),
+        grantee_agency: c.grantee_agency.clone(),
+        record_types: c.record_types.clone(),
+        purpose: c.purpose.clone(),
+        source_agencies: c.source_agencies.clone(),
+        valid_from: Some(time::to_timestamp(c.valid_from_ms)),
+        valid_until: Some(time::to_timestamp(c.valid_until_ms)),
+        status: status_at(c, now_ms) as i32,
+        registrar_agency: c.registrar_agency.clone(),
+        evidence_ref: c.evidence_ref.clone(),
+        granted_at: Some(time::to_timestamp(c.granted_at_ms)),
+        revoked_at: c.revoked_at_ms.map(time::to_timestamp),
+        revocation_reason: c.revocation_reason.clone().unwrap_or_default(),
+    }
+}
+
+/// The `samverka.v1.Consents` service.
+#[derive(Debug, Clone)]
+pub struct ConsentsService {
+    gateway: Arc<Gateway>,
+}
+
+impl ConsentsService {
+    /// The service over the gateway's state.
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        ConsentsService { gateway }
+    }
+
+    /// Only agencies with the registrar permission may use this service.
+    fn registrar<T>(&self, request: &Request<T>) -> Result<OrgNumber, GatewayError> {
+        let caller = identity::caller(request)?;
+        match self.gateway.config.agency(&caller.agency) {
+            Some(a) if a.registrar => Ok(caller.agency),
+            _ => Err(GatewayError {
+                detail: Some(format!("{} is not a consent registrar", caller.agency)),
+                ..GatewayError::new(Reason::RoleRequired, "only a consent registrar may do this")
+            }),
+        }
+    }
+
+    async fn grant(&self, request: Request<GrantConsentRequest>) -> Result<ConsentReceipt, GatewayError> {
+        let registrar = self.registrar(&request)?;
+        let req = request.into_inner();
+        let config = &self.gateway.config;
+        let now_ms = self.gateway.clock.now_ms();
+
+        let subject = SubjectId::parse(&req.subject_id).map_err(|e| {
+            GatewayError::invalid(Reason::SubjectIdInvalid, "subject_id", format!("subject_id {e}"))
+        })?;
+        let grantee = OrgNumber::parse(&req.grantee_agency).map_err(|e| {
+            GatewayError::invalid(Reason::AgencyIdInvalid, "grantee_agency", format!("grantee_agency {e}"))
+        })?;
+        if config.agency(&grantee).is_none() {
+            return Err(GatewayError::invalid(
+                Reason::AgencyUnknown,
+                "grantee_agency",
+                "grantee_agency is not an agency known to this gateway",
+            ));
+        }
+        let purpose = config.purpose(&req.purpose).ok_or_else(|| {
+            GatewayError::invalid(Reason::PurposeUnknown, "purpose", "purpose is not a known purpose code")
+        })?;
+        if req.record_types.is_empty() {
+            return Err(GatewayError::invalid(
+                Reason::FieldMissing,
+                "record_types",
+                "at least one record type is required",
+            ));
+        }
+        for (i, t) in req.record_types.iter().enumerate() {
+            if !config.knows_record_type(t) {
+                return Err(GatewayError::invalid(
+                    Reason::RecordTypeUnknown,
+                    format!("record_types[{i}]"),
+                    format!("record type {t:?} is not known to this gateway"),
+                ));
+            }
+            if !purpose.record_types.contains(t) {
+                return Err(GatewayError::invalid(
+                    Reason::RecordTypeNotCovered,
+                    format!("record_types[{i}]"),
+                    format!("purpose {} does not cover record type {t}", purpose.code),
+                ));
+            }
+        }
+        for (i, s) in req.source_agencies.iter().enumerate() {
+            OrgNumber::parse(s).map_err(|e| {
+                GatewayError::invalid(
+                    Reason::AgencyIdInvalid,
+                    format!("source_agencies[{i}]"),
+                    format!("source agency {e}"),
+                )
+            })?;
+        }
+        let valid_from_ms = match &req.valid_from {
+            Some(ts) => time::from_timestamp(ts).ok_or_else(|| {
+                GatewayError::invalid(Reason::ValidityInvalid, "valid_from", "valid_from is out of range")
+            })?,
+            None => now_ms,
+        };
+        let valid_until_ms = req
+            .valid_until
+            .as_ref()
+            .ok_or_else(|| GatewayError::invalid(Reason::FieldMissing, "valid_until", "valid_until is required"))
+            .and_then(|ts| {
+                time::from_timestamp(ts).ok_or_else(|| {
+                    GatewayError::invalid(Reason::ValidityInvalid, "valid_until", "valid_until is out of range")
+                })
+            })?;
+        if valid_until_ms <= valid_from_ms || valid_until_ms <= now_ms {
+            return Err(GatewayError::invalid(
+                Reason::ValidityInvalid,
+                "valid_until",
+                "valid_until must be after valid_from and in the future",
+            ));
+        }
+        if req.request_id.is_empty() || req.request_id.len() > 128 {
+            return Err(GatewayError::invalid(
+                Reason::FieldMissing,
+                "request_id",
+                "request_id is required (at most 128 characters)",
+            ));
+        }
+
+        let mut record_types = req.record_types;
+        record_types.sort();
+        record_types.dedup();
+        let mut source_agencies = req.source_agencies;
+        source_agencies.sort();
+        source_agencies.dedup();
+        let stored = StoredConsent {
+            consent_id: uuid::Uuid::new_v4().to_string(),
+            subject_id: subject.as_str().to_owned(),
+            grantee_agency: grantee.as_str().to_owned(),
+            record_types,
+            purpose: purpose.code.clone(),
+            source_agencies,
+            valid_from_ms,
+            valid_until_ms,
+            registrar_agency: registrar.as_str().to_owned(),
+            evidence_ref: req.evidence_ref,
+            request_id: req.request_id,
+            granted_at_ms: now_ms,
+            revoked_at_ms: None,
+            revocation_reason: None,
+        };
+        let (stored, inserted) = self
+            .gateway
+            .store
+            .insert_consent(stored)
+            .await
+            .map_err(GatewayError::store)?;
+        if inserted {
+            tracing::info!(consent_id = %stored.consent_id, registrar = %registrar, grantee = %stored.grantee_agency, purpose = %stored.purpose, "consent granted");
+        }
+        Ok(ConsentReceipt {
+            consent: Some(to_proto(&stored, now_ms)),
+            event: "granted".into(),
+            recorded_at: Some(time::to_timestamp(stored.granted_at_ms)),
+        })
+    }
+
+    async fn revoke(&self, request: Request<RevokeConsentRequest>) -> Result<ConsentReceipt, GatewayError> {
+        let registrar = self.registrar(&request)?;
+        let req = request.into_inner();
+        if req.consent_id.is_empty() {
+            return Err(GatewayError::invalid(Reason::FieldMissing, "consent_id", "consent_id is required"));
+        }
+        let now_ms = self.gateway.clock.now_ms();
+        let (stored, changed) = self
+            .gateway
+            .store
+            .revoke_consent(req.consent_id, now_ms, req.reason)
+            .await
+            .map_err(GatewayError::store)?
+            .ok_or_else(|| GatewayError::new(Reason::ConsentNotFound, "no consent has that id"))?;
+        if !changed {
+            return Err(GatewayError::new(
+                Reason::ConsentAlreadyRevoked,
+                "the consent was already revoked",
+            ));
+        }
+        tracing::info!(consent_id = %stored.consent_id, registrar = %registrar, "consent revoked");
+        Ok(ConsentReceipt {
+            consent: Some(to_proto(&stored, now_ms)),
+            event: "revoked".into(),
+            recorded_at: Some(time::to_timestamp(now_ms)),
+        })
+    }
+
+    async fn get(&self, request: Request<GetConsentRequest>) -> Result<Consent, GatewayError> {
+        self.registrar(&request)?;
+        let id = request.into_inner().consent_id;
+        let stored = self
+            .gateway
+            .store
+            .consent(id)
+            .await
+            .map_err(GatewayError::store)?
+            .ok_or_else(|| GatewayError::new(Reason::ConsentNotFound, "no consent has that id"))?;
+        Ok(to_proto(&stored, self.gateway.clock.now_ms()))
+    }
+
+    async fn list(&self, request: Request<ListConsentsRequest>) -> Result<ListConsentsResponse, GatewayError> {
+        self.registrar(&request)?;
+        let req = request.into_inner();
+        let subject = SubjectId::parse(&req.subject_id).map_err(|e| {
+            GatewayError::invalid(Reason::SubjectIdInvalid, "subject_id", format!("subject_id {e}"))
+        })?;
+        let grantee = if req.grantee_agency.is_empty() {
+            None
+        } else {
+            Some(
+                OrgNumber::parse(&req.grantee_agency)
+                    .map_err(|e| {
+                        GatewayError::invalid(
+                            Reason::AgencyIdInvalid,
+                            "grantee_agency",
+                            format!("grantee_agency {e}"),
+                        )
+                    })?
+                    .to_string(),
+            )
+        };
+        let now_ms = self.gateway.clock.now_ms();
+        let consents = self
+            .gateway
+            .store
+            .consents_for(subject.as_str().to_owned(), grantee)
+            .await
+            .map_err(GatewayError::store)?;
+        Ok(ListConsentsResponse {
+            consents: consents.iter().map(|c| to_proto(c, now_ms)).collect(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl consents_server::Consents for ConsentsService {
+    async fn grant(&self, request: Request<GrantConsentRequest>) -> Result<Response<ConsentReceipt>, Status> {
+        Ok(Response::new(ConsentsService::grant(self, request).await?))
+    }
+
+    async fn revoke(&self, request: Request<RevokeConsentRequest>) -> Result<Response<ConsentReceipt>, Status> {
+        Ok(Response::new(ConsentsService::revoke(self, request).await?))
+    }
+
+    async fn get(&self, request: Request<GetConsentRequest>) -> Result<Response<Consent>, Status> {
+        Ok(Response::new(ConsentsService::get(self, request).await?))
+    }
+
+    async fn list(&self, request: Request<ListConsentsRequest>) -> Result<Response<ListConsentsResponse>, Status> {
+        Ok(Response::new(ConsentsService::list(self, request).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests;

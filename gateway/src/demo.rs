@@ -1,0 +1,499 @@
+//! `samverka demo`: a whole samverka network on one machine.
+//!
+//! It makes a development PKI and a SQLite store in a directory, writes
+//! `demo.toml` (a gateway configuration that also tells clients where
+//! everything is), starts the two reference adapters and the gateway on
+//! loopback ports chosen by the OS, and then acts out one exchange: the
+//! registrar records a person's consent, the guidance agency reads the
+//! person's records (allowed), and asks for someone who never consented
+//! (denied).
+//!
+//! [`Network`] is the set-up without the script; the end-to-end tests
+//! start it too, so that they test exactly what the demo runs.
+//!
+//! All people, agencies and records are synthetic.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use samverka_adapter::{Adapter, AdapterTls};
+use samverka_adapter_employment::Employment;
+use samverka_adapter_higher_education::HigherEducation;
+use samverka_certs::OrgNumber;
+use samverka_certs::dev::{DevPkiFiles, DevPkiSpec, write_dev_pki};
+use samverka_proto::records::v1::{GradingScale, Record, record::Payload};
+use samverka_proto::v1::consents_client::ConsentsClient;
+use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
+use samverka_proto::v1::{GetRecordsRequest, GrantConsentRequest, source_outcome};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+use crate::client::{AgencyTls, connect};
+use crate::config::Config;
+use crate::server::{Gateway, serve};
+use crate::time::{Clock, to_timestamp};
+
+/// The organisation operating the demo gateway.
+pub const GATEWAY_AGENCY: &str = "2021999012";
+/// The demo's ordinary agency: a study and career guidance service.
+pub const READER_AGENCY: &str = "2021999020";
+/// The demo's consent registrar: a citizen e-service.
+pub const REGISTRAR_AGENCY: &str = "2021999038";
+/// A known agency with no access rules at all.
+pub const OUTSIDER_AGENCY: &str = "2021999061";
+/// The demo person (synthetic), who has records in both registers.
+pub const DEMO_SUBJECT: &str = "199003142388";
+/// A second synthetic person, who never consents in the demo.
+pub const OTHER_SUBJECT: &str = "198511224571";
+/// The purpose of the demo read.
+pub const DEMO_PURPOSE: &str = "study_guidance";
+/// The record types of the demo read.
+pub const DEMO_RECORD_TYPES: [&str; 2] = ["education.course_result", "employment.period"];
+
+/// Why the demo failed.
+pub type DemoError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The agencies and adapters of the demo PKI.
+pub fn pki_spec() -> DevPkiSpec {
+    let org = |s: &str| OrgNumber::parse(s).expect("demo organisation numbers are valid");
+    DevPkiSpec {
+        gateway: org(GATEWAY_AGENCY),
+        agencies: vec![
+            ("reader".into(), org(READER_AGENCY)),
+            ("registrar".into(), org(REGISTRAR_AGENCY)),
+            ("outsider".into(), org(OUTSIDER_AGENCY)),
+        ],
+        adapters: vec![
+            ("higher-education".into(), org(samverka_adapter_higher_education::DEMO_AGENCY)),
+            ("employment".into(), org(samverka_adapter_employment::DEMO_AGENCY)),
+        ],
+    }
+}
+
+/// A running demo network: two adapters and a gateway on loopback.
+pub struct Network {
+    /// Where the PKI, store and `demo.toml` are.
+    pub dir: PathBuf,
+    /// `DIR/demo.toml`.
+    pub config_path: PathBuf,
+    /// The certificate files.
+    pub pki: DevPkiFiles,
+    /// The gateway's state (store, clock, config).
+    pub gateway: Arc<Gateway>,
+    /// Where the gateway listens.
+    pub gateway_address: SocketAddr,
+    /// Per adapter: name and address.
+    pub adapters: Vec<(String, SocketAddr)>,
+    stops: Vec<(String, oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("dir", &self.dir)
+            .field("gateway_address", &self.gateway_address)
+            .field("adapters", &self.adapters)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn loopback() -> Result<(TcpListener, SocketAddr), DemoError> {
+    let l = TcpListener::bind("127.0.0.1:0").await?;
+    let a = l.local_addr()?;
+    Ok((l, a))
+}
+
+fn spawn_adapter<A: Adapter>(
+    adapter: A,
+    listener: TcpListener,
+    tls: AdapterTls,
+    name: &str,
+) -> (oneshot::Sender<()>, JoinHandle<()>) {
+    let (tx, rx) = oneshot::channel::<()>();
+    let name = name.to_owned();
+    let task = tokio::spawn(async move {
+        let stop = async {
+            let _ = rx.await;
+        };
+        if let Err(e) = samverka_adapter::serve_with_listener(adapter, listener, tls, stop).await {
+            tracing::error!(adapter = %name, error = %e, "adapter stopped");
+        }
+    });
+    (tx, task)
+}
+
+impl Network {
+    /// Sets up everything in `dir` and starts it. The gateway reads
+    /// `DIR/demo.toml` exactly as `samverka serve --config` would.
+    pub async fn start(dir: &Path, clock: Clock) -> Result<Network, DemoError> {
+        let dir = std::path::absolute(dir)?;
+        let pki = write_dev_pki(&dir.join("certs"), &pki_spec())?;
+        let (gateway_listener, gateway_address) = loopback().await?;
+        let (he_listener, he_address) = loopback().await?;
+        let (emp_listener, emp_address) = loopback().await?;
+
+        let config_path = dir.join("demo.toml");
+        std::fs::write(&config_path, render_config(&dir, &pki, gateway_address, he_address, emp_address))?;
+        let config = Config::load(&config_path)?;
+
+        let adapter_tls = |name: &str| -> Result<AdapterTls, DemoError> {
+            let (_, cert, key) = pki
+                .adapters
+                .iter()
+                .find(|(n, _, _)| n == name)
+                .ok_or("adapter missing from the PKI")?;
+            Ok(AdapterTls::from_files(cert, key, &pki.ca_cert)?)
+        };
+        let mut stops = Vec::new();
+        let (tx, task) = spawn_adapter(
+            HigherEducation::demo(),
+            he_listener,
+            adapter_tls("higher-education")?,
+            "higher-education",
+        );
+        stops.push(("higher-education".to_owned(), tx, task));
+        let (tx, task) = spawn_adapter(Employment::demo(), emp_listener, adapter_tls("employment")?, "employment");
+        stops.push(("employment".to_owned(), tx, task));
+
+        let gateway = Gateway::new(config, clock)?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let gw = gateway.clone();
+        let task = tokio::spawn(async move {
+            let stop = async {
+                let _ = rx.await;
+            };
+            if let Err(e) = serve(gw, gateway_listener, stop).await {
+                tracing::error!(error = %e, "gateway stopped");
+            }
+        });
+        stops.push(("gateway".to_owned(), tx, task));
+
+        Ok(Network {
+            dir: dir.clone(),
+            config_path,
+            pki,
+            gateway,
+            gateway_address,
+            adapters: vec![
+                ("higher-education".into(), he_address),
+                ("employment".into(), emp_address),
+            ],
+            stops,
+        })
+    }
+
+    /// The TLS material of a demo agency: `reader`, `registrar` or
+    /// `outsider`.
+    pub fn agency_tls(&self, name: &str) -> Result<AgencyTls, DemoError> {
+        let (_, cert, key) = self
+            .pki
+            .agencies
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .ok_or_else(|| format!("no demo agency named {name}"))?;
+        Ok(AgencyTls::from_files(&self.pki.ca_cert, cert, key)?)
+    }
+
+    /// An mTLS channel to the gateway as the demo agency `name`.
+    pub async fn channel(&self, name: &str) -> Result<Channel, DemoError> {
+        Ok(connect(&self.gateway_address.to_string(), "localhost", &self.agency_tls(name)?).await?)
+    }
+
+    /// Stops one part (`higher-education`, `employment` or `gateway`) and
+    /// waits until it has stopped.
+    pub async fn stop(&mut self, name: &str) {
+        if let Some(i) = self.stops.iter().position(|(n, _, _)| n == name) {
+            let (_, tx, task) = self.stops.remove(i);
+            let _ = tx.send(());
+            let _ = task.await;
+        }
+    }
+
+    /// Stops everything.
+    pub async fn shutdown(mut self) {
+        for name in ["gateway", "higher-education", "employment"] {
+            self.stop(name).await;
+        }
+    }
+}
+
+fn render_config(
+    dir: &Path,
+    pki: &DevPkiFiles,
+    gateway: SocketAddr,
+    higher_education: SocketAddr,
+    employment: SocketAddr,
+) -> String {
+    let p = |p: &Path| toml::Value::String(p.display().to_string()).to_string();
+    let agency = |name: &str| {
+        pki.agencies
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, c, k)| (p(c), p(k)))
+            .unwrap_or_default()
+    };
+    let (reader_cert, reader_key) = agency("reader");
+    let (registrar_cert, registrar_key) = agency("registrar");
+    let he_types = samverka_adapter_higher_education::RECORD_TYPES;
+    let emp_types = samverka_adapter_employment::RECORD_TYPES;
+    let list = |t: &[&str]| format!("{t:?}");
+    format!(
+        r#"# samverka demo configuration, written by `samverka demo`.
+# The gateway reads it as its configuration (`samverka serve --config` takes
+# it too); [agency], [registrar] and [subject] tell clients what to use.
+# Every person and organisation in it is synthetic.
+
+[gateway]
+address = "{gateway}"
+org_number = "{GATEWAY_AGENCY}"
+ca_cert = {ca}
+cert = {gw_cert}
+key = {gw_key}
+client_cert = {gwc_cert}
+client_key = {gwc_key}
+store = {store}
+
+[agency]            # an ordinary agency that reads records
+org_number = "{READER_AGENCY}"
+cert = {reader_cert}
+key = {reader_key}
+
+[registrar]         # the consent registrar agency
+org_number = "{REGISTRAR_AGENCY}"
+cert = {registrar_cert}
+key = {registrar_key}
+
+[subject]           # the demo person; [agency] holds an active consent for them
+id = "{DEMO_SUBJECT}"
+purpose = "{DEMO_PURPOSE}"
+record_types = {demo_types}
+
+[[agencies]]
+org_number = "{READER_AGENCY}"
+name = "Study and career guidance service (demo)"
+
+[[agencies]]
+org_number = "{REGISTRAR_AGENCY}"
+name = "Citizen e-service (demo consent registrar)"
+registrar = true
+
+[[agencies]]
+org_number = "{OUTSIDER_AGENCY}"
+name = "Agency without access rules (demo)"
+
+[[purposes]]
+code = "study_guidance"
+description = "Study and career guidance"
+record_types = ["education.course_result", "education.degree", "employment.period"]
+
+[[purposes]]
+code = "job_matching"
+description = "Job matching by the public employment service"
+record_types = ["employment.period", "competence.validated"]
+
+[[purposes]]
+code = "admission"
+description = "Admission to education"
+record_types = ["education.course_result", "education.degree", "education.upper_secondary_grade", "education.vocational_diploma"]
+
+[[access_rules]]
+agency = "{READER_AGENCY}"
+purposes = ["study_guidance"]
+record_types = ["education.course_result", "education.degree", "employment.period"]
+
+[[access_rules]]
+agency = "{READER_AGENCY}"
+purposes = ["job_matching"]
+record_types = ["employment.period"]
+
+[[adapters]]
+name = "higher-education"
+address = "{higher_education}"
+org_number = "{he_org}"
+record_types = {he_types}
+
+[[adapters]]
+name = "employment"
+address = "{employment}"
+org_number = "{emp_org}"
+record_types = {emp_types}
+"#,
+        ca = p(&pki.ca_cert),
+        gw_cert = p(&pki.gateway.0),
+        gw_key = p(&pki.gateway.1),
+        gwc_cert = p(&pki.gateway_client.0),
+        gwc_key = p(&pki.gateway_client.1),
+        store = p(&dir.join("samverka.db")),
+        demo_types = list(&DEMO_RECORD_TYPES),
+        he_org = samverka_adapter_higher_education::DEMO_AGENCY,
+        emp_org = samverka_adapter_employment::DEMO_AGENCY,
+        he_types = list(&he_types),
+        emp_types = list(&emp_types),
+    )
+}
+
+/// One line about a record, for people.
+pub fn describe_record(r: &Record) -> String {
+    let what = match &r.payload {
+        Some(Payload::CourseResult(c)) => {
+            let scale = GradingScale::try_from(c.grading_scale).unwrap_or(GradingScale::Unspecified);
+            let scale = match scale {
+                GradingScale::UGVg => "U/G/VG",
+                GradingScale::U345 => "U/3/4/5",
+                GradingScale::Ects => "ECTS",
+                GradingScale::AF => "A-F",
+                GradingScale::Unspecified => "?",
+            };
+            format!(
+                "{} {} ({}), {} hp, grade {} on {scale}, {}",
+                c.course_code, c.course_name, c.course_name_en, c.credits, c.grade, c.examination_date
+            )
+        }
+        Some(Payload::Degree(d)) => format!("{}, {} hp, EQF {}, {}", d.title, d.credits, d.eqf_level, d.award_date),
+        Some(Payload::EmploymentPeriod(e)) => format!(
+            "{} ({}), SSYK {} {}, {}%, {} to {}",
+            e.employer_name,
+            e.employer_org_number,
+            e.ssyk_code,
+            e.occupation_title,
+            e.extent_percent,
+            e.start_date,
+            if e.end_date.is_empty() { "now" } else { &e.end_date }
+        ),
+        Some(other) => format!("{other:?}"),
+        None => "(no payload)".to_owned(),
+    };
+    format!("[source {}] {:<24} {what}", r.source_agency, r.record_type)
+}
+
+/// Options of `samverka demo`.
+#[derive(Debug, Clone, Default)]
+pub struct DemoOptions {
+    /// Keep running until Ctrl-C or SIGTERM.
+    pub serve: bool,
+    /// Where to set up; a temporary directory (removed at the end) if
+    /// `None`.
+    pub dir: Option<PathBuf>,
+}
+
+/// Runs the demo and prints what happens.
+pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
+    let temp;
+    let dir = match &options.dir {
+        Some(d) => d.clone(),
+        None => {
+            temp = tempfile::Builder::new().prefix("samverka-demo-").tempdir()?;
+            temp.path().to_owned()
+        }
+    };
+    let network = Network::start(&dir, Clock::system()).await?;
+    println!("samverka demo: development PKI, SQLite store and demo.toml in {}", network.dir.display());
+    println!("  gateway           {} (gRPC, mutual TLS)", network.gateway_address);
+    for (route, (_, addr)) in network.gateway.config.adapters.iter().zip(&network.adapters) {
+        println!(
+            "  {:<17} {addr} (agency {}: {})",
+            route.name,
+            route.org_number,
+            route.record_types.join(", ")
+        );
+    }
+    let outcome = script(&network).await;
+    if outcome.is_ok() && options.serve {
+        println!();
+        println!("Serving until Ctrl-C or SIGTERM. Connection details: {}", network.config_path.display());
+        samverka_adapter::shutdown_signal().await;
+    }
+    network.shutdown().await;
+    outcome
+}
+
+async fn script(network: &Network) -> Result<(), DemoError> {
+    let types: Vec<String> = DEMO_RECORD_TYPES.iter().map(|t| t.to_string()).collect();
+
+    println!();
+    println!("1. The registrar ({REGISTRAR_AGENCY}) records the person's consent:");
+    let mut consents = ConsentsClient::new(network.channel("registrar").await?);
+    let now = network.gateway.clock.now_ms();
+    let receipt = consents
+        .grant(GrantConsentRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            grantee_agency: READER_AGENCY.into(),
+            record_types: types.clone(),
+            purpose: DEMO_PURPOSE.into(),
+            source_agencies: vec![],
+            valid_from: None,
+            valid_until: Some(to_timestamp(now + 365 * 24 * 3600 * 1000)),
+            evidence_ref: "demo-e-service-session-1".into(),
+            // The same request id on every run: a second `demo --dir` run
+            // finds the consent it recorded before instead of adding one.
+            request_id: "demo-consent-1".into(),
+        })
+        .await?
+        .into_inner();
+    let consent = receipt.consent.ok_or("receipt without consent")?;
+    println!(
+        "   consent {}: agency {} may read {} for purpose {}, for a year",
+        consent.consent_id,
+        consent.grantee_agency,
+        consent.record_types.join(", "),
+        consent.purpose
+    );
+
+    println!();
+    println!("2. The guidance agency ({READER_AGENCY}) reads the person's records:");
+    let mut exchange = RecordExchangeClient::new(network.channel("reader").await?);
+    let answer = exchange
+        .get_records(GetRecordsRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            record_types: types.clone(),
+            purpose: DEMO_PURPOSE.into(),
+            source_agencies: vec![],
+        })
+        .await?
+        .into_inner();
+    for r in &answer.records {
+        println!("   {}", describe_record(r));
+    }
+    for o in &answer.outcomes {
+        let status = source_outcome::Status::try_from(o.status).unwrap_or(source_outcome::Status::Unspecified);
+        println!(
+            "   source {} ({}): {}, {} records",
+            o.source_name,
+            o.source_agency,
+            status.as_str_name(),
+            o.record_count
+        );
+    }
+    println!("   audit entry {}", answer.audit_id);
+
+    println!();
+    println!("3. The same agency asks for a person ({OTHER_SUBJECT}) who never consented:");
+    let denied = exchange
+        .get_records(GetRecordsRequest {
+            subject_id: OTHER_SUBJECT.into(),
+            record_types: types,
+            purpose: DEMO_PURPOSE.into(),
+            source_agencies: vec![],
+        })
+        .await;
+    match denied {
+        Ok(_) => return Err("the read without consent was allowed".into()),
+        Err(status) => {
+            let info = status.get_details_error_info();
+            println!(
+                "   refused: {:?} {} \"{}\" (audit entry {})",
+                status.code(),
+                info.as_ref().map(|i| i.reason.as_str()).unwrap_or("?"),
+                status.message(),
+                info.as_ref()
+                    .and_then(|i| i.metadata.get("audit_id").cloned())
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}

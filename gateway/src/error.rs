@@ -1,0 +1,247 @@
+//! Every way a request can fail, and the one function that turns a failure
+//! into a gRPC status.
+//!
+//! Each failure has a stable, machine-readable [`Reason`] that agency
+//! systems and auditors key on; it travels in a `google.rpc.ErrorInfo`
+//! detail with domain `samverka`. The status message is short and never
+//! carries internal details (file paths, SQL, adapter errors): those go to
+//! the log.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The ErrorInfo domain of every samverka error.
+pub const ERROR_DOMAIN: &str = "samverka";
+
+/// A stable reason for a refusal. The string forms are part of the public
+/// contract: never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// No usable samverka identity in the client certificate.
+    IdentityMissing,
+    /// The caller's role or permission does not allow this method.
+    RoleRequired,
+    /// No access rule lets the caller read these record types for this
+    /// purpose.
+    AccessRuleMissing,
+    /// The person holds no consent covering this read.
+    ConsentMissing,
+    /// The consent that would cover this read was revoked.
+    ConsentRevoked,
+    /// The consent that would cover this read has expired (or has not
+    /// started yet).
+    ConsentExpired,
+    /// The person consented, but for another purpose.
+    PurposeMismatch,
+    /// The subject id is not a valid personal identity or coordination
+    /// number.
+    SubjectIdInvalid,
+    /// A record type is not known to this gateway.
+    RecordTypeUnknown,
+    /// A purpose code is not known to this gateway.
+    PurposeUnknown,
+    /// An organisation number is malformed.
+    AgencyIdInvalid,
+    /// An organisation number is valid but not known to this gateway.
+    AgencyUnknown,
+    /// A record type is outside what the consent's purpose may cover.
+    RecordTypeNotCovered,
+    /// A consent's validity period is impossible.
+    ValidityInvalid,
+    /// A required field is empty.
+    FieldMissing,
+    /// No consent has that id.
+    ConsentNotFound,
+    /// The consent was already revoked.
+    ConsentAlreadyRevoked,
+    /// The consent or audit store cannot be reached: fail closed.
+    StoreUnavailable,
+    /// A defect inside the gateway.
+    Internal,
+}
+
+impl Reason {
+    /// The stable string clients key on.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::IdentityMissing => "IDENTITY_MISSING",
+            Reason::RoleRequired => "ROLE_REQUIRED",
+            Reason::AccessRuleMissing => "ACCESS_RULE_MISSING",
+            Reason::ConsentMissing => "CONSENT_MISSING",
+            Reason::ConsentRevoked => "CONSENT_REVOKED",
+            Reason::ConsentExpired => "CONSENT_EXPIRED",
+            Reason::PurposeMismatch => "PURPOSE_MISMATCH",
+            Reason::SubjectIdInvalid => "SUBJECT_ID_INVALID",
+            Reason::RecordTypeUnknown => "RECORD_TYPE_UNKNOWN",
+            Reason::PurposeUnknown => "PURPOSE_UNKNOWN",
+            Reason::AgencyIdInvalid => "AGENCY_ID_INVALID",
+            Reason::AgencyUnknown => "AGENCY_UNKNOWN",
+            Reason::RecordTypeNotCovered => "RECORD_TYPE_NOT_COVERED",
+            Reason::ValidityInvalid => "VALIDITY_INVALID",
+            Reason::FieldMissing => "FIELD_MISSING",
+            Reason::ConsentNotFound => "CONSENT_NOT_FOUND",
+            Reason::ConsentAlreadyRevoked => "CONSENT_ALREADY_REVOKED",
+            Reason::StoreUnavailable => "STORE_UNAVAILABLE",
+            Reason::Internal => "INTERNAL",
+        }
+    }
+
+    /// The gRPC code this reason is answered with.
+    pub fn code(self) -> Code {
+        match self {
+            Reason::IdentityMissing => Code::Unauthenticated,
+            Reason::RoleRequired
+            | Reason::AccessRuleMissing
+            | Reason::ConsentMissing
+            | Reason::ConsentRevoked
+            | Reason::ConsentExpired
+            | Reason::PurposeMismatch => Code::PermissionDenied,
+            Reason::SubjectIdInvalid
+            | Reason::RecordTypeUnknown
+            | Reason::PurposeUnknown
+            | Reason::AgencyIdInvalid
+            | Reason::AgencyUnknown
+            | Reason::RecordTypeNotCovered
+            | Reason::ValidityInvalid
+            | Reason::FieldMissing => Code::InvalidArgument,
+            Reason::ConsentNotFound => Code::NotFound,
+            Reason::ConsentAlreadyRevoked => Code::FailedPrecondition,
+            Reason::StoreUnavailable => Code::Unavailable,
+            Reason::Internal => Code::Internal,
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refused or failed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayError {
+    /// The stable reason.
+    pub reason: Reason,
+    /// What the caller is told: short, no internals.
+    pub message: String,
+    /// For INVALID_ARGUMENT: the offending field, as a path into the
+    /// request (`subject_id`, `record_types[1]`).
+    pub field: Option<String>,
+    /// What only the log gets.
+    pub detail: Option<String>,
+    /// The audit entry that recorded this refusal, if any.
+    pub audit_id: Option<String>,
+}
+
+impl GatewayError {
+    /// A refusal with a message for the caller.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        GatewayError {
+            reason,
+            message: message.into(),
+            field: None,
+            detail: None,
+            audit_id: None,
+        }
+    }
+
+    /// An invalid field of the request.
+    pub fn invalid(reason: Reason, field: impl Into<String>, message: impl Into<String>) -> Self {
+        GatewayError {
+            field: Some(field.into()),
+            ..Self::new(reason, message)
+        }
+    }
+
+    /// The store failed; `detail` goes to the log only.
+    pub fn store(detail: impl std::fmt::Display) -> Self {
+        GatewayError {
+            detail: Some(detail.to_string()),
+            ..Self::new(Reason::StoreUnavailable, "the consent and audit store is unavailable")
+        }
+    }
+
+    /// A defect; `detail` goes to the log only.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        GatewayError {
+            detail: Some(detail.to_string()),
+            ..Self::new(Reason::Internal, "internal error")
+        }
+    }
+
+    /// The same error, naming the audit entry that recorded it.
+    pub fn with_audit_id(mut self, audit_id: String) -> Self {
+        self.audit_id = Some(audit_id);
+        self
+    }
+}
+
+impl std::fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.reason, self.message)?;
+        if let Some(d) = &self.detail {
+            write!(f, " ({d})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for GatewayError {}
+
+/// The one place an error becomes a gRPC status.
+pub fn to_status(err: &GatewayError) -> Status {
+    if let Some(detail) = &err.detail {
+        match err.reason {
+            Reason::Internal | Reason::StoreUnavailable => {
+                tracing::error!(reason = %err.reason, %detail, "request failed")
+            }
+            _ => tracing::info!(reason = %err.reason, %detail, "request refused"),
+        }
+    }
+    let mut metadata = HashMap::new();
+    if let Some(id) = &err.audit_id {
+        metadata.insert("audit_id".to_owned(), id.clone());
+    }
+    let mut details = ErrorDetails::new();
+    details.set_error_info(err.reason.as_str(), ERROR_DOMAIN, metadata);
+    if let Some(field) = &err.field {
+        details.add_bad_request_violation(field.clone(), err.message.clone());
+    }
+    Status::with_error_details(err.reason.code(), err.message.clone(), details)
+}
+
+impl From<GatewayError> for Status {
+    fn from(err: GatewayError) -> Status {
+        to_status(&err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_carries_reason_domain_and_field() {
+        let err = GatewayError::invalid(Reason::SubjectIdInvalid, "subject_id", "bad check digit")
+            .with_audit_id("a-1".into());
+        let status = to_status(&err);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "bad check digit");
+        let info = status.get_details_error_info().unwrap();
+        assert_eq!(info.reason, "SUBJECT_ID_INVALID");
+        assert_eq!(info.domain, "samverka");
+        assert_eq!(info.metadata.get("audit_id").map(String::as_str), Some("a-1"));
+        let bad = status.get_details_bad_request().unwrap();
+        assert_eq!(bad.field_violations[0].field, "subject_id");
+    }
+
+    #[test]
+    fn internals_stay_out_of_the_message() {
+        let status = to_status(&GatewayError::store("disk I/O error at /var/lib/samverka.db"));
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(!status.message().contains("/var/lib"));
+    }
+}

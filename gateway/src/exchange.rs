@@ -1,0 +1,256 @@
+//! The `samverka.v1.RecordExchange` service: the steps of the other
+//! modules, in the order written in the crate docs, for one read.
+//!
+//! Deadlines: the caller's `grpc-timeout` (or the configured default when it
+//! sets none), cut to the configured maximum. Adapters get that budget less
+//! a reserve for the audit commit and the answer, so that a slow source
+//! yields its own `DEADLINE_EXCEEDED` outcome while the others' records
+//! still reach the caller in time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use samverka_certs::{OrgNumber, SubjectId};
+use samverka_proto::v1::{
+    GetRecordsRequest, GetRecordsResponse, ListSourcesRequest, ListSourcesResponse, record_exchange_server,
+    source_outcome,
+};
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status};
+
+use crate::error::{GatewayError, Reason};
+use crate::identity::Caller;
+use crate::routing::FetchQuery;
+use crate::{Gateway, access, audit, consent, identity};
+
+/// The most record types one read may ask for.
+pub const MAX_RECORD_TYPES: usize = 32;
+
+/// The `samverka.v1.RecordExchange` service.
+#[derive(Debug, Clone)]
+pub struct RecordExchangeService {
+    gateway: Arc<Gateway>,
+}
+
+/// The caller's deadline from the `grpc-timeout` header, if it set one.
+pub fn caller_timeout(metadata: &MetadataMap) -> Option<Duration> {
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    if value.is_empty() || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// The time adapters get out of a request's whole budget: a tenth is kept
+/// back (between 5 and 200 ms) for the audit commit and the answer.
+pub fn adapter_deadline(budget: Duration) -> Duration {
+    let reserve = (budget / 10).clamp(Duration::from_millis(5), Duration::from_millis(200));
+    budget.saturating_sub(reserve)
+}
+
+/// A read that passed every check, with what the sources answered.
+struct Allowed {
+    consent_id: String,
+    result: crate::routing::FetchResult,
+}
+
+impl RecordExchangeService {
+    /// The service over the gateway's state.
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        RecordExchangeService { gateway }
+    }
+
+    async fn get_records(&self, request: Request<GetRecordsRequest>) -> Result<GetRecordsResponse, GatewayError> {
+        let gw = &self.gateway;
+        let budget = caller_timeout(request.metadata())
+            .unwrap_or(gw.config.gateway.default_deadline)
+            .min(gw.config.gateway.max_deadline);
+        let caller = identity::caller(&request);
+        let req = request.into_inner();
+
+        let mut entry = audit::entry("RecordExchange/GetRecords", gw.clock.now_ms());
+        entry.caller = caller.as_ref().map(|c| c.agency.to_string()).unwrap_or_default();
+        entry.subject_id = audit::sanitize(&req.subject_id);
+        entry.record_types = req.record_types.iter().take(MAX_RECORD_TYPES).map(|t| audit::sanitize(t)).collect();
+        entry.purpose = audit::sanitize(&req.purpose);
+
+        let decision = match caller {
+            Ok(caller) => self.check_and_fetch(&caller, &req, &entry.audit_id, budget).await,
+            Err(e) => Err(e),
+        };
+        let audit_id = entry.audit_id.clone();
+        match decision {
+            Ok(allowed) => {
+                entry.decision = audit::ALLOWED.to_owned();
+                entry.consent_id = allowed.consent_id.clone();
+                entry.sources = allowed
+                    .result
+                    .outcomes
+                    .iter()
+                    .map(|o| {
+                        let status = source_outcome::Status::try_from(o.status)
+                            .unwrap_or(source_outcome::Status::Unspecified);
+                        format!("{}={}", o.source_agency, status.as_str_name())
+                    })
+                    .collect();
+                audit::commit(&gw.store, entry).await.map_err(GatewayError::store)?;
+                Ok(GetRecordsResponse {
+                    records: allowed.result.records,
+                    outcomes: allowed.result.outcomes,
+                    audit_id,
+                    consent_id: allowed.consent_id,
+                })
+            }
+            Err(denial) => {
+                entry.reason = denial.reason.as_str().to_owned();
+                audit::commit(&gw.store, entry).await.map_err(GatewayError::store)?;
+                Err(denial.with_audit_id(audit_id))
+            }
+        }
+    }
+
+    /// Validation, access rule, consent, fan-out.
+    async fn check_and_fetch(
+        &self,
+        caller: &Caller,
+        req: &GetRecordsRequest,
+        audit_id: &str,
+        budget: Duration,
+    ) -> Result<Allowed, GatewayError> {
+        let gw = &self.gateway;
+        let subject = SubjectId::parse(&req.subject_id).map_err(|e| {
+            GatewayError::invalid(Reason::SubjectIdInvalid, "subject_id", format!("subject_id {e}"))
+        })?;
+        if req.record_types.is_empty() {
+            return Err(GatewayError::invalid(
+                Reason::FieldMissing,
+                "record_types",
+                "at least one record type is required",
+            ));
+        }
+        if req.record_types.len() > MAX_RECORD_TYPES {
+            return Err(GatewayError::invalid(
+                Reason::RecordTypeUnknown,
+                "record_types",
+                format!("at most {MAX_RECORD_TYPES} record types per request"),
+            ));
+        }
+        for (i, t) in req.record_types.iter().enumerate() {
+            if !gw.config.knows_record_type(t) {
+                return Err(GatewayError::invalid(
+                    Reason::RecordTypeUnknown,
+                    format!("record_types[{i}]"),
+                    format!("record type {:?} is not known to this gateway", audit::sanitize(t)),
+                ));
+            }
+        }
+        if gw.config.purpose(&req.purpose).is_none() {
+            return Err(GatewayError::invalid(
+                Reason::PurposeUnknown,
+                "purpose",
+                "purpose is not a known purpose code",
+            ));
+        }
+        for (i, s) in req.source_agencies.iter().enumerate() {
+            let field = format!("source_agencies[{i}]");
+            OrgNumber::parse(s).map_err(|e| {
+                GatewayError::invalid(Reason::AgencyIdInvalid, field.clone(), format!("source agency {e}"))
+            })?;
+            if !gw.router.has_source(s) {
+                return Err(GatewayError::invalid(
+                    Reason::AgencyUnknown,
+                    field,
+                    "no source agency with that number is connected to this gateway",
+                ));
+            }
+        }
+        let mut record_types = req.record_types.clone();
+        record_types.sort();
+        record_types.dedup();
+
+        let _access = access::check(&gw.config.access_rules, &caller.agency, &req.purpose, &record_types)?;
+
+        let consents = gw
+            .store
+            .consents_for(subject.as_str().to_owned(), Some(caller.agency.to_string()))
+            .await
+            .map_err(GatewayError::store)?;
+        let permit = consent::decide(
+            &consents,
+            &req.purpose,
+            &record_types,
+            &req.source_agencies,
+            gw.clock.now_ms(),
+        )?;
+
+        let plan = gw.router.plan(&record_types, &req.source_agencies, &permit);
+        let query = FetchQuery {
+            subject_id: subject.as_str().to_owned(),
+            purpose: req.purpose.clone(),
+            requesting_agency: caller.agency.to_string(),
+            audit_ref: audit_id.to_owned(),
+        };
+        let result = gw.router.fetch(plan, &query, &permit, adapter_deadline(budget)).await;
+        Ok(Allowed {
+            consent_id: permit.consent_id().to_owned(),
+            result,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl record_exchange_server::RecordExchange for RecordExchangeService {
+    async fn get_records(&self, request: Request<GetRecordsRequest>) -> Result<Response<GetRecordsResponse>, Status> {
+        Ok(Response::new(RecordExchangeService::get_records(self, request).await?))
+    }
+
+    async fn list_sources(&self, request: Request<ListSourcesRequest>) -> Result<Response<ListSourcesResponse>, Status> {
+        identity::caller(&request)?;
+        let sources = self.gateway.router.describe_all(Duration::from_secs(2)).await;
+        Ok(Response::new(ListSourcesResponse { sources }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_header_is_understood() {
+        let mut md = MetadataMap::new();
+        assert_eq!(caller_timeout(&md), None);
+        for (v, d) in [
+            ("250m", Duration::from_millis(250)),
+            ("3S", Duration::from_secs(3)),
+            ("2M", Duration::from_secs(120)),
+            ("1H", Duration::from_secs(3600)),
+            ("1500u", Duration::from_micros(1500)),
+            ("99n", Duration::from_nanos(99)),
+        ] {
+            md.insert("grpc-timeout", v.parse().unwrap());
+            assert_eq!(caller_timeout(&md), Some(d), "{v}");
+        }
+        for bad in ["", "m", "12", "1x", "1234567890S", "-1S"] {
+            md.insert("grpc-timeout", bad.parse().unwrap());
+            assert_eq!(caller_timeout(&md), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn adapters_get_most_of_the_budget() {
+        assert_eq!(adapter_deadline(Duration::from_secs(5)), Duration::from_millis(4800));
+        assert_eq!(adapter_deadline(Duration::from_millis(500)), Duration::from_millis(450));
+        assert_eq!(adapter_deadline(Duration::from_millis(20)), Duration::from_millis(15));
+        assert_eq!(adapter_deadline(Duration::from_millis(3)), Duration::ZERO);
+    }
+}

@@ -1,0 +1,248 @@
+//! Step 5 of a request: fan out to the adapters that hold the requested
+//! record types, in parallel, within the caller's deadline.
+//!
+//! The routing table is the `[[adapters]]` section of the configuration:
+//! each adapter serves one agency's register and some record types. The
+//! gateway calls adapters over mutual TLS with its own client certificate
+//! and checks each adapter's server certificate against the trust bundle.
+//! Channels connect lazily and reconnect by themselves, so an adapter that
+//! is down at start is used as soon as it comes up.
+//!
+//! One source failing never fails the request: each source gets a
+//! `SourceOutcome` (`OK`, `UNAVAILABLE`, `DEADLINE_EXCEEDED`,
+//! `SOURCE_ERROR`, or `INVALID_RESPONSE` when it returned records of
+//! another person or of a type not asked for; those records are dropped).
+//! Every record that passes names the source agency from the routing table,
+//! whatever the adapter wrote.
+
+use std::time::Duration;
+
+use samverka_proto::adapter::v1::adapter_client::AdapterClient;
+use samverka_proto::adapter::v1::{DescribeRequest, FetchRecordsRequest};
+use samverka_proto::records::v1::Record;
+use samverka_proto::v1::{Source, SourceOutcome, source_outcome};
+use tokio::task::JoinSet;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::{Code, Request};
+
+use crate::config::AdapterRoute;
+use crate::consent::ConsentPermit;
+
+/// The adapters and a channel to each.
+#[derive(Debug, Clone)]
+pub struct Router {
+    sources: Vec<(AdapterRoute, AdapterClient<Channel>)>,
+}
+
+/// What one source is asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePlan {
+    index: usize,
+    record_types: Vec<String>,
+}
+
+/// The question put to every source of a plan.
+#[derive(Debug, Clone)]
+pub struct FetchQuery {
+    /// The person.
+    pub subject_id: String,
+    /// The purpose of the read.
+    pub purpose: String,
+    /// The calling agency.
+    pub requesting_agency: String,
+    /// The audit entry of the read, for the register's own log.
+    pub audit_ref: String,
+}
+
+/// Every source's records and outcome.
+#[derive(Debug, Default)]
+pub struct FetchResult {
+    /// The records that passed the checks.
+    pub records: Vec<Record>,
+    /// One outcome per source asked, in routing-table order.
+    pub outcomes: Vec<SourceOutcome>,
+}
+
+impl Router {
+    /// Channels to every adapter in `routes`, made with `tls` (the gateway's
+    /// client identity and the trust bundle).
+    pub fn new(routes: &[AdapterRoute], tls: &ClientTlsConfig) -> Result<Router, tonic::transport::Error> {
+        let sources = routes
+            .iter()
+            .map(|route| {
+                let channel = Endpoint::from_shared(format!("https://{}", route.address))?
+                    .tls_config(tls.clone().domain_name(route.server_name.clone()))?
+                    .connect_timeout(Duration::from_secs(2))
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                Ok((route.clone(), AdapterClient::new(channel)))
+            })
+            .collect::<Result<_, tonic::transport::Error>>()?;
+        Ok(Router { sources })
+    }
+
+    /// Whether some adapter serves `agency`.
+    pub fn has_source(&self, agency: &str) -> bool {
+        self.sources.iter().any(|(r, _)| r.org_number.as_str() == agency)
+    }
+
+    /// The sources to ask: those holding any of `record_types`, narrowed to
+    /// `requested` and to the consent's sources when either is non-empty.
+    pub fn plan(&self, record_types: &[String], requested: &[String], permit: &ConsentPermit) -> Vec<SourcePlan> {
+        self.sources
+            .iter()
+            .enumerate()
+            .filter(|(_, (route, _))| {
+                let org = route.org_number.as_str();
+                (requested.is_empty() || requested.iter().any(|s| s == org))
+                    && (permit.source_agencies().is_empty()
+                        || permit.source_agencies().iter().any(|s| s == org))
+            })
+            .filter_map(|(index, (route, _))| {
+                let record_types: Vec<String> = record_types
+                    .iter()
+                    .filter(|t| route.record_types.contains(t))
+                    .cloned()
+                    .collect();
+                (!record_types.is_empty()).then_some(SourcePlan { index, record_types })
+            })
+            .collect()
+    }
+
+    /// Asks every source of `plan` at once; each gets `deadline`.
+    pub async fn fetch(
+        &self,
+        plan: Vec<SourcePlan>,
+        query: &FetchQuery,
+        permit: &ConsentPermit,
+        deadline: Duration,
+    ) -> FetchResult {
+        let mut tasks = JoinSet::new();
+        for SourcePlan { index, record_types } in plan {
+            let (route, client) = &self.sources[index];
+            let mut client = client.clone();
+            let route = route.clone();
+            let mut request = Request::new(FetchRecordsRequest {
+                subject_id: query.subject_id.clone(),
+                record_types: record_types.clone(),
+                purpose: query.purpose.clone(),
+                consent_id: permit.consent_id().to_owned(),
+                requesting_agency: query.requesting_agency.clone(),
+                audit_ref: query.audit_ref.clone(),
+            });
+            request.set_timeout(deadline);
+            let subject = query.subject_id.clone();
+            tasks.spawn(async move {
+                let answer = tokio::time::timeout(deadline, client.fetch_records(request)).await;
+                let (records, outcome) = judge(&route, &subject, &record_types, answer);
+                (index, records, outcome)
+            });
+        }
+        let mut answers = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(answer) => answers.push(answer),
+                // A panic in one source's task is a defect; the other
+                // sources still answer, and that source's outcome is lost
+                // from the response (the log has it).
+                Err(e) => tracing::error!(error = %e, "source task failed"),
+            }
+        }
+        answers.sort_by_key(|(index, _, _)| *index);
+        let mut result = FetchResult::default();
+        for (_, records, outcome) in answers {
+            result.records.extend(records);
+            result.outcomes.push(outcome);
+        }
+        result
+    }
+
+    /// Every source, with what its adapter says about itself when it
+    /// answers `Describe` within `timeout`.
+    pub async fn describe_all(&self, timeout: Duration) -> Vec<Source> {
+        let mut tasks = JoinSet::new();
+        for (index, (route, client)) in self.sources.iter().enumerate() {
+            let mut client = client.clone();
+            let route = route.clone();
+            tasks.spawn(async move {
+                let mut request = Request::new(DescribeRequest {});
+                request.set_timeout(timeout);
+                let answer = tokio::time::timeout(timeout, client.describe(request)).await;
+                let description = match answer {
+                    Ok(Ok(d)) => Some(d.into_inner()),
+                    Ok(Err(status)) => {
+                        tracing::warn!(source = %route.name, code = ?status.code(), "describe failed");
+                        None
+                    }
+                    Err(_) => None,
+                };
+                let source = Source {
+                    agency_id: route.org_number.to_string(),
+                    name: route.name.clone(),
+                    record_types: route.record_types.clone(),
+                    reachable: description.is_some(),
+                    description: description.map(|d| d.name).unwrap_or_default(),
+                };
+                (index, source)
+            });
+        }
+        let mut sources: Vec<(usize, Source)> = tasks.join_all().await;
+        sources.sort_by_key(|(i, _)| *i);
+        sources.into_iter().map(|(_, s)| s).collect()
+    }
+}
+
+type Answer = Result<
+    Result<tonic::Response<samverka_proto::adapter::v1::FetchRecordsResponse>, tonic::Status>,
+    tokio::time::error::Elapsed,
+>;
+
+/// Turns one source's answer into the records to pass on and its outcome.
+fn judge(route: &AdapterRoute, subject: &str, asked: &[String], answer: Answer) -> (Vec<Record>, SourceOutcome) {
+    use source_outcome::Status;
+    let outcome = |status: Status, count: usize, message: &str| SourceOutcome {
+        source_agency: route.org_number.to_string(),
+        source_name: route.name.clone(),
+        status: status as i32,
+        record_count: count as u32,
+        message: message.to_owned(),
+    };
+    match answer {
+        Err(_) => (Vec::new(), outcome(Status::DeadlineExceeded, 0, "the source did not answer in time")),
+        Ok(Err(status)) => {
+            tracing::warn!(source = %route.name, code = ?status.code(), message = %status.message(), "source failed");
+            let (s, m) = match status.code() {
+                Code::DeadlineExceeded | Code::Cancelled => {
+                    (Status::DeadlineExceeded, "the source did not answer in time")
+                }
+                Code::Unavailable | Code::Unknown => (Status::Unavailable, "the source is unavailable"),
+                _ => (Status::SourceError, "the source reported an error"),
+            };
+            (Vec::new(), outcome(s, 0, m))
+        }
+        Ok(Ok(response)) => {
+            let received = response.into_inner().records;
+            let total = received.len();
+            let records: Vec<Record> = received
+                .into_iter()
+                .filter(|r| r.subject_id == subject && asked.contains(&r.record_type) && r.payload.is_some())
+                .map(|mut r| {
+                    r.source_agency = route.org_number.to_string();
+                    r
+                })
+                .collect();
+            if records.len() == total {
+                let n = records.len();
+                (records, outcome(Status::Ok, n, ""))
+            } else {
+                tracing::error!(
+                    source = %route.name,
+                    dropped = total - records.len(),
+                    "source returned records of another person or type; dropped"
+                );
+                let n = records.len();
+                (records, outcome(Status::InvalidResponse, n, "the source returned records that were not asked for; they were dropped"))
+            }
+        }
+    }
+}

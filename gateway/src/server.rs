@@ -1,0 +1,126 @@
+//! Builds the gateway from its configuration and serves it.
+//!
+//! The gRPC port requires a client certificate that chains to the
+//! configured CA (tonic's rustls acceptor with the aws-lc-rs provider); a
+//! client without one, or with one from another CA, fails the handshake
+//! before any service code runs. Both services share one [`Gateway`].
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use samverka_proto::v1::consents_server::ConsentsServer;
+use samverka_proto::v1::record_exchange_server::RecordExchangeServer;
+use tokio::net::TcpListener;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTlsConfig};
+
+use crate::config::{Config, ConfigError};
+use crate::consent::ConsentsService;
+use crate::exchange::RecordExchangeService;
+use crate::routing::Router;
+use crate::store::{Store, StoreError};
+use crate::time::Clock;
+
+/// Why the gateway could not start or stopped.
+#[derive(Debug)]
+pub enum StartError {
+    /// The configuration is unusable.
+    Config(ConfigError),
+    /// A certificate or key file could not be read.
+    Tls(String),
+    /// The store could not be opened.
+    Store(StoreError),
+    /// The listen address could not be bound.
+    Bind(String),
+    /// The gRPC server failed.
+    Transport(tonic::transport::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(e) => write!(f, "{e}"),
+            StartError::Tls(m) => write!(f, "TLS: {m}"),
+            StartError::Store(e) => write!(f, "{e}"),
+            StartError::Bind(m) => write!(f, "{m}"),
+            StartError::Transport(e) => write!(f, "gRPC server: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Everything a request needs: configuration, store, routing table, clock.
+#[derive(Debug)]
+pub struct Gateway {
+    /// The validated configuration.
+    pub config: Config,
+    /// Consents and audit.
+    pub store: Store,
+    /// Channels to the adapters.
+    pub router: crate::routing::Router,
+    /// Where "now" comes from.
+    pub clock: Clock,
+    server_tls: ServerTlsConfig,
+}
+
+fn read(path: &Path) -> Result<String, StartError> {
+    std::fs::read_to_string(path).map_err(|e| StartError::Tls(format!("cannot read {}: {e}", path.display())))
+}
+
+impl Gateway {
+    /// Opens the store, reads the certificates and prepares the channels to
+    /// the adapters.
+    pub fn new(config: Config, clock: Clock) -> Result<Arc<Gateway>, StartError> {
+        samverka_adapter::install_crypto_provider();
+        let g = &config.gateway;
+        let ca = Certificate::from_pem(read(&g.ca_cert)?);
+        let server_tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(read(&g.cert)?, read(&g.key)?))
+            .client_ca_root(ca.clone());
+        let client_tls = ClientTlsConfig::new()
+            .ca_certificate(ca)
+            .identity(Identity::from_pem(read(&g.client_cert)?, read(&g.client_key)?));
+        let router = Router::new(&config.adapters, &client_tls).map_err(|e| StartError::Tls(e.to_string()))?;
+        let store = Store::open(&g.store).map_err(StartError::Store)?;
+        Ok(Arc::new(Gateway {
+            config,
+            store,
+            router,
+            clock,
+            server_tls,
+        }))
+    }
+}
+
+/// Serves the gateway on `listener` until `shutdown` completes, then lets
+/// in-flight requests finish.
+pub async fn serve(
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    Server::builder()
+        .tls_config(gateway.server_tls.clone())
+        .map_err(StartError::Transport)?
+        .add_service(RecordExchangeServer::new(RecordExchangeService::new(gateway.clone())))
+        .add_service(ConsentsServer::new(ConsentsService::new(gateway)))
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .await
+        .map_err(StartError::Transport)
+}
+
+/// `samverka serve`: load the config, bind its address, serve until Ctrl-C
+/// or SIGTERM.
+pub async fn run(config_path: &Path) -> Result<(), StartError> {
+    let config = Config::load(config_path).map_err(StartError::Config)?;
+    let address = config.gateway.address;
+    let gateway = Gateway::new(config, Clock::system())?;
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|e| StartError::Bind(format!("cannot listen on {address}: {e}")))?;
+    tracing::info!(%address, adapters = gateway.config.adapters.len(), "samverka gateway serving");
+    serve(gateway, listener, samverka_adapter::shutdown_signal()).await?;
+    tracing::info!("samverka gateway stopped");
+    Ok(())
+}
