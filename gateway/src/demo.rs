@@ -16,8 +16,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use samverka_adapter::{Adapter, AdapterTls};
+use samverka_adapter::{Adapter, AdapterError, AdapterTls, Description, FetchQuery};
 use samverka_adapter_employment::Employment;
 use samverka_adapter_higher_education::HigherEducation;
 use samverka_certs::OrgNumber;
@@ -88,7 +89,35 @@ pub struct Network {
     pub gateway_address: SocketAddr,
     /// Per adapter: name and address.
     pub adapters: Vec<(String, SocketAddr)>,
+    fetch_calls: Arc<AtomicUsize>,
     stops: Vec<(String, oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+/// A demo adapter that counts the records requests it serves, so that the
+/// demo (and its tests) can tell whether a request reached any register.
+struct Counted<A> {
+    inner: A,
+    calls: Arc<AtomicUsize>,
+}
+
+impl<A> Counted<A> {
+    fn new(inner: A, calls: &Arc<AtomicUsize>) -> Self {
+        Counted {
+            inner,
+            calls: calls.clone(),
+        }
+    }
+}
+
+impl<A: Adapter> Adapter for Counted<A> {
+    fn describe(&self) -> Description {
+        self.inner.describe()
+    }
+
+    async fn fetch_records(&self, query: FetchQuery) -> Result<Vec<Record>, AdapterError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.fetch_records(query).await
+    }
 }
 
 impl std::fmt::Debug for Network {
@@ -148,15 +177,18 @@ impl Network {
                 .ok_or("adapter missing from the PKI")?;
             Ok(AdapterTls::from_files(cert, key, &pki.ca_cert)?)
         };
+        let fetch_calls = Arc::new(AtomicUsize::new(0));
         let mut stops = Vec::new();
         let (tx, task) = spawn_adapter(
-            HigherEducation::demo(),
+            Counted::new(HigherEducation::demo(), &fetch_calls),
             he_listener,
             adapter_tls("higher-education")?,
             "higher-education",
         );
         stops.push(("higher-education".to_owned(), tx, task));
-        let (tx, task) = spawn_adapter(Employment::demo(), emp_listener, adapter_tls("employment")?, "employment");
+        let (tx, task) = spawn_adapter(
+            Counted::new(Employment::demo(), &fetch_calls),
+            emp_listener, adapter_tls("employment")?, "employment");
         stops.push(("employment".to_owned(), tx, task));
 
         let gateway = Gateway::new(config, clock)?;
@@ -182,8 +214,14 @@ impl Network {
                 ("higher-education".into(), he_address),
                 ("employment".into(), emp_address),
             ],
+            fetch_calls,
             stops,
         })
+    }
+
+    /// How many records requests the demo adapters have served so far.
+    pub fn fetch_calls(&self) -> usize {
+        self.fetch_calls.load(Ordering::SeqCst)
     }
 
     /// The TLS material of a demo agency: `reader`, `registrar` or

@@ -1,0 +1,116 @@
+//! Shared set-up for the end-to-end tests: a real demo network (dev PKI,
+//! SQLite file, two adapters and a gateway on 127.0.0.1:0, real mTLS) in a
+//! temporary directory, and small helpers to call it.
+
+#![allow(dead_code, unreachable_pub)]
+
+use samverka::Clock;
+use samverka::demo::{DEMO_PURPOSE, DEMO_SUBJECT, Network, READER_AGENCY};
+use samverka::time::to_timestamp;
+use samverka_proto::v1::consents_client::ConsentsClient;
+use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
+use samverka_proto::v1::{GetRecordsRequest, GrantConsentRequest};
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+pub const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// A running network and the directory it lives in (removed on drop).
+pub struct TestNet {
+    pub net: Network,
+    pub dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TestNet {
+    type Target = Network;
+    fn deref(&self) -> &Network {
+        &self.net
+    }
+}
+
+impl std::ops::DerefMut for TestNet {
+    fn deref_mut(&mut self) -> &mut Network {
+        &mut self.net
+    }
+}
+
+pub async fn start() -> TestNet {
+    start_with_clock(Clock::system()).await
+}
+
+pub async fn start_with_clock(clock: Clock) -> TestNet {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Network::start(dir.path(), clock).await.unwrap();
+    TestNet { net, dir }
+}
+
+pub async fn exchange(net: &Network, agency: &str) -> RecordExchangeClient<Channel> {
+    RecordExchangeClient::new(net.channel(agency).await.unwrap())
+}
+
+pub async fn consents(net: &Network, agency: &str) -> ConsentsClient<Channel> {
+    ConsentsClient::new(net.channel(agency).await.unwrap())
+}
+
+pub fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// A grant for the reader agency and the demo person, valid for 30 days
+/// from the gateway's clock.
+pub fn grant_request(net: &Network, purpose: &str, record_types: &[&str], request_id: &str) -> GrantConsentRequest {
+    let now = net.gateway.clock.now_ms();
+    GrantConsentRequest {
+        subject_id: DEMO_SUBJECT.into(),
+        grantee_agency: READER_AGENCY.into(),
+        record_types: strings(record_types),
+        purpose: purpose.into(),
+        source_agencies: vec![],
+        valid_from: None,
+        valid_until: Some(to_timestamp(now + 30 * DAY_MS)),
+        evidence_ref: "test-evidence".into(),
+        request_id: request_id.into(),
+    }
+}
+
+/// Grants as the registrar and returns the consent id.
+pub async fn grant(net: &Network, purpose: &str, record_types: &[&str]) -> String {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let receipt = consents(net, "registrar")
+        .await
+        .grant(grant_request(net, purpose, record_types, &request_id))
+        .await
+        .unwrap()
+        .into_inner();
+    receipt.consent.unwrap().consent_id
+}
+
+pub fn read_request(subject: &str, record_types: &[&str], purpose: &str) -> GetRecordsRequest {
+    GetRecordsRequest {
+        subject_id: subject.into(),
+        record_types: strings(record_types),
+        purpose: purpose.into(),
+        source_agencies: vec![],
+    }
+}
+
+pub fn demo_read() -> GetRecordsRequest {
+    read_request(DEMO_SUBJECT, &["education.course_result", "employment.period"], DEMO_PURPOSE)
+}
+
+/// The ErrorInfo reason of a status, checking its domain.
+pub fn reason(status: &tonic::Status) -> String {
+    let info = status
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    assert_eq!(info.domain, "samverka");
+    info.reason
+}
+
+/// The audit id a refusal names.
+pub fn audit_id(status: &tonic::Status) -> String {
+    status
+        .get_details_error_info()
+        .and_then(|i| i.metadata.get("audit_id").cloned())
+        .unwrap_or_else(|| panic!("no audit id in {status:?}"))
+}
