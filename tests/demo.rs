@@ -1,1 +1,211 @@
-//! placeholder
+//! End to end: the `samverka` binary as a real process: the demo, the demo
+//! left serving for other clients, config checking and the dev PKI.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use samverka::client::{AgencyTls, connect};
+use samverka_proto::v1::GetRecordsRequest;
+use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
+
+const BIN: &str = env!("CARGO_BIN_EXE_samverka");
+
+#[test]
+fn demo_runs_the_exchange_and_exits_0() {
+    let out = Command::new(BIN).arg("demo").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("source higher-education (2021999046): OK, 3 records"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("source employment (2021999053): OK, 2 records"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Programmering grundkurs"), "{stdout}");
+    assert!(
+        stdout.contains("refused: PermissionDenied CONSENT_MISSING"),
+        "{stdout}"
+    );
+}
+
+fn string<'a>(t: &'a toml::Table, section: &str, key: &str) -> &'a str {
+    t[section][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{section}.{key} missing"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serve_keeps_running_for_other_clients_until_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["demo", "--serve", "--dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let serving = loop {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) if line.starts_with("Serving until") => break true,
+            Ok(_) => continue,
+            Err(_) => break false,
+        }
+    };
+    assert!(serving, "the demo never said it was serving");
+
+    // A client that knows nothing but demo.toml.
+    let demo: toml::Table =
+        toml::from_str(&std::fs::read_to_string(dir.path().join("demo.toml")).unwrap()).unwrap();
+    for (section, key) in [
+        ("gateway", "ca_cert"),
+        ("gateway", "store"),
+        ("gateway", "cert"),
+        ("gateway", "client_cert"),
+        ("gateway", "client_key"),
+        ("agency", "cert"),
+        ("agency", "key"),
+        ("registrar", "cert"),
+        ("registrar", "key"),
+    ] {
+        let p = Path::new(string(&demo, section, key));
+        assert!(
+            p.is_absolute() && p.exists(),
+            "{section}.{key} = {}",
+            p.display()
+        );
+    }
+    assert_eq!(demo["adapters"].as_array().unwrap().len(), 2);
+    let tls = AgencyTls::from_files(
+        Path::new(string(&demo, "gateway", "ca_cert")),
+        Path::new(string(&demo, "agency", "cert")),
+        Path::new(string(&demo, "agency", "key")),
+    )
+    .unwrap();
+    let subject = &demo["subject"];
+    let request = GetRecordsRequest {
+        subject_id: subject["id"].as_str().unwrap().into(),
+        record_types: subject["record_types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect(),
+        purpose: subject["purpose"].as_str().unwrap().into(),
+        source_agencies: vec![],
+    };
+    // The certificate is valid for 127.0.0.1 as well as localhost.
+    let channel = connect(string(&demo, "gateway", "address"), "127.0.0.1", &tls)
+        .await
+        .unwrap();
+    let mut client = RecordExchangeClient::new(channel);
+    let answer = client.get_records(request).await.unwrap().into_inner();
+    assert_eq!(answer.records.len(), 5);
+
+    // SIGTERM while this client still holds its connection open: the demo
+    // drains and exits 0 regardless.
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit after SIGTERM: {status:?}");
+    drop(client);
+}
+
+#[test]
+fn check_config_names_the_line_and_exits_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[gateway]\naddress = \"127.0.0.1:8443\"\norg_number = \"2021999013\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.toml:3:"), "{stderr}");
+    assert!(stderr.contains("org_number"), "{stderr}");
+    assert!(stderr.contains("check digit"), "{stderr}");
+
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(64),
+        "serve refuses a bad config too"
+    );
+}
+
+#[test]
+fn certs_init_writes_a_dev_pki_that_follows_the_convention() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["certs", "init", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "ca.pem",
+        "gateway.pem",
+        "gateway.key",
+        "gateway-client.pem",
+        "agency-reader.pem",
+        "agency-registrar.pem",
+        "adapter-employment.pem",
+        "adapter-higher-education.key",
+    ] {
+        assert!(dir.path().join(f).exists(), "{f}");
+    }
+    let reader = std::fs::read_to_string(dir.path().join("agency-reader.pem")).unwrap();
+    let id = samverka_certs::CertIdentity::from_pem(&reader).unwrap();
+    assert_eq!(id.agency.as_str(), samverka::demo::READER_AGENCY);
+    assert_eq!(id.role, samverka_certs::Role::Agency);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("gateway.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "private keys are readable by the owner only"
+        );
+    }
+}

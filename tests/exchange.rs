@@ -6,10 +6,15 @@ mod support;
 use samverka::demo::{DEMO_PURPOSE, DEMO_SUBJECT, OTHER_SUBJECT, READER_AGENCY};
 use samverka_proto::records::v1::record::Payload;
 use samverka_proto::v1::source_outcome::Status as SourceStatus;
-use samverka_proto::v1::{GetConsentRequest, ListConsentsRequest, ListSourcesRequest, RevokeConsentRequest, consent};
+use samverka_proto::v1::{
+    GetConsentRequest, ListConsentsRequest, ListSourcesRequest, RevokeConsentRequest, consent,
+};
 use support::*;
 use tonic::Code;
 use tonic_types::StatusExt;
+
+/// A change that makes a grant request invalid.
+type GrantChange = Box<dyn Fn(&mut samverka_proto::v1::GrantConsentRequest)>;
 
 const HE: &str = samverka_adapter_higher_education::DEMO_AGENCY;
 const EMP: &str = samverka_adapter_employment::DEMO_AGENCY;
@@ -17,12 +22,28 @@ const EMP: &str = samverka_adapter_employment::DEMO_AGENCY;
 #[tokio::test]
 async fn allowed_read_returns_records_from_both_sources_and_is_audited() {
     let net = start().await;
-    let consent_id = grant(&net, DEMO_PURPOSE, &["education.course_result", "employment.period"]).await;
+    let consent_id = grant(
+        &net,
+        DEMO_PURPOSE,
+        &["education.course_result", "employment.period"],
+    )
+    .await;
 
-    let answer = exchange(&net, "reader").await.get_records(demo_read()).await.unwrap().into_inner();
+    let answer = exchange(&net, "reader")
+        .await
+        .get_records(demo_read())
+        .await
+        .unwrap()
+        .into_inner();
 
     assert_eq!(answer.consent_id, consent_id);
-    let from = |agency: &str| answer.records.iter().filter(|r| r.source_agency == agency).count();
+    let from = |agency: &str| {
+        answer
+            .records
+            .iter()
+            .filter(|r| r.source_agency == agency)
+            .count()
+    };
     assert_eq!(from(HE), 3, "course results from higher education");
     assert_eq!(from(EMP), 2, "employment periods");
     assert_eq!(answer.records.len(), 5);
@@ -30,7 +51,9 @@ async fn allowed_read_returns_records_from_both_sources_and_is_audited() {
         assert_eq!(r.subject_id, DEMO_SUBJECT);
         match (&r.record_type[..], &r.payload) {
             ("education.course_result", Some(Payload::CourseResult(c))) => assert!(c.credits > 0.0),
-            ("employment.period", Some(Payload::EmploymentPeriod(e))) => assert_eq!(e.ssyk_code.len(), 4),
+            ("employment.period", Some(Payload::EmploymentPeriod(e))) => {
+                assert_eq!(e.ssyk_code.len(), 4)
+            }
             other => panic!("unexpected record {other:?}"),
         }
     }
@@ -52,24 +75,45 @@ async fn allowed_read_returns_records_from_both_sources_and_is_audited() {
 
 /// Asserts a PERMISSION_DENIED with `expected` reason, and that the audit
 /// holds the denial under the id the status names.
-async fn assert_denied(net: &TestNet, agency: &str, request: samverka_proto::v1::GetRecordsRequest, expected: &str) {
+async fn assert_denied(
+    net: &TestNet,
+    agency: &str,
+    request: samverka_proto::v1::GetRecordsRequest,
+    expected: &str,
+) {
     let calls_before = net.fetch_calls();
-    let status = exchange(net, agency).await.get_records(request).await.unwrap_err();
+    let status = exchange(net, agency)
+        .await
+        .get_records(request)
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     assert_eq!(reason(&status), expected);
     let id = audit_id(&status);
     let audit = net.gateway.store.audit_entries(None).await.unwrap();
-    let entry = audit.iter().find(|e| e.audit_id == id).expect("denial is audited");
+    let entry = audit
+        .iter()
+        .find(|e| e.audit_id == id)
+        .expect("denial is audited");
     assert_eq!(entry.decision, "denied");
     assert_eq!(entry.reason, expected);
     assert!(entry.sources.is_empty());
-    assert_eq!(net.fetch_calls(), calls_before, "a denied read reached an adapter");
+    assert_eq!(
+        net.fetch_calls(),
+        calls_before,
+        "a denied read reached an adapter"
+    );
 }
 
 #[tokio::test]
 async fn no_consent_is_consent_missing() {
     let net = start().await;
-    grant(&net, DEMO_PURPOSE, &["education.course_result", "employment.period"]).await;
+    grant(
+        &net,
+        DEMO_PURPOSE,
+        &["education.course_result", "employment.period"],
+    )
+    .await;
     let request = read_request(OTHER_SUBJECT, &["employment.period"], DEMO_PURPOSE);
     assert_denied(&net, "reader", request, "CONSENT_MISSING").await;
     // A consent that covers fewer record types than asked for is no consent.
@@ -80,8 +124,17 @@ async fn no_consent_is_consent_missing() {
 #[tokio::test]
 async fn revoked_consent_is_refused_on_the_next_read() {
     let net = start().await;
-    let consent_id = grant(&net, DEMO_PURPOSE, &["education.course_result", "employment.period"]).await;
-    exchange(&net, "reader").await.get_records(demo_read()).await.unwrap();
+    let consent_id = grant(
+        &net,
+        DEMO_PURPOSE,
+        &["education.course_result", "employment.period"],
+    )
+    .await;
+    exchange(&net, "reader")
+        .await
+        .get_records(demo_read())
+        .await
+        .unwrap();
 
     let receipt = consents(&net, "registrar")
         .await
@@ -117,7 +170,11 @@ async fn consent_for_another_purpose_is_purpose_mismatch() {
     assert_denied(&net, "reader", request, "PURPOSE_MISMATCH").await;
     // The consent's own purpose is allowed.
     let request = read_request(DEMO_SUBJECT, &["employment.period"], "job_matching");
-    exchange(&net, "reader").await.get_records(request).await.unwrap();
+    exchange(&net, "reader")
+        .await
+        .get_records(request)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -126,7 +183,11 @@ async fn expired_consent_is_refused_without_waiting() {
     let net = start_with_clock(clock.clone()).await;
     grant(&net, DEMO_PURPOSE, &["employment.period"]).await;
     let request = read_request(DEMO_SUBJECT, &["employment.period"], DEMO_PURPOSE);
-    exchange(&net, "reader").await.get_records(request.clone()).await.unwrap();
+    exchange(&net, "reader")
+        .await
+        .get_records(request.clone())
+        .await
+        .unwrap();
     clock.set_ms(clock.now_ms() + 31 * DAY_MS);
     assert_denied(&net, "reader", request, "CONSENT_EXPIRED").await;
 }
@@ -134,7 +195,12 @@ async fn expired_consent_is_refused_without_waiting() {
 #[tokio::test]
 async fn no_access_rule_is_access_rule_missing() {
     let net = start().await;
-    grant(&net, DEMO_PURPOSE, &["education.course_result", "employment.period"]).await;
+    grant(
+        &net,
+        DEMO_PURPOSE,
+        &["education.course_result", "employment.period"],
+    )
+    .await;
     // The outsider agency has no rules at all.
     assert_denied(&net, "outsider", demo_read(), "ACCESS_RULE_MISSING").await;
     // The reader may read employment periods for job matching, but not
@@ -146,18 +212,38 @@ async fn no_access_rule_is_access_rule_missing() {
 #[tokio::test]
 async fn malformed_subject_ids_are_invalid_and_reach_no_adapter() {
     let net = start().await;
-    grant(&net, DEMO_PURPOSE, &["education.course_result", "employment.period"]).await;
+    grant(
+        &net,
+        DEMO_PURPOSE,
+        &["education.course_result", "employment.period"],
+    )
+    .await;
     let mut client = exchange(&net, "reader").await;
-    for bad in ["199003142389", "19900314238A", "abcdefghijkl", "9003142388", "1990031423880", "19900314-2388", ""] {
+    for bad in [
+        "199003142389",
+        "19900314238A",
+        "abcdefghijkl",
+        "9003142388",
+        "1990031423880",
+        "19900314-2388",
+        "",
+    ] {
         let mut request = demo_read();
         request.subject_id = bad.into();
         let status = client.get_records(request).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{bad}: {status:?}");
         assert_eq!(reason(&status), "SUBJECT_ID_INVALID", "{bad}");
-        let violations = status.get_details_bad_request().expect("field violation").field_violations;
+        let violations = status
+            .get_details_bad_request()
+            .expect("field violation")
+            .field_violations;
         assert_eq!(violations[0].field, "subject_id");
     }
-    assert_eq!(net.fetch_calls(), 0, "an adapter was called for a malformed subject id");
+    assert_eq!(
+        net.fetch_calls(),
+        0,
+        "an adapter was called for a malformed subject id"
+    );
     let audit = net.gateway.store.audit_entries(None).await.unwrap();
     assert_eq!(audit.len(), 7);
     assert!(audit.iter().all(|e| e.reason == "SUBJECT_ID_INVALID"));
@@ -168,16 +254,27 @@ async fn unknown_record_types_and_purposes_are_invalid() {
     let net = start().await;
     let mut client = exchange(&net, "reader").await;
     let status = client
-        .get_records(read_request(DEMO_SUBJECT, &["education.transcript"], DEMO_PURPOSE))
+        .get_records(read_request(
+            DEMO_SUBJECT,
+            &["education.transcript"],
+            DEMO_PURPOSE,
+        ))
         .await
         .unwrap_err();
     assert_eq!(reason(&status), "RECORD_TYPE_UNKNOWN");
     let status = client
-        .get_records(read_request(DEMO_SUBJECT, &["employment.period"], "marketing"))
+        .get_records(read_request(
+            DEMO_SUBJECT,
+            &["employment.period"],
+            "marketing",
+        ))
         .await
         .unwrap_err();
     assert_eq!(reason(&status), "PURPOSE_UNKNOWN");
-    let status = client.get_records(read_request(DEMO_SUBJECT, &[], DEMO_PURPOSE)).await.unwrap_err();
+    let status = client
+        .get_records(read_request(DEMO_SUBJECT, &[], DEMO_PURPOSE))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(net.fetch_calls(), 0);
 }
@@ -185,19 +282,39 @@ async fn unknown_record_types_and_purposes_are_invalid() {
 #[tokio::test]
 async fn a_stopped_adapter_is_unavailable_while_the_other_answers() {
     let mut net = start().await;
-    grant(&net, DEMO_PURPOSE, &["education.course_result", "employment.period"]).await;
+    grant(
+        &net,
+        DEMO_PURPOSE,
+        &["education.course_result", "employment.period"],
+    )
+    .await;
     net.stop("higher-education").await;
 
-    let answer = exchange(&net, "reader").await.get_records(demo_read()).await.unwrap().into_inner();
+    let answer = exchange(&net, "reader")
+        .await
+        .get_records(demo_read())
+        .await
+        .unwrap()
+        .into_inner();
 
     assert_eq!(answer.records.len(), 2);
     assert!(answer.records.iter().all(|r| r.source_agency == EMP));
-    let outcome = |agency: &str| answer.outcomes.iter().find(|o| o.source_agency == agency).unwrap().clone();
+    let outcome = |agency: &str| {
+        answer
+            .outcomes
+            .iter()
+            .find(|o| o.source_agency == agency)
+            .unwrap()
+            .clone()
+    };
     assert_eq!(outcome(HE).status(), SourceStatus::Unavailable);
     assert_eq!(outcome(HE).record_count, 0);
     assert_eq!(outcome(EMP).status(), SourceStatus::Ok);
     let audit = net.gateway.store.audit_entries(None).await.unwrap();
-    assert_eq!(audit[0].sources, [format!("{HE}=UNAVAILABLE"), format!("{EMP}=OK")]);
+    assert_eq!(
+        audit[0].sources,
+        [format!("{HE}=UNAVAILABLE"), format!("{EMP}=OK")]
+    );
 
     let sources = exchange(&net, "reader")
         .await
@@ -206,7 +323,10 @@ async fn a_stopped_adapter_is_unavailable_while_the_other_answers() {
         .unwrap()
         .into_inner()
         .sources;
-    let reachable: Vec<_> = sources.iter().map(|s| (s.agency_id.as_str(), s.reachable)).collect();
+    let reachable: Vec<_> = sources
+        .iter()
+        .map(|s| (s.agency_id.as_str(), s.reachable))
+        .collect();
     assert_eq!(reachable, [(HE, false), (EMP, true)]);
 }
 
@@ -222,7 +342,10 @@ async fn list_sources_names_agencies_and_record_types() {
         .sources;
     assert_eq!(sources.len(), 2);
     assert_eq!(sources[0].agency_id, HE);
-    assert_eq!(sources[0].record_types, ["education.course_result", "education.degree"]);
+    assert_eq!(
+        sources[0].record_types,
+        ["education.course_result", "education.degree"]
+    );
     assert!(sources[0].reachable);
     assert!(sources[0].description.contains("higher education"));
     assert_eq!(sources[1].agency_id, EMP);
@@ -235,7 +358,12 @@ async fn only_registrars_may_manage_consents() {
     for agency in ["reader", "outsider"] {
         let status = consents(&net, agency)
             .await
-            .grant(grant_request(&net, DEMO_PURPOSE, &["employment.period"], "r-1"))
+            .grant(grant_request(
+                &net,
+                DEMO_PURPOSE,
+                &["employment.period"],
+                "r-1",
+            ))
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::PermissionDenied, "{agency}");
@@ -250,7 +378,14 @@ async fn only_registrars_may_manage_consents() {
             .unwrap_err();
         assert_eq!(reason(&status), "ROLE_REQUIRED");
     }
-    assert!(net.gateway.store.consents_for(DEMO_SUBJECT.into(), None).await.unwrap().is_empty());
+    assert!(
+        net.gateway
+            .store
+            .consents_for(DEMO_SUBJECT.into(), None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -258,14 +393,24 @@ async fn grants_are_validated_idempotent_and_readable() {
     let net = start().await;
     let mut registrar = consents(&net, "registrar").await;
     let first = registrar
-        .grant(grant_request(&net, DEMO_PURPOSE, &["employment.period"], "same-request"))
+        .grant(grant_request(
+            &net,
+            DEMO_PURPOSE,
+            &["employment.period"],
+            "same-request",
+        ))
         .await
         .unwrap()
         .into_inner()
         .consent
         .unwrap();
     let second = registrar
-        .grant(grant_request(&net, DEMO_PURPOSE, &["employment.period"], "same-request"))
+        .grant(grant_request(
+            &net,
+            DEMO_PURPOSE,
+            &["employment.period"],
+            "same-request",
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -293,23 +438,61 @@ async fn grants_are_validated_idempotent_and_readable() {
         .consents;
     assert_eq!(listed, [first]);
 
-    let cases: Vec<(&str, Box<dyn Fn(&mut samverka_proto::v1::GrantConsentRequest)>)> = vec![
-        ("SUBJECT_ID_INVALID", Box::new(|r| r.subject_id = "199003142389".into())),
-        ("AGENCY_ID_INVALID", Box::new(|r| r.grantee_agency = "2021999021".into())),
-        ("AGENCY_UNKNOWN", Box::new(|r| r.grantee_agency = "2021999079".into())),
-        ("PURPOSE_UNKNOWN", Box::new(|r| r.purpose = "marketing".into())),
-        ("RECORD_TYPE_UNKNOWN", Box::new(|r| r.record_types = strings(&["education.transcript"]))),
-        ("RECORD_TYPE_NOT_COVERED", Box::new(|r| r.record_types = strings(&["competence.validated"]))),
+    let cases: Vec<(&str, GrantChange)> = vec![
+        (
+            "SUBJECT_ID_INVALID",
+            Box::new(|r| r.subject_id = "199003142389".into()),
+        ),
+        (
+            "AGENCY_ID_INVALID",
+            Box::new(|r| r.grantee_agency = "2021999021".into()),
+        ),
+        (
+            "AGENCY_UNKNOWN",
+            Box::new(|r| r.grantee_agency = "2021999079".into()),
+        ),
+        (
+            "PURPOSE_UNKNOWN",
+            Box::new(|r| r.purpose = "marketing".into()),
+        ),
+        (
+            "RECORD_TYPE_UNKNOWN",
+            Box::new(|r| r.record_types = strings(&["education.transcript"])),
+        ),
+        (
+            "RECORD_TYPE_NOT_COVERED",
+            Box::new(|r| r.record_types = strings(&["competence.validated"])),
+        ),
         ("FIELD_MISSING", Box::new(|r| r.valid_until = None)),
-        ("VALIDITY_INVALID", Box::new(|r| r.valid_until = Some(samverka::time::to_timestamp(1_000)))),
+        (
+            "VALIDITY_INVALID",
+            Box::new(|r| r.valid_until = Some(samverka::time::to_timestamp(1_000))),
+        ),
         ("FIELD_MISSING", Box::new(|r| r.request_id = String::new())),
     ];
     for (i, (expected, change)) in cases.iter().enumerate() {
-        let mut request = grant_request(&net, DEMO_PURPOSE, &["employment.period"], &format!("bad-{i}"));
+        let mut request = grant_request(
+            &net,
+            DEMO_PURPOSE,
+            &["employment.period"],
+            &format!("bad-{i}"),
+        );
         change(&mut request);
         let status = registrar.grant(request).await.unwrap_err();
-        assert_eq!(status.code(), Code::InvalidArgument, "{expected}: {status:?}");
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{expected}: {status:?}"
+        );
         assert_eq!(reason(&status), *expected);
     }
-    assert_eq!(net.gateway.store.consents_for(DEMO_SUBJECT.into(), None).await.unwrap().len(), 1);
+    assert_eq!(
+        net.gateway
+            .store
+            .consents_for(DEMO_SUBJECT.into(), None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }

@@ -133,7 +133,9 @@ impl DevCa {
     pub fn generate(common_name: &str) -> Result<Self, DevPkiError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         params
             .distinguished_name
             .push(DnType::OrganizationName, "samverka development PKI");
@@ -152,6 +154,17 @@ impl DevCa {
             cert_pem: cert.pem(),
             key_pem,
             issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// A CA loaded from its PEM certificate and key (as [`write_dev_pki`]
+    /// writes them), to issue more certificates later.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, DevPkiError> {
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, KeyPair::from_pem(key_pem)?)?;
+        Ok(DevCa {
+            issuer,
+            cert_pem: cert_pem.to_owned(),
+            key_pem: key_pem.to_owned(),
         })
     }
 
@@ -189,10 +202,14 @@ impl DevCa {
         }
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         if req.client_auth {
-            params.extended_key_usages.push(ExtendedKeyUsagePurpose::ClientAuth);
+            params
+                .extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ClientAuth);
         }
         if req.server_auth {
-            params.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
+            params
+                .extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ServerAuth);
         }
         params.use_authority_key_identifier_extension = true;
         params.not_before = req.not_before;
@@ -278,7 +295,12 @@ pub fn write_dev_pki(dir: &Path, spec: &DevPkiSpec) -> Result<DevPkiFiles, DevPk
     })
 }
 
-fn write_file(dir: &Path, name: &str, contents: &str, secret: bool) -> Result<PathBuf, DevPkiError> {
+fn write_file(
+    dir: &Path,
+    name: &str,
+    contents: &str,
+    secret: bool,
+) -> Result<PathBuf, DevPkiError> {
     let path = dir.join(name);
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

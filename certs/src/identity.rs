@@ -128,7 +128,9 @@ impl CertIdentity {
             .subject_alternative_name()
             .map_err(|_| IdentityError::Malformed)?;
         for name in san.iter().flat_map(|ext| ext.value.general_names.iter()) {
-            let GeneralName::URI(uri) = name else { continue };
+            let GeneralName::URI(uri) = name else {
+                continue;
+            };
             if let Some(org) = uri.strip_prefix(AGENCY_URI_PREFIX) {
                 if agency.replace(org).is_some() {
                     return Err(IdentityError::Ambiguous);
@@ -186,7 +188,13 @@ mod tests {
                 .issue(&CertRequest::new(org("2021999020"), role, "holder"))
                 .unwrap();
             let id = CertIdentity::from_pem(&cert.cert_pem).unwrap();
-            assert_eq!(id, CertIdentity { agency: org("2021999020"), role });
+            assert_eq!(
+                id,
+                CertIdentity {
+                    agency: org("2021999020"),
+                    role
+                }
+            );
         }
     }
 
@@ -198,12 +206,20 @@ mod tests {
         let mut no_uris = base.clone();
         no_uris.uris.clear();
         let c = ca.issue(&no_uris).unwrap();
-        assert_eq!(CertIdentity::from_pem(&c.cert_pem), Err(IdentityError::MissingAgency));
+        assert_eq!(
+            CertIdentity::from_pem(&c.cert_pem),
+            Err(IdentityError::MissingAgency)
+        );
 
         let mut two_agencies = base.clone();
-        two_agencies.uris.push(format!("{AGENCY_URI_PREFIX}2021999038"));
+        two_agencies
+            .uris
+            .push(format!("{AGENCY_URI_PREFIX}2021999038"));
         let c = ca.issue(&two_agencies).unwrap();
-        assert_eq!(CertIdentity::from_pem(&c.cert_pem), Err(IdentityError::Ambiguous));
+        assert_eq!(
+            CertIdentity::from_pem(&c.cert_pem),
+            Err(IdentityError::Ambiguous)
+        );
 
         let mut mismatched = base.clone();
         mismatched.organization_identifier = "NTRSE-2021999038".into();
@@ -213,6 +229,9 @@ mod tests {
             Err(IdentityError::OrganizationIdentifierMismatch)
         );
 
-        assert_eq!(CertIdentity::from_der(b"not a certificate"), Err(IdentityError::Malformed));
+        assert_eq!(
+            CertIdentity::from_der(b"not a certificate"),
+            Err(IdentityError::Malformed)
+        );
     }
 }

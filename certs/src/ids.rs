@@ -151,7 +151,7 @@ impl fmt::Display for SubjectId {
 }
 
 fn is_real_date(year: u32, month: u32, day: u32) -> bool {
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let leap = (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
     let days_in_month = match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
@@ -171,11 +171,17 @@ mod tests {
         assert!(OrgNumber::parse("2021999012").is_ok());
         assert!(OrgNumber::parse("5569990012").is_ok());
         assert_eq!(OrgNumber::parse("2021999013"), Err(IdError::Checksum));
-        assert_eq!(OrgNumber::parse("202199901"), Err(IdError::Length { expected: 10 }));
+        assert_eq!(
+            OrgNumber::parse("202199901"),
+            Err(IdError::Length { expected: 10 })
+        );
         assert_eq!(OrgNumber::parse("202199901A"), Err(IdError::NotDigits));
         assert_eq!(OrgNumber::parse("202199-9012"), Err(IdError::NotDigits));
         // A personal identity number's tail has a month in third place.
-        assert_eq!(OrgNumber::parse("9003142388"), Err(IdError::NotAnOrganisation));
+        assert_eq!(
+            OrgNumber::parse("9003142388"),
+            Err(IdError::NotAnOrganisation)
+        );
     }
 
     #[test]
@@ -185,7 +191,10 @@ mod tests {
         let c = SubjectId::parse("199204638762").unwrap();
         assert!(c.is_coordination_number());
         assert_eq!(SubjectId::parse("199003142389"), Err(IdError::Checksum));
-        assert_eq!(SubjectId::parse("9003142388"), Err(IdError::Length { expected: 12 }));
+        assert_eq!(
+            SubjectId::parse("9003142388"),
+            Err(IdError::Length { expected: 12 })
+        );
         assert_eq!(SubjectId::parse("19900314-2388"), Err(IdError::NotDigits));
         assert_eq!(SubjectId::parse("1990031423AB"), Err(IdError::NotDigits));
         // 30 February has a valid check digit but is no date.

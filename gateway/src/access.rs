@@ -30,10 +30,14 @@ pub fn check(
         if !covered {
             return Err(GatewayError {
                 field: Some(format!("record_types[{i}]")),
-                detail: Some(format!("{agency} has no rule for {record_type} / {purpose}")),
+                detail: Some(format!(
+                    "{agency} has no rule for {record_type} / {purpose}"
+                )),
                 ..GatewayError::new(
                     Reason::AccessRuleMissing,
-                    format!("no access rule lets this agency read {record_type} for purpose {purpose}"),
+                    format!(
+                        "no access rule lets this agency read {record_type} for purpose {purpose}"
+                    ),
                 )
             });
         }
@@ -68,12 +72,32 @@ mod tests {
             },
         ];
         let a = org("2021999020");
-        assert!(check(&rules, &a, "study_guidance", &types(&["education.degree", "employment.period"])).is_ok());
+        assert!(
+            check(
+                &rules,
+                &a,
+                "study_guidance",
+                &types(&["education.degree", "employment.period"])
+            )
+            .is_ok()
+        );
         assert!(check(&rules, &a, "job_matching", &types(&["employment.period"])).is_ok());
-        let e = check(&rules, &a, "job_matching", &types(&["employment.period", "education.degree"])).unwrap_err();
+        let e = check(
+            &rules,
+            &a,
+            "job_matching",
+            &types(&["employment.period", "education.degree"]),
+        )
+        .unwrap_err();
         assert_eq!(e.reason, Reason::AccessRuleMissing);
         assert_eq!(e.field.as_deref(), Some("record_types[1]"));
-        let e = check(&rules, &org("2021999061"), "study_guidance", &types(&["education.degree"])).unwrap_err();
+        let e = check(
+            &rules,
+            &org("2021999061"),
+            "study_guidance",
+            &types(&["education.degree"]),
+        )
+        .unwrap_err();
         assert_eq!(e.reason, Reason::AccessRuleMissing);
         assert!(check(&[], &a, "study_guidance", &types(&["education.degree"])).is_err());
     }

@@ -33,7 +33,11 @@ impl AgencyTls {
 ///
 /// With TLS 1.3 the connection succeeds even when the gateway will refuse
 /// the client certificate; the refusal shows on the first call.
-pub async fn connect(address: &str, server_name: &str, tls: &AgencyTls) -> Result<Channel, tonic::transport::Error> {
+pub async fn connect(
+    address: &str,
+    server_name: &str,
+    tls: &AgencyTls,
+) -> Result<Channel, tonic::transport::Error> {
     samverka_adapter::install_crypto_provider();
     let mut config = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&tls.ca_pem))

@@ -273,7 +273,9 @@ fn org_number<'de, D: Deserializer<'de>>(d: D) -> Result<OrgNumber, D::Error> {
 fn record_types<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     let v = Vec::<String>::deserialize(d)?;
     if v.is_empty() {
-        return Err(serde::de::Error::custom("at least one record type is required"));
+        return Err(serde::de::Error::custom(
+            "at least one record type is required",
+        ));
     }
     if let Some(bad) = v.iter().find(|t| !is_record_type_name(t)) {
         return Err(serde::de::Error::custom(format!(
@@ -286,7 +288,8 @@ fn record_types<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error
 fn purpose_code<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let s = String::deserialize(d)?;
     let ok = !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if ok {
         Ok(s)
     } else {
@@ -382,7 +385,11 @@ impl Config {
             let span = a.span();
             let a = a.into_inner();
             if !seen.insert(a.org_number.clone()) {
-                return Err(err(span, format!("agencies[{i}].org_number"), format!("{} is listed twice", a.org_number)));
+                return Err(err(
+                    span,
+                    format!("agencies[{i}].org_number"),
+                    format!("{} is listed twice", a.org_number),
+                ));
             }
             agencies.push(Agency {
                 org_number: a.org_number,
@@ -396,7 +403,11 @@ impl Config {
             let span = p.span();
             let p = p.into_inner();
             if purposes.iter().any(|q| q.code == p.code) {
-                return Err(err(span, format!("purposes[{i}].code"), format!("{:?} is defined twice", p.code)));
+                return Err(err(
+                    span,
+                    format!("purposes[{i}].code"),
+                    format!("{:?} is defined twice", p.code),
+                ));
             }
             purposes.push(Purpose {
                 code: p.code,
@@ -417,7 +428,11 @@ impl Config {
                 ));
             }
             if r.purposes.is_empty() {
-                return Err(err(span, format!("access_rules[{i}].purposes"), "at least one purpose is required".into()));
+                return Err(err(
+                    span,
+                    format!("access_rules[{i}].purposes"),
+                    "at least one purpose is required".into(),
+                ));
             }
             for code in &r.purposes {
                 if !purposes.iter().any(|p| &p.code == code) {
@@ -440,17 +455,31 @@ impl Config {
             let span = a.span();
             let a = a.into_inner();
             if adapters.iter().any(|b| b.name == a.name) {
-                return Err(err(span, format!("adapters[{i}].name"), format!("{:?} is used twice", a.name)));
+                return Err(err(
+                    span,
+                    format!("adapters[{i}].name"),
+                    format!("{:?} is used twice", a.name),
+                ));
             }
             let Some((host, port)) = a.address.rsplit_once(':') else {
-                return Err(err(span, format!("adapters[{i}].address"), "expected host:port".into()));
+                return Err(err(
+                    span,
+                    format!("adapters[{i}].address"),
+                    "expected host:port".into(),
+                ));
             };
             if host.is_empty() || port.parse::<u16>().is_err() {
-                return Err(err(span, format!("adapters[{i}].address"), "expected host:port".into()));
+                return Err(err(
+                    span,
+                    format!("adapters[{i}].address"),
+                    "expected host:port".into(),
+                ));
             }
-            let server_name = a
-                .server_name
-                .unwrap_or_else(|| host.trim_start_matches('[').trim_end_matches(']').to_owned());
+            let server_name = a.server_name.unwrap_or_else(|| {
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned()
+            });
             adapters.push(AdapterRoute {
                 name: a.name,
                 address: a.address,
@@ -482,8 +511,13 @@ impl Config {
     /// Whether this gateway knows the record type: some purpose covers it or
     /// some adapter serves it.
     pub fn knows_record_type(&self, record_type: &str) -> bool {
-        self.purposes.iter().any(|p| p.record_types.iter().any(|t| t == record_type))
-            || self.adapters.iter().any(|a| a.record_types.iter().any(|t| t == record_type))
+        self.purposes
+            .iter()
+            .any(|p| p.record_types.iter().any(|t| t == record_type))
+            || self
+                .adapters
+                .iter()
+                .any(|a| a.record_types.iter().any(|t| t == record_type))
     }
 }
 

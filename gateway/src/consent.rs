@@ -59,12 +59,16 @@ pub fn decide(
 ) -> Result<ConsentPermit, GatewayError> {
     let covers_types = |c: &StoredConsent| record_types.iter().all(|t| c.record_types.contains(t));
     let covers_sources = |c: &StoredConsent| {
-        c.source_agencies.is_empty() || requested_sources.iter().all(|s| c.source_agencies.contains(s))
+        c.source_agencies.is_empty()
+            || requested_sources
+                .iter()
+                .all(|s| c.source_agencies.contains(s))
     };
     let in_force = |c: &StoredConsent| {
         c.revoked_at_ms.is_none() && c.valid_from_ms <= now_ms && now_ms < c.valid_until_ms
     };
-    let covering = |c: &&StoredConsent| c.purpose == purpose && covers_types(c) && covers_sources(c);
+    let covering =
+        |c: &&StoredConsent| c.purpose == purpose && covers_types(c) && covers_sources(c);
 
     if let Some(c) = consents.iter().filter(covering).find(|c| in_force(c)) {
         return Ok(ConsentPermit {
@@ -74,9 +78,15 @@ pub fn decide(
     }
     if let Some(c) = consents.iter().find(covering) {
         return Err(if c.revoked_at_ms.is_some() {
-            GatewayError::new(Reason::ConsentRevoked, "the person has revoked the consent for this read")
+            GatewayError::new(
+                Reason::ConsentRevoked,
+                "the person has revoked the consent for this read",
+            )
         } else {
-            GatewayError::new(Reason::ConsentExpired, "the consent for this read is not in force")
+            GatewayError::new(
+                Reason::ConsentExpired,
+                "the consent for this read is not in force",
+            )
         });
     }
     if consents
@@ -148,17 +158,28 @@ impl ConsentsService {
         }
     }
 
-    async fn grant(&self, request: Request<GrantConsentRequest>) -> Result<ConsentReceipt, GatewayError> {
+    async fn grant(
+        &self,
+        request: Request<GrantConsentRequest>,
+    ) -> Result<ConsentReceipt, GatewayError> {
         let registrar = self.registrar(&request)?;
         let req = request.into_inner();
         let config = &self.gateway.config;
         let now_ms = self.gateway.clock.now_ms();
 
         let subject = SubjectId::parse(&req.subject_id).map_err(|e| {
-            GatewayError::invalid(Reason::SubjectIdInvalid, "subject_id", format!("subject_id {e}"))
+            GatewayError::invalid(
+                Reason::SubjectIdInvalid,
+                "subject_id",
+                format!("subject_id {e}"),
+            )
         })?;
         let grantee = OrgNumber::parse(&req.grantee_agency).map_err(|e| {
-            GatewayError::invalid(Reason::AgencyIdInvalid, "grantee_agency", format!("grantee_agency {e}"))
+            GatewayError::invalid(
+                Reason::AgencyIdInvalid,
+                "grantee_agency",
+                format!("grantee_agency {e}"),
+            )
         })?;
         if config.agency(&grantee).is_none() {
             return Err(GatewayError::invalid(
@@ -168,7 +189,11 @@ impl ConsentsService {
             ));
         }
         let purpose = config.purpose(&req.purpose).ok_or_else(|| {
-            GatewayError::invalid(Reason::PurposeUnknown, "purpose", "purpose is not a known purpose code")
+            GatewayError::invalid(
+                Reason::PurposeUnknown,
+                "purpose",
+                "purpose is not a known purpose code",
+            )
         })?;
         if req.record_types.is_empty() {
             return Err(GatewayError::invalid(
@@ -204,17 +229,31 @@ impl ConsentsService {
         }
         let valid_from_ms = match &req.valid_from {
             Some(ts) => time::from_timestamp(ts).ok_or_else(|| {
-                GatewayError::invalid(Reason::ValidityInvalid, "valid_from", "valid_from is out of range")
+                GatewayError::invalid(
+                    Reason::ValidityInvalid,
+                    "valid_from",
+                    "valid_from is out of range",
+                )
             })?,
             None => now_ms,
         };
         let valid_until_ms = req
             .valid_until
             .as_ref()
-            .ok_or_else(|| GatewayError::invalid(Reason::FieldMissing, "valid_until", "valid_until is required"))
+            .ok_or_else(|| {
+                GatewayError::invalid(
+                    Reason::FieldMissing,
+                    "valid_until",
+                    "valid_until is required",
+                )
+            })
             .and_then(|ts| {
                 time::from_timestamp(ts).ok_or_else(|| {
-                    GatewayError::invalid(Reason::ValidityInvalid, "valid_until", "valid_until is out of range")
+                    GatewayError::invalid(
+                        Reason::ValidityInvalid,
+                        "valid_until",
+                        "valid_until is out of range",
+                    )
                 })
             })?;
         if valid_until_ms <= valid_from_ms || valid_until_ms <= now_ms {
@@ -270,11 +309,18 @@ impl ConsentsService {
         })
     }
 
-    async fn revoke(&self, request: Request<RevokeConsentRequest>) -> Result<ConsentReceipt, GatewayError> {
+    async fn revoke(
+        &self,
+        request: Request<RevokeConsentRequest>,
+    ) -> Result<ConsentReceipt, GatewayError> {
         let registrar = self.registrar(&request)?;
         let req = request.into_inner();
         if req.consent_id.is_empty() {
-            return Err(GatewayError::invalid(Reason::FieldMissing, "consent_id", "consent_id is required"));
+            return Err(GatewayError::invalid(
+                Reason::FieldMissing,
+                "consent_id",
+                "consent_id is required",
+            ));
         }
         let now_ms = self.gateway.clock.now_ms();
         let (stored, changed) = self
@@ -311,11 +357,18 @@ impl ConsentsService {
         Ok(to_proto(&stored, self.gateway.clock.now_ms()))
     }
 
-    async fn list(&self, request: Request<ListConsentsRequest>) -> Result<ListConsentsResponse, GatewayError> {
+    async fn list(
+        &self,
+        request: Request<ListConsentsRequest>,
+    ) -> Result<ListConsentsResponse, GatewayError> {
         self.registrar(&request)?;
         let req = request.into_inner();
         let subject = SubjectId::parse(&req.subject_id).map_err(|e| {
-            GatewayError::invalid(Reason::SubjectIdInvalid, "subject_id", format!("subject_id {e}"))
+            GatewayError::invalid(
+                Reason::SubjectIdInvalid,
+                "subject_id",
+                format!("subject_id {e}"),
+            )
         })?;
         let grantee = if req.grantee_agency.is_empty() {
             None
@@ -347,11 +400,17 @@ impl ConsentsService {
 
 #[tonic::async_trait]
 impl consents_server::Consents for ConsentsService {
-    async fn grant(&self, request: Request<GrantConsentRequest>) -> Result<Response<ConsentReceipt>, Status> {
+    async fn grant(
+        &self,
+        request: Request<GrantConsentRequest>,
+    ) -> Result<Response<ConsentReceipt>, Status> {
         Ok(Response::new(ConsentsService::grant(self, request).await?))
     }
 
-    async fn revoke(&self, request: Request<RevokeConsentRequest>) -> Result<Response<ConsentReceipt>, Status> {
+    async fn revoke(
+        &self,
+        request: Request<RevokeConsentRequest>,
+    ) -> Result<Response<ConsentReceipt>, Status> {
         Ok(Response::new(ConsentsService::revoke(self, request).await?))
     }
 
@@ -359,7 +418,10 @@ impl consents_server::Consents for ConsentsService {
         Ok(Response::new(ConsentsService::get(self, request).await?))
     }
 
-    async fn list(&self, request: Request<ListConsentsRequest>) -> Result<Response<ListConsentsResponse>, Status> {
+    async fn list(
+        &self,
+        request: Request<ListConsentsRequest>,
+    ) -> Result<Response<ListConsentsResponse>, Status> {
         Ok(Response::new(ConsentsService::list(self, request).await?))
     }
 }

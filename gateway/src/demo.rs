@@ -69,8 +69,14 @@ pub fn pki_spec() -> DevPkiSpec {
             ("outsider".into(), org(OUTSIDER_AGENCY)),
         ],
         adapters: vec![
-            ("higher-education".into(), org(samverka_adapter_higher_education::DEMO_AGENCY)),
-            ("employment".into(), org(samverka_adapter_employment::DEMO_AGENCY)),
+            (
+                "higher-education".into(),
+                org(samverka_adapter_higher_education::DEMO_AGENCY),
+            ),
+            (
+                "employment".into(),
+                org(samverka_adapter_employment::DEMO_AGENCY),
+            ),
         ],
     }
 }
@@ -166,7 +172,10 @@ impl Network {
         let (emp_listener, emp_address) = loopback().await?;
 
         let config_path = dir.join("demo.toml");
-        std::fs::write(&config_path, render_config(&dir, &pki, gateway_address, he_address, emp_address))?;
+        std::fs::write(
+            &config_path,
+            render_config(&dir, &pki, gateway_address, he_address, emp_address),
+        )?;
         let config = Config::load(&config_path)?;
 
         let adapter_tls = |name: &str| -> Result<AdapterTls, DemoError> {
@@ -188,7 +197,10 @@ impl Network {
         stops.push(("higher-education".to_owned(), tx, task));
         let (tx, task) = spawn_adapter(
             Counted::new(Employment::demo(), &fetch_calls),
-            emp_listener, adapter_tls("employment")?, "employment");
+            emp_listener,
+            adapter_tls("employment")?,
+            "employment",
+        );
         stops.push(("employment".to_owned(), tx, task));
 
         let gateway = Gateway::new(config, clock)?;
@@ -238,16 +250,29 @@ impl Network {
 
     /// An mTLS channel to the gateway as the demo agency `name`.
     pub async fn channel(&self, name: &str) -> Result<Channel, DemoError> {
-        Ok(connect(&self.gateway_address.to_string(), "localhost", &self.agency_tls(name)?).await?)
+        Ok(connect(
+            &self.gateway_address.to_string(),
+            "localhost",
+            &self.agency_tls(name)?,
+        )
+        .await?)
     }
 
     /// Stops one part (`higher-education`, `employment` or `gateway`) and
-    /// waits until it has stopped.
+    /// waits until it has stopped: until its in-flight requests are done,
+    /// or at most [`samverka_adapter::DRAIN_TIMEOUT`] if a client keeps a
+    /// connection open.
     pub async fn stop(&mut self, name: &str) {
         if let Some(i) = self.stops.iter().position(|(n, _, _)| n == name) {
-            let (_, tx, task) = self.stops.remove(i);
+            let (_, tx, mut task) = self.stops.remove(i);
             let _ = tx.send(());
-            let _ = task.await;
+            if tokio::time::timeout(samverka_adapter::DRAIN_TIMEOUT, &mut task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(part = name, "did not drain in time; stopped");
+                task.abort();
+            }
         }
     }
 
@@ -378,7 +403,8 @@ record_types = {emp_types}
 pub fn describe_record(r: &Record) -> String {
     let what = match &r.payload {
         Some(Payload::CourseResult(c)) => {
-            let scale = GradingScale::try_from(c.grading_scale).unwrap_or(GradingScale::Unspecified);
+            let scale =
+                GradingScale::try_from(c.grading_scale).unwrap_or(GradingScale::Unspecified);
             let scale = match scale {
                 GradingScale::UGVg => "U/G/VG",
                 GradingScale::U345 => "U/3/4/5",
@@ -388,10 +414,18 @@ pub fn describe_record(r: &Record) -> String {
             };
             format!(
                 "{} {} ({}), {} hp, grade {} on {scale}, {}",
-                c.course_code, c.course_name, c.course_name_en, c.credits, c.grade, c.examination_date
+                c.course_code,
+                c.course_name,
+                c.course_name_en,
+                c.credits,
+                c.grade,
+                c.examination_date
             )
         }
-        Some(Payload::Degree(d)) => format!("{}, {} hp, EQF {}, {}", d.title, d.credits, d.eqf_level, d.award_date),
+        Some(Payload::Degree(d)) => format!(
+            "{}, {} hp, EQF {}, {}",
+            d.title, d.credits, d.eqf_level, d.award_date
+        ),
         Some(Payload::EmploymentPeriod(e)) => format!(
             "{} ({}), SSYK {} {}, {}%, {} to {}",
             e.employer_name,
@@ -400,7 +434,11 @@ pub fn describe_record(r: &Record) -> String {
             e.occupation_title,
             e.extent_percent,
             e.start_date,
-            if e.end_date.is_empty() { "now" } else { &e.end_date }
+            if e.end_date.is_empty() {
+                "now"
+            } else {
+                &e.end_date
+            }
         ),
         Some(other) => format!("{other:?}"),
         None => "(no payload)".to_owned(),
@@ -424,14 +462,28 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let dir = match &options.dir {
         Some(d) => d.clone(),
         None => {
-            temp = tempfile::Builder::new().prefix("samverka-demo-").tempdir()?;
+            temp = tempfile::Builder::new()
+                .prefix("samverka-demo-")
+                .tempdir()?;
             temp.path().to_owned()
         }
     };
     let network = Network::start(&dir, Clock::system()).await?;
-    println!("samverka demo: development PKI, SQLite store and demo.toml in {}", network.dir.display());
-    println!("  gateway           {} (gRPC, mutual TLS)", network.gateway_address);
-    for (route, (_, addr)) in network.gateway.config.adapters.iter().zip(&network.adapters) {
+    println!(
+        "samverka demo: development PKI, SQLite store and demo.toml in {}",
+        network.dir.display()
+    );
+    println!(
+        "  gateway           {} (gRPC, mutual TLS)",
+        network.gateway_address
+    );
+    for (route, (_, addr)) in network
+        .gateway
+        .config
+        .adapters
+        .iter()
+        .zip(&network.adapters)
+    {
         println!(
             "  {:<17} {addr} (agency {}: {})",
             route.name,
@@ -442,7 +494,10 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let outcome = script(&network).await;
     if outcome.is_ok() && options.serve {
         println!();
-        println!("Serving until Ctrl-C or SIGTERM. Connection details: {}", network.config_path.display());
+        println!(
+            "Serving until Ctrl-C or SIGTERM. Connection details: {}",
+            network.config_path.display()
+        );
         samverka_adapter::shutdown_signal().await;
     }
     network.shutdown().await;
@@ -497,7 +552,8 @@ async fn script(network: &Network) -> Result<(), DemoError> {
         println!("   {}", describe_record(r));
     }
     for o in &answer.outcomes {
-        let status = source_outcome::Status::try_from(o.status).unwrap_or(source_outcome::Status::Unspecified);
+        let status = source_outcome::Status::try_from(o.status)
+            .unwrap_or(source_outcome::Status::Unspecified);
         println!(
             "   source {} ({}): {}, {} records",
             o.source_name,

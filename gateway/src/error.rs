@@ -160,7 +160,10 @@ impl GatewayError {
     pub fn store(detail: impl std::fmt::Display) -> Self {
         GatewayError {
             detail: Some(detail.to_string()),
-            ..Self::new(Reason::StoreUnavailable, "the consent and audit store is unavailable")
+            ..Self::new(
+                Reason::StoreUnavailable,
+                "the consent and audit store is unavailable",
+            )
         }
     }
 
@@ -233,14 +236,19 @@ mod tests {
         let info = status.get_details_error_info().unwrap();
         assert_eq!(info.reason, "SUBJECT_ID_INVALID");
         assert_eq!(info.domain, "samverka");
-        assert_eq!(info.metadata.get("audit_id").map(String::as_str), Some("a-1"));
+        assert_eq!(
+            info.metadata.get("audit_id").map(String::as_str),
+            Some("a-1")
+        );
         let bad = status.get_details_bad_request().unwrap();
         assert_eq!(bad.field_violations[0].field, "subject_id");
     }
 
     #[test]
     fn internals_stay_out_of_the_message() {
-        let status = to_status(&GatewayError::store("disk I/O error at /var/lib/samverka.db"));
+        let status = to_status(&GatewayError::store(
+            "disk I/O error at /var/lib/samverka.db",
+        ));
         assert_eq!(status.code(), Code::Unavailable);
         assert!(!status.message().contains("/var/lib"));
     }

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use samverka_certs::{OrgNumber, SubjectId};
 use samverka_proto::v1::{
-    GetRecordsRequest, GetRecordsResponse, ListSourcesRequest, ListSourcesResponse, record_exchange_server,
-    source_outcome,
+    GetRecordsRequest, GetRecordsResponse, ListSourcesRequest, ListSourcesResponse,
+    record_exchange_server, source_outcome,
 };
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
@@ -70,7 +70,10 @@ impl RecordExchangeService {
         RecordExchangeService { gateway }
     }
 
-    async fn get_records(&self, request: Request<GetRecordsRequest>) -> Result<GetRecordsResponse, GatewayError> {
+    async fn get_records(
+        &self,
+        request: Request<GetRecordsRequest>,
+    ) -> Result<GetRecordsResponse, GatewayError> {
         let gw = &self.gateway;
         let budget = caller_timeout(request.metadata())
             .unwrap_or(gw.config.gateway.default_deadline)
@@ -79,13 +82,24 @@ impl RecordExchangeService {
         let req = request.into_inner();
 
         let mut entry = audit::entry("RecordExchange/GetRecords", gw.clock.now_ms());
-        entry.caller = caller.as_ref().map(|c| c.agency.to_string()).unwrap_or_default();
+        entry.caller = caller
+            .as_ref()
+            .map(|c| c.agency.to_string())
+            .unwrap_or_default();
         entry.subject_id = audit::sanitize(&req.subject_id);
-        entry.record_types = req.record_types.iter().take(MAX_RECORD_TYPES).map(|t| audit::sanitize(t)).collect();
+        entry.record_types = req
+            .record_types
+            .iter()
+            .take(MAX_RECORD_TYPES)
+            .map(|t| audit::sanitize(t))
+            .collect();
         entry.purpose = audit::sanitize(&req.purpose);
 
         let decision = match caller {
-            Ok(caller) => self.check_and_fetch(&caller, &req, &entry.audit_id, budget).await,
+            Ok(caller) => {
+                self.check_and_fetch(&caller, &req, &entry.audit_id, budget)
+                    .await
+            }
             Err(e) => Err(e),
         };
         let audit_id = entry.audit_id.clone();
@@ -103,7 +117,9 @@ impl RecordExchangeService {
                         format!("{}={}", o.source_agency, status.as_str_name())
                     })
                     .collect();
-                audit::commit(&gw.store, entry).await.map_err(GatewayError::store)?;
+                audit::commit(&gw.store, entry)
+                    .await
+                    .map_err(GatewayError::store)?;
                 Ok(GetRecordsResponse {
                     records: allowed.result.records,
                     outcomes: allowed.result.outcomes,
@@ -113,7 +129,9 @@ impl RecordExchangeService {
             }
             Err(denial) => {
                 entry.reason = denial.reason.as_str().to_owned();
-                audit::commit(&gw.store, entry).await.map_err(GatewayError::store)?;
+                audit::commit(&gw.store, entry)
+                    .await
+                    .map_err(GatewayError::store)?;
                 Err(denial.with_audit_id(audit_id))
             }
         }
@@ -129,7 +147,11 @@ impl RecordExchangeService {
     ) -> Result<Allowed, GatewayError> {
         let gw = &self.gateway;
         let subject = SubjectId::parse(&req.subject_id).map_err(|e| {
-            GatewayError::invalid(Reason::SubjectIdInvalid, "subject_id", format!("subject_id {e}"))
+            GatewayError::invalid(
+                Reason::SubjectIdInvalid,
+                "subject_id",
+                format!("subject_id {e}"),
+            )
         })?;
         if req.record_types.is_empty() {
             return Err(GatewayError::invalid(
@@ -150,7 +172,10 @@ impl RecordExchangeService {
                 return Err(GatewayError::invalid(
                     Reason::RecordTypeUnknown,
                     format!("record_types[{i}]"),
-                    format!("record type {:?} is not known to this gateway", audit::sanitize(t)),
+                    format!(
+                        "record type {:?} is not known to this gateway",
+                        audit::sanitize(t)
+                    ),
                 ));
             }
         }
@@ -164,7 +189,11 @@ impl RecordExchangeService {
         for (i, s) in req.source_agencies.iter().enumerate() {
             let field = format!("source_agencies[{i}]");
             OrgNumber::parse(s).map_err(|e| {
-                GatewayError::invalid(Reason::AgencyIdInvalid, field.clone(), format!("source agency {e}"))
+                GatewayError::invalid(
+                    Reason::AgencyIdInvalid,
+                    field.clone(),
+                    format!("source agency {e}"),
+                )
             })?;
             if !gw.router.has_source(s) {
                 return Err(GatewayError::invalid(
@@ -178,7 +207,12 @@ impl RecordExchangeService {
         record_types.sort();
         record_types.dedup();
 
-        let _access = access::check(&gw.config.access_rules, &caller.agency, &req.purpose, &record_types)?;
+        let _access = access::check(
+            &gw.config.access_rules,
+            &caller.agency,
+            &req.purpose,
+            &record_types,
+        )?;
 
         let consents = gw
             .store
@@ -200,7 +234,10 @@ impl RecordExchangeService {
             requesting_agency: caller.agency.to_string(),
             audit_ref: audit_id.to_owned(),
         };
-        let result = gw.router.fetch(plan, &query, &permit, adapter_deadline(budget)).await;
+        let result = gw
+            .router
+            .fetch(plan, &query, &permit, adapter_deadline(budget))
+            .await;
         Ok(Allowed {
             consent_id: permit.consent_id().to_owned(),
             result,
@@ -210,13 +247,25 @@ impl RecordExchangeService {
 
 #[tonic::async_trait]
 impl record_exchange_server::RecordExchange for RecordExchangeService {
-    async fn get_records(&self, request: Request<GetRecordsRequest>) -> Result<Response<GetRecordsResponse>, Status> {
-        Ok(Response::new(RecordExchangeService::get_records(self, request).await?))
+    async fn get_records(
+        &self,
+        request: Request<GetRecordsRequest>,
+    ) -> Result<Response<GetRecordsResponse>, Status> {
+        Ok(Response::new(
+            RecordExchangeService::get_records(self, request).await?,
+        ))
     }
 
-    async fn list_sources(&self, request: Request<ListSourcesRequest>) -> Result<Response<ListSourcesResponse>, Status> {
+    async fn list_sources(
+        &self,
+        request: Request<ListSourcesRequest>,
+    ) -> Result<Response<ListSourcesResponse>, Status> {
         identity::caller(&request)?;
-        let sources = self.gateway.router.describe_all(Duration::from_secs(2)).await;
+        let sources = self
+            .gateway
+            .router
+            .describe_all(Duration::from_secs(2))
+            .await;
         Ok(Response::new(ListSourcesResponse { sources }))
     }
 }
@@ -248,9 +297,18 @@ mod tests {
 
     #[test]
     fn adapters_get_most_of_the_budget() {
-        assert_eq!(adapter_deadline(Duration::from_secs(5)), Duration::from_millis(4800));
-        assert_eq!(adapter_deadline(Duration::from_millis(500)), Duration::from_millis(450));
-        assert_eq!(adapter_deadline(Duration::from_millis(20)), Duration::from_millis(15));
+        assert_eq!(
+            adapter_deadline(Duration::from_secs(5)),
+            Duration::from_millis(4800)
+        );
+        assert_eq!(
+            adapter_deadline(Duration::from_millis(500)),
+            Duration::from_millis(450)
+        );
+        assert_eq!(
+            adapter_deadline(Duration::from_millis(20)),
+            Duration::from_millis(15)
+        );
         assert_eq!(adapter_deadline(Duration::from_millis(3)), Duration::ZERO);
     }
 }

@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 const EX_USAGE: u8 = 64;
 
 #[derive(Parser)]
-#[command(name = "samverka", version, about = "Consent-checked exchange of education and employment records between agencies")]
+#[command(
+    name = "samverka",
+    version,
+    about = "Consent-checked exchange of education and employment records between agencies"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,11 +65,16 @@ enum CertsCommand {
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }
 
 fn main() -> ExitCode {
@@ -74,10 +83,11 @@ fn main() -> ExitCode {
         Command::Serve { config } => {
             init_logging("info");
             let result = runtime().map_err(|e| e.to_string()).and_then(|rt| {
-                rt.block_on(samverka::server::run(&config)).map_err(|e| match e {
-                    samverka::StartError::Config(e) => format!("bad configuration: {e}"),
-                    other => other.to_string(),
-                })
+                rt.block_on(samverka::server::run(&config))
+                    .map_err(|e| match e {
+                        samverka::StartError::Config(e) => format!("bad configuration: {e}"),
+                        other => other.to_string(),
+                    })
             });
             match result {
                 Ok(()) => ExitCode::SUCCESS,
@@ -124,7 +134,10 @@ fn main() -> ExitCode {
         Command::Demo { serve, dir } => {
             init_logging("warn");
             let options = samverka::demo::DemoOptions { serve, dir };
-            match runtime().map_err(Into::into).and_then(|rt| rt.block_on(samverka::demo::run(options))) {
+            match runtime()
+                .map_err(Into::into)
+                .and_then(|rt| rt.block_on(samverka::demo::run(options)))
+            {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("samverka demo: {e}");

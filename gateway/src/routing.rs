@@ -66,7 +66,10 @@ pub struct FetchResult {
 impl Router {
     /// Channels to every adapter in `routes`, made with `tls` (the gateway's
     /// client identity and the trust bundle).
-    pub fn new(routes: &[AdapterRoute], tls: &ClientTlsConfig) -> Result<Router, tonic::transport::Error> {
+    pub fn new(
+        routes: &[AdapterRoute],
+        tls: &ClientTlsConfig,
+    ) -> Result<Router, tonic::transport::Error> {
         let sources = routes
             .iter()
             .map(|route| {
@@ -83,12 +86,19 @@ impl Router {
 
     /// Whether some adapter serves `agency`.
     pub fn has_source(&self, agency: &str) -> bool {
-        self.sources.iter().any(|(r, _)| r.org_number.as_str() == agency)
+        self.sources
+            .iter()
+            .any(|(r, _)| r.org_number.as_str() == agency)
     }
 
     /// The sources to ask: those holding any of `record_types`, narrowed to
     /// `requested` and to the consent's sources when either is non-empty.
-    pub fn plan(&self, record_types: &[String], requested: &[String], permit: &ConsentPermit) -> Vec<SourcePlan> {
+    pub fn plan(
+        &self,
+        record_types: &[String],
+        requested: &[String],
+        permit: &ConsentPermit,
+    ) -> Vec<SourcePlan> {
         self.sources
             .iter()
             .enumerate()
@@ -104,7 +114,10 @@ impl Router {
                     .filter(|t| route.record_types.contains(t))
                     .cloned()
                     .collect();
-                (!record_types.is_empty()).then_some(SourcePlan { index, record_types })
+                (!record_types.is_empty()).then_some(SourcePlan {
+                    index,
+                    record_types,
+                })
             })
             .collect()
     }
@@ -118,7 +131,11 @@ impl Router {
         deadline: Duration,
     ) -> FetchResult {
         let mut tasks = JoinSet::new();
-        for SourcePlan { index, record_types } in plan {
+        for SourcePlan {
+            index,
+            record_types,
+        } in plan
+        {
             let (route, client) = &self.sources[index];
             let mut client = client.clone();
             let route = route.clone();
@@ -198,7 +215,12 @@ type Answer = Result<
 >;
 
 /// Turns one source's answer into the records to pass on and its outcome.
-fn judge(route: &AdapterRoute, subject: &str, asked: &[String], answer: Answer) -> (Vec<Record>, SourceOutcome) {
+fn judge(
+    route: &AdapterRoute,
+    subject: &str,
+    asked: &[String],
+    answer: Answer,
+) -> (Vec<Record>, SourceOutcome) {
     use source_outcome::Status;
     let outcome = |status: Status, count: usize, message: &str| SourceOutcome {
         source_agency: route.org_number.to_string(),
@@ -208,14 +230,24 @@ fn judge(route: &AdapterRoute, subject: &str, asked: &[String], answer: Answer) 
         message: message.to_owned(),
     };
     match answer {
-        Err(_) => (Vec::new(), outcome(Status::DeadlineExceeded, 0, "the source did not answer in time")),
+        Err(_) => (
+            Vec::new(),
+            outcome(
+                Status::DeadlineExceeded,
+                0,
+                "the source did not answer in time",
+            ),
+        ),
         Ok(Err(status)) => {
             tracing::warn!(source = %route.name, code = ?status.code(), message = %status.message(), "source failed");
             let (s, m) = match status.code() {
-                Code::DeadlineExceeded | Code::Cancelled => {
-                    (Status::DeadlineExceeded, "the source did not answer in time")
+                Code::DeadlineExceeded | Code::Cancelled => (
+                    Status::DeadlineExceeded,
+                    "the source did not answer in time",
+                ),
+                Code::Unavailable | Code::Unknown => {
+                    (Status::Unavailable, "the source is unavailable")
                 }
-                Code::Unavailable | Code::Unknown => (Status::Unavailable, "the source is unavailable"),
                 _ => (Status::SourceError, "the source reported an error"),
             };
             (Vec::new(), outcome(s, 0, m))
@@ -225,7 +257,9 @@ fn judge(route: &AdapterRoute, subject: &str, asked: &[String], answer: Answer) 
             let total = received.len();
             let records: Vec<Record> = received
                 .into_iter()
-                .filter(|r| r.subject_id == subject && asked.contains(&r.record_type) && r.payload.is_some())
+                .filter(|r| {
+                    r.subject_id == subject && asked.contains(&r.record_type) && r.payload.is_some()
+                })
                 .map(|mut r| {
                     r.source_agency = route.org_number.to_string();
                     r
@@ -241,7 +275,14 @@ fn judge(route: &AdapterRoute, subject: &str, asked: &[String], answer: Answer) 
                     "source returned records of another person or type; dropped"
                 );
                 let n = records.len();
-                (records, outcome(Status::InvalidResponse, n, "the source returned records that were not asked for; they were dropped"))
+                (
+                    records,
+                    outcome(
+                        Status::InvalidResponse,
+                        n,
+                        "the source returned records that were not asked for; they were dropped",
+                    ),
+                )
             }
         }
     }

@@ -65,7 +65,8 @@ pub struct Gateway {
 }
 
 fn read(path: &Path) -> Result<String, StartError> {
-    std::fs::read_to_string(path).map_err(|e| StartError::Tls(format!("cannot read {}: {e}", path.display())))
+    std::fs::read_to_string(path)
+        .map_err(|e| StartError::Tls(format!("cannot read {}: {e}", path.display())))
 }
 
 impl Gateway {
@@ -80,8 +81,12 @@ impl Gateway {
             .client_ca_root(ca.clone());
         let client_tls = ClientTlsConfig::new()
             .ca_certificate(ca)
-            .identity(Identity::from_pem(read(&g.client_cert)?, read(&g.client_key)?));
-        let router = Router::new(&config.adapters, &client_tls).map_err(|e| StartError::Tls(e.to_string()))?;
+            .identity(Identity::from_pem(
+                read(&g.client_cert)?,
+                read(&g.client_key)?,
+            ));
+        let router = Router::new(&config.adapters, &client_tls)
+            .map_err(|e| StartError::Tls(e.to_string()))?;
         let store = Store::open(&g.store).map_err(StartError::Store)?;
         Ok(Arc::new(Gateway {
             config,
@@ -103,15 +108,20 @@ pub async fn serve(
     Server::builder()
         .tls_config(gateway.server_tls.clone())
         .map_err(StartError::Transport)?
-        .add_service(RecordExchangeServer::new(RecordExchangeService::new(gateway.clone())))
+        .add_service(RecordExchangeServer::new(RecordExchangeService::new(
+            gateway.clone(),
+        )))
         .add_service(ConsentsServer::new(ConsentsService::new(gateway)))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
         .await
         .map_err(StartError::Transport)
 }
 
 /// `samverka serve`: load the config, bind its address, serve until Ctrl-C
-/// or SIGTERM.
+/// or SIGTERM, then give in-flight requests a bounded time to finish.
 pub async fn run(config_path: &Path) -> Result<(), StartError> {
     let config = Config::load(config_path).map_err(StartError::Config)?;
     let address = config.gateway.address;
@@ -120,7 +130,12 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         .await
         .map_err(|e| StartError::Bind(format!("cannot listen on {address}: {e}")))?;
     tracing::info!(%address, adapters = gateway.config.adapters.len(), "samverka gateway serving");
-    serve(gateway, listener, samverka_adapter::shutdown_signal()).await?;
+    samverka_adapter::until_signal_then_drain(
+        |stop| serve(gateway, listener, stop),
+        samverka_adapter::DRAIN_TIMEOUT,
+    )
+    .await
+    .unwrap_or(Ok(()))?;
     tracing::info!("samverka gateway stopped");
     Ok(())
 }

@@ -230,7 +230,10 @@ impl Store {
     /// Records a consent, unless the registrar already recorded one with the
     /// same request id: then that one is returned and nothing is written.
     /// Returns the stored consent and whether it was newly inserted.
-    pub async fn insert_consent(&self, c: StoredConsent) -> Result<(StoredConsent, bool), StoreError> {
+    pub async fn insert_consent(
+        &self,
+        c: StoredConsent,
+    ) -> Result<(StoredConsent, bool), StoreError> {
         self.with(move |conn| {
             let tx = conn.transaction()?;
             let existing = tx
@@ -358,7 +361,10 @@ impl Store {
 
     /// Audit entries in the order they were written, optionally only those
     /// about one person.
-    pub async fn audit_entries(&self, subject_id: Option<String>) -> Result<Vec<AuditEntry>, StoreError> {
+    pub async fn audit_entries(
+        &self,
+        subject_id: Option<String>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         self.with(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT audit_id, time_ms, caller, method, subject_id, record_types, purpose, \
@@ -412,17 +418,36 @@ mod tests {
             .unwrap();
         assert!(changed);
         assert_eq!(revoked.revoked_at_ms, Some(1_500));
-        let (_, changed) = store.revoke_consent("c-1".into(), 1_600, "again".into()).await.unwrap().unwrap();
+        let (_, changed) = store
+            .revoke_consent("c-1".into(), 1_600, "again".into())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(!changed);
-        assert!(store.revoke_consent("nope".into(), 1, String::new()).await.unwrap().is_none());
+        assert!(
+            store
+                .revoke_consent("nope".into(), 1, String::new())
+                .await
+                .unwrap()
+                .is_none()
+        );
         drop(store);
 
         let store = Store::open(&path).unwrap();
-        let all = store.consents_for("199003142388".into(), None).await.unwrap();
+        let all = store
+            .consents_for("199003142388".into(), None)
+            .await
+            .unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].revoked_at_ms, Some(1_500));
         assert_eq!(all[0].record_types, consent("c-1", "r-1").record_types);
-        assert!(store.consents_for("199003142388".into(), Some("2021999038".into())).await.unwrap().is_empty());
+        assert!(
+            store
+                .consents_for("199003142388".into(), Some("2021999038".into()))
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]
@@ -436,7 +461,11 @@ mod tests {
                     time_ms: 10 - i,
                     caller: "2021999020".into(),
                     method: "RecordExchange/GetRecords".into(),
-                    subject_id: if i == 1 { "x".into() } else { "199003142388".into() },
+                    subject_id: if i == 1 {
+                        "x".into()
+                    } else {
+                        "199003142388".into()
+                    },
                     record_types: vec!["employment.period".into()],
                     purpose: "study_guidance".into(),
                     consent_id: String::new(),
@@ -449,7 +478,17 @@ mod tests {
                 .unwrap();
         }
         let all = store.audit_entries(None).await.unwrap();
-        assert_eq!(all.iter().map(|e| e.audit_id.as_str()).collect::<Vec<_>>(), ["a-0", "a-1", "a-2"]);
-        assert_eq!(store.audit_entries(Some("199003142388".into())).await.unwrap().len(), 2);
+        assert_eq!(
+            all.iter().map(|e| e.audit_id.as_str()).collect::<Vec<_>>(),
+            ["a-0", "a-1", "a-2"]
+        );
+        assert_eq!(
+            store
+                .audit_entries(Some("199003142388".into()))
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
     }
 }

@@ -87,8 +87,20 @@ mod tests {
         for ms in [0, 1, 999, 1_000, 1_764_400_000_123] {
             assert_eq!(from_timestamp(&to_timestamp(ms)), Some(ms));
         }
-        assert_eq!(from_timestamp(&Timestamp { seconds: 1, nanos: -1 }), None);
-        assert_eq!(from_timestamp(&Timestamp { seconds: i64::MAX, nanos: 0 }), None);
+        assert_eq!(
+            from_timestamp(&Timestamp {
+                seconds: 1,
+                nanos: -1
+            }),
+            None
+        );
+        assert_eq!(
+            from_timestamp(&Timestamp {
+                seconds: i64::MAX,
+                nanos: 0
+            }),
+            None
+        );
     }
 
     #[test]

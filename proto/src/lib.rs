@@ -36,7 +36,8 @@ pub mod records {
 
 /// The encoded file descriptor set of every samverka proto, for gRPC server
 /// reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/samverka_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/samverka_descriptor.bin"));
 
 /// Record types this version of the contract describes with a typed payload.
 pub const KNOWN_RECORD_TYPES: &[&str] = &[

@@ -58,7 +58,12 @@ pub fn strings(v: &[&str]) -> Vec<String> {
 
 /// A grant for the reader agency and the demo person, valid for 30 days
 /// from the gateway's clock.
-pub fn grant_request(net: &Network, purpose: &str, record_types: &[&str], request_id: &str) -> GrantConsentRequest {
+pub fn grant_request(
+    net: &Network,
+    purpose: &str,
+    record_types: &[&str],
+    request_id: &str,
+) -> GrantConsentRequest {
     let now = net.gateway.clock.now_ms();
     GrantConsentRequest {
         subject_id: DEMO_SUBJECT.into(),
@@ -95,7 +100,11 @@ pub fn read_request(subject: &str, record_types: &[&str], purpose: &str) -> GetR
 }
 
 pub fn demo_read() -> GetRecordsRequest {
-    read_request(DEMO_SUBJECT, &["education.course_result", "employment.period"], DEMO_PURPOSE)
+    read_request(
+        DEMO_SUBJECT,
+        &["education.course_result", "employment.period"],
+        DEMO_PURPOSE,
+    )
 }
 
 /// The ErrorInfo reason of a status, checking its domain.

@@ -102,7 +102,11 @@ impl Employment {
 
 impl Adapter for Employment {
     fn describe(&self) -> Description {
-        Description::new(&self.agency, "Employment register (synthetic)", RECORD_TYPES)
+        Description::new(
+            &self.agency,
+            "Employment register (synthetic)",
+            RECORD_TYPES,
+        )
     }
 
     async fn fetch_records(&self, query: FetchQuery) -> Result<Vec<Record>, AdapterError> {

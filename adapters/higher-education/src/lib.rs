@@ -155,7 +155,11 @@ fn record(subject: &str, record_type: &str, id: String, payload: Payload) -> Rec
 
 impl Adapter for HigherEducation {
     fn describe(&self) -> Description {
-        Description::new(&self.agency, "Study records (higher education, synthetic)", RECORD_TYPES)
+        Description::new(
+            &self.agency,
+            "Study records (higher education, synthetic)",
+            RECORD_TYPES,
+        )
     }
 
     async fn fetch_records(&self, query: FetchQuery) -> Result<Vec<Record>, AdapterError> {
@@ -182,7 +186,11 @@ mod tests {
         for p in &fixture.people {
             SubjectId::parse(&p.subject_id).unwrap();
             for c in &p.course_results {
-                assert!(c.credits > 0.0 && (c.credits * 2.0).fract() == 0.0, "{}", c.id);
+                assert!(
+                    c.credits > 0.0 && (c.credits * 2.0).fract() == 0.0,
+                    "{}",
+                    c.id
+                );
             }
         }
     }
@@ -197,13 +205,22 @@ mod tests {
             consent_id: "c".into(),
             requesting_agency: "2021999020".into(),
         };
-        let degrees = a.fetch_records(query(&["education.degree"], "199003142388")).await.unwrap();
+        let degrees = a
+            .fetch_records(query(&["education.degree"], "199003142388"))
+            .await
+            .unwrap();
         assert_eq!(degrees.len(), 1);
         assert!(degrees.iter().all(|r| r.record_type == "education.degree"));
-        let all = a.fetch_records(query(&RECORD_TYPES, "199003142388")).await.unwrap();
+        let all = a
+            .fetch_records(query(&RECORD_TYPES, "199003142388"))
+            .await
+            .unwrap();
         assert_eq!(all.len(), 4);
         assert!(all.iter().all(|r| r.subject_id == "199003142388"));
-        let unknown = a.fetch_records(query(&RECORD_TYPES, "200107079139")).await.unwrap();
+        let unknown = a
+            .fetch_records(query(&RECORD_TYPES, "200107079139"))
+            .await
+            .unwrap();
         assert!(unknown.is_empty());
     }
 }

@@ -59,6 +59,8 @@ mod service;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 pub use samverka_certs::{OrgNumber, SubjectId};
 use tokio::net::TcpListener;
@@ -219,13 +221,58 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-/// Serves `adapter` on `addr` until Ctrl-C or SIGTERM, then lets in-flight
-/// requests finish.
-pub async fn serve<A: Adapter>(adapter: A, addr: SocketAddr, tls: AdapterTls) -> Result<(), ServeError> {
+/// How long in-flight requests get to finish after Ctrl-C or SIGTERM.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `adapter` on `addr` until Ctrl-C or SIGTERM, then gives in-flight
+/// requests up to [`DRAIN_TIMEOUT`] to finish.
+pub async fn serve<A: Adapter>(
+    adapter: A,
+    addr: SocketAddr,
+    tls: AdapterTls,
+) -> Result<(), ServeError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| ServeError::Io(format!("cannot listen on {addr}: {e}")))?;
-    serve_with_listener(adapter, listener, tls, shutdown_signal()).await
+    until_signal_then_drain(
+        |stop| serve_with_listener(adapter, listener, tls, stop),
+        DRAIN_TIMEOUT,
+    )
+    .await
+    .unwrap_or(Ok(()))
+}
+
+/// Runs a server until Ctrl-C or SIGTERM, then waits at most `drain` for it
+/// to finish. `server` gets the future that tells it to stop accepting.
+///
+/// A graceful shutdown alone waits for every client to close its
+/// connection; a client that never does would keep the process alive
+/// forever. Returns `None` when the drain timed out.
+pub async fn until_signal_then_drain<F, T>(
+    server: impl FnOnce(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> F,
+    drain: Duration,
+) -> Option<T>
+where
+    F: Future<Output = T>,
+{
+    let signalled = Arc::new(tokio::sync::Notify::new());
+    let notify = signalled.clone();
+    let stop = Box::pin(async move {
+        shutdown_signal().await;
+        notify.notify_one();
+    });
+    let server = server(stop);
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => Some(result),
+        () = async {
+            signalled.notified().await;
+            tokio::time::sleep(drain).await;
+        } => {
+            tracing::warn!(?drain, "in-flight requests did not finish in time; stopping anyway");
+            None
+        }
+    }
 }
 
 /// Serves `adapter` on an already bound listener until `shutdown`
@@ -244,12 +291,17 @@ pub async fn serve_with_listener<A: Adapter>(
         return Err(ServeError::Description("no record types".into()));
     }
     let svc = service::AdapterService::new(adapter, agency, description);
-    let tls_config = ServerTlsConfig::new().identity(tls.identity).client_ca_root(tls.ca);
+    let tls_config = ServerTlsConfig::new()
+        .identity(tls.identity)
+        .client_ca_root(tls.ca);
     Server::builder()
         .tls_config(tls_config)
         .map_err(ServeError::Transport)?
         .add_service(samverka_proto::adapter::v1::adapter_server::AdapterServer::new(svc))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
         .await
         .map_err(ServeError::Transport)
 }

@@ -11,8 +11,7 @@ use std::collections::HashSet;
 
 use samverka_certs::{CertIdentity, OrgNumber, Role, SubjectId};
 use samverka_proto::adapter::v1::{
-    AdapterDescription, DescribeRequest, FetchRecordsRequest, FetchRecordsResponse,
-    adapter_server,
+    AdapterDescription, DescribeRequest, FetchRecordsRequest, FetchRecordsResponse, adapter_server,
 };
 use tonic::{Request, Response, Status};
 
@@ -42,11 +41,15 @@ fn require_gateway<T>(request: &Request<T>) -> Result<(), Status> {
         Some(Ok(id)) if id.role == Role::Gateway => Ok(()),
         Some(Ok(id)) => {
             tracing::warn!(agency = %id.agency, role = %id.role, "refused a caller that is not a gateway");
-            Err(Status::permission_denied("only a samverka gateway may call this adapter"))
+            Err(Status::permission_denied(
+                "only a samverka gateway may call this adapter",
+            ))
         }
         Some(Err(e)) => {
             tracing::warn!(error = %e, "refused a caller without a samverka identity");
-            Err(Status::permission_denied("only a samverka gateway may call this adapter"))
+            Err(Status::permission_denied(
+                "only a samverka gateway may call this adapter",
+            ))
         }
         None => Err(Status::unauthenticated("a client certificate is required")),
     }
@@ -73,14 +76,24 @@ impl<A: Adapter> adapter_server::Adapter for AdapterService<A> {
     ) -> Result<Response<FetchRecordsResponse>, Status> {
         require_gateway(&request)?;
         let req = request.into_inner();
-        let subject = SubjectId::parse(&req.subject_id).map_err(|e| {
-            Status::invalid_argument(format!("subject_id: {e}"))
-        })?;
-        let offered: HashSet<&str> = self.description.record_types.iter().map(String::as_str).collect();
+        let subject = SubjectId::parse(&req.subject_id)
+            .map_err(|e| Status::invalid_argument(format!("subject_id: {e}")))?;
+        let offered: HashSet<&str> = self
+            .description
+            .record_types
+            .iter()
+            .map(String::as_str)
+            .collect();
         if req.record_types.is_empty() {
-            return Err(Status::invalid_argument("record_types: at least one is required"));
+            return Err(Status::invalid_argument(
+                "record_types: at least one is required",
+            ));
         }
-        if let Some(t) = req.record_types.iter().find(|t| !offered.contains(t.as_str())) {
+        if let Some(t) = req
+            .record_types
+            .iter()
+            .find(|t| !offered.contains(t.as_str()))
+        {
             return Err(Status::invalid_argument(format!(
                 "record_types: {t:?} is not offered by this adapter"
             )));
@@ -93,16 +106,20 @@ impl<A: Adapter> adapter_server::Adapter for AdapterService<A> {
             consent_id: req.consent_id,
             requesting_agency: req.requesting_agency,
         };
-        let records = self.adapter.fetch_records(query).await.map_err(|e| match e {
-            AdapterError::Unavailable(m) => {
-                tracing::warn!(reason = %m, "register unavailable");
-                Status::unavailable("register unavailable")
-            }
-            AdapterError::Internal(m) => {
-                tracing::error!(reason = %m, "adapter failed");
-                Status::internal("adapter failed")
-            }
-        })?;
+        let records = self
+            .adapter
+            .fetch_records(query)
+            .await
+            .map_err(|e| match e {
+                AdapterError::Unavailable(m) => {
+                    tracing::warn!(reason = %m, "register unavailable");
+                    Status::unavailable("register unavailable")
+                }
+                AdapterError::Internal(m) => {
+                    tracing::error!(reason = %m, "adapter failed");
+                    Status::internal("adapter failed")
+                }
+            })?;
         let before = records.len();
         let records: Vec<_> = records
             .into_iter()

@@ -36,7 +36,10 @@ record_types = ["employment.period"]
 fn parses_a_good_config_and_resolves_relative_paths() {
     let c = Config::from_toml(GOOD, Path::new("/srv/samverka")).unwrap();
     assert_eq!(c.gateway.store, Path::new("/srv/samverka/samverka.db"));
-    assert_eq!(c.gateway.client_cert, Path::new("/etc/samverka/gateway-client.pem"));
+    assert_eq!(
+        c.gateway.client_cert,
+        Path::new("/etc/samverka/gateway-client.pem")
+    );
     assert_eq!(c.gateway.default_deadline, Duration::from_secs(5));
     assert_eq!(c.adapters[0].server_name, "127.0.0.1");
     assert!(c.knows_record_type("employment.period"));
@@ -64,7 +67,10 @@ fn an_unknown_key_is_an_error() {
 
 #[test]
 fn an_undefined_purpose_in_a_rule_is_an_error() {
-    let e = error_for(&GOOD.replace("purposes = [\"study_guidance\"]", "purposes = [\"admission\"]"));
+    let e = error_for(&GOOD.replace(
+        "purposes = [\"study_guidance\"]",
+        "purposes = [\"admission\"]",
+    ));
     assert_eq!(e.key, "access_rules[0].purposes");
     assert!(e.reason.contains("admission"), "{e}");
     assert!(e.line.is_some());

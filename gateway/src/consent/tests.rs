@@ -29,8 +29,19 @@ fn reason(r: Result<ConsentPermit, GatewayError>) -> Reason {
 
 #[test]
 fn a_consent_in_force_covering_everything_allows() {
-    let c = [consent("c1", "study_guidance", &["education.degree", "employment.period"])];
-    let p = decide(&c, "study_guidance", &types(&["employment.period"]), &[], 1_500).unwrap();
+    let c = [consent(
+        "c1",
+        "study_guidance",
+        &["education.degree", "employment.period"],
+    )];
+    let p = decide(
+        &c,
+        "study_guidance",
+        &types(&["employment.period"]),
+        &[],
+        1_500,
+    )
+    .unwrap();
     assert_eq!(p.consent_id(), "c1");
 }
 
@@ -39,30 +50,53 @@ fn validity_is_half_open() {
     let c = [consent("c1", "study_guidance", &["employment.period"])];
     let t = types(&["employment.period"]);
     assert!(decide(&c, "study_guidance", &t, &[], 1_000).is_ok());
-    assert_eq!(reason(decide(&c, "study_guidance", &t, &[], 999)), Reason::ConsentExpired);
-    assert_eq!(reason(decide(&c, "study_guidance", &t, &[], 2_000)), Reason::ConsentExpired);
+    assert_eq!(
+        reason(decide(&c, "study_guidance", &t, &[], 999)),
+        Reason::ConsentExpired
+    );
+    assert_eq!(
+        reason(decide(&c, "study_guidance", &t, &[], 2_000)),
+        Reason::ConsentExpired
+    );
 }
 
 #[test]
 fn refusals_say_why() {
     let t = types(&["employment.period"]);
-    assert_eq!(reason(decide(&[], "study_guidance", &t, &[], 1_500)), Reason::ConsentMissing);
+    assert_eq!(
+        reason(decide(&[], "study_guidance", &t, &[], 1_500)),
+        Reason::ConsentMissing
+    );
 
     let mut revoked = consent("c1", "study_guidance", &["employment.period"]);
     revoked.revoked_at_ms = Some(1_200);
-    assert_eq!(reason(decide(&[revoked.clone()], "study_guidance", &t, &[], 1_500)), Reason::ConsentRevoked);
+    assert_eq!(
+        reason(decide(&[revoked.clone()], "study_guidance", &t, &[], 1_500)),
+        Reason::ConsentRevoked
+    );
 
     let other = consent("c2", "job_matching", &["employment.period"]);
-    assert_eq!(reason(decide(&[other.clone()], "study_guidance", &t, &[], 1_500)), Reason::PurposeMismatch);
+    assert_eq!(
+        reason(decide(std::slice::from_ref(&other), "study_guidance", &t, &[], 1_500)),
+        Reason::PurposeMismatch
+    );
 
     // Too few record types is a missing consent, not a mismatch.
     let narrow = consent("c3", "study_guidance", &["education.degree"]);
     let both = types(&["education.degree", "employment.period"]);
-    assert_eq!(reason(decide(&[narrow], "study_guidance", &both, &[], 1_500)), Reason::ConsentMissing);
+    assert_eq!(
+        reason(decide(&[narrow], "study_guidance", &both, &[], 1_500)),
+        Reason::ConsentMissing
+    );
 
     // A newer consent in force wins over an older revoked one.
     let newer = consent("c4", "study_guidance", &["employment.period"]);
-    assert_eq!(decide(&[newer, revoked], "study_guidance", &t, &[], 1_500).unwrap().consent_id(), "c4");
+    assert_eq!(
+        decide(&[newer, revoked], "study_guidance", &t, &[], 1_500)
+            .unwrap()
+            .consent_id(),
+        "c4"
+    );
 }
 
 #[test]
@@ -72,9 +106,24 @@ fn source_restrictions_are_respected() {
     let t = types(&["employment.period"]);
     let p = decide(&[c.clone()], "study_guidance", &t, &[], 1_500).unwrap();
     assert_eq!(p.source_agencies(), ["2021999053".to_string()]);
-    assert!(decide(&[c.clone()], "study_guidance", &t, &["2021999053".into()], 1_500).is_ok());
+    assert!(
+        decide(
+            &[c.clone()],
+            "study_guidance",
+            &t,
+            &["2021999053".into()],
+            1_500
+        )
+        .is_ok()
+    );
     assert_eq!(
-        reason(decide(&[c], "study_guidance", &t, &["2021999046".into()], 1_500)),
+        reason(decide(
+            &[c],
+            "study_guidance",
+            &t,
+            &["2021999046".into()],
+            1_500
+        )),
         Reason::ConsentMissing
     );
 }
