@@ -77,7 +77,13 @@ fn refusals_say_why() {
 
     let other = consent("c2", "job_matching", &["employment.period"]);
     assert_eq!(
-        reason(decide(std::slice::from_ref(&other), "study_guidance", &t, &[], 1_500)),
+        reason(decide(
+            std::slice::from_ref(&other),
+            "study_guidance",
+            &t,
+            &[],
+            1_500
+        )),
         Reason::PurposeMismatch
     );
 
