@@ -150,16 +150,20 @@ async fn revoked_consent_is_refused_on_the_next_read() {
 
     assert_denied(&net, "reader", demo_read(), "CONSENT_REVOKED").await;
 
+    // Revoking again is idempotent: the first revocation's receipt.
     let again = consents(&net, "registrar")
         .await
         .revoke(RevokeConsentRequest {
             consent_id,
-            reason: String::new(),
+            reason: "a retry".into(),
         })
         .await
-        .unwrap_err();
-    assert_eq!(again.code(), Code::FailedPrecondition);
-    assert_eq!(reason(&again), "CONSENT_ALREADY_REVOKED");
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.event, "revoked");
+    let again = again.consent.unwrap();
+    assert_eq!(again.status(), consent::Status::Revoked);
+    assert_eq!(again.revocation_reason, "withdrawn by the person");
 }
 
 #[tokio::test]
@@ -392,30 +396,39 @@ async fn only_registrars_may_manage_consents() {
 async fn grants_are_validated_idempotent_and_readable() {
     let net = start().await;
     let mut registrar = consents(&net, "registrar").await;
-    let first = registrar
-        .grant(grant_request(
-            &net,
-            DEMO_PURPOSE,
-            &["employment.period"],
-            "same-request",
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .consent
-        .unwrap();
+    let request = grant_request(&net, DEMO_PURPOSE, &["employment.period"], "same-request");
+    let receipt = registrar.grant(request.clone()).await.unwrap().into_inner();
+    let first = receipt.consent.unwrap();
+    // A retry of the same request (a lost answer) gets the same consent.
     let second = registrar
-        .grant(grant_request(
-            &net,
-            DEMO_PURPOSE,
-            &["employment.period"],
-            "same-request",
-        ))
+        .grant(request.clone())
         .await
         .unwrap()
         .into_inner()
         .consent
         .unwrap();
+    // The same request id for something else is refused, not merged.
+    let mut changed = request.clone();
+    changed.record_types = strings(&["education.course_result"]);
+    let status = registrar.grant(changed).await.unwrap_err();
+    assert_eq!(status.code(), Code::AlreadyExists);
+    assert_eq!(reason(&status), "REQUEST_ID_REUSED");
+
+    // The receipt is signed by the gateway and says what was recorded.
+    let gateway_cert = std::fs::read_to_string(&net.pki.gateway.0).unwrap();
+    let claims = samverka::receipt::verify(&receipt.jws, &gateway_cert).unwrap();
+    assert_eq!(claims.event, "granted");
+    assert_eq!(claims.iss, samverka::demo::GATEWAY_AGENCY);
+    assert_eq!(claims.consent.consent_id, first.consent_id);
+    assert_eq!(claims.consent.subject_id, DEMO_SUBJECT);
+    assert_eq!(claims.consent.grantee_agency, READER_AGENCY);
+    assert_eq!(claims.consent.record_types, ["employment.period"]);
+    assert_eq!(claims.consent.status, "active");
+    assert_eq!(
+        claims.consent.registrar_agency,
+        samverka::demo::REGISTRAR_AGENCY
+    );
+
     assert_eq!(first.consent_id, second.consent_id);
     assert_eq!(first.status(), consent::Status::Active);
 
@@ -469,6 +482,14 @@ async fn grants_are_validated_idempotent_and_readable() {
             Box::new(|r| r.valid_until = Some(samverka::time::to_timestamp(1_000))),
         ),
         ("FIELD_MISSING", Box::new(|r| r.request_id = String::new())),
+        (
+            "VALIDITY_INVALID",
+            Box::new(|r| {
+                // Longer than the configured maximum of 730 days.
+                let until = samverka::time::system_now_ms() + 731 * DAY_MS;
+                r.valid_until = Some(samverka::time::to_timestamp(until));
+            }),
+        ),
     ];
     for (i, (expected, change)) in cases.iter().enumerate() {
         let mut request = grant_request(

@@ -10,9 +10,13 @@
 //! key = "certs/gateway.key"
 //! client_cert = "certs/gateway-client.pem"   # identity towards adapters
 //! client_key = "certs/gateway-client.key"
-//! store = "samverka.db"           # SQLite file for consents and audit
+//! store = "samverka.db"           # SQLite file for consents and audit, or
+//!                                 # a postgresql:// URL shared by replicas
 //! default_deadline_ms = 5000      # when a caller sets no deadline
 //! max_deadline_ms = 30000         # longer caller deadlines are cut to this
+//!
+//! [consents]
+//! max_lifetime_days = 730         # the longest consent a registrar may grant
 //!
 //! [[agencies]]                    # agencies that may call the gateway
 //! org_number = "2021999038"
@@ -50,6 +54,8 @@ use std::time::Duration;
 use samverka_certs::OrgNumber;
 use serde::{Deserialize, Deserializer};
 
+use crate::store::StoreLocation;
+
 /// A configuration that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -86,6 +92,8 @@ impl std::error::Error for ConfigError {}
 pub struct Config {
     /// The `[gateway]` section.
     pub gateway: GatewaySettings,
+    /// The `[consents]` section.
+    pub consents: ConsentSettings,
     /// Agencies known to this gateway.
     pub agencies: Vec<Agency>,
     /// The purpose registry.
@@ -113,12 +121,20 @@ pub struct GatewaySettings {
     pub client_cert: PathBuf,
     /// Client key towards adapters.
     pub client_key: PathBuf,
-    /// The SQLite store file.
-    pub store: PathBuf,
+    /// The consent and audit store.
+    pub store: StoreLocation,
     /// Deadline for a request whose caller set none.
     pub default_deadline: Duration,
     /// The longest deadline a caller may set.
     pub max_deadline: Duration,
+}
+
+/// The `[consents]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentSettings {
+    /// The longest time from `valid_from` to `valid_until` a grant may ask
+    /// for.
+    pub max_lifetime: Duration,
 }
 
 /// An agency that may call the gateway.
@@ -177,6 +193,8 @@ pub struct AdapterRoute {
 struct RawConfig {
     gateway: RawGateway,
     #[serde(default)]
+    consents: RawConsents,
+    #[serde(default)]
     agencies: Vec<toml::Spanned<RawAgency>>,
     #[serde(default)]
     purposes: Vec<toml::Spanned<RawPurpose>>,
@@ -204,7 +222,7 @@ struct RawGateway {
     key: PathBuf,
     client_cert: PathBuf,
     client_key: PathBuf,
-    store: PathBuf,
+    store: String,
     #[serde(default = "default_deadline_ms")]
     default_deadline_ms: u64,
     #[serde(default = "max_deadline_ms")]
@@ -212,6 +230,25 @@ struct RawGateway {
     // Reserved for the operators' listener; written by `samverka demo`.
     #[serde(default, rename = "admin_address")]
     _admin_address: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConsents {
+    #[serde(default = "max_lifetime_days")]
+    max_lifetime_days: u32,
+}
+
+impl Default for RawConsents {
+    fn default() -> Self {
+        RawConsents {
+            max_lifetime_days: max_lifetime_days(),
+        }
+    }
+}
+
+fn max_lifetime_days() -> u32 {
+    730
 }
 
 fn default_deadline_ms() -> u64 {
@@ -374,9 +411,23 @@ impl Config {
             key: path(g.key),
             client_cert: path(g.client_cert),
             client_key: path(g.client_key),
-            store: path(g.store),
+            store: StoreLocation::parse(&g.store, base_dir),
             default_deadline: Duration::from_millis(g.default_deadline_ms),
             max_deadline: Duration::from_millis(g.max_deadline_ms),
+        };
+
+        if raw.consents.max_lifetime_days == 0 || raw.consents.max_lifetime_days > 36_500 {
+            return Err(ConfigError {
+                file: None,
+                line: None,
+                key: "consents.max_lifetime_days".into(),
+                reason: "must be between 1 and 36500".into(),
+            });
+        }
+        let consents = ConsentSettings {
+            max_lifetime: Duration::from_secs(
+                u64::from(raw.consents.max_lifetime_days) * 24 * 3600,
+            ),
         };
 
         let mut agencies = Vec::new();
@@ -491,6 +542,7 @@ impl Config {
 
         Ok(Config {
             gateway,
+            consents,
             agencies,
             purposes,
             access_rules,

@@ -25,7 +25,8 @@ use samverka_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::error::{GatewayError, Reason};
-use crate::store::StoredConsent;
+use crate::receipt::{ReceiptClaims, ReceiptConsent, rfc3339};
+use crate::store::{Revocation, StoredConsent};
 use crate::{Gateway, identity, time};
 
 /// Proof that a consent allows the read. Only [`decide`] makes one, and
@@ -102,6 +103,19 @@ pub fn decide(
         Reason::ConsentMissing,
         "the person holds no consent covering this read",
     ))
+}
+
+/// Whether a repeated grant (same registrar and request id) asks for the
+/// consent that was recorded the first time. `valid_from` is not compared:
+/// a request that left it unset means "now", which moves between retries.
+fn same_grant(stored: &StoredConsent, requested: &StoredConsent) -> bool {
+    stored.subject_id == requested.subject_id
+        && stored.grantee_agency == requested.grantee_agency
+        && stored.record_types == requested.record_types
+        && stored.purpose == requested.purpose
+        && stored.source_agencies == requested.source_agencies
+        && stored.valid_until_ms == requested.valid_until_ms
+        && stored.evidence_ref == requested.evidence_ref
 }
 
 /// The consent's status at `now_ms`.
@@ -263,6 +277,17 @@ impl ConsentsService {
                 "valid_until must be after valid_from and in the future",
             ));
         }
+        let max_lifetime_ms = config.consents.max_lifetime.as_millis() as i64;
+        if valid_until_ms - valid_from_ms > max_lifetime_ms {
+            return Err(GatewayError::invalid(
+                Reason::ValidityInvalid,
+                "valid_until",
+                format!(
+                    "a consent may last at most {} days",
+                    max_lifetime_ms / (24 * 3600 * 1000)
+                ),
+            ));
+        }
         if req.request_id.is_empty() || req.request_id.len() > 128 {
             return Err(GatewayError::invalid(
                 Reason::FieldMissing,
@@ -293,6 +318,7 @@ impl ConsentsService {
             revoked_at_ms: None,
             revocation_reason: None,
         };
+        let requested = stored.clone();
         let (stored, inserted) = self
             .gateway
             .store
@@ -301,11 +327,60 @@ impl ConsentsService {
             .map_err(GatewayError::store)?;
         if inserted {
             tracing::info!(consent_id = %stored.consent_id, registrar = %registrar, grantee = %stored.grantee_agency, purpose = %stored.purpose, "consent granted");
+        } else if !same_grant(&stored, &requested) {
+            return Err(GatewayError::new(
+                Reason::RequestIdReused,
+                "request_id was already used for a different consent",
+            ));
         }
+        self.receipt(&stored, "granted", stored.granted_at_ms)
+    }
+
+    /// The receipt of an event, with its signed JWS form.
+    fn receipt(
+        &self,
+        c: &StoredConsent,
+        event: &str,
+        recorded_at_ms: i64,
+    ) -> Result<ConsentReceipt, GatewayError> {
+        let now_ms = self.gateway.clock.now_ms();
+        let status = match status_at(c, now_ms) {
+            consent::Status::Revoked => "revoked",
+            consent::Status::Expired => "expired",
+            _ => "active",
+        };
+        let claims = ReceiptClaims {
+            iss: self.gateway.receipts.issuer().to_owned(),
+            iat: now_ms.div_euclid(1000),
+            event: event.to_owned(),
+            recorded_at: rfc3339(recorded_at_ms),
+            consent: ReceiptConsent {
+                consent_id: c.consent_id.clone(),
+                subject_id: c.subject_id.clone(),
+                grantee_agency: c.grantee_agency.clone(),
+                record_types: c.record_types.clone(),
+                purpose: c.purpose.clone(),
+                source_agencies: c.source_agencies.clone(),
+                valid_from: rfc3339(c.valid_from_ms),
+                valid_until: rfc3339(c.valid_until_ms),
+                status: status.to_owned(),
+                registrar_agency: c.registrar_agency.clone(),
+                evidence_ref: c.evidence_ref.clone(),
+                granted_at: rfc3339(c.granted_at_ms),
+                revoked_at: c.revoked_at_ms.map(rfc3339),
+                revocation_reason: c.revocation_reason.clone(),
+            },
+        };
+        let jws = self
+            .gateway
+            .receipts
+            .sign(&claims)
+            .map_err(GatewayError::internal)?;
         Ok(ConsentReceipt {
-            consent: Some(to_proto(&stored, now_ms)),
-            event: "granted".into(),
-            recorded_at: Some(time::to_timestamp(stored.granted_at_ms)),
+            consent: Some(to_proto(c, now_ms)),
+            event: event.to_owned(),
+            recorded_at: Some(time::to_timestamp(recorded_at_ms)),
+            jws,
         })
     }
 
@@ -323,25 +398,29 @@ impl ConsentsService {
             ));
         }
         let now_ms = self.gateway.clock.now_ms();
-        let (stored, changed) = self
+        let revocation = self
             .gateway
             .store
-            .revoke_consent(req.consent_id, now_ms, req.reason)
+            .revoke_consent(&req.consent_id, now_ms, &req.reason)
             .await
-            .map_err(GatewayError::store)?
-            .ok_or_else(|| GatewayError::new(Reason::ConsentNotFound, "no consent has that id"))?;
-        if !changed {
-            return Err(GatewayError::new(
-                Reason::ConsentAlreadyRevoked,
-                "the consent was already revoked",
-            ));
-        }
-        tracing::info!(consent_id = %stored.consent_id, registrar = %registrar, "consent revoked");
-        Ok(ConsentReceipt {
-            consent: Some(to_proto(&stored, now_ms)),
-            event: "revoked".into(),
-            recorded_at: Some(time::to_timestamp(now_ms)),
-        })
+            .map_err(GatewayError::store)?;
+        // Revoking twice is not an error: a registrar that retries after a
+        // lost answer gets the receipt of the revocation that took effect.
+        let stored = match revocation {
+            Revocation::Revoked(c) => {
+                tracing::info!(consent_id = %c.consent_id, registrar = %registrar, "consent revoked");
+                c
+            }
+            Revocation::AlreadyRevoked(c) => c,
+            Revocation::NotFound => {
+                return Err(GatewayError::new(
+                    Reason::ConsentNotFound,
+                    "no consent has that id",
+                ));
+            }
+        };
+        let revoked_at_ms = stored.revoked_at_ms.unwrap_or(now_ms);
+        self.receipt(&stored, "revoked", revoked_at_ms)
     }
 
     async fn get(&self, request: Request<GetConsentRequest>) -> Result<Consent, GatewayError> {
@@ -350,7 +429,7 @@ impl ConsentsService {
         let stored = self
             .gateway
             .store
-            .consent(id)
+            .consent(&id)
             .await
             .map_err(GatewayError::store)?
             .ok_or_else(|| GatewayError::new(Reason::ConsentNotFound, "no consent has that id"))?;
@@ -389,7 +468,7 @@ impl ConsentsService {
         let consents = self
             .gateway
             .store
-            .consents_for(subject.as_str().to_owned(), grantee)
+            .consents_for(subject.as_str(), grantee.as_deref())
             .await
             .map_err(GatewayError::store)?;
         Ok(ListConsentsResponse {

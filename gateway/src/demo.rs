@@ -174,7 +174,13 @@ impl Network {
         let config_path = dir.join("demo.toml");
         std::fs::write(
             &config_path,
-            render_config(&dir, &pki, gateway_address, he_address, emp_address),
+            demo_config(
+                &pki,
+                &gateway_address.to_string(),
+                he_address,
+                emp_address,
+                &dir.join("samverka.db").display().to_string(),
+            ),
         )?;
         let config = Config::load(&config_path)?;
 
@@ -203,7 +209,7 @@ impl Network {
         );
         stops.push(("employment".to_owned(), tx, task));
 
-        let gateway = Gateway::new(config, clock)?;
+        let gateway = Gateway::new(config, clock).await?;
         let (tx, rx) = oneshot::channel::<()>();
         let gw = gateway.clone();
         let task = tokio::spawn(async move {
@@ -284,12 +290,15 @@ impl Network {
     }
 }
 
-fn render_config(
-    dir: &Path,
+/// The demo's configuration: gateway at `gateway` (`host:port`; port 0
+/// lets the OS choose), the two reference adapters at their addresses, and
+/// `store` (a SQLite path or a PostgreSQL URL).
+pub fn demo_config(
     pki: &DevPkiFiles,
-    gateway: SocketAddr,
+    gateway: &str,
     higher_education: SocketAddr,
     employment: SocketAddr,
+    store: &str,
 ) -> String {
     let p = |p: &Path| toml::Value::String(p.display().to_string()).to_string();
     let agency = |name: &str| {
@@ -390,7 +399,7 @@ record_types = {emp_types}
         gw_key = p(&pki.gateway.1),
         gwc_cert = p(&pki.gateway_client.0),
         gwc_key = p(&pki.gateway_client.1),
-        store = p(&dir.join("samverka.db")),
+        store = toml::Value::String(store.to_owned()),
         demo_types = list(&DEMO_RECORD_TYPES),
         he_org = samverka_adapter_higher_education::DEMO_AGENCY,
         emp_org = samverka_adapter_employment::DEMO_AGENCY,

@@ -54,8 +54,8 @@ pub enum Reason {
     FieldMissing,
     /// No consent has that id.
     ConsentNotFound,
-    /// The consent was already revoked.
-    ConsentAlreadyRevoked,
+    /// A grant reused a request id for a different consent.
+    RequestIdReused,
     /// The consent or audit store cannot be reached: fail closed.
     StoreUnavailable,
     /// A defect inside the gateway.
@@ -82,7 +82,7 @@ impl Reason {
             Reason::ValidityInvalid => "VALIDITY_INVALID",
             Reason::FieldMissing => "FIELD_MISSING",
             Reason::ConsentNotFound => "CONSENT_NOT_FOUND",
-            Reason::ConsentAlreadyRevoked => "CONSENT_ALREADY_REVOKED",
+            Reason::RequestIdReused => "REQUEST_ID_REUSED",
             Reason::StoreUnavailable => "STORE_UNAVAILABLE",
             Reason::Internal => "INTERNAL",
         }
@@ -107,7 +107,7 @@ impl Reason {
             | Reason::ValidityInvalid
             | Reason::FieldMissing => Code::InvalidArgument,
             Reason::ConsentNotFound => Code::NotFound,
-            Reason::ConsentAlreadyRevoked => Code::FailedPrecondition,
+            Reason::RequestIdReused => Code::AlreadyExists,
             Reason::StoreUnavailable => Code::Unavailable,
             Reason::Internal => Code::Internal,
         }

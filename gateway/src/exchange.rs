@@ -216,7 +216,7 @@ impl RecordExchangeService {
 
         let consents = gw
             .store
-            .consents_for(subject.as_str().to_owned(), Some(caller.agency.to_string()))
+            .consents_for(subject.as_str(), Some(caller.agency.as_str()))
             .await
             .map_err(GatewayError::store)?;
         let permit = consent::decide(

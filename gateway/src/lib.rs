@@ -21,7 +21,9 @@
 //!   module per step above; [`exchange`] puts them together as the
 //!   `RecordExchange` service, [`consent`] also holds the `Consents`
 //!   service.
-//! - [`store`]: the SQLite store for consents and audit entries.
+//! - [`store`]: consents and audit entries, in SQLite or PostgreSQL.
+//! - [`receipt`]: signed consent receipts (compact JWS) and their
+//!   verification.
 //! - [`error`]: every failure and the one function mapping it to a gRPC
 //!   status with a stable reason.
 //! - [`server`]: builds the gateway from a config and serves it.
@@ -38,6 +40,7 @@ pub mod demo;
 pub mod error;
 pub mod exchange;
 pub mod identity;
+pub mod receipt;
 pub mod routing;
 pub mod server;
 pub mod store;

@@ -17,6 +17,7 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTls
 use crate::config::{Config, ConfigError};
 use crate::consent::ConsentsService;
 use crate::exchange::RecordExchangeService;
+use crate::receipt::ReceiptSigner;
 use crate::routing::Router;
 use crate::store::{Store, StoreError};
 use crate::time::Clock;
@@ -61,6 +62,8 @@ pub struct Gateway {
     pub router: crate::routing::Router,
     /// Where "now" comes from.
     pub clock: Clock,
+    /// Signs consent receipts with the gateway's key.
+    pub receipts: ReceiptSigner,
     server_tls: ServerTlsConfig,
 }
 
@@ -72,12 +75,15 @@ fn read(path: &Path) -> Result<String, StartError> {
 impl Gateway {
     /// Opens the store, reads the certificates and prepares the channels to
     /// the adapters.
-    pub fn new(config: Config, clock: Clock) -> Result<Arc<Gateway>, StartError> {
+    pub async fn new(config: Config, clock: Clock) -> Result<Arc<Gateway>, StartError> {
         samverka_adapter::install_crypto_provider();
         let g = &config.gateway;
         let ca = Certificate::from_pem(read(&g.ca_cert)?);
+        let (cert_pem, key_pem) = (read(&g.cert)?, read(&g.key)?);
+        let receipts = ReceiptSigner::from_pem(&cert_pem, &key_pem, g.org_number.as_str())
+            .map_err(|e| StartError::Tls(format!("{}: {e}", g.key.display())))?;
         let server_tls = ServerTlsConfig::new()
-            .identity(Identity::from_pem(read(&g.cert)?, read(&g.key)?))
+            .identity(Identity::from_pem(cert_pem, key_pem))
             .client_ca_root(ca.clone());
         let client_tls = ClientTlsConfig::new()
             .ca_certificate(ca)
@@ -87,12 +93,13 @@ impl Gateway {
             ));
         let router = Router::new(&config.adapters, &client_tls)
             .map_err(|e| StartError::Tls(e.to_string()))?;
-        let store = Store::open(&g.store).map_err(StartError::Store)?;
+        let store = Store::open(&g.store).await.map_err(StartError::Store)?;
         Ok(Arc::new(Gateway {
             config,
             store,
             router,
             clock,
+            receipts,
             server_tls,
         }))
     }
@@ -125,10 +132,12 @@ pub async fn serve(
 pub async fn run(config_path: &Path) -> Result<(), StartError> {
     let config = Config::load(config_path).map_err(StartError::Config)?;
     let address = config.gateway.address;
-    let gateway = Gateway::new(config, Clock::system())?;
+    let gateway = Gateway::new(config, Clock::system()).await?;
     let listener = TcpListener::bind(address)
         .await
         .map_err(|e| StartError::Bind(format!("cannot listen on {address}: {e}")))?;
+    // With port 0 in the config the OS picks the port; log the real one.
+    let address = listener.local_addr().unwrap_or(address);
     tracing::info!(%address, adapters = gateway.config.adapters.len(), "samverka gateway serving");
     samverka_adapter::until_signal_then_drain(
         |stop| serve(gateway, listener, stop),

@@ -13,6 +13,8 @@ use samverka_proto::v1::{GetRecordsRequest, GrantConsentRequest};
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
+pub mod postgres;
+
 pub const DAY_MS: i64 = 24 * 3600 * 1000;
 
 /// A running network and the directory it lives in (removed on drop).

@@ -35,7 +35,14 @@ record_types = ["employment.period"]
 #[test]
 fn parses_a_good_config_and_resolves_relative_paths() {
     let c = Config::from_toml(GOOD, Path::new("/srv/samverka")).unwrap();
-    assert_eq!(c.gateway.store, Path::new("/srv/samverka/samverka.db"));
+    assert_eq!(
+        c.gateway.store,
+        StoreLocation::Sqlite("/srv/samverka/samverka.db".into())
+    );
+    assert_eq!(
+        c.consents.max_lifetime,
+        Duration::from_secs(730 * 24 * 3600)
+    );
     assert_eq!(
         c.gateway.client_cert,
         Path::new("/etc/samverka/gateway-client.pem")
@@ -53,7 +60,7 @@ fn error_for(text: &str) -> ConfigError {
 #[test]
 fn a_bad_organisation_number_names_its_line() {
     let e = error_for(&GOOD.replace("agency = \"2021999020\"", "agency = \"2021999021\""));
-    assert_eq!(e.line, Some(23), "{e}");
+    assert_eq!(e.line, Some(22), "{e}");
     assert!(e.key.contains("agency"), "{e}");
     assert!(e.reason.contains("check digit"), "{e}");
 }
@@ -100,4 +107,20 @@ fn record_type_names() {
     assert!(!is_record_type_name("education."));
     assert!(!is_record_type_name("Education.degree"));
     assert!(!is_record_type_name("education.degree; drop"));
+}
+
+#[test]
+fn a_postgresql_url_selects_the_postgresql_store() {
+    let c = Config::from_toml(
+        &GOOD.replace(
+            "store = \"samverka.db\"",
+            "store = \"postgresql://samverka@db.internal/samverka\"",
+        ),
+        Path::new("/srv"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.gateway.store,
+        StoreLocation::Postgres("postgresql://samverka@db.internal/samverka".into())
+    );
 }

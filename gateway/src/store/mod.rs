@@ -1,0 +1,335 @@
+//! The consent and audit store: one interface, two backends.
+//!
+//! - **SQLite** in a file (the embedded default: nothing to install), for a
+//!   single gateway.
+//! - **PostgreSQL** (tokio-postgres with a deadpool pool), for several
+//!   gateway replicas behind a load balancer. Replicas share nothing but the
+//!   database, and nothing is cached: a consent revoked through one replica
+//!   is refused by every replica on its next read.
+//!
+//! The configuration's `gateway.store` picks the backend: a
+//! `postgres://` or `postgresql://` URL, or else a file path.
+//!
+//! Both backends keep the same tables, created and upgraded by numbered
+//! migrations (table `schema_migrations`) when the store is opened; on
+//! PostgreSQL an advisory lock lets replicas that start together migrate
+//! once. Lists (record types, organisation numbers, source outcomes) are
+//! stored as comma-separated text: none can contain a comma, as all are
+//! validated (or sanitised, for what the audit keeps of bad input) before
+//! they reach the store. Times are Unix milliseconds (UTC).
+//!
+//! Any failure is a [`StoreError`]; callers fail closed with
+//! `STORE_UNAVAILABLE`.
+
+mod postgres;
+mod sqlite;
+
+use std::path::{Path, PathBuf};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// The store failed (I/O, connection, corruption, a defect). The message is
+/// for the log, not for callers.
+#[derive(Debug, Clone)]
+pub struct StoreError(pub String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "store: {}", self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Where the store is.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL.
+    Postgres(String),
+}
+
+impl std::fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Sqlite(p) => write!(f, "Sqlite({})", p.display()),
+            // The URL may carry a password.
+            StoreLocation::Postgres(_) => f.write_str("Postgres(..)"),
+        }
+    }
+}
+
+impl StoreLocation {
+    /// A `postgres://` / `postgresql://` URL, or a file path (relative
+    /// paths are taken relative to `base_dir`).
+    pub fn parse(s: &str, base_dir: &Path) -> StoreLocation {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            StoreLocation::Postgres(s.to_owned())
+        } else {
+            let p = PathBuf::from(s);
+            StoreLocation::Sqlite(if p.is_absolute() { p } else { base_dir.join(p) })
+        }
+    }
+}
+
+/// A consent as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredConsent {
+    /// Its id (a UUID).
+    pub consent_id: String,
+    /// The person.
+    pub subject_id: String,
+    /// The agency allowed to read.
+    pub grantee_agency: String,
+    /// The record types it may read.
+    pub record_types: Vec<String>,
+    /// The purpose code.
+    pub purpose: String,
+    /// The only sources it may read; empty means any.
+    pub source_agencies: Vec<String>,
+    /// Start of validity (Unix ms).
+    pub valid_from_ms: i64,
+    /// End of validity, exclusive (Unix ms).
+    pub valid_until_ms: i64,
+    /// The registrar that recorded it.
+    pub registrar_agency: String,
+    /// The registrar's evidence reference.
+    pub evidence_ref: String,
+    /// The registrar's idempotency key.
+    pub request_id: String,
+    /// When it was recorded (Unix ms).
+    pub granted_at_ms: i64,
+    /// When it was revoked (Unix ms), if it was.
+    pub revoked_at_ms: Option<i64>,
+    /// Why it was revoked.
+    pub revocation_reason: Option<String>,
+}
+
+/// One decision of the gateway, as the audit trail records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Its id (a UUID), returned to the caller.
+    pub audit_id: String,
+    /// When the decision was made (Unix ms).
+    pub time_ms: i64,
+    /// The calling agency's organisation number; empty if unknown.
+    pub caller: String,
+    /// The gRPC method, e.g. `RecordExchange/GetRecords`.
+    pub method: String,
+    /// The person, as asked for (even if malformed).
+    pub subject_id: String,
+    /// The record types asked for.
+    pub record_types: Vec<String>,
+    /// The purpose stated.
+    pub purpose: String,
+    /// The consent that allowed the read, if any.
+    pub consent_id: String,
+    /// The sources asked and their outcomes, e.g. `2021999046=OK`.
+    pub sources: Vec<String>,
+    /// `allowed` or `denied`.
+    pub decision: String,
+    /// The denial reason (empty when allowed).
+    pub reason: String,
+    /// The trace id of the request, when traced.
+    pub trace_id: String,
+}
+
+/// What happened to a revocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// The consent is now revoked.
+    Revoked(StoredConsent),
+    /// It had been revoked before; unchanged.
+    AlreadyRevoked(StoredConsent),
+    /// No consent has that id.
+    NotFound,
+}
+
+/// The store, on either backend. Cheap to clone.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// A SQLite file.
+    Sqlite(SqliteStore),
+    /// A PostgreSQL database.
+    Postgres(PostgresStore),
+}
+
+/// Calls the same method on whichever backend this is.
+macro_rules! delegate {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            Store::Sqlite(s) => s.$method($($arg),*).await,
+            Store::Postgres(s) => s.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Opens the store, creating or migrating its schema.
+    pub async fn open(location: &StoreLocation) -> Result<Store, StoreError> {
+        Ok(match location {
+            StoreLocation::Sqlite(path) => Store::Sqlite(SqliteStore::open(path)?),
+            StoreLocation::Postgres(url) => Store::Postgres(PostgresStore::open(url).await?),
+        })
+    }
+
+    /// The schema version after migrations.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        delegate!(self.schema_version())
+    }
+
+    /// Records a consent, unless its registrar already recorded one with the
+    /// same request id: then that one is returned and nothing is written.
+    /// Returns the stored consent and whether it was newly inserted.
+    pub async fn insert_consent(
+        &self,
+        c: StoredConsent,
+    ) -> Result<(StoredConsent, bool), StoreError> {
+        delegate!(self.insert_consent(c))
+    }
+
+    /// Revokes a consent at `at_ms` for `reason`.
+    pub async fn revoke_consent(
+        &self,
+        consent_id: &str,
+        at_ms: i64,
+        reason: &str,
+    ) -> Result<Revocation, StoreError> {
+        delegate!(self.revoke_consent(consent_id, at_ms, reason))
+    }
+
+    /// One consent by id.
+    pub async fn consent(&self, consent_id: &str) -> Result<Option<StoredConsent>, StoreError> {
+        delegate!(self.consent(consent_id))
+    }
+
+    /// A person's consents, optionally only for one grantee, newest first.
+    /// An index on (subject, grantee) keeps this independent of how many
+    /// consents the store holds.
+    pub async fn consents_for(
+        &self,
+        subject_id: &str,
+        grantee: Option<&str>,
+    ) -> Result<Vec<StoredConsent>, StoreError> {
+        delegate!(self.consents_for(subject_id, grantee))
+    }
+
+    /// Appends an audit entry and commits it to stable storage before
+    /// returning.
+    pub async fn append_audit(&self, e: AuditEntry) -> Result<(), StoreError> {
+        delegate!(self.append_audit(e))
+    }
+
+    /// Audit entries in the order they were written, optionally only those
+    /// about one person.
+    pub async fn audit_entries(
+        &self,
+        subject_id: Option<&str>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        delegate!(self.audit_entries(subject_id))
+    }
+}
+
+pub(crate) fn join(v: &[String]) -> String {
+    v.join(",")
+}
+
+pub(crate) fn split(s: &str) -> Vec<String> {
+    if s.is_empty() {
+        Vec::new()
+    } else {
+        s.split(',').map(str::to_owned).collect()
+    }
+}
+
+/// The schema, as numbered migrations. Each backend spells the same tables
+/// in its own dialect; a migration, once released, is never edited: add a
+/// new one instead.
+pub(crate) mod schema {
+    /// SQLite migrations; index + 1 is the version.
+    pub(crate) const SQLITE: &[&str] = &["
+        CREATE TABLE consents (
+            consent_id        TEXT PRIMARY KEY,
+            subject_id        TEXT NOT NULL,
+            grantee_agency    TEXT NOT NULL,
+            record_types      TEXT NOT NULL,
+            purpose           TEXT NOT NULL,
+            source_agencies   TEXT NOT NULL,
+            valid_from_ms     INTEGER NOT NULL,
+            valid_until_ms    INTEGER NOT NULL,
+            registrar_agency  TEXT NOT NULL,
+            evidence_ref      TEXT NOT NULL,
+            request_id        TEXT NOT NULL,
+            granted_at_ms     INTEGER NOT NULL,
+            revoked_at_ms     INTEGER,
+            revocation_reason TEXT,
+            UNIQUE (registrar_agency, request_id)
+        );
+        CREATE INDEX consents_by_subject ON consents (subject_id, grantee_agency);
+        CREATE TABLE audit_entries (
+            seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+            audit_id     TEXT NOT NULL UNIQUE,
+            time_ms      INTEGER NOT NULL,
+            caller       TEXT NOT NULL,
+            method       TEXT NOT NULL,
+            subject_id   TEXT NOT NULL,
+            record_types TEXT NOT NULL,
+            purpose      TEXT NOT NULL,
+            consent_id   TEXT NOT NULL,
+            sources      TEXT NOT NULL,
+            decision     TEXT NOT NULL,
+            reason       TEXT NOT NULL,
+            trace_id     TEXT NOT NULL
+        );
+        CREATE INDEX audit_by_subject ON audit_entries (subject_id, time_ms);
+    "];
+
+    /// PostgreSQL migrations; index + 1 is the version.
+    pub(crate) const POSTGRES: &[&str] = &["
+        CREATE TABLE consents (
+            consent_id        TEXT PRIMARY KEY,
+            subject_id        TEXT NOT NULL,
+            grantee_agency    TEXT NOT NULL,
+            record_types      TEXT NOT NULL,
+            purpose           TEXT NOT NULL,
+            source_agencies   TEXT NOT NULL,
+            valid_from_ms     BIGINT NOT NULL,
+            valid_until_ms    BIGINT NOT NULL,
+            registrar_agency  TEXT NOT NULL,
+            evidence_ref      TEXT NOT NULL,
+            request_id        TEXT NOT NULL,
+            granted_at_ms     BIGINT NOT NULL,
+            revoked_at_ms     BIGINT,
+            revocation_reason TEXT,
+            UNIQUE (registrar_agency, request_id)
+        );
+        CREATE INDEX consents_by_subject ON consents (subject_id, grantee_agency);
+        CREATE TABLE audit_entries (
+            seq          BIGSERIAL PRIMARY KEY,
+            audit_id     TEXT NOT NULL UNIQUE,
+            time_ms      BIGINT NOT NULL,
+            caller       TEXT NOT NULL,
+            method       TEXT NOT NULL,
+            subject_id   TEXT NOT NULL,
+            record_types TEXT NOT NULL,
+            purpose      TEXT NOT NULL,
+            consent_id   TEXT NOT NULL,
+            sources      TEXT NOT NULL,
+            decision     TEXT NOT NULL,
+            reason       TEXT NOT NULL,
+            trace_id     TEXT NOT NULL
+        );
+        CREATE INDEX audit_by_subject ON audit_entries (subject_id, time_ms);
+    "];
+}
+
+/// The columns of a consent, in the order both backends read them.
+pub(crate) const CONSENT_COLUMNS: &str = "consent_id, subject_id, grantee_agency, record_types, purpose, \
+    source_agencies, valid_from_ms, valid_until_ms, registrar_agency, evidence_ref, request_id, \
+    granted_at_ms, revoked_at_ms, revocation_reason";
+
+/// The columns of an audit entry, in the order both backends read them.
+pub(crate) const AUDIT_COLUMNS: &str = "audit_id, time_ms, caller, method, subject_id, record_types, \
+    purpose, consent_id, sources, decision, reason, trace_id";

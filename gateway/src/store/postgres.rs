@@ -1,0 +1,305 @@
+//! The PostgreSQL backend, for several gateway replicas on one database.
+//!
+//! A small pool of connections (deadpool) with bounded waits: when the
+//! database is unreachable, a call fails within seconds with a
+//! [`StoreError`] and the gateway denies the request (fail closed) instead
+//! of hanging. Every statement is prepared once per connection and cached.
+
+use std::time::Duration;
+
+use deadpool_postgres::{ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts};
+use tokio_postgres::NoTls;
+use tokio_postgres::Row;
+
+use super::{
+    AUDIT_COLUMNS, AuditEntry, CONSENT_COLUMNS, Revocation, StoreError, StoredConsent, join,
+    schema, split,
+};
+
+/// Serialises migrations of replicas that start at the same time.
+const MIGRATION_LOCK: i64 = 0x5A4D_5645_524B_41; // "samverka", roughly
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError(format!("postgresql: {e}"))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError(format!("postgresql pool: {e}"))
+    }
+}
+
+/// The PostgreSQL store. Cheap to clone.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+fn consent_from_row(row: &Row) -> Result<StoredConsent, StoreError> {
+    Ok(StoredConsent {
+        consent_id: row.try_get(0)?,
+        subject_id: row.try_get(1)?,
+        grantee_agency: row.try_get(2)?,
+        record_types: split(row.try_get(3)?),
+        purpose: row.try_get(4)?,
+        source_agencies: split(row.try_get(5)?),
+        valid_from_ms: row.try_get(6)?,
+        valid_until_ms: row.try_get(7)?,
+        registrar_agency: row.try_get(8)?,
+        evidence_ref: row.try_get(9)?,
+        request_id: row.try_get(10)?,
+        granted_at_ms: row.try_get(11)?,
+        revoked_at_ms: row.try_get(12)?,
+        revocation_reason: row.try_get(13)?,
+    })
+}
+
+fn audit_from_row(row: &Row) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        audit_id: row.try_get(0)?,
+        time_ms: row.try_get(1)?,
+        caller: row.try_get(2)?,
+        method: row.try_get(3)?,
+        subject_id: row.try_get(4)?,
+        record_types: split(row.try_get(5)?),
+        purpose: row.try_get(6)?,
+        consent_id: row.try_get(7)?,
+        sources: split(row.try_get(8)?),
+        decision: row.try_get(9)?,
+        reason: row.try_get(10)?,
+        trace_id: row.try_get(11)?,
+    })
+}
+
+impl PostgresStore {
+    /// Connects to `url` and migrates the schema.
+    pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
+        let mut config = deadpool_postgres::Config::new();
+        config.url = Some(url.to_owned());
+        config.manager = Some(ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        });
+        let mut pool = PoolConfig::new(16);
+        let limit = Some(Duration::from_secs(2));
+        pool.timeouts = Timeouts {
+            wait: limit,
+            create: limit,
+            recycle: limit,
+        };
+        config.pool = Some(pool);
+        let pool = config
+            .create_pool(Some(Runtime::Tokio1), NoTls)
+            .map_err(|e| StoreError(format!("postgresql pool: {e}")))?;
+        let store = PostgresStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)",
+        )
+        .await?;
+        let current: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await?
+            .try_get(0)?;
+        if current > schema::POSTGRES.len() as i64 {
+            return Err(StoreError(format!(
+                "the store's schema version {current} is newer than this gateway knows ({}); upgrade the gateway",
+                schema::POSTGRES.len()
+            )));
+        }
+        for (i, sql) in schema::POSTGRES.iter().enumerate().skip(current as usize) {
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at_ms) VALUES ($1, $2)",
+                &[&(i as i64 + 1), &crate::time::system_now_ms()],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn schema_version(&self) -> Result<i64, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .query_one("SELECT MAX(version) FROM schema_migrations", &[])
+            .await?
+            .try_get(0)?)
+    }
+
+    pub(super) async fn insert_consent(
+        &self,
+        c: StoredConsent,
+    ) -> Result<(StoredConsent, bool), StoreError> {
+        let client = self.pool.get().await?;
+        let insert = client
+            .prepare_cached(&format!(
+                "INSERT INTO consents ({CONSENT_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                 ON CONFLICT (registrar_agency, request_id) DO NOTHING"
+            ))
+            .await?;
+        let inserted = client
+            .execute(
+                &insert,
+                &[
+                    &c.consent_id,
+                    &c.subject_id,
+                    &c.grantee_agency,
+                    &join(&c.record_types),
+                    &c.purpose,
+                    &join(&c.source_agencies),
+                    &c.valid_from_ms,
+                    &c.valid_until_ms,
+                    &c.registrar_agency,
+                    &c.evidence_ref,
+                    &c.request_id,
+                    &c.granted_at_ms,
+                    &c.revoked_at_ms,
+                    &c.revocation_reason,
+                ],
+            )
+            .await?;
+        if inserted == 1 {
+            return Ok((c, true));
+        }
+        let existing = client
+            .prepare_cached(&format!(
+                "SELECT {CONSENT_COLUMNS} FROM consents WHERE registrar_agency = $1 AND request_id = $2"
+            ))
+            .await?;
+        let row = client
+            .query_one(&existing, &[&c.registrar_agency, &c.request_id])
+            .await?;
+        Ok((consent_from_row(&row)?, false))
+    }
+
+    pub(super) async fn revoke_consent(
+        &self,
+        consent_id: &str,
+        at_ms: i64,
+        reason: &str,
+    ) -> Result<Revocation, StoreError> {
+        let client = self.pool.get().await?;
+        let update = client
+            .prepare_cached(&format!(
+                "UPDATE consents SET revoked_at_ms = $2, revocation_reason = $3 \
+                 WHERE consent_id = $1 AND revoked_at_ms IS NULL RETURNING {CONSENT_COLUMNS}"
+            ))
+            .await?;
+        if let Some(row) = client
+            .query_opt(&update, &[&consent_id, &at_ms, &reason])
+            .await?
+        {
+            return Ok(Revocation::Revoked(consent_from_row(&row)?));
+        }
+        drop(client);
+        Ok(match self.consent(consent_id).await? {
+            Some(c) => Revocation::AlreadyRevoked(c),
+            None => Revocation::NotFound,
+        })
+    }
+
+    pub(super) async fn consent(
+        &self,
+        consent_id: &str,
+    ) -> Result<Option<StoredConsent>, StoreError> {
+        let client = self.pool.get().await?;
+        let select = client
+            .prepare_cached(&format!(
+                "SELECT {CONSENT_COLUMNS} FROM consents WHERE consent_id = $1"
+            ))
+            .await?;
+        client
+            .query_opt(&select, &[&consent_id])
+            .await?
+            .map(|row| consent_from_row(&row))
+            .transpose()
+    }
+
+    pub(super) async fn consents_for(
+        &self,
+        subject_id: &str,
+        grantee: Option<&str>,
+    ) -> Result<Vec<StoredConsent>, StoreError> {
+        let client = self.pool.get().await?;
+        let select = client
+            .prepare_cached(&format!(
+                "SELECT {CONSENT_COLUMNS} FROM consents WHERE subject_id = $1 \
+                 AND ($2::TEXT IS NULL OR grantee_agency = $2) ORDER BY granted_at_ms DESC, consent_id"
+            ))
+            .await?;
+        client
+            .query(&select, &[&subject_id, &grantee])
+            .await?
+            .iter()
+            .map(consent_from_row)
+            .collect()
+    }
+
+    pub(super) async fn append_audit(&self, e: AuditEntry) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        let insert = client
+            .prepare_cached(&format!(
+                "INSERT INTO audit_entries ({AUDIT_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            ))
+            .await?;
+        client
+            .execute(
+                &insert,
+                &[
+                    &e.audit_id,
+                    &e.time_ms,
+                    &e.caller,
+                    &e.method,
+                    &e.subject_id,
+                    &join(&e.record_types),
+                    &e.purpose,
+                    &e.consent_id,
+                    &join(&e.sources),
+                    &e.decision,
+                    &e.reason,
+                    &e.trace_id,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn audit_entries(
+        &self,
+        subject_id: Option<&str>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let client = self.pool.get().await?;
+        let select = client
+            .prepare_cached(&format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit_entries WHERE $1::TEXT IS NULL OR subject_id = $1 ORDER BY seq"
+            ))
+            .await?;
+        client
+            .query(&select, &[&subject_id])
+            .await?
+            .iter()
+            .map(audit_from_row)
+            .collect()
+    }
+}

@@ -1,0 +1,283 @@
+//! The SQLite backend: one file, nothing to install.
+//!
+//! WAL mode with `synchronous = FULL`, so a committed consent or audit entry
+//! survives a crash or power loss. rusqlite is blocking, so every call runs
+//! on tokio's blocking pool behind one connection.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{
+    AUDIT_COLUMNS, AuditEntry, CONSENT_COLUMNS, Revocation, StoreError, StoredConsent, join,
+    schema, split,
+};
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+/// The SQLite store. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+fn consent_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredConsent> {
+    Ok(StoredConsent {
+        consent_id: row.get(0)?,
+        subject_id: row.get(1)?,
+        grantee_agency: row.get(2)?,
+        record_types: split(&row.get::<_, String>(3)?),
+        purpose: row.get(4)?,
+        source_agencies: split(&row.get::<_, String>(5)?),
+        valid_from_ms: row.get(6)?,
+        valid_until_ms: row.get(7)?,
+        registrar_agency: row.get(8)?,
+        evidence_ref: row.get(9)?,
+        request_id: row.get(10)?,
+        granted_at_ms: row.get(11)?,
+        revoked_at_ms: row.get(12)?,
+        revocation_reason: row.get(13)?,
+    })
+}
+
+fn audit_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+    Ok(AuditEntry {
+        audit_id: row.get(0)?,
+        time_ms: row.get(1)?,
+        caller: row.get(2)?,
+        method: row.get(3)?,
+        subject_id: row.get(4)?,
+        record_types: split(&row.get::<_, String>(5)?),
+        purpose: row.get(6)?,
+        consent_id: row.get(7)?,
+        sources: split(&row.get::<_, String>(8)?),
+        decision: row.get(9)?,
+        reason: row.get(10)?,
+        trace_id: row.get(11)?,
+    })
+}
+
+fn select_consent(conn: &Connection, consent_id: &str) -> rusqlite::Result<Option<StoredConsent>> {
+    conn.query_row(
+        &format!("SELECT {CONSENT_COLUMNS} FROM consents WHERE consent_id = ?1"),
+        params![consent_id],
+        consent_from_row,
+    )
+    .optional()
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)",
+    )?;
+    let current: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    if current > schema::SQLITE.len() as i64 {
+        return Err(StoreError(format!(
+            "the store's schema version {current} is newer than this gateway knows ({}); upgrade the gateway",
+            schema::SQLITE.len()
+        )));
+    }
+    for (i, sql) in schema::SQLITE.iter().enumerate().skip(current as usize) {
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?1, ?2)",
+            params![i as i64 + 1, crate::time::system_now_ms()],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store file and migrates its schema.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError("connection lock poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError(format!("store task failed: {e}")))?
+    }
+
+    pub(super) async fn schema_version(&self) -> Result<i64, StoreError> {
+        self.with(|conn| {
+            Ok(
+                conn.query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .await
+    }
+
+    pub(super) async fn insert_consent(
+        &self,
+        c: StoredConsent,
+    ) -> Result<(StoredConsent, bool), StoreError> {
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let existing = tx
+                .query_row(
+                    &format!(
+                        "SELECT {CONSENT_COLUMNS} FROM consents WHERE registrar_agency = ?1 AND request_id = ?2"
+                    ),
+                    params![c.registrar_agency, c.request_id],
+                    consent_from_row,
+                )
+                .optional()?;
+            if let Some(existing) = existing {
+                return Ok((existing, false));
+            }
+            tx.execute(
+                &format!(
+                    "INSERT INTO consents ({CONSENT_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                ),
+                params![
+                    c.consent_id,
+                    c.subject_id,
+                    c.grantee_agency,
+                    join(&c.record_types),
+                    c.purpose,
+                    join(&c.source_agencies),
+                    c.valid_from_ms,
+                    c.valid_until_ms,
+                    c.registrar_agency,
+                    c.evidence_ref,
+                    c.request_id,
+                    c.granted_at_ms,
+                    c.revoked_at_ms,
+                    c.revocation_reason,
+                ],
+            )?;
+            tx.commit()?;
+            Ok((c, true))
+        })
+        .await
+    }
+
+    pub(super) async fn revoke_consent(
+        &self,
+        consent_id: &str,
+        at_ms: i64,
+        reason: &str,
+    ) -> Result<Revocation, StoreError> {
+        let (consent_id, reason) = (consent_id.to_owned(), reason.to_owned());
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let changed = tx.execute(
+                "UPDATE consents SET revoked_at_ms = ?2, revocation_reason = ?3 \
+                 WHERE consent_id = ?1 AND revoked_at_ms IS NULL",
+                params![consent_id, at_ms, reason],
+            )?;
+            let c = select_consent(&tx, &consent_id)?;
+            tx.commit()?;
+            Ok(match c {
+                None => Revocation::NotFound,
+                Some(c) if changed == 1 => Revocation::Revoked(c),
+                Some(c) => Revocation::AlreadyRevoked(c),
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn consent(
+        &self,
+        consent_id: &str,
+    ) -> Result<Option<StoredConsent>, StoreError> {
+        let consent_id = consent_id.to_owned();
+        self.with(move |conn| Ok(select_consent(conn, &consent_id)?))
+            .await
+    }
+
+    pub(super) async fn consents_for(
+        &self,
+        subject_id: &str,
+        grantee: Option<&str>,
+    ) -> Result<Vec<StoredConsent>, StoreError> {
+        let (subject_id, grantee) = (subject_id.to_owned(), grantee.map(str::to_owned));
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {CONSENT_COLUMNS} FROM consents WHERE subject_id = ?1 \
+                 AND (?2 IS NULL OR grantee_agency = ?2) ORDER BY granted_at_ms DESC, consent_id"
+            ))?;
+            let rows = stmt.query_map(params![subject_id, grantee], consent_from_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub(super) async fn append_audit(&self, e: AuditEntry) -> Result<(), StoreError> {
+        self.with(move |conn| {
+            conn.prepare_cached(&format!(
+                "INSERT INTO audit_entries ({AUDIT_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            ))?
+            .execute(params![
+                e.audit_id,
+                e.time_ms,
+                e.caller,
+                e.method,
+                e.subject_id,
+                join(&e.record_types),
+                e.purpose,
+                e.consent_id,
+                join(&e.sources),
+                e.decision,
+                e.reason,
+                e.trace_id,
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn audit_entries(
+        &self,
+        subject_id: Option<&str>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let subject_id = subject_id.map(str::to_owned);
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit_entries WHERE ?1 IS NULL OR subject_id = ?1 ORDER BY seq"
+            ))?;
+            let rows = stmt.query_map(params![subject_id], audit_from_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+}

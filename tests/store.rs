@@ -1,0 +1,257 @@
+//! The store suite: the same tests against the SQLite backend (a real
+//! file) and the PostgreSQL backend (a real server started by the test;
+//! skipped with a printed reason when PostgreSQL is not installed).
+
+mod support;
+
+use samverka::store::{AuditEntry, Revocation, Store, StoreLocation, StoredConsent};
+use support::postgres::PgCluster;
+
+fn consent(id: &str, request_id: &str, granted_at_ms: i64) -> StoredConsent {
+    StoredConsent {
+        consent_id: id.into(),
+        subject_id: "199003142388".into(),
+        grantee_agency: "2021999020".into(),
+        record_types: vec!["education.degree".into(), "employment.period".into()],
+        purpose: "study_guidance".into(),
+        source_agencies: vec!["2021999053".into()],
+        valid_from_ms: 1_000,
+        valid_until_ms: 2_000,
+        registrar_agency: "2021999038".into(),
+        evidence_ref: "ev-1".into(),
+        request_id: request_id.into(),
+        granted_at_ms,
+        revoked_at_ms: None,
+        revocation_reason: None,
+    }
+}
+
+fn audit(id: &str, subject: &str) -> AuditEntry {
+    AuditEntry {
+        audit_id: id.into(),
+        time_ms: 10,
+        caller: "2021999020".into(),
+        method: "RecordExchange/GetRecords".into(),
+        subject_id: subject.into(),
+        record_types: vec!["employment.period".into()],
+        purpose: "study_guidance".into(),
+        consent_id: String::new(),
+        sources: vec!["2021999046=OK".into(), "2021999053=UNAVAILABLE".into()],
+        decision: "allowed".into(),
+        reason: String::new(),
+        trace_id: String::new(),
+    }
+}
+
+async fn consents_round_trip_and_survive_reopening(location: StoreLocation) {
+    let store = Store::open(&location).await.unwrap();
+    let (c, inserted) = store
+        .insert_consent(consent("c-1", "r-1", 100))
+        .await
+        .unwrap();
+    assert!(inserted);
+    assert_eq!(c, consent("c-1", "r-1", 100));
+    assert_eq!(store.consent("c-1").await.unwrap(), Some(c.clone()));
+    assert_eq!(store.consent("nope").await.unwrap(), None);
+    drop(store);
+
+    let store = Store::open(&location).await.unwrap();
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        1,
+        "reopening does not migrate again"
+    );
+    assert_eq!(store.consents_for("199003142388", None).await.unwrap(), [c]);
+}
+
+async fn grants_are_idempotent_by_registrar_and_request_id(location: StoreLocation) {
+    let store = Store::open(&location).await.unwrap();
+    let (first, _) = store
+        .insert_consent(consent("c-1", "r-1", 100))
+        .await
+        .unwrap();
+    let (again, inserted) = store
+        .insert_consent(consent("c-2", "r-1", 200))
+        .await
+        .unwrap();
+    assert!(!inserted);
+    assert_eq!(again, first);
+    // The same request id from another registrar is another consent.
+    let mut other = consent("c-3", "r-1", 300);
+    other.registrar_agency = "2021999061".into();
+    assert!(store.insert_consent(other).await.unwrap().1);
+
+    // Many concurrent retries of one request record one consent.
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .insert_consent(consent(&format!("race-{i}"), "r-race", 400))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap().0.consent_id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(
+        store
+            .consents_for("199003142388", None)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+async fn revocation_happens_once(location: StoreLocation) {
+    let store = Store::open(&location).await.unwrap();
+    store
+        .insert_consent(consent("c-1", "r-1", 100))
+        .await
+        .unwrap();
+    let Revocation::Revoked(c) = store
+        .revoke_consent("c-1", 1_500, "withdrawn")
+        .await
+        .unwrap()
+    else {
+        panic!("not revoked")
+    };
+    assert_eq!(c.revoked_at_ms, Some(1_500));
+    assert_eq!(c.revocation_reason.as_deref(), Some("withdrawn"));
+    let Revocation::AlreadyRevoked(again) =
+        store.revoke_consent("c-1", 1_600, "again").await.unwrap()
+    else {
+        panic!("revoked twice")
+    };
+    assert_eq!(again, c, "the first revocation stands");
+    assert_eq!(
+        store.revoke_consent("nope", 1, "").await.unwrap(),
+        Revocation::NotFound
+    );
+    assert_eq!(store.consent("c-1").await.unwrap(), Some(c));
+}
+
+async fn consents_are_found_by_subject_and_grantee_newest_first(location: StoreLocation) {
+    let store = Store::open(&location).await.unwrap();
+    store
+        .insert_consent(consent("old", "r-1", 100))
+        .await
+        .unwrap();
+    store
+        .insert_consent(consent("new", "r-2", 200))
+        .await
+        .unwrap();
+    let mut other_grantee = consent("other-grantee", "r-3", 300);
+    other_grantee.grantee_agency = "2021999061".into();
+    store.insert_consent(other_grantee).await.unwrap();
+    let mut other_subject = consent("other-subject", "r-4", 400);
+    other_subject.subject_id = "198511224571".into();
+    store.insert_consent(other_subject).await.unwrap();
+
+    let ids = |v: Vec<StoredConsent>| v.into_iter().map(|c| c.consent_id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store
+            .consents_for("199003142388", Some("2021999020"))
+            .await
+            .unwrap()),
+        ["new", "old"]
+    );
+    assert_eq!(
+        ids(store.consents_for("199003142388", None).await.unwrap()),
+        ["other-grantee", "new", "old"]
+    );
+    assert!(
+        store
+            .consents_for("200107079139", None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn audit_entries_keep_their_order_and_fields(location: StoreLocation) {
+    let store = Store::open(&location).await.unwrap();
+    for (id, subject) in [
+        ("a-2", "199003142388"),
+        ("a-1", "not a number, with commas"),
+        ("a-3", "199003142388"),
+    ] {
+        let mut e = audit(id, subject);
+        e.subject_id = samverka::audit::sanitize(&e.subject_id);
+        store.append_audit(e).await.unwrap();
+    }
+    let all = store.audit_entries(None).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.audit_id.as_str()).collect::<Vec<_>>(),
+        ["a-2", "a-1", "a-3"]
+    );
+    assert_eq!(all[0], audit("a-2", "199003142388"));
+    assert_eq!(all[1].subject_id, "not a number_ with commas");
+    assert_eq!(
+        store
+            .audit_entries(Some("199003142388"))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(
+        store.append_audit(audit("a-1", "x")).await.is_err(),
+        "audit ids are unique"
+    );
+}
+
+/// Runs each suite function against a fresh SQLite file and a fresh
+/// PostgreSQL cluster.
+macro_rules! on_both_backends {
+    ($($suite:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $suite() {
+                    let dir = tempfile::tempdir().unwrap();
+                    super::$suite(samverka::store::StoreLocation::Sqlite(dir.path().join("samverka.db"))).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $suite() {
+                    let Some(pg) = super::PgCluster::start() else { return };
+                    super::$suite(samverka::store::StoreLocation::Postgres(pg.url())).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    consents_round_trip_and_survive_reopening,
+    grants_are_idempotent_by_registrar_and_request_id,
+    revocation_happens_once,
+    consents_are_found_by_subject_and_grantee_newest_first,
+    audit_entries_keep_their_order_and_fields,
+);
+
+#[tokio::test]
+async fn an_unreachable_postgresql_fails_within_seconds() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = std::time::Instant::now();
+    let result = Store::open(&StoreLocation::Postgres(format!(
+        "postgresql://postgres@127.0.0.1:{port}/postgres"
+    )))
+    .await;
+    assert!(result.is_err());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
