@@ -17,7 +17,7 @@ use super::{
 };
 
 /// Serialises migrations of replicas that start at the same time.
-const MIGRATION_LOCK: i64 = 0x5A4D_5645_524B_41; // "samverka", roughly
+const MIGRATION_LOCK: i64 = 7_342_001;
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
