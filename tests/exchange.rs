@@ -385,7 +385,7 @@ async fn only_registrars_may_manage_consents() {
     assert!(
         net.gateway
             .store
-            .consents_for(DEMO_SUBJECT.into(), None)
+            .consents_for(DEMO_SUBJECT, None)
             .await
             .unwrap()
             .is_empty()
@@ -510,7 +510,7 @@ async fn grants_are_validated_idempotent_and_readable() {
     assert_eq!(
         net.gateway
             .store
-            .consents_for(DEMO_SUBJECT.into(), None)
+            .consents_for(DEMO_SUBJECT, None)
             .await
             .unwrap()
             .len(),

@@ -170,7 +170,7 @@ async fn an_agency_cannot_act_as_another_by_what_it_sends() {
     let audit = net
         .gateway
         .store
-        .audit_entries(Some(DEMO_SUBJECT.into()))
+        .audit_entries(Some(DEMO_SUBJECT))
         .await
         .unwrap();
     assert_eq!(audit.len(), 1);
