@@ -29,6 +29,7 @@
 //! - [`server`]: builds the gateway from a config and serves it.
 //! - [`client`]: mTLS channels for agency systems, the demo and tests.
 //! - [`demo`]: `samverka demo`, everything on one machine.
+//! - [`consent_cli`]: `samverka consent`, for registrars and operators.
 //! - [`time`]: the clock and timestamp conversions.
 
 pub mod access;
@@ -36,6 +37,7 @@ pub mod audit;
 pub mod client;
 pub mod config;
 pub mod consent;
+pub mod consent_cli;
 pub mod demo;
 pub mod error;
 pub mod exchange;

@@ -34,6 +34,11 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Manage consents as a registrar; verify signed receipts.
+    Consent {
+        #[command(subcommand)]
+        command: samverka::consent_cli::ConsentCommand,
+    },
     /// Development PKI.
     Certs {
         #[command(subcommand)]
@@ -131,6 +136,28 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Consent { command } => {
+            let result = runtime()
+                .map_err(|e| samverka::consent_cli::CliError::Failed(e.to_string()))
+                .and_then(|rt| rt.block_on(samverka::consent_cli::run(command)));
+            match result {
+                Ok(out) => {
+                    print!("{out}");
+                    if !out.ends_with('\n') {
+                        println!();
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e @ samverka::consent_cli::CliError::Usage(_)) => {
+                    eprintln!("samverka consent: {e}");
+                    ExitCode::from(EX_USAGE)
+                }
+                Err(e) => {
+                    eprintln!("samverka consent: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Demo { serve, dir } => {
             init_logging("warn");
             let options = samverka::demo::DemoOptions { serve, dir };
