@@ -13,9 +13,15 @@ const BIN: &str = env!("CARGO_BIN_EXE_samverka");
 /// Runs the CLI off the async runtime, so the in-process gateway keeps
 /// serving meanwhile.
 async fn cli(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || Command::new(BIN).arg("consent").args(args).output().unwrap())
-        .await
-        .unwrap()
+    tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .arg("consent")
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
 }
 
 fn args(v: &[&str]) -> Vec<String> {
@@ -23,7 +29,12 @@ fn args(v: &[&str]) -> Vec<String> {
 }
 
 fn connection(net: &TestNet, agency: &str) -> Vec<String> {
-    let (_, cert, key) = net.pki.agencies.iter().find(|(n, _, _)| n == agency).unwrap();
+    let (_, cert, key) = net
+        .pki
+        .agencies
+        .iter()
+        .find(|(n, _, _)| n == agency)
+        .unwrap();
     vec![
         "--gateway".into(),
         net.gateway_address.to_string(),
@@ -80,10 +91,17 @@ async fn registrars_manage_consents_and_receipts_verify_offline() {
     assert_eq!(granted["event"], "granted");
     assert_eq!(granted["consent"]["status"], "active");
     assert_eq!(granted["consent"]["evidence_ref"], "e-service-4711");
-    let consent_id = granted["consent"]["consent_id"].as_str().unwrap().to_owned();
+    let consent_id = granted["consent"]["consent_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // The grant took effect: the reader may read now.
-    exchange(&net, "reader").await.get_records(demo_read()).await.unwrap();
+    exchange(&net, "reader")
+        .await
+        .get_records(demo_read())
+        .await
+        .unwrap();
 
     // The saved receipt verifies offline and says what was recorded.
     let mut verify = args(&["verify-receipt"]);
@@ -97,21 +115,38 @@ async fn registrars_manage_consents_and_receipts_verify_offline() {
     let jws = std::fs::read_to_string(&receipt).unwrap();
     let payload_at = jws.find('.').unwrap() + 10;
     let mut tampered = jws.into_bytes();
-    tampered[payload_at] = if tampered[payload_at] == b'A' { b'B' } else { b'A' };
+    tampered[payload_at] = if tampered[payload_at] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
     std::fs::write(&receipt, tampered).unwrap();
     let out = cli(verify).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid receipt"));
 
     // Listing through the demo.toml profile.
-    let list = args(&["list", "--subject", DEMO_SUBJECT, "--json", "--demo", &net.config_path.display().to_string()]);
+    let list = args(&[
+        "list",
+        "--subject",
+        DEMO_SUBJECT,
+        "--json",
+        "--demo",
+        &net.config_path.display().to_string(),
+    ]);
     let listed: serde_json::Value = serde_json::from_str(&stdout(&cli(list).await)).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(listed[0]["consent_id"], consent_id.as_str());
 
     // Revoke, with a receipt of the revocation.
     let revoked_receipt = net.dir.path().join("revoke.jws");
-    let mut revoke = args(&["revoke", &consent_id, "--reason", "withdrawn by the person", "--receipt-out"]);
+    let mut revoke = args(&[
+        "revoke",
+        &consent_id,
+        "--reason",
+        "withdrawn by the person",
+        "--receipt-out",
+    ]);
     revoke.push(revoked_receipt.display().to_string());
     revoke.extend(connection(&net, "registrar"));
     let out = stdout(&cli(revoke).await);
@@ -121,15 +156,25 @@ async fn registrars_manage_consents_and_receipts_verify_offline() {
     let claims: serde_json::Value = serde_json::from_str(&stdout(&cli(verify).await)).unwrap();
     assert_eq!(claims["event"], "revoked");
     assert_eq!(claims["consent"]["status"], "revoked");
-    assert_eq!(claims["consent"]["revocation_reason"], "withdrawn by the person");
+    assert_eq!(
+        claims["consent"]["revocation_reason"],
+        "withdrawn by the person"
+    );
 
     let mut get = args(&["get", &consent_id]);
     get.extend(connection(&net, "registrar"));
     let out = stdout(&cli(get).await);
-    assert!(out.contains("(revoked)") && out.contains("withdrawn by the person"), "{out}");
+    assert!(
+        out.contains("(revoked)") && out.contains("withdrawn by the person"),
+        "{out}"
+    );
 
     // The read is refused from now on.
-    let status = exchange(&net, "reader").await.get_records(demo_read()).await.unwrap_err();
+    let status = exchange(&net, "reader")
+        .await
+        .get_records(demo_read())
+        .await
+        .unwrap_err();
     assert_eq!(reason(&status), "CONSENT_REVOKED");
 }
 
@@ -141,5 +186,8 @@ async fn a_non_registrar_is_refused_with_the_reason() {
     let out = cli(list).await;
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("PermissionDenied ROLE_REQUIRED"), "{stderr}");
+    assert!(
+        stderr.contains("PermissionDenied ROLE_REQUIRED"),
+        "{stderr}"
+    );
 }

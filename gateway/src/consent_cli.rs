@@ -189,14 +189,16 @@ impl Connection {
             Some(file) => {
                 let text = std::fs::read_to_string(file)
                     .map_err(|e| usage(format!("{}: {e}", file.display())))?;
-                let demo: toml::Table = toml::from_str(&text)
-                    .map_err(|e| usage(format!("{}: {e}", file.display())))?;
+                let demo: toml::Table =
+                    toml::from_str(&text).map_err(|e| usage(format!("{}: {e}", file.display())))?;
                 let get = |section: &str, key: &str| {
                     demo.get(section)
                         .and_then(|s| s.get(key))
                         .and_then(|v| v.as_str())
                         .map(str::to_owned)
-                        .ok_or_else(|| usage(format!("{}: {section}.{key} missing", file.display())))
+                        .ok_or_else(|| {
+                            usage(format!("{}: {section}.{key} missing", file.display()))
+                        })
                 };
                 (
                     get("gateway", "address")?,
@@ -233,7 +235,11 @@ fn parse_time(s: &str, what: &str) -> Result<i64, CliError> {
         time::Date::parse(s, &format).map(|d| d.midnight().assume_utc())
     });
     t.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-        .map_err(|_| CliError::Usage(format!("{what}: expected RFC 3339 or YYYY-MM-DD, got {s:?}")))
+        .map_err(|_| {
+            CliError::Usage(format!(
+                "{what}: expected RFC 3339 or YYYY-MM-DD, got {s:?}"
+            ))
+        })
 }
 
 /// The consent as the JSON and text output show it.
@@ -272,7 +278,11 @@ fn text(c: &ReceiptConsent) -> String {
         c.grantee_agency,
         c.record_types.join(", "),
         c.purpose,
-        if c.source_agencies.is_empty() { "any".to_owned() } else { c.source_agencies.join(", ") },
+        if c.source_agencies.is_empty() {
+            "any".to_owned()
+        } else {
+            c.source_agencies.join(", ")
+        },
         c.valid_from,
         c.valid_until,
         c.registrar_agency,
@@ -292,12 +302,15 @@ fn json(value: &impl serde::Serialize) -> Result<String, CliError> {
     serde_json::to_string_pretty(value).map_err(|e| CliError::Failed(e.to_string()))
 }
 
-fn show_receipt(receipt: ConsentReceipt, out: Option<&Path>, as_json: bool) -> Result<String, CliError> {
-    let consent = receipt
-        .consent
-        .as_ref()
-        .map(view)
-        .ok_or_else(|| CliError::Failed("the gateway sent a receipt without a consent".into()))?;
+fn show_receipt(
+    receipt: ConsentReceipt,
+    out: Option<&Path>,
+    as_json: bool,
+) -> Result<String, CliError> {
+    let consent =
+        receipt.consent.as_ref().map(view).ok_or_else(|| {
+            CliError::Failed("the gateway sent a receipt without a consent".into())
+        })?;
     if let Some(path) = out {
         std::fs::write(path, format!("{}\n", receipt.jws))
             .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?;
@@ -320,11 +333,21 @@ pub async fn run(command: ConsentCommand) -> Result<String, CliError> {
     match command {
         ConsentCommand::Grant(a) => {
             let now = system_now_ms();
-            let valid_from = a.valid_from.as_deref().map(|s| parse_time(s, "--valid-from")).transpose()?;
+            let valid_from = a
+                .valid_from
+                .as_deref()
+                .map(|s| parse_time(s, "--valid-from"))
+                .transpose()?;
             let valid_until = match (&a.valid_until, a.days) {
                 (Some(s), _) => parse_time(s, "--valid-until")?,
-                (None, Some(days)) => valid_from.unwrap_or(now) + i64::from(days) * 24 * 3600 * 1000,
-                (None, None) => return Err(CliError::Usage("--valid-until or --days is required".into())),
+                (None, Some(days)) => {
+                    valid_from.unwrap_or(now) + i64::from(days) * 24 * 3600 * 1000
+                }
+                (None, None) => {
+                    return Err(CliError::Usage(
+                        "--valid-until or --days is required".into(),
+                    ));
+                }
             };
             let request = GrantConsentRequest {
                 subject_id: a.subject,
@@ -337,19 +360,41 @@ pub async fn run(command: ConsentCommand) -> Result<String, CliError> {
                 evidence_ref: a.evidence,
                 request_id: a.request_id,
             };
-            let receipt = a.connection.client().await?.grant(request).await.map_err(refused)?;
-            show_receipt(receipt.into_inner(), a.receipt_out.as_deref(), a.connection.json)
+            let receipt = a
+                .connection
+                .client()
+                .await?
+                .grant(request)
+                .await
+                .map_err(refused)?;
+            show_receipt(
+                receipt.into_inner(),
+                a.receipt_out.as_deref(),
+                a.connection.json,
+            )
         }
-        ConsentCommand::Revoke { consent_id, reason, receipt_out, connection } => {
+        ConsentCommand::Revoke {
+            consent_id,
+            reason,
+            receipt_out,
+            connection,
+        } => {
             let receipt = connection
                 .client()
                 .await?
                 .revoke(RevokeConsentRequest { consent_id, reason })
                 .await
                 .map_err(refused)?;
-            show_receipt(receipt.into_inner(), receipt_out.as_deref(), connection.json)
+            show_receipt(
+                receipt.into_inner(),
+                receipt_out.as_deref(),
+                connection.json,
+            )
         }
-        ConsentCommand::Get { consent_id, connection } => {
+        ConsentCommand::Get {
+            consent_id,
+            connection,
+        } => {
             let c = connection
                 .client()
                 .await?
@@ -357,9 +402,17 @@ pub async fn run(command: ConsentCommand) -> Result<String, CliError> {
                 .await
                 .map_err(refused)?
                 .into_inner();
-            if connection.json { json(&view(&c)) } else { Ok(text(&view(&c))) }
+            if connection.json {
+                json(&view(&c))
+            } else {
+                Ok(text(&view(&c)))
+            }
         }
-        ConsentCommand::List { subject, grantee, connection } => {
+        ConsentCommand::List {
+            subject,
+            grantee,
+            connection,
+        } => {
             let consents = connection
                 .client()
                 .await?
@@ -380,9 +433,14 @@ pub async fn run(command: ConsentCommand) -> Result<String, CliError> {
                 Ok(views.iter().map(text).collect::<Vec<_>>().join("\n"))
             }
         }
-        ConsentCommand::VerifyReceipt { file, cert, json: as_json } => {
+        ConsentCommand::VerifyReceipt {
+            file,
+            cert,
+            json: as_json,
+        } => {
             let read = |p: &Path| {
-                std::fs::read_to_string(p).map_err(|e| CliError::Usage(format!("{}: {e}", p.display())))
+                std::fs::read_to_string(p)
+                    .map_err(|e| CliError::Usage(format!("{}: {e}", p.display())))
             };
             let claims = verify(&read(&file)?, &read(&cert)?)
                 .map_err(|e| CliError::Failed(format!("invalid receipt: {e}")))?;

@@ -1,0 +1,214 @@
+//! End to end: two `samverka serve` processes on one PostgreSQL database.
+//! A consent revoked through one replica is refused by the other on the
+//! very next read, and when the database goes away every read is refused
+//! (fail closed). Skipped, with the reason printed, when PostgreSQL is not
+//! installed; `.ci/run` installs it.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use samverka::client::{AgencyTls, connect};
+use samverka::demo::{DEMO_PURPOSE, pki_spec};
+use samverka_adapter::AdapterTls;
+use samverka_adapter_employment::Employment;
+use samverka_adapter_higher_education::HigherEducation;
+use samverka_proto::v1::RevokeConsentRequest;
+use samverka_proto::v1::consents_client::ConsentsClient;
+use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
+use support::postgres::PgCluster;
+use support::*;
+use tonic::Code;
+use tonic::transport::Channel;
+
+const BIN: &str = env!("CARGO_BIN_EXE_samverka");
+
+/// A gateway process, killed when dropped.
+struct Replica {
+    child: Child,
+    address: SocketAddr,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `samverka serve` and waits for the line that names its address.
+fn start_replica(config: &std::path::Path) -> Replica {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("address=").nth(1) {
+                let _ = tx.send(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+            eprintln!("[replica] {line}");
+        }
+    });
+    let address = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the replica never said where it serves")
+        .parse()
+        .unwrap();
+    Replica { child, address }
+}
+
+async fn channel(replica: &Replica, tls: &AgencyTls) -> Channel {
+    connect(&replica.address.to_string(), "localhost", tls)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_through_one_replica_is_enforced_by_the_other() {
+    let Some(pg) = PgCluster::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pki = samverka_certs::dev::write_dev_pki(&dir.path().join("certs"), &pki_spec()).unwrap();
+
+    // The two reference adapters, shared by both replicas.
+    let mut adapter_addresses = Vec::new();
+    for (name, cert, key) in &pki.adapters {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        adapter_addresses.push(listener.local_addr().unwrap());
+        let tls = AdapterTls::from_files(cert, key, &pki.ca_cert).unwrap();
+        let stop = std::future::pending::<()>();
+        match name.as_str() {
+            "higher-education" => {
+                tokio::spawn(samverka_adapter::serve_with_listener(
+                    HigherEducation::demo(),
+                    listener,
+                    tls,
+                    stop,
+                ));
+            }
+            _ => {
+                tokio::spawn(samverka_adapter::serve_with_listener(
+                    Employment::demo(),
+                    listener,
+                    tls,
+                    stop,
+                ));
+            }
+        }
+    }
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        samverka::demo::demo_config(
+            &pki,
+            "127.0.0.1:0",
+            adapter_addresses[0],
+            adapter_addresses[1],
+            &pg.url(),
+        ),
+    )
+    .unwrap();
+
+    let one = start_replica(&config);
+    let two = start_replica(&config);
+    assert_ne!(one.address, two.address);
+
+    let tls = |name: &str| {
+        let (_, cert, key) = pki.agencies.iter().find(|(n, _, _)| n == name).unwrap();
+        AgencyTls::from_files(&pki.ca_cert, cert, key).unwrap()
+    };
+    let (registrar, reader) = (tls("registrar"), tls("reader"));
+    let mut consents_one = ConsentsClient::new(channel(&one, &registrar).await);
+    let mut read_one = RecordExchangeClient::new(channel(&one, &reader).await);
+    let mut read_two = RecordExchangeClient::new(channel(&two, &reader).await);
+
+    // Granted through replica 1, readable through replica 2.
+    let now = samverka::time::system_now_ms();
+    let request = samverka_proto::v1::GrantConsentRequest {
+        subject_id: samverka::demo::DEMO_SUBJECT.into(),
+        grantee_agency: samverka::demo::READER_AGENCY.into(),
+        record_types: strings(&["education.course_result", "employment.period"]),
+        purpose: DEMO_PURPOSE.into(),
+        valid_until: Some(samverka::time::to_timestamp(now + 30 * DAY_MS)),
+        request_id: "replicas-1".into(),
+        ..Default::default()
+    };
+    let consent_id = consents_one
+        .grant(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .consent
+        .unwrap()
+        .consent_id;
+    let answer = read_two
+        .get_records(demo_read())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.records.len(), 5);
+
+    // Revoked through replica 1: replica 2 refuses the very next read.
+    consents_one
+        .revoke(RevokeConsentRequest {
+            consent_id,
+            reason: "withdrawn".into(),
+        })
+        .await
+        .unwrap();
+    let status = read_two.get_records(demo_read()).await.unwrap_err();
+    assert_eq!(reason(&status), "CONSENT_REVOKED");
+    let status = read_one.get_records(demo_read()).await.unwrap_err();
+    assert_eq!(reason(&status), "CONSENT_REVOKED");
+
+    // Both replicas audited into the one database.
+    let store = samverka::store::Store::open(&samverka::store::StoreLocation::Postgres(pg.url()))
+        .await
+        .unwrap();
+    let decisions: Vec<(String, String)> = store
+        .audit_entries(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.decision, e.reason))
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            ("allowed".to_owned(), String::new()),
+            ("denied".to_owned(), "CONSENT_REVOKED".to_owned()),
+            ("denied".to_owned(), "CONSENT_REVOKED".to_owned()),
+        ]
+    );
+    drop(store);
+
+    // The database goes away: every read is refused, none answered.
+    pg.stop();
+    for client in [&mut read_one, &mut read_two] {
+        let status = client.get_records(demo_read()).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert_eq!(reason(&status), "STORE_UNAVAILABLE");
+    }
+    let status = consents_one
+        .list(samverka_proto::v1::ListConsentsRequest {
+            subject_id: samverka::demo::DEMO_SUBJECT.into(),
+            grantee_agency: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&status), "STORE_UNAVAILABLE");
+}
