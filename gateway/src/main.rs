@@ -37,7 +37,7 @@ enum Command {
     /// Manage consents as a registrar; verify signed receipts.
     Consent {
         #[command(subcommand)]
-        command: samverka::consent_cli::ConsentCommand,
+        command: Box<samverka::consent_cli::ConsentCommand>,
     },
     /// Development PKI.
     Certs {
@@ -140,7 +140,7 @@ fn main() -> ExitCode {
         Command::Consent { command } => {
             let result = runtime()
                 .map_err(|e| samverka::consent_cli::CliError::Failed(e.to_string()))
-                .and_then(|rt| rt.block_on(samverka::consent_cli::run(command)));
+                .and_then(|rt| rt.block_on(samverka::consent_cli::run(*command)));
             match result {
                 Ok(out) => {
                     print!("{out}");
