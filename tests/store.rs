@@ -207,6 +207,31 @@ async fn audit_entries_keep_their_order_and_fields(location: StoreLocation) {
     );
 }
 
+async fn imports_are_all_or_nothing(location: StoreLocation) {
+    let store = Store::open(&location).await.unwrap();
+    let batch: Vec<_> = (0..25_000)
+        .map(|i| consent(&format!("i-{i}"), &format!("r-{i}"), i))
+        .collect();
+    store.import_consents(batch).await.unwrap();
+    assert_eq!(
+        store
+            .consents_for("199003142388", None)
+            .await
+            .unwrap()
+            .len(),
+        25_000
+    );
+    let mut revoked = consent("i-rev", "r-rev", 1);
+    revoked.revoked_at_ms = Some(5);
+    revoked.revocation_reason = Some("old".into());
+    // A duplicate id in the batch fails the whole import.
+    let bad = vec![revoked.clone(), consent("i-7", "r-new", 1)];
+    assert!(store.import_consents(bad).await.is_err());
+    assert_eq!(store.consent("i-rev").await.unwrap(), None);
+    store.import_consents(vec![revoked.clone()]).await.unwrap();
+    assert_eq!(store.consent("i-rev").await.unwrap(), Some(revoked));
+}
+
 /// Runs each suite function against a fresh SQLite file and a fresh
 /// PostgreSQL cluster.
 macro_rules! on_both_backends {
@@ -238,6 +263,7 @@ on_both_backends!(
     revocation_happens_once,
     consents_are_found_by_subject_and_grantee_newest_first,
     audit_entries_keep_their_order_and_fields,
+    imports_are_all_or_nothing,
 );
 
 #[tokio::test]

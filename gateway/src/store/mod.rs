@@ -190,6 +190,14 @@ impl Store {
         delegate!(self.insert_consent(c))
     }
 
+    /// Imports consents in one transaction, e.g. when moving an existing
+    /// consent register into samverka, or to fill a store for a benchmark.
+    /// All or nothing; a duplicate id or (registrar, request id) fails the
+    /// whole import.
+    pub async fn import_consents(&self, consents: Vec<StoredConsent>) -> Result<(), StoreError> {
+        delegate!(self.import_consents(consents))
+    }
+
     /// Revokes a consent at `at_ms` for `reason`.
     pub async fn revoke_consent(
         &self,

@@ -190,6 +190,42 @@ impl SqliteStore {
         .await
     }
 
+    pub(super) async fn import_consents(
+        &self,
+        consents: Vec<StoredConsent>,
+    ) -> Result<(), StoreError> {
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut insert = tx.prepare(&format!(
+                    "INSERT INTO consents ({CONSENT_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                ))?;
+                for c in &consents {
+                    insert.execute(params![
+                        c.consent_id,
+                        c.subject_id,
+                        c.grantee_agency,
+                        join(&c.record_types),
+                        c.purpose,
+                        join(&c.source_agencies),
+                        c.valid_from_ms,
+                        c.valid_until_ms,
+                        c.registrar_agency,
+                        c.evidence_ref,
+                        c.request_id,
+                        c.granted_at_ms,
+                        c.revoked_at_ms,
+                        c.revocation_reason,
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
     pub(super) async fn revoke_consent(
         &self,
         consent_id: &str,
