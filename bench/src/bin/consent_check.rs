@@ -75,7 +75,12 @@ fn consent(i: usize, now_ms: i64) -> StoredConsent {
     StoredConsent {
         consent_id: format!("bench-{i}"),
         subject_id: subject(person),
-        grantee_agency: if i % 2 == 0 { GRANTEE } else { OTHER_GRANTEE }.to_owned(),
+        grantee_agency: if i.is_multiple_of(2) {
+            GRANTEE
+        } else {
+            OTHER_GRANTEE
+        }
+        .to_owned(),
         record_types: TYPES.iter().map(|t| t.to_string()).collect(),
         purpose: "study_guidance".to_owned(),
         source_agencies: Vec::new(),
