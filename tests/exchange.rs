@@ -491,6 +491,34 @@ async fn grants_are_validated_idempotent_and_readable() {
             }),
         ),
     ];
+    for status in [
+        registrar
+            .get(GetConsentRequest {
+                consent_id: "no-such-consent".into(),
+            })
+            .await
+            .unwrap_err(),
+        registrar
+            .revoke(RevokeConsentRequest {
+                consent_id: "no-such-consent".into(),
+                reason: String::new(),
+            })
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(reason(&status), "CONSENT_NOT_FOUND");
+    }
+    let status = registrar
+        .revoke(RevokeConsentRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        status.get_details_bad_request().unwrap().field_violations[0].field,
+        "consent_id"
+    );
+
     for (i, (expected, change)) in cases.iter().enumerate() {
         let mut request = grant_request(
             &net,
