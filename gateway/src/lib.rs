@@ -22,8 +22,8 @@
 //!   `RecordExchange` service, [`consent`] also holds the `Consents`
 //!   service.
 //! - [`store`]: consents and audit entries, in SQLite or PostgreSQL.
-//! - [`receipt`]: signed consent receipts (compact JWS) and their
-//!   verification.
+//! - [`signing`]: compact JWS signatures with the gateway's key;
+//!   [`receipt`]: the signed consent receipts made with it.
 //! - [`error`]: every failure and the one function mapping it to a gRPC
 //!   status with a stable reason.
 //! - [`server`]: builds the gateway from a config and serves it.
@@ -45,6 +45,7 @@ pub mod identity;
 pub mod receipt;
 pub mod routing;
 pub mod server;
+pub mod signing;
 pub mod store;
 pub mod time;
 

@@ -1,27 +1,12 @@
 //! Signed consent receipts: what the gateway recorded for a grant or a
-//! revocation, as a compact JWS (RFC 7515) that anyone holding the
-//! gateway's certificate can verify offline.
-//!
-//! The signature is ES256 (ECDSA P-256 with SHA-256, the fixed-size `r||s`
-//! form JWS uses), made with the gateway's server key. The protected
-//! header is `{"alg":"ES256","typ":"samverka-consent-receipt+jwt",
-//! "x5t#S256":<SHA-256 thumbprint of the gateway certificate>}`; the payload
-//! is [`ReceiptClaims`] as JSON. Verification checks the algorithm, that the
-//! thumbprint names the given certificate, and the signature against that
-//! certificate's public key; any changed byte of header, payload or
-//! signature fails.
+//! revocation, as a compact JWS of type `samverka-consent-receipt+jwt`
+//! (see [`crate::signing`]) that anyone holding the gateway's certificate
+//! can verify offline.
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
-    UnparsedPublicKey,
-};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use serde::{Deserialize, Serialize};
-use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::signing::{JwsSigner, SignatureError};
+pub use crate::time::rfc3339;
 
 /// The JWS `typ` of a consent receipt.
 pub const RECEIPT_TYPE: &str = "samverka-consent-receipt+jwt";
@@ -76,162 +61,21 @@ pub struct ReceiptConsent {
     pub revocation_reason: Option<String>,
 }
 
-/// Unix milliseconds as RFC 3339 (UTC, millisecond precision).
-pub fn rfc3339(ms: i64) -> String {
-    let t = time::OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms);
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    t.format(&format).unwrap_or_else(|_| ms.to_string())
+/// Signs a receipt.
+pub fn sign(signer: &JwsSigner, claims: &ReceiptClaims) -> Result<String, SignatureError> {
+    signer.sign(RECEIPT_TYPE, claims)
 }
 
-#[derive(Serialize, Deserialize)]
-struct Header {
-    alg: String,
-    typ: String,
-    #[serde(rename = "x5t#S256")]
-    x5t_s256: String,
-}
-
-/// Why a receipt does not verify, or a signer cannot be made.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReceiptError(pub String);
-
-impl std::fmt::Display for ReceiptError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ReceiptError {}
-
-fn err(m: impl Into<String>) -> ReceiptError {
-    ReceiptError(m.into())
-}
-
-fn thumbprint(cert_der: &[u8]) -> String {
-    B64.encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        cert_der,
-    ))
-}
-
-fn cert_der(cert_pem: &str) -> Result<CertificateDer<'static>, ReceiptError> {
-    CertificateDer::from_pem_slice(cert_pem.as_bytes())
-        .map_err(|e| err(format!("certificate: {e}")))
-}
-
-/// Signs receipts with the gateway's key.
-pub struct ReceiptSigner {
-    key: EcdsaKeyPair,
-    x5t_s256: String,
-    issuer: String,
-    rng: SystemRandom,
-}
-
-impl std::fmt::Debug for ReceiptSigner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReceiptSigner")
-            .field("x5t#S256", &self.x5t_s256)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ReceiptSigner {
-    /// A signer from the gateway's certificate and its PKCS#8 P-256 key;
-    /// `issuer` is the operator's organisation number.
-    pub fn from_pem(cert_pem: &str, key_pem: &str, issuer: &str) -> Result<Self, ReceiptError> {
-        let cert = cert_der(cert_pem)?;
-        let key = PrivatePkcs8KeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| {
-            err(format!(
-                "key: {e} (a PKCS#8 ECDSA P-256 key is needed to sign receipts)"
-            ))
-        })?;
-        let key =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, key.secret_pkcs8_der())
-                .map_err(|e| err(format!("key: {e} (receipts need an ECDSA P-256 key)")))?;
-        let (_, parsed) =
-            X509Certificate::from_der(&cert).map_err(|e| err(format!("certificate: {e}")))?;
-        if parsed.public_key().subject_public_key.data.as_ref() != key.public_key().as_ref() {
-            return Err(err("the key does not belong to the certificate"));
-        }
-        Ok(ReceiptSigner {
-            key,
-            x5t_s256: thumbprint(&cert),
-            issuer: issuer.to_owned(),
-            rng: SystemRandom::new(),
-        })
-    }
-
-    /// The issuer named in every receipt.
-    pub fn issuer(&self) -> &str {
-        &self.issuer
-    }
-
-    /// The compact JWS of `claims`.
-    pub fn sign(&self, claims: &ReceiptClaims) -> Result<String, ReceiptError> {
-        let header = Header {
-            alg: "ES256".into(),
-            typ: RECEIPT_TYPE.into(),
-            x5t_s256: self.x5t_s256.clone(),
-        };
-        let header = serde_json::to_vec(&header).map_err(|e| err(e.to_string()))?;
-        let payload = serde_json::to_vec(claims).map_err(|e| err(e.to_string()))?;
-        let signing_input = format!("{}.{}", B64.encode(header), B64.encode(payload));
-        let signature = self
-            .key
-            .sign(&self.rng, signing_input.as_bytes())
-            .map_err(|_| err("signing failed"))?;
-        Ok(format!(
-            "{signing_input}.{}",
-            B64.encode(signature.as_ref())
-        ))
-    }
-}
-
-/// Verifies a compact JWS receipt against the gateway's certificate and
-/// returns what it attests.
-pub fn verify(jws: &str, gateway_cert_pem: &str) -> Result<ReceiptClaims, ReceiptError> {
-    let jws = jws.trim();
-    let mut parts = jws.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(err(
-            "not a compact JWS (expected three dot-separated parts)",
-        ));
-    };
-    let decode = |part: &str, what: &str| {
-        B64.decode(part)
-            .map_err(|_| err(format!("{what} is not base64url")))
-    };
-    let header: Header =
-        serde_json::from_slice(&decode(h, "header")?).map_err(|e| err(format!("header: {e}")))?;
-    if header.alg != "ES256" {
-        return Err(err(format!("unsupported algorithm {:?}", header.alg)));
-    }
-    if header.typ != RECEIPT_TYPE {
-        return Err(err(format!(
-            "not a samverka consent receipt (typ {:?})",
-            header.typ
-        )));
-    }
-    let cert = cert_der(gateway_cert_pem)?;
-    if header.x5t_s256 != thumbprint(&cert) {
-        return Err(err("the receipt was signed with another certificate"));
-    }
-    let (_, parsed) =
-        X509Certificate::from_der(&cert).map_err(|e| err(format!("certificate: {e}")))?;
-    let public_key = parsed.public_key().subject_public_key.data.to_vec();
-    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, public_key)
-        .verify(format!("{h}.{p}").as_bytes(), &decode(s, "signature")?)
-        .map_err(|_| err("signature does not verify"))?;
-    serde_json::from_slice(&decode(p, "payload")?).map_err(|e| err(format!("payload: {e}")))
+/// Verifies a receipt against the gateway's certificate and returns what it
+/// attests.
+pub fn verify(jws: &str, gateway_cert_pem: &str) -> Result<ReceiptClaims, SignatureError> {
+    crate::signing::verify(jws, RECEIPT_TYPE, gateway_cert_pem)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signing::JwsSigner;
     use samverka_certs::dev::{CertRequest, DevCa};
     use samverka_certs::{OrgNumber, Role};
 
@@ -270,17 +114,11 @@ mod tests {
     }
 
     #[test]
-    fn rfc3339_is_utc_with_milliseconds() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(1_764_400_000_123), "2025-11-29T07:06:40.123Z");
-    }
-
-    #[test]
     fn a_signed_receipt_verifies_and_any_change_fails() {
         let ca = DevCa::generate("ca").unwrap();
         let gw = gateway_cert(&ca);
-        let signer = ReceiptSigner::from_pem(&gw.cert_pem, &gw.key_pem, "2021999012").unwrap();
-        let jws = signer.sign(&claims()).unwrap();
+        let signer = JwsSigner::from_pem(&gw.cert_pem, &gw.key_pem, "2021999012").unwrap();
+        let jws = sign(&signer, &claims()).unwrap();
         assert_eq!(verify(&jws, &gw.cert_pem).unwrap(), claims());
 
         // Every single changed character of the token fails.
@@ -300,7 +138,9 @@ mod tests {
         // A payload swapped in under the same signature fails.
         let mut other = claims();
         other.consent.subject_id = "198511224571".into();
-        let forged_payload = B64.encode(serde_json::to_vec(&other).unwrap());
+        use base64::Engine;
+        let forged_payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&other).unwrap());
         let parts: Vec<&str> = jws.split('.').collect();
         let forged = format!("{}.{forged_payload}.{}", parts[0], parts[2]);
         assert_eq!(
@@ -318,6 +158,17 @@ mod tests {
         let ca = DevCa::generate("ca").unwrap();
         let a = gateway_cert(&ca);
         let b = gateway_cert(&ca);
-        assert!(ReceiptSigner::from_pem(&a.cert_pem, &b.key_pem, "2021999012").is_err());
+        assert!(JwsSigner::from_pem(&a.cert_pem, &b.key_pem, "2021999012").is_err());
+    }
+
+    #[test]
+    fn a_signature_of_another_type_is_not_a_receipt() {
+        let ca = DevCa::generate("ca").unwrap();
+        let gw = gateway_cert(&ca);
+        let signer = JwsSigner::from_pem(&gw.cert_pem, &gw.key_pem, "2021999012").unwrap();
+        let other = signer
+            .sign("samverka-audit-checkpoint+jwt", &claims())
+            .unwrap();
+        assert!(verify(&other, &gw.cert_pem).is_err());
     }
 }

@@ -17,8 +17,8 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTls
 use crate::config::{Config, ConfigError};
 use crate::consent::ConsentsService;
 use crate::exchange::RecordExchangeService;
-use crate::receipt::ReceiptSigner;
 use crate::routing::Router;
+use crate::signing::JwsSigner;
 use crate::store::{Store, StoreError};
 use crate::time::Clock;
 
@@ -62,8 +62,8 @@ pub struct Gateway {
     pub router: crate::routing::Router,
     /// Where "now" comes from.
     pub clock: Clock,
-    /// Signs consent receipts with the gateway's key.
-    pub receipts: ReceiptSigner,
+    /// Signs consent receipts and audit checkpoints with the gateway's key.
+    pub signer: JwsSigner,
     server_tls: ServerTlsConfig,
 }
 
@@ -80,7 +80,7 @@ impl Gateway {
         let g = &config.gateway;
         let ca = Certificate::from_pem(read(&g.ca_cert)?);
         let (cert_pem, key_pem) = (read(&g.cert)?, read(&g.key)?);
-        let receipts = ReceiptSigner::from_pem(&cert_pem, &key_pem, g.org_number.as_str())
+        let signer = JwsSigner::from_pem(&cert_pem, &key_pem, g.org_number.as_str())
             .map_err(|e| StartError::Tls(format!("{}: {e}", g.key.display())))?;
         let server_tls = ServerTlsConfig::new()
             .identity(Identity::from_pem(cert_pem, key_pem))
@@ -99,7 +99,7 @@ impl Gateway {
             store,
             router,
             clock,
-            receipts,
+            signer,
             server_tls,
         }))
     }

@@ -68,6 +68,15 @@ pub fn to_timestamp(ms: i64) -> Timestamp {
     }
 }
 
+/// Unix milliseconds as RFC 3339 (UTC, millisecond precision).
+pub fn rfc3339(ms: i64) -> String {
+    let t = time::OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms);
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&format).unwrap_or_else(|_| ms.to_string())
+}
+
 /// A protobuf timestamp as Unix milliseconds; `None` if it is not a valid
 /// timestamp (nanos out of range, or beyond the year 9999).
 pub fn from_timestamp(ts: &Timestamp) -> Option<i64> {
@@ -101,6 +110,12 @@ mod tests {
             }),
             None
         );
+    }
+
+    #[test]
+    fn rfc3339_is_utc_with_milliseconds() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_764_400_000_123), "2025-11-29T07:06:40.123Z");
     }
 
     #[test]
