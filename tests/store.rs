@@ -28,6 +28,9 @@ fn consent(id: &str, request_id: &str, granted_at_ms: i64) -> StoredConsent {
 
 fn audit(id: &str, subject: &str) -> AuditEntry {
     AuditEntry {
+        seq: 0,
+        prev_hash: String::new(),
+        hash: String::new(),
         audit_id: id.into(),
         time_ms: 10,
         caller: "2021999020".into(),
@@ -191,7 +194,10 @@ async fn audit_entries_keep_their_order_and_fields(location: StoreLocation) {
         all.iter().map(|e| e.audit_id.as_str()).collect::<Vec<_>>(),
         ["a-2", "a-1", "a-3"]
     );
-    assert_eq!(all[0], audit("a-2", "199003142388"));
+    assert_eq!(all[0].audit_id, "a-2");
+    assert_eq!(all[0].sources, audit("a-2", "x").sources);
+    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(all[1].prev_hash, all[0].hash);
     assert_eq!(all[1].subject_id, "not a number_ with commas");
     assert_eq!(
         store

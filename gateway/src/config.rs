@@ -18,6 +18,11 @@
 //! [consents]
 //! max_lifetime_days = 730         # the longest consent a registrar may grant
 //!
+//! [audit]
+//! checkpoint_every = 1000         # sign a checkpoint after this many entries
+//! checkpoint_interval_s = 60      # or after this long, if anything was added
+//! retention_days = 3650           # `samverka audit prune` archives older entries
+//!
 //! [[agencies]]                    # agencies that may call the gateway
 //! org_number = "2021999038"
 //! name = "Citizen e-service"
@@ -94,6 +99,8 @@ pub struct Config {
     pub gateway: GatewaySettings,
     /// The `[consents]` section.
     pub consents: ConsentSettings,
+    /// The `[audit]` section.
+    pub audit: AuditSettings,
     /// Agencies known to this gateway.
     pub agencies: Vec<Agency>,
     /// The purpose registry.
@@ -135,6 +142,16 @@ pub struct ConsentSettings {
     /// The longest time from `valid_from` to `valid_until` a grant may ask
     /// for.
     pub max_lifetime: Duration,
+}
+
+/// The `[audit]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// When to sign checkpoints of the audit trail.
+    pub checkpoints: crate::audit::writer::CheckpointPolicy,
+    /// How long entries stay in the store before `samverka audit prune`
+    /// archives them.
+    pub retention: Duration,
 }
 
 /// An agency that may call the gateway.
@@ -195,6 +212,8 @@ struct RawConfig {
     #[serde(default)]
     consents: RawConsents,
     #[serde(default)]
+    audit: RawAudit,
+    #[serde(default)]
     agencies: Vec<toml::Spanned<RawAgency>>,
     #[serde(default)]
     purposes: Vec<toml::Spanned<RawPurpose>>,
@@ -243,6 +262,24 @@ impl Default for RawConsents {
     fn default() -> Self {
         RawConsents {
             max_lifetime_days: max_lifetime_days(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAudit {
+    checkpoint_every: u64,
+    checkpoint_interval_s: u64,
+    retention_days: u32,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        RawAudit {
+            checkpoint_every: 1000,
+            checkpoint_interval_s: 60,
+            retention_days: 3650,
         }
     }
 }
@@ -430,6 +467,25 @@ impl Config {
             ),
         };
 
+        let a = raw.audit;
+        if a.checkpoint_every == 0 || a.checkpoint_interval_s == 0 || a.retention_days == 0 {
+            return Err(ConfigError {
+                file: None,
+                line: None,
+                key: "audit".into(),
+                reason:
+                    "checkpoint_every, checkpoint_interval_s and retention_days must be at least 1"
+                        .into(),
+            });
+        }
+        let audit = AuditSettings {
+            checkpoints: crate::audit::writer::CheckpointPolicy {
+                every: a.checkpoint_every,
+                interval: Duration::from_secs(a.checkpoint_interval_s),
+            },
+            retention: Duration::from_secs(u64::from(a.retention_days) * 24 * 3600),
+        };
+
         let mut agencies = Vec::new();
         let mut seen = HashSet::new();
         for (i, a) in raw.agencies.into_iter().enumerate() {
@@ -543,6 +599,7 @@ impl Config {
         Ok(Config {
             gateway,
             consents,
+            audit,
             agencies,
             purposes,
             access_rules,

@@ -117,9 +117,7 @@ impl RecordExchangeService {
                         format!("{}={}", o.source_agency, status.as_str_name())
                     })
                     .collect();
-                audit::commit(&gw.store, entry)
-                    .await
-                    .map_err(GatewayError::store)?;
+                gw.audit.commit(entry).await.map_err(GatewayError::store)?;
                 Ok(GetRecordsResponse {
                     records: allowed.result.records,
                     outcomes: allowed.result.outcomes,
@@ -129,9 +127,7 @@ impl RecordExchangeService {
             }
             Err(denial) => {
                 entry.reason = denial.reason.as_str().to_owned();
-                audit::commit(&gw.store, entry)
-                    .await
-                    .map_err(GatewayError::store)?;
+                gw.audit.commit(entry).await.map_err(GatewayError::store)?;
                 Err(denial.with_audit_id(audit_id))
             }
         }

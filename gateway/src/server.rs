@@ -14,6 +14,7 @@ use samverka_proto::v1::record_exchange_server::RecordExchangeServer;
 use tokio::net::TcpListener;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTlsConfig};
 
+use crate::audit::AuditWriter;
 use crate::config::{Config, ConfigError};
 use crate::consent::ConsentsService;
 use crate::exchange::RecordExchangeService;
@@ -63,7 +64,9 @@ pub struct Gateway {
     /// Where "now" comes from.
     pub clock: Clock,
     /// Signs consent receipts and audit checkpoints with the gateway's key.
-    pub signer: JwsSigner,
+    pub signer: Arc<JwsSigner>,
+    /// Commits audit entries (group commit) and signs checkpoints.
+    pub audit: AuditWriter,
     server_tls: ServerTlsConfig,
 }
 
@@ -94,12 +97,20 @@ impl Gateway {
         let router = Router::new(&config.adapters, &client_tls)
             .map_err(|e| StartError::Tls(e.to_string()))?;
         let store = Store::open(&g.store).await.map_err(StartError::Store)?;
+        let signer = Arc::new(signer);
+        let audit = AuditWriter::spawn(
+            store.clone(),
+            signer.clone(),
+            clock.clone(),
+            config.audit.checkpoints,
+        );
         Ok(Arc::new(Gateway {
             config,
             store,
             router,
             clock,
             signer,
+            audit,
             server_tls,
         }))
     }

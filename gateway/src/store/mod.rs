@@ -108,8 +108,17 @@ pub struct StoredConsent {
 }
 
 /// One decision of the gateway, as the audit trail records it.
+///
+/// `seq`, `prev_hash` and `hash` link it into the hash chain (see
+/// [`crate::audit::chain`]); the store sets them when it appends the entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
+    /// Position in the trail: 1, 2, 3, ... without gaps.
+    pub seq: i64,
+    /// Hex SHA-256 of the entry before (64 zeros for the first).
+    pub prev_hash: String,
+    /// Hex SHA-256 of this entry's canonical encoding.
+    pub hash: String,
     /// Its id (a UUID), returned to the caller.
     pub audit_id: String,
     /// When the decision was made (Unix ms).
@@ -134,6 +143,30 @@ pub struct AuditEntry {
     pub reason: String,
     /// The trace id of the request, when traced.
     pub trace_id: String,
+}
+
+/// A signed checkpoint of the audit trail: the hash of entry `seq`, signed
+/// by a gateway, so that later edits, re-chaining and removal of the tail
+/// are detectable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditCheckpoint {
+    /// The entry it covers; everything up to it is fixed by `hash`.
+    pub seq: i64,
+    /// That entry's hash.
+    pub hash: String,
+    /// When it was made (Unix ms).
+    pub time_ms: i64,
+    /// The compact JWS (type `samverka-audit-checkpoint+jwt`).
+    pub jws: String,
+}
+
+/// The end of the audit trail: the last entry's position and hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    /// The last entry's seq (0 before the first).
+    pub seq: i64,
+    /// The last entry's hash (64 zeros before the first).
+    pub hash: String,
 }
 
 /// What happened to a revocation.
@@ -224,19 +257,72 @@ impl Store {
         delegate!(self.consents_for(subject_id, grantee))
     }
 
-    /// Appends an audit entry and commits it to stable storage before
-    /// returning.
-    pub async fn append_audit(&self, e: AuditEntry) -> Result<(), StoreError> {
-        delegate!(self.append_audit(e))
+    /// Links `entries` into the hash chain after the current head and
+    /// commits them in one transaction (one sync), before returning them
+    /// with `seq`, `prev_hash` and `hash` set. Replicas on one PostgreSQL
+    /// database take turns through a row lock on the head, so the chain
+    /// stays one line.
+    pub async fn append_audit_batch(
+        &self,
+        entries: Vec<AuditEntry>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        delegate!(self.append_audit_batch(entries))
     }
 
-    /// Audit entries in the order they were written, optionally only those
-    /// about one person.
+    /// Appends one entry; see [`Store::append_audit_batch`].
+    pub async fn append_audit(&self, entry: AuditEntry) -> Result<AuditEntry, StoreError> {
+        let mut chained = self.append_audit_batch(vec![entry]).await?;
+        chained
+            .pop()
+            .ok_or_else(|| StoreError("append returned nothing".into()))
+    }
+
+    /// The end of the chain.
+    pub async fn audit_head(&self) -> Result<AuditHead, StoreError> {
+        delegate!(self.audit_head())
+    }
+
+    /// Audit entries with `seq > after`, in order, at most `limit`.
+    pub async fn audit_range(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        delegate!(self.audit_range(after, limit))
+    }
+
+    /// Every audit entry (or every one about one person), in order.
     pub async fn audit_entries(
         &self,
         subject_id: Option<&str>,
     ) -> Result<Vec<AuditEntry>, StoreError> {
         delegate!(self.audit_entries(subject_id))
+    }
+
+    /// One person's audit entries in `[from_ms, to_ms)` with `seq > after`,
+    /// in order, at most `limit`: the access log.
+    pub async fn access_events(
+        &self,
+        subject_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        delegate!(self.access_events(subject_id, from_ms, to_ms, after, limit))
+    }
+
+    /// Stores a checkpoint (a second one for the same seq is ignored).
+    pub async fn add_checkpoint(&self, checkpoint: AuditCheckpoint) -> Result<(), StoreError> {
+        delegate!(self.add_checkpoint(checkpoint))
+    }
+
+    /// Every checkpoint, in order.
+    pub async fn checkpoints(&self) -> Result<Vec<AuditCheckpoint>, StoreError> {
+        delegate!(self.checkpoints())
+    }
+
+    /// Deletes the entries with `seq <= through`, after they have been
+    /// exported. `through` must be a checkpoint's seq, so that the first
+    /// entry left is anchored by a signature.
+    pub async fn prune_audit(&self, through: i64) -> Result<u64, StoreError> {
+        delegate!(self.prune_audit(through))
     }
 }
 
@@ -277,7 +363,9 @@ pub(crate) mod schema {
         );
         CREATE INDEX consents_by_subject ON consents (subject_id, grantee_agency);
         CREATE TABLE audit_entries (
-            seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+            seq          INTEGER PRIMARY KEY,
+            prev_hash    TEXT NOT NULL,
+            hash         TEXT NOT NULL,
             audit_id     TEXT NOT NULL UNIQUE,
             time_ms      INTEGER NOT NULL,
             caller       TEXT NOT NULL,
@@ -291,7 +379,20 @@ pub(crate) mod schema {
             reason       TEXT NOT NULL,
             trace_id     TEXT NOT NULL
         );
-        CREATE INDEX audit_by_subject ON audit_entries (subject_id, time_ms);
+        CREATE INDEX audit_by_subject ON audit_entries (subject_id, seq);
+        CREATE TABLE audit_head (
+            id   INTEGER PRIMARY KEY CHECK (id = 1),
+            seq  INTEGER NOT NULL,
+            hash TEXT NOT NULL
+        );
+        INSERT INTO audit_head (id, seq, hash)
+            VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
+        CREATE TABLE audit_checkpoints (
+            seq     INTEGER PRIMARY KEY,
+            hash    TEXT NOT NULL,
+            time_ms INTEGER NOT NULL,
+            jws     TEXT NOT NULL
+        );
     "];
 
     /// PostgreSQL migrations; index + 1 is the version.
@@ -315,7 +416,9 @@ pub(crate) mod schema {
         );
         CREATE INDEX consents_by_subject ON consents (subject_id, grantee_agency);
         CREATE TABLE audit_entries (
-            seq          BIGSERIAL PRIMARY KEY,
+            seq          BIGINT PRIMARY KEY,
+            prev_hash    TEXT NOT NULL,
+            hash         TEXT NOT NULL,
             audit_id     TEXT NOT NULL UNIQUE,
             time_ms      BIGINT NOT NULL,
             caller       TEXT NOT NULL,
@@ -329,7 +432,20 @@ pub(crate) mod schema {
             reason       TEXT NOT NULL,
             trace_id     TEXT NOT NULL
         );
-        CREATE INDEX audit_by_subject ON audit_entries (subject_id, time_ms);
+        CREATE INDEX audit_by_subject ON audit_entries (subject_id, seq);
+        CREATE TABLE audit_head (
+            id   INTEGER PRIMARY KEY CHECK (id = 1),
+            seq  BIGINT NOT NULL,
+            hash TEXT NOT NULL
+        );
+        INSERT INTO audit_head (id, seq, hash)
+            VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
+        CREATE TABLE audit_checkpoints (
+            seq     BIGINT PRIMARY KEY,
+            hash    TEXT NOT NULL,
+            time_ms BIGINT NOT NULL,
+            jws     TEXT NOT NULL
+        );
     "];
 }
 
@@ -339,5 +455,5 @@ pub(crate) const CONSENT_COLUMNS: &str = "consent_id, subject_id, grantee_agency
     granted_at_ms, revoked_at_ms, revocation_reason";
 
 /// The columns of an audit entry, in the order both backends read them.
-pub(crate) const AUDIT_COLUMNS: &str = "audit_id, time_ms, caller, method, subject_id, record_types, \
+pub(crate) const AUDIT_COLUMNS: &str = "seq, prev_hash, hash, audit_id, time_ms, caller, method, subject_id, record_types, \
     purpose, consent_id, sources, decision, reason, trace_id";

@@ -12,9 +12,10 @@ use tokio_postgres::NoTls;
 use tokio_postgres::Row;
 
 use super::{
-    AUDIT_COLUMNS, AuditEntry, CONSENT_COLUMNS, Revocation, StoreError, StoredConsent, join,
-    schema, split,
+    AUDIT_COLUMNS, AuditCheckpoint, AuditEntry, AuditHead, CONSENT_COLUMNS, Revocation, StoreError,
+    StoredConsent, join, schema, split,
 };
+use crate::audit::chain;
 
 /// Serialises migrations of replicas that start at the same time.
 const MIGRATION_LOCK: i64 = 7_342_001;
@@ -64,18 +65,30 @@ fn consent_from_row(row: &Row) -> Result<StoredConsent, StoreError> {
 
 fn audit_from_row(row: &Row) -> Result<AuditEntry, StoreError> {
     Ok(AuditEntry {
-        audit_id: row.try_get(0)?,
-        time_ms: row.try_get(1)?,
-        caller: row.try_get(2)?,
-        method: row.try_get(3)?,
-        subject_id: row.try_get(4)?,
-        record_types: split(row.try_get(5)?),
-        purpose: row.try_get(6)?,
-        consent_id: row.try_get(7)?,
-        sources: split(row.try_get(8)?),
-        decision: row.try_get(9)?,
-        reason: row.try_get(10)?,
-        trace_id: row.try_get(11)?,
+        seq: row.try_get(0)?,
+        prev_hash: row.try_get(1)?,
+        hash: row.try_get(2)?,
+        audit_id: row.try_get(3)?,
+        time_ms: row.try_get(4)?,
+        caller: row.try_get(5)?,
+        method: row.try_get(6)?,
+        subject_id: row.try_get(7)?,
+        record_types: split(row.try_get(8)?),
+        purpose: row.try_get(9)?,
+        consent_id: row.try_get(10)?,
+        sources: split(row.try_get(11)?),
+        decision: row.try_get(12)?,
+        reason: row.try_get(13)?,
+        trace_id: row.try_get(14)?,
+    })
+}
+
+fn checkpoint_from_row(row: &Row) -> Result<AuditCheckpoint, StoreError> {
+    Ok(AuditCheckpoint {
+        seq: row.try_get(0)?,
+        hash: row.try_get(1)?,
+        time_ms: row.try_get(2)?,
+        jws: row.try_get(3)?,
     })
 }
 
@@ -317,34 +330,93 @@ impl PostgresStore {
         rows.iter().map(consent_from_row).collect()
     }
 
-    pub(super) async fn append_audit(&self, e: AuditEntry) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        let insert = client
+    pub(super) async fn append_audit_batch(
+        &self,
+        mut entries: Vec<AuditEntry>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // The row lock on the head makes replicas take turns: one chain.
+        let row = tx
+            .query_one(
+                "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+                &[],
+            )
+            .await?;
+        let mut head = AuditHead {
+            seq: row.try_get(0)?,
+            hash: row.try_get(1)?,
+        };
+        for e in &mut entries {
+            chain::link(&mut head, e);
+        }
+        let insert = tx
             .prepare_cached(&format!(
-                "INSERT INTO audit_entries ({AUDIT_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                "INSERT INTO audit_entries ({AUDIT_COLUMNS}) SELECT * FROM UNNEST(\
+                 $1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::TEXT[], $7::TEXT[], \
+                 $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::TEXT[], $13::TEXT[], $14::TEXT[], $15::TEXT[])"
+            ))
+            .await?;
+        let col = |f: fn(&AuditEntry) -> String| entries.iter().map(f).collect::<Vec<String>>();
+        let num = |f: fn(&AuditEntry) -> i64| entries.iter().map(f).collect::<Vec<i64>>();
+        tx.execute(
+            &insert,
+            &[
+                &num(|e| e.seq),
+                &col(|e| e.prev_hash.clone()),
+                &col(|e| e.hash.clone()),
+                &col(|e| e.audit_id.clone()),
+                &num(|e| e.time_ms),
+                &col(|e| e.caller.clone()),
+                &col(|e| e.method.clone()),
+                &col(|e| e.subject_id.clone()),
+                &col(|e| join(&e.record_types)),
+                &col(|e| e.purpose.clone()),
+                &col(|e| e.consent_id.clone()),
+                &col(|e| join(&e.sources)),
+                &col(|e| e.decision.clone()),
+                &col(|e| e.reason.clone()),
+                &col(|e| e.trace_id.clone()),
+            ],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
+            &[&head.seq, &head.hash],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(entries)
+    }
+
+    pub(super) async fn audit_head(&self) -> Result<AuditHead, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one("SELECT seq, hash FROM audit_head WHERE id = 1", &[])
+            .await?;
+        Ok(AuditHead {
+            seq: row.try_get(0)?,
+            hash: row.try_get(1)?,
+        })
+    }
+
+    pub(super) async fn audit_range(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let client = self.pool.get().await?;
+        let select = client
+            .prepare_cached(&format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit_entries WHERE seq > $1 ORDER BY seq LIMIT $2"
             ))
             .await?;
         client
-            .execute(
-                &insert,
-                &[
-                    &e.audit_id,
-                    &e.time_ms,
-                    &e.caller,
-                    &e.method,
-                    &e.subject_id,
-                    &join(&e.record_types),
-                    &e.purpose,
-                    &e.consent_id,
-                    &join(&e.sources),
-                    &e.decision,
-                    &e.reason,
-                    &e.trace_id,
-                ],
-            )
-            .await?;
-        Ok(())
+            .query(&select, &[&after, &limit])
+            .await?
+            .iter()
+            .map(audit_from_row)
+            .collect()
     }
 
     pub(super) async fn audit_entries(
@@ -363,5 +435,75 @@ impl PostgresStore {
             .iter()
             .map(audit_from_row)
             .collect()
+    }
+
+    pub(super) async fn access_events(
+        &self,
+        subject_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let client = self.pool.get().await?;
+        let select = client
+            .prepare_cached(&format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit_entries WHERE subject_id = $1 AND seq > $2 \
+                 AND time_ms >= $3 AND time_ms < $4 ORDER BY seq LIMIT $5"
+            ))
+            .await?;
+        client
+            .query(&select, &[&subject_id, &after, &from_ms, &to_ms, &limit])
+            .await?
+            .iter()
+            .map(audit_from_row)
+            .collect()
+    }
+
+    pub(super) async fn add_checkpoint(&self, cp: AuditCheckpoint) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO audit_checkpoints (seq, hash, time_ms, jws) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (seq) DO NOTHING",
+                &[&cp.seq, &cp.hash, &cp.time_ms, &cp.jws],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn checkpoints(&self) -> Result<Vec<AuditCheckpoint>, StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .query(
+                "SELECT seq, hash, time_ms, jws FROM audit_checkpoints ORDER BY seq",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(checkpoint_from_row)
+            .collect()
+    }
+
+    pub(super) async fn prune_audit(&self, through: i64) -> Result<u64, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        if tx
+            .query_opt(
+                "SELECT 1 FROM audit_checkpoints WHERE seq = $1",
+                &[&through],
+            )
+            .await?
+            .is_none()
+        {
+            return Err(StoreError(format!(
+                "no checkpoint at entry {through}: pruning there would leave the rest unanchored"
+            )));
+        }
+        let n = tx
+            .execute("DELETE FROM audit_entries WHERE seq <= $1", &[&through])
+            .await?;
+        tx.commit().await?;
+        Ok(n)
     }
 }

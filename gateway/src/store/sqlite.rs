@@ -10,9 +10,10 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    AUDIT_COLUMNS, AuditEntry, CONSENT_COLUMNS, Revocation, StoreError, StoredConsent, join,
-    schema, split,
+    AUDIT_COLUMNS, AuditCheckpoint, AuditEntry, AuditHead, CONSENT_COLUMNS, Revocation, StoreError,
+    StoredConsent, join, schema, split,
 };
+use crate::audit::chain;
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -53,18 +54,30 @@ fn consent_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredConsent> 
 
 fn audit_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
     Ok(AuditEntry {
-        audit_id: row.get(0)?,
-        time_ms: row.get(1)?,
-        caller: row.get(2)?,
-        method: row.get(3)?,
-        subject_id: row.get(4)?,
-        record_types: split(&row.get::<_, String>(5)?),
-        purpose: row.get(6)?,
-        consent_id: row.get(7)?,
-        sources: split(&row.get::<_, String>(8)?),
-        decision: row.get(9)?,
-        reason: row.get(10)?,
-        trace_id: row.get(11)?,
+        seq: row.get(0)?,
+        prev_hash: row.get(1)?,
+        hash: row.get(2)?,
+        audit_id: row.get(3)?,
+        time_ms: row.get(4)?,
+        caller: row.get(5)?,
+        method: row.get(6)?,
+        subject_id: row.get(7)?,
+        record_types: split(&row.get::<_, String>(8)?),
+        purpose: row.get(9)?,
+        consent_id: row.get(10)?,
+        sources: split(&row.get::<_, String>(11)?),
+        decision: row.get(12)?,
+        reason: row.get(13)?,
+        trace_id: row.get(14)?,
+    })
+}
+
+fn checkpoint_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditCheckpoint> {
+    Ok(AuditCheckpoint {
+        seq: row.get(0)?,
+        hash: row.get(1)?,
+        time_ms: row.get(2)?,
+        jws: row.get(3)?,
     })
 }
 
@@ -277,27 +290,80 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn append_audit(&self, e: AuditEntry) -> Result<(), StoreError> {
+    pub(super) async fn append_audit_batch(
+        &self,
+        mut entries: Vec<AuditEntry>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         self.with(move |conn| {
-            conn.prepare_cached(&format!(
-                "INSERT INTO audit_entries ({AUDIT_COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-            ))?
-            .execute(params![
-                e.audit_id,
-                e.time_ms,
-                e.caller,
-                e.method,
-                e.subject_id,
-                join(&e.record_types),
-                e.purpose,
-                e.consent_id,
-                join(&e.sources),
-                e.decision,
-                e.reason,
-                e.trace_id,
-            ])?;
-            Ok(())
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut head =
+                tx.query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
+                    Ok(AuditHead {
+                        seq: r.get(0)?,
+                        hash: r.get(1)?,
+                    })
+                })?;
+            {
+                let mut insert = tx.prepare_cached(&format!(
+                    "INSERT INTO audit_entries ({AUDIT_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                ))?;
+                for e in &mut entries {
+                    chain::link(&mut head, e);
+                    insert.execute(params![
+                        e.seq,
+                        e.prev_hash,
+                        e.hash,
+                        e.audit_id,
+                        e.time_ms,
+                        e.caller,
+                        e.method,
+                        e.subject_id,
+                        join(&e.record_types),
+                        e.purpose,
+                        e.consent_id,
+                        join(&e.sources),
+                        e.decision,
+                        e.reason,
+                        e.trace_id,
+                    ])?;
+                }
+            }
+            tx.execute(
+                "UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1",
+                params![head.seq, head.hash],
+            )?;
+            tx.commit()?;
+            Ok(entries)
+        })
+        .await
+    }
+
+    pub(super) async fn audit_head(&self) -> Result<AuditHead, StoreError> {
+        self.with(|conn| {
+            Ok(
+                conn.query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
+                    Ok(AuditHead {
+                        seq: r.get(0)?,
+                        hash: r.get(1)?,
+                    })
+                })?,
+            )
+        })
+        .await
+    }
+
+    pub(super) async fn audit_range(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit_entries WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![after, limit], audit_from_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }
@@ -313,6 +379,69 @@ impl SqliteStore {
             ))?;
             let rows = stmt.query_map(params![subject_id], audit_from_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub(super) async fn access_events(
+        &self,
+        subject_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let subject_id = subject_id.to_owned();
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit_entries WHERE subject_id = ?1 AND seq > ?2 \
+                 AND time_ms >= ?3 AND time_ms < ?4 ORDER BY seq LIMIT ?5"
+            ))?;
+            let rows = stmt.query_map(
+                params![subject_id, after, from_ms, to_ms, limit],
+                audit_from_row,
+            )?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub(super) async fn add_checkpoint(&self, cp: AuditCheckpoint) -> Result<(), StoreError> {
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO audit_checkpoints (seq, hash, time_ms, jws) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (seq) DO NOTHING",
+                params![cp.seq, cp.hash, cp.time_ms, cp.jws],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn checkpoints(&self) -> Result<Vec<AuditCheckpoint>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, hash, time_ms, jws FROM audit_checkpoints ORDER BY seq",
+            )?;
+            let rows = stmt.query_map([], checkpoint_from_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub(super) async fn prune_audit(&self, through: i64) -> Result<u64, StoreError> {
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let anchored: bool = tx
+                .query_row("SELECT 1 FROM audit_checkpoints WHERE seq = ?1", params![through], |_| Ok(true))
+                .optional()?
+                .unwrap_or(false);
+            if !anchored {
+                return Err(StoreError(format!("no checkpoint at entry {through}: pruning there would leave the rest unanchored")));
+            }
+            let n = tx.execute("DELETE FROM audit_entries WHERE seq <= ?1", params![through])?;
+            tx.commit()?;
+            Ok(n as u64)
         })
         .await
     }

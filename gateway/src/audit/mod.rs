@@ -1,6 +1,12 @@
 //! Step 6 of a request: every decision, allowed or denied, becomes one
 //! audit entry, committed before the answer leaves the gateway.
 //!
+//! # Layout
+//! - [`chain`]: the hash chain, signed checkpoints, and verification.
+//! - [`writer`]: group commit: one transaction (one sync) for all entries
+//!   that arrive while the previous one commits; checkpoints.
+//! - this module: making entries.
+//!
 //! An entry records the time, the calling agency, the person, the record
 //! types and purpose asked for, the consent that allowed the read, the
 //! sources asked with their outcomes, the decision and its reason. What a
@@ -8,7 +14,12 @@
 //! separators replaced, so a hostile request cannot bloat or garble the
 //! trail.
 
-use crate::store::{AuditEntry, Store, StoreError};
+pub mod chain;
+pub mod writer;
+
+pub use writer::AuditWriter;
+
+use crate::store::AuditEntry;
 
 /// `decision` of an allowed read.
 pub const ALLOWED: &str = "allowed";
@@ -27,10 +38,13 @@ pub fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// A new entry for `method`, to be completed by the caller and passed to
-/// [`commit`].
+/// A new entry for `method`, to be completed by the caller and committed
+/// with [`AuditWriter::commit`].
 pub fn entry(method: &str, time_ms: i64) -> AuditEntry {
     AuditEntry {
+        seq: 0,
+        prev_hash: String::new(),
+        hash: String::new(),
         audit_id: uuid::Uuid::new_v4().to_string(),
         time_ms,
         caller: String::new(),
@@ -44,11 +58,6 @@ pub fn entry(method: &str, time_ms: i64) -> AuditEntry {
         reason: String::new(),
         trace_id: String::new(),
     }
-}
-
-/// Commits the entry to stable storage.
-pub async fn commit(store: &Store, entry: AuditEntry) -> Result<(), StoreError> {
-    store.append_audit(entry).await
 }
 
 #[cfg(test)]

@@ -1,0 +1,145 @@
+//! Group commit for the audit trail, and periodic signed checkpoints.
+//!
+//! Every request hands its entry to one writer task per gateway and waits
+//! until the entry is durable. The writer takes every entry that is waiting,
+//! links them into the chain and commits them in one transaction (one
+//! sync), then answers each request. While one batch commits the next one
+//! gathers, so under load many entries share one sync and no entry is
+//! answered before it is on stable storage.
+//!
+//! After a batch, and on a timer, the writer signs a checkpoint of the head
+//! when `checkpoint_every` entries or `checkpoint_interval` have passed
+//! since the last one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::chain;
+use crate::signing::JwsSigner;
+use crate::store::{AuditEntry, Store, StoreError};
+use crate::time::Clock;
+
+/// The most entries committed in one transaction.
+const MAX_BATCH: usize = 1024;
+
+type Job = (AuditEntry, oneshot::Sender<Result<AuditEntry, StoreError>>);
+
+/// When to sign checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointPolicy {
+    /// After this many entries.
+    pub every: u64,
+    /// Or after this much time, if any entry was added.
+    pub interval: Duration,
+}
+
+/// Hands entries to the writer task. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AuditWriter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl AuditWriter {
+    /// Starts the writer task on the current runtime. It ends when every
+    /// `AuditWriter` is dropped, after committing what it holds.
+    pub fn spawn(
+        store: Store,
+        signer: Arc<JwsSigner>,
+        clock: Clock,
+        policy: CheckpointPolicy,
+    ) -> AuditWriter {
+        let (jobs, rx) = mpsc::channel(8 * MAX_BATCH);
+        tokio::spawn(run(rx, store, signer, clock, policy));
+        AuditWriter { jobs }
+    }
+
+    /// Commits `entry` to the chain and returns it as stored, once it is
+    /// durable.
+    pub async fn commit(&self, entry: AuditEntry) -> Result<AuditEntry, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send((entry, tx))
+            .await
+            .map_err(|_| StoreError("the audit writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError("the audit writer dropped the entry".into()))?
+    }
+}
+
+async fn run(
+    mut rx: mpsc::Receiver<Job>,
+    store: Store,
+    signer: Arc<JwsSigner>,
+    clock: Clock,
+    policy: CheckpointPolicy,
+) {
+    let mut last_checkpoint = match store.checkpoints().await {
+        Ok(cps) => cps.last().map_or(0, |c| c.seq),
+        Err(_) => 0,
+    };
+    let mut since_checkpoint_entries = false;
+    let mut ticker = tokio::time::interval(policy.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut batch, MAX_BATCH) => {
+                if n == 0 {
+                    break;
+                }
+            }
+            _ = ticker.tick() => {
+                if since_checkpoint_entries {
+                    since_checkpoint_entries = false;
+                    sign_head(&store, &signer, &clock, &mut last_checkpoint).await;
+                }
+                continue;
+            }
+        }
+        let (entries, waiters): (Vec<AuditEntry>, Vec<_>) = batch.drain(..).unzip();
+        match store.append_audit_batch(entries).await {
+            Ok(chained) => {
+                let head_seq = chained.last().map_or(0, |e| e.seq);
+                for (entry, waiter) in chained.into_iter().zip(waiters) {
+                    let _ = waiter.send(Ok(entry));
+                }
+                since_checkpoint_entries = true;
+                if (head_seq - last_checkpoint) as u64 >= policy.every {
+                    since_checkpoint_entries = false;
+                    sign_head(&store, &signer, &clock, &mut last_checkpoint).await;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "audit batch failed; its requests are refused");
+                for waiter in waiters {
+                    let _ = waiter.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+    // Leave a checkpoint of everything written, for a clean shutdown.
+    if since_checkpoint_entries {
+        sign_head(&store, &signer, &clock, &mut last_checkpoint).await;
+    }
+}
+
+async fn sign_head(store: &Store, signer: &JwsSigner, clock: &Clock, last_checkpoint: &mut i64) {
+    let result = async {
+        let head = store.audit_head().await?;
+        if head.seq == 0 || head.seq == *last_checkpoint {
+            return Ok(());
+        }
+        let cp = chain::checkpoint(signer, &head, clock.now_ms())
+            .map_err(|e| StoreError(e.to_string()))?;
+        store.add_checkpoint(cp).await?;
+        *last_checkpoint = head.seq;
+        Ok::<(), StoreError>(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "could not sign an audit checkpoint; will try again");
+    }
+}
