@@ -370,20 +370,20 @@ mod tests {
     #[test]
     fn every_field_is_covered() {
         let base = trail(1).remove(0);
-        let changes: Vec<Box<dyn Fn(&mut AuditEntry)>> = vec![
-            Box::new(|e| e.audit_id.push('x')),
-            Box::new(|e| e.time_ms += 1),
-            Box::new(|e| e.caller.push('x')),
-            Box::new(|e| e.method.push('x')),
-            Box::new(|e| e.subject_id.push('x')),
-            Box::new(|e| e.record_types.push("x.y".into())),
-            Box::new(|e| e.purpose.push('x')),
-            Box::new(|e| e.consent_id.push('x')),
-            Box::new(|e| e.sources.clear()),
-            Box::new(|e| e.decision.push('x')),
-            Box::new(|e| e.reason.push('x')),
-            Box::new(|e| e.trace_id.push('x')),
-            Box::new(|e| e.seq += 1),
+        let changes: &[fn(&mut AuditEntry)] = &[
+            |e| e.audit_id.push('x'),
+            |e| e.time_ms += 1,
+            |e| e.caller.push('x'),
+            |e| e.method.push('x'),
+            |e| e.subject_id.push('x'),
+            |e| e.record_types.push("x.y".into()),
+            |e| e.purpose.push('x'),
+            |e| e.consent_id.push('x'),
+            |e| e.sources.clear(),
+            |e| e.decision.push('x'),
+            |e| e.reason.push('x'),
+            |e| e.trace_id.push('x'),
+            |e| e.seq += 1,
         ];
         for (i, change) in changes.iter().enumerate() {
             let mut e = base.clone();
