@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/samverka/records/v1/records.proto",
         "proto/samverka/v1/exchange.proto",
         "proto/samverka/v1/consent.proto",
+        "proto/samverka/v1/access_log.proto",
         "proto/samverka/adapter/v1/adapter.proto",
     ];
     let fds = protox::compile(protos, ["proto"])?;

@@ -119,6 +119,7 @@ async fn a_revocation_through_one_replica_is_enforced_by_the_other() {
             adapter_addresses[0],
             adapter_addresses[1],
             &pg.url(),
+            "",
         ),
     )
     .unwrap();

@@ -162,14 +162,7 @@ impl ConsentsService {
 
     /// Only agencies with the registrar permission may use this service.
     fn registrar<T>(&self, request: &Request<T>) -> Result<OrgNumber, GatewayError> {
-        let caller = identity::caller(request)?;
-        match self.gateway.config.agency(&caller.agency) {
-            Some(a) if a.registrar => Ok(caller.agency),
-            _ => Err(GatewayError {
-                detail: Some(format!("{} is not a consent registrar", caller.agency)),
-                ..GatewayError::new(Reason::RoleRequired, "only a consent registrar may do this")
-            }),
-        }
+        identity::registrar(request, &self.gateway.config)
     }
 
     async fn grant(

@@ -180,6 +180,7 @@ impl Network {
                 he_address,
                 emp_address,
                 &dir.join("samverka.db").display().to_string(),
+                DEMO_AUDIT,
             ),
         )?;
         let config = Config::load(&config_path)?;
@@ -290,15 +291,21 @@ impl Network {
     }
 }
 
+/// The demo's `[audit]` section: checkpoints often enough that a short demo
+/// has some.
+pub const DEMO_AUDIT: &str = "[audit]\ncheckpoint_every = 10\ncheckpoint_interval_s = 5\n";
+
 /// The demo's configuration: gateway at `gateway` (`host:port`; port 0
-/// lets the OS choose), the two reference adapters at their addresses, and
-/// `store` (a SQLite path or a PostgreSQL URL).
+/// lets the OS choose), the two reference adapters at their addresses,
+/// `store` (a SQLite path or a PostgreSQL URL), and `extra` TOML appended
+/// as is (further sections, such as [`DEMO_AUDIT`]).
 pub fn demo_config(
     pki: &DevPkiFiles,
     gateway: &str,
     higher_education: SocketAddr,
     employment: SocketAddr,
     store: &str,
+    extra: &str,
 ) -> String {
     let p = |p: &Path| toml::Value::String(p.display().to_string()).to_string();
     let agency = |name: &str| {
@@ -393,7 +400,7 @@ name = "employment"
 address = "{employment}"
 org_number = "{emp_org}"
 record_types = {emp_types}
-"#,
+{extra}"#,
         ca = p(&pki.ca_cert),
         gw_cert = p(&pki.gateway.0),
         gw_key = p(&pki.gateway.1),

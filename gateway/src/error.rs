@@ -56,6 +56,8 @@ pub enum Reason {
     ConsentNotFound,
     /// A grant reused a request id for a different consent.
     RequestIdReused,
+    /// A page token that this gateway did not give out.
+    PageTokenInvalid,
     /// The consent or audit store cannot be reached: fail closed.
     StoreUnavailable,
     /// A defect inside the gateway.
@@ -83,6 +85,7 @@ impl Reason {
             Reason::FieldMissing => "FIELD_MISSING",
             Reason::ConsentNotFound => "CONSENT_NOT_FOUND",
             Reason::RequestIdReused => "REQUEST_ID_REUSED",
+            Reason::PageTokenInvalid => "PAGE_TOKEN_INVALID",
             Reason::StoreUnavailable => "STORE_UNAVAILABLE",
             Reason::Internal => "INTERNAL",
         }
@@ -105,7 +108,8 @@ impl Reason {
             | Reason::AgencyUnknown
             | Reason::RecordTypeNotCovered
             | Reason::ValidityInvalid
-            | Reason::FieldMissing => Code::InvalidArgument,
+            | Reason::FieldMissing
+            | Reason::PageTokenInvalid => Code::InvalidArgument,
             Reason::ConsentNotFound => Code::NotFound,
             Reason::RequestIdReused => Code::AlreadyExists,
             Reason::StoreUnavailable => Code::Unavailable,

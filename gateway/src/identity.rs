@@ -40,3 +40,19 @@ pub fn caller<T>(request: &Request<T>) -> Result<Caller, GatewayError> {
     }
     Ok(Caller { agency: id.agency })
 }
+
+/// The calling agency of `request`, which must hold the consent-registrar
+/// permission in the gateway's configuration.
+pub fn registrar<T>(
+    request: &Request<T>,
+    config: &crate::config::Config,
+) -> Result<OrgNumber, GatewayError> {
+    let caller = caller(request)?;
+    match config.agency(&caller.agency) {
+        Some(a) if a.registrar => Ok(caller.agency),
+        _ => Err(GatewayError {
+            detail: Some(format!("{} is not a consent registrar", caller.agency)),
+            ..GatewayError::new(Reason::RoleRequired, "only a consent registrar may do this")
+        }),
+    }
+}

@@ -20,7 +20,7 @@
 //! - [`identity`], [`access`], [`consent`], [`routing`], [`audit`]: one
 //!   module per step above; [`exchange`] puts them together as the
 //!   `RecordExchange` service, [`consent`] also holds the `Consents`
-//!   service.
+//!   service, [`access_log`] the person's view of the audit trail.
 //! - [`store`]: consents and audit entries, in SQLite or PostgreSQL.
 //! - [`signing`]: compact JWS signatures with the gateway's key;
 //!   [`receipt`]: the signed consent receipts made with it.
@@ -30,10 +30,13 @@
 //! - [`client`]: mTLS channels for agency systems, the demo and tests.
 //! - [`demo`]: `samverka demo`, everything on one machine.
 //! - [`consent_cli`]: `samverka consent`, for registrars and operators.
+//! - [`audit_cli`]: `samverka audit`: verify, export and archive the trail.
 //! - [`time`]: the clock and timestamp conversions.
 
 pub mod access;
+pub mod access_log;
 pub mod audit;
+pub mod audit_cli;
 pub mod client;
 pub mod config;
 pub mod consent;

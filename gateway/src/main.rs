@@ -39,6 +39,11 @@ enum Command {
         #[command(subcommand)]
         command: Box<samverka::consent_cli::ConsentCommand>,
     },
+    /// Verify, export and archive the audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: samverka::audit_cli::AuditCommand,
+    },
     /// Development PKI.
     Certs {
         #[command(subcommand)]
@@ -155,6 +160,26 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("samverka consent: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Audit { command } => {
+            use samverka::audit_cli::AuditCliError;
+            let result = runtime()
+                .map_err(|e| AuditCliError::Failed(e.to_string()))
+                .and_then(|rt| rt.block_on(samverka::audit_cli::run(command)));
+            match result {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e @ AuditCliError::Usage(_)) => {
+                    eprintln!("samverka audit: {e}");
+                    ExitCode::from(EX_USAGE)
+                }
+                Err(e) => {
+                    eprintln!("samverka audit: {e}");
                     ExitCode::FAILURE
                 }
             }

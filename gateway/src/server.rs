@@ -9,11 +9,13 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
+use samverka_proto::v1::access_log_server::AccessLogServer;
 use samverka_proto::v1::consents_server::ConsentsServer;
 use samverka_proto::v1::record_exchange_server::RecordExchangeServer;
 use tokio::net::TcpListener;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTlsConfig};
 
+use crate::access_log::AccessLogService;
 use crate::audit::AuditWriter;
 use crate::config::{Config, ConfigError};
 use crate::consent::ConsentsService;
@@ -129,7 +131,8 @@ pub async fn serve(
         .add_service(RecordExchangeServer::new(RecordExchangeService::new(
             gateway.clone(),
         )))
-        .add_service(ConsentsServer::new(ConsentsService::new(gateway)))
+        .add_service(ConsentsServer::new(ConsentsService::new(gateway.clone())))
+        .add_service(AccessLogServer::new(AccessLogService::new(gateway)))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown,

@@ -111,7 +111,7 @@ pub struct StoredConsent {
 ///
 /// `seq`, `prev_hash` and `hash` link it into the hash chain (see
 /// [`crate::audit::chain`]); the store sets them when it appends the entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditEntry {
     /// Position in the trail: 1, 2, 3, ... without gaps.
     pub seq: i64,
@@ -148,7 +148,7 @@ pub struct AuditEntry {
 /// A signed checkpoint of the audit trail: the hash of entry `seq`, signed
 /// by a gateway, so that later edits, re-chaining and removal of the tail
 /// are detectable.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditCheckpoint {
     /// The entry it covers; everything up to it is fixed by `hash`.
     pub seq: i64,

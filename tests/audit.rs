@@ -1,0 +1,529 @@
+//! End to end: the audit trail. `samverka audit verify` (a real process
+//! on a real SQLite file) finds each kind of tampering at the first broken
+//! entry; exports and archives verify on their own; the gateway signs
+//! checkpoints as it goes; and the access log shows a person every
+//! decision about their records.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use samverka::audit::chain;
+use samverka::demo::{DEMO_PURPOSE, DEMO_SUBJECT, OTHER_SUBJECT, READER_AGENCY};
+use samverka::signing::JwsSigner;
+use samverka::store::{AuditEntry, Store, StoreLocation};
+use samverka_certs::dev::{DevPkiFiles, write_dev_pki};
+use samverka_proto::v1::ListAccessEventsRequest;
+use samverka_proto::v1::access_log_client::AccessLogClient;
+use support::*;
+use tonic::Code;
+
+const BIN: &str = env!("CARGO_BIN_EXE_samverka");
+
+struct Trail {
+    dir: tempfile::TempDir,
+    db: PathBuf,
+    pki: DevPkiFiles,
+}
+
+fn entry(i: usize) -> AuditEntry {
+    let mut e = samverka::audit::entry("RecordExchange/GetRecords", 1_764_400_000_000 + i as i64);
+    e.caller = READER_AGENCY.into();
+    e.subject_id = DEMO_SUBJECT.into();
+    e.record_types = strings(&["employment.period"]);
+    e.purpose = DEMO_PURPOSE.into();
+    e.decision = if i % 3 == 0 { "denied" } else { "allowed" }.into();
+    e.reason = if i % 3 == 0 {
+        "CONSENT_MISSING".into()
+    } else {
+        String::new()
+    };
+    e
+}
+
+/// Twelve entries in a SQLite file, with checkpoints at 5 (signed three
+/// days ago) and 10 (now), signed with the dev PKI's gateway key.
+async fn trail() -> Trail {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = write_dev_pki(&dir.path().join("certs"), &samverka::demo::pki_spec()).unwrap();
+    let signer = JwsSigner::from_pem(
+        &std::fs::read_to_string(&pki.gateway.0).unwrap(),
+        &std::fs::read_to_string(&pki.gateway.1).unwrap(),
+        samverka::demo::GATEWAY_AGENCY,
+    )
+    .unwrap();
+    let db = dir.path().join("samverka.db");
+    let store = Store::open(&StoreLocation::Sqlite(db.clone()))
+        .await
+        .unwrap();
+    let now = samverka::time::system_now_ms();
+    for i in 1..=12 {
+        let e = store.append_audit(entry(i)).await.unwrap();
+        assert_eq!(e.seq, i as i64);
+        if i == 5 || i == 10 {
+            let head = store.audit_head().await.unwrap();
+            let time = if i == 5 { now - 3 * DAY_MS } else { now };
+            store
+                .add_checkpoint(chain::checkpoint(&signer, &head, time).unwrap())
+                .await
+                .unwrap();
+        }
+    }
+    drop(store);
+    Trail { dir, db, pki }
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).arg("audit").args(args).output().unwrap()
+}
+
+fn verify(t: &Trail, db: &Path) -> Output {
+    run(&[
+        "verify",
+        "--store",
+        &db.display().to_string(),
+        "--cert",
+        &t.pki.gateway.0.display().to_string(),
+    ])
+}
+
+fn assert_intact(out: &Output, entries: u64) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("audit trail intact: {entries} entries")),
+        "{stdout}"
+    );
+    stdout
+}
+
+/// Asserts exit 1 and a report naming `entry N` and `words`.
+fn assert_broken(out: &Output, seq: i64, words: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stderr}{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr.contains(&format!("BROKEN at entry {seq}")),
+        "expected entry {seq}: {stderr}"
+    );
+    assert!(stderr.contains(words), "expected {words:?}: {stderr}");
+}
+
+/// A copy of the trail's database with `sql` applied.
+fn tampered(t: &Trail, name: &str, sql: &str) -> PathBuf {
+    let copy = t.dir.path().join(format!("{name}.db"));
+    std::fs::copy(&t.db, &copy).unwrap();
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    conn.execute_batch(sql).unwrap();
+    copy
+}
+
+#[tokio::test]
+async fn an_intact_trail_verifies() {
+    let t = trail().await;
+    let out = assert_intact(&verify(&t, &t.db), 12);
+    assert!(out.contains("2 signed checkpoints verified"), "{out}");
+    assert!(out.contains("after the last checkpoint (10)"), "{out}");
+}
+
+#[tokio::test]
+async fn an_edited_field_is_found() {
+    let t = trail().await;
+    let db = tampered(
+        &t,
+        "edited",
+        "UPDATE audit_entries SET purpose = 'marketing' WHERE seq = 7",
+    );
+    assert_broken(&verify(&t, &db), 7, "edited");
+}
+
+#[tokio::test]
+async fn a_deleted_entry_is_found() {
+    let t = trail().await;
+    let db = tampered(&t, "deleted", "DELETE FROM audit_entries WHERE seq = 7");
+    assert_broken(&verify(&t, &db), 7, "missing");
+}
+
+#[tokio::test]
+async fn reordered_entries_are_found() {
+    let t = trail().await;
+    let db = tampered(
+        &t,
+        "reordered",
+        "UPDATE audit_entries SET seq = -7 WHERE seq = 7;
+         UPDATE audit_entries SET seq = 7 WHERE seq = 8;
+         UPDATE audit_entries SET seq = 8 WHERE seq = -7;",
+    );
+    assert_broken(&verify(&t, &db), 7, "does not link");
+}
+
+#[tokio::test]
+async fn an_inserted_entry_is_found() {
+    let t = trail().await;
+    let db = tampered(
+        &t,
+        "inserted",
+        "UPDATE audit_entries SET seq = seq + 1000 WHERE seq > 6;
+         UPDATE audit_entries SET seq = seq - 999 WHERE seq > 1000;",
+    );
+    // A well-formed entry that links to entry 6, slipped in as entry 7.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let prev: String = conn
+        .query_row("SELECT hash FROM audit_entries WHERE seq = 6", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let mut forged = entry(99);
+    forged.audit_id = "forged".into();
+    forged.seq = 7;
+    forged.prev_hash = prev;
+    forged.hash = chain::entry_hash(&forged, &forged.prev_hash).unwrap();
+    conn.execute(
+        "INSERT INTO audit_entries (seq, prev_hash, hash, audit_id, time_ms, caller, method, subject_id, \
+         record_types, purpose, consent_id, sources, decision, reason, trace_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, '', '', ?11, ?12, '')",
+        rusqlite::params![
+            forged.seq, forged.prev_hash, forged.hash, forged.audit_id, forged.time_ms, forged.caller,
+            forged.method, forged.subject_id, "employment.period", forged.purpose, forged.decision, forged.reason
+        ],
+    )
+    .unwrap();
+    drop(conn);
+    assert_broken(&verify(&t, &db), 8, "does not link");
+}
+
+#[tokio::test]
+async fn a_truncated_tail_is_found() {
+    let t = trail().await;
+    let db = tampered(&t, "truncated", "DELETE FROM audit_entries WHERE seq >= 9");
+    assert_broken(&verify(&t, &db), 9, "removed from the end");
+}
+
+#[tokio::test]
+async fn a_rewritten_and_rechained_trail_is_found_by_its_checkpoint() {
+    let t = trail().await;
+    let copy = t.dir.path().join("rechained.db");
+    std::fs::copy(&t.db, &copy).unwrap();
+    let store = Store::open(&StoreLocation::Sqlite(copy.clone()))
+        .await
+        .unwrap();
+    let mut entries = store.audit_entries(None).await.unwrap();
+    drop(store);
+    // Edit entry 3 and recompute every hash after it: the chain alone is
+    // consistent again, but checkpoint 5 no longer matches.
+    entries[2].decision = "allowed".into();
+    entries[2].reason = String::new();
+    let mut head = samverka::store::AuditHead {
+        seq: 2,
+        hash: entries[1].hash.clone(),
+    };
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    for e in entries.iter_mut().skip(2) {
+        chain::link(&mut head, e);
+        conn.execute(
+            "UPDATE audit_entries SET prev_hash = ?2, hash = ?3, decision = ?4, reason = ?5 WHERE seq = ?1",
+            rusqlite::params![e.seq, e.prev_hash, e.hash, e.decision, e.reason],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    assert_broken(&verify(&t, &copy), 5, "signed checkpoint");
+}
+
+#[tokio::test]
+async fn a_checkpoint_needs_the_gateways_signature() {
+    let t = trail().await;
+    let other = tempfile::tempdir().unwrap();
+    let other_pki = write_dev_pki(other.path(), &samverka::demo::pki_spec()).unwrap();
+    // The right trail, checked against another gateway's certificate.
+    let out = run(&[
+        "verify",
+        "--store",
+        &t.db.display().to_string(),
+        "--cert",
+        &other_pki.gateway.0.display().to_string(),
+    ]);
+    assert_broken(&out, 5, "signature does not verify");
+    // A checkpoint row moved to another entry.
+    let db = tampered(
+        &t,
+        "moved",
+        "UPDATE audit_checkpoints SET seq = 11 WHERE seq = 10",
+    );
+    assert_broken(
+        &verify(&t, &db),
+        11,
+        "does not match what its signature attests",
+    );
+}
+
+#[tokio::test]
+async fn an_export_verifies_on_its_own_and_an_edit_to_it_is_found() {
+    let t = trail().await;
+    let export = t.dir.path().join("trail.jsonl");
+    let out = run(&[
+        "export",
+        "--store",
+        &t.db.display().to_string(),
+        "--out",
+        &export.display().to_string(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cert = t.pki.gateway.0.display().to_string();
+    let check = |file: &Path| {
+        run(&[
+            "verify",
+            "--export",
+            &file.display().to_string(),
+            "--cert",
+            &cert,
+        ])
+    };
+    assert_intact(&check(&export), 12);
+
+    let text = std::fs::read_to_string(&export).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2 + 12, "two checkpoints, then twelve entries");
+    let edited = text.replace("\"audit_id\":\"", "\"audit_id\":\"x");
+    let edited_file = t.dir.path().join("edited.jsonl");
+    std::fs::write(&edited_file, edited).unwrap();
+    assert_broken(&check(&edited_file), 1, "edited");
+}
+
+#[tokio::test]
+async fn pruning_archives_old_entries_and_keeps_the_rest_verifiable() {
+    let t = trail().await;
+    let config = t.dir.path().join("gateway.toml");
+    let unused: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    std::fs::write(
+        &config,
+        samverka::demo::demo_config(
+            &t.pki,
+            "127.0.0.1:0",
+            unused,
+            unused,
+            &t.db.display().to_string(),
+            "[audit]\nretention_days = 1\n",
+        ),
+    )
+    .unwrap();
+    let archive = t.dir.path().join("archive.jsonl");
+    let out = run(&[
+        "prune",
+        "--config",
+        &config.display().to_string(),
+        "--archive",
+        &archive.display().to_string(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Checkpoint 5 is older than a day, checkpoint 10 is not.
+    assert!(
+        stdout.contains("archived 5 entries (through seq 5)"),
+        "{stdout}"
+    );
+
+    let cert = t.pki.gateway.0.display().to_string();
+    assert_intact(
+        &run(&[
+            "verify",
+            "--export",
+            &archive.display().to_string(),
+            "--cert",
+            &cert,
+        ]),
+        5,
+    );
+    let out = assert_intact(
+        &run(&["verify", "--config", &config.display().to_string()]),
+        7,
+    );
+    assert!(out.contains("seq 6..12"), "{out}");
+
+    // Without the checkpoint that anchors entry 6, the rest no longer verifies.
+    let db = tampered(
+        &t,
+        "unanchored",
+        "DELETE FROM audit_checkpoints WHERE seq = 5",
+    );
+    assert_broken(&verify(&t, &db), 6, "no signed checkpoint covers entry 5");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_chains_and_checkpoints_what_it_decides() {
+    let net = start().await;
+    grant(
+        &net,
+        DEMO_PURPOSE,
+        &["education.course_result", "employment.period"],
+    )
+    .await;
+    let mut reader = exchange(&net, "reader").await;
+    for i in 0..12 {
+        let subject = if i % 4 == 0 {
+            OTHER_SUBJECT
+        } else {
+            DEMO_SUBJECT
+        };
+        let _ = reader
+            .get_records(read_request(subject, &["employment.period"], DEMO_PURPOSE))
+            .await;
+    }
+    // The demo configuration checkpoints every 10 entries.
+    let mut checkpoints = Vec::new();
+    for _ in 0..50 {
+        checkpoints = net.gateway.store.checkpoints().await.unwrap();
+        if !checkpoints.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(checkpoints.first().map(|c| c.seq), Some(10));
+    let entries = net.gateway.store.audit_entries(None).await.unwrap();
+    assert_eq!(entries.len(), 12);
+    assert!(
+        entries
+            .windows(2)
+            .all(|w| w[1].prev_hash == w[0].hash && w[1].seq == w[0].seq + 1)
+    );
+
+    let config = net.config_path.display().to_string();
+    let out = tokio::task::spawn_blocking(move || run(&["verify", "--config", &config]))
+        .await
+        .unwrap();
+    assert_intact(&out, 12);
+}
+
+#[tokio::test]
+async fn the_access_log_shows_a_person_every_decision() {
+    let net = start().await;
+    grant(
+        &net,
+        DEMO_PURPOSE,
+        &["education.course_result", "employment.period"],
+    )
+    .await;
+    let mut reader = exchange(&net, "reader").await;
+    reader.get_records(demo_read()).await.unwrap();
+    let denied = read_request(DEMO_SUBJECT, &["employment.period"], "job_matching");
+    reader.get_records(denied).await.unwrap_err();
+    // Someone else's read is not in this person's log.
+    let _ = reader
+        .get_records(read_request(
+            OTHER_SUBJECT,
+            &["employment.period"],
+            DEMO_PURPOSE,
+        ))
+        .await;
+
+    let mut log = AccessLogClient::new(net.channel("registrar").await.unwrap());
+    let page = log
+        .list(ListAccessEventsRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.next_page_token, "");
+    let events = page.events;
+    assert_eq!(events.len(), 3, "{events:#?}");
+    assert_eq!(
+        (events[0].outcome.as_str(), events[0].agency.as_str()),
+        ("allowed", READER_AGENCY)
+    );
+    assert_eq!(
+        events[0].agency_name,
+        "Study and career guidance service (demo)"
+    );
+    assert_eq!(events[0].purpose_description, "Study and career guidance");
+    assert_eq!(
+        events[0].record_types,
+        ["education.course_result", "employment.period"]
+    );
+    assert_eq!(events[0].sources.len(), 2);
+    assert_eq!(
+        (events[1].outcome.as_str(), events[1].reason.as_str()),
+        ("denied", "PURPOSE_MISMATCH")
+    );
+    // Reading the log is itself in the log.
+    assert_eq!(events[2].method, "AccessLog/List");
+    assert_eq!(events[2].agency, samverka::demo::REGISTRAR_AGENCY);
+
+    // Pages.
+    let first = log
+        .list(ListAccessEventsRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            page_size: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.events.len(), 2);
+    assert!(!first.next_page_token.is_empty());
+    let second = log
+        .list(ListAccessEventsRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            page_size: 2,
+            page_token: first.next_page_token.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.events[0].audit_id, events[2].audit_id);
+
+    // A time range in the future holds nothing.
+    let later = samverka::time::to_timestamp(samverka::time::system_now_ms() + DAY_MS);
+    let none = log
+        .list(ListAccessEventsRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            from: Some(later),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(none.events.is_empty());
+
+    let status = log
+        .list(ListAccessEventsRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            page_token: "not-a-token".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), reason(&status).as_str()),
+        (Code::InvalidArgument, "PAGE_TOKEN_INVALID")
+    );
+
+    // Only registrars read the log.
+    let status = AccessLogClient::new(net.channel("reader").await.unwrap())
+        .list(ListAccessEventsRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&status), "ROLE_REQUIRED");
+}
