@@ -33,8 +33,13 @@ fn entry(i: usize) -> AuditEntry {
     e.subject_id = DEMO_SUBJECT.into();
     e.record_types = strings(&["employment.period"]);
     e.purpose = DEMO_PURPOSE.into();
-    e.decision = if i % 3 == 0 { "denied" } else { "allowed" }.into();
-    e.reason = if i % 3 == 0 {
+    e.decision = if i.is_multiple_of(3) {
+        "denied"
+    } else {
+        "allowed"
+    }
+    .into();
+    e.reason = if i.is_multiple_of(3) {
         "CONSENT_MISSING".into()
     } else {
         String::new()
@@ -377,7 +382,7 @@ async fn the_gateway_chains_and_checkpoints_what_it_decides() {
     .await;
     let mut reader = exchange(&net, "reader").await;
     for i in 0..12 {
-        let subject = if i % 4 == 0 {
+        let subject = if i.is_multiple_of(4) {
             OTHER_SUBJECT
         } else {
             DEMO_SUBJECT
