@@ -381,7 +381,7 @@ async fn the_gateway_chains_and_checkpoints_what_it_decides() {
     )
     .await;
     let mut reader = exchange(&net, "reader").await;
-    for i in 0..12 {
+    for i in 0..12u32 {
         let subject = if i.is_multiple_of(4) {
             OTHER_SUBJECT
         } else {
