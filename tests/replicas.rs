@@ -6,71 +6,18 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
 use samverka::client::{AgencyTls, connect};
 use samverka::demo::{DEMO_PURPOSE, pki_spec};
-use samverka_adapter::AdapterTls;
-use samverka_adapter_employment::Employment;
-use samverka_adapter_higher_education::HigherEducation;
 use samverka_proto::v1::RevokeConsentRequest;
 use samverka_proto::v1::consents_client::ConsentsClient;
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
 use support::postgres::PgCluster;
+use support::process::{Replica, spawn_adapters, start_replica};
 use support::*;
 use tonic::Code;
 use tonic::transport::Channel;
 
 const BIN: &str = env!("CARGO_BIN_EXE_samverka");
-
-/// A gateway process, killed when dropped.
-struct Replica {
-    child: Child,
-    address: SocketAddr,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `samverka serve` and waits for the line that names its address.
-fn start_replica(config: &std::path::Path) -> Replica {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("address=").nth(1) {
-                let _ = tx.send(
-                    rest.split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned(),
-                );
-            }
-            eprintln!("[replica] {line}");
-        }
-    });
-    let address = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the replica never said where it serves")
-        .parse()
-        .unwrap();
-    Replica { child, address }
-}
 
 async fn channel(replica: &Replica, tls: &AgencyTls) -> Channel {
     connect(&replica.address.to_string(), "localhost", tls)
@@ -85,47 +32,16 @@ async fn a_revocation_through_one_replica_is_enforced_by_the_other() {
     let pki = samverka_certs::dev::write_dev_pki(&dir.path().join("certs"), &pki_spec()).unwrap();
 
     // The two reference adapters, shared by both replicas.
-    let mut adapter_addresses = Vec::new();
-    for (name, cert, key) in &pki.adapters {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        adapter_addresses.push(listener.local_addr().unwrap());
-        let tls = AdapterTls::from_files(cert, key, &pki.ca_cert).unwrap();
-        let stop = std::future::pending::<()>();
-        match name.as_str() {
-            "higher-education" => {
-                tokio::spawn(samverka_adapter::serve_with_listener(
-                    HigherEducation::demo(),
-                    listener,
-                    tls,
-                    stop,
-                ));
-            }
-            _ => {
-                tokio::spawn(samverka_adapter::serve_with_listener(
-                    Employment::demo(),
-                    listener,
-                    tls,
-                    stop,
-                ));
-            }
-        }
-    }
+    let (he, emp) = spawn_adapters(&pki).await;
     let config = dir.path().join("gateway.toml");
     std::fs::write(
         &config,
-        samverka::demo::demo_config(
-            &pki,
-            "127.0.0.1:0",
-            adapter_addresses[0],
-            adapter_addresses[1],
-            &pg.url(),
-            "",
-        ),
+        samverka::demo::demo_config(&pki, "127.0.0.1:0", he, emp, &pg.url(), ""),
     )
     .unwrap();
 
-    let one = start_replica(&config);
-    let two = start_replica(&config);
+    let one = start_replica(BIN, &config);
+    let two = start_replica(BIN, &config);
     assert_ne!(one.address, two.address);
 
     let tls = |name: &str| {
@@ -194,6 +110,39 @@ async fn a_revocation_through_one_replica_is_enforced_by_the_other() {
             ("denied".to_owned(), "CONSENT_REVOKED".to_owned()),
             ("denied".to_owned(), "CONSENT_REVOKED".to_owned()),
         ]
+    );
+
+    // Both replicas write one chain: concurrent reads through both, then
+    // the whole trail verifies.
+    let mut tasks = Vec::new();
+    for client in [&read_one, &read_two] {
+        for _ in 0..8 {
+            let mut client = client.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..10 {
+                    let _ = client.get_records(demo_read()).await;
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(store.audit_head().await.unwrap().seq, 3 + 160);
+    let out = std::process::Command::new(BIN)
+        .args(["audit", "verify", "--store", &pg.url(), "--cert"])
+        .arg(&pki.gateway.0)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("audit trail intact: 163 entries"),
+        "{stdout}"
     );
     drop(store);
 

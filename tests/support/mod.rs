@@ -14,6 +14,7 @@ use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 pub mod postgres;
+pub mod process;
 
 pub const DAY_MS: i64 = 24 * 3600 * 1000;
 

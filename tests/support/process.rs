@@ -1,0 +1,91 @@
+//! Gateways as real `samverka serve` processes, with the reference
+//! adapters served from the test process.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use samverka_adapter::AdapterTls;
+use samverka_adapter_employment::Employment;
+use samverka_adapter_higher_education::HigherEducation;
+use samverka_certs::dev::DevPkiFiles;
+
+/// A gateway process, killed when dropped.
+pub struct Replica {
+    pub child: Child,
+    pub address: SocketAddr,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `samverka serve --config CONFIG` (the binary `bin`) and waits
+/// for the log line that names its address.
+pub fn start_replica(bin: &str, config: &Path) -> Replica {
+    let mut child = Command::new(bin)
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("address=").nth(1) {
+                let _ = tx.send(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+            eprintln!("[gateway] {line}");
+        }
+    });
+    let address = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the gateway never said where it serves")
+        .parse()
+        .unwrap();
+    Replica { child, address }
+}
+
+/// Serves the two reference adapters on loopback until the test ends;
+/// returns (higher-education, employment) addresses.
+pub async fn spawn_adapters(pki: &DevPkiFiles) -> (SocketAddr, SocketAddr) {
+    let mut addresses = Vec::new();
+    for (name, cert, key) in &pki.adapters {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addresses.push(listener.local_addr().unwrap());
+        let tls = AdapterTls::from_files(cert, key, &pki.ca_cert).unwrap();
+        let stop = std::future::pending::<()>();
+        match name.as_str() {
+            "higher-education" => {
+                tokio::spawn(samverka_adapter::serve_with_listener(
+                    HigherEducation::demo(),
+                    listener,
+                    tls,
+                    stop,
+                ));
+            }
+            _ => {
+                tokio::spawn(samverka_adapter::serve_with_listener(
+                    Employment::demo(),
+                    listener,
+                    tls,
+                    stop,
+                ));
+            }
+        }
+    }
+    (addresses[0], addresses[1])
+}
