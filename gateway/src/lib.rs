@@ -31,10 +31,13 @@
 //! - [`demo`]: `samverka demo`, everything on one machine.
 //! - [`consent_cli`]: `samverka consent`, for registrars and operators.
 //! - [`audit_cli`]: `samverka audit`: verify, export and archive the trail.
+//! - [`adapter_cli`]: `samverka adapter run`: a reference adapter as a
+//!   process.
 //! - [`time`]: the clock and timestamp conversions.
 
 pub mod access;
 pub mod access_log;
+pub mod adapter_cli;
 pub mod audit;
 pub mod audit_cli;
 pub mod client;

@@ -44,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         command: samverka::audit_cli::AuditCommand,
     },
+    /// Run a reference adapter as its own process.
+    Adapter {
+        #[command(subcommand)]
+        command: samverka::adapter_cli::AdapterCommand,
+    },
     /// Development PKI.
     Certs {
         #[command(subcommand)]
@@ -180,6 +185,19 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("samverka audit: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Adapter { command } => {
+            init_logging("info");
+            let result = runtime()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| rt.block_on(samverka::adapter_cli::run(command)).map_err(|e| e.to_string()));
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("samverka adapter: {e}");
                     ExitCode::FAILURE
                 }
             }

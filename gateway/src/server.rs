@@ -134,7 +134,7 @@ pub async fn serve(
         .add_service(ConsentsServer::new(ConsentsService::new(gateway.clone())))
         .add_service(AccessLogServer::new(AccessLogService::new(gateway)))
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            samverka_adapter::incoming(listener),
             shutdown,
         )
         .await

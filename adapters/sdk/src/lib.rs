@@ -299,11 +299,19 @@ pub async fn serve_with_listener<A: Adapter>(
         .map_err(ServeError::Transport)?
         .add_service(samverka_proto::adapter::v1::adapter_server::AdapterServer::new(svc))
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            incoming(listener),
             shutdown,
         )
         .await
         .map_err(ServeError::Transport)
+}
+
+/// Accepted connections with Nagle's algorithm off: gRPC writes small
+/// frames, and Nagle plus delayed ACKs would add tens of milliseconds to
+/// each answer. (tonic applies its own TCP settings only to listeners it
+/// binds itself.)
+pub fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -1,0 +1,527 @@
+//! What the gateway costs: the same records fetched directly from an
+//! adapter, through the gateway (access rule, consent check, durable
+//! audit), and through general-purpose proxies (nginx, haproxy) that check
+//! nothing but the client certificate, side by side in one run.
+//!
+//! ```text
+//! cargo build --release -p samverka -p samverka-bench
+//! target/release/load [--duration 10] [--warmup 2] [--rounds 3] \
+//!     [--concurrency 1,64] [--connections 4]
+//! ```
+//!
+//! Everything runs as separate processes on this machine, each over mutual
+//! TLS: three reference adapters (`samverka adapter run`), one gateway
+//! (`samverka serve`, SQLite store, durable audit), nginx and haproxy when
+//! installed (skipped with the reason otherwise). The load client is this
+//! process: a fixed number of concurrent requests over a fixed number of
+//! HTTP/2 connections, after a warm-up. Scenarios are measured in turn
+//! within each round, so that a slow spell of the machine hits them alike;
+//! throughput is the median over rounds, latencies come from all rounds.
+//!
+//! Scenarios (all return the demo person's two employment periods, except
+//! fan-out):
+//! - direct: `Adapter.FetchRecords` on the employment adapter;
+//! - gateway: `RecordExchange.GetRecords` through the gateway, one source;
+//! - nginx / haproxy: `Adapter.FetchRecords` through the proxy;
+//! - fan-out (concurrency 1): one `GetRecords` answered by three sources,
+//!   against each of those sources asked alone through the gateway.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hdrhistogram::Histogram;
+use samverka::client::{AgencyTls, connect};
+use samverka::demo::{DEMO_SUBJECT, READER_AGENCY, demo_config};
+use samverka_certs::OrgNumber;
+use samverka_certs::dev::{DevPkiFiles, write_dev_pki};
+use samverka_proto::adapter::v1::FetchRecordsRequest;
+use samverka_proto::adapter::v1::adapter_client::AdapterClient;
+use samverka_proto::v1::consents_client::ConsentsClient;
+use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
+use samverka_proto::v1::{GetRecordsRequest, GrantConsentRequest};
+use tonic::transport::Channel;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Parser, Clone)]
+#[command(about = "Gateway throughput and latency against direct calls and general-purpose proxies")]
+struct Args {
+    /// Measured seconds per scenario and round.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Warm-up seconds before each measurement.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Rounds; throughput is the median over rounds.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Requests in flight, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    concurrency: Vec<usize>,
+    /// HTTP/2 connections the load client spreads requests over.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// The samverka binary (default: next to this one).
+    #[arg(long)]
+    samverka: Option<PathBuf>,
+    /// Skip the fan-out comparison.
+    #[arg(long)]
+    no_fan_out: bool,
+}
+
+/// The adapters: (name in the config, kind, organisation number).
+const SOURCES: [(&str, &str, &str); 3] = [
+    ("higher-education", "higher-education", "2021999046"),
+    ("employment", "employment", "2021999053"),
+    ("employment-b", "employment", "2021999079"),
+];
+
+/// A child process, killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `cmd` and returns it with the first stdout/stderr line that
+/// contains `marker`.
+fn start(mut cmd: Command, marker: &'static str) -> Result<(Proc, String), BoxError> {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    for stream in [
+        child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if line.contains(marker) {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+    }
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .map_err(|_| format!("{cmd:?} did not start"))?;
+    Ok((Proc(child), line))
+}
+
+fn after(line: &str, key: &str) -> Result<SocketAddr, BoxError> {
+    let rest = line.split(key).nth(1).ok_or("no address in line")?;
+    Ok(rest.split_whitespace().next().unwrap_or_default().parse()?)
+}
+
+fn free_port() -> Result<u16, BoxError> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+async fn wait_for(port: u16) -> Result<(), BoxError> {
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!("nothing listens on port {port}").into())
+}
+
+fn pem_pair(cert: &Path, key: &Path, out: &Path) -> Result<PathBuf, BoxError> {
+    std::fs::write(out, format!("{}{}", std::fs::read_to_string(cert)?, std::fs::read_to_string(key)?))?;
+    Ok(out.to_owned())
+}
+
+fn start_nginx(dir: &Path, pki: &DevPkiFiles, backend: SocketAddr) -> Result<(Proc, u16), BoxError> {
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .ok_or("nginx is not installed (apt-get install nginx)")?;
+    let port = free_port()?;
+    let d = dir.display();
+    let (server_cert, server_key) = (pki.gateway.0.display(), pki.gateway.1.display());
+    let (proxy_cert, proxy_key) = (pki.gateway_client.0.display(), pki.gateway_client.1.display());
+    let ca = pki.ca_cert.display();
+    let conf = format!(
+        "worker_processes 2; daemon off; pid {d}/nginx.pid; error_log {d}/nginx-error.log;
+events {{ worker_connections 4096; }}
+http {{ access_log off; keepalive_requests 1000000; http2_max_concurrent_streams 256;
+  ssl_protocols TLSv1.2 TLSv1.3;
+  ssl_certificate {server_cert}; ssl_certificate_key {server_key};
+  ssl_client_certificate {ca}; ssl_verify_client on;
+  client_body_temp_path {d}/nginx-body; proxy_temp_path {d}/nginx-proxy;
+  fastcgi_temp_path {d}/nginx-fcgi; uwsgi_temp_path {d}/nginx-uwsgi; scgi_temp_path {d}/nginx-scgi;
+  upstream backend {{ server {backend}; keepalive 64; keepalive_requests 1000000; }}
+  server {{ listen 127.0.0.1:{port} ssl http2;
+    location / {{ grpc_pass grpcs://backend;
+      grpc_ssl_certificate {proxy_cert}; grpc_ssl_certificate_key {proxy_key};
+      grpc_ssl_trusted_certificate {ca}; grpc_ssl_verify on;
+      grpc_ssl_name localhost; grpc_ssl_session_reuse on; }} }} }}
+"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf)?;
+    let child = Command::new(nginx)
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    Ok((Proc(child), port))
+}
+
+fn start_haproxy(dir: &Path, pki: &DevPkiFiles, backend: SocketAddr) -> Result<(Proc, u16), BoxError> {
+    let haproxy = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .ok_or("haproxy is not installed (apt-get install haproxy)")?;
+    let port = free_port()?;
+    let server = pem_pair(&pki.gateway.0, &pki.gateway.1, &dir.join("haproxy-server.pem"))?;
+    let client = pem_pair(&pki.gateway_client.0, &pki.gateway_client.1, &dir.join("haproxy-client.pem"))?;
+    let ca = pki.ca_cert.display();
+    let conf = format!(
+        "global
+  nbthread 2
+  maxconn 20000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend fe
+  bind 127.0.0.1:{port} ssl crt {server} ca-file {ca} verify required alpn h2
+  default_backend be
+backend be
+  http-reuse always
+  server b1 {backend} ssl verify required verifyhost localhost sni str(localhost) ca-file {ca} crt {client} alpn h2
+",
+        server = server.display(),
+        client = client.display(),
+    );
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, conf)?;
+    let child = Command::new(haproxy)
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    Ok((Proc(child), port))
+}
+
+/// One kind of request, with its connections.
+#[derive(Clone)]
+enum Target {
+    Adapter(Vec<AdapterClient<Channel>>, FetchRecordsRequest),
+    Gateway(Vec<RecordExchangeClient<Channel>>, GetRecordsRequest),
+}
+
+impl Target {
+    async fn call(&self, i: usize) -> Result<(), tonic::Code> {
+        match self {
+            Target::Adapter(clients, req) => {
+                let mut c = clients[i % clients.len()].clone();
+                c.fetch_records(req.clone()).await.map(drop).map_err(|s| s.code())
+            }
+            Target::Gateway(clients, req) => {
+                let mut c = clients[i % clients.len()].clone();
+                c.get_records(req.clone()).await.map(drop).map_err(|s| s.code())
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Outcome {
+    rps: Vec<f64>,
+    latency: Option<Histogram<u64>>,
+    errors: BTreeMap<String, u64>,
+}
+
+/// Runs `concurrency` loops against `target` for warm-up + duration.
+async fn run(target: &Target, concurrency: usize, args: &Args, outcome: &mut Outcome) {
+    let start = Instant::now() + Duration::from_secs(args.warmup);
+    let end = start + Duration::from_secs(args.duration);
+    let mut tasks = Vec::new();
+    for i in 0..concurrency {
+        let target = target.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+            let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    break;
+                }
+                let result = target.call(i).await;
+                if t0 >= start {
+                    match result {
+                        Ok(()) => {
+                            let _ = hist.record(t0.elapsed().as_micros().max(1) as u64);
+                        }
+                        Err(code) => *errors.entry(format!("{code:?}")).or_default() += 1,
+                    }
+                }
+            }
+            (hist, errors)
+        }));
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    for t in tasks {
+        if let Ok((h, e)) = t.await {
+            let _ = hist.add(&h);
+            for (k, v) in e {
+                *outcome.errors.entry(k).or_default() += v;
+            }
+        }
+    }
+    outcome.rps.push(hist.len() as f64 / args.duration as f64);
+    match &mut outcome.latency {
+        Some(all) => {
+            let _ = all.add(&hist);
+        }
+        None => outcome.latency = Some(hist),
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let args = Args::parse();
+    let bin = match &args.samverka {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("samverka"),
+    };
+    if !bin.exists() {
+        return Err(format!("{} not found: cargo build --release -p samverka", bin.display()).into());
+    }
+    let dir = tempfile::Builder::new().prefix("samverka-load-").tempdir()?;
+    let org = |s: &str| OrgNumber::parse(s).expect("valid");
+    let mut spec = samverka::demo::pki_spec();
+    spec.adapters.push(("employment-b".into(), org("2021999079")));
+    let pki = write_dev_pki(&dir.path().join("certs"), &spec)?;
+
+    // The adapters, each its own process.
+    let mut procs = Vec::new();
+    let mut addresses = BTreeMap::new();
+    for (name, kind, agency) in SOURCES {
+        let (_, cert, key) = pki.adapters.iter().find(|(n, _, _)| n == name).ok_or("adapter cert")?;
+        let mut cmd = Command::new(&bin);
+        cmd.args(["adapter", "run", kind, "--listen", "127.0.0.1:0", "--agency", agency])
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .arg("--ca")
+            .arg(&pki.ca_cert);
+        let (proc, line) = start(cmd, "serving on")?;
+        addresses.insert(name, after(&line, "serving on ")?);
+        procs.push(proc);
+    }
+
+    // The gateway, with a third source for the fan-out comparison.
+    let extra = format!(
+        "[[adapters]]\nname = \"employment-b\"\naddress = \"{}\"\norg_number = \"2021999079\"\nrecord_types = [\"employment.period\"]\n",
+        addresses["employment-b"]
+    );
+    let config = dir.path().join("gateway.toml");
+    let store = dir.path().join("samverka.db");
+    std::fs::write(
+        &config,
+        demo_config(&pki, "127.0.0.1:0", addresses["higher-education"], addresses["employment"], &store.display().to_string(), &extra),
+    )?;
+    let mut cmd = Command::new(&bin);
+    cmd.args(["serve", "--config"]).arg(&config).env("RUST_LOG", "warn,samverka::server=info");
+    let (gateway, line) = start(cmd, "address=")?;
+    let gateway_address = after(&line, "address=")?;
+    let gateway_pid = gateway.0.id();
+
+    let tls = |name: &str| -> Result<AgencyTls, BoxError> {
+        let (_, cert, key) = pki.agencies.iter().find(|(n, _, _)| n == name).ok_or("agency cert")?;
+        Ok(AgencyTls::from_files(&pki.ca_cert, cert, key)?)
+    };
+    let as_gateway = AgencyTls::from_files(&pki.ca_cert, &pki.gateway_client.0, &pki.gateway_client.1)?;
+    let now = samverka::time::system_now_ms();
+    ConsentsClient::new(connect(&gateway_address.to_string(), "localhost", &tls("registrar")?).await?)
+        .grant(GrantConsentRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            grantee_agency: READER_AGENCY.into(),
+            record_types: vec!["education.course_result".into(), "employment.period".into()],
+            purpose: "study_guidance".into(),
+            valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
+            request_id: "load".into(),
+            ..Default::default()
+        })
+        .await?;
+
+    // Proxies in front of the employment adapter.
+    let mut proxies: Vec<(&str, Result<(Proc, u16), BoxError>)> = vec![
+        ("nginx", start_nginx(dir.path(), &pki, addresses["employment"])),
+        ("haproxy", start_haproxy(dir.path(), &pki, addresses["employment"])),
+    ];
+    for (_, p) in &mut proxies {
+        if let Ok((_, port)) = p
+            && let Err(e) = wait_for(*port).await
+        {
+            *p = Err(e);
+        }
+    }
+
+    let fetch = FetchRecordsRequest {
+        subject_id: DEMO_SUBJECT.into(),
+        record_types: vec!["employment.period".into()],
+        purpose: "study_guidance".into(),
+        consent_id: "load".into(),
+        requesting_agency: READER_AGENCY.into(),
+        audit_ref: String::new(),
+    };
+    let read = |types: &[&str], sources: &[&str]| GetRecordsRequest {
+        subject_id: DEMO_SUBJECT.into(),
+        record_types: types.iter().map(|t| t.to_string()).collect(),
+        purpose: "study_guidance".into(),
+        source_agencies: sources.iter().map(|s| s.to_string()).collect(),
+    };
+    async fn channels(address: SocketAddr, tls: &AgencyTls, n: usize) -> Result<Vec<Channel>, BoxError> {
+        let mut v = Vec::new();
+        for _ in 0..n {
+            v.push(connect(&address.to_string(), "localhost", tls).await?);
+        }
+        Ok(v)
+    }
+    let n = args.connections;
+    let reader_tls = tls("reader")?;
+    let gateway_channels = channels(gateway_address, &reader_tls, n).await?;
+    let gateway_clients = || gateway_channels.iter().cloned().map(RecordExchangeClient::new).collect::<Vec<_>>();
+    let adapter_clients = |chs: Vec<Channel>| chs.into_iter().map(AdapterClient::new).collect::<Vec<_>>();
+
+    let mut targets: Vec<(String, Target)> = vec![
+        ("direct".into(), Target::Adapter(adapter_clients(channels(addresses["employment"], &as_gateway, n).await?), fetch.clone())),
+        ("gateway".into(), Target::Gateway(gateway_clients(), read(&["employment.period"], &["2021999053"]))),
+    ];
+    let mut skipped = Vec::new();
+    for (name, p) in &proxies {
+        match p {
+            Ok((_, port)) => {
+                let addr: SocketAddr = ([127, 0, 0, 1], *port).into();
+                let clients = adapter_clients(channels(addr, &reader_tls, n).await?);
+                targets.push((name.to_string(), Target::Adapter(clients, fetch.clone())));
+            }
+            Err(e) => skipped.push(format!("{name}: skipped, {e}")),
+        }
+    }
+    // Check every target answers before measuring.
+    for (name, t) in &targets {
+        t.call(0).await.map_err(|code| format!("{name} does not answer: {code:?}"))?;
+    }
+
+    println!(
+        "samverka load: {} rounds x ({} s warm-up + {} s), {} connections per target, {} cores",
+        args.rounds,
+        args.warmup,
+        args.duration,
+        n,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    for s in &skipped {
+        println!("{s}");
+    }
+    let mut results: BTreeMap<(usize, String), Outcome> = BTreeMap::new();
+    for round in 0..args.rounds {
+        for &c in &args.concurrency {
+            for (name, t) in &targets {
+                eprintln!("round {} concurrency {c}: {name}", round + 1);
+                run(t, c, &args, results.entry((c, name.clone())).or_default()).await;
+            }
+        }
+    }
+
+    println!();
+    println!(
+        "{:<9} {:>5} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9}  errors",
+        "scenario", "conc", "req/s", "x direct", "p50 us", "p99 us", "p99.9 us", "+p50 us"
+    );
+    for &c in &args.concurrency {
+        let direct = results.get(&(c, "direct".into())).map(|o| median(&o.rps)).unwrap_or(0.0);
+        let direct_p50 = results
+            .get(&(c, "direct".into()))
+            .and_then(|o| o.latency.as_ref())
+            .map_or(0, |h| h.value_at_quantile(0.5));
+        for (name, _) in &targets {
+            let Some(o) = results.get(&(c, name.clone())) else { continue };
+            let Some(h) = &o.latency else { continue };
+            let rps = median(&o.rps);
+            let errors: Vec<String> = o.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!(
+                "{:<9} {:>5} {:>9.0} {:>8.2} {:>8} {:>8} {:>9} {:>9}  {}",
+                name,
+                c,
+                rps,
+                rps / direct.max(1e-9),
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.99),
+                h.value_at_quantile(0.999),
+                h.value_at_quantile(0.5) as i64 - direct_p50 as i64,
+                if errors.is_empty() { "-".into() } else { errors.join(" ") }
+            );
+        }
+    }
+    if let Some(rss) = peak_rss_mib(gateway_pid) {
+        println!("gateway peak RSS: {rss:.1} MiB");
+    }
+
+    if !args.no_fan_out {
+        let fan_args = Args {
+            concurrency: vec![1],
+            ..args.clone()
+        };
+        let cases: Vec<(&str, GetRecordsRequest)> = vec![
+            ("fan-out (3 sources)", read(&["education.course_result", "employment.period"], &[])),
+            ("higher-education alone", read(&["education.course_result"], &[])),
+            ("employment alone", read(&["employment.period"], &["2021999053"])),
+            ("employment-b alone", read(&["employment.period"], &["2021999079"])),
+        ];
+        let mut fan: Vec<(String, Outcome)> = cases.iter().map(|(n, _)| (n.to_string(), Outcome::default())).collect();
+        for _ in 0..args.rounds {
+            for (i, (_, req)) in cases.iter().enumerate() {
+                run(&Target::Gateway(gateway_clients(), req.clone()), 1, &fan_args, &mut fan[i].1).await;
+            }
+        }
+        println!();
+        println!("fan-out through the gateway, concurrency 1:");
+        let p50 = |o: &Outcome| o.latency.as_ref().map_or(0, |h| h.value_at_quantile(0.5));
+        for (name, o) in &fan {
+            println!("  {:<24} p50 {:>6} us", name, p50(o));
+        }
+        let slowest = fan[1..].iter().map(|(_, o)| p50(o)).max().unwrap_or(1).max(1);
+        println!("  fan-out / slowest single source: {:.2}", p50(&fan[0].1) as f64 / slowest as f64);
+    }
+    drop(proxies);
+    drop(gateway);
+    drop(procs);
+    Ok(())
+}
