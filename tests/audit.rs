@@ -76,6 +76,12 @@ async fn trail() -> Trail {
         }
     }
     drop(store);
+    // Fold the write-ahead log into the file, so that copies of the file
+    // hold the whole trail.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .unwrap();
     Trail { dir, db, pki }
 }
 

@@ -53,11 +53,18 @@ pub enum AdapterCommand {
     },
 }
 
-async fn run_one<A: Adapter>(adapter: A, name: &str, listen: SocketAddr, tls: AdapterTls) -> Result<(), ServeError> {
+async fn run_one<A: Adapter>(
+    adapter: A,
+    name: &str,
+    listen: SocketAddr,
+    tls: AdapterTls,
+) -> Result<(), ServeError> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| ServeError::Io(format!("cannot listen on {listen}: {e}")))?;
-    let address = listener.local_addr().map_err(|e| ServeError::Io(e.to_string()))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| ServeError::Io(e.to_string()))?;
     println!(
         "samverka adapter {name} (agency {}) serving on {address}",
         adapter.describe().agency
@@ -84,7 +91,9 @@ pub async fn run(command: AdapterCommand) -> Result<(), ServeError> {
     let tls = AdapterTls::from_files(&cert, &key, &ca)?;
     match adapter {
         ReferenceAdapter::HigherEducation => {
-            let a = agency.map_or_else(HigherEducation::demo, |org| HigherEducation::with_agency(&org));
+            let a = agency.map_or_else(HigherEducation::demo, |org| {
+                HigherEducation::with_agency(&org)
+            });
             run_one(a, "higher-education", listen, tls).await
         }
         ReferenceAdapter::Employment => {

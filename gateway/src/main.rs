@@ -191,9 +191,10 @@ fn main() -> ExitCode {
         }
         Command::Adapter { command } => {
             init_logging("info");
-            let result = runtime()
-                .map_err(|e| e.to_string())
-                .and_then(|rt| rt.block_on(samverka::adapter_cli::run(command)).map_err(|e| e.to_string()));
+            let result = runtime().map_err(|e| e.to_string()).and_then(|rt| {
+                rt.block_on(samverka::adapter_cli::run(command))
+                    .map_err(|e| e.to_string())
+            });
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -133,10 +133,7 @@ pub async fn serve(
         )))
         .add_service(ConsentsServer::new(ConsentsService::new(gateway.clone())))
         .add_service(AccessLogServer::new(AccessLogService::new(gateway)))
-        .serve_with_incoming_shutdown(
-            samverka_adapter::incoming(listener),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(samverka_adapter::incoming(listener), shutdown)
         .await
         .map_err(StartError::Transport)
 }

@@ -298,10 +298,7 @@ pub async fn serve_with_listener<A: Adapter>(
         .tls_config(tls_config)
         .map_err(ServeError::Transport)?
         .add_service(samverka_proto::adapter::v1::adapter_server::AdapterServer::new(svc))
-        .serve_with_incoming_shutdown(
-            incoming(listener),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await
         .map_err(ServeError::Transport)
 }

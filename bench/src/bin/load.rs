@@ -49,7 +49,9 @@ use tonic::transport::Channel;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Parser, Clone)]
-#[command(about = "Gateway throughput and latency against direct calls and general-purpose proxies")]
+#[command(
+    about = "Gateway throughput and latency against direct calls and general-purpose proxies"
+)]
 struct Args {
     /// Measured seconds per scenario and round.
     #[arg(long, default_value_t = 10)]
@@ -97,8 +99,14 @@ fn start(mut cmd: Command, marker: &'static str) -> Result<(Proc, String), BoxEr
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     let (tx, rx) = std::sync::mpsc::channel();
     for stream in [
-        child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
     ]
     .into_iter()
     .flatten()
@@ -124,12 +132,17 @@ fn after(line: &str, key: &str) -> Result<SocketAddr, BoxError> {
 }
 
 fn free_port() -> Result<u16, BoxError> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 async fn wait_for(port: u16) -> Result<(), BoxError> {
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -138,11 +151,22 @@ async fn wait_for(port: u16) -> Result<(), BoxError> {
 }
 
 fn pem_pair(cert: &Path, key: &Path, out: &Path) -> Result<PathBuf, BoxError> {
-    std::fs::write(out, format!("{}{}", std::fs::read_to_string(cert)?, std::fs::read_to_string(key)?))?;
+    std::fs::write(
+        out,
+        format!(
+            "{}{}",
+            std::fs::read_to_string(cert)?,
+            std::fs::read_to_string(key)?
+        ),
+    )?;
     Ok(out.to_owned())
 }
 
-fn start_nginx(dir: &Path, pki: &DevPkiFiles, backend: SocketAddr) -> Result<(Proc, u16), BoxError> {
+fn start_nginx(
+    dir: &Path,
+    pki: &DevPkiFiles,
+    backend: SocketAddr,
+) -> Result<(Proc, u16), BoxError> {
     let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
         .into_iter()
         .find(|p| Path::new(p).exists())
@@ -150,7 +174,10 @@ fn start_nginx(dir: &Path, pki: &DevPkiFiles, backend: SocketAddr) -> Result<(Pr
     let port = free_port()?;
     let d = dir.display();
     let (server_cert, server_key) = (pki.gateway.0.display(), pki.gateway.1.display());
-    let (proxy_cert, proxy_key) = (pki.gateway_client.0.display(), pki.gateway_client.1.display());
+    let (proxy_cert, proxy_key) = (
+        pki.gateway_client.0.display(),
+        pki.gateway_client.1.display(),
+    );
     let ca = pki.ca_cert.display();
     let conf = format!(
         "worker_processes 2; daemon off; pid {d}/nginx.pid; error_log {d}/nginx-error.log;
@@ -182,14 +209,26 @@ http {{ access_log off; keepalive_requests 1000000; http2_max_concurrent_streams
     Ok((Proc(child), port))
 }
 
-fn start_haproxy(dir: &Path, pki: &DevPkiFiles, backend: SocketAddr) -> Result<(Proc, u16), BoxError> {
+fn start_haproxy(
+    dir: &Path,
+    pki: &DevPkiFiles,
+    backend: SocketAddr,
+) -> Result<(Proc, u16), BoxError> {
     let haproxy = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
         .into_iter()
         .find(|p| Path::new(p).exists())
         .ok_or("haproxy is not installed (apt-get install haproxy)")?;
     let port = free_port()?;
-    let server = pem_pair(&pki.gateway.0, &pki.gateway.1, &dir.join("haproxy-server.pem"))?;
-    let client = pem_pair(&pki.gateway_client.0, &pki.gateway_client.1, &dir.join("haproxy-client.pem"))?;
+    let server = pem_pair(
+        &pki.gateway.0,
+        &pki.gateway.1,
+        &dir.join("haproxy-server.pem"),
+    )?;
+    let client = pem_pair(
+        &pki.gateway_client.0,
+        &pki.gateway_client.1,
+        &dir.join("haproxy-client.pem"),
+    )?;
     let ca = pki.ca_cert.display();
     let conf = format!(
         "global
@@ -234,11 +273,17 @@ impl Target {
         match self {
             Target::Adapter(clients, req) => {
                 let mut c = clients[i % clients.len()].clone();
-                c.fetch_records(req.clone()).await.map(drop).map_err(|s| s.code())
+                c.fetch_records(req.clone())
+                    .await
+                    .map(drop)
+                    .map_err(|s| s.code())
             }
             Target::Gateway(clients, req) => {
                 let mut c = clients[i % clients.len()].clone();
-                c.get_records(req.clone()).await.map(drop).map_err(|s| s.code())
+                c.get_records(req.clone())
+                    .await
+                    .map(drop)
+                    .map_err(|s| s.code())
             }
         }
     }
@@ -259,7 +304,8 @@ async fn run(target: &Target, concurrency: usize, args: &Args, outcome: &mut Out
     for i in 0..concurrency {
         let target = target.clone();
         tasks.push(tokio::spawn(async move {
-            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+            let mut hist =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
             let mut errors: BTreeMap<String, u64> = BTreeMap::new();
             loop {
                 let t0 = Instant::now();
@@ -318,27 +364,46 @@ async fn main() -> Result<(), BoxError> {
         None => std::env::current_exe()?.with_file_name("samverka"),
     };
     if !bin.exists() {
-        return Err(format!("{} not found: cargo build --release -p samverka", bin.display()).into());
+        return Err(format!(
+            "{} not found: cargo build --release -p samverka",
+            bin.display()
+        )
+        .into());
     }
-    let dir = tempfile::Builder::new().prefix("samverka-load-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("samverka-load-")
+        .tempdir()?;
     let org = |s: &str| OrgNumber::parse(s).expect("valid");
     let mut spec = samverka::demo::pki_spec();
-    spec.adapters.push(("employment-b".into(), org("2021999079")));
+    spec.adapters
+        .push(("employment-b".into(), org("2021999079")));
     let pki = write_dev_pki(&dir.path().join("certs"), &spec)?;
 
     // The adapters, each its own process.
     let mut procs = Vec::new();
     let mut addresses = BTreeMap::new();
     for (name, kind, agency) in SOURCES {
-        let (_, cert, key) = pki.adapters.iter().find(|(n, _, _)| n == name).ok_or("adapter cert")?;
+        let (_, cert, key) = pki
+            .adapters
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .ok_or("adapter cert")?;
         let mut cmd = Command::new(&bin);
-        cmd.args(["adapter", "run", kind, "--listen", "127.0.0.1:0", "--agency", agency])
-            .arg("--cert")
-            .arg(cert)
-            .arg("--key")
-            .arg(key)
-            .arg("--ca")
-            .arg(&pki.ca_cert);
+        cmd.args([
+            "adapter",
+            "run",
+            kind,
+            "--listen",
+            "127.0.0.1:0",
+            "--agency",
+            agency,
+        ])
+        .arg("--cert")
+        .arg(cert)
+        .arg("--key")
+        .arg(key)
+        .arg("--ca")
+        .arg(&pki.ca_cert);
         let (proc, line) = start(cmd, "serving on")?;
         addresses.insert(name, after(&line, "serving on ")?);
         procs.push(proc);
@@ -353,36 +418,63 @@ async fn main() -> Result<(), BoxError> {
     let store = dir.path().join("samverka.db");
     std::fs::write(
         &config,
-        demo_config(&pki, "127.0.0.1:0", addresses["higher-education"], addresses["employment"], &store.display().to_string(), &extra),
+        demo_config(
+            &pki,
+            "127.0.0.1:0",
+            addresses["higher-education"],
+            addresses["employment"],
+            &store.display().to_string(),
+            &extra,
+        ),
     )?;
     let mut cmd = Command::new(&bin);
-    cmd.args(["serve", "--config"]).arg(&config).env("RUST_LOG", "warn,samverka::server=info");
+    cmd.args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn,samverka::server=info");
     let (gateway, line) = start(cmd, "address=")?;
     let gateway_address = after(&line, "address=")?;
     let gateway_pid = gateway.0.id();
 
     let tls = |name: &str| -> Result<AgencyTls, BoxError> {
-        let (_, cert, key) = pki.agencies.iter().find(|(n, _, _)| n == name).ok_or("agency cert")?;
+        let (_, cert, key) = pki
+            .agencies
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .ok_or("agency cert")?;
         Ok(AgencyTls::from_files(&pki.ca_cert, cert, key)?)
     };
-    let as_gateway = AgencyTls::from_files(&pki.ca_cert, &pki.gateway_client.0, &pki.gateway_client.1)?;
+    let as_gateway =
+        AgencyTls::from_files(&pki.ca_cert, &pki.gateway_client.0, &pki.gateway_client.1)?;
     let now = samverka::time::system_now_ms();
-    ConsentsClient::new(connect(&gateway_address.to_string(), "localhost", &tls("registrar")?).await?)
-        .grant(GrantConsentRequest {
-            subject_id: DEMO_SUBJECT.into(),
-            grantee_agency: READER_AGENCY.into(),
-            record_types: vec!["education.course_result".into(), "employment.period".into()],
-            purpose: "study_guidance".into(),
-            valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
-            request_id: "load".into(),
-            ..Default::default()
-        })
-        .await?;
+    ConsentsClient::new(
+        connect(
+            &gateway_address.to_string(),
+            "localhost",
+            &tls("registrar")?,
+        )
+        .await?,
+    )
+    .grant(GrantConsentRequest {
+        subject_id: DEMO_SUBJECT.into(),
+        grantee_agency: READER_AGENCY.into(),
+        record_types: vec!["education.course_result".into(), "employment.period".into()],
+        purpose: "study_guidance".into(),
+        valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
+        request_id: "load".into(),
+        ..Default::default()
+    })
+    .await?;
 
     // Proxies in front of the employment adapter.
     let mut proxies: Vec<(&str, Result<(Proc, u16), BoxError>)> = vec![
-        ("nginx", start_nginx(dir.path(), &pki, addresses["employment"])),
-        ("haproxy", start_haproxy(dir.path(), &pki, addresses["employment"])),
+        (
+            "nginx",
+            start_nginx(dir.path(), &pki, addresses["employment"]),
+        ),
+        (
+            "haproxy",
+            start_haproxy(dir.path(), &pki, addresses["employment"]),
+        ),
     ];
     for (_, p) in &mut proxies {
         if let Ok((_, port)) = p
@@ -406,7 +498,11 @@ async fn main() -> Result<(), BoxError> {
         purpose: "study_guidance".into(),
         source_agencies: sources.iter().map(|s| s.to_string()).collect(),
     };
-    async fn channels(address: SocketAddr, tls: &AgencyTls, n: usize) -> Result<Vec<Channel>, BoxError> {
+    async fn channels(
+        address: SocketAddr,
+        tls: &AgencyTls,
+        n: usize,
+    ) -> Result<Vec<Channel>, BoxError> {
         let mut v = Vec::new();
         for _ in 0..n {
             v.push(connect(&address.to_string(), "localhost", tls).await?);
@@ -416,12 +512,31 @@ async fn main() -> Result<(), BoxError> {
     let n = args.connections;
     let reader_tls = tls("reader")?;
     let gateway_channels = channels(gateway_address, &reader_tls, n).await?;
-    let gateway_clients = || gateway_channels.iter().cloned().map(RecordExchangeClient::new).collect::<Vec<_>>();
-    let adapter_clients = |chs: Vec<Channel>| chs.into_iter().map(AdapterClient::new).collect::<Vec<_>>();
+    let gateway_clients = || {
+        gateway_channels
+            .iter()
+            .cloned()
+            .map(RecordExchangeClient::new)
+            .collect::<Vec<_>>()
+    };
+    let adapter_clients =
+        |chs: Vec<Channel>| chs.into_iter().map(AdapterClient::new).collect::<Vec<_>>();
 
     let mut targets: Vec<(String, Target)> = vec![
-        ("direct".into(), Target::Adapter(adapter_clients(channels(addresses["employment"], &as_gateway, n).await?), fetch.clone())),
-        ("gateway".into(), Target::Gateway(gateway_clients(), read(&["employment.period"], &["2021999053"]))),
+        (
+            "direct".into(),
+            Target::Adapter(
+                adapter_clients(channels(addresses["employment"], &as_gateway, n).await?),
+                fetch.clone(),
+            ),
+        ),
+        (
+            "gateway".into(),
+            Target::Gateway(
+                gateway_clients(),
+                read(&["employment.period"], &["2021999053"]),
+            ),
+        ),
     ];
     let mut skipped = Vec::new();
     for (name, p) in &proxies {
@@ -436,7 +551,9 @@ async fn main() -> Result<(), BoxError> {
     }
     // Check every target answers before measuring.
     for (name, t) in &targets {
-        t.call(0).await.map_err(|code| format!("{name} does not answer: {code:?}"))?;
+        t.call(0)
+            .await
+            .map_err(|code| format!("{name} does not answer: {code:?}"))?;
     }
 
     println!(
@@ -466,13 +583,18 @@ async fn main() -> Result<(), BoxError> {
         "scenario", "conc", "req/s", "x direct", "p50 us", "p99 us", "p99.9 us", "+p50 us"
     );
     for &c in &args.concurrency {
-        let direct = results.get(&(c, "direct".into())).map(|o| median(&o.rps)).unwrap_or(0.0);
+        let direct = results
+            .get(&(c, "direct".into()))
+            .map(|o| median(&o.rps))
+            .unwrap_or(0.0);
         let direct_p50 = results
             .get(&(c, "direct".into()))
             .and_then(|o| o.latency.as_ref())
             .map_or(0, |h| h.value_at_quantile(0.5));
         for (name, _) in &targets {
-            let Some(o) = results.get(&(c, name.clone())) else { continue };
+            let Some(o) = results.get(&(c, name.clone())) else {
+                continue;
+            };
             let Some(h) = &o.latency else { continue };
             let rps = median(&o.rps);
             let errors: Vec<String> = o.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -486,7 +608,11 @@ async fn main() -> Result<(), BoxError> {
                 h.value_at_quantile(0.99),
                 h.value_at_quantile(0.999),
                 h.value_at_quantile(0.5) as i64 - direct_p50 as i64,
-                if errors.is_empty() { "-".into() } else { errors.join(" ") }
+                if errors.is_empty() {
+                    "-".into()
+                } else {
+                    errors.join(" ")
+                }
             );
         }
     }
@@ -500,15 +626,36 @@ async fn main() -> Result<(), BoxError> {
             ..args.clone()
         };
         let cases: Vec<(&str, GetRecordsRequest)> = vec![
-            ("fan-out (3 sources)", read(&["education.course_result", "employment.period"], &[])),
-            ("higher-education alone", read(&["education.course_result"], &[])),
-            ("employment alone", read(&["employment.period"], &["2021999053"])),
-            ("employment-b alone", read(&["employment.period"], &["2021999079"])),
+            (
+                "fan-out (3 sources)",
+                read(&["education.course_result", "employment.period"], &[]),
+            ),
+            (
+                "higher-education alone",
+                read(&["education.course_result"], &[]),
+            ),
+            (
+                "employment alone",
+                read(&["employment.period"], &["2021999053"]),
+            ),
+            (
+                "employment-b alone",
+                read(&["employment.period"], &["2021999079"]),
+            ),
         ];
-        let mut fan: Vec<(String, Outcome)> = cases.iter().map(|(n, _)| (n.to_string(), Outcome::default())).collect();
+        let mut fan: Vec<(String, Outcome)> = cases
+            .iter()
+            .map(|(n, _)| (n.to_string(), Outcome::default()))
+            .collect();
         for _ in 0..args.rounds {
             for (i, (_, req)) in cases.iter().enumerate() {
-                run(&Target::Gateway(gateway_clients(), req.clone()), 1, &fan_args, &mut fan[i].1).await;
+                run(
+                    &Target::Gateway(gateway_clients(), req.clone()),
+                    1,
+                    &fan_args,
+                    &mut fan[i].1,
+                )
+                .await;
             }
         }
         println!();
@@ -517,8 +664,16 @@ async fn main() -> Result<(), BoxError> {
         for (name, o) in &fan {
             println!("  {:<24} p50 {:>6} us", name, p50(o));
         }
-        let slowest = fan[1..].iter().map(|(_, o)| p50(o)).max().unwrap_or(1).max(1);
-        println!("  fan-out / slowest single source: {:.2}", p50(&fan[0].1) as f64 / slowest as f64);
+        let slowest = fan[1..]
+            .iter()
+            .map(|(_, o)| p50(o))
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        println!(
+            "  fan-out / slowest single source: {:.2}",
+            p50(&fan[0].1) as f64 / slowest as f64
+        );
     }
     drop(proxies);
     drop(gateway);

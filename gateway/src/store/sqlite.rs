@@ -2,7 +2,10 @@
 //!
 //! WAL mode with `synchronous = FULL`, so a committed consent or audit entry
 //! survives a crash or power loss. rusqlite is blocking, so every call runs
-//! on tokio's blocking pool behind one connection.
+//! on tokio's blocking pool. Writes go through one connection; reads
+//! through a few others, so that a consent check never waits behind an
+//! audit commit's sync (WAL lets readers run beside the writer, and each
+//! read sees every commit made before it started).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -21,10 +24,19 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// Read connections: enough for the blocking pool to overlap reads on two
+/// cores while one commit syncs.
+const READERS: usize = 4;
+
 /// The SQLite store. Cheap to clone.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    // Readers are declared (and so dropped) before the writer: the last
+    // connection to close folds the write-ahead log into the file, and only
+    // the writer can.
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: Arc<std::sync::atomic::AtomicUsize>,
+    writer: Arc<Mutex<Connection>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -125,17 +137,31 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut conn)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let reader = Connection::open_with_flags(
+                    path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                reader.busy_timeout(std::time::Duration::from_secs(5))?;
+                Ok(Mutex::new(reader))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(SqliteStore {
-            conn: Arc::new(Mutex::new(conn)),
+            readers: Arc::new(readers),
+            next_reader: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            writer: Arc::new(Mutex::new(conn)),
         })
     }
 
+    /// Runs `f` on the write connection.
     async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        let conn = self.writer.clone();
         tokio::task::spawn_blocking(move || {
             let mut guard = conn
                 .lock()
@@ -146,8 +172,33 @@ impl SqliteStore {
         .map_err(|e| StoreError(format!("store task failed: {e}")))?
     }
 
+    /// Runs `f` on a read connection (free ones first).
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let start = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || {
+            let n = readers.len();
+            let free = (0..n).find_map(|i| readers[(start + i) % n].try_lock().ok());
+            let guard = match free {
+                Some(guard) => guard,
+                None => readers[start % n]
+                    .lock()
+                    .map_err(|_| StoreError("connection lock poisoned".into()))?,
+            };
+            f(&guard)
+        })
+        .await
+        .map_err(|e| StoreError(format!("store task failed: {e}")))?
+    }
+
     pub(super) async fn schema_version(&self) -> Result<i64, StoreError> {
-        self.with(|conn| {
+        self.read(|conn| {
             Ok(
                 conn.query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
                     r.get(0)
@@ -269,7 +320,7 @@ impl SqliteStore {
         consent_id: &str,
     ) -> Result<Option<StoredConsent>, StoreError> {
         let consent_id = consent_id.to_owned();
-        self.with(move |conn| Ok(select_consent(conn, &consent_id)?))
+        self.read(move |conn| Ok(select_consent(conn, &consent_id)?))
             .await
     }
 
@@ -279,7 +330,7 @@ impl SqliteStore {
         grantee: Option<&str>,
     ) -> Result<Vec<StoredConsent>, StoreError> {
         let (subject_id, grantee) = (subject_id.to_owned(), grantee.map(str::to_owned));
-        self.with(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {CONSENT_COLUMNS} FROM consents WHERE subject_id = ?1 \
                  AND (?2 IS NULL OR grantee_agency = ?2) ORDER BY granted_at_ms DESC, consent_id"
@@ -340,7 +391,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn audit_head(&self) -> Result<AuditHead, StoreError> {
-        self.with(|conn| {
+        self.read(|conn| {
             Ok(
                 conn.query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
                     Ok(AuditHead {
@@ -358,7 +409,7 @@ impl SqliteStore {
         after: i64,
         limit: i64,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        self.with(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {AUDIT_COLUMNS} FROM audit_entries WHERE seq > ?1 ORDER BY seq LIMIT ?2"
             ))?;
@@ -373,7 +424,7 @@ impl SqliteStore {
         subject_id: Option<&str>,
     ) -> Result<Vec<AuditEntry>, StoreError> {
         let subject_id = subject_id.map(str::to_owned);
-        self.with(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {AUDIT_COLUMNS} FROM audit_entries WHERE ?1 IS NULL OR subject_id = ?1 ORDER BY seq"
             ))?;
@@ -392,7 +443,7 @@ impl SqliteStore {
         limit: i64,
     ) -> Result<Vec<AuditEntry>, StoreError> {
         let subject_id = subject_id.to_owned();
-        self.with(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {AUDIT_COLUMNS} FROM audit_entries WHERE subject_id = ?1 AND seq > ?2 \
                  AND time_ms >= ?3 AND time_ms < ?4 ORDER BY seq LIMIT ?5"
@@ -419,7 +470,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn checkpoints(&self) -> Result<Vec<AuditCheckpoint>, StoreError> {
-        self.with(|conn| {
+        self.read(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT seq, hash, time_ms, jws FROM audit_checkpoints ORDER BY seq",
             )?;
