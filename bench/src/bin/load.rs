@@ -48,6 +48,9 @@ use tonic::transport::Channel;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A proxy process and its port, or why it is not running.
+type Started = Result<(Proc, u16), BoxError>;
+
 #[derive(Parser, Clone)]
 #[command(
     about = "Gateway throughput and latency against direct calls and general-purpose proxies"
@@ -466,7 +469,7 @@ async fn main() -> Result<(), BoxError> {
     .await?;
 
     // Proxies in front of the employment adapter.
-    let mut proxies: Vec<(&str, Result<(Proc, u16), BoxError>)> = vec![
+    let mut proxies: Vec<(&str, Started)> = vec![
         (
             "nginx",
             start_nginx(dir.path(), &pki, addresses["employment"]),
