@@ -130,44 +130,33 @@ impl Router {
         permit: &ConsentPermit,
         deadline: Duration,
     ) -> FetchResult {
-        let mut tasks = JoinSet::new();
-        for SourcePlan {
-            index,
-            record_types,
-        } in plan
-        {
-            let (route, client) = &self.sources[index];
-            let mut client = client.clone();
-            let route = route.clone();
-            let mut request = Request::new(FetchRecordsRequest {
-                subject_id: query.subject_id.clone(),
-                record_types: record_types.clone(),
-                purpose: query.purpose.clone(),
-                consent_id: permit.consent_id().to_owned(),
-                requesting_agency: query.requesting_agency.clone(),
-                audit_ref: query.audit_ref.clone(),
-            });
-            request.set_timeout(deadline);
-            let subject = query.subject_id.clone();
-            tasks.spawn(async move {
-                let answer = tokio::time::timeout(deadline, client.fetch_records(request)).await;
-                let (records, outcome) = judge(&route, &subject, &record_types, answer);
-                (index, records, outcome)
-            });
-        }
-        let mut answers = Vec::new();
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok(answer) => answers.push(answer),
-                // A panic in one source's task is a defect; the other
-                // sources still answer, and that source's outcome is lost
-                // from the response (the log has it).
-                Err(e) => tracing::error!(error = %e, "source task failed"),
-            }
-        }
-        answers.sort_by_key(|(index, _, _)| *index);
+        // Polled together on this task rather than spawned: no hand-off to
+        // another thread per source, and answers come back in plan order.
+        let calls = plan.into_iter().map(
+            |SourcePlan {
+                 index,
+                 record_types,
+             }| {
+                let (route, client) = &self.sources[index];
+                let mut client = client.clone();
+                let mut request = Request::new(FetchRecordsRequest {
+                    subject_id: query.subject_id.clone(),
+                    record_types: record_types.clone(),
+                    purpose: query.purpose.clone(),
+                    consent_id: permit.consent_id().to_owned(),
+                    requesting_agency: query.requesting_agency.clone(),
+                    audit_ref: query.audit_ref.clone(),
+                });
+                request.set_timeout(deadline);
+                async move {
+                    let answer =
+                        tokio::time::timeout(deadline, client.fetch_records(request)).await;
+                    judge(route, &query.subject_id, &record_types, answer)
+                }
+            },
+        );
         let mut result = FetchResult::default();
-        for (_, records, outcome) in answers {
+        for (records, outcome) in futures_util::future::join_all(calls).await {
             result.records.extend(records);
             result.outcomes.push(outcome);
         }

@@ -77,6 +77,10 @@ struct Args {
     /// Skip the fan-out comparison.
     #[arg(long)]
     no_fan_out: bool,
+    /// Only these scenarios (direct, gateway, nginx, haproxy), e.g. to
+    /// profile one.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 /// The adapters: (name in the config, kind, organisation number).
@@ -236,7 +240,7 @@ fn start_haproxy(
     let conf = format!(
         "global
   nbthread 2
-  maxconn 20000
+  maxconn 4096
 defaults
   mode http
   timeout connect 5s
@@ -551,6 +555,9 @@ async fn main() -> Result<(), BoxError> {
             }
             Err(e) => skipped.push(format!("{name}: skipped, {e}")),
         }
+    }
+    if !args.only.is_empty() {
+        targets.retain(|(name, _)| args.only.contains(name));
     }
     // Check every target answers before measuring.
     for (name, t) in &targets {

@@ -172,6 +172,24 @@ impl SqliteStore {
         .map_err(|e| StoreError(format!("store task failed: {e}")))?
     }
 
+    /// Runs a short read (an indexed lookup) right here when a read
+    /// connection is free, sparing the hand-off to the blocking pool on the
+    /// request path; otherwise like [`SqliteStore::read`].
+    async fn read_short<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let start = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self.readers.len();
+        if let Some(guard) = (0..n).find_map(|i| self.readers[(start + i) % n].try_lock().ok()) {
+            return f(&guard);
+        }
+        self.read(f).await
+    }
+
     /// Runs `f` on a read connection (free ones first).
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
@@ -320,7 +338,7 @@ impl SqliteStore {
         consent_id: &str,
     ) -> Result<Option<StoredConsent>, StoreError> {
         let consent_id = consent_id.to_owned();
-        self.read(move |conn| Ok(select_consent(conn, &consent_id)?))
+        self.read_short(move |conn| Ok(select_consent(conn, &consent_id)?))
             .await
     }
 
@@ -330,7 +348,7 @@ impl SqliteStore {
         grantee: Option<&str>,
     ) -> Result<Vec<StoredConsent>, StoreError> {
         let (subject_id, grantee) = (subject_id.to_owned(), grantee.map(str::to_owned));
-        self.read(move |conn| {
+        self.read_short(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {CONSENT_COLUMNS} FROM consents WHERE subject_id = ?1 \
                  AND (?2 IS NULL OR grantee_agency = ?2) ORDER BY granted_at_ms DESC, consent_id"
