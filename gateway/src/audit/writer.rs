@@ -10,6 +10,11 @@
 //! After a batch, and on a timer, the writer signs a checkpoint of the head
 //! when `checkpoint_every` entries or `checkpoint_interval` have passed
 //! since the last one.
+//!
+//! The writer has an OS thread of its own, and on SQLite it commits right
+//! there instead of handing each batch to the blocking pool: on the request
+//! path every hand-off between threads costs a wake-up, and the commit's
+//! sync may block this thread as long as it likes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,7 +105,7 @@ async fn run(
             }
         }
         let (entries, waiters): (Vec<AuditEntry>, Vec<_>) = batch.drain(..).unzip();
-        match store.append_audit_batch(entries).await {
+        match store.append_audit_batch_on_this_thread(entries).await {
             Ok(chained) => {
                 let head_seq = chained.last().map_or(0, |e| e.seq);
                 for (entry, waiter) in chained.into_iter().zip(waiters) {

@@ -269,6 +269,19 @@ impl Store {
         delegate!(self.append_audit_batch(entries))
     }
 
+    /// Like [`Store::append_audit_batch`], but on SQLite the commit runs on
+    /// the calling thread, which it blocks until the sync is done. For a
+    /// thread that does nothing else, such as the audit writer's.
+    pub async fn append_audit_batch_on_this_thread(
+        &self,
+        entries: Vec<AuditEntry>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.append_audit_batch_blocking(entries),
+            Store::Postgres(s) => s.append_audit_batch(entries).await,
+        }
+    }
+
     /// Appends one entry; see [`Store::append_audit_batch`].
     pub async fn append_audit(&self, entry: AuditEntry) -> Result<AuditEntry, StoreError> {
         let mut chained = self.append_audit_batch(vec![entry]).await?;

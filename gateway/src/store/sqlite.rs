@@ -129,6 +129,52 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Links and inserts a batch of audit entries in one transaction.
+fn append_batch(
+    conn: &mut Connection,
+    mut entries: Vec<AuditEntry>,
+) -> Result<Vec<AuditEntry>, StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut head = tx.query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
+        Ok(AuditHead {
+            seq: r.get(0)?,
+            hash: r.get(1)?,
+        })
+    })?;
+    {
+        let mut insert = tx.prepare_cached(&format!(
+            "INSERT INTO audit_entries ({AUDIT_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+        ))?;
+        for e in &mut entries {
+            chain::link(&mut head, e);
+            insert.execute(params![
+                e.seq,
+                e.prev_hash,
+                e.hash,
+                e.audit_id,
+                e.time_ms,
+                e.caller,
+                e.method,
+                e.subject_id,
+                join(&e.record_types),
+                e.purpose,
+                e.consent_id,
+                join(&e.sources),
+                e.decision,
+                e.reason,
+                e.trace_id,
+            ])?;
+        }
+    }
+    tx.execute(
+        "UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1",
+        params![head.seq, head.hash],
+    )?;
+    tx.commit()?;
+    Ok(entries)
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the store file and migrates its schema.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
@@ -361,51 +407,20 @@ impl SqliteStore {
 
     pub(super) async fn append_audit_batch(
         &self,
-        mut entries: Vec<AuditEntry>,
+        entries: Vec<AuditEntry>,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        self.with(move |conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let mut head =
-                tx.query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
-                    Ok(AuditHead {
-                        seq: r.get(0)?,
-                        hash: r.get(1)?,
-                    })
-                })?;
-            {
-                let mut insert = tx.prepare_cached(&format!(
-                    "INSERT INTO audit_entries ({AUDIT_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
-                ))?;
-                for e in &mut entries {
-                    chain::link(&mut head, e);
-                    insert.execute(params![
-                        e.seq,
-                        e.prev_hash,
-                        e.hash,
-                        e.audit_id,
-                        e.time_ms,
-                        e.caller,
-                        e.method,
-                        e.subject_id,
-                        join(&e.record_types),
-                        e.purpose,
-                        e.consent_id,
-                        join(&e.sources),
-                        e.decision,
-                        e.reason,
-                        e.trace_id,
-                    ])?;
-                }
-            }
-            tx.execute(
-                "UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1",
-                params![head.seq, head.hash],
-            )?;
-            tx.commit()?;
-            Ok(entries)
-        })
-        .await
+        self.with(move |conn| append_batch(conn, entries)).await
+    }
+
+    pub(super) fn append_audit_batch_blocking(
+        &self,
+        entries: Vec<AuditEntry>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut conn = self
+            .writer
+            .lock()
+            .map_err(|_| StoreError("connection lock poisoned".into()))?;
+        append_batch(&mut conn, entries)
     }
 
     pub(super) async fn audit_head(&self) -> Result<AuditHead, StoreError> {
