@@ -6,7 +6,8 @@
 //! ```text
 //! cargo build --release -p samverka -p samverka-bench
 //! target/release/load [--duration 10] [--warmup 2] [--rounds 3] \
-//!     [--concurrency 1,64] [--connections 4]
+//!     [--concurrency 1,64] [--connections 4] \
+//!     [--unaudited-samverka target/unaudited/release/samverka]
 //! ```
 //!
 //! Everything runs as separate processes on this machine, each over mutual
@@ -23,6 +24,8 @@
 //! - direct: `Adapter.FetchRecords` on the employment adapter;
 //! - gateway: `RecordExchange.GetRecords` through the gateway, one source;
 //! - nginx / haproxy: `Adapter.FetchRecords` through the proxy;
+//! - no-audit (with `--unaudited-samverka`): the gateway built with the
+//!   `unaudited-benchmark` feature, to show what durable audit costs;
 //! - fan-out (concurrency 1): one `GetRecords` answered by three sources,
 //!   against each of those sources asked alone through the gateway.
 
@@ -74,6 +77,10 @@ struct Args {
     /// The samverka binary (default: next to this one).
     #[arg(long)]
     samverka: Option<PathBuf>,
+    /// A samverka binary built with `--features unaudited-benchmark`: adds
+    /// the scenario "no-audit", the gateway without audit writes.
+    #[arg(long)]
+    unaudited_samverka: Option<PathBuf>,
     /// Skip the fan-out comparison.
     #[arg(long)]
     no_fan_out: bool,
@@ -441,6 +448,22 @@ async fn main() -> Result<(), BoxError> {
     let (gateway, line) = start(cmd, "address=")?;
     let gateway_address = after(&line, "address=")?;
     let gateway_pid = gateway.0.id();
+    // The same gateway without audit writes, on its own store.
+    let unaudited = match &args.unaudited_samverka {
+        Some(path) => {
+            let config = dir.path().join("unaudited.toml");
+            let store = dir.path().join("unaudited.db");
+            std::fs::write(
+                &config,
+                demo_config(&pki, "127.0.0.1:0", addresses["higher-education"], addresses["employment"], &store.display().to_string(), &extra),
+            )?;
+            let mut cmd = Command::new(path);
+            cmd.args(["serve", "--config"]).arg(&config).env("RUST_LOG", "warn,samverka::server=info");
+            let (proc, line) = start(cmd, "address=")?;
+            Some((proc, after(&line, "address=")?))
+        }
+        None => None,
+    };
 
     let tls = |name: &str| -> Result<AgencyTls, BoxError> {
         let (_, cert, key) = pki
@@ -545,6 +568,21 @@ async fn main() -> Result<(), BoxError> {
             ),
         ),
     ];
+    if let Some((_, address)) = &unaudited {
+        ConsentsClient::new(connect(&address.to_string(), "localhost", &tls("registrar")?).await?)
+            .grant(GrantConsentRequest {
+                subject_id: DEMO_SUBJECT.into(),
+                grantee_agency: READER_AGENCY.into(),
+                record_types: vec!["employment.period".into()],
+                purpose: "study_guidance".into(),
+                valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
+                request_id: "load".into(),
+                ..Default::default()
+            })
+            .await?;
+        let clients = channels(*address, &reader_tls, n).await?.into_iter().map(RecordExchangeClient::new).collect();
+        targets.push(("no-audit".into(), Target::Gateway(clients, read(&["employment.period"], &["2021999053"]))));
+    }
     let mut skipped = Vec::new();
     for (name, p) in &proxies {
         match p {
@@ -686,6 +724,7 @@ async fn main() -> Result<(), BoxError> {
         );
     }
     drop(proxies);
+    drop(unaudited);
     drop(gateway);
     drop(procs);
     Ok(())
