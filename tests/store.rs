@@ -238,6 +238,99 @@ async fn imports_are_all_or_nothing(location: StoreLocation) {
     assert_eq!(store.consent("i-rev").await.unwrap(), Some(revoked));
 }
 
+async fn the_audit_chain_checkpoints_and_pruning(location: StoreLocation) {
+    use samverka::audit::chain::{self, ChainCheck};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = samverka_certs::dev::write_dev_pki(dir.path(), &samverka::demo::pki_spec()).unwrap();
+    let cert = std::fs::read_to_string(&pki.gateway.0).unwrap();
+    let signer = samverka::signing::JwsSigner::from_pem(
+        &cert,
+        &std::fs::read_to_string(&pki.gateway.1).unwrap(),
+        "2021999012",
+    )
+    .unwrap();
+
+    let store = Store::open(&location).await.unwrap();
+    assert_eq!(store.audit_head().await.unwrap().seq, 0);
+    let batch: Vec<_> = (0..5)
+        .map(|i| audit(&format!("b-{i}"), "199003142388"))
+        .collect();
+    let chained = store.append_audit_batch(batch).await.unwrap();
+    assert_eq!(
+        chained.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    assert_eq!(chained[0].prev_hash, chain::GENESIS);
+    let head = store.audit_head().await.unwrap();
+    assert_eq!(
+        (head.seq, head.hash.as_str()),
+        (5, chained[4].hash.as_str())
+    );
+    store
+        .add_checkpoint(chain::checkpoint(&signer, &head, 1).unwrap())
+        .await
+        .unwrap();
+    // A second checkpoint of the same entry (another replica) is ignored.
+    store
+        .add_checkpoint(chain::checkpoint(&signer, &head, 2).unwrap())
+        .await
+        .unwrap();
+    for i in 5..8 {
+        store
+            .append_audit(audit(&format!("b-{i}"), "198511224571"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store
+            .audit_range(3, 2)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect::<Vec<_>>(),
+        [4, 5]
+    );
+    let mine = store
+        .access_events("199003142388", 0, i64::MAX, 2, 10)
+        .await
+        .unwrap();
+    assert_eq!(mine.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4, 5]);
+
+    let verify = |entries: Vec<samverka::store::AuditEntry>,
+                  cps: Vec<samverka::store::AuditCheckpoint>| {
+        let mut check = ChainCheck::new(&cps, std::slice::from_ref(&cert)).unwrap();
+        for e in &entries {
+            check.push(e).unwrap();
+        }
+        check.finish().unwrap()
+    };
+    let checkpoints = store.checkpoints().await.unwrap();
+    assert_eq!(checkpoints.len(), 1);
+    assert_eq!(
+        verify(
+            store.audit_entries(None).await.unwrap(),
+            checkpoints.clone()
+        )
+        .range,
+        Some((1, 8))
+    );
+
+    // Pruning only up to a checkpoint; what is left still verifies.
+    assert!(store.prune_audit(4).await.is_err());
+    assert_eq!(store.prune_audit(5).await.unwrap(), 5);
+    assert_eq!(
+        verify(store.audit_entries(None).await.unwrap(), checkpoints).range,
+        Some((6, 8))
+    );
+    // And the chain goes on after the pruned part.
+    let next = store
+        .append_audit(audit("b-8", "199003142388"))
+        .await
+        .unwrap();
+    assert_eq!(next.seq, 9);
+}
+
 /// Runs each suite function against a fresh SQLite file and a fresh
 /// PostgreSQL cluster.
 macro_rules! on_both_backends {
@@ -270,6 +363,7 @@ on_both_backends!(
     consents_are_found_by_subject_and_grantee_newest_first,
     audit_entries_keep_their_order_and_fields,
     imports_are_all_or_nothing,
+    the_audit_chain_checkpoints_and_pruning,
 );
 
 #[tokio::test]

@@ -150,7 +150,9 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     // With port 0 in the config the OS picks the port; log the real one.
     let address = listener.local_addr().unwrap_or(address);
     #[cfg(feature = "unaudited-benchmark")]
-    tracing::error!("built with the unaudited-benchmark feature: NO AUDIT ENTRIES ARE WRITTEN; for benchmarks only");
+    tracing::error!(
+        "built with the unaudited-benchmark feature: NO AUDIT ENTRIES ARE WRITTEN; for benchmarks only"
+    );
     tracing::info!(%address, adapters = gateway.config.adapters.len(), "samverka gateway serving");
     samverka_adapter::until_signal_then_drain(
         |stop| serve(gateway, listener, stop),

@@ -455,10 +455,19 @@ async fn main() -> Result<(), BoxError> {
             let store = dir.path().join("unaudited.db");
             std::fs::write(
                 &config,
-                demo_config(&pki, "127.0.0.1:0", addresses["higher-education"], addresses["employment"], &store.display().to_string(), &extra),
+                demo_config(
+                    &pki,
+                    "127.0.0.1:0",
+                    addresses["higher-education"],
+                    addresses["employment"],
+                    &store.display().to_string(),
+                    &extra,
+                ),
             )?;
             let mut cmd = Command::new(path);
-            cmd.args(["serve", "--config"]).arg(&config).env("RUST_LOG", "warn,samverka::server=info");
+            cmd.args(["serve", "--config"])
+                .arg(&config)
+                .env("RUST_LOG", "warn,samverka::server=info");
             let (proc, line) = start(cmd, "address=")?;
             Some((proc, after(&line, "address=")?))
         }
@@ -580,8 +589,15 @@ async fn main() -> Result<(), BoxError> {
                 ..Default::default()
             })
             .await?;
-        let clients = channels(*address, &reader_tls, n).await?.into_iter().map(RecordExchangeClient::new).collect();
-        targets.push(("no-audit".into(), Target::Gateway(clients, read(&["employment.period"], &["2021999053"]))));
+        let clients = channels(*address, &reader_tls, n)
+            .await?
+            .into_iter()
+            .map(RecordExchangeClient::new)
+            .collect();
+        targets.push((
+            "no-audit".into(),
+            Target::Gateway(clients, read(&["employment.period"], &["2021999053"])),
+        ));
     }
     let mut skipped = Vec::new();
     for (name, p) in &proxies {
