@@ -15,9 +15,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Subcommand, ValueEnum};
-use samverka_adapter::{Adapter, AdapterTls, ServeError};
-use samverka_adapter_employment::Employment;
-use samverka_adapter_higher_education::HigherEducation;
+use samverka_adapter::{Adapter, AdapterTls, InMemoryRegister, ServeError};
 
 /// Which reference adapter.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -89,16 +87,19 @@ pub async fn run(command: AdapterCommand) -> Result<(), ServeError> {
         agency,
     } = command;
     let tls = AdapterTls::from_files(&cert, &key, &ca)?;
-    match adapter {
-        ReferenceAdapter::HigherEducation => {
-            let a = agency.map_or_else(HigherEducation::demo, |org| {
-                HigherEducation::with_agency(&org)
-            });
-            run_one(a, "higher-education", listen, tls).await
-        }
-        ReferenceAdapter::Employment => {
-            let a = agency.map_or_else(Employment::demo, |org| Employment::with_agency(&org));
-            run_one(a, "employment", listen, tls).await
-        }
-    }
+    let (name, register): (&str, InMemoryRegister) = match adapter {
+        ReferenceAdapter::HigherEducation => (
+            "higher-education",
+            agency.map_or_else(samverka_adapter_higher_education::demo, |org| {
+                samverka_adapter_higher_education::with_agency(&org)
+            }),
+        ),
+        ReferenceAdapter::Employment => (
+            "employment",
+            agency.map_or_else(samverka_adapter_employment::demo, |org| {
+                samverka_adapter_employment::with_agency(&org)
+            }),
+        ),
+    };
+    run_one(register, name, listen, tls).await
 }

@@ -19,8 +19,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use samverka_adapter::{Adapter, AdapterError, AdapterTls, Description, FetchQuery};
-use samverka_adapter_employment::Employment;
-use samverka_adapter_higher_education::HigherEducation;
 use samverka_certs::OrgNumber;
 use samverka_certs::dev::{DevPkiFiles, DevPkiSpec, write_dev_pki};
 use samverka_proto::records::v1::{GradingScale, Record, record::Payload};
@@ -196,14 +194,14 @@ impl Network {
         let fetch_calls = Arc::new(AtomicUsize::new(0));
         let mut stops = Vec::new();
         let (tx, task) = spawn_adapter(
-            Counted::new(HigherEducation::demo(), &fetch_calls),
+            Counted::new(samverka_adapter_higher_education::demo(), &fetch_calls),
             he_listener,
             adapter_tls("higher-education")?,
             "higher-education",
         );
         stops.push(("higher-education".to_owned(), tx, task));
         let (tx, task) = spawn_adapter(
-            Counted::new(Employment::demo(), &fetch_calls),
+            Counted::new(samverka_adapter_employment::demo(), &fetch_calls),
             emp_listener,
             adapter_tls("employment")?,
             "employment",

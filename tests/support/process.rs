@@ -8,8 +8,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use samverka_adapter::AdapterTls;
-use samverka_adapter_employment::Employment;
-use samverka_adapter_higher_education::HigherEducation;
 use samverka_certs::dev::DevPkiFiles;
 
 /// A gateway process, killed when dropped.
@@ -67,25 +65,14 @@ pub async fn spawn_adapters(pki: &DevPkiFiles) -> (SocketAddr, SocketAddr) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         addresses.push(listener.local_addr().unwrap());
         let tls = AdapterTls::from_files(cert, key, &pki.ca_cert).unwrap();
+        let register = match name.as_str() {
+            "higher-education" => samverka_adapter_higher_education::demo(),
+            _ => samverka_adapter_employment::demo(),
+        };
         let stop = std::future::pending::<()>();
-        match name.as_str() {
-            "higher-education" => {
-                tokio::spawn(samverka_adapter::serve_with_listener(
-                    HigherEducation::demo(),
-                    listener,
-                    tls,
-                    stop,
-                ));
-            }
-            _ => {
-                tokio::spawn(samverka_adapter::serve_with_listener(
-                    Employment::demo(),
-                    listener,
-                    tls,
-                    stop,
-                ));
-            }
-        }
+        tokio::spawn(samverka_adapter::serve_with_listener(
+            register, listener, tls, stop,
+        ));
     }
     (addresses[0], addresses[1])
 }

@@ -6,13 +6,12 @@
 //! compiled in). A real adapter would query the register instead.
 //!
 //! # Layout
-//! - [`Employment`]: the [`Adapter`] implementation.
+//! - [`demo`], [`with_agency`]: the register, as a
+//!   [`samverka_adapter::InMemoryRegister`] filled from the fixture.
 //! - `fixture` types (private): the TOML shape of the synthetic register.
 
-use std::collections::HashMap;
-
 use samverka_adapter::records::{EmploymentPeriod, Record, record::Payload};
-use samverka_adapter::{Adapter, AdapterError, Description, FetchQuery};
+use samverka_adapter::{Description, InMemoryRegister};
 use serde::Deserialize;
 
 /// Organisation number of the demo agency that keeps this register.
@@ -47,84 +46,48 @@ struct FixturePeriod {
     isco_code: String,
 }
 
-/// The employment register adapter, over its compiled-in fixture.
-#[derive(Debug, Clone)]
-pub struct Employment {
-    agency: String,
-    records: HashMap<String, Vec<Record>>,
+/// The demo agency's register with the synthetic fixture.
+pub fn demo() -> InMemoryRegister {
+    with_agency(DEMO_AGENCY)
 }
 
-impl Employment {
-    /// The adapter for the demo agency with the synthetic fixture.
-    pub fn demo() -> Self {
-        Self::with_agency(DEMO_AGENCY)
-    }
-
-    /// The same fixture, served under another organisation number.
-    pub fn with_agency(agency: &str) -> Self {
-        // The fixture is part of the source tree and checked by this
-        // crate's tests; a parse failure is a build defect.
-        let fixture: Fixture = toml::from_str(FIXTURE).expect("compiled-in fixture parses");
-        let records = fixture
-            .people
-            .into_iter()
-            .map(|p| {
-                let subject = p.subject_id;
-                let records = p
-                    .periods
-                    .into_iter()
-                    .map(|e| Record {
-                        record_type: "employment.period".to_owned(),
-                        subject_id: subject.clone(),
-                        record_id: e.id,
-                        payload: Some(Payload::EmploymentPeriod(EmploymentPeriod {
-                            employer_org_number: e.employer_org_number,
-                            employer_name: e.employer_name,
-                            start_date: e.start_date,
-                            end_date: e.end_date,
-                            extent_percent: e.extent_percent,
-                            ssyk_code: e.ssyk_code,
-                            occupation_title: e.occupation_title,
-                            isco_code: e.isco_code,
-                        })),
-                        ..Default::default()
-                    })
-                    .collect();
-                (subject, records)
-            })
-            .collect();
-        Employment {
-            agency: agency.to_owned(),
-            records,
+/// The same fixture, served under another organisation number.
+pub fn with_agency(agency: &str) -> InMemoryRegister {
+    // The fixture is part of the source tree and checked by this crate's
+    // tests; a parse failure is a build defect.
+    let fixture: Fixture = toml::from_str(FIXTURE).expect("compiled-in fixture parses");
+    let mut register = InMemoryRegister::new(Description::new(
+        agency,
+        "Employment register (synthetic)",
+        RECORD_TYPES,
+    ));
+    for p in fixture.people {
+        for e in p.periods {
+            register.insert(Record {
+                record_type: "employment.period".to_owned(),
+                subject_id: p.subject_id.clone(),
+                record_id: e.id,
+                payload: Some(Payload::EmploymentPeriod(EmploymentPeriod {
+                    employer_org_number: e.employer_org_number,
+                    employer_name: e.employer_name,
+                    start_date: e.start_date,
+                    end_date: e.end_date,
+                    extent_percent: e.extent_percent,
+                    ssyk_code: e.ssyk_code,
+                    occupation_title: e.occupation_title,
+                    isco_code: e.isco_code,
+                })),
+                ..Default::default()
+            });
         }
     }
-}
-
-impl Adapter for Employment {
-    fn describe(&self) -> Description {
-        Description::new(
-            &self.agency,
-            "Employment register (synthetic)",
-            RECORD_TYPES,
-        )
-    }
-
-    async fn fetch_records(&self, query: FetchQuery) -> Result<Vec<Record>, AdapterError> {
-        Ok(self
-            .records
-            .get(query.subject.as_str())
-            .into_iter()
-            .flatten()
-            .filter(|r| query.record_types.contains(&r.record_type))
-            .cloned()
-            .collect())
-    }
+    register
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use samverka_adapter::{OrgNumber, SubjectId};
+    use samverka_adapter::{Adapter, FetchQuery, OrgNumber, SubjectId};
 
     #[test]
     fn fixture_numbers_and_codes_are_valid() {
@@ -141,7 +104,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_person_is_an_empty_answer() {
-        let a = Employment::demo();
+        let a = demo();
         let q = |s: &str| FetchQuery {
             subject: SubjectId::parse(s).unwrap(),
             record_types: vec!["employment.period".into()],

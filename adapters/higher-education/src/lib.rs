@@ -8,13 +8,12 @@
 //! else (mTLS, caller check, output check) comes from the SDK.
 //!
 //! # Layout
-//! - [`HigherEducation`]: the [`Adapter`] implementation.
+//! - [`demo`], [`with_agency`]: the register, as a
+//!   [`samverka_adapter::InMemoryRegister`] filled from the fixture.
 //! - `fixture` types (private): the TOML shape of the synthetic register.
 
-use std::collections::HashMap;
-
 use samverka_adapter::records::{CourseResult, Degree, GradingScale, Record, record::Payload};
-use samverka_adapter::{Adapter, AdapterError, Description, FetchQuery};
+use samverka_adapter::{Description, InMemoryRegister};
 use serde::Deserialize;
 
 /// Organisation number of the demo institution this adapter speaks for.
@@ -66,81 +65,68 @@ struct FixtureDegree {
     award_date: String,
 }
 
-/// The higher-education register adapter, over its compiled-in fixture.
-#[derive(Debug, Clone)]
-pub struct HigherEducation {
-    agency: String,
-    records: HashMap<String, Vec<Record>>,
+/// The demo institution's register with the synthetic fixture.
+pub fn demo() -> InMemoryRegister {
+    with_agency(DEMO_AGENCY)
 }
 
-impl HigherEducation {
-    /// The adapter for the demo institution with the synthetic fixture.
-    pub fn demo() -> Self {
-        Self::with_agency(DEMO_AGENCY)
-    }
-
-    /// The same fixture, served under another organisation number.
-    pub fn with_agency(agency: &str) -> Self {
-        // The fixture is part of the source tree and checked by this
-        // crate's tests; a parse failure is a build defect.
-        let fixture: Fixture = toml::from_str(FIXTURE).expect("compiled-in fixture parses");
-        let records = fixture
-            .people
-            .into_iter()
-            .map(|p| {
-                let mut out = Vec::new();
-                for c in p.course_results {
-                    let scale = match c.grading_scale.as_str() {
-                        "U_G_VG" => GradingScale::UGVg,
-                        "U_3_4_5" => GradingScale::U345,
-                        "ECTS" => GradingScale::Ects,
-                        _ => GradingScale::Unspecified,
-                    };
-                    out.push(record(
-                        &p.subject_id,
-                        "education.course_result",
-                        c.id,
-                        Payload::CourseResult(CourseResult {
-                            course_code: c.course_code,
-                            course_name: c.course_name,
-                            course_name_en: c.course_name_en,
-                            credits: c.credits,
-                            grade: c.grade,
-                            grading_scale: scale as i32,
-                            examination_date: c.examination_date,
-                            institution_org_number: agency.to_owned(),
-                            institution_name: DEMO_INSTITUTION.to_owned(),
-                            sun_field: c.sun_field,
-                        }),
-                    ));
-                }
-                for d in p.degrees {
-                    out.push(record(
-                        &p.subject_id,
-                        "education.degree",
-                        d.id,
-                        Payload::Degree(Degree {
-                            title: d.title,
-                            title_en: d.title_en,
-                            sun_level: d.sun_level,
-                            sun_field: d.sun_field,
-                            main_field: d.main_field,
-                            eqf_level: d.eqf_level,
-                            credits: d.credits,
-                            award_date: d.award_date,
-                            institution_org_number: agency.to_owned(),
-                            institution_name: DEMO_INSTITUTION.to_owned(),
-                        }),
-                    ));
-                }
-                (p.subject_id, out)
-            })
-            .collect();
-        HigherEducation {
-            agency: agency.to_owned(),
-            records,
+/// The same fixture, served under another organisation number.
+pub fn with_agency(agency: &str) -> InMemoryRegister {
+    // The fixture is part of the source tree and checked by this crate's
+    // tests; a parse failure is a build defect.
+    let fixture: Fixture = toml::from_str(FIXTURE).expect("compiled-in fixture parses");
+    let mut register = InMemoryRegister::new(Description::new(
+        agency,
+        "Study records (higher education, synthetic)",
+        RECORD_TYPES,
+    ));
+    for p in fixture.people {
+        for c in p.course_results {
+            let scale = match c.grading_scale.as_str() {
+                "U_G_VG" => GradingScale::UGVg,
+                "U_3_4_5" => GradingScale::U345,
+                "ECTS" => GradingScale::Ects,
+                _ => GradingScale::Unspecified,
+            };
+            register.insert(record(
+                &p.subject_id,
+                "education.course_result",
+                c.id,
+                Payload::CourseResult(CourseResult {
+                    course_code: c.course_code,
+                    course_name: c.course_name,
+                    course_name_en: c.course_name_en,
+                    credits: c.credits,
+                    grade: c.grade,
+                    grading_scale: scale as i32,
+                    examination_date: c.examination_date,
+                    institution_org_number: agency.to_owned(),
+                    institution_name: DEMO_INSTITUTION.to_owned(),
+                    sun_field: c.sun_field,
+                }),
+            ));
+        }
+        for d in p.degrees {
+            register.insert(record(
+                &p.subject_id,
+                "education.degree",
+                d.id,
+                Payload::Degree(Degree {
+                    title: d.title,
+                    title_en: d.title_en,
+                    sun_level: d.sun_level,
+                    sun_field: d.sun_field,
+                    main_field: d.main_field,
+                    eqf_level: d.eqf_level,
+                    credits: d.credits,
+                    award_date: d.award_date,
+                    institution_org_number: agency.to_owned(),
+                    institution_name: DEMO_INSTITUTION.to_owned(),
+                }),
+            ));
         }
     }
+    register
 }
 
 fn record(subject: &str, record_type: &str, id: String, payload: Payload) -> Record {
@@ -153,31 +139,10 @@ fn record(subject: &str, record_type: &str, id: String, payload: Payload) -> Rec
     }
 }
 
-impl Adapter for HigherEducation {
-    fn describe(&self) -> Description {
-        Description::new(
-            &self.agency,
-            "Study records (higher education, synthetic)",
-            RECORD_TYPES,
-        )
-    }
-
-    async fn fetch_records(&self, query: FetchQuery) -> Result<Vec<Record>, AdapterError> {
-        Ok(self
-            .records
-            .get(query.subject.as_str())
-            .into_iter()
-            .flatten()
-            .filter(|r| query.record_types.contains(&r.record_type))
-            .cloned()
-            .collect())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use samverka_adapter::SubjectId;
+    use samverka_adapter::{Adapter, FetchQuery, SubjectId};
 
     #[test]
     fn fixture_people_have_valid_numbers_and_records() {
@@ -197,7 +162,7 @@ mod tests {
 
     #[tokio::test]
     async fn answers_only_the_requested_types_of_the_requested_person() {
-        let a = HigherEducation::demo();
+        let a = demo();
         let query = |types: &[&str], subject: &str| FetchQuery {
             subject: SubjectId::parse(subject).unwrap(),
             record_types: types.iter().map(|t| t.to_string()).collect(),

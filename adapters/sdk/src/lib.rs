@@ -51,9 +51,12 @@
 //! - [`Adapter`], [`Description`], [`FetchQuery`], [`AdapterError`]: what an
 //!   adapter developer implements and sees.
 //! - [`serve`], [`serve_with_listener`]: run an adapter over mTLS.
+//! - [`InMemoryRegister`]: an adapter over records in memory, for
+//!   fixtures and tests.
 //! - `service` (private): the gRPC service around an [`Adapter`], with the
 //!   caller check and the output check.
 
+mod register;
 mod service;
 
 use std::future::Future;
@@ -66,6 +69,7 @@ pub use samverka_certs::{OrgNumber, SubjectId};
 use tokio::net::TcpListener;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
+pub use register::InMemoryRegister;
 pub use samverka_proto::records::v1 as records;
 
 /// Version of this SDK, reported to the gateway by `Describe`.
