@@ -318,14 +318,12 @@ async fn an_export_verifies_on_its_own_and_an_edit_to_it_is_found() {
 async fn pruning_archives_old_entries_and_keeps_the_rest_verifiable() {
     let t = trail().await;
     let config = t.dir.path().join("gateway.toml");
-    let unused: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
     std::fs::write(
         &config,
         samverka::demo::demo_config(
             &t.pki,
             "127.0.0.1:0",
-            unused,
-            unused,
+            &[],
             &t.db.display().to_string(),
             "[audit]\nretention_days = 1\n",
         ),

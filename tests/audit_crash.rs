@@ -41,7 +41,7 @@ fn verify(config: &std::path::Path) -> String {
 async fn answered_requests_survive_sigkill_and_the_chain_continues() {
     let dir = tempfile::tempdir().unwrap();
     let pki = samverka_certs::dev::write_dev_pki(&dir.path().join("certs"), &pki_spec()).unwrap();
-    let (he, emp) = spawn_adapters(&pki).await;
+    let adapters = spawn_adapters(&pki).await;
     let db = dir.path().join("samverka.db");
     let config = dir.path().join("gateway.toml");
     std::fs::write(
@@ -49,8 +49,7 @@ async fn answered_requests_survive_sigkill_and_the_chain_continues() {
         demo_config(
             &pki,
             "127.0.0.1:0",
-            he,
-            emp,
+            &adapters,
             &db.display().to_string(),
             DEMO_AUDIT,
         ),

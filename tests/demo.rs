@@ -92,7 +92,7 @@ async fn demo_serve_keeps_running_for_other_clients_until_sigterm() {
             p.display()
         );
     }
-    assert_eq!(demo["adapters"].as_array().unwrap().len(), 2);
+    assert_eq!(demo["adapters"].as_array().unwrap().len(), 3);
     let tls = AgencyTls::from_files(
         Path::new(string(&demo, "gateway", "ca_cert")),
         Path::new(string(&demo, "agency", "cert")),
@@ -187,6 +187,7 @@ fn certs_init_writes_a_dev_pki_that_follows_the_convention() {
         "agency-reader.pem",
         "agency-registrar.pem",
         "adapter-employment.pem",
+        "adapter-competence.pem",
         "adapter-higher-education.key",
     ] {
         assert!(dir.path().join(f).exists(), "{f}");

@@ -331,7 +331,14 @@ async fn a_stopped_adapter_is_unavailable_while_the_other_answers() {
         .iter()
         .map(|s| (s.agency_id.as_str(), s.reachable))
         .collect();
-    assert_eq!(reachable, [(HE, false), (EMP, true)]);
+    assert_eq!(
+        reachable,
+        [
+            (HE, false),
+            (EMP, true),
+            (samverka_adapter_competence::DEMO_AGENCY, true)
+        ]
+    );
 }
 
 #[tokio::test]
@@ -344,7 +351,7 @@ async fn list_sources_names_agencies_and_record_types() {
         .unwrap()
         .into_inner()
         .sources;
-    assert_eq!(sources.len(), 2);
+    assert_eq!(sources.len(), 3);
     assert_eq!(sources[0].agency_id, HE);
     assert_eq!(
         sources[0].record_types,
@@ -474,7 +481,7 @@ async fn grants_are_validated_idempotent_and_readable() {
         ),
         (
             "RECORD_TYPE_NOT_COVERED",
-            Box::new(|r| r.record_types = strings(&["competence.validated"])),
+            Box::new(|r| r.record_types = strings(&["education.upper_secondary_grade"])),
         ),
         ("FIELD_MISSING", Box::new(|r| r.valid_until = None)),
         (

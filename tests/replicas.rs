@@ -32,11 +32,11 @@ async fn a_revocation_through_one_replica_is_enforced_by_the_other() {
     let pki = samverka_certs::dev::write_dev_pki(&dir.path().join("certs"), &pki_spec()).unwrap();
 
     // The two reference adapters, shared by both replicas.
-    let (he, emp) = spawn_adapters(&pki).await;
+    let adapters = spawn_adapters(&pki).await;
     let config = dir.path().join("gateway.toml");
     std::fs::write(
         &config,
-        samverka::demo::demo_config(&pki, "127.0.0.1:0", he, emp, &pg.url(), ""),
+        samverka::demo::demo_config(&pki, "127.0.0.1:0", &adapters, &pg.url(), ""),
     )
     .unwrap();
 

@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use samverka_adapter::{Adapter, AdapterError, AdapterTls, Description, FetchQuery};
+use samverka_adapter::{
+    Adapter, AdapterError, AdapterTls, Description, FetchQuery, InMemoryRegister,
+};
 use samverka_certs::OrgNumber;
 use samverka_certs::dev::{DevPkiFiles, DevPkiSpec, write_dev_pki};
 use samverka_proto::records::v1::{GradingScale, Record, record::Payload};
@@ -53,6 +55,36 @@ pub const DEMO_PURPOSE: &str = "study_guidance";
 /// The record types of the demo read.
 pub const DEMO_RECORD_TYPES: [&str; 2] = ["education.course_result", "employment.period"];
 
+/// The demo's sources: name, organisation number, record types and the
+/// register behind each.
+pub fn demo_sources() -> Vec<(
+    &'static str,
+    &'static str,
+    Vec<&'static str>,
+    InMemoryRegister,
+)> {
+    vec![
+        (
+            "higher-education",
+            samverka_adapter_higher_education::DEMO_AGENCY,
+            samverka_adapter_higher_education::RECORD_TYPES.to_vec(),
+            samverka_adapter_higher_education::demo(),
+        ),
+        (
+            "employment",
+            samverka_adapter_employment::DEMO_AGENCY,
+            samverka_adapter_employment::RECORD_TYPES.to_vec(),
+            samverka_adapter_employment::demo(),
+        ),
+        (
+            "competence",
+            samverka_adapter_competence::DEMO_AGENCY,
+            samverka_adapter_competence::RECORD_TYPES.to_vec(),
+            samverka_adapter_competence::demo(),
+        ),
+    ]
+}
+
 /// Why the demo failed.
 pub type DemoError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -66,16 +98,10 @@ pub fn pki_spec() -> DevPkiSpec {
             ("registrar".into(), org(REGISTRAR_AGENCY)),
             ("outsider".into(), org(OUTSIDER_AGENCY)),
         ],
-        adapters: vec![
-            (
-                "higher-education".into(),
-                org(samverka_adapter_higher_education::DEMO_AGENCY),
-            ),
-            (
-                "employment".into(),
-                org(samverka_adapter_employment::DEMO_AGENCY),
-            ),
-        ],
+        adapters: demo_sources()
+            .into_iter()
+            .map(|(name, agency, _, _)| (name.to_owned(), org(agency)))
+            .collect(),
     }
 }
 
@@ -166,8 +192,13 @@ impl Network {
         let dir = std::path::absolute(dir)?;
         let pki = write_dev_pki(&dir.join("certs"), &pki_spec())?;
         let (gateway_listener, gateway_address) = loopback().await?;
-        let (he_listener, he_address) = loopback().await?;
-        let (emp_listener, emp_address) = loopback().await?;
+        let mut listeners = Vec::new();
+        for (name, ..) in demo_sources() {
+            let (listener, address) = loopback().await?;
+            listeners.push((name.to_owned(), listener, address));
+        }
+        let adapters: Vec<(String, SocketAddr)> =
+            listeners.iter().map(|(n, _, a)| (n.clone(), *a)).collect();
 
         let config_path = dir.join("demo.toml");
         std::fs::write(
@@ -175,38 +206,27 @@ impl Network {
             demo_config(
                 &pki,
                 &gateway_address.to_string(),
-                he_address,
-                emp_address,
+                &adapters,
                 &dir.join("samverka.db").display().to_string(),
                 DEMO_AUDIT,
             ),
         )?;
         let config = Config::load(&config_path)?;
 
-        let adapter_tls = |name: &str| -> Result<AdapterTls, DemoError> {
+        let fetch_calls = Arc::new(AtomicUsize::new(0));
+        let mut stops = Vec::new();
+        for ((name, _, _, register), (_, listener, _)) in demo_sources().into_iter().zip(listeners)
+        {
             let (_, cert, key) = pki
                 .adapters
                 .iter()
                 .find(|(n, _, _)| n == name)
                 .ok_or("adapter missing from the PKI")?;
-            Ok(AdapterTls::from_files(cert, key, &pki.ca_cert)?)
-        };
-        let fetch_calls = Arc::new(AtomicUsize::new(0));
-        let mut stops = Vec::new();
-        let (tx, task) = spawn_adapter(
-            Counted::new(samverka_adapter_higher_education::demo(), &fetch_calls),
-            he_listener,
-            adapter_tls("higher-education")?,
-            "higher-education",
-        );
-        stops.push(("higher-education".to_owned(), tx, task));
-        let (tx, task) = spawn_adapter(
-            Counted::new(samverka_adapter_employment::demo(), &fetch_calls),
-            emp_listener,
-            adapter_tls("employment")?,
-            "employment",
-        );
-        stops.push(("employment".to_owned(), tx, task));
+            let tls = AdapterTls::from_files(cert, key, &pki.ca_cert)?;
+            let (tx, task) =
+                spawn_adapter(Counted::new(register, &fetch_calls), listener, tls, name);
+            stops.push((name.to_owned(), tx, task));
+        }
 
         let gateway = Gateway::new(config, clock).await?;
         let (tx, rx) = oneshot::channel::<()>();
@@ -227,10 +247,7 @@ impl Network {
             pki,
             gateway,
             gateway_address,
-            adapters: vec![
-                ("higher-education".into(), he_address),
-                ("employment".into(), emp_address),
-            ],
+            adapters,
             fetch_calls,
             stops,
         })
@@ -263,7 +280,8 @@ impl Network {
         .await?)
     }
 
-    /// Stops one part (`higher-education`, `employment` or `gateway`) and
+    /// Stops one part (`gateway` or an adapter: `higher-education`,
+    /// `employment`, `competence`) and
     /// waits until it has stopped: until its in-flight requests are done,
     /// or at most [`samverka_adapter::DRAIN_TIMEOUT`] if a client keeps a
     /// connection open.
@@ -283,8 +301,10 @@ impl Network {
 
     /// Stops everything.
     pub async fn shutdown(mut self) {
-        for name in ["gateway", "higher-education", "employment"] {
-            self.stop(name).await;
+        self.stop("gateway").await;
+        while let Some((name, ..)) = self.stops.first() {
+            let name = name.clone();
+            self.stop(&name).await;
         }
     }
 }
@@ -294,14 +314,13 @@ impl Network {
 pub const DEMO_AUDIT: &str = "[audit]\ncheckpoint_every = 10\ncheckpoint_interval_s = 5\n";
 
 /// The demo's configuration: gateway at `gateway` (`host:port`; port 0
-/// lets the OS choose), the two reference adapters at their addresses,
-/// `store` (a SQLite path or a PostgreSQL URL), and `extra` TOML appended
-/// as is (further sections, such as [`DEMO_AUDIT`]).
+/// lets the OS choose), the demo sources named in `adapters` at their
+/// addresses, `store` (a SQLite path or a PostgreSQL URL), and `extra` TOML
+/// appended as is (further sections, such as [`DEMO_AUDIT`]).
 pub fn demo_config(
     pki: &DevPkiFiles,
     gateway: &str,
-    higher_education: SocketAddr,
-    employment: SocketAddr,
+    adapters: &[(String, SocketAddr)],
     store: &str,
     extra: &str,
 ) -> String {
@@ -315,9 +334,16 @@ pub fn demo_config(
     };
     let (reader_cert, reader_key) = agency("reader");
     let (registrar_cert, registrar_key) = agency("registrar");
-    let he_types = samverka_adapter_higher_education::RECORD_TYPES;
-    let emp_types = samverka_adapter_employment::RECORD_TYPES;
     let list = |t: &[&str]| format!("{t:?}");
+    let mut adapter_tables = String::new();
+    for (name, address) in adapters {
+        if let Some((_, agency, types, _)) = demo_sources().into_iter().find(|(n, ..)| n == name) {
+            adapter_tables.push_str(&format!(
+                "[[adapters]]\nname = \"{name}\"\naddress = \"{address}\"\norg_number = \"{agency}\"\nrecord_types = {}\n\n",
+                list(&types)
+            ));
+        }
+    }
     format!(
         r#"# samverka demo configuration, written by `samverka demo`.
 # The gateway reads it as its configuration (`samverka serve --config` takes
@@ -365,7 +391,7 @@ name = "Agency without access rules (demo)"
 [[purposes]]
 code = "study_guidance"
 description = "Study and career guidance"
-record_types = ["education.course_result", "education.degree", "employment.period"]
+record_types = ["education.course_result", "education.degree", "employment.period", "competence.validated"]
 
 [[purposes]]
 code = "job_matching"
@@ -380,25 +406,14 @@ record_types = ["education.course_result", "education.degree", "education.upper_
 [[access_rules]]
 agency = "{READER_AGENCY}"
 purposes = ["study_guidance"]
-record_types = ["education.course_result", "education.degree", "employment.period"]
+record_types = ["education.course_result", "education.degree", "employment.period", "competence.validated"]
 
 [[access_rules]]
 agency = "{READER_AGENCY}"
 purposes = ["job_matching"]
-record_types = ["employment.period"]
+record_types = ["employment.period", "competence.validated"]
 
-[[adapters]]
-name = "higher-education"
-address = "{higher_education}"
-org_number = "{he_org}"
-record_types = {he_types}
-
-[[adapters]]
-name = "employment"
-address = "{employment}"
-org_number = "{emp_org}"
-record_types = {emp_types}
-{extra}"#,
+{adapter_tables}{extra}"#,
         ca = p(&pki.ca_cert),
         gw_cert = p(&pki.gateway.0),
         gw_key = p(&pki.gateway.1),
@@ -406,10 +421,6 @@ record_types = {emp_types}
         gwc_key = p(&pki.gateway_client.1),
         store = toml::Value::String(store.to_owned()),
         demo_types = list(&DEMO_RECORD_TYPES),
-        he_org = samverka_adapter_higher_education::DEMO_AGENCY,
-        emp_org = samverka_adapter_employment::DEMO_AGENCY,
-        he_types = list(&he_types),
-        emp_types = list(&emp_types),
     )
 }
 
@@ -453,6 +464,10 @@ pub fn describe_record(r: &Record) -> String {
             } else {
                 &e.end_date
             }
+        ),
+        Some(Payload::ValidatedCompetence(c)) => format!(
+            "{}, EQF {}, assessed by {} ({}), {}",
+            c.competence_area, c.eqf_level, c.assessor_name, c.method, c.assessment_date
         ),
         Some(other) => format!("{other:?}"),
         None => "(no payload)".to_owned(),

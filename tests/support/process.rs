@@ -57,22 +57,19 @@ pub fn start_replica(bin: &str, config: &Path) -> Replica {
     Replica { child, address }
 }
 
-/// Serves the two reference adapters on loopback until the test ends;
-/// returns (higher-education, employment) addresses.
-pub async fn spawn_adapters(pki: &DevPkiFiles) -> (SocketAddr, SocketAddr) {
+/// Serves the demo's reference adapters on loopback until the test ends;
+/// returns their names and addresses, for `demo_config`.
+pub async fn spawn_adapters(pki: &DevPkiFiles) -> Vec<(String, SocketAddr)> {
     let mut addresses = Vec::new();
-    for (name, cert, key) in &pki.adapters {
+    for (name, _, _, register) in samverka::demo::demo_sources() {
+        let (_, cert, key) = pki.adapters.iter().find(|(n, _, _)| n == name).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        addresses.push(listener.local_addr().unwrap());
+        addresses.push((name.to_owned(), listener.local_addr().unwrap()));
         let tls = AdapterTls::from_files(cert, key, &pki.ca_cert).unwrap();
-        let register = match name.as_str() {
-            "higher-education" => samverka_adapter_higher_education::demo(),
-            _ => samverka_adapter_employment::demo(),
-        };
         let stop = std::future::pending::<()>();
         tokio::spawn(samverka_adapter::serve_with_listener(
             register, listener, tls, stop,
         ));
     }
-    (addresses[0], addresses[1])
+    addresses
 }

@@ -424,6 +424,10 @@ async fn main() -> Result<(), BoxError> {
     }
 
     // The gateway, with a third source for the fan-out comparison.
+    let demo_adapters: Vec<(String, SocketAddr)> = ["higher-education", "employment"]
+        .iter()
+        .map(|n| (n.to_string(), addresses[n]))
+        .collect();
     let extra = format!(
         "[[adapters]]\nname = \"employment-b\"\naddress = \"{}\"\norg_number = \"2021999079\"\nrecord_types = [\"employment.period\"]\n",
         addresses["employment-b"]
@@ -435,8 +439,7 @@ async fn main() -> Result<(), BoxError> {
         demo_config(
             &pki,
             "127.0.0.1:0",
-            addresses["higher-education"],
-            addresses["employment"],
+            &demo_adapters,
             &store.display().to_string(),
             &extra,
         ),
@@ -458,8 +461,7 @@ async fn main() -> Result<(), BoxError> {
                 demo_config(
                     &pki,
                     "127.0.0.1:0",
-                    addresses["higher-education"],
-                    addresses["employment"],
+                    &demo_adapters,
                     &store.display().to_string(),
                     &extra,
                 ),
