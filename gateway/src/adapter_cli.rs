@@ -24,6 +24,8 @@ pub enum ReferenceAdapter {
     HigherEducation,
     /// Employment periods (synthetic employment register).
     Employment,
+    /// Validated competences (synthetic validation platform).
+    Competence,
 }
 
 /// Subcommands of `samverka adapter`.
@@ -98,6 +100,12 @@ pub async fn run(command: AdapterCommand) -> Result<(), ServeError> {
             "employment",
             agency.map_or_else(samverka_adapter_employment::demo, |org| {
                 samverka_adapter_employment::with_agency(&org)
+            }),
+        ),
+        ReferenceAdapter::Competence => (
+            "competence",
+            agency.map_or_else(samverka_adapter_competence::demo, |org| {
+                samverka_adapter_competence::with_agency(&org)
             }),
         ),
     };
