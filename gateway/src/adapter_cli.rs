@@ -9,6 +9,20 @@
 //! With port 0 the OS picks a port; the first line on stdout says which:
 //! `samverka adapter employment (agency 2021999053) serving on 127.0.0.1:PORT`.
 //! Stops on Ctrl-C or SIGTERM after in-flight requests.
+//!
+//! `samverka adapter check` runs the conformance kit
+//! ([`samverka_adapter::conformance`]) against any running adapter, in any
+//! language, calling it with a gateway certificate:
+//!
+//! ```text
+//! samverka adapter check --addr 127.0.0.1:50062 --ca ca.pem \
+//!     --cert gateway-client.pem --key gateway-client.key \
+//!     --other-cert agency-reader.pem --other-key agency-reader.key \
+//!     --subject 199003142388
+//! ```
+//!
+//! Each check prints PASS or FAIL with the reason; the exit code is 1 if
+//! any failed.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -31,6 +45,37 @@ pub enum ReferenceAdapter {
 /// Subcommands of `samverka adapter`.
 #[derive(Debug, Subcommand)]
 pub enum AdapterCommand {
+    /// Run the conformance kit against a running adapter.
+    Check {
+        /// The adapter, host:port.
+        #[arg(long)]
+        addr: String,
+        /// The name its certificate must be valid for.
+        #[arg(long, default_value = "localhost")]
+        server_name: String,
+        /// Trust anchor (PEM).
+        #[arg(long)]
+        ca: PathBuf,
+        /// A certificate with the gateway role (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// Its key (PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// A certificate of the same CA without the gateway role, for the
+        /// refusal check.
+        #[arg(long, requires = "other_key")]
+        other_cert: Option<PathBuf>,
+        /// Its key.
+        #[arg(long)]
+        other_key: Option<PathBuf>,
+        /// A person the register holds records for.
+        #[arg(long, default_value = crate::demo::DEMO_SUBJECT)]
+        subject: String,
+        /// A valid number the register does not know.
+        #[arg(long, default_value = "197001010011")]
+        unknown_subject: String,
+    },
     /// Serve a reference adapter over mTLS.
     Run {
         /// Which adapter.
@@ -78,17 +123,84 @@ async fn run_one<A: Adapter>(
     .unwrap_or(Ok(()))
 }
 
-/// Runs one `samverka adapter` command.
-pub async fn run(command: AdapterCommand) -> Result<(), ServeError> {
-    let AdapterCommand::Run {
-        adapter,
-        listen,
-        cert,
-        key,
-        ca,
-        agency,
-    } = command;
-    let tls = AdapterTls::from_files(&cert, &key, &ca)?;
+/// Runs one `samverka adapter` command; `Ok(false)` when a conformance
+/// check failed.
+pub async fn run(command: AdapterCommand) -> Result<bool, ServeError> {
+    match command {
+        AdapterCommand::Check {
+            addr,
+            server_name,
+            ca,
+            cert,
+            key,
+            other_cert,
+            other_key,
+            subject,
+            unknown_subject,
+        } => {
+            let read = |p: &PathBuf| {
+                std::fs::read_to_string(p)
+                    .map_err(|e| ServeError::Io(format!("{}: {e}", p.display())))
+            };
+            let other_identity = match (&other_cert, &other_key) {
+                (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+                _ => None,
+            };
+            check(samverka_adapter::conformance::KitConfig {
+                address: addr,
+                server_name,
+                ca_pem: read(&ca)?,
+                gateway_cert_pem: read(&cert)?,
+                gateway_key_pem: read(&key)?,
+                other_identity,
+                known_subject: subject,
+                unknown_subject,
+            })
+            .await
+        }
+        AdapterCommand::Run {
+            adapter,
+            listen,
+            cert,
+            key,
+            ca,
+            agency,
+        } => serve_reference(adapter, listen, &cert, &key, &ca, agency)
+            .await
+            .map(|()| true),
+    }
+}
+
+/// Runs the conformance kit and prints each check; `false` if any failed.
+async fn check(config: samverka_adapter::conformance::KitConfig) -> Result<bool, ServeError> {
+    let results = samverka_adapter::conformance::run_checks(&config).await;
+    let failed = results.iter().filter(|r| !r.passed).count();
+    for r in &results {
+        println!(
+            "{} {:<30} {}",
+            if r.passed { "PASS" } else { "FAIL" },
+            r.name,
+            r.detail
+        );
+    }
+    println!(
+        "{}: {} of {} checks passed",
+        config.address,
+        results.len() - failed,
+        results.len()
+    );
+    Ok(failed == 0)
+}
+
+async fn serve_reference(
+    adapter: ReferenceAdapter,
+    listen: SocketAddr,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    ca: &std::path::Path,
+    agency: Option<String>,
+) -> Result<(), ServeError> {
+    let tls = AdapterTls::from_files(cert, key, ca)?;
     let (name, register): (&str, InMemoryRegister) = match adapter {
         ReferenceAdapter::HigherEducation => (
             "higher-education",

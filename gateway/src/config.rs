@@ -373,20 +373,7 @@ fn purpose_code<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     }
 }
 
-/// Whether `s` has the shape of a record type: two or more dot-separated
-/// lower-case words, e.g. `education.course_result`.
-pub fn is_record_type_name(s: &str) -> bool {
-    let mut parts = 0;
-    for part in s.split('.') {
-        parts += 1;
-        let mut bytes = part.bytes();
-        let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase());
-        if !first_ok || !bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
-            return false;
-        }
-    }
-    parts >= 2
-}
+pub use samverka_proto::is_record_type_name;
 
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1

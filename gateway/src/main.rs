@@ -196,7 +196,8 @@ fn main() -> ExitCode {
                     .map_err(|e| e.to_string())
             });
             match result {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
                 Err(e) => {
                     eprintln!("samverka adapter: {e}");
                     ExitCode::FAILURE

@@ -48,3 +48,18 @@ pub const KNOWN_RECORD_TYPES: &[&str] = &[
     "employment.period",
     "competence.validated",
 ];
+
+/// Whether `s` has the shape of a record type: two or more dot-separated
+/// lower-case words (letters, digits, `_`), e.g. `education.course_result`.
+pub fn is_record_type_name(s: &str) -> bool {
+    let mut parts = 0;
+    for part in s.split('.') {
+        parts += 1;
+        let mut bytes = part.bytes();
+        let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase());
+        if !first_ok || !bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            return false;
+        }
+    }
+    parts >= 2
+}

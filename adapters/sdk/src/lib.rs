@@ -53,9 +53,12 @@
 //! - [`serve`], [`serve_with_listener`]: run an adapter over mTLS.
 //! - [`InMemoryRegister`]: an adapter over records in memory, for
 //!   fixtures and tests.
+//! - [`conformance`]: the checks every adapter must pass, for an adapter's
+//!   own tests and for `samverka adapter check`.
 //! - `service` (private): the gRPC service around an [`Adapter`], with the
 //!   caller check and the output check.
 
+pub mod conformance;
 mod register;
 mod service;
 

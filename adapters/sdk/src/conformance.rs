@@ -1,0 +1,364 @@
+//! The conformance kit: the checks every adapter must pass before the
+//! gateway routes to it, run over the network against any running adapter,
+//! whatever language it is written in.
+//!
+//! | check | what passes |
+//! |---|---|
+//! | `describe` | `Describe` answers with a valid organisation number, a name and at least one well-formed record type |
+//! | `known-subject` | for each offered type, the known person's records come back, of that type only, about that person, each with a payload and a record id; at least one record in all |
+//! | `other-subjects-never-returned` | asking for every type at once returns nothing about anyone else |
+//! | `unknown-subject` | a valid number the register does not know gets an empty answer, not an error |
+//! | `malformed-subject` | a bad check digit, letters, an empty id: each `INVALID_ARGUMENT` |
+//! | `unoffered-type` | a record type the adapter did not offer: `INVALID_ARGUMENT`, or an empty answer |
+//! | `deadline` | with a 250 ms deadline the call ends (answer or `DEADLINE_EXCEEDED`) within 500 ms |
+//! | `non-gateway-refused` | a certificate of the same CA without the gateway role is refused |
+//! | `no-client-certificate-refused` | a caller without a client certificate is refused |
+//!
+//! From the command line: `samverka adapter check`. From an adapter's own
+//! Rust tests: [`run_checks`] and assert that every [`CheckResult`] passed.
+
+use std::time::{Duration, Instant};
+
+use samverka_certs::{OrgNumber, SubjectId};
+use samverka_proto::adapter::v1::adapter_client::AdapterClient;
+use samverka_proto::adapter::v1::{DescribeRequest, FetchRecordsRequest};
+use tonic::Code;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+/// What the kit needs to reach and question an adapter.
+#[derive(Debug, Clone)]
+pub struct KitConfig {
+    /// `host:port` of the adapter.
+    pub address: String,
+    /// The name its server certificate must be valid for.
+    pub server_name: String,
+    /// The trust anchor, PEM.
+    pub ca_pem: String,
+    /// A certificate with the gateway role, and its key (PEM): the kit
+    /// calls as the gateway.
+    pub gateway_cert_pem: String,
+    /// Its key.
+    pub gateway_key_pem: String,
+    /// A certificate of the same CA without the gateway role (e.g. an
+    /// agency's), and its key; the refusal check needs it.
+    pub other_identity: Option<(String, String)>,
+    /// A person the register holds records for.
+    pub known_subject: String,
+    /// A valid number the register does not know.
+    pub unknown_subject: String,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckResult {
+    /// The check's name, as in the table above.
+    pub name: &'static str,
+    /// Whether it passed.
+    pub passed: bool,
+    /// Why, for people.
+    pub detail: String,
+}
+
+fn pass(name: &'static str, detail: impl Into<String>) -> CheckResult {
+    CheckResult {
+        name,
+        passed: true,
+        detail: detail.into(),
+    }
+}
+
+fn fail(name: &'static str, detail: impl Into<String>) -> CheckResult {
+    CheckResult {
+        name,
+        passed: false,
+        detail: detail.into(),
+    }
+}
+
+async fn client(
+    cfg: &KitConfig,
+    identity: Option<(&str, &str)>,
+) -> Result<AdapterClient<Channel>, String> {
+    crate::install_crypto_provider();
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&cfg.ca_pem))
+        .domain_name(cfg.server_name.clone());
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    let channel = Endpoint::from_shared(format!("https://{}", cfg.address))
+        .map_err(|e| e.to_string())?
+        .tls_config(tls)
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}", cfg.address))?;
+    Ok(AdapterClient::new(channel))
+}
+
+fn fetch(subject: &str, types: &[String]) -> tonic::Request<FetchRecordsRequest> {
+    let mut request = tonic::Request::new(FetchRecordsRequest {
+        subject_id: subject.to_owned(),
+        record_types: types.to_vec(),
+        purpose: "conformance_check".into(),
+        consent_id: "conformance-check".into(),
+        requesting_agency: String::new(),
+        audit_ref: String::new(),
+    });
+    request.set_timeout(Duration::from_secs(5));
+    request
+}
+
+/// Runs every check, in the order of the table above.
+pub async fn run_checks(cfg: &KitConfig) -> Vec<CheckResult> {
+    let mut results = Vec::new();
+    let mut gw = match client(cfg, Some((&cfg.gateway_cert_pem, &cfg.gateway_key_pem))).await {
+        Ok(c) => c,
+        Err(e) => return vec![fail("describe", e)],
+    };
+
+    // describe
+    let offered = match gw.describe(DescribeRequest {}).await {
+        Err(s) => {
+            results.push(fail(
+                "describe",
+                format!("Describe failed: {:?} {}", s.code(), s.message()),
+            ));
+            Vec::new()
+        }
+        Ok(d) => {
+            let d = d.into_inner();
+            let bad_type = d
+                .record_types
+                .iter()
+                .find(|t| !samverka_proto::is_record_type_name(t));
+            let problem = if let Err(e) = OrgNumber::parse(&d.agency_id) {
+                Some(format!("agency_id {:?}: {e}", d.agency_id))
+            } else if d.name.trim().is_empty() {
+                Some("name is empty".into())
+            } else if d.record_types.is_empty() {
+                Some("no record types offered".into())
+            } else {
+                bad_type.map(|t| format!("record type {t:?} is not a dotted lower-case name"))
+            };
+            match problem {
+                Some(p) => results.push(fail("describe", p)),
+                None => results.push(pass(
+                    "describe",
+                    format!(
+                        "agency {}, {} record type(s): {}",
+                        d.agency_id,
+                        d.record_types.len(),
+                        d.record_types.join(", ")
+                    ),
+                )),
+            }
+            d.record_types
+        }
+    };
+
+    // known-subject
+    let mut total = 0;
+    let mut problem = None;
+    for t in &offered {
+        match gw
+            .fetch_records(fetch(&cfg.known_subject, std::slice::from_ref(t)))
+            .await
+        {
+            Err(s) => problem = Some(format!("{t}: {:?} {}", s.code(), s.message())),
+            Ok(r) => {
+                for rec in r.into_inner().records {
+                    total += 1;
+                    if &rec.record_type != t {
+                        problem = Some(format!("asked for {t}, got a {} record", rec.record_type));
+                    } else if rec.subject_id != cfg.known_subject {
+                        problem = Some(format!(
+                            "asked about {}, got a record about someone else",
+                            cfg.known_subject
+                        ));
+                    } else if rec.payload.is_none() || rec.record_id.is_empty() {
+                        problem = Some(format!("a {t} record without payload or record id"));
+                    }
+                }
+            }
+        }
+    }
+    results.push(match (problem, total) {
+        (Some(p), _) => fail("known-subject", p),
+        (None, 0) => fail(
+            "known-subject",
+            format!(
+                "no records at all for {} (give a person the register knows)",
+                cfg.known_subject
+            ),
+        ),
+        (None, n) => pass(
+            "known-subject",
+            format!("{n} record(s), each of the type asked for"),
+        ),
+    });
+
+    // other-subjects-never-returned
+    results.push(
+        match gw.fetch_records(fetch(&cfg.known_subject, &offered)).await {
+            Err(s) => fail(
+                "other-subjects-never-returned",
+                format!("{:?} {}", s.code(), s.message()),
+            ),
+            Ok(r) => {
+                let others = r
+                    .into_inner()
+                    .records
+                    .iter()
+                    .filter(|r| r.subject_id != cfg.known_subject)
+                    .count();
+                if others == 0 {
+                    pass(
+                        "other-subjects-never-returned",
+                        "only the person asked about",
+                    )
+                } else {
+                    fail(
+                        "other-subjects-never-returned",
+                        format!("{others} record(s) about other people"),
+                    )
+                }
+            }
+        },
+    );
+
+    // unknown-subject
+    results.push(
+        match gw
+            .fetch_records(fetch(&cfg.unknown_subject, &offered))
+            .await
+        {
+            Ok(r) if r.get_ref().records.is_empty() => pass("unknown-subject", "empty answer"),
+            Ok(r) => fail(
+                "unknown-subject",
+                format!(
+                    "{} record(s) for a person the register should not know",
+                    r.get_ref().records.len()
+                ),
+            ),
+            Err(s) => fail(
+                "unknown-subject",
+                format!(
+                    "an error instead of an empty answer: {:?} {}",
+                    s.code(),
+                    s.message()
+                ),
+            ),
+        },
+    );
+
+    // malformed-subject
+    let mut bad = Vec::new();
+    for id in [
+        bad_check_digit(&cfg.known_subject),
+        "19900314238A".to_owned(),
+        String::new(),
+    ] {
+        match gw.fetch_records(fetch(&id, &offered)).await {
+            Err(s) if s.code() == Code::InvalidArgument => {}
+            Err(s) => bad.push(format!("{id:?}: {:?}", s.code())),
+            Ok(_) => bad.push(format!("{id:?}: answered")),
+        }
+    }
+    results.push(if bad.is_empty() {
+        pass("malformed-subject", "INVALID_ARGUMENT for each")
+    } else {
+        fail(
+            "malformed-subject",
+            format!("expected INVALID_ARGUMENT: {}", bad.join(", ")),
+        )
+    });
+
+    // unoffered-type
+    let unoffered = ["samverka.conformance_unoffered".to_owned()];
+    results.push(
+        match gw
+            .fetch_records(fetch(&cfg.known_subject, &unoffered))
+            .await
+        {
+            Err(s) if s.code() == Code::InvalidArgument => {
+                pass("unoffered-type", "INVALID_ARGUMENT")
+            }
+            Ok(r) if r.get_ref().records.is_empty() => pass("unoffered-type", "empty answer"),
+            Ok(_) => fail(
+                "unoffered-type",
+                "returned records of a type it does not offer",
+            ),
+            Err(s) => fail("unoffered-type", format!("{:?} {}", s.code(), s.message())),
+        },
+    );
+
+    // deadline
+    let mut request = fetch(&cfg.known_subject, &offered);
+    request.set_timeout(Duration::from_millis(250));
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_secs(5), gw.fetch_records(request)).await;
+    let took = started.elapsed();
+    results.push(match outcome {
+        Ok(Ok(_)) | Ok(Err(_)) if took <= Duration::from_millis(500) => {
+            pass("deadline", format!("ended after {} ms", took.as_millis()))
+        }
+        _ => fail(
+            "deadline",
+            format!(
+                "still running after {} ms with a 250 ms deadline",
+                took.as_millis()
+            ),
+        ),
+    });
+
+    // non-gateway-refused
+    results.push(match &cfg.other_identity {
+        None => fail(
+            "non-gateway-refused",
+            "needs a non-gateway certificate of the same CA (--other-cert, --other-key)",
+        ),
+        Some((cert, key)) => match client(cfg, Some((cert, key))).await {
+            Err(e) => pass("non-gateway-refused", format!("refused at connect: {e}")),
+            Ok(mut c) => match c.fetch_records(fetch(&cfg.known_subject, &offered)).await {
+                Ok(_) => fail(
+                    "non-gateway-refused",
+                    "answered a caller without the gateway role",
+                ),
+                Err(s) => pass("non-gateway-refused", format!("refused: {:?}", s.code())),
+            },
+        },
+    });
+
+    // no-client-certificate-refused
+    results.push(match client(cfg, None).await {
+        Err(e) => pass(
+            "no-client-certificate-refused",
+            format!("refused at connect: {e}"),
+        ),
+        Ok(mut c) => match c.fetch_records(fetch(&cfg.known_subject, &offered)).await {
+            Ok(_) => fail(
+                "no-client-certificate-refused",
+                "answered a caller without a certificate",
+            ),
+            Err(s) => pass(
+                "no-client-certificate-refused",
+                format!("refused: {:?}", s.code()),
+            ),
+        },
+    });
+    results
+}
+
+/// The same number with its check digit changed (still 12 digits).
+fn bad_check_digit(subject: &str) -> String {
+    let mut s = if SubjectId::parse(subject).is_ok() {
+        subject.to_owned()
+    } else {
+        "199003142388".to_owned()
+    };
+    let last = s.pop().and_then(|c| c.to_digit(10)).unwrap_or(0);
+    s.push(char::from_digit((last + 1) % 10, 10).unwrap_or('0'));
+    s
+}

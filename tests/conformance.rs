@@ -1,0 +1,239 @@
+//! End to end: the conformance kit passes against every reference adapter
+//! and fails, naming the right check, against adapters broken on purpose
+//! (built here straight on the generated gRPC service, without the SDK's
+//! safeguards).
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use samverka::demo::{DEMO_SUBJECT, OTHER_SUBJECT};
+use samverka_adapter::conformance::{CheckResult, KitConfig, run_checks};
+use samverka_proto::adapter::v1::adapter_server::{Adapter, AdapterServer};
+use samverka_proto::adapter::v1::{
+    AdapterDescription, DescribeRequest, FetchRecordsRequest, FetchRecordsResponse,
+};
+use samverka_proto::records::v1::{EmploymentPeriod, Record, record::Payload};
+use support::*;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::{Request, Response, Status};
+
+const BIN: &str = env!("CARGO_BIN_EXE_samverka");
+
+fn kit(net: &TestNet, address: SocketAddr) -> KitConfig {
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    let (_, agency_cert, agency_key) = net
+        .pki
+        .agencies
+        .iter()
+        .find(|(n, _, _)| n == "reader")
+        .unwrap();
+    KitConfig {
+        address: address.to_string(),
+        server_name: "localhost".into(),
+        ca_pem: read(&net.pki.ca_cert),
+        gateway_cert_pem: read(&net.pki.gateway_client.0),
+        gateway_key_pem: read(&net.pki.gateway_client.1),
+        other_identity: Some((read(agency_cert), read(agency_key))),
+        known_subject: DEMO_SUBJECT.into(),
+        unknown_subject: "197001010011".into(),
+    }
+}
+
+fn failed(results: &[CheckResult]) -> Vec<&'static str> {
+    results
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| r.name)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reference_adapter_passes() {
+    let net = start().await;
+    for (name, address) in &net.adapters {
+        let results = run_checks(&kit(&net, *address)).await;
+        assert_eq!(results.len(), 9);
+        assert!(failed(&results).is_empty(), "{name}: {results:#?}");
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Flaw {
+    /// Returns the records of another person too.
+    LeaksOtherSubjects,
+    /// Answers NOT_FOUND for a person it does not know.
+    ErrorsOnUnknownSubject,
+    /// Correct answers, but accepts any client (no client certificate
+    /// required).
+    AcceptsAnyCaller,
+}
+
+struct Broken(Flaw);
+
+impl Broken {
+    /// Every flaw but `AcceptsAnyCaller` checks the caller like the SDK.
+    fn require_gateway<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        if matches!(self.0, Flaw::AcceptsAnyCaller) {
+            return Ok(());
+        }
+        let certs = request.peer_certs();
+        let id = certs
+            .as_ref()
+            .and_then(|c| c.first())
+            .and_then(|der| samverka_certs::CertIdentity::from_der(der).ok());
+        match id {
+            Some(id) if id.role == samverka_certs::Role::Gateway => Ok(()),
+            _ => Err(Status::permission_denied("gateway only")),
+        }
+    }
+}
+
+fn period(subject: &str, id: &str) -> Record {
+    Record {
+        record_type: "employment.period".into(),
+        subject_id: subject.into(),
+        record_id: id.into(),
+        payload: Some(Payload::EmploymentPeriod(EmploymentPeriod {
+            employer_org_number: "5569990012".into(),
+            ssyk_code: "2512".into(),
+            extent_percent: 100,
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+#[tonic::async_trait]
+impl Adapter for Broken {
+    async fn describe(
+        &self,
+        request: Request<DescribeRequest>,
+    ) -> Result<Response<AdapterDescription>, Status> {
+        self.require_gateway(&request)?;
+        Ok(Response::new(AdapterDescription {
+            agency_id: "2021999053".into(),
+            name: "broken on purpose".into(),
+            record_types: vec!["employment.period".into()],
+            sdk_version: String::new(),
+        }))
+    }
+
+    async fn fetch_records(
+        &self,
+        request: Request<FetchRecordsRequest>,
+    ) -> Result<Response<FetchRecordsResponse>, Status> {
+        self.require_gateway(&request)?;
+        let req = request.into_inner();
+        if samverka_certs::SubjectId::parse(&req.subject_id).is_err() {
+            return Err(Status::invalid_argument("subject_id"));
+        }
+        if req.record_types.iter().any(|t| t != "employment.period") {
+            return Err(Status::invalid_argument("record_types"));
+        }
+        let known = req.subject_id == DEMO_SUBJECT;
+        let mut records = Vec::new();
+        match self.0 {
+            Flaw::ErrorsOnUnknownSubject if !known => {
+                return Err(Status::not_found("no such person"));
+            }
+            Flaw::LeaksOtherSubjects if known => {
+                records.push(period(&req.subject_id, "p-1"));
+                records.push(period(OTHER_SUBJECT, "p-2"));
+            }
+            _ if known => records.push(period(&req.subject_id, "p-1")),
+            _ => {}
+        }
+        Ok(Response::new(FetchRecordsResponse { records }))
+    }
+}
+
+async fn serve_broken(net: &TestNet, flaw: Flaw) -> SocketAddr {
+    let (_, cert, key) = net
+        .pki
+        .adapters
+        .iter()
+        .find(|(n, _, _)| n == "employment")
+        .unwrap();
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(
+        std::fs::read_to_string(cert).unwrap(),
+        std::fs::read_to_string(key).unwrap(),
+    ));
+    if !matches!(flaw, Flaw::AcceptsAnyCaller) {
+        tls = tls.client_ca_root(Certificate::from_pem(
+            std::fs::read_to_string(&net.pki.ca_cert).unwrap(),
+        ));
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = Server::builder()
+        .tls_config(tls)
+        .unwrap()
+        .add_service(AdapterServer::new(Broken(flaw)))
+        .serve_with_incoming(samverka_adapter::incoming(listener));
+    tokio::spawn(server);
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_adapters_fail_the_right_checks() {
+    let net = start().await;
+    let leaky = serve_broken(&net, Flaw::LeaksOtherSubjects).await;
+    assert_eq!(
+        failed(&run_checks(&kit(&net, leaky)).await),
+        ["known-subject", "other-subjects-never-returned"]
+    );
+    let strict = serve_broken(&net, Flaw::ErrorsOnUnknownSubject).await;
+    assert_eq!(
+        failed(&run_checks(&kit(&net, strict)).await),
+        ["unknown-subject"]
+    );
+    let open = serve_broken(&net, Flaw::AcceptsAnyCaller).await;
+    assert_eq!(
+        failed(&run_checks(&kit(&net, open)).await),
+        ["non-gateway-refused", "no-client-certificate-refused"]
+    );
+
+    // The command line says the same, with exit code 1.
+    let (_, agency_cert, agency_key) = net
+        .pki
+        .agencies
+        .iter()
+        .find(|(n, _, _)| n == "reader")
+        .unwrap();
+    let run = |address: SocketAddr| {
+        Command::new(BIN)
+            .args(["adapter", "check", "--addr", &address.to_string(), "--ca"])
+            .arg(&net.pki.ca_cert)
+            .arg("--cert")
+            .arg(&net.pki.gateway_client.0)
+            .arg("--key")
+            .arg(&net.pki.gateway_client.1)
+            .arg("--other-cert")
+            .arg(agency_cert)
+            .arg("--other-key")
+            .arg(agency_key)
+            .output()
+            .unwrap()
+    };
+    let out = tokio::task::spawn_blocking({
+        let run = run(leaky);
+        move || run
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL other-subjects-never-returned"),
+        "{stdout}"
+    );
+    let (_, good) = net.adapters[0];
+    let out = run(good);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
