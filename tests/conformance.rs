@@ -237,3 +237,75 @@ async fn broken_adapters_fail_the_right_checks() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// The Python example (grpcio, the repository's .proto files) passes the
+/// same kit: the contract is language-neutral. Skipped, with the reason,
+/// when Python's grpcio and grpcio-tools are not installed; `.ci/run`
+/// installs them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_example_adapter_passes() {
+    let ready = Command::new("python3")
+        .args(["-c", "import grpc, grpc_tools"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ready {
+        eprintln!(
+            "SKIPPED: python3 with grpcio and grpcio-tools is not installed (pip install grpcio grpcio-tools)"
+        );
+        return;
+    }
+    let net = start().await;
+    // An adapter certificate for the example's agency, from the demo CA.
+    let ca = samverka_certs::dev::DevCa::from_pem(
+        &std::fs::read_to_string(&net.pki.ca_cert).unwrap(),
+        &std::fs::read_to_string(&net.pki.ca_key).unwrap(),
+    )
+    .unwrap();
+    let org = samverka_certs::OrgNumber::parse("2021999095").unwrap();
+    let issued = ca
+        .issue(&samverka_certs::dev::CertRequest::new(
+            org,
+            samverka_certs::Role::Adapter,
+            "python-example",
+        ))
+        .unwrap();
+    let (cert, key) = (
+        net.dir.path().join("python.pem"),
+        net.dir.path().join("python.key"),
+    );
+    std::fs::write(&cert, issued.cert_pem).unwrap();
+    std::fs::write(&key, issued.key_pem).unwrap();
+
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../adapters/python-example/adapter.py");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .args(["--listen", "127.0.0.1:0", "--cert"])
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key)
+        .arg("--ca")
+        .arg(&net.pki.ca_cert)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).map(|_| line)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let address: SocketAddr = line
+        .rsplit("serving on ")
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{line}"));
+    let results = run_checks(&kit(&net, address)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(failed(&results).is_empty(), "{results:#?}");
+}
