@@ -552,3 +552,87 @@ async fn grants_are_validated_idempotent_and_readable() {
         1
     );
 }
+
+#[tokio::test]
+async fn health_and_reflection_answer_on_the_mtls_ports() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let net = start().await;
+    let gateway = net.channel("reader").await.unwrap();
+    let mut health = HealthClient::new(gateway.clone());
+    for service in [
+        "",
+        "samverka.v1.RecordExchange",
+        "samverka.v1.Consents",
+        "samverka.v1.AccessLog",
+    ] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status();
+        assert_eq!(status, ServingStatus::Serving, "{service:?}");
+    }
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "samverka.v1.Nothing".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+
+    let list = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = ServerReflectionClient::new(gateway)
+        .server_reflection_info(futures_util::stream::iter(vec![list]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(services)) =
+        answers.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("no service list");
+    };
+    let mut names: Vec<String> = services.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "samverka.v1.AccessLog",
+            "samverka.v1.Consents",
+            "samverka.v1.RecordExchange"
+        ]
+    );
+
+    // An adapter built with the SDK answers health checks too (as the gateway).
+    let (_, address) = net.adapters[1];
+    let gateway_tls = samverka::client::AgencyTls::from_files(
+        &net.pki.ca_cert,
+        &net.pki.gateway_client.0,
+        &net.pki.gateway_client.1,
+    )
+    .unwrap();
+    let adapter = samverka::client::connect(&address.to_string(), "localhost", &gateway_tls)
+        .await
+        .unwrap();
+    let status = HealthClient::new(adapter)
+        .check(HealthCheckRequest {
+            service: "samverka.adapter.v1.Adapter".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status();
+    assert_eq!(status, ServingStatus::Serving);
+}

@@ -125,9 +125,30 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
+    // Health (grpc.health.v1) and reflection (so that grpcurl works) sit on
+    // the same mTLS port; they reveal the schema and liveness, no records.
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<RecordExchangeServer<RecordExchangeService>>()
+        .await;
+    health
+        .set_serving::<ConsentsServer<ConsentsService>>()
+        .await;
+    health
+        .set_serving::<AccessLogServer<AccessLogService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(samverka_proto::FILE_DESCRIPTOR_SET)
+        .with_service_name("samverka.v1.RecordExchange")
+        .with_service_name("samverka.v1.Consents")
+        .with_service_name("samverka.v1.AccessLog")
+        .build_v1()
+        .map_err(|e| StartError::Tls(format!("reflection: {e}")))?;
     Server::builder()
         .tls_config(gateway.server_tls.clone())
         .map_err(StartError::Transport)?
+        .add_service(health_service)
+        .add_service(reflection)
         .add_service(RecordExchangeServer::new(RecordExchangeService::new(
             gateway.clone(),
         )))

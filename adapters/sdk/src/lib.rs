@@ -4,8 +4,9 @@
 //! An adapter answers the gateway's questions about one register: what it
 //! is ([`Adapter::describe`]) and which records it holds for a person
 //! ([`Adapter::fetch_records`]). [`serve`] runs it as a gRPC server over
-//! mutual TLS that accepts only certificates carrying samverka's gateway
-//! role, and checks everything the adapter returns before it leaves: a
+//! mutual TLS (with the gRPC health checking protocol and server
+//! reflection beside it) that accepts only certificates carrying samverka's
+//! gateway role, and checks everything the adapter returns before it leaves: a
 //! record of another person or of a type the gateway did not ask for is
 //! dropped, so a bug in an adapter cannot leak someone else's data.
 //!
@@ -69,6 +70,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use samverka_certs::{OrgNumber, SubjectId};
+use samverka_proto::adapter::v1::adapter_server::AdapterServer;
 use tokio::net::TcpListener;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
@@ -301,10 +303,21 @@ pub async fn serve_with_listener<A: Adapter>(
     let tls_config = ServerTlsConfig::new()
         .identity(tls.identity)
         .client_ca_root(tls.ca);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<AdapterServer<service::AdapterService<A>>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(samverka_proto::FILE_DESCRIPTOR_SET)
+        .with_service_name("samverka.adapter.v1.Adapter")
+        .build_v1()
+        .map_err(|e| ServeError::Description(format!("reflection: {e}")))?;
     Server::builder()
         .tls_config(tls_config)
         .map_err(ServeError::Transport)?
-        .add_service(samverka_proto::adapter::v1::adapter_server::AdapterServer::new(svc))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(AdapterServer::new(svc))
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await
         .map_err(ServeError::Transport)

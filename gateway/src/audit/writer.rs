@@ -56,7 +56,21 @@ impl AuditWriter {
         policy: CheckpointPolicy,
     ) -> AuditWriter {
         let (jobs, rx) = mpsc::channel(8 * MAX_BATCH);
-        tokio::spawn(run(rx, store, signer, clock, policy));
+        let thread = std::thread::Builder::new()
+            .name("samverka-audit".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(run(rx, store, signer, clock, policy)),
+                    // Without a writer every request is refused (fail closed).
+                    Err(e) => tracing::error!(error = %e, "cannot start the audit writer"),
+                }
+            });
+        if let Err(e) = thread {
+            tracing::error!(error = %e, "cannot start the audit writer thread");
+        }
         AuditWriter { jobs }
     }
 
