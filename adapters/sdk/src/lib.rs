@@ -51,7 +51,9 @@
 //! # Layout
 //! - [`Adapter`], [`Description`], [`FetchQuery`], [`AdapterError`]: what an
 //!   adapter developer implements and sees.
-//! - [`serve`], [`serve_with_listener`]: run an adapter over mTLS.
+//! - [`serve`], [`serve_with_listener`], [`serve_configured`]: run an
+//!   adapter over mTLS; [`AdapterConfig`]: its address and TLS files from a
+//!   TOML file or the environment.
 //! - [`InMemoryRegister`]: an adapter over records in memory, for
 //!   fixtures and tests.
 //! - [`conformance`]: the checks every adapter must pass, for an adapter's
@@ -59,6 +61,7 @@
 //! - `service` (private): the gRPC service around an [`Adapter`], with the
 //!   caller check and the output check.
 
+mod config;
 pub mod conformance;
 mod register;
 mod service;
@@ -74,6 +77,7 @@ use samverka_proto::adapter::v1::adapter_server::AdapterServer;
 use tokio::net::TcpListener;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
+pub use config::AdapterConfig;
 pub use register::InMemoryRegister;
 pub use samverka_proto::records::v1 as records;
 
@@ -228,6 +232,16 @@ impl std::error::Error for ServeError {}
 pub fn install_crypto_provider() {
     // An Err means a provider is already installed, which is what we want.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// Serves `adapter` as `config` says, until Ctrl-C or SIGTERM: what an
+/// adapter's `main` calls with [`AdapterConfig::load`].
+pub async fn serve_configured<A: Adapter>(
+    adapter: A,
+    config: AdapterConfig,
+) -> Result<(), ServeError> {
+    let tls = AdapterTls::from_files(&config.cert, &config.key, &config.ca)?;
+    serve(adapter, config.listen, tls).await
 }
 
 /// How long in-flight requests get to finish after Ctrl-C or SIGTERM.
