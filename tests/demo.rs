@@ -135,6 +135,36 @@ async fn demo_serve_keeps_running_for_other_clients_until_sigterm() {
 }
 
 #[test]
+fn a_demo_run_again_in_its_directory_keeps_a_verifiable_trail() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let out = Command::new(BIN)
+            .args(["demo", "--dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = Command::new(BIN)
+        .args(["audit", "verify", "--config"])
+        .arg(dir.path().join("demo.toml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Two runs, each with one allowed and one denied read.
+    assert!(stdout.contains("audit trail intact: 4 entries"), "{stdout}");
+}
+
+#[test]
 fn check_config_names_the_line_and_exits_64() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");

@@ -295,6 +295,51 @@ pub fn write_dev_pki(dir: &Path, spec: &DevPkiSpec) -> Result<DevPkiFiles, DevPk
     })
 }
 
+/// The files [`write_dev_pki`] would write into `dir` for `spec`, if they
+/// are all there already: so that a demo run again in the same directory
+/// keeps its CA and gateway key (and with them everything they signed).
+pub fn existing_dev_pki(dir: &Path, spec: &DevPkiSpec) -> Option<DevPkiFiles> {
+    let pair = |stem: &str| {
+        (
+            dir.join(format!("{stem}.pem")),
+            dir.join(format!("{stem}.key")),
+        )
+    };
+    let files = DevPkiFiles {
+        ca_cert: dir.join("ca.pem"),
+        ca_key: dir.join("ca.key"),
+        gateway: pair("gateway"),
+        gateway_client: pair("gateway-client"),
+        agencies: spec
+            .agencies
+            .iter()
+            .map(|(name, _)| {
+                let (c, k) = pair(&format!("agency-{name}"));
+                (name.clone(), c, k)
+            })
+            .collect(),
+        adapters: spec
+            .adapters
+            .iter()
+            .map(|(name, _)| {
+                let (c, k) = pair(&format!("adapter-{name}"));
+                (name.clone(), c, k)
+            })
+            .collect(),
+    };
+    let mut all = vec![
+        &files.ca_cert,
+        &files.ca_key,
+        &files.gateway.0,
+        &files.gateway.1,
+    ];
+    all.extend([&files.gateway_client.0, &files.gateway_client.1]);
+    for (_, c, k) in files.agencies.iter().chain(&files.adapters) {
+        all.extend([c, k]);
+    }
+    all.iter().all(|p| p.is_file()).then_some(files)
+}
+
 fn write_file(
     dir: &Path,
     name: &str,

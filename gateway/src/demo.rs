@@ -22,7 +22,7 @@ use samverka_adapter::{
     Adapter, AdapterError, AdapterTls, Description, FetchQuery, InMemoryRegister,
 };
 use samverka_certs::OrgNumber;
-use samverka_certs::dev::{DevPkiFiles, DevPkiSpec, write_dev_pki};
+use samverka_certs::dev::{DevPkiFiles, DevPkiSpec, existing_dev_pki, write_dev_pki};
 use samverka_proto::records::v1::{GradingScale, Record, record::Payload};
 use samverka_proto::v1::consents_client::ConsentsClient;
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
@@ -190,7 +190,13 @@ impl Network {
     /// `DIR/demo.toml` exactly as `samverka serve --config` would.
     pub async fn start(dir: &Path, clock: Clock) -> Result<Network, DemoError> {
         let dir = std::path::absolute(dir)?;
-        let pki = write_dev_pki(&dir.join("certs"), &pki_spec())?;
+        // A demo run again in the same directory keeps its PKI: the store's
+        // signed checkpoints and receipts stay verifiable with its gateway
+        // certificate.
+        let pki = match existing_dev_pki(&dir.join("certs"), &pki_spec()) {
+            Some(files) => files,
+            None => write_dev_pki(&dir.join("certs"), &pki_spec())?,
+        };
         let (gateway_listener, gateway_address) = loopback().await?;
         let mut listeners = Vec::new();
         for (name, ..) in demo_sources() {
@@ -539,7 +545,9 @@ async fn script(network: &Network) -> Result<(), DemoError> {
     println!();
     println!("1. The registrar ({REGISTRAR_AGENCY}) records the person's consent:");
     let mut consents = ConsentsClient::new(network.channel("registrar").await?);
+    const DAY_MS: i64 = 24 * 3600 * 1000;
     let now = network.gateway.clock.now_ms();
+    let valid_until = (now / DAY_MS + 366) * DAY_MS;
     let receipt = consents
         .grant(GrantConsentRequest {
             subject_id: DEMO_SUBJECT.into(),
@@ -548,11 +556,13 @@ async fn script(network: &Network) -> Result<(), DemoError> {
             purpose: DEMO_PURPOSE.into(),
             source_agencies: vec![],
             valid_from: None,
-            valid_until: Some(to_timestamp(now + 365 * 24 * 3600 * 1000)),
+            valid_until: Some(to_timestamp(valid_until)),
             evidence_ref: "demo-e-service-session-1".into(),
-            // The same request id on every run: a second `demo --dir` run
-            // finds the consent it recorded before instead of adding one.
-            request_id: "demo-consent-1".into(),
+            // The same request on every run of a day: a second `demo --dir`
+            // run finds the consent it recorded before instead of adding
+            // one (the request id names the day, the validity ends at its
+            // midnight a year on).
+            request_id: format!("demo-consent-{}", valid_until / DAY_MS),
         })
         .await?
         .into_inner();
