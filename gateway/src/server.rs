@@ -137,6 +137,7 @@ pub async fn serve(
     health
         .set_serving::<AccessLogServer<AccessLogService>>()
         .await;
+    // v1 and, for older grpcurl versions, v1alpha.
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(samverka_proto::FILE_DESCRIPTOR_SET)
         .with_service_name("samverka.v1.RecordExchange")
@@ -144,11 +145,19 @@ pub async fn serve(
         .with_service_name("samverka.v1.AccessLog")
         .build_v1()
         .map_err(|e| StartError::Tls(format!("reflection: {e}")))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(samverka_proto::FILE_DESCRIPTOR_SET)
+        .with_service_name("samverka.v1.RecordExchange")
+        .with_service_name("samverka.v1.Consents")
+        .with_service_name("samverka.v1.AccessLog")
+        .build_v1alpha()
+        .map_err(|e| StartError::Tls(format!("reflection: {e}")))?;
     Server::builder()
         .tls_config(gateway.server_tls.clone())
         .map_err(StartError::Transport)?
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(RecordExchangeServer::new(RecordExchangeService::new(
             gateway.clone(),
         )))

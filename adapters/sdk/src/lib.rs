@@ -321,16 +321,23 @@ pub async fn serve_with_listener<A: Adapter>(
     health
         .set_serving::<AdapterServer<service::AdapterService<A>>>()
         .await;
+    // v1 and, for older grpcurl versions, v1alpha.
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(samverka_proto::FILE_DESCRIPTOR_SET)
         .with_service_name("samverka.adapter.v1.Adapter")
         .build_v1()
+        .map_err(|e| ServeError::Description(format!("reflection: {e}")))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(samverka_proto::FILE_DESCRIPTOR_SET)
+        .with_service_name("samverka.adapter.v1.Adapter")
+        .build_v1alpha()
         .map_err(|e| ServeError::Description(format!("reflection: {e}")))?;
     Server::builder()
         .tls_config(tls_config)
         .map_err(ServeError::Transport)?
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(AdapterServer::new(svc))
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await
