@@ -323,6 +323,7 @@ async fn pruning_archives_old_entries_and_keeps_the_rest_verifiable() {
         samverka::demo::demo_config(
             &t.pki,
             "127.0.0.1:0",
+            "127.0.0.1:0",
             &[],
             &t.db.display().to_string(),
             "[audit]\nretention_days = 1\n",

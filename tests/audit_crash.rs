@@ -49,6 +49,7 @@ async fn answered_requests_survive_sigkill_and_the_chain_continues() {
         demo_config(
             &pki,
             "127.0.0.1:0",
+            "127.0.0.1:0",
             &adapters,
             &db.display().to_string(),
             DEMO_AUDIT,

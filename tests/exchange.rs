@@ -636,3 +636,133 @@ async fn health_and_reflection_answer_on_the_mtls_ports() {
         .status();
     assert_eq!(status, ServingStatus::Serving);
 }
+
+/// A plain HTTP GET on the admin listener: status code and body.
+async fn admin_get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of the sample of `metric` whose labels include all of `labels`.
+fn sample(text: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")) || l.starts_with(&format!("{metric} ")))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn the_admin_listener_counts_what_happened() {
+    let mut net = start().await;
+    grant(
+        &net,
+        DEMO_PURPOSE,
+        &["education.course_result", "employment.period"],
+    )
+    .await;
+    let mut reader = exchange(&net, "reader").await;
+    reader.get_records(demo_read()).await.unwrap();
+    reader.get_records(demo_read()).await.unwrap();
+    reader
+        .get_records(read_request(
+            OTHER_SUBJECT,
+            &["employment.period"],
+            DEMO_PURPOSE,
+        ))
+        .await
+        .unwrap_err();
+    net.stop("higher-education").await;
+    reader.get_records(demo_read()).await.unwrap();
+
+    let (status, text) = admin_get(net.admin_address, "/metrics").await;
+    assert_eq!(status, 200);
+    let requests = |decision: &str, reason: &str| {
+        sample(
+            &text,
+            "samverka_requests_total",
+            &[
+                ("method", "GetRecords"),
+                ("agency", READER_AGENCY),
+                ("decision", decision),
+                ("reason", reason),
+            ],
+        )
+    };
+    assert_eq!(requests("allowed", ""), 3.0, "{text}");
+    assert_eq!(requests("denied", "CONSENT_MISSING"), 1.0, "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "samverka_requests_total",
+            &[("method", "Consents/Grant"), ("decision", "allowed")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "samverka_consent_checks_total",
+            &[("result", "allowed")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "samverka_consent_checks_total",
+            &[("result", "CONSENT_MISSING")]
+        ),
+        1.0
+    );
+    let source = |name: &str, outcome: &str| {
+        sample(
+            &text,
+            "samverka_source_requests_total",
+            &[("source", name), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(source("employment", "OK"), 3.0);
+    assert_eq!(source("higher-education", "OK"), 2.0);
+    assert_eq!(source("higher-education", "UNAVAILABLE"), 1.0);
+    assert_eq!(
+        sample(
+            &text,
+            "samverka_request_duration_seconds_count",
+            &[("method", "GetRecords")]
+        ),
+        4.0
+    );
+    assert_eq!(
+        sample(&text, "samverka_audit_batch_entries_sum", &[]),
+        4.0,
+        "one entry per read"
+    );
+    assert!(
+        !text.contains(DEMO_SUBJECT) && !text.contains(OTHER_SUBJECT),
+        "no person's number in metrics"
+    );
+
+    assert_eq!(admin_get(net.admin_address, "/healthz").await.0, 200);
+    assert_eq!(admin_get(net.admin_address, "/readyz").await.0, 200);
+    assert_eq!(admin_get(net.admin_address, "/nothing").await.0, 404);
+}

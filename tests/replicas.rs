@@ -36,7 +36,7 @@ async fn a_revocation_through_one_replica_is_enforced_by_the_other() {
     let config = dir.path().join("gateway.toml");
     std::fs::write(
         &config,
-        samverka::demo::demo_config(&pki, "127.0.0.1:0", &adapters, &pg.url(), ""),
+        samverka::demo::demo_config(&pki, "127.0.0.1:0", "127.0.0.1:0", &adapters, &pg.url(), ""),
     )
     .unwrap();
 

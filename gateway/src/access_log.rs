@@ -143,6 +143,11 @@ impl access_log_server::AccessLog for AccessLogService {
         &self,
         request: Request<ListAccessEventsRequest>,
     ) -> Result<Response<ListAccessEventsResponse>, Status> {
-        Ok(Response::new(AccessLogService::list(self, request).await?))
+        let started = std::time::Instant::now();
+        let result = AccessLogService::list(self, request).await;
+        self.gateway
+            .metrics
+            .outcome("AccessLog/List", started, &result);
+        Ok(Response::new(result?))
     }
 }

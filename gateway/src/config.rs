@@ -4,6 +4,7 @@
 //! ```toml
 //! [gateway]
 //! address = "127.0.0.1:8443"      # gRPC over mTLS
+//! admin_address = "127.0.0.1:9464" # plain HTTP: /metrics, /healthz, /readyz
 //! org_number = "2021999012"       # the organisation operating this gateway
 //! ca_cert = "certs/ca.pem"        # trust anchor for every peer certificate
 //! cert = "certs/gateway.pem"      # server certificate towards agencies
@@ -116,6 +117,9 @@ pub struct Config {
 pub struct GatewaySettings {
     /// Where agencies connect (gRPC over mTLS).
     pub address: SocketAddr,
+    /// The operators' plain-HTTP listener: `/metrics`, `/healthz`,
+    /// `/readyz` (default `127.0.0.1:9464`).
+    pub admin_address: SocketAddr,
     /// The organisation operating this gateway.
     pub org_number: OrgNumber,
     /// Trust anchor for agency and adapter certificates.
@@ -246,9 +250,8 @@ struct RawGateway {
     default_deadline_ms: u64,
     #[serde(default = "max_deadline_ms")]
     max_deadline_ms: u64,
-    // Reserved for the operators' listener; written by `samverka demo`.
-    #[serde(default, rename = "admin_address")]
-    _admin_address: Option<String>,
+    #[serde(default = "default_admin_address")]
+    admin_address: SocketAddr,
 }
 
 #[derive(Deserialize)]
@@ -286,6 +289,10 @@ impl Default for RawAudit {
 
 fn max_lifetime_days() -> u32 {
     730
+}
+
+fn default_admin_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
 }
 
 fn default_deadline_ms() -> u64 {
@@ -429,6 +436,7 @@ impl Config {
         }
         let gateway = GatewaySettings {
             address: g.address,
+            admin_address: g.admin_address,
             org_number: g.org_number,
             ca_cert: path(g.ca_cert),
             cert: path(g.cert),

@@ -473,25 +473,45 @@ impl consents_server::Consents for ConsentsService {
         &self,
         request: Request<GrantConsentRequest>,
     ) -> Result<Response<ConsentReceipt>, Status> {
-        Ok(Response::new(ConsentsService::grant(self, request).await?))
+        let started = std::time::Instant::now();
+        let result = ConsentsService::grant(self, request).await;
+        self.gateway
+            .metrics
+            .outcome("Consents/Grant", started, &result);
+        Ok(Response::new(result?))
     }
 
     async fn revoke(
         &self,
         request: Request<RevokeConsentRequest>,
     ) -> Result<Response<ConsentReceipt>, Status> {
-        Ok(Response::new(ConsentsService::revoke(self, request).await?))
+        let started = std::time::Instant::now();
+        let result = ConsentsService::revoke(self, request).await;
+        self.gateway
+            .metrics
+            .outcome("Consents/Revoke", started, &result);
+        Ok(Response::new(result?))
     }
 
     async fn get(&self, request: Request<GetConsentRequest>) -> Result<Response<Consent>, Status> {
-        Ok(Response::new(ConsentsService::get(self, request).await?))
+        let started = std::time::Instant::now();
+        let result = ConsentsService::get(self, request).await;
+        self.gateway
+            .metrics
+            .outcome("Consents/Get", started, &result);
+        Ok(Response::new(result?))
     }
 
     async fn list(
         &self,
         request: Request<ListConsentsRequest>,
     ) -> Result<Response<ListConsentsResponse>, Status> {
-        Ok(Response::new(ConsentsService::list(self, request).await?))
+        let started = std::time::Instant::now();
+        let result = ConsentsService::list(self, request).await;
+        self.gateway
+            .metrics
+            .outcome("Consents/List", started, &result);
+        Ok(Response::new(result?))
     }
 }
 

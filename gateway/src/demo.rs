@@ -117,6 +117,9 @@ pub struct Network {
     pub gateway: Arc<Gateway>,
     /// Where the gateway listens.
     pub gateway_address: SocketAddr,
+    /// Where the operators' admin listener is (`/metrics`, `/healthz`,
+    /// `/readyz`).
+    pub admin_address: SocketAddr,
     /// Per adapter: name and address.
     pub adapters: Vec<(String, SocketAddr)>,
     fetch_calls: Arc<AtomicUsize>,
@@ -198,6 +201,7 @@ impl Network {
             None => write_dev_pki(&dir.join("certs"), &pki_spec())?,
         };
         let (gateway_listener, gateway_address) = loopback().await?;
+        let (admin_listener, admin_address) = loopback().await?;
         let mut listeners = Vec::new();
         for (name, ..) in demo_sources() {
             let (listener, address) = loopback().await?;
@@ -212,6 +216,7 @@ impl Network {
             demo_config(
                 &pki,
                 &gateway_address.to_string(),
+                &admin_address.to_string(),
                 &adapters,
                 &dir.join("samverka.db").display().to_string(),
                 DEMO_AUDIT,
@@ -238,12 +243,22 @@ impl Network {
         let (tx, rx) = oneshot::channel::<()>();
         let gw = gateway.clone();
         let task = tokio::spawn(async move {
+            let (stop_admin, admin_stopped) = oneshot::channel::<()>();
+            let admin = tokio::spawn(crate::admin::serve_admin(
+                gw.clone(),
+                admin_listener,
+                async {
+                    let _ = admin_stopped.await;
+                },
+            ));
             let stop = async {
                 let _ = rx.await;
             };
             if let Err(e) = serve(gw, gateway_listener, stop).await {
                 tracing::error!(error = %e, "gateway stopped");
             }
+            let _ = stop_admin.send(());
+            let _ = admin.await;
         });
         stops.push(("gateway".to_owned(), tx, task));
 
@@ -253,6 +268,7 @@ impl Network {
             pki,
             gateway,
             gateway_address,
+            admin_address,
             adapters,
             fetch_calls,
             stops,
@@ -319,13 +335,14 @@ impl Network {
 /// has some.
 pub const DEMO_AUDIT: &str = "[audit]\ncheckpoint_every = 10\ncheckpoint_interval_s = 5\n";
 
-/// The demo's configuration: gateway at `gateway` (`host:port`; port 0
-/// lets the OS choose), the demo sources named in `adapters` at their
+/// The demo's configuration: gateway at `gateway` and its admin listener
+/// at `admin` (`host:port`; port 0 lets the OS choose), the demo sources named in `adapters` at their
 /// addresses, `store` (a SQLite path or a PostgreSQL URL), and `extra` TOML
 /// appended as is (further sections, such as [`DEMO_AUDIT`]).
 pub fn demo_config(
     pki: &DevPkiFiles,
     gateway: &str,
+    admin: &str,
     adapters: &[(String, SocketAddr)],
     store: &str,
     extra: &str,
@@ -358,6 +375,7 @@ pub fn demo_config(
 
 [gateway]
 address = "{gateway}"
+admin_address = "{admin}"
 org_number = "{GATEWAY_AGENCY}"
 ca_cert = {ca}
 cert = {gw_cert}

@@ -75,6 +75,7 @@ impl RecordExchangeService {
         request: Request<GetRecordsRequest>,
     ) -> Result<GetRecordsResponse, GatewayError> {
         let gw = &self.gateway;
+        let started = std::time::Instant::now();
         let budget = caller_timeout(request.metadata())
             .unwrap_or(gw.config.gateway.default_deadline)
             .min(gw.config.gateway.max_deadline);
@@ -106,6 +107,13 @@ impl RecordExchangeService {
         match decision {
             Ok(allowed) => {
                 entry.decision = audit::ALLOWED.to_owned();
+                gw.metrics.request(
+                    "GetRecords",
+                    &entry.caller,
+                    audit::ALLOWED,
+                    "",
+                    started.elapsed(),
+                );
                 entry.consent_id = allowed.consent_id.clone();
                 entry.sources = allowed
                     .result
@@ -127,6 +135,13 @@ impl RecordExchangeService {
             }
             Err(denial) => {
                 entry.reason = denial.reason.as_str().to_owned();
+                gw.metrics.request(
+                    "GetRecords",
+                    &entry.caller,
+                    audit::DENIED,
+                    &entry.reason,
+                    started.elapsed(),
+                );
                 gw.audit.commit(entry).await.map_err(GatewayError::store)?;
                 Err(denial.with_audit_id(audit_id))
             }
@@ -221,7 +236,12 @@ impl RecordExchangeService {
             &record_types,
             &req.source_agencies,
             gw.clock.now_ms(),
-        )?;
+        );
+        gw.metrics.consent_check(match &permit {
+            Ok(_) => "allowed",
+            Err(e) => e.reason.as_str(),
+        });
+        let permit = permit?;
 
         let plan = gw.router.plan(&record_types, &req.source_agencies, &permit);
         let query = FetchQuery {

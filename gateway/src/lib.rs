@@ -34,10 +34,13 @@
 //! - [`adapter_cli`]: `samverka adapter run`: a reference adapter as a
 //!   process.
 //! - [`time`]: the clock and timestamp conversions.
+//! - [`metrics`] and [`admin`]: Prometheus metrics, `/healthz` and
+//!   `/readyz` on the operators' plain-HTTP listener.
 
 pub mod access;
 pub mod access_log;
 pub mod adapter_cli;
+pub mod admin;
 pub mod audit;
 pub mod audit_cli;
 pub mod client;
@@ -48,6 +51,7 @@ pub mod demo;
 pub mod error;
 pub mod exchange;
 pub mod identity;
+pub mod metrics;
 pub mod receipt;
 pub mod routing;
 pub mod server;

@@ -32,6 +32,7 @@ use crate::consent::ConsentPermit;
 #[derive(Debug, Clone)]
 pub struct Router {
     sources: Vec<(AdapterRoute, AdapterClient<Channel>)>,
+    metrics: crate::metrics::Metrics,
 }
 
 /// What one source is asked for.
@@ -69,6 +70,7 @@ impl Router {
     pub fn new(
         routes: &[AdapterRoute],
         tls: &ClientTlsConfig,
+        metrics: crate::metrics::Metrics,
     ) -> Result<Router, tonic::transport::Error> {
         let sources = routes
             .iter()
@@ -81,7 +83,7 @@ impl Router {
                 Ok((route.clone(), AdapterClient::new(channel)))
             })
             .collect::<Result<_, tonic::transport::Error>>()?;
-        Ok(Router { sources })
+        Ok(Router { sources, metrics })
     }
 
     /// Whether some adapter serves `agency`.
@@ -149,9 +151,15 @@ impl Router {
                 });
                 request.set_timeout(deadline);
                 async move {
+                    let started = std::time::Instant::now();
                     let answer =
                         tokio::time::timeout(deadline, client.fetch_records(request)).await;
-                    judge(route, &query.subject_id, &record_types, answer)
+                    let (records, outcome) = judge(route, &query.subject_id, &record_types, answer);
+                    let status = source_outcome::Status::try_from(outcome.status)
+                        .unwrap_or(source_outcome::Status::Unspecified);
+                    self.metrics
+                        .source_call(&route.name, status.as_str_name(), started.elapsed());
+                    (records, outcome)
                 }
             },
         );

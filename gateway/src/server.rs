@@ -20,6 +20,7 @@ use crate::audit::AuditWriter;
 use crate::config::{Config, ConfigError};
 use crate::consent::ConsentsService;
 use crate::exchange::RecordExchangeService;
+use crate::metrics::Metrics;
 use crate::routing::Router;
 use crate::signing::JwsSigner;
 use crate::store::{Store, StoreError};
@@ -69,6 +70,8 @@ pub struct Gateway {
     pub signer: Arc<JwsSigner>,
     /// Commits audit entries (group commit) and signs checkpoints.
     pub audit: AuditWriter,
+    /// What operators scrape.
+    pub metrics: Metrics,
     server_tls: ServerTlsConfig,
 }
 
@@ -96,7 +99,8 @@ impl Gateway {
                 read(&g.client_cert)?,
                 read(&g.client_key)?,
             ));
-        let router = Router::new(&config.adapters, &client_tls)
+        let metrics = Metrics::new();
+        let router = Router::new(&config.adapters, &client_tls, metrics.clone())
             .map_err(|e| StartError::Tls(e.to_string()))?;
         let store = Store::open(&g.store).await.map_err(StartError::Store)?;
         let signer = Arc::new(signer);
@@ -105,6 +109,7 @@ impl Gateway {
             signer.clone(),
             clock.clone(),
             config.audit.checkpoints,
+            metrics.clone(),
         );
         Ok(Arc::new(Gateway {
             config,
@@ -113,6 +118,7 @@ impl Gateway {
             clock,
             signer,
             audit,
+            metrics,
             server_tls,
         }))
     }
@@ -177,13 +183,23 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     let listener = TcpListener::bind(address)
         .await
         .map_err(|e| StartError::Bind(format!("cannot listen on {address}: {e}")))?;
+    let admin_address = gateway.config.gateway.admin_address;
+    let admin = TcpListener::bind(admin_address)
+        .await
+        .map_err(|e| StartError::Bind(format!("cannot listen on {admin_address} (admin): {e}")))?;
+    let admin_address = admin.local_addr().unwrap_or(admin_address);
+    tokio::spawn(crate::admin::serve_admin(
+        gateway.clone(),
+        admin,
+        std::future::pending(),
+    ));
     // With port 0 in the config the OS picks the port; log the real one.
     let address = listener.local_addr().unwrap_or(address);
     #[cfg(feature = "unaudited-benchmark")]
     tracing::error!(
         "built with the unaudited-benchmark feature: NO AUDIT ENTRIES ARE WRITTEN; for benchmarks only"
     );
-    tracing::info!(%address, adapters = gateway.config.adapters.len(), "samverka gateway serving");
+    tracing::info!(%address, %admin_address, adapters = gateway.config.adapters.len(), "samverka gateway serving");
     samverka_adapter::until_signal_then_drain(
         |stop| serve(gateway, listener, stop),
         samverka_adapter::DRAIN_TIMEOUT,

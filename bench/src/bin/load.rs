@@ -439,6 +439,7 @@ async fn main() -> Result<(), BoxError> {
         demo_config(
             &pki,
             "127.0.0.1:0",
+            "127.0.0.1:0",
             &demo_adapters,
             &store.display().to_string(),
             &extra,
@@ -460,6 +461,7 @@ async fn main() -> Result<(), BoxError> {
                 &config,
                 demo_config(
                     &pki,
+                    "127.0.0.1:0",
                     "127.0.0.1:0",
                     &demo_adapters,
                     &store.display().to_string(),

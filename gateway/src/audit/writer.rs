@@ -54,6 +54,7 @@ impl AuditWriter {
         signer: Arc<JwsSigner>,
         clock: Clock,
         policy: CheckpointPolicy,
+        metrics: crate::metrics::Metrics,
     ) -> AuditWriter {
         let (jobs, rx) = mpsc::channel(8 * MAX_BATCH);
         let thread = std::thread::Builder::new()
@@ -63,7 +64,7 @@ impl AuditWriter {
                     .enable_all()
                     .build()
                 {
-                    Ok(rt) => rt.block_on(run(rx, store, signer, clock, policy)),
+                    Ok(rt) => rt.block_on(run(rx, store, signer, clock, policy, metrics)),
                     // Without a writer every request is refused (fail closed).
                     Err(e) => tracing::error!(error = %e, "cannot start the audit writer"),
                 }
@@ -101,6 +102,7 @@ async fn run(
     signer: Arc<JwsSigner>,
     clock: Clock,
     policy: CheckpointPolicy,
+    metrics: crate::metrics::Metrics,
 ) {
     let mut last_checkpoint = match store.checkpoints().await {
         Ok(cps) => cps.last().map_or(0, |c| c.seq),
@@ -127,7 +129,11 @@ async fn run(
             }
         }
         let (entries, waiters): (Vec<AuditEntry>, Vec<_>) = batch.drain(..).unzip();
-        match store.append_audit_batch_on_this_thread(entries).await {
+        let count = entries.len();
+        let started = std::time::Instant::now();
+        let appended = store.append_audit_batch_on_this_thread(entries).await;
+        metrics.audit_batch(count, started.elapsed());
+        match appended {
             Ok(chained) => {
                 let head_seq = chained.last().map_or(0, |e| e.seq);
                 for (entry, waiter) in chained.into_iter().zip(waiters) {

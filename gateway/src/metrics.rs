@@ -1,0 +1,228 @@
+//! The gateway's metrics, in the Prometheus text format on the admin
+//! listener's `/metrics`.
+//!
+//! | metric | labels | what |
+//! |---|---|---|
+//! | `samverka_requests_total` | method, agency, decision, reason | every RPC, by caller agency (from its certificate) and outcome |
+//! | `samverka_request_duration_seconds` | method | time from request to answer |
+//! | `samverka_consent_checks_total` | result | consent decisions: `allowed` or the denial reason |
+//! | `samverka_source_requests_total` | source, outcome | adapter calls by source and outcome (`OK`, `UNAVAILABLE`, ...) |
+//! | `samverka_source_duration_seconds` | source | adapter call time |
+//! | `samverka_audit_commit_seconds` | | time to commit one batch of audit entries (the sync included) |
+//! | `samverka_audit_batch_entries` | | entries per committed batch (group commit at work) |
+//!
+//! Label values are organisation numbers, method names, purposes' reasons
+//! and outcomes, never a person's identity number.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    agency: String,
+    decision: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceOutcomeLabels {
+    source: String,
+    outcome: String,
+}
+
+/// 100 µs to about 6.5 s, doubling.
+fn latency() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 17))
+}
+
+/// 1 to 1024 entries, doubling.
+fn batch_sizes() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 11))
+}
+
+type LatencyFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// The gateway's metrics. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    requests: Family<RequestLabels, Counter>,
+    durations: LatencyFamily<MethodLabels>,
+    consent_checks: Family<ResultLabels, Counter>,
+    source_requests: Family<SourceOutcomeLabels, Counter>,
+    source_durations: LatencyFamily<SourceLabels>,
+    audit_commit: Histogram,
+    audit_batch: Histogram,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Every metric, registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "samverka_requests",
+            "RPCs by method, caller agency, decision and reason",
+            requests.clone(),
+        );
+        let durations =
+            LatencyFamily::<MethodLabels>::new_with_constructor(latency as fn() -> Histogram);
+        registry.register(
+            "samverka_request_duration_seconds",
+            "Time from request to answer",
+            durations.clone(),
+        );
+        let consent_checks = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "samverka_consent_checks",
+            "Consent decisions by result",
+            consent_checks.clone(),
+        );
+        let source_requests = Family::<SourceOutcomeLabels, Counter>::default();
+        registry.register(
+            "samverka_source_requests",
+            "Adapter calls by source and outcome",
+            source_requests.clone(),
+        );
+        let source_durations =
+            LatencyFamily::<SourceLabels>::new_with_constructor(latency as fn() -> Histogram);
+        registry.register(
+            "samverka_source_duration_seconds",
+            "Adapter call time by source",
+            source_durations.clone(),
+        );
+        let audit_commit = latency();
+        registry.register(
+            "samverka_audit_commit_seconds",
+            "Time to commit one batch of audit entries",
+            audit_commit.clone(),
+        );
+        let audit_batch = batch_sizes();
+        registry.register(
+            "samverka_audit_batch_entries",
+            "Audit entries per committed batch",
+            audit_batch.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            requests,
+            durations,
+            consent_checks,
+            source_requests,
+            source_durations,
+            audit_commit,
+            audit_batch,
+        }
+    }
+
+    /// One answered RPC.
+    pub fn request(
+        &self,
+        method: &str,
+        agency: &str,
+        decision: &str,
+        reason: &str,
+        took: Duration,
+    ) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.to_owned(),
+                agency: agency.to_owned(),
+                decision: decision.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+        self.durations
+            .get_or_create(&MethodLabels {
+                method: method.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// One answered RPC whose caller is not labelled (consents, access
+    /// log, sources): allowed, or denied with the error's reason.
+    pub fn outcome<T>(
+        &self,
+        method: &str,
+        started: std::time::Instant,
+        result: &Result<T, crate::GatewayError>,
+    ) {
+        let (decision, reason) = match result {
+            Ok(_) => ("allowed", ""),
+            Err(e) => ("denied", e.reason.as_str()),
+        };
+        self.request(method, "", decision, reason, started.elapsed());
+    }
+
+    /// One consent decision.
+    pub fn consent_check(&self, result: &str) {
+        self.consent_checks
+            .get_or_create(&ResultLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// One adapter call.
+    pub fn source_call(&self, source: &str, outcome: &str, took: Duration) {
+        self.source_requests
+            .get_or_create(&SourceOutcomeLabels {
+                source: source.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.source_durations
+            .get_or_create(&SourceLabels {
+                source: source.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// One committed audit batch.
+    pub fn audit_batch(&self, entries: usize, took: Duration) {
+        self.audit_commit.observe(took.as_secs_f64());
+        self.audit_batch.observe(entries as f64);
+    }
+
+    /// Everything, in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
