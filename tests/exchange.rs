@@ -766,3 +766,77 @@ async fn the_admin_listener_counts_what_happened() {
     assert_eq!(admin_get(net.admin_address, "/readyz").await.0, 200);
     assert_eq!(admin_get(net.admin_address, "/nothing").await.0, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adapter_with_another_agencys_certificate_is_not_believed() {
+    let net = start().await;
+    // A gateway whose routing table sends the employment agency's record
+    // types to the higher-education adapter's address: the certificate
+    // there names another agency, so the handshake is refused.
+    let address = |name: &str| {
+        net.adapters
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap()
+            .1
+            .to_string()
+    };
+    let text = std::fs::read_to_string(&net.config_path)
+        .unwrap()
+        .replace(&address("employment"), &address("higher-education"))
+        .replace("samverka.db", "impersonation.db");
+    let config = samverka::Config::from_toml(&text, net.dir.path()).unwrap();
+    let gateway = samverka::Gateway::new(config, samverka::Clock::system())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway_address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(samverka::server::serve(
+        gateway,
+        listener,
+        std::future::pending(),
+    ));
+
+    let registrar_tls = net.agency_tls("registrar").unwrap();
+    let registrar = samverka::client::connect(&gateway_address, "localhost", &registrar_tls)
+        .await
+        .unwrap();
+    let request = grant_request(
+        &net,
+        DEMO_PURPOSE,
+        &["education.course_result", "employment.period"],
+        "impersonation",
+    );
+    samverka_proto::v1::consents_client::ConsentsClient::new(registrar)
+        .grant(request)
+        .await
+        .unwrap();
+    let reader = samverka::client::connect(
+        &gateway_address,
+        "localhost",
+        &net.agency_tls("reader").unwrap(),
+    )
+    .await
+    .unwrap();
+    let answer = samverka_proto::v1::record_exchange_client::RecordExchangeClient::new(reader)
+        .get_records(demo_read())
+        .await
+        .unwrap()
+        .into_inner();
+    let outcome = |agency: &str| {
+        answer
+            .outcomes
+            .iter()
+            .find(|o| o.source_agency == agency)
+            .unwrap()
+            .status()
+    };
+    assert_eq!(outcome(EMP), SourceStatus::Unavailable);
+    assert_eq!(outcome(HE), SourceStatus::Ok);
+    assert!(
+        answer
+            .records
+            .iter()
+            .all(|r| r.record_type == "education.course_result")
+    );
+}

@@ -27,7 +27,9 @@
 //! - [`error`]: every failure and the one function mapping it to a gRPC
 //!   status with a stable reason.
 //! - [`server`]: builds the gateway from a config and serves it.
-//! - [`client`]: mTLS channels for agency systems, the demo and tests.
+//! - [`client`]: mTLS channels for agency systems, the demo and tests;
+//!   [`adapter_tls`]: the gateway's TLS towards adapters, which checks that
+//!   each adapter is the agency the routing table names.
 //! - [`demo`]: `samverka demo`, everything on one machine.
 //! - [`consent_cli`]: `samverka consent`, for registrars and operators.
 //! - [`audit_cli`]: `samverka audit`: verify, export and archive the trail.
@@ -40,6 +42,7 @@
 pub mod access;
 pub mod access_log;
 pub mod adapter_cli;
+pub mod adapter_tls;
 pub mod admin;
 pub mod audit;
 pub mod audit_cli;

@@ -22,7 +22,9 @@ use samverka_proto::adapter::v1::{DescribeRequest, FetchRecordsRequest};
 use samverka_proto::records::v1::Record;
 use samverka_proto::v1::{Source, SourceOutcome, source_outcome};
 use tokio::task::JoinSet;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::adapter_tls::AdapterTlsMaterial;
 use tonic::{Code, Request};
 
 use crate::config::AdapterRoute;
@@ -69,20 +71,38 @@ impl Router {
     /// client identity and the trust bundle).
     pub fn new(
         routes: &[AdapterRoute],
-        tls: &ClientTlsConfig,
+        tls: &AdapterTlsMaterial,
         metrics: crate::metrics::Metrics,
-    ) -> Result<Router, tonic::transport::Error> {
+    ) -> Result<Router, String> {
         let sources = routes
             .iter()
             .map(|route| {
-                let channel = Endpoint::from_shared(format!("https://{}", route.address))?
-                    .tls_config(tls.clone().domain_name(route.server_name.clone()))?
+                // TLS is done by this connector rather than by tonic, so that
+                // the adapter's certificate is checked against the routing
+                // table (see `adapter_tls`).
+                let connector =
+                    tokio_rustls::TlsConnector::from(tls.client_config(&route.org_number)?);
+                let server_name =
+                    rustls::pki_types::ServerName::try_from(route.server_name.clone())
+                        .map_err(|e| format!("adapters {}: server name: {e}", route.name))?;
+                let address = route.address.clone();
+                let connect = tower::service_fn(move |_: tonic::transport::Uri| {
+                    let (connector, server_name, address) =
+                        (connector.clone(), server_name.clone(), address.clone());
+                    async move {
+                        let tcp = tokio::net::TcpStream::connect(&address).await?;
+                        tcp.set_nodelay(true)?;
+                        let tls = connector.connect(server_name, tcp).await?;
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+                    }
+                });
+                let channel = Endpoint::from_shared(format!("http://{}", route.address))
+                    .map_err(|e| format!("adapters {}: address: {e}", route.name))?
                     .connect_timeout(Duration::from_secs(2))
-                    .tcp_nodelay(true)
-                    .connect_lazy();
+                    .connect_with_connector_lazy(connect);
                 Ok((route.clone(), AdapterClient::new(channel)))
             })
-            .collect::<Result<_, tonic::transport::Error>>()?;
+            .collect::<Result<_, String>>()?;
         Ok(Router { sources, metrics })
     }
 

@@ -13,7 +13,9 @@ use samverka_proto::v1::access_log_server::AccessLogServer;
 use samverka_proto::v1::consents_server::ConsentsServer;
 use samverka_proto::v1::record_exchange_server::RecordExchangeServer;
 use tokio::net::TcpListener;
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTlsConfig};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use crate::adapter_tls::AdapterTlsMaterial;
 
 use crate::access_log::AccessLogService;
 use crate::audit::AuditWriter;
@@ -93,15 +95,15 @@ impl Gateway {
         let server_tls = ServerTlsConfig::new()
             .identity(Identity::from_pem(cert_pem, key_pem))
             .client_ca_root(ca.clone());
-        let client_tls = ClientTlsConfig::new()
-            .ca_certificate(ca)
-            .identity(Identity::from_pem(
-                read(&g.client_cert)?,
-                read(&g.client_key)?,
-            ));
+        let client_tls = AdapterTlsMaterial::from_pem(
+            &read(&g.ca_cert)?,
+            &read(&g.client_cert)?,
+            &read(&g.client_key)?,
+        )
+        .map_err(StartError::Tls)?;
         let metrics = Metrics::new();
-        let router = Router::new(&config.adapters, &client_tls, metrics.clone())
-            .map_err(|e| StartError::Tls(e.to_string()))?;
+        let router =
+            Router::new(&config.adapters, &client_tls, metrics.clone()).map_err(StartError::Tls)?;
         let store = Store::open(&g.store).await.map_err(StartError::Store)?;
         let signer = Arc::new(signer);
         let audit = AuditWriter::spawn(
