@@ -143,11 +143,9 @@ impl access_log_server::AccessLog for AccessLogService {
         &self,
         request: Request<ListAccessEventsRequest>,
     ) -> Result<Response<ListAccessEventsResponse>, Status> {
-        let started = std::time::Instant::now();
-        let result = AccessLogService::list(self, request).await;
         self.gateway
             .metrics
-            .outcome("AccessLog/List", started, &result);
-        Ok(Response::new(result?))
+            .answer("AccessLog/List", AccessLogService::list(self, request))
+            .await
     }
 }

@@ -473,45 +473,37 @@ impl consents_server::Consents for ConsentsService {
         &self,
         request: Request<GrantConsentRequest>,
     ) -> Result<Response<ConsentReceipt>, Status> {
-        let started = std::time::Instant::now();
-        let result = ConsentsService::grant(self, request).await;
         self.gateway
             .metrics
-            .outcome("Consents/Grant", started, &result);
-        Ok(Response::new(result?))
+            .answer("Consents/Grant", ConsentsService::grant(self, request))
+            .await
     }
 
     async fn revoke(
         &self,
         request: Request<RevokeConsentRequest>,
     ) -> Result<Response<ConsentReceipt>, Status> {
-        let started = std::time::Instant::now();
-        let result = ConsentsService::revoke(self, request).await;
         self.gateway
             .metrics
-            .outcome("Consents/Revoke", started, &result);
-        Ok(Response::new(result?))
+            .answer("Consents/Revoke", ConsentsService::revoke(self, request))
+            .await
     }
 
     async fn get(&self, request: Request<GetConsentRequest>) -> Result<Response<Consent>, Status> {
-        let started = std::time::Instant::now();
-        let result = ConsentsService::get(self, request).await;
         self.gateway
             .metrics
-            .outcome("Consents/Get", started, &result);
-        Ok(Response::new(result?))
+            .answer("Consents/Get", ConsentsService::get(self, request))
+            .await
     }
 
     async fn list(
         &self,
         request: Request<ListConsentsRequest>,
     ) -> Result<Response<ListConsentsResponse>, Status> {
-        let started = std::time::Instant::now();
-        let result = ConsentsService::list(self, request).await;
         self.gateway
             .metrics
-            .outcome("Consents/List", started, &result);
-        Ok(Response::new(result?))
+            .answer("Consents/List", ConsentsService::list(self, request))
+            .await
     }
 }
 

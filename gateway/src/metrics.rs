@@ -173,19 +173,22 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// One answered RPC whose caller is not labelled (consents, access
-    /// log, sources): allowed, or denied with the error's reason.
-    pub fn outcome<T>(
+    /// Runs one RPC whose caller is not labelled (consents, access log)
+    /// and counts it: allowed, or denied with the error's reason. The one
+    /// place such an answer becomes a response or a status.
+    pub async fn answer<T>(
         &self,
         method: &str,
-        started: std::time::Instant,
-        result: &Result<T, crate::GatewayError>,
-    ) {
-        let (decision, reason) = match result {
+        rpc: impl std::future::Future<Output = Result<T, crate::GatewayError>>,
+    ) -> Result<tonic::Response<T>, tonic::Status> {
+        let started = std::time::Instant::now();
+        let result = rpc.await;
+        let (decision, reason) = match &result {
             Ok(_) => ("allowed", ""),
             Err(e) => ("denied", e.reason.as_str()),
         };
         self.request(method, "", decision, reason, started.elapsed());
+        Ok(tonic::Response::new(result?))
     }
 
     /// One consent decision.
