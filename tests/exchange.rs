@@ -840,3 +840,74 @@ async fn an_adapter_with_another_agencys_certificate_is_not_believed() {
             .all(|r| r.record_type == "education.course_result")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agency_over_its_rate_is_told_when_to_retry() {
+    use tonic_types::StatusExt;
+    let net = start().await;
+    // The demo's gateway again, with a rate of one request a second and a
+    // burst of two, on a clock the test moves.
+    let text = std::fs::read_to_string(&net.config_path)
+        .unwrap()
+        .replace("samverka.db", "rate.db")
+        + "\n[limits]\nrate_per_second = 1\nburst = 2\n";
+    let config = samverka::Config::from_toml(&text, net.dir.path()).unwrap();
+    let clock = samverka::Clock::manual(samverka::time::system_now_ms());
+    let gateway = samverka::Gateway::new(config, clock.clone()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(samverka::server::serve(
+        gateway.clone(),
+        listener,
+        std::future::pending(),
+    ));
+    let reader =
+        samverka::client::connect(&address, "localhost", &net.agency_tls("reader").unwrap())
+            .await
+            .unwrap();
+    let mut reader = samverka_proto::v1::record_exchange_client::RecordExchangeClient::new(reader);
+    let outsider =
+        samverka::client::connect(&address, "localhost", &net.agency_tls("outsider").unwrap())
+            .await
+            .unwrap();
+    let mut outsider =
+        samverka_proto::v1::record_exchange_client::RecordExchangeClient::new(outsider);
+
+    for _ in 0..2 {
+        let status = reader.get_records(demo_read()).await.unwrap_err();
+        assert_eq!(reason(&status), "CONSENT_MISSING");
+    }
+    let status = reader.get_records(demo_read()).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(reason(&status), "RATE_LIMITED");
+    let retry = status
+        .get_details_retry_info()
+        .expect("retry info")
+        .retry_delay
+        .unwrap();
+    assert_eq!(retry, std::time::Duration::from_secs(1));
+    // Another agency has its own allowance.
+    assert_eq!(
+        reason(&outsider.get_records(demo_read()).await.unwrap_err()),
+        "ACCESS_RULE_MISSING"
+    );
+    // Refusals for rate are not audited: two reads and the outsider's.
+    assert_eq!(gateway.store.audit_entries(None).await.unwrap().len(), 3);
+    // A second later the reader may go on.
+    clock.set_ms(clock.now_ms() + 1000);
+    assert_eq!(
+        reason(&reader.get_records(demo_read()).await.unwrap_err()),
+        "CONSENT_MISSING"
+    );
+
+    // A request larger than the limit is refused whole.
+    let mut big = demo_read();
+    big.purpose = "x".repeat(100 * 1024);
+    clock.set_ms(clock.now_ms() + 10_000);
+    let status = reader.get_records(big).await.unwrap_err();
+    assert!(
+        matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{status:?}"
+    );
+    assert!(status.message().contains("too large"), "{status:?}");
+}

@@ -24,6 +24,11 @@
 //! checkpoint_interval_s = 60      # or after this long, if anything was added
 //! retention_days = 3650           # `samverka audit prune` archives older entries
 //!
+//! [limits]
+//! max_request_bytes = 65536       # larger requests: RESOURCE_EXHAUSTED
+//! rate_per_second = 1000          # per calling agency, on average ...
+//! burst = 2000                    # ... and at once; then RATE_LIMITED
+//!
 //! [[agencies]]                    # agencies that may call the gateway
 //! org_number = "2021999038"
 //! name = "Citizen e-service"
@@ -102,6 +107,8 @@ pub struct Config {
     pub consents: ConsentSettings,
     /// The `[audit]` section.
     pub audit: AuditSettings,
+    /// The `[limits]` section.
+    pub limits: Limits,
     /// Agencies known to this gateway.
     pub agencies: Vec<Agency>,
     /// The purpose registry.
@@ -156,6 +163,17 @@ pub struct AuditSettings {
     /// How long entries stay in the store before `samverka audit prune`
     /// archives them.
     pub retention: Duration,
+}
+
+/// The `[limits]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// The largest request message accepted, in bytes.
+    pub max_request_bytes: usize,
+    /// Requests per second each agency may make, on average.
+    pub rate_per_second: f64,
+    /// How many requests an agency may make at once after a quiet spell.
+    pub burst: f64,
 }
 
 /// An agency that may call the gateway.
@@ -217,6 +235,8 @@ struct RawConfig {
     consents: RawConsents,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    limits: RawLimits,
     #[serde(default)]
     agencies: Vec<toml::Spanned<RawAgency>>,
     #[serde(default)]
@@ -283,6 +303,24 @@ impl Default for RawAudit {
             checkpoint_every: 1000,
             checkpoint_interval_s: 60,
             retention_days: 3650,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLimits {
+    max_request_bytes: usize,
+    rate_per_second: f64,
+    burst: f64,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            max_request_bytes: 64 * 1024,
+            rate_per_second: 1000.0,
+            burst: 2000.0,
         }
     }
 }
@@ -481,6 +519,21 @@ impl Config {
             retention: Duration::from_secs(u64::from(a.retention_days) * 24 * 3600),
         };
 
+        let l = raw.limits;
+        if l.max_request_bytes < 1024 || !(l.rate_per_second > 0.0) || !(l.burst >= 1.0) {
+            return Err(ConfigError {
+                file: None,
+                line: None,
+                key: "limits".into(),
+                reason: "max_request_bytes must be at least 1024, rate_per_second above 0 and burst at least 1".into(),
+            });
+        }
+        let limits = Limits {
+            max_request_bytes: l.max_request_bytes,
+            rate_per_second: l.rate_per_second,
+            burst: l.burst,
+        };
+
         let mut agencies = Vec::new();
         let mut seen = HashSet::new();
         for (i, a) in raw.agencies.into_iter().enumerate() {
@@ -595,6 +648,7 @@ impl Config {
             gateway,
             consents,
             audit,
+            limits,
             agencies,
             purposes,
             access_rules,

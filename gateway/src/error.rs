@@ -58,6 +58,8 @@ pub enum Reason {
     RequestIdReused,
     /// A page token that this gateway did not give out.
     PageTokenInvalid,
+    /// The calling agency sends more requests than its rate allows.
+    RateLimited,
     /// The consent or audit store cannot be reached: fail closed.
     StoreUnavailable,
     /// A defect inside the gateway.
@@ -86,6 +88,7 @@ impl Reason {
             Reason::ConsentNotFound => "CONSENT_NOT_FOUND",
             Reason::RequestIdReused => "REQUEST_ID_REUSED",
             Reason::PageTokenInvalid => "PAGE_TOKEN_INVALID",
+            Reason::RateLimited => "RATE_LIMITED",
             Reason::StoreUnavailable => "STORE_UNAVAILABLE",
             Reason::Internal => "INTERNAL",
         }
@@ -112,6 +115,7 @@ impl Reason {
             | Reason::PageTokenInvalid => Code::InvalidArgument,
             Reason::ConsentNotFound => Code::NotFound,
             Reason::RequestIdReused => Code::AlreadyExists,
+            Reason::RateLimited => Code::ResourceExhausted,
             Reason::StoreUnavailable => Code::Unavailable,
             Reason::Internal => Code::Internal,
         }
@@ -138,6 +142,8 @@ pub struct GatewayError {
     pub detail: Option<String>,
     /// The audit entry that recorded this refusal, if any.
     pub audit_id: Option<String>,
+    /// When to try again (a `google.rpc.RetryInfo` detail), if known.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl GatewayError {
@@ -149,6 +155,7 @@ impl GatewayError {
             field: None,
             detail: None,
             audit_id: None,
+            retry_after: None,
         }
     }
 
@@ -216,6 +223,9 @@ pub fn to_status(err: &GatewayError) -> Status {
     details.set_error_info(err.reason.as_str(), ERROR_DOMAIN, metadata);
     if let Some(field) = &err.field {
         details.add_bad_request_violation(field.clone(), err.message.clone());
+    }
+    if let Some(after) = err.retry_after {
+        details.set_retry_info(Some(after));
     }
     Status::with_error_details(err.reason.code(), err.message.clone(), details)
 }

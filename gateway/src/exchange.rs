@@ -80,6 +80,25 @@ impl RecordExchangeService {
             .unwrap_or(gw.config.gateway.default_deadline)
             .min(gw.config.gateway.max_deadline);
         let caller = identity::caller(&request);
+        if let Ok(c) = &caller
+            && let Err(wait) = gw.rate.take(c.agency.as_str(), gw.clock.now_ms())
+        {
+            gw.metrics.request(
+                "GetRecords",
+                c.agency.as_str(),
+                audit::DENIED,
+                "RATE_LIMITED",
+                started.elapsed(),
+            );
+            return Err(GatewayError {
+                retry_after: Some(wait),
+                detail: Some(format!("{} is over its rate", c.agency)),
+                ..GatewayError::new(
+                    Reason::RateLimited,
+                    "too many requests from this agency; retry later",
+                )
+            });
+        }
         let req = request.into_inner();
 
         let mut entry = audit::entry("RecordExchange/GetRecords", gw.clock.now_ms());

@@ -35,6 +35,7 @@
 //! - [`audit_cli`]: `samverka audit`: verify, export and archive the trail.
 //! - [`adapter_cli`]: `samverka adapter run`: a reference adapter as a
 //!   process.
+//! - [`rate`]: per-agency rate limiting.
 //! - [`time`]: the clock and timestamp conversions.
 //! - [`metrics`] and [`admin`]: Prometheus metrics, `/healthz` and
 //!   `/readyz` on the operators' plain-HTTP listener.
@@ -55,6 +56,7 @@ pub mod error;
 pub mod exchange;
 pub mod identity;
 pub mod metrics;
+pub mod rate;
 pub mod receipt;
 pub mod routing;
 pub mod server;

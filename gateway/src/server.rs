@@ -74,6 +74,8 @@ pub struct Gateway {
     pub audit: AuditWriter,
     /// What operators scrape.
     pub metrics: Metrics,
+    /// Requests per agency.
+    pub rate: crate::rate::RateLimiter,
     server_tls: ServerTlsConfig,
 }
 
@@ -113,6 +115,8 @@ impl Gateway {
             config.audit.checkpoints,
             metrics.clone(),
         );
+        let rate =
+            crate::rate::RateLimiter::new(config.limits.rate_per_second, config.limits.burst);
         Ok(Arc::new(Gateway {
             config,
             store,
@@ -121,6 +125,7 @@ impl Gateway {
             signer,
             audit,
             metrics,
+            rate,
             server_tls,
         }))
     }
@@ -133,6 +138,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
+    let max_request = gateway.config.limits.max_request_bytes;
     // Health (grpc.health.v1) and reflection (so that grpcurl works) sit on
     // the same mTLS port; they reveal the schema and liveness, no records.
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -166,11 +172,18 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
-        .add_service(RecordExchangeServer::new(RecordExchangeService::new(
-            gateway.clone(),
-        )))
-        .add_service(ConsentsServer::new(ConsentsService::new(gateway.clone())))
-        .add_service(AccessLogServer::new(AccessLogService::new(gateway)))
+        .add_service(
+            RecordExchangeServer::new(RecordExchangeService::new(gateway.clone()))
+                .max_decoding_message_size(max_request),
+        )
+        .add_service(
+            ConsentsServer::new(ConsentsService::new(gateway.clone()))
+                .max_decoding_message_size(max_request),
+        )
+        .add_service(
+            AccessLogServer::new(AccessLogService::new(gateway.clone()))
+                .max_decoding_message_size(max_request),
+        )
         .serve_with_incoming_shutdown(samverka_adapter::incoming(listener), shutdown)
         .await
         .map_err(StartError::Transport)

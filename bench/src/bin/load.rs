@@ -428,8 +428,9 @@ async fn main() -> Result<(), BoxError> {
         .iter()
         .map(|n| (n.to_string(), addresses[n]))
         .collect();
+    // No rate limit in the way of the load, and a third source.
     let extra = format!(
-        "[[adapters]]\nname = \"employment-b\"\naddress = \"{}\"\norg_number = \"2021999079\"\nrecord_types = [\"employment.period\"]\n",
+        "[limits]\nrate_per_second = 1000000000\nburst = 1000000000\n\n[[adapters]]\nname = \"employment-b\"\naddress = \"{}\"\norg_number = \"2021999079\"\nrecord_types = [\"employment.period\"]\n",
         addresses["employment-b"]
     );
     let config = dir.path().join("gateway.toml");
