@@ -520,7 +520,11 @@ impl Config {
         };
 
         let l = raw.limits;
-        if l.max_request_bytes < 1024 || !(l.rate_per_second > 0.0) || !(l.burst >= 1.0) {
+        let sane = |v: f64, min: f64| v.is_finite() && v >= min;
+        if l.max_request_bytes < 1024
+            || !sane(l.rate_per_second, f64::MIN_POSITIVE)
+            || !sane(l.burst, 1.0)
+        {
             return Err(ConfigError {
                 file: None,
                 line: None,
