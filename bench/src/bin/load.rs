@@ -668,11 +668,15 @@ async fn main() -> Result<(), BoxError> {
             let rps = median(&o.rps);
             let errors: Vec<String> = o.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
             println!(
-                "{:<9} {:>5} {:>9.0} {:>8.2} {:>8} {:>8} {:>9} {:>9}  {}",
+                "{:<9} {:>5} {:>9.0} {:>8} {:>8} {:>8} {:>9} {:>9}  {}",
                 name,
                 c,
                 rps,
-                rps / direct.max(1e-9),
+                if direct > 0.0 {
+                    format!("{:.2}", rps / direct)
+                } else {
+                    "-".to_owned()
+                },
                 h.value_at_quantile(0.5),
                 h.value_at_quantile(0.99),
                 h.value_at_quantile(0.999),
