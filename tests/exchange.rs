@@ -911,3 +911,64 @@ async fn an_agency_over_its_rate_is_told_when_to_retry() {
     );
     assert!(status.message().contains("too large"), "{status:?}");
 }
+
+#[tokio::test]
+async fn one_trace_id_names_the_exchange_everywhere() {
+    let net = start().await;
+    grant(
+        &net,
+        DEMO_PURPOSE,
+        &["education.course_result", "employment.period"],
+    )
+    .await;
+    let mut reader = exchange(&net, "reader").await;
+
+    // The caller's W3C trace context is continued.
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut request = tonic::Request::new(demo_read());
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-00f067aa0ba902b7-01")
+            .parse()
+            .unwrap(),
+    );
+    let response = reader.get_records(request).await.unwrap();
+    assert_eq!(
+        response.metadata().get("x-samverka-trace-id").unwrap(),
+        trace_id
+    );
+    let allowed_id = response.into_inner().audit_id;
+    assert_eq!(
+        net.last_adapter_trace_id().as_deref(),
+        Some(trace_id),
+        "the adapters saw the caller's trace"
+    );
+    let entries = net.gateway.store.audit_entries(None).await.unwrap();
+    let entry = entries.iter().find(|e| e.audit_id == allowed_id).unwrap();
+    assert_eq!(entry.trace_id, trace_id);
+
+    // Without one, the gateway starts a trace, and says which.
+    let status = reader
+        .get_records(read_request(
+            OTHER_SUBJECT,
+            &["employment.period"],
+            DEMO_PURPOSE,
+        ))
+        .await
+        .unwrap_err();
+    let new_id = status
+        .metadata()
+        .get("x-samverka-trace-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(new_id.len(), 32);
+    assert_ne!(new_id, trace_id);
+    let entries = net.gateway.store.audit_entries(None).await.unwrap();
+    let denied = entries
+        .iter()
+        .find(|e| e.audit_id == audit_id(&status))
+        .unwrap();
+    assert_eq!(denied.trace_id, new_id);
+}

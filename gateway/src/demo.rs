@@ -123,6 +123,7 @@ pub struct Network {
     /// Per adapter: name and address.
     pub adapters: Vec<(String, SocketAddr)>,
     fetch_calls: Arc<AtomicUsize>,
+    last_trace: Arc<std::sync::Mutex<Option<String>>>,
     stops: Vec<(String, oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
@@ -131,13 +132,19 @@ pub struct Network {
 struct Counted<A> {
     inner: A,
     calls: Arc<AtomicUsize>,
+    last_trace: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl<A> Counted<A> {
-    fn new(inner: A, calls: &Arc<AtomicUsize>) -> Self {
+    fn new(
+        inner: A,
+        calls: &Arc<AtomicUsize>,
+        last_trace: &Arc<std::sync::Mutex<Option<String>>>,
+    ) -> Self {
         Counted {
             inner,
             calls: calls.clone(),
+            last_trace: last_trace.clone(),
         }
     }
 }
@@ -149,6 +156,9 @@ impl<A: Adapter> Adapter for Counted<A> {
 
     async fn fetch_records(&self, query: FetchQuery) -> Result<Vec<Record>, AdapterError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut last) = self.last_trace.lock() {
+            last.clone_from(&query.trace_id);
+        }
         self.inner.fetch_records(query).await
     }
 }
@@ -225,6 +235,7 @@ impl Network {
         let config = Config::load(&config_path)?;
 
         let fetch_calls = Arc::new(AtomicUsize::new(0));
+        let last_trace = Arc::new(std::sync::Mutex::new(None));
         let mut stops = Vec::new();
         for ((name, _, _, register), (_, listener, _)) in demo_sources().into_iter().zip(listeners)
         {
@@ -234,8 +245,12 @@ impl Network {
                 .find(|(n, _, _)| n == name)
                 .ok_or("adapter missing from the PKI")?;
             let tls = AdapterTls::from_files(cert, key, &pki.ca_cert)?;
-            let (tx, task) =
-                spawn_adapter(Counted::new(register, &fetch_calls), listener, tls, name);
+            let (tx, task) = spawn_adapter(
+                Counted::new(register, &fetch_calls, &last_trace),
+                listener,
+                tls,
+                name,
+            );
             stops.push((name.to_owned(), tx, task));
         }
 
@@ -271,8 +286,15 @@ impl Network {
             admin_address,
             adapters,
             fetch_calls,
+            last_trace,
             stops,
         })
+    }
+
+    /// The trace id the demo adapters saw last (from the gateway's
+    /// `traceparent`).
+    pub fn last_adapter_trace_id(&self) -> Option<String> {
+        self.last_trace.lock().ok().and_then(|t| t.clone())
     }
 
     /// How many records requests the demo adapters have served so far.

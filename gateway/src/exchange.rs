@@ -18,10 +18,23 @@ use samverka_proto::v1::{
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
+use samverka_proto::trace::{TRACE_ID_HEADER, TRACEPARENT, TraceContext};
+
 use crate::error::{GatewayError, Reason};
 use crate::identity::Caller;
 use crate::routing::FetchQuery;
 use crate::{Gateway, access, audit, consent, identity};
+
+/// Random bytes for trace and span ids (from the same generator as
+/// audit ids).
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    for chunk in out.chunks_mut(16) {
+        let id = uuid::Uuid::new_v4();
+        chunk.copy_from_slice(&id.as_bytes()[..chunk.len()]);
+    }
+    out
+}
 
 /// The most record types one read may ask for.
 pub const MAX_RECORD_TYPES: usize = 32;
@@ -73,6 +86,7 @@ impl RecordExchangeService {
     async fn get_records(
         &self,
         request: Request<GetRecordsRequest>,
+        trace: &TraceContext,
     ) -> Result<GetRecordsResponse, GatewayError> {
         let gw = &self.gateway;
         let started = std::time::Instant::now();
@@ -102,6 +116,7 @@ impl RecordExchangeService {
         let req = request.into_inner();
 
         let mut entry = audit::entry("RecordExchange/GetRecords", gw.clock.now_ms());
+        entry.trace_id = trace.trace_id.clone();
         entry.caller = caller
             .as_ref()
             .map(|c| c.agency.to_string())
@@ -117,8 +132,14 @@ impl RecordExchangeService {
 
         let decision = match caller {
             Ok(caller) => {
-                self.check_and_fetch(&caller, &req, &entry.audit_id, budget)
-                    .await
+                self.check_and_fetch(
+                    &caller,
+                    &req,
+                    &entry.audit_id,
+                    budget,
+                    trace.child(random_bytes()).header(),
+                )
+                .await
             }
             Err(e) => Err(e),
         };
@@ -174,6 +195,7 @@ impl RecordExchangeService {
         req: &GetRecordsRequest,
         audit_id: &str,
         budget: Duration,
+        traceparent: String,
     ) -> Result<Allowed, GatewayError> {
         let gw = &self.gateway;
         let subject = SubjectId::parse(&req.subject_id).map_err(|e| {
@@ -268,6 +290,7 @@ impl RecordExchangeService {
             purpose: req.purpose.clone(),
             requesting_agency: caller.agency.to_string(),
             audit_ref: audit_id.to_owned(),
+            traceparent,
         };
         let result = gw
             .router
@@ -286,9 +309,32 @@ impl record_exchange_server::RecordExchange for RecordExchangeService {
         &self,
         request: Request<GetRecordsRequest>,
     ) -> Result<Response<GetRecordsResponse>, Status> {
-        Ok(Response::new(
-            RecordExchangeService::get_records(self, request).await?,
-        ))
+        // The caller's trace, or a new one; its id goes into the audit
+        // entry, to every adapter, and back to the caller.
+        let trace = request
+            .metadata()
+            .get(TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(TraceContext::parse)
+            .unwrap_or_else(|| TraceContext::new_root(random_bytes()));
+        let trace_id: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> =
+            trace.trace_id.parse().ok();
+        match RecordExchangeService::get_records(self, request, &trace).await {
+            Ok(answer) => {
+                let mut response = Response::new(answer);
+                if let Some(v) = trace_id {
+                    response.metadata_mut().insert(TRACE_ID_HEADER, v);
+                }
+                Ok(response)
+            }
+            Err(e) => {
+                let mut status = Status::from(e);
+                if let Some(v) = trace_id {
+                    status.metadata_mut().insert(TRACE_ID_HEADER, v);
+                }
+                Err(status)
+            }
+        }
     }
 
     async fn list_sources(

@@ -55,6 +55,8 @@ pub struct FetchQuery {
     pub requesting_agency: String,
     /// The audit entry of the read, for the register's own log.
     pub audit_ref: String,
+    /// The W3C trace context to pass on (the gateway's span).
+    pub traceparent: String,
 }
 
 /// Every source's records and outcome.
@@ -170,6 +172,11 @@ impl Router {
                     audit_ref: query.audit_ref.clone(),
                 });
                 request.set_timeout(deadline);
+                if let Ok(value) = query.traceparent.parse() {
+                    request
+                        .metadata_mut()
+                        .insert(samverka_proto::trace::TRACEPARENT, value);
+                }
                 async move {
                     let started = std::time::Instant::now();
                     let answer =

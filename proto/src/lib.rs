@@ -63,3 +63,120 @@ pub fn is_record_type_name(s: &str) -> bool {
     }
     parts >= 2
 }
+
+/// W3C trace context (`traceparent`), as samverka passes it along: from the
+/// calling agency through the gateway into every adapter, so that one trace
+/// id names one exchange everywhere (and in the audit entry).
+pub mod trace {
+    /// The metadata key of the W3C trace context.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// The response metadata key carrying the exchange's trace id back to
+    /// the caller.
+    pub const TRACE_ID_HEADER: &str = "x-samverka-trace-id";
+
+    /// A trace context: a 32-hex-digit trace id, a 16-hex-digit parent
+    /// span id and the flags.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct TraceContext {
+        /// The trace id (32 lower-case hex digits, not all zero).
+        pub trace_id: String,
+        /// The id of the span that made this call (16 hex digits).
+        pub parent_id: String,
+        /// Trace flags (`01`: sampled).
+        pub flags: String,
+    }
+
+    fn is_hex(s: &str, len: usize) -> bool {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && s.bytes().any(|b| b != b'0')
+    }
+
+    impl TraceContext {
+        /// Parses a version-00 `traceparent`; `None` if it is not one.
+        pub fn parse(value: &str) -> Option<TraceContext> {
+            let mut parts = value.trim().split('-');
+            let (version, trace_id, parent_id, flags) =
+                (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+            if parts.next().is_some()
+                || version != "00"
+                || !is_hex(trace_id, 32)
+                || !is_hex(parent_id, 16)
+            {
+                return None;
+            }
+            if flags.len() != 2 || !flags.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            Some(TraceContext {
+                trace_id: trace_id.to_owned(),
+                parent_id: parent_id.to_owned(),
+                flags: flags.to_owned(),
+            })
+        }
+
+        /// A new trace, from 24 random bytes (16 for the trace id, 8 for
+        /// the span id).
+        pub fn new_root(random: [u8; 24]) -> TraceContext {
+            let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+            let mut random = random;
+            random[15] |= 1; // never all zero
+            random[23] |= 1;
+            TraceContext {
+                trace_id: hex(&random[..16]),
+                parent_id: hex(&random[16..]),
+                flags: "01".to_owned(),
+            }
+        }
+
+        /// The same trace, continued by a span with id `span_id` (8 bytes).
+        pub fn child(&self, span_id: [u8; 8]) -> TraceContext {
+            let mut span_id = span_id;
+            span_id[7] |= 1;
+            TraceContext {
+                trace_id: self.trace_id.clone(),
+                parent_id: span_id.iter().map(|x| format!("{x:02x}")).collect(),
+                flags: self.flags.clone(),
+            }
+        }
+
+        /// The `traceparent` value.
+        pub fn header(&self) -> String {
+            format!("00-{}-{}-{}", self.trace_id, self.parent_id, self.flags)
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn parses_only_valid_version_00_contexts() {
+            let v = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+            let c = TraceContext::parse(v).unwrap();
+            assert_eq!(c.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+            assert_eq!(c.header(), v);
+            for bad in [
+                "",
+                "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+            ] {
+                assert_eq!(TraceContext::parse(bad), None, "{bad}");
+            }
+        }
+
+        #[test]
+        fn children_keep_the_trace_id() {
+            let root = TraceContext::new_root([0; 24]);
+            assert!(TraceContext::parse(&root.header()).is_some());
+            let child = root.child([7; 8]);
+            assert_eq!(child.trace_id, root.trace_id);
+            assert_ne!(child.parent_id, root.parent_id);
+        }
+    }
+}

@@ -117,6 +117,7 @@ mod tests {
             purpose: "job_matching".into(),
             consent_id: "c".into(),
             requesting_agency: "2021999020".into(),
+            trace_id: None,
         };
         let mine = a.fetch_records(q("199003142388")).await.unwrap();
         assert_eq!(mine.len(), 2);

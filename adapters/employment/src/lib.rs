@@ -111,6 +111,7 @@ mod tests {
             purpose: "study_guidance".into(),
             consent_id: "c".into(),
             requesting_agency: "2021999020".into(),
+            trace_id: None,
         };
         assert_eq!(a.fetch_records(q("199003142388")).await.unwrap().len(), 2);
         assert!(a.fetch_records(q("199204638762")).await.unwrap().is_empty());

@@ -169,6 +169,7 @@ mod tests {
             purpose: "study_guidance".into(),
             consent_id: "c".into(),
             requesting_agency: "2021999020".into(),
+            trace_id: None,
         };
         let degrees = a
             .fetch_records(query(&["education.degree"], "199003142388"))

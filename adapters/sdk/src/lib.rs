@@ -139,6 +139,9 @@ pub struct FetchQuery {
     pub consent_id: String,
     /// The agency that asked the gateway.
     pub requesting_agency: String,
+    /// The W3C trace id of the exchange (from the gateway's `traceparent`),
+    /// to log with the register's own records of the query.
+    pub trace_id: Option<String>,
 }
 
 /// Why an adapter could not answer. The gateway reports it to the caller

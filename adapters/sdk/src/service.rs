@@ -75,6 +75,12 @@ impl<A: Adapter> adapter_server::Adapter for AdapterService<A> {
         request: Request<FetchRecordsRequest>,
     ) -> Result<Response<FetchRecordsResponse>, Status> {
         require_gateway(&request)?;
+        let trace_id = request
+            .metadata()
+            .get(samverka_proto::trace::TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(samverka_proto::trace::TraceContext::parse)
+            .map(|t| t.trace_id);
         let req = request.into_inner();
         let subject = SubjectId::parse(&req.subject_id)
             .map_err(|e| Status::invalid_argument(format!("subject_id: {e}")))?;
@@ -105,10 +111,13 @@ impl<A: Adapter> adapter_server::Adapter for AdapterService<A> {
             purpose: req.purpose,
             consent_id: req.consent_id,
             requesting_agency: req.requesting_agency,
+            trace_id: trace_id.clone(),
         };
-        let records = self
-            .adapter
-            .fetch_records(query)
+        let span = tracing::info_span!(
+            "fetch_records",
+            trace_id = trace_id.as_deref().unwrap_or("")
+        );
+        let records = tracing::Instrument::instrument(self.adapter.fetch_records(query), span)
             .await
             .map_err(|e| match e {
                 AdapterError::Unavailable(m) => {
