@@ -93,6 +93,31 @@ fn checkpoint_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditCheckpo
     })
 }
 
+/// Inserts one consent row (no idempotency check: callers decide).
+fn insert_consent_row(conn: &Connection, c: &StoredConsent) -> rusqlite::Result<()> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO consents ({CONSENT_COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+    ))?
+    .execute(params![
+        c.consent_id,
+        c.subject_id,
+        c.grantee_agency,
+        join(&c.record_types),
+        c.purpose,
+        join(&c.source_agencies),
+        c.valid_from_ms,
+        c.valid_until_ms,
+        c.registrar_agency,
+        c.evidence_ref,
+        c.request_id,
+        c.granted_at_ms,
+        c.revoked_at_ms,
+        c.revocation_reason,
+    ])?;
+    Ok(())
+}
+
 fn select_consent(conn: &Connection, consent_id: &str) -> rusqlite::Result<Option<StoredConsent>> {
     conn.query_row(
         &format!("SELECT {CONSENT_COLUMNS} FROM consents WHERE consent_id = ?1"),
@@ -290,28 +315,7 @@ impl SqliteStore {
             if let Some(existing) = existing {
                 return Ok((existing, false));
             }
-            tx.execute(
-                &format!(
-                    "INSERT INTO consents ({CONSENT_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
-                ),
-                params![
-                    c.consent_id,
-                    c.subject_id,
-                    c.grantee_agency,
-                    join(&c.record_types),
-                    c.purpose,
-                    join(&c.source_agencies),
-                    c.valid_from_ms,
-                    c.valid_until_ms,
-                    c.registrar_agency,
-                    c.evidence_ref,
-                    c.request_id,
-                    c.granted_at_ms,
-                    c.revoked_at_ms,
-                    c.revocation_reason,
-                ],
-            )?;
+            insert_consent_row(&tx, &c)?;
             tx.commit()?;
             Ok((c, true))
         })
@@ -324,29 +328,8 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         self.with(move |conn| {
             let tx = conn.transaction()?;
-            {
-                let mut insert = tx.prepare(&format!(
-                    "INSERT INTO consents ({CONSENT_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
-                ))?;
-                for c in &consents {
-                    insert.execute(params![
-                        c.consent_id,
-                        c.subject_id,
-                        c.grantee_agency,
-                        join(&c.record_types),
-                        c.purpose,
-                        join(&c.source_agencies),
-                        c.valid_from_ms,
-                        c.valid_until_ms,
-                        c.registrar_agency,
-                        c.evidence_ref,
-                        c.request_id,
-                        c.granted_at_ms,
-                        c.revoked_at_ms,
-                        c.revocation_reason,
-                    ])?;
-                }
+            for c in &consents {
+                insert_consent_row(&tx, c)?;
             }
             tx.commit()?;
             Ok(())
