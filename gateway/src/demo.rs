@@ -55,35 +55,41 @@ pub const DEMO_PURPOSE: &str = "study_guidance";
 /// The record types of the demo read.
 pub const DEMO_RECORD_TYPES: [&str; 2] = ["education.course_result", "employment.period"];
 
-/// The demo's sources: name, organisation number, record types and the
-/// register behind each.
-pub fn demo_sources() -> Vec<(
-    &'static str,
-    &'static str,
-    Vec<&'static str>,
-    InMemoryRegister,
-)> {
-    vec![
-        (
-            "higher-education",
-            samverka_adapter_higher_education::DEMO_AGENCY,
-            samverka_adapter_higher_education::RECORD_TYPES.to_vec(),
-            samverka_adapter_higher_education::demo(),
-        ),
-        (
-            "employment",
-            samverka_adapter_employment::DEMO_AGENCY,
-            samverka_adapter_employment::RECORD_TYPES.to_vec(),
-            samverka_adapter_employment::demo(),
-        ),
-        (
-            "competence",
-            samverka_adapter_competence::DEMO_AGENCY,
-            samverka_adapter_competence::RECORD_TYPES.to_vec(),
-            samverka_adapter_competence::demo(),
-        ),
-    ]
+/// One of the demo's sources.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoSource {
+    /// The adapter's name, in the configuration and the PKI's file names.
+    pub name: &'static str,
+    /// The agency whose register it serves.
+    pub agency: &'static str,
+    /// The record types it answers for.
+    pub record_types: &'static [&'static str],
+    /// Loads its synthetic register (parses the fixture: call when the
+    /// adapter starts, not to look something up).
+    pub register: fn() -> InMemoryRegister,
 }
+
+/// The demo's sources, one per reference adapter.
+pub const DEMO_SOURCES: [DemoSource; 3] = [
+    DemoSource {
+        name: "higher-education",
+        agency: samverka_adapter_higher_education::DEMO_AGENCY,
+        record_types: &samverka_adapter_higher_education::RECORD_TYPES,
+        register: samverka_adapter_higher_education::demo,
+    },
+    DemoSource {
+        name: "employment",
+        agency: samverka_adapter_employment::DEMO_AGENCY,
+        record_types: &samverka_adapter_employment::RECORD_TYPES,
+        register: samverka_adapter_employment::demo,
+    },
+    DemoSource {
+        name: "competence",
+        agency: samverka_adapter_competence::DEMO_AGENCY,
+        record_types: &samverka_adapter_competence::RECORD_TYPES,
+        register: samverka_adapter_competence::demo,
+    },
+];
 
 /// Why the demo failed.
 pub type DemoError = Box<dyn std::error::Error + Send + Sync>;
@@ -98,14 +104,14 @@ pub fn pki_spec() -> DevPkiSpec {
             ("registrar".into(), org(REGISTRAR_AGENCY)),
             ("outsider".into(), org(OUTSIDER_AGENCY)),
         ],
-        adapters: demo_sources()
-            .into_iter()
-            .map(|(name, agency, _, _)| (name.to_owned(), org(agency)))
+        adapters: DEMO_SOURCES
+            .iter()
+            .map(|source| (source.name.to_owned(), org(source.agency)))
             .collect(),
     }
 }
 
-/// A running demo network: two adapters and a gateway on loopback.
+/// A running demo network: the reference adapters and a gateway on loopback.
 pub struct Network {
     /// Where the PKI, store and `demo.toml` are.
     pub dir: PathBuf,
@@ -213,9 +219,9 @@ impl Network {
         let (gateway_listener, gateway_address) = loopback().await?;
         let (admin_listener, admin_address) = loopback().await?;
         let mut listeners = Vec::new();
-        for (name, ..) in demo_sources() {
+        for source in &DEMO_SOURCES {
             let (listener, address) = loopback().await?;
-            listeners.push((name.to_owned(), listener, address));
+            listeners.push((source.name.to_owned(), listener, address));
         }
         let adapters: Vec<(String, SocketAddr)> =
             listeners.iter().map(|(n, _, a)| (n.clone(), *a)).collect();
@@ -237,8 +243,9 @@ impl Network {
         let fetch_calls = Arc::new(AtomicUsize::new(0));
         let last_trace = Arc::new(std::sync::Mutex::new(None));
         let mut stops = Vec::new();
-        for ((name, _, _, register), (_, listener, _)) in demo_sources().into_iter().zip(listeners)
-        {
+        for (source, (_, listener, _)) in DEMO_SOURCES.iter().zip(listeners) {
+            let name = source.name;
+            let register = (source.register)();
             let (_, cert, key) = pki
                 .adapters
                 .iter()
@@ -382,10 +389,11 @@ pub fn demo_config(
     let list = |t: &[&str]| format!("{t:?}");
     let mut adapter_tables = String::new();
     for (name, address) in adapters {
-        if let Some((_, agency, types, _)) = demo_sources().into_iter().find(|(n, ..)| n == name) {
+        if let Some(source) = DEMO_SOURCES.iter().find(|s| s.name == name) {
             adapter_tables.push_str(&format!(
-                "[[adapters]]\nname = \"{name}\"\naddress = \"{address}\"\norg_number = \"{agency}\"\nrecord_types = {}\n\n",
-                list(&types)
+                "[[adapters]]\nname = \"{name}\"\naddress = \"{address}\"\norg_number = \"{}\"\nrecord_types = {}\n\n",
+                source.agency,
+                list(source.record_types)
             ));
         }
     }

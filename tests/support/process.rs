@@ -61,7 +61,8 @@ pub fn start_replica(bin: &str, config: &Path) -> Replica {
 /// returns their names and addresses, for `demo_config`.
 pub async fn spawn_adapters(pki: &DevPkiFiles) -> Vec<(String, SocketAddr)> {
     let mut addresses = Vec::new();
-    for (name, _, _, register) in samverka::demo::demo_sources() {
+    for source in &samverka::demo::DEMO_SOURCES {
+        let (name, register) = (source.name, (source.register)());
         let (_, cert, key) = pki.adapters.iter().find(|(n, _, _)| n == name).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         addresses.push((name.to_owned(), listener.local_addr().unwrap()));
