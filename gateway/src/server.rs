@@ -90,19 +90,16 @@ impl Gateway {
     pub async fn new(config: Config, clock: Clock) -> Result<Arc<Gateway>, StartError> {
         samverka_adapter::install_crypto_provider();
         let g = &config.gateway;
-        let ca = Certificate::from_pem(read(&g.ca_cert)?);
+        let ca_pem = read(&g.ca_cert)?;
         let (cert_pem, key_pem) = (read(&g.cert)?, read(&g.key)?);
         let signer = JwsSigner::from_pem(&cert_pem, &key_pem, g.org_number.as_str())
             .map_err(|e| StartError::Tls(format!("{}: {e}", g.key.display())))?;
         let server_tls = ServerTlsConfig::new()
             .identity(Identity::from_pem(cert_pem, key_pem))
-            .client_ca_root(ca.clone());
-        let client_tls = AdapterTlsMaterial::from_pem(
-            &read(&g.ca_cert)?,
-            &read(&g.client_cert)?,
-            &read(&g.client_key)?,
-        )
-        .map_err(StartError::Tls)?;
+            .client_ca_root(Certificate::from_pem(&ca_pem));
+        let client_tls =
+            AdapterTlsMaterial::from_pem(&ca_pem, &read(&g.client_cert)?, &read(&g.client_key)?)
+                .map_err(StartError::Tls)?;
         let metrics = Metrics::new();
         let router =
             Router::new(&config.adapters, &client_tls, metrics.clone()).map_err(StartError::Tls)?;
@@ -151,21 +148,12 @@ pub async fn serve(
     health
         .set_serving::<AccessLogServer<AccessLogService>>()
         .await;
-    // v1 and, for older grpcurl versions, v1alpha.
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(samverka_proto::FILE_DESCRIPTOR_SET)
-        .with_service_name("samverka.v1.RecordExchange")
-        .with_service_name("samverka.v1.Consents")
-        .with_service_name("samverka.v1.AccessLog")
-        .build_v1()
-        .map_err(|e| StartError::Tls(format!("reflection: {e}")))?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(samverka_proto::FILE_DESCRIPTOR_SET)
-        .with_service_name("samverka.v1.RecordExchange")
-        .with_service_name("samverka.v1.Consents")
-        .with_service_name("samverka.v1.AccessLog")
-        .build_v1alpha()
-        .map_err(|e| StartError::Tls(format!("reflection: {e}")))?;
+    let (reflection, reflection_v1alpha) = samverka_adapter::reflection(&[
+        "samverka.v1.RecordExchange",
+        "samverka.v1.Consents",
+        "samverka.v1.AccessLog",
+    ])
+    .map_err(|e| StartError::Tls(format!("reflection: {e}")))?;
     Server::builder()
         .tls_config(gateway.server_tls.clone())
         .map_err(StartError::Transport)?

@@ -325,15 +325,7 @@ pub async fn serve_with_listener<A: Adapter>(
         .set_serving::<AdapterServer<service::AdapterService<A>>>()
         .await;
     // v1 and, for older grpcurl versions, v1alpha.
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(samverka_proto::FILE_DESCRIPTOR_SET)
-        .with_service_name("samverka.adapter.v1.Adapter")
-        .build_v1()
-        .map_err(|e| ServeError::Description(format!("reflection: {e}")))?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(samverka_proto::FILE_DESCRIPTOR_SET)
-        .with_service_name("samverka.adapter.v1.Adapter")
-        .build_v1alpha()
+    let (reflection, reflection_v1alpha) = reflection(&["samverka.adapter.v1.Adapter"])
         .map_err(|e| ServeError::Description(format!("reflection: {e}")))?;
     Server::builder()
         .tls_config(tls_config)
@@ -353,6 +345,33 @@ pub async fn serve_with_listener<A: Adapter>(
 /// binds itself.)
 pub fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// gRPC server reflection over samverka's descriptors for `services`
+/// (fully qualified names), as v1 and, for older clients such as earlier
+/// grpcurl versions, v1alpha.
+#[allow(clippy::type_complexity)]
+pub fn reflection(
+    services: &[&str],
+) -> Result<
+    (
+        tonic_reflection::server::v1::ServerReflectionServer<
+            impl tonic_reflection::server::v1::ServerReflection,
+        >,
+        tonic_reflection::server::v1alpha::ServerReflectionServer<
+            impl tonic_reflection::server::v1alpha::ServerReflection,
+        >,
+    ),
+    tonic_reflection::server::Error,
+> {
+    let builder = || {
+        services.iter().fold(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(samverka_proto::FILE_DESCRIPTOR_SET),
+            |b, name| b.with_service_name(*name),
+        )
+    };
+    Ok((builder().build_v1()?, builder().build_v1alpha()?))
 }
 
 /// Completes on Ctrl-C or SIGTERM.
