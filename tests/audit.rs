@@ -379,12 +379,7 @@ async fn pruning_archives_old_entries_and_keeps_the_rest_verifiable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_chains_and_checkpoints_what_it_decides() {
     let net = start().await;
-    grant(
-        &net,
-        DEMO_PURPOSE,
-        &["education.course_result", "employment.period"],
-    )
-    .await;
+    grant_demo_consent(&net).await;
     let mut reader = exchange(&net, "reader").await;
     for i in 0..12u32 {
         let subject = if i.is_multiple_of(4) {
@@ -424,12 +419,7 @@ async fn the_gateway_chains_and_checkpoints_what_it_decides() {
 #[tokio::test]
 async fn the_access_log_shows_a_person_every_decision() {
     let net = start().await;
-    grant(
-        &net,
-        DEMO_PURPOSE,
-        &["education.course_result", "employment.period"],
-    )
-    .await;
+    grant_demo_consent(&net).await;
     let mut reader = exchange(&net, "reader").await;
     reader.get_records(demo_read()).await.unwrap();
     let denied = read_request(DEMO_SUBJECT, &["employment.period"], "job_matching");

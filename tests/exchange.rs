@@ -22,12 +22,7 @@ const EMP: &str = samverka_adapter_employment::DEMO_AGENCY;
 #[tokio::test]
 async fn allowed_read_returns_records_from_both_sources_and_is_audited() {
     let net = start().await;
-    let consent_id = grant(
-        &net,
-        DEMO_PURPOSE,
-        &["education.course_result", "employment.period"],
-    )
-    .await;
+    let consent_id = grant_demo_consent(&net).await;
 
     let answer = exchange(&net, "reader")
         .await
@@ -108,12 +103,7 @@ async fn assert_denied(
 #[tokio::test]
 async fn no_consent_is_consent_missing() {
     let net = start().await;
-    grant(
-        &net,
-        DEMO_PURPOSE,
-        &["education.course_result", "employment.period"],
-    )
-    .await;
+    grant_demo_consent(&net).await;
     let request = read_request(OTHER_SUBJECT, &["employment.period"], DEMO_PURPOSE);
     assert_denied(&net, "reader", request, "CONSENT_MISSING").await;
     // A consent that covers fewer record types than asked for is no consent.
@@ -124,12 +114,7 @@ async fn no_consent_is_consent_missing() {
 #[tokio::test]
 async fn revoked_consent_is_refused_on_the_next_read() {
     let net = start().await;
-    let consent_id = grant(
-        &net,
-        DEMO_PURPOSE,
-        &["education.course_result", "employment.period"],
-    )
-    .await;
+    let consent_id = grant_demo_consent(&net).await;
     exchange(&net, "reader")
         .await
         .get_records(demo_read())
@@ -199,12 +184,7 @@ async fn expired_consent_is_refused_without_waiting() {
 #[tokio::test]
 async fn no_access_rule_is_access_rule_missing() {
     let net = start().await;
-    grant(
-        &net,
-        DEMO_PURPOSE,
-        &["education.course_result", "employment.period"],
-    )
-    .await;
+    grant_demo_consent(&net).await;
     // The outsider agency has no rules at all.
     assert_denied(&net, "outsider", demo_read(), "ACCESS_RULE_MISSING").await;
     // The reader may read employment periods for job matching, but not
@@ -216,12 +196,7 @@ async fn no_access_rule_is_access_rule_missing() {
 #[tokio::test]
 async fn malformed_subject_ids_are_invalid_and_reach_no_adapter() {
     let net = start().await;
-    grant(
-        &net,
-        DEMO_PURPOSE,
-        &["education.course_result", "employment.period"],
-    )
-    .await;
+    grant_demo_consent(&net).await;
     let mut client = exchange(&net, "reader").await;
     for bad in [
         "199003142389",
@@ -286,12 +261,7 @@ async fn unknown_record_types_and_purposes_are_invalid() {
 #[tokio::test]
 async fn a_stopped_adapter_is_unavailable_while_the_other_answers() {
     let mut net = start().await;
-    grant(
-        &net,
-        DEMO_PURPOSE,
-        &["education.course_result", "employment.period"],
-    )
-    .await;
+    grant_demo_consent(&net).await;
     net.stop("higher-education").await;
 
     let answer = exchange(&net, "reader")
@@ -674,12 +644,7 @@ fn sample(text: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
 #[tokio::test]
 async fn the_admin_listener_counts_what_happened() {
     let mut net = start().await;
-    grant(
-        &net,
-        DEMO_PURPOSE,
-        &["education.course_result", "employment.period"],
-    )
-    .await;
+    grant_demo_consent(&net).await;
     let mut reader = exchange(&net, "reader").await;
     reader.get_records(demo_read()).await.unwrap();
     reader.get_records(demo_read()).await.unwrap();
@@ -915,12 +880,7 @@ async fn an_agency_over_its_rate_is_told_when_to_retry() {
 #[tokio::test]
 async fn one_trace_id_names_the_exchange_everywhere() {
     let net = start().await;
-    grant(
-        &net,
-        DEMO_PURPOSE,
-        &["education.course_result", "employment.period"],
-    )
-    .await;
+    grant_demo_consent(&net).await;
     let mut reader = exchange(&net, "reader").await;
 
     // The caller's W3C trace context is continued.

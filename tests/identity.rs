@@ -64,12 +64,7 @@ async fn assert_refused_at_handshake(net: &TestNet, tls: AgencyTls, what: &str) 
 #[tokio::test]
 async fn a_certificate_from_another_ca_is_refused() {
     let net = start().await;
-    grant(
-        &net,
-        DEMO_PURPOSE,
-        &["education.course_result", "employment.period"],
-    )
-    .await;
+    grant_demo_consent(&net).await;
     // Same organisation number and role as the real reader, wrong issuer.
     let other_ca = DevCa::generate("untrusted CA").unwrap();
     let forged = other_ca
@@ -142,12 +137,7 @@ async fn a_gateway_certificate_cannot_read_as_an_agency() {
 #[tokio::test]
 async fn an_agency_cannot_act_as_another_by_what_it_sends() {
     let net = start().await;
-    grant(
-        &net,
-        DEMO_PURPOSE,
-        &["education.course_result", "employment.period"],
-    )
-    .await;
+    grant_demo_consent(&net).await;
     // The outsider claims to be the reader in every header it can think
     // of; the gateway only believes the certificate.
     let mut request = tonic::Request::new(demo_read());

@@ -93,6 +93,12 @@ pub async fn grant(net: &Network, purpose: &str, record_types: &[&str]) -> Strin
     receipt.consent.unwrap().consent_id
 }
 
+/// The demo consent: the reader may read course results and employment
+/// periods of the demo person for study guidance. Returns its id.
+pub async fn grant_demo_consent(net: &Network) -> String {
+    grant(net, DEMO_PURPOSE, &samverka::demo::DEMO_RECORD_TYPES).await
+}
+
 pub fn read_request(subject: &str, record_types: &[&str], purpose: &str) -> GetRecordsRequest {
     GetRecordsRequest {
         subject_id: subject.into(),

@@ -370,6 +370,24 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// The reader's consent for the demo person's course results and
+/// employment periods, recorded through the gateway at `address`.
+async fn grant_demo_consent(address: SocketAddr, registrar: &AgencyTls) -> Result<(), BoxError> {
+    let now = samverka::time::system_now_ms();
+    ConsentsClient::new(connect(&address.to_string(), "localhost", registrar).await?)
+        .grant(GrantConsentRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            grantee_agency: READER_AGENCY.into(),
+            record_types: vec!["education.course_result".into(), "employment.period".into()],
+            purpose: "study_guidance".into(),
+            valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
+            request_id: "load".into(),
+            ..Default::default()
+        })
+        .await?;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
@@ -489,25 +507,7 @@ async fn main() -> Result<(), BoxError> {
     };
     let as_gateway =
         AgencyTls::from_files(&pki.ca_cert, &pki.gateway_client.0, &pki.gateway_client.1)?;
-    let now = samverka::time::system_now_ms();
-    ConsentsClient::new(
-        connect(
-            &gateway_address.to_string(),
-            "localhost",
-            &tls("registrar")?,
-        )
-        .await?,
-    )
-    .grant(GrantConsentRequest {
-        subject_id: DEMO_SUBJECT.into(),
-        grantee_agency: READER_AGENCY.into(),
-        record_types: vec!["education.course_result".into(), "employment.period".into()],
-        purpose: "study_guidance".into(),
-        valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
-        request_id: "load".into(),
-        ..Default::default()
-    })
-    .await?;
+    grant_demo_consent(gateway_address, &tls("registrar")?).await?;
 
     // Proxies in front of the employment adapter.
     let mut proxies: Vec<(&str, Started)> = vec![
@@ -583,17 +583,7 @@ async fn main() -> Result<(), BoxError> {
         ),
     ];
     if let Some((_, address)) = &unaudited {
-        ConsentsClient::new(connect(&address.to_string(), "localhost", &tls("registrar")?).await?)
-            .grant(GrantConsentRequest {
-                subject_id: DEMO_SUBJECT.into(),
-                grantee_agency: READER_AGENCY.into(),
-                record_types: vec!["employment.period".into()],
-                purpose: "study_guidance".into(),
-                valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
-                request_id: "load".into(),
-                ..Default::default()
-            })
-            .await?;
+        grant_demo_consent(*address, &tls("registrar")?).await?;
         let clients = channels(*address, &reader_tls, n)
             .await?
             .into_iter()
