@@ -37,6 +37,22 @@ fn demo_runs_the_exchange_and_exits_0() {
         stdout.contains("refused: PermissionDenied CONSENT_MISSING"),
         "{stdout}"
     );
+    // It ends with the person's passport, from all three sources.
+    let passport = stdout
+        .split("Competence passport urn:uuid:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no passport printed:\n{stdout}"));
+    for expected in [
+        "person     199003142388",
+        "issued by  samverka demo operator (synthetic) (urn:samverka:agency:2021999012)",
+        "education:",
+        "Teknologie kandidatexamen",
+        "employment:",
+        "competence:",
+        "competence (2021999087): OK, 2 records",
+    ] {
+        assert!(passport.contains(expected), "{expected}:\n{passport}");
+    }
 }
 
 fn string<'a>(t: &'a toml::Table, section: &str, key: &str) -> &'a str {
@@ -160,8 +176,8 @@ fn a_demo_run_again_in_its_directory_keeps_a_verifiable_trail() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Two runs, each with one allowed and one denied read.
-    assert!(stdout.contains("audit trail intact: 4 entries"), "{stdout}");
+    // Two runs, each with one allowed and one denied read and a passport.
+    assert!(stdout.contains("audit trail intact: 6 entries"), "{stdout}");
 }
 
 #[test]

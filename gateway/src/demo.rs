@@ -5,8 +5,9 @@
 //! everything is), starts the two reference adapters and the gateway on
 //! loopback ports chosen by the OS, and then acts out one exchange: the
 //! registrar records a person's consent, the guidance agency reads the
-//! person's records (allowed), and asks for someone who never consented
-//! (denied).
+//! person's records (allowed), asks for someone who never consented
+//! (denied), and finally gets the person's competence passport, a
+//! credential signed by the gateway.
 //!
 //! [`Network`] is the set-up without the script; the end-to-end tests
 //! start it too, so that they test exactly what the demo runs.
@@ -26,7 +27,9 @@ use samverka_certs::dev::{DevPkiFiles, DevPkiSpec, existing_dev_pki, write_dev_p
 use samverka_proto::records::v1::{GradingScale, Record, record::Payload};
 use samverka_proto::v1::consents_client::ConsentsClient;
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
-use samverka_proto::v1::{GetRecordsRequest, GrantConsentRequest, source_outcome};
+use samverka_proto::v1::{
+    GetCompetencePassportRequest, GetRecordsRequest, GrantConsentRequest, source_outcome,
+};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -429,6 +432,10 @@ id = "{DEMO_SUBJECT}"
 purpose = "{DEMO_PURPOSE}"
 record_types = {demo_types}
 
+[[agencies]]         # the operator: issuer of competence passports
+org_number = "{GATEWAY_AGENCY}"
+name = "samverka demo operator (synthetic)"
+
 [[agencies]]
 org_number = "{READER_AGENCY}"
 name = "Study and career guidance service (demo)"
@@ -574,7 +581,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
             route.record_types.join(", ")
         );
     }
-    let outcome = script(&network).await;
+    let outcome = script(&network, options.dir.is_some()).await;
     if outcome.is_ok() && options.serve {
         println!();
         println!(
@@ -587,7 +594,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     outcome
 }
 
-async fn script(network: &Network) -> Result<(), DemoError> {
+async fn script(network: &Network, dir_kept: bool) -> Result<(), DemoError> {
     let types: Vec<String> = DEMO_RECORD_TYPES.iter().map(|t| t.to_string()).collect();
 
     println!();
@@ -675,6 +682,65 @@ async fn script(network: &Network) -> Result<(), DemoError> {
                     .unwrap_or_default()
             );
         }
+    }
+
+    println!();
+    println!(
+        "4. The person also consents to a competence passport for study guidance, and the"
+    );
+    println!("   guidance agency asks for it:");
+    let passport_types = network
+        .gateway
+        .config
+        .purpose(DEMO_PURPOSE)
+        .map(|p| p.record_types.clone())
+        .unwrap_or_default();
+    consents
+        .grant(GrantConsentRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            grantee_agency: READER_AGENCY.into(),
+            record_types: passport_types.clone(),
+            purpose: DEMO_PURPOSE.into(),
+            source_agencies: vec![],
+            valid_from: None,
+            valid_until: Some(to_timestamp(valid_until)),
+            evidence_ref: "demo-e-service-session-2".into(),
+            request_id: format!("demo-passport-consent-{}", valid_until / DAY_MS),
+        })
+        .await?;
+    println!(
+        "   consent recorded for {} ({})",
+        passport_types.join(", "),
+        DEMO_PURPOSE
+    );
+    let passport = exchange
+        .get_competence_passport(GetCompetencePassportRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            purpose: DEMO_PURPOSE.into(),
+        })
+        .await?
+        .into_inner();
+    let gateway_cert = std::fs::read_to_string(&network.pki.gateway.0)?;
+    let credential = crate::passport::verify(&passport.credential, &gateway_cert)?;
+    let file = network.dir.join("passport.jws");
+    std::fs::write(&file, &passport.credential)?;
+    println!(
+        "   signed credential ({} bytes) written to {}; it verifies against the gateway's",
+        passport.credential.len(),
+        file.display()
+    );
+    println!("   certificate and attests:");
+    println!();
+    for line in crate::passport::describe(&credential).lines() {
+        println!("   {line}");
+    }
+    if dir_kept {
+        println!();
+        println!(
+            "   Check it yourself: samverka passport verify {} --cert {}",
+            file.display(),
+            network.pki.gateway.0.display()
+        );
     }
     Ok(())
 }

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use samverka_certs::{OrgNumber, SubjectId};
 use samverka_proto::v1::{
-    GetRecordsRequest, GetRecordsResponse, ListSourcesRequest, ListSourcesResponse,
-    record_exchange_server, source_outcome,
+    CompetencePassport, GetCompetencePassportRequest, GetRecordsRequest, GetRecordsResponse,
+    ListSourcesRequest, ListSourcesResponse, record_exchange_server, source_outcome,
 };
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
@@ -24,6 +24,8 @@ use crate::error::{GatewayError, Reason};
 use crate::identity::Caller;
 use crate::routing::FetchQuery;
 use crate::{Gateway, access, audit, consent, identity};
+
+mod passport_flow;
 
 /// Random bytes for trace and span ids (from the same generator as
 /// audit ids).
@@ -94,25 +96,7 @@ impl RecordExchangeService {
             .unwrap_or(gw.config.gateway.default_deadline)
             .min(gw.config.gateway.max_deadline);
         let caller = identity::caller(&request);
-        if let Ok(c) = &caller
-            && let Err(wait) = gw.rate.take(c.agency.as_str(), gw.clock.now_ms())
-        {
-            gw.metrics.request(
-                "GetRecords",
-                c.agency.as_str(),
-                audit::DENIED,
-                "RATE_LIMITED",
-                started.elapsed(),
-            );
-            return Err(GatewayError {
-                retry_after: Some(wait),
-                detail: Some(format!("{} is over its rate", c.agency)),
-                ..GatewayError::new(
-                    Reason::RateLimited,
-                    "too many requests from this agency; retry later",
-                )
-            });
-        }
+        self.rate_check(&caller, "GetRecords", started)?;
         let req = request.into_inner();
 
         let mut entry = audit::entry("RecordExchange/GetRecords", gw.clock.now_ms());
@@ -186,6 +170,102 @@ impl RecordExchangeService {
                 Err(denial.with_audit_id(audit_id))
             }
         }
+    }
+
+    /// Refuses a caller over its rate (not audited: a flood must not fill
+    /// the trail), counting the refusal.
+    fn rate_check(
+        &self,
+        caller: &Result<Caller, GatewayError>,
+        method: &str,
+        started: std::time::Instant,
+    ) -> Result<(), GatewayError> {
+        let gw = &self.gateway;
+        if let Ok(c) = caller
+            && let Err(wait) = gw.rate.take(c.agency.as_str(), gw.clock.now_ms())
+        {
+            gw.metrics.request(
+                method,
+                c.agency.as_str(),
+                audit::DENIED,
+                "RATE_LIMITED",
+                started.elapsed(),
+            );
+            return Err(GatewayError {
+                retry_after: Some(wait),
+                detail: Some(format!("{} is over its rate", c.agency)),
+                ..GatewayError::new(
+                    Reason::RateLimited,
+                    "too many requests from this agency; retry later",
+                )
+            });
+        }
+        Ok(())
+    }
+
+    async fn get_competence_passport(
+        &self,
+        request: Request<GetCompetencePassportRequest>,
+        trace: &TraceContext,
+    ) -> Result<CompetencePassport, GatewayError> {
+        const METHOD: &str = "GetCompetencePassport";
+        let gw = &self.gateway;
+        let started = std::time::Instant::now();
+        let budget = caller_timeout(request.metadata())
+            .unwrap_or(gw.config.gateway.default_deadline)
+            .min(gw.config.gateway.max_deadline);
+        let caller = identity::caller(&request);
+        self.rate_check(&caller, METHOD, started)?;
+        let req = request.into_inner();
+
+        let mut base = audit::entry("RecordExchange/GetCompetencePassport", gw.clock.now_ms());
+        base.trace_id = trace.trace_id.clone();
+        base.caller = caller
+            .as_ref()
+            .map(|c| c.agency.to_string())
+            .unwrap_or_default();
+        base.subject_id = audit::sanitize(&req.subject_id);
+        base.purpose = audit::sanitize(&req.purpose);
+
+        let mut entries = Vec::new();
+        let result = match caller {
+            Ok(caller) => {
+                passport_flow::assemble(
+                    gw,
+                    &caller,
+                    &req,
+                    &base,
+                    &mut entries,
+                    adapter_deadline(budget),
+                    trace.child(random_bytes()).header(),
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        if entries.is_empty() {
+            // Refused before any record type was judged: one entry says why.
+            let mut entry = base;
+            if let Err(e) = &result {
+                entry.reason = e.reason.as_str().to_owned();
+            }
+            entries.push(entry);
+        }
+        let (decision, reason) = match &result {
+            Ok(_) => (audit::ALLOWED, ""),
+            Err(e) => (audit::DENIED, e.reason.as_str()),
+        };
+        gw.metrics
+            .request(METHOD, &entries[0].caller, decision, reason, started.elapsed());
+        let first_audit_id = entries[0].audit_id.clone();
+        // Committed together: the group-commit writer makes them one
+        // transaction when they arrive at once.
+        for committed in
+            futures_util::future::join_all(entries.into_iter().map(|e| gw.audit.commit(e))).await
+        {
+            committed.map_err(GatewayError::store)?;
+        }
+        result.map_err(|e| e.with_audit_id(first_audit_id))
     }
 
     /// Validation, access rule, consent, fan-out.
@@ -303,38 +383,56 @@ impl RecordExchangeService {
     }
 }
 
+/// The caller's trace, or a new one; its id goes into the audit entry, to
+/// every adapter, and back to the caller.
+fn incoming_trace(metadata: &MetadataMap) -> TraceContext {
+    metadata
+        .get(TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceContext::parse)
+        .unwrap_or_else(|| TraceContext::new_root(random_bytes()))
+}
+
+/// The answer or the refusal, naming the trace in its metadata.
+fn answer<T>(result: Result<T, GatewayError>, trace: &TraceContext) -> Result<Response<T>, Status> {
+    let trace_id: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> =
+        trace.trace_id.parse().ok();
+    match result {
+        Ok(answer) => {
+            let mut response = Response::new(answer);
+            if let Some(v) = trace_id {
+                response.metadata_mut().insert(TRACE_ID_HEADER, v);
+            }
+            Ok(response)
+        }
+        Err(e) => {
+            let mut status = Status::from(e);
+            if let Some(v) = trace_id {
+                status.metadata_mut().insert(TRACE_ID_HEADER, v);
+            }
+            Err(status)
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl record_exchange_server::RecordExchange for RecordExchangeService {
     async fn get_records(
         &self,
         request: Request<GetRecordsRequest>,
     ) -> Result<Response<GetRecordsResponse>, Status> {
-        // The caller's trace, or a new one; its id goes into the audit
-        // entry, to every adapter, and back to the caller.
-        let trace = request
-            .metadata()
-            .get(TRACEPARENT)
-            .and_then(|v| v.to_str().ok())
-            .and_then(TraceContext::parse)
-            .unwrap_or_else(|| TraceContext::new_root(random_bytes()));
-        let trace_id: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> =
-            trace.trace_id.parse().ok();
-        match RecordExchangeService::get_records(self, request, &trace).await {
-            Ok(answer) => {
-                let mut response = Response::new(answer);
-                if let Some(v) = trace_id {
-                    response.metadata_mut().insert(TRACE_ID_HEADER, v);
-                }
-                Ok(response)
-            }
-            Err(e) => {
-                let mut status = Status::from(e);
-                if let Some(v) = trace_id {
-                    status.metadata_mut().insert(TRACE_ID_HEADER, v);
-                }
-                Err(status)
-            }
-        }
+        let trace = incoming_trace(request.metadata());
+        let result = RecordExchangeService::get_records(self, request, &trace).await;
+        answer(result, &trace)
+    }
+
+    async fn get_competence_passport(
+        &self,
+        request: Request<GetCompetencePassportRequest>,
+    ) -> Result<Response<CompetencePassport>, Status> {
+        let trace = incoming_trace(request.metadata());
+        let result = RecordExchangeService::get_competence_passport(self, request, &trace).await;
+        answer(result, &trace)
     }
 
     async fn list_sources(

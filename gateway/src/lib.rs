@@ -23,7 +23,9 @@
 //!   service, [`access_log`] the person's view of the audit trail.
 //! - [`store`]: consents and audit entries, in SQLite or PostgreSQL.
 //! - [`signing`]: compact JWS signatures with the gateway's key;
-//!   [`receipt`]: the signed consent receipts made with it.
+//!   [`receipt`]: the signed consent receipts made with it;
+//!   [`passport`]: the competence passport as a signed verifiable
+//!   credential.
 //! - [`error`]: every failure and the one function mapping it to a gRPC
 //!   status with a stable reason.
 //! - [`server`]: builds the gateway from a config and serves it.
@@ -56,6 +58,7 @@ pub mod error;
 pub mod exchange;
 pub mod identity;
 pub mod metrics;
+pub mod passport;
 pub mod rate;
 pub mod receipt;
 pub mod routing;

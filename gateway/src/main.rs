@@ -44,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         command: samverka::audit_cli::AuditCommand,
     },
+    /// Check competence passports offline.
+    Passport {
+        #[command(subcommand)]
+        command: PassportCommand,
+    },
     /// Run a reference adapter as its own process.
     Adapter {
         #[command(subcommand)]
@@ -63,6 +68,23 @@ enum Command {
         /// Set up in this directory (kept) instead of a temporary one.
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PassportCommand {
+    /// Verify a passport credential against the gateway's certificate and
+    /// print what it attests (exit 1 if it does not verify).
+    Verify {
+        /// The credential: a file holding the compact JWS, or a JSON
+        /// document with it in "credential".
+        file: PathBuf,
+        /// The certificate of the gateway that issued it (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// Print the verified credential as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -185,6 +207,25 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("samverka audit: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Passport {
+            command: PassportCommand::Verify { file, cert, json },
+        } => {
+            use samverka::passport::{VerifyFileError, verify_file};
+            match verify_file(&file, &cert, json) {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(VerifyFileError::Usage(e)) => {
+                    eprintln!("samverka passport: {e}");
+                    ExitCode::from(EX_USAGE)
+                }
+                Err(VerifyFileError::Invalid(e)) => {
+                    eprintln!("samverka passport: {e}");
                     ExitCode::FAILURE
                 }
             }

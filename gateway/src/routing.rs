@@ -66,6 +66,9 @@ pub struct FetchResult {
     pub records: Vec<Record>,
     /// One outcome per source asked, in routing-table order.
     pub outcomes: Vec<SourceOutcome>,
+    /// Per outcome: how long after the fan-out began the source answered
+    /// (or was given up on).
+    pub answered_after: Vec<Duration>,
 }
 
 impl Router {
@@ -184,16 +187,18 @@ impl Router {
                     let (records, outcome) = judge(route, &query.subject_id, &record_types, answer);
                     let status = source_outcome::Status::try_from(outcome.status)
                         .unwrap_or(source_outcome::Status::Unspecified);
+                    let took = started.elapsed();
                     self.metrics
-                        .source_call(&route.name, status.as_str_name(), started.elapsed());
-                    (records, outcome)
+                        .source_call(&route.name, status.as_str_name(), took);
+                    (records, outcome, took)
                 }
             },
         );
         let mut result = FetchResult::default();
-        for (records, outcome) in futures_util::future::join_all(calls).await {
+        for (records, outcome, took) in futures_util::future::join_all(calls).await {
             result.records.extend(records);
             result.outcomes.push(outcome);
+            result.answered_after.push(took);
         }
         result
     }

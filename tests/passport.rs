@@ -1,0 +1,416 @@
+//! The competence passport end to end: a real demo network (three adapters,
+//! gateway, mTLS, SQLite), `GetCompetencePassport` called as the guidance
+//! agency, the credential verified as an employer would, and the
+//! `samverka passport verify` command run as a process.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use samverka::demo::{DEMO_PURPOSE, DEMO_SOURCES, DEMO_SUBJECT, OTHER_SUBJECT};
+use samverka::passport;
+use samverka::signing::JwsSigner;
+use samverka_certs::dev::{CertRequest, DevCa};
+use samverka_certs::{OrgNumber, Role};
+use samverka_proto::v1::{
+    CompetencePassport, GetCompetencePassportRequest, source_outcome::Status as SourceStatus,
+};
+use support::*;
+
+/// Every record type of the demo's study-guidance purpose.
+const ALL_TYPES: [&str; 4] = [
+    "education.course_result",
+    "education.degree",
+    "employment.period",
+    "competence.validated",
+];
+
+fn passport_request(subject: &str, purpose: &str) -> GetCompetencePassportRequest {
+    GetCompetencePassportRequest {
+        subject_id: subject.into(),
+        purpose: purpose.into(),
+    }
+}
+
+async fn get_passport(net: &TestNet) -> CompetencePassport {
+    exchange(net, "reader")
+        .await
+        .get_competence_passport(passport_request(DEMO_SUBJECT, DEMO_PURPOSE))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn gateway_cert(net: &TestNet) -> String {
+    std::fs::read_to_string(&net.pki.gateway.0).unwrap()
+}
+
+/// The credential's payload, changed by `edit`, under the original header
+/// and signature.
+fn tampered(jws: &str, edit: impl FnOnce(&mut serde_json::Value)) -> String {
+    let parts: Vec<&str> = jws.split('.').collect();
+    let mut payload: serde_json::Value =
+        serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
+    edit(&mut payload);
+    let payload = B64.encode(serde_json::to_vec(&payload).unwrap());
+    format!("{}.{payload}.{}", parts[0], parts[2])
+}
+
+fn source_of(record_type: &str) -> &'static str {
+    DEMO_SOURCES
+        .iter()
+        .find(|s| s.record_types.contains(&record_type))
+        .map(|s| s.agency)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_passport_holds_every_record_once_from_its_source() {
+    let net = start().await;
+    grant(&net, DEMO_PURPOSE, &ALL_TYPES).await;
+    let p = get_passport(&net).await;
+
+    // Kinds in order, every record in the section of its kind, from the
+    // source that serves its type.
+    let kinds: Vec<&str> = p.sections.iter().map(|s| s.kind.as_str()).collect();
+    assert_eq!(kinds, ["education", "employment", "competence"]);
+    let mut seen = BTreeSet::new();
+    for section in &p.sections {
+        for entry in &section.entries {
+            let r = entry.record.as_ref().unwrap();
+            assert_eq!(r.subject_id, DEMO_SUBJECT);
+            assert!(r.record_type.starts_with(&format!("{}.", section.kind)));
+            assert_eq!(r.source_agency, source_of(&r.record_type));
+            assert!(entry.retrieved_at.is_some());
+            assert!(
+                seen.insert((r.source_agency.clone(), r.record_id.clone())),
+                "record {} twice",
+                r.record_id
+            );
+        }
+    }
+
+    // The same records GetRecords gives for the same types, no more.
+    let all = exchange(&net, "reader")
+        .await
+        .get_records(read_request(DEMO_SUBJECT, &ALL_TYPES, DEMO_PURPOSE))
+        .await
+        .unwrap()
+        .into_inner();
+    let expected: BTreeSet<(String, String)> = all
+        .records
+        .iter()
+        .map(|r| (r.source_agency.clone(), r.record_id.clone()))
+        .collect();
+    assert_eq!(seen, expected);
+    assert!(seen.len() >= 6, "the demo person has records in all three");
+
+    // Every source asked answered, and the counts add up.
+    assert_eq!(p.outcomes.len(), 3);
+    for o in &p.outcomes {
+        assert_eq!(o.status, SourceStatus::Ok as i32, "{o:?}");
+        let n = seen.iter().filter(|(a, _)| *a == o.source_agency).count();
+        assert_eq!(o.record_count as usize, n);
+    }
+    assert!(p.record_types.iter().all(|d| d.included));
+    assert_eq!(p.consent_ids.len(), 1);
+    assert_eq!(p.issuer_agency, samverka::demo::GATEWAY_AGENCY);
+
+    // The credential says the same, signed by the gateway.
+    let vc = passport::verify(&p.credential, &gateway_cert(&net)).unwrap();
+    let achievements = vc["credentialSubject"]["achievement"].as_array().unwrap();
+    assert_eq!(achievements.len(), seen.len());
+    for a in achievements {
+        let record_type = a["recordType"].as_str().unwrap();
+        assert_eq!(a["source"]["agency"], source_of(record_type));
+        assert!(!a["achievementType"].as_str().unwrap().is_empty());
+    }
+    assert_eq!(
+        vc["credentialSubject"]["identifier"][0]["identityHash"],
+        DEMO_SUBJECT
+    );
+    assert_eq!(
+        vc["issuer"]["id"],
+        format!("urn:samverka:agency:{}", samverka::demo::GATEWAY_AGENCY)
+    );
+    // Classification codes travel with the records.
+    let codes: Vec<String> = achievements
+        .iter()
+        .flat_map(|a| a["alignment"].as_array().cloned().unwrap_or_default())
+        .map(|al| al["targetFramework"].as_str().unwrap().to_owned())
+        .collect();
+    for framework in ["SUN 2020 field", "EQF", "SSYK 2012", "ESCO"] {
+        assert!(codes.iter().any(|c| c == framework), "no {framework} code");
+    }
+
+    // The read is audited as allowed, naming the consent.
+    let audit = net.gateway.store.audit_entries(Some(DEMO_SUBJECT)).await.unwrap();
+    let entry = audit
+        .iter()
+        .find(|e| e.audit_id == p.audit_ids[0])
+        .expect("the passport's audit entry");
+    assert_eq!(entry.method, "RecordExchange/GetCompetencePassport");
+    assert_eq!(entry.decision, "allowed");
+    assert_eq!(entry.consent_id, p.consent_ids[0]);
+    assert_eq!(entry.sources.len(), 3);
+}
+
+#[tokio::test]
+async fn a_source_that_is_down_is_named_and_the_rest_is_signed() {
+    let mut net = start().await;
+    grant(&net, DEMO_PURPOSE, &ALL_TYPES).await;
+    net.stop("competence").await;
+    let p = get_passport(&net).await;
+
+    let competence = samverka_adapter_competence::DEMO_AGENCY;
+    let down = p
+        .outcomes
+        .iter()
+        .find(|o| o.source_agency == competence)
+        .expect("the competence source is named");
+    assert_eq!(down.status, SourceStatus::Unavailable as i32);
+    assert_eq!(down.record_count, 0);
+    let kinds: Vec<&str> = p.sections.iter().map(|s| s.kind.as_str()).collect();
+    assert_eq!(kinds, ["education", "employment"]);
+
+    let vc = passport::verify(&p.credential, &gateway_cert(&net)).unwrap();
+    let sources = vc["credentialSubject"]["sources"].as_array().unwrap();
+    let named = sources
+        .iter()
+        .find(|s| s["agency"] == competence)
+        .expect("the credential names the source that was down");
+    assert_eq!(named["status"], "UNAVAILABLE");
+    assert!(
+        vc["credentialSubject"]["achievement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["source"]["agency"] != competence)
+    );
+    let text = passport::describe(&vc);
+    assert!(text.contains("competence (2021999087): UNAVAILABLE"), "{text}");
+}
+
+#[tokio::test]
+async fn a_kind_without_consent_is_left_out_with_the_reason_and_audited() {
+    let net = start().await;
+    // Consent for course results and employment only.
+    let consent = grant_demo_consent(&net).await;
+    let p = get_passport(&net).await;
+
+    let types: BTreeSet<String> = p
+        .sections
+        .iter()
+        .flat_map(|s| &s.entries)
+        .map(|e| e.record.as_ref().unwrap().record_type.clone())
+        .collect();
+    assert_eq!(
+        types,
+        BTreeSet::from(["education.course_result".into(), "employment.period".into()])
+    );
+    for d in &p.record_types {
+        match d.record_type.as_str() {
+            "education.course_result" | "employment.period" => {
+                assert!(d.included, "{d:?}");
+                assert_eq!(d.consent_id, consent);
+            }
+            "education.degree" | "competence.validated" => {
+                assert!(!d.included, "{d:?}");
+                assert_eq!(d.reason, "CONSENT_MISSING");
+                assert!(!d.message.is_empty());
+            }
+            other => panic!("unexpected record type {other}"),
+        }
+    }
+    // The competence source holds no type the consent covers: not asked.
+    assert!(
+        p.outcomes
+            .iter()
+            .all(|o| o.source_agency != samverka_adapter_competence::DEMO_AGENCY)
+    );
+
+    // The credential says what was left out and why.
+    let vc = passport::verify(&p.credential, &gateway_cert(&net)).unwrap();
+    let omitted: BTreeSet<(String, String)> = vc["credentialSubject"]["omitted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["recordType"].as_str().unwrap().to_owned(),
+                o["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        omitted,
+        BTreeSet::from([
+            ("competence.validated".into(), "CONSENT_MISSING".into()),
+            ("education.degree".into(), "CONSENT_MISSING".into()),
+        ])
+    );
+
+    // The audit holds both decisions: the read allowed, the rest refused.
+    assert_eq!(p.audit_ids.len(), 2);
+    let audit = net.gateway.store.audit_entries(Some(DEMO_SUBJECT)).await.unwrap();
+    let find = |id: &str| audit.iter().find(|e| e.audit_id == id).unwrap();
+    let allowed = find(&p.audit_ids[0]);
+    assert_eq!(allowed.decision, "allowed");
+    assert_eq!(
+        allowed.record_types,
+        ["education.course_result", "employment.period"]
+    );
+    let refused = find(&p.audit_ids[1]);
+    assert_eq!(refused.decision, "denied");
+    assert_eq!(refused.reason, "CONSENT_MISSING");
+    assert_eq!(
+        refused.record_types,
+        ["competence.validated", "education.degree"]
+    );
+    assert_eq!(refused.method, "RecordExchange/GetCompetencePassport");
+}
+
+#[tokio::test]
+async fn no_consent_or_no_access_rule_refuses_the_whole_passport() {
+    let net = start().await;
+    let calls_before = net.fetch_calls();
+
+    let status = exchange(&net, "reader")
+        .await
+        .get_competence_passport(passport_request(OTHER_SUBJECT, DEMO_PURPOSE))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied);
+    assert_eq!(reason(&status), "CONSENT_MISSING");
+    let id = audit_id(&status);
+
+    let status = exchange(&net, "outsider")
+        .await
+        .get_competence_passport(passport_request(DEMO_SUBJECT, DEMO_PURPOSE))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&status), "ACCESS_RULE_MISSING");
+
+    for (subject, purpose, expected) in [
+        ("199003142389", DEMO_PURPOSE, "SUBJECT_ID_INVALID"),
+        (DEMO_SUBJECT, "marketing", "PURPOSE_UNKNOWN"),
+    ] {
+        let status = exchange(&net, "reader")
+            .await
+            .get_competence_passport(passport_request(subject, purpose))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(reason(&status), expected);
+    }
+    assert_eq!(net.fetch_calls(), calls_before, "no register was asked");
+
+    let audit = net.gateway.store.audit_entries(Some(OTHER_SUBJECT)).await.unwrap();
+    let entry = audit.iter().find(|e| e.audit_id == id).unwrap();
+    assert_eq!(entry.decision, "denied");
+    assert_eq!(entry.reason, "CONSENT_MISSING");
+}
+
+#[tokio::test]
+async fn verification_fails_on_any_change_and_on_another_key() {
+    let net = start().await;
+    grant(&net, DEMO_PURPOSE, &ALL_TYPES).await;
+    let p = get_passport(&net).await;
+    let cert = gateway_cert(&net);
+    passport::verify(&p.credential, &cert).unwrap();
+
+    // A changed grade, a changed person, a changed issuer.
+    let changed_record = tampered(&p.credential, |vc| {
+        vc["credentialSubject"]["achievement"][0]["result"][0]["value"] = "U".into();
+    });
+    let changed_subject = tampered(&p.credential, |vc| {
+        vc["credentialSubject"]["identifier"][0]["identityHash"] = OTHER_SUBJECT.into();
+    });
+    let changed_issuer = tampered(&p.credential, |vc| {
+        vc["issuer"]["id"] = "urn:samverka:agency:2021999020".into();
+    });
+    for forged in [changed_record, changed_subject, changed_issuer] {
+        assert_eq!(
+            passport::verify(&forged, &cert).unwrap_err().0,
+            "signature does not verify"
+        );
+    }
+
+    // The same credential signed by another gateway's key: it verifies
+    // only against that gateway's certificate, which names another issuer.
+    let ca = DevCa::generate("another CA").unwrap();
+    let other = ca
+        .issue(&CertRequest::new(
+            OrgNumber::parse("2021999020").unwrap(),
+            Role::Gateway,
+            "other gateway",
+        ))
+        .unwrap();
+    let signer = JwsSigner::from_pem(&other.cert_pem, &other.key_pem, "2021999020").unwrap();
+    let vc = passport::verify(&p.credential, &cert).unwrap();
+    let resigned = signer.sign(passport::CREDENTIAL_TYPE, &vc).unwrap();
+    assert!(passport::verify(&resigned, &cert).is_err());
+    let err = passport::verify(&resigned, &other.cert_pem).unwrap_err();
+    assert!(err.0.contains("issued in the name of"), "{err}");
+
+    // Every changed character of the token fails.
+    let bytes = p.credential.as_bytes();
+    for i in (0..bytes.len()).step_by(97) {
+        let mut changed = bytes.to_vec();
+        changed[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+        let changed = String::from_utf8(changed).unwrap();
+        if changed != p.credential {
+            assert!(passport::verify(&changed, &cert).is_err(), "byte {i}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn samverka_passport_verify_checks_a_file_offline() {
+    let net = start().await;
+    grant(&net, DEMO_PURPOSE, &ALL_TYPES).await;
+    let p = get_passport(&net).await;
+    let file = net.dir.path().join("passport.jws");
+    std::fs::write(&file, &p.credential).unwrap();
+    let verify = |file: &std::path::Path, json: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_samverka"));
+        cmd.args(["passport", "verify"])
+            .arg(file)
+            .arg("--cert")
+            .arg(&net.pki.gateway.0);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().unwrap()
+    };
+
+    let out = verify(&file, false);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("valid passport, signed by the gateway of 2021999012"));
+    assert!(text.contains(DEMO_SUBJECT));
+    assert!(text.contains("Teknologie kandidatexamen"), "{text}");
+    assert!(text.contains("employment:"));
+
+    let out = verify(&file, true);
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["type"][1], passport::PASSPORT_TYPE);
+
+    // One edited byte of the payload: exit 1 and why.
+    let mut edited = p.credential.clone().into_bytes();
+    let middle = p.credential.find('.').unwrap() + 40;
+    edited[middle] = if edited[middle] == b'x' { b'y' } else { b'x' };
+    std::fs::write(&file, edited).unwrap();
+    let out = verify(&file, false);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("invalid passport"), "{err}");
+
+    // A file that is not there: a usage error.
+    let out = verify(&net.dir.path().join("missing.jws"), false);
+    assert_eq!(out.status.code(), Some(64));
+}
