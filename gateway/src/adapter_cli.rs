@@ -95,7 +95,31 @@ pub enum AdapterCommand {
         /// Serve under this organisation number instead of the demo's.
         #[arg(long)]
         agency: Option<String>,
+        /// Answer every records request this many milliseconds late, like
+        /// a slow register: for trying deadlines and for benchmarks.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
     },
+}
+
+/// A register that answers `latency` late.
+struct Slow<A> {
+    inner: A,
+    latency: std::time::Duration,
+}
+
+impl<A: Adapter> Adapter for Slow<A> {
+    fn describe(&self) -> samverka_adapter::Description {
+        self.inner.describe()
+    }
+
+    async fn fetch_records(
+        &self,
+        query: samverka_adapter::FetchQuery,
+    ) -> Result<Vec<samverka_proto::records::v1::Record>, samverka_adapter::AdapterError> {
+        tokio::time::sleep(self.latency).await;
+        self.inner.fetch_records(query).await
+    }
 }
 
 async fn run_one<A: Adapter>(
@@ -165,9 +189,13 @@ pub async fn run(command: AdapterCommand) -> Result<bool, ServeError> {
             key,
             ca,
             agency,
-        } => serve_reference(adapter, listen, &cert, &key, &ca, agency)
-            .await
-            .map(|()| true),
+            latency_ms,
+        } => {
+            let latency = std::time::Duration::from_millis(latency_ms);
+            serve_reference(adapter, listen, &cert, &key, &ca, agency, latency)
+                .await
+                .map(|()| true)
+        }
     }
 }
 
@@ -199,6 +227,7 @@ async fn serve_reference(
     key: &std::path::Path,
     ca: &std::path::Path,
     agency: Option<String>,
+    latency: std::time::Duration,
 ) -> Result<(), ServeError> {
     let tls = AdapterTls::from_files(cert, key, ca)?;
     let (name, register): (&str, InMemoryRegister) = match adapter {
@@ -221,5 +250,13 @@ async fn serve_reference(
             }),
         ),
     };
-    run_one(register, name, listen, tls).await
+    if latency.is_zero() {
+        run_one(register, name, listen, tls).await
+    } else {
+        let slow = Slow {
+            inner: register,
+            latency,
+        };
+        run_one(slow, name, listen, tls).await
+    }
 }

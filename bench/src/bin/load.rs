@@ -30,10 +30,9 @@
 //!   against each of those sources asked alone through the gateway.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -49,7 +48,7 @@ use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
 use samverka_proto::v1::{GetRecordsRequest, GrantConsentRequest};
 use tonic::transport::Channel;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use samverka_bench::{BoxError, Proc, samverka_binary, start_adapter, start_gateway};
 
 /// A proxy process and its port, or why it is not running.
 type Started = Result<(Proc, u16), BoxError>;
@@ -96,54 +95,6 @@ const SOURCES: [(&str, &str, &str); 3] = [
     ("employment", "employment", "2021999053"),
     ("employment-b", "employment", "2021999079"),
 ];
-
-/// A child process, killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `cmd` and returns it with the first stdout/stderr line that
-/// contains `marker`.
-fn start(mut cmd: Command, marker: &'static str) -> Result<(Proc, String), BoxError> {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    for stream in [
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                if line.contains(marker) {
-                    let _ = tx.send(line);
-                }
-            }
-        });
-    }
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .map_err(|_| format!("{cmd:?} did not start"))?;
-    Ok((Proc(child), line))
-}
-
-fn after(line: &str, key: &str) -> Result<SocketAddr, BoxError> {
-    let rest = line.split(key).nth(1).ok_or("no address in line")?;
-    Ok(rest.split_whitespace().next().unwrap_or_default().parse()?)
-}
 
 fn free_port() -> Result<u16, BoxError> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -391,17 +342,7 @@ async fn grant_demo_consent(address: SocketAddr, registrar: &AgencyTls) -> Resul
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
-    let bin = match &args.samverka {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?.with_file_name("samverka"),
-    };
-    if !bin.exists() {
-        return Err(format!(
-            "{} not found: cargo build --release -p samverka",
-            bin.display()
-        )
-        .into());
-    }
+    let bin = samverka_binary(args.samverka.as_deref())?;
     let dir = tempfile::Builder::new()
         .prefix("samverka-load-")
         .tempdir()?;
@@ -415,29 +356,8 @@ async fn main() -> Result<(), BoxError> {
     let mut procs = Vec::new();
     let mut addresses = BTreeMap::new();
     for (name, kind, agency) in SOURCES {
-        let (_, cert, key) = pki
-            .adapters
-            .iter()
-            .find(|(n, _, _)| n == name)
-            .ok_or("adapter cert")?;
-        let mut cmd = Command::new(&bin);
-        cmd.args([
-            "adapter",
-            "run",
-            kind,
-            "--listen",
-            "127.0.0.1:0",
-            "--agency",
-            agency,
-        ])
-        .arg("--cert")
-        .arg(cert)
-        .arg("--key")
-        .arg(key)
-        .arg("--ca")
-        .arg(&pki.ca_cert);
-        let (proc, line) = start(cmd, "serving on")?;
-        addresses.insert(name, after(&line, "serving on ")?);
+        let (proc, address) = start_adapter(&bin, &pki, name, kind, agency, 0)?;
+        addresses.insert(name, address);
         procs.push(proc);
     }
 
@@ -464,12 +384,7 @@ async fn main() -> Result<(), BoxError> {
             &extra,
         ),
     )?;
-    let mut cmd = Command::new(&bin);
-    cmd.args(["serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn,samverka::server=info");
-    let (gateway, line) = start(cmd, "address=")?;
-    let gateway_address = after(&line, "address=")?;
+    let (gateway, gateway_address) = start_gateway(&bin, &config)?;
     let gateway_pid = gateway.0.id();
     // The same gateway without audit writes, on its own store.
     let unaudited = match &args.unaudited_samverka {
@@ -487,12 +402,7 @@ async fn main() -> Result<(), BoxError> {
                     &extra,
                 ),
             )?;
-            let mut cmd = Command::new(path);
-            cmd.args(["serve", "--config"])
-                .arg(&config)
-                .env("RUST_LOG", "warn,samverka::server=info");
-            let (proc, line) = start(cmd, "address=")?;
-            Some((proc, after(&line, "address=")?))
+            Some(start_gateway(path, &config)?)
         }
         None => None,
     };

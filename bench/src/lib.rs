@@ -1,0 +1,127 @@
+//! What the benchmark programs share: samverka processes started and
+//! stopped around a measurement.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use samverka_certs::dev::DevPkiFiles;
+
+/// Any error, for a program that reports it and exits.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A child process, killed when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `cmd` and returns it with the first stdout/stderr line that
+/// contains `marker`.
+pub fn start(mut cmd: Command, marker: &'static str) -> Result<(Proc, String), BoxError> {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if line.contains(marker) {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+    }
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .map_err(|_| format!("{cmd:?} did not start"))?;
+    Ok((Proc(child), line))
+}
+
+/// The socket address after `key` in `line`.
+pub fn after(line: &str, key: &str) -> Result<SocketAddr, BoxError> {
+    let rest = line.split(key).nth(1).ok_or("no address in line")?;
+    Ok(rest.split_whitespace().next().unwrap_or_default().parse()?)
+}
+
+/// Starts `samverka adapter run KIND` (`bin` is the samverka binary) as
+/// the PKI's adapter `name`, serving for `agency`, answering every request
+/// `latency_ms` late; returns it with its address.
+pub fn start_adapter(
+    bin: &Path,
+    pki: &DevPkiFiles,
+    name: &str,
+    kind: &str,
+    agency: &str,
+    latency_ms: u64,
+) -> Result<(Proc, SocketAddr), BoxError> {
+    let (_, cert, key) = pki
+        .adapters
+        .iter()
+        .find(|(n, _, _)| n == name)
+        .ok_or_else(|| format!("no adapter {name} in the PKI"))?;
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "adapter",
+        "run",
+        kind,
+        "--listen",
+        "127.0.0.1:0",
+        "--agency",
+        agency,
+        "--latency-ms",
+        &latency_ms.to_string(),
+    ])
+    .arg("--cert")
+    .arg(cert)
+    .arg("--key")
+    .arg(key)
+    .arg("--ca")
+    .arg(&pki.ca_cert);
+    let (proc, line) = start(cmd, "serving on")?;
+    Ok((proc, after(&line, "serving on ")?))
+}
+
+/// Starts `samverka serve --config CONFIG` with `bin`; returns it with its
+/// gRPC address.
+pub fn start_gateway(bin: &Path, config: &Path) -> Result<(Proc, SocketAddr), BoxError> {
+    let mut cmd = Command::new(bin);
+    cmd.args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn,samverka::server=info");
+    let (proc, line) = start(cmd, "address=")?;
+    Ok((proc, after(&line, "address=")?))
+}
+
+/// The samverka binary: `explicit`, or the one next to this program.
+pub fn samverka_binary(explicit: Option<&Path>) -> Result<std::path::PathBuf, BoxError> {
+    let bin = match explicit {
+        Some(p) => p.to_owned(),
+        None => std::env::current_exe()?.with_file_name("samverka"),
+    };
+    if !bin.exists() {
+        return Err(format!(
+            "{} not found: cargo build --release -p samverka",
+            bin.display()
+        )
+        .into());
+    }
+    Ok(bin)
+}
