@@ -528,3 +528,130 @@ pub fn verify_file(
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use samverka_certs::OrgNumber;
+    use samverka_certs::dev::{CertRequest, DevCa};
+    use samverka_proto::records::v1::{UpperSecondaryGrade, VocationalDiploma};
+
+    fn record(record_type: &str, payload: Payload) -> Record {
+        Record {
+            record_type: record_type.into(),
+            subject_id: "199003142388".into(),
+            source_agency: "2021999095".into(),
+            record_id: "r-1".into(),
+            updated_at: None,
+            payload: Some(payload),
+        }
+    }
+
+    #[test]
+    fn every_record_kind_becomes_an_achievement_with_its_codes() {
+        let grade = achievement(
+            &record(
+                "education.upper_secondary_grade",
+                Payload::UpperSecondaryGrade(UpperSecondaryGrade {
+                    course_code: "MATMAT01c".into(),
+                    course_name: "Matematik 1c".into(),
+                    points: 100,
+                    grade: "B".into(),
+                    programme_code: "NA".into(),
+                    grade_date: "2008-06-10".into(),
+                    school_org_number: "2120001234".into(),
+                    school_name: "Demo gymnasium".into(),
+                }),
+            ),
+            "upper-secondary",
+            "2026-11-29T10:00:00.000Z",
+        );
+        assert_eq!(grade["achievementType"], "Course");
+        assert_eq!(grade["humanCode"], "MATMAT01c");
+        assert_eq!(grade["creditsAvailable"], 100);
+        assert_eq!(grade["result"][0]["value"], "B");
+        assert_eq!(grade["creator"]["id"], "urn:samverka:agency:2120001234");
+        assert_eq!(grade["source"]["name"], "upper-secondary");
+        assert_eq!(grade["id"], "urn:samverka:record:2021999095:r-1");
+        // Nothing to align with: the key is left out, not empty.
+        assert!(grade.get("alignment").is_none());
+
+        let diploma = achievement(
+            &record(
+                "education.vocational_diploma",
+                Payload::VocationalDiploma(VocationalDiploma {
+                    programme_name: "Automationstekniker".into(),
+                    yh_credits: 400,
+                    diploma_kind: "kvalificerad yrkeshogskoleexamen".into(),
+                    eqf_level: 5,
+                    sun_field: "523".into(),
+                    issue_date: "2019-06-01".into(),
+                    provider_org_number: "".into(),
+                    provider_name: "Demo YH".into(),
+                }),
+            ),
+            "vocational",
+            "",
+        );
+        assert_eq!(diploma["achievementType"], "Diploma");
+        assert_eq!(diploma["creditUnit"], "yh-poäng");
+        let frameworks: Vec<&str> = diploma["alignment"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["targetFramework"].as_str().unwrap())
+            .collect();
+        assert_eq!(frameworks, ["SUN 2020 field", "EQF"]);
+        // A creator without an organisation number has no id.
+        assert!(diploma["creator"].get("id").is_none());
+
+        let other = achievement(
+            &record(
+                "competence.language_test",
+                Payload::Other(prost_types::Any {
+                    type_url: "type.example/LanguageTest".into(),
+                    value: vec![],
+                }),
+            ),
+            "x",
+            "",
+        );
+        assert_eq!(other["achievementType"], "Achievement");
+        assert_eq!(other["name"], "type.example/LanguageTest");
+    }
+
+    #[test]
+    fn only_a_gateway_certificate_vouches_for_a_passport() {
+        let ca = DevCa::generate("ca").unwrap();
+        let org = OrgNumber::parse("2021999012").unwrap();
+        let passport = CompetencePassport {
+            passport_id: "p-1".into(),
+            subject_id: "199003142388".into(),
+            issuer_agency: "2021999012".into(),
+            ..Default::default()
+        };
+        // An agency certificate's key signing in the gateway's name.
+        let agency = ca
+            .issue(&CertRequest::new(org.clone(), Role::Agency, "agency"))
+            .unwrap();
+        let signer = JwsSigner::from_pem(&agency.cert_pem, &agency.key_pem, "2021999012").unwrap();
+        let jws = sign(&signer, &passport, "x").unwrap();
+        let err = verify(&jws, &agency.cert_pem).unwrap_err();
+        assert!(err.0.contains("not a samverka gateway's"), "{err}");
+
+        // A gateway's signature over something that is not a passport.
+        let gateway = ca
+            .issue(&CertRequest::new(org, Role::Gateway, "gw"))
+            .unwrap();
+        let signer = JwsSigner::from_pem(&gateway.cert_pem, &gateway.key_pem, "2021999012").unwrap();
+        let not_passport = signer
+            .sign(CREDENTIAL_TYPE, &json!({"type": ["VerifiableCredential"]}))
+            .unwrap();
+        let err = verify(&not_passport, &gateway.cert_pem).unwrap_err();
+        assert_eq!(err.0, "not a competence passport credential");
+        // And the passport itself verifies.
+        let ok = verify(&sign(&signer, &passport, "Operator").unwrap(), &gateway.cert_pem).unwrap();
+        assert_eq!(ok["issuer"]["name"], "Operator");
+        assert_eq!(ok["id"], "urn:uuid:p-1");
+    }
+}
