@@ -147,7 +147,12 @@ async fn a_passport_holds_every_record_once_from_its_source() {
     }
 
     // The read is audited as allowed, naming the consent.
-    let audit = net.gateway.store.audit_entries(Some(DEMO_SUBJECT)).await.unwrap();
+    let audit = net
+        .gateway
+        .store
+        .audit_entries(Some(DEMO_SUBJECT))
+        .await
+        .unwrap();
     let entry = audit
         .iter()
         .find(|e| e.audit_id == p.audit_ids[0])
@@ -191,7 +196,10 @@ async fn a_source_that_is_down_is_named_and_the_rest_is_signed() {
             .all(|a| a["source"]["agency"] != competence)
     );
     let text = passport::describe(&vc);
-    assert!(text.contains("competence (2021999087): UNAVAILABLE"), "{text}");
+    assert!(
+        text.contains("competence (2021999087): UNAVAILABLE"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -255,7 +263,12 @@ async fn a_kind_without_consent_is_left_out_with_the_reason_and_audited() {
 
     // The audit holds both decisions: the read allowed, the rest refused.
     assert_eq!(p.audit_ids.len(), 2);
-    let audit = net.gateway.store.audit_entries(Some(DEMO_SUBJECT)).await.unwrap();
+    let audit = net
+        .gateway
+        .store
+        .audit_entries(Some(DEMO_SUBJECT))
+        .await
+        .unwrap();
     let find = |id: &str| audit.iter().find(|e| e.audit_id == id).unwrap();
     let allowed = find(&p.audit_ids[0]);
     assert_eq!(allowed.decision, "allowed");
@@ -308,7 +321,12 @@ async fn no_consent_or_no_access_rule_refuses_the_whole_passport() {
     }
     assert_eq!(net.fetch_calls(), calls_before, "no register was asked");
 
-    let audit = net.gateway.store.audit_entries(Some(OTHER_SUBJECT)).await.unwrap();
+    let audit = net
+        .gateway
+        .store
+        .audit_entries(Some(OTHER_SUBJECT))
+        .await
+        .unwrap();
     let entry = audit.iter().find(|e| e.audit_id == id).unwrap();
     assert_eq!(entry.decision, "denied");
     assert_eq!(entry.reason, "CONSENT_MISSING");

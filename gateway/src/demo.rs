@@ -685,9 +685,7 @@ async fn script(network: &Network, dir_kept: bool) -> Result<(), DemoError> {
     }
 
     println!();
-    println!(
-        "4. The person also consents to a competence passport for study guidance, and the"
-    );
+    println!("4. The person also consents to a competence passport for study guidance, and the");
     println!("   guidance agency asks for it:");
     let passport_types = network
         .gateway

@@ -255,8 +255,13 @@ impl RecordExchangeService {
             Ok(_) => (audit::ALLOWED, ""),
             Err(e) => (audit::DENIED, e.reason.as_str()),
         };
-        gw.metrics
-            .request(METHOD, &entries[0].caller, decision, reason, started.elapsed());
+        gw.metrics.request(
+            METHOD,
+            &entries[0].caller,
+            decision,
+            reason,
+            started.elapsed(),
+        );
         let first_audit_id = entries[0].audit_id.clone();
         // Committed together: the group-commit writer makes them one
         // transaction when they arrive at once.

@@ -345,8 +345,8 @@ pub fn sign(
 pub fn verify(jws: &str, gateway_cert_pem: &str) -> Result<Value, SignatureError> {
     let fail = |m: String| SignatureError(m);
     let credential: Value = crate::signing::verify(jws, CREDENTIAL_TYPE, gateway_cert_pem)?;
-    let identity = CertIdentity::from_pem(gateway_cert_pem)
-        .map_err(|e| fail(format!("certificate: {e}")))?;
+    let identity =
+        CertIdentity::from_pem(gateway_cert_pem).map_err(|e| fail(format!("certificate: {e}")))?;
     if identity.role != Role::Gateway {
         return Err(fail(format!(
             "the certificate is a {:?}'s, not a samverka gateway's",
@@ -354,7 +354,8 @@ pub fn verify(jws: &str, gateway_cert_pem: &str) -> Result<Value, SignatureError
         )));
     }
     let types = credential["type"].as_array().cloned().unwrap_or_default();
-    if !types.iter().any(|t| t == "VerifiableCredential") || !types.iter().any(|t| t == PASSPORT_TYPE)
+    if !types.iter().any(|t| t == "VerifiableCredential")
+        || !types.iter().any(|t| t == PASSPORT_TYPE)
     {
         return Err(fail("not a competence passport credential".into()));
     }
@@ -459,7 +460,13 @@ fn describe_achievement(a: &Value) -> String {
         .as_array()
         .map(|list| {
             list.iter()
-                .map(|al| format!("{} {}", str_of(al, "targetFramework"), str_of(al, "targetCode")))
+                .map(|al| {
+                    format!(
+                        "{} {}",
+                        str_of(al, "targetFramework"),
+                        str_of(al, "targetCode")
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -643,14 +650,19 @@ mod tests {
         let gateway = ca
             .issue(&CertRequest::new(org, Role::Gateway, "gw"))
             .unwrap();
-        let signer = JwsSigner::from_pem(&gateway.cert_pem, &gateway.key_pem, "2021999012").unwrap();
+        let signer =
+            JwsSigner::from_pem(&gateway.cert_pem, &gateway.key_pem, "2021999012").unwrap();
         let not_passport = signer
             .sign(CREDENTIAL_TYPE, &json!({"type": ["VerifiableCredential"]}))
             .unwrap();
         let err = verify(&not_passport, &gateway.cert_pem).unwrap_err();
         assert_eq!(err.0, "not a competence passport credential");
         // And the passport itself verifies.
-        let ok = verify(&sign(&signer, &passport, "Operator").unwrap(), &gateway.cert_pem).unwrap();
+        let ok = verify(
+            &sign(&signer, &passport, "Operator").unwrap(),
+            &gateway.cert_pem,
+        )
+        .unwrap();
         assert_eq!(ok["issuer"]["name"], "Operator");
         assert_eq!(ok["id"], "urn:uuid:p-1");
     }

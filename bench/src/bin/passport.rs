@@ -143,7 +143,11 @@ async fn main() -> Result<(), BoxError> {
             .await?
             .into_inner();
         let t2 = Instant::now();
-        let sources_ok = answer.outcomes.iter().filter(|o| o.status == source_outcome::Status::Ok as i32).count();
+        let sources_ok = answer
+            .outcomes
+            .iter()
+            .filter(|o| o.status == source_outcome::Status::Ok as i32)
+            .count();
         if sources_ok != DEMO_SOURCES.len() {
             return Err(format!(
                 "only {sources_ok} of {} sources answered: {:?}",

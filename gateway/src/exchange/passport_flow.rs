@@ -24,7 +24,12 @@ fn candidate_types(gw: &Gateway, purpose: &[String]) -> Vec<String> {
     let mut types: Vec<String> = purpose
         .iter()
         .filter(|t| passport::is_passport_type(t))
-        .filter(|t| gw.config.adapters.iter().any(|a| a.record_types.contains(t)))
+        .filter(|t| {
+            gw.config
+                .adapters
+                .iter()
+                .any(|a| a.record_types.contains(t))
+        })
         .cloned()
         .collect();
     types.sort();
@@ -160,10 +165,13 @@ pub(super) async fn assemble(
         });
         allowed_entries.push(entry);
     }
-    let fetches = allowed.iter().zip(&queries).map(|((permit, types), query)| {
-        let plan = gw.router.plan(types, &[], permit);
-        gw.router.fetch(plan, query, permit, deadline)
-    });
+    let fetches = allowed
+        .iter()
+        .zip(&queries)
+        .map(|((permit, types), query)| {
+            let plan = gw.router.plan(types, &[], permit);
+            gw.router.fetch(plan, query, permit, deadline)
+        });
     let results: Vec<FetchResult> = futures_util::future::join_all(fetches).await;
 
     let mut outcomes: Vec<SourceOutcome> = Vec::new();
