@@ -122,6 +122,23 @@ impl<A: Adapter> Adapter for Slow<A> {
     }
 }
 
+impl AdapterCommand {
+    /// The OpenTelemetry `service.name` of this command's process.
+    pub fn service_name(&self) -> String {
+        match self {
+            AdapterCommand::Check { .. } => "samverka-adapter-check".into(),
+            AdapterCommand::Run { adapter, .. } => format!(
+                "samverka-adapter-{}",
+                match adapter {
+                    ReferenceAdapter::HigherEducation => "higher-education",
+                    ReferenceAdapter::Employment => "employment",
+                    ReferenceAdapter::Competence => "competence",
+                }
+            ),
+        }
+    }
+}
+
 async fn run_one<A: Adapter>(
     adapter: A,
     name: &str,

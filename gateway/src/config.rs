@@ -24,6 +24,15 @@
 //! checkpoint_interval_s = 60      # or after this long, if anything was added
 //! retention_days = 3650           # `samverka audit prune` archives older entries
 //!
+//! [telemetry]                     # OpenTelemetry traces and logs
+//! otlp_endpoint = "http://127.0.0.1:4317"  # OTLP/gRPC collector; unset: no traces
+//! sampling_ratio = 0.1            # share of new traces sampled (callers' decisions are kept)
+//! service_name = "samverka-gateway"
+//! log_format = "json"             # or "text" (the default)
+//! resource_attributes = { "deployment.environment" = "production" }
+//! # The standard OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME,
+//! # OTEL_TRACES_SAMPLER(_ARG) and OTEL_RESOURCE_ATTRIBUTES override these.
+//!
 //! [limits]
 //! max_request_bytes = 65536       # larger requests: RESOURCE_EXHAUSTED
 //! rate_per_second = 1000          # per calling agency, on average ...
@@ -117,6 +126,8 @@ pub struct Config {
     pub access_rules: Vec<AccessRule>,
     /// Where each record type is fetched from.
     pub adapters: Vec<AdapterRoute>,
+    /// The `[telemetry]` section: traces and logs.
+    pub telemetry: samverka_adapter::telemetry::TelemetryConfig,
 }
 
 /// The `[gateway]` section.
@@ -238,6 +249,8 @@ struct RawConfig {
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
+    telemetry: RawTelemetry,
+    #[serde(default)]
     agencies: Vec<toml::Spanned<RawAgency>>,
     #[serde(default)]
     purposes: Vec<toml::Spanned<RawPurpose>>,
@@ -321,6 +334,28 @@ impl Default for RawLimits {
             max_request_bytes: 64 * 1024,
             rate_per_second: 1000.0,
             burst: 2000.0,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTelemetry {
+    otlp_endpoint: Option<String>,
+    sampling_ratio: f64,
+    service_name: String,
+    log_format: String,
+    resource_attributes: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for RawTelemetry {
+    fn default() -> Self {
+        RawTelemetry {
+            otlp_endpoint: None,
+            sampling_ratio: 1.0,
+            service_name: "samverka-gateway".into(),
+            log_format: "text".into(),
+            resource_attributes: Default::default(),
         }
     }
 }
@@ -538,6 +573,49 @@ impl Config {
             burst: l.burst,
         };
 
+        let t = raw.telemetry;
+        let telemetry_error = |key: &str, reason: &str| ConfigError {
+            file: None,
+            line: None,
+            key: format!("telemetry.{key}"),
+            reason: reason.into(),
+        };
+        if !(0.0..=1.0).contains(&t.sampling_ratio) {
+            return Err(telemetry_error(
+                "sampling_ratio",
+                "must be between 0.0 and 1.0",
+            ));
+        }
+        let json_logs = match t.log_format.as_str() {
+            "text" => false,
+            "json" => true,
+            _ => {
+                return Err(telemetry_error(
+                    "log_format",
+                    "must be \"text\" or \"json\"",
+                ));
+            }
+        };
+        if let Some(e) = &t.otlp_endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            return Err(telemetry_error(
+                "otlp_endpoint",
+                "must be an http:// or https:// URL, e.g. http://127.0.0.1:4317",
+            ));
+        }
+        if t.service_name.trim().is_empty() {
+            return Err(telemetry_error("service_name", "must not be empty"));
+        }
+        let telemetry = samverka_adapter::telemetry::TelemetryConfig {
+            service_name: t.service_name,
+            otlp_endpoint: t.otlp_endpoint,
+            sampling_ratio: t.sampling_ratio,
+            resource_attributes: t.resource_attributes.into_iter().collect(),
+            json_logs,
+            default_log_filter: "info".into(),
+        };
+
         let mut agencies = Vec::new();
         let mut seen = HashSet::new();
         for (i, a) in raw.agencies.into_iter().enumerate() {
@@ -657,6 +735,7 @@ impl Config {
             purposes,
             access_rules,
             adapters,
+            telemetry,
         })
     }
 

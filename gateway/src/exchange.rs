@@ -18,25 +18,15 @@ use samverka_proto::v1::{
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
-use samverka_proto::trace::{TRACE_ID_HEADER, TRACEPARENT, TraceContext};
+use samverka_proto::trace::{TRACE_ID_HEADER, TraceContext};
 
 use crate::error::{GatewayError, Reason};
 use crate::identity::Caller;
 use crate::routing::FetchQuery;
-use crate::{Gateway, access, audit, consent, identity};
+use crate::{Gateway, access, audit, consent, identity, telemetry};
+use tracing::Instrument;
 
 mod passport_flow;
-
-/// Random bytes for trace and span ids (from the same generator as
-/// audit ids).
-fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut out = [0u8; N];
-    for chunk in out.chunks_mut(16) {
-        let id = uuid::Uuid::new_v4();
-        chunk.copy_from_slice(&id.as_bytes()[..chunk.len()]);
-    }
-    out
-}
 
 /// The most record types one read may ask for.
 pub const MAX_RECORD_TYPES: usize = 32;
@@ -45,6 +35,19 @@ pub const MAX_RECORD_TYPES: usize = 32;
 #[derive(Debug, Clone)]
 pub struct RecordExchangeService {
     gateway: Arc<Gateway>,
+}
+
+/// The service's full name, in spans.
+const SERVICE: &str = "samverka.v1.RecordExchange";
+
+/// Commits an audit entry, in a span of its own.
+async fn commit(gw: &Gateway, entry: crate::store::AuditEntry) -> Result<(), GatewayError> {
+    gw.audit
+        .commit(entry)
+        .instrument(tracing::info_span!("audit_commit"))
+        .await
+        .map(drop)
+        .map_err(GatewayError::store)
 }
 
 /// The caller's deadline from the `grpc-timeout` header, if it set one.
@@ -95,9 +98,18 @@ impl RecordExchangeService {
         let budget = caller_timeout(request.metadata())
             .unwrap_or(gw.config.gateway.default_deadline)
             .min(gw.config.gateway.max_deadline);
-        let caller = identity::caller(&request);
+        let caller = tracing::info_span!("identity").in_scope(|| identity::caller(&request));
         self.rate_check(&caller, "GetRecords", started)?;
         let req = request.into_inner();
+        let span = tracing::Span::current();
+        if let Ok(c) = &caller {
+            span.record("samverka.caller", c.agency.as_str());
+        }
+        span.record("samverka.purpose", audit::sanitize(&req.purpose).as_str());
+        span.record(
+            "samverka.record_types",
+            audit::sanitize(&req.record_types.join(";")).as_str(),
+        );
 
         let mut entry = audit::entry("RecordExchange/GetRecords", gw.clock.now_ms());
         entry.trace_id = trace.trace_id.clone();
@@ -116,14 +128,8 @@ impl RecordExchangeService {
 
         let decision = match caller {
             Ok(caller) => {
-                self.check_and_fetch(
-                    &caller,
-                    &req,
-                    &entry.audit_id,
-                    budget,
-                    trace.child(random_bytes()).header(),
-                )
-                .await
+                self.check_and_fetch(&caller, &req, &entry.audit_id, budget, trace.header())
+                    .await
             }
             Err(e) => Err(e),
         };
@@ -149,7 +155,8 @@ impl RecordExchangeService {
                         format!("{}={}", o.source_agency, status.as_str_name())
                     })
                     .collect();
-                gw.audit.commit(entry).await.map_err(GatewayError::store)?;
+                telemetry::record_decision(&span, audit::ALLOWED, "");
+                commit(gw, entry).await?;
                 Ok(GetRecordsResponse {
                     records: allowed.result.records,
                     outcomes: allowed.result.outcomes,
@@ -166,7 +173,8 @@ impl RecordExchangeService {
                     &entry.reason,
                     started.elapsed(),
                 );
-                gw.audit.commit(entry).await.map_err(GatewayError::store)?;
+                telemetry::record_decision(&span, audit::DENIED, &entry.reason);
+                commit(gw, entry).await?;
                 Err(denial.with_audit_id(audit_id))
             }
         }
@@ -214,9 +222,14 @@ impl RecordExchangeService {
         let budget = caller_timeout(request.metadata())
             .unwrap_or(gw.config.gateway.default_deadline)
             .min(gw.config.gateway.max_deadline);
-        let caller = identity::caller(&request);
+        let caller = tracing::info_span!("identity").in_scope(|| identity::caller(&request));
         self.rate_check(&caller, METHOD, started)?;
         let req = request.into_inner();
+        let span = tracing::Span::current();
+        if let Ok(c) = &caller {
+            span.record("samverka.caller", c.agency.as_str());
+        }
+        span.record("samverka.purpose", audit::sanitize(&req.purpose).as_str());
 
         let mut base = audit::entry("RecordExchange/GetCompetencePassport", gw.clock.now_ms());
         base.trace_id = trace.trace_id.clone();
@@ -237,7 +250,7 @@ impl RecordExchangeService {
                     &base,
                     &mut entries,
                     adapter_deadline(budget),
-                    trace.child(random_bytes()).header(),
+                    trace.header(),
                 )
                 .await
             }
@@ -255,6 +268,7 @@ impl RecordExchangeService {
             Ok(_) => (audit::ALLOWED, ""),
             Err(e) => (audit::DENIED, e.reason.as_str()),
         };
+        telemetry::record_decision(&span, decision, reason);
         gw.metrics.request(
             METHOD,
             &entries[0].caller,
@@ -266,9 +280,9 @@ impl RecordExchangeService {
         // Committed together: the group-commit writer makes them one
         // transaction when they arrive at once.
         for committed in
-            futures_util::future::join_all(entries.into_iter().map(|e| gw.audit.commit(e))).await
+            futures_util::future::join_all(entries.into_iter().map(|e| commit(gw, e))).await
         {
-            committed.map_err(GatewayError::store)?;
+            committed?;
         }
         result.map_err(|e| e.with_audit_id(first_audit_id))
     }
@@ -344,16 +358,24 @@ impl RecordExchangeService {
         record_types.sort();
         record_types.dedup();
 
-        let _access = access::check(
-            &gw.config.access_rules,
-            &caller.agency,
-            &req.purpose,
-            &record_types,
-        )?;
+        let _access = tracing::info_span!("access_rule").in_scope(|| {
+            access::check(
+                &gw.config.access_rules,
+                &caller.agency,
+                &req.purpose,
+                &record_types,
+            )
+        })?;
 
+        let consent_span = tracing::info_span!(
+            "consent_check",
+            samverka.decision = tracing::field::Empty,
+            samverka.reason = tracing::field::Empty
+        );
         let consents = gw
             .store
             .consents_for(subject.as_str(), Some(caller.agency.as_str()))
+            .instrument(consent_span.clone())
             .await
             .map_err(GatewayError::store)?;
         let permit = consent::decide(
@@ -363,10 +385,18 @@ impl RecordExchangeService {
             &req.source_agencies,
             gw.clock.now_ms(),
         );
-        gw.metrics.consent_check(match &permit {
+        let result = match &permit {
             Ok(_) => "allowed",
             Err(e) => e.reason.as_str(),
-        });
+        };
+        consent_span.record(
+            "samverka.decision",
+            if permit.is_ok() { "allowed" } else { "denied" },
+        );
+        if permit.is_err() {
+            consent_span.record("samverka.reason", result);
+        }
+        gw.metrics.consent_check(result);
         let permit = permit?;
 
         let plan = gw.router.plan(&record_types, &req.source_agencies, &permit);
@@ -386,16 +416,6 @@ impl RecordExchangeService {
             result,
         })
     }
-}
-
-/// The caller's trace, or a new one; its id goes into the audit entry, to
-/// every adapter, and back to the caller.
-fn incoming_trace(metadata: &MetadataMap) -> TraceContext {
-    metadata
-        .get(TRACEPARENT)
-        .and_then(|v| v.to_str().ok())
-        .and_then(TraceContext::parse)
-        .unwrap_or_else(|| TraceContext::new_root(random_bytes()))
 }
 
 /// The answer or the refusal, naming the trace in its metadata.
@@ -426,8 +446,10 @@ impl record_exchange_server::RecordExchange for RecordExchangeService {
         &self,
         request: Request<GetRecordsRequest>,
     ) -> Result<Response<GetRecordsResponse>, Status> {
-        let trace = incoming_trace(request.metadata());
-        let result = RecordExchangeService::get_records(self, request, &trace).await;
+        let (span, trace) = telemetry::request_span(SERVICE, "GetRecords", request.metadata());
+        let result = RecordExchangeService::get_records(self, request, &trace)
+            .instrument(span)
+            .await;
         answer(result, &trace)
     }
 
@@ -435,8 +457,11 @@ impl record_exchange_server::RecordExchange for RecordExchangeService {
         &self,
         request: Request<GetCompetencePassportRequest>,
     ) -> Result<Response<CompetencePassport>, Status> {
-        let trace = incoming_trace(request.metadata());
-        let result = RecordExchangeService::get_competence_passport(self, request, &trace).await;
+        let (span, trace) =
+            telemetry::request_span(SERVICE, "GetCompetencePassport", request.metadata());
+        let result = RecordExchangeService::get_competence_passport(self, request, &trace)
+            .instrument(span)
+            .await;
         answer(result, &trace)
     }
 
@@ -444,11 +469,14 @@ impl record_exchange_server::RecordExchange for RecordExchangeService {
         &self,
         request: Request<ListSourcesRequest>,
     ) -> Result<Response<ListSourcesResponse>, Status> {
-        identity::caller(&request)?;
+        let (span, _) = telemetry::request_span(SERVICE, "ListSources", request.metadata());
+        let caller = span.in_scope(|| identity::caller(&request))?;
+        span.record("samverka.caller", caller.agency.as_str());
         let sources = self
             .gateway
             .router
             .describe_all(Duration::from_secs(2))
+            .instrument(span)
             .await;
         Ok(Response::new(ListSourcesResponse { sources }))
     }

@@ -40,7 +40,8 @@
 //! - [`rate`]: per-agency rate limiting.
 //! - [`time`]: the clock and timestamp conversions.
 //! - [`metrics`] and [`admin`]: Prometheus metrics, `/healthz` and
-//!   `/readyz` on the operators' plain-HTTP listener.
+//!   `/readyz` on the operators' plain-HTTP listener; [`telemetry`]: the
+//!   spans of each request, exported over OTLP.
 
 pub mod access;
 pub mod access_log;
@@ -65,6 +66,7 @@ pub mod routing;
 pub mod server;
 pub mod signing;
 pub mod store;
+pub mod telemetry;
 pub mod time;
 
 pub use config::Config;

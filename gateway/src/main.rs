@@ -99,16 +99,6 @@ enum CertsCommand {
     },
 }
 
-fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -119,7 +109,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => {
-            init_logging("info");
+            // Logging is set up by `run`, from the configuration.
             let result = runtime().map_err(|e| e.to_string()).and_then(|rt| {
                 rt.block_on(samverka::server::run(&config))
                     .map_err(|e| match e {
@@ -231,10 +221,18 @@ fn main() -> ExitCode {
             }
         }
         Command::Adapter { command } => {
-            init_logging("info");
+            let service_name = command.service_name();
             let result = runtime().map_err(|e| e.to_string()).and_then(|rt| {
-                rt.block_on(samverka::adapter_cli::run(command))
-                    .map_err(|e| e.to_string())
+                rt.block_on(async {
+                    let telemetry = samverka_adapter::telemetry::init(
+                        &samverka_adapter::telemetry::TelemetryConfig::new(service_name),
+                    )?;
+                    let result = samverka::adapter_cli::run(command)
+                        .await
+                        .map_err(|e| e.to_string());
+                    telemetry.shutdown();
+                    result
+                })
             });
             match result {
                 Ok(true) => ExitCode::SUCCESS,
@@ -246,12 +244,20 @@ fn main() -> ExitCode {
             }
         }
         Command::Demo { serve, dir } => {
-            init_logging("warn");
             let options = samverka::demo::DemoOptions { serve, dir };
-            match runtime()
-                .map_err(Into::into)
-                .and_then(|rt| rt.block_on(samverka::demo::run(options)))
-            {
+            match runtime().map_err(Into::into).and_then(|rt| {
+                rt.block_on(async {
+                    // One process: the gateway's and the adapters' spans
+                    // all go to the OTEL_EXPORTER_OTLP_ENDPOINT, if set.
+                    let mut config =
+                        samverka_adapter::telemetry::TelemetryConfig::new("samverka-demo");
+                    config.default_log_filter = "warn".into();
+                    let telemetry = samverka_adapter::telemetry::init(&config)?;
+                    let result = samverka::demo::run(options).await;
+                    telemetry.shutdown();
+                    result
+                })
+            }) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("samverka demo: {e}");

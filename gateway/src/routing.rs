@@ -26,6 +26,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::adapter_tls::AdapterTlsMaterial;
 use tonic::{Code, Request};
+use tracing::Instrument;
 
 use crate::config::AdapterRoute;
 use crate::consent::ConsentPermit;
@@ -55,7 +56,8 @@ pub struct FetchQuery {
     pub requesting_agency: String,
     /// The audit entry of the read, for the register's own log.
     pub audit_ref: String,
-    /// The W3C trace context to pass on (the gateway's span).
+    /// The request's W3C trace context; with telemetry off each adapter
+    /// call continues it with a span id of its own.
     pub traceparent: String,
 }
 
@@ -175,11 +177,18 @@ impl Router {
                     audit_ref: query.audit_ref.clone(),
                 });
                 request.set_timeout(deadline);
-                if let Ok(value) = query.traceparent.parse() {
+                let (span, traceparent) = crate::telemetry::adapter_call_span(
+                    &route.name,
+                    route.org_number.as_str(),
+                    &record_types,
+                    &query.traceparent,
+                );
+                if let Ok(value) = traceparent.parse() {
                     request
                         .metadata_mut()
                         .insert(samverka_proto::trace::TRACEPARENT, value);
                 }
+                let call_span = span.clone();
                 async move {
                     let started = std::time::Instant::now();
                     let answer =
@@ -190,8 +199,14 @@ impl Router {
                     let took = started.elapsed();
                     self.metrics
                         .source_call(&route.name, status.as_str_name(), took);
+                    call_span.record("samverka.outcome", status.as_str_name());
+                    call_span.record("samverka.record_count", outcome.record_count);
+                    if status != source_outcome::Status::Ok {
+                        call_span.record("otel.status_code", "ERROR");
+                    }
                     (records, outcome, took)
                 }
+                .instrument(span)
             },
         );
         let mut result = FetchResult::default();

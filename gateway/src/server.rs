@@ -179,8 +179,35 @@ pub async fn serve(
 
 /// `samverka serve`: load the config, bind its address, serve until Ctrl-C
 /// or SIGTERM, then give in-flight requests a bounded time to finish.
+///
+/// Telemetry (logs, and traces when `[telemetry]` or the environment names
+/// an OTLP endpoint) is set up from the configuration first; spans still
+/// pending are exported before it returns.
 pub async fn run(config_path: &Path) -> Result<(), StartError> {
     let config = Config::load(config_path).map_err(StartError::Config)?;
+    let telemetry = samverka_adapter::telemetry::init(&config.telemetry).map_err(|reason| {
+        StartError::Config(ConfigError {
+            file: Some(config_path.to_owned()),
+            line: None,
+            key: "telemetry".into(),
+            reason,
+        })
+    })?;
+    if telemetry.tracing() {
+        tracing::info!(
+            endpoint = config
+                .telemetry
+                .effective_endpoint(|v| std::env::var(v).ok())
+                .unwrap_or_default(),
+            "exporting traces over OTLP"
+        );
+    }
+    let result = run_config(config).await;
+    telemetry.shutdown();
+    result
+}
+
+async fn run_config(config: Config) -> Result<(), StartError> {
     let address = config.gateway.address;
     let gateway = Gateway::new(config, Clock::system()).await?;
     let listener = TcpListener::bind(address)

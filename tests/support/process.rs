@@ -26,10 +26,16 @@ impl Drop for Replica {
 /// Starts `samverka serve --config CONFIG` (the binary `bin`) and waits
 /// for the log line that names its address.
 pub fn start_replica(bin: &str, config: &Path) -> Replica {
+    start_replica_env(bin, config, &[])
+}
+
+/// [`start_replica`] with further environment variables.
+pub fn start_replica_env(bin: &str, config: &Path, env: &[(&str, &str)]) -> Replica {
     let mut child = Command::new(bin)
         .args(["serve", "--config"])
         .arg(config)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

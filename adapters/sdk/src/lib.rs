@@ -58,6 +58,9 @@
 //!   fixtures and tests.
 //! - [`conformance`]: the checks every adapter must pass, for an adapter's
 //!   own tests and for `samverka adapter check`.
+//! - [`telemetry`]: logs and OpenTelemetry traces (OTLP), set up the same
+//!   way in every samverka process; the gateway's trace continues in the
+//!   adapter's `Adapter/FetchRecords` span.
 //! - `service` (private): the gRPC service around an [`Adapter`], with the
 //!   caller check and the output check.
 
@@ -65,6 +68,7 @@ mod config;
 pub mod conformance;
 mod register;
 mod service;
+pub mod telemetry;
 
 use std::future::Future;
 use std::net::SocketAddr;

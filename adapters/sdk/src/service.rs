@@ -9,11 +9,13 @@
 
 use std::collections::HashSet;
 
+use opentelemetry::trace::TraceContextExt;
 use samverka_certs::{CertIdentity, OrgNumber, Role, SubjectId};
 use samverka_proto::adapter::v1::{
     AdapterDescription, DescribeRequest, FetchRecordsRequest, FetchRecordsResponse, adapter_server,
 };
 use tonic::{Request, Response, Status};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{Adapter, AdapterError, Description, FetchQuery, SDK_VERSION};
 
@@ -74,14 +76,63 @@ impl<A: Adapter> adapter_server::Adapter for AdapterService<A> {
         &self,
         request: Request<FetchRecordsRequest>,
     ) -> Result<Response<FetchRecordsResponse>, Status> {
+        // The gateway's trace continues here: this span is a child of the
+        // gateway's adapter-call span (exported when telemetry is on).
+        let span = tracing::info_span!(
+            "Adapter/FetchRecords",
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = "samverka.adapter.v1.Adapter",
+            rpc.method = "FetchRecords",
+            samverka.agency = %self.agency,
+            samverka.record_types = tracing::field::Empty,
+            samverka.purpose = tracing::field::Empty,
+            samverka.requesting_agency = tracing::field::Empty,
+            samverka.record_count = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        );
+        let _ = span.set_parent(crate::telemetry::extract(request.metadata()));
+        let span_context = span.context().span().span_context().clone();
+        let trace_id = if span_context.is_valid() {
+            Some(span_context.trace_id().to_string())
+        } else {
+            request
+                .metadata()
+                .get(samverka_proto::trace::TRACEPARENT)
+                .and_then(|v| v.to_str().ok())
+                .and_then(samverka_proto::trace::TraceContext::parse)
+                .map(|t| t.trace_id)
+        };
+        if let Some(t) = &trace_id {
+            span.record("trace_id", t.as_str());
+        }
+        let answer =
+            tracing::Instrument::instrument(self.fetch(request, trace_id), span.clone()).await;
+        match &answer {
+            Ok(response) => {
+                span.record("samverka.record_count", response.get_ref().records.len());
+            }
+            Err(_) => {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        answer
+    }
+}
+
+impl<A: Adapter> AdapterService<A> {
+    async fn fetch(
+        &self,
+        request: Request<FetchRecordsRequest>,
+        trace_id: Option<String>,
+    ) -> Result<Response<FetchRecordsResponse>, Status> {
         require_gateway(&request)?;
-        let trace_id = request
-            .metadata()
-            .get(samverka_proto::trace::TRACEPARENT)
-            .and_then(|v| v.to_str().ok())
-            .and_then(samverka_proto::trace::TraceContext::parse)
-            .map(|t| t.trace_id);
         let req = request.into_inner();
+        let span = tracing::Span::current();
+        span.record("samverka.record_types", req.record_types.join(",").as_str());
+        span.record("samverka.purpose", req.purpose.as_str());
+        span.record("samverka.requesting_agency", req.requesting_agency.as_str());
         let subject = SubjectId::parse(&req.subject_id)
             .map_err(|e| Status::invalid_argument(format!("subject_id: {e}")))?;
         let offered: HashSet<&str> = self
@@ -111,13 +162,11 @@ impl<A: Adapter> adapter_server::Adapter for AdapterService<A> {
             purpose: req.purpose,
             consent_id: req.consent_id,
             requesting_agency: req.requesting_agency,
-            trace_id: trace_id.clone(),
+            trace_id,
         };
-        let span = tracing::info_span!(
-            "fetch_records",
-            trace_id = trace_id.as_deref().unwrap_or("")
-        );
-        let records = tracing::Instrument::instrument(self.adapter.fetch_records(query), span)
+        let records = self
+            .adapter
+            .fetch_records(query)
             .await
             .map_err(|e| match e {
                 AdapterError::Unavailable(m) => {

@@ -99,6 +99,12 @@ pub(super) async fn assemble(
     let now_ms = gw.clock.now_ms();
 
     // Each type on its own: access rule, then consent.
+    let checks = tracing::info_span!(
+        "access_and_consent",
+        samverka.allowed = tracing::field::Empty,
+        samverka.refused = tracing::field::Empty
+    );
+    let _entered = checks.enter();
     let mut allowed: Vec<(ConsentPermit, Vec<String>)> = Vec::new();
     let mut refused: Vec<(String, GatewayError)> = Vec::new();
     for t in &candidates {
@@ -120,6 +126,13 @@ pub(super) async fn assemble(
             Err(e) => refused.push((t.clone(), e)),
         }
     }
+
+    checks.record(
+        "samverka.allowed",
+        allowed.iter().map(|(_, t)| t.len()).sum::<usize>(),
+    );
+    checks.record("samverka.refused", refused.len());
+    drop(_entered);
 
     // One refused entry per reason, naming the types it kept out.
     let mut reasons: Vec<Reason> = refused.iter().map(|(_, e)| e.reason).collect();

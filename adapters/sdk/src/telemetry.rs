@@ -1,0 +1,261 @@
+//! Logs and OpenTelemetry traces for samverka processes: the gateway and
+//! every adapter built with this SDK set up telemetry the same way.
+//!
+//! - **Logs** go to stderr, as text or, with [`TelemetryConfig::json_logs`]
+//!   (or `SAMVERKA_LOG_FORMAT=json`), as one JSON object per line. Inside a
+//!   request every line carries the request span's `trace_id` and
+//!   `span_id`. `RUST_LOG` sets the filter.
+//! - **Traces** are exported over OTLP/gRPC when an endpoint is set: in the
+//!   configuration, or through the standard `OTEL_EXPORTER_OTLP_ENDPOINT`
+//!   (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), which wins. Without an
+//!   endpoint no exporter and no OpenTelemetry layer is installed: tracing
+//!   off costs nothing but the log filter.
+//! - **Sampling** is parent-based: a request whose caller sampled (or did
+//!   not sample) its trace is treated alike; a new trace is sampled with
+//!   the configured ratio. `OTEL_TRACES_SAMPLER` and
+//!   `OTEL_TRACES_SAMPLER_ARG`, when set, replace the configured sampler.
+//! - **Resource**: `service.name` from the configuration, replaced by
+//!   `OTEL_SERVICE_NAME` when set; resource attributes from the
+//!   configuration, then `OTEL_RESOURCE_ATTRIBUTES` on top.
+//!
+//! Trace context travels between processes as W3C `traceparent` in gRPC
+//! metadata: [`extract`] reads a caller's, [`inject`] writes one for a
+//! call.
+
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::resource::{EnvResourceDetector, TelemetryResourceDetector};
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tonic::metadata::MetadataMap;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// How a process reports: its name, where traces go, how logs look.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    /// `service.name` of its spans, e.g. `samverka-gateway`.
+    pub service_name: String,
+    /// The OTLP/gRPC endpoint of a collector, e.g. `http://127.0.0.1:4317`;
+    /// `None`: no traces (unless the environment names one).
+    pub otlp_endpoint: Option<String>,
+    /// The share of new traces to sample, 0.0 to 1.0.
+    pub sampling_ratio: f64,
+    /// Further resource attributes, e.g. `deployment.environment`.
+    pub resource_attributes: Vec<(String, String)>,
+    /// Logs as JSON lines instead of text.
+    pub json_logs: bool,
+    /// The log filter when `RUST_LOG` is not set, e.g. `info`.
+    pub default_log_filter: String,
+}
+
+impl TelemetryConfig {
+    /// Defaults for `service_name`: no endpoint, sample everything, text
+    /// logs at `info`.
+    pub fn new(service_name: impl Into<String>) -> Self {
+        TelemetryConfig {
+            service_name: service_name.into(),
+            otlp_endpoint: None,
+            sampling_ratio: 1.0,
+            resource_attributes: Vec::new(),
+            json_logs: false,
+            default_log_filter: "info".into(),
+        }
+    }
+
+    /// The endpoint traces go to: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
+    /// else `OTEL_EXPORTER_OTLP_ENDPOINT`, else the configured one.
+    pub fn effective_endpoint(&self, var: impl Fn(&str) -> Option<String>) -> Option<String> {
+        [
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ]
+        .iter()
+        .find_map(|name| var(name).filter(|v| !v.trim().is_empty()))
+        .or_else(|| self.otlp_endpoint.clone())
+    }
+
+    /// The resource of this process's spans, with the environment looked
+    /// up through `var`.
+    pub fn resource(&self, var: impl Fn(&str) -> Option<String>) -> Resource {
+        let service_name = var("OTEL_SERVICE_NAME")
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| self.service_name.clone());
+        let configured = self
+            .resource_attributes
+            .iter()
+            .map(|(k, v)| KeyValue::new(k.clone(), v.clone()));
+        let builder = Resource::builder_empty()
+            .with_detector(Box::new(TelemetryResourceDetector))
+            .with_attributes(configured);
+        // The environment's attributes on top of the configured ones, and
+        // the service name on top of all.
+        let builder = if var("OTEL_RESOURCE_ATTRIBUTES").is_some() {
+            builder.with_detector(Box::new(EnvResourceDetector::new()))
+        } else {
+            builder
+        };
+        builder.with_service_name(service_name).build()
+    }
+}
+
+/// The installed telemetry. Dropping it flushes spans not yet exported.
+#[derive(Debug)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether spans are exported.
+    pub fn tracing(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Exports what is pending and stops the exporter.
+    pub fn shutdown(mut self) {
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("telemetry: exporting the last spans failed: {e}");
+        }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// Installs logging and, when an endpoint is set, trace export, as the
+/// process's global subscriber. Call once, early, inside the Tokio runtime
+/// (the OTLP exporter needs it). A second call in the same process keeps
+/// the first subscriber and exports nothing itself.
+pub fn init(config: &TelemetryConfig) -> Result<Telemetry, String> {
+    init_with(config, |name| std::env::var(name).ok())
+}
+
+/// [`init`] with the environment looked up through `var`.
+pub fn init_with(
+    config: &TelemetryConfig,
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Telemetry, String> {
+    let filter = || {
+        var("RUST_LOG")
+            .and_then(|f| EnvFilter::try_new(f).ok())
+            .unwrap_or_else(|| EnvFilter::new(&config.default_log_filter))
+    };
+    let json = config.json_logs
+        || var("SAMVERKA_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
+    let logs = if json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_writer(std::io::stderr)
+            .with_filter(filter())
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .with_filter(filter())
+            .boxed()
+    };
+
+    let Some(endpoint) = config.effective_endpoint(&var) else {
+        let _ = tracing_subscriber::registry().with(logs).try_init();
+        return Ok(Telemetry { provider: None });
+    };
+    if !(0.0..=1.0).contains(&config.sampling_ratio) {
+        return Err(format!(
+            "sampling ratio {} is not between 0 and 1",
+            config.sampling_ratio
+        ));
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint.clone())
+        .build()
+        .map_err(|e| format!("OTLP exporter for {endpoint}: {e}"))?;
+    let mut builder = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(config.resource(&var));
+    if var("OTEL_TRACES_SAMPLER").is_none() {
+        builder = builder.with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            config.sampling_ratio,
+        ))));
+    }
+    let provider = builder.build();
+    let tracer = provider.tracer("samverka");
+    // Only samverka's own spans, at info and above, whatever the log
+    // filter says.
+    let spans = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_tracked_inactivity(false)
+        .with_threads(false)
+        .with_filter(EnvFilter::new("samverka=info,samverka_adapter=info,off"));
+    let installed = tracing_subscriber::registry()
+        .with(logs)
+        .with(spans)
+        .try_init()
+        .is_ok();
+    if !installed {
+        let _ = provider.shutdown();
+        return Ok(Telemetry { provider: None });
+    }
+    Ok(Telemetry {
+        provider: Some(provider),
+    })
+}
+
+struct MetadataExtractor<'a>(&'a MetadataMap);
+
+impl Extractor for MetadataExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0
+            .keys()
+            .filter_map(|k| match k {
+                tonic::metadata::KeyRef::Ascii(k) => Some(k.as_str()),
+                tonic::metadata::KeyRef::Binary(_) => None,
+            })
+            .collect()
+    }
+}
+
+struct MetadataInjector<'a>(&'a mut MetadataMap);
+
+impl Injector for MetadataInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(k), Ok(v)) = (
+            tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+            value.parse(),
+        ) {
+            self.0.insert(k, v);
+        }
+    }
+}
+
+/// The caller's W3C trace context from gRPC metadata (an empty context if
+/// it sent none or a malformed one).
+pub fn extract(metadata: &MetadataMap) -> Context {
+    TraceContextPropagator::new().extract(&MetadataExtractor(metadata))
+}
+
+/// Writes `cx` as W3C `traceparent` (and `tracestate`) into `metadata`;
+/// nothing if `cx` has no valid span.
+pub fn inject(cx: &Context, metadata: &mut MetadataMap) {
+    TraceContextPropagator::new().inject_context(cx, &mut MetadataInjector(metadata));
+}

@@ -1,0 +1,124 @@
+//! Traces of the gateway's requests: one span per request with a child per
+//! step of the flow (identity, access rule, consent check, each adapter
+//! call, audit commit), exported over OTLP when telemetry is on (see
+//! [`samverka_adapter::telemetry`], set up from `[telemetry]`).
+//!
+//! Span attributes are what an operator filters on: caller agency,
+//! method, record types, purpose, decision, reason, source, outcome. The
+//! subject's personal identity number is never one.
+//!
+//! The request span continues the caller's W3C `traceparent` when it sent
+//! one. Its trace id goes into the audit entry, into every adapter call's
+//! `traceparent` and back to the caller in `x-samverka-trace-id`. With
+//! telemetry off the same ids are still made and passed on (by
+//! [`TraceContext`]), so that the audit trail and the adapters' logs name
+//! the exchange either way.
+
+use opentelemetry::trace::TraceContextExt;
+use samverka_proto::trace::{TRACEPARENT, TraceContext};
+use tonic::metadata::MetadataMap;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// Random bytes for trace and span ids when telemetry is off.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    for chunk in out.chunks_mut(16) {
+        let id = uuid::Uuid::new_v4();
+        chunk.copy_from_slice(&id.as_bytes()[..chunk.len()]);
+    }
+    out
+}
+
+/// The trace context of `span` if it has an OpenTelemetry one (telemetry
+/// on), else `None`.
+fn otel_context(span: &Span) -> Option<TraceContext> {
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| TraceContext {
+        trace_id: sc.trace_id().to_string(),
+        parent_id: sc.span_id().to_string(),
+        flags: if sc.is_sampled() { "01" } else { "00" }.to_owned(),
+    })
+}
+
+/// The span of one gRPC request to `service`/`method`, continuing the
+/// caller's trace, and the trace context the request goes on with.
+pub fn request_span(
+    service: &'static str,
+    method: &'static str,
+    metadata: &MetadataMap,
+) -> (Span, TraceContext) {
+    let span = tracing::info_span!(
+        "request",
+        otel.name = format!("{service}/{method}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        rpc.system = "grpc",
+        rpc.service = service,
+        rpc.method = method,
+        samverka.caller = tracing::field::Empty,
+        samverka.purpose = tracing::field::Empty,
+        samverka.record_types = tracing::field::Empty,
+        samverka.decision = tracing::field::Empty,
+        samverka.reason = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    let _ = span.set_parent(samverka_adapter::telemetry::extract(metadata));
+    let trace = otel_context(&span).unwrap_or_else(|| {
+        // Telemetry off: the caller's trace continued by a span id of our
+        // own, or a new trace.
+        metadata
+            .get(TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(TraceContext::parse)
+            .map(|t| t.child(random_bytes()))
+            .unwrap_or_else(|| TraceContext::new_root(random_bytes()))
+    });
+    span.record("trace_id", trace.trace_id.as_str());
+    span.record("span_id", trace.parent_id.as_str());
+    (span, trace)
+}
+
+/// Records the decision of a request on its span.
+pub fn record_decision(span: &Span, decision: &str, reason: &str) {
+    span.record("samverka.decision", decision);
+    if !reason.is_empty() {
+        span.record("samverka.reason", reason);
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+/// The span of one adapter call, a child of the current span, and the
+/// `traceparent` to send with it: the span's own context when telemetry is
+/// on, else `fallback` (the request's trace, continued by a new span id).
+pub fn adapter_call_span(
+    source: &str,
+    source_agency: &str,
+    record_types: &[String],
+    fallback: &str,
+) -> (Span, String) {
+    let span = tracing::info_span!(
+        "adapter_call",
+        otel.name = format!("adapter_call {source}"),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        rpc.system = "grpc",
+        rpc.service = "samverka.adapter.v1.Adapter",
+        rpc.method = "FetchRecords",
+        samverka.source = source,
+        samverka.source_agency = source_agency,
+        samverka.record_types = record_types.join(",").as_str(),
+        samverka.outcome = tracing::field::Empty,
+        samverka.record_count = tracing::field::Empty,
+    );
+    let traceparent = match otel_context(&span) {
+        Some(cx) => cx.header(),
+        None => match TraceContext::parse(fallback) {
+            Some(t) => t.child(random_bytes()).header(),
+            None => fallback.to_owned(),
+        },
+    };
+    (span, traceparent)
+}

@@ -1,0 +1,421 @@
+//! Traces end to end: a real OTLP/gRPC receiver in the test (the
+//! `opentelemetry-proto` trace service), a `samverka serve` process and two
+//! `samverka adapter run` processes exporting to it, and one `GetRecords`
+//! sent with a caller's `traceparent`. The spans of all three processes
+//! must form one trace under the caller's span, and none may carry the
+//! person's identity number.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use samverka::client::{AgencyTls, connect};
+use samverka::demo::{DEMO_PURPOSE, DEMO_SUBJECT, pki_spec};
+use samverka_proto::v1::consents_client::ConsentsClient;
+use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
+use support::process::start_replica_env;
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_samverka");
+
+/// What the receiver got: per exported span, its service and the span.
+#[derive(Clone, Default)]
+struct Receiver(Arc<Mutex<Vec<(String, Span)>>>);
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.0.lock().unwrap();
+        for rs in request.into_inner().resource_spans {
+            let resource = rs.resource.map(|r| r.attributes).unwrap_or_default();
+            let service = text(&resource, "service.name").unwrap_or_default();
+            for ss in rs.scope_spans {
+                for span in ss.spans {
+                    spans.push((service.clone(), span));
+                }
+            }
+            // Keep the resource too, as a pseudo-span per export.
+            spans.push((
+                format!("resource:{service}"),
+                Span {
+                    attributes: resource,
+                    ..Default::default()
+                },
+            ));
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+impl Receiver {
+    async fn start() -> (Receiver, SocketAddr) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let receiver = Receiver::default();
+        let service = TraceServiceServer::new(receiver.clone());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        (receiver, address)
+    }
+
+    fn spans(&self) -> Vec<(String, Span)> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Waits until `done` holds for what arrived (at most 20 s).
+    async fn wait_for(&self, what: &str, done: impl Fn(&[(String, Span)]) -> bool) {
+        for _ in 0..200 {
+            if done(&self.spans()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let names: Vec<String> = self
+            .spans()
+            .iter()
+            .map(|(s, span)| format!("{s}: {}", span.name))
+            .collect();
+        panic!("{what} never arrived; got {names:#?}");
+    }
+}
+
+fn text(attributes: &[KeyValue], key: &str) -> Option<String> {
+    attributes.iter().find(|kv| kv.key == key).and_then(|kv| {
+        match kv.value.as_ref()?.value.as_ref()? {
+            AnyValue::StringValue(s) => Some(s.clone()),
+            AnyValue::IntValue(i) => Some(i.to_string()),
+            AnyValue::BoolValue(b) => Some(b.to_string()),
+            AnyValue::DoubleValue(d) => Some(d.to_string()),
+            other => Some(format!("{other:?}")),
+        }
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An adapter process, killed when dropped.
+struct AdapterProcess(Child);
+
+impl Drop for AdapterProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `samverka adapter run NAME` with the OpenTelemetry environment `env`.
+fn start_adapter(
+    pki: &samverka_certs::dev::DevPkiFiles,
+    name: &str,
+    env: &[(&str, String)],
+) -> (AdapterProcess, SocketAddr) {
+    use std::io::BufRead;
+    let (_, cert, key) = pki.adapters.iter().find(|(n, _, _)| n == name).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["adapter", "run", name, "--listen", "127.0.0.1:0"])
+        .arg("--cert")
+        .arg(cert)
+        .arg("--key")
+        .arg(key)
+        .arg("--ca")
+        .arg(&pki.ca_cert)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line
+        .split("serving on ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("adapter {name} did not start: {line:?}"))
+        .trim()
+        .parse()
+        .unwrap();
+    (AdapterProcess(child), address)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters() {
+    let (receiver, otlp) = Receiver::start().await;
+    let endpoint = format!("http://{otlp}");
+    let dir = tempfile::tempdir().unwrap();
+    let pki = samverka_certs::dev::write_dev_pki(&dir.path().join("certs"), &pki_spec()).unwrap();
+
+    // The adapters get the endpoint the standard way, from the environment.
+    let env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=test".to_owned(),
+        ),
+    ];
+    let mut adapters = Vec::new();
+    let mut processes = Vec::new();
+    for name in ["higher-education", "employment"] {
+        let (process, address) = start_adapter(&pki, name, &env);
+        processes.push(process);
+        adapters.push((name.to_owned(), address));
+    }
+    // The gateway from its configuration file.
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        samverka::demo::demo_config(
+            &pki,
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+            &adapters,
+            &dir.path().join("samverka.db").display().to_string(),
+            &format!(
+                "[telemetry]\notlp_endpoint = \"{endpoint}\"\nservice_name = \"gateway-under-test\"\nresource_attributes = {{ \"deployment.environment\" = \"test\" }}\n"
+            ),
+        ),
+    )
+    .unwrap();
+    let gateway = start_replica_env(BIN, &config, &[("OTEL_BSP_SCHEDULE_DELAY", "100")]);
+
+    let tls = |name: &str| {
+        let (_, cert, key) = pki.agencies.iter().find(|(n, _, _)| n == name).unwrap();
+        AgencyTls::from_files(&pki.ca_cert, cert, key).unwrap()
+    };
+    let address = gateway.address.to_string();
+    let now = samverka::time::system_now_ms();
+    ConsentsClient::new(
+        connect(&address, "localhost", &tls("registrar"))
+            .await
+            .unwrap(),
+    )
+    .grant(samverka_proto::v1::GrantConsentRequest {
+        subject_id: DEMO_SUBJECT.into(),
+        grantee_agency: samverka::demo::READER_AGENCY.into(),
+        record_types: strings(&samverka::demo::DEMO_RECORD_TYPES),
+        purpose: DEMO_PURPOSE.into(),
+        valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
+        request_id: "telemetry-test".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut client = RecordExchangeClient::new(
+        connect(&address, "localhost", &tls("reader"))
+            .await
+            .unwrap(),
+    );
+
+    // The caller's trace and span.
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let mut request = tonic::Request::new(demo_read());
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-{caller_span}-01").parse().unwrap(),
+    );
+    let response = client.get_records(request).await.unwrap();
+    assert_eq!(
+        response.metadata().get("x-samverka-trace-id").unwrap(),
+        trace_id
+    );
+    let answer = response.into_inner();
+    assert_eq!(answer.outcomes.len(), 2);
+    // The audit entry names the caller's trace.
+    let store = samverka::store::Store::open(&samverka::store::StoreLocation::parse(
+        &dir.path().join("samverka.db").display().to_string(),
+        dir.path(),
+    ))
+    .await
+    .unwrap();
+    let entries = store.audit_entries(Some(DEMO_SUBJECT)).await.unwrap();
+    let entry = entries
+        .iter()
+        .find(|e| e.audit_id == answer.audit_id)
+        .unwrap();
+    assert_eq!(entry.trace_id, trace_id);
+
+    let in_trace = |spans: &[(String, Span)], service: &str, name: &str| {
+        spans
+            .iter()
+            .filter(|(s, span)| {
+                s == service && span.name == name && hex(&span.trace_id) == trace_id
+            })
+            .count()
+    };
+    receiver
+        .wait_for("the spans of the gateway and both adapters", |spans| {
+            in_trace(spans, "gateway-under-test", "audit_commit") == 1
+                && in_trace(
+                    spans,
+                    "samverka-adapter-higher-education",
+                    "Adapter/FetchRecords",
+                ) == 1
+                && in_trace(spans, "samverka-adapter-employment", "Adapter/FetchRecords") == 1
+        })
+        .await;
+    let spans = receiver.spans();
+    let traced: Vec<&(String, Span)> = spans
+        .iter()
+        .filter(|(_, s)| hex(&s.trace_id) == trace_id)
+        .collect();
+    let find = |service: &str, name: &str| -> &Span {
+        traced
+            .iter()
+            .find(|(s, span)| s == service && span.name == name)
+            .map(|(_, span)| span)
+            .unwrap_or_else(|| panic!("no span {name} from {service}"))
+    };
+
+    // The gateway's request span is the caller's span's child.
+    let root = find(
+        "gateway-under-test",
+        "samverka.v1.RecordExchange/GetRecords",
+    );
+    assert_eq!(hex(&root.parent_span_id), caller_span);
+    assert_eq!(
+        text(&root.attributes, "samverka.caller").as_deref(),
+        Some(samverka::demo::READER_AGENCY)
+    );
+    assert_eq!(
+        text(&root.attributes, "samverka.purpose").as_deref(),
+        Some(DEMO_PURPOSE)
+    );
+    assert_eq!(
+        text(&root.attributes, "samverka.decision").as_deref(),
+        Some("allowed")
+    );
+    assert_eq!(
+        text(&root.attributes, "rpc.method").as_deref(),
+        Some("GetRecords")
+    );
+
+    // Each step is a child of the request span.
+    for step in ["identity", "access_rule", "consent_check", "audit_commit"] {
+        let span = find("gateway-under-test", step);
+        assert_eq!(span.parent_span_id, root.span_id, "{step}");
+    }
+    assert_eq!(
+        text(
+            &find("gateway-under-test", "consent_check").attributes,
+            "samverka.decision"
+        )
+        .as_deref(),
+        Some("allowed")
+    );
+
+    // Each adapter's span is the child of the gateway's call to it.
+    for (name, agency) in [
+        (
+            "higher-education",
+            samverka_adapter_higher_education::DEMO_AGENCY,
+        ),
+        ("employment", samverka_adapter_employment::DEMO_AGENCY),
+    ] {
+        let call = find("gateway-under-test", &format!("adapter_call {name}"));
+        assert_eq!(call.parent_span_id, root.span_id);
+        assert_eq!(
+            text(&call.attributes, "samverka.source_agency").as_deref(),
+            Some(agency)
+        );
+        assert_eq!(
+            text(&call.attributes, "samverka.outcome").as_deref(),
+            Some("OK")
+        );
+        let served = find(&format!("samverka-adapter-{name}"), "Adapter/FetchRecords");
+        assert_eq!(served.parent_span_id, call.span_id, "{name}");
+        assert_eq!(
+            text(&served.attributes, "samverka.agency").as_deref(),
+            Some(agency)
+        );
+    }
+
+    // Resource attributes: from the configuration and from the environment.
+    for service in [
+        "gateway-under-test",
+        "samverka-adapter-higher-education",
+        "samverka-adapter-employment",
+    ] {
+        let (_, resource) = spans
+            .iter()
+            .find(|(s, _)| *s == format!("resource:{service}"))
+            .unwrap();
+        assert_eq!(
+            text(&resource.attributes, "deployment.environment").as_deref(),
+            Some("test"),
+            "{service}"
+        );
+    }
+
+    // The person's number is in no span, in no attribute, anywhere.
+    for (service, span) in &spans {
+        let all = format!("{} {:?}", span.name, span.attributes);
+        assert!(
+            !all.contains(DEMO_SUBJECT),
+            "{service} span {} names the person",
+            span.name
+        );
+    }
+
+    // A caller that did not sample its trace: the gateway does not either.
+    let unsampled = "0af7651916cd43dd8448eb211c80319c";
+    let mut request = tonic::Request::new(demo_read());
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{unsampled}-b7ad6b7169203331-00")
+            .parse()
+            .unwrap(),
+    );
+    let response = client.get_records(request).await.unwrap();
+    assert_eq!(
+        response.metadata().get("x-samverka-trace-id").unwrap(),
+        unsampled
+    );
+    // A sampled request after it, to know the exporters have flushed.
+    let after = "11111111111111111111111111111111";
+    let mut request = tonic::Request::new(demo_read());
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{after}-b7ad6b7169203331-01").parse().unwrap(),
+    );
+    client.get_records(request).await.unwrap();
+    receiver
+        .wait_for("the spans of the sampled request", |spans| {
+            spans
+                .iter()
+                .any(|(s, span)| s == "samverka-adapter-employment" && hex(&span.trace_id) == after)
+        })
+        .await;
+    assert!(
+        !receiver
+            .spans()
+            .iter()
+            .any(|(_, span)| hex(&span.trace_id) == unsampled),
+        "spans of an unsampled trace were exported"
+    );
+    drop(gateway);
+    drop(processes);
+}
