@@ -419,3 +419,89 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters()
     drop(gateway);
     drop(processes);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_name_the_trace_of_the_request_they_belong_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = samverka_certs::dev::write_dev_pki(&dir.path().join("certs"), &pki_spec()).unwrap();
+    let adapters = support::process::spawn_adapters(&pki).await;
+    let config = dir.path().join("gateway.toml");
+    // JSON logs, and no trace export: the ids are in the logs either way.
+    std::fs::write(
+        &config,
+        samverka::demo::demo_config(
+            &pki,
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+            &adapters,
+            &dir.path().join("samverka.db").display().to_string(),
+            "[telemetry]\nlog_format = \"json\"\n",
+        ),
+    )
+    .unwrap();
+    let gateway = start_replica_env(BIN, &config, &[]);
+    let (_, cert, key) = pki
+        .agencies
+        .iter()
+        .find(|(n, _, _)| n == "outsider")
+        .unwrap();
+    let tls = AgencyTls::from_files(&pki.ca_cert, cert, key).unwrap();
+    let mut client = RecordExchangeClient::new(
+        connect(&gateway.address.to_string(), "localhost", &tls)
+            .await
+            .unwrap(),
+    );
+
+    // A refused read: the gateway logs why, inside the request.
+    let trace_id = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let mut request = tonic::Request::new(demo_read());
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-00f067aa0ba902b7-01")
+            .parse()
+            .unwrap(),
+    );
+    let status = client.get_records(request).await.unwrap_err();
+    assert_eq!(reason(&status), "ACCESS_RULE_MISSING");
+
+    let mut refused = None;
+    for _ in 0..50 {
+        refused = gateway
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains("request refused"))
+            .cloned();
+        if refused.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let line = refused.expect("the refusal was not logged");
+    let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(json["fields"]["reason"], "ACCESS_RULE_MISSING", "{line}");
+    let request_span = json["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "request")
+        .unwrap_or_else(|| panic!("no request span in {line}"));
+    assert_eq!(request_span["trace_id"], trace_id);
+    let span_id = request_span["span_id"].as_str().unwrap();
+    assert_eq!(span_id.len(), 16);
+    assert_ne!(
+        span_id, "00f067aa0ba902b7",
+        "the gateway's span has its own id"
+    );
+    assert_eq!(
+        request_span["samverka.caller"],
+        samverka::demo::OUTSIDER_AGENCY
+    );
+
+    // Every line the gateway wrote is one JSON object.
+    for line in gateway.log.lock().unwrap().iter() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    }
+}

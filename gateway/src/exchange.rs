@@ -448,9 +448,10 @@ impl record_exchange_server::RecordExchange for RecordExchangeService {
     ) -> Result<Response<GetRecordsResponse>, Status> {
         let (span, trace) = telemetry::request_span(SERVICE, "GetRecords", request.metadata());
         let result = RecordExchangeService::get_records(self, request, &trace)
-            .instrument(span)
+            .instrument(span.clone())
             .await;
-        answer(result, &trace)
+        // Inside the span, so that the refusal's log line names the trace.
+        span.in_scope(|| answer(result, &trace))
     }
 
     async fn get_competence_passport(
@@ -460,9 +461,10 @@ impl record_exchange_server::RecordExchange for RecordExchangeService {
         let (span, trace) =
             telemetry::request_span(SERVICE, "GetCompetencePassport", request.metadata());
         let result = RecordExchangeService::get_competence_passport(self, request, &trace)
-            .instrument(span)
+            .instrument(span.clone())
             .await;
-        answer(result, &trace)
+        // Inside the span, so that the refusal's log line names the trace.
+        span.in_scope(|| answer(result, &trace))
     }
 
     async fn list_sources(

@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use samverka_adapter::AdapterTls;
@@ -14,6 +15,8 @@ use samverka_certs::dev::DevPkiFiles;
 pub struct Replica {
     pub child: Child,
     pub address: SocketAddr,
+    /// Every line it wrote to stderr so far.
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for Replica {
@@ -42,17 +45,22 @@ pub fn start_replica_env(bin: &str, config: &Path, env: &[(&str, &str)]) -> Repl
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let lines = log.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("address=").nth(1) {
-                let _ = tx.send(
-                    rest.split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned(),
-                );
+            // Text logs say `address=...`; JSON logs have it in "fields".
+            let address = match line.split("address=").nth(1) {
+                Some(rest) => rest.split_whitespace().next().map(str::to_owned),
+                None => serde_json::from_str::<serde_json::Value>(&line)
+                    .ok()
+                    .and_then(|v| v["fields"]["address"].as_str().map(str::to_owned)),
+            };
+            if let Some(address) = address {
+                let _ = tx.send(address);
             }
             eprintln!("[gateway] {line}");
+            lines.lock().unwrap().push(line);
         }
     });
     let address = rx
@@ -60,7 +68,11 @@ pub fn start_replica_env(bin: &str, config: &Path, env: &[(&str, &str)]) -> Repl
         .expect("the gateway never said where it serves")
         .parse()
         .unwrap();
-    Replica { child, address }
+    Replica {
+        child,
+        address,
+        log,
+    }
 }
 
 /// Serves the demo's reference adapters on loopback until the test ends;
