@@ -727,6 +727,31 @@ async fn the_admin_listener_counts_what_happened() {
         "no person's number in metrics"
     );
 
+    // Connections: the registrar's and the reader's were accepted; the
+    // reader's is open, and is counted as closed once the reader hangs up.
+    assert!(
+        sample(&text, "samverka_connections_total", &[]) >= 2.0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, "samverka_open_connections", &[]) >= 1.0,
+        "{text}"
+    );
+    drop(reader);
+    let mut open = f64::NAN;
+    for _ in 0..50 {
+        open = sample(
+            &admin_get(net.admin_address, "/metrics").await.1,
+            "samverka_open_connections",
+            &[],
+        );
+        if open == 0.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(open, 0.0, "connections still counted as open");
+
     assert_eq!(admin_get(net.admin_address, "/healthz").await.0, 200);
     assert_eq!(admin_get(net.admin_address, "/readyz").await.0, 200);
     assert_eq!(admin_get(net.admin_address, "/nothing").await.0, 404);

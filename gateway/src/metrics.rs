@@ -10,6 +10,8 @@
 //! | `samverka_source_duration_seconds` | source | adapter call time |
 //! | `samverka_audit_commit_seconds` | | time to commit one batch of audit entries (the sync included) |
 //! | `samverka_audit_batch_entries` | | entries per committed batch (group commit at work) |
+//! | `samverka_open_connections` | | agency connections open on the gRPC port now |
+//! | `samverka_connections` | | agency connections accepted (TCP, before the TLS handshake) |
 //!
 //! Label values are organisation numbers, method names, purposes' reasons
 //! and outcomes, never a person's identity number.
@@ -20,6 +22,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -75,6 +78,8 @@ pub struct Metrics {
     source_durations: LatencyFamily<SourceLabels>,
     audit_commit: Histogram,
     audit_batch: Histogram,
+    open_connections: Gauge,
+    connections: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -137,8 +142,22 @@ impl Metrics {
             "Audit entries per committed batch",
             audit_batch.clone(),
         );
+        let open_connections = Gauge::default();
+        registry.register(
+            "samverka_open_connections",
+            "Agency connections open on the gRPC port",
+            open_connections.clone(),
+        );
+        let connections = Counter::default();
+        registry.register(
+            "samverka_connections",
+            "Agency connections accepted on the gRPC port",
+            connections.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            open_connections,
+            connections,
             requests,
             durations,
             consent_checks,
@@ -221,11 +240,91 @@ impl Metrics {
         self.audit_batch.observe(entries as f64);
     }
 
+    /// Counts `io` as an open connection until it is dropped.
+    pub fn connection<IO>(&self, io: IO) -> CountedConnection<IO> {
+        self.connections.inc();
+        self.open_connections.inc();
+        CountedConnection {
+            io,
+            open: self.open_connections.clone(),
+        }
+    }
+
     /// Everything, in the Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// A connection that counts as open (`samverka_open_connections`) while it
+/// lives. Reads and writes go straight to the connection inside.
+#[derive(Debug)]
+pub struct CountedConnection<IO> {
+    io: IO,
+    open: Gauge,
+}
+
+impl<IO> Drop for CountedConnection<IO> {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
+}
+
+impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for CountedConnection<IO> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountedConnection<IO> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl<IO: tonic::transport::server::Connected> tonic::transport::server::Connected
+    for CountedConnection<IO>
+{
+    type ConnectInfo = IO::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
     }
 }

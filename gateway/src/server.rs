@@ -136,6 +136,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let max_request = gateway.config.limits.max_request_bytes;
+    let metrics = gateway.metrics.clone();
     // Health (grpc.health.v1) and reflection (so that grpcurl works) sit on
     // the same mTLS port; they reveal the schema and liveness, no records.
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -172,7 +173,12 @@ pub async fn serve(
             AccessLogServer::new(AccessLogService::new(gateway.clone()))
                 .max_decoding_message_size(max_request),
         )
-        .serve_with_incoming_shutdown(samverka_adapter::incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            futures_util::StreamExt::map(samverka_adapter::incoming(listener), move |io| {
+                io.map(|io| metrics.connection(io))
+            }),
+            shutdown,
+        )
         .await
         .map_err(StartError::Transport)
 }
