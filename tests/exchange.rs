@@ -727,6 +727,30 @@ async fn the_admin_listener_counts_what_happened() {
         "no person's number in metrics"
     );
 
+    // What operators load from deploy/ queries only metrics that exist.
+    for file in [
+        "deploy/grafana/samverka-dashboard.json",
+        "deploy/prometheus/samverka-alerts.yml",
+    ] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(file);
+        let queries = std::fs::read_to_string(&path).unwrap();
+        let mut names: Vec<&str> = queries
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("samverka_"))
+            .collect();
+        names.sort();
+        names.dedup();
+        assert!(!names.is_empty(), "{file}");
+        for name in names {
+            assert!(
+                text.lines().any(|l| l.starts_with(name)),
+                "{file} queries {name}, which the gateway does not export"
+            );
+        }
+    }
+
     // Connections: the registrar's and the reader's were accepted; the
     // reader's is open, and is counted as closed once the reader hangs up.
     assert!(
