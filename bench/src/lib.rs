@@ -125,3 +125,49 @@ pub fn samverka_binary(explicit: Option<&Path>) -> Result<std::path::PathBuf, Bo
     }
     Ok(bin)
 }
+
+/// An OTLP/gRPC trace receiver on a loopback port that counts the spans it
+/// receives: the live end of the benchmarks' trace export.
+pub async fn start_otlp_receiver()
+-> Result<(std::sync::Arc<std::sync::atomic::AtomicU64>, SocketAddr), BoxError> {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+        TraceService, TraceServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    struct Counter(Arc<AtomicU64>);
+
+    #[tonic::async_trait]
+    impl TraceService for Counter {
+        async fn export(
+            &self,
+            request: tonic::Request<ExportTraceServiceRequest>,
+        ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+            let spans: usize = request
+                .into_inner()
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len())
+                .sum();
+            self.0.fetch_add(spans as u64, Ordering::Relaxed);
+            Ok(tonic::Response::new(ExportTraceServiceResponse {
+                partial_success: None,
+            }))
+        }
+    }
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let count = Arc::new(AtomicU64::new(0));
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(Counter(count.clone())))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    Ok((count, address))
+}

@@ -16,7 +16,8 @@
 //!   `OTEL_TRACES_SAMPLER_ARG`, when set, replace the configured sampler.
 //! - **Resource**: `service.name` from the configuration, replaced by
 //!   `OTEL_SERVICE_NAME` when set; resource attributes from the
-//!   configuration, then `OTEL_RESOURCE_ATTRIBUTES` on top.
+//!   configuration, then `OTEL_RESOURCE_ATTRIBUTES` (`key=value,...`) on
+//!   top.
 //!
 //! Trace context travels between processes as W3C `traceparent` in gRPC
 //! metadata: [`extract`] reads a caller's, [`inject`] writes one for a
@@ -28,7 +29,7 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::resource::{EnvResourceDetector, TelemetryResourceDetector};
+use opentelemetry_sdk::resource::TelemetryResourceDetector;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tonic::metadata::MetadataMap;
 use tracing_subscriber::layer::SubscriberExt;
@@ -89,17 +90,25 @@ impl TelemetryConfig {
             .resource_attributes
             .iter()
             .map(|(k, v)| KeyValue::new(k.clone(), v.clone()));
-        let builder = Resource::builder_empty()
-            .with_detector(Box::new(TelemetryResourceDetector))
-            .with_attributes(configured);
+        // `key=value` pairs separated by commas, as the specification
+        // writes them.
+        let from_env: Vec<KeyValue> = var("OTEL_RESOURCE_ATTRIBUTES")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|pair| {
+                let (k, v) = pair.split_once('=')?;
+                let (k, v) = (k.trim(), v.trim());
+                (!k.is_empty()).then(|| KeyValue::new(k.to_owned(), v.to_owned()))
+            })
+            .collect();
         // The environment's attributes on top of the configured ones, and
         // the service name on top of all.
-        let builder = if var("OTEL_RESOURCE_ATTRIBUTES").is_some() {
-            builder.with_detector(Box::new(EnvResourceDetector::new()))
-        } else {
-            builder
-        };
-        builder.with_service_name(service_name).build()
+        Resource::builder_empty()
+            .with_detector(Box::new(TelemetryResourceDetector))
+            .with_attributes(configured)
+            .with_attributes(from_env)
+            .with_service_name(service_name)
+            .build()
     }
 }
 
@@ -258,4 +267,102 @@ pub fn extract(metadata: &MetadataMap) -> Context {
 /// nothing if `cx` has no valid span.
 pub fn inject(cx: &Context, metadata: &mut MetadataMap) {
     TraceContextPropagator::new().inject_context(cx, &mut MetadataInjector(metadata));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    fn attribute(resource: &Resource, key: &str) -> Option<String> {
+        resource
+            .get(&opentelemetry::Key::from(key.to_owned()))
+            .map(|v| v.to_string())
+    }
+
+    #[test]
+    fn the_environment_overrides_the_configuration() {
+        let mut config = TelemetryConfig::new("samverka-gateway");
+        config.otlp_endpoint = Some("http://collector:4317".into());
+        config.resource_attributes = vec![
+            ("deployment.environment".into(), "staging".into()),
+            ("team".into(), "exchange".into()),
+        ];
+
+        // Nothing in the environment: the configuration.
+        let none = env(&[]);
+        assert_eq!(
+            config.effective_endpoint(&none).as_deref(),
+            Some("http://collector:4317")
+        );
+        let resource = config.resource(&none);
+        assert_eq!(
+            attribute(&resource, "service.name").as_deref(),
+            Some("samverka-gateway")
+        );
+        assert_eq!(
+            attribute(&resource, "deployment.environment").as_deref(),
+            Some("staging")
+        );
+
+        // The standard variables win; a signal-specific endpoint over the
+        // general one; blank values do not count.
+        let vars = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://general:4317"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:4317"),
+            ("OTEL_SERVICE_NAME", "gateway-blue"),
+        ]);
+        assert_eq!(
+            config.effective_endpoint(&vars).as_deref(),
+            Some("http://traces:4317")
+        );
+        assert_eq!(
+            config
+                .effective_endpoint(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", " ")]))
+                .as_deref(),
+            Some("http://collector:4317")
+        );
+        assert_eq!(
+            attribute(&config.resource(&vars), "service.name").as_deref(),
+            Some("gateway-blue")
+        );
+
+        // No endpoint anywhere: no traces.
+        assert_eq!(TelemetryConfig::new("x").effective_endpoint(&none), None);
+    }
+
+    #[test]
+    fn resource_attributes_from_the_environment_come_on_top() {
+        let mut config = TelemetryConfig::new("samverka-gateway");
+        config.resource_attributes = vec![
+            ("deployment.environment".into(), "staging".into()),
+            ("team".into(), "exchange".into()),
+        ];
+        let resource = config.resource(env(&[(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=production, region=north,broken",
+        )]));
+        assert_eq!(
+            attribute(&resource, "deployment.environment").as_deref(),
+            Some("production")
+        );
+        assert_eq!(attribute(&resource, "region").as_deref(), Some("north"));
+        assert_eq!(attribute(&resource, "team").as_deref(), Some("exchange"));
+        assert_eq!(
+            attribute(&resource, "service.name").as_deref(),
+            Some("samverka-gateway")
+        );
+        assert!(attribute(&resource, "telemetry.sdk.name").is_some());
+    }
 }

@@ -26,6 +26,9 @@
 //! - nginx / haproxy: `Adapter.FetchRecords` through the proxy;
 //! - no-audit (with `--unaudited-samverka`): the gateway built with the
 //!   `unaudited-benchmark` feature, to show what durable audit costs;
+//! - otel-0 / otel-100 (with `--telemetry`): the gateway with OpenTelemetry
+//!   on, exporting to an OTLP receiver in this process, sampling none or
+//!   all of the (new) traces;
 //! - fan-out (concurrency 1): one `GetRecords` answered by three sources,
 //!   against each of those sources asked alone through the gateway.
 
@@ -80,6 +83,11 @@ struct Args {
     /// the scenario "no-audit", the gateway without audit writes.
     #[arg(long)]
     unaudited_samverka: Option<PathBuf>,
+    /// Add the scenarios "otel-0" and "otel-100": the gateway exporting
+    /// traces to an OTLP receiver in this process, sampling 0 % and 100 %
+    /// of requests (compare with "gateway", telemetry off).
+    #[arg(long)]
+    telemetry: bool,
     /// Skip the fan-out comparison.
     #[arg(long)]
     no_fan_out: bool,
@@ -407,6 +415,29 @@ async fn main() -> Result<(), BoxError> {
         None => None,
     };
 
+    // The same gateway with telemetry on, sampling none and all traces.
+    let (spans_received, otlp) = samverka_bench::start_otlp_receiver().await?;
+    let mut traced = Vec::new();
+    if args.telemetry {
+        for (name, ratio) in [("otel-0", 0.0), ("otel-100", 1.0)] {
+            let config = dir.path().join(format!("{name}.toml"));
+            std::fs::write(
+                &config,
+                demo_config(
+                    &pki,
+                    "127.0.0.1:0",
+                    "127.0.0.1:0",
+                    &demo_adapters,
+                    &dir.path().join(format!("{name}.db")).display().to_string(),
+                    &format!(
+                        "{extra}\n[telemetry]\notlp_endpoint = \"http://{otlp}\"\nsampling_ratio = {ratio:.1}\n"
+                    ),
+                ),
+            )?;
+            traced.push((name, start_gateway(&bin, &config)?));
+        }
+    }
+
     let tls = |name: &str| -> Result<AgencyTls, BoxError> {
         let (_, cert, key) = pki
             .agencies
@@ -504,6 +535,18 @@ async fn main() -> Result<(), BoxError> {
             Target::Gateway(clients, read(&["employment.period"], &["2021999053"])),
         ));
     }
+    for (name, (_, address)) in &traced {
+        grant_demo_consent(*address, &tls("registrar")?).await?;
+        let clients = channels(*address, &reader_tls, n)
+            .await?
+            .into_iter()
+            .map(RecordExchangeClient::new)
+            .collect();
+        targets.push((
+            name.to_string(),
+            Target::Gateway(clients, read(&["employment.period"], &["2021999053"])),
+        ));
+    }
     let mut skipped = Vec::new();
     for (name, p) in &proxies {
         match p {
@@ -589,6 +632,22 @@ async fn main() -> Result<(), BoxError> {
             );
         }
     }
+    if args.telemetry {
+        println!();
+        println!("telemetry on, throughput against the same gateway with telemetry off:");
+        for &c in &args.concurrency {
+            let rps = |name: &str| results.get(&(c, name.to_owned())).map(|o| median(&o.rps));
+            if let (Some(off), Some(none), Some(all)) =
+                (rps("gateway"), rps("otel-0"), rps("otel-100"))
+            {
+                println!(
+                    "  concurrency {c}: sampling 0 %: {:.2}x, sampling 100 %: {:.2}x",
+                    none / off,
+                    all / off
+                );
+            }
+        }
+    }
     if let Some(rss) = peak_rss_mib(gateway_pid) {
         println!("gateway peak RSS: {rss:.1} MiB");
     }
@@ -649,6 +708,13 @@ async fn main() -> Result<(), BoxError> {
         );
     }
     drop(proxies);
+    if args.telemetry {
+        println!(
+            "spans received by the OTLP receiver: {}",
+            spans_received.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
+    drop(traced);
     drop(unaudited);
     drop(gateway);
     drop(procs);
