@@ -44,7 +44,7 @@ const SERVICE: &str = "samverka.v1.RecordExchange";
 async fn commit(gw: &Gateway, entry: crate::store::AuditEntry) -> Result<(), GatewayError> {
     gw.audit
         .commit(entry)
-        .instrument(tracing::info_span!("audit_commit"))
+        .instrument(telemetry::step_span!("audit_commit"))
         .await
         .map(drop)
         .map_err(GatewayError::store)
@@ -98,7 +98,7 @@ impl RecordExchangeService {
         let budget = caller_timeout(request.metadata())
             .unwrap_or(gw.config.gateway.default_deadline)
             .min(gw.config.gateway.max_deadline);
-        let caller = tracing::info_span!("identity").in_scope(|| identity::caller(&request));
+        let caller = telemetry::step_span!("identity").in_scope(|| identity::caller(&request));
         self.rate_check(&caller, "GetRecords", started)?;
         let req = request.into_inner();
         let span = tracing::Span::current();
@@ -222,7 +222,7 @@ impl RecordExchangeService {
         let budget = caller_timeout(request.metadata())
             .unwrap_or(gw.config.gateway.default_deadline)
             .min(gw.config.gateway.max_deadline);
-        let caller = tracing::info_span!("identity").in_scope(|| identity::caller(&request));
+        let caller = telemetry::step_span!("identity").in_scope(|| identity::caller(&request));
         self.rate_check(&caller, METHOD, started)?;
         let req = request.into_inner();
         let span = tracing::Span::current();
@@ -358,7 +358,7 @@ impl RecordExchangeService {
         record_types.sort();
         record_types.dedup();
 
-        let _access = tracing::info_span!("access_rule").in_scope(|| {
+        let _access = telemetry::step_span!("access_rule").in_scope(|| {
             access::check(
                 &gw.config.access_rules,
                 &caller.agency,
@@ -367,7 +367,7 @@ impl RecordExchangeService {
             )
         })?;
 
-        let consent_span = tracing::info_span!(
+        let consent_span = telemetry::step_span!(
             "consent_check",
             samverka.decision = tracing::field::Empty,
             samverka.reason = tracing::field::Empty

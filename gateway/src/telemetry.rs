@@ -81,6 +81,27 @@ pub fn request_span(
     (span, trace)
 }
 
+/// Whether the current request's trace is exported (telemetry on and the
+/// trace sampled). Spans of its steps are made only then, so that an
+/// unsampled request, or telemetry off, costs one span and no more.
+pub fn exported() -> bool {
+    Span::current().context().span().span_context().is_sampled()
+}
+
+/// A span for one step of the current request (arguments as for
+/// `tracing::info_span!`), or a disabled one when the trace is not
+/// exported.
+macro_rules! step_span {
+    ($($arg:tt)*) => {
+        if $crate::telemetry::exported() {
+            tracing::info_span!($($arg)*)
+        } else {
+            tracing::Span::none()
+        }
+    };
+}
+pub(crate) use step_span;
+
 /// Records the decision of a request on its span.
 pub fn record_decision(span: &Span, decision: &str, reason: &str) {
     span.record("samverka.decision", decision);
@@ -99,7 +120,7 @@ pub fn adapter_call_span(
     record_types: &[String],
     fallback: &str,
 ) -> (Span, String) {
-    let span = tracing::info_span!(
+    let span = step_span!(
         "adapter_call",
         otel.name = format!("adapter_call {source}"),
         otel.kind = "client",

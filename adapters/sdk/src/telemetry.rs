@@ -211,6 +211,8 @@ pub fn init_with(
         .with_tracer(tracer)
         .with_tracked_inactivity(false)
         .with_threads(false)
+        .with_location(false)
+        .with_target(false)
         .with_filter(EnvFilter::new("samverka=info,samverka_adapter=info,off"));
     let installed = tracing_subscriber::registry()
         .with(logs)
@@ -278,11 +280,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        move |name| {
-            vars.iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        }
+        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
     }
 
     fn attribute(resource: &Resource, key: &str) -> Option<String> {

@@ -99,7 +99,7 @@ pub(super) async fn assemble(
     let now_ms = gw.clock.now_ms();
 
     // Each type on its own: access rule, then consent.
-    let checks = tracing::info_span!(
+    let checks = crate::telemetry::step_span!(
         "access_and_consent",
         samverka.allowed = tracing::field::Empty,
         samverka.refused = tracing::field::Empty
