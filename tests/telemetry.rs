@@ -353,6 +353,21 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters()
         );
     }
 
+    // The registrar's grant is a request span of its own.
+    let grant = spans
+        .iter()
+        .find(|(s, span)| s == "gateway-under-test" && span.name == "samverka.v1.Consents/Grant")
+        .map(|(_, span)| span)
+        .expect("no span for Consents/Grant");
+    assert_eq!(
+        text(&grant.attributes, "samverka.caller").as_deref(),
+        Some(samverka::demo::REGISTRAR_AGENCY)
+    );
+    assert_eq!(
+        text(&grant.attributes, "samverka.decision").as_deref(),
+        Some("allowed")
+    );
+
     // Resource attributes: from the configuration and from the environment.
     for service in [
         "gateway-under-test",

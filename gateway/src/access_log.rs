@@ -145,7 +145,12 @@ impl access_log_server::AccessLog for AccessLogService {
     ) -> Result<Response<ListAccessEventsResponse>, Status> {
         self.gateway
             .metrics
-            .answer("AccessLog/List", AccessLogService::list(self, request))
+            .answer(
+                "AccessLog/List",
+                crate::telemetry::request_span("samverka.v1.AccessLog", "List", request.metadata())
+                    .0,
+                AccessLogService::list(self, request),
+            )
             .await
     }
 }

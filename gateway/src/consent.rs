@@ -475,7 +475,12 @@ impl consents_server::Consents for ConsentsService {
     ) -> Result<Response<ConsentReceipt>, Status> {
         self.gateway
             .metrics
-            .answer("Consents/Grant", ConsentsService::grant(self, request))
+            .answer(
+                "Consents/Grant",
+                crate::telemetry::request_span("samverka.v1.Consents", "Grant", request.metadata())
+                    .0,
+                ConsentsService::grant(self, request),
+            )
             .await
     }
 
@@ -485,14 +490,27 @@ impl consents_server::Consents for ConsentsService {
     ) -> Result<Response<ConsentReceipt>, Status> {
         self.gateway
             .metrics
-            .answer("Consents/Revoke", ConsentsService::revoke(self, request))
+            .answer(
+                "Consents/Revoke",
+                crate::telemetry::request_span(
+                    "samverka.v1.Consents",
+                    "Revoke",
+                    request.metadata(),
+                )
+                .0,
+                ConsentsService::revoke(self, request),
+            )
             .await
     }
 
     async fn get(&self, request: Request<GetConsentRequest>) -> Result<Response<Consent>, Status> {
         self.gateway
             .metrics
-            .answer("Consents/Get", ConsentsService::get(self, request))
+            .answer(
+                "Consents/Get",
+                crate::telemetry::request_span("samverka.v1.Consents", "Get", request.metadata()).0,
+                ConsentsService::get(self, request),
+            )
             .await
     }
 
@@ -502,7 +520,12 @@ impl consents_server::Consents for ConsentsService {
     ) -> Result<Response<ListConsentsResponse>, Status> {
         self.gateway
             .metrics
-            .answer("Consents/List", ConsentsService::list(self, request))
+            .answer(
+                "Consents/List",
+                crate::telemetry::request_span("samverka.v1.Consents", "List", request.metadata())
+                    .0,
+                ConsentsService::list(self, request),
+            )
             .await
     }
 }

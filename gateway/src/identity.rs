@@ -48,6 +48,8 @@ pub fn registrar<T>(
     config: &crate::config::Config,
 ) -> Result<OrgNumber, GatewayError> {
     let caller = caller(request)?;
+    // On the request span (see `telemetry::request_span`).
+    tracing::Span::current().record("samverka.caller", caller.agency.as_str());
     match config.agency(&caller.agency) {
         Some(a) if a.registrar => Ok(caller.agency),
         _ => Err(GatewayError {

@@ -195,19 +195,24 @@ impl Metrics {
     /// Runs one RPC whose caller is not labelled (consents, access log)
     /// and counts it: allowed, or denied with the error's reason. The one
     /// place such an answer becomes a response or a status.
+    ///
+    /// The RPC runs in `span` (its request span, see
+    /// [`crate::telemetry::request_span`]), which gets the decision.
     pub async fn answer<T>(
         &self,
         method: &str,
+        span: tracing::Span,
         rpc: impl std::future::Future<Output = Result<T, crate::GatewayError>>,
     ) -> Result<tonic::Response<T>, tonic::Status> {
         let started = std::time::Instant::now();
-        let result = rpc.await;
+        let result = tracing::Instrument::instrument(rpc, span.clone()).await;
         let (decision, reason) = match &result {
             Ok(_) => ("allowed", ""),
             Err(e) => ("denied", e.reason.as_str()),
         };
         self.request(method, "", decision, reason, started.elapsed());
-        Ok(tonic::Response::new(result?))
+        crate::telemetry::record_decision(&span, decision, reason);
+        span.in_scope(|| Ok(tonic::Response::new(result?)))
     }
 
     /// One consent decision.
