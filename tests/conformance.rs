@@ -68,6 +68,8 @@ enum Flaw {
     /// Correct answers, but accepts any client (no client certificate
     /// required).
     AcceptsAnyCaller,
+    /// Correct answers, two seconds late whatever the caller's deadline.
+    IgnoresDeadlines,
 }
 
 struct Broken(Flaw);
@@ -132,6 +134,11 @@ impl Adapter for Broken {
         if req.record_types.iter().any(|t| t != "employment.period") {
             return Err(Status::invalid_argument("record_types"));
         }
+        if matches!(self.0, Flaw::IgnoresDeadlines) {
+            // A register call that blocks, as a synchronous driver without
+            // a timeout would: nothing ends it at the deadline.
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
         let known = req.subject_id == DEMO_SUBJECT;
         let mut records = Vec::new();
         match self.0 {
@@ -189,6 +196,8 @@ async fn broken_adapters_fail_the_right_checks() {
         failed(&run_checks(&kit(&net, strict)).await),
         ["unknown-subject"]
     );
+    let slow = serve_broken(&net, Flaw::IgnoresDeadlines).await;
+    assert_eq!(failed(&run_checks(&kit(&net, slow)).await), ["deadline"]);
     let open = serve_broken(&net, Flaw::AcceptsAnyCaller).await;
     assert_eq!(
         failed(&run_checks(&kit(&net, open)).await),

@@ -205,15 +205,18 @@ pub fn init_with(
     }
     let provider = builder.build();
     let tracer = provider.tracer("samverka");
-    // Only samverka's own spans, at info and above, whatever the log
-    // filter says.
+    // Spans at info and above (samverka's, and an adapter developer's
+    // own), whatever the log filter says; not the transport libraries'.
     let spans = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_tracked_inactivity(false)
         .with_threads(false)
         .with_location(false)
         .with_target(false)
-        .with_filter(EnvFilter::new("samverka=info,samverka_adapter=info,off"));
+        .with_filter(EnvFilter::new(
+            "info,h2=off,hyper=off,hyper_util=off,tonic=off,tower=off,rustls=off,\
+             opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off",
+        ));
     let installed = tracing_subscriber::registry()
         .with(logs)
         .with(spans)

@@ -1,17 +1,30 @@
 //! Serves the template adapter as `SAMVERKA_ADAPTER_CONFIG` (a TOML file)
 //! or `SAMVERKA_ADAPTER_LISTEN`, `_CERT`, `_KEY`, `_CA` say, until Ctrl-C or
-//! SIGTERM.
+//! SIGTERM, with logs and (when `OTEL_EXPORTER_OTLP_ENDPOINT` is set)
+//! traces as every samverka process.
 
 use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Logs on stderr; traces over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is
+    // set (the gateway's trace continues in this adapter's spans).
+    let telemetry = match samverka_adapter::telemetry::init(
+        &samverka_adapter::telemetry::TelemetryConfig::new("samverka-adapter-template"),
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("samverka-adapter-template: telemetry: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match samverka_adapter::AdapterConfig::load() {
         Ok(config) => {
             samverka_adapter::serve_configured(samverka_adapter_template::Register, config).await
         }
         Err(e) => Err(e),
     };
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
