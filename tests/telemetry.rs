@@ -12,6 +12,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -20,6 +26,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as NumberValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use samverka::client::{AgencyTls, connect};
 use samverka::demo::{DEMO_PURPOSE, DEMO_SUBJECT, pki_spec};
@@ -30,9 +38,64 @@ use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_samverka");
 
-/// What the receiver got: per exported span, its service and the span.
+/// What the receiver got: per exported span, its service and the span;
+/// and every metrics export.
 #[derive(Clone, Default)]
-struct Receiver(Arc<Mutex<Vec<(String, Span)>>>);
+struct Receiver(
+    Arc<Mutex<Vec<(String, Span)>>>,
+    Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
+);
+
+#[tonic::async_trait]
+impl MetricsService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.1.lock().unwrap().push(request.into_inner());
+        Ok(tonic::Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+impl Receiver {
+    /// The latest value of the cumulative counter `name` for the data
+    /// point whose attributes include `labels`, from service `service`.
+    fn counter(&self, service: &str, name: &str, labels: &[(&str, &str)]) -> Option<i64> {
+        let exports = self.1.lock().unwrap();
+        let mut latest = None;
+        for export in exports.iter() {
+            for rm in &export.resource_metrics {
+                let attrs = rm
+                    .resource
+                    .as_ref()
+                    .map(|r| r.attributes.clone())
+                    .unwrap_or_default();
+                if text(&attrs, "service.name").as_deref() != Some(service) {
+                    continue;
+                }
+                for sm in &rm.scope_metrics {
+                    for m in sm.metrics.iter().filter(|m| m.name == name) {
+                        let Some(Data::Sum(sum)) = &m.data else {
+                            continue;
+                        };
+                        for point in &sum.data_points {
+                            if labels
+                                .iter()
+                                .all(|(k, v)| text(&point.attributes, k).as_deref() == Some(*v))
+                                && let Some(NumberValue::AsInt(n)) = point.value
+                            {
+                                latest = Some(n);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        latest
+    }
+}
 
 #[tonic::async_trait]
 impl TraceService for Receiver {
@@ -73,6 +136,7 @@ impl Receiver {
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(service)
+                .add_service(MetricsServiceServer::new(receiver.clone()))
                 .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
         );
         (receiver, address)
@@ -199,7 +263,14 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters()
         ),
     )
     .unwrap();
-    let gateway = start_replica_env(BIN, &config, &[("OTEL_BSP_SCHEDULE_DELAY", "100")]);
+    let gateway = start_replica_env(
+        BIN,
+        &config,
+        &[
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
+        ],
+    );
 
     let tls = |name: &str| {
         let (_, cert, key) = pki.agencies.iter().find(|(n, _, _)| n == name).unwrap();
@@ -430,6 +501,35 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters()
             .iter()
             .any(|(_, span)| hex(&span.trace_id) == unsampled),
         "spans of an unsampled trace were exported"
+    );
+
+    // The same counters as /metrics, as OpenTelemetry metrics: three reads
+    // allowed so far.
+    let mut allowed = None;
+    for _ in 0..100 {
+        allowed = receiver.counter(
+            "gateway-under-test",
+            "samverka.requests",
+            &[
+                ("method", "GetRecords"),
+                ("agency", samverka::demo::READER_AGENCY),
+                ("decision", "allowed"),
+            ],
+        );
+        if allowed == Some(3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(allowed, Some(3), "samverka.requests over OTLP");
+    assert!(
+        receiver
+            .counter(
+                "gateway-under-test",
+                "samverka.source.requests",
+                &[("source", "employment"), ("outcome", "OK")]
+            )
+            .is_some_and(|n| n >= 3)
     );
     drop(gateway);
     drop(processes);

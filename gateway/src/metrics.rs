@@ -15,6 +15,14 @@
 //!
 //! Label values are organisation numbers, method names, purposes' reasons
 //! and outcomes, never a person's identity number.
+//!
+//! When telemetry exports over OTLP (see [`samverka_adapter::telemetry`]),
+//! the same measurements also go out as OpenTelemetry metrics, named in the
+//! OpenTelemetry style: `samverka.requests`, `samverka.request.duration`,
+//! `samverka.consent_checks`, `samverka.source.requests`,
+//! `samverka.source.duration`, `samverka.audit.commit.duration`,
+//! `samverka.audit.batch.entries`, `samverka.connections.open`, with the
+//! labels above as attributes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +88,66 @@ pub struct Metrics {
     audit_batch: Histogram,
     open_connections: Gauge,
     connections: Counter,
+    otel: Option<Arc<OtelInstruments>>,
+}
+
+/// The OpenTelemetry twins of the Prometheus metrics.
+struct OtelInstruments {
+    requests: opentelemetry::metrics::Counter<u64>,
+    durations: opentelemetry::metrics::Histogram<f64>,
+    consent_checks: opentelemetry::metrics::Counter<u64>,
+    source_requests: opentelemetry::metrics::Counter<u64>,
+    source_durations: opentelemetry::metrics::Histogram<f64>,
+    audit_commit: opentelemetry::metrics::Histogram<f64>,
+    audit_batch: opentelemetry::metrics::Histogram<u64>,
+    open_connections: opentelemetry::metrics::UpDownCounter<i64>,
+}
+
+impl OtelInstruments {
+    fn new() -> Self {
+        let meter = opentelemetry::global::meter("samverka");
+        OtelInstruments {
+            requests: meter
+                .u64_counter("samverka.requests")
+                .with_description("RPCs by method, caller agency, decision and reason")
+                .build(),
+            durations: meter
+                .f64_histogram("samverka.request.duration")
+                .with_unit("s")
+                .with_description("Time from request to answer")
+                .build(),
+            consent_checks: meter
+                .u64_counter("samverka.consent_checks")
+                .with_description("Consent decisions by result")
+                .build(),
+            source_requests: meter
+                .u64_counter("samverka.source.requests")
+                .with_description("Adapter calls by source and outcome")
+                .build(),
+            source_durations: meter
+                .f64_histogram("samverka.source.duration")
+                .with_unit("s")
+                .with_description("Adapter call time by source")
+                .build(),
+            audit_commit: meter
+                .f64_histogram("samverka.audit.commit.duration")
+                .with_unit("s")
+                .with_description("Time to commit one batch of audit entries")
+                .build(),
+            audit_batch: meter
+                .u64_histogram("samverka.audit.batch.entries")
+                .with_description("Audit entries per committed batch")
+                .build(),
+            open_connections: meter
+                .i64_up_down_counter("samverka.connections.open")
+                .with_description("Agency connections open on the gRPC port")
+                .build(),
+        }
+    }
+}
+
+fn kv(key: &'static str, value: &str) -> opentelemetry::KeyValue {
+    opentelemetry::KeyValue::new(key, value.to_owned())
 }
 
 impl std::fmt::Debug for Metrics {
@@ -158,6 +226,8 @@ impl Metrics {
             registry: Arc::new(registry),
             open_connections,
             connections,
+            otel: samverka_adapter::telemetry::metrics_exported()
+                .then(|| Arc::new(OtelInstruments::new())),
             requests,
             durations,
             consent_checks,
@@ -190,6 +260,19 @@ impl Metrics {
                 method: method.to_owned(),
             })
             .observe(took.as_secs_f64());
+        if let Some(otel) = &self.otel {
+            otel.requests.add(
+                1,
+                &[
+                    kv("method", method),
+                    kv("agency", agency),
+                    kv("decision", decision),
+                    kv("reason", reason),
+                ],
+            );
+            otel.durations
+                .record(took.as_secs_f64(), &[kv("method", method)]);
+        }
     }
 
     /// Runs one RPC whose caller is not labelled (consents, access log)
@@ -222,6 +305,9 @@ impl Metrics {
                 result: result.to_owned(),
             })
             .inc();
+        if let Some(otel) = &self.otel {
+            otel.consent_checks.add(1, &[kv("result", result)]);
+        }
     }
 
     /// One adapter call.
@@ -237,21 +323,36 @@ impl Metrics {
                 source: source.to_owned(),
             })
             .observe(took.as_secs_f64());
+        if let Some(otel) = &self.otel {
+            otel.source_requests
+                .add(1, &[kv("source", source), kv("outcome", outcome)]);
+            otel.source_durations
+                .record(took.as_secs_f64(), &[kv("source", source)]);
+        }
     }
 
     /// One committed audit batch.
     pub fn audit_batch(&self, entries: usize, took: Duration) {
         self.audit_commit.observe(took.as_secs_f64());
         self.audit_batch.observe(entries as f64);
+        if let Some(otel) = &self.otel {
+            otel.audit_commit.record(took.as_secs_f64(), &[]);
+            otel.audit_batch.record(entries as u64, &[]);
+        }
     }
 
     /// Counts `io` as an open connection until it is dropped.
     pub fn connection<IO>(&self, io: IO) -> CountedConnection<IO> {
         self.connections.inc();
         self.open_connections.inc();
+        let otel = self.otel.clone();
+        if let Some(otel) = &otel {
+            otel.open_connections.add(1, &[]);
+        }
         CountedConnection {
             io,
             open: self.open_connections.clone(),
+            otel,
         }
     }
 
@@ -266,15 +367,18 @@ impl Metrics {
 
 /// A connection that counts as open (`samverka_open_connections`) while it
 /// lives. Reads and writes go straight to the connection inside.
-#[derive(Debug)]
 pub struct CountedConnection<IO> {
     io: IO,
     open: Gauge,
+    otel: Option<Arc<OtelInstruments>>,
 }
 
 impl<IO> Drop for CountedConnection<IO> {
     fn drop(&mut self) {
         self.open.dec();
+        if let Some(otel) = &self.otel {
+            otel.open_connections.add(-1, &[]);
+        }
     }
 }
 

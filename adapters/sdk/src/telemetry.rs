@@ -10,6 +10,10 @@
 //!   (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), which wins. Without an
 //!   endpoint no exporter and no OpenTelemetry layer is installed: tracing
 //!   off costs nothing but the log filter.
+//! - **Metrics** go to the same collector over OTLP when traces do
+//!   (`OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` may name another), every
+//!   `OTEL_METRIC_EXPORT_INTERVAL` milliseconds (60 s by default); the
+//!   gateway's Prometheus `/metrics` stays as it is.
 //! - **Sampling** is parent-based: a request whose caller sampled (or did
 //!   not sample) its trace is treated alike; a new trace is sampled with
 //!   the configured ratio. `OTEL_TRACES_SAMPLER` and
@@ -28,6 +32,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::resource::TelemetryResourceDetector;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
@@ -80,6 +85,18 @@ impl TelemetryConfig {
         .or_else(|| self.otlp_endpoint.clone())
     }
 
+    /// The endpoint metrics go to: `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`,
+    /// else `OTEL_EXPORTER_OTLP_ENDPOINT`, else the configured one.
+    pub fn metrics_endpoint(&self, var: impl Fn(&str) -> Option<String>) -> Option<String> {
+        [
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ]
+        .iter()
+        .find_map(|name| var(name).filter(|v| !v.trim().is_empty()))
+        .or_else(|| self.otlp_endpoint.clone())
+    }
+
     /// The resource of this process's spans, with the environment looked
     /// up through `var`.
     pub fn resource(&self, var: impl Fn(&str) -> Option<String>) -> Resource {
@@ -112,10 +129,20 @@ impl TelemetryConfig {
     }
 }
 
-/// The installed telemetry. Dropping it flushes spans not yet exported.
+/// The installed telemetry. Dropping it flushes spans and metrics not yet
+/// exported.
 #[derive(Debug)]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    meters: Option<SdkMeterProvider>,
+}
+
+static METRICS_EXPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process exports metrics over OTLP: instruments made from
+/// `opentelemetry::global::meter` are worth recording only then.
+pub fn metrics_exported() -> bool {
+    METRICS_EXPORTED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Telemetry {
@@ -124,7 +151,7 @@ impl Telemetry {
         self.provider.is_some()
     }
 
-    /// Exports what is pending and stops the exporter.
+    /// Exports what is pending and stops the exporters.
     pub fn shutdown(mut self) {
         self.flush();
     }
@@ -134,6 +161,11 @@ impl Telemetry {
             && let Err(e) = provider.shutdown()
         {
             eprintln!("telemetry: exporting the last spans failed: {e}");
+        }
+        if let Some(meters) = self.meters.take()
+            && let Err(e) = meters.shutdown()
+        {
+            eprintln!("telemetry: exporting the last metrics failed: {e}");
         }
     }
 }
@@ -182,7 +214,10 @@ pub fn init_with(
 
     let Some(endpoint) = config.effective_endpoint(&var) else {
         let _ = tracing_subscriber::registry().with(logs).try_init();
-        return Ok(Telemetry { provider: None });
+        return Ok(Telemetry {
+            provider: None,
+            meters: None,
+        });
     };
     if !(0.0..=1.0).contains(&config.sampling_ratio) {
         return Err(format!(
@@ -224,10 +259,28 @@ pub fn init_with(
         .is_ok();
     if !installed {
         let _ = provider.shutdown();
-        return Ok(Telemetry { provider: None });
+        return Ok(Telemetry {
+            provider: None,
+            meters: None,
+        });
     }
+
+    // Metrics too, every OTEL_METRIC_EXPORT_INTERVAL (60 s by default).
+    let metrics_endpoint = config.metrics_endpoint(&var).unwrap_or(endpoint);
+    let exporter = opentelemetry_otlp::MetricExporter::builder()
+        .with_tonic()
+        .with_endpoint(metrics_endpoint.clone())
+        .build()
+        .map_err(|e| format!("OTLP metrics exporter for {metrics_endpoint}: {e}"))?;
+    let meters = SdkMeterProvider::builder()
+        .with_periodic_exporter(exporter)
+        .with_resource(config.resource(&var))
+        .build();
+    opentelemetry::global::set_meter_provider(meters.clone());
+    METRICS_EXPORTED.store(true, std::sync::atomic::Ordering::Relaxed);
     Ok(Telemetry {
         provider: Some(provider),
+        meters: Some(meters),
     })
 }
 
