@@ -258,7 +258,7 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters()
             &adapters,
             &dir.path().join("samverka.db").display().to_string(),
             &format!(
-                "[telemetry]\notlp_endpoint = \"{endpoint}\"\nservice_name = \"gateway-under-test\"\nresource_attributes = {{ \"deployment.environment\" = \"test\" }}\n"
+                "[telemetry]\notlp_endpoint = \"{endpoint}\"\notlp_metrics = true\nservice_name = \"gateway-under-test\"\nresource_attributes = {{ \"deployment.environment\" = \"test\" }}\n"
             ),
         ),
     )

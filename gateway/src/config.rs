@@ -27,6 +27,7 @@
 //! [telemetry]                     # OpenTelemetry traces and logs
 //! otlp_endpoint = "http://127.0.0.1:4317"  # OTLP/gRPC collector; unset: no traces
 //! sampling_ratio = 0.1            # share of new traces sampled (callers' decisions are kept)
+//! otlp_metrics = false           # also send the metrics over OTLP (/metrics has them anyway)
 //! service_name = "samverka-gateway"
 //! log_format = "json"             # or "text" (the default)
 //! resource_attributes = { "deployment.environment" = "production" }
@@ -342,6 +343,7 @@ impl Default for RawLimits {
 #[serde(deny_unknown_fields, default)]
 struct RawTelemetry {
     otlp_endpoint: Option<String>,
+    otlp_metrics: bool,
     sampling_ratio: f64,
     service_name: String,
     log_format: String,
@@ -352,6 +354,7 @@ impl Default for RawTelemetry {
     fn default() -> Self {
         RawTelemetry {
             otlp_endpoint: None,
+            otlp_metrics: false,
             sampling_ratio: 1.0,
             service_name: "samverka-gateway".into(),
             log_format: "text".into(),
@@ -610,6 +613,7 @@ impl Config {
         let telemetry = samverka_adapter::telemetry::TelemetryConfig {
             service_name: t.service_name,
             otlp_endpoint: t.otlp_endpoint,
+            otlp_metrics: t.otlp_metrics,
             sampling_ratio: t.sampling_ratio,
             resource_attributes: t.resource_attributes.into_iter().collect(),
             json_logs,
