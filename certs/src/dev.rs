@@ -10,6 +10,8 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use x509_parser::prelude::FromDer;
+
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
@@ -29,6 +31,8 @@ pub enum DevPkiError {
     Certificate(rcgen::Error),
     /// A file could not be written.
     Io(PathBuf, std::io::Error),
+    /// Something given is not what it should be.
+    Invalid(String),
 }
 
 impl std::fmt::Display for DevPkiError {
@@ -36,6 +40,7 @@ impl std::fmt::Display for DevPkiError {
         match self {
             DevPkiError::Certificate(e) => write!(f, "cannot make certificate: {e}"),
             DevPkiError::Io(p, e) => write!(f, "cannot write {}: {e}", p.display()),
+            DevPkiError::Invalid(m) => f.write_str(m),
         }
     }
 }
@@ -178,6 +183,30 @@ impl DevCa {
         &self.key_pem
     }
 
+    /// A certificate revocation list signed by this CA that revokes the
+    /// certificates with these serial numbers (big-endian bytes), valid
+    /// for 30 days, with CRL number `number` (make it grow).
+    pub fn crl(&self, revoked_serials: &[Vec<u8>], number: u64) -> Result<String, DevPkiError> {
+        let now = OffsetDateTime::now_utc();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now - Duration::minutes(1),
+            next_update: now + Duration::days(30),
+            crl_number: rcgen::SerialNumber::from(number),
+            issuing_distribution_point: None,
+            revoked_certs: revoked_serials
+                .iter()
+                .map(|serial| rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from_slice(serial),
+                    revocation_time: now - Duration::minutes(1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.issuer)?.pem()?)
+    }
+
     /// Issues a certificate with a fresh key.
     pub fn issue(&self, req: &CertRequest) -> Result<IssuedCert, DevPkiError> {
         let key = KeyPair::generate()?;
@@ -240,6 +269,9 @@ pub struct DevPkiFiles {
     pub ca_cert: PathBuf,
     /// The CA key (`ca.key`), to issue more certificates.
     pub ca_key: PathBuf,
+    /// The CA's certificate revocation list (`crl.pem`), empty at first;
+    /// [`revoke`] adds to it.
+    pub crl: PathBuf,
     /// The gateway's server certificate and key (`gateway.pem`, `.key`).
     pub gateway: (PathBuf, PathBuf),
     /// The gateway's client certificate towards adapters
@@ -258,6 +290,7 @@ pub fn write_dev_pki(dir: &Path, spec: &DevPkiSpec) -> Result<DevPkiFiles, DevPk
     let ca = DevCa::generate("samverka development CA")?;
     let ca_cert = write_file(dir, "ca.pem", ca.cert_pem(), false)?;
     let ca_key = write_file(dir, "ca.key", ca.key_pem(), true)?;
+    let crl = write_file(dir, "crl.pem", &ca.crl(&[], 1)?, false)?;
 
     let write_pair = |stem: &str, req: CertRequest| -> Result<(PathBuf, PathBuf), DevPkiError> {
         let issued = ca.issue(&req)?;
@@ -288,6 +321,7 @@ pub fn write_dev_pki(dir: &Path, spec: &DevPkiSpec) -> Result<DevPkiFiles, DevPk
     Ok(DevPkiFiles {
         ca_cert,
         ca_key,
+        crl,
         gateway,
         gateway_client,
         agencies,
@@ -308,6 +342,7 @@ pub fn existing_dev_pki(dir: &Path, spec: &DevPkiSpec) -> Option<DevPkiFiles> {
     let files = DevPkiFiles {
         ca_cert: dir.join("ca.pem"),
         ca_key: dir.join("ca.key"),
+        crl: dir.join("crl.pem"),
         gateway: pair("gateway"),
         gateway_client: pair("gateway-client"),
         agencies: spec
@@ -340,6 +375,51 @@ pub fn existing_dev_pki(dir: &Path, spec: &DevPkiSpec) -> Option<DevPkiFiles> {
     all.iter().all(|p| p.is_file()).then_some(files)
 }
 
+/// Revokes the certificate `cert_pem` in the development PKI in `dir`:
+/// rewrites `dir/crl.pem` (signed with `dir/ca.pem` and `dir/ca.key`) with
+/// its serial number added to those already revoked there, replacing the
+/// file in one step so that a gateway watching it never reads half of it.
+/// Returns how many certificates the new list revokes.
+pub fn revoke(dir: &Path, cert_pem: &str) -> Result<usize, DevPkiError> {
+    let invalid = |what: &str| DevPkiError::Invalid(what.to_owned());
+    let read = |name: &str| {
+        let path = dir.join(name);
+        fs::read_to_string(&path).map_err(|e| DevPkiError::Io(path, e))
+    };
+    let ca = DevCa::from_pem(&read("ca.pem")?, &read("ca.key")?)?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+        .map_err(|_| invalid("not a PEM certificate"))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|_| invalid("not an X.509 certificate"))?;
+    let serial = cert.tbs_certificate.raw_serial().to_vec();
+
+    let (mut serials, mut number) = (Vec::new(), 1u64);
+    if let Ok(existing) = read("crl.pem") {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(existing.as_bytes())
+            .map_err(|_| invalid("crl.pem is not PEM"))?;
+        let (_, crl) =
+            x509_parser::revocation_list::CertificateRevocationList::from_der(&pem.contents)
+                .map_err(|_| invalid("crl.pem is not a CRL"))?;
+        serials = crl
+            .iter_revoked_certificates()
+            .map(|r| r.raw_serial().to_vec())
+            .collect();
+        number = crl
+            .crl_number()
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(1);
+    }
+    if !serials.contains(&serial) {
+        serials.push(serial);
+    }
+    let crl = ca.crl(&serials, number + 1)?;
+    let tmp = write_file(dir, ".crl.pem.new", &crl, false)?;
+    let path = dir.join("crl.pem");
+    fs::rename(&tmp, &path).map_err(|e| DevPkiError::Io(path, e))?;
+    Ok(serials.len())
+}
+
 fn write_file(
     dir: &Path,
     name: &str,
@@ -361,4 +441,63 @@ fn write_file(
         .and_then(|mut f| f.write_all(contents.as_bytes()))
         .map_err(|e| DevPkiError::Io(path.clone(), e))?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn revoked(dir: &Path) -> (Vec<Vec<u8>>, u64) {
+        let text = fs::read_to_string(dir.join("crl.pem")).unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(text.as_bytes()).unwrap();
+        let (_, crl) =
+            x509_parser::revocation_list::CertificateRevocationList::from_der(&pem.contents)
+                .unwrap();
+        (
+            crl.iter_revoked_certificates()
+                .map(|r| r.raw_serial().to_vec())
+                .collect(),
+            crl.crl_number()
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap(),
+        )
+    }
+
+    fn serial(cert_pem: &str) -> Vec<u8> {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).unwrap();
+        pem.parse_x509()
+            .unwrap()
+            .tbs_certificate
+            .raw_serial()
+            .to_vec()
+    }
+
+    #[test]
+    fn revoking_adds_the_serial_to_a_new_signed_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let org = |s: &str| OrgNumber::parse(s).unwrap();
+        let spec = DevPkiSpec {
+            gateway: org("2021999012"),
+            agencies: vec![
+                ("reader".into(), org("2021999020")),
+                ("registrar".into(), org("2021999038")),
+            ],
+            adapters: vec![],
+        };
+        let files = write_dev_pki(dir.path(), &spec).unwrap();
+        assert_eq!(revoked(dir.path()), (vec![], 1), "empty at first");
+
+        let reader = fs::read_to_string(&files.agencies[0].1).unwrap();
+        let registrar = fs::read_to_string(&files.agencies[1].1).unwrap();
+        assert_eq!(revoke(dir.path(), &reader).unwrap(), 1);
+        assert_eq!(revoke(dir.path(), &reader).unwrap(), 1, "no duplicate");
+        assert_eq!(revoke(dir.path(), &registrar).unwrap(), 2);
+        let (serials, number) = revoked(dir.path());
+        assert_eq!(serials, vec![serial(&reader), serial(&registrar)]);
+        assert_eq!(number, 4, "each list has a higher number");
+
+        // Something that is not a certificate is refused, the list kept.
+        assert!(revoke(dir.path(), "not a certificate").is_err());
+        assert_eq!(revoked(dir.path()).0.len(), 2);
+    }
 }

@@ -11,6 +11,9 @@
 //! key = "certs/gateway.key"
 //! client_cert = "certs/gateway-client.pem"   # identity towards adapters
 //! client_key = "certs/gateway-client.key"
+//! crls = ["certs/crl.pem"]        # revocation lists checked at every handshake
+//!                                 # (these files, the certificates and keys are
+//!                                 # reloaded on change or SIGHUP)
 //! store = "samverka.db"           # SQLite file for consents and audit, or
 //!                                 # a postgresql:// URL shared by replicas
 //! default_deadline_ms = 5000      # when a caller sets no deadline
@@ -136,6 +139,8 @@ pub struct Config {
 pub struct GatewaySettings {
     /// Where agencies connect (gRPC over mTLS).
     pub address: SocketAddr,
+    /// Certificate revocation lists checked at every agency handshake.
+    pub crls: Vec<PathBuf>,
     /// The operators' plain-HTTP listener: `/metrics`, `/healthz`,
     /// `/readyz` (default `127.0.0.1:9464`).
     pub admin_address: SocketAddr,
@@ -286,6 +291,8 @@ struct RawGateway {
     max_deadline_ms: u64,
     #[serde(default = "default_admin_address")]
     admin_address: SocketAddr,
+    #[serde(default)]
+    crls: Vec<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -512,6 +519,7 @@ impl Config {
         }
         let gateway = GatewaySettings {
             address: g.address,
+            crls: g.crls.into_iter().map(path).collect(),
             admin_address: g.admin_address,
             org_number: g.org_number,
             ca_cert: path(g.ca_cert),

@@ -4,8 +4,8 @@
 //! One `GetRecords` passes these steps, in this order (the first that
 //! fails answers, and every decision is audited):
 //!
-//! 1. TLS handshake: the client certificate chains to the trust bundle
-//!    (tonic + rustls with aws-lc-rs; see [`server`]);
+//! 1. [`tls`]: the handshake; the client certificate chains to the trust
+//!    bundle and is not revoked (rustls with aws-lc-rs);
 //! 2. [`identity`]: the calling agency, read from the certificate;
 //! 3. request validation (subject id, record types, purpose, sources) and
 //!    [`access`]: may this agency read these types for this purpose?
@@ -68,6 +68,7 @@ pub mod signing;
 pub mod store;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 
 pub use config::Config;
 pub use error::{GatewayError, Reason};

@@ -12,6 +12,7 @@
 //! | `samverka_audit_batch_entries` | | entries per committed batch (group commit at work) |
 //! | `samverka_open_connections` | | agency connections open on the gRPC port now |
 //! | `samverka_connections` | | agency connections accepted (TCP, before the TLS handshake) |
+//! | `samverka_tls_handshake_failures` | | handshakes refused (no or a bad client certificate, a revoked one, a protocol the policy does not allow) or not finished in time |
 //!
 //! Label values are organisation numbers, method names, purposes' reasons
 //! and outcomes, never a person's identity number.
@@ -88,6 +89,7 @@ pub struct Metrics {
     audit_batch: Histogram,
     open_connections: Gauge,
     connections: Counter,
+    handshake_failures: Counter,
     otel: Option<Arc<OtelInstruments>>,
 }
 
@@ -222,10 +224,17 @@ impl Metrics {
             "Agency connections accepted on the gRPC port",
             connections.clone(),
         );
+        let handshake_failures = Counter::default();
+        registry.register(
+            "samverka_tls_handshake_failures",
+            "TLS handshakes on the gRPC port refused or not finished in time",
+            handshake_failures.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             open_connections,
             connections,
+            handshake_failures,
             otel: samverka_adapter::telemetry::metrics_exported()
                 .then(|| Arc::new(OtelInstruments::new())),
             requests,
@@ -339,6 +348,11 @@ impl Metrics {
             otel.audit_commit.record(took.as_secs_f64(), &[]);
             otel.audit_batch.record(entries as u64, &[]);
         }
+    }
+
+    /// One TLS handshake refused or timed out.
+    pub fn handshake_failed(&self) {
+        self.handshake_failures.inc();
     }
 
     /// Counts `io` as an open connection until it is dropped.

@@ -1,9 +1,9 @@
 //! Builds the gateway from its configuration and serves it.
 //!
 //! The gRPC port requires a client certificate that chains to the
-//! configured CA (tonic's rustls acceptor with the aws-lc-rs provider); a
-//! client without one, or with one from another CA, fails the handshake
-//! before any service code runs. Both services share one [`Gateway`].
+//! configured CA and is not revoked (see [`crate::tls`]); a client without
+//! one, or with one from another CA, fails the handshake before any
+//! service code runs. The services share one [`Gateway`].
 
 use std::future::Future;
 use std::path::Path;
@@ -13,7 +13,7 @@ use samverka_proto::v1::access_log_server::AccessLogServer;
 use samverka_proto::v1::consents_server::ConsentsServer;
 use samverka_proto::v1::record_exchange_server::RecordExchangeServer;
 use tokio::net::TcpListener;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 
 use crate::adapter_tls::AdapterTlsMaterial;
 
@@ -76,7 +76,8 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// Requests per agency.
     pub rate: crate::rate::RateLimiter,
-    server_tls: ServerTlsConfig,
+    /// The agency-facing TLS material, reloaded on change.
+    pub server_tls: Arc<crate::tls::ServerTls>,
 }
 
 fn read(path: &Path) -> Result<String, StartError> {
@@ -94,9 +95,13 @@ impl Gateway {
         let (cert_pem, key_pem) = (read(&g.cert)?, read(&g.key)?);
         let signer = JwsSigner::from_pem(&cert_pem, &key_pem, g.org_number.as_str())
             .map_err(|e| StartError::Tls(format!("{}: {e}", g.key.display())))?;
-        let server_tls = ServerTlsConfig::new()
-            .identity(Identity::from_pem(cert_pem, key_pem))
-            .client_ca_root(Certificate::from_pem(&ca_pem));
+        let server_tls = crate::tls::ServerTls::load(crate::tls::TlsFiles {
+            cert: g.cert.clone(),
+            key: g.key.clone(),
+            ca: g.ca_cert.clone(),
+            crls: g.crls.clone(),
+        })
+        .map_err(StartError::Tls)?;
         let client_tls =
             AdapterTlsMaterial::from_pem(&ca_pem, &read(&g.client_cert)?, &read(&g.client_key)?)
                 .map_err(StartError::Tls)?;
@@ -155,9 +160,10 @@ pub async fn serve(
         "samverka.v1.AccessLog",
     ])
     .map_err(|e| StartError::Tls(format!("reflection: {e}")))?;
-    Server::builder()
-        .tls_config(gateway.server_tls.clone())
-        .map_err(StartError::Transport)?
+    // TLS is done by `tls::incoming` (so that certificates and CRLs can
+    // be reloaded); the watcher renews them while this server runs.
+    let watcher = gateway.server_tls.watch();
+    let served = Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
@@ -174,13 +180,13 @@ pub async fn serve(
                 .max_decoding_message_size(max_request),
         )
         .serve_with_incoming_shutdown(
-            futures_util::StreamExt::map(samverka_adapter::incoming(listener), move |io| {
-                io.map(|io| metrics.connection(io))
-            }),
+            crate::tls::incoming(listener, gateway.server_tls.clone(), metrics),
             shutdown,
         )
         .await
-        .map_err(StartError::Transport)
+        .map_err(StartError::Transport);
+    watcher.abort();
+    served
 }
 
 /// `samverka serve`: load the config, bind its address, serve until Ctrl-C
