@@ -4,7 +4,10 @@
 //!
 //! - **Policy**: TLS 1.3 and TLS 1.2, ECDHE key exchange with AEAD cipher
 //!   suites only (the aws-lc-rs provider's defaults), the post-quantum
-//!   hybrid X25519MLKEM768 offered first; ALPN `h2`. A client certificate
+//!   hybrid X25519MLKEM768 preferred: chosen whenever the client sends a
+//!   key share for it (clients that prefer it do); a client that sends
+//!   only an X25519 share gets X25519 rather than an extra round trip. ALPN
+//!   `h2`. A client certificate
 //!   is required and must chain to the trust bundle (`gateway.ca_cert`),
 //!   be within its validity and carry the client-authentication usage; its
 //!   samverka role is checked after the handshake ([`crate::identity`]).
@@ -42,19 +45,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the files are checked for changes.
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
-/// The crypto provider of every samverka TLS endpoint: aws-lc-rs with the
-/// post-quantum hybrid key exchange first.
+/// The crypto provider of every samverka TLS endpoint (see
+/// [`samverka_adapter::crypto_provider`]): the post-quantum hybrid first.
 pub fn provider() -> Arc<CryptoProvider> {
-    use rustls::crypto::aws_lc_rs::{self, kx_group};
-    Arc::new(CryptoProvider {
-        kx_groups: vec![
-            kx_group::X25519MLKEM768,
-            kx_group::X25519,
-            kx_group::SECP256R1,
-            kx_group::SECP384R1,
-        ],
-        ..aws_lc_rs::default_provider()
-    })
+    Arc::new(samverka_adapter::crypto_provider())
 }
 
 /// The files the agency-facing TLS is made of.

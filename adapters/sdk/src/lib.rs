@@ -238,7 +238,23 @@ impl std::error::Error for ServeError {}
 /// to call more than once.
 pub fn install_crypto_provider() {
     // An Err means a provider is already installed, which is what we want.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let _ = crypto_provider().install_default();
+}
+
+/// The TLS crypto provider of every samverka endpoint: aws-lc-rs (TLS 1.3
+/// and 1.2, ECDHE with AEAD suites only) with the post-quantum hybrid key
+/// exchange X25519MLKEM768 preferred, then X25519, P-256 and P-384.
+pub fn crypto_provider() -> rustls::crypto::CryptoProvider {
+    use rustls::crypto::aws_lc_rs::{self, kx_group};
+    rustls::crypto::CryptoProvider {
+        kx_groups: vec![
+            kx_group::X25519MLKEM768,
+            kx_group::X25519,
+            kx_group::SECP256R1,
+            kx_group::SECP384R1,
+        ],
+        ..aws_lc_rs::default_provider()
+    }
 }
 
 /// Serves `adapter` as `config` says, until Ctrl-C or SIGTERM: what an
