@@ -39,6 +39,13 @@
 //!
 //! [limits]
 //! max_request_bytes = 65536       # larger requests: RESOURCE_EXHAUSTED
+//! max_response_bytes = 4194304    # larger answers: RESOURCE_EXHAUSTED
+//! max_concurrent_streams = 256    # requests in flight per connection
+//! max_header_list_bytes = 16384   # request metadata
+//! keepalive_interval_s = 30       # ping idle connections ...
+//! keepalive_timeout_s = 10        # ... and close them if no answer
+//! max_connection_age_s = 3600     # then close gracefully: clients reconnect
+//!                                 # with a fresh handshake (and CRL check)
 //! rate_per_second = 1000          # per calling agency, on average ...
 //! burst = 2000                    # ... and at once; then RATE_LIMITED
 //!
@@ -187,10 +194,26 @@ pub struct AuditSettings {
 pub struct Limits {
     /// The largest request message accepted, in bytes.
     pub max_request_bytes: usize,
+    /// The largest answer sent, in bytes; a larger one is
+    /// RESOURCE_EXHAUSTED (ask for fewer record types or sources).
+    pub max_response_bytes: usize,
     /// Requests per second each agency may make, on average.
     pub rate_per_second: f64,
     /// How many requests an agency may make at once after a quiet spell.
     pub burst: f64,
+    /// Requests in flight on one connection (HTTP/2 streams).
+    pub max_concurrent_streams: u32,
+    /// The largest set of request headers (metadata) accepted, in bytes.
+    pub max_header_list_bytes: u32,
+    /// How often an idle connection is pinged (HTTP/2 keepalive) ...
+    pub keepalive_interval: Duration,
+    /// ... and how long an answer to the ping may take before the
+    /// connection is closed.
+    pub keepalive_timeout: Duration,
+    /// After this long a connection is closed gracefully (GOAWAY, requests
+    /// in flight finish) and the client reconnects: with a fresh handshake,
+    /// so that a revoked certificate's connection ends too.
+    pub max_connection_age: Duration,
 }
 
 /// An agency that may call the gateway.
@@ -332,16 +355,28 @@ impl Default for RawAudit {
 #[serde(deny_unknown_fields, default)]
 struct RawLimits {
     max_request_bytes: usize,
+    max_response_bytes: usize,
     rate_per_second: f64,
     burst: f64,
+    max_concurrent_streams: u32,
+    max_header_list_bytes: u32,
+    keepalive_interval_s: u64,
+    keepalive_timeout_s: u64,
+    max_connection_age_s: u64,
 }
 
 impl Default for RawLimits {
     fn default() -> Self {
         RawLimits {
             max_request_bytes: 64 * 1024,
+            max_response_bytes: 4 * 1024 * 1024,
             rate_per_second: 1000.0,
             burst: 2000.0,
+            max_concurrent_streams: 256,
+            max_header_list_bytes: 16 * 1024,
+            keepalive_interval_s: 30,
+            keepalive_timeout_s: 10,
+            max_connection_age_s: 3600,
         }
     }
 }
@@ -568,6 +603,7 @@ impl Config {
         let l = raw.limits;
         let sane = |v: f64, min: f64| v.is_finite() && v >= min;
         if l.max_request_bytes < 1024
+            || l.max_response_bytes < 1024
             || !sane(l.rate_per_second, f64::MIN_POSITIVE)
             || !sane(l.burst, 1.0)
         {
@@ -575,13 +611,32 @@ impl Config {
                 file: None,
                 line: None,
                 key: "limits".into(),
-                reason: "max_request_bytes must be at least 1024, rate_per_second above 0 and burst at least 1".into(),
+                reason: "max_request_bytes and max_response_bytes must be at least 1024, rate_per_second above 0 and burst at least 1".into(),
+            });
+        }
+        if l.max_concurrent_streams == 0
+            || l.max_header_list_bytes < 1024
+            || l.keepalive_interval_s == 0
+            || l.keepalive_timeout_s == 0
+            || l.max_connection_age_s == 0
+        {
+            return Err(ConfigError {
+                file: None,
+                line: None,
+                key: "limits".into(),
+                reason: "max_concurrent_streams, keepalive_interval_s, keepalive_timeout_s and max_connection_age_s must be at least 1, max_header_list_bytes at least 1024".into(),
             });
         }
         let limits = Limits {
             max_request_bytes: l.max_request_bytes,
+            max_response_bytes: l.max_response_bytes,
             rate_per_second: l.rate_per_second,
             burst: l.burst,
+            max_concurrent_streams: l.max_concurrent_streams,
+            max_header_list_bytes: l.max_header_list_bytes,
+            keepalive_interval: Duration::from_secs(l.keepalive_interval_s),
+            keepalive_timeout: Duration::from_secs(l.keepalive_timeout_s),
+            max_connection_age: Duration::from_secs(l.max_connection_age_s),
         };
 
         let t = raw.telemetry;

@@ -60,6 +60,9 @@ pub enum Reason {
     PageTokenInvalid,
     /// The calling agency sends more requests than its rate allows.
     RateLimited,
+    /// The answer would be larger than the gateway sends
+    /// (`limits.max_response_bytes`).
+    MessageTooLarge,
     /// The consent or audit store cannot be reached: fail closed.
     StoreUnavailable,
     /// A defect inside the gateway.
@@ -89,6 +92,7 @@ impl Reason {
             Reason::RequestIdReused => "REQUEST_ID_REUSED",
             Reason::PageTokenInvalid => "PAGE_TOKEN_INVALID",
             Reason::RateLimited => "RATE_LIMITED",
+            Reason::MessageTooLarge => "MESSAGE_TOO_LARGE",
             Reason::StoreUnavailable => "STORE_UNAVAILABLE",
             Reason::Internal => "INTERNAL",
         }
@@ -115,7 +119,7 @@ impl Reason {
             | Reason::PageTokenInvalid => Code::InvalidArgument,
             Reason::ConsentNotFound => Code::NotFound,
             Reason::RequestIdReused => Code::AlreadyExists,
-            Reason::RateLimited => Code::ResourceExhausted,
+            Reason::RateLimited | Reason::MessageTooLarge => Code::ResourceExhausted,
             Reason::StoreUnavailable => Code::Unavailable,
             Reason::Internal => Code::Internal,
         }

@@ -40,6 +40,21 @@ pub struct RecordExchangeService {
 /// The service's full name, in spans.
 const SERVICE: &str = "samverka.v1.RecordExchange";
 
+/// Refuses an answer larger than the gateway sends.
+fn check_size(answer: &impl prost::Message, limit: usize) -> Result<(), GatewayError> {
+    let size = answer.encoded_len();
+    if size > limit {
+        return Err(GatewayError {
+            detail: Some(format!("answer of {size} bytes, limit {limit}")),
+            ..GatewayError::new(
+                Reason::MessageTooLarge,
+                "the answer is larger than this gateway sends; ask for fewer record types or sources",
+            )
+        });
+    }
+    Ok(())
+}
+
 /// Commits an audit entry, in a span of its own.
 async fn commit(gw: &Gateway, entry: crate::store::AuditEntry) -> Result<(), GatewayError> {
     gw.audit
@@ -134,8 +149,19 @@ impl RecordExchangeService {
             Err(e) => Err(e),
         };
         let audit_id = entry.audit_id.clone();
+        // An answer too large to send is refused, and audited as refused.
+        let decision = decision.and_then(|allowed| {
+            let answer = GetRecordsResponse {
+                records: allowed.result.records,
+                outcomes: allowed.result.outcomes,
+                audit_id: audit_id.clone(),
+                consent_id: allowed.consent_id,
+            };
+            check_size(&answer, gw.config.limits.max_response_bytes)?;
+            Ok(answer)
+        });
         match decision {
-            Ok(allowed) => {
+            Ok(answer) => {
                 entry.decision = audit::ALLOWED.to_owned();
                 gw.metrics.request(
                     "GetRecords",
@@ -144,9 +170,8 @@ impl RecordExchangeService {
                     "",
                     started.elapsed(),
                 );
-                entry.consent_id = allowed.consent_id.clone();
-                entry.sources = allowed
-                    .result
+                entry.consent_id = answer.consent_id.clone();
+                entry.sources = answer
                     .outcomes
                     .iter()
                     .map(|o| {
@@ -157,12 +182,7 @@ impl RecordExchangeService {
                     .collect();
                 telemetry::record_decision(&span, audit::ALLOWED, "");
                 commit(gw, entry).await?;
-                Ok(GetRecordsResponse {
-                    records: allowed.result.records,
-                    outcomes: allowed.result.outcomes,
-                    audit_id,
-                    consent_id: allowed.consent_id,
-                })
+                Ok(answer)
             }
             Err(denial) => {
                 entry.reason = denial.reason.as_str().to_owned();
@@ -241,7 +261,7 @@ impl RecordExchangeService {
         base.purpose = audit::sanitize(&req.purpose);
 
         let mut entries = Vec::new();
-        let result = match caller {
+        let assembled = match caller {
             Ok(caller) => {
                 passport_flow::assemble(
                     gw,
@@ -256,6 +276,17 @@ impl RecordExchangeService {
             }
             Err(e) => Err(e),
         };
+        // A passport too large to send is refused, and every read of it
+        // audited as refused.
+        let result = assembled.and_then(|passport| {
+            check_size(&passport, gw.config.limits.max_response_bytes).inspect_err(|e| {
+                for entry in entries.iter_mut().filter(|e| e.decision == audit::ALLOWED) {
+                    entry.decision = audit::DENIED.to_owned();
+                    entry.reason = e.reason.as_str().to_owned();
+                }
+            })?;
+            Ok(passport)
+        });
         if entries.is_empty() {
             // Refused before any record type was judged: one entry says why.
             let mut entry = base;

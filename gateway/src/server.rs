@@ -163,21 +163,31 @@ pub async fn serve(
     // TLS is done by `tls::incoming` (so that certificates and CRLs can
     // be reloaded); the watcher renews them while this server runs.
     let watcher = gateway.server_tls.watch();
+    let limits = &gateway.config.limits;
+    let max_response = limits.max_response_bytes;
     let served = Server::builder()
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_max_header_list_size(limits.max_header_list_bytes)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .max_connection_age(limits.max_connection_age)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
         .add_service(
             RecordExchangeServer::new(RecordExchangeService::new(gateway.clone()))
-                .max_decoding_message_size(max_request),
+                .max_decoding_message_size(max_request)
+                .max_encoding_message_size(max_response),
         )
         .add_service(
             ConsentsServer::new(ConsentsService::new(gateway.clone()))
-                .max_decoding_message_size(max_request),
+                .max_decoding_message_size(max_request)
+                .max_encoding_message_size(max_response),
         )
         .add_service(
             AccessLogServer::new(AccessLogService::new(gateway.clone()))
-                .max_decoding_message_size(max_request),
+                .max_decoding_message_size(max_request)
+                .max_encoding_message_size(max_response),
         )
         .serve_with_incoming_shutdown(
             crate::tls::incoming(listener, gateway.server_tls.clone(), metrics),

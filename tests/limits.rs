@@ -1,0 +1,157 @@
+//! Connection and message limits of `[limits]`, on a `samverka serve`
+//! process with small limits: an answer larger than `max_response_bytes`
+//! is refused with RESOURCE_EXHAUSTED; oversized metadata is refused while
+//! the connection's other requests go on; connections are closed
+//! gracefully after `max_connection_age_s` and clients reconnect.
+
+mod support;
+
+use std::time::Duration;
+
+use samverka::client::{AgencyTls, connect};
+use samverka::demo::{DEMO_PURPOSE, DEMO_SUBJECT, READER_AGENCY, pki_spec};
+use samverka_proto::v1::consents_client::ConsentsClient;
+use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
+use samverka_proto::v1::{GetCompetencePassportRequest, ListSourcesRequest};
+use support::process::{Replica, spawn_adapters, start_replica};
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_samverka");
+
+/// The admin listener's address, from the gateway's start line.
+fn admin_address(gateway: &Replica) -> String {
+    let log = gateway.log.lock().unwrap();
+    let line = log
+        .iter()
+        .find(|l| l.contains("admin_address="))
+        .expect("no start line");
+    line.split("admin_address=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+async fn connections_accepted(gateway: &Replica) -> f64 {
+    let address = admin_address(gateway);
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    text.lines()
+        .find(|l| l.starts_with("samverka_connections_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_limits_are_enforced_with_clear_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = samverka_certs::dev::write_dev_pki(&dir.path().join("certs"), &pki_spec()).unwrap();
+    let adapters = spawn_adapters(&pki).await;
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        samverka::demo::demo_config(
+            &pki,
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+            &adapters,
+            &dir.path().join("samverka.db").display().to_string(),
+            "[limits]\nmax_response_bytes = 2048\nmax_header_list_bytes = 2048\nmax_connection_age_s = 1\n",
+        ),
+    )
+    .unwrap();
+    let gateway = start_replica(BIN, &config);
+    let tls = |name: &str| {
+        let (_, cert, key) = pki.agencies.iter().find(|(n, _, _)| n == name).unwrap();
+        AgencyTls::from_files(&pki.ca_cert, cert, key).unwrap()
+    };
+    let address = gateway.address.to_string();
+    let now = samverka::time::system_now_ms();
+    ConsentsClient::new(
+        connect(&address, "localhost", &tls("registrar"))
+            .await
+            .unwrap(),
+    )
+    .grant(samverka_proto::v1::GrantConsentRequest {
+        subject_id: DEMO_SUBJECT.into(),
+        grantee_agency: READER_AGENCY.into(),
+        record_types: strings(&[
+            "education.course_result",
+            "education.degree",
+            "employment.period",
+            "competence.validated",
+        ]),
+        purpose: DEMO_PURPOSE.into(),
+        valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
+        request_id: "limits-test".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut reader = RecordExchangeClient::new(
+        connect(&address, "localhost", &tls("reader"))
+            .await
+            .unwrap(),
+    );
+
+    // A small answer passes; a passport (its credential alone is several
+    // kilobytes) is over the limit.
+    reader.get_records(demo_read()).await.unwrap();
+    let status = reader
+        .get_competence_passport(GetCompetencePassportRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            purpose: DEMO_PURPOSE.into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert_eq!(reason(&status), "MESSAGE_TOO_LARGE");
+    // Audited as refused: nothing left the gateway.
+    let store = samverka::store::Store::open(&samverka::store::StoreLocation::parse(
+        &dir.path().join("samverka.db").display().to_string(),
+        dir.path(),
+    ))
+    .await
+    .unwrap();
+    let entry = store
+        .audit_entries(Some(DEMO_SUBJECT))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.audit_id == audit_id(&status))
+        .unwrap();
+    assert_eq!(
+        (entry.decision.as_str(), entry.reason.as_str()),
+        ("denied", "MESSAGE_TOO_LARGE")
+    );
+
+    // Oversized metadata is refused; the connection serves the next call.
+    let mut request = tonic::Request::new(ListSourcesRequest {});
+    request
+        .metadata_mut()
+        .insert("x-padding", "p".repeat(4096).parse().unwrap());
+    assert!(reader.list_sources(request).await.is_err());
+    reader.list_sources(ListSourcesRequest {}).await.unwrap();
+
+    // Connections are closed after a second; the client reconnects by
+    // itself and its calls go on.
+    let before = connections_accepted(&gateway).await;
+    for _ in 0..6 {
+        reader.get_records(demo_read()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let after = connections_accepted(&gateway).await;
+    assert!(
+        after >= before + 2.0,
+        "connections accepted: {before} before, {after} after 3 s"
+    );
+}
