@@ -1,0 +1,317 @@
+//! Broken sources behind a `samverka serve` process: one answers garbage
+//! bytes instead of HTTP/2, one leaks another person's records and a type
+//! not asked for, one is too slow for the caller's deadline. Each gets its
+//! own outcome within the deadline, the caller gets no one else's data, and
+//! the audit entry records every source's outcome.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use samverka::client::{AgencyTls, connect};
+use samverka::demo::{DEMO_PURPOSE, DEMO_SUBJECT, OTHER_SUBJECT, READER_AGENCY, pki_spec};
+use samverka_certs::dev::DevPkiFiles;
+use samverka_proto::adapter::v1::adapter_server::{Adapter, AdapterServer};
+use samverka_proto::adapter::v1::{
+    AdapterDescription, DescribeRequest, FetchRecordsRequest, FetchRecordsResponse,
+};
+use samverka_proto::records::v1::record::Payload;
+use samverka_proto::records::v1::{Degree, EmploymentPeriod, Record, ValidatedCompetence};
+use samverka_proto::v1::consents_client::ConsentsClient;
+use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
+use samverka_proto::v1::source_outcome::Status as Outcome;
+use support::process::start_replica;
+use support::*;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::{Request, Response, Status};
+
+const BIN: &str = env!("CARGO_BIN_EXE_samverka");
+
+fn adapter_files(pki: &DevPkiFiles, name: &str) -> (String, String) {
+    let (_, cert, key) = pki.adapters.iter().find(|(n, _, _)| n == name).unwrap();
+    (
+        std::fs::read_to_string(cert).unwrap(),
+        std::fs::read_to_string(key).unwrap(),
+    )
+}
+
+/// A TLS server with the adapter's certificate that answers every
+/// connection with bytes that are not HTTP/2.
+async fn serve_garbage(pki: &DevPkiFiles, name: &str) -> SocketAddr {
+    let (cert, key) = adapter_files(pki, name);
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(samverka_adapter::crypto_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap(),
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                if let Ok(mut tls) = acceptor.accept(tcp).await {
+                    let _ = tls
+                        .write_all(b"\x00\x00\x12\x04garbage, not a settings frame\xff\xfe")
+                        .await;
+                    let _ = tls.shutdown().await;
+                }
+            });
+        }
+    });
+    address
+}
+
+#[derive(Clone, Copy)]
+enum Flaw {
+    /// Returns the asked-for record, one of another person, and one of a
+    /// type not asked for.
+    Leaks,
+    /// Answers after three seconds.
+    Slow,
+}
+
+struct Broken {
+    flaw: Flaw,
+    agency: &'static str,
+    record_type: &'static str,
+}
+
+fn record(subject: &str, record_type: &str, id: &str) -> Record {
+    let payload = match record_type {
+        "employment.period" => Payload::EmploymentPeriod(EmploymentPeriod {
+            employer_name: "Exempelbolaget AB".into(),
+            ..Default::default()
+        }),
+        "competence.validated" => Payload::ValidatedCompetence(ValidatedCompetence {
+            competence_area: "Svetsning".into(),
+            ..Default::default()
+        }),
+        _ => Payload::Degree(Degree {
+            title: "Kandidatexamen".into(),
+            ..Default::default()
+        }),
+    };
+    Record {
+        record_type: record_type.into(),
+        subject_id: subject.into(),
+        record_id: id.into(),
+        payload: Some(payload),
+        ..Default::default()
+    }
+}
+
+#[tonic::async_trait]
+impl Adapter for Broken {
+    async fn describe(
+        &self,
+        _: Request<DescribeRequest>,
+    ) -> Result<Response<AdapterDescription>, Status> {
+        Ok(Response::new(AdapterDescription {
+            agency_id: self.agency.into(),
+            name: "broken on purpose".into(),
+            record_types: vec![self.record_type.into()],
+            sdk_version: String::new(),
+        }))
+    }
+
+    async fn fetch_records(
+        &self,
+        request: Request<FetchRecordsRequest>,
+    ) -> Result<Response<FetchRecordsResponse>, Status> {
+        let subject = request.into_inner().subject_id;
+        let records = match self.flaw {
+            Flaw::Leaks => vec![
+                record(&subject, self.record_type, "own-1"),
+                record(OTHER_SUBJECT, self.record_type, "someone-else-1"),
+                record(&subject, "education.degree", "not-asked-1"),
+            ],
+            Flaw::Slow => {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                vec![record(&subject, self.record_type, "late-1")]
+            }
+        };
+        Ok(Response::new(FetchRecordsResponse { records }))
+    }
+}
+
+async fn serve_broken(pki: &DevPkiFiles, name: &str, adapter: Broken) -> SocketAddr {
+    let (cert, key) = adapter_files(pki, name);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = Server::builder()
+        .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+        .unwrap()
+        .add_service(AdapterServer::new(adapter))
+        .serve_with_incoming(samverka_adapter::incoming(listener));
+    tokio::spawn(server);
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_sources_get_their_own_outcomes_and_leak_nothing() {
+    samverka_adapter::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = samverka_certs::dev::write_dev_pki(&dir.path().join("certs"), &pki_spec()).unwrap();
+    let adapters = vec![
+        (
+            "higher-education".to_owned(),
+            serve_garbage(&pki, "higher-education").await,
+        ),
+        (
+            "employment".to_owned(),
+            serve_broken(
+                &pki,
+                "employment",
+                Broken {
+                    flaw: Flaw::Leaks,
+                    agency: samverka_adapter_employment::DEMO_AGENCY,
+                    record_type: "employment.period",
+                },
+            )
+            .await,
+        ),
+        (
+            "competence".to_owned(),
+            serve_broken(
+                &pki,
+                "competence",
+                Broken {
+                    flaw: Flaw::Slow,
+                    agency: samverka_adapter_competence::DEMO_AGENCY,
+                    record_type: "competence.validated",
+                },
+            )
+            .await,
+        ),
+    ];
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        samverka::demo::demo_config(
+            &pki,
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+            &adapters,
+            &dir.path().join("samverka.db").display().to_string(),
+            "",
+        ),
+    )
+    .unwrap();
+    let gateway = start_replica(BIN, &config);
+    let tls = |name: &str| {
+        let (_, cert, key) = pki.agencies.iter().find(|(n, _, _)| n == name).unwrap();
+        AgencyTls::from_files(&pki.ca_cert, cert, key).unwrap()
+    };
+    let address = gateway.address.to_string();
+    let types = [
+        "education.course_result",
+        "employment.period",
+        "competence.validated",
+    ];
+    let now = samverka::time::system_now_ms();
+    ConsentsClient::new(
+        connect(&address, "localhost", &tls("registrar"))
+            .await
+            .unwrap(),
+    )
+    .grant(samverka_proto::v1::GrantConsentRequest {
+        subject_id: DEMO_SUBJECT.into(),
+        grantee_agency: READER_AGENCY.into(),
+        record_types: strings(&types),
+        purpose: DEMO_PURPOSE.into(),
+        valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
+        request_id: "faults-test".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut reader = RecordExchangeClient::new(
+        connect(&address, "localhost", &tls("reader"))
+            .await
+            .unwrap(),
+    );
+
+    let mut request = Request::new(read_request(DEMO_SUBJECT, &types, DEMO_PURPOSE));
+    request.set_timeout(Duration::from_secs(1));
+    let started = Instant::now();
+    let answer = reader.get_records(request).await.unwrap().into_inner();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "answered after {took:?}"
+    );
+
+    let outcome = |name: &str| {
+        let o = answer
+            .outcomes
+            .iter()
+            .find(|o| o.source_name == name)
+            .unwrap_or_else(|| panic!("no outcome for {name}"));
+        (Outcome::try_from(o.status).unwrap(), o.record_count)
+    };
+    assert_eq!(outcome("higher-education"), (Outcome::Unavailable, 0));
+    assert_eq!(outcome("employment"), (Outcome::InvalidResponse, 1));
+    assert_eq!(outcome("competence"), (Outcome::DeadlineExceeded, 0));
+
+    // Only the person's own record of the asked-for type reached the caller.
+    assert_eq!(answer.records.len(), 1, "{:?}", answer.records);
+    let r = &answer.records[0];
+    assert_eq!(
+        (
+            r.subject_id.as_str(),
+            r.record_type.as_str(),
+            r.record_id.as_str()
+        ),
+        (DEMO_SUBJECT, "employment.period", "own-1")
+    );
+
+    // The audit entry records each source's outcome.
+    let store = samverka::store::Store::open(&samverka::store::StoreLocation::parse(
+        &dir.path().join("samverka.db").display().to_string(),
+        dir.path(),
+    ))
+    .await
+    .unwrap();
+    let entry = store
+        .audit_entries(Some(DEMO_SUBJECT))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.audit_id == answer.audit_id)
+        .unwrap();
+    let sources = entry.sources.join(" ");
+    for expected in [
+        format!(
+            "{}=UNAVAILABLE",
+            samverka_adapter_higher_education::DEMO_AGENCY
+        ),
+        format!(
+            "{}=INVALID_RESPONSE",
+            samverka_adapter_employment::DEMO_AGENCY
+        ),
+        format!(
+            "{}=DEADLINE_EXCEEDED",
+            samverka_adapter_competence::DEMO_AGENCY
+        ),
+    ] {
+        assert!(sources.contains(&expected), "{expected} not in {sources}");
+    }
+}
