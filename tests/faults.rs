@@ -43,7 +43,7 @@ fn adapter_files(pki: &DevPkiFiles, name: &str) -> (String, String) {
 /// connection with bytes that are not HTTP/2.
 async fn serve_garbage(pki: &DevPkiFiles, name: &str) -> SocketAddr {
     let (cert, key) = adapter_files(pki, name);
-    let config =
+    let mut config =
         rustls::ServerConfig::builder_with_provider(Arc::new(samverka_adapter::crypto_provider()))
             .with_safe_default_protocol_versions()
             .unwrap()
