@@ -284,6 +284,10 @@ fn judge(
         ),
         Ok(Err(status)) => {
             tracing::warn!(source = %route.name, code = ?status.code(), message = %status.message(), "source failed");
+            // A status made on this side from a transport error (the source
+            // unreachable, or not speaking HTTP/2 and gRPC) carries that
+            // error as its source; one the adapter sent does not.
+            let transport_failed = std::error::Error::source(&status).is_some();
             let (s, m) = match status.code() {
                 Code::DeadlineExceeded | Code::Cancelled => (
                     Status::DeadlineExceeded,
@@ -292,6 +296,7 @@ fn judge(
                 Code::Unavailable | Code::Unknown => {
                     (Status::Unavailable, "the source is unavailable")
                 }
+                _ if transport_failed => (Status::Unavailable, "the source is unavailable"),
                 _ => (Status::SourceError, "the source reported an error"),
             };
             (Vec::new(), outcome(s, 0, m))
