@@ -259,6 +259,41 @@ async fn unknown_record_types_and_purposes_are_invalid() {
 }
 
 #[tokio::test]
+async fn a_source_that_keeps_failing_is_paused_and_the_others_answer() {
+    let mut net = start().await;
+    grant_demo_consent(&net).await;
+    net.stop("higher-education").await;
+    let mut reader = exchange(&net, "reader").await;
+
+    // Five failures in a row (the default) are attempted; then the source
+    // is paused and answered for at once.
+    let mut last = None;
+    for _ in 0..7 {
+        let answer = reader.get_records(demo_read()).await.unwrap().into_inner();
+        let he = answer
+            .outcomes
+            .iter()
+            .find(|o| o.source_agency == HE)
+            .unwrap()
+            .clone();
+        assert_eq!(he.status(), SourceStatus::Unavailable);
+        assert_eq!(answer.records.len(), 2, "the employment records still come");
+        last = Some(he);
+    }
+    assert!(last.unwrap().message.contains("paused"));
+    let (_, text) = admin_get(net.admin_address, "/metrics").await;
+    let calls = |outcome: &str| {
+        sample(
+            &text,
+            "samverka_source_requests_total",
+            &[("source", "higher-education"), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(calls("UNAVAILABLE"), 5.0, "{text}");
+    assert_eq!(calls("CIRCUIT_OPEN"), 2.0, "{text}");
+}
+
+#[tokio::test]
 async fn a_stopped_adapter_is_unavailable_while_the_other_answers() {
     let mut net = start().await;
     grant_demo_consent(&net).await;

@@ -46,6 +46,8 @@
 //! keepalive_timeout_s = 10        # ... and close them if no answer
 //! max_connection_age_s = 3600     # then close gracefully: clients reconnect
 //!                                 # with a fresh handshake (and CRL check)
+//! breaker_failures = 5            # a source failing this often in a row ...
+//! breaker_pause_s = 10            # ... is not called for this long, then probed
 //! rate_per_second = 1000          # per calling agency, on average ...
 //! burst = 2000                    # ... and at once; then RATE_LIMITED
 //!
@@ -214,6 +216,11 @@ pub struct Limits {
     /// in flight finish) and the client reconnects: with a fresh handshake,
     /// so that a revoked certificate's connection ends too.
     pub max_connection_age: Duration,
+    /// A source failing this many calls in a row (unreachable, or too slow
+    /// with at least a second to answer) ...
+    pub breaker_failures: u32,
+    /// ... is not called for this long, then probed with one call.
+    pub breaker_pause: Duration,
 }
 
 /// An agency that may call the gateway.
@@ -363,6 +370,8 @@ struct RawLimits {
     keepalive_interval_s: u64,
     keepalive_timeout_s: u64,
     max_connection_age_s: u64,
+    breaker_failures: u32,
+    breaker_pause_s: u64,
 }
 
 impl Default for RawLimits {
@@ -377,6 +386,8 @@ impl Default for RawLimits {
             keepalive_interval_s: 30,
             keepalive_timeout_s: 10,
             max_connection_age_s: 3600,
+            breaker_failures: 5,
+            breaker_pause_s: 10,
         }
     }
 }
@@ -619,12 +630,14 @@ impl Config {
             || l.keepalive_interval_s == 0
             || l.keepalive_timeout_s == 0
             || l.max_connection_age_s == 0
+            || l.breaker_failures == 0
+            || l.breaker_pause_s == 0
         {
             return Err(ConfigError {
                 file: None,
                 line: None,
                 key: "limits".into(),
-                reason: "max_concurrent_streams, keepalive_interval_s, keepalive_timeout_s and max_connection_age_s must be at least 1, max_header_list_bytes at least 1024".into(),
+                reason: "max_concurrent_streams, keepalive_interval_s, keepalive_timeout_s, max_connection_age_s, breaker_failures and breaker_pause_s must be at least 1, max_header_list_bytes at least 1024".into(),
             });
         }
         let limits = Limits {
@@ -637,6 +650,8 @@ impl Config {
             keepalive_interval: Duration::from_secs(l.keepalive_interval_s),
             keepalive_timeout: Duration::from_secs(l.keepalive_timeout_s),
             max_connection_age: Duration::from_secs(l.max_connection_age_s),
+            breaker_failures: l.breaker_failures,
+            breaker_pause: Duration::from_secs(l.breaker_pause_s),
         };
 
         let t = raw.telemetry;

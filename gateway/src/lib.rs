@@ -50,6 +50,7 @@ pub mod adapter_tls;
 pub mod admin;
 pub mod audit;
 pub mod audit_cli;
+pub mod breaker;
 pub mod client;
 pub mod config;
 pub mod consent;

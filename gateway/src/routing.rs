@@ -13,7 +13,8 @@
 //! `SOURCE_ERROR`, or `INVALID_RESPONSE` when it returned records of
 //! another person or of a type not asked for; those records are dropped).
 //! Every record that passes names the source agency from the routing table,
-//! whatever the adapter wrote.
+//! whatever the adapter wrote. A source that keeps failing is not called
+//! for a while ([`crate::breaker`]).
 
 use std::time::Duration;
 
@@ -25,18 +26,25 @@ use tokio::task::JoinSet;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::adapter_tls::AdapterTlsMaterial;
+use crate::breaker::{Admission, Breaker};
 use tonic::{Code, Request};
 use tracing::Instrument;
 
 use crate::config::AdapterRoute;
 use crate::consent::ConsentPermit;
 
-/// The adapters and a channel to each.
+/// The adapters, a channel to each, and each one's circuit breaker.
 #[derive(Debug, Clone)]
 pub struct Router {
     sources: Vec<(AdapterRoute, AdapterClient<Channel>)>,
+    breakers: std::sync::Arc<Vec<Breaker>>,
     metrics: crate::metrics::Metrics,
 }
+
+/// A deadline failure counts against a source's breaker only when the
+/// source had at least this long: a caller's very short deadline says
+/// nothing about the source (and must not pause it for everyone).
+const BREAKER_MIN_BUDGET: Duration = Duration::from_secs(1);
 
 /// What one source is asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,10 +84,14 @@ pub struct FetchResult {
 impl Router {
     /// Channels to every adapter in `routes`, made with `tls` (the gateway's
     /// client identity and the trust bundle).
+    /// Each source's breaker opens after `breaker_failures` failures in a
+    /// row, for `breaker_pause`.
     pub fn new(
         routes: &[AdapterRoute],
         tls: &AdapterTlsMaterial,
         metrics: crate::metrics::Metrics,
+        breaker_failures: u32,
+        breaker_pause: Duration,
     ) -> Result<Router, String> {
         let sources = routes
             .iter()
@@ -110,7 +122,15 @@ impl Router {
                 Ok((route.clone(), AdapterClient::new(channel)))
             })
             .collect::<Result<_, String>>()?;
-        Ok(Router { sources, metrics })
+        let breakers = routes
+            .iter()
+            .map(|_| Breaker::new(breaker_failures, breaker_pause))
+            .collect();
+        Ok(Router {
+            sources,
+            breakers: std::sync::Arc::new(breakers),
+            metrics,
+        })
     }
 
     /// Whether some adapter serves `agency`.
@@ -189,14 +209,36 @@ impl Router {
                         .insert(samverka_proto::trace::TRACEPARENT, value);
                 }
                 let call_span = span.clone();
+                let breaker = &self.breakers[index];
                 async move {
                     let started = std::time::Instant::now();
+                    if breaker.admit(started) == Admission::Paused {
+                        call_span.record("samverka.outcome", "CIRCUIT_OPEN");
+                        self.metrics
+                            .source_call(&route.name, "CIRCUIT_OPEN", Duration::ZERO);
+                        let outcome = SourceOutcome {
+                            source_agency: route.org_number.to_string(),
+                            source_name: route.name.clone(),
+                            status: source_outcome::Status::Unavailable as i32,
+                            record_count: 0,
+                            message: "the source failed repeatedly; calls to it are paused \
+                                      for a short while"
+                                .to_owned(),
+                        };
+                        return (Vec::new(), outcome, Duration::ZERO);
+                    }
                     let answer =
                         tokio::time::timeout(deadline, client.fetch_records(request)).await;
                     let (records, outcome) = judge(route, &query.subject_id, &record_types, answer);
                     let status = source_outcome::Status::try_from(outcome.status)
                         .unwrap_or(source_outcome::Status::Unspecified);
                     let took = started.elapsed();
+                    breaker.record(
+                        status == source_outcome::Status::Unavailable
+                            || (status == source_outcome::Status::DeadlineExceeded
+                                && deadline >= BREAKER_MIN_BUDGET),
+                        std::time::Instant::now(),
+                    );
                     self.metrics
                         .source_call(&route.name, status.as_str_name(), took);
                     call_span.record("samverka.outcome", status.as_str_name());

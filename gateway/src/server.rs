@@ -106,8 +106,14 @@ impl Gateway {
             AdapterTlsMaterial::from_pem(&ca_pem, &read(&g.client_cert)?, &read(&g.client_key)?)
                 .map_err(StartError::Tls)?;
         let metrics = Metrics::new();
-        let router =
-            Router::new(&config.adapters, &client_tls, metrics.clone()).map_err(StartError::Tls)?;
+        let router = Router::new(
+            &config.adapters,
+            &client_tls,
+            metrics.clone(),
+            config.limits.breaker_failures,
+            config.limits.breaker_pause,
+        )
+        .map_err(StartError::Tls)?;
         let store = Store::open(&g.store).await.map_err(StartError::Store)?;
         let signer = Arc::new(signer);
         let audit = AuditWriter::spawn(
