@@ -378,3 +378,73 @@ fn judge(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use samverka_proto::adapter::v1::FetchRecordsResponse;
+    use samverka_proto::records::v1::EmploymentPeriod;
+    use samverka_proto::records::v1::record::Payload;
+
+    const SUBJECTS: [&str; 3] = ["199003142388", "198511224571", ""];
+    const TYPES: [&str; 3] = [
+        "employment.period",
+        "education.degree",
+        "competence.validated",
+    ];
+
+    fn route() -> AdapterRoute {
+        AdapterRoute {
+            name: "employment".into(),
+            address: "127.0.0.1:1".into(),
+            org_number: samverka_certs::OrgNumber::parse("2021999053").unwrap(),
+            record_types: TYPES.iter().map(|t| t.to_string()).collect(),
+            server_name: "localhost".into(),
+        }
+    }
+
+    /// A record as an adapter might send it: any subject, any type, any
+    /// claimed source, with or without a payload.
+    fn record() -> impl Strategy<Value = Record> {
+        (0usize..3, 0usize..3, any::<bool>(), "[0-9]{0,10}").prop_map(
+            |(subject, record_type, payload, claimed)| Record {
+                record_type: TYPES[record_type].into(),
+                subject_id: SUBJECTS[subject].into(),
+                source_agency: claimed,
+                record_id: "r".into(),
+                updated_at: None,
+                payload: payload.then(|| Payload::EmploymentPeriod(EmploymentPeriod::default())),
+            },
+        )
+    }
+
+    proptest! {
+        /// Whatever an adapter answers, only the asked person's records of
+        /// the asked types, with a payload, pass; each names the routed
+        /// agency; anything dropped makes the outcome INVALID_RESPONSE.
+        #[test]
+        fn only_what_was_asked_for_passes(
+            records in prop::collection::vec(record(), 0..12),
+            asked in prop::sample::subsequence(TYPES.to_vec(), 1..=3),
+        ) {
+            let asked: Vec<String> = asked.iter().map(|t| t.to_string()).collect();
+            let sent = records.len();
+            let answer = Ok(Ok(tonic::Response::new(FetchRecordsResponse { records })));
+            let (passed, outcome) = judge(&route(), SUBJECTS[0], &asked, answer);
+            for r in &passed {
+                prop_assert_eq!(r.subject_id.as_str(), SUBJECTS[0]);
+                prop_assert!(asked.contains(&r.record_type));
+                prop_assert!(r.payload.is_some());
+                prop_assert_eq!(r.source_agency.as_str(), "2021999053");
+            }
+            prop_assert_eq!(outcome.record_count as usize, passed.len());
+            let expected = if passed.len() == sent {
+                source_outcome::Status::Ok
+            } else {
+                source_outcome::Status::InvalidResponse
+            };
+            prop_assert_eq!(outcome.status, expected as i32);
+        }
+    }
+}

@@ -124,3 +124,37 @@ fn a_postgresql_url_selects_the_postgresql_store() {
         StoreLocation::Postgres("postgresql://samverka@db.internal/samverka".into())
     );
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever the file says, parsing answers: a configuration or an
+        /// error naming a line of the file (or none).
+        #[test]
+        fn no_text_makes_parsing_panic(text in "\\PC{0,400}") {
+            if let Err(e) = Config::from_toml(&text, Path::new("/etc/samverka")) {
+                if let Some(line) = e.line {
+                    prop_assert!(line >= 1 && line <= text.lines().count().max(1));
+                }
+            }
+        }
+
+        /// The good configuration with one line replaced by something else
+        /// is accepted or refused, never a panic, and a refusal names the
+        /// line or a key.
+        #[test]
+        fn a_changed_line_is_accepted_or_named(line in 0usize..40, replacement in "[ -~]{0,60}") {
+            let mut lines: Vec<&str> = GOOD.lines().collect();
+            let i = line % lines.len();
+            lines[i] = &replacement;
+            let text = lines.join("\n");
+            if let Err(e) = Config::from_toml(&text, Path::new("/etc/samverka")) {
+                prop_assert!(e.line.is_some() || !e.key.is_empty(), "{e}");
+            }
+        }
+    }
+}
