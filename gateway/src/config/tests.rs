@@ -136,10 +136,10 @@ mod properties {
         /// error naming a line of the file (or none).
         #[test]
         fn no_text_makes_parsing_panic(text in "\\PC{0,400}") {
-            if let Err(e) = Config::from_toml(&text, Path::new("/etc/samverka")) {
-                if let Some(line) = e.line {
-                    prop_assert!(line >= 1 && line <= text.lines().count().max(1));
-                }
+            if let Err(e) = Config::from_toml(&text, Path::new("/etc/samverka"))
+                && let Some(line) = e.line
+            {
+                prop_assert!(line >= 1 && line <= text.lines().count().max(1));
             }
         }
 
