@@ -145,6 +145,29 @@ pub struct Telemetry {
 
 static METRICS_EXPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// How new traces are sampled in this process, as far as samverka knows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TraceSampling {
+    /// No trace export.
+    Off,
+    /// Parent-based; a new trace is sampled with this ratio.
+    Ratio(f64),
+    /// `OTEL_TRACES_SAMPLER` chose the sampler: only the SDK knows.
+    Sdk,
+}
+
+static TRACE_SAMPLING: std::sync::Mutex<TraceSampling> = std::sync::Mutex::new(TraceSampling::Off);
+
+/// How this process samples traces (set by [`init`]).
+pub fn trace_sampling() -> TraceSampling {
+    *TRACE_SAMPLING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Spans of this target are never exported: a request that is known not
+/// to be sampled makes its span here, for the logs only, and costs the
+/// OpenTelemetry layer nothing.
+pub const UNEXPORTED_TARGET: &str = "samverka::unexported";
+
 /// Whether this process exports metrics over OTLP: instruments made from
 /// `opentelemetry::global::meter` are worth recording only then.
 pub fn metrics_exported() -> bool {
@@ -256,7 +279,8 @@ pub fn init_with(
         .with_target(false)
         .with_filter(EnvFilter::new(
             "info,h2=off,hyper=off,hyper_util=off,tonic=off,tower=off,rustls=off,\
-             opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off",
+             opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,\
+             samverka::unexported=off",
         ));
     let installed = tracing_subscriber::registry()
         .with(logs)
@@ -270,6 +294,12 @@ pub fn init_with(
             meters: None,
         });
     }
+    *TRACE_SAMPLING.lock().unwrap_or_else(|p| p.into_inner()) =
+        if var("OTEL_TRACES_SAMPLER").is_some() {
+            TraceSampling::Sdk
+        } else {
+            TraceSampling::Ratio(config.sampling_ratio)
+        };
 
     // Metrics too when asked, every OTEL_METRIC_EXPORT_INTERVAL (60 s by
     // default).
