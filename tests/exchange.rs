@@ -962,6 +962,80 @@ async fn an_agency_over_its_rate_is_told_when_to_retry() {
 }
 
 #[tokio::test]
+async fn a_thousand_requests_over_the_rate_reach_no_adapter() {
+    let net = start().await;
+    // The demo's gateway again, allowing the reader two reads and no more
+    // (the clock stands still, so the bucket never refills).
+    let text = std::fs::read_to_string(&net.config_path)
+        .unwrap()
+        .replace("samverka.db", "rate-1000.db")
+        + "\n[limits]\nrate_per_second = 1\nburst = 2\n";
+    let config = samverka::Config::from_toml(&text, net.dir.path()).unwrap();
+    let clock = samverka::Clock::manual(samverka::time::system_now_ms());
+    let gateway = samverka::Gateway::new(config, clock).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(samverka::server::serve(
+        gateway.clone(),
+        listener,
+        std::future::pending(),
+    ));
+    let connect = |name: &'static str| {
+        let tls = net.agency_tls(name).unwrap();
+        let address = address.clone();
+        async move {
+            samverka::client::connect(&address, "localhost", &tls)
+                .await
+                .unwrap()
+        }
+    };
+    samverka_proto::v1::consents_client::ConsentsClient::new(connect("registrar").await)
+        .grant(grant_request(
+            &net,
+            DEMO_PURPOSE,
+            &samverka::demo::DEMO_RECORD_TYPES,
+            "rate-1000",
+        ))
+        .await
+        .unwrap();
+    let mut reader = samverka_proto::v1::record_exchange_client::RecordExchangeClient::new(
+        connect("reader").await,
+    );
+
+    // Two reads reach the adapters.
+    for _ in 0..2 {
+        assert_eq!(
+            reader
+                .get_records(demo_read())
+                .await
+                .unwrap()
+                .into_inner()
+                .records
+                .len(),
+            5
+        );
+    }
+    let calls = net.fetch_calls();
+    let audited = gateway.store.audit_entries(None).await.unwrap().len();
+
+    // A thousand more, all RATE_LIMITED, none reaching a register or the
+    // audit trail.
+    for _ in 0..1000 {
+        let status = reader.get_records(demo_read()).await.unwrap_err();
+        assert_eq!(reason(&status), "RATE_LIMITED");
+    }
+    assert_eq!(
+        net.fetch_calls(),
+        calls,
+        "a rate-limited read reached an adapter"
+    );
+    assert_eq!(
+        gateway.store.audit_entries(None).await.unwrap().len(),
+        audited
+    );
+}
+
+#[tokio::test]
 async fn one_trace_id_names_the_exchange_everywhere() {
     let net = start().await;
     grant_demo_consent(&net).await;

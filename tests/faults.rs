@@ -1,8 +1,9 @@
 //! Broken sources behind a `samverka serve` process: one answers garbage
 //! bytes instead of HTTP/2, one leaks another person's records and a type
-//! not asked for, one is too slow for the caller's deadline. Each gets its
-//! own outcome within the deadline, the caller gets no one else's data, and
-//! the audit entry records every source's outcome.
+//! not asked for, one is too slow for the caller's deadline, one resets
+//! every stream. Each gets its own outcome within the deadline, the caller
+//! gets no one else's data, and the audit entry records every source's
+//! outcome.
 
 mod support;
 
@@ -323,5 +324,127 @@ async fn broken_sources_get_their_own_outcomes_and_leak_nothing() {
         ),
     ] {
         assert!(sources.contains(&expected), "{expected} not in {sources}");
+    }
+}
+
+/// A TLS + HTTP/2 server with the adapter's certificate that resets every
+/// stream it is sent (RST_STREAM), as a crashing proxy in front of a
+/// register might.
+async fn serve_resets(pki: &DevPkiFiles, name: &str) -> SocketAddr {
+    let (cert, key) = adapter_files(pki, name);
+    let mut config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(samverka_adapter::crypto_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap(),
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                // A service that fails: hyper resets the stream.
+                let service = hyper::service::service_fn(|_request| async {
+                    Err::<hyper::Response<http_body_util::Empty<hyper::body::Bytes>>, _>(
+                        std::io::Error::other("reset"),
+                    )
+                });
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_resets_its_streams_is_unavailable_and_the_other_answers() {
+    samverka_adapter::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = samverka_certs::dev::write_dev_pki(&dir.path().join("certs"), &pki_spec()).unwrap();
+    let mut adapters = support::process::spawn_adapters(&pki).await;
+    for (name, address) in adapters.iter_mut() {
+        if name == "employment" {
+            *address = serve_resets(&pki, "employment").await;
+        }
+    }
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        samverka::demo::demo_config(
+            &pki,
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+            &adapters,
+            &dir.path().join("samverka.db").display().to_string(),
+            "",
+        ),
+    )
+    .unwrap();
+    let gateway = start_replica(BIN, &config);
+    let tls = |name: &str| {
+        let (_, cert, key) = pki.agencies.iter().find(|(n, _, _)| n == name).unwrap();
+        AgencyTls::from_files(&pki.ca_cert, cert, key).unwrap()
+    };
+    let address = gateway.address.to_string();
+    let now = samverka::time::system_now_ms();
+    ConsentsClient::new(
+        connect(&address, "localhost", &tls("registrar"))
+            .await
+            .unwrap(),
+    )
+    .grant(samverka_proto::v1::GrantConsentRequest {
+        subject_id: DEMO_SUBJECT.into(),
+        grantee_agency: READER_AGENCY.into(),
+        record_types: strings(&samverka::demo::DEMO_RECORD_TYPES),
+        purpose: DEMO_PURPOSE.into(),
+        valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
+        request_id: "resets-test".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut reader = RecordExchangeClient::new(
+        connect(&address, "localhost", &tls("reader"))
+            .await
+            .unwrap(),
+    );
+    for _ in 0..3 {
+        let answer = reader.get_records(demo_read()).await.unwrap().into_inner();
+        let employment = answer
+            .outcomes
+            .iter()
+            .find(|o| o.source_name == "employment")
+            .unwrap();
+        assert_eq!(
+            Outcome::try_from(employment.status).unwrap(),
+            Outcome::Unavailable,
+            "{employment:?}"
+        );
+        // The university's records still come.
+        assert_eq!(answer.records.len(), 3, "{:?}", answer.records);
+        assert!(
+            answer
+                .records
+                .iter()
+                .all(|r| r.source_agency == samverka_adapter_higher_education::DEMO_AGENCY)
+        );
     }
 }
