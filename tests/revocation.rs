@@ -236,3 +236,96 @@ async fn a_revoked_certificate_is_refused_after_a_reload_with_no_restart() {
     );
     assert!(!answered(&gateway, &ca, &second, &second_key).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_client_identity_is_used_for_the_next_adapter_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let certs_arg = certs.display().to_string();
+    samverka(&["certs", "init", "--out", &certs_arg]);
+    let pki = samverka_certs::dev::existing_dev_pki(&certs, &samverka::demo::pki_spec()).unwrap();
+    let adapters = spawn_adapters(&pki).await;
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        samverka::demo::demo_config(
+            &pki,
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+            &adapters,
+            &dir.path().join("samverka.db").display().to_string(),
+            "",
+        ),
+    )
+    .unwrap();
+    let gateway = start_replica(BIN, &config);
+
+    // Before any adapter was called, the gateway's client identity is
+    // replaced, here by one without the gateway role, which adapters
+    // refuse: if the new one is used, the sources say so.
+    samverka(&[
+        "certs",
+        "issue",
+        "--dir",
+        &certs_arg,
+        "--name",
+        "gateway-client",
+        "--org",
+        samverka::demo::GATEWAY_AGENCY,
+        "--role",
+        "agency",
+    ]);
+    until_logged(&gateway, &["TLS material reloaded"]).await;
+
+    let tls = |name: &str| {
+        let (_, cert, key) = pki.agencies.iter().find(|(n, _, _)| n == name).unwrap();
+        AgencyTls::from_files(&pki.ca_cert, cert, key).unwrap()
+    };
+    let address = gateway.address.to_string();
+    let now = samverka::time::system_now_ms();
+    samverka_proto::v1::consents_client::ConsentsClient::new(
+        connect(&address, "localhost", &tls("registrar"))
+            .await
+            .unwrap(),
+    )
+    .grant(samverka_proto::v1::GrantConsentRequest {
+        subject_id: samverka::demo::DEMO_SUBJECT.into(),
+        grantee_agency: samverka::demo::READER_AGENCY.into(),
+        record_types: samverka::demo::DEMO_RECORD_TYPES
+            .iter()
+            .map(|t| t.to_string())
+            .collect(),
+        purpose: samverka::demo::DEMO_PURPOSE.into(),
+        valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
+        request_id: "rotation-test".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let answer = RecordExchangeClient::new(
+        connect(&address, "localhost", &tls("reader"))
+            .await
+            .unwrap(),
+    )
+    .get_records(samverka_proto::v1::GetRecordsRequest {
+        subject_id: samverka::demo::DEMO_SUBJECT.into(),
+        record_types: samverka::demo::DEMO_RECORD_TYPES
+            .iter()
+            .map(|t| t.to_string())
+            .collect(),
+        purpose: samverka::demo::DEMO_PURPOSE.into(),
+        source_agencies: vec![],
+    })
+    .await
+    .unwrap()
+    .into_inner();
+    assert!(answer.records.is_empty(), "{:?}", answer.records);
+    assert_eq!(answer.outcomes.len(), 2);
+    for o in &answer.outcomes {
+        assert_eq!(
+            o.status,
+            samverka_proto::v1::source_outcome::Status::SourceError as i32,
+            "{o:?}"
+        );
+    }
+}

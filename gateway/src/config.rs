@@ -12,8 +12,9 @@
 //! client_cert = "certs/gateway-client.pem"   # identity towards adapters
 //! client_key = "certs/gateway-client.key"
 //! crls = ["certs/crl.pem"]        # revocation lists checked at every handshake
-//!                                 # (these files, the certificates and keys are
-//!                                 # reloaded on change or SIGHUP)
+//!                                 # (these files, ca_cert and the certificates
+//!                                 # and keys above are reloaded on change or
+//!                                 # SIGHUP)
 //! store = "samverka.db"           # SQLite file for consents and audit, or
 //!                                 # a postgresql:// URL shared by replicas
 //! default_deadline_ms = 5000      # when a caller sets no deadline

@@ -25,7 +25,6 @@ use samverka_proto::v1::{Source, SourceOutcome, source_outcome};
 use tokio::task::JoinSet;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::adapter_tls::AdapterTlsMaterial;
 use crate::breaker::{Admission, Breaker};
 use tonic::{Code, Request};
 use tracing::Instrument;
@@ -88,7 +87,7 @@ impl Router {
     /// row, for `breaker_pause`.
     pub fn new(
         routes: &[AdapterRoute],
-        tls: &AdapterTlsMaterial,
+        tls: std::sync::Arc<crate::tls::ServerTls>,
         metrics: crate::metrics::Metrics,
         breaker_failures: u32,
         breaker_pause: Duration,
@@ -99,16 +98,21 @@ impl Router {
                 // TLS is done by this connector rather than by tonic, so that
                 // the adapter's certificate is checked against the routing
                 // table (see `adapter_tls`).
-                let connector =
-                    tokio_rustls::TlsConnector::from(tls.client_config(&route.org_number)?);
+                // The material is taken at each connect, so that a reloaded
+                // client certificate is used from the next connection on.
+                tls.adapter_material().client_config(&route.org_number)?;
                 let server_name =
                     rustls::pki_types::ServerName::try_from(route.server_name.clone())
                         .map_err(|e| format!("adapters {}: server name: {e}", route.name))?;
-                let address = route.address.clone();
+                let (address, agency, tls) =
+                    (route.address.clone(), route.org_number.clone(), tls.clone());
                 let connect = tower::service_fn(move |_: tonic::transport::Uri| {
-                    let (connector, server_name, address) =
-                        (connector.clone(), server_name.clone(), address.clone());
+                    let (server_name, address) = (server_name.clone(), address.clone());
+                    let config = tls.adapter_material().client_config(&agency);
                     async move {
+                        let connector = tokio_rustls::TlsConnector::from(
+                            config.map_err(std::io::Error::other)?,
+                        );
                         let tcp = tokio::net::TcpStream::connect(&address).await?;
                         tcp.set_nodelay(true)?;
                         let tls = connector.connect(server_name, tcp).await?;

@@ -15,8 +15,6 @@ use samverka_proto::v1::record_exchange_server::RecordExchangeServer;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 
-use crate::adapter_tls::AdapterTlsMaterial;
-
 use crate::access_log::AccessLogService;
 use crate::audit::AuditWriter;
 use crate::config::{Config, ConfigError};
@@ -91,7 +89,6 @@ impl Gateway {
     pub async fn new(config: Config, clock: Clock) -> Result<Arc<Gateway>, StartError> {
         samverka_adapter::install_crypto_provider();
         let g = &config.gateway;
-        let ca_pem = read(&g.ca_cert)?;
         let (cert_pem, key_pem) = (read(&g.cert)?, read(&g.key)?);
         let signer = JwsSigner::from_pem(&cert_pem, &key_pem, g.org_number.as_str())
             .map_err(|e| StartError::Tls(format!("{}: {e}", g.key.display())))?;
@@ -100,15 +97,14 @@ impl Gateway {
             key: g.key.clone(),
             ca: g.ca_cert.clone(),
             crls: g.crls.clone(),
+            client_cert: g.client_cert.clone(),
+            client_key: g.client_key.clone(),
         })
         .map_err(StartError::Tls)?;
-        let client_tls =
-            AdapterTlsMaterial::from_pem(&ca_pem, &read(&g.client_cert)?, &read(&g.client_key)?)
-                .map_err(StartError::Tls)?;
         let metrics = Metrics::new();
         let router = Router::new(
             &config.adapters,
-            &client_tls,
+            server_tls.clone(),
             metrics.clone(),
             config.limits.breaker_failures,
             config.limits.breaker_pause,

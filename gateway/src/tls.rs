@@ -14,10 +14,11 @@
 //! - **Revocation**: the CRLs named in `gateway.crls` are checked at every
 //!   handshake; a revoked certificate is refused, and so is one whose
 //!   issuer has no CRL among them when any are configured (fail closed).
-//! - **Reload**: the certificate, key, trust bundle and CRLs are read
-//!   again when one of the files changes (checked every two seconds) or on
-//!   SIGHUP. New handshakes use the new material; established connections
-//!   and their requests go on. A file that does not load (a broken CRL, a
+//! - **Reload**: the certificate, key, trust bundle and CRLs, and the
+//!   gateway's client certificate and key towards adapters, are read again
+//!   when one of the files changes (checked every two seconds) or on
+//!   SIGHUP. New handshakes, with agencies and with adapters, use the new
+//!   material; established connections and their requests go on. A file that does not load (a broken CRL, a
 //!   key that does not match) is refused with a log line, and the material
 //!   in use is kept.
 //!
@@ -37,6 +38,7 @@ use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyD
 use tokio::net::TcpListener;
 use tokio_rustls::server::TlsStream;
 
+use crate::adapter_tls::AdapterTlsMaterial;
 use crate::metrics::{CountedConnection, Metrics};
 
 /// How long a client gets to finish its handshake.
@@ -62,13 +64,23 @@ pub struct TlsFiles {
     pub ca: PathBuf,
     /// Certificate revocation lists (PEM).
     pub crls: Vec<PathBuf>,
+    /// The gateway's client certificate towards adapters (PEM).
+    pub client_cert: PathBuf,
+    /// Its key (PEM).
+    pub client_key: PathBuf,
 }
 
 impl TlsFiles {
     fn all(&self) -> impl Iterator<Item = &PathBuf> {
-        [&self.cert, &self.key, &self.ca]
-            .into_iter()
-            .chain(self.crls.iter())
+        [
+            &self.cert,
+            &self.key,
+            &self.ca,
+            &self.client_cert,
+            &self.client_key,
+        ]
+        .into_iter()
+        .chain(self.crls.iter())
     }
 
     /// What the files look like now (modification time and length), to
@@ -142,11 +154,25 @@ pub fn server_config(files: &TlsFiles) -> Result<ServerConfig, String> {
     Ok(config)
 }
 
-/// The agency-facing TLS material in use, and how to renew it.
+/// The gateway's identity towards adapters, from `files`.
+fn adapter_material(files: &TlsFiles) -> Result<AdapterTlsMaterial, String> {
+    let text =
+        |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
+    AdapterTlsMaterial::from_pem(
+        &text(&files.ca)?,
+        &text(&files.client_cert)?,
+        &text(&files.client_key)?,
+    )
+    .map_err(|e| format!("{}: {e}", files.client_cert.display()))
+}
+
+/// The TLS material in use (towards agencies and towards adapters), and how
+/// to renew it.
 #[derive(Debug)]
 pub struct ServerTls {
     files: TlsFiles,
     current: RwLock<Arc<ServerConfig>>,
+    adapters: RwLock<Arc<AdapterTlsMaterial>>,
     stamp: Mutex<Vec<Option<(SystemTime, u64)>>>,
 }
 
@@ -155,11 +181,21 @@ impl ServerTls {
     pub fn load(files: TlsFiles) -> Result<Arc<ServerTls>, String> {
         let stamp = files.stamp();
         let config = server_config(&files)?;
+        let adapters = adapter_material(&files)?;
         Ok(Arc::new(ServerTls {
             files,
             current: RwLock::new(Arc::new(config)),
+            adapters: RwLock::new(Arc::new(adapters)),
             stamp: Mutex::new(stamp),
         }))
+    }
+
+    /// The identity new connections to adapters use.
+    pub fn adapter_material(&self) -> Arc<AdapterTlsMaterial> {
+        self.adapters
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
     }
 
     /// The configuration new handshakes use.
@@ -177,10 +213,16 @@ impl ServerTls {
         if let Ok(mut s) = self.stamp.lock() {
             *s = stamp;
         }
+        // Both or neither.
         let config = Arc::new(server_config(&self.files)?);
+        let adapters = Arc::new(adapter_material(&self.files)?);
         match self.current.write() {
             Ok(mut c) => *c = config,
             Err(poisoned) => *poisoned.into_inner() = config,
+        }
+        match self.adapters.write() {
+            Ok(mut c) => *c = adapters,
+            Err(poisoned) => *poisoned.into_inner() = adapters,
         }
         Ok(())
     }
