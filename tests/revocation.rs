@@ -208,6 +208,7 @@ async fn a_revoked_certificate_is_refused_after_a_reload_with_no_restart() {
     // A rotated server certificate reaches new connections.
     let before = served_certificate(&gateway, &ca, &reader, &reader_key).await;
     assert_eq!(before, der(&pki.gateway.0));
+    let old_cert = std::fs::read_to_string(&pki.gateway.0).unwrap();
     std::fs::write(&pki.crl, &good_crl).unwrap();
     samverka(&[
         "certs",
@@ -235,6 +236,36 @@ async fn a_revoked_certificate_is_refused_after_a_reload_with_no_restart() {
         "the new certificate is not served"
     );
     assert!(!answered(&gateway, &ca, &second, &second_key).await);
+
+    // What the gateway signs from now on verifies with the new certificate.
+    let (registrar, registrar_key) = (file("agency-registrar.pem"), file("agency-registrar.key"));
+    let receipt = samverka_proto::v1::consents_client::ConsentsClient::new(
+        connect(
+            &gateway.address.to_string(),
+            "localhost",
+            &AgencyTls::from_files(&ca, &registrar, &registrar_key).unwrap(),
+        )
+        .await
+        .unwrap(),
+    )
+    .grant(samverka_proto::v1::GrantConsentRequest {
+        subject_id: samverka::demo::DEMO_SUBJECT.into(),
+        grantee_agency: samverka::demo::READER_AGENCY.into(),
+        record_types: vec!["employment.period".into()],
+        purpose: samverka::demo::DEMO_PURPOSE.into(),
+        valid_until: Some(samverka::time::to_timestamp(
+            samverka::time::system_now_ms() + 24 * 3600 * 1000,
+        )),
+        request_id: "after-rotation".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .jws;
+    let new_cert = std::fs::read_to_string(&pki.gateway.0).unwrap();
+    samverka::receipt::verify(&receipt, &new_cert).expect("signed with the new key");
+    assert!(samverka::receipt::verify(&receipt, &old_cert).is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -343,7 +343,7 @@ impl ConsentsService {
             _ => "active",
         };
         let claims = ReceiptClaims {
-            iss: self.gateway.signer.issuer().to_owned(),
+            iss: self.gateway.signer.current().issuer().to_owned(),
             iat: now_ms.div_euclid(1000),
             event: event.to_owned(),
             recorded_at: rfc3339(recorded_at_ms),
@@ -364,8 +364,8 @@ impl ConsentsService {
                 revocation_reason: c.revocation_reason.clone(),
             },
         };
-        let jws =
-            crate::receipt::sign(&self.gateway.signer, &claims).map_err(GatewayError::internal)?;
+        let jws = crate::receipt::sign(&self.gateway.signer.current(), &claims)
+            .map_err(GatewayError::internal)?;
         Ok(ConsentReceipt {
             consent: Some(to_proto(c, now_ms)),
             event: event.to_owned(),

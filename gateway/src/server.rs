@@ -67,7 +67,7 @@ pub struct Gateway {
     /// Where "now" comes from.
     pub clock: Clock,
     /// Signs consent receipts and audit checkpoints with the gateway's key.
-    pub signer: Arc<JwsSigner>,
+    pub signer: Arc<crate::signing::SignerSlot>,
     /// Commits audit entries (group commit) and signs checkpoints.
     pub audit: AuditWriter,
     /// What operators scrape.
@@ -92,14 +92,19 @@ impl Gateway {
         let (cert_pem, key_pem) = (read(&g.cert)?, read(&g.key)?);
         let signer = JwsSigner::from_pem(&cert_pem, &key_pem, g.org_number.as_str())
             .map_err(|e| StartError::Tls(format!("{}: {e}", g.key.display())))?;
-        let server_tls = crate::tls::ServerTls::load(crate::tls::TlsFiles {
-            cert: g.cert.clone(),
-            key: g.key.clone(),
-            ca: g.ca_cert.clone(),
-            crls: g.crls.clone(),
-            client_cert: g.client_cert.clone(),
-            client_key: g.client_key.clone(),
-        })
+        let signer = Arc::new(crate::signing::SignerSlot::new(signer));
+        let server_tls = crate::tls::ServerTls::load(
+            crate::tls::TlsFiles {
+                cert: g.cert.clone(),
+                key: g.key.clone(),
+                ca: g.ca_cert.clone(),
+                crls: g.crls.clone(),
+                client_cert: g.client_cert.clone(),
+                client_key: g.client_key.clone(),
+                issuer: g.org_number.to_string(),
+            },
+            signer.clone(),
+        )
         .map_err(StartError::Tls)?;
         let metrics = Metrics::new();
         let router = Router::new(
@@ -111,7 +116,6 @@ impl Gateway {
         )
         .map_err(StartError::Tls)?;
         let store = Store::open(&g.store).await.map_err(StartError::Store)?;
-        let signer = Arc::new(signer);
         let audit = AuditWriter::spawn(
             store.clone(),
             signer.clone(),

@@ -127,6 +127,36 @@ impl JwsSigner {
     }
 }
 
+/// The gateway's signer in use, replaced when its certificate and key are
+/// reloaded (see [`crate::tls`]): what is signed after a rotation verifies
+/// against the new certificate.
+#[derive(Debug)]
+pub struct SignerSlot(std::sync::RwLock<std::sync::Arc<JwsSigner>>);
+
+impl SignerSlot {
+    /// A slot holding `signer`.
+    pub fn new(signer: JwsSigner) -> Self {
+        SignerSlot(std::sync::RwLock::new(std::sync::Arc::new(signer)))
+    }
+
+    /// The signer to use now.
+    pub fn current(&self) -> std::sync::Arc<JwsSigner> {
+        self.0
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Puts `signer` in use.
+    pub fn replace(&self, signer: JwsSigner) {
+        let signer = std::sync::Arc::new(signer);
+        match self.0.write() {
+            Ok(mut s) => *s = signer,
+            Err(p) => *p.into_inner() = signer,
+        }
+    }
+}
+
 /// Verifies a compact JWS of type `typ` against the gateway's certificate
 /// and returns its payload.
 pub fn verify<T: DeserializeOwned>(

@@ -18,7 +18,9 @@
 //!   gateway's client certificate and key towards adapters, are read again
 //!   when one of the files changes (checked every two seconds) or on
 //!   SIGHUP. New handshakes, with agencies and with adapters, use the new
-//!   material; established connections and their requests go on. A file that does not load (a broken CRL, a
+//!   material, and what the gateway signs from then on (receipts,
+//!   checkpoints, passports) is signed with the new key; established
+//!   connections and their requests go on. A file that does not load (a broken CRL, a
 //!   key that does not match) is refused with a log line, and the material
 //!   in use is kept.
 //!
@@ -40,6 +42,7 @@ use tokio_rustls::server::TlsStream;
 
 use crate::adapter_tls::AdapterTlsMaterial;
 use crate::metrics::{CountedConnection, Metrics};
+use crate::signing::{JwsSigner, SignerSlot};
 
 /// How long a client gets to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,6 +71,9 @@ pub struct TlsFiles {
     pub client_cert: PathBuf,
     /// Its key (PEM).
     pub client_key: PathBuf,
+    /// The operator's organisation number, named in what the gateway
+    /// signs with `cert` and `key`.
+    pub issuer: String,
 }
 
 impl TlsFiles {
@@ -173,12 +179,22 @@ pub struct ServerTls {
     files: TlsFiles,
     current: RwLock<Arc<ServerConfig>>,
     adapters: RwLock<Arc<AdapterTlsMaterial>>,
+    signer: Arc<SignerSlot>,
     stamp: Mutex<Vec<Option<(SystemTime, u64)>>>,
 }
 
+/// The signer made of the server certificate and key of `files`.
+fn signer(files: &TlsFiles) -> Result<JwsSigner, String> {
+    let text =
+        |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
+    JwsSigner::from_pem(&text(&files.cert)?, &text(&files.key)?, &files.issuer)
+        .map_err(|e| format!("{}: {e}", files.key.display()))
+}
+
 impl ServerTls {
-    /// Loads `files`; an error names the file and what is wrong.
-    pub fn load(files: TlsFiles) -> Result<Arc<ServerTls>, String> {
+    /// Loads `files`; an error names the file and what is wrong. `signer`
+    /// (made of the same certificate and key) is replaced on each reload.
+    pub fn load(files: TlsFiles, signer: Arc<SignerSlot>) -> Result<Arc<ServerTls>, String> {
         let stamp = files.stamp();
         let config = server_config(&files)?;
         let adapters = adapter_material(&files)?;
@@ -186,6 +202,7 @@ impl ServerTls {
             files,
             current: RwLock::new(Arc::new(config)),
             adapters: RwLock::new(Arc::new(adapters)),
+            signer,
             stamp: Mutex::new(stamp),
         }))
     }
@@ -213,9 +230,11 @@ impl ServerTls {
         if let Ok(mut s) = self.stamp.lock() {
             *s = stamp;
         }
-        // Both or neither.
+        // All or nothing.
         let config = Arc::new(server_config(&self.files)?);
         let adapters = Arc::new(adapter_material(&self.files)?);
+        let new_signer = signer(&self.files)?;
+        self.signer.replace(new_signer);
         match self.current.write() {
             Ok(mut c) => *c = config,
             Err(poisoned) => *poisoned.into_inner() = config,

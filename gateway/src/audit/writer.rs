@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::chain;
-use crate::signing::JwsSigner;
+use crate::signing::{JwsSigner, SignerSlot};
 use crate::store::{AuditEntry, Store, StoreError};
 use crate::time::Clock;
 
@@ -51,7 +51,7 @@ impl AuditWriter {
     /// `AuditWriter` is dropped, after committing what it holds.
     pub fn spawn(
         store: Store,
-        signer: Arc<JwsSigner>,
+        signer: Arc<SignerSlot>,
         clock: Clock,
         policy: CheckpointPolicy,
         metrics: crate::metrics::Metrics,
@@ -99,7 +99,7 @@ impl AuditWriter {
 async fn run(
     mut rx: mpsc::Receiver<Job>,
     store: Store,
-    signer: Arc<JwsSigner>,
+    signer: Arc<SignerSlot>,
     clock: Clock,
     policy: CheckpointPolicy,
     metrics: crate::metrics::Metrics,
@@ -123,7 +123,7 @@ async fn run(
             _ = ticker.tick() => {
                 if since_checkpoint_entries {
                     since_checkpoint_entries = false;
-                    sign_head(&store, &signer, &clock, &mut last_checkpoint).await;
+                    sign_head(&store, &signer.current(), &clock, &mut last_checkpoint).await;
                 }
                 continue;
             }
@@ -142,7 +142,7 @@ async fn run(
                 since_checkpoint_entries = true;
                 if (head_seq - last_checkpoint) as u64 >= policy.every {
                     since_checkpoint_entries = false;
-                    sign_head(&store, &signer, &clock, &mut last_checkpoint).await;
+                    sign_head(&store, &signer.current(), &clock, &mut last_checkpoint).await;
                 }
             }
             Err(e) => {
@@ -155,7 +155,7 @@ async fn run(
     }
     // Leave a checkpoint of everything written, for a clean shutdown.
     if since_checkpoint_entries {
-        sign_head(&store, &signer, &clock, &mut last_checkpoint).await;
+        sign_head(&store, &signer.current(), &clock, &mut last_checkpoint).await;
     }
 }
 

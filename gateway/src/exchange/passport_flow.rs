@@ -287,7 +287,7 @@ pub(super) async fn assemble(
         audit_ids: entries.iter().map(|e| e.audit_id.clone()).collect(),
         consent_ids,
     };
-    answer.credential =
-        passport::sign(&gw.signer, &answer, &issuer_name).map_err(GatewayError::internal)?;
+    answer.credential = passport::sign(&gw.signer.current(), &answer, &issuer_name)
+        .map_err(GatewayError::internal)?;
     Ok(answer)
 }
