@@ -360,3 +360,70 @@ async fn a_rotated_client_identity_is_used_for_the_next_adapter_connection() {
         );
     }
 }
+
+#[test]
+fn an_adapter_with_the_crl_refuses_a_revoked_gateway_certificate() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let certs_arg = certs.display().to_string();
+    samverka(&["certs", "init", "--out", &certs_arg]);
+    let file = |name: &str| certs.join(name).display().to_string();
+    // The gateway's client certificate is revoked; a second one is not.
+    samverka(&[
+        "certs",
+        "revoke",
+        "--dir",
+        &certs_arg,
+        &file("gateway-client.pem"),
+    ]);
+    samverka(&[
+        "certs",
+        "issue",
+        "--dir",
+        &certs_arg,
+        "--name",
+        "gateway-client-2",
+        "--org",
+        samverka::demo::GATEWAY_AGENCY,
+        "--role",
+        "gateway",
+        "--client",
+    ]);
+
+    let mut adapter = Command::new(BIN)
+        .args(["adapter", "run", "employment", "--listen", "127.0.0.1:0"])
+        .args(["--cert", &file("adapter-employment.pem")])
+        .args(["--key", &file("adapter-employment.key")])
+        .args(["--ca", &file("ca.pem"), "--crl", &file("crl.pem")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(adapter.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line.split("serving on ").nth(1).unwrap().trim().to_owned();
+
+    let check = |cert: &str, key: &str| {
+        Command::new(BIN)
+            .args(["adapter", "check", "--addr", &address])
+            .args(["--ca", &file("ca.pem"), "--cert", cert, "--key", key])
+            .args(["--other-cert", &file("agency-reader.pem")])
+            .args(["--other-key", &file("agency-reader.key")])
+            .output()
+            .unwrap()
+    };
+    let refused = check(&file("gateway-client.pem"), &file("gateway-client.key"));
+    let stdout = String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL describe"), "{stdout}");
+    let passed = check(&file("gateway-client-2.pem"), &file("gateway-client-2.key"));
+    assert!(
+        passed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&passed.stdout)
+    );
+    let _ = adapter.kill();
+    let _ = adapter.wait();
+}

@@ -99,6 +99,10 @@ pub enum AdapterCommand {
         /// a slow register: for trying deadlines and for benchmarks.
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
+        /// A certificate revocation list (PEM) of the CA; a revoked gateway
+        /// certificate is refused. Repeat for several.
+        #[arg(long = "crl")]
+        crls: Vec<PathBuf>,
     },
 }
 
@@ -207,9 +211,11 @@ pub async fn run(command: AdapterCommand) -> Result<bool, ServeError> {
             ca,
             agency,
             latency_ms,
+            crls,
         } => {
             let latency = std::time::Duration::from_millis(latency_ms);
-            serve_reference(adapter, listen, &cert, &key, &ca, agency, latency)
+            let tls = AdapterTls::from_files(&cert, &key, &ca)?.with_crl_files(&crls)?;
+            serve_reference(adapter, listen, tls, agency, latency)
                 .await
                 .map(|()| true)
         }
@@ -240,13 +246,10 @@ async fn check(config: samverka_adapter::conformance::KitConfig) -> Result<bool,
 async fn serve_reference(
     adapter: ReferenceAdapter,
     listen: SocketAddr,
-    cert: &std::path::Path,
-    key: &std::path::Path,
-    ca: &std::path::Path,
+    tls: AdapterTls,
     agency: Option<String>,
     latency: std::time::Duration,
 ) -> Result<(), ServeError> {
-    let tls = AdapterTls::from_files(cert, key, ca)?;
     let (name, register): (&str, InMemoryRegister) = match adapter {
         ReferenceAdapter::HigherEducation => (
             "higher-education",

@@ -6,10 +6,12 @@
 //! cert = "/etc/samverka/adapter.pem"   # the adapter's server certificate
 //! key = "/etc/samverka/adapter.key"
 //! ca = "/etc/samverka/ca.pem"          # the CA of the gateway's client certificate
+//! crls = ["/etc/samverka/crl.pem"]     # optional: revoked certificates are refused
 //! ```
 //!
 //! or `SAMVERKA_ADAPTER_LISTEN`, `SAMVERKA_ADAPTER_CERT`,
-//! `SAMVERKA_ADAPTER_KEY`, `SAMVERKA_ADAPTER_CA`. [`AdapterConfig::load`]
+//! `SAMVERKA_ADAPTER_KEY`, `SAMVERKA_ADAPTER_CA` (and optionally
+//! `SAMVERKA_ADAPTER_CRLS`, comma-separated). [`AdapterConfig::load`]
 //! reads the file named by `SAMVERKA_ADAPTER_CONFIG` if that is set, and the
 //! four variables otherwise.
 
@@ -32,6 +34,10 @@ pub struct AdapterConfig {
     pub key: PathBuf,
     /// The CA that issued the gateway's client certificate (PEM).
     pub ca: PathBuf,
+    /// The CA's certificate revocation lists (PEM); a revoked gateway
+    /// certificate is refused at the handshake.
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
 }
 
 impl AdapterConfig {
@@ -42,7 +48,10 @@ impl AdapterConfig {
         let mut config: AdapterConfig = toml::from_str(&text)
             .map_err(|e| ServeError::Io(format!("{}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut config.cert, &mut config.key, &mut config.ca] {
+        for p in [&mut config.cert, &mut config.key, &mut config.ca]
+            .into_iter()
+            .chain(config.crls.iter_mut())
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -63,6 +72,14 @@ impl AdapterConfig {
             cert: get("SAMVERKA_ADAPTER_CERT")?.into(),
             key: get("SAMVERKA_ADAPTER_KEY")?.into(),
             ca: get("SAMVERKA_ADAPTER_CA")?.into(),
+            crls: var("SAMVERKA_ADAPTER_CRLS")
+                .map(|v| {
+                    v.split(',')
+                        .filter(|p| !p.trim().is_empty())
+                        .map(|p| PathBuf::from(p.trim()))
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 

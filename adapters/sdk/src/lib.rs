@@ -79,7 +79,7 @@ use std::time::Duration;
 pub use samverka_certs::{OrgNumber, SubjectId};
 use samverka_proto::adapter::v1::adapter_server::AdapterServer;
 use tokio::net::TcpListener;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 
 pub use config::AdapterConfig;
 pub use register::InMemoryRegister;
@@ -169,12 +169,16 @@ impl std::fmt::Display for AdapterError {
 
 impl std::error::Error for AdapterError {}
 
-/// The adapter's TLS material: its server certificate and key, and the CA
-/// that issued the gateway's client certificate.
+/// The adapter's TLS material: its server certificate and key, the CA
+/// that issued the gateway's client certificate, and optionally the CA's
+/// certificate revocation lists (a revoked gateway certificate is then
+/// refused at the handshake).
 #[derive(Clone)]
 pub struct AdapterTls {
-    identity: Identity,
-    ca: Certificate,
+    cert_pem: String,
+    key_pem: String,
+    ca_pem: String,
+    crl_pems: Vec<String>,
 }
 
 impl std::fmt::Debug for AdapterTls {
@@ -187,9 +191,66 @@ impl AdapterTls {
     /// From PEM text.
     pub fn from_pem(cert_pem: &str, key_pem: &str, ca_pem: &str) -> Self {
         AdapterTls {
-            identity: Identity::from_pem(cert_pem, key_pem),
-            ca: Certificate::from_pem(ca_pem),
+            cert_pem: cert_pem.to_owned(),
+            key_pem: key_pem.to_owned(),
+            ca_pem: ca_pem.to_owned(),
+            crl_pems: Vec::new(),
         }
+    }
+
+    /// The same material, also refusing the certificates these CRL files
+    /// (PEM) revoke.
+    pub fn with_crl_files(mut self, crls: &[impl AsRef<Path>]) -> Result<Self, ServeError> {
+        for path in crls {
+            let path = path.as_ref();
+            self.crl_pems.push(
+                std::fs::read_to_string(path)
+                    .map_err(|e| ServeError::Io(format!("{}: {e}", path.display())))?,
+            );
+        }
+        Ok(self)
+    }
+
+    /// The rustls server configuration: samverka's TLS policy
+    /// ([`crypto_provider`]), a client certificate from the CA required and
+    /// checked against the CRLs, ALPN h2.
+    fn server_config(&self) -> Result<rustls::ServerConfig, ServeError> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+        let bad = |what: &str, e: &dyn std::fmt::Display| ServeError::Io(format!("{what}: {e}"));
+        let provider = std::sync::Arc::new(crypto_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+            roots
+                .add(cert.map_err(|e| bad("CA", &e))?)
+                .map_err(|e| bad("CA", &e))?;
+        }
+        let mut crls = Vec::new();
+        for pem in &self.crl_pems {
+            for crl in CertificateRevocationListDer::pem_slice_iter(pem.as_bytes()) {
+                crls.push(crl.map_err(|e| bad("CRL", &e))?);
+            }
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            provider.clone(),
+        )
+        .with_crls(crls)
+        .build()
+        .map_err(|e| bad("client certificate verifier", &e))?;
+        let chain = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad("certificate", &e))?;
+        let key =
+            PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(|e| bad("key", &e))?;
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| bad("TLS versions", &e))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .map_err(|e| bad("certificate and key", &e))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(config)
     }
 
     /// From PEM files.
@@ -263,7 +324,8 @@ pub async fn serve_configured<A: Adapter>(
     adapter: A,
     config: AdapterConfig,
 ) -> Result<(), ServeError> {
-    let tls = AdapterTls::from_files(&config.cert, &config.key, &config.ca)?;
+    let tls = AdapterTls::from_files(&config.cert, &config.key, &config.ca)?
+        .with_crl_files(&config.crls)?;
     serve(adapter, config.listen, tls).await
 }
 
@@ -337,9 +399,7 @@ pub async fn serve_with_listener<A: Adapter>(
         return Err(ServeError::Description("no record types".into()));
     }
     let svc = service::AdapterService::new(adapter, agency, description);
-    let tls_config = ServerTlsConfig::new()
-        .identity(tls.identity)
-        .client_ca_root(tls.ca);
+    let tls_config = std::sync::Arc::new(tls.server_config()?);
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<AdapterServer<service::AdapterService<A>>>()
@@ -348,15 +408,53 @@ pub async fn serve_with_listener<A: Adapter>(
     let (reflection, reflection_v1alpha) = reflection(&["samverka.adapter.v1.Adapter"])
         .map_err(|e| ServeError::Description(format!("reflection: {e}")))?;
     Server::builder()
-        .tls_config(tls_config)
-        .map_err(ServeError::Transport)?
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
         .add_service(AdapterServer::new(svc))
-        .serve_with_incoming_shutdown(incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(handshakes(listener, tls_config), shutdown)
         .await
         .map_err(ServeError::Transport)
+}
+
+/// The connections accepted on `listener` that completed a TLS handshake
+/// under `config`, with Nagle's algorithm off; handshakes run side by side
+/// (at most ten seconds each), a failed one is logged and dropped.
+/// Accepting stops when the stream is dropped.
+fn handshakes(
+    listener: TcpListener,
+    config: std::sync::Arc<rustls::ServerConfig>,
+) -> impl futures_util::Stream<
+    Item = Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>,
+> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                () = tx.closed() => return,
+                accepted = listener.accept() => accepted,
+            };
+            let Ok((tcp, peer)) = accepted else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(stream).await;
+                    }
+                    Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake refused"),
+                    Err(_) => tracing::info!(%peer, "TLS handshake not finished in time"),
+                }
+            });
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|stream| (Ok(stream), rx))
+    })
 }
 
 /// Accepted connections with Nagle's algorithm off: gRPC writes small
