@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use samverka::client::{AgencyTls, connect};
-use samverka::demo::{DEMO_PURPOSE, DEMO_SUBJECT, OTHER_SUBJECT, READER_AGENCY, pki_spec};
+use samverka::demo::{DEMO_PURPOSE, DEMO_SUBJECT, OTHER_SUBJECT, pki_spec};
 use samverka_certs::dev::DevPkiFiles;
 use samverka_proto::adapter::v1::adapter_server::{Adapter, AdapterServer};
 use samverka_proto::adapter::v1::{
@@ -22,15 +21,11 @@ use samverka_proto::adapter::v1::{
 };
 use samverka_proto::records::v1::record::Payload;
 use samverka_proto::records::v1::{Degree, EmploymentPeriod, Record, ValidatedCompetence};
-use samverka_proto::v1::consents_client::ConsentsClient;
-use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
 use samverka_proto::v1::source_outcome::Status as Outcome;
-use support::process::start_replica;
+use support::process::{gateway_store, start_gateway};
 use support::*;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
-
-const BIN: &str = env!("CARGO_BIN_EXE_samverka");
 
 fn adapter_files(pki: &DevPkiFiles, name: &str) -> (String, String) {
     let (_, cert, key) = pki.adapters.iter().find(|(n, _, _)| n == name).unwrap();
@@ -203,52 +198,14 @@ async fn broken_sources_get_their_own_outcomes_and_leak_nothing() {
             .await,
         ),
     ];
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        samverka::demo::demo_config(
-            &pki,
-            "127.0.0.1:0",
-            "127.0.0.1:0",
-            &adapters,
-            &dir.path().join("samverka.db").display().to_string(),
-            "",
-        ),
-    )
-    .unwrap();
-    let gateway = start_replica(BIN, &config);
-    let tls = |name: &str| {
-        let (_, cert, key) = pki.agencies.iter().find(|(n, _, _)| n == name).unwrap();
-        AgencyTls::from_files(&pki.ca_cert, cert, key).unwrap()
-    };
-    let address = gateway.address.to_string();
+    let gateway = start_gateway(dir.path(), &pki, &adapters, "", &[]);
     let types = [
         "education.course_result",
         "employment.period",
         "competence.validated",
     ];
-    let now = samverka::time::system_now_ms();
-    ConsentsClient::new(
-        connect(&address, "localhost", &tls("registrar"))
-            .await
-            .unwrap(),
-    )
-    .grant(samverka_proto::v1::GrantConsentRequest {
-        subject_id: DEMO_SUBJECT.into(),
-        grantee_agency: READER_AGENCY.into(),
-        record_types: strings(&types),
-        purpose: DEMO_PURPOSE.into(),
-        valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
-        request_id: "faults-test".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let mut reader = RecordExchangeClient::new(
-        connect(&address, "localhost", &tls("reader"))
-            .await
-            .unwrap(),
-    );
+    gateway.grant(&pki, &types, "faults-test").await;
+    let mut reader = gateway.reader(&pki).await;
 
     let mut request = Request::new(read_request(DEMO_SUBJECT, &types, DEMO_PURPOSE));
     request.set_timeout(Duration::from_secs(1));
@@ -294,12 +251,7 @@ async fn broken_sources_get_their_own_outcomes_and_leak_nothing() {
     );
 
     // The audit entry records each source's outcome.
-    let store = samverka::store::Store::open(&samverka::store::StoreLocation::parse(
-        &dir.path().join("samverka.db").display().to_string(),
-        dir.path(),
-    ))
-    .await
-    .unwrap();
+    let store = gateway_store(dir.path()).await;
     let entry = store
         .audit_entries(Some(DEMO_SUBJECT))
         .await
@@ -385,47 +337,11 @@ async fn a_source_that_resets_its_streams_is_unavailable_and_the_other_answers()
             *address = serve_resets(&pki, "employment").await;
         }
     }
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        samverka::demo::demo_config(
-            &pki,
-            "127.0.0.1:0",
-            "127.0.0.1:0",
-            &adapters,
-            &dir.path().join("samverka.db").display().to_string(),
-            "",
-        ),
-    )
-    .unwrap();
-    let gateway = start_replica(BIN, &config);
-    let tls = |name: &str| {
-        let (_, cert, key) = pki.agencies.iter().find(|(n, _, _)| n == name).unwrap();
-        AgencyTls::from_files(&pki.ca_cert, cert, key).unwrap()
-    };
-    let address = gateway.address.to_string();
-    let now = samverka::time::system_now_ms();
-    ConsentsClient::new(
-        connect(&address, "localhost", &tls("registrar"))
-            .await
-            .unwrap(),
-    )
-    .grant(samverka_proto::v1::GrantConsentRequest {
-        subject_id: DEMO_SUBJECT.into(),
-        grantee_agency: READER_AGENCY.into(),
-        record_types: strings(&samverka::demo::DEMO_RECORD_TYPES),
-        purpose: DEMO_PURPOSE.into(),
-        valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
-        request_id: "resets-test".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let mut reader = RecordExchangeClient::new(
-        connect(&address, "localhost", &tls("reader"))
-            .await
-            .unwrap(),
-    );
+    let gateway = start_gateway(dir.path(), &pki, &adapters, "", &[]);
+    gateway
+        .grant(&pki, &samverka::demo::DEMO_RECORD_TYPES, "resets-test")
+        .await;
+    let mut reader = gateway.reader(&pki).await;
     for _ in 0..3 {
         let answer = reader.get_records(demo_read()).await.unwrap().into_inner();
         let employment = answer

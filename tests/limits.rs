@@ -8,15 +8,10 @@ mod support;
 
 use std::time::Duration;
 
-use samverka::client::{AgencyTls, connect};
-use samverka::demo::{DEMO_PURPOSE, DEMO_SUBJECT, READER_AGENCY, pki_spec};
-use samverka_proto::v1::consents_client::ConsentsClient;
-use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
+use samverka::demo::{DEMO_PURPOSE, DEMO_SUBJECT, pki_spec};
 use samverka_proto::v1::{GetCompetencePassportRequest, ListSourcesRequest};
-use support::process::{Replica, spawn_adapters, start_replica};
+use support::process::{Replica, gateway_store, spawn_adapters, start_gateway};
 use support::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_samverka");
 
 /// The admin listener's address, from the gateway's start line.
 fn admin_address(gateway: &Replica) -> String {
@@ -56,52 +51,26 @@ async fn small_limits_are_enforced_with_clear_answers() {
     let dir = tempfile::tempdir().unwrap();
     let pki = samverka_certs::dev::write_dev_pki(&dir.path().join("certs"), &pki_spec()).unwrap();
     let adapters = spawn_adapters(&pki).await;
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        samverka::demo::demo_config(
-            &pki,
-            "127.0.0.1:0",
-            "127.0.0.1:0",
-            &adapters,
-            &dir.path().join("samverka.db").display().to_string(),
-            "[limits]\nmax_response_bytes = 2048\nmax_header_list_bytes = 2048\nmax_connection_age_s = 1\n",
-        ),
-    )
-    .unwrap();
-    let gateway = start_replica(BIN, &config);
-    let tls = |name: &str| {
-        let (_, cert, key) = pki.agencies.iter().find(|(n, _, _)| n == name).unwrap();
-        AgencyTls::from_files(&pki.ca_cert, cert, key).unwrap()
-    };
-    let address = gateway.address.to_string();
-    let now = samverka::time::system_now_ms();
-    ConsentsClient::new(
-        connect(&address, "localhost", &tls("registrar"))
-            .await
-            .unwrap(),
-    )
-    .grant(samverka_proto::v1::GrantConsentRequest {
-        subject_id: DEMO_SUBJECT.into(),
-        grantee_agency: READER_AGENCY.into(),
-        record_types: strings(&[
-            "education.course_result",
-            "education.degree",
-            "employment.period",
-            "competence.validated",
-        ]),
-        purpose: DEMO_PURPOSE.into(),
-        valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
-        request_id: "limits-test".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let mut reader = RecordExchangeClient::new(
-        connect(&address, "localhost", &tls("reader"))
-            .await
-            .unwrap(),
+    let gateway = start_gateway(
+        dir.path(),
+        &pki,
+        &adapters,
+        "[limits]\nmax_response_bytes = 2048\nmax_header_list_bytes = 2048\nmax_connection_age_s = 1\n",
+        &[],
     );
+    gateway
+        .grant(
+            &pki,
+            &[
+                "education.course_result",
+                "education.degree",
+                "employment.period",
+                "competence.validated",
+            ],
+            "limits-test",
+        )
+        .await;
+    let mut reader = gateway.reader(&pki).await;
 
     // A small answer passes; a passport (its credential alone is several
     // kilobytes) is over the limit.
@@ -116,12 +85,7 @@ async fn small_limits_are_enforced_with_clear_answers() {
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     assert_eq!(reason(&status), "MESSAGE_TOO_LARGE");
     // Audited as refused: nothing left the gateway.
-    let store = samverka::store::Store::open(&samverka::store::StoreLocation::parse(
-        &dir.path().join("samverka.db").display().to_string(),
-        dir.path(),
-    ))
-    .await
-    .unwrap();
+    let store = gateway_store(dir.path()).await;
     let entry = store
         .audit_entries(Some(DEMO_SUBJECT))
         .await

@@ -17,7 +17,7 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use samverka::client::{AgencyTls, connect};
 use samverka_proto::v1::ListSourcesRequest;
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
-use support::process::{Replica, spawn_adapters, start_replica};
+use support::process::{Replica, spawn_adapters, start_gateway, start_replica};
 
 const BIN: &str = env!("CARGO_BIN_EXE_samverka");
 
@@ -276,20 +276,7 @@ async fn a_rotated_client_identity_is_used_for_the_next_adapter_connection() {
     samverka(&["certs", "init", "--out", &certs_arg]);
     let pki = samverka_certs::dev::existing_dev_pki(&certs, &samverka::demo::pki_spec()).unwrap();
     let adapters = spawn_adapters(&pki).await;
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        samverka::demo::demo_config(
-            &pki,
-            "127.0.0.1:0",
-            "127.0.0.1:0",
-            &adapters,
-            &dir.path().join("samverka.db").display().to_string(),
-            "",
-        ),
-    )
-    .unwrap();
-    let gateway = start_replica(BIN, &config);
+    let gateway = start_gateway(dir.path(), &pki, &adapters, "", &[]);
 
     // Before any adapter was called, the gateway's client identity is
     // replaced, here by one without the gateway role, which adapters
@@ -308,48 +295,24 @@ async fn a_rotated_client_identity_is_used_for_the_next_adapter_connection() {
     ]);
     until_logged(&gateway, &["TLS material reloaded"]).await;
 
-    let tls = |name: &str| {
-        let (_, cert, key) = pki.agencies.iter().find(|(n, _, _)| n == name).unwrap();
-        AgencyTls::from_files(&pki.ca_cert, cert, key).unwrap()
-    };
-    let address = gateway.address.to_string();
-    let now = samverka::time::system_now_ms();
-    samverka_proto::v1::consents_client::ConsentsClient::new(
-        connect(&address, "localhost", &tls("registrar"))
-            .await
-            .unwrap(),
-    )
-    .grant(samverka_proto::v1::GrantConsentRequest {
-        subject_id: samverka::demo::DEMO_SUBJECT.into(),
-        grantee_agency: samverka::demo::READER_AGENCY.into(),
-        record_types: samverka::demo::DEMO_RECORD_TYPES
-            .iter()
-            .map(|t| t.to_string())
-            .collect(),
-        purpose: samverka::demo::DEMO_PURPOSE.into(),
-        valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
-        request_id: "rotation-test".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let answer = RecordExchangeClient::new(
-        connect(&address, "localhost", &tls("reader"))
-            .await
-            .unwrap(),
-    )
-    .get_records(samverka_proto::v1::GetRecordsRequest {
-        subject_id: samverka::demo::DEMO_SUBJECT.into(),
-        record_types: samverka::demo::DEMO_RECORD_TYPES
-            .iter()
-            .map(|t| t.to_string())
-            .collect(),
-        purpose: samverka::demo::DEMO_PURPOSE.into(),
-        source_agencies: vec![],
-    })
-    .await
-    .unwrap()
-    .into_inner();
+    gateway
+        .grant(&pki, &samverka::demo::DEMO_RECORD_TYPES, "rotation-test")
+        .await;
+    let answer = gateway
+        .reader(&pki)
+        .await
+        .get_records(samverka_proto::v1::GetRecordsRequest {
+            subject_id: samverka::demo::DEMO_SUBJECT.into(),
+            record_types: samverka::demo::DEMO_RECORD_TYPES
+                .iter()
+                .map(|t| t.to_string())
+                .collect(),
+            purpose: samverka::demo::DEMO_PURPOSE.into(),
+            source_agencies: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(answer.records.is_empty(), "{:?}", answer.records);
     assert_eq!(answer.outcomes.len(), 2);
     for o in &answer.outcomes {

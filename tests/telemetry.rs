@@ -29,11 +29,9 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as NumberValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use samverka::client::{AgencyTls, connect};
 use samverka::demo::{DEMO_PURPOSE, DEMO_SUBJECT, pki_spec};
-use samverka_proto::v1::consents_client::ConsentsClient;
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
-use support::process::start_replica_env;
+use support::process::{gateway_store, start_gateway};
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_samverka");
@@ -248,57 +246,22 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters()
         adapters.push((name.to_owned(), address));
     }
     // The gateway from its configuration file.
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        samverka::demo::demo_config(
-            &pki,
-            "127.0.0.1:0",
-            "127.0.0.1:0",
-            &adapters,
-            &dir.path().join("samverka.db").display().to_string(),
-            &format!(
-                "[telemetry]\notlp_endpoint = \"{endpoint}\"\notlp_metrics = true\nservice_name = \"gateway-under-test\"\nresource_attributes = {{ \"deployment.environment\" = \"test\" }}\n"
-            ),
+    let gateway = start_gateway(
+        dir.path(),
+        &pki,
+        &adapters,
+        &format!(
+            "[telemetry]\notlp_endpoint = \"{endpoint}\"\notlp_metrics = true\nservice_name = \"gateway-under-test\"\nresource_attributes = {{ \"deployment.environment\" = \"test\" }}\n"
         ),
-    )
-    .unwrap();
-    let gateway = start_replica_env(
-        BIN,
-        &config,
         &[
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
             ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
         ],
     );
-
-    let tls = |name: &str| {
-        let (_, cert, key) = pki.agencies.iter().find(|(n, _, _)| n == name).unwrap();
-        AgencyTls::from_files(&pki.ca_cert, cert, key).unwrap()
-    };
-    let address = gateway.address.to_string();
-    let now = samverka::time::system_now_ms();
-    ConsentsClient::new(
-        connect(&address, "localhost", &tls("registrar"))
-            .await
-            .unwrap(),
-    )
-    .grant(samverka_proto::v1::GrantConsentRequest {
-        subject_id: DEMO_SUBJECT.into(),
-        grantee_agency: samverka::demo::READER_AGENCY.into(),
-        record_types: strings(&samverka::demo::DEMO_RECORD_TYPES),
-        purpose: DEMO_PURPOSE.into(),
-        valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
-        request_id: "telemetry-test".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let mut client = RecordExchangeClient::new(
-        connect(&address, "localhost", &tls("reader"))
-            .await
-            .unwrap(),
-    );
+    gateway
+        .grant(&pki, &samverka::demo::DEMO_RECORD_TYPES, "telemetry-test")
+        .await;
+    let mut client = gateway.reader(&pki).await;
 
     // The caller's trace and span.
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -316,12 +279,7 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters()
     let answer = response.into_inner();
     assert_eq!(answer.outcomes.len(), 2);
     // The audit entry names the caller's trace.
-    let store = samverka::store::Store::open(&samverka::store::StoreLocation::parse(
-        &dir.path().join("samverka.db").display().to_string(),
-        dir.path(),
-    ))
-    .await
-    .unwrap();
+    let store = gateway_store(dir.path()).await;
     let entries = store.audit_entries(Some(DEMO_SUBJECT)).await.unwrap();
     let entry = entries
         .iter()
@@ -540,32 +498,15 @@ async fn json_logs_name_the_trace_of_the_request_they_belong_to() {
     let dir = tempfile::tempdir().unwrap();
     let pki = samverka_certs::dev::write_dev_pki(&dir.path().join("certs"), &pki_spec()).unwrap();
     let adapters = support::process::spawn_adapters(&pki).await;
-    let config = dir.path().join("gateway.toml");
     // JSON logs, and no trace export: the ids are in the logs either way.
-    std::fs::write(
-        &config,
-        samverka::demo::demo_config(
-            &pki,
-            "127.0.0.1:0",
-            "127.0.0.1:0",
-            &adapters,
-            &dir.path().join("samverka.db").display().to_string(),
-            "[telemetry]\nlog_format = \"json\"\n",
-        ),
-    )
-    .unwrap();
-    let gateway = start_replica_env(BIN, &config, &[]);
-    let (_, cert, key) = pki
-        .agencies
-        .iter()
-        .find(|(n, _, _)| n == "outsider")
-        .unwrap();
-    let tls = AgencyTls::from_files(&pki.ca_cert, cert, key).unwrap();
-    let mut client = RecordExchangeClient::new(
-        connect(&gateway.address.to_string(), "localhost", &tls)
-            .await
-            .unwrap(),
+    let gateway = start_gateway(
+        dir.path(),
+        &pki,
+        &adapters,
+        "[telemetry]\nlog_format = \"json\"\n",
+        &[],
     );
+    let mut client = RecordExchangeClient::new(gateway.channel(&pki, "outsider").await);
 
     // A refused read: the gateway logs why, inside the request.
     let trace_id = "5bf92f3577b34da6a3ce929d0e0e4737";

@@ -92,3 +92,89 @@ pub async fn spawn_adapters(pki: &DevPkiFiles) -> Vec<(String, SocketAddr)> {
     }
     addresses
 }
+
+/// The TLS material of the demo agency `name` in `pki`.
+pub fn agency_tls(pki: &DevPkiFiles, name: &str) -> samverka::client::AgencyTls {
+    let (_, cert, key) = pki.agencies.iter().find(|(n, _, _)| n == name).unwrap();
+    samverka::client::AgencyTls::from_files(&pki.ca_cert, cert, key).unwrap()
+}
+
+/// A `samverka serve` process in `dir`: the demo's configuration for
+/// `adapters` (SQLite store `dir/samverka.db`) with `extra` appended, and
+/// `env` in its environment.
+pub fn start_gateway(
+    dir: &Path,
+    pki: &DevPkiFiles,
+    adapters: &[(String, SocketAddr)],
+    extra: &str,
+    env: &[(&str, &str)],
+) -> Replica {
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        samverka::demo::demo_config(
+            pki,
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+            adapters,
+            &dir.join("samverka.db").display().to_string(),
+            extra,
+        ),
+    )
+    .unwrap();
+    start_replica_env(env!("CARGO_BIN_EXE_samverka"), &config, env)
+}
+
+/// The SQLite store of a gateway started by [`start_gateway`] in `dir`.
+pub async fn gateway_store(dir: &Path) -> samverka::store::Store {
+    samverka::store::Store::open(&samverka::store::StoreLocation::parse(
+        &dir.join("samverka.db").display().to_string(),
+        dir,
+    ))
+    .await
+    .unwrap()
+}
+
+impl Replica {
+    /// An mTLS channel to this gateway as the demo agency `name`.
+    pub async fn channel(&self, pki: &DevPkiFiles, name: &str) -> tonic::transport::Channel {
+        samverka::client::connect(
+            &self.address.to_string(),
+            "localhost",
+            &agency_tls(pki, name),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Records, as the registrar, the reader's consent to read
+    /// `record_types` of the demo person for the demo purpose, for a day.
+    pub async fn grant(&self, pki: &DevPkiFiles, record_types: &[&str], request_id: &str) {
+        let now = samverka::time::system_now_ms();
+        samverka_proto::v1::consents_client::ConsentsClient::new(
+            self.channel(pki, "registrar").await,
+        )
+        .grant(samverka_proto::v1::GrantConsentRequest {
+            subject_id: samverka::demo::DEMO_SUBJECT.into(),
+            grantee_agency: samverka::demo::READER_AGENCY.into(),
+            record_types: record_types.iter().map(|t| t.to_string()).collect(),
+            purpose: samverka::demo::DEMO_PURPOSE.into(),
+            valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
+            request_id: request_id.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+
+    /// A `RecordExchange` client as the reader agency.
+    pub async fn reader(
+        &self,
+        pki: &DevPkiFiles,
+    ) -> samverka_proto::v1::record_exchange_client::RecordExchangeClient<tonic::transport::Channel>
+    {
+        samverka_proto::v1::record_exchange_client::RecordExchangeClient::new(
+            self.channel(pki, "reader").await,
+        )
+    }
+}
