@@ -35,9 +35,9 @@ fn adapter_files(pki: &DevPkiFiles, name: &str) -> (String, String) {
     )
 }
 
-/// A TLS server with the adapter's certificate that answers every
-/// connection with bytes that are not HTTP/2.
-async fn serve_garbage(pki: &DevPkiFiles, name: &str) -> SocketAddr {
+/// A TLS acceptor with the adapter `name`'s certificate (no client
+/// certificate asked for), offering h2.
+fn acceptor(pki: &DevPkiFiles, name: &str) -> tokio_rustls::TlsAcceptor {
     let (cert, key) = adapter_files(pki, name);
     let mut config =
         rustls::ServerConfig::builder_with_provider(Arc::new(samverka_adapter::crypto_provider()))
@@ -52,7 +52,13 @@ async fn serve_garbage(pki: &DevPkiFiles, name: &str) -> SocketAddr {
             )
             .unwrap();
     config.alpn_protocols = vec![b"h2".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// A TLS server with the adapter's certificate that answers every
+/// connection with bytes that are not HTTP/2.
+async fn serve_garbage(pki: &DevPkiFiles, name: &str) -> SocketAddr {
+    let acceptor = acceptor(pki, name);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -283,21 +289,7 @@ async fn broken_sources_get_their_own_outcomes_and_leak_nothing() {
 /// stream it is sent (RST_STREAM), as a crashing proxy in front of a
 /// register might.
 async fn serve_resets(pki: &DevPkiFiles, name: &str) -> SocketAddr {
-    let (cert, key) = adapter_files(pki, name);
-    let mut config =
-        rustls::ServerConfig::builder_with_provider(Arc::new(samverka_adapter::crypto_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                CertificateDer::pem_slice_iter(cert.as_bytes())
-                    .collect::<Result<Vec<_>, _>>()
-                    .unwrap(),
-                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
-            )
-            .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = acceptor(pki, name);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
