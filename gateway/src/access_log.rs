@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 
-use samverka_certs::SubjectId;
 use samverka_proto::v1::{
     AccessEvent, ListAccessEventsRequest, ListAccessEventsResponse, access_log_server,
 };
@@ -70,13 +69,7 @@ impl AccessLogService {
         let gw = &self.gateway;
         let registrar = identity::registrar(&request, &gw.config)?;
         let req = request.into_inner();
-        let subject = SubjectId::parse(&req.subject_id).map_err(|e| {
-            GatewayError::invalid(
-                Reason::SubjectIdInvalid,
-                "subject_id",
-                format!("subject_id {e}"),
-            )
-        })?;
+        let subject = GatewayError::parse_subject(&req.subject_id)?;
         let time = |ts: &Option<prost_types::Timestamp>, field: &str, default: i64| match ts {
             None => Ok(default),
             Some(ts) => from_timestamp(ts).ok_or_else(|| {

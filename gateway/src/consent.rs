@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use samverka_certs::{OrgNumber, SubjectId};
+use samverka_certs::OrgNumber;
 use samverka_proto::v1::{
     Consent, ConsentReceipt, GetConsentRequest, GrantConsentRequest, ListConsentsRequest,
     ListConsentsResponse, RevokeConsentRequest, consent, consents_server,
@@ -174,13 +174,7 @@ impl ConsentsService {
         let config = &self.gateway.config;
         let now_ms = self.gateway.clock.now_ms();
 
-        let subject = SubjectId::parse(&req.subject_id).map_err(|e| {
-            GatewayError::invalid(
-                Reason::SubjectIdInvalid,
-                "subject_id",
-                format!("subject_id {e}"),
-            )
-        })?;
+        let subject = GatewayError::parse_subject(&req.subject_id)?;
         let grantee = OrgNumber::parse(&req.grantee_agency).map_err(|e| {
             GatewayError::invalid(
                 Reason::AgencyIdInvalid,
@@ -432,13 +426,7 @@ impl ConsentsService {
     ) -> Result<ListConsentsResponse, GatewayError> {
         self.registrar(&request)?;
         let req = request.into_inner();
-        let subject = SubjectId::parse(&req.subject_id).map_err(|e| {
-            GatewayError::invalid(
-                Reason::SubjectIdInvalid,
-                "subject_id",
-                format!("subject_id {e}"),
-            )
-        })?;
+        let subject = GatewayError::parse_subject(&req.subject_id)?;
         let grantee = if req.grantee_agency.is_empty() {
             None
         } else {

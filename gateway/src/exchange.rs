@@ -10,10 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use samverka_certs::{OrgNumber, SubjectId};
+use samverka_certs::OrgNumber;
 use samverka_proto::v1::{
     CompetencePassport, GetCompetencePassportRequest, GetRecordsRequest, GetRecordsResponse,
-    ListSourcesRequest, ListSourcesResponse, record_exchange_server, source_outcome,
+    ListSourcesRequest, ListSourcesResponse, record_exchange_server,
 };
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
@@ -171,15 +171,7 @@ impl RecordExchangeService {
                     started.elapsed(),
                 );
                 entry.consent_id = answer.consent_id.clone();
-                entry.sources = answer
-                    .outcomes
-                    .iter()
-                    .map(|o| {
-                        let status = source_outcome::Status::try_from(o.status)
-                            .unwrap_or(source_outcome::Status::Unspecified);
-                        format!("{}={}", o.source_agency, status.as_str_name())
-                    })
-                    .collect();
+                entry.sources = audit::sources(&answer.outcomes);
                 telemetry::record_decision(&span, audit::ALLOWED, "");
                 commit(gw, entry).await?;
                 Ok(answer)
@@ -328,13 +320,7 @@ impl RecordExchangeService {
         traceparent: String,
     ) -> Result<Allowed, GatewayError> {
         let gw = &self.gateway;
-        let subject = SubjectId::parse(&req.subject_id).map_err(|e| {
-            GatewayError::invalid(
-                Reason::SubjectIdInvalid,
-                "subject_id",
-                format!("subject_id {e}"),
-            )
-        })?;
+        let subject = GatewayError::parse_subject(&req.subject_id)?;
         if req.record_types.is_empty() {
             return Err(GatewayError::invalid(
                 Reason::FieldMissing,

@@ -38,6 +38,19 @@ pub fn sanitize(s: &str) -> String {
         .collect()
 }
 
+/// The sources asked and their outcomes, as an entry records them:
+/// `<agency>=<OUTCOME>`.
+pub fn sources(outcomes: &[samverka_proto::v1::SourceOutcome]) -> Vec<String> {
+    use samverka_proto::v1::source_outcome::Status;
+    outcomes
+        .iter()
+        .map(|o| {
+            let status = Status::try_from(o.status).unwrap_or(Status::Unspecified);
+            format!("{}={}", o.source_agency, status.as_str_name())
+        })
+        .collect()
+}
+
 /// A new entry for `method`, to be completed by the caller and committed
 /// with [`AuditWriter::commit`].
 pub fn entry(method: &str, time_ms: i64) -> AuditEntry {

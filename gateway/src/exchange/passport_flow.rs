@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use samverka_certs::SubjectId;
 use samverka_proto::v1::{
     CompetencePassport, GetCompetencePassportRequest, PassportEntry, PassportSection,
     RecordTypeDecision, SourceOutcome, source_outcome,
@@ -68,13 +67,7 @@ pub(super) async fn assemble(
     deadline: Duration,
     traceparent: String,
 ) -> Result<CompetencePassport, GatewayError> {
-    let subject = SubjectId::parse(&req.subject_id).map_err(|e| {
-        GatewayError::invalid(
-            Reason::SubjectIdInvalid,
-            "subject_id",
-            format!("subject_id {e}"),
-        )
-    })?;
+    let subject = GatewayError::parse_subject(&req.subject_id)?;
     let purpose = gw.config.purpose(&req.purpose).ok_or_else(|| {
         GatewayError::invalid(
             Reason::PurposeUnknown,
@@ -190,15 +183,7 @@ pub(super) async fn assemble(
     let mut outcomes: Vec<SourceOutcome> = Vec::new();
     let mut entries_by_kind: Vec<(String, PassportEntry)> = Vec::new();
     for (entry, result) in allowed_entries.iter_mut().zip(results) {
-        entry.sources = result
-            .outcomes
-            .iter()
-            .map(|o| {
-                let status = source_outcome::Status::try_from(o.status)
-                    .unwrap_or(source_outcome::Status::Unspecified);
-                format!("{}={}", o.source_agency, status.as_str_name())
-            })
-            .collect();
+        entry.sources = audit::sources(&result.outcomes);
         for record in result.records {
             let (name, after) = result
                 .outcomes
