@@ -110,36 +110,22 @@ impl RecordExchangeService {
     ) -> Result<GetRecordsResponse, GatewayError> {
         let gw = &self.gateway;
         let started = std::time::Instant::now();
-        let budget = caller_timeout(request.metadata())
-            .unwrap_or(gw.config.gateway.default_deadline)
-            .min(gw.config.gateway.max_deadline);
-        let caller = telemetry::step_span!("identity").in_scope(|| identity::caller(&request));
-        self.rate_check(&caller, "GetRecords", started)?;
+        let (budget, caller, mut entry) = self.begin(&request, "GetRecords", trace, started)?;
         let req = request.into_inner();
         let span = tracing::Span::current();
-        if let Ok(c) = &caller {
-            span.record("samverka.caller", c.agency.as_str());
-        }
         span.record("samverka.purpose", audit::sanitize(&req.purpose).as_str());
         span.record(
             "samverka.record_types",
             audit::sanitize(&req.record_types.join(";")).as_str(),
         );
-
-        let mut entry = audit::entry("RecordExchange/GetRecords", gw.clock.now_ms());
-        entry.trace_id = trace.trace_id.clone();
-        entry.caller = caller
-            .as_ref()
-            .map(|c| c.agency.to_string())
-            .unwrap_or_default();
         entry.subject_id = audit::sanitize(&req.subject_id);
+        entry.purpose = audit::sanitize(&req.purpose);
         entry.record_types = req
             .record_types
             .iter()
             .take(MAX_RECORD_TYPES)
             .map(|t| audit::sanitize(t))
             .collect();
-        entry.purpose = audit::sanitize(&req.purpose);
 
         let decision = match caller {
             Ok(caller) => {
@@ -192,6 +178,40 @@ impl RecordExchangeService {
         }
     }
 
+    /// The start of every read of `method`: its time budget (the caller's
+    /// deadline, or the default, cut to the maximum), its caller (an error
+    /// is kept, to be audited with the refusal), the rate check, and the
+    /// audit entry with what is known so far.
+    #[allow(clippy::type_complexity)]
+    fn begin<T>(
+        &self,
+        request: &Request<T>,
+        method: &str,
+        trace: &TraceContext,
+        started: std::time::Instant,
+    ) -> Result<
+        (
+            Duration,
+            Result<Caller, GatewayError>,
+            crate::store::AuditEntry,
+        ),
+        GatewayError,
+    > {
+        let gw = &self.gateway;
+        let budget = caller_timeout(request.metadata())
+            .unwrap_or(gw.config.gateway.default_deadline)
+            .min(gw.config.gateway.max_deadline);
+        let caller = telemetry::step_span!("identity").in_scope(|| identity::caller(request));
+        self.rate_check(&caller, method, started)?;
+        let mut entry = audit::entry(&format!("RecordExchange/{method}"), gw.clock.now_ms());
+        entry.trace_id = trace.trace_id.clone();
+        if let Ok(c) = &caller {
+            tracing::Span::current().record("samverka.caller", c.agency.as_str());
+            entry.caller = c.agency.to_string();
+        }
+        Ok((budget, caller, entry))
+    }
+
     /// Refuses a caller over its rate (not audited: a flood must not fill
     /// the trail), counting the refusal.
     fn rate_check(
@@ -231,24 +251,10 @@ impl RecordExchangeService {
         const METHOD: &str = "GetCompetencePassport";
         let gw = &self.gateway;
         let started = std::time::Instant::now();
-        let budget = caller_timeout(request.metadata())
-            .unwrap_or(gw.config.gateway.default_deadline)
-            .min(gw.config.gateway.max_deadline);
-        let caller = telemetry::step_span!("identity").in_scope(|| identity::caller(&request));
-        self.rate_check(&caller, METHOD, started)?;
+        let (budget, caller, mut base) = self.begin(&request, METHOD, trace, started)?;
         let req = request.into_inner();
         let span = tracing::Span::current();
-        if let Ok(c) = &caller {
-            span.record("samverka.caller", c.agency.as_str());
-        }
         span.record("samverka.purpose", audit::sanitize(&req.purpose).as_str());
-
-        let mut base = audit::entry("RecordExchange/GetCompetencePassport", gw.clock.now_ms());
-        base.trace_id = trace.trace_id.clone();
-        base.caller = caller
-            .as_ref()
-            .map(|c| c.agency.to_string())
-            .unwrap_or_default();
         base.subject_id = audit::sanitize(&req.subject_id);
         base.purpose = audit::sanitize(&req.purpose);
 
@@ -435,6 +441,17 @@ impl RecordExchangeService {
     }
 }
 
+/// Runs `rpc` in its request span and answers inside it, so that the
+/// refusal's log line names the trace too.
+async fn traced<T>(
+    span: tracing::Span,
+    trace: &TraceContext,
+    rpc: impl std::future::Future<Output = Result<T, GatewayError>>,
+) -> Result<Response<T>, Status> {
+    let result = rpc.instrument(span.clone()).await;
+    span.in_scope(|| answer(result, trace))
+}
+
 /// The answer or the refusal, naming the trace in its metadata.
 fn answer<T>(result: Result<T, GatewayError>, trace: &TraceContext) -> Result<Response<T>, Status> {
     let trace_id: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> =
@@ -464,11 +481,12 @@ impl record_exchange_server::RecordExchange for RecordExchangeService {
         request: Request<GetRecordsRequest>,
     ) -> Result<Response<GetRecordsResponse>, Status> {
         let (span, trace) = telemetry::request_span(SERVICE, "GetRecords", request.metadata());
-        let result = RecordExchangeService::get_records(self, request, &trace)
-            .instrument(span.clone())
-            .await;
-        // Inside the span, so that the refusal's log line names the trace.
-        span.in_scope(|| answer(result, &trace))
+        traced(
+            span,
+            &trace,
+            RecordExchangeService::get_records(self, request, &trace),
+        )
+        .await
     }
 
     async fn get_competence_passport(
@@ -477,11 +495,12 @@ impl record_exchange_server::RecordExchange for RecordExchangeService {
     ) -> Result<Response<CompetencePassport>, Status> {
         let (span, trace) =
             telemetry::request_span(SERVICE, "GetCompetencePassport", request.metadata());
-        let result = RecordExchangeService::get_competence_passport(self, request, &trace)
-            .instrument(span.clone())
-            .await;
-        // Inside the span, so that the refusal's log line names the trace.
-        span.in_scope(|| answer(result, &trace))
+        traced(
+            span,
+            &trace,
+            RecordExchangeService::get_competence_passport(self, request, &trace),
+        )
+        .await
     }
 
     async fn list_sources(

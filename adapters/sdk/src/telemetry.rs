@@ -82,25 +82,26 @@ impl TelemetryConfig {
     /// The endpoint traces go to: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
     /// else `OTEL_EXPORTER_OTLP_ENDPOINT`, else the configured one.
     pub fn effective_endpoint(&self, var: impl Fn(&str) -> Option<String>) -> Option<String> {
-        [
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-        ]
-        .iter()
-        .find_map(|name| var(name).filter(|v| !v.trim().is_empty()))
-        .or_else(|| self.otlp_endpoint.clone())
+        self.endpoint("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", var)
     }
 
     /// The endpoint metrics go to: `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`,
     /// else `OTEL_EXPORTER_OTLP_ENDPOINT`, else the configured one.
     pub fn metrics_endpoint(&self, var: impl Fn(&str) -> Option<String>) -> Option<String> {
-        [
-            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-        ]
-        .iter()
-        .find_map(|name| var(name).filter(|v| !v.trim().is_empty()))
-        .or_else(|| self.otlp_endpoint.clone())
+        self.endpoint("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", var)
+    }
+
+    /// `signal_variable`, else `OTEL_EXPORTER_OTLP_ENDPOINT`, else the
+    /// configured endpoint; blank values do not count.
+    fn endpoint(
+        &self,
+        signal_variable: &str,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Option<String> {
+        [signal_variable, "OTEL_EXPORTER_OTLP_ENDPOINT"]
+            .iter()
+            .find_map(|name| var(name).filter(|v| !v.trim().is_empty()))
+            .or_else(|| self.otlp_endpoint.clone())
     }
 
     /// The resource of this process's spans, with the environment looked

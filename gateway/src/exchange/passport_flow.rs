@@ -128,14 +128,13 @@ pub(super) async fn assemble(
     drop(_entered);
 
     // One refused entry per reason, naming the types it kept out.
-    let mut reasons: Vec<Reason> = refused.iter().map(|(_, e)| e.reason).collect();
-    reasons.dedup();
-    let mut seen = Vec::new();
-    for reason in reasons {
-        if seen.contains(&reason) {
-            continue;
+    let mut reasons: Vec<Reason> = Vec::new();
+    for (_, e) in &refused {
+        if !reasons.contains(&e.reason) {
+            reasons.push(e.reason);
         }
-        seen.push(reason);
+    }
+    for reason in reasons {
         let mut entry = base.clone();
         entry.audit_id = uuid::Uuid::new_v4().to_string();
         entry.decision = audit::DENIED.to_owned();
@@ -181,7 +180,14 @@ pub(super) async fn assemble(
     let results: Vec<FetchResult> = futures_util::future::join_all(fetches).await;
 
     let mut outcomes: Vec<SourceOutcome> = Vec::new();
-    let mut entries_by_kind: Vec<(String, PassportEntry)> = Vec::new();
+    // One section per kind, in passport order; empty ones are dropped below.
+    let mut sections: Vec<PassportSection> = passport::KINDS
+        .iter()
+        .map(|kind| PassportSection {
+            kind: (*kind).to_owned(),
+            entries: Vec::new(),
+        })
+        .collect();
     for (entry, result) in allowed_entries.iter_mut().zip(results) {
         entry.sources = audit::sources(&result.outcomes);
         for record in result.records {
@@ -193,14 +199,17 @@ pub(super) async fn assemble(
                 .map(|(o, after)| (o.source_name.clone(), *after))
                 .unwrap_or_default();
             let retrieved_at = fetch_started_ms + after.as_millis() as i64;
-            entries_by_kind.push((
-                passport::kind_of(&record.record_type).to_owned(),
-                PassportEntry {
+            // The router passed only types asked for, all of a passport kind.
+            if let Some(section) = sections
+                .iter_mut()
+                .find(|s| s.kind == passport::kind_of(&record.record_type))
+            {
+                section.entries.push(PassportEntry {
                     record: Some(record),
                     source_name: name,
                     retrieved_at: Some(to_timestamp(retrieved_at)),
-                },
-            ));
+                });
+            }
         }
         for o in result.outcomes {
             merge_outcome(&mut outcomes, o);
@@ -213,20 +222,7 @@ pub(super) async fn assemble(
     // The allowed reads first: the answer's first audit id is the read.
     entries.splice(0..0, allowed_entries);
 
-    let sections = passport::KINDS
-        .iter()
-        .filter_map(|kind| {
-            let of_kind: Vec<PassportEntry> = entries_by_kind
-                .iter()
-                .filter(|(k, _)| k == kind)
-                .map(|(_, e)| e.clone())
-                .collect();
-            (!of_kind.is_empty()).then(|| PassportSection {
-                kind: (*kind).to_owned(),
-                entries: of_kind,
-            })
-        })
-        .collect();
+    sections.retain(|s| !s.entries.is_empty());
     let record_types = candidates
         .iter()
         .map(|t| {
