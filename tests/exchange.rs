@@ -5,6 +5,8 @@ mod support;
 
 use samverka::demo::{DEMO_PURPOSE, DEMO_SUBJECT, OTHER_SUBJECT, READER_AGENCY};
 use samverka_proto::records::v1::record::Payload;
+use samverka_proto::v1::consents_client::ConsentsClient;
+use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
 use samverka_proto::v1::source_outcome::Status as SourceStatus;
 use samverka_proto::v1::{
     GetConsentRequest, ListConsentsRequest, ListSourcesRequest, RevokeConsentRequest, consent,
@@ -856,10 +858,7 @@ async fn an_adapter_with_another_agencys_certificate_is_not_believed() {
         &["education.course_result", "employment.period"],
         "impersonation",
     );
-    samverka_proto::v1::consents_client::ConsentsClient::new(registrar)
-        .grant(request)
-        .await
-        .unwrap();
+    ConsentsClient::new(registrar).grant(request).await.unwrap();
     let reader = samverka::client::connect(
         &gateway_address,
         "localhost",
@@ -867,7 +866,7 @@ async fn an_adapter_with_another_agencys_certificate_is_not_believed() {
     )
     .await
     .unwrap();
-    let answer = samverka_proto::v1::record_exchange_client::RecordExchangeClient::new(reader)
+    let answer = RecordExchangeClient::new(reader)
         .get_records(demo_read())
         .await
         .unwrap()
@@ -894,33 +893,11 @@ async fn an_adapter_with_another_agencys_certificate_is_not_believed() {
 async fn an_agency_over_its_rate_is_told_when_to_retry() {
     use tonic_types::StatusExt;
     let net = start().await;
-    // The demo's gateway again, with a rate of one request a second and a
-    // burst of two, on a clock the test moves.
-    let text = std::fs::read_to_string(&net.config_path)
-        .unwrap()
-        .replace("samverka.db", "rate.db")
-        + "\n[limits]\nrate_per_second = 1\nburst = 2\n";
-    let config = samverka::Config::from_toml(&text, net.dir.path()).unwrap();
-    let clock = samverka::Clock::manual(samverka::time::system_now_ms());
-    let gateway = samverka::Gateway::new(config, clock.clone()).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    tokio::spawn(samverka::server::serve(
-        gateway.clone(),
-        listener,
-        std::future::pending(),
-    ));
-    let reader =
-        samverka::client::connect(&address, "localhost", &net.agency_tls("reader").unwrap())
-            .await
-            .unwrap();
-    let mut reader = samverka_proto::v1::record_exchange_client::RecordExchangeClient::new(reader);
-    let outsider =
-        samverka::client::connect(&address, "localhost", &net.agency_tls("outsider").unwrap())
-            .await
-            .unwrap();
-    let mut outsider =
-        samverka_proto::v1::record_exchange_client::RecordExchangeClient::new(outsider);
+    let rated = RatedGateway::start(&net, "rate.db").await;
+    let clock = rated.clock.clone();
+    let gateway = rated.gateway.clone();
+    let mut reader = RecordExchangeClient::new(rated.channel(&net, "reader").await);
+    let mut outsider = RecordExchangeClient::new(rated.channel(&net, "outsider").await);
 
     for _ in 0..2 {
         let status = reader.get_records(demo_read()).await.unwrap_err();
@@ -961,35 +938,52 @@ async fn an_agency_over_its_rate_is_told_when_to_retry() {
     assert!(status.message().contains("too large"), "{status:?}");
 }
 
+/// The demo network's gateway configuration again, as a second gateway
+/// (its own store `db`) with a rate of one request a second and a burst of
+/// two, on a clock the test moves.
+struct RatedGateway {
+    gateway: std::sync::Arc<samverka::Gateway>,
+    clock: samverka::Clock,
+    address: String,
+}
+
+impl RatedGateway {
+    async fn start(net: &TestNet, db: &str) -> RatedGateway {
+        let text = std::fs::read_to_string(&net.config_path)
+            .unwrap()
+            .replace("samverka.db", db)
+            + "\n[limits]\nrate_per_second = 1\nburst = 2\n";
+        let config = samverka::Config::from_toml(&text, net.dir.path()).unwrap();
+        let clock = samverka::Clock::manual(samverka::time::system_now_ms());
+        let gateway = samverka::Gateway::new(config, clock.clone()).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(samverka::server::serve(
+            gateway.clone(),
+            listener,
+            std::future::pending(),
+        ));
+        RatedGateway {
+            gateway,
+            clock,
+            address,
+        }
+    }
+
+    async fn channel(&self, net: &TestNet, agency: &str) -> tonic::transport::Channel {
+        samverka::client::connect(&self.address, "localhost", &net.agency_tls(agency).unwrap())
+            .await
+            .unwrap()
+    }
+}
+
 #[tokio::test]
 async fn a_thousand_requests_over_the_rate_reach_no_adapter() {
     let net = start().await;
-    // The demo's gateway again, allowing the reader two reads and no more
-    // (the clock stands still, so the bucket never refills).
-    let text = std::fs::read_to_string(&net.config_path)
-        .unwrap()
-        .replace("samverka.db", "rate-1000.db")
-        + "\n[limits]\nrate_per_second = 1\nburst = 2\n";
-    let config = samverka::Config::from_toml(&text, net.dir.path()).unwrap();
-    let clock = samverka::Clock::manual(samverka::time::system_now_ms());
-    let gateway = samverka::Gateway::new(config, clock).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    tokio::spawn(samverka::server::serve(
-        gateway.clone(),
-        listener,
-        std::future::pending(),
-    ));
-    let connect = |name: &'static str| {
-        let tls = net.agency_tls(name).unwrap();
-        let address = address.clone();
-        async move {
-            samverka::client::connect(&address, "localhost", &tls)
-                .await
-                .unwrap()
-        }
-    };
-    samverka_proto::v1::consents_client::ConsentsClient::new(connect("registrar").await)
+    // The clock stands still, so the bucket never refills.
+    let rated = RatedGateway::start(&net, "rate-1000.db").await;
+    let gateway = rated.gateway.clone();
+    ConsentsClient::new(rated.channel(&net, "registrar").await)
         .grant(grant_request(
             &net,
             DEMO_PURPOSE,
@@ -998,9 +992,7 @@ async fn a_thousand_requests_over_the_rate_reach_no_adapter() {
         ))
         .await
         .unwrap();
-    let mut reader = samverka_proto::v1::record_exchange_client::RecordExchangeClient::new(
-        connect("reader").await,
-    );
+    let mut reader = RecordExchangeClient::new(rated.channel(&net, "reader").await);
 
     // Two reads reach the adapters.
     for _ in 0..2 {
