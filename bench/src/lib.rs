@@ -171,3 +171,73 @@ pub async fn start_otlp_receiver()
     );
     Ok((count, address))
 }
+
+/// Writes `DIR/NAME.toml`, the demo's configuration for `adapters` with its
+/// own SQLite store `DIR/NAME.db` and `extra` appended, and starts
+/// `samverka serve` on it; returns the process and its gRPC address.
+pub fn start_demo_gateway(
+    bin: &Path,
+    dir: &Path,
+    name: &str,
+    pki: &DevPkiFiles,
+    adapters: &[(String, SocketAddr)],
+    extra: &str,
+) -> Result<(Proc, SocketAddr), BoxError> {
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        samverka::demo::demo_config(
+            pki,
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+            adapters,
+            &dir.join(format!("{name}.db")).display().to_string(),
+            extra,
+        ),
+    )?;
+    start_gateway(bin, &config)
+}
+
+/// The TLS material of the demo agency `name` in `pki`.
+pub fn agency_tls(pki: &DevPkiFiles, name: &str) -> Result<samverka::client::AgencyTls, BoxError> {
+    let (_, cert, key) = pki
+        .agencies
+        .iter()
+        .find(|(n, _, _)| n == name)
+        .ok_or_else(|| format!("no agency {name} in the PKI"))?;
+    Ok(samverka::client::AgencyTls::from_files(
+        &pki.ca_cert,
+        cert,
+        key,
+    )?)
+}
+
+/// Records, as the demo registrar, the reader's consent to read
+/// `record_types` of the demo person for study guidance, for a day,
+/// through the gateway at `address`.
+pub async fn grant_reader_consent(
+    address: SocketAddr,
+    pki: &DevPkiFiles,
+    record_types: &[&str],
+) -> Result<(), BoxError> {
+    use samverka::demo::{DEMO_PURPOSE, DEMO_SUBJECT, READER_AGENCY};
+    let now = samverka::time::system_now_ms();
+    let channel = samverka::client::connect(
+        &address.to_string(),
+        "localhost",
+        &agency_tls(pki, "registrar")?,
+    )
+    .await?;
+    samverka_proto::v1::consents_client::ConsentsClient::new(channel)
+        .grant(samverka_proto::v1::GrantConsentRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            grantee_agency: READER_AGENCY.into(),
+            record_types: record_types.iter().map(|t| t.to_string()).collect(),
+            purpose: DEMO_PURPOSE.into(),
+            valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
+            request_id: format!("bench-{now}"),
+            ..Default::default()
+        })
+        .await?;
+    Ok(())
+}

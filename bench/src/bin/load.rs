@@ -41,17 +41,19 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use samverka::client::{AgencyTls, connect};
-use samverka::demo::{DEMO_SUBJECT, READER_AGENCY, demo_config};
+use samverka::demo::{DEMO_SUBJECT, READER_AGENCY};
 use samverka_certs::OrgNumber;
 use samverka_certs::dev::{DevPkiFiles, write_dev_pki};
 use samverka_proto::adapter::v1::FetchRecordsRequest;
 use samverka_proto::adapter::v1::adapter_client::AdapterClient;
-use samverka_proto::v1::consents_client::ConsentsClient;
+use samverka_proto::v1::GetRecordsRequest;
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
-use samverka_proto::v1::{GetRecordsRequest, GrantConsentRequest};
 use tonic::transport::Channel;
 
-use samverka_bench::{BoxError, Proc, samverka_binary, start_adapter, start_gateway};
+use samverka_bench::{
+    BoxError, Proc, agency_tls, grant_reader_consent, samverka_binary, start_adapter,
+    start_demo_gateway,
+};
 
 /// A proxy process and its port, or why it is not running.
 type Started = Result<(Proc, u16), BoxError>;
@@ -329,23 +331,8 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// The reader's consent for the demo person's course results and
-/// employment periods, recorded through the gateway at `address`.
-async fn grant_demo_consent(address: SocketAddr, registrar: &AgencyTls) -> Result<(), BoxError> {
-    let now = samverka::time::system_now_ms();
-    ConsentsClient::new(connect(&address.to_string(), "localhost", registrar).await?)
-        .grant(GrantConsentRequest {
-            subject_id: DEMO_SUBJECT.into(),
-            grantee_agency: READER_AGENCY.into(),
-            record_types: vec!["education.course_result".into(), "employment.period".into()],
-            purpose: "study_guidance".into(),
-            valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
-            request_id: "load".into(),
-            ..Default::default()
-        })
-        .await?;
-    Ok(())
-}
+/// The record types the reader's consent covers.
+const DEMO_READ: [&str; 2] = ["education.course_result", "employment.period"];
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
@@ -379,39 +366,19 @@ async fn main() -> Result<(), BoxError> {
         "[limits]\nrate_per_second = 1000000000\nburst = 1000000000\n\n[[adapters]]\nname = \"employment-b\"\naddress = \"{}\"\norg_number = \"2021999079\"\nrecord_types = [\"employment.period\"]\n",
         addresses["employment-b"]
     );
-    let config = dir.path().join("gateway.toml");
-    let store = dir.path().join("samverka.db");
-    std::fs::write(
-        &config,
-        demo_config(
-            &pki,
-            "127.0.0.1:0",
-            "127.0.0.1:0",
-            &demo_adapters,
-            &store.display().to_string(),
-            &extra,
-        ),
-    )?;
-    let (gateway, gateway_address) = start_gateway(&bin, &config)?;
+    let (gateway, gateway_address) =
+        start_demo_gateway(&bin, dir.path(), "gateway", &pki, &demo_adapters, &extra)?;
     let gateway_pid = gateway.0.id();
     // The same gateway without audit writes, on its own store.
     let unaudited = match &args.unaudited_samverka {
-        Some(path) => {
-            let config = dir.path().join("unaudited.toml");
-            let store = dir.path().join("unaudited.db");
-            std::fs::write(
-                &config,
-                demo_config(
-                    &pki,
-                    "127.0.0.1:0",
-                    "127.0.0.1:0",
-                    &demo_adapters,
-                    &store.display().to_string(),
-                    &extra,
-                ),
-            )?;
-            Some(start_gateway(path, &config)?)
-        }
+        Some(path) => Some(start_demo_gateway(
+            path,
+            dir.path(),
+            "unaudited",
+            &pki,
+            &demo_adapters,
+            &extra,
+        )?),
         None => None,
     };
 
@@ -420,35 +387,20 @@ async fn main() -> Result<(), BoxError> {
     let mut traced = Vec::new();
     if args.telemetry {
         for (name, ratio) in [("otel-0", 0.0), ("otel-100", 1.0)] {
-            let config = dir.path().join(format!("{name}.toml"));
-            std::fs::write(
-                &config,
-                demo_config(
-                    &pki,
-                    "127.0.0.1:0",
-                    "127.0.0.1:0",
-                    &demo_adapters,
-                    &dir.path().join(format!("{name}.db")).display().to_string(),
-                    &format!(
-                        "{extra}\n[telemetry]\notlp_endpoint = \"http://{otlp}\"\nsampling_ratio = {ratio:.1}\n"
-                    ),
-                ),
-            )?;
-            traced.push((name, start_gateway(&bin, &config)?));
+            let extra = format!(
+                "{extra}\n[telemetry]\notlp_endpoint = \"http://{otlp}\"\nsampling_ratio = {ratio:.1}\n"
+            );
+            traced.push((
+                name,
+                start_demo_gateway(&bin, dir.path(), name, &pki, &demo_adapters, &extra)?,
+            ));
         }
     }
 
-    let tls = |name: &str| -> Result<AgencyTls, BoxError> {
-        let (_, cert, key) = pki
-            .agencies
-            .iter()
-            .find(|(n, _, _)| n == name)
-            .ok_or("agency cert")?;
-        Ok(AgencyTls::from_files(&pki.ca_cert, cert, key)?)
-    };
+    let tls = |name: &str| agency_tls(&pki, name);
     let as_gateway =
         AgencyTls::from_files(&pki.ca_cert, &pki.gateway_client.0, &pki.gateway_client.1)?;
-    grant_demo_consent(gateway_address, &tls("registrar")?).await?;
+    grant_reader_consent(gateway_address, &pki, &DEMO_READ).await?;
 
     // Proxies in front of the employment adapter.
     let mut proxies: Vec<(&str, Started)> = vec![
@@ -524,7 +476,7 @@ async fn main() -> Result<(), BoxError> {
         ),
     ];
     if let Some((_, address)) = &unaudited {
-        grant_demo_consent(*address, &tls("registrar")?).await?;
+        grant_reader_consent(*address, &pki, &DEMO_READ).await?;
         let clients = channels(*address, &reader_tls, n)
             .await?
             .into_iter()
@@ -536,7 +488,7 @@ async fn main() -> Result<(), BoxError> {
         ));
     }
     for (name, (_, address)) in &traced {
-        grant_demo_consent(*address, &tls("registrar")?).await?;
+        grant_reader_consent(*address, &pki, &DEMO_READ).await?;
         let clients = channels(*address, &reader_tls, n)
             .await?
             .into_iter()

@@ -19,17 +19,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use samverka::client::{AgencyTls, connect};
-use samverka::demo::{
-    DEMO_PURPOSE, DEMO_SOURCES, DEMO_SUBJECT, READER_AGENCY, demo_config, pki_spec,
+use samverka::client::connect;
+use samverka::demo::{DEMO_PURPOSE, DEMO_SOURCES, DEMO_SUBJECT, pki_spec};
+use samverka_bench::{
+    BoxError, agency_tls, grant_reader_consent, samverka_binary, start_adapter, start_demo_gateway,
 };
-use samverka_bench::{BoxError, samverka_binary, start_adapter, start_gateway};
 use samverka_certs::dev::write_dev_pki;
-use samverka_proto::v1::consents_client::ConsentsClient;
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
-use samverka_proto::v1::{
-    GetCompetencePassportRequest, GetRecordsRequest, GrantConsentRequest, source_outcome,
-};
+use samverka_proto::v1::{GetCompetencePassportRequest, GetRecordsRequest, source_outcome};
 
 #[derive(Parser)]
 #[command(about = "Competence passport latency with slow sources, against one slow source")]
@@ -76,49 +73,25 @@ async fn main() -> Result<(), BoxError> {
         procs.push(proc);
         adapters.push((source.name.to_owned(), address));
     }
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        demo_config(
-            &pki,
-            "127.0.0.1:0",
-            "127.0.0.1:0",
-            &adapters,
-            &dir.path().join("samverka.db").display().to_string(),
-            "",
-        ),
-    )?;
-    let (gateway, address) = start_gateway(&bin, &config)?;
-
-    let tls = |name: &str| -> Result<AgencyTls, BoxError> {
-        let (_, cert, key) = pki
-            .agencies
-            .iter()
-            .find(|(n, _, _)| n == name)
-            .ok_or("agency certificate")?;
-        Ok(AgencyTls::from_files(&pki.ca_cert, cert, key)?)
-    };
-    let now = samverka::time::system_now_ms();
-    ConsentsClient::new(connect(&address.to_string(), "localhost", &tls("registrar")?).await?)
-        .grant(GrantConsentRequest {
-            subject_id: DEMO_SUBJECT.into(),
-            grantee_agency: READER_AGENCY.into(),
-            record_types: [
-                "education.course_result",
-                "education.degree",
-                "employment.period",
-                "competence.validated",
-            ]
-            .map(String::from)
-            .to_vec(),
-            purpose: DEMO_PURPOSE.into(),
-            valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
-            request_id: "passport-bench".into(),
-            ..Default::default()
-        })
-        .await?;
+    let (gateway, address) = start_demo_gateway(&bin, dir.path(), "gateway", &pki, &adapters, "")?;
+    grant_reader_consent(
+        address,
+        &pki,
+        &[
+            "education.course_result",
+            "education.degree",
+            "employment.period",
+            "competence.validated",
+        ],
+    )
+    .await?;
     let mut client = RecordExchangeClient::new(
-        connect(&address.to_string(), "localhost", &tls("reader")?).await?,
+        connect(
+            &address.to_string(),
+            "localhost",
+            &agency_tls(&pki, "reader")?,
+        )
+        .await?,
     );
 
     let one_source = GetRecordsRequest {
