@@ -237,12 +237,7 @@ impl Router {
                     let status = source_outcome::Status::try_from(outcome.status)
                         .unwrap_or(source_outcome::Status::Unspecified);
                     let took = started.elapsed();
-                    breaker.record(
-                        status == source_outcome::Status::Unavailable
-                            || (status == source_outcome::Status::DeadlineExceeded
-                                && deadline >= BREAKER_MIN_BUDGET),
-                        std::time::Instant::now(),
-                    );
+                    breaker.record(source_failed(status, deadline), std::time::Instant::now());
                     self.metrics
                         .source_call(&route.name, status.as_str_name(), took);
                     call_span.record("samverka.outcome", status.as_str_name());
@@ -296,6 +291,18 @@ impl Router {
         let mut sources: Vec<(usize, Source)> = tasks.join_all().await;
         sources.sort_by_key(|(i, _)| *i);
         sources.into_iter().map(|(_, s)| s).collect()
+    }
+}
+
+/// Whether an outcome says the source is not there (unreachable, or too
+/// slow though it had at least [`BREAKER_MIN_BUDGET`]): what counts against
+/// its circuit breaker.
+fn source_failed(status: source_outcome::Status, deadline: Duration) -> bool {
+    use source_outcome::Status;
+    match status {
+        Status::Unavailable => true,
+        Status::DeadlineExceeded => deadline >= BREAKER_MIN_BUDGET,
+        Status::Ok | Status::SourceError | Status::InvalidResponse | Status::Unspecified => false,
     }
 }
 
@@ -421,6 +428,27 @@ mod tests {
                 payload: payload.then(|| Payload::EmploymentPeriod(EmploymentPeriod::default())),
             },
         )
+    }
+
+    #[test]
+    fn only_absence_counts_against_a_source() {
+        use source_outcome::Status;
+        let long = Duration::from_secs(5);
+        assert!(source_failed(Status::Unavailable, long));
+        assert!(source_failed(Status::DeadlineExceeded, long));
+        // A caller's short deadline says nothing about the source.
+        assert!(!source_failed(
+            Status::DeadlineExceeded,
+            Duration::from_millis(200)
+        ));
+        assert!(source_failed(
+            Status::Unavailable,
+            Duration::from_millis(200)
+        ));
+        // A source that answered is there, whatever it answered.
+        for status in [Status::Ok, Status::SourceError, Status::InvalidResponse] {
+            assert!(!source_failed(status, long));
+        }
     }
 
     proptest! {
