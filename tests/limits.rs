@@ -14,7 +14,7 @@ use support::process::{Replica, gateway_store, spawn_adapters, start_gateway};
 use support::*;
 
 /// The admin listener's address, from the gateway's start line.
-fn admin_address(gateway: &Replica) -> String {
+fn admin_address(gateway: &Replica) -> std::net::SocketAddr {
     let log = gateway.log.lock().unwrap();
     let line = log
         .iter()
@@ -26,24 +26,13 @@ fn admin_address(gateway: &Replica) -> String {
         .split_whitespace()
         .next()
         .unwrap()
-        .to_owned()
+        .parse()
+        .unwrap()
 }
 
 async fn connections_accepted(gateway: &Replica) -> f64 {
-    let address = admin_address(gateway);
-    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
-    text.lines()
-        .find(|l| l.starts_with("samverka_connections_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    let (_, text) = admin_get(admin_address(gateway), "/metrics").await;
+    sample(&text, "samverka_connections_total", &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -165,4 +165,15 @@ async fn no_client_certificate_no_handshake() {
         err.to_string().to_lowercase().contains("certificate"),
         "{err}"
     );
+    // Operators see the refusal (counted as the gateway's side ends).
+    let mut refused = 0.0;
+    for _ in 0..50 {
+        let (_, text) = admin_get(net.admin_address, "/metrics").await;
+        refused = sample(&text, "samverka_tls_handshake_failures_total", &[]);
+        if refused >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(refused >= 1.0, "refused handshakes not counted");
 }

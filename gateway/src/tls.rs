@@ -44,9 +44,6 @@ use crate::adapter_tls::AdapterTlsMaterial;
 use crate::metrics::{CountedConnection, Metrics};
 use crate::signing::{JwsSigner, SignerSlot};
 
-/// How long a client gets to finish its handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// How often the files are checked for changes.
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -295,55 +292,22 @@ impl ServerTls {
     }
 }
 
-type Established = TlsStream<CountedConnection<tokio::net::TcpStream>>;
-
 /// The connections accepted on `listener` that completed a handshake with
-/// the material in use at the time, for tonic to serve. Handshakes run
-/// side by side; one that fails is logged and dropped. Accepting stops
-/// when the stream is dropped.
+/// the material in use at the time (see [`samverka_adapter::handshakes`]),
+/// each counted in the metrics while it is open; refused handshakes are
+/// counted too.
 pub fn incoming(
     listener: TcpListener,
     tls: Arc<ServerTls>,
     metrics: Metrics,
-) -> impl futures_util::Stream<Item = Result<Established, std::io::Error>> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Established>(64);
-    tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                () = tx.closed() => return,
-                accepted = listener.accept() => accepted,
-            };
-            let (tcp, peer) = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait, go on.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = tcp.set_nodelay(true);
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
-            let (tx, metrics) = (tx.clone(), metrics.clone());
-            tokio::spawn(async move {
-                let tcp = metrics.connection(tcp);
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = tx.send(stream).await;
-                    }
-                    Ok(Err(e)) => {
-                        metrics.handshake_failed();
-                        tracing::info!(%peer, error = %e, "TLS handshake refused");
-                    }
-                    Err(_) => {
-                        metrics.handshake_failed();
-                        tracing::info!(%peer, "TLS handshake not finished in time");
-                    }
-                }
-            });
-        }
-    });
-    futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|stream| (Ok(stream), rx))
-    })
+) -> impl futures_util::Stream<
+    Item = Result<TlsStream<CountedConnection<tokio::net::TcpStream>>, std::io::Error>,
+> {
+    let counted = metrics.clone();
+    samverka_adapter::handshakes(
+        listener,
+        move || tls.current(),
+        move |tcp| counted.connection(tcp),
+        move || metrics.handshake_failed(),
+    )
 }

@@ -412,42 +412,62 @@ pub async fn serve_with_listener<A: Adapter>(
         .add_service(reflection)
         .add_service(reflection_v1alpha)
         .add_service(AdapterServer::new(svc))
-        .serve_with_incoming_shutdown(handshakes(listener, tls_config), shutdown)
+        .serve_with_incoming_shutdown(
+            handshakes(listener, move || tls_config.clone(), |tcp| tcp, || {}),
+            shutdown,
+        )
         .await
         .map_err(ServeError::Transport)
 }
 
-/// The connections accepted on `listener` that completed a TLS handshake
-/// under `config`, with Nagle's algorithm off; handshakes run side by side
-/// (at most ten seconds each), a failed one is logged and dropped.
-/// Accepting stops when the stream is dropped.
-fn handshakes(
+/// The connections accepted on `listener` that completed a TLS handshake,
+/// for tonic to serve: each TCP connection gets Nagle's algorithm off, is
+/// passed through `wrap` (e.g. to count it), and is handshaken with the
+/// configuration `config` gives at that moment (so that it may change
+/// under a running server). Handshakes run side by side, at most ten
+/// seconds each; one that fails is logged, reported to `failed`, and
+/// dropped. Accepting stops when the stream is dropped.
+pub fn handshakes<IO>(
     listener: TcpListener,
-    config: std::sync::Arc<rustls::ServerConfig>,
-) -> impl futures_util::Stream<
-    Item = Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>,
-> {
+    config: impl Fn() -> Arc<rustls::ServerConfig> + Send + 'static,
+    wrap: impl Fn(tokio::net::TcpStream) -> IO + Send + 'static,
+    failed: impl Fn() + Clone + Send + Sync + 'static,
+) -> impl futures_util::Stream<Item = Result<tokio_rustls::server::TlsStream<IO>, std::io::Error>>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
                 () = tx.closed() => return,
                 accepted = listener.accept() => accepted,
             };
-            let Ok((tcp, peer)) = accepted else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+            let (tcp, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
             };
             let _ = tcp.set_nodelay(true);
-            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            let acceptor = tokio_rustls::TlsAcceptor::from(config());
+            let (io, tx, failed) = (wrap(tcp), tx.clone(), failed.clone());
             tokio::spawn(async move {
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(io)).await {
                     Ok(Ok(stream)) => {
                         let _ = tx.send(stream).await;
                     }
-                    Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake refused"),
-                    Err(_) => tracing::info!(%peer, "TLS handshake not finished in time"),
+                    Ok(Err(e)) => {
+                        failed();
+                        tracing::info!(%peer, error = %e, "TLS handshake refused");
+                    }
+                    Err(_) => {
+                        failed();
+                        tracing::info!(%peer, "TLS handshake not finished in time");
+                    }
                 }
             });
         }
