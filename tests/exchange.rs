@@ -1001,13 +1001,7 @@ async fn one_trace_id_names_the_exchange_everywhere() {
 
     // The caller's W3C trace context is continued.
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let mut request = tonic::Request::new(demo_read());
-    request.metadata_mut().insert(
-        "traceparent",
-        format!("00-{trace_id}-00f067aa0ba902b7-01")
-            .parse()
-            .unwrap(),
-    );
+    let request = traced_read(trace_id, "00f067aa0ba902b7", true);
     let response = reader.get_records(request).await.unwrap();
     assert_eq!(
         response.metadata().get("x-samverka-trace-id").unwrap(),

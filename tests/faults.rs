@@ -55,30 +55,41 @@ fn acceptor(pki: &DevPkiFiles, name: &str) -> tokio_rustls::TlsAcceptor {
     tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
-/// A TLS server with the adapter's certificate that answers every
-/// connection with bytes that are not HTTP/2.
-async fn serve_garbage(pki: &DevPkiFiles, name: &str) -> SocketAddr {
+/// A TLS server with the adapter `name`'s certificate on a loopback port
+/// that hands every established connection to `handle`.
+async fn serve_tls<F, Fut>(pki: &DevPkiFiles, name: &str, handle: F) -> SocketAddr
+where
+    F: Fn(tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let acceptor = acceptor(pki, name);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
+    let handle = Arc::new(handle);
     tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let acceptor = acceptor.clone();
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, handle) = (acceptor.clone(), handle.clone());
             tokio::spawn(async move {
-                use tokio::io::AsyncWriteExt;
-                if let Ok(mut tls) = acceptor.accept(tcp).await {
-                    let _ = tls
-                        .write_all(b"\x00\x00\x12\x04garbage, not a settings frame\xff\xfe")
-                        .await;
-                    let _ = tls.shutdown().await;
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    handle(tls).await;
                 }
             });
         }
     });
     address
+}
+
+/// A TLS server with the adapter's certificate that answers every
+/// connection with bytes that are not HTTP/2.
+async fn serve_garbage(pki: &DevPkiFiles, name: &str) -> SocketAddr {
+    serve_tls(pki, name, |mut tls| async move {
+        use tokio::io::AsyncWriteExt;
+        let _ = tls
+            .write_all(b"\x00\x00\x12\x04garbage, not a settings frame\xff\xfe")
+            .await;
+        let _ = tls.shutdown().await;
+    })
+    .await
 }
 
 #[derive(Clone, Copy)]
@@ -289,33 +300,18 @@ async fn broken_sources_get_their_own_outcomes_and_leak_nothing() {
 /// stream it is sent (RST_STREAM), as a crashing proxy in front of a
 /// register might.
 async fn serve_resets(pki: &DevPkiFiles, name: &str) -> SocketAddr {
-    let acceptor = acceptor(pki, name);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                // A service that fails: hyper resets the stream.
-                let service = hyper::service::service_fn(|_request| async {
-                    Err::<hyper::Response<http_body_util::Empty<hyper::body::Bytes>>, _>(
-                        std::io::Error::other("reset"),
-                    )
-                });
-                let _ =
-                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                        .await;
-            });
-        }
-    });
-    address
+    serve_tls(pki, name, |tls| async move {
+        // A service that fails: hyper resets the stream.
+        let service = hyper::service::service_fn(|_request| async {
+            Err::<hyper::Response<http_body_util::Empty<hyper::body::Bytes>>, _>(
+                std::io::Error::other("reset"),
+            )
+        });
+        let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+            .await;
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

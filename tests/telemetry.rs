@@ -266,11 +266,7 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters()
     // The caller's trace and span.
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
-    let mut request = tonic::Request::new(demo_read());
-    request.metadata_mut().insert(
-        "traceparent",
-        format!("00-{trace_id}-{caller_span}-01").parse().unwrap(),
-    );
+    let request = traced_read(trace_id, caller_span, true);
     let response = client.get_records(request).await.unwrap();
     assert_eq!(
         response.metadata().get("x-samverka-trace-id").unwrap(),
@@ -426,13 +422,7 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters()
 
     // A caller that did not sample its trace: the gateway does not either.
     let unsampled = "0af7651916cd43dd8448eb211c80319c";
-    let mut request = tonic::Request::new(demo_read());
-    request.metadata_mut().insert(
-        "traceparent",
-        format!("00-{unsampled}-b7ad6b7169203331-00")
-            .parse()
-            .unwrap(),
-    );
+    let request = traced_read(unsampled, "b7ad6b7169203331", false);
     let response = client.get_records(request).await.unwrap();
     assert_eq!(
         response.metadata().get("x-samverka-trace-id").unwrap(),
@@ -440,11 +430,7 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters()
     );
     // A sampled request after it, to know the exporters have flushed.
     let after = "11111111111111111111111111111111";
-    let mut request = tonic::Request::new(demo_read());
-    request.metadata_mut().insert(
-        "traceparent",
-        format!("00-{after}-b7ad6b7169203331-01").parse().unwrap(),
-    );
+    let request = traced_read(after, "b7ad6b7169203331", true);
     client.get_records(request).await.unwrap();
     receiver
         .wait_for("the spans of the sampled request", |spans| {
@@ -510,13 +496,7 @@ async fn json_logs_name_the_trace_of_the_request_they_belong_to() {
 
     // A refused read: the gateway logs why, inside the request.
     let trace_id = "5bf92f3577b34da6a3ce929d0e0e4737";
-    let mut request = tonic::Request::new(demo_read());
-    request.metadata_mut().insert(
-        "traceparent",
-        format!("00-{trace_id}-00f067aa0ba902b7-01")
-            .parse()
-            .unwrap(),
-    );
+    let request = traced_read(trace_id, "00f067aa0ba902b7", true);
     let status = client.get_records(request).await.unwrap_err();
     assert_eq!(reason(&status), "ACCESS_RULE_MISSING");
 

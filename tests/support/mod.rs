@@ -166,3 +166,21 @@ pub fn sample(text: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// [`demo_read`] sent with a W3C `traceparent` naming `trace_id` and the
+/// caller's span `parent_id`, sampled or not.
+pub fn traced_read(
+    trace_id: &str,
+    parent_id: &str,
+    sampled: bool,
+) -> tonic::Request<GetRecordsRequest> {
+    let mut request = tonic::Request::new(demo_read());
+    let flags = if sampled { "01" } else { "00" };
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-{parent_id}-{flags}")
+            .parse()
+            .unwrap(),
+    );
+    request
+}
