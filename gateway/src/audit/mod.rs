@@ -51,6 +51,15 @@ pub fn sources(outcomes: &[samverka_proto::v1::SourceOutcome]) -> Vec<String> {
         .collect()
 }
 
+/// A new audit id: a UUID version 7, whose leading bits are the time in
+/// milliseconds (and, within one process, a counter), so that ids are
+/// unique and ascending. Stored ids are indexed for uniqueness; ascending
+/// ids land at the right edge of that index instead of on a random page
+/// each, which keeps each commit to a few pages.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// A new entry for `method`, to be completed by the caller and committed
 /// with [`AuditWriter::commit`].
 pub fn entry(method: &str, time_ms: i64) -> AuditEntry {
@@ -58,7 +67,7 @@ pub fn entry(method: &str, time_ms: i64) -> AuditEntry {
         seq: 0,
         prev_hash: String::new(),
         hash: String::new(),
-        audit_id: uuid::Uuid::new_v4().to_string(),
+        audit_id: new_id(),
         time_ms,
         caller: String::new(),
         method: method.to_owned(),

@@ -136,7 +136,7 @@ pub(super) async fn assemble(
     }
     for reason in reasons {
         let mut entry = base.clone();
-        entry.audit_id = uuid::Uuid::new_v4().to_string();
+        entry.audit_id = audit::new_id();
         entry.decision = audit::DENIED.to_owned();
         entry.reason = reason.as_str().to_owned();
         entry.record_types = refused
@@ -157,7 +157,7 @@ pub(super) async fn assemble(
     let mut queries = Vec::new();
     for (permit, types) in &allowed {
         let mut entry = base.clone();
-        entry.audit_id = uuid::Uuid::new_v4().to_string();
+        entry.audit_id = audit::new_id();
         entry.decision = audit::ALLOWED.to_owned();
         entry.record_types = types.clone();
         entry.consent_id = permit.consent_id().to_owned();
