@@ -7,6 +7,9 @@
 //! request body never says who the caller is: an agency cannot act as
 //! another by anything it writes in a request.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, RwLock};
+
 use samverka_certs::{CertIdentity, OrgNumber, Role};
 use tonic::Request;
 
@@ -25,7 +28,7 @@ pub fn caller<T>(request: &Request<T>) -> Result<Caller, GatewayError> {
     let leaf = certs.as_ref().and_then(|c| c.first()).ok_or_else(|| {
         GatewayError::new(Reason::IdentityMissing, "a client certificate is required")
     })?;
-    let id = CertIdentity::from_der(leaf).map_err(|e| GatewayError {
+    let id = read_identity(leaf).map_err(|e| GatewayError {
         detail: Some(e.to_string()),
         ..GatewayError::new(
             Reason::IdentityMissing,
@@ -39,6 +42,31 @@ pub fn caller<T>(request: &Request<T>) -> Result<Caller, GatewayError> {
         });
     }
     Ok(Caller { agency: id.agency })
+}
+
+/// Certificates already read, and what they say. An agency presents the
+/// same certificate on every request of a connection, and parsing it was
+/// the costliest part of this step; the identity is a function of the
+/// certificate's bytes alone, so it is read once. (Whether the certificate
+/// may be used at all, its chain and revocation, is the TLS layer's check
+/// at each handshake.)
+static KNOWN: LazyLock<RwLock<HashMap<Box<[u8]>, CertIdentity>>> = LazyLock::new(Default::default);
+
+/// How many certificates [`KNOWN`] holds before it starts over.
+const KNOWN_MAX: usize = 4096;
+
+fn read_identity(der: &[u8]) -> Result<CertIdentity, samverka_certs::IdentityError> {
+    if let Some(id) = KNOWN.read().ok().and_then(|known| known.get(der).cloned()) {
+        return Ok(id);
+    }
+    let id = CertIdentity::from_der(der)?;
+    if let Ok(mut known) = KNOWN.write() {
+        if known.len() >= KNOWN_MAX {
+            known.clear();
+        }
+        known.insert(der.into(), id.clone());
+    }
+    Ok(id)
 }
 
 /// The calling agency of `request`, which must hold the consent-registrar

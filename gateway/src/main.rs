@@ -369,3 +369,9 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Every request allocates and frees many small buffers on both runtime
+/// threads; mimalloc's per-thread heaps make that about 7 % cheaper for the
+/// whole gateway than the system allocator (docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
