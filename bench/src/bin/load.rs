@@ -29,8 +29,9 @@
 //! - otel-0 / otel-100 (with `--telemetry`): the gateway with OpenTelemetry
 //!   on, exporting to an OTLP receiver in this process, sampling none or
 //!   all of the (new) traces;
-//! - fan-out (concurrency 1): one `GetRecords` answered by three sources,
-//!   against each of those sources asked alone through the gateway.
+//! - fan-out (at each concurrency): one `GetRecords` answered by three
+//!   sources, against each of those sources asked alone through the
+//!   gateway.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -93,6 +94,13 @@ struct Args {
     /// Skip the fan-out comparison.
     #[arg(long)]
     no_fan_out: bool,
+    /// The fan-out is measured twice: with sources that answer at once
+    /// (what the gateway's own work costs), and through a second gateway
+    /// whose three sources each take this long, as a register's database
+    /// would (whether the sources are asked in parallel). 0 skips the
+    /// second.
+    #[arg(long, default_value_t = 5)]
+    register_latency_ms: u64,
     /// Only these scenarios (direct, gateway, nginx, haproxy), e.g. to
     /// profile one.
     #[arg(long, value_delimiter = ',')]
@@ -362,13 +370,40 @@ async fn main() -> Result<(), BoxError> {
         .map(|n| (n.to_string(), addresses[n]))
         .collect();
     // No rate limit in the way of the load, and a third source.
-    let extra = format!(
-        "[limits]\nrate_per_second = 1000000000\nburst = 1000000000\n\n[[adapters]]\nname = \"employment-b\"\naddress = \"{}\"\norg_number = \"2021999079\"\nrecord_types = [\"employment.period\"]\n",
-        addresses["employment-b"]
-    );
+    let extra_with = |employment_b: SocketAddr| {
+        format!(
+            "[limits]\nrate_per_second = 1000000000\nburst = 1000000000\n\n[[adapters]]\nname = \"employment-b\"\naddress = \"{employment_b}\"\norg_number = \"2021999079\"\nrecord_types = [\"employment.period\"]\n"
+        )
+    };
+    let extra = extra_with(addresses["employment-b"]);
     let (gateway, gateway_address) =
         start_demo_gateway(&bin, dir.path(), "gateway", &pki, &demo_adapters, &extra)?;
     let gateway_pid = gateway.0.id();
+    // For the fan-out with register latency: the three sources again, each
+    // answering after `register_latency_ms`, behind a gateway of their own.
+    let registers = if !args.no_fan_out && args.register_latency_ms > 0 {
+        let mut slow = BTreeMap::new();
+        for (name, kind, agency) in SOURCES {
+            let (proc, address) =
+                start_adapter(&bin, &pki, name, kind, agency, args.register_latency_ms)?;
+            slow.insert(name, address);
+            procs.push(proc);
+        }
+        let adapters: Vec<(String, SocketAddr)> = ["higher-education", "employment"]
+            .iter()
+            .map(|n| (n.to_string(), slow[n]))
+            .collect();
+        Some(start_demo_gateway(
+            &bin,
+            dir.path(),
+            "gateway-registers",
+            &pki,
+            &adapters,
+            &extra_with(slow["employment-b"]),
+        )?)
+    } else {
+        None
+    };
     // The same gateway without audit writes, on its own store.
     let unaudited = match &args.unaudited_samverka {
         Some(path) => Some(start_demo_gateway(
@@ -605,10 +640,6 @@ async fn main() -> Result<(), BoxError> {
     }
 
     if !args.no_fan_out {
-        let fan_args = Args {
-            concurrency: vec![1],
-            ..args.clone()
-        };
         let cases: Vec<(&str, GetRecordsRequest)> = vec![
             (
                 "fan-out (3 sources)",
@@ -627,37 +658,65 @@ async fn main() -> Result<(), BoxError> {
                 read(&["employment.period"], &["2021999079"]),
             ),
         ];
-        let mut fan: Vec<(String, Outcome)> = cases
+        let mut setups = vec![("sources answering at once".to_owned(), gateway_clients())];
+        if let Some((_, address)) = &registers {
+            grant_reader_consent(*address, &pki, &DEMO_READ).await?;
+            let clients = channels(*address, &reader_tls, n)
+                .await?
+                .into_iter()
+                .map(RecordExchangeClient::new)
+                .collect();
+            setups.push((
+                format!("sources answering in {} ms", args.register_latency_ms),
+                clients,
+            ));
+        }
+        // Per setup, per concurrency, per case.
+        let mut fan: Vec<Vec<Vec<Outcome>>> = setups
             .iter()
-            .map(|(n, _)| (n.to_string(), Outcome::default()))
+            .map(|_| {
+                args.concurrency
+                    .iter()
+                    .map(|_| cases.iter().map(|_| Outcome::default()).collect())
+                    .collect()
+            })
             .collect();
-        for _ in 0..args.rounds {
-            for (i, (_, req)) in cases.iter().enumerate() {
-                run(
-                    &Target::Gateway(gateway_clients(), req.clone()),
-                    1,
-                    &fan_args,
-                    &mut fan[i].1,
-                )
-                .await;
+        for round in 1..=args.rounds {
+            for (s, (setup, clients)) in setups.iter().enumerate() {
+                for (c, &concurrency) in args.concurrency.iter().enumerate() {
+                    eprintln!("round {round} concurrency {concurrency}: fan-out, {setup}");
+                    for (i, (_, req)) in cases.iter().enumerate() {
+                        run(
+                            &Target::Gateway(clients.clone(), req.clone()),
+                            concurrency,
+                            &args,
+                            &mut fan[s][c][i],
+                        )
+                        .await;
+                    }
+                }
             }
         }
-        println!();
-        println!("fan-out through the gateway, concurrency 1:");
         let p50 = |o: &Outcome| o.latency.as_ref().map_or(0, |h| h.value_at_quantile(0.5));
-        for (name, o) in &fan {
-            println!("  {:<24} p50 {:>6} us", name, p50(o));
+        for ((setup, _), fan) in setups.iter().zip(&fan) {
+            for (c, &concurrency) in args.concurrency.iter().enumerate() {
+                println!();
+                println!("fan-out through the gateway, {setup}, concurrency {concurrency}:");
+                for ((name, _), o) in cases.iter().zip(&fan[c]) {
+                    println!(
+                        "  {:<24} p50 {:>6} us  {:>7.0} req/s",
+                        name,
+                        p50(o),
+                        median(&o.rps)
+                    );
+                }
+                let slowest = fan[c][1..].iter().map(p50).max().unwrap_or(1).max(1);
+                println!(
+                    "  fan-out / slowest single source (p50): {:.2}",
+                    p50(&fan[c][0]) as f64 / slowest as f64
+                );
+            }
         }
-        let slowest = fan[1..]
-            .iter()
-            .map(|(_, o)| p50(o))
-            .max()
-            .unwrap_or(1)
-            .max(1);
-        println!(
-            "  fan-out / slowest single source: {:.2}",
-            p50(&fan[0].1) as f64 / slowest as f64
-        );
     }
     drop(proxies);
     if args.telemetry {
