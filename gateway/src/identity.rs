@@ -86,3 +86,39 @@ pub fn registrar<T>(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    use samverka_certs::dev::{CertRequest, DevCa};
+
+    use super::*;
+
+    fn der(ca: &DevCa, agency: &str, role: Role) -> CertificateDer<'static> {
+        let org = OrgNumber::parse(agency).expect("valid");
+        let cert = ca
+            .issue(&CertRequest::new(org, role, "test"))
+            .expect("issued");
+        CertificateDer::from_pem_slice(cert.cert_pem.as_bytes()).expect("PEM")
+    }
+
+    #[test]
+    fn each_certificate_keeps_its_own_identity_when_read_again() {
+        let ca = DevCa::generate("samverka identity test CA").expect("CA");
+        let reader = der(&ca, crate::demo::READER_AGENCY, Role::Agency);
+        let adapter = der(&ca, "2021999053", Role::Adapter);
+        for _ in 0..3 {
+            let id = read_identity(&reader).expect("reader");
+            assert_eq!(id.agency.as_str(), crate::demo::READER_AGENCY);
+            assert_eq!(id.role, Role::Agency);
+            let id = read_identity(&adapter).expect("adapter");
+            assert_eq!(id.agency.as_str(), "2021999053");
+            assert_eq!(id.role, Role::Adapter);
+        }
+        // What cannot be read is refused every time, never remembered.
+        for _ in 0..2 {
+            assert!(read_identity(b"not a certificate").is_err());
+        }
+    }
+}
