@@ -85,6 +85,13 @@ pub fn entry(method: &str, time_ms: i64) -> AuditEntry {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn audit_ids_ascend() {
+        let ids: Vec<String> = (0..10_000).map(|_| super::new_id()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids must ascend");
+        assert!(ids.iter().all(|id| uuid::Uuid::parse_str(id).is_ok()));
+    }
+
+    #[test]
     fn sanitize_bounds_and_cleans() {
         assert_eq!(super::sanitize("a,b\nc"), "a_b_c");
         assert_eq!(super::sanitize(&"x".repeat(1000)).len(), 64);
