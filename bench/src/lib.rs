@@ -183,17 +183,25 @@ pub fn start_demo_gateway(
     adapters: &[(String, SocketAddr)],
     extra: &str,
 ) -> Result<(Proc, SocketAddr), BoxError> {
+    let store = dir.join(format!("{name}.db")).display().to_string();
+    start_demo_gateway_on(bin, dir, name, pki, adapters, &store, extra)
+}
+
+/// Like [`start_demo_gateway`], with the store at `store` (a SQLite path
+/// or a `postgresql://` URL).
+pub fn start_demo_gateway_on(
+    bin: &Path,
+    dir: &Path,
+    name: &str,
+    pki: &DevPkiFiles,
+    adapters: &[(String, SocketAddr)],
+    store: &str,
+    extra: &str,
+) -> Result<(Proc, SocketAddr), BoxError> {
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(
         &config,
-        samverka::demo::demo_config(
-            pki,
-            "127.0.0.1:0",
-            "127.0.0.1:0",
-            adapters,
-            &dir.join(format!("{name}.db")).display().to_string(),
-            extra,
-        ),
+        samverka::demo::demo_config(pki, "127.0.0.1:0", "127.0.0.1:0", adapters, store, extra),
     )?;
     start_gateway(bin, &config)
 }

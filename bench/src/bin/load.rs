@@ -7,7 +7,8 @@
 //! cargo build --release -p samverka -p samverka-bench
 //! target/release/load [--duration 10] [--warmup 2] [--rounds 3] \
 //!     [--concurrency 1,64] [--connections 4] \
-//!     [--unaudited-samverka target/unaudited/release/samverka]
+//!     [--unaudited-samverka target/unaudited/release/samverka] \
+//!     [--postgres-url postgresql://USER@HOST:PORT/DB]
 //! ```
 //!
 //! Everything runs as separate processes on this machine, each over mutual
@@ -24,6 +25,8 @@
 //! - direct: `Adapter.FetchRecords` on the employment adapter;
 //! - gateway: `RecordExchange.GetRecords` through the gateway, one source;
 //! - nginx / haproxy: `Adapter.FetchRecords` through the proxy;
+//! - gateway-pg (with `--postgres-url`): the gateway with its consents and
+//!   audit trail in PostgreSQL;
 //! - no-audit (with `--unaudited-samverka`): the gateway built with the
 //!   `unaudited-benchmark` feature, to show what durable audit costs;
 //! - otel-0 / otel-100 (with `--telemetry`): the gateway with OpenTelemetry
@@ -86,6 +89,10 @@ struct Args {
     /// the scenario "no-audit", the gateway without audit writes.
     #[arg(long)]
     unaudited_samverka: Option<PathBuf>,
+    /// Add the scenario "gateway-pg": the gateway with its store (consents
+    /// and the audit trail) in this PostgreSQL database instead of SQLite.
+    #[arg(long)]
+    postgres_url: Option<String>,
     /// Add the scenarios "otel-0" and "otel-100": the gateway exporting
     /// traces to an OTLP receiver in this process, sampling 0 % and 100 %
     /// of requests (compare with "gateway", telemetry off).
@@ -101,8 +108,8 @@ struct Args {
     /// second.
     #[arg(long, default_value_t = 5)]
     register_latency_ms: u64,
-    /// Only these scenarios (direct, gateway, nginx, haproxy), e.g. to
-    /// profile one.
+    /// Only these scenarios (direct, gateway, gateway-pg, no-audit, nginx,
+    /// haproxy, otel-0, otel-100), e.g. to profile one.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -417,6 +424,20 @@ async fn main() -> Result<(), BoxError> {
         None => None,
     };
 
+    // The same gateway on PostgreSQL.
+    let on_postgres = match &args.postgres_url {
+        Some(url) => Some(samverka_bench::start_demo_gateway_on(
+            &bin,
+            dir.path(),
+            "gateway-pg",
+            &pki,
+            &demo_adapters,
+            url,
+            &extra,
+        )?),
+        None => None,
+    };
+
     // The same gateway with telemetry on, sampling none and all traces.
     let (spans_received, otlp) = samverka_bench::start_otlp_receiver().await?;
     let mut traced = Vec::new();
@@ -522,6 +543,18 @@ async fn main() -> Result<(), BoxError> {
             Target::Gateway(clients, read(&["employment.period"], &["2021999053"])),
         ));
     }
+    if let Some((_, address)) = &on_postgres {
+        grant_reader_consent(*address, &pki, &DEMO_READ).await?;
+        let clients = channels(*address, &reader_tls, n)
+            .await?
+            .into_iter()
+            .map(RecordExchangeClient::new)
+            .collect();
+        targets.push((
+            "gateway-pg".into(),
+            Target::Gateway(clients, read(&["employment.period"], &["2021999053"])),
+        ));
+    }
     for (name, (_, address)) in &traced {
         grant_reader_consent(*address, &pki, &DEMO_READ).await?;
         let clients = channels(*address, &reader_tls, n)
@@ -578,7 +611,7 @@ async fn main() -> Result<(), BoxError> {
 
     println!();
     println!(
-        "{:<9} {:>5} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9}  errors",
+        "{:<10} {:>5} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9}  errors",
         "scenario", "conc", "req/s", "x direct", "p50 us", "p99 us", "p99.9 us", "+p50 us"
     );
     for &c in &args.concurrency {
@@ -598,7 +631,7 @@ async fn main() -> Result<(), BoxError> {
             let rps = median(&o.rps);
             let errors: Vec<String> = o.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
             println!(
-                "{:<9} {:>5} {:>9.0} {:>8} {:>8} {:>8} {:>9} {:>9}  {}",
+                "{:<10} {:>5} {:>9.0} {:>8} {:>8} {:>8} {:>9} {:>9}  {}",
                 name,
                 c,
                 rps,

@@ -337,12 +337,10 @@ impl PostgresStore {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         // The row lock on the head makes replicas take turns: one chain.
-        let row = tx
-            .query_one(
-                "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
-                &[],
-            )
+        let lock = tx
+            .prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
             .await?;
+        let row = tx.query_one(&lock, &[]).await?;
         let mut head = AuditHead {
             seq: row.try_get(0)?,
             hash: row.try_get(1)?,
@@ -357,32 +355,51 @@ impl PostgresStore {
                  $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::TEXT[], $13::TEXT[], $14::TEXT[], $15::TEXT[])"
             ))
             .await?;
+        let update = tx
+            .prepare_cached("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            .await?;
         let col = |f: fn(&AuditEntry) -> String| entries.iter().map(f).collect::<Vec<String>>();
         let num = |f: fn(&AuditEntry) -> i64| entries.iter().map(f).collect::<Vec<i64>>();
-        tx.execute(
-            &insert,
-            &[
-                &num(|e| e.seq),
-                &col(|e| e.prev_hash.clone()),
-                &col(|e| e.hash.clone()),
-                &col(|e| e.audit_id.clone()),
-                &num(|e| e.time_ms),
-                &col(|e| e.caller.clone()),
-                &col(|e| e.method.clone()),
-                &col(|e| e.subject_id.clone()),
-                &col(|e| join(&e.record_types)),
-                &col(|e| e.purpose.clone()),
-                &col(|e| e.consent_id.clone()),
-                &col(|e| join(&e.sources)),
-                &col(|e| e.decision.clone()),
-                &col(|e| e.reason.clone()),
-                &col(|e| e.trace_id.clone()),
-            ],
-        )
-        .await?;
-        tx.execute(
-            "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
-            &[&head.seq, &head.hash],
+        let columns = (
+            num(|e| e.seq),
+            col(|e| e.prev_hash.clone()),
+            col(|e| e.hash.clone()),
+            col(|e| e.audit_id.clone()),
+            num(|e| e.time_ms),
+            col(|e| e.caller.clone()),
+            col(|e| e.method.clone()),
+            col(|e| e.subject_id.clone()),
+            col(|e| join(&e.record_types)),
+            col(|e| e.purpose.clone()),
+            col(|e| e.consent_id.clone()),
+            col(|e| join(&e.sources)),
+            col(|e| e.decision.clone()),
+            col(|e| e.reason.clone()),
+            col(|e| e.trace_id.clone()),
+        );
+        // Sent together, one round trip to the server instead of two.
+        futures_util::future::try_join(
+            tx.execute(
+                &insert,
+                &[
+                    &columns.0,
+                    &columns.1,
+                    &columns.2,
+                    &columns.3,
+                    &columns.4,
+                    &columns.5,
+                    &columns.6,
+                    &columns.7,
+                    &columns.8,
+                    &columns.9,
+                    &columns.10,
+                    &columns.11,
+                    &columns.12,
+                    &columns.13,
+                    &columns.14,
+                ],
+            ),
+            tx.execute(&update, &[&head.seq, &head.hash]),
         )
         .await?;
         tx.commit().await?;
