@@ -504,6 +504,16 @@ async fn main() -> Result<(), BoxError> {
     }
     let n = args.connections;
     let reader_tls = tls("reader")?;
+    // Another gateway of this run, ready for the reader: its own store
+    // gets the demo consent, and the load client its connections.
+    let reader_clients = async |address: SocketAddr| -> Result<Vec<_>, BoxError> {
+        grant_reader_consent(address, &pki, &DEMO_READ).await?;
+        Ok(channels(address, &reader_tls, n)
+            .await?
+            .into_iter()
+            .map(RecordExchangeClient::new)
+            .collect())
+    };
     let gateway_channels = channels(gateway_address, &reader_tls, n).await?;
     let gateway_clients = || {
         gateway_channels
@@ -531,40 +541,18 @@ async fn main() -> Result<(), BoxError> {
             ),
         ),
     ];
-    if let Some((_, address)) = &unaudited {
-        grant_reader_consent(*address, &pki, &DEMO_READ).await?;
-        let clients = channels(*address, &reader_tls, n)
-            .await?
-            .into_iter()
-            .map(RecordExchangeClient::new)
-            .collect();
+    // The other gateways, asked for the same records as "gateway".
+    let others = [("no-audit", &unaudited), ("gateway-pg", &on_postgres)]
+        .into_iter()
+        .filter_map(|(name, g)| Some((name, g.as_ref()?.1)))
+        .chain(traced.iter().map(|(name, (_, address))| (*name, *address)));
+    for (name, address) in others {
         targets.push((
-            "no-audit".into(),
-            Target::Gateway(clients, read(&["employment.period"], &["2021999053"])),
-        ));
-    }
-    if let Some((_, address)) = &on_postgres {
-        grant_reader_consent(*address, &pki, &DEMO_READ).await?;
-        let clients = channels(*address, &reader_tls, n)
-            .await?
-            .into_iter()
-            .map(RecordExchangeClient::new)
-            .collect();
-        targets.push((
-            "gateway-pg".into(),
-            Target::Gateway(clients, read(&["employment.period"], &["2021999053"])),
-        ));
-    }
-    for (name, (_, address)) in &traced {
-        grant_reader_consent(*address, &pki, &DEMO_READ).await?;
-        let clients = channels(*address, &reader_tls, n)
-            .await?
-            .into_iter()
-            .map(RecordExchangeClient::new)
-            .collect();
-        targets.push((
-            name.to_string(),
-            Target::Gateway(clients, read(&["employment.period"], &["2021999053"])),
+            name.to_owned(),
+            Target::Gateway(
+                reader_clients(address).await?,
+                read(&["employment.period"], &["2021999053"]),
+            ),
         ));
     }
     let mut skipped = Vec::new();
@@ -693,15 +681,9 @@ async fn main() -> Result<(), BoxError> {
         ];
         let mut setups = vec![("sources answering at once".to_owned(), gateway_clients())];
         if let Some((_, address)) = &registers {
-            grant_reader_consent(*address, &pki, &DEMO_READ).await?;
-            let clients = channels(*address, &reader_tls, n)
-                .await?
-                .into_iter()
-                .map(RecordExchangeClient::new)
-                .collect();
             setups.push((
                 format!("sources answering in {} ms", args.register_latency_ms),
-                clients,
+                reader_clients(*address).await?,
             ));
         }
         // Per setup, per concurrency, per case.
