@@ -22,7 +22,7 @@ use samverka_proto::adapter::v1::{
 use samverka_proto::records::v1::record::Payload;
 use samverka_proto::records::v1::{Degree, EmploymentPeriod, Record, ValidatedCompetence};
 use samverka_proto::v1::source_outcome::Status as Outcome;
-use support::process::{gateway_store, start_gateway};
+use support::process::{audit_entry, start_gateway};
 use support::*;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
@@ -268,14 +268,7 @@ async fn broken_sources_get_their_own_outcomes_and_leak_nothing() {
     );
 
     // The audit entry records each source's outcome.
-    let store = gateway_store(dir.path()).await;
-    let entry = store
-        .audit_entries(Some(DEMO_SUBJECT))
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|e| e.audit_id == answer.audit_id)
-        .unwrap();
+    let entry = audit_entry(dir.path(), DEMO_SUBJECT, &answer.audit_id).await;
     let sources = entry.sources.join(" ");
     for expected in [
         format!(

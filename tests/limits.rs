@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use samverka::demo::{DEMO_PURPOSE, DEMO_SUBJECT, pki_spec};
 use samverka_proto::v1::{GetCompetencePassportRequest, ListSourcesRequest};
-use support::process::{Replica, gateway_store, spawn_adapters, start_gateway};
+use support::process::{Replica, audit_entry, spawn_adapters, start_gateway};
 use support::*;
 
 /// The admin listener's address, from the gateway's start line.
@@ -74,14 +74,7 @@ async fn small_limits_are_enforced_with_clear_answers() {
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     assert_eq!(reason(&status), "MESSAGE_TOO_LARGE");
     // Audited as refused: nothing left the gateway.
-    let store = gateway_store(dir.path()).await;
-    let entry = store
-        .audit_entries(Some(DEMO_SUBJECT))
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|e| e.audit_id == audit_id(&status))
-        .unwrap();
+    let entry = audit_entry(dir.path(), DEMO_SUBJECT, &audit_id(&status)).await;
     assert_eq!(
         (entry.decision.as_str(), entry.reason.as_str()),
         ("denied", "MESSAGE_TOO_LARGE")

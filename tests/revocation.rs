@@ -31,6 +31,16 @@ fn samverka(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The demo PKI made by `samverka certs init` in `DIR/certs`: its
+/// directory, the same as an argument, and its files.
+fn certs_init(dir: &Path) -> (std::path::PathBuf, String, samverka_certs::dev::DevPkiFiles) {
+    let certs = dir.join("certs");
+    let certs_arg = certs.display().to_string();
+    samverka(&["certs", "init", "--out", &certs_arg]);
+    let pki = samverka_certs::dev::existing_dev_pki(&certs, &samverka::demo::pki_spec()).unwrap();
+    (certs, certs_arg, pki)
+}
+
 /// Whether `cert` gets an answer from the gateway on a new connection.
 async fn answered(gateway: &Replica, ca: &Path, cert: &Path, key: &Path) -> bool {
     let tls = AgencyTls::from_files(ca, cert, key).unwrap();
@@ -109,10 +119,7 @@ fn der(pem_file: &Path) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_certificate_is_refused_after_a_reload_with_no_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    let certs_arg = certs.display().to_string();
-    samverka(&["certs", "init", "--out", &certs_arg]);
-    let pki = samverka_certs::dev::existing_dev_pki(&certs, &samverka::demo::pki_spec()).unwrap();
+    let (certs, certs_arg, pki) = certs_init(dir.path());
     // A second certificate for the guidance agency, to revoke.
     let out = samverka(&[
         "certs",
@@ -271,10 +278,7 @@ async fn a_revoked_certificate_is_refused_after_a_reload_with_no_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_client_identity_is_used_for_the_next_adapter_connection() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    let certs_arg = certs.display().to_string();
-    samverka(&["certs", "init", "--out", &certs_arg]);
-    let pki = samverka_certs::dev::existing_dev_pki(&certs, &samverka::demo::pki_spec()).unwrap();
+    let (_, certs_arg, pki) = certs_init(dir.path());
     let adapters = spawn_adapters(&pki).await;
     let gateway = start_gateway(dir.path(), &pki, &adapters, "", &[]);
 
@@ -328,9 +332,7 @@ async fn a_rotated_client_identity_is_used_for_the_next_adapter_connection() {
 fn an_adapter_with_the_crl_refuses_a_revoked_gateway_certificate() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    let certs_arg = certs.display().to_string();
-    samverka(&["certs", "init", "--out", &certs_arg]);
+    let (certs, certs_arg, _) = certs_init(dir.path());
     let file = |name: &str| certs.join(name).display().to_string();
     // The gateway's client certificate is revoked; a second one is not.
     samverka(&[

@@ -31,7 +31,7 @@ use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as NumberV
 use opentelemetry_proto::tonic::trace::v1::Span;
 use samverka::demo::{DEMO_PURPOSE, DEMO_SUBJECT, pki_spec};
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
-use support::process::{gateway_store, start_gateway};
+use support::process::{audit_entry, start_gateway};
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_samverka");
@@ -275,12 +275,7 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters()
     let answer = response.into_inner();
     assert_eq!(answer.outcomes.len(), 2);
     // The audit entry names the caller's trace.
-    let store = gateway_store(dir.path()).await;
-    let entries = store.audit_entries(Some(DEMO_SUBJECT)).await.unwrap();
-    let entry = entries
-        .iter()
-        .find(|e| e.audit_id == answer.audit_id)
-        .unwrap();
+    let entry = audit_entry(dir.path(), DEMO_SUBJECT, &answer.audit_id).await;
     assert_eq!(entry.trace_id, trace_id);
 
     let in_trace = |spans: &[(String, Span)], service: &str, name: &str| {

@@ -135,6 +135,19 @@ pub async fn gateway_store(dir: &Path) -> samverka::store::Store {
     .unwrap()
 }
 
+/// The entry `audit_id` about `subject` in the audit trail of the gateway
+/// started in `dir`; panics if there is none.
+pub async fn audit_entry(dir: &Path, subject: &str, audit_id: &str) -> samverka::store::AuditEntry {
+    gateway_store(dir)
+        .await
+        .audit_entries(Some(subject))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.audit_id == audit_id)
+        .unwrap_or_else(|| panic!("no audit entry {audit_id} about {subject}"))
+}
+
 impl Replica {
     /// An mTLS channel to this gateway as the demo agency `name`.
     pub async fn channel(&self, pki: &DevPkiFiles, name: &str) -> tonic::transport::Channel {
