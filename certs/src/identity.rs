@@ -16,7 +16,9 @@
 //! any way (no URI, two organisation numbers, numbers that disagree, a bad
 //! check digit) yields no identity at all: deny by default.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{LazyLock, RwLock};
 
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
@@ -163,6 +165,29 @@ impl CertIdentity {
         Ok(CertIdentity { agency, role })
     }
 
+    /// Like [`CertIdentity::from_der`], for a peer certificate read on
+    /// every request: a peer presents the same certificate on every request
+    /// of a connection, so what a certificate says is remembered (by its
+    /// bytes, for at most [`KNOWN_MAX`] certificates) and it is parsed once.
+    /// Whether the certificate may be used at all, its chain and
+    /// revocation, is the TLS layer's check at each handshake. A
+    /// certificate that cannot be read is never remembered.
+    pub fn from_peer_der(der: &[u8]) -> Result<Self, IdentityError> {
+        static KNOWN: LazyLock<RwLock<HashMap<Box<[u8]>, CertIdentity>>> =
+            LazyLock::new(Default::default);
+        if let Some(id) = KNOWN.read().ok().and_then(|known| known.get(der).cloned()) {
+            return Ok(id);
+        }
+        let id = Self::from_der(der)?;
+        if let Ok(mut known) = KNOWN.write() {
+            if known.len() >= KNOWN_MAX {
+                known.clear();
+            }
+            known.insert(der.into(), id.clone());
+        }
+        Ok(id)
+    }
+
     /// Reads the identity from the first certificate of a PEM file's text.
     pub fn from_pem(pem: &str) -> Result<Self, IdentityError> {
         let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
@@ -171,10 +196,43 @@ impl CertIdentity {
     }
 }
 
+/// How many certificates [`CertIdentity::from_peer_der`] remembers before
+/// it starts over.
+pub const KNOWN_MAX: usize = 4096;
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::dev::{CertRequest, DevCa};
+
+    #[test]
+    fn each_peer_certificate_keeps_its_own_identity_when_read_again() {
+        let ca = DevCa::generate("test CA").unwrap();
+        let der = |agency: &str, role| {
+            let cert = ca
+                .issue(&CertRequest::new(org(agency), role, "holder"))
+                .unwrap();
+            x509_parser::pem::parse_x509_pem(cert.cert_pem.as_bytes())
+                .unwrap()
+                .1
+                .contents
+        };
+        let reader = der("2021999020", Role::Agency);
+        let adapter = der("2021999053", Role::Adapter);
+        for _ in 0..3 {
+            let id = CertIdentity::from_peer_der(&reader).unwrap();
+            assert_eq!((id.agency.as_str(), id.role), ("2021999020", Role::Agency));
+            let id = CertIdentity::from_peer_der(&adapter).unwrap();
+            assert_eq!((id.agency.as_str(), id.role), ("2021999053", Role::Adapter));
+        }
+        // What cannot be read is refused every time, never remembered.
+        for _ in 0..2 {
+            assert_eq!(
+                CertIdentity::from_peer_der(b"not a certificate"),
+                Err(IdentityError::Malformed)
+            );
+        }
+    }
 
     fn org(s: &str) -> OrgNumber {
         OrgNumber::parse(s).unwrap()

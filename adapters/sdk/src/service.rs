@@ -39,7 +39,7 @@ impl<A: Adapter> AdapterService<A> {
 fn require_gateway<T>(request: &Request<T>) -> Result<(), Status> {
     let certs = request.peer_certs();
     let leaf = certs.as_ref().and_then(|c| c.first());
-    match leaf.map(|der| CertIdentity::from_der(der)) {
+    match leaf.map(|der| CertIdentity::from_peer_der(der)) {
         Some(Ok(id)) if id.role == Role::Gateway => Ok(()),
         Some(Ok(id)) => {
             tracing::warn!(agency = %id.agency, role = %id.role, "refused a caller that is not a gateway");
