@@ -121,6 +121,41 @@ const SOURCES: [(&str, &str, &str); 3] = [
     ("employment-b", "employment", "2021999079"),
 ];
 
+/// The sources' addresses, by name.
+type Sources = BTreeMap<&'static str, SocketAddr>;
+
+/// Starts the three sources, each its own process answering after
+/// `latency_ms`.
+fn start_sources(
+    bin: &Path,
+    pki: &DevPkiFiles,
+    latency_ms: u64,
+) -> Result<(Vec<Proc>, Sources), BoxError> {
+    let mut procs = Vec::new();
+    let mut addresses = BTreeMap::new();
+    for (name, kind, agency) in SOURCES {
+        let (proc, address) = start_adapter(bin, pki, name, kind, agency, latency_ms)?;
+        addresses.insert(name, address);
+        procs.push(proc);
+    }
+    Ok((procs, addresses))
+}
+
+/// A gateway's routes to `sources`: the demo's two adapters, and the
+/// configuration to append, with the third source (for the fan-out) and no
+/// rate limit in the way of the load.
+fn routes(sources: &Sources) -> (Vec<(String, SocketAddr)>, String) {
+    let adapters = ["higher-education", "employment"]
+        .iter()
+        .map(|n| (n.to_string(), sources[n]))
+        .collect();
+    let extra = format!(
+        "[limits]\nrate_per_second = 1000000000\nburst = 1000000000\n\n[[adapters]]\nname = \"employment-b\"\naddress = \"{}\"\norg_number = \"2021999079\"\nrecord_types = [\"employment.period\"]\n",
+        sources["employment-b"]
+    );
+    (adapters, extra)
+}
+
 fn free_port() -> Result<u16, BoxError> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -362,51 +397,26 @@ async fn main() -> Result<(), BoxError> {
         .push(("employment-b".into(), org("2021999079")));
     let pki = write_dev_pki(&dir.path().join("certs"), &spec)?;
 
-    // The adapters, each its own process.
-    let mut procs = Vec::new();
-    let mut addresses = BTreeMap::new();
-    for (name, kind, agency) in SOURCES {
-        let (proc, address) = start_adapter(&bin, &pki, name, kind, agency, 0)?;
-        addresses.insert(name, address);
-        procs.push(proc);
-    }
-
-    // The gateway, with a third source for the fan-out comparison.
-    let demo_adapters: Vec<(String, SocketAddr)> = ["higher-education", "employment"]
-        .iter()
-        .map(|n| (n.to_string(), addresses[n]))
-        .collect();
-    // No rate limit in the way of the load, and a third source.
-    let extra_with = |employment_b: SocketAddr| {
-        format!(
-            "[limits]\nrate_per_second = 1000000000\nburst = 1000000000\n\n[[adapters]]\nname = \"employment-b\"\naddress = \"{employment_b}\"\norg_number = \"2021999079\"\nrecord_types = [\"employment.period\"]\n"
-        )
-    };
-    let extra = extra_with(addresses["employment-b"]);
+    // The adapters, each its own process, and the gateway's routes to them.
+    let (mut procs, addresses) = start_sources(&bin, &pki, 0)?;
+    let (demo_adapters, extra) = routes(&addresses);
     let (gateway, gateway_address) =
         start_demo_gateway(&bin, dir.path(), "gateway", &pki, &demo_adapters, &extra)?;
     let gateway_pid = gateway.0.id();
     // For the fan-out with register latency: the three sources again, each
     // answering after `register_latency_ms`, behind a gateway of their own.
     let registers = if !args.no_fan_out && args.register_latency_ms > 0 {
-        let mut slow = BTreeMap::new();
-        for (name, kind, agency) in SOURCES {
-            let (proc, address) =
-                start_adapter(&bin, &pki, name, kind, agency, args.register_latency_ms)?;
-            slow.insert(name, address);
-            procs.push(proc);
-        }
-        let adapters: Vec<(String, SocketAddr)> = ["higher-education", "employment"]
-            .iter()
-            .map(|n| (n.to_string(), slow[n]))
-            .collect();
+        let (slow_procs, slow) = start_sources(&bin, &pki, args.register_latency_ms)?;
+        procs.extend(slow_procs);
+        let (adapters, extra) = routes(&slow);
+        let name = "gateway-registers";
         Some(start_demo_gateway(
             &bin,
             dir.path(),
-            "gateway-registers",
+            name,
             &pki,
             &adapters,
-            &extra_with(slow["employment-b"]),
+            &extra,
         )?)
     } else {
         None
