@@ -29,6 +29,11 @@
 //!   audit trail in PostgreSQL;
 //! - no-audit (with `--unaudited-samverka`): the gateway built with the
 //!   `unaudited-benchmark` feature, to show what durable audit costs;
+//! - slow-audit / slow-none (with `--unaudited-samverka` and
+//!   `--register-latency-ms` above 0): the same pair, gateway and no-audit,
+//!   in front of sources that each take `--register-latency-ms` to answer
+//!   as a register's database would: what durable audit costs when the
+//!   gateway is not the only thing a read waits for;
 //! - otel-0 / otel-100 (with `--telemetry`): the gateway with OpenTelemetry
 //!   on, exporting to an OTLP receiver in this process, sampling none or
 //!   all of the (new) traces;
@@ -105,11 +110,13 @@ struct Args {
     /// (what the gateway's own work costs), and through a second gateway
     /// whose three sources each take this long, as a register's database
     /// would (whether the sources are asked in parallel). 0 skips the
-    /// second.
+    /// second. With `--unaudited-samverka`, the audit's cost is measured
+    /// behind such sources too (slow-audit, slow-none).
     #[arg(long, default_value_t = 5)]
     register_latency_ms: u64,
-    /// Only these scenarios (direct, gateway, gateway-pg, no-audit, nginx,
-    /// haproxy, otel-0, otel-100), e.g. to profile one.
+    /// Only these scenarios (direct, gateway, gateway-pg, no-audit,
+    /// slow-audit, slow-none, nginx, haproxy, otel-0, otel-100), e.g. to
+    /// profile one.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -403,36 +410,50 @@ async fn main() -> Result<(), BoxError> {
     let (gateway, gateway_address) =
         start_demo_gateway(&bin, dir.path(), "gateway", &pki, &demo_adapters, &extra)?;
     let gateway_pid = gateway.0.id();
-    // For the fan-out with register latency: the three sources again, each
-    // answering after `register_latency_ms`, behind a gateway of their own.
-    let registers = if !args.no_fan_out && args.register_latency_ms > 0 {
-        let (slow_procs, slow) = start_sources(&bin, &pki, args.register_latency_ms)?;
+    // For the fan-out with register latency, and the audit's cost behind
+    // such sources: the three sources again, each answering after
+    // `register_latency_ms`, behind a gateway of their own (and one without
+    // audit writes).
+    let slow_sources = (args.register_latency_ms > 0
+        && (!args.no_fan_out || args.unaudited_samverka.is_some()))
+    .then(|| start_sources(&bin, &pki, args.register_latency_ms))
+    .transpose()?
+    .map(|(slow_procs, slow)| {
         procs.extend(slow_procs);
-        let (adapters, extra) = routes(&slow);
-        let name = "gateway-registers";
-        Some(start_demo_gateway(
+        routes(&slow)
+    });
+    let registers = match &slow_sources {
+        Some((adapters, extra)) => Some(start_demo_gateway(
             &bin,
             dir.path(),
-            name,
+            "gateway-registers",
             &pki,
-            &adapters,
-            &extra,
-        )?)
-    } else {
-        None
-    };
-    // The same gateway without audit writes, on its own store.
-    let unaudited = match &args.unaudited_samverka {
-        Some(path) => Some(start_demo_gateway(
-            path,
-            dir.path(),
-            "unaudited",
-            &pki,
-            &demo_adapters,
-            &extra,
+            adapters,
+            extra,
         )?),
         None => None,
     };
+    // The same gateways without audit writes, each on its own store.
+    let mut unaudited = Vec::new();
+    if let Some(path) = &args.unaudited_samverka {
+        unaudited.push((
+            "no-audit",
+            start_demo_gateway(path, dir.path(), "unaudited", &pki, &demo_adapters, &extra)?,
+        ));
+        if let Some((adapters, extra)) = &slow_sources {
+            unaudited.push((
+                "slow-none",
+                start_demo_gateway(
+                    path,
+                    dir.path(),
+                    "unaudited-registers",
+                    &pki,
+                    adapters,
+                    extra,
+                )?,
+            ));
+        }
+    }
 
     // The same gateway on PostgreSQL.
     let on_postgres = match &args.postgres_url {
@@ -552,9 +573,15 @@ async fn main() -> Result<(), BoxError> {
         ),
     ];
     // The other gateways, asked for the same records as "gateway".
-    let others = [("no-audit", &unaudited), ("gateway-pg", &on_postgres)]
-        .into_iter()
-        .filter_map(|(name, g)| Some((name, g.as_ref()?.1)))
+    let slow_audited = registers
+        .as_ref()
+        .filter(|_| !unaudited.is_empty())
+        .map(|g| ("slow-audit", g.1));
+    let others = unaudited
+        .iter()
+        .map(|(name, (_, address))| (*name, *address))
+        .chain(slow_audited)
+        .chain(on_postgres.as_ref().map(|g| ("gateway-pg", g.1)))
         .chain(traced.iter().map(|(name, (_, address))| (*name, *address)));
     for (name, address) in others {
         targets.push((
@@ -664,6 +691,24 @@ async fn main() -> Result<(), BoxError> {
                     all / off
                 );
             }
+        }
+    }
+    if !unaudited.is_empty() {
+        println!();
+        println!("durable audit, throughput against the same gateway without audit writes:");
+        for &c in &args.concurrency {
+            let rps = |name: &str| results.get(&(c, name.to_owned())).map(|o| median(&o.rps));
+            let ratio = |audited: &str, none: &str| {
+                rps(audited)
+                    .zip(rps(none))
+                    .map_or("-".to_owned(), |(a, n)| format!("{:.2}x", a / n))
+            };
+            println!(
+                "  concurrency {c}: sources answering at once {}, sources answering in {} ms {}",
+                ratio("gateway", "no-audit"),
+                args.register_latency_ms,
+                ratio("slow-audit", "slow-none"),
+            );
         }
     }
     if let Some(rss) = peak_rss_mib(gateway_pid) {
