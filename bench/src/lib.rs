@@ -228,7 +228,25 @@ pub async fn grant_reader_consent(
     pki: &DevPkiFiles,
     record_types: &[&str],
 ) -> Result<(), BoxError> {
-    use samverka::demo::{DEMO_PURPOSE, DEMO_SUBJECT, READER_AGENCY};
+    grant_reader_consents(
+        address,
+        pki,
+        record_types,
+        &[samverka::demo::DEMO_SUBJECT.to_owned()],
+    )
+    .await
+}
+
+/// Like [`grant_reader_consent`], for each of `subjects`, 32 grants in
+/// flight at a time over one connection.
+pub async fn grant_reader_consents(
+    address: SocketAddr,
+    pki: &DevPkiFiles,
+    record_types: &[&str],
+    subjects: &[String],
+) -> Result<(), BoxError> {
+    use samverka::demo::{DEMO_PURPOSE, READER_AGENCY};
+    use samverka_proto::v1::consents_client::ConsentsClient;
     let now = samverka::time::system_now_ms();
     let channel = samverka::client::connect(
         &address.to_string(),
@@ -236,16 +254,48 @@ pub async fn grant_reader_consent(
         &agency_tls(pki, "registrar")?,
     )
     .await?;
-    samverka_proto::v1::consents_client::ConsentsClient::new(channel)
-        .grant(samverka_proto::v1::GrantConsentRequest {
-            subject_id: DEMO_SUBJECT.into(),
-            grantee_agency: READER_AGENCY.into(),
-            record_types: record_types.iter().map(|t| t.to_string()).collect(),
-            purpose: DEMO_PURPOSE.into(),
-            valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
-            request_id: format!("bench-{now}"),
-            ..Default::default()
-        })
-        .await?;
+    let client = ConsentsClient::new(channel);
+    for (chunk_no, chunk) in subjects.chunks(32).enumerate() {
+        let mut grants = tokio::task::JoinSet::new();
+        for (i, subject) in chunk.iter().enumerate() {
+            let mut client = client.clone();
+            let request = samverka_proto::v1::GrantConsentRequest {
+                subject_id: subject.clone(),
+                grantee_agency: READER_AGENCY.into(),
+                record_types: record_types.iter().map(|t| t.to_string()).collect(),
+                purpose: DEMO_PURPOSE.into(),
+                valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
+                request_id: format!("bench-{now}-{}", chunk_no * 32 + i),
+                ..Default::default()
+            };
+            grants.spawn(async move { client.grant(request).await });
+        }
+        while let Some(done) = grants.join_next().await {
+            done??;
+        }
+    }
     Ok(())
+}
+
+/// A synthetic personal identity number with a valid check digit; person
+/// `i` is born `i / 1000` days after 1950-01-01 with serial `i % 1000`.
+pub fn synthetic_subject(i: usize) -> String {
+    let start = time::Date::from_calendar_date(1950, time::Month::January, 1).expect("valid date");
+    let born = start + time::Duration::days((i / 1000) as i64);
+    let digits = format!(
+        "{:02}{:02}{:02}{:03}",
+        born.year() % 100,
+        born.month() as u8,
+        born.day(),
+        i % 1000
+    );
+    let sum: u32 = digits
+        .bytes()
+        .enumerate()
+        .map(|(k, d)| {
+            let v = u32::from(d - b'0') * if k % 2 == 0 { 2 } else { 1 };
+            v / 10 + v % 10
+        })
+        .sum();
+    format!("{}{digits}{}", born.year() / 100, (10 - sum % 10) % 10)
 }

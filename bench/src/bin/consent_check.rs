@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use samverka::consent::decide;
 use samverka::store::{Store, StoreLocation, StoredConsent};
+use samverka_bench::synthetic_subject;
 
 #[derive(Parser)]
 #[command(about = "Consent-check latency against store size")]
@@ -46,35 +47,12 @@ const GRANTEE: &str = "2021999020";
 const OTHER_GRANTEE: &str = "2021999061";
 const TYPES: [&str; 2] = ["education.course_result", "employment.period"];
 
-/// A synthetic personal identity number with a valid check digit; person
-/// `i` is born `i / 1000` days after 1950-01-01 with serial `i % 1000`.
-fn subject(i: usize) -> String {
-    let start = time::Date::from_calendar_date(1950, time::Month::January, 1).expect("valid date");
-    let born = start + time::Duration::days((i / 1000) as i64);
-    let digits = format!(
-        "{:02}{:02}{:02}{:03}",
-        born.year() % 100,
-        born.month() as u8,
-        born.day(),
-        i % 1000
-    );
-    let sum: u32 = digits
-        .bytes()
-        .enumerate()
-        .map(|(k, d)| {
-            let v = u32::from(d - b'0') * if k % 2 == 0 { 2 } else { 1 };
-            v / 10 + v % 10
-        })
-        .sum();
-    format!("{}{digits}{}", born.year() / 100, (10 - sum % 10) % 10)
-}
-
 /// Two consents per person: one for the reading agency, one for another.
 fn consent(i: usize, now_ms: i64) -> StoredConsent {
     let person = i / 2;
     StoredConsent {
         consent_id: format!("bench-{i}"),
-        subject_id: subject(person),
+        subject_id: synthetic_subject(person),
         grantee_agency: if i.is_multiple_of(2) {
             GRANTEE
         } else {
@@ -131,7 +109,7 @@ async fn measure(
     let types: Vec<String> = TYPES.iter().map(|t| t.to_string()).collect();
     let mut times = Vec::with_capacity(lookups);
     for _ in 0..lookups {
-        let who = subject(rng.below(size / 2));
+        let who = synthetic_subject(rng.below(size / 2));
         let started = Instant::now();
         let consents = store.consents_for(&who, Some(GRANTEE)).await?;
         let permit = decide(&consents, "study_guidance", &types, &[], now_ms);

@@ -8,7 +8,7 @@
 //! target/release/load [--duration 10] [--warmup 2] [--rounds 3] \
 //!     [--concurrency 1,64] [--connections 4] \
 //!     [--unaudited-samverka target/unaudited/release/samverka] \
-//!     [--postgres-url postgresql://USER@HOST:PORT/DB]
+//!     [--postgres-url postgresql://USER@HOST:PORT/DB] [--subjects 20000]
 //! ```
 //!
 //! Everything runs as separate processes on this machine, each over mutual
@@ -45,6 +45,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -60,7 +62,7 @@ use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
 use tonic::transport::Channel;
 
 use samverka_bench::{
-    BoxError, Proc, agency_tls, grant_reader_consent, samverka_binary, start_adapter,
+    BoxError, Proc, agency_tls, grant_reader_consents, samverka_binary, start_adapter,
     start_demo_gateway,
 };
 
@@ -119,6 +121,13 @@ struct Args {
     /// profile one.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// How many people the reads through a gateway are about, in turn. 1:
+    /// the demo person, whose records the adapters hold. More: synthetic
+    /// people (no records; each gets the reader's consent first), so that
+    /// the audit trail's index by person grows at many places, as it does
+    /// in use, instead of at one.
+    #[arg(long, default_value_t = 1)]
+    subjects: usize,
 }
 
 /// The adapters: (name in the config, kind, organisation number).
@@ -297,8 +306,16 @@ backend be
 #[derive(Clone)]
 enum Target {
     Adapter(Vec<AdapterClient<Channel>>, FetchRecordsRequest),
-    Gateway(Vec<RecordExchangeClient<Channel>>, GetRecordsRequest),
+    /// Reads `request` about each of the people, spread over them.
+    Gateway(
+        Vec<RecordExchangeClient<Channel>>,
+        GetRecordsRequest,
+        Arc<[String]>,
+    ),
 }
+
+/// Counts gateway reads, to spread them over the people.
+static NEXT_SUBJECT: AtomicUsize = AtomicUsize::new(0);
 
 impl Target {
     async fn call(&self, i: usize) -> Result<(), tonic::Code> {
@@ -310,12 +327,17 @@ impl Target {
                     .map(drop)
                     .map_err(|s| s.code())
             }
-            Target::Gateway(clients, req) => {
+            Target::Gateway(clients, req, subjects) => {
                 let mut c = clients[i % clients.len()].clone();
-                c.get_records(req.clone())
-                    .await
-                    .map(drop)
-                    .map_err(|s| s.code())
+                let mut req = req.clone();
+                if subjects.len() > 1 {
+                    // Scattered, as readers' people are: consecutive
+                    // reads are not about neighbours in the index.
+                    let n = NEXT_SUBJECT.fetch_add(1, Ordering::Relaxed);
+                    req.subject_id =
+                        subjects[n.wrapping_mul(2_654_435_761) % subjects.len()].clone();
+                }
+                c.get_records(req).await.map(drop).map_err(|s| s.code())
             }
         }
     }
@@ -487,7 +509,14 @@ async fn main() -> Result<(), BoxError> {
     let tls = |name: &str| agency_tls(&pki, name);
     let as_gateway =
         AgencyTls::from_files(&pki.ca_cert, &pki.gateway_client.0, &pki.gateway_client.1)?;
-    grant_reader_consent(gateway_address, &pki, &DEMO_READ).await?;
+    let subjects: Arc<[String]> = if args.subjects > 1 {
+        (0..args.subjects)
+            .map(samverka_bench::synthetic_subject)
+            .collect()
+    } else {
+        Arc::new([DEMO_SUBJECT.to_owned()])
+    };
+    grant_reader_consents(gateway_address, &pki, &DEMO_READ, &subjects).await?;
 
     // Proxies in front of the employment adapter.
     let mut proxies: Vec<(&str, Started)> = vec![
@@ -538,7 +567,7 @@ async fn main() -> Result<(), BoxError> {
     // Another gateway of this run, ready for the reader: its own store
     // gets the demo consent, and the load client its connections.
     let reader_clients = async |address: SocketAddr| -> Result<Vec<_>, BoxError> {
-        grant_reader_consent(address, &pki, &DEMO_READ).await?;
+        grant_reader_consents(address, &pki, &DEMO_READ, &subjects).await?;
         Ok(channels(address, &reader_tls, n)
             .await?
             .into_iter()
@@ -569,6 +598,7 @@ async fn main() -> Result<(), BoxError> {
             Target::Gateway(
                 gateway_clients(),
                 read(&["employment.period"], &["2021999053"]),
+                subjects.clone(),
             ),
         ),
     ];
@@ -589,6 +619,7 @@ async fn main() -> Result<(), BoxError> {
             Target::Gateway(
                 reader_clients(address).await?,
                 read(&["employment.period"], &["2021999053"]),
+                subjects.clone(),
             ),
         ));
     }
@@ -703,11 +734,18 @@ async fn main() -> Result<(), BoxError> {
                     .zip(rps(none))
                     .map_or("-".to_owned(), |(a, n)| format!("{:.2}x", a / n))
             };
+            let slow = if unaudited.len() > 1 {
+                format!(
+                    ", sources answering in {} ms {}",
+                    args.register_latency_ms,
+                    ratio("slow-audit", "slow-none")
+                )
+            } else {
+                String::new()
+            };
             println!(
-                "  concurrency {c}: sources answering at once {}, sources answering in {} ms {}",
+                "  concurrency {c}: sources answering at once {}{slow}",
                 ratio("gateway", "no-audit"),
-                args.register_latency_ms,
-                ratio("slow-audit", "slow-none"),
             );
         }
     }
@@ -757,7 +795,7 @@ async fn main() -> Result<(), BoxError> {
                     eprintln!("round {round} concurrency {concurrency}: fan-out, {setup}");
                     for (i, (_, req)) in cases.iter().enumerate() {
                         run(
-                            &Target::Gateway(clients.clone(), req.clone()),
+                            &Target::Gateway(clients.clone(), req.clone(), subjects.clone()),
                             concurrency,
                             &args,
                             &mut fan[s][c][i],
