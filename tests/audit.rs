@@ -416,6 +416,33 @@ async fn the_gateway_chains_and_checkpoints_what_it_decides() {
     assert_intact(&out, 12);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_audit_writer_checkpoints_its_head_and_refuses_reads() {
+    let net = start().await;
+    grant_demo_consent(&net).await;
+    let mut reader = exchange(&net, "reader").await;
+    let read = || read_request(DEMO_SUBJECT, &["employment.period"], DEMO_PURPOSE);
+    for _ in 0..3 {
+        reader.get_records(read()).await.unwrap();
+    }
+    net.gateway.audit.close().await;
+
+    let head = net.gateway.store.audit_head().await.unwrap();
+    let last = net
+        .gateway
+        .store
+        .checkpoints()
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!((last.seq, last.hash), (head.seq, head.hash));
+    // Nothing is answered that the trail cannot record: deny by default.
+    let refused = reader.get_records(read()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert_eq!(net.gateway.store.audit_head().await.unwrap().seq, head.seq);
+}
+
 #[tokio::test]
 async fn the_access_log_shows_a_person_every_decision() {
     let net = start().await;

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use samverka::client::{AgencyTls, connect};
+use samverka::store::{Store, StoreLocation};
 use samverka_proto::v1::GetRecordsRequest;
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
 
@@ -148,6 +149,18 @@ async fn demo_serve_keeps_running_for_other_clients_until_sigterm() {
         .unwrap();
     assert!(status.success(), "exit after SIGTERM: {status:?}");
     drop(client);
+
+    // Before exiting, the gateway signed a checkpoint of its last entry
+    // (the read above), so the whole trail is covered by a signature.
+    let store = Store::open(&StoreLocation::Sqlite(
+        string(&demo, "gateway", "store").into(),
+    ))
+    .await
+    .unwrap();
+    let head = store.audit_head().await.unwrap();
+    let last = store.checkpoints().await.unwrap().pop().unwrap();
+    assert!(head.seq > 0);
+    assert_eq!((last.seq, last.hash), (head.seq, head.hash));
 }
 
 #[test]

@@ -353,13 +353,14 @@ impl Network {
         }
     }
 
-    /// Stops everything.
+    /// Stops everything, the gateway's audit writer last.
     pub async fn shutdown(mut self) {
         self.stop("gateway").await;
         while let Some((name, ..)) = self.stops.first() {
             let name = name.clone();
             self.stop(&name).await;
         }
+        self.gateway.audit.close().await;
     }
 }
 

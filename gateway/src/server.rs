@@ -258,12 +258,16 @@ async fn run_config(config: Config) -> Result<(), StartError> {
         "built with the unaudited-benchmark feature: NO AUDIT ENTRIES ARE WRITTEN; for benchmarks only"
     );
     tracing::info!(%address, %admin_address, adapters = gateway.config.adapters.len(), "samverka gateway serving");
-    samverka_adapter::until_signal_then_drain(
+    let audit = gateway.audit.clone();
+    let served = samverka_adapter::until_signal_then_drain(
         |stop| serve(gateway, listener, stop),
         samverka_adapter::DRAIN_TIMEOUT,
     )
     .await
-    .unwrap_or(Ok(()))?;
+    .unwrap_or(Ok(()));
+    // The trail's last entries and checkpoint, before the process exits.
+    audit.close().await;
+    served?;
     tracing::info!("samverka gateway stopped");
     Ok(())
 }

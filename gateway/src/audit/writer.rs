@@ -15,11 +15,15 @@
 //! there instead of handing each batch to the blocking pool: on the request
 //! path every hand-off between threads costs a wake-up, and the commit's
 //! sync may block this thread as long as it likes.
+//!
+//! [`AuditWriter::close`] stops it before the process exits: entries
+//! already handed in are committed, a last checkpoint is signed, and later
+//! commits are refused.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::chain;
 use crate::signing::{JwsSigner, SignerSlot};
@@ -40,10 +44,17 @@ pub struct CheckpointPolicy {
     pub interval: Duration,
 }
 
+/// How long [`AuditWriter::close`] waits for the writer to finish.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Hands entries to the writer task. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AuditWriter {
     jobs: mpsc::Sender<Job>,
+    /// Set to ask the writer to finish.
+    close: Arc<watch::Sender<bool>>,
+    /// Becomes true when the writer has finished.
+    finished: watch::Receiver<bool>,
 }
 
 impl AuditWriter {
@@ -57,6 +68,8 @@ impl AuditWriter {
         metrics: crate::metrics::Metrics,
     ) -> AuditWriter {
         let (jobs, rx) = mpsc::channel(8 * MAX_BATCH);
+        let (close, close_rx) = watch::channel(false);
+        let (finish, finished) = watch::channel(false);
         let thread = std::thread::Builder::new()
             .name("samverka-audit".into())
             .spawn(move || {
@@ -64,15 +77,33 @@ impl AuditWriter {
                     .enable_all()
                     .build()
                 {
-                    Ok(rt) => rt.block_on(run(rx, store, signer, clock, policy, metrics)),
+                    Ok(rt) => rt.block_on(run(rx, close_rx, store, signer, clock, policy, metrics)),
                     // Without a writer every request is refused (fail closed).
                     Err(e) => tracing::error!(error = %e, "cannot start the audit writer"),
                 }
+                finish.send_replace(true);
             });
         if let Err(e) = thread {
             tracing::error!(error = %e, "cannot start the audit writer thread");
         }
-        AuditWriter { jobs }
+        AuditWriter {
+            jobs,
+            close: Arc::new(close),
+            finished,
+        }
+    }
+
+    /// Stops the writer: commits what was handed in, signs a checkpoint of
+    /// the head, and refuses later commits. Returns when it has finished
+    /// (or after 10 s, with an error logged); call it before the process
+    /// exits, so that no checkpoint is cut off halfway.
+    pub async fn close(&self) {
+        self.close.send_replace(true);
+        let mut finished = self.finished.clone();
+        match tokio::time::timeout(CLOSE_TIMEOUT, finished.wait_for(|done| *done)).await {
+            Ok(_) => {}
+            Err(_) => tracing::error!("the audit writer did not finish in time"),
+        }
     }
 
     /// Commits `entry` to the chain and returns it as stored, once it is
@@ -98,6 +129,7 @@ impl AuditWriter {
 
 async fn run(
     mut rx: mpsc::Receiver<Job>,
+    mut close: watch::Receiver<bool>,
     store: Store,
     signer: Arc<SignerSlot>,
     clock: Clock,
@@ -119,6 +151,12 @@ async fn run(
                 if n == 0 {
                     break;
                 }
+            }
+            // Refuse new entries; the ones queued are still received, and
+            // `recv_many` returns 0 after the last.
+            _ = close.wait_for(|c| *c), if !rx.is_closed() => {
+                rx.close();
+                continue;
             }
             _ = ticker.tick() => {
                 if since_checkpoint_entries {
