@@ -255,9 +255,9 @@ pub async fn grant_reader_consents(
     )
     .await?;
     let client = ConsentsClient::new(channel);
-    for (chunk_no, chunk) in subjects.chunks(32).enumerate() {
+    for chunk in subjects.chunks(32) {
         let mut grants = tokio::task::JoinSet::new();
-        for (i, subject) in chunk.iter().enumerate() {
+        for subject in chunk {
             let mut client = client.clone();
             let request = samverka_proto::v1::GrantConsentRequest {
                 subject_id: subject.clone(),
@@ -265,7 +265,7 @@ pub async fn grant_reader_consents(
                 record_types: record_types.iter().map(|t| t.to_string()).collect(),
                 purpose: DEMO_PURPOSE.into(),
                 valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
-                request_id: format!("bench-{now}-{}", chunk_no * 32 + i),
+                request_id: format!("bench-{now}-{subject}"),
                 ..Default::default()
             };
             grants.spawn(async move { client.grant(request).await });
@@ -283,19 +283,14 @@ pub fn synthetic_subject(i: usize) -> String {
     let start = time::Date::from_calendar_date(1950, time::Month::January, 1).expect("valid date");
     let born = start + time::Duration::days((i / 1000) as i64);
     let digits = format!(
-        "{:02}{:02}{:02}{:03}",
-        born.year() % 100,
+        "{:04}{:02}{:02}{:03}",
+        born.year(),
         born.month() as u8,
         born.day(),
         i % 1000
     );
-    let sum: u32 = digits
-        .bytes()
-        .enumerate()
-        .map(|(k, d)| {
-            let v = u32::from(d - b'0') * if k % 2 == 0 { 2 } else { 1 };
-            v / 10 + v % 10
-        })
-        .sum();
-    format!("{}{digits}{}", born.year() / 100, (10 - sum % 10) % 10)
+    samverka_certs::SubjectId::with_check_digit(&digits)
+        .expect("a real date")
+        .as_str()
+        .to_owned()
 }

@@ -124,6 +124,14 @@ impl SubjectId {
         Ok(SubjectId(s.to_owned()))
     }
 
+    /// The number whose first eleven digits (`YYYYMMDDNNN`) are `digits`,
+    /// completed with its check digit: for synthetic people in test data
+    /// and benchmarks. The date is checked as in [`SubjectId::parse`].
+    pub fn with_check_digit(digits: &str) -> Result<Self, IdError> {
+        let b = digits_of(digits, 11)?;
+        Self::parse(&format!("{digits}{}", luhn_check_digit(&b[2..])))
+    }
+
     /// Whether this is a coordination number rather than a personal
     /// identity number.
     pub fn is_coordination_number(&self) -> bool {
@@ -181,6 +189,22 @@ mod tests {
         assert_eq!(
             OrgNumber::parse("9003142388"),
             Err(IdError::NotAnOrganisation)
+        );
+    }
+
+    #[test]
+    fn a_check_digit_completes_eleven_digits() {
+        for id in ["199003142388", "199204638762"] {
+            let made = SubjectId::with_check_digit(&id[..11]).unwrap();
+            assert_eq!(made.as_str(), id);
+        }
+        assert_eq!(
+            SubjectId::with_check_digit("19900230238"),
+            Err(IdError::Date)
+        );
+        assert_eq!(
+            SubjectId::with_check_digit("199003142388"),
+            Err(IdError::Length { expected: 11 })
         );
     }
 
