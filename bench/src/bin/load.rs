@@ -121,11 +121,12 @@ struct Args {
     /// profile one.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// How many people the reads through a gateway are about, in turn. 1:
-    /// the demo person, whose records the adapters hold. More: synthetic
-    /// people (no records; each gets the reader's consent first), so that
-    /// the audit trail's index by person grows at many places, as it does
-    /// in use, instead of at one.
+    /// How many people the reads through a gateway are about, spread over
+    /// them. 1: the demo person, whose records the adapters hold. More:
+    /// synthetic people (no records; each gets the reader's consent first),
+    /// so that the audit trail's index by person grows at many places, as
+    /// it does in use, instead of at one. The fan-out reads the demo person
+    /// either way.
     #[arg(long, default_value_t = 1)]
     subjects: usize,
 }
@@ -306,7 +307,7 @@ backend be
 #[derive(Clone)]
 enum Target {
     Adapter(Vec<AdapterClient<Channel>>, FetchRecordsRequest),
-    /// Reads `request` about each of the people, spread over them.
+    /// Reads `request` about the people named, spread over them.
     Gateway(
         Vec<RecordExchangeClient<Channel>>,
         GetRecordsRequest,
@@ -329,14 +330,13 @@ impl Target {
             }
             Target::Gateway(clients, req, subjects) => {
                 let mut c = clients[i % clients.len()].clone();
-                let mut req = req.clone();
-                if subjects.len() > 1 {
-                    // Scattered, as readers' people are: consecutive
-                    // reads are not about neighbours in the index.
-                    let n = NEXT_SUBJECT.fetch_add(1, Ordering::Relaxed);
-                    req.subject_id =
-                        subjects[n.wrapping_mul(2_654_435_761) % subjects.len()].clone();
-                }
+                // Scattered, as readers' people are: consecutive reads are
+                // not about neighbours in the index.
+                let n = NEXT_SUBJECT.fetch_add(1, Ordering::Relaxed);
+                let req = GetRecordsRequest {
+                    subject_id: subjects[n.wrapping_mul(2_654_435_761) % subjects.len()].clone(),
+                    ..req.clone()
+                };
                 c.get_records(req).await.map(drop).map_err(|s| s.code())
             }
         }
@@ -348,6 +348,21 @@ struct Outcome {
     rps: Vec<f64>,
     latency: Option<Histogram<u64>>,
     errors: BTreeMap<String, u64>,
+}
+
+impl Outcome {
+    /// The failed calls by status code, or "-".
+    fn errors_text(&self) -> String {
+        if self.errors.is_empty() {
+            return "-".to_owned();
+        }
+        let errors: Vec<String> = self
+            .errors
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        errors.join(" ")
+    }
 }
 
 /// Runs `concurrency` loops against `target` for warm-up + duration.
@@ -436,14 +451,15 @@ async fn main() -> Result<(), BoxError> {
     // such sources: the three sources again, each answering after
     // `register_latency_ms`, behind a gateway of their own (and one without
     // audit writes).
-    let slow_sources = (args.register_latency_ms > 0
-        && (!args.no_fan_out || args.unaudited_samverka.is_some()))
-    .then(|| start_sources(&bin, &pki, args.register_latency_ms))
-    .transpose()?
-    .map(|(slow_procs, slow)| {
+    let slow_sources = if args.register_latency_ms > 0
+        && (!args.no_fan_out || args.unaudited_samverka.is_some())
+    {
+        let (slow_procs, slow) = start_sources(&bin, &pki, args.register_latency_ms)?;
         procs.extend(slow_procs);
-        routes(&slow)
-    });
+        Some(routes(&slow))
+    } else {
+        None
+    };
     let registers = match &slow_sources {
         Some((adapters, extra)) => Some(start_demo_gateway(
             &bin,
@@ -509,14 +525,24 @@ async fn main() -> Result<(), BoxError> {
     let tls = |name: &str| agency_tls(&pki, name);
     let as_gateway =
         AgencyTls::from_files(&pki.ca_cert, &pki.gateway_client.0, &pki.gateway_client.1)?;
+    let demo_person: Arc<[String]> = Arc::new([DEMO_SUBJECT.to_owned()]);
     let subjects: Arc<[String]> = if args.subjects > 1 {
         (0..args.subjects)
             .map(samverka_bench::synthetic_subject)
             .collect()
     } else {
-        Arc::new([DEMO_SUBJECT.to_owned()])
+        demo_person.clone()
     };
-    grant_reader_consents(gateway_address, &pki, &DEMO_READ, &subjects).await?;
+    // The reader's consents: for the people read, and the demo person,
+    // whom the fan-out reads.
+    let consented: Vec<String> = subjects
+        .iter()
+        .chain(demo_person.iter())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .cloned()
+        .collect();
+    grant_reader_consents(gateway_address, &pki, &DEMO_READ, &consented).await?;
 
     // Proxies in front of the employment adapter.
     let mut proxies: Vec<(&str, Started)> = vec![
@@ -567,7 +593,7 @@ async fn main() -> Result<(), BoxError> {
     // Another gateway of this run, ready for the reader: its own store
     // gets the demo consent, and the load client its connections.
     let reader_clients = async |address: SocketAddr| -> Result<Vec<_>, BoxError> {
-        grant_reader_consents(address, &pki, &DEMO_READ, &subjects).await?;
+        grant_reader_consents(address, &pki, &DEMO_READ, &consented).await?;
         Ok(channels(address, &reader_tls, n)
             .await?
             .into_iter()
@@ -603,21 +629,29 @@ async fn main() -> Result<(), BoxError> {
         ),
     ];
     // The other gateways, asked for the same records as "gateway".
-    let slow_audited = registers
-        .as_ref()
-        .filter(|_| !unaudited.is_empty())
-        .map(|g| ("slow-audit", g.1));
+    // The gateway in front of slow sources serves "slow-audit" and the
+    // fan-out alike, with one set of consents and connections.
+    let registers_clients = match &registers {
+        Some((_, address)) => Some(reader_clients(*address).await?),
+        None => None,
+    };
     let others = unaudited
         .iter()
         .map(|(name, (_, address))| (*name, *address))
-        .chain(slow_audited)
         .chain(on_postgres.as_ref().map(|g| ("gateway-pg", g.1)))
         .chain(traced.iter().map(|(name, (_, address))| (*name, *address)));
+    let mut gateways = Vec::new();
     for (name, address) in others {
+        gateways.push((name, reader_clients(address).await?));
+    }
+    if let Some(clients) = registers_clients.as_ref().filter(|_| !unaudited.is_empty()) {
+        gateways.push(("slow-audit", clients.clone()));
+    }
+    for (name, clients) in gateways {
         targets.push((
             name.to_owned(),
             Target::Gateway(
-                reader_clients(address).await?,
+                clients,
                 read(&["employment.period"], &["2021999053"]),
                 subjects.clone(),
             ),
@@ -683,9 +717,11 @@ async fn main() -> Result<(), BoxError> {
             let Some(o) = results.get(&(c, name.clone())) else {
                 continue;
             };
-            let Some(h) = &o.latency else { continue };
+            let Some(h) = &o.latency else {
+                println!("{name:<10} {c:>5} no answers  {}", o.errors_text());
+                continue;
+            };
             let rps = median(&o.rps);
-            let errors: Vec<String> = o.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
             println!(
                 "{:<10} {:>5} {:>9.0} {:>8} {:>8} {:>8} {:>9} {:>9}  {}",
                 name,
@@ -700,11 +736,7 @@ async fn main() -> Result<(), BoxError> {
                 h.value_at_quantile(0.99),
                 h.value_at_quantile(0.999),
                 h.value_at_quantile(0.5) as i64 - direct_p50 as i64,
-                if errors.is_empty() {
-                    "-".into()
-                } else {
-                    errors.join(" ")
-                }
+                o.errors_text()
             );
         }
     }
@@ -732,20 +764,14 @@ async fn main() -> Result<(), BoxError> {
             let ratio = |audited: &str, none: &str| {
                 rps(audited)
                     .zip(rps(none))
-                    .map_or("-".to_owned(), |(a, n)| format!("{:.2}x", a / n))
+                    .map(|(a, n)| format!("{:.2}x", a / n))
             };
-            let slow = if unaudited.len() > 1 {
-                format!(
-                    ", sources answering in {} ms {}",
-                    args.register_latency_ms,
-                    ratio("slow-audit", "slow-none")
-                )
-            } else {
-                String::new()
-            };
+            let slow = ratio("slow-audit", "slow-none").map_or(String::new(), |r| {
+                format!(", sources answering in {} ms {r}", args.register_latency_ms)
+            });
             println!(
                 "  concurrency {c}: sources answering at once {}{slow}",
-                ratio("gateway", "no-audit"),
+                ratio("gateway", "no-audit").as_deref().unwrap_or("-"),
             );
         }
     }
@@ -773,10 +799,10 @@ async fn main() -> Result<(), BoxError> {
             ),
         ];
         let mut setups = vec![("sources answering at once".to_owned(), gateway_clients())];
-        if let Some((_, address)) = &registers {
+        if let Some(clients) = &registers_clients {
             setups.push((
                 format!("sources answering in {} ms", args.register_latency_ms),
-                reader_clients(*address).await?,
+                clients.clone(),
             ));
         }
         // Per setup, per concurrency, per case.
@@ -795,7 +821,7 @@ async fn main() -> Result<(), BoxError> {
                     eprintln!("round {round} concurrency {concurrency}: fan-out, {setup}");
                     for (i, (_, req)) in cases.iter().enumerate() {
                         run(
-                            &Target::Gateway(clients.clone(), req.clone(), subjects.clone()),
+                            &Target::Gateway(clients.clone(), req.clone(), demo_person.clone()),
                             concurrency,
                             &args,
                             &mut fan[s][c][i],
@@ -812,10 +838,11 @@ async fn main() -> Result<(), BoxError> {
                 println!("fan-out through the gateway, {setup}, concurrency {concurrency}:");
                 for ((name, _), o) in cases.iter().zip(&fan[c]) {
                     println!(
-                        "  {:<24} p50 {:>6} us  {:>7.0} req/s",
+                        "  {:<24} p50 {:>6} us  {:>7.0} req/s  errors {}",
                         name,
                         p50(o),
-                        median(&o.rps)
+                        median(&o.rps),
+                        o.errors_text()
                     );
                 }
                 let slowest = fan[c][1..].iter().map(p50).max().unwrap_or(1).max(1);
