@@ -91,6 +91,16 @@ pub fn adapter_deadline(budget: Duration) -> Duration {
     budget.saturating_sub(reserve)
 }
 
+/// What [`RecordExchangeService::begin`] found out about a read.
+struct Begun {
+    /// The caller's deadline, or the default, cut to the maximum.
+    budget: Duration,
+    /// Who called; an error is kept, to be audited with the refusal.
+    caller: Result<Caller, GatewayError>,
+    /// The audit entry, with what is known so far.
+    entry: crate::store::AuditEntry,
+}
+
 /// A read that passed every check, with what the sources answered.
 struct Allowed {
     consent_id: String,
@@ -110,7 +120,11 @@ impl RecordExchangeService {
     ) -> Result<GetRecordsResponse, GatewayError> {
         let gw = &self.gateway;
         let started = std::time::Instant::now();
-        let (budget, caller, mut entry) = self.begin(&request, "GetRecords", trace, started)?;
+        let Begun {
+            budget,
+            caller,
+            mut entry,
+        } = self.begin(&request, "GetRecords", trace, started)?;
         let req = request.into_inner();
         let span = tracing::Span::current();
         span.record("samverka.purpose", audit::sanitize(&req.purpose).as_str());
@@ -178,25 +192,15 @@ impl RecordExchangeService {
         }
     }
 
-    /// The start of every read of `method`: its time budget (the caller's
-    /// deadline, or the default, cut to the maximum), its caller (an error
-    /// is kept, to be audited with the refusal), the rate check, and the
-    /// audit entry with what is known so far.
-    #[allow(clippy::type_complexity)]
+    /// The start of every read of `method`: its time budget, its caller,
+    /// the rate check, and the audit entry with what is known so far.
     fn begin<T>(
         &self,
         request: &Request<T>,
         method: &str,
         trace: &TraceContext,
         started: std::time::Instant,
-    ) -> Result<
-        (
-            Duration,
-            Result<Caller, GatewayError>,
-            crate::store::AuditEntry,
-        ),
-        GatewayError,
-    > {
+    ) -> Result<Begun, GatewayError> {
         let gw = &self.gateway;
         let budget = caller_timeout(request.metadata())
             .unwrap_or(gw.config.gateway.default_deadline)
@@ -209,7 +213,11 @@ impl RecordExchangeService {
             tracing::Span::current().record("samverka.caller", c.agency.as_str());
             entry.caller = c.agency.to_string();
         }
-        Ok((budget, caller, entry))
+        Ok(Begun {
+            budget,
+            caller,
+            entry,
+        })
     }
 
     /// Refuses a caller over its rate (not audited: a flood must not fill
@@ -251,7 +259,11 @@ impl RecordExchangeService {
         const METHOD: &str = "GetCompetencePassport";
         let gw = &self.gateway;
         let started = std::time::Instant::now();
-        let (budget, caller, mut base) = self.begin(&request, METHOD, trace, started)?;
+        let Begun {
+            budget,
+            caller,
+            entry: mut base,
+        } = self.begin(&request, METHOD, trace, started)?;
         let req = request.into_inner();
         let span = tracing::Span::current();
         span.record("samverka.purpose", audit::sanitize(&req.purpose).as_str());

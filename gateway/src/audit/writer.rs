@@ -52,7 +52,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AuditWriter {
     jobs: mpsc::Sender<Job>,
     /// Set to ask the writer to finish.
-    close: Arc<watch::Sender<bool>>,
+    close: watch::Sender<bool>,
     /// Becomes true when the writer has finished.
     finished: watch::Receiver<bool>,
 }
@@ -88,7 +88,7 @@ impl AuditWriter {
         }
         AuditWriter {
             jobs,
-            close: Arc::new(close),
+            close,
             finished,
         }
     }
