@@ -56,12 +56,13 @@ async fn consents_round_trip_and_survive_reopening(location: StoreLocation) {
     assert_eq!(c, consent("c-1", "r-1", 100));
     assert_eq!(store.consent("c-1").await.unwrap(), Some(c.clone()));
     assert_eq!(store.consent("nope").await.unwrap(), None);
+    let version = store.schema_version().await.unwrap();
     drop(store);
 
     let store = Store::open(&location).await.unwrap();
     assert_eq!(
         store.schema_version().await.unwrap(),
-        1,
+        version,
         "reopening does not migrate again"
     );
     assert_eq!(store.consents_for("199003142388", None).await.unwrap(), [c]);
@@ -331,6 +332,79 @@ async fn the_audit_chain_checkpoints_and_pruning(location: StoreLocation) {
     assert_eq!(next.seq, 9);
 }
 
+/// Every page of one person's access log, `size` entries a page.
+async fn access_log(store: &Store, subject: &str, from_ms: i64, to_ms: i64, size: i64) -> Vec<i64> {
+    let mut seqs = Vec::new();
+    loop {
+        let after = seqs.last().copied().unwrap_or(0);
+        let page = store
+            .access_events(subject, from_ms, to_ms, after, size)
+            .await
+            .unwrap();
+        assert!(page.len() as i64 <= size);
+        assert!(page.iter().all(|e| e.subject_id == subject));
+        if page.is_empty() {
+            return seqs;
+        }
+        seqs.extend(page.iter().map(|e| e.seq));
+    }
+}
+
+async fn the_access_log_shows_indexed_and_newest_entries_alike(location: StoreLocation) {
+    const PEOPLE: [&str; 3] = ["199003142388", "198511224571", "200001012380"];
+    let store = Store::open(&location).await.unwrap();
+    let append = |from: usize, to: usize| {
+        let batch: Vec<_> = (from..to)
+            .map(|i| {
+                let mut e = audit(&format!("p-{i}"), PEOPLE[i % 3]);
+                e.time_ms = 1_000 + i as i64;
+                e
+            })
+            .collect();
+        store.append_audit_batch(batch)
+    };
+    append(0, 20).await.unwrap();
+    // On SQLite the first 20 go into the index, the next 10 are scanned.
+    store.index_access_log().await.unwrap();
+    append(20, 30).await.unwrap();
+    let expect = |person: usize, from: i64, to: i64| -> Vec<i64> {
+        (0..30)
+            .filter(|i| i % 3 == person && (from..to).contains(&(1_000 + *i as i64)))
+            .map(|i| i as i64 + 1)
+            .collect()
+    };
+    for size in [1, 3, 4, 100] {
+        assert_eq!(
+            access_log(&store, PEOPLE[0], 0, i64::MAX, size).await,
+            expect(0, 0, i64::MAX),
+            "pages of {size}"
+        );
+    }
+    assert_eq!(
+        access_log(&store, PEOPLE[1], 1_010, 1_025, 2).await,
+        expect(1, 1_010, 1_025),
+        "a time range across what is indexed and what is not"
+    );
+    assert!(
+        access_log(&store, "194401012385", 0, i64::MAX, 5)
+            .await
+            .is_empty()
+    );
+
+    // Once all is indexed, and after reopening, the answers are the same.
+    store.index_access_log().await.unwrap();
+    assert_eq!(
+        access_log(&store, PEOPLE[2], 0, i64::MAX, 4).await,
+        expect(2, 0, i64::MAX)
+    );
+    drop(store);
+    let store = Store::open(&location).await.unwrap();
+    assert_eq!(
+        access_log(&store, PEOPLE[0], 0, i64::MAX, 7).await,
+        expect(0, 0, i64::MAX)
+    );
+}
+
 /// Runs each suite function against a fresh SQLite file and a fresh
 /// PostgreSQL cluster.
 macro_rules! on_both_backends {
@@ -364,7 +438,81 @@ on_both_backends!(
     audit_entries_keep_their_order_and_fields,
     imports_are_all_or_nothing,
     the_audit_chain_checkpoints_and_pruning,
+    the_access_log_shows_indexed_and_newest_entries_alike,
 );
+
+/// The access log's index on SQLite is a file beside the store that can be
+/// rebuilt from it: one that belongs to another store, or to an older copy
+/// of this one, is not trusted.
+#[tokio::test]
+async fn a_sqlite_index_that_does_not_match_its_store_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.db"), dir.path().join("b.db"));
+    let index = |p: &std::path::Path| {
+        let mut name = p.as_os_str().to_owned();
+        name.push(".by-person");
+        std::path::PathBuf::from(name)
+    };
+    // Store a: entries 1..=4 are about 199003142388, and indexed.
+    let store_a = Store::open(&StoreLocation::Sqlite(a.clone()))
+        .await
+        .unwrap();
+    let batch = (0..4)
+        .map(|i| audit(&format!("a-{i}"), "199003142388"))
+        .collect();
+    store_a.append_audit_batch(batch).await.unwrap();
+    store_a.index_access_log().await.unwrap();
+    drop(store_a);
+    assert!(index(&a).exists(), "the index is a file beside the store");
+    let mut wal = index(&a).into_os_string();
+    wal.push("-wal");
+    assert!(
+        !std::path::Path::new(&wal).exists(),
+        "a closed store leaves its index whole in one file"
+    );
+
+    // Store b: entries 1..=4 are about someone else, with a's index in place.
+    let store_b = Store::open(&StoreLocation::Sqlite(b.clone()))
+        .await
+        .unwrap();
+    let batch = (0..4)
+        .map(|i| audit(&format!("b-{i}"), "198511224571"))
+        .collect();
+    store_b.append_audit_batch(batch).await.unwrap();
+    drop(store_b);
+    std::fs::copy(index(&a), index(&b)).unwrap();
+    let store_b = Store::open(&StoreLocation::Sqlite(b.clone()))
+        .await
+        .unwrap();
+    assert!(
+        access_log(&store_b, "199003142388", 0, i64::MAX, 10)
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        access_log(&store_b, "198511224571", 0, i64::MAX, 10).await,
+        [1, 2, 3, 4]
+    );
+    store_b.index_access_log().await.unwrap();
+    assert_eq!(
+        access_log(&store_b, "198511224571", 0, i64::MAX, 3).await,
+        [1, 2, 3, 4]
+    );
+    drop(store_b);
+
+    // Deleted, it is rebuilt.
+    std::fs::remove_file(index(&a)).unwrap();
+    let store_a = Store::open(&StoreLocation::Sqlite(a)).await.unwrap();
+    assert_eq!(
+        access_log(&store_a, "199003142388", 0, i64::MAX, 3).await,
+        [1, 2, 3, 4]
+    );
+    store_a.index_access_log().await.unwrap();
+    assert_eq!(
+        access_log(&store_a, "199003142388", 0, i64::MAX, 3).await,
+        [1, 2, 3, 4]
+    );
+}
 
 #[tokio::test]
 async fn an_unreachable_postgresql_fails_within_seconds() {

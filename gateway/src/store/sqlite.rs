@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::access_index;
 use super::{
     AUDIT_COLUMNS, AuditCheckpoint, AuditEntry, AuditHead, CONSENT_COLUMNS, Revocation, StoreError,
     StoredConsent, join, schema, split,
@@ -31,11 +32,14 @@ const READERS: usize = 4;
 /// The SQLite store. Cheap to clone.
 #[derive(Clone)]
 pub struct SqliteStore {
-    // Readers are declared (and so dropped) before the writer: the last
-    // connection to close folds the write-ahead log into the file, and only
-    // the writer can.
+    // Fields are dropped in this order. The last connection to close a file
+    // folds its write-ahead log into it, and only a connection that may
+    // write can: so the index thread stops first, then the readers (which
+    // read both files) close, then the index's writer, then the store's.
+    _index_thread: Arc<access_index::Handle>,
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: Arc<std::sync::atomic::AtomicUsize>,
+    index: Arc<Mutex<access_index::Indexer>>,
     writer: Arc<Mutex<Connection>>,
 }
 
@@ -154,18 +158,41 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The end of the chain: the last entry; if every entry was pruned, the
+/// checkpoint they were pruned through; else the start.
+///
+/// (No row of its own: updating one would add a page to every commit.)
+fn chain_head(conn: &Connection) -> rusqlite::Result<AuditHead> {
+    let head = |r: &rusqlite::Row<'_>| {
+        Ok(AuditHead {
+            seq: r.get(0)?,
+            hash: r.get(1)?,
+        })
+    };
+    if let Some(last) = conn
+        .prepare_cached("SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1")?
+        .query_row([], head)
+        .optional()?
+    {
+        return Ok(last);
+    }
+    Ok(conn
+        .prepare_cached("SELECT seq, hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")?
+        .query_row([], head)
+        .optional()?
+        .unwrap_or_else(|| AuditHead {
+            seq: 0,
+            hash: chain::GENESIS.to_owned(),
+        }))
+}
+
 /// Links and inserts a batch of audit entries in one transaction.
 fn append_batch(
     conn: &mut Connection,
     mut entries: Vec<AuditEntry>,
 ) -> Result<Vec<AuditEntry>, StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut head = tx.query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
-        Ok(AuditHead {
-            seq: r.get(0)?,
-            hash: r.get(1)?,
-        })
-    })?;
+    let mut head = chain_head(&tx)?;
     {
         let mut insert = tx.prepare_cached(&format!(
             "INSERT INTO audit_entries ({AUDIT_COLUMNS}) \
@@ -192,10 +219,6 @@ fn append_batch(
             ])?;
         }
     }
-    tx.execute(
-        "UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1",
-        params![head.seq, head.hash],
-    )?;
     tx.commit()?;
     Ok(entries)
 }
@@ -208,6 +231,8 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut conn)?;
+        let index = Arc::new(Mutex::new(access_index::Indexer::open(path)?));
+        let index_path = access_index::path_for(path);
         let readers = (0..READERS)
             .map(|_| {
                 let reader = Connection::open_with_flags(
@@ -216,10 +241,13 @@ impl SqliteStore {
                         | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
                 reader.busy_timeout(std::time::Duration::from_secs(5))?;
+                access_index::attach(&reader, &index_path)?;
                 Ok(Mutex::new(reader))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(SqliteStore {
+            _index_thread: Arc::new(access_index::spawn(index.clone())?),
+            index,
             readers: Arc::new(readers),
             next_reader: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             writer: Arc::new(Mutex::new(conn)),
@@ -408,14 +436,12 @@ impl SqliteStore {
 
     pub(super) async fn audit_head(&self) -> Result<AuditHead, StoreError> {
         self.read(|conn| {
-            Ok(
-                conn.query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
-                    Ok(AuditHead {
-                        seq: r.get(0)?,
-                        hash: r.get(1)?,
-                    })
-                })?,
-            )
+            // One snapshot for both of chain_head's reads.
+            let tx = rusqlite::Transaction::new_unchecked(
+                conn,
+                rusqlite::TransactionBehavior::Deferred,
+            )?;
+            Ok(chain_head(&tx)?)
         })
         .await
     }
@@ -460,17 +486,59 @@ impl SqliteStore {
     ) -> Result<Vec<AuditEntry>, StoreError> {
         let subject_id = subject_id.to_owned();
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {AUDIT_COLUMNS} FROM audit_entries WHERE subject_id = ?1 AND seq > ?2 \
-                 AND time_ms >= ?3 AND time_ms < ?4 ORDER BY seq LIMIT ?5"
-            ))?;
-            let rows = stmt.query_map(
-                params![subject_id, after, from_ms, to_ms, limit],
-                audit_from_row,
+            // The index and the entries not yet in it, as of one moment.
+            let tx = rusqlite::Transaction::new_unchecked(
+                conn,
+                rusqlite::TransactionBehavior::Deferred,
             )?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            let indexed: i64 = tx
+                .prepare_cached("SELECT seq FROM idx.audit_indexed WHERE id = 1")?
+                .query_row([], |r| r.get(0))?;
+            // Everything indexed comes before everything not yet indexed.
+            let mut events = tx
+                .prepare_cached(&format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit_entries WHERE seq IN \
+                     (SELECT p.seq FROM idx.audit_by_person p JOIN audit_entries e ON e.seq = p.seq \
+                      WHERE p.subject_id = ?1 AND p.seq > ?2 AND e.subject_id = ?1 AND e.time_ms >= ?3 AND e.time_ms < ?4 \
+                      ORDER BY p.seq LIMIT ?5) \
+                     ORDER BY seq"
+                ))?
+                .query_map(
+                    params![subject_id, after, from_ms, to_ms, limit],
+                    audit_from_row,
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            let left = limit - events.len() as i64;
+            if left > 0 {
+                let newest = tx
+                    .prepare_cached(&format!(
+                        "SELECT {AUDIT_COLUMNS} FROM audit_entries WHERE seq > ?2 AND subject_id = ?1 \
+                         AND time_ms >= ?3 AND time_ms < ?4 ORDER BY seq LIMIT ?5"
+                    ))?
+                    .query_map(
+                        params![subject_id, after.max(indexed), from_ms, to_ms, left],
+                        audit_from_row,
+                    )?
+                    .collect::<Result<Vec<_>, _>>()?;
+                events.extend(newest);
+            }
+            Ok(events)
         })
         .await
+    }
+
+    /// Indexes every audit entry committed so far for the access log (the
+    /// index thread does this every second).
+    pub(super) async fn index_access_log(&self) -> Result<(), StoreError> {
+        let index = self.index.clone();
+        tokio::task::spawn_blocking(move || {
+            index
+                .lock()
+                .map_err(|_| StoreError("index lock poisoned".into()))?
+                .catch_up()
+        })
+        .await
+        .map_err(|e| StoreError(format!("store task failed: {e}")))?
     }
 
     pub(super) async fn add_checkpoint(&self, cp: AuditCheckpoint) -> Result<(), StoreError> {
