@@ -330,6 +330,20 @@ async fn the_audit_chain_checkpoints_and_pruning(location: StoreLocation) {
         .await
         .unwrap();
     assert_eq!(next.seq, 9);
+    // The access log forgets what was pruned, indexed or not.
+    assert_eq!(
+        access_log(&store, "199003142388", 0, i64::MAX, 2).await,
+        [9]
+    );
+    store.index_access_log().await.unwrap();
+    assert_eq!(
+        access_log(&store, "199003142388", 0, i64::MAX, 2).await,
+        [9]
+    );
+    assert_eq!(
+        access_log(&store, "198511224571", 0, i64::MAX, 2).await,
+        [6, 7, 8]
+    );
 }
 
 /// Every page of one person's access log, `size` entries a page.

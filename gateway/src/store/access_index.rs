@@ -92,7 +92,8 @@ impl Indexer {
             "ATTACH DATABASE ?1 AS store",
             params![format!("file:{}?mode=ro", uri_escape(store))],
         )?;
-        let mut indexer = Indexer { conn, floor: 0 };
+        // Entries start at 1: below that nothing was ever pruned.
+        let mut indexer = Indexer { conn, floor: 1 };
         indexer.check()?;
         Ok(indexer)
     }

@@ -10,10 +10,14 @@
 //! The configuration's `gateway.store` picks the backend: a
 //! `postgres://` or `postgresql://` URL, or else a file path.
 //!
-//! Both backends keep the same tables, created and upgraded by numbered
-//! migrations (table `schema_migrations`) when the store is opened; on
-//! PostgreSQL an advisory lock lets replicas that start together migrate
-//! once. Lists (record types, organisation numbers, source outcomes) are
+//! Both backends keep the same consent and audit tables, created and
+//! upgraded by numbered migrations (table `schema_migrations`) when the
+//! store is opened; on PostgreSQL an advisory lock lets replicas that start
+//! together migrate once. Two things differ, for the speed of the audit
+//! commit on SQLite: there the chain's head is its last entry (PostgreSQL
+//! keeps a head row, whose lock lets replicas take turns), and the access
+//! log's index by person is a second file filled in the background (see
+//! `access_index`; PostgreSQL keeps an index on the table). Lists (record types, organisation numbers, source outcomes) are
 //! stored as comma-separated text: none can contain a comma, as all are
 //! validated (or sanitised, for what the audit keeps of bad input) before
 //! they reach the store. Times are Unix milliseconds (UTC).

@@ -1,4 +1,5 @@
-//! The SQLite backend: one file, nothing to install.
+//! The SQLite backend: one file, nothing to install (and beside it the
+//! access log's index, which can be rebuilt from it: see `access_index`).
 //!
 //! WAL mode with `synchronous = FULL`, so a committed consent or audit entry
 //! survives a crash or power loss. rusqlite is blocking, so every call runs
