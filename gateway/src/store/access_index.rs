@@ -78,7 +78,13 @@ impl Indexer {
     /// Opens (creating if needed) the index of the store at `store`, and
     /// starts it over if it does not match the store.
     pub(super) fn open(store: &Path) -> Result<Indexer, StoreError> {
-        let conn = Connection::open(path_for(store))?;
+        let path = path_for(store);
+        let conn = Connection::open(&path).map_err(|e| {
+            StoreError(format!(
+                "cannot open the access log's index {}: {e}",
+                path.display()
+            ))
+        })?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // The index can be rebuilt from the store, so a power loss may cost
         // its last steps (which are then done again), never its consistency.
