@@ -201,6 +201,9 @@ pub(super) fn spawn(indexer: Arc<Mutex<Indexer>>) -> Result<Handle, StoreError> 
     let thread = std::thread::Builder::new()
         .name("samverka-index".into())
         .spawn(move || {
+            // A failure is logged when it starts and when it ends, not
+            // every second in between.
+            let mut failing = false;
             while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL) {
                 let caught_up = (|| {
                     let mut indexer = indexer
@@ -215,11 +218,20 @@ pub(super) fn spawn(indexer: Arc<Mutex<Indexer>>) -> Result<Handle, StoreError> 
                     }
                     Ok::<(), StoreError>(())
                 })();
-                if let Err(e) = caught_up {
-                    tracing::warn!(
-                        error = %e,
-                        "could not index the audit trail by person; the access log scans the rest"
-                    );
+                match caught_up {
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(
+                            error = %e,
+                            "could not index the audit trail by person; the access log scans the rest"
+                        );
+                    }
+                    Err(e) => tracing::debug!(error = %e, "indexing by person still fails"),
+                    Ok(()) if failing => {
+                        failing = false;
+                        tracing::info!("indexing the audit trail by person again");
+                    }
+                    Ok(()) => {}
                 }
             }
         })
