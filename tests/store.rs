@@ -318,6 +318,7 @@ async fn the_audit_chain_checkpoints_and_pruning(location: StoreLocation) {
     );
 
     // Pruning only up to a checkpoint; what is left still verifies.
+    store.index_access_log().await.unwrap();
     assert!(store.prune_audit(4).await.is_err());
     assert_eq!(store.prune_audit(5).await.unwrap(), 5);
     assert_eq!(
@@ -330,20 +331,22 @@ async fn the_audit_chain_checkpoints_and_pruning(location: StoreLocation) {
         .await
         .unwrap();
     assert_eq!(next.seq, 9);
-    // The access log forgets what was pruned, indexed or not.
-    assert_eq!(
-        access_log(&store, "199003142388", 0, i64::MAX, 2).await,
-        [9]
-    );
-    store.index_access_log().await.unwrap();
-    assert_eq!(
-        access_log(&store, "199003142388", 0, i64::MAX, 2).await,
-        [9]
-    );
+    // The access log forgets what was pruned (all of it was indexed).
+    assert_eq!(indexed_or_not(&store, "199003142388").await, [9]);
     assert_eq!(
         access_log(&store, "198511224571", 0, i64::MAX, 2).await,
         [6, 7, 8]
     );
+}
+
+/// One person's whole access log, read in pages of 3 before and after
+/// the index catches up (an answer is the same either way).
+async fn indexed_or_not(store: &Store, subject: &str) -> Vec<i64> {
+    let before = access_log(store, subject, 0, i64::MAX, 3).await;
+    store.index_access_log().await.unwrap();
+    let after = access_log(store, subject, 0, i64::MAX, 3).await;
+    assert_eq!(before, after, "indexing changed the access log");
+    after
 }
 
 /// Every page of one person's access log, `size` entries a page.
@@ -455,6 +458,13 @@ on_both_backends!(
     the_access_log_shows_indexed_and_newest_entries_alike,
 );
 
+/// The SQLite store's index by person: a file beside the store.
+fn index_file(store: &std::path::Path) -> std::path::PathBuf {
+    let mut name = store.as_os_str().to_owned();
+    name.push(".by-person");
+    name.into()
+}
+
 /// The access log's index on SQLite is a file beside the store that can be
 /// rebuilt from it: one that belongs to another store, or to an older copy
 /// of this one, is not trusted.
@@ -462,11 +472,6 @@ on_both_backends!(
 async fn a_sqlite_index_that_does_not_match_its_store_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a.db"), dir.path().join("b.db"));
-    let index = |p: &std::path::Path| {
-        let mut name = p.as_os_str().to_owned();
-        name.push(".by-person");
-        std::path::PathBuf::from(name)
-    };
     // Store a: entries 1..=4 are about 199003142388, and indexed.
     let store_a = Store::open(&StoreLocation::Sqlite(a.clone()))
         .await
@@ -477,8 +482,11 @@ async fn a_sqlite_index_that_does_not_match_its_store_is_rebuilt() {
     store_a.append_audit_batch(batch).await.unwrap();
     store_a.index_access_log().await.unwrap();
     drop(store_a);
-    assert!(index(&a).exists(), "the index is a file beside the store");
-    let mut wal = index(&a).into_os_string();
+    assert!(
+        index_file(&a).exists(),
+        "the index is a file beside the store"
+    );
+    let mut wal = index_file(&a).into_os_string();
     wal.push("-wal");
     assert!(
         !std::path::Path::new(&wal).exists(),
@@ -494,38 +502,56 @@ async fn a_sqlite_index_that_does_not_match_its_store_is_rebuilt() {
         .collect();
     store_b.append_audit_batch(batch).await.unwrap();
     drop(store_b);
-    std::fs::copy(index(&a), index(&b)).unwrap();
+    std::fs::copy(index_file(&a), index_file(&b)).unwrap();
     let store_b = Store::open(&StoreLocation::Sqlite(b.clone()))
         .await
         .unwrap();
-    assert!(
-        access_log(&store_b, "199003142388", 0, i64::MAX, 10)
-            .await
-            .is_empty()
-    );
-    assert_eq!(
-        access_log(&store_b, "198511224571", 0, i64::MAX, 10).await,
-        [1, 2, 3, 4]
-    );
-    store_b.index_access_log().await.unwrap();
-    assert_eq!(
-        access_log(&store_b, "198511224571", 0, i64::MAX, 3).await,
-        [1, 2, 3, 4]
-    );
+    assert!(indexed_or_not(&store_b, "199003142388").await.is_empty());
+    assert_eq!(indexed_or_not(&store_b, "198511224571").await, [1, 2, 3, 4]);
     drop(store_b);
 
     // Deleted, it is rebuilt.
-    std::fs::remove_file(index(&a)).unwrap();
+    std::fs::remove_file(index_file(&a)).unwrap();
     let store_a = Store::open(&StoreLocation::Sqlite(a)).await.unwrap();
-    assert_eq!(
-        access_log(&store_a, "199003142388", 0, i64::MAX, 3).await,
-        [1, 2, 3, 4]
-    );
-    store_a.index_access_log().await.unwrap();
-    assert_eq!(
-        access_log(&store_a, "199003142388", 0, i64::MAX, 3).await,
-        [1, 2, 3, 4]
-    );
+    assert_eq!(indexed_or_not(&store_a, "199003142388").await, [1, 2, 3, 4]);
+}
+
+/// On SQLite the index by person is filled by a thread of its own, with
+/// nobody asking: its file records how far it got.
+#[tokio::test]
+async fn the_sqlite_index_thread_catches_up_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("samverka.db");
+    let store = Store::open(&StoreLocation::Sqlite(db.clone()))
+        .await
+        .unwrap();
+    let batch = (0..50)
+        .map(|i| audit(&format!("t-{i}"), "199003142388"))
+        .collect();
+    store.append_audit_batch(batch).await.unwrap();
+    let index = rusqlite::Connection::open_with_flags(
+        index_file(&db),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let indexed = || -> (i64, i64) {
+        index
+            .query_row(
+                "SELECT (SELECT entry FROM audit_indexed), (SELECT COUNT(*) FROM audit_by_person)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while indexed() != (50, 50) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not indexed within 10 s: {:?}",
+            indexed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]

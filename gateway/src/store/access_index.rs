@@ -33,19 +33,26 @@ const INTERVAL: Duration = Duration::from_secs(1);
 /// The most entries indexed in one transaction.
 const STEP: i64 = 16_384;
 
-/// The schema of the index file (idempotent).
+/// The index file's layout, kept as its `user_version`: a file with
+/// another is built again (it holds nothing the store does not).
+const VERSION: i64 = 1;
+
+/// The schema of the index file. Its column names differ from the store's
+/// (`person`, `entry`), so that a join of the two needs no qualifiers.
 const SCHEMA: &str = "
-    CREATE TABLE IF NOT EXISTS audit_by_person (
-        subject_id TEXT NOT NULL,
-        seq        INTEGER NOT NULL,
-        PRIMARY KEY (subject_id, seq)
+    DROP TABLE IF EXISTS audit_by_person;
+    DROP TABLE IF EXISTS audit_indexed;
+    CREATE TABLE audit_by_person (
+        person TEXT NOT NULL,
+        entry  INTEGER NOT NULL,
+        PRIMARY KEY (person, entry)
     ) WITHOUT ROWID;
-    CREATE TABLE IF NOT EXISTS audit_indexed (
-        id   INTEGER PRIMARY KEY CHECK (id = 1),
-        seq  INTEGER NOT NULL,
-        hash TEXT NOT NULL
+    CREATE TABLE audit_indexed (
+        id    INTEGER PRIMARY KEY CHECK (id = 1),
+        entry INTEGER NOT NULL,
+        hash  TEXT NOT NULL
     );
-    INSERT OR IGNORE INTO audit_indexed (id, seq, hash) VALUES (1, 0, '');
+    INSERT INTO audit_indexed (id, entry, hash) VALUES (1, 0, '');
 ";
 
 /// The index file of the store at `store`.
@@ -90,7 +97,12 @@ impl Indexer {
         // its last steps (which are then done again), never its consistency.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version != VERSION {
+            conn.execute_batch(&format!(
+                "BEGIN; {SCHEMA} PRAGMA user_version = {VERSION}; COMMIT;"
+            ))?;
+        }
         let store = store.to_str().ok_or_else(|| {
             StoreError(format!("the store path {} is not UTF-8", store.display()))
         })?;
@@ -111,7 +123,7 @@ impl Indexer {
             .conn
             .transaction_with_behavior(TransactionBehavior::Deferred)?;
         let (seq, hash): (i64, String) = tx.query_row(
-            "SELECT seq, hash FROM audit_indexed WHERE id = 1",
+            "SELECT entry, hash FROM audit_indexed WHERE id = 1",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
@@ -129,7 +141,7 @@ impl Indexer {
             );
             tx.execute("DELETE FROM audit_by_person", [])?;
             tx.execute(
-                "UPDATE audit_indexed SET seq = 0, hash = '' WHERE id = 1",
+                "UPDATE audit_indexed SET entry = 0, hash = '' WHERE id = 1",
                 [],
             )?;
         }
@@ -145,51 +157,54 @@ impl Indexer {
                 .query_row("SELECT MIN(seq) FROM store.audit_entries", [], |r| r.get(0))?;
         let Some(first) = first else { return Ok(()) };
         if first > self.floor {
-            self.conn
-                .execute("DELETE FROM audit_by_person WHERE seq < ?1", params![first])?;
+            self.conn.execute(
+                "DELETE FROM audit_by_person WHERE entry < ?1",
+                params![first],
+            )?;
             self.floor = first;
         }
         Ok(())
     }
 
     /// Indexes the next entries, at most `STEP`, in one transaction.
-    /// Returns how many it indexed: 0 when the index is up to date.
-    pub(super) fn step(&mut self) -> Result<i64, StoreError> {
+    /// Returns whether there were any.
+    fn step(&mut self) -> Result<bool, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let through: i64 = tx.query_row("SELECT seq FROM audit_indexed WHERE id = 1", [], |r| {
-            r.get(0)
-        })?;
-        let first: Option<i64> = tx.query_row(
-            "SELECT MIN(seq) FROM store.audit_entries WHERE seq > ?1",
-            params![through],
-            |r| r.get(0),
-        )?;
-        let Some(first) = first else { return Ok(0) };
-        let (last, hash): (i64, String) = tx.query_row(
-            "SELECT seq, hash FROM store.audit_entries WHERE seq < ?1 ORDER BY seq DESC LIMIT 1",
-            params![first + STEP],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let added = tx.execute(
-            "INSERT INTO audit_by_person (subject_id, seq) \
+        // The last of the next STEP entries (seqs have gaps where pruned).
+        let last: Option<(i64, i64, String)> = tx
+            .query_row(
+                "SELECT i.entry, e.seq, e.hash FROM audit_indexed i, \
+                 (SELECT seq, hash FROM store.audit_entries \
+                  WHERE seq > (SELECT entry FROM audit_indexed) ORDER BY seq LIMIT ?1) e \
+                 ORDER BY e.seq DESC LIMIT 1",
+                params![STEP],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((through, last, hash)) = last else {
+            return Ok(false);
+        };
+        tx.execute(
+            "INSERT INTO audit_by_person (person, entry) \
              SELECT subject_id, seq FROM store.audit_entries WHERE seq > ?1 AND seq <= ?2 \
              ORDER BY subject_id, seq",
             params![through, last],
         )?;
         tx.execute(
-            "UPDATE audit_indexed SET seq = ?1, hash = ?2 WHERE id = 1",
+            "UPDATE audit_indexed SET entry = ?1, hash = ?2 WHERE id = 1",
             params![last, hash],
         )?;
         tx.commit()?;
-        Ok(added as i64)
+        Ok(true)
     }
 
-    /// Indexes every entry committed so far.
-    pub(super) fn catch_up(&mut self) -> Result<(), StoreError> {
+    /// Indexes every entry committed so far, step by step while
+    /// `go_on()` says so.
+    pub(super) fn catch_up(&mut self, go_on: impl Fn() -> bool) -> Result<(), StoreError> {
         self.clear_pruned()?;
-        while self.step()? > 0 {}
+        while self.step()? && go_on() {}
         Ok(())
     }
 }
@@ -205,19 +220,15 @@ pub(super) fn spawn(indexer: Arc<Mutex<Indexer>>) -> Result<Handle, StoreError> 
             // every second in between.
             let mut failing = false;
             while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL) {
-                let caught_up = (|| {
-                    let mut indexer = indexer
-                        .lock()
-                        .map_err(|_| StoreError("index lock poisoned".into()))?;
-                    indexer.clear_pruned()?;
-                    // Between steps, give way to a store being closed.
-                    while indexer.step()? > 0 {
-                        if !matches!(stopped.try_recv(), Err(mpsc::TryRecvError::Empty)) {
-                            return Ok(());
-                        }
-                    }
-                    Ok::<(), StoreError>(())
-                })();
+                // Between steps, give way to a store being closed.
+                let caught_up = indexer
+                    .lock()
+                    .map_err(|_| StoreError("index lock poisoned".into()))
+                    .and_then(|mut indexer| {
+                        indexer.catch_up(|| {
+                            matches!(stopped.try_recv(), Err(mpsc::TryRecvError::Empty))
+                        })
+                    });
                 match caught_up {
                     Err(e) if !failing => {
                         failing = true;

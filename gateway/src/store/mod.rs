@@ -17,7 +17,9 @@
 //! commit on SQLite: there the chain's head is its last entry (PostgreSQL
 //! keeps a head row, whose lock lets replicas take turns), and the access
 //! log's index by person is a second file filled in the background (see
-//! `access_index`; PostgreSQL keeps an index on the table). Lists (record types, organisation numbers, source outcomes) are
+//! `access_index`; PostgreSQL keeps an index on the table).
+//!
+//! Lists (record types, organisation numbers, source outcomes) are
 //! stored as comma-separated text: none can contain a comma, as all are
 //! validated (or sanitised, for what the audit keeps of bad input) before
 //! they reach the store. Times are Unix milliseconds (UTC).

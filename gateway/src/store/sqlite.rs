@@ -493,16 +493,15 @@ impl SqliteStore {
                 rusqlite::TransactionBehavior::Deferred,
             )?;
             let indexed: i64 = tx
-                .prepare_cached("SELECT seq FROM idx.audit_indexed WHERE id = 1")?
+                .prepare_cached("SELECT entry FROM idx.audit_indexed WHERE id = 1")?
                 .query_row([], |r| r.get(0))?;
             // Everything indexed comes before everything not yet indexed.
+            // (The index names the person too: a second guard.)
             let mut events = tx
                 .prepare_cached(&format!(
-                    "SELECT {AUDIT_COLUMNS} FROM audit_entries WHERE seq IN \
-                     (SELECT p.seq FROM idx.audit_by_person p JOIN audit_entries e ON e.seq = p.seq \
-                      WHERE p.subject_id = ?1 AND p.seq > ?2 AND e.subject_id = ?1 AND e.time_ms >= ?3 AND e.time_ms < ?4 \
-                      ORDER BY p.seq LIMIT ?5) \
-                     ORDER BY seq"
+                    "SELECT {AUDIT_COLUMNS} FROM idx.audit_by_person JOIN audit_entries ON seq = entry \
+                     WHERE person = ?1 AND entry > ?2 AND subject_id = ?1 \
+                     AND time_ms >= ?3 AND time_ms < ?4 ORDER BY entry LIMIT ?5"
                 ))?
                 .query_map(
                     params![subject_id, after, from_ms, to_ms, limit],
@@ -536,7 +535,7 @@ impl SqliteStore {
             index
                 .lock()
                 .map_err(|_| StoreError("index lock poisoned".into()))?
-                .catch_up()
+                .catch_up(|| true)
         })
         .await
         .map_err(|e| StoreError(format!("store task failed: {e}")))?
