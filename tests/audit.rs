@@ -146,6 +146,104 @@ async fn an_intact_trail_verifies() {
     assert!(out.contains("after the last checkpoint (10)"), "{out}");
 }
 
+/// The store's files: their names and bytes.
+fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// The store file and the names of the files beside it. (A read-only
+/// SQLite connection may leave empty `-wal` and `-shm` files, which hold
+/// nothing of the store.)
+fn store_and_names(db: &Path) -> (Vec<u8>, Vec<String>) {
+    let names = files_of(db.parent().unwrap())
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|n| !n.ends_with("-wal") && !n.ends_with("-shm"))
+        .collect();
+    (std::fs::read(db).unwrap(), names)
+}
+
+#[tokio::test]
+async fn verifying_and_exporting_change_nothing_in_the_store() {
+    let t = trail().await;
+    // A store from the first schema version, as an older release left it:
+    // it must be verified as it is, not upgraded on the way.
+    let db = tampered(
+        &t,
+        "older",
+        "DELETE FROM schema_migrations WHERE version = 2;
+         CREATE INDEX audit_by_subject ON audit_entries (subject_id, seq);
+         CREATE TABLE audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL);
+         INSERT INTO audit_head (id, seq, hash) SELECT 1, seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1;",
+    );
+    let dir = t.dir.path().join("older");
+    std::fs::create_dir(&dir).unwrap();
+    let older = dir.join("samverka.db");
+    std::fs::rename(&db, &older).unwrap();
+    let before = store_and_names(&older);
+
+    assert_intact(&verify(&t, &older), 12);
+    let export = t.dir.path().join("older.jsonl");
+    let out = run(&[
+        "export",
+        "--store",
+        &older.display().to_string(),
+        "--out",
+        &export.display().to_string(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&export).unwrap().lines().count(),
+        2 + 12
+    );
+
+    let after = store_and_names(&older);
+    assert_eq!(after.1, before.1, "no file is added beside the store");
+    assert!(after.0 == before.0, "the store file is unchanged");
+}
+
+#[tokio::test]
+async fn a_store_this_build_cannot_read_is_named_not_verified() {
+    let t = trail().await;
+    let newer = tampered(
+        &t,
+        "newer",
+        "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (99, 0)",
+    );
+    let out = verify(&t, &newer);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("schema version 99 is newer than this samverka knows"),
+        "{stderr}"
+    );
+
+    let other = t.dir.path().join("other.db");
+    rusqlite::Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE notes (text TEXT)")
+        .unwrap();
+    let out = verify(&t, &other);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not a samverka store"), "{stderr}");
+    assert!(!stderr.contains("intact"), "{stderr}");
+}
+
 #[tokio::test]
 async fn an_edited_field_is_found() {
     let t = trail().await;

@@ -4,7 +4,9 @@
 
 mod support;
 
-use samverka::store::{AuditEntry, Revocation, Store, StoreLocation, StoredConsent};
+use samverka::store::{
+    AuditCheckpoint, AuditEntry, AuditTrail, Revocation, Store, StoreLocation, StoredConsent,
+};
 use support::postgres::PgCluster;
 
 fn consent(id: &str, request_id: &str, granted_at_ms: i64) -> StoredConsent {
@@ -422,6 +424,66 @@ async fn the_access_log_shows_indexed_and_newest_entries_alike(location: StoreLo
     );
 }
 
+/// Whether the store's location holds no samverka schema (on SQLite: no
+/// file at all).
+async fn has_no_schema(location: &StoreLocation) -> bool {
+    match location {
+        StoreLocation::Sqlite(path) => !path.exists(),
+        StoreLocation::Postgres(url) => {
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client
+                .query_one("SELECT to_regclass('schema_migrations') IS NULL", &[])
+                .await
+                .unwrap()
+                .get(0)
+        }
+    }
+}
+
+/// What `samverka audit verify` and `export` read: the trail, opened
+/// without changing the store, beside a gateway that goes on writing.
+async fn the_audit_trail_is_read_without_changing_the_store(location: StoreLocation) {
+    assert!(has_no_schema(&location).await);
+    let refused = AuditTrail::open(&location).await.unwrap_err().to_string();
+    assert!(has_no_schema(&location).await, "{refused}");
+
+    let store = Store::open(&location).await.unwrap();
+    let batch: Vec<_> = (0..3)
+        .map(|i| audit(&format!("t-{i}"), "199003142388"))
+        .collect();
+    store.append_audit_batch(batch).await.unwrap();
+    let head = store.audit_head().await.unwrap();
+    store
+        .add_checkpoint(AuditCheckpoint {
+            seq: head.seq,
+            hash: head.hash,
+            time_ms: 20,
+            jws: "signed".into(),
+        })
+        .await
+        .unwrap();
+
+    let trail = AuditTrail::open(&location).await.unwrap();
+    assert_eq!(
+        trail.checkpoints().await.unwrap(),
+        store.checkpoints().await.unwrap()
+    );
+    assert_eq!(
+        trail.audit_range(0, 10).await.unwrap(),
+        store.audit_range(0, 10).await.unwrap()
+    );
+    let seqs = |page: Vec<AuditEntry>| page.iter().map(|e| e.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(trail.audit_range(1, 1).await.unwrap()), [2]);
+    store
+        .append_audit(audit("t-3", "199003142388"))
+        .await
+        .unwrap();
+    assert_eq!(seqs(trail.audit_range(0, 10).await.unwrap()), [1, 2, 3, 4]);
+}
+
 /// Runs each suite function against a fresh SQLite file and a fresh
 /// PostgreSQL cluster.
 macro_rules! on_both_backends {
@@ -456,6 +518,7 @@ on_both_backends!(
     imports_are_all_or_nothing,
     the_audit_chain_checkpoints_and_pruning,
     the_access_log_shows_indexed_and_newest_entries_alike,
+    the_audit_trail_is_read_without_changing_the_store,
 );
 
 /// The SQLite store's index by person: a file beside the store.

@@ -10,6 +10,10 @@
 //! samverka audit prune  --config gateway.toml --archive 2026-archive.jsonl
 //! ```
 //!
+//! `verify` and `export` only read the store (see
+//! [`AuditTrail`](crate::store::AuditTrail)): nothing is migrated or
+//! written, so they may run beside a gateway or on an old store.
+//!
 //! # Export format
 //!
 //! JSON Lines: first one line per signed checkpoint,
@@ -35,7 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::chain::{Broken, ChainCheck, Report};
 use crate::config::Config;
-use crate::store::{AuditCheckpoint, AuditEntry, Store, StoreLocation};
+use crate::store::{AuditCheckpoint, AuditEntry, AuditTrail, Store, StoreLocation};
 
 /// Subcommands of `samverka audit`.
 #[derive(Debug, Subcommand)]
@@ -125,8 +129,8 @@ fn read(path: &Path) -> Result<String, AuditCliError> {
         .map_err(|e| AuditCliError::Usage(format!("{}: {e}", path.display())))
 }
 
-/// The store, and the certificates a config names.
-async fn open(source: &Source) -> Result<(Store, Vec<PathBuf>), AuditCliError> {
+/// The store's trail, read-only, and the certificates a config names.
+async fn open(source: &Source) -> Result<(AuditTrail, Vec<PathBuf>), AuditCliError> {
     match (&source.store, &source.config) {
         (Some(store), None) => {
             let location = StoreLocation::parse(store, Path::new("."));
@@ -138,12 +142,17 @@ async fn open(source: &Source) -> Result<(Store, Vec<PathBuf>), AuditCliError> {
                     path.display()
                 )));
             }
-            Ok((Store::open(&location).await.map_err(failed)?, Vec::new()))
+            Ok((
+                AuditTrail::open(&location).await.map_err(failed)?,
+                Vec::new(),
+            ))
         }
         (None, Some(config)) => {
             let config = Config::load(config).map_err(|e| AuditCliError::Usage(e.to_string()))?;
-            let store = Store::open(&config.gateway.store).await.map_err(failed)?;
-            Ok((store, vec![config.gateway.cert.clone()]))
+            let trail = AuditTrail::open(&config.gateway.store)
+                .await
+                .map_err(failed)?;
+            Ok((trail, vec![config.gateway.cert.clone()]))
         }
         _ => Err(AuditCliError::Usage("give --store or --config".into())),
     }
@@ -168,7 +177,7 @@ fn summary(r: &Report) -> String {
     s
 }
 
-async fn verify_store(store: &Store, certs: &[String]) -> Result<Report, AuditCliError> {
+async fn verify_store(store: &AuditTrail, certs: &[String]) -> Result<Report, AuditCliError> {
     let checkpoints = store.checkpoints().await.map_err(failed)?;
     let mut check = ChainCheck::new(&checkpoints, certs).map_err(AuditCliError::Broken)?;
     let mut after = 0;
@@ -209,7 +218,7 @@ fn verify_export(path: &Path, certs: &[String]) -> Result<Report, AuditCliError>
 
 /// Writes checkpoints (those up to `through`) and entries (up to
 /// `through`) as JSON Lines. Returns the number of entries.
-async fn export(store: &Store, out: &Path, through: i64) -> Result<u64, AuditCliError> {
+async fn export(store: &AuditTrail, out: &Path, through: i64) -> Result<u64, AuditCliError> {
     let file = std::fs::File::create(out)
         .map_err(|e| AuditCliError::Usage(format!("{}: {e}", out.display())))?;
     let mut w = BufWriter::new(file);
@@ -276,9 +285,11 @@ pub async fn run(command: AuditCommand) -> Result<String, AuditCliError> {
         }
         AuditCommand::Prune { config, archive } => {
             let config = Config::load(&config).map_err(|e| AuditCliError::Usage(e.to_string()))?;
-            let store = Store::open(&config.gateway.store).await.map_err(failed)?;
+            let trail = AuditTrail::open(&config.gateway.store)
+                .await
+                .map_err(failed)?;
             let cutoff = crate::time::system_now_ms() - config.audit.retention.as_millis() as i64;
-            let through = store
+            let through = trail
                 .checkpoints()
                 .await
                 .map_err(failed)?
@@ -290,9 +301,13 @@ pub async fn run(command: AuditCommand) -> Result<String, AuditCliError> {
                 return Ok("nothing older than the retention period is anchored by a checkpoint; nothing pruned\n".into());
             };
             let certs = vec![read(&config.gateway.cert)?];
-            verify_store(&store, &certs).await?;
-            let archived = export(&store, &archive, through).await?;
+            verify_store(&trail, &certs).await?;
+            let archived = export(&trail, &archive, through).await?;
             verify_export(&archive, &certs)?;
+            // Closed first, so that the store's own connection is the last
+            // to close and folds its write-ahead log into the file.
+            drop(trail);
+            let store = Store::open(&config.gateway.store).await.map_err(failed)?;
             let deleted = store.prune_audit(through).await.map_err(failed)?;
             Ok(format!(
                 "archived {archived} entries (through seq {through}) to {} and removed {deleted} from the store\n",

@@ -34,7 +34,7 @@ mod sqlite;
 use std::path::{Path, PathBuf};
 
 pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, SqliteTrail};
 
 /// The store failed (I/O, connection, corruption, a defect). The message is
 /// for the log, not for callers.
@@ -355,6 +355,63 @@ impl Store {
     pub async fn prune_audit(&self, through: i64) -> Result<u64, StoreError> {
         delegate!(self.prune_audit(through))
     }
+}
+
+/// A store's audit trail, opened only to read it: what `samverka audit
+/// verify` and `export` use. Opening it changes nothing in the store: no
+/// schema migration, no access-log index file, no write (a PostgreSQL
+/// session is read-only, a SQLite file is opened read-only). A gateway may
+/// be using the store at the same time.
+#[derive(Debug, Clone)]
+pub enum AuditTrail {
+    /// A SQLite file.
+    Sqlite(SqliteTrail),
+    /// A PostgreSQL database.
+    Postgres(PostgresStore),
+}
+
+impl AuditTrail {
+    /// Opens the trail of an existing store that this build can read.
+    pub async fn open(location: &StoreLocation) -> Result<AuditTrail, StoreError> {
+        Ok(match location {
+            StoreLocation::Sqlite(path) => AuditTrail::Sqlite(SqliteTrail::open(path)?),
+            StoreLocation::Postgres(url) => {
+                AuditTrail::Postgres(PostgresStore::open_read_only(url).await?)
+            }
+        })
+    }
+
+    /// Audit entries with `seq > after`, in order, at most `limit`.
+    pub async fn audit_range(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        match self {
+            AuditTrail::Sqlite(s) => s.audit_range(after, limit).await,
+            AuditTrail::Postgres(s) => s.audit_range(after, limit).await,
+        }
+    }
+
+    /// Every checkpoint, in order.
+    pub async fn checkpoints(&self) -> Result<Vec<AuditCheckpoint>, StoreError> {
+        match self {
+            AuditTrail::Sqlite(s) => s.checkpoints().await,
+            AuditTrail::Postgres(s) => s.checkpoints().await,
+        }
+    }
+}
+
+/// Whether a store at schema `version` can be used by this build, which
+/// knows `known` migrations.
+fn readable_version(version: i64, known: usize) -> Result<(), StoreError> {
+    if version == 0 {
+        return Err(StoreError(
+            "not a samverka store: no schema migration has been applied".into(),
+        ));
+    }
+    if version > known as i64 {
+        return Err(StoreError(format!(
+            "the store's schema version {version} is newer than this samverka knows ({known}); upgrade samverka"
+        )));
+    }
+    Ok(())
 }
 
 pub(crate) fn join(v: &[String]) -> String {

@@ -92,27 +92,69 @@ fn checkpoint_from_row(row: &Row) -> Result<AuditCheckpoint, StoreError> {
     })
 }
 
+/// A pool of up to 16 connections to `url`, with `options` for each
+/// session if given. Waits are bounded: an unreachable database fails a
+/// call within seconds.
+fn pool(url: &str, options: Option<String>) -> Result<Pool, StoreError> {
+    let mut config = deadpool_postgres::Config::new();
+    config.url = Some(url.to_owned());
+    config.manager = Some(ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    });
+    let mut pool = PoolConfig::new(16);
+    let limit = Some(Duration::from_secs(2));
+    pool.timeouts = Timeouts {
+        wait: limit,
+        create: limit,
+        recycle: limit,
+    };
+    config.pool = Some(pool);
+    config.options = options;
+    config
+        .create_pool(Some(Runtime::Tokio1), NoTls)
+        .map_err(|e| StoreError(format!("postgresql pool: {e}")))
+}
+
 impl PostgresStore {
     /// Connects to `url` and migrates the schema.
     pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
-        let mut config = deadpool_postgres::Config::new();
-        config.url = Some(url.to_owned());
-        config.manager = Some(ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        });
-        let mut pool = PoolConfig::new(16);
-        let limit = Some(Duration::from_secs(2));
-        pool.timeouts = Timeouts {
-            wait: limit,
-            create: limit,
-            recycle: limit,
+        let store = PostgresStore {
+            pool: pool(url, None)?,
         };
-        config.pool = Some(pool);
-        let pool = config
-            .create_pool(Some(Runtime::Tokio1), NoTls)
-            .map_err(|e| StoreError(format!("postgresql pool: {e}")))?;
-        let store = PostgresStore { pool };
         store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects to `url` in read-only sessions, after checking that the
+    /// database holds a samverka store this build can read. Migrates
+    /// nothing; any write is refused by the server.
+    pub async fn open_read_only(url: &str) -> Result<PostgresStore, StoreError> {
+        let parsed: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError(format!("postgresql url: {e}")))?;
+        let options = format!(
+            "{} -c default_transaction_read_only=on",
+            parsed.get_options().unwrap_or_default()
+        );
+        let store = PostgresStore {
+            pool: pool(url, Some(options))?,
+        };
+        let row = store
+            .pool
+            .get()
+            .await?
+            .query_one(
+                "SELECT current_setting('default_transaction_read_only'), \
+                 COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await
+            .map_err(|e| StoreError(format!("not a samverka store ({e})")))?;
+        let (read_only, version): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
+        if read_only != "on" {
+            return Err(StoreError("the session could not be made read-only".into()));
+        }
+        super::readable_version(version, schema::POSTGRES.len())?;
         Ok(store)
     }
 
@@ -132,11 +174,8 @@ impl PostgresStore {
             )
             .await?
             .try_get(0)?;
-        if current > schema::POSTGRES.len() as i64 {
-            return Err(StoreError(format!(
-                "the store's schema version {current} is newer than this gateway knows ({}); upgrade the gateway",
-                schema::POSTGRES.len()
-            )));
+        if current > 0 {
+            super::readable_version(current, schema::POSTGRES.len())?;
         }
         for (i, sql) in schema::POSTGRES.iter().enumerate().skip(current as usize) {
             tx.batch_execute(sql).await?;

@@ -142,11 +142,8 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         [],
         |r| r.get(0),
     )?;
-    if current > schema::SQLITE.len() as i64 {
-        return Err(StoreError(format!(
-            "the store's schema version {current} is newer than this gateway knows ({}); upgrade the gateway",
-            schema::SQLITE.len()
-        )));
+    if current > 0 {
+        super::readable_version(current, schema::SQLITE.len())?;
     }
     for (i, sql) in schema::SQLITE.iter().enumerate().skip(current as usize) {
         tx.execute_batch(sql)?;
@@ -185,6 +182,90 @@ fn chain_head(conn: &Connection) -> rusqlite::Result<AuditHead> {
             seq: 0,
             hash: chain::GENESIS.to_owned(),
         }))
+}
+
+/// Up to `limit` entries after `after`, in chain order.
+fn select_audit_range(
+    conn: &Connection,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<AuditEntry>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {AUDIT_COLUMNS} FROM audit_entries WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![after, limit], audit_from_row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Every signed checkpoint, in chain order.
+fn select_checkpoints(conn: &Connection) -> Result<Vec<AuditCheckpoint>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT seq, hash, time_ms, jws FROM audit_checkpoints ORDER BY seq")?;
+    let rows = stmt.query_map([], checkpoint_from_row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The audit trail of a SQLite store, opened read-only (see
+/// [`super::AuditTrail`]).
+#[derive(Clone)]
+pub struct SqliteTrail {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteTrail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteTrail").finish_non_exhaustive()
+    }
+}
+
+impl SqliteTrail {
+    /// Opens the file read-only, after checking that it is a samverka
+    /// store this build can read.
+    pub fn open(path: &Path) -> Result<SqliteTrail, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version = conn
+            .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
+            .map_err(|e| StoreError(format!("{}: not a samverka store ({e})", path.display())))?;
+        super::readable_version(version.unwrap_or(0), schema::SQLITE.len())?;
+        Ok(SqliteTrail {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            f(&*conn
+                .lock()
+                .map_err(|_| StoreError("connection lock poisoned".into()))?)
+        })
+        .await
+        .map_err(|e| StoreError(format!("store task failed: {e}")))?
+    }
+
+    pub(super) async fn audit_range(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.run(move |conn| select_audit_range(conn, after, limit))
+            .await
+    }
+
+    pub(super) async fn checkpoints(&self) -> Result<Vec<AuditCheckpoint>, StoreError> {
+        self.run(select_checkpoints).await
+    }
 }
 
 /// Links and inserts a batch of audit entries in one transaction.
@@ -452,14 +533,8 @@ impl SqliteStore {
         after: i64,
         limit: i64,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {AUDIT_COLUMNS} FROM audit_entries WHERE seq > ?1 ORDER BY seq LIMIT ?2"
-            ))?;
-            let rows = stmt.query_map(params![after, limit], audit_from_row)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |conn| select_audit_range(conn, after, limit))
+            .await
     }
 
     pub(super) async fn audit_entries(
@@ -554,14 +629,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn checkpoints(&self) -> Result<Vec<AuditCheckpoint>, StoreError> {
-        self.read(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT seq, hash, time_ms, jws FROM audit_checkpoints ORDER BY seq",
-            )?;
-            let rows = stmt.query_map([], checkpoint_from_row)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(select_checkpoints).await
     }
 
     pub(super) async fn prune_audit(&self, through: i64) -> Result<u64, StoreError> {
