@@ -725,6 +725,19 @@ async fn the_admin_listener_counts_what_happened() {
         4.0,
         "one entry per read"
     );
+    // Entries not yet in the access log's index by person: at most the
+    // four reads, and none once the index has caught up.
+    let pending = sample(&text, "samverka_access_index_pending_entries", &[]);
+    assert!((0.0..=4.0).contains(&pending), "{pending}");
+    net.gateway.store.index_access_log().await.unwrap();
+    assert_eq!(
+        sample(
+            &admin_get(net.admin_address, "/metrics").await.1,
+            "samverka_access_index_pending_entries",
+            &[]
+        ),
+        0.0
+    );
     assert!(
         !text.contains(DEMO_SUBJECT) && !text.contains(OTHER_SUBJECT),
         "no person's number in metrics"

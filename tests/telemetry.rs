@@ -58,9 +58,9 @@ impl MetricsService for Receiver {
 }
 
 impl Receiver {
-    /// The latest value of the cumulative counter `name` for the data
-    /// point whose attributes include `labels`, from service `service`.
-    fn counter(&self, service: &str, name: &str, labels: &[(&str, &str)]) -> Option<i64> {
+    /// The latest value of the cumulative counter or gauge `name` for the
+    /// data point whose attributes include `labels`, from service `service`.
+    fn number(&self, service: &str, name: &str, labels: &[(&str, &str)]) -> Option<i64> {
         let exports = self.1.lock().unwrap();
         let mut latest = None;
         for export in exports.iter() {
@@ -75,10 +75,12 @@ impl Receiver {
                 }
                 for sm in &rm.scope_metrics {
                     for m in sm.metrics.iter().filter(|m| m.name == name) {
-                        let Some(Data::Sum(sum)) = &m.data else {
-                            continue;
+                        let points = match &m.data {
+                            Some(Data::Sum(sum)) => &sum.data_points,
+                            Some(Data::Gauge(gauge)) => &gauge.data_points,
+                            _ => continue,
                         };
-                        for point in &sum.data_points {
+                        for point in points {
                             if labels
                                 .iter()
                                 .all(|(k, v)| text(&point.attributes, k).as_deref() == Some(*v))
@@ -446,7 +448,7 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters()
     // allowed so far.
     let mut allowed = None;
     for _ in 0..100 {
-        allowed = receiver.counter(
+        allowed = receiver.number(
             "gateway-under-test",
             "samverka.requests",
             &[
@@ -463,12 +465,19 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters()
     assert_eq!(allowed, Some(3), "samverka.requests over OTLP");
     assert!(
         receiver
-            .counter(
+            .number(
                 "gateway-under-test",
                 "samverka.source.requests",
                 &[("source", "employment"), ("outcome", "OK")]
             )
             .is_some_and(|n| n >= 3)
+    );
+    // A gauge, observed at each export: at most the four reads' entries
+    // are waiting for the access log's index.
+    assert!(
+        receiver
+            .number("gateway-under-test", "samverka.access_index.pending", &[])
+            .is_some_and(|n| (0..=4).contains(&n))
     );
     drop(gateway);
     drop(processes);

@@ -10,6 +10,7 @@
 //! | `samverka_source_duration_seconds` | source | adapter call time |
 //! | `samverka_audit_commit_seconds` | | time to commit one batch of audit entries (the sync included) |
 //! | `samverka_audit_batch_entries` | | entries per committed batch (group commit at work) |
+//! | `samverka_access_index_pending_entries` | | audit entries not yet in the access log's index by person (SQLite, where a thread fills it about once a second; always 0 on PostgreSQL) |
 //! | `samverka_open_connections` | | agency connections open on the gRPC port now |
 //! | `samverka_connections` | | agency connections accepted (TCP, before the TLS handshake) |
 //! | `samverka_tls_handshake_failures` | | handshakes refused (no or a bad client certificate, a revoked one, a protocol the policy does not allow) or not finished in time |
@@ -22,10 +23,11 @@
 //! OpenTelemetry style: `samverka.requests`, `samverka.request.duration`,
 //! `samverka.consent_checks`, `samverka.source.requests`,
 //! `samverka.source.duration`, `samverka.audit.commit.duration`,
-//! `samverka.audit.batch.entries`, `samverka.connections.open`, with the
+//! `samverka.audit.batch.entries`, `samverka.access_index.pending`,
+//! `samverka.connections.open`, with the
 //! labels above as attributes.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -34,6 +36,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::store::IndexProgress;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -87,6 +91,8 @@ pub struct Metrics {
     source_durations: LatencyFamily<SourceLabels>,
     audit_commit: Histogram,
     audit_batch: Histogram,
+    access_index: Arc<OnceLock<Arc<IndexProgress>>>,
+    access_index_pending: Gauge,
     open_connections: Gauge,
     connections: Counter,
     handshake_failures: Counter,
@@ -103,10 +109,11 @@ struct OtelInstruments {
     audit_commit: opentelemetry::metrics::Histogram<f64>,
     audit_batch: opentelemetry::metrics::Histogram<u64>,
     open_connections: opentelemetry::metrics::UpDownCounter<i64>,
+    _access_index_pending: opentelemetry::metrics::ObservableGauge<i64>,
 }
 
 impl OtelInstruments {
-    fn new() -> Self {
+    fn new(access_index: Arc<OnceLock<Arc<IndexProgress>>>) -> Self {
         let meter = opentelemetry::global::meter("samverka");
         OtelInstruments {
             requests: meter
@@ -143,6 +150,16 @@ impl OtelInstruments {
             open_connections: meter
                 .i64_up_down_counter("samverka.connections.open")
                 .with_description("Agency connections open on the gRPC port")
+                .build(),
+            _access_index_pending: meter
+                .i64_observable_gauge("samverka.access_index.pending")
+                .with_unit("{entry}")
+                .with_description("Audit entries not yet in the access log's index by person")
+                .with_callback(move |gauge| {
+                    if let Some(progress) = access_index.get() {
+                        gauge.observe(progress.pending(), &[]);
+                    }
+                })
                 .build(),
         }
     }
@@ -212,6 +229,13 @@ impl Metrics {
             "Audit entries per committed batch",
             audit_batch.clone(),
         );
+        let access_index_pending = Gauge::default();
+        registry.register(
+            "samverka_access_index_pending_entries",
+            "Audit entries not yet in the access log's index by person",
+            access_index_pending.clone(),
+        );
+        let access_index = Arc::new(OnceLock::new());
         let open_connections = Gauge::default();
         registry.register(
             "samverka_open_connections",
@@ -236,7 +260,7 @@ impl Metrics {
             connections,
             handshake_failures,
             otel: samverka_adapter::telemetry::metrics_exported()
-                .then(|| Arc::new(OtelInstruments::new())),
+                .then(|| Arc::new(OtelInstruments::new(access_index.clone()))),
             requests,
             durations,
             consent_checks,
@@ -244,6 +268,16 @@ impl Metrics {
             source_durations,
             audit_commit,
             audit_batch,
+            access_index,
+            access_index_pending,
+        }
+    }
+
+    /// Reports how far the store's access log index is behind (once; on
+    /// PostgreSQL there is nothing to report).
+    pub fn watch_access_index(&self, progress: Option<Arc<IndexProgress>>) {
+        if let Some(progress) = progress {
+            let _ = self.access_index.set(progress);
         }
     }
 
@@ -372,6 +406,9 @@ impl Metrics {
 
     /// Everything, in the Prometheus text format.
     pub fn render(&self) -> String {
+        if let Some(progress) = self.access_index.get() {
+            self.access_index_pending.set(progress.pending());
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -116,6 +116,7 @@ impl Gateway {
         )
         .map_err(StartError::Tls)?;
         let store = Store::open(&g.store).await.map_err(StartError::Store)?;
+        metrics.watch_access_index(store.access_index_progress());
         let audit = AuditWriter::spawn(
             store.clone(),
             signer.clone(),

@@ -20,6 +20,7 @@
 //! restored from a backup, or one pruned past it), the index starts over.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
@@ -55,6 +56,33 @@ const SCHEMA: &str = "
     INSERT INTO audit_indexed (id, entry, hash) VALUES (1, 0, '');
 ";
 
+/// How far the access log's index is behind the trail: the last entry
+/// committed and the last one indexed, as the store's writer and the index
+/// thread last saw them. Read by the metrics
+/// (`samverka_access_index_pending_entries`) without touching either file.
+#[derive(Debug, Default)]
+pub struct IndexProgress {
+    committed: AtomicI64,
+    indexed: AtomicI64,
+}
+
+impl IndexProgress {
+    /// Audit entries committed and not yet in the index. While this stays
+    /// above a few seconds' worth of entries, the index thread is failing
+    /// or cannot keep up, and the access log's scan of the rest grows.
+    pub fn pending(&self) -> i64 {
+        (self.committed.load(Ordering::Relaxed) - self.indexed.load(Ordering::Relaxed)).max(0)
+    }
+
+    pub(super) fn committed(&self, seq: i64) {
+        self.committed.fetch_max(seq, Ordering::Relaxed);
+    }
+
+    fn indexed(&self, seq: i64) {
+        self.indexed.store(seq, Ordering::Relaxed);
+    }
+}
+
 /// The index file of the store at `store`.
 pub(super) fn path_for(store: &Path) -> PathBuf {
     let mut name = store.as_os_str().to_owned();
@@ -79,12 +107,13 @@ pub(super) struct Indexer {
     /// The lowest seq in the store when the index was last cleared of
     /// pruned entries.
     floor: i64,
+    progress: Arc<IndexProgress>,
 }
 
 impl Indexer {
     /// Opens (creating if needed) the index of the store at `store`, and
     /// starts it over if it does not match the store.
-    pub(super) fn open(store: &Path) -> Result<Indexer, StoreError> {
+    pub(super) fn open(store: &Path, progress: Arc<IndexProgress>) -> Result<Indexer, StoreError> {
         let path = path_for(store);
         let conn = Connection::open(&path).map_err(|e| {
             StoreError(format!(
@@ -111,7 +140,11 @@ impl Indexer {
             params![format!("file:{}?mode=ro", uri_escape(store))],
         )?;
         // Entries start at 1: below that nothing was ever pruned.
-        let mut indexer = Indexer { conn, floor: 1 };
+        let mut indexer = Indexer {
+            conn,
+            floor: 1,
+            progress,
+        };
         indexer.check()?;
         Ok(indexer)
     }
@@ -134,6 +167,7 @@ impl Indexer {
                 |r| r.get(0),
             )
             .optional()?;
+        let mut indexed = seq;
         if seq != 0 && held.as_deref() != Some(hash.as_str()) {
             tracing::info!(
                 indexed_through = seq,
@@ -144,8 +178,10 @@ impl Indexer {
                 "UPDATE audit_indexed SET entry = 0, hash = '' WHERE id = 1",
                 [],
             )?;
+            indexed = 0;
         }
         tx.commit()?;
+        self.progress.indexed(indexed);
         self.clear_pruned()
     }
 
@@ -197,6 +233,7 @@ impl Indexer {
             params![last, hash],
         )?;
         tx.commit()?;
+        self.progress.indexed(last);
         Ok(true)
     }
 

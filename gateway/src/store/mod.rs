@@ -33,6 +33,7 @@ mod sqlite;
 
 use std::path::{Path, PathBuf};
 
+pub use access_index::IndexProgress;
 pub use postgres::PostgresStore;
 pub use sqlite::{SqliteStore, SqliteTrail};
 
@@ -336,6 +337,15 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.index_access_log().await,
             Store::Postgres(_) => Ok(()),
+        }
+    }
+
+    /// How far the access log's index is behind the trail: on SQLite, where
+    /// a thread fills it; none on PostgreSQL, where each commit does.
+    pub fn access_index_progress(&self) -> Option<std::sync::Arc<IndexProgress>> {
+        match self {
+            Store::Sqlite(s) => Some(s.index_progress()),
+            Store::Postgres(_) => None,
         }
     }
 

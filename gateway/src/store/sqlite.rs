@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::access_index;
+use super::access_index::{self, IndexProgress};
 use super::{
     AUDIT_COLUMNS, AuditCheckpoint, AuditEntry, AuditHead, CONSENT_COLUMNS, Revocation, StoreError,
     StoredConsent, join, schema, split,
@@ -42,6 +42,7 @@ pub struct SqliteStore {
     next_reader: Arc<std::sync::atomic::AtomicUsize>,
     index: Arc<Mutex<access_index::Indexer>>,
     writer: Arc<Mutex<Connection>>,
+    progress: Arc<IndexProgress>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -272,6 +273,7 @@ impl SqliteTrail {
 fn append_batch(
     conn: &mut Connection,
     mut entries: Vec<AuditEntry>,
+    progress: &IndexProgress,
 ) -> Result<Vec<AuditEntry>, StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut head = chain_head(&tx)?;
@@ -302,6 +304,7 @@ fn append_batch(
         }
     }
     tx.commit()?;
+    progress.committed(head.seq);
     Ok(entries)
 }
 
@@ -313,7 +316,16 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut conn)?;
-        let index = Arc::new(Mutex::new(access_index::Indexer::open(path)?));
+        let progress = Arc::new(IndexProgress::default());
+        progress.committed(conn.query_row(
+            "SELECT COALESCE(MAX(seq), 0) FROM audit_entries",
+            [],
+            |r| r.get(0),
+        )?);
+        let index = Arc::new(Mutex::new(access_index::Indexer::open(
+            path,
+            progress.clone(),
+        )?));
         let index_path = access_index::path_for(path);
         let readers = (0..READERS)
             .map(|_| {
@@ -333,6 +345,7 @@ impl SqliteStore {
             readers: Arc::new(readers),
             next_reader: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             writer: Arc::new(Mutex::new(conn)),
+            progress,
         })
     }
 
@@ -502,7 +515,9 @@ impl SqliteStore {
         &self,
         entries: Vec<AuditEntry>,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        self.with(move |conn| append_batch(conn, entries)).await
+        let progress = self.progress.clone();
+        self.with(move |conn| append_batch(conn, entries, &progress))
+            .await
     }
 
     pub(super) fn append_audit_batch_blocking(
@@ -513,7 +528,12 @@ impl SqliteStore {
             .writer
             .lock()
             .map_err(|_| StoreError("connection lock poisoned".into()))?;
-        append_batch(&mut conn, entries)
+        append_batch(&mut conn, entries, &self.progress)
+    }
+
+    /// How far the access log's index is behind the trail.
+    pub(super) fn index_progress(&self) -> Arc<IndexProgress> {
+        self.progress.clone()
     }
 
     pub(super) async fn audit_head(&self) -> Result<AuditHead, StoreError> {
