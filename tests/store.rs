@@ -7,7 +7,7 @@ mod support;
 use samverka::store::{
     AuditCheckpoint, AuditEntry, AuditTrail, Revocation, Store, StoreLocation, StoredConsent,
 };
-use support::postgres::PgCluster;
+use support::postgres::{PgCluster, ServerTls};
 
 fn consent(id: &str, request_id: &str, granted_at_ms: i64) -> StoredConsent {
     StoredConsent {
@@ -622,6 +622,75 @@ async fn the_sqlite_index_thread_catches_up_by_itself_and_counts_what_is_pending
             progress.pending()
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// PostgreSQL over TLS, asked for in the URL as libpq asks for it: the
+/// server's certificate is checked against `sslrootcert`, the gateway
+/// shows `sslcert`, and the server (which takes TCP connections only over
+/// TLS and with a client certificate) lets it in.
+#[tokio::test]
+async fn postgresql_over_tls_checks_the_server_and_shows_a_client_certificate() {
+    use samverka_certs::dev::{CertRequest, DevCa};
+    use samverka_certs::{OrgNumber, Role};
+    let org = OrgNumber::parse(samverka::demo::GATEWAY_AGENCY).unwrap();
+    let ca = DevCa::generate("samverka test database CA").unwrap();
+    // For localhost and 127.0.0.1.
+    let server = ca
+        .issue(&CertRequest::new(org.clone(), Role::Gateway, "database"))
+        .unwrap();
+    // The common name is the database user.
+    let client = ca
+        .issue(&CertRequest::new(org, Role::Agency, "postgres"))
+        .unwrap();
+    let Some(pg) = PgCluster::start_with_tls(&ServerTls {
+        cert_pem: &server.cert_pem,
+        key_pem: &server.key_pem,
+        client_ca_pem: ca.cert_pem(),
+    }) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let ca_file = file("ca.pem", ca.cert_pem());
+    let cert_file = file("client.pem", &client.cert_pem);
+    let key_file = file("client.key", &client.key_pem);
+    let other_ca = DevCa::generate("another CA").unwrap();
+    let other_ca_file = file("other-ca.pem", other_ca.cert_pem());
+    let at = |query: String| StoreLocation::Postgres(format!("{}?{query}", pg.url()));
+    let tls = |root: &str| {
+        format!("sslmode=verify-full&sslrootcert={root}&sslcert={cert_file}&sslkey={key_file}")
+    };
+
+    let store = Store::open(&at(tls(&ca_file))).await.unwrap();
+    store
+        .append_audit(audit("over-tls", "199003142388"))
+        .await
+        .unwrap();
+    let trail = AuditTrail::open(&at(tls(&ca_file))).await.unwrap();
+    assert_eq!(trail.audit_range(0, 10).await.unwrap().len(), 1);
+
+    for (query, words) in [
+        // The server takes nothing without TLS...
+        ("sslmode=disable".to_owned(), "pg_hba.conf rejects"),
+        // ...nor TLS without a client certificate...
+        (
+            format!("sslmode=verify-full&sslrootcert={ca_file}"),
+            "requires a valid client certificate",
+        ),
+        // ...and samverka does not talk to a server its CA did not sign.
+        (tls(&other_ca_file), "UnknownIssuer"),
+    ] {
+        let refused = Store::open(&at(query.clone()))
+            .await
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains(words), "{query}: {refused}");
     }
 }
 

@@ -17,6 +17,8 @@
 //!                                 # SIGHUP)
 //! store = "samverka.db"           # SQLite file for consents and audit, or
 //!                                 # a postgresql:// URL shared by replicas
+//!                                 # (TLS: ?sslmode=verify-full&sslrootcert=..
+//!                                 # [&sslcert=..&sslkey=..], as for libpq)
 //! default_deadline_ms = 5000      # when a caller sets no deadline
 //! max_deadline_ms = 30000         # longer caller deadlines are cut to this
 //!

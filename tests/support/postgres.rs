@@ -30,9 +30,28 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// A cluster's TLS: the server's certificate and key, and the CA its
+/// clients' certificates must come from.
+pub struct ServerTls<'a> {
+    pub cert_pem: &'a str,
+    pub key_pem: &'a str,
+    pub client_ca_pem: &'a str,
+}
+
 impl PgCluster {
     /// Starts a cluster, or explains on stderr why the test is skipped.
     pub fn start() -> Option<PgCluster> {
+        Self::start_with(None)
+    }
+
+    /// Starts a cluster that takes TCP connections only over TLS and only
+    /// with a client certificate from `tls.client_ca_pem` whose common
+    /// name is the user (`hostssl ... cert`).
+    pub fn start_with_tls(tls: &ServerTls<'_>) -> Option<PgCluster> {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<&ServerTls<'_>>) -> Option<PgCluster> {
         let Some(bin) = find_bin() else {
             eprintln!(
                 "SKIPPED: PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin \
@@ -75,6 +94,40 @@ impl PgCluster {
             shell_quote(&cluster.bin.join("initdb").display().to_string()),
             shell_quote(&data),
         ));
+        if let Some(tls) = tls {
+            let data = Path::new(&data);
+            let write = |name: &str, text: &str| {
+                let path = data.join(name);
+                std::fs::write(&path, text).unwrap();
+                std::fs::set_permissions(
+                    &path,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                )
+                .unwrap();
+            };
+            write("server.crt", tls.cert_pem);
+            write("server.key", tls.key_pem);
+            write("client-ca.crt", tls.client_ca_pem);
+            let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+            conf.push_str(
+                "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nssl_ca_file = 'client-ca.crt'\n",
+            );
+            std::fs::write(data.join("postgresql.conf"), conf).unwrap();
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 cert\nhost all all 127.0.0.1/32 reject\n",
+            )
+            .unwrap();
+            if cluster.as_root {
+                let ok = Command::new("chown")
+                    .args(["-R", "postgres"])
+                    .arg(data)
+                    .status()
+                    .map(|s| s.success())
+                    .unwrap_or(false);
+                assert!(ok, "cannot hand the TLS files to the postgres user");
+            }
+        }
         cluster.pg_ctl("start -w -t 30");
         Some(cluster)
     }

@@ -28,6 +28,7 @@
 //! `STORE_UNAVAILABLE`.
 
 mod access_index;
+mod pg_tls;
 mod postgres;
 mod sqlite;
 

@@ -20,15 +20,31 @@ use crate::audit::chain;
 /// Serialises migrations of replicas that start at the same time.
 const MIGRATION_LOCK: i64 = 7_342_001;
 
+/// `e` and what caused it: tokio-postgres says only "db error" and keeps
+/// the server's message (and a TLS failure) in its source.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        StoreError(format!("postgresql: {e}"))
+        StoreError(format!("postgresql: {}", with_causes(&e)))
     }
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        StoreError(format!("postgresql pool: {e}"))
+        StoreError(format!("postgresql pool: {}", with_causes(&e)))
     }
 }
 
@@ -96,8 +112,9 @@ fn checkpoint_from_row(row: &Row) -> Result<AuditCheckpoint, StoreError> {
 /// session if given. Waits are bounded: an unreachable database fails a
 /// call within seconds.
 fn pool(url: &str, options: Option<String>) -> Result<Pool, StoreError> {
+    let target = super::pg_tls::target(url)?;
     let mut config = deadpool_postgres::Config::new();
-    config.url = Some(url.to_owned());
+    config.url = Some(target.url);
     config.manager = Some(ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     });
@@ -110,9 +127,11 @@ fn pool(url: &str, options: Option<String>) -> Result<Pool, StoreError> {
     };
     config.pool = Some(pool);
     config.options = options;
-    config
-        .create_pool(Some(Runtime::Tokio1), NoTls)
-        .map_err(|e| StoreError(format!("postgresql pool: {e}")))
+    match target.tls {
+        Some(tls) => config.create_pool(Some(Runtime::Tokio1), tls),
+        None => config.create_pool(Some(Runtime::Tokio1), NoTls),
+    }
+    .map_err(|e| StoreError(format!("postgresql pool: {}", with_causes(&e))))
 }
 
 impl PostgresStore {
@@ -129,7 +148,8 @@ impl PostgresStore {
     /// database holds a samverka store this build can read. Migrates
     /// nothing; any write is refused by the server.
     pub async fn open_read_only(url: &str) -> Result<PostgresStore, StoreError> {
-        let parsed: tokio_postgres::Config = url
+        let parsed: tokio_postgres::Config = super::pg_tls::target(url)?
+            .url
             .parse()
             .map_err(|e| StoreError(format!("postgresql url: {e}")))?;
         let options = format!(
@@ -149,7 +169,7 @@ impl PostgresStore {
                 &[],
             )
             .await
-            .map_err(|e| StoreError(format!("not a samverka store ({e})")))?;
+            .map_err(|e| StoreError(format!("not a samverka store ({})", with_causes(&e))))?;
         let (read_only, version): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
         if read_only != "on" {
             return Err(StoreError("the session could not be made read-only".into()));

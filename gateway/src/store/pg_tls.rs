@@ -1,0 +1,197 @@
+//! TLS to PostgreSQL, asked for in the store URL the way libpq asks for it,
+//! so that the URL an operator tests with `psql` works unchanged:
+//!
+//! ```text
+//! postgresql://samverka@db.example:5432/samverka?sslmode=verify-full&sslrootcert=/etc/samverka/db-ca.pem
+//!     &sslcert=/etc/samverka/db-client.pem&sslkey=/etc/samverka/db-client.key
+//! ```
+//!
+//! - `sslmode=verify-full` (or `require`): TLS (rustls, samverka's crypto
+//!   provider), the server's certificate checked against `sslrootcert`
+//!   and its name against the URL's host. Unlike libpq, `require` checks
+//!   both too, and `sslrootcert` is then required: a connection that
+//!   carries consents and the audit trail is not encrypted to an
+//!   unchecked server. `verify-ca` (chain but not name) is refused.
+//! - `sslcert` and `sslkey` (both or neither): a client certificate, for
+//!   the server's `cert` authentication (its common name is the user).
+//! - No `sslmode`, or `disable`, `allow`, `prefer`: no TLS, as before.
+//!
+//! The TLS parameters are taken out of the URL before it goes to
+//! tokio-postgres, which knows only `disable`, `prefer` and `require`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use percent_encoding::percent_decode_str;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::StoreError;
+
+/// A store URL with its TLS parameters taken out.
+pub(super) struct PgTarget {
+    /// What tokio-postgres is given.
+    pub url: String,
+    /// TLS to the server, if asked for.
+    pub tls: Option<MakeRustlsConnect>,
+}
+
+fn error(message: impl std::fmt::Display) -> StoreError {
+    StoreError(format!("postgresql TLS: {message}"))
+}
+
+fn decode(value: &str) -> Result<String, StoreError> {
+    percent_decode_str(value)
+        .decode_utf8()
+        .map(|v| v.into_owned())
+        .map_err(|e| error(format!("a URL parameter is not UTF-8: {e}")))
+}
+
+fn read(what: &str, path: &str) -> Result<Vec<u8>, StoreError> {
+    std::fs::read(Path::new(path)).map_err(|e| error(format!("{what} {path}: {e}")))
+}
+
+/// Splits the TLS parameters off `url` and builds the connector they ask
+/// for.
+pub(super) fn target(url: &str) -> Result<PgTarget, StoreError> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut kept = Vec::new();
+    let (mut mode, mut root, mut cert, mut key) = (None, None, None, None);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "sslmode" => mode = Some(decode(value)?),
+            "sslrootcert" => root = Some(decode(value)?),
+            "sslcert" => cert = Some(decode(value)?),
+            "sslkey" => key = Some(decode(value)?),
+            _ => kept.push(pair),
+        }
+    }
+    let tls = match mode.as_deref() {
+        None | Some("disable" | "allow" | "prefer") => {
+            if root.is_some() || cert.is_some() || key.is_some() {
+                return Err(error(
+                    "sslrootcert, sslcert and sslkey need sslmode=verify-full",
+                ));
+            }
+            // tokio-postgres has no "allow"; without TLS it is "prefer".
+            match mode.as_deref() {
+                Some("disable") => kept.push("sslmode=disable"),
+                Some(_) => kept.push("sslmode=prefer"),
+                None => {}
+            }
+            None
+        }
+        Some("require" | "verify-full") => {
+            kept.push("sslmode=require");
+            let root = root.ok_or_else(|| {
+                error("sslmode=require and verify-full need sslrootcert=CA.pem: samverka checks the server's certificate")
+            })?;
+            Some(connector(&root, cert.as_deref(), key.as_deref())?)
+        }
+        Some("verify-ca") => {
+            return Err(error(
+                "sslmode=verify-ca is not supported: samverka checks the server's name too; use sslmode=verify-full",
+            ));
+        }
+        Some(other) => return Err(error(format!("unknown sslmode {other:?}"))),
+    };
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok(PgTarget { url, tls })
+}
+
+fn connector(
+    root: &str,
+    cert: Option<&str>,
+    key: Option<&str>,
+) -> Result<MakeRustlsConnect, StoreError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(&read("sslrootcert", root)?) {
+        let ca = ca.map_err(|e| error(format!("sslrootcert {root}: {e}")))?;
+        roots
+            .add(ca)
+            .map_err(|e| error(format!("sslrootcert {root}: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(error(format!("sslrootcert {root} holds no certificate")));
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(error)?
+        .with_root_certificates(Arc::new(roots));
+    let config = match (cert, key) {
+        (None, None) => builder.with_no_client_auth(),
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_slice_iter(&read("sslcert", cert)?)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| error(format!("sslcert {cert}: {e}")))?;
+            let key_der = PrivateKeyDer::from_pem_slice(&read("sslkey", key)?)
+                .map_err(|e| error(format!("sslkey {key}: {e}")))?;
+            builder
+                .with_client_auth_cert(chain, key_der)
+                .map_err(|e| error(format!("sslcert {cert} with sslkey {key}: {e}")))?
+        }
+        _ => return Err(error("give both sslcert and sslkey, or neither")),
+    };
+    Ok(MakeRustlsConnect::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_without_tls_pass_through() {
+        for (url, expected) in [
+            ("postgresql://u@h/db", "postgresql://u@h/db"),
+            (
+                "postgresql://u@h/db?application_name=x",
+                "postgresql://u@h/db?application_name=x",
+            ),
+            (
+                "postgresql://u@h/db?sslmode=disable&connect_timeout=2",
+                "postgresql://u@h/db?connect_timeout=2&sslmode=disable",
+            ),
+            (
+                "postgresql://u@h/db?sslmode=allow",
+                "postgresql://u@h/db?sslmode=prefer",
+            ),
+        ] {
+            let t = target(url).unwrap();
+            assert_eq!(t.url, expected);
+            assert!(t.tls.is_none());
+        }
+    }
+
+    #[test]
+    fn tls_that_cannot_be_checked_is_refused() {
+        for (url, words) in [
+            ("postgresql://u@h/db?sslmode=require", "need sslrootcert"),
+            (
+                "postgresql://u@h/db?sslmode=verify-full",
+                "need sslrootcert",
+            ),
+            (
+                "postgresql://u@h/db?sslmode=verify-ca&sslrootcert=/x",
+                "verify-full",
+            ),
+            ("postgresql://u@h/db?sslmode=on", "unknown sslmode"),
+            (
+                "postgresql://u@h/db?sslrootcert=/x",
+                "need sslmode=verify-full",
+            ),
+            (
+                "postgresql://u@h/db?sslmode=verify-full&sslrootcert=/no/such/ca.pem",
+                "/no/such/ca.pem",
+            ),
+        ] {
+            let e = target(url).err().expect(url).to_string();
+            assert!(e.contains(words), "{url}: {e}");
+        }
+    }
+}
