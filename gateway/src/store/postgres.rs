@@ -11,6 +11,7 @@ use deadpool_postgres::{ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtim
 use tokio_postgres::NoTls;
 use tokio_postgres::Row;
 
+use super::pg_tls::{self, PgTarget};
 use super::{
     AUDIT_COLUMNS, AuditCheckpoint, AuditEntry, AuditHead, CONSENT_COLUMNS, Revocation, StoreError,
     StoredConsent, join, schema, split,
@@ -108,11 +109,10 @@ fn checkpoint_from_row(row: &Row) -> Result<AuditCheckpoint, StoreError> {
     })
 }
 
-/// A pool of up to 16 connections to `url`, with `options` for each
+/// A pool of up to 16 connections to `target`, with `options` for each
 /// session if given. Waits are bounded: an unreachable database fails a
 /// call within seconds.
-fn pool(url: &str, options: Option<String>) -> Result<Pool, StoreError> {
-    let target = super::pg_tls::target(url)?;
+fn pool(target: PgTarget, options: Option<String>) -> Result<Pool, StoreError> {
     let mut config = deadpool_postgres::Config::new();
     config.url = Some(target.url);
     config.manager = Some(ManagerConfig {
@@ -138,7 +138,7 @@ impl PostgresStore {
     /// Connects to `url` and migrates the schema.
     pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
         let store = PostgresStore {
-            pool: pool(url, None)?,
+            pool: pool(pg_tls::target(url)?, None)?,
         };
         store.migrate().await?;
         Ok(store)
@@ -148,7 +148,8 @@ impl PostgresStore {
     /// database holds a samverka store this build can read. Migrates
     /// nothing; any write is refused by the server.
     pub async fn open_read_only(url: &str) -> Result<PostgresStore, StoreError> {
-        let parsed: tokio_postgres::Config = super::pg_tls::target(url)?
+        let target = pg_tls::target(url)?;
+        let parsed: tokio_postgres::Config = target
             .url
             .parse()
             .map_err(|e| StoreError(format!("postgresql url: {e}")))?;
@@ -157,7 +158,7 @@ impl PostgresStore {
             parsed.get_options().unwrap_or_default()
         );
         let store = PostgresStore {
-            pool: pool(url, Some(options))?,
+            pool: pool(target, Some(options))?,
         };
         let row = store
             .pool
