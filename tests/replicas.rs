@@ -1,7 +1,8 @@
-//! End to end: two `samverka serve` processes on one PostgreSQL database.
-//! A consent revoked through one replica is refused by the other on the
-//! very next read, and when the database goes away every read is refused
-//! (fail closed). Skipped, with the reason printed, when PostgreSQL is not
+//! End to end: two `samverka serve` processes on one PostgreSQL database,
+//! which they reach over TLS with a client certificate (the server takes
+//! nothing else). A consent revoked through one replica is refused by the
+//! other on the very next read, and when the database goes away every read
+//! is refused (fail closed). Skipped, with the reason printed, when PostgreSQL is not
 //! installed; `.ci/run` installs it.
 
 mod support;
@@ -27,7 +28,9 @@ async fn channel(replica: &Replica, tls: &AgencyTls) -> Channel {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_through_one_replica_is_enforced_by_the_other() {
-    let Some(pg) = PgCluster::start() else { return };
+    let Some(pg) = PgCluster::start_tls() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let pki = samverka_certs::dev::write_dev_pki(&dir.path().join("certs"), &pki_spec()).unwrap();
 

@@ -7,7 +7,7 @@ mod support;
 use samverka::store::{
     AuditCheckpoint, AuditEntry, AuditTrail, Revocation, Store, StoreLocation, StoredConsent,
 };
-use support::postgres::{PgCluster, ServerTls};
+use support::postgres::PgCluster;
 
 fn consent(id: &str, request_id: &str, granted_at_ms: i64) -> StoredConsent {
     StoredConsent {
@@ -631,61 +631,51 @@ async fn the_sqlite_index_thread_catches_up_by_itself_and_counts_what_is_pending
 /// TLS and with a client certificate) lets it in.
 #[tokio::test]
 async fn postgresql_over_tls_checks_the_server_and_shows_a_client_certificate() {
-    use samverka_certs::dev::{CertRequest, DevCa};
-    use samverka_certs::{OrgNumber, Role};
-    let org = OrgNumber::parse(samverka::demo::GATEWAY_AGENCY).unwrap();
-    let ca = DevCa::generate("samverka test database CA").unwrap();
-    // For localhost and 127.0.0.1.
-    let server = ca
-        .issue(&CertRequest::new(org.clone(), Role::Gateway, "database"))
-        .unwrap();
-    // The common name is the database user.
-    let client = ca
-        .issue(&CertRequest::new(org, Role::Agency, "postgres"))
-        .unwrap();
-    let Some(pg) = PgCluster::start_with_tls(&ServerTls {
-        cert_pem: &server.cert_pem,
-        key_pem: &server.key_pem,
-        client_ca_pem: ca.cert_pem(),
-    }) else {
+    let Some(pg) = PgCluster::start_tls() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let file = |name: &str, text: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    };
-    let ca_file = file("ca.pem", ca.cert_pem());
-    let cert_file = file("client.pem", &client.cert_pem);
-    let key_file = file("client.key", &client.key_pem);
-    let other_ca = DevCa::generate("another CA").unwrap();
-    let other_ca_file = file("other-ca.pem", other_ca.cert_pem());
-    let at = |query: String| StoreLocation::Postgres(format!("{}?{query}", pg.url()));
-    let tls = |root: &str| {
-        format!("sslmode=verify-full&sslrootcert={root}&sslcert={cert_file}&sslkey={key_file}")
-    };
-
-    let store = Store::open(&at(tls(&ca_file))).await.unwrap();
+    let store = Store::open(&StoreLocation::Postgres(pg.url()))
+        .await
+        .unwrap();
     store
         .append_audit(audit("over-tls", "199003142388"))
         .await
         .unwrap();
-    let trail = AuditTrail::open(&at(tls(&ca_file))).await.unwrap();
+    let trail = AuditTrail::open(&StoreLocation::Postgres(pg.url()))
+        .await
+        .unwrap();
     assert_eq!(trail.audit_range(0, 10).await.unwrap().len(), 1);
 
+    let files = pg.tls().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let other_ca = dir.path().join("other-ca.pem");
+    std::fs::write(
+        &other_ca,
+        samverka_certs::dev::DevCa::generate("another CA")
+            .unwrap()
+            .cert_pem(),
+    )
+    .unwrap();
     for (query, words) in [
         // The server takes nothing without TLS...
         ("sslmode=disable".to_owned(), "pg_hba.conf rejects"),
         // ...nor TLS without a client certificate...
         (
-            format!("sslmode=verify-full&sslrootcert={ca_file}"),
+            format!("sslmode=verify-full&sslrootcert={}", files.ca),
             "requires a valid client certificate",
         ),
         // ...and samverka does not talk to a server its CA did not sign.
-        (tls(&other_ca_file), "UnknownIssuer"),
+        (
+            format!(
+                "sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
+                other_ca.display(),
+                files.cert,
+                files.key
+            ),
+            "UnknownIssuer",
+        ),
     ] {
-        let refused = Store::open(&at(query.clone()))
+        let refused = Store::open(&StoreLocation::Postgres(pg.url_with(&query)))
             .await
             .map(|_| ())
             .unwrap_err()

@@ -14,6 +14,15 @@ pub struct PgCluster {
     bin: PathBuf,
     port: u16,
     as_root: bool,
+    tls: Option<ClientTls>,
+}
+
+/// What a client of a TLS cluster needs: the CA that signed the server's
+/// certificate, and a client certificate for the user `postgres`.
+pub struct ClientTls {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
 }
 
 fn find_bin() -> Option<PathBuf> {
@@ -30,28 +39,21 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// A cluster's TLS: the server's certificate and key, and the CA its
-/// clients' certificates must come from.
-pub struct ServerTls<'a> {
-    pub cert_pem: &'a str,
-    pub key_pem: &'a str,
-    pub client_ca_pem: &'a str,
-}
-
 impl PgCluster {
     /// Starts a cluster, or explains on stderr why the test is skipped.
     pub fn start() -> Option<PgCluster> {
-        Self::start_with(None)
+        Self::start_with(false)
     }
 
     /// Starts a cluster that takes TCP connections only over TLS and only
-    /// with a client certificate from `tls.client_ca_pem` whose common
-    /// name is the user (`hostssl ... cert`).
-    pub fn start_with_tls(tls: &ServerTls<'_>) -> Option<PgCluster> {
-        Self::start_with(Some(tls))
+    /// with a client certificate whose common name is the user
+    /// (`hostssl ... cert`), from a CA of its own; [`PgCluster::url`] then
+    /// asks for TLS with that CA and a client certificate for `postgres`.
+    pub fn start_tls() -> Option<PgCluster> {
+        Self::start_with(true)
     }
 
-    fn start_with(tls: Option<&ServerTls<'_>>) -> Option<PgCluster> {
+    fn start_with(tls: bool) -> Option<PgCluster> {
         let Some(bin) = find_bin() else {
             eprintln!(
                 "SKIPPED: PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin \
@@ -73,11 +75,12 @@ impl PgCluster {
             .local_addr()
             .unwrap()
             .port();
-        let cluster = PgCluster {
+        let mut cluster = PgCluster {
             dir,
             bin,
             port,
             as_root,
+            tls: None,
         };
         if as_root {
             let ok = Command::new("chown")
@@ -94,7 +97,29 @@ impl PgCluster {
             shell_quote(&cluster.bin.join("initdb").display().to_string()),
             shell_quote(&data),
         ));
-        if let Some(tls) = tls {
+        if tls {
+            use samverka_certs::dev::{CertRequest, DevCa};
+            use samverka_certs::{OrgNumber, Role};
+            let org = OrgNumber::parse(samverka::demo::GATEWAY_AGENCY).unwrap();
+            let ca = DevCa::generate("samverka test database CA").unwrap();
+            // For localhost and 127.0.0.1.
+            let server = ca
+                .issue(&CertRequest::new(org.clone(), Role::Gateway, "database"))
+                .unwrap();
+            // The common name is the database user.
+            let client = ca
+                .issue(&CertRequest::new(org, Role::Agency, "postgres"))
+                .unwrap();
+            let file = |name: &str, text: &str| {
+                let path = cluster.dir.path().join(name);
+                std::fs::write(&path, text).unwrap();
+                path.display().to_string()
+            };
+            cluster.tls = Some(ClientTls {
+                ca: file("client-ca.pem", ca.cert_pem()),
+                cert: file("client.pem", &client.cert_pem),
+                key: file("client.key", &client.key_pem),
+            });
             let data = Path::new(&data);
             let write = |name: &str, text: &str| {
                 let path = data.join(name);
@@ -105,9 +130,9 @@ impl PgCluster {
                 )
                 .unwrap();
             };
-            write("server.crt", tls.cert_pem);
-            write("server.key", tls.key_pem);
-            write("client-ca.crt", tls.client_ca_pem);
+            write("server.crt", &server.cert_pem);
+            write("server.key", &server.key_pem);
+            write("client-ca.crt", ca.cert_pem());
             let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
             conf.push_str(
                 "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nssl_ca_file = 'client-ca.crt'\n",
@@ -165,8 +190,32 @@ impl PgCluster {
     }
 
     /// A URL for the `postgres` database.
+    /// (Over TLS, with the cluster's CA and client certificate, when it
+    /// was started with [`PgCluster::start_tls`].)
     pub fn url(&self) -> String {
-        format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
+        match &self.tls {
+            Some(tls) => self.url_with(&format!(
+                "sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
+                tls.ca, tls.cert, tls.key
+            )),
+            None => self.url_with(""),
+        }
+    }
+
+    /// A URL for the `postgres` database with `query` as its parameters.
+    pub fn url_with(&self, query: &str) -> String {
+        let base = format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port);
+        if query.is_empty() {
+            base
+        } else {
+            format!("{base}?{query}")
+        }
+    }
+
+    /// The client's TLS files, for a cluster started with
+    /// [`PgCluster::start_tls`].
+    pub fn tls(&self) -> Option<&ClientTls> {
+        self.tls.as_ref()
     }
 
     /// Stops the server (e.g. to show that the gateway then fails closed).
