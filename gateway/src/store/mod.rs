@@ -75,7 +75,7 @@ impl StoreLocation {
     /// paths are taken relative to `base_dir`).
     pub fn parse(s: &str, base_dir: &Path) -> StoreLocation {
         if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-            StoreLocation::Postgres(s.to_owned())
+            StoreLocation::Postgres(pg_tls::resolve_files(s, base_dir))
         } else {
             let p = PathBuf::from(s);
             StoreLocation::Sqlite(if p.is_absolute() { p } else { base_dir.join(p) })

@@ -16,13 +16,16 @@
 //!   the server's `cert` authentication (its common name is the user).
 //! - No `sslmode`, or `disable`, `allow`, `prefer`: no TLS, as before.
 //!
+//! In a configuration file, relative paths are taken from its directory,
+//! like every other path there.
+//!
 //! The TLS parameters are taken out of the URL before it goes to
 //! tokio-postgres, which knows only `disable`, `prefer` and `require`.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use percent_encoding::percent_decode_str;
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -51,6 +54,40 @@ fn decode(value: &str) -> Result<String, StoreError> {
 fn read(what: &str, path: &str) -> Result<Vec<u8>, StoreError> {
     std::fs::read(Path::new(path)).map_err(|e| error(format!("{what} {path}: {e}")))
 }
+
+/// `url` with relative `sslrootcert`, `sslcert` and `sslkey` paths taken
+/// as relative to `base_dir` (the configuration's directory, like every
+/// other path in it).
+pub(super) fn resolve_files(url: &str, base_dir: &Path) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let file = matches!(name, "sslrootcert" | "sslcert" | "sslkey");
+            match decode(value) {
+                Ok(path) if file && Path::new(&path).is_relative() => {
+                    let path = base_dir.join(path).to_string_lossy().into_owned();
+                    format!("{name}={}", utf8_percent_encode(&path, QUERY_VALUE))
+                }
+                _ => pair.to_owned(),
+            }
+        })
+        .collect();
+    format!("{base}?{}", pairs.join("&"))
+}
+
+/// What must be escaped in a URL query value.
+const QUERY_VALUE: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'&')
+    .add(b'+')
+    .add(b'=');
 
 /// Splits the TLS parameters off `url` and builds the connector they ask
 /// for.
@@ -166,6 +203,23 @@ mod tests {
             assert_eq!(t.url, expected);
             assert!(t.tls.is_none());
         }
+    }
+
+    #[test]
+    fn relative_files_are_found_beside_the_configuration() {
+        let dir = Path::new("/etc/samverka");
+        assert_eq!(
+            resolve_files(
+                "postgresql://u@h/db?sslmode=verify-full&sslrootcert=db%20ca.pem&sslcert=/abs/c.pem&sslkey=k&x=y",
+                dir
+            ),
+            "postgresql://u@h/db?sslmode=verify-full&sslrootcert=/etc/samverka/db%20ca.pem\
+             &sslcert=/abs/c.pem&sslkey=/etc/samverka/k&x=y"
+        );
+        assert_eq!(
+            resolve_files("postgresql://u@h/db", dir),
+            "postgresql://u@h/db"
+        );
     }
 
     #[test]
