@@ -216,6 +216,76 @@ async fn verifying_and_exporting_change_nothing_in_the_store() {
     assert!(after.0 == before.0, "the store file is unchanged");
 }
 
+/// Makes a directory read-only until dropped: by its permissions, or as
+/// root (whom permissions do not stop) with the immutable attribute.
+struct ReadOnlyDir(PathBuf, bool);
+
+impl ReadOnlyDir {
+    fn make(dir: &Path) -> Option<ReadOnlyDir> {
+        let probe = dir.join("probe");
+        let root = std::fs::File::create(&probe).is_ok() && {
+            std::fs::remove_file(&probe).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+            std::fs::File::create(&probe).is_ok()
+        };
+        if root {
+            std::fs::remove_file(&probe).unwrap();
+            let made = Command::new("chattr")
+                .arg("+i")
+                .arg(dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !made || std::fs::File::create(&probe).is_ok() {
+                eprintln!(
+                    "SKIPPED: cannot make {} read-only for root (chattr +i)",
+                    dir.display()
+                );
+                return None;
+            }
+        }
+        Some(ReadOnlyDir(dir.to_owned(), root))
+    }
+}
+
+impl Drop for ReadOnlyDir {
+    fn drop(&mut self) {
+        if self.1 {
+            let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o755));
+    }
+}
+
+/// A store in a directory nobody may write to (a backup on read-only
+/// media) is verified all the same: SQLite cannot create its `-shm` file
+/// beside it there, and with no write-ahead log beside it either the file
+/// is read as it is.
+#[tokio::test]
+async fn a_store_in_a_read_only_directory_verifies() {
+    let t = trail().await;
+    let dir = t.dir.path().join("backup");
+    std::fs::create_dir(&dir).unwrap();
+    let copy = dir.join("samverka.db");
+    std::fs::copy(&t.db, &copy).unwrap();
+    let Some(read_only) = ReadOnlyDir::make(&dir) else {
+        return;
+    };
+    assert_intact(&verify(&t, &copy), 12);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    drop(read_only);
+
+    // A write-ahead log beside it may hold commits the file lacks: then it
+    // is not read without that log, and verify says why.
+    std::fs::write(dir.join("samverka.db-wal"), [1u8; 32]).unwrap();
+    let _read_only = ReadOnlyDir::make(&dir).unwrap();
+    let out = verify(&t, &copy);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("unable to open"), "{stderr}");
+}
+
 #[tokio::test]
 async fn a_store_this_build_cannot_read_is_named_not_verified() {
     let t = trail().await;

@@ -306,7 +306,7 @@ impl Drop for Handle {
 }
 
 /// Escapes the characters that end or quote the path in a `file:` URI.
-fn uri_escape(path: &str) -> String {
+pub(super) fn uri_escape(path: &str) -> String {
     path.replace('%', "%25")
         .replace('?', "%3f")
         .replace('#', "%23")

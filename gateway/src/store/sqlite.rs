@@ -206,6 +206,14 @@ fn select_checkpoints(conn: &Connection) -> Result<Vec<AuditCheckpoint>, StoreEr
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// Whether a write-ahead log beside `store` may hold commits the file
+/// lacks.
+fn has_commits_in_wal(store: &Path) -> bool {
+    let mut wal = store.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(Path::new(&wal)).is_ok_and(|m| m.len() > 0)
+}
+
 /// The audit trail of a SQLite store, opened read-only (see
 /// [`super::AuditTrail`]).
 #[derive(Clone)]
@@ -222,18 +230,41 @@ impl std::fmt::Debug for SqliteTrail {
 impl SqliteTrail {
     /// Opens the file read-only, after checking that it is a samverka
     /// store this build can read.
+    ///
+    /// A read-only connection to a store in WAL mode still creates the
+    /// `-shm` file beside it. Where it cannot (a read-only directory, such
+    /// as a mounted backup), and no write-ahead log holds commits that the
+    /// file lacks, the file is read as immutable instead: nothing can be
+    /// writing to it there.
     pub fn open(path: &Path) -> Result<SqliteTrail, StoreError> {
-        let conn = Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+        let read_only =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let open = |target: &str, flags| -> rusqlite::Result<(Connection, Option<i64>)> {
+            let conn = Connection::open_with_flags(target, flags)?;
+            let version =
+                conn.query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+                    r.get(0)
+                })?;
+            Ok((conn, version))
+        };
+        let cannot_open =
+            |e: &rusqlite::Error| e.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen);
+        let name = path.to_string_lossy();
+        let opened = match open(&name, read_only) {
+            Err(e) if cannot_open(&e) && !has_commits_in_wal(path) => open(
+                &format!("file:{}?immutable=1", access_index::uri_escape(&name)),
+                read_only | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+            ),
+            other => other,
+        };
+        let (conn, version) = opened.map_err(|e| {
+            if cannot_open(&e) {
+                StoreError(format!("{}: {e}", path.display()))
+            } else {
+                StoreError(format!("{}: not a samverka store ({e})", path.display()))
+            }
+        })?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let version = conn
-            .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
-                r.get::<_, Option<i64>>(0)
-            })
-            .map_err(|e| StoreError(format!("{}: not a samverka store ({e})", path.display())))?;
         super::readable_version(version.unwrap_or(0), schema::SQLITE.len())?;
         Ok(SqliteTrail {
             conn: Arc::new(Mutex::new(conn)),
