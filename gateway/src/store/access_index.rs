@@ -85,9 +85,7 @@ impl IndexProgress {
 
 /// The index file of the store at `store`.
 pub(super) fn path_for(store: &Path) -> PathBuf {
-    let mut name = store.as_os_str().to_owned();
-    name.push(".by-person");
-    PathBuf::from(name)
+    super::beside(store, ".by-person")
 }
 
 /// Attaches the index file to a connection of the store as `idx`, for the

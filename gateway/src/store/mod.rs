@@ -409,20 +409,33 @@ impl AuditTrail {
     }
 }
 
-/// Whether a store at schema `version` can be used by this build, which
-/// knows `known` migrations.
+/// Whether an existing store at schema `version` can be read by this
+/// build, which knows `known` migrations.
 fn readable_version(version: i64, known: usize) -> Result<(), StoreError> {
     if version == 0 {
         return Err(StoreError(
             "not a samverka store: no schema migration has been applied".into(),
         ));
     }
+    not_newer(version, known)
+}
+
+/// Refuses a store whose schema is newer than the `known` migrations of
+/// this build.
+fn not_newer(version: i64, known: usize) -> Result<(), StoreError> {
     if version > known as i64 {
         return Err(StoreError(format!(
             "the store's schema version {version} is newer than this samverka knows ({known}); upgrade samverka"
         )));
     }
     Ok(())
+}
+
+/// The file named like `path` with `suffix` added (`-wal`, `.by-person`).
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 pub(crate) fn join(v: &[String]) -> String {

@@ -195,9 +195,7 @@ impl PostgresStore {
             )
             .await?
             .try_get(0)?;
-        if current > 0 {
-            super::readable_version(current, schema::POSTGRES.len())?;
-        }
+        super::not_newer(current, schema::POSTGRES.len())?;
         for (i, sql) in schema::POSTGRES.iter().enumerate().skip(current as usize) {
             tx.batch_execute(sql).await?;
             tx.execute(

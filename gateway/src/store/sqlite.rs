@@ -143,9 +143,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         [],
         |r| r.get(0),
     )?;
-    if current > 0 {
-        super::readable_version(current, schema::SQLITE.len())?;
-    }
+    super::not_newer(current, schema::SQLITE.len())?;
     for (i, sql) in schema::SQLITE.iter().enumerate().skip(current as usize) {
         tx.execute_batch(sql)?;
         tx.execute(
@@ -209,9 +207,33 @@ fn select_checkpoints(conn: &Connection) -> Result<Vec<AuditCheckpoint>, StoreEr
 /// Whether a write-ahead log beside `store` may hold commits the file
 /// lacks.
 fn has_commits_in_wal(store: &Path) -> bool {
-    let mut wal = store.as_os_str().to_owned();
-    wal.push("-wal");
-    std::fs::metadata(Path::new(&wal)).is_ok_and(|m| m.len() > 0)
+    std::fs::metadata(super::beside(store, "-wal")).is_ok_and(|m| m.len() > 0)
+}
+
+fn poisoned() -> StoreError {
+    StoreError("a store lock is poisoned".into())
+}
+
+/// Runs `f` on tokio's blocking pool: rusqlite blocks.
+async fn on_blocking_pool<T, F>(f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError(format!("store task failed: {e}")))?
+}
+
+/// Runs `f` on tokio's blocking pool with `it` (a connection, the
+/// indexer) locked.
+async fn locked<C, T, F>(it: Arc<Mutex<C>>, f: F) -> Result<T, StoreError>
+where
+    C: Send + 'static,
+    T: Send + 'static,
+    F: FnOnce(&mut C) -> Result<T, StoreError> + Send + 'static,
+{
+    on_blocking_pool(move || f(&mut *it.lock().map_err(|_| poisoned())?)).await
 }
 
 /// The audit trail of a SQLite store, opened read-only (see
@@ -271,32 +293,19 @@ impl SqliteTrail {
         })
     }
 
-    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            f(&*conn
-                .lock()
-                .map_err(|_| StoreError("connection lock poisoned".into()))?)
-        })
-        .await
-        .map_err(|e| StoreError(format!("store task failed: {e}")))?
-    }
-
     pub(super) async fn audit_range(
         &self,
         after: i64,
         limit: i64,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        self.run(move |conn| select_audit_range(conn, after, limit))
-            .await
+        locked(self.conn.clone(), move |conn| {
+            select_audit_range(conn, after, limit)
+        })
+        .await
     }
 
     pub(super) async fn checkpoints(&self) -> Result<Vec<AuditCheckpoint>, StoreError> {
-        self.run(select_checkpoints).await
+        locked(self.conn.clone(), |conn| select_checkpoints(conn)).await
     }
 }
 
@@ -386,15 +395,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = self.writer.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| StoreError("connection lock poisoned".into()))?;
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| StoreError(format!("store task failed: {e}")))?
+        locked(self.writer.clone(), f).await
     }
 
     /// Runs a short read (an indexed lookup) right here when a read
@@ -425,19 +426,16 @@ impl SqliteStore {
         let start = self
             .next_reader
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tokio::task::spawn_blocking(move || {
+        on_blocking_pool(move || {
             let n = readers.len();
             let free = (0..n).find_map(|i| readers[(start + i) % n].try_lock().ok());
             let guard = match free {
                 Some(guard) => guard,
-                None => readers[start % n]
-                    .lock()
-                    .map_err(|_| StoreError("connection lock poisoned".into()))?,
+                None => readers[start % n].lock().map_err(|_| poisoned())?,
             };
             f(&guard)
         })
         .await
-        .map_err(|e| StoreError(format!("store task failed: {e}")))?
     }
 
     pub(super) async fn schema_version(&self) -> Result<i64, StoreError> {
@@ -656,15 +654,7 @@ impl SqliteStore {
     /// Indexes every audit entry committed so far for the access log (the
     /// index thread does this every second).
     pub(super) async fn index_access_log(&self) -> Result<(), StoreError> {
-        let index = self.index.clone();
-        tokio::task::spawn_blocking(move || {
-            index
-                .lock()
-                .map_err(|_| StoreError("index lock poisoned".into()))?
-                .catch_up(|| true)
-        })
-        .await
-        .map_err(|e| StoreError(format!("store task failed: {e}")))?
+        locked(self.index.clone(), |index| index.catch_up(|| true)).await
     }
 
     pub(super) async fn add_checkpoint(&self, cp: AuditCheckpoint) -> Result<(), StoreError> {
