@@ -62,10 +62,8 @@ pub(super) fn resolve_files(url: &str, base_dir: &Path) -> String {
     let Some((base, query)) = url.split_once('?') else {
         return url.to_owned();
     };
-    let pairs: Vec<String> = query
-        .split('&')
-        .map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+    let pairs: Vec<String> = params(query)
+        .map(|(pair, name, value)| {
             let file = matches!(name, "sslrootcert" | "sslcert" | "sslkey");
             match decode(value) {
                 Ok(path) if file && Path::new(&path).is_relative() => {
@@ -89,14 +87,22 @@ const QUERY_VALUE: &AsciiSet = &CONTROLS
     .add(b'+')
     .add(b'=');
 
+/// A URL query's parameters: each whole, its name, and its value as
+/// written.
+fn params(query: &str) -> impl Iterator<Item = (&str, &str, &str)> {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (pair, name, value)
+    })
+}
+
 /// Splits the TLS parameters off `url` and builds the connector they ask
 /// for.
 pub(super) fn target(url: &str) -> Result<PgTarget, StoreError> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut kept = Vec::new();
     let (mut mode, mut root, mut cert, mut key) = (None, None, None, None);
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+    for (pair, name, value) in params(query) {
         match name {
             "sslmode" => mode = Some(decode(value)?),
             "sslrootcert" => root = Some(decode(value)?),
@@ -105,19 +111,21 @@ pub(super) fn target(url: &str) -> Result<PgTarget, StoreError> {
             _ => kept.push(pair),
         }
     }
+    let files = root.is_some() || cert.is_some() || key.is_some();
     let tls = match mode.as_deref() {
-        None | Some("disable" | "allow" | "prefer") => {
-            if root.is_some() || cert.is_some() || key.is_some() {
-                return Err(error(
-                    "sslrootcert, sslcert and sslkey need sslmode=verify-full",
-                ));
-            }
-            // tokio-postgres has no "allow"; without TLS it is "prefer".
-            match mode.as_deref() {
-                Some("disable") => kept.push("sslmode=disable"),
-                Some(_) => kept.push("sslmode=prefer"),
-                None => {}
-            }
+        None | Some("disable" | "allow" | "prefer") if files => {
+            return Err(error(
+                "sslrootcert, sslcert and sslkey need sslmode=verify-full",
+            ));
+        }
+        None => None,
+        Some("disable") => {
+            kept.push("sslmode=disable");
+            None
+        }
+        // tokio-postgres has no "allow"; without TLS both mean "prefer".
+        Some("allow" | "prefer") => {
+            kept.push("sslmode=prefer");
             None
         }
         Some("require" | "verify-full") => {
