@@ -113,20 +113,42 @@ fn assert_intact(out: &Output, entries: u64) -> String {
     stdout
 }
 
-/// Asserts exit 1 and a report naming `entry N` and `words`.
-fn assert_broken(out: &Output, seq: i64, words: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
+/// Asserts exit 1 and `words` in what it says; returns that.
+fn assert_failed(out: &Output, words: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(
         out.status.code(),
         Some(1),
         "{stderr}{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    assert!(stderr.contains(words), "expected {words:?}: {stderr}");
+    stderr
+}
+
+/// Asserts exit 1 and a report naming `entry N` and `words`.
+fn assert_broken(out: &Output, seq: i64, words: &str) {
+    let stderr = assert_failed(out, words);
     assert!(
         stderr.contains(&format!("BROKEN at entry {seq}")),
         "expected entry {seq}: {stderr}"
     );
-    assert!(stderr.contains(words), "expected {words:?}: {stderr}");
+}
+
+/// Exports the trail of the store `db` to `out`.
+fn export(db: &Path, out: &Path) {
+    let done = run(&[
+        "export",
+        "--store",
+        &db.display().to_string(),
+        "--out",
+        &out.display().to_string(),
+    ]);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
 }
 
 /// A copy of the trail's database with `sql` applied.
@@ -146,30 +168,16 @@ async fn an_intact_trail_verifies() {
     assert!(out.contains("after the last checkpoint (10)"), "{out}");
 }
 
-/// The store's files: their names and bytes.
-fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&p).unwrap())
-        })
-        .collect();
-    files.sort();
-    files
-}
-
 /// The store file and the names of the files beside it. (A read-only
 /// SQLite connection may leave empty `-wal` and `-shm` files, which hold
 /// nothing of the store.)
 fn store_and_names(db: &Path) -> (Vec<u8>, Vec<String>) {
-    let names = files_of(db.parent().unwrap())
-        .into_iter()
-        .map(|(name, _)| name)
+    let mut names: Vec<String> = std::fs::read_dir(db.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| !n.ends_with("-wal") && !n.ends_with("-shm"))
         .collect();
+    names.sort();
     (std::fs::read(db).unwrap(), names)
 }
 
@@ -193,21 +201,10 @@ async fn verifying_and_exporting_change_nothing_in_the_store() {
     let before = store_and_names(&older);
 
     assert_intact(&verify(&t, &older), 12);
-    let export = t.dir.path().join("older.jsonl");
-    let out = run(&[
-        "export",
-        "--store",
-        &older.display().to_string(),
-        "--out",
-        &export.display().to_string(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let exported = t.dir.path().join("older.jsonl");
+    export(&older, &exported);
     assert_eq!(
-        std::fs::read_to_string(&export).unwrap().lines().count(),
+        std::fs::read_to_string(&exported).unwrap().lines().count(),
         2 + 12
     );
 
@@ -216,27 +213,24 @@ async fn verifying_and_exporting_change_nothing_in_the_store() {
     assert!(after.0 == before.0, "the store file is unchanged");
 }
 
-/// Makes a directory read-only until dropped: by its permissions, or as
-/// root (whom permissions do not stop) with the immutable attribute.
-struct ReadOnlyDir(PathBuf, bool);
+/// Makes a directory read-only until dropped: by its permissions, and
+/// for root (whom permissions do not stop) with the immutable attribute.
+struct ReadOnlyDir(PathBuf);
 
 impl ReadOnlyDir {
     fn make(dir: &Path) -> Option<ReadOnlyDir> {
-        let probe = dir.join("probe");
-        let root = std::fs::File::create(&probe).is_ok() && {
-            std::fs::remove_file(&probe).unwrap();
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
-            std::fs::File::create(&probe).is_ok()
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+        let guard = ReadOnlyDir(dir.to_owned());
+        let writable = || {
+            let probe = dir.join("probe");
+            let made = std::fs::File::create(&probe).is_ok();
+            let _ = std::fs::remove_file(&probe);
+            made
         };
-        if root {
-            std::fs::remove_file(&probe).unwrap();
-            let made = Command::new("chattr")
-                .arg("+i")
-                .arg(dir)
-                .status()
-                .is_ok_and(|s| s.success());
-            if !made || std::fs::File::create(&probe).is_ok() {
+        if writable() {
+            let _ = Command::new("chattr").arg("+i").arg(dir).status();
+            if writable() {
                 eprintln!(
                     "SKIPPED: cannot make {} read-only for root (chattr +i)",
                     dir.display()
@@ -244,16 +238,18 @@ impl ReadOnlyDir {
                 return None;
             }
         }
-        Some(ReadOnlyDir(dir.to_owned(), root))
+        Some(guard)
     }
 }
 
 impl Drop for ReadOnlyDir {
     fn drop(&mut self) {
-        if self.1 {
-            let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
-        }
         use std::os::unix::fs::PermissionsExt;
+        let _ = Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .stderr(std::process::Stdio::null())
+            .status();
         let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o755));
     }
 }
@@ -280,10 +276,7 @@ async fn a_store_in_a_read_only_directory_verifies() {
     // is not read without that log, and verify says why.
     std::fs::write(dir.join("samverka.db-wal"), [1u8; 32]).unwrap();
     let _read_only = ReadOnlyDir::make(&dir).unwrap();
-    let out = verify(&t, &copy);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("unable to open"), "{stderr}");
+    assert_failed(&verify(&t, &copy), "unable to open");
 }
 
 #[tokio::test]
@@ -294,12 +287,9 @@ async fn a_store_this_build_cannot_read_is_named_not_verified() {
         "newer",
         "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (99, 0)",
     );
-    let out = verify(&t, &newer);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("schema version 99 is newer than this samverka knows"),
-        "{stderr}"
+    assert_failed(
+        &verify(&t, &newer),
+        "schema version 99 is newer than this samverka knows",
     );
 
     let other = t.dir.path().join("other.db");
@@ -307,10 +297,7 @@ async fn a_store_this_build_cannot_read_is_named_not_verified() {
         .unwrap()
         .execute_batch("CREATE TABLE notes (text TEXT)")
         .unwrap();
-    let out = verify(&t, &other);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("not a samverka store"), "{stderr}");
+    let stderr = assert_failed(&verify(&t, &other), "not a samverka store");
     assert!(!stderr.contains("intact"), "{stderr}");
 }
 
@@ -448,19 +435,8 @@ async fn a_checkpoint_needs_the_gateways_signature() {
 #[tokio::test]
 async fn an_export_verifies_on_its_own_and_an_edit_to_it_is_found() {
     let t = trail().await;
-    let export = t.dir.path().join("trail.jsonl");
-    let out = run(&[
-        "export",
-        "--store",
-        &t.db.display().to_string(),
-        "--out",
-        &export.display().to_string(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let exported = t.dir.path().join("trail.jsonl");
+    export(&t.db, &exported);
     let cert = t.pki.gateway.0.display().to_string();
     let check = |file: &Path| {
         run(&[
@@ -471,9 +447,9 @@ async fn an_export_verifies_on_its_own_and_an_edit_to_it_is_found() {
             &cert,
         ])
     };
-    assert_intact(&check(&export), 12);
+    assert_intact(&check(&exported), 12);
 
-    let text = std::fs::read_to_string(&export).unwrap();
+    let text = std::fs::read_to_string(&exported).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2 + 12, "two checkpoints, then twelve entries");
     let edited = text.replace("\"audit_id\":\"", "\"audit_id\":\"x");

@@ -48,6 +48,22 @@ fn audit(id: &str, subject: &str) -> AuditEntry {
     }
 }
 
+/// Appends `n` entries about `subject` in one batch, with ids
+/// `{prefix}-{i}`; returns them as chained.
+async fn append(store: &Store, prefix: &str, subject: &str, n: usize) -> Vec<AuditEntry> {
+    let batch = (0..n)
+        .map(|i| audit(&format!("{prefix}-{i}"), subject))
+        .collect();
+    store.append_audit_batch(batch).await.unwrap()
+}
+
+/// The SQLite store in the file `path`.
+async fn sqlite(path: &std::path::Path) -> Store {
+    Store::open(&StoreLocation::Sqlite(path.to_owned()))
+        .await
+        .unwrap()
+}
+
 async fn consents_round_trip_and_survive_reopening(location: StoreLocation) {
     let store = Store::open(&location).await.unwrap();
     let (c, inserted) = store
@@ -255,10 +271,7 @@ async fn the_audit_chain_checkpoints_and_pruning(location: StoreLocation) {
 
     let store = Store::open(&location).await.unwrap();
     assert_eq!(store.audit_head().await.unwrap().seq, 0);
-    let batch: Vec<_> = (0..5)
-        .map(|i| audit(&format!("b-{i}"), "199003142388"))
-        .collect();
-    let chained = store.append_audit_batch(batch).await.unwrap();
+    let chained = append(&store, "b", "199003142388", 5).await;
     assert_eq!(
         chained.iter().map(|e| e.seq).collect::<Vec<_>>(),
         [1, 2, 3, 4, 5]
@@ -372,7 +385,7 @@ async fn access_log(store: &Store, subject: &str, from_ms: i64, to_ms: i64, size
 async fn the_access_log_shows_indexed_and_newest_entries_alike(location: StoreLocation) {
     const PEOPLE: [&str; 3] = ["199003142388", "198511224571", "200001012380"];
     let store = Store::open(&location).await.unwrap();
-    let append = |from: usize, to: usize| {
+    let append_among_three = |from: usize, to: usize| {
         let batch: Vec<_> = (from..to)
             .map(|i| {
                 let mut e = audit(&format!("p-{i}"), PEOPLE[i % 3]);
@@ -382,10 +395,10 @@ async fn the_access_log_shows_indexed_and_newest_entries_alike(location: StoreLo
             .collect();
         store.append_audit_batch(batch)
     };
-    append(0, 20).await.unwrap();
+    append_among_three(0, 20).await.unwrap();
     // On SQLite the first 20 go into the index, the next 10 are scanned.
     store.index_access_log().await.unwrap();
-    append(20, 30).await.unwrap();
+    append_among_three(20, 30).await.unwrap();
     let expect = |person: usize, from: i64, to: i64| -> Vec<i64> {
         (0..30)
             .filter(|i| i % 3 == person && (from..to).contains(&(1_000 + *i as i64)))
@@ -451,10 +464,7 @@ async fn the_audit_trail_is_read_without_changing_the_store(location: StoreLocat
     assert!(has_no_schema(&location).await, "{refused}");
 
     let store = Store::open(&location).await.unwrap();
-    let batch: Vec<_> = (0..3)
-        .map(|i| audit(&format!("t-{i}"), "199003142388"))
-        .collect();
-    store.append_audit_batch(batch).await.unwrap();
+    append(&store, "t", "199003142388", 3).await;
     let head = store.audit_head().await.unwrap();
     store
         .add_checkpoint(AuditCheckpoint {
@@ -536,13 +546,8 @@ async fn a_sqlite_index_that_does_not_match_its_store_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a.db"), dir.path().join("b.db"));
     // Store a: entries 1..=4 are about 199003142388, and indexed.
-    let store_a = Store::open(&StoreLocation::Sqlite(a.clone()))
-        .await
-        .unwrap();
-    let batch = (0..4)
-        .map(|i| audit(&format!("a-{i}"), "199003142388"))
-        .collect();
-    store_a.append_audit_batch(batch).await.unwrap();
+    let store_a = sqlite(&a).await;
+    append(&store_a, "a", "199003142388", 4).await;
     store_a.index_access_log().await.unwrap();
     drop(store_a);
     assert!(
@@ -557,25 +562,18 @@ async fn a_sqlite_index_that_does_not_match_its_store_is_rebuilt() {
     );
 
     // Store b: entries 1..=4 are about someone else, with a's index in place.
-    let store_b = Store::open(&StoreLocation::Sqlite(b.clone()))
-        .await
-        .unwrap();
-    let batch = (0..4)
-        .map(|i| audit(&format!("b-{i}"), "198511224571"))
-        .collect();
-    store_b.append_audit_batch(batch).await.unwrap();
+    let store_b = sqlite(&b).await;
+    append(&store_b, "b", "198511224571", 4).await;
     drop(store_b);
     std::fs::copy(index_file(&a), index_file(&b)).unwrap();
-    let store_b = Store::open(&StoreLocation::Sqlite(b.clone()))
-        .await
-        .unwrap();
+    let store_b = sqlite(&b).await;
     assert!(indexed_or_not(&store_b, "199003142388").await.is_empty());
     assert_eq!(indexed_or_not(&store_b, "198511224571").await, [1, 2, 3, 4]);
     drop(store_b);
 
     // Deleted, it is rebuilt.
     std::fs::remove_file(index_file(&a)).unwrap();
-    let store_a = Store::open(&StoreLocation::Sqlite(a)).await.unwrap();
+    let store_a = sqlite(&a).await;
     assert_eq!(indexed_or_not(&store_a, "199003142388").await, [1, 2, 3, 4]);
 }
 
@@ -585,13 +583,8 @@ async fn a_sqlite_index_that_does_not_match_its_store_is_rebuilt() {
 async fn the_sqlite_index_thread_catches_up_by_itself_and_counts_what_is_pending() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("samverka.db");
-    let store = Store::open(&StoreLocation::Sqlite(db.clone()))
-        .await
-        .unwrap();
-    let batch = (0..50)
-        .map(|i| audit(&format!("t-{i}"), "199003142388"))
-        .collect();
-    store.append_audit_batch(batch).await.unwrap();
+    let store = sqlite(&db).await;
+    append(&store, "t", "199003142388", 50).await;
     let progress = store.access_index_progress().unwrap();
     let pending = progress.pending();
     let index = rusqlite::Connection::open_with_flags(
