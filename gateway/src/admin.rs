@@ -2,10 +2,13 @@
 //! configured otherwise (`gateway.admin_address`).
 //!
 //! - `GET /metrics`: [`crate::metrics`], Prometheus text format;
-//! - `GET /healthz`: 200 while the process serves;
-//! - `GET /readyz`: 200 when the store answers (certificates are loaded
-//!   before the gateway starts at all), 503 otherwise, so that a load
-//!   balancer stops sending requests to a replica that would refuse them.
+//! - `GET /healthz`: 200 while the process serves; 503 when its audit
+//!   writer has ended without being asked to, which only a restart mends;
+//! - `GET /readyz`: 200 when the gateway can answer reads
+//!   ([`Gateway::ready`]: its audit commits succeed and its store answers;
+//!   certificates are loaded before the gateway starts at all), 503 with
+//!   the reason otherwise, so that a load balancer stops sending requests
+//!   to a replica that would refuse them.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -44,16 +47,17 @@ async fn answer(
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             gateway.metrics.render(),
         ),
-        "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
-        "/readyz" => match gateway.store.audit_head().await {
-            Ok(_) => reply(StatusCode::OK, "text/plain", "ready\n".into()),
-            Err(e) => {
-                tracing::warn!(error = %e, "not ready: store unavailable");
-                reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain",
-                    "store unavailable\n".into(),
-                )
+        "/healthz" if gateway.audit.alive() => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/healthz" => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "the audit writer has stopped; restart the process\n".into(),
+        ),
+        "/readyz" => match gateway.ready().await {
+            Ok(()) => reply(StatusCode::OK, "text/plain", "ready\n".into()),
+            Err(why) => {
+                tracing::warn!(%why, "not ready");
+                reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", why + "\n")
             }
         },
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),

@@ -138,6 +138,61 @@ impl Gateway {
             server_tls,
         }))
     }
+
+    /// Whether this gateway can answer reads now: its audit writer commits
+    /// ([`AuditWriter::ready`]) and its store answers. The error says why
+    /// not, for an operator.
+    pub async fn ready(&self) -> Result<(), String> {
+        self.audit
+            .ready()
+            .map_err(|e| format!("audit trail unavailable: {e}"))?;
+        self.store
+            .audit_head()
+            .await
+            .map(drop)
+            .map_err(|e| format!("store unavailable: {e}"))
+    }
+}
+
+/// How often the gRPC health service's statuses follow [`Gateway::ready`].
+const HEALTH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Keeps the gRPC health service's statuses (the server's, `""`, and each
+/// service's) at SERVING while the gateway is ready and NOT_SERVING while
+/// it is not, as `/readyz` on the admin listener says.
+async fn follow_readiness(gateway: Arc<Gateway>, health: tonic_health::server::HealthReporter) {
+    use tonic::server::NamedService;
+    use tonic_health::ServingStatus;
+    let names = [
+        "",
+        <RecordExchangeServer<RecordExchangeService> as NamedService>::NAME,
+        <ConsentsServer<ConsentsService> as NamedService>::NAME,
+        <AccessLogServer<AccessLogService> as NamedService>::NAME,
+    ];
+    let mut serving = true;
+    let mut ticker = tokio::time::interval(HEALTH_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let ready = gateway.ready().await;
+        if ready.is_ok() == serving {
+            continue;
+        }
+        serving = ready.is_ok();
+        let status = match ready {
+            Ok(()) => {
+                tracing::info!("ready again: gRPC health says SERVING");
+                ServingStatus::Serving
+            }
+            Err(why) => {
+                tracing::warn!(%why, "not ready: gRPC health says NOT_SERVING");
+                ServingStatus::NotServing
+            }
+        };
+        for name in names {
+            health.set_service_status(name, status).await;
+        }
+    }
 }
 
 /// Serves the gateway on `listener` until `shutdown` completes, then lets
@@ -167,6 +222,7 @@ pub async fn serve(
         "samverka.v1.AccessLog",
     ])
     .map_err(|e| StartError::Tls(format!("reflection: {e}")))?;
+    let readiness = tokio::spawn(follow_readiness(gateway.clone(), health));
     // TLS is done by `tls::incoming` (so that certificates and CRLs can
     // be reloaded); the watcher renews them while this server runs.
     let watcher = gateway.server_tls.watch();
@@ -203,6 +259,7 @@ pub async fn serve(
         .await
         .map_err(StartError::Transport);
     watcher.abort();
+    readiness.abort();
     served
 }
 

@@ -19,8 +19,17 @@
 //! [`AuditWriter::close`] stops it before the process exits: entries
 //! already handed in are committed, a last checkpoint is signed, and later
 //! commits are refused.
+//!
+//! Every read needs its entry committed, so the writer's state is the
+//! gateway's readiness ([`AuditWriter::ready`]): a replica whose commits
+//! fail (a full disk, a store that refuses writes but still answers reads)
+//! or whose writer has stopped refuses every read, and says so on
+//! `/readyz` and in the gRPC health service, so that a load balancer sends
+//! the reads elsewhere. A writer that ended without being asked to
+//! ([`AuditWriter::alive`]) will not come back, and `/healthz` says so, so
+//! that the process is restarted.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -47,6 +56,16 @@ pub struct CheckpointPolicy {
 /// How long [`AuditWriter::close`] waits for the writer to finish.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the gateway reports itself not ready after a failed commit,
+/// unless a later commit succeeds first. After that, a load balancer that
+/// took the replica out sends it requests again, and their commits tell
+/// whether the store has recovered.
+pub const UNREADY_AFTER_FAILURE: Duration = Duration::from_secs(10);
+
+/// The last failed commit, by the gateway's clock, while no later one has
+/// succeeded.
+type LastFailure = Arc<Mutex<Option<(i64, String)>>>;
+
 /// Hands entries to the writer task. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AuditWriter {
@@ -55,6 +74,8 @@ pub struct AuditWriter {
     close: watch::Sender<bool>,
     /// Becomes true when the writer has finished.
     finished: watch::Receiver<bool>,
+    failure: LastFailure,
+    clock: Clock,
 }
 
 impl AuditWriter {
@@ -70,6 +91,8 @@ impl AuditWriter {
         let (jobs, rx) = mpsc::channel(8 * MAX_BATCH);
         let (close, close_rx) = watch::channel(false);
         let (finish, finished) = watch::channel(false);
+        let failure = LastFailure::default();
+        let (run_failure, run_clock) = (failure.clone(), clock.clone());
         let thread = std::thread::Builder::new()
             .name("samverka-audit".into())
             .spawn(move || {
@@ -77,7 +100,18 @@ impl AuditWriter {
                     .enable_all()
                     .build()
                 {
-                    Ok(rt) => rt.block_on(run(rx, close_rx, store, signer, clock, policy, metrics)),
+                    Ok(rt) => rt.block_on(run(
+                        rx,
+                        close_rx,
+                        Context {
+                            store,
+                            signer,
+                            clock: run_clock,
+                            policy,
+                            metrics,
+                            failure: run_failure,
+                        },
+                    )),
                     // Without a writer every request is refused (fail closed).
                     Err(e) => tracing::error!(error = %e, "cannot start the audit writer"),
                 }
@@ -90,7 +124,35 @@ impl AuditWriter {
             jobs,
             close,
             finished,
+            failure,
+            clock,
         }
+    }
+
+    /// Whether reads can be answered now, as far as the audit trail goes:
+    /// the writer runs, and no commit has failed in the last
+    /// [`UNREADY_AFTER_FAILURE`] without a later one succeeding. The error
+    /// says why not, for an operator.
+    pub fn ready(&self) -> Result<(), String> {
+        if self.jobs.is_closed() {
+            return Err("the audit writer has stopped".into());
+        }
+        let failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        match &*failure {
+            Some((at_ms, error))
+                if self.clock.now_ms() - at_ms < UNREADY_AFTER_FAILURE.as_millis() as i64 =>
+            {
+                Err(format!("the last audit commit failed: {error}"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// False when the writer has ended without [`AuditWriter::close`]
+    /// (it could not start, or it panicked): no read will be answered
+    /// again until the process restarts.
+    pub fn alive(&self) -> bool {
+        !self.jobs.is_closed() || *self.close.borrow()
     }
 
     /// Stops the writer: commits what was handed in, signs a checkpoint of
@@ -127,15 +189,25 @@ impl AuditWriter {
     }
 }
 
-async fn run(
-    mut rx: mpsc::Receiver<Job>,
-    mut close: watch::Receiver<bool>,
+/// What the writer works with.
+struct Context {
     store: Store,
     signer: Arc<SignerSlot>,
     clock: Clock,
     policy: CheckpointPolicy,
     metrics: crate::metrics::Metrics,
-) {
+    failure: LastFailure,
+}
+
+async fn run(mut rx: mpsc::Receiver<Job>, mut close: watch::Receiver<bool>, cx: Context) {
+    let Context {
+        store,
+        signer,
+        clock,
+        policy,
+        metrics,
+        failure,
+    } = cx;
     let mut last_checkpoint = match store.checkpoints().await {
         Ok(cps) => cps.last().map_or(0, |c| c.seq),
         Err(_) => 0,
@@ -171,6 +243,10 @@ async fn run(
         let started = std::time::Instant::now();
         let appended = store.append_audit_batch_on_this_thread(entries).await;
         metrics.audit_batch(count, started.elapsed());
+        *failure.lock().unwrap_or_else(|p| p.into_inner()) = match &appended {
+            Ok(_) => None,
+            Err(e) => Some((clock.now_ms(), e.to_string())),
+        };
         match appended {
             Ok(chained) => {
                 let head_seq = chained.last().map_or(0, |e| e.seq);
@@ -212,5 +288,59 @@ async fn sign_head(store: &Store, signer: &JwsSigner, clock: &Clock, last_checkp
     .await;
     if let Err(e) = result {
         tracing::error!(error = %e, "could not sign an audit checkpoint; will try again");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer handle whose jobs go to the returned receiver, as the
+    /// writer thread's would.
+    fn handle(clock: &Clock) -> (AuditWriter, mpsc::Receiver<Job>) {
+        let (jobs, rx) = mpsc::channel(1);
+        let (close, _) = watch::channel(false);
+        let (_, finished) = watch::channel(false);
+        let writer = AuditWriter {
+            jobs,
+            close,
+            finished,
+            failure: LastFailure::default(),
+            clock: clock.clone(),
+        };
+        (writer, rx)
+    }
+
+    #[test]
+    fn a_failed_commit_makes_it_unready_until_a_later_one_or_the_pause_ends() {
+        let clock = Clock::manual(1_000_000);
+        let (writer, _rx) = handle(&clock);
+        assert_eq!(writer.ready(), Ok(()));
+        *writer.failure.lock().unwrap() = Some((clock.now_ms(), "disk I/O error".into()));
+        let why = writer.ready().unwrap_err();
+        assert!(why.contains("disk I/O error"), "{why}");
+        clock.set_ms(1_000_000 + UNREADY_AFTER_FAILURE.as_millis() as i64 - 1);
+        assert!(writer.ready().is_err());
+        clock.set_ms(1_000_000 + UNREADY_AFTER_FAILURE.as_millis() as i64);
+        assert_eq!(writer.ready(), Ok(()));
+        assert!(writer.alive());
+    }
+
+    #[test]
+    fn a_writer_that_ended_unasked_is_dead_and_one_asked_to_close_is_not() {
+        let clock = Clock::manual(1_000_000);
+        let (writer, rx) = handle(&clock);
+        drop(rx);
+        assert_eq!(
+            writer.ready(),
+            Err("the audit writer has stopped".to_owned())
+        );
+        assert!(!writer.alive());
+
+        let (writer, mut rx) = handle(&clock);
+        writer.close.send_replace(true);
+        rx.close();
+        assert!(writer.ready().is_err(), "a closing gateway takes no reads");
+        assert!(writer.alive());
     }
 }
