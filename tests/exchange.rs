@@ -645,12 +645,14 @@ async fn health_and_reflection_answer_on_the_mtls_ports() {
 }
 
 /// The gRPC health service's status of RecordExchange once it is `want`,
-/// within a few of the gateway's 1 s updates.
+/// within a few of the gateway's 1 s updates; the metric `samverka_ready`
+/// then agrees.
 async fn wait_for_health(
     net: &samverka::demo::Network,
     want: tonic_health::pb::health_check_response::ServingStatus,
 ) {
     use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
     let mut health = HealthClient::new(net.channel("reader").await.unwrap());
     let mut status = None;
@@ -666,6 +668,9 @@ async fn wait_for_health(
                 .status(),
         );
         if status == Some(want) {
+            let (_, metrics) = admin_get(net.admin_address, "/metrics").await;
+            let ready = f64::from(want == ServingStatus::Serving);
+            assert_eq!(sample(&metrics, "samverka_ready", &[]), ready);
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -823,6 +828,7 @@ async fn the_admin_listener_counts_what_happened() {
         ),
         0.0
     );
+    assert_eq!(sample(&text, "samverka_ready", &[]), 1.0);
     assert!(
         !text.contains(DEMO_SUBJECT) && !text.contains(OTHER_SUBJECT),
         "no person's number in metrics"

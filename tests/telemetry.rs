@@ -479,6 +479,11 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters()
             .number("gateway-under-test", "samverka.access_index.pending", &[])
             .is_some_and(|n| (0..=4).contains(&n))
     );
+    assert_eq!(
+        receiver.number("gateway-under-test", "samverka.ready", &[]),
+        Some(1),
+        "samverka.ready over OTLP"
+    );
     drop(gateway);
     drop(processes);
 }

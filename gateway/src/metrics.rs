@@ -11,6 +11,7 @@
 //! | `samverka_audit_commit_seconds` | | time to commit one batch of audit entries (the sync included) |
 //! | `samverka_audit_batch_entries` | | entries per committed batch (group commit at work) |
 //! | `samverka_access_index_pending_entries` | | audit entries not yet in the access log's index by person (SQLite, where a thread fills it about once a second; always 0 on PostgreSQL) |
+//! | `samverka_ready` | | 1 while the gateway can answer reads (as `/readyz` says), 0 while not: its store does not answer, audit commits fail, or the audit writer has stopped |
 //! | `samverka_open_connections` | | agency connections open on the gRPC port now |
 //! | `samverka_connections` | | agency connections accepted (TCP, before the TLS handshake) |
 //! | `samverka_tls_handshake_failures` | | handshakes refused (no or a bad client certificate, a revoked one, a protocol the policy does not allow) or not finished in time |
@@ -24,7 +25,7 @@
 //! `samverka.consent_checks`, `samverka.source.requests`,
 //! `samverka.source.duration`, `samverka.audit.commit.duration`,
 //! `samverka.audit.batch.entries`, `samverka.access_index.pending`,
-//! `samverka.connections.open`, with the
+//! `samverka.ready`, `samverka.connections.open`, with the
 //! labels above as attributes.
 
 use std::sync::{Arc, OnceLock};
@@ -93,6 +94,7 @@ pub struct Metrics {
     audit_batch: Histogram,
     access_index: Arc<OnceLock<Arc<IndexProgress>>>,
     access_index_pending: Gauge,
+    ready: Gauge,
     open_connections: Gauge,
     connections: Counter,
     handshake_failures: Counter,
@@ -109,6 +111,7 @@ struct OtelInstruments {
     audit_commit: opentelemetry::metrics::Histogram<f64>,
     audit_batch: opentelemetry::metrics::Histogram<u64>,
     open_connections: opentelemetry::metrics::UpDownCounter<i64>,
+    ready: opentelemetry::metrics::Gauge<i64>,
     _access_index_pending: opentelemetry::metrics::ObservableGauge<i64>,
 }
 
@@ -150,6 +153,10 @@ impl OtelInstruments {
             open_connections: meter
                 .i64_up_down_counter("samverka.connections.open")
                 .with_description("Agency connections open on the gRPC port")
+                .build(),
+            ready: meter
+                .i64_gauge("samverka.ready")
+                .with_description("1 while the gateway can answer reads, 0 while not")
                 .build(),
             _access_index_pending: meter
                 .i64_observable_gauge("samverka.access_index.pending")
@@ -236,6 +243,12 @@ impl Metrics {
             access_index_pending.clone(),
         );
         let access_index = Arc::new(OnceLock::new());
+        let ready = Gauge::default();
+        registry.register(
+            "samverka_ready",
+            "1 while the gateway can answer reads (as /readyz says), 0 while not",
+            ready.clone(),
+        );
         let open_connections = Gauge::default();
         registry.register(
             "samverka_open_connections",
@@ -270,6 +283,16 @@ impl Metrics {
             audit_batch,
             access_index,
             access_index_pending,
+            ready,
+        }
+    }
+
+    /// Whether the gateway can answer reads now (see
+    /// [`crate::Gateway::ready`]).
+    pub fn ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+        if let Some(otel) = &self.otel {
+            otel.ready.record(i64::from(ready), &[]);
         }
     }
 

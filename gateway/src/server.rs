@@ -159,7 +159,8 @@ const HEALTH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Keeps the gRPC health service's statuses (the server's, `""`, and each
 /// service's) at SERVING while the gateway is ready and NOT_SERVING while
-/// it is not, as `/readyz` on the admin listener says.
+/// it is not, as `/readyz` on the admin listener says, and the metric
+/// `samverka_ready` at 1 or 0.
 async fn follow_readiness(gateway: Arc<Gateway>, health: tonic_health::server::HealthReporter) {
     use tonic::server::NamedService;
     use tonic_health::ServingStatus;
@@ -175,6 +176,7 @@ async fn follow_readiness(gateway: Arc<Gateway>, health: tonic_health::server::H
     loop {
         ticker.tick().await;
         let ready = gateway.ready().await;
+        gateway.metrics.ready(ready.is_ok());
         if ready.is_ok() == serving {
             continue;
         }
