@@ -2,7 +2,7 @@
 //! which they reach over TLS with a client certificate (the server takes
 //! nothing else). A consent revoked through one replica is refused by the
 //! other on the very next read, and when the database goes away every read
-//! is refused (fail closed). Skipped, with the reason printed, when PostgreSQL is not
+//! is refused (fail closed) and both say they are not ready. Skipped, with the reason printed, when PostgreSQL is not
 //! installed; `.ci/run` installs it.
 
 mod support;
@@ -149,12 +149,27 @@ async fn a_revocation_through_one_replica_is_enforced_by_the_other() {
     );
     drop(store);
 
-    // The database goes away: every read is refused, none answered.
+    for replica in [&one, &two] {
+        assert_eq!(admin_get(replica.admin, "/readyz").await.0, 200);
+    }
+
+    // The database goes away: every read is refused, none answered, and
+    // both replicas tell their load balancer why.
     pg.stop();
     for client in [&mut read_one, &mut read_two] {
         let status = client.get_records(demo_read()).await.unwrap_err();
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");
         assert_eq!(reason(&status), "STORE_UNAVAILABLE");
+    }
+    for replica in [&one, &two] {
+        let (code, body) = admin_get(replica.admin, "/readyz").await;
+        assert_eq!(code, 503, "{body}");
+        assert!(
+            body.starts_with("audit trail unavailable: the last audit commit failed")
+                || body.starts_with("store unavailable"),
+            "{body}"
+        );
+        assert_eq!(admin_get(replica.admin, "/healthz").await.0, 200);
     }
     let status = consents_one
         .list(samverka_proto::v1::ListConsentsRequest {

@@ -15,6 +15,8 @@ use samverka_certs::dev::DevPkiFiles;
 pub struct Replica {
     pub child: Child,
     pub address: SocketAddr,
+    /// Its admin listener (`/metrics`, `/healthz`, `/readyz`).
+    pub admin: SocketAddr,
     /// Every line it wrote to stderr so far.
     pub log: Arc<Mutex<Vec<String>>>,
 }
@@ -49,28 +51,28 @@ pub fn start_replica_env(bin: &str, config: &Path, env: &[(&str, &str)]) -> Repl
     let lines = log.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            // Text logs say `address=...`; JSON logs have it in "fields".
-            let address = match line.split("address=").nth(1) {
+            // Text logs say `address=... admin_address=...`; JSON logs
+            // have them in "fields".
+            let field = |name: &str| match line.split(&format!(" {name}=")).nth(1) {
                 Some(rest) => rest.split_whitespace().next().map(str::to_owned),
                 None => serde_json::from_str::<serde_json::Value>(&line)
                     .ok()
-                    .and_then(|v| v["fields"]["address"].as_str().map(str::to_owned)),
+                    .and_then(|v| v["fields"][name].as_str().map(str::to_owned)),
             };
-            if let Some(address) = address {
-                let _ = tx.send(address);
+            if let (Some(address), Some(admin)) = (field("address"), field("admin_address")) {
+                let _ = tx.send((address, admin));
             }
             eprintln!("[gateway] {line}");
             lines.lock().unwrap().push(line);
         }
     });
-    let address = rx
+    let (address, admin) = rx
         .recv_timeout(Duration::from_secs(30))
-        .expect("the gateway never said where it serves")
-        .parse()
-        .unwrap();
+        .expect("the gateway never said where it serves");
     Replica {
         child,
-        address,
+        address: address.parse().unwrap(),
+        admin: admin.parse().unwrap(),
         log,
     }
 }
