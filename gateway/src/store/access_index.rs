@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::StoreError;
@@ -256,14 +257,9 @@ pub(super) fn spawn(indexer: Arc<Mutex<Indexer>>) -> Result<Handle, StoreError> 
             let mut failing = false;
             while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL) {
                 // Between steps, give way to a store being closed.
-                let caught_up = indexer
-                    .lock()
-                    .map_err(|_| StoreError("index lock poisoned".into()))
-                    .and_then(|mut indexer| {
-                        indexer.catch_up(|| {
-                            matches!(stopped.try_recv(), Err(mpsc::TryRecvError::Empty))
-                        })
-                    });
+                let caught_up = super::lock(&indexer).and_then(|mut indexer| {
+                    indexer.catch_up(|| matches!(stopped.try_recv(), Err(mpsc::TryRecvError::Empty)))
+                });
                 match caught_up {
                     Err(e) if !failing => {
                         failing = true;
@@ -303,11 +299,11 @@ impl Drop for Handle {
     }
 }
 
-/// Escapes the characters that end or quote the path in a `file:` URI.
+/// `path` as a `file:` URI's path: `%`, `?` and `#` (which would quote it
+/// or end it) and control characters escaped.
 pub(super) fn uri_escape(path: &str) -> String {
-    path.replace('%', "%25")
-        .replace('?', "%3f")
-        .replace('#', "%23")
+    const IN_FILE_URI: &AsciiSet = &CONTROLS.add(b'%').add(b'?').add(b'#');
+    utf8_percent_encode(path, IN_FILE_URI).to_string()
 }
 
 #[cfg(test)]
@@ -320,6 +316,6 @@ mod tests {
             path_for(Path::new("/var/lib/samverka/store.db")),
             Path::new("/var/lib/samverka/store.db.by-person")
         );
-        assert_eq!(uri_escape("/a%b?c#d"), "/a%25b%3fc%23d");
+        assert_eq!(uri_escape("/a%b?c#d é"), "/a%25b%3Fc%23d %C3%A9");
     }
 }

@@ -201,9 +201,12 @@ pub enum Store {
 /// Calls the same method on whichever backend this is.
 macro_rules! delegate {
     ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        delegate!(Store, $self.$method($($arg),*))
+    };
+    ($backends:ident, $self:ident . $method:ident ( $($arg:expr),* )) => {
         match $self {
-            Store::Sqlite(s) => s.$method($($arg),*).await,
-            Store::Postgres(s) => s.$method($($arg),*).await,
+            $backends::Sqlite(s) => s.$method($($arg),*).await,
+            $backends::Postgres(s) => s.$method($($arg),*).await,
         }
     };
 }
@@ -394,18 +397,12 @@ impl AuditTrail {
 
     /// Audit entries with `seq > after`, in order, at most `limit`.
     pub async fn audit_range(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
-        match self {
-            AuditTrail::Sqlite(s) => s.audit_range(after, limit).await,
-            AuditTrail::Postgres(s) => s.audit_range(after, limit).await,
-        }
+        delegate!(AuditTrail, self.audit_range(after, limit))
     }
 
     /// Every checkpoint, in order.
     pub async fn checkpoints(&self) -> Result<Vec<AuditCheckpoint>, StoreError> {
-        match self {
-            AuditTrail::Sqlite(s) => s.checkpoints().await,
-            AuditTrail::Postgres(s) => s.checkpoints().await,
-        }
+        delegate!(AuditTrail, self.checkpoints())
     }
 }
 
@@ -429,6 +426,13 @@ fn not_newer(version: i64, known: usize) -> Result<(), StoreError> {
         )));
     }
     Ok(())
+}
+
+/// Locks a store's connection (or the index's), or says that a panic
+/// left it unusable.
+fn lock<C>(it: &std::sync::Mutex<C>) -> Result<std::sync::MutexGuard<'_, C>, StoreError> {
+    it.lock()
+        .map_err(|_| StoreError("a store lock is poisoned".into()))
 }
 
 /// The file named like `path` with `suffix` added (`-wal`, `.by-person`).

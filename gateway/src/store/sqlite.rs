@@ -210,10 +210,6 @@ fn has_commits_in_wal(store: &Path) -> bool {
     std::fs::metadata(super::beside(store, "-wal")).is_ok_and(|m| m.len() > 0)
 }
 
-fn poisoned() -> StoreError {
-    StoreError("a store lock is poisoned".into())
-}
-
 /// Runs `f` on tokio's blocking pool: rusqlite blocks.
 async fn on_blocking_pool<T, F>(f: F) -> Result<T, StoreError>
 where
@@ -233,7 +229,7 @@ where
     T: Send + 'static,
     F: FnOnce(&mut C) -> Result<T, StoreError> + Send + 'static,
 {
-    on_blocking_pool(move || f(&mut *it.lock().map_err(|_| poisoned())?)).await
+    on_blocking_pool(move || f(&mut *super::lock(&it)?)).await
 }
 
 /// The audit trail of a SQLite store, opened read-only (see
@@ -357,6 +353,8 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut conn)?;
         let progress = Arc::new(IndexProgress::default());
+        // The last entry held, not the chain's head: with every entry
+        // pruned there is nothing to index, and nothing is pending.
         progress.committed(conn.query_row(
             "SELECT COALESCE(MAX(seq), 0) FROM audit_entries",
             [],
@@ -431,7 +429,7 @@ impl SqliteStore {
             let free = (0..n).find_map(|i| readers[(start + i) % n].try_lock().ok());
             let guard = match free {
                 Some(guard) => guard,
-                None => readers[start % n].lock().map_err(|_| poisoned())?,
+                None => super::lock(&readers[start % n])?,
             };
             f(&guard)
         })
@@ -553,11 +551,7 @@ impl SqliteStore {
         &self,
         entries: Vec<AuditEntry>,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut conn = self
-            .writer
-            .lock()
-            .map_err(|_| StoreError("connection lock poisoned".into()))?;
-        append_batch(&mut conn, entries, &self.progress)
+        append_batch(&mut *super::lock(&self.writer)?, entries, &self.progress)
     }
 
     /// How far the access log's index is behind the trail.
