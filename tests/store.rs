@@ -535,8 +535,13 @@ on_both_backends!(
 
 /// The SQLite store's index by person: a file beside the store.
 fn index_file(store: &std::path::Path) -> std::path::PathBuf {
-    let mut name = store.as_os_str().to_owned();
-    name.push(".by-person");
+    beside(store, ".by-person")
+}
+
+/// The file named like `path` with `suffix` added.
+fn beside(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
     name.into()
 }
 
@@ -556,10 +561,8 @@ async fn a_sqlite_index_that_does_not_match_its_store_is_rebuilt() {
         index_file(&a).exists(),
         "the index is a file beside the store"
     );
-    let mut wal = index_file(&a).into_os_string();
-    wal.push("-wal");
     assert!(
-        !std::path::Path::new(&wal).exists(),
+        !beside(&index_file(&a), "-wal").exists(),
         "a closed store leaves its index whole in one file"
     );
 
