@@ -16,7 +16,7 @@ use samverka::demo::{
 use samverka::store::{Store, StoreLocation};
 use samverka_proto::v1::consents_client::ConsentsClient;
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
-use support::process::{spawn_adapters, start_replica};
+use support::process::{spawn_adapters, start_replica, thread_policies};
 use support::*;
 use tonic_types::StatusExt;
 
@@ -63,6 +63,18 @@ async fn answered_requests_survive_sigkill_and_the_chain_continues() {
 
     let mut gateway = start_replica(BIN, &config);
     let address = gateway.address.to_string();
+    // The audit writer gives way to requests when the CPU is busy (see
+    // `audit::writer`): one thread, under SCHED_BATCH, which it sets as it
+    // starts.
+    let mut policies = Vec::new();
+    for _ in 0..50 {
+        policies = thread_policies(gateway.child.id(), "samverka-audit");
+        if policies == [3] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(policies, [3], "the audit writer's scheduling policy");
     let mut registrar = ConsentsClient::new(
         connect(&address, "localhost", &tls("registrar"))
             .await

@@ -28,6 +28,28 @@ impl Drop for Replica {
     }
 }
 
+/// The scheduling policy of each thread of process `pid` named `name`
+/// (`/proc/PID/task/TID/stat`, field 41: 0 normal, 3 batch, 5 idle).
+pub fn thread_policies(pid: u32, name: &str) -> Vec<u32> {
+    let mut policies = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
+            continue; // the thread has ended
+        };
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+        // The name, field 2, is in parentheses and may hold spaces; the
+        // fields after it start with field 3.
+        let after_name = &stat[stat.rfind(')').unwrap() + 1..];
+        let policy = after_name.split_whitespace().nth(41 - 3).unwrap();
+        policies.push(policy.parse().unwrap());
+    }
+    policies
+}
+
 /// Starts `samverka serve --config CONFIG` (the binary `bin`) and waits
 /// for the log line that names its address.
 pub fn start_replica(bin: &str, config: &Path) -> Replica {
