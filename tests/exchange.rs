@@ -888,6 +888,41 @@ async fn the_admin_listener_counts_what_happened() {
     assert_eq!(admin_get(net.admin_address, "/nothing").await.0, 404);
 }
 
+/// The alert rules operators load fire as docs/operations.md says:
+/// promtool checks them and runs their unit tests
+/// (deploy/prometheus/samverka-alerts.test.yml), which include every
+/// replica down, when no replica exports `samverka_ready` at all.
+#[test]
+fn the_alert_rules_fire_as_documented() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus");
+    for args in [
+        ["check", "rules", "samverka-alerts.yml"],
+        ["test", "rules", "samverka-alerts.test.yml"],
+    ] {
+        let output = match std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+        {
+            Ok(output) => output,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                eprintln!(
+                    "SKIPPED: promtool not found (apt-get install prometheus; .ci/run installs it)"
+                );
+                return;
+            }
+            Err(e) => panic!("promtool: {e}"),
+        };
+        assert!(
+            output.status.success(),
+            "promtool {}:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_adapter_with_another_agencys_certificate_is_not_believed() {
     let net = start().await;
