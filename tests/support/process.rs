@@ -34,13 +34,13 @@ pub fn thread_policies(pid: u32, name: &str) -> Vec<u32> {
     let mut policies = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let dir = task.unwrap().path();
-        let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
-            continue; // the thread has ended
-        };
+        let read = |file: &str| std::fs::read_to_string(dir.join(file));
+        // Either read fails once the thread has ended.
+        let Ok(comm) = read("comm") else { continue };
         if comm.trim_end() != name {
             continue;
         }
-        let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+        let Ok(stat) = read("stat") else { continue };
         // The name, field 2, is in parentheses and may hold spaces; the
         // fields after it start with field 3.
         let after_name = &stat[stat.rfind(')').unwrap() + 1..];
