@@ -13,7 +13,10 @@ use samverka_proto::v1::access_log_server::AccessLogServer;
 use samverka_proto::v1::consents_server::ConsentsServer;
 use samverka_proto::v1::record_exchange_server::RecordExchangeServer;
 use tokio::net::TcpListener;
+use tonic::server::NamedService;
 use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 use crate::access_log::AccessLogService;
 use crate::audit::AuditWriter;
@@ -154,22 +157,28 @@ impl Gateway {
     }
 }
 
+/// The gateway's gRPC services by their full names, as the health and
+/// reflection services list them.
+const SERVICES: [&str; 3] = [
+    <RecordExchangeServer<RecordExchangeService> as NamedService>::NAME,
+    <ConsentsServer<ConsentsService> as NamedService>::NAME,
+    <AccessLogServer<AccessLogService> as NamedService>::NAME,
+];
+
+/// Sets the gRPC health status of the server (`""`) and of each service.
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    for name in std::iter::once("").chain(SERVICES) {
+        health.set_service_status(name, status).await;
+    }
+}
+
 /// How often the gRPC health service's statuses follow [`Gateway::ready`].
 const HEALTH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Keeps the gRPC health service's statuses (the server's, `""`, and each
-/// service's) at SERVING while the gateway is ready and NOT_SERVING while
-/// it is not, as `/readyz` on the admin listener says, and the metric
-/// `samverka_ready` at 1 or 0.
-async fn follow_readiness(gateway: Arc<Gateway>, health: tonic_health::server::HealthReporter) {
-    use tonic::server::NamedService;
-    use tonic_health::ServingStatus;
-    let names = [
-        "",
-        <RecordExchangeServer<RecordExchangeService> as NamedService>::NAME,
-        <ConsentsServer<ConsentsService> as NamedService>::NAME,
-        <AccessLogServer<AccessLogService> as NamedService>::NAME,
-    ];
+/// Keeps the gRPC health service's statuses at SERVING while the gateway
+/// is ready and NOT_SERVING while it is not, as `/readyz` on the admin
+/// listener says, and the metric `samverka_ready` at 1 or 0.
+async fn follow_readiness(gateway: Arc<Gateway>, health: HealthReporter) {
     let mut serving = true;
     let mut ticker = tokio::time::interval(HEALTH_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -191,9 +200,7 @@ async fn follow_readiness(gateway: Arc<Gateway>, health: tonic_health::server::H
                 ServingStatus::NotServing
             }
         };
-        for name in names {
-            health.set_service_status(name, status).await;
-        }
+        set_health(&health, status).await;
     }
 }
 
@@ -209,21 +216,9 @@ pub async fn serve(
     // Health (grpc.health.v1) and reflection (so that grpcurl works) sit on
     // the same mTLS port; they reveal the schema and liveness, no records.
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<RecordExchangeServer<RecordExchangeService>>()
-        .await;
-    health
-        .set_serving::<ConsentsServer<ConsentsService>>()
-        .await;
-    health
-        .set_serving::<AccessLogServer<AccessLogService>>()
-        .await;
-    let (reflection, reflection_v1alpha) = samverka_adapter::reflection(&[
-        "samverka.v1.RecordExchange",
-        "samverka.v1.Consents",
-        "samverka.v1.AccessLog",
-    ])
-    .map_err(|e| StartError::Tls(format!("reflection: {e}")))?;
+    set_health(&health, ServingStatus::Serving).await;
+    let (reflection, reflection_v1alpha) = samverka_adapter::reflection(&SERVICES)
+        .map_err(|e| StartError::Tls(format!("reflection: {e}")))?;
     let readiness = tokio::spawn(follow_readiness(gateway.clone(), health));
     // TLS is done by `tls::incoming` (so that certificates and CRLs can
     // be reloaded); the watcher renews them while this server runs.
