@@ -92,9 +92,7 @@ pub(super) fn path_for(store: &Path) -> PathBuf {
 /// Attaches the index file to a connection of the store as `idx`, for the
 /// access log's reads.
 pub(super) fn attach(conn: &Connection, index: &Path) -> Result<(), StoreError> {
-    let index = index
-        .to_str()
-        .ok_or_else(|| StoreError(format!("the index path {} is not UTF-8", index.display())))?;
+    let index = super::utf8(index, "the index path")?;
     conn.execute("ATTACH DATABASE ?1 AS idx", params![index])?;
     Ok(())
 }
@@ -131,12 +129,9 @@ impl Indexer {
                 "BEGIN; {SCHEMA} PRAGMA user_version = {VERSION}; COMMIT;"
             ))?;
         }
-        let store = store.to_str().ok_or_else(|| {
-            StoreError(format!("the store path {} is not UTF-8", store.display()))
-        })?;
         conn.execute(
             "ATTACH DATABASE ?1 AS store",
-            params![format!("file:{}?mode=ro", uri_escape(store))],
+            params![format!("file:{}?mode=ro", uri_escape(store)?)],
         )?;
         // Entries start at 1: below that nothing was ever pruned.
         let mut indexer = Indexer {
@@ -299,11 +294,12 @@ impl Drop for Handle {
     }
 }
 
-/// `path` as a `file:` URI's path: `%`, `?` and `#` (which would quote it
-/// or end it) and control characters escaped.
-pub(super) fn uri_escape(path: &str) -> String {
+/// The store file `path` as a `file:` URI's path: `%`, `?` and `#` (which
+/// would quote it or end it) and control characters escaped.
+pub(super) fn uri_escape(path: &Path) -> Result<String, StoreError> {
     const IN_FILE_URI: &AsciiSet = &CONTROLS.add(b'%').add(b'?').add(b'#');
-    utf8_percent_encode(path, IN_FILE_URI).to_string()
+    let path = super::utf8(path, "the store path")?;
+    Ok(utf8_percent_encode(path, IN_FILE_URI).to_string())
 }
 
 #[cfg(test)]
@@ -316,6 +312,9 @@ mod tests {
             path_for(Path::new("/var/lib/samverka/store.db")),
             Path::new("/var/lib/samverka/store.db.by-person")
         );
-        assert_eq!(uri_escape("/a%b?c#d é"), "/a%25b%3Fc%23d %C3%A9");
+        assert_eq!(
+            uri_escape(Path::new("/a%b?c#d é")).unwrap(),
+            "/a%25b%3Fc%23d %C3%A9"
+        );
     }
 }

@@ -435,6 +435,13 @@ fn lock<C>(it: &std::sync::Mutex<C>) -> Result<std::sync::MutexGuard<'_, C>, Sto
         .map_err(|_| StoreError("a store lock is poisoned".into()))
 }
 
+/// `path` as text, for a SQLite `ATTACH` or `file:` URI; `what` names it
+/// in the error.
+fn utf8<'a>(path: &'a Path, what: &str) -> Result<&'a str, StoreError> {
+    path.to_str()
+        .ok_or_else(|| StoreError(format!("{what} {} is not UTF-8", path.display())))
+}
+
 /// The file named like `path` with `suffix` added (`-wal`, `.by-person`).
 fn beside(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();

@@ -257,7 +257,7 @@ impl SqliteTrail {
     pub fn open(path: &Path) -> Result<SqliteTrail, StoreError> {
         let read_only =
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let open = |target: &str, flags| -> rusqlite::Result<(Connection, Option<i64>)> {
+        let open = |target: &Path, flags| -> rusqlite::Result<(Connection, Option<i64>)> {
             let conn = Connection::open_with_flags(target, flags)?;
             let version =
                 conn.query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
@@ -267,10 +267,12 @@ impl SqliteTrail {
         };
         let cannot_open =
             |e: &rusqlite::Error| e.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen);
-        let name = path.to_string_lossy();
-        let opened = match open(&name, read_only) {
+        let opened = match open(path, read_only) {
             Err(e) if cannot_open(&e) && !has_commits_in_wal(path) => open(
-                &format!("file:{}?immutable=1", access_index::uri_escape(&name)),
+                Path::new(&format!(
+                    "file:{}?immutable=1",
+                    access_index::uri_escape(path)?
+                )),
                 read_only | rusqlite::OpenFlags::SQLITE_OPEN_URI,
             ),
             other => other,
@@ -562,10 +564,7 @@ impl SqliteStore {
     pub(super) async fn audit_head(&self) -> Result<AuditHead, StoreError> {
         self.read(|conn| {
             // One snapshot for both of chain_head's reads.
-            let tx = rusqlite::Transaction::new_unchecked(
-                conn,
-                rusqlite::TransactionBehavior::Deferred,
-            )?;
+            let tx = conn.unchecked_transaction()?;
             Ok(chain_head(&tx)?)
         })
         .await
@@ -606,10 +605,7 @@ impl SqliteStore {
         let subject_id = subject_id.to_owned();
         self.read(move |conn| {
             // The index and the entries not yet in it, as of one moment.
-            let tx = rusqlite::Transaction::new_unchecked(
-                conn,
-                rusqlite::TransactionBehavior::Deferred,
-            )?;
+            let tx = conn.unchecked_transaction()?;
             let indexed: i64 = tx
                 .prepare_cached("SELECT entry FROM idx.audit_indexed WHERE id = 1")?
                 .query_row([], |r| r.get(0))?;
