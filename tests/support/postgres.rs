@@ -39,6 +39,38 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// Writes a CA of its own, a server certificate for 127.0.0.1 and a
+/// client certificate for the user `postgres` into `dir` (mode 0600, as
+/// the server wants its key), and returns the client's files.
+fn tls_files(dir: &Path) -> ClientTls {
+    use samverka_certs::dev::{CertRequest, DevCa};
+    use samverka_certs::{OrgNumber, Role};
+    let org = OrgNumber::parse(samverka::demo::GATEWAY_AGENCY).unwrap();
+    let ca = DevCa::generate("samverka test database CA").unwrap();
+    // For localhost and 127.0.0.1.
+    let server = ca
+        .issue(&CertRequest::new(org.clone(), Role::Gateway, "database"))
+        .unwrap();
+    // The common name is the database user.
+    let client = ca
+        .issue(&CertRequest::new(org, Role::Agency, "postgres"))
+        .unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        path.display().to_string()
+    };
+    write("server.crt", &server.cert_pem);
+    write("server.key", &server.key_pem);
+    ClientTls {
+        ca: write("client-ca.pem", ca.cert_pem()),
+        cert: write("client.pem", &client.cert_pem),
+        key: write("client.key", &client.key_pem),
+    }
+}
+
 impl PgCluster {
     /// Starts a cluster, or explains on stderr why the test is skipped.
     pub fn start() -> Option<PgCluster> {
@@ -75,12 +107,12 @@ impl PgCluster {
             .local_addr()
             .unwrap()
             .port();
-        let mut cluster = PgCluster {
+        let cluster = PgCluster {
+            tls: tls.then(|| tls_files(dir.path())),
             dir,
             bin,
             port,
             as_root,
-            tls: None,
         };
         if as_root {
             let ok = Command::new("chown")
@@ -98,60 +130,18 @@ impl PgCluster {
             shell_quote(&data),
         ));
         if tls {
-            use samverka_certs::dev::{CertRequest, DevCa};
-            use samverka_certs::{OrgNumber, Role};
-            let org = OrgNumber::parse(samverka::demo::GATEWAY_AGENCY).unwrap();
-            let ca = DevCa::generate("samverka test database CA").unwrap();
-            // For localhost and 127.0.0.1.
-            let server = ca
-                .issue(&CertRequest::new(org.clone(), Role::Gateway, "database"))
-                .unwrap();
-            // The common name is the database user.
-            let client = ca
-                .issue(&CertRequest::new(org, Role::Agency, "postgres"))
-                .unwrap();
-            let file = |name: &str, text: &str| {
-                let path = cluster.dir.path().join(name);
-                std::fs::write(&path, text).unwrap();
-                path.display().to_string()
-            };
-            cluster.tls = Some(ClientTls {
-                ca: file("client-ca.pem", ca.cert_pem()),
-                cert: file("client.pem", &client.cert_pem),
-                key: file("client.key", &client.key_pem),
-            });
-            let data = Path::new(&data);
-            let write = |name: &str, text: &str| {
-                let path = data.join(name);
-                std::fs::write(&path, text).unwrap();
-                std::fs::set_permissions(
-                    &path,
-                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
-                )
-                .unwrap();
-            };
-            write("server.crt", &server.cert_pem);
-            write("server.key", &server.key_pem);
-            write("client-ca.crt", ca.cert_pem());
+            let (dir, data) = (cluster.dir.path().display(), Path::new(&data));
             let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
-            conf.push_str(
-                "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nssl_ca_file = 'client-ca.crt'\n",
-            );
+            conf.push_str(&format!(
+                "\nssl = on\nssl_cert_file = '{dir}/server.crt'\nssl_key_file = '{dir}/server.key'\n\
+                 ssl_ca_file = '{dir}/client-ca.pem'\n"
+            ));
             std::fs::write(data.join("postgresql.conf"), conf).unwrap();
             std::fs::write(
                 data.join("pg_hba.conf"),
                 "local all all trust\nhostssl all all 127.0.0.1/32 cert\nhost all all 127.0.0.1/32 reject\n",
             )
             .unwrap();
-            if cluster.as_root {
-                let ok = Command::new("chown")
-                    .args(["-R", "postgres"])
-                    .arg(data)
-                    .status()
-                    .map(|s| s.success())
-                    .unwrap_or(false);
-                assert!(ok, "cannot hand the TLS files to the postgres user");
-            }
         }
         cluster.pg_ctl("start -w -t 30");
         Some(cluster)
