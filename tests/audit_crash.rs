@@ -9,11 +9,11 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use samverka::client::{AgencyTls, connect};
-use samverka::demo::{
+use samverka::cli::demo::{
     DEMO_AUDIT, DEMO_PURPOSE, DEMO_SUBJECT, OTHER_SUBJECT, demo_config, pki_spec,
 };
-use samverka::store::{Store, StoreLocation};
+use samverka_gateway::net::client::{AgencyTls, connect};
+use samverka_gateway::store::{Store, StoreLocation};
 use samverka_proto::v1::consents_client::ConsentsClient;
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
 use support::process::{spawn_adapters, start_replica, thread_policies};
@@ -178,11 +178,11 @@ async fn answered_requests_survive_sigkill_and_the_chain_continues() {
 fn grant_request_for(purpose: &str) -> samverka_proto::v1::GrantConsentRequest {
     samverka_proto::v1::GrantConsentRequest {
         subject_id: DEMO_SUBJECT.into(),
-        grantee_agency: samverka::demo::READER_AGENCY.into(),
+        grantee_agency: samverka::cli::demo::READER_AGENCY.into(),
         record_types: strings(&["employment.period"]),
         purpose: purpose.into(),
-        valid_until: Some(samverka::time::to_timestamp(
-            samverka::time::system_now_ms() + 30 * DAY_MS,
+        valid_until: Some(samverka_gateway::time::to_timestamp(
+            samverka_gateway::time::system_now_ms() + 30 * DAY_MS,
         )),
         request_id: String::new(),
         ..Default::default()

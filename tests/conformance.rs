@@ -8,7 +8,7 @@ mod support;
 use std::net::SocketAddr;
 use std::process::Command;
 
-use samverka::demo::{DEMO_SUBJECT, OTHER_SUBJECT};
+use samverka::cli::demo::{DEMO_SUBJECT, OTHER_SUBJECT};
 use samverka_adapter::conformance::{CheckResult, KitConfig, run_checks};
 use samverka_proto::adapter::v1::adapter_server::{Adapter, AdapterServer};
 use samverka_proto::adapter::v1::{
@@ -285,8 +285,8 @@ async fn the_python_example_adapter_passes() {
     std::fs::write(&cert, issued.cert_pem).unwrap();
     std::fs::write(&key, issued.key_pem).unwrap();
 
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../adapters/python-example/adapter.py");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("adapters/python-example/adapter.py");
     let mut child = Command::new("python3")
         .arg(&script)
         .args(["--listen", "127.0.0.1:0", "--cert"])

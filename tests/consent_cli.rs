@@ -5,7 +5,7 @@ mod support;
 
 use std::process::{Command, Output};
 
-use samverka::demo::{DEMO_PURPOSE, DEMO_SUBJECT, READER_AGENCY};
+use samverka::cli::demo::{DEMO_PURPOSE, DEMO_SUBJECT, READER_AGENCY};
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_samverka");

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use samverka::client::{AgencyTls, connect};
-use samverka::store::{Store, StoreLocation};
+use samverka_gateway::net::client::{AgencyTls, connect};
+use samverka_gateway::store::{Store, StoreLocation};
 use samverka_proto::v1::GetRecordsRequest;
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
 
@@ -253,7 +253,7 @@ fn certs_init_writes_a_dev_pki_that_follows_the_convention() {
     }
     let reader = std::fs::read_to_string(dir.path().join("agency-reader.pem")).unwrap();
     let id = samverka_certs::CertIdentity::from_pem(&reader).unwrap();
-    assert_eq!(id.agency.as_str(), samverka::demo::READER_AGENCY);
+    assert_eq!(id.agency.as_str(), samverka::cli::demo::READER_AGENCY);
     assert_eq!(id.role, samverka_certs::Role::Agency);
     #[cfg(unix)]
     {

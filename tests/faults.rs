@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use samverka::demo::{DEMO_PURPOSE, DEMO_SUBJECT, OTHER_SUBJECT, pki_spec};
+use samverka::cli::demo::{DEMO_PURPOSE, DEMO_SUBJECT, OTHER_SUBJECT, pki_spec};
 use samverka_certs::dev::DevPkiFiles;
 use samverka_proto::adapter::v1::adapter_server::{Adapter, AdapterServer};
 use samverka_proto::adapter::v1::{
@@ -320,7 +320,7 @@ async fn a_source_that_resets_its_streams_is_unavailable_and_the_other_answers()
     }
     let gateway = start_gateway(dir.path(), &pki, &adapters, "", &[]);
     gateway
-        .grant(&pki, &samverka::demo::DEMO_RECORD_TYPES, "resets-test")
+        .grant(&pki, &samverka::cli::demo::DEMO_RECORD_TYPES, "resets-test")
         .await;
     let mut reader = gateway.reader(&pki).await;
     for _ in 0..3 {

@@ -1,16 +1,20 @@
 //! End to end: who may talk to whom. Every rejection is tested with an RPC,
 //! not with connect: with TLS 1.3 the handshake completes on the client
-//! side before the server has judged the client certificate.
+//! side before the server has judged the client certificate. The other
+//! way round, the gateway believes an adapter only if its certificate
+//! names the agency the routing table expects there.
 
 mod support;
 
-use samverka::client::{AgencyTls, connect};
-use samverka::demo::{DEMO_PURPOSE, DEMO_SUBJECT, OUTSIDER_AGENCY, READER_AGENCY};
+use samverka::cli::demo::{DEMO_PURPOSE, DEMO_SUBJECT, OUTSIDER_AGENCY, READER_AGENCY};
 use samverka_certs::dev::{CertRequest, DevCa};
 use samverka_certs::{OrgNumber, Role};
+use samverka_gateway::net::client::{AgencyTls, connect};
 use samverka_proto::adapter::v1::adapter_client::AdapterClient;
 use samverka_proto::adapter::v1::{DescribeRequest, FetchRecordsRequest};
+use samverka_proto::v1::consents_client::ConsentsClient;
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
+use samverka_proto::v1::source_outcome::Status as SourceStatus;
 use support::*;
 use tonic::Code;
 
@@ -217,5 +221,77 @@ async fn an_adapter_answers_only_the_gateway() {
     assert_eq!(
         as_gateway.fetch_records(bad).await.unwrap_err().code(),
         Code::InvalidArgument
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adapter_with_another_agencys_certificate_is_not_believed() {
+    let net = start().await;
+    // A gateway whose routing table sends the employment agency's record
+    // types to the higher-education adapter's address: the certificate
+    // there names another agency, so the handshake is refused.
+    let address = |name: &str| {
+        net.adapters
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap()
+            .1
+            .to_string()
+    };
+    let text = std::fs::read_to_string(&net.config_path)
+        .unwrap()
+        .replace(&address("employment"), &address("higher-education"))
+        .replace("samverka.db", "impersonation.db");
+    let config = samverka_gateway::Config::from_toml(&text, net.dir.path()).unwrap();
+    let gateway = samverka_gateway::Gateway::new(config, samverka_gateway::Clock::system())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway_address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(samverka_gateway::server::serve(
+        gateway,
+        listener,
+        std::future::pending(),
+    ));
+
+    let registrar_tls = net.agency_tls("registrar").unwrap();
+    let registrar =
+        samverka_gateway::net::client::connect(&gateway_address, "localhost", &registrar_tls)
+            .await
+            .unwrap();
+    let request = grant_request(
+        &net,
+        DEMO_PURPOSE,
+        &["education.course_result", "employment.period"],
+        "impersonation",
+    );
+    ConsentsClient::new(registrar).grant(request).await.unwrap();
+    let reader = samverka_gateway::net::client::connect(
+        &gateway_address,
+        "localhost",
+        &net.agency_tls("reader").unwrap(),
+    )
+    .await
+    .unwrap();
+    let answer = RecordExchangeClient::new(reader)
+        .get_records(demo_read())
+        .await
+        .unwrap()
+        .into_inner();
+    let outcome = |agency: &str| {
+        answer
+            .outcomes
+            .iter()
+            .find(|o| o.source_agency == agency)
+            .unwrap()
+            .status()
+    };
+    assert_eq!(outcome(EMP), SourceStatus::Unavailable);
+    assert_eq!(outcome(HE), SourceStatus::Ok);
+    assert!(
+        answer
+            .records
+            .iter()
+            .all(|r| r.record_type == "education.course_result")
     );
 }

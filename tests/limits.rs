@@ -1,17 +1,24 @@
-//! Connection and message limits of `[limits]`, on a `samverka serve`
-//! process with small limits: an answer larger than `max_response_bytes`
-//! is refused with RESOURCE_EXHAUSTED; oversized metadata is refused while
-//! the connection's other requests go on; connections are closed
-//! gracefully after `max_connection_age_s` and clients reconnect.
+//! The limits of `[limits]`. On a `samverka serve` process with small
+//! limits: an answer larger than `max_response_bytes` is refused with
+//! RESOURCE_EXHAUSTED; oversized metadata is refused while the
+//! connection's other requests go on; connections are closed gracefully
+//! after `max_connection_age_s` and clients reconnect. On a gateway in the
+//! test process with a rate of one request a second, on a clock the test
+//! moves: an agency over its rate is told when to retry, has its own
+//! allowance, and reaches neither an adapter nor the audit trail; a
+//! request larger than the limit is refused whole.
 
 mod support;
 
 use std::time::Duration;
 
-use samverka::demo::{DEMO_PURPOSE, DEMO_SUBJECT, pki_spec};
+use samverka::cli::demo::{DEMO_PURPOSE, DEMO_SUBJECT, pki_spec};
+use samverka_proto::v1::consents_client::ConsentsClient;
+use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
 use samverka_proto::v1::{GetCompetencePassportRequest, ListSourcesRequest};
 use support::process::{Replica, audit_entry, spawn_adapters, start_gateway};
 use support::*;
+use tonic::Code;
 
 /// The admin listener's address, from the gateway's start line.
 fn admin_address(gateway: &Replica) -> std::net::SocketAddr {
@@ -99,5 +106,149 @@ async fn small_limits_are_enforced_with_clear_answers() {
     assert!(
         after >= before + 2.0,
         "connections accepted: {before} before, {after} after 3 s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agency_over_its_rate_is_told_when_to_retry() {
+    use tonic_types::StatusExt;
+    let net = start().await;
+    let rated = RatedGateway::start(&net, "rate.db").await;
+    let clock = rated.clock.clone();
+    let gateway = rated.gateway.clone();
+    let mut reader = RecordExchangeClient::new(rated.channel(&net, "reader").await);
+    let mut outsider = RecordExchangeClient::new(rated.channel(&net, "outsider").await);
+
+    for _ in 0..2 {
+        let status = reader.get_records(demo_read()).await.unwrap_err();
+        assert_eq!(reason(&status), "CONSENT_MISSING");
+    }
+    let status = reader.get_records(demo_read()).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(reason(&status), "RATE_LIMITED");
+    let retry = status
+        .get_details_retry_info()
+        .expect("retry info")
+        .retry_delay
+        .unwrap();
+    assert_eq!(retry, std::time::Duration::from_secs(1));
+    // Another agency has its own allowance.
+    assert_eq!(
+        reason(&outsider.get_records(demo_read()).await.unwrap_err()),
+        "ACCESS_RULE_MISSING"
+    );
+    // Refusals for rate are not audited: two reads and the outsider's.
+    assert_eq!(gateway.store.audit_entries(None).await.unwrap().len(), 3);
+    // A second later the reader may go on.
+    clock.set_ms(clock.now_ms() + 1000);
+    assert_eq!(
+        reason(&reader.get_records(demo_read()).await.unwrap_err()),
+        "CONSENT_MISSING"
+    );
+
+    // A request larger than the limit is refused whole.
+    let mut big = demo_read();
+    big.purpose = "x".repeat(100 * 1024);
+    clock.set_ms(clock.now_ms() + 10_000);
+    let status = reader.get_records(big).await.unwrap_err();
+    assert!(
+        matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{status:?}"
+    );
+    assert!(status.message().contains("too large"), "{status:?}");
+}
+
+/// The demo network's gateway configuration again, as a second gateway
+/// (its own store `db`) with a rate of one request a second and a burst of
+/// two, on a clock the test moves.
+struct RatedGateway {
+    gateway: std::sync::Arc<samverka_gateway::Gateway>,
+    clock: samverka_gateway::Clock,
+    address: String,
+}
+
+impl RatedGateway {
+    async fn start(net: &TestNet, db: &str) -> RatedGateway {
+        let text = std::fs::read_to_string(&net.config_path)
+            .unwrap()
+            .replace("samverka.db", db)
+            + "\n[limits]\nrate_per_second = 1\nburst = 2\n";
+        let config = samverka_gateway::Config::from_toml(&text, net.dir.path()).unwrap();
+        let clock = samverka_gateway::Clock::manual(samverka_gateway::time::system_now_ms());
+        let gateway = samverka_gateway::Gateway::new(config, clock.clone())
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(samverka_gateway::server::serve(
+            gateway.clone(),
+            listener,
+            std::future::pending(),
+        ));
+        RatedGateway {
+            gateway,
+            clock,
+            address,
+        }
+    }
+
+    async fn channel(&self, net: &TestNet, agency: &str) -> tonic::transport::Channel {
+        samverka_gateway::net::client::connect(
+            &self.address,
+            "localhost",
+            &net.agency_tls(agency).unwrap(),
+        )
+        .await
+        .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_thousand_requests_over_the_rate_reach_no_adapter() {
+    let net = start().await;
+    // The clock stands still, so the bucket never refills.
+    let rated = RatedGateway::start(&net, "rate-1000.db").await;
+    let gateway = rated.gateway.clone();
+    ConsentsClient::new(rated.channel(&net, "registrar").await)
+        .grant(grant_request(
+            &net,
+            DEMO_PURPOSE,
+            &samverka::cli::demo::DEMO_RECORD_TYPES,
+            "rate-1000",
+        ))
+        .await
+        .unwrap();
+    let mut reader = RecordExchangeClient::new(rated.channel(&net, "reader").await);
+
+    // Two reads reach the adapters.
+    for _ in 0..2 {
+        assert_eq!(
+            reader
+                .get_records(demo_read())
+                .await
+                .unwrap()
+                .into_inner()
+                .records
+                .len(),
+            5
+        );
+    }
+    let calls = net.fetch_calls();
+    let audited = gateway.store.audit_entries(None).await.unwrap().len();
+
+    // A thousand more, all RATE_LIMITED, none reaching a register or the
+    // audit trail.
+    for _ in 0..1000 {
+        let status = reader.get_records(demo_read()).await.unwrap_err();
+        assert_eq!(reason(&status), "RATE_LIMITED");
+    }
+    assert_eq!(
+        net.fetch_calls(),
+        calls,
+        "a rate-limited read reached an adapter"
+    );
+    assert_eq!(
+        gateway.store.audit_entries(None).await.unwrap().len(),
+        audited
     );
 }

@@ -10,11 +10,11 @@ use std::process::Command;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use samverka::demo::{DEMO_PURPOSE, DEMO_SOURCES, DEMO_SUBJECT, OTHER_SUBJECT};
-use samverka::passport;
-use samverka::signing::JwsSigner;
+use samverka::cli::demo::{DEMO_PURPOSE, DEMO_SOURCES, DEMO_SUBJECT, OTHER_SUBJECT};
 use samverka_certs::dev::{CertRequest, DevCa};
 use samverka_certs::{OrgNumber, Role};
+use samverka_gateway::credential::passport;
+use samverka_gateway::credential::signing::JwsSigner;
 use samverka_proto::v1::{
     CompetencePassport, GetCompetencePassportRequest, source_outcome::Status as SourceStatus,
 };
@@ -117,7 +117,7 @@ async fn a_passport_holds_every_record_once_from_its_source() {
     }
     assert!(p.record_types.iter().all(|d| d.included));
     assert_eq!(p.consent_ids.len(), 1);
-    assert_eq!(p.issuer_agency, samverka::demo::GATEWAY_AGENCY);
+    assert_eq!(p.issuer_agency, samverka::cli::demo::GATEWAY_AGENCY);
 
     // The credential says the same, signed by the gateway.
     let vc = passport::verify(&p.credential, &gateway_cert(&net)).unwrap();
@@ -134,7 +134,10 @@ async fn a_passport_holds_every_record_once_from_its_source() {
     );
     assert_eq!(
         vc["issuer"]["id"],
-        format!("urn:samverka:agency:{}", samverka::demo::GATEWAY_AGENCY)
+        format!(
+            "urn:samverka:agency:{}",
+            samverka::cli::demo::GATEWAY_AGENCY
+        )
     );
     // Classification codes travel with the records.
     let codes: Vec<String> = achievements
@@ -195,7 +198,7 @@ async fn a_source_that_is_down_is_named_and_the_rest_is_signed() {
             .iter()
             .all(|a| a["source"]["agency"] != competence)
     );
-    let text = passport::describe(&vc);
+    let text = samverka::cli::passport::describe(&vc);
     assert!(
         text.contains("competence (2021999087): UNAVAILABLE"),
         "{text}"

@@ -7,8 +7,8 @@
 
 mod support;
 
-use samverka::client::{AgencyTls, connect};
-use samverka::demo::{DEMO_PURPOSE, pki_spec};
+use samverka::cli::demo::{DEMO_PURPOSE, pki_spec};
+use samverka_gateway::net::client::{AgencyTls, connect};
 use samverka_proto::v1::RevokeConsentRequest;
 use samverka_proto::v1::consents_client::ConsentsClient;
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
@@ -39,7 +39,14 @@ async fn a_revocation_through_one_replica_is_enforced_by_the_other() {
     let config = dir.path().join("gateway.toml");
     std::fs::write(
         &config,
-        samverka::demo::demo_config(&pki, "127.0.0.1:0", "127.0.0.1:0", &adapters, &pg.url(), ""),
+        samverka::cli::demo::demo_config(
+            &pki,
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+            &adapters,
+            &pg.url(),
+            "",
+        ),
     )
     .unwrap();
 
@@ -57,13 +64,13 @@ async fn a_revocation_through_one_replica_is_enforced_by_the_other() {
     let mut read_two = RecordExchangeClient::new(channel(&two, &reader).await);
 
     // Granted through replica 1, readable through replica 2.
-    let now = samverka::time::system_now_ms();
+    let now = samverka_gateway::time::system_now_ms();
     let request = samverka_proto::v1::GrantConsentRequest {
-        subject_id: samverka::demo::DEMO_SUBJECT.into(),
-        grantee_agency: samverka::demo::READER_AGENCY.into(),
+        subject_id: samverka::cli::demo::DEMO_SUBJECT.into(),
+        grantee_agency: samverka::cli::demo::READER_AGENCY.into(),
         record_types: strings(&["education.course_result", "employment.period"]),
         purpose: DEMO_PURPOSE.into(),
-        valid_until: Some(samverka::time::to_timestamp(now + 30 * DAY_MS)),
+        valid_until: Some(samverka_gateway::time::to_timestamp(now + 30 * DAY_MS)),
         request_id: "replicas-1".into(),
         ..Default::default()
     };
@@ -96,9 +103,11 @@ async fn a_revocation_through_one_replica_is_enforced_by_the_other() {
     assert_eq!(reason(&status), "CONSENT_REVOKED");
 
     // Both replicas audited into the one database.
-    let store = samverka::store::Store::open(&samverka::store::StoreLocation::Postgres(pg.url()))
-        .await
-        .unwrap();
+    let store = samverka_gateway::store::Store::open(
+        &samverka_gateway::store::StoreLocation::Postgres(pg.url()),
+    )
+    .await
+    .unwrap();
     let decisions: Vec<(String, String)> = store
         .audit_entries(None)
         .await
@@ -173,7 +182,7 @@ async fn a_revocation_through_one_replica_is_enforced_by_the_other() {
     }
     let status = consents_one
         .list(samverka_proto::v1::ListConsentsRequest {
-            subject_id: samverka::demo::DEMO_SUBJECT.into(),
+            subject_id: samverka::cli::demo::DEMO_SUBJECT.into(),
             grantee_agency: String::new(),
         })
         .await

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
-use samverka::client::{AgencyTls, connect};
+use samverka_gateway::net::client::{AgencyTls, connect};
 use samverka_proto::v1::ListSourcesRequest;
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
 use support::process::{Replica, spawn_adapters, start_gateway, start_replica};
@@ -37,7 +37,8 @@ fn certs_init(dir: &Path) -> (std::path::PathBuf, String, samverka_certs::dev::D
     let certs = dir.join("certs");
     let certs_arg = certs.display().to_string();
     samverka(&["certs", "init", "--out", &certs_arg]);
-    let pki = samverka_certs::dev::existing_dev_pki(&certs, &samverka::demo::pki_spec()).unwrap();
+    let pki =
+        samverka_certs::dev::existing_dev_pki(&certs, &samverka::cli::demo::pki_spec()).unwrap();
     (certs, certs_arg, pki)
 }
 
@@ -96,12 +97,14 @@ async fn served_certificate(gateway: &Replica, ca: &Path, cert: &Path, key: &Pat
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
     let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(samverka::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        samverka_adapter::crypto_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .unwrap();
     let tcp = tokio::net::TcpStream::connect(gateway.address)
         .await
         .unwrap();
@@ -129,7 +132,7 @@ async fn a_revoked_certificate_is_refused_after_a_reload_with_no_restart() {
         "--name",
         "agency-reader-2",
         "--org",
-        samverka::demo::READER_AGENCY,
+        samverka::cli::demo::READER_AGENCY,
         "--role",
         "agency",
     ]);
@@ -141,7 +144,7 @@ async fn a_revoked_certificate_is_refused_after_a_reload_with_no_restart() {
 
     let adapters = spawn_adapters(&pki).await;
     let config = dir.path().join("gateway.toml");
-    let text = samverka::demo::demo_config(
+    let text = samverka::cli::demo::demo_config(
         &pki,
         "127.0.0.1:0",
         "127.0.0.1:0",
@@ -225,7 +228,7 @@ async fn a_revoked_certificate_is_refused_after_a_reload_with_no_restart() {
         "--name",
         "gateway",
         "--org",
-        samverka::demo::GATEWAY_AGENCY,
+        samverka::cli::demo::GATEWAY_AGENCY,
         "--role",
         "gateway",
     ]);
@@ -256,12 +259,12 @@ async fn a_revoked_certificate_is_refused_after_a_reload_with_no_restart() {
         .unwrap(),
     )
     .grant(samverka_proto::v1::GrantConsentRequest {
-        subject_id: samverka::demo::DEMO_SUBJECT.into(),
-        grantee_agency: samverka::demo::READER_AGENCY.into(),
+        subject_id: samverka::cli::demo::DEMO_SUBJECT.into(),
+        grantee_agency: samverka::cli::demo::READER_AGENCY.into(),
         record_types: vec!["employment.period".into()],
-        purpose: samverka::demo::DEMO_PURPOSE.into(),
-        valid_until: Some(samverka::time::to_timestamp(
-            samverka::time::system_now_ms() + 24 * 3600 * 1000,
+        purpose: samverka::cli::demo::DEMO_PURPOSE.into(),
+        valid_until: Some(samverka_gateway::time::to_timestamp(
+            samverka_gateway::time::system_now_ms() + 24 * 3600 * 1000,
         )),
         request_id: "after-rotation".into(),
         ..Default::default()
@@ -271,8 +274,9 @@ async fn a_revoked_certificate_is_refused_after_a_reload_with_no_restart() {
     .into_inner()
     .jws;
     let new_cert = std::fs::read_to_string(&pki.gateway.0).unwrap();
-    samverka::receipt::verify(&receipt, &new_cert).expect("signed with the new key");
-    assert!(samverka::receipt::verify(&receipt, &old_cert).is_err());
+    samverka_gateway::credential::receipt::verify(&receipt, &new_cert)
+        .expect("signed with the new key");
+    assert!(samverka_gateway::credential::receipt::verify(&receipt, &old_cert).is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,25 +297,29 @@ async fn a_rotated_client_identity_is_used_for_the_next_adapter_connection() {
         "--name",
         "gateway-client",
         "--org",
-        samverka::demo::GATEWAY_AGENCY,
+        samverka::cli::demo::GATEWAY_AGENCY,
         "--role",
         "agency",
     ]);
     until_logged(&gateway, &["TLS material reloaded"]).await;
 
     gateway
-        .grant(&pki, &samverka::demo::DEMO_RECORD_TYPES, "rotation-test")
+        .grant(
+            &pki,
+            &samverka::cli::demo::DEMO_RECORD_TYPES,
+            "rotation-test",
+        )
         .await;
     let answer = gateway
         .reader(&pki)
         .await
         .get_records(samverka_proto::v1::GetRecordsRequest {
-            subject_id: samverka::demo::DEMO_SUBJECT.into(),
-            record_types: samverka::demo::DEMO_RECORD_TYPES
+            subject_id: samverka::cli::demo::DEMO_SUBJECT.into(),
+            record_types: samverka::cli::demo::DEMO_RECORD_TYPES
                 .iter()
                 .map(|t| t.to_string())
                 .collect(),
-            purpose: samverka::demo::DEMO_PURPOSE.into(),
+            purpose: samverka::cli::demo::DEMO_PURPOSE.into(),
             source_agencies: vec![],
         })
         .await
@@ -350,7 +358,7 @@ fn an_adapter_with_the_crl_refuses_a_revoked_gateway_certificate() {
         "--name",
         "gateway-client-2",
         "--org",
-        samverka::demo::GATEWAY_AGENCY,
+        samverka::cli::demo::GATEWAY_AGENCY,
         "--role",
         "gateway",
         "--client",

@@ -1,13 +1,17 @@
 //! The store suite: the same tests against the SQLite backend (a real
 //! file) and the PostgreSQL backend (a real server started by the test;
-//! skipped with a printed reason when PostgreSQL is not installed).
+//! skipped with a printed reason when PostgreSQL is not installed):
+//! consents, idempotent grants and revocations, imports, the audit chain
+//! with its checkpoints and pruning, the access log by person, and the
+//! read-only audit trail. What only one backend has is in
+//! tests/store_backends.rs.
 
 mod support;
 
-use samverka::store::{
-    AuditCheckpoint, AuditEntry, AuditTrail, Revocation, Store, StoreLocation, StoredConsent,
-};
+use samverka_gateway::audit::{AuditCheckpoint, AuditEntry};
+use samverka_gateway::store::{AuditTrail, Revocation, Store, StoreLocation, StoredConsent};
 use support::postgres::PgCluster;
+use support::store::{access_log, append, audit, indexed_or_not};
 
 fn consent(id: &str, request_id: &str, granted_at_ms: i64) -> StoredConsent {
     StoredConsent {
@@ -26,42 +30,6 @@ fn consent(id: &str, request_id: &str, granted_at_ms: i64) -> StoredConsent {
         revoked_at_ms: None,
         revocation_reason: None,
     }
-}
-
-fn audit(id: &str, subject: &str) -> AuditEntry {
-    AuditEntry {
-        seq: 0,
-        prev_hash: String::new(),
-        hash: String::new(),
-        audit_id: id.into(),
-        time_ms: 10,
-        caller: "2021999020".into(),
-        method: "RecordExchange/GetRecords".into(),
-        subject_id: subject.into(),
-        record_types: vec!["employment.period".into()],
-        purpose: "study_guidance".into(),
-        consent_id: String::new(),
-        sources: vec!["2021999046=OK".into(), "2021999053=UNAVAILABLE".into()],
-        decision: "allowed".into(),
-        reason: String::new(),
-        trace_id: String::new(),
-    }
-}
-
-/// Appends `n` entries about `subject` in one batch, with ids
-/// `{prefix}-{i}`; returns them as chained.
-async fn append(store: &Store, prefix: &str, subject: &str, n: usize) -> Vec<AuditEntry> {
-    let batch = (0..n)
-        .map(|i| audit(&format!("{prefix}-{i}"), subject))
-        .collect();
-    store.append_audit_batch(batch).await.unwrap()
-}
-
-/// The SQLite store in the file `path`.
-async fn sqlite(path: &std::path::Path) -> Store {
-    Store::open(&StoreLocation::Sqlite(path.to_owned()))
-        .await
-        .unwrap()
 }
 
 async fn consents_round_trip_and_survive_reopening(location: StoreLocation) {
@@ -205,7 +173,7 @@ async fn audit_entries_keep_their_order_and_fields(location: StoreLocation) {
         ("a-3", "199003142388"),
     ] {
         let mut e = audit(id, subject);
-        e.subject_id = samverka::audit::sanitize(&e.subject_id);
+        e.subject_id = samverka_gateway::pipeline::validate::sanitize(&e.subject_id);
         store.append_audit(e).await.unwrap();
     }
     let all = store.audit_entries(None).await.unwrap();
@@ -258,11 +226,12 @@ async fn imports_are_all_or_nothing(location: StoreLocation) {
 }
 
 async fn the_audit_chain_checkpoints_and_pruning(location: StoreLocation) {
-    use samverka::audit::chain::{self, ChainCheck};
+    use samverka_gateway::audit::chain::{self, ChainCheck};
     let dir = tempfile::tempdir().unwrap();
-    let pki = samverka_certs::dev::write_dev_pki(dir.path(), &samverka::demo::pki_spec()).unwrap();
+    let pki =
+        samverka_certs::dev::write_dev_pki(dir.path(), &samverka::cli::demo::pki_spec()).unwrap();
     let cert = std::fs::read_to_string(&pki.gateway.0).unwrap();
-    let signer = samverka::signing::JwsSigner::from_pem(
+    let signer = samverka_gateway::credential::signing::JwsSigner::from_pem(
         &cert,
         &std::fs::read_to_string(&pki.gateway.1).unwrap(),
         "2021999012",
@@ -313,8 +282,8 @@ async fn the_audit_chain_checkpoints_and_pruning(location: StoreLocation) {
         .unwrap();
     assert_eq!(mine.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4, 5]);
 
-    let verify = |entries: Vec<samverka::store::AuditEntry>,
-                  cps: Vec<samverka::store::AuditCheckpoint>| {
+    let verify = |entries: Vec<samverka_gateway::audit::AuditEntry>,
+                  cps: Vec<samverka_gateway::audit::AuditCheckpoint>| {
         let mut check = ChainCheck::new(&cps, std::slice::from_ref(&cert)).unwrap();
         for e in &entries {
             check.push(e).unwrap();
@@ -352,34 +321,6 @@ async fn the_audit_chain_checkpoints_and_pruning(location: StoreLocation) {
         access_log(&store, "198511224571", 0, i64::MAX, 2).await,
         [6, 7, 8]
     );
-}
-
-/// One person's whole access log, read in pages of 3 before and after
-/// the index catches up (an answer is the same either way).
-async fn indexed_or_not(store: &Store, subject: &str) -> Vec<i64> {
-    let before = access_log(store, subject, 0, i64::MAX, 3).await;
-    store.index_access_log().await.unwrap();
-    let after = access_log(store, subject, 0, i64::MAX, 3).await;
-    assert_eq!(before, after, "indexing changed the access log");
-    after
-}
-
-/// Every page of one person's access log, `size` entries a page.
-async fn access_log(store: &Store, subject: &str, from_ms: i64, to_ms: i64, size: i64) -> Vec<i64> {
-    let mut seqs = Vec::new();
-    loop {
-        let after = seqs.last().copied().unwrap_or(0);
-        let page = store
-            .access_events(subject, from_ms, to_ms, after, size)
-            .await
-            .unwrap();
-        assert!(page.len() as i64 <= size);
-        assert!(page.iter().all(|e| e.subject_id == subject));
-        if page.is_empty() {
-            return seqs;
-        }
-        seqs.extend(page.iter().map(|e| e.seq));
-    }
 }
 
 async fn the_access_log_shows_indexed_and_newest_entries_alike(location: StoreLocation) {
@@ -505,7 +446,7 @@ macro_rules! on_both_backends {
                 #[tokio::test]
                 async fn $suite() {
                     let dir = tempfile::tempdir().unwrap();
-                    super::$suite(samverka::store::StoreLocation::Sqlite(dir.path().join("sam %41?#é.db"))).await;
+                    super::$suite(samverka_gateway::store::StoreLocation::Sqlite(dir.path().join("sam %41?#é.db"))).await;
                 }
             )*
         }
@@ -514,7 +455,7 @@ macro_rules! on_both_backends {
                 #[tokio::test]
                 async fn $suite() {
                     let Some(pg) = super::PgCluster::start() else { return };
-                    super::$suite(samverka::store::StoreLocation::Postgres(pg.url())).await;
+                    super::$suite(samverka_gateway::store::StoreLocation::Postgres(pg.url())).await;
                 }
             )*
         }
@@ -532,168 +473,3 @@ on_both_backends!(
     the_access_log_shows_indexed_and_newest_entries_alike,
     the_audit_trail_is_read_without_changing_the_store,
 );
-
-/// The SQLite store's index by person: a file beside the store.
-fn index_file(store: &std::path::Path) -> std::path::PathBuf {
-    beside(store, ".by-person")
-}
-
-/// The file named like `path` with `suffix` added.
-fn beside(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    name.into()
-}
-
-/// The access log's index on SQLite is a file beside the store that can be
-/// rebuilt from it: one that belongs to another store, or to an older copy
-/// of this one, is not trusted.
-#[tokio::test]
-async fn a_sqlite_index_that_does_not_match_its_store_is_rebuilt() {
-    let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (dir.path().join("a.db"), dir.path().join("b.db"));
-    // Store a: entries 1..=4 are about 199003142388, and indexed.
-    let store_a = sqlite(&a).await;
-    append(&store_a, "a", "199003142388", 4).await;
-    store_a.index_access_log().await.unwrap();
-    drop(store_a);
-    assert!(
-        index_file(&a).exists(),
-        "the index is a file beside the store"
-    );
-    assert!(
-        !beside(&index_file(&a), "-wal").exists(),
-        "a closed store leaves its index whole in one file"
-    );
-
-    // Store b: entries 1..=4 are about someone else, with a's index in place.
-    let store_b = sqlite(&b).await;
-    append(&store_b, "b", "198511224571", 4).await;
-    drop(store_b);
-    std::fs::copy(index_file(&a), index_file(&b)).unwrap();
-    let store_b = sqlite(&b).await;
-    assert!(indexed_or_not(&store_b, "199003142388").await.is_empty());
-    assert_eq!(indexed_or_not(&store_b, "198511224571").await, [1, 2, 3, 4]);
-    drop(store_b);
-
-    // Deleted, it is rebuilt.
-    std::fs::remove_file(index_file(&a)).unwrap();
-    let store_a = sqlite(&a).await;
-    assert_eq!(indexed_or_not(&store_a, "199003142388").await, [1, 2, 3, 4]);
-}
-
-/// On SQLite the index by person is filled by a thread of its own, with
-/// nobody asking: its file records how far it got.
-#[tokio::test]
-async fn the_sqlite_index_thread_catches_up_by_itself_and_counts_what_is_pending() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("samverka.db");
-    let store = sqlite(&db).await;
-    append(&store, "t", "199003142388", 50).await;
-    let progress = store.access_index_progress().unwrap();
-    let pending = progress.pending();
-    let index = rusqlite::Connection::open_with_flags(
-        index_file(&db),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let indexed = || -> (i64, i64) {
-        index
-            .query_row(
-                "SELECT (SELECT entry FROM audit_indexed), (SELECT COUNT(*) FROM audit_by_person)",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap()
-    };
-    // All 50 pending, unless the thread has indexed some already (it
-    // records them in the file before it counts them).
-    if pending != 50 {
-        assert!(indexed().0 > 0, "{pending} pending, none indexed");
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while indexed() != (50, 50) || progress.pending() != 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not indexed within 10 s: {:?}, {} pending",
-            indexed(),
-            progress.pending()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
-/// PostgreSQL over TLS, asked for in the URL as libpq asks for it: the
-/// server's certificate is checked against `sslrootcert`, the gateway
-/// shows `sslcert`, and the server (which takes TCP connections only over
-/// TLS and with a client certificate) lets it in.
-#[tokio::test]
-async fn postgresql_over_tls_checks_the_server_and_shows_a_client_certificate() {
-    let Some(pg) = PgCluster::start_tls() else {
-        return;
-    };
-    let store = Store::open(&StoreLocation::Postgres(pg.url()))
-        .await
-        .unwrap();
-    store
-        .append_audit(audit("over-tls", "199003142388"))
-        .await
-        .unwrap();
-    let trail = AuditTrail::open(&StoreLocation::Postgres(pg.url()))
-        .await
-        .unwrap();
-    assert_eq!(trail.audit_range(0, 10).await.unwrap().len(), 1);
-
-    let files = pg.tls().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let other_ca = dir.path().join("other-ca.pem");
-    std::fs::write(
-        &other_ca,
-        samverka_certs::dev::DevCa::generate("another CA")
-            .unwrap()
-            .cert_pem(),
-    )
-    .unwrap();
-    for (query, words) in [
-        // The server takes nothing without TLS...
-        ("sslmode=disable".to_owned(), "pg_hba.conf rejects"),
-        // ...nor TLS without a client certificate...
-        (
-            format!("sslmode=verify-full&sslrootcert={}", files.ca),
-            "requires a valid client certificate",
-        ),
-        // ...and samverka does not talk to a server its CA did not sign.
-        (
-            format!(
-                "sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
-                other_ca.display(),
-                files.cert,
-                files.key
-            ),
-            "UnknownIssuer",
-        ),
-    ] {
-        let refused = Store::open(&StoreLocation::Postgres(pg.url_with(&query)))
-            .await
-            .map(|_| ())
-            .unwrap_err()
-            .to_string();
-        assert!(refused.contains(words), "{query}: {refused}");
-    }
-}
-
-#[tokio::test]
-async fn an_unreachable_postgresql_fails_within_seconds() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let started = std::time::Instant::now();
-    let result = Store::open(&StoreLocation::Postgres(format!(
-        "postgresql://postgres@127.0.0.1:{port}/postgres"
-    )))
-    .await;
-    assert!(result.is_err());
-    assert!(started.elapsed() < std::time::Duration::from_secs(10));
-}

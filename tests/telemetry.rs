@@ -29,7 +29,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as NumberValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use samverka::demo::{DEMO_PURPOSE, DEMO_SUBJECT, pki_spec};
+use samverka::cli::demo::{DEMO_PURPOSE, DEMO_SUBJECT, pki_spec};
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
 use support::process::{audit_entry, start_gateway};
 use support::*;
@@ -261,7 +261,11 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters()
         ],
     );
     gateway
-        .grant(&pki, &samverka::demo::DEMO_RECORD_TYPES, "telemetry-test")
+        .grant(
+            &pki,
+            &samverka::cli::demo::DEMO_RECORD_TYPES,
+            "telemetry-test",
+        )
         .await;
     let mut client = gateway.reader(&pki).await;
 
@@ -320,7 +324,7 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters()
     assert_eq!(hex(&root.parent_span_id), caller_span);
     assert_eq!(
         text(&root.attributes, "samverka.caller").as_deref(),
-        Some(samverka::demo::READER_AGENCY)
+        Some(samverka::cli::demo::READER_AGENCY)
     );
     assert_eq!(
         text(&root.attributes, "samverka.purpose").as_deref(),
@@ -383,7 +387,7 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters()
         .expect("no span for Consents/Grant");
     assert_eq!(
         text(&grant.attributes, "samverka.caller").as_deref(),
-        Some(samverka::demo::REGISTRAR_AGENCY)
+        Some(samverka::cli::demo::REGISTRAR_AGENCY)
     );
     assert_eq!(
         text(&grant.attributes, "samverka.decision").as_deref(),
@@ -452,8 +456,8 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters()
             "gateway-under-test",
             "samverka.requests",
             &[
-                ("method", "GetRecords"),
-                ("agency", samverka::demo::READER_AGENCY),
+                ("method", "RecordExchange/GetRecords"),
+                ("agency", samverka::cli::demo::READER_AGENCY),
                 ("decision", "allowed"),
             ],
         );
@@ -541,7 +545,7 @@ async fn json_logs_name_the_trace_of_the_request_they_belong_to() {
     );
     assert_eq!(
         request_span["samverka.caller"],
-        samverka::demo::OUTSIDER_AGENCY
+        samverka::cli::demo::OUTSIDER_AGENCY
     );
 
     // Every line the gateway wrote is one JSON object.

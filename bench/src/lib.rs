@@ -105,7 +105,7 @@ pub fn start_gateway(bin: &Path, config: &Path) -> Result<(Proc, SocketAddr), Bo
     let mut cmd = Command::new(bin);
     cmd.args(["serve", "--config"])
         .arg(config)
-        .env("RUST_LOG", "warn,samverka::server=info");
+        .env("RUST_LOG", "warn,samverka_gateway::server=info");
     let (proc, line) = start(cmd, "address=")?;
     Ok((proc, after(&line, "address=")?))
 }
@@ -201,19 +201,22 @@ pub fn start_demo_gateway_on(
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(
         &config,
-        samverka::demo::demo_config(pki, "127.0.0.1:0", "127.0.0.1:0", adapters, store, extra),
+        samverka::cli::demo::demo_config(pki, "127.0.0.1:0", "127.0.0.1:0", adapters, store, extra),
     )?;
     start_gateway(bin, &config)
 }
 
 /// The TLS material of the demo agency `name` in `pki`.
-pub fn agency_tls(pki: &DevPkiFiles, name: &str) -> Result<samverka::client::AgencyTls, BoxError> {
+pub fn agency_tls(
+    pki: &DevPkiFiles,
+    name: &str,
+) -> Result<samverka_gateway::net::client::AgencyTls, BoxError> {
     let (_, cert, key) = pki
         .agencies
         .iter()
         .find(|(n, _, _)| n == name)
         .ok_or_else(|| format!("no agency {name} in the PKI"))?;
-    Ok(samverka::client::AgencyTls::from_files(
+    Ok(samverka_gateway::net::client::AgencyTls::from_files(
         &pki.ca_cert,
         cert,
         key,
@@ -232,7 +235,7 @@ pub async fn grant_reader_consent(
         address,
         pki,
         record_types,
-        &[samverka::demo::DEMO_SUBJECT.to_owned()],
+        &[samverka::cli::demo::DEMO_SUBJECT.to_owned()],
     )
     .await
 }
@@ -245,10 +248,10 @@ pub async fn grant_reader_consents(
     record_types: &[&str],
     subjects: &[String],
 ) -> Result<(), BoxError> {
-    use samverka::demo::{DEMO_PURPOSE, READER_AGENCY};
+    use samverka::cli::demo::{DEMO_PURPOSE, READER_AGENCY};
     use samverka_proto::v1::consents_client::ConsentsClient;
-    let now = samverka::time::system_now_ms();
-    let channel = samverka::client::connect(
+    let now = samverka_gateway::time::system_now_ms();
+    let channel = samverka_gateway::net::client::connect(
         &address.to_string(),
         "localhost",
         &agency_tls(pki, "registrar")?,
@@ -264,7 +267,7 @@ pub async fn grant_reader_consents(
                 grantee_agency: READER_AGENCY.into(),
                 record_types: record_types.iter().map(|t| t.to_string()).collect(),
                 purpose: DEMO_PURPOSE.into(),
-                valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
+                valid_until: Some(samverka_gateway::time::to_timestamp(now + 24 * 3600 * 1000)),
                 request_id: format!("bench-{now}-{subject}"),
                 ..Default::default()
             };

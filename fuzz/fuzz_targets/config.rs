@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
-    if let Err(e) = samverka::Config::from_toml(text, std::path::Path::new("/etc/samverka"))
+    if let Err(e) = samverka_gateway::Config::from_toml(text, std::path::Path::new("/etc/samverka"))
         && let Some(line) = e.line
     {
         assert!(line >= 1 && line <= text.matches('\n').count() + 1);

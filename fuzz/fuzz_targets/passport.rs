@@ -20,6 +20,6 @@ fn gateway_cert() -> &'static str {
 }
 
 fuzz_target!(|text: &str| {
-    assert!(samverka::passport::verify(text, gateway_cert()).is_err());
-    assert!(samverka::receipt::verify(text, gateway_cert()).is_err());
+    assert!(samverka_gateway::credential::passport::verify(text, gateway_cert()).is_err());
+    assert!(samverka_gateway::credential::receipt::verify(text, gateway_cert()).is_err());
 });

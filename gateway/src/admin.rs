@@ -20,7 +20,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::Gateway;
+use crate::state::Gateway;
 
 async fn answer(
     gateway: Arc<Gateway>,

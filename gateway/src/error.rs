@@ -171,18 +171,6 @@ impl GatewayError {
         }
     }
 
-    /// Parses the request's `subject_id`, refusing a malformed one with
-    /// `SUBJECT_ID_INVALID` naming the field.
-    pub fn parse_subject(subject_id: &str) -> Result<samverka_certs::SubjectId, GatewayError> {
-        samverka_certs::SubjectId::parse(subject_id).map_err(|e| {
-            GatewayError::invalid(
-                Reason::SubjectIdInvalid,
-                "subject_id",
-                format!("subject_id {e}"),
-            )
-        })
-    }
-
     /// The store failed; `detail` goes to the log only.
     pub fn store(detail: impl std::fmt::Display) -> Self {
         GatewayError {

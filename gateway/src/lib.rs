@@ -4,74 +4,62 @@
 //! One `GetRecords` passes these steps, in this order (the first that
 //! fails answers, and every decision is audited):
 //!
-//! 1. [`tls`]: the handshake; the client certificate chains to the trust
-//!    bundle and is not revoked (rustls with aws-lc-rs);
-//! 2. [`identity`]: the calling agency, read from the certificate;
-//! 3. request validation (subject id, record types, purpose, sources) and
-//!    [`access`]: may this agency read these types for this purpose?
-//! 4. [`consent`]: does the person hold a consent in force for it?
-//! 5. [`routing`]: fan out in parallel to the adapters holding the types,
-//!    within the caller's deadline, one outcome per source;
+//! 1. [`net::tls`]: the handshake; the client certificate chains to the
+//!    trust bundle and is not revoked (rustls with aws-lc-rs);
+//! 2. [`pipeline::identity`]: the calling agency, read from the
+//!    certificate, and [`pipeline::rate`]: its rate;
+//! 3. [`pipeline::validate`]: the person, record types, purpose and
+//!    sources, and [`pipeline::access`]: may this agency read these types
+//!    for this purpose?
+//! 4. [`pipeline::consent`]: does the person hold a consent in force for
+//!    it?
+//! 5. [`pipeline::routing`]: fan out in parallel to the adapters holding
+//!    the types, within the caller's deadline, one outcome per source;
 //! 6. [`audit`]: the decision is committed to the store before the answer
 //!    leaves.
 //!
+//! `docs/architecture.md` in the repository tells the whole design.
+//!
 //! # Layout
-//! - [`config`]: the TOML configuration, validated at start.
-//! - [`identity`], [`access`], [`consent`], [`routing`], [`audit`]: one
-//!   module per step above; [`exchange`] puts them together as the
-//!   `RecordExchange` service, [`consent`] also holds the `Consents`
-//!   service, [`access_log`] the person's view of the audit trail.
+//! - [`pipeline`]: the checks of a read, one module per step above.
+//! - [`service`]: the gRPC services (`RecordExchange`, `Consents`,
+//!   `AccessLog`), each RPC run through the one wrapper in
+//!   [`service::rpc`] (span, metrics, decision, status).
+//! - [`audit`]: the hash chain of entries and checkpoints, and the
+//!   group-commit writer.
 //! - [`store`]: consents and audit entries, in SQLite or PostgreSQL.
-//! - [`signing`]: compact JWS signatures with the gateway's key;
-//!   [`receipt`]: the signed consent receipts made with it;
-//!   [`passport`]: the competence passport as a signed verifiable
-//!   credential.
+//! - [`net`]: TLS on the gRPC port and towards adapters, and mTLS channels
+//!   for clients.
+//! - [`credential`]: compact JWS signatures with the gateway's key, the
+//!   signed consent receipts and the competence passport credential.
+//! - [`config`]: the TOML configuration, validated at start.
 //! - [`error`]: every failure and the one function mapping it to a gRPC
 //!   status with a stable reason.
-//! - [`server`]: builds the gateway from a config and serves it.
-//! - [`client`]: mTLS channels for agency systems, the demo and tests;
-//!   [`adapter_tls`]: the gateway's TLS towards adapters, which checks that
-//!   each adapter is the agency the routing table names.
-//! - [`demo`]: `samverka demo`, everything on one machine.
-//! - [`consent_cli`]: `samverka consent`, for registrars and operators.
-//! - [`audit_cli`]: `samverka audit`: verify, export and archive the trail.
-//! - [`adapter_cli`]: `samverka adapter run`: a reference adapter as a
-//!   process.
-//! - [`rate`]: per-agency rate limiting.
-//! - [`time`]: the clock and timestamp conversions.
-//! - [`metrics`] and [`admin`]: Prometheus metrics, `/healthz` and
-//!   `/readyz` on the operators' plain-HTTP listener; [`telemetry`]: the
-//!   spans of each request, exported over OTLP.
+//! - [`state`]: the [`Gateway`] every request shares, built from the
+//!   configuration; [`server`]: serves it;
+//!   [`admin`] and [`metrics`]: `/metrics`, `/healthz` and `/readyz` on
+//!   the operators' plain-HTTP listener; [`telemetry`]: the spans of each
+//!   request; [`time`]: the clock and timestamp conversions.
+//!
+//! The `samverka` command line (serve, demo, consent, audit, ...) is the
+//! root package of the workspace, over this library.
 
-pub mod access;
-pub mod access_log;
-pub mod adapter_cli;
-pub mod adapter_tls;
 pub mod admin;
 pub mod audit;
-pub mod audit_cli;
-pub mod breaker;
-pub mod client;
 pub mod config;
-pub mod consent;
-pub mod consent_cli;
-pub mod demo;
+pub mod credential;
 pub mod error;
-pub mod exchange;
-pub mod identity;
 pub mod metrics;
-pub mod passport;
-pub mod rate;
-pub mod receipt;
-pub mod routing;
+pub mod net;
+pub mod pipeline;
 pub mod server;
-pub mod signing;
+pub mod service;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod time;
-pub mod tls;
 
 pub use config::Config;
 pub use error::{GatewayError, Reason};
-pub use server::{Gateway, StartError};
+pub use state::{Gateway, StartError};
 pub use time::Clock;

@@ -3,7 +3,7 @@
 //!
 //! | metric | labels | what |
 //! |---|---|---|
-//! | `samverka_requests_total` | method, agency, decision, reason | every RPC, by caller agency (from its certificate) and outcome |
+//! | `samverka_requests_total` | method, agency, decision, reason | every RPC, by method (`Service/Method`, e.g. `RecordExchange/GetRecords`, `Consents/Grant`), caller agency (from its certificate; empty when it has none) and outcome |
 //! | `samverka_request_duration_seconds` | method | time from request to answer |
 //! | `samverka_consent_checks_total` | result | consent decisions: `allowed` or the denial reason |
 //! | `samverka_source_requests_total` | source, outcome | adapter calls by source and outcome (`OK`, `UNAVAILABLE`, ...) |
@@ -13,8 +13,8 @@
 //! | `samverka_access_index_pending_entries` | | audit entries not yet in the access log's index by person (SQLite, where a thread fills it about once a second; always 0 on PostgreSQL) |
 //! | `samverka_ready` | | 1 while the gateway can answer reads (as `/readyz` says), 0 while not: its store does not answer, audit commits fail, or the audit writer has stopped |
 //! | `samverka_open_connections` | | agency connections open on the gRPC port now |
-//! | `samverka_connections` | | agency connections accepted (TCP, before the TLS handshake) |
-//! | `samverka_tls_handshake_failures` | | handshakes refused (no or a bad client certificate, a revoked one, a protocol the policy does not allow) or not finished in time |
+//! | `samverka_connections_total` | | agency connections accepted (TCP, before the TLS handshake) |
+//! | `samverka_tls_handshake_failures_total` | | handshakes refused (no or a bad client certificate, a revoked one, a protocol the policy does not allow) or not finished in time |
 //!
 //! Label values are organisation numbers, method names, purposes' reasons
 //! and outcomes, never a person's identity number.
@@ -38,6 +38,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::audit::Decision;
 use crate::store::IndexProgress;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -309,10 +310,11 @@ impl Metrics {
         &self,
         method: &str,
         agency: &str,
-        decision: &str,
+        decision: Decision,
         reason: &str,
         took: Duration,
     ) {
+        let decision = decision.as_str();
         self.requests
             .get_or_create(&RequestLabels {
                 method: method.to_owned(),
@@ -341,31 +343,12 @@ impl Metrics {
         }
     }
 
-    /// Runs one RPC whose caller is not labelled (consents, access log)
-    /// and counts it: allowed, or denied with the error's reason. The one
-    /// place such an answer becomes a response or a status.
-    ///
-    /// The RPC runs in `span` (its request span, see
-    /// [`crate::telemetry::request_span`]), which gets the decision.
-    pub async fn answer<T>(
-        &self,
-        method: &str,
-        span: tracing::Span,
-        rpc: impl std::future::Future<Output = Result<T, crate::GatewayError>>,
-    ) -> Result<tonic::Response<T>, tonic::Status> {
-        let started = std::time::Instant::now();
-        let result = tracing::Instrument::instrument(rpc, span.clone()).await;
-        let (decision, reason) = match &result {
-            Ok(_) => ("allowed", ""),
-            Err(e) => ("denied", e.reason.as_str()),
+    /// One consent decision: `allowed`, or the refusal's reason.
+    pub fn consent_check<P>(&self, decision: &Result<P, crate::GatewayError>) {
+        let result = match decision {
+            Ok(_) => Decision::Allowed.as_str(),
+            Err(e) => e.reason.as_str(),
         };
-        self.request(method, "", decision, reason, started.elapsed());
-        crate::telemetry::record_decision(&span, decision, reason);
-        span.in_scope(|| Ok(tonic::Response::new(result?)))
-    }
-
-    /// One consent decision.
-    pub fn consent_check(&self, result: &str) {
         self.consent_checks
             .get_or_create(&ResultLabels {
                 result: result.to_owned(),

@@ -1,7 +1,7 @@
 //! Builds the gateway from its configuration and serves it.
 //!
 //! The gRPC port requires a client certificate that chains to the
-//! configured CA and is not revoked (see [`crate::tls`]); a client without
+//! configured CA and is not revoked (see [`crate::net::tls`]); a client without
 //! one, or with one from another CA, fails the handshake before any
 //! service code runs. The services share one [`Gateway`].
 
@@ -18,144 +18,12 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::access_log::AccessLogService;
-use crate::audit::AuditWriter;
 use crate::config::{Config, ConfigError};
-use crate::consent::ConsentsService;
-use crate::exchange::RecordExchangeService;
-use crate::metrics::Metrics;
-use crate::routing::Router;
-use crate::signing::JwsSigner;
-use crate::store::{Store, StoreError};
+use crate::service::access_log::AccessLogService;
+use crate::service::consents::ConsentsService;
+use crate::service::exchange::RecordExchangeService;
+use crate::state::{Gateway, StartError};
 use crate::time::Clock;
-
-/// Why the gateway could not start or stopped.
-#[derive(Debug)]
-pub enum StartError {
-    /// The configuration is unusable.
-    Config(ConfigError),
-    /// A certificate or key file could not be read.
-    Tls(String),
-    /// The store could not be opened.
-    Store(StoreError),
-    /// The listen address could not be bound.
-    Bind(String),
-    /// The gRPC server failed.
-    Transport(tonic::transport::Error),
-}
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StartError::Config(e) => write!(f, "{e}"),
-            StartError::Tls(m) => write!(f, "TLS: {m}"),
-            StartError::Store(e) => write!(f, "{e}"),
-            StartError::Bind(m) => write!(f, "{m}"),
-            StartError::Transport(e) => write!(f, "gRPC server: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for StartError {}
-
-/// Everything a request needs: configuration, store, routing table, clock.
-#[derive(Debug)]
-pub struct Gateway {
-    /// The validated configuration.
-    pub config: Config,
-    /// Consents and audit.
-    pub store: Store,
-    /// Channels to the adapters.
-    pub router: crate::routing::Router,
-    /// Where "now" comes from.
-    pub clock: Clock,
-    /// Signs consent receipts and audit checkpoints with the gateway's key.
-    pub signer: Arc<crate::signing::SignerSlot>,
-    /// Commits audit entries (group commit) and signs checkpoints.
-    pub audit: AuditWriter,
-    /// What operators scrape.
-    pub metrics: Metrics,
-    /// Requests per agency.
-    pub rate: crate::rate::RateLimiter,
-    /// The agency-facing TLS material, reloaded on change.
-    pub server_tls: Arc<crate::tls::ServerTls>,
-}
-
-fn read(path: &Path) -> Result<String, StartError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| StartError::Tls(format!("cannot read {}: {e}", path.display())))
-}
-
-impl Gateway {
-    /// Opens the store, reads the certificates and prepares the channels to
-    /// the adapters.
-    pub async fn new(config: Config, clock: Clock) -> Result<Arc<Gateway>, StartError> {
-        samverka_adapter::install_crypto_provider();
-        let g = &config.gateway;
-        let (cert_pem, key_pem) = (read(&g.cert)?, read(&g.key)?);
-        let signer = JwsSigner::from_pem(&cert_pem, &key_pem, g.org_number.as_str())
-            .map_err(|e| StartError::Tls(format!("{}: {e}", g.key.display())))?;
-        let signer = Arc::new(crate::signing::SignerSlot::new(signer));
-        let server_tls = crate::tls::ServerTls::load(
-            crate::tls::TlsFiles {
-                cert: g.cert.clone(),
-                key: g.key.clone(),
-                ca: g.ca_cert.clone(),
-                crls: g.crls.clone(),
-                client_cert: g.client_cert.clone(),
-                client_key: g.client_key.clone(),
-                issuer: g.org_number.to_string(),
-            },
-            signer.clone(),
-        )
-        .map_err(StartError::Tls)?;
-        let metrics = Metrics::new();
-        let router = Router::new(
-            &config.adapters,
-            server_tls.clone(),
-            metrics.clone(),
-            config.limits.breaker_failures,
-            config.limits.breaker_pause,
-        )
-        .map_err(StartError::Tls)?;
-        let store = Store::open(&g.store).await.map_err(StartError::Store)?;
-        metrics.watch_access_index(store.access_index_progress());
-        let audit = AuditWriter::spawn(
-            store.clone(),
-            signer.clone(),
-            clock.clone(),
-            config.audit.checkpoints,
-            metrics.clone(),
-        );
-        let rate =
-            crate::rate::RateLimiter::new(config.limits.rate_per_second, config.limits.burst);
-        Ok(Arc::new(Gateway {
-            config,
-            store,
-            router,
-            clock,
-            signer,
-            audit,
-            metrics,
-            rate,
-            server_tls,
-        }))
-    }
-
-    /// Whether this gateway can answer reads now: its audit writer commits
-    /// ([`AuditWriter::ready`]) and its store answers. The error says why
-    /// not, for an operator.
-    pub async fn ready(&self) -> Result<(), String> {
-        self.audit
-            .ready()
-            .map_err(|e| format!("audit trail unavailable: {e}"))?;
-        self.store
-            .audit_head()
-            .await
-            .map(drop)
-            .map_err(|e| format!("store unavailable: {e}"))
-    }
-}
 
 /// The gateway's gRPC services by their full names, as the health and
 /// reflection services list them.
@@ -250,7 +118,7 @@ pub async fn serve(
                 .max_encoding_message_size(max_response),
         )
         .serve_with_incoming_shutdown(
-            crate::tls::incoming(listener, gateway.server_tls.clone(), metrics),
+            crate::net::tls::incoming(listener, gateway.server_tls.clone(), metrics),
             shutdown,
         )
         .await

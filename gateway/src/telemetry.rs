@@ -141,8 +141,8 @@ macro_rules! step_span {
 pub(crate) use step_span;
 
 /// Records the decision of a request on its span.
-pub fn record_decision(span: &Span, decision: &str, reason: &str) {
-    span.record("samverka.decision", decision);
+pub fn record_decision(span: &Span, decision: crate::audit::Decision, reason: &str) {
+    span.record("samverka.decision", decision.as_str());
     if !reason.is_empty() {
         span.record("samverka.reason", reason);
         span.record("otel.status_code", "ERROR");

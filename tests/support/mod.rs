@@ -1,22 +1,29 @@
 //! Shared set-up for the end-to-end tests: a real demo network (dev PKI,
-//! SQLite file, two adapters and a gateway on 127.0.0.1:0, real mTLS) in a
+//! SQLite file, the reference adapters and a gateway on 127.0.0.1:0, real mTLS) in a
 //! temporary directory, and small helpers to call it.
 
 #![allow(dead_code, unreachable_pub)]
 
-use samverka::Clock;
-use samverka::demo::{DEMO_PURPOSE, DEMO_SUBJECT, Network, READER_AGENCY};
-use samverka::time::to_timestamp;
+use samverka::cli::demo::{DEMO_PURPOSE, DEMO_SUBJECT, Network, READER_AGENCY};
+use samverka_gateway::Clock;
+use samverka_gateway::time::to_timestamp;
 use samverka_proto::v1::consents_client::ConsentsClient;
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
 use samverka_proto::v1::{GetRecordsRequest, GrantConsentRequest};
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
+pub mod audit;
 pub mod postgres;
 pub mod process;
+pub mod store;
 
 pub const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// The demo network's higher-education source agency.
+pub const HE: &str = samverka_adapter_higher_education::DEMO_AGENCY;
+/// The demo network's employment source agency.
+pub const EMP: &str = samverka_adapter_employment::DEMO_AGENCY;
 
 /// A running network and the directory it lives in (removed on drop).
 pub struct TestNet {
@@ -96,7 +103,7 @@ pub async fn grant(net: &Network, purpose: &str, record_types: &[&str]) -> Strin
 /// The demo consent: the reader may read course results and employment
 /// periods of the demo person for study guidance. Returns its id.
 pub async fn grant_demo_consent(net: &Network) -> String {
-    grant(net, DEMO_PURPOSE, &samverka::demo::DEMO_RECORD_TYPES).await
+    grant(net, DEMO_PURPOSE, &samverka::cli::demo::DEMO_RECORD_TYPES).await
 }
 
 pub fn read_request(subject: &str, record_types: &[&str], purpose: &str) -> GetRecordsRequest {

@@ -45,7 +45,7 @@ fn shell_quote(s: &str) -> String {
 fn tls_files(dir: &Path) -> ClientTls {
     use samverka_certs::dev::{CertRequest, DevCa};
     use samverka_certs::{OrgNumber, Role};
-    let org = OrgNumber::parse(samverka::demo::GATEWAY_AGENCY).unwrap();
+    let org = OrgNumber::parse(samverka::cli::demo::GATEWAY_AGENCY).unwrap();
     let ca = DevCa::generate("samverka test database CA").unwrap();
     // For localhost and 127.0.0.1.
     let server = ca

@@ -103,7 +103,7 @@ pub fn start_replica_env(bin: &str, config: &Path, env: &[(&str, &str)]) -> Repl
 /// returns their names and addresses, for `demo_config`.
 pub async fn spawn_adapters(pki: &DevPkiFiles) -> Vec<(String, SocketAddr)> {
     let mut addresses = Vec::new();
-    for source in &samverka::demo::DEMO_SOURCES {
+    for source in &samverka::cli::demo::DEMO_SOURCES {
         let (name, register) = (source.name, (source.register)());
         let (_, cert, key) = pki.adapters.iter().find(|(n, _, _)| n == name).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -118,9 +118,9 @@ pub async fn spawn_adapters(pki: &DevPkiFiles) -> Vec<(String, SocketAddr)> {
 }
 
 /// The TLS material of the demo agency `name` in `pki`.
-pub fn agency_tls(pki: &DevPkiFiles, name: &str) -> samverka::client::AgencyTls {
+pub fn agency_tls(pki: &DevPkiFiles, name: &str) -> samverka_gateway::net::client::AgencyTls {
     let (_, cert, key) = pki.agencies.iter().find(|(n, _, _)| n == name).unwrap();
-    samverka::client::AgencyTls::from_files(&pki.ca_cert, cert, key).unwrap()
+    samverka_gateway::net::client::AgencyTls::from_files(&pki.ca_cert, cert, key).unwrap()
 }
 
 /// A `samverka serve` process in `dir`: the demo's configuration for
@@ -136,7 +136,7 @@ pub fn start_gateway(
     let config = dir.join("gateway.toml");
     std::fs::write(
         &config,
-        samverka::demo::demo_config(
+        samverka::cli::demo::demo_config(
             pki,
             "127.0.0.1:0",
             "127.0.0.1:0",
@@ -150,8 +150,8 @@ pub fn start_gateway(
 }
 
 /// The SQLite store of a gateway started by [`start_gateway`] in `dir`.
-pub async fn gateway_store(dir: &Path) -> samverka::store::Store {
-    samverka::store::Store::open(&samverka::store::StoreLocation::parse(
+pub async fn gateway_store(dir: &Path) -> samverka_gateway::store::Store {
+    samverka_gateway::store::Store::open(&samverka_gateway::store::StoreLocation::parse(
         &dir.join("samverka.db").display().to_string(),
         dir,
     ))
@@ -161,7 +161,11 @@ pub async fn gateway_store(dir: &Path) -> samverka::store::Store {
 
 /// The entry `audit_id` about `subject` in the audit trail of the gateway
 /// started in `dir`; panics if there is none.
-pub async fn audit_entry(dir: &Path, subject: &str, audit_id: &str) -> samverka::store::AuditEntry {
+pub async fn audit_entry(
+    dir: &Path,
+    subject: &str,
+    audit_id: &str,
+) -> samverka_gateway::audit::AuditEntry {
     gateway_store(dir)
         .await
         .audit_entries(Some(subject))
@@ -175,7 +179,7 @@ pub async fn audit_entry(dir: &Path, subject: &str, audit_id: &str) -> samverka:
 impl Replica {
     /// An mTLS channel to this gateway as the demo agency `name`.
     pub async fn channel(&self, pki: &DevPkiFiles, name: &str) -> tonic::transport::Channel {
-        samverka::client::connect(
+        samverka_gateway::net::client::connect(
             &self.address.to_string(),
             "localhost",
             &agency_tls(pki, name),
@@ -187,16 +191,16 @@ impl Replica {
     /// Records, as the registrar, the reader's consent to read
     /// `record_types` of the demo person for the demo purpose, for a day.
     pub async fn grant(&self, pki: &DevPkiFiles, record_types: &[&str], request_id: &str) {
-        let now = samverka::time::system_now_ms();
+        let now = samverka_gateway::time::system_now_ms();
         samverka_proto::v1::consents_client::ConsentsClient::new(
             self.channel(pki, "registrar").await,
         )
         .grant(samverka_proto::v1::GrantConsentRequest {
-            subject_id: samverka::demo::DEMO_SUBJECT.into(),
-            grantee_agency: samverka::demo::READER_AGENCY.into(),
+            subject_id: samverka::cli::demo::DEMO_SUBJECT.into(),
+            grantee_agency: samverka::cli::demo::READER_AGENCY.into(),
             record_types: record_types.iter().map(|t| t.to_string()).collect(),
-            purpose: samverka::demo::DEMO_PURPOSE.into(),
-            valid_until: Some(samverka::time::to_timestamp(now + 24 * 3600 * 1000)),
+            purpose: samverka::cli::demo::DEMO_PURPOSE.into(),
+            valid_until: Some(samverka_gateway::time::to_timestamp(now + 24 * 3600 * 1000)),
             request_id: request_id.into(),
             ..Default::default()
         })

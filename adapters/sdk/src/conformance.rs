@@ -118,12 +118,7 @@ async fn raw_client(
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
     crate::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(cfg.ca_pem.as_bytes()) {
-        roots
-            .add(cert.map_err(|e| format!("CA: {e}"))?)
-            .map_err(|e| format!("CA: {e}"))?;
-    }
+    let roots = crate::root_store(cfg.ca_pem.as_bytes()).map_err(|e| format!("CA: {e}"))?;
     let chain = CertificateDer::pem_slice_iter(cfg.gateway_cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("certificate: {e}"))?;

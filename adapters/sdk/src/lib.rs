@@ -219,12 +219,7 @@ impl AdapterTls {
         use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
         let bad = |what: &str, e: &dyn std::fmt::Display| ServeError::Io(format!("{what}: {e}"));
         let provider = std::sync::Arc::new(crypto_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
-            roots
-                .add(cert.map_err(|e| bad("CA", &e))?)
-                .map_err(|e| bad("CA", &e))?;
-        }
+        let roots = root_store(self.ca_pem.as_bytes()).map_err(|e| bad("CA", &e))?;
         let mut crls = Vec::new();
         for pem in &self.crl_pems {
             for crl in CertificateRevocationListDer::pem_slice_iter(pem.as_bytes()) {
@@ -300,6 +295,26 @@ impl std::error::Error for ServeError {}
 pub fn install_crypto_provider() {
     // An Err means a provider is already installed, which is what we want.
     let _ = crypto_provider().install_default();
+}
+
+/// The certificates of a PEM trust bundle as a rustls root store: the one
+/// place samverka reads a trust bundle (the gateway's ports, its client
+/// side towards adapters and PostgreSQL, adapters, the conformance kit).
+/// A certificate that does not parse, or a bundle with none, is an error
+/// saying so.
+pub fn root_store(pem: &[u8]) -> Result<rustls::RootCertStore, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    if roots.is_empty() {
+        return Err("no certificate".into());
+    }
+    Ok(roots)
 }
 
 /// The TLS crypto provider of every samverka endpoint: aws-lc-rs (TLS 1.3

@@ -15,7 +15,8 @@
 //!   `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` may name another collector),
 //!   every `OTEL_METRIC_EXPORT_INTERVAL` milliseconds (60 s by default).
 //!   Off by default: the gateway's Prometheus `/metrics` has the same
-//!   numbers, and recording them twice costs about 5 % of throughput.
+//!   numbers, and recording them twice costs throughput
+//!   (`docs/performance.md`).
 //! - **Sampling** is parent-based: a request whose caller sampled (or did
 //!   not sample) its trace is treated alike; a new trace is sampled with
 //!   the configured ratio. `OTEL_TRACES_SAMPLER` and

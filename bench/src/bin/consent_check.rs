@@ -21,9 +21,9 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use samverka::consent::decide;
-use samverka::store::{Store, StoreLocation, StoredConsent};
 use samverka_bench::synthetic_subject;
+use samverka_gateway::pipeline::consent::decide;
+use samverka_gateway::store::{Store, StoreLocation, StoredConsent};
 
 #[derive(Parser)]
 #[command(about = "Consent-check latency against store size")]
@@ -176,7 +176,7 @@ const ROUNDS: usize = 10;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let now_ms = samverka::time::system_now_ms();
+    let now_ms = samverka_gateway::time::system_now_ms();
     let mut backends: Vec<&str> = Vec::new();
     if !args.no_sqlite {
         backends.push("sqlite");

@@ -19,12 +19,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use samverka::client::connect;
-use samverka::demo::{DEMO_PURPOSE, DEMO_SOURCES, DEMO_SUBJECT, pki_spec};
+use samverka::cli::demo::{DEMO_PURPOSE, DEMO_SOURCES, DEMO_SUBJECT, pki_spec};
 use samverka_bench::{
     BoxError, agency_tls, grant_reader_consent, samverka_binary, start_adapter, start_demo_gateway,
 };
 use samverka_certs::dev::write_dev_pki;
+use samverka_gateway::net::client::connect;
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
 use samverka_proto::v1::{GetCompetencePassportRequest, GetRecordsRequest, source_outcome};
 

@@ -24,7 +24,7 @@
 //!
 //! Every so often a gateway signs the current head: a compact JWS of type
 //! `samverka-audit-checkpoint+jwt` whose payload is
-//! `{"iss","seq","hash","time"}` (see [`crate::signing`]). A checkpoint
+//! `{"iss","seq","hash","time"}` (see [`crate::credential::signing`]). A checkpoint
 //! makes three more things detectable: a trail rewritten and re-chained
 //! from some entry on (the hash at the checkpoint changes), entries removed
 //! from the end (the trail ends before a checkpoint), and, after old entries
@@ -36,8 +36,69 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::signing::{JwsSigner, SignatureError};
-use crate::store::{AuditCheckpoint, AuditEntry, AuditHead};
+use crate::credential::signing::{JwsSigner, SignatureError};
+
+/// One decision of the gateway, as the audit trail records it.
+///
+/// `seq`, `prev_hash` and `hash` link it into the hash chain (see
+/// this module); the store sets them when it appends the entry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEntry {
+    /// Position in the trail: 1, 2, 3, ... without gaps.
+    pub seq: i64,
+    /// Hex SHA-256 of the entry before (64 zeros for the first).
+    pub prev_hash: String,
+    /// Hex SHA-256 of this entry's canonical encoding.
+    pub hash: String,
+    /// Its id (a UUID), returned to the caller.
+    pub audit_id: String,
+    /// When the decision was made (Unix ms).
+    pub time_ms: i64,
+    /// The calling agency's organisation number; empty if unknown.
+    pub caller: String,
+    /// The gRPC method, e.g. `RecordExchange/GetRecords`.
+    pub method: String,
+    /// The person, as asked for (even if malformed).
+    pub subject_id: String,
+    /// The record types asked for.
+    pub record_types: Vec<String>,
+    /// The purpose stated.
+    pub purpose: String,
+    /// The consent that allowed the read, if any.
+    pub consent_id: String,
+    /// The sources asked and their outcomes, e.g. `2021999046=OK`.
+    pub sources: Vec<String>,
+    /// `allowed` or `denied`.
+    pub decision: String,
+    /// The denial reason (empty when allowed).
+    pub reason: String,
+    /// The trace id of the request, when traced.
+    pub trace_id: String,
+}
+
+/// A signed checkpoint of the audit trail: the hash of entry `seq`, signed
+/// by a gateway, so that later edits, re-chaining and removal of the tail
+/// are detectable.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditCheckpoint {
+    /// The entry it covers; everything up to it is fixed by `hash`.
+    pub seq: i64,
+    /// That entry's hash.
+    pub hash: String,
+    /// When it was made (Unix ms).
+    pub time_ms: i64,
+    /// The compact JWS (type `samverka-audit-checkpoint+jwt`).
+    pub jws: String,
+}
+
+/// The end of the audit trail: the last entry's position and hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    /// The last entry's seq (0 before the first).
+    pub seq: i64,
+    /// The last entry's hash (64 zeros before the first).
+    pub hash: String,
+}
 
 /// The JWS type of a checkpoint.
 pub const CHECKPOINT_TYPE: &str = "samverka-audit-checkpoint+jwt";
@@ -202,9 +263,9 @@ impl ChainCheck {
     ) -> Result<ChainCheck, Broken> {
         let mut verified = BTreeMap::new();
         for cp in checkpoints {
-            let claims: Option<CheckpointClaims> = gateway_certs
-                .iter()
-                .find_map(|cert| crate::signing::verify(&cp.jws, CHECKPOINT_TYPE, cert).ok());
+            let claims: Option<CheckpointClaims> = gateway_certs.iter().find_map(|cert| {
+                crate::credential::signing::verify(&cp.jws, CHECKPOINT_TYPE, cert).ok()
+            });
             let broken = |problem: &str| Broken {
                 seq: cp.seq,
                 audit_id: None,

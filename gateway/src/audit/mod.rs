@@ -11,31 +11,39 @@
 //! types and purpose asked for, the consent that allowed the read, the
 //! sources asked with their outcomes, the decision and its reason. What a
 //! caller sent is recorded as sent, but bounded in length and with list
-//! separators replaced, so a hostile request cannot bloat or garble the
-//! trail.
+//! separators replaced ([`crate::pipeline::validate::sanitize`]), so a
+//! hostile request cannot bloat or garble the trail.
 
 pub mod chain;
 pub mod writer;
 
+pub use chain::{AuditCheckpoint, AuditEntry, AuditHead};
 pub use writer::AuditWriter;
 
-use crate::store::AuditEntry;
+/// What was decided about a request: the `decision` of its audit entry,
+/// its metrics and its span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// The request was answered.
+    Allowed,
+    /// The request was refused (the entry's `reason` says why).
+    Denied,
+}
 
-/// `decision` of an allowed read.
-pub const ALLOWED: &str = "allowed";
-/// `decision` of a refused read.
-pub const DENIED: &str = "denied";
+impl Decision {
+    /// The stable string stored in entries and used as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allowed => "allowed",
+            Decision::Denied => "denied",
+        }
+    }
+}
 
-/// The longest field the audit keeps of what a caller sent.
-const MAX_FIELD: usize = 64;
-
-/// What a caller sent, made safe to keep: at most 64 characters, no
-/// commas (the store's list separator), no control characters.
-pub fn sanitize(s: &str) -> String {
-    s.chars()
-        .take(MAX_FIELD)
-        .map(|c| if c == ',' || c.is_control() { '_' } else { c })
-        .collect()
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The sources asked and their outcomes, as an entry records them:
@@ -76,7 +84,7 @@ pub fn entry(method: &str, time_ms: i64) -> AuditEntry {
         purpose: String::new(),
         consent_id: String::new(),
         sources: Vec::new(),
-        decision: DENIED.to_owned(),
+        decision: Decision::Denied.as_str().to_owned(),
         reason: String::new(),
         trace_id: String::new(),
     }
@@ -89,11 +97,5 @@ mod tests {
         let ids: Vec<String> = (0..10_000).map(|_| super::new_id()).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids must ascend");
         assert!(ids.iter().all(|id| uuid::Uuid::parse_str(id).is_ok()));
-    }
-
-    #[test]
-    fn sanitize_bounds_and_cleans() {
-        assert_eq!(super::sanitize("a,b\nc"), "a_b_c");
-        assert_eq!(super::sanitize(&"x".repeat(1000)).len(), 64);
     }
 }

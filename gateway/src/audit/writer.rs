@@ -20,7 +20,7 @@
 //! when a commit's sync returns while the CPU is busy with requests, the
 //! writer does not preempt them but waits for its turn, and the entries
 //! that arrive meanwhile join the next batch. On an idle CPU it runs at
-//! once, as before. So a saturated gateway makes fewer, larger commits
+//! once. So a saturated gateway makes fewer, larger commits
 //! (fewer syncs per request) without a delay that would slow a quiet one.
 //!
 //! [`AuditWriter::close`] stops it before the process exits: entries
@@ -42,8 +42,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::chain;
-use crate::signing::{JwsSigner, SignerSlot};
-use crate::store::{AuditEntry, Store, StoreError};
+use crate::audit::chain::AuditEntry;
+use crate::credential::signing::{JwsSigner, SignerSlot};
+use crate::store::{Store, StoreError};
 use crate::time::Clock;
 
 /// The most entries committed in one transaction.
@@ -201,10 +202,9 @@ impl AuditWriter {
 }
 
 /// Puts the calling thread under the `SCHED_BATCH` policy, at the same
-/// nice value: it is scheduled as before, except that waking up does not
-/// let it preempt a running thread. Any process may choose it (no
-/// capability needed). Measured in `docs/performance.md`: the same or
-/// better throughput at every load tried, and more at saturation.
+/// nice value: it is scheduled like any thread, except that waking up
+/// does not let it preempt a running one. Any process may choose it (no
+/// capability needed); `docs/performance.md` has its effect.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn run_as_batch_work() -> std::io::Result<()> {

@@ -1,4 +1,11 @@
+//! Tests of the whole file through `Config::from_toml`: a good
+//! configuration, errors naming their line or key, and properties over
+//! arbitrary text. Each section's parser is also tested in its own file.
+
+use std::time::Duration;
+
 use super::*;
+use crate::store::StoreLocation;
 
 const GOOD: &str = r#"
 [gateway]

@@ -34,6 +34,7 @@ mod sqlite;
 
 use std::path::{Path, PathBuf};
 
+use crate::audit::chain::{AuditCheckpoint, AuditEntry, AuditHead};
 pub use access_index::IndexProgress;
 pub use postgres::PostgresStore;
 pub use sqlite::{SqliteStore, SqliteTrail};
@@ -114,68 +115,6 @@ pub struct StoredConsent {
     pub revoked_at_ms: Option<i64>,
     /// Why it was revoked.
     pub revocation_reason: Option<String>,
-}
-
-/// One decision of the gateway, as the audit trail records it.
-///
-/// `seq`, `prev_hash` and `hash` link it into the hash chain (see
-/// [`crate::audit::chain`]); the store sets them when it appends the entry.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AuditEntry {
-    /// Position in the trail: 1, 2, 3, ... without gaps.
-    pub seq: i64,
-    /// Hex SHA-256 of the entry before (64 zeros for the first).
-    pub prev_hash: String,
-    /// Hex SHA-256 of this entry's canonical encoding.
-    pub hash: String,
-    /// Its id (a UUID), returned to the caller.
-    pub audit_id: String,
-    /// When the decision was made (Unix ms).
-    pub time_ms: i64,
-    /// The calling agency's organisation number; empty if unknown.
-    pub caller: String,
-    /// The gRPC method, e.g. `RecordExchange/GetRecords`.
-    pub method: String,
-    /// The person, as asked for (even if malformed).
-    pub subject_id: String,
-    /// The record types asked for.
-    pub record_types: Vec<String>,
-    /// The purpose stated.
-    pub purpose: String,
-    /// The consent that allowed the read, if any.
-    pub consent_id: String,
-    /// The sources asked and their outcomes, e.g. `2021999046=OK`.
-    pub sources: Vec<String>,
-    /// `allowed` or `denied`.
-    pub decision: String,
-    /// The denial reason (empty when allowed).
-    pub reason: String,
-    /// The trace id of the request, when traced.
-    pub trace_id: String,
-}
-
-/// A signed checkpoint of the audit trail: the hash of entry `seq`, signed
-/// by a gateway, so that later edits, re-chaining and removal of the tail
-/// are detectable.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AuditCheckpoint {
-    /// The entry it covers; everything up to it is fixed by `hash`.
-    pub seq: i64,
-    /// That entry's hash.
-    pub hash: String,
-    /// When it was made (Unix ms).
-    pub time_ms: i64,
-    /// The compact JWS (type `samverka-audit-checkpoint+jwt`).
-    pub jws: String,
-}
-
-/// The end of the audit trail: the last entry's position and hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditHead {
-    /// The last entry's seq (0 before the first).
-    pub seq: i64,
-    /// The last entry's hash (64 zeros before the first).
-    pub hash: String,
 }
 
 /// What happened to a revocation.

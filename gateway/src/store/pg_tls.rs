@@ -14,7 +14,7 @@
 //!   unchecked server. `verify-ca` (chain but not name) is refused.
 //! - `sslcert` and `sslkey` (both or neither): a client certificate, for
 //!   the server's `cert` authentication (its common name is the user).
-//! - No `sslmode`, or `disable`, `allow`, `prefer`: no TLS, as before.
+//! - No `sslmode`, or `disable`, `allow`, `prefer`: no TLS.
 //!
 //! In a configuration file, relative paths are taken from its directory,
 //! like every other path there.
@@ -155,20 +155,14 @@ fn connector(
     cert: Option<&str>,
     key: Option<&str>,
 ) -> Result<MakeRustlsConnect, StoreError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_slice_iter(&read("sslrootcert", root)?) {
-        let ca = ca.map_err(|e| error(format!("sslrootcert {root}: {e}")))?;
-        roots
-            .add(ca)
-            .map_err(|e| error(format!("sslrootcert {root}: {e}")))?;
-    }
-    if roots.is_empty() {
-        return Err(error(format!("sslrootcert {root} holds no certificate")));
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(error)?
-        .with_root_certificates(Arc::new(roots));
+    let roots = samverka_adapter::root_store(&read("sslrootcert", root)?)
+        .map_err(|e| error(format!("sslrootcert {root}: {e}")))?;
+    let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        samverka_adapter::crypto_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(error)?
+    .with_root_certificates(Arc::new(roots));
     let config = match (cert, key) {
         (None, None) => builder.with_no_client_auth(),
         (Some(cert), Some(key)) => {

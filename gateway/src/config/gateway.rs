@@ -1,0 +1,152 @@
+//! The `[gateway]` section: the listening addresses, the gateway's
+//! organisation, its TLS files, the store and the request deadlines.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use samverka_certs::OrgNumber;
+use serde::Deserialize;
+
+use super::ConfigError;
+use super::fields::org_number;
+use crate::store::StoreLocation;
+
+/// The `[gateway]` section.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// Where agencies connect (gRPC over mTLS).
+    pub address: SocketAddr,
+    /// Certificate revocation lists checked at every agency handshake.
+    pub crls: Vec<PathBuf>,
+    /// The operators' plain-HTTP listener: `/metrics`, `/healthz`,
+    /// `/readyz` (default `127.0.0.1:9464`).
+    pub admin_address: SocketAddr,
+    /// The organisation operating this gateway.
+    pub org_number: OrgNumber,
+    /// Trust anchor for agency and adapter certificates.
+    pub ca_cert: PathBuf,
+    /// Server certificate.
+    pub cert: PathBuf,
+    /// Server key.
+    pub key: PathBuf,
+    /// Client certificate towards adapters.
+    pub client_cert: PathBuf,
+    /// Client key towards adapters.
+    pub client_key: PathBuf,
+    /// The consent and audit store.
+    pub store: StoreLocation,
+    /// Deadline for a request whose caller set none.
+    pub default_deadline: Duration,
+    /// The longest deadline a caller may set.
+    pub max_deadline: Duration,
+}
+
+/// The section as written. Field order and the type's name show in serde's
+/// messages ("unknown field ..., expected one of ..."), so they stay as
+/// they are.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGateway {
+    address: SocketAddr,
+    #[serde(deserialize_with = "org_number")]
+    org_number: OrgNumber,
+    ca_cert: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+    store: String,
+    #[serde(default = "default_deadline_ms")]
+    default_deadline_ms: u64,
+    #[serde(default = "max_deadline_ms")]
+    max_deadline_ms: u64,
+    #[serde(default = "default_admin_address")]
+    admin_address: SocketAddr,
+    #[serde(default)]
+    crls: Vec<PathBuf>,
+}
+
+fn default_admin_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+
+fn default_deadline_ms() -> u64 {
+    5_000
+}
+
+fn max_deadline_ms() -> u64 {
+    30_000
+}
+
+/// Checks the deadlines and resolves relative paths (the TLS files, the
+/// CRLs and a SQLite store) against `base_dir`.
+pub(super) fn parse(g: RawGateway, base_dir: &Path) -> Result<GatewaySettings, ConfigError> {
+    if g.default_deadline_ms == 0 || g.default_deadline_ms > g.max_deadline_ms {
+        return Err(ConfigError::for_key(
+            "gateway.default_deadline_ms",
+            "must be between 1 and gateway.max_deadline_ms",
+        ));
+    }
+    let path = |p: PathBuf| if p.is_absolute() { p } else { base_dir.join(p) };
+    Ok(GatewaySettings {
+        address: g.address,
+        crls: g.crls.into_iter().map(path).collect(),
+        admin_address: g.admin_address,
+        org_number: g.org_number,
+        ca_cert: path(g.ca_cert),
+        cert: path(g.cert),
+        key: path(g.key),
+        client_cert: path(g.client_cert),
+        client_key: path(g.client_key),
+        store: StoreLocation::parse(&g.store, base_dir),
+        default_deadline: Duration::from_millis(g.default_deadline_ms),
+        max_deadline: Duration::from_millis(g.max_deadline_ms),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+address = "127.0.0.1:8443"
+org_number = "2021999012"
+ca_cert = "ca.pem"
+cert = "gateway.pem"
+key = "gateway.key"
+client_cert = "client.pem"
+client_key = "/etc/client.key"
+store = "samverka.db"
+"#;
+
+    fn parse_text(text: &str) -> Result<GatewaySettings, ConfigError> {
+        parse(toml::from_str(text).unwrap(), Path::new("/srv"))
+    }
+
+    #[test]
+    fn defaults_and_resolved_paths() {
+        let g = parse_text(MINIMAL).unwrap();
+        assert_eq!(g.admin_address, SocketAddr::from(([127, 0, 0, 1], 9464)));
+        assert_eq!(g.default_deadline, Duration::from_secs(5));
+        assert_eq!(g.max_deadline, Duration::from_secs(30));
+        assert!(g.crls.is_empty());
+        assert_eq!(g.ca_cert, Path::new("/srv/ca.pem"));
+        assert_eq!(g.client_key, Path::new("/etc/client.key"));
+        assert_eq!(g.store, StoreLocation::Sqlite("/srv/samverka.db".into()));
+    }
+
+    #[test]
+    fn a_default_deadline_above_the_maximum_is_refused() {
+        let e = parse_text(&format!(
+            "{MINIMAL}default_deadline_ms = 2000\nmax_deadline_ms = 1000"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            " gateway.default_deadline_ms: must be between 1 and gateway.max_deadline_ms"
+        );
+        let e = parse_text(&format!("{MINIMAL}default_deadline_ms = 0")).unwrap_err();
+        assert_eq!(e.key, "gateway.default_deadline_ms");
+    }
+}

@@ -1,0 +1,286 @@
+//! The `[[agencies]]`, `[[purposes]]` and `[[access_rules]]` tables: who
+//! may call, for which purposes, and who may read what for which purpose.
+//!
+//! They are one section because they refer to each other: an access rule
+//! must name a listed agency and defined purposes. Each entry keeps its
+//! span so that an error names the line of its `[[...]]` header.
+
+use std::collections::HashSet;
+
+use samverka_certs::OrgNumber;
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+use super::ConfigError;
+use super::fields::{org_number, record_types};
+
+/// An agency that may call the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agency {
+    /// Its organisation number, as in its certificate.
+    pub org_number: OrgNumber,
+    /// A name for people.
+    pub name: String,
+    /// Whether it may record consents.
+    pub registrar: bool,
+}
+
+/// A purpose a read may state and a consent may be given for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purpose {
+    /// The code used in requests and consents.
+    pub code: String,
+    /// What it means.
+    pub description: String,
+    /// The record types a consent for this purpose may cover.
+    pub record_types: Vec<String>,
+}
+
+/// Lets one agency read some record types for some purposes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRule {
+    /// The agency.
+    pub agency: OrgNumber,
+    /// The purposes it may state.
+    pub purposes: Vec<String>,
+    /// The record types it may read for those purposes.
+    pub record_types: Vec<String>,
+}
+
+/// The three tables, checked against each other.
+#[derive(Debug)]
+pub(super) struct Registry {
+    pub(super) agencies: Vec<Agency>,
+    pub(super) purposes: Vec<Purpose>,
+    pub(super) access_rules: Vec<AccessRule>,
+}
+
+/// One `[[agencies]]` entry as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAgency {
+    #[serde(deserialize_with = "org_number")]
+    org_number: OrgNumber,
+    name: String,
+    #[serde(default)]
+    registrar: bool,
+}
+
+/// One `[[purposes]]` entry as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPurpose {
+    #[serde(deserialize_with = "purpose_code")]
+    code: String,
+    description: String,
+    #[serde(deserialize_with = "record_types")]
+    record_types: Vec<String>,
+}
+
+/// One `[[access_rules]]` entry as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAccessRule {
+    #[serde(deserialize_with = "org_number")]
+    agency: OrgNumber,
+    purposes: Vec<String>,
+    #[serde(deserialize_with = "record_types")]
+    record_types: Vec<String>,
+}
+
+/// A purpose code: lower-case letters, digits and `_`.
+fn purpose_code<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    let ok = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(s)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "invalid purpose code {s:?}: expected lower-case letters, digits and '_'"
+        )))
+    }
+}
+
+/// Checks the agencies, then the purposes, then the access rules against
+/// both; `text` is the whole file, to turn spans into lines.
+pub(super) fn parse(
+    text: &str,
+    agencies: Vec<Spanned<RawAgency>>,
+    purposes: Vec<Spanned<RawPurpose>>,
+    access_rules: Vec<Spanned<RawAccessRule>>,
+) -> Result<Registry, ConfigError> {
+    let agencies = parse_agencies(text, agencies)?;
+    let purposes = parse_purposes(text, purposes)?;
+    let access_rules = parse_access_rules(text, access_rules, &agencies, &purposes)?;
+    Ok(Registry {
+        agencies,
+        purposes,
+        access_rules,
+    })
+}
+
+/// No organisation number twice.
+fn parse_agencies(text: &str, raw: Vec<Spanned<RawAgency>>) -> Result<Vec<Agency>, ConfigError> {
+    let mut agencies = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, a) in raw.into_iter().enumerate() {
+        let span = a.span();
+        let a = a.into_inner();
+        if !seen.insert(a.org_number.clone()) {
+            return Err(ConfigError::at(
+                text,
+                span,
+                format!("agencies[{i}].org_number"),
+                format!("{} is listed twice", a.org_number),
+            ));
+        }
+        agencies.push(Agency {
+            org_number: a.org_number,
+            name: a.name,
+            registrar: a.registrar,
+        });
+    }
+    Ok(agencies)
+}
+
+/// No purpose code twice.
+fn parse_purposes(text: &str, raw: Vec<Spanned<RawPurpose>>) -> Result<Vec<Purpose>, ConfigError> {
+    let mut purposes: Vec<Purpose> = Vec::new();
+    for (i, p) in raw.into_iter().enumerate() {
+        let span = p.span();
+        let p = p.into_inner();
+        if purposes.iter().any(|q| q.code == p.code) {
+            return Err(ConfigError::at(
+                text,
+                span,
+                format!("purposes[{i}].code"),
+                format!("{:?} is defined twice", p.code),
+            ));
+        }
+        purposes.push(Purpose {
+            code: p.code,
+            description: p.description,
+            record_types: p.record_types,
+        });
+    }
+    Ok(purposes)
+}
+
+/// Each rule names a listed agency and at least one purpose, all defined.
+fn parse_access_rules(
+    text: &str,
+    raw: Vec<Spanned<RawAccessRule>>,
+    agencies: &[Agency],
+    purposes: &[Purpose],
+) -> Result<Vec<AccessRule>, ConfigError> {
+    let mut access_rules = Vec::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let span = r.span();
+        let r = r.into_inner();
+        if !agencies.iter().any(|a| a.org_number == r.agency) {
+            return Err(ConfigError::at(
+                text,
+                span,
+                format!("access_rules[{i}].agency"),
+                format!("{} is not listed under [[agencies]]", r.agency),
+            ));
+        }
+        if r.purposes.is_empty() {
+            return Err(ConfigError::at(
+                text,
+                span,
+                format!("access_rules[{i}].purposes"),
+                "at least one purpose is required".into(),
+            ));
+        }
+        for code in &r.purposes {
+            if !purposes.iter().any(|p| &p.code == code) {
+                return Err(ConfigError::at(
+                    text,
+                    span.clone(),
+                    format!("access_rules[{i}].purposes"),
+                    format!("purpose {code:?} is not defined under [[purposes]]"),
+                ));
+            }
+        }
+        access_rules.push(AccessRule {
+            agency: r.agency,
+            purposes: r.purposes,
+            record_types: r.record_types,
+        });
+    }
+    Ok(access_rules)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The three tables alone, as `Config::from_toml` reads them.
+    #[derive(Deserialize)]
+    struct Tables {
+        #[serde(default)]
+        agencies: Vec<Spanned<RawAgency>>,
+        #[serde(default)]
+        purposes: Vec<Spanned<RawPurpose>>,
+        #[serde(default)]
+        access_rules: Vec<Spanned<RawAccessRule>>,
+    }
+
+    const GOOD: &str = r#"
+[[agencies]]
+org_number = "2021999020"
+name = "Guidance service"
+
+[[purposes]]
+code = "study_guidance"
+description = "Study and career guidance"
+record_types = ["education.course_result"]
+
+[[access_rules]]
+agency = "2021999020"
+purposes = ["study_guidance"]
+record_types = ["education.course_result"]
+"#;
+
+    fn parse_text(text: &str) -> Result<Registry, ConfigError> {
+        let t: Tables = toml::from_str(text).unwrap();
+        parse(text, t.agencies, t.purposes, t.access_rules)
+    }
+
+    #[test]
+    fn empty_tables_and_defaults() {
+        let r = parse_text("").unwrap();
+        assert!(r.agencies.is_empty() && r.purposes.is_empty() && r.access_rules.is_empty());
+        let r = parse_text(GOOD).unwrap();
+        assert!(!r.agencies[0].registrar);
+        assert_eq!(r.purposes[0].code, "study_guidance");
+        assert_eq!(r.access_rules[0].purposes, ["study_guidance"]);
+    }
+
+    #[test]
+    fn a_twice_listed_agency_names_its_header_line() {
+        let text = format!("{GOOD}\n[[agencies]]\norg_number = \"2021999020\"\nname = \"Again\"\n");
+        let e = parse_text(&text).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "16: agencies[1].org_number: 2021999020 is listed twice"
+        );
+    }
+
+    #[test]
+    fn a_rule_without_purposes_or_with_an_undefined_one_is_refused() {
+        let e = parse_text(&GOOD.replace("[\"study_guidance\"]", "[]")).unwrap_err();
+        assert_eq!(e.key, "access_rules[0].purposes");
+        assert_eq!(e.reason, "at least one purpose is required");
+        let e =
+            parse_text(&GOOD.replace("code = \"study_guidance\"", "code = \"other\"")).unwrap_err();
+        assert_eq!(
+            e.reason,
+            "purpose \"study_guidance\" is not defined under [[purposes]]"
+        );
+        assert_eq!(e.line, Some(11)); // the rule's [[access_rules]] header
+    }
+}

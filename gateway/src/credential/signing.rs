@@ -1,0 +1,199 @@
+//! Compact JWS (RFC 7515) signatures made with the gateway's key, for
+//! anything the gateway attests: consent receipts, audit checkpoints.
+//!
+//! The algorithm is ES256 (ECDSA P-256 with SHA-256, in the fixed-size
+//! `r||s` form JWS uses), made with the gateway's server key. The protected
+//! header is `{"alg":"ES256","typ":<what is signed>,"x5t#S256":<SHA-256
+//! thumbprint of the gateway certificate>}`; the payload is JSON.
+//! Verification checks the algorithm and type, that the thumbprint names
+//! the given certificate, and the signature against that certificate's
+//! public key; any changed byte of header, payload or signature fails.
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
+    UnparsedPublicKey,
+};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    alg: String,
+    typ: String,
+    #[serde(rename = "x5t#S256")]
+    x5t_s256: String,
+}
+
+/// Why a signature does not verify, or a signer cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureError(pub String);
+
+impl std::fmt::Display for SignatureError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SignatureError {}
+
+fn err(m: impl Into<String>) -> SignatureError {
+    SignatureError(m.into())
+}
+
+fn thumbprint(cert_der: &[u8]) -> String {
+    B64.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        cert_der,
+    ))
+}
+
+fn cert_der(cert_pem: &str) -> Result<CertificateDer<'static>, SignatureError> {
+    CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .map_err(|e| err(format!("certificate: {e}")))
+}
+
+/// Signs with the gateway's key.
+pub struct JwsSigner {
+    key: EcdsaKeyPair,
+    x5t_s256: String,
+    issuer: String,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for JwsSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwsSigner")
+            .field("x5t#S256", &self.x5t_s256)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwsSigner {
+    /// A signer from the gateway's certificate and its PKCS#8 P-256 key;
+    /// `issuer` is the operator's organisation number, named in what it
+    /// signs.
+    pub fn from_pem(cert_pem: &str, key_pem: &str, issuer: &str) -> Result<Self, SignatureError> {
+        let cert = cert_der(cert_pem)?;
+        let key = PrivatePkcs8KeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| {
+            err(format!(
+                "key: {e} (a PKCS#8 ECDSA P-256 key is needed to sign receipts)"
+            ))
+        })?;
+        let key =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, key.secret_pkcs8_der())
+                .map_err(|e| err(format!("key: {e} (receipts need an ECDSA P-256 key)")))?;
+        let (_, parsed) =
+            X509Certificate::from_der(&cert).map_err(|e| err(format!("certificate: {e}")))?;
+        if parsed.public_key().subject_public_key.data.as_ref() != key.public_key().as_ref() {
+            return Err(err("the key does not belong to the certificate"));
+        }
+        Ok(JwsSigner {
+            key,
+            x5t_s256: thumbprint(&cert),
+            issuer: issuer.to_owned(),
+            rng: SystemRandom::new(),
+        })
+    }
+
+    /// The issuer (the operator's organisation number).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The compact JWS of `claims`, with JWS type `typ`.
+    pub fn sign(&self, typ: &str, claims: &impl Serialize) -> Result<String, SignatureError> {
+        let header = Header {
+            alg: "ES256".into(),
+            typ: typ.into(),
+            x5t_s256: self.x5t_s256.clone(),
+        };
+        let header = serde_json::to_vec(&header).map_err(|e| err(e.to_string()))?;
+        let payload = serde_json::to_vec(claims).map_err(|e| err(e.to_string()))?;
+        let signing_input = format!("{}.{}", B64.encode(header), B64.encode(payload));
+        let signature = self
+            .key
+            .sign(&self.rng, signing_input.as_bytes())
+            .map_err(|_| err("signing failed"))?;
+        Ok(format!(
+            "{signing_input}.{}",
+            B64.encode(signature.as_ref())
+        ))
+    }
+}
+
+/// The gateway's signer in use, replaced when its certificate and key are
+/// reloaded (see [`crate::net::tls`]): what is signed after a rotation verifies
+/// against the new certificate.
+#[derive(Debug)]
+pub struct SignerSlot(std::sync::RwLock<std::sync::Arc<JwsSigner>>);
+
+impl SignerSlot {
+    /// A slot holding `signer`.
+    pub fn new(signer: JwsSigner) -> Self {
+        SignerSlot(std::sync::RwLock::new(std::sync::Arc::new(signer)))
+    }
+
+    /// The signer to use now.
+    pub fn current(&self) -> std::sync::Arc<JwsSigner> {
+        self.0
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Puts `signer` in use.
+    pub fn replace(&self, signer: JwsSigner) {
+        let signer = std::sync::Arc::new(signer);
+        match self.0.write() {
+            Ok(mut s) => *s = signer,
+            Err(p) => *p.into_inner() = signer,
+        }
+    }
+}
+
+/// Verifies a compact JWS of type `typ` against the gateway's certificate
+/// and returns its payload.
+pub fn verify<T: DeserializeOwned>(
+    jws: &str,
+    typ: &str,
+    gateway_cert_pem: &str,
+) -> Result<T, SignatureError> {
+    let jws = jws.trim();
+    let mut parts = jws.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(err(
+            "not a compact JWS (expected three dot-separated parts)",
+        ));
+    };
+    let decode = |part: &str, what: &str| {
+        B64.decode(part)
+            .map_err(|_| err(format!("{what} is not base64url")))
+    };
+    let header: Header =
+        serde_json::from_slice(&decode(h, "header")?).map_err(|e| err(format!("header: {e}")))?;
+    if header.alg != "ES256" {
+        return Err(err(format!("unsupported algorithm {:?}", header.alg)));
+    }
+    if header.typ != typ {
+        return Err(err(format!("expected a {typ}, found typ {:?}", header.typ)));
+    }
+    let cert = cert_der(gateway_cert_pem)?;
+    if header.x5t_s256 != thumbprint(&cert) {
+        return Err(err("signed with another certificate"));
+    }
+    let (_, parsed) =
+        X509Certificate::from_der(&cert).map_err(|e| err(format!("certificate: {e}")))?;
+    let public_key = parsed.public_key().subject_public_key.data.to_vec();
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, public_key)
+        .verify(format!("{h}.{p}").as_bytes(), &decode(s, "signature")?)
+        .map_err(|_| err("signature does not verify"))?;
+    serde_json::from_slice(&decode(p, "payload")?).map_err(|e| err(format!("payload: {e}")))
+}

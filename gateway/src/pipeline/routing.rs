@@ -1,0 +1,482 @@
+//! Step 5 of a request: fan out to the adapters that hold the requested
+//! record types, in parallel, within the caller's deadline.
+//!
+//! The routing table is the `[[adapters]]` section of the configuration:
+//! each adapter serves one agency's register and some record types. The
+//! gateway calls adapters over mutual TLS with its own client certificate
+//! and checks each adapter's server certificate against the trust bundle.
+//! Channels connect lazily and reconnect by themselves, so an adapter that
+//! is down at start is used as soon as it comes up.
+//!
+//! One source failing never fails the request: each source gets a
+//! `SourceOutcome` (`OK`, `UNAVAILABLE`, `DEADLINE_EXCEEDED`,
+//! `SOURCE_ERROR`, or `INVALID_RESPONSE` when it returned records of
+//! another person or of a type not asked for; those records are dropped).
+//! Every record that passes names the source agency from the routing table,
+//! whatever the adapter wrote. A source that keeps failing is not called
+//! for a while ([`crate::pipeline::breaker`]).
+
+use std::time::Duration;
+
+use samverka_proto::adapter::v1::adapter_client::AdapterClient;
+use samverka_proto::adapter::v1::{DescribeRequest, FetchRecordsRequest};
+use samverka_proto::records::v1::Record;
+use samverka_proto::v1::{Source, SourceOutcome, source_outcome};
+use tokio::task::JoinSet;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::pipeline::breaker::{Admission, Breaker};
+use tonic::{Code, Request};
+use tracing::Instrument;
+
+use crate::config::AdapterRoute;
+use crate::pipeline::consent::ConsentPermit;
+
+/// The adapters, a channel to each, and each one's circuit breaker.
+#[derive(Debug, Clone)]
+pub struct Router {
+    sources: Vec<(AdapterRoute, AdapterClient<Channel>)>,
+    breakers: std::sync::Arc<Vec<Breaker>>,
+    metrics: crate::metrics::Metrics,
+}
+
+/// A deadline failure counts against a source's breaker only when the
+/// source had at least this long: a caller's very short deadline says
+/// nothing about the source (and must not pause it for everyone).
+const BREAKER_MIN_BUDGET: Duration = Duration::from_secs(1);
+
+/// What one source is asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePlan {
+    index: usize,
+    record_types: Vec<String>,
+}
+
+/// The question put to every source of a plan.
+#[derive(Debug, Clone)]
+pub struct FetchQuery {
+    /// The person.
+    pub subject_id: String,
+    /// The purpose of the read.
+    pub purpose: String,
+    /// The calling agency.
+    pub requesting_agency: String,
+    /// The audit entry of the read, for the register's own log.
+    pub audit_ref: String,
+    /// The request's W3C trace context; with telemetry off each adapter
+    /// call continues it with a span id of its own.
+    pub traceparent: String,
+}
+
+/// Every source's records and outcome.
+#[derive(Debug, Default)]
+pub struct FetchResult {
+    /// The records that passed the checks.
+    pub records: Vec<Record>,
+    /// One outcome per source asked, in routing-table order.
+    pub outcomes: Vec<SourceOutcome>,
+    /// Per outcome: how long after the fan-out began the source answered
+    /// (or was given up on).
+    pub answered_after: Vec<Duration>,
+}
+
+impl Router {
+    /// Channels to every adapter in `routes`, made with `tls` (the gateway's
+    /// client identity and the trust bundle).
+    /// Each source's breaker opens after `breaker_failures` failures in a
+    /// row, for `breaker_pause`.
+    pub fn new(
+        routes: &[AdapterRoute],
+        tls: std::sync::Arc<crate::net::tls::ServerTls>,
+        metrics: crate::metrics::Metrics,
+        breaker_failures: u32,
+        breaker_pause: Duration,
+    ) -> Result<Router, String> {
+        let sources = routes
+            .iter()
+            .map(|route| {
+                // TLS is done by this connector rather than by tonic, so that
+                // the adapter's certificate is checked against the routing
+                // table (see `adapter_tls`).
+                // The material is taken at each connect, so that a reloaded
+                // client certificate is used from the next connection on.
+                tls.adapter_material().client_config(&route.org_number)?;
+                let server_name =
+                    rustls::pki_types::ServerName::try_from(route.server_name.clone())
+                        .map_err(|e| format!("adapters {}: server name: {e}", route.name))?;
+                let (address, agency, tls) =
+                    (route.address.clone(), route.org_number.clone(), tls.clone());
+                let connect = tower::service_fn(move |_: tonic::transport::Uri| {
+                    let (server_name, address) = (server_name.clone(), address.clone());
+                    let config = tls.adapter_material().client_config(&agency);
+                    async move {
+                        let connector = tokio_rustls::TlsConnector::from(
+                            config.map_err(std::io::Error::other)?,
+                        );
+                        let tcp = tokio::net::TcpStream::connect(&address).await?;
+                        tcp.set_nodelay(true)?;
+                        let tls = connector.connect(server_name, tcp).await?;
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+                    }
+                });
+                let channel = Endpoint::from_shared(format!("http://{}", route.address))
+                    .map_err(|e| format!("adapters {}: address: {e}", route.name))?
+                    .connect_timeout(Duration::from_secs(2))
+                    .connect_with_connector_lazy(connect);
+                Ok((route.clone(), AdapterClient::new(channel)))
+            })
+            .collect::<Result<_, String>>()?;
+        let breakers = routes
+            .iter()
+            .map(|_| Breaker::new(breaker_failures, breaker_pause))
+            .collect();
+        Ok(Router {
+            sources,
+            breakers: std::sync::Arc::new(breakers),
+            metrics,
+        })
+    }
+
+    /// Whether some adapter serves `agency`.
+    pub fn has_source(&self, agency: &str) -> bool {
+        self.sources
+            .iter()
+            .any(|(r, _)| r.org_number.as_str() == agency)
+    }
+
+    /// The sources to ask: those holding any of `record_types`, narrowed to
+    /// `requested` and to the consent's sources when either is non-empty.
+    pub fn plan(
+        &self,
+        record_types: &[String],
+        requested: &[String],
+        permit: &ConsentPermit,
+    ) -> Vec<SourcePlan> {
+        self.sources
+            .iter()
+            .enumerate()
+            .filter(|(_, (route, _))| {
+                let org = route.org_number.as_str();
+                (requested.is_empty() || requested.iter().any(|s| s == org))
+                    && (permit.source_agencies().is_empty()
+                        || permit.source_agencies().iter().any(|s| s == org))
+            })
+            .filter_map(|(index, (route, _))| {
+                let record_types: Vec<String> = record_types
+                    .iter()
+                    .filter(|t| route.record_types.contains(t))
+                    .cloned()
+                    .collect();
+                (!record_types.is_empty()).then_some(SourcePlan {
+                    index,
+                    record_types,
+                })
+            })
+            .collect()
+    }
+
+    /// Asks every source of `plan` at once; each gets `deadline`.
+    pub async fn fetch(
+        &self,
+        plan: Vec<SourcePlan>,
+        query: &FetchQuery,
+        permit: &ConsentPermit,
+        deadline: Duration,
+    ) -> FetchResult {
+        // Polled together on this task rather than spawned: no hand-off to
+        // another thread per source, and answers come back in plan order.
+        let calls = plan.into_iter().map(
+            |SourcePlan {
+                 index,
+                 record_types,
+             }| {
+                let (route, client) = &self.sources[index];
+                let mut client = client.clone();
+                let mut request = Request::new(FetchRecordsRequest {
+                    subject_id: query.subject_id.clone(),
+                    record_types: record_types.clone(),
+                    purpose: query.purpose.clone(),
+                    consent_id: permit.consent_id().to_owned(),
+                    requesting_agency: query.requesting_agency.clone(),
+                    audit_ref: query.audit_ref.clone(),
+                });
+                request.set_timeout(deadline);
+                let (span, traceparent) = crate::telemetry::adapter_call_span(
+                    &route.name,
+                    route.org_number.as_str(),
+                    &record_types,
+                    &query.traceparent,
+                );
+                if let Ok(value) = traceparent.parse() {
+                    request
+                        .metadata_mut()
+                        .insert(samverka_proto::trace::TRACEPARENT, value);
+                }
+                let call_span = span.clone();
+                let breaker = &self.breakers[index];
+                async move {
+                    let started = std::time::Instant::now();
+                    if breaker.admit(started) == Admission::Paused {
+                        call_span.record("samverka.outcome", "CIRCUIT_OPEN");
+                        self.metrics
+                            .source_call(&route.name, "CIRCUIT_OPEN", Duration::ZERO);
+                        let outcome = SourceOutcome {
+                            source_agency: route.org_number.to_string(),
+                            source_name: route.name.clone(),
+                            status: source_outcome::Status::Unavailable as i32,
+                            record_count: 0,
+                            message: "the source failed repeatedly; calls to it are paused \
+                                      for a short while"
+                                .to_owned(),
+                        };
+                        return (Vec::new(), outcome, Duration::ZERO);
+                    }
+                    let answer =
+                        tokio::time::timeout(deadline, client.fetch_records(request)).await;
+                    let (records, outcome) = judge(route, &query.subject_id, &record_types, answer);
+                    let status = source_outcome::Status::try_from(outcome.status)
+                        .unwrap_or(source_outcome::Status::Unspecified);
+                    let took = started.elapsed();
+                    breaker.record(source_failed(status, deadline), std::time::Instant::now());
+                    self.metrics
+                        .source_call(&route.name, status.as_str_name(), took);
+                    call_span.record("samverka.outcome", status.as_str_name());
+                    call_span.record("samverka.record_count", outcome.record_count);
+                    if status != source_outcome::Status::Ok {
+                        call_span.record("otel.status_code", "ERROR");
+                    }
+                    (records, outcome, took)
+                }
+                .instrument(span)
+            },
+        );
+        let mut result = FetchResult::default();
+        for (records, outcome, took) in futures_util::future::join_all(calls).await {
+            result.records.extend(records);
+            result.outcomes.push(outcome);
+            result.answered_after.push(took);
+        }
+        result
+    }
+
+    /// Every source, with what its adapter says about itself when it
+    /// answers `Describe` within `timeout`.
+    pub async fn describe_all(&self, timeout: Duration) -> Vec<Source> {
+        let mut tasks = JoinSet::new();
+        for (index, (route, client)) in self.sources.iter().enumerate() {
+            let mut client = client.clone();
+            let route = route.clone();
+            tasks.spawn(async move {
+                let mut request = Request::new(DescribeRequest {});
+                request.set_timeout(timeout);
+                let answer = tokio::time::timeout(timeout, client.describe(request)).await;
+                let description = match answer {
+                    Ok(Ok(d)) => Some(d.into_inner()),
+                    Ok(Err(status)) => {
+                        tracing::warn!(source = %route.name, code = ?status.code(), "describe failed");
+                        None
+                    }
+                    Err(_) => None,
+                };
+                let source = Source {
+                    agency_id: route.org_number.to_string(),
+                    name: route.name.clone(),
+                    record_types: route.record_types.clone(),
+                    reachable: description.is_some(),
+                    description: description.map(|d| d.name).unwrap_or_default(),
+                };
+                (index, source)
+            });
+        }
+        let mut sources: Vec<(usize, Source)> = tasks.join_all().await;
+        sources.sort_by_key(|(i, _)| *i);
+        sources.into_iter().map(|(_, s)| s).collect()
+    }
+}
+
+/// Whether an outcome says the source is not there (unreachable, or too
+/// slow though it had at least [`BREAKER_MIN_BUDGET`]): what counts against
+/// its circuit breaker.
+fn source_failed(status: source_outcome::Status, deadline: Duration) -> bool {
+    use source_outcome::Status;
+    match status {
+        Status::Unavailable => true,
+        Status::DeadlineExceeded => deadline >= BREAKER_MIN_BUDGET,
+        Status::Ok | Status::SourceError | Status::InvalidResponse | Status::Unspecified => false,
+    }
+}
+
+type Answer = Result<
+    Result<tonic::Response<samverka_proto::adapter::v1::FetchRecordsResponse>, tonic::Status>,
+    tokio::time::error::Elapsed,
+>;
+
+/// Turns one source's answer into the records to pass on and its outcome.
+fn judge(
+    route: &AdapterRoute,
+    subject: &str,
+    asked: &[String],
+    answer: Answer,
+) -> (Vec<Record>, SourceOutcome) {
+    use source_outcome::Status;
+    let outcome = |status: Status, count: usize, message: &str| SourceOutcome {
+        source_agency: route.org_number.to_string(),
+        source_name: route.name.clone(),
+        status: status as i32,
+        record_count: count as u32,
+        message: message.to_owned(),
+    };
+    match answer {
+        Err(_) => (
+            Vec::new(),
+            outcome(
+                Status::DeadlineExceeded,
+                0,
+                "the source did not answer in time",
+            ),
+        ),
+        Ok(Err(status)) => {
+            tracing::warn!(source = %route.name, code = ?status.code(), message = %status.message(), "source failed");
+            // A status made on this side from a transport error (the source
+            // unreachable, or not speaking HTTP/2 and gRPC) carries that
+            // error as its source; one the adapter sent does not.
+            let transport_failed = std::error::Error::source(&status).is_some();
+            let (s, m) = match status.code() {
+                Code::DeadlineExceeded | Code::Cancelled => (
+                    Status::DeadlineExceeded,
+                    "the source did not answer in time",
+                ),
+                Code::Unavailable | Code::Unknown => {
+                    (Status::Unavailable, "the source is unavailable")
+                }
+                _ if transport_failed => (Status::Unavailable, "the source is unavailable"),
+                _ => (Status::SourceError, "the source reported an error"),
+            };
+            (Vec::new(), outcome(s, 0, m))
+        }
+        Ok(Ok(response)) => {
+            let received = response.into_inner().records;
+            let total = received.len();
+            let records: Vec<Record> = received
+                .into_iter()
+                .filter(|r| {
+                    r.subject_id == subject && asked.contains(&r.record_type) && r.payload.is_some()
+                })
+                .map(|mut r| {
+                    r.source_agency = route.org_number.to_string();
+                    r
+                })
+                .collect();
+            if records.len() == total {
+                let n = records.len();
+                (records, outcome(Status::Ok, n, ""))
+            } else {
+                tracing::error!(
+                    source = %route.name,
+                    dropped = total - records.len(),
+                    "source returned records of another person or type; dropped"
+                );
+                let n = records.len();
+                (
+                    records,
+                    outcome(
+                        Status::InvalidResponse,
+                        n,
+                        "the source returned records that were not asked for; they were dropped",
+                    ),
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use samverka_proto::adapter::v1::FetchRecordsResponse;
+    use samverka_proto::records::v1::EmploymentPeriod;
+    use samverka_proto::records::v1::record::Payload;
+
+    const SUBJECTS: [&str; 3] = ["199003142388", "198511224571", ""];
+    const TYPES: [&str; 3] = [
+        "employment.period",
+        "education.degree",
+        "competence.validated",
+    ];
+
+    fn route() -> AdapterRoute {
+        AdapterRoute {
+            name: "employment".into(),
+            address: "127.0.0.1:1".into(),
+            org_number: samverka_certs::OrgNumber::parse("2021999053").unwrap(),
+            record_types: TYPES.iter().map(|t| t.to_string()).collect(),
+            server_name: "localhost".into(),
+        }
+    }
+
+    /// A record as an adapter might send it: any subject, any type, any
+    /// claimed source, with or without a payload.
+    fn record() -> impl Strategy<Value = Record> {
+        (0usize..3, 0usize..3, any::<bool>(), "[0-9]{0,10}").prop_map(
+            |(subject, record_type, payload, claimed)| Record {
+                record_type: TYPES[record_type].into(),
+                subject_id: SUBJECTS[subject].into(),
+                source_agency: claimed,
+                record_id: "r".into(),
+                updated_at: None,
+                payload: payload.then(|| Payload::EmploymentPeriod(EmploymentPeriod::default())),
+            },
+        )
+    }
+
+    #[test]
+    fn only_absence_counts_against_a_source() {
+        use source_outcome::Status;
+        let long = Duration::from_secs(5);
+        assert!(source_failed(Status::Unavailable, long));
+        assert!(source_failed(Status::DeadlineExceeded, long));
+        // A caller's short deadline says nothing about the source.
+        assert!(!source_failed(
+            Status::DeadlineExceeded,
+            Duration::from_millis(200)
+        ));
+        assert!(source_failed(
+            Status::Unavailable,
+            Duration::from_millis(200)
+        ));
+        // A source that answered is there, whatever it answered.
+        for status in [Status::Ok, Status::SourceError, Status::InvalidResponse] {
+            assert!(!source_failed(status, long));
+        }
+    }
+
+    proptest! {
+        /// Whatever an adapter answers, only the asked person's records of
+        /// the asked types, with a payload, pass; each names the routed
+        /// agency; anything dropped makes the outcome INVALID_RESPONSE.
+        #[test]
+        fn only_what_was_asked_for_passes(
+            records in prop::collection::vec(record(), 0..12),
+            asked in prop::sample::subsequence(TYPES.to_vec(), 1..=3),
+        ) {
+            let asked: Vec<String> = asked.iter().map(|t| t.to_string()).collect();
+            let sent = records.len();
+            let answer = Ok(Ok(tonic::Response::new(FetchRecordsResponse { records })));
+            let (passed, outcome) = judge(&route(), SUBJECTS[0], &asked, answer);
+            for r in &passed {
+                prop_assert_eq!(r.subject_id.as_str(), SUBJECTS[0]);
+                prop_assert!(asked.contains(&r.record_type));
+                prop_assert!(r.payload.is_some());
+                prop_assert_eq!(r.source_agency.as_str(), "2021999053");
+            }
+            prop_assert_eq!(outcome.record_count as usize, passed.len());
+            let expected = if passed.len() == sent {
+                source_outcome::Status::Ok
+            } else {
+                source_outcome::Status::InvalidResponse
+            };
+            prop_assert_eq!(outcome.status, expected as i32);
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The `samverka.v1.AccessLog` service: a person's view, through a
+//! registrar, of every decision about their records.
+//!
+//! It reads the audit trail (the same entries `samverka audit verify`
+//! checks), so it shows denied attempts as well as reads. Pages follow the
+//! chain order; the page token is the position of the last event returned.
+//! Reading the log is itself audited, so the person also sees who looked
+//! at their log.
+
+use std::sync::Arc;
+
+use samverka_proto::v1::{
+    AccessEvent, ListAccessEventsRequest, ListAccessEventsResponse, access_log_server,
+};
+use tonic::{Request, Response, Status};
+
+use super::rpc::{Call, Method};
+use crate::audit::AuditEntry;
+use crate::audit::{self, Decision};
+use crate::error::{GatewayError, Reason};
+use crate::pipeline::{identity, validate};
+use crate::state::Gateway;
+use crate::time::{from_timestamp, to_timestamp};
+
+/// Events per page unless the caller asks for fewer.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// The most events per page.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// The `samverka.v1.AccessLog` service.
+#[derive(Debug, Clone)]
+pub struct AccessLogService {
+    gateway: Arc<Gateway>,
+}
+
+impl AccessLogService {
+    /// The service over the gateway's state.
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        AccessLogService { gateway }
+    }
+
+    fn event(&self, e: AuditEntry) -> AccessEvent {
+        let config = &self.gateway.config;
+        let agency_name = samverka_certs::OrgNumber::parse(&e.caller)
+            .ok()
+            .and_then(|org| config.agency(&org).map(|a| a.name.clone()))
+            .unwrap_or_default();
+        let purpose_description = config
+            .purpose(&e.purpose)
+            .map(|p| p.description.clone())
+            .unwrap_or_default();
+        AccessEvent {
+            time: Some(to_timestamp(e.time_ms)),
+            agency: e.caller,
+            agency_name,
+            method: e.method,
+            purpose: e.purpose,
+            purpose_description,
+            record_types: e.record_types,
+            outcome: e.decision,
+            reason: e.reason,
+            sources: e.sources,
+            consent_id: e.consent_id,
+            audit_id: e.audit_id,
+        }
+    }
+
+    async fn list(
+        &self,
+        request: Request<ListAccessEventsRequest>,
+        call: &Call,
+    ) -> Result<ListAccessEventsResponse, GatewayError> {
+        let gw = &self.gateway;
+        let caller = identity::caller(&request)?;
+        call.set_caller(caller.agency.as_str());
+        let registrar = identity::registrar(caller, &gw.config)?;
+        let req = request.into_inner();
+        let subject = validate::subject(&req.subject_id)?;
+        let time = |ts: &Option<prost_types::Timestamp>, field: &str, default: i64| match ts {
+            None => Ok(default),
+            Some(ts) => from_timestamp(ts).ok_or_else(|| {
+                GatewayError::invalid(
+                    Reason::FieldMissing,
+                    field,
+                    format!("{field} is not a valid time"),
+                )
+            }),
+        };
+        let from_ms = time(&req.from, "from", 0)?;
+        let to_ms = time(&req.to, "to", i64::MAX)?;
+        let after: i64 = if req.page_token.is_empty() {
+            0
+        } else {
+            req.page_token
+                .parse()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| {
+                    GatewayError::invalid(
+                        Reason::PageTokenInvalid,
+                        "page_token",
+                        "page_token is not one this service gave",
+                    )
+                })?
+        };
+        let size = match req.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n => n.min(MAX_PAGE_SIZE),
+        };
+
+        // The person sees that their log was read, and by whom.
+        let mut entry = audit::entry(call.method().label(), gw.clock.now_ms());
+        entry.caller = registrar.to_string();
+        entry.subject_id = subject.as_str().to_owned();
+        entry.decision = Decision::Allowed.as_str().to_owned();
+        gw.audit.commit(entry).await.map_err(GatewayError::store)?;
+
+        let mut entries = gw
+            .store
+            .access_events(subject.as_str(), from_ms, to_ms, after, i64::from(size) + 1)
+            .await
+            .map_err(GatewayError::store)?;
+        let next_page_token = if entries.len() > size as usize {
+            entries.truncate(size as usize);
+            entries
+                .last()
+                .map(|e| e.seq.to_string())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(ListAccessEventsResponse {
+            events: entries.into_iter().map(|e| self.event(e)).collect(),
+            next_page_token,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl access_log_server::AccessLog for AccessLogService {
+    async fn list(
+        &self,
+        request: Request<ListAccessEventsRequest>,
+    ) -> Result<Response<ListAccessEventsResponse>, Status> {
+        let call = Call::new(
+            &self.gateway.metrics,
+            Method::AccessLogList,
+            request.metadata(),
+        );
+        call.run(Self::list(self, request, &call)).await
+    }
+}

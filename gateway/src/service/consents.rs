@@ -1,0 +1,347 @@
+//! The `samverka.v1.Consents` service, for registrar agencies: grant,
+//! revoke, get and list a person's consents. Grants and revocations answer
+//! with a receipt signed by the gateway.
+
+use std::sync::Arc;
+
+use samverka_certs::OrgNumber;
+use samverka_proto::v1::{
+    Consent, ConsentReceipt, GetConsentRequest, GrantConsentRequest, ListConsentsRequest,
+    ListConsentsResponse, RevokeConsentRequest, consent, consents_server,
+};
+use tonic::{Request, Response, Status};
+
+use super::rpc::{Call, Method};
+use crate::credential::receipt::{ReceiptClaims, ReceiptConsent, rfc3339};
+use crate::error::{GatewayError, Reason};
+use crate::pipeline::{identity, validate};
+use crate::store::{Revocation, StoredConsent};
+use crate::{Gateway, time};
+
+/// Whether a repeated grant (same registrar and request id) asks for the
+/// consent that was recorded the first time. `valid_from` is not compared:
+/// a request that left it unset means "now", which moves between retries.
+fn same_grant(stored: &StoredConsent, requested: &StoredConsent) -> bool {
+    stored.subject_id == requested.subject_id
+        && stored.grantee_agency == requested.grantee_agency
+        && stored.record_types == requested.record_types
+        && stored.purpose == requested.purpose
+        && stored.source_agencies == requested.source_agencies
+        && stored.valid_until_ms == requested.valid_until_ms
+        && stored.evidence_ref == requested.evidence_ref
+}
+
+/// The consent's status at `now_ms`.
+pub fn status_at(c: &StoredConsent, now_ms: i64) -> consent::Status {
+    if c.revoked_at_ms.is_some() {
+        consent::Status::Revoked
+    } else if now_ms >= c.valid_until_ms {
+        consent::Status::Expired
+    } else {
+        consent::Status::Active
+    }
+}
+
+/// A stored consent as the API shows it, with its status at `now_ms`.
+pub fn to_proto(c: &StoredConsent, now_ms: i64) -> Consent {
+    Consent {
+        consent_id: c.consent_id.clone(),
+        subject_id: c.subject_id.clone(),
+        grantee_agency: c.grantee_agency.clone(),
+        record_types: c.record_types.clone(),
+        purpose: c.purpose.clone(),
+        source_agencies: c.source_agencies.clone(),
+        valid_from: Some(time::to_timestamp(c.valid_from_ms)),
+        valid_until: Some(time::to_timestamp(c.valid_until_ms)),
+        status: status_at(c, now_ms) as i32,
+        registrar_agency: c.registrar_agency.clone(),
+        evidence_ref: c.evidence_ref.clone(),
+        granted_at: Some(time::to_timestamp(c.granted_at_ms)),
+        revoked_at: c.revoked_at_ms.map(time::to_timestamp),
+        revocation_reason: c.revocation_reason.clone().unwrap_or_default(),
+    }
+}
+
+/// The `samverka.v1.Consents` service.
+#[derive(Debug, Clone)]
+pub struct ConsentsService {
+    gateway: Arc<Gateway>,
+}
+
+impl ConsentsService {
+    /// The service over the gateway's state.
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        ConsentsService { gateway }
+    }
+
+    /// Only agencies with the registrar permission may use this service.
+    fn registrar<T>(&self, request: &Request<T>, call: &Call) -> Result<OrgNumber, GatewayError> {
+        let caller = identity::caller(request)?;
+        call.set_caller(caller.agency.as_str());
+        identity::registrar(caller, &self.gateway.config)
+    }
+
+    async fn grant(
+        &self,
+        request: Request<GrantConsentRequest>,
+        call: &Call,
+    ) -> Result<ConsentReceipt, GatewayError> {
+        let registrar = self.registrar(&request, call)?;
+        let req = request.into_inner();
+        let config = &self.gateway.config;
+        let now_ms = self.gateway.clock.now_ms();
+
+        let subject = validate::subject(&req.subject_id)?;
+        let grantee = validate::known_agency(config, "grantee_agency", &req.grantee_agency)?;
+        let purpose = validate::purpose(config, &req.purpose)?;
+        let record_types = validate::record_types(config, &req.record_types)?;
+        validate::covered_by(purpose, &req.record_types)?;
+        let source_agencies = validate::source_agencies(&req.source_agencies, None)?;
+        let valid_from_ms = match &req.valid_from {
+            Some(ts) => time::from_timestamp(ts).ok_or_else(|| {
+                GatewayError::invalid(
+                    Reason::ValidityInvalid,
+                    "valid_from",
+                    "valid_from is out of range",
+                )
+            })?,
+            None => now_ms,
+        };
+        let valid_until_ms = req
+            .valid_until
+            .as_ref()
+            .ok_or_else(|| {
+                GatewayError::invalid(
+                    Reason::FieldMissing,
+                    "valid_until",
+                    "valid_until is required",
+                )
+            })
+            .and_then(|ts| {
+                time::from_timestamp(ts).ok_or_else(|| {
+                    GatewayError::invalid(
+                        Reason::ValidityInvalid,
+                        "valid_until",
+                        "valid_until is out of range",
+                    )
+                })
+            })?;
+        if valid_until_ms <= valid_from_ms || valid_until_ms <= now_ms {
+            return Err(GatewayError::invalid(
+                Reason::ValidityInvalid,
+                "valid_until",
+                "valid_until must be after valid_from and in the future",
+            ));
+        }
+        let max_lifetime_ms = config.consents.max_lifetime.as_millis() as i64;
+        if valid_until_ms - valid_from_ms > max_lifetime_ms {
+            return Err(GatewayError::invalid(
+                Reason::ValidityInvalid,
+                "valid_until",
+                format!(
+                    "a consent may last at most {} days",
+                    max_lifetime_ms / (24 * 3600 * 1000)
+                ),
+            ));
+        }
+        if req.request_id.is_empty() || req.request_id.len() > 128 {
+            return Err(GatewayError::invalid(
+                Reason::FieldMissing,
+                "request_id",
+                "request_id is required (at most 128 characters)",
+            ));
+        }
+
+        let stored = StoredConsent {
+            consent_id: uuid::Uuid::new_v4().to_string(),
+            subject_id: subject.as_str().to_owned(),
+            grantee_agency: grantee.as_str().to_owned(),
+            record_types,
+            purpose: purpose.code.clone(),
+            source_agencies,
+            valid_from_ms,
+            valid_until_ms,
+            registrar_agency: registrar.as_str().to_owned(),
+            evidence_ref: req.evidence_ref,
+            request_id: req.request_id,
+            granted_at_ms: now_ms,
+            revoked_at_ms: None,
+            revocation_reason: None,
+        };
+        let requested = stored.clone();
+        let (stored, inserted) = self
+            .gateway
+            .store
+            .insert_consent(stored)
+            .await
+            .map_err(GatewayError::store)?;
+        if inserted {
+            tracing::info!(consent_id = %stored.consent_id, registrar = %registrar, grantee = %stored.grantee_agency, purpose = %stored.purpose, "consent granted");
+        } else if !same_grant(&stored, &requested) {
+            return Err(GatewayError::new(
+                Reason::RequestIdReused,
+                "request_id was already used for a different consent",
+            ));
+        }
+        self.receipt(&stored, "granted", stored.granted_at_ms)
+    }
+
+    /// The receipt of an event, with its signed JWS form.
+    fn receipt(
+        &self,
+        c: &StoredConsent,
+        event: &str,
+        recorded_at_ms: i64,
+    ) -> Result<ConsentReceipt, GatewayError> {
+        let now_ms = self.gateway.clock.now_ms();
+        let consent = to_proto(c, now_ms);
+        let claims = ReceiptClaims {
+            iss: self.gateway.signer.current().issuer().to_owned(),
+            iat: now_ms.div_euclid(1000),
+            event: event.to_owned(),
+            recorded_at: rfc3339(recorded_at_ms),
+            consent: ReceiptConsent::from(&consent),
+        };
+        let jws = crate::credential::receipt::sign(&self.gateway.signer.current(), &claims)
+            .map_err(GatewayError::internal)?;
+        Ok(ConsentReceipt {
+            consent: Some(consent),
+            event: event.to_owned(),
+            recorded_at: Some(time::to_timestamp(recorded_at_ms)),
+            jws,
+        })
+    }
+
+    async fn revoke(
+        &self,
+        request: Request<RevokeConsentRequest>,
+        call: &Call,
+    ) -> Result<ConsentReceipt, GatewayError> {
+        let registrar = self.registrar(&request, call)?;
+        let req = request.into_inner();
+        if req.consent_id.is_empty() {
+            return Err(GatewayError::invalid(
+                Reason::FieldMissing,
+                "consent_id",
+                "consent_id is required",
+            ));
+        }
+        let now_ms = self.gateway.clock.now_ms();
+        let revocation = self
+            .gateway
+            .store
+            .revoke_consent(&req.consent_id, now_ms, &req.reason)
+            .await
+            .map_err(GatewayError::store)?;
+        // Revoking twice is not an error: a registrar that retries after a
+        // lost answer gets the receipt of the revocation that took effect.
+        let stored = match revocation {
+            Revocation::Revoked(c) => {
+                tracing::info!(consent_id = %c.consent_id, registrar = %registrar, "consent revoked");
+                c
+            }
+            Revocation::AlreadyRevoked(c) => c,
+            Revocation::NotFound => {
+                return Err(GatewayError::new(
+                    Reason::ConsentNotFound,
+                    "no consent has that id",
+                ));
+            }
+        };
+        let revoked_at_ms = stored.revoked_at_ms.unwrap_or(now_ms);
+        self.receipt(&stored, "revoked", revoked_at_ms)
+    }
+
+    async fn get(
+        &self,
+        request: Request<GetConsentRequest>,
+        call: &Call,
+    ) -> Result<Consent, GatewayError> {
+        self.registrar(&request, call)?;
+        let id = request.into_inner().consent_id;
+        let stored = self
+            .gateway
+            .store
+            .consent(&id)
+            .await
+            .map_err(GatewayError::store)?
+            .ok_or_else(|| GatewayError::new(Reason::ConsentNotFound, "no consent has that id"))?;
+        Ok(to_proto(&stored, self.gateway.clock.now_ms()))
+    }
+
+    async fn list(
+        &self,
+        request: Request<ListConsentsRequest>,
+        call: &Call,
+    ) -> Result<ListConsentsResponse, GatewayError> {
+        self.registrar(&request, call)?;
+        let req = request.into_inner();
+        let subject = validate::subject(&req.subject_id)?;
+        let grantee = if req.grantee_agency.is_empty() {
+            None
+        } else {
+            Some(
+                validate::agency("grantee_agency", "grantee_agency", &req.grantee_agency)?
+                    .to_string(),
+            )
+        };
+        let now_ms = self.gateway.clock.now_ms();
+        let consents = self
+            .gateway
+            .store
+            .consents_for(subject.as_str(), grantee.as_deref())
+            .await
+            .map_err(GatewayError::store)?;
+        Ok(ListConsentsResponse {
+            consents: consents.iter().map(|c| to_proto(c, now_ms)).collect(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl consents_server::Consents for ConsentsService {
+    async fn grant(
+        &self,
+        request: Request<GrantConsentRequest>,
+    ) -> Result<Response<ConsentReceipt>, Status> {
+        let call = Call::new(
+            &self.gateway.metrics,
+            Method::ConsentsGrant,
+            request.metadata(),
+        );
+        call.run(Self::grant(self, request, &call)).await
+    }
+
+    async fn revoke(
+        &self,
+        request: Request<RevokeConsentRequest>,
+    ) -> Result<Response<ConsentReceipt>, Status> {
+        let call = Call::new(
+            &self.gateway.metrics,
+            Method::ConsentsRevoke,
+            request.metadata(),
+        );
+        call.run(Self::revoke(self, request, &call)).await
+    }
+
+    async fn get(&self, request: Request<GetConsentRequest>) -> Result<Response<Consent>, Status> {
+        let call = Call::new(
+            &self.gateway.metrics,
+            Method::ConsentsGet,
+            request.metadata(),
+        );
+        call.run(Self::get(self, request, &call)).await
+    }
+
+    async fn list(
+        &self,
+        request: Request<ListConsentsRequest>,
+    ) -> Result<Response<ListConsentsResponse>, Status> {
+        let call = Call::new(
+            &self.gateway.metrics,
+            Method::ConsentsList,
+            request.metadata(),
+        );
+        call.run(Self::list(self, request, &call)).await
+    }
+}

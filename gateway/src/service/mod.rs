@@ -1,0 +1,15 @@
+//! The gRPC services on the gateway's mTLS port. Each RPC runs through
+//! [`rpc::Call::run`], which gives it its request span, counts it in the metrics
+//! and turns its result into a response or a status.
+//!
+//! - [`exchange`]: `samverka.v1.RecordExchange` (`GetRecords`,
+//!   `ListSources`), with [`passport`] for `GetCompetencePassport`;
+//! - [`consents`]: `samverka.v1.Consents`, for registrars;
+//! - [`access_log`]: `samverka.v1.AccessLog`, a person's view of the
+//!   trail, through a registrar.
+
+pub mod access_log;
+pub mod consents;
+pub mod exchange;
+pub mod passport;
+pub mod rpc;

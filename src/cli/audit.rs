@@ -1,0 +1,312 @@
+//! `samverka audit`: operators verify, export and archive the audit trail,
+//! offline, straight from the store (or from an export).
+//!
+//! ```text
+//! samverka audit verify --store samverka.db --cert gateway.pem
+//! samverka audit verify --store postgresql://... --cert old-gateway.pem --cert gateway.pem
+//! samverka audit verify --config gateway.toml
+//! samverka audit verify --export trail.jsonl --cert gateway.pem
+//! samverka audit export --store samverka.db --out trail.jsonl
+//! samverka audit prune  --config gateway.toml --archive 2026-archive.jsonl
+//! ```
+//!
+//! `verify` and `export` only read the store (see
+//! [`AuditTrail`](samverka_gateway::store::AuditTrail)): nothing is migrated or
+//! written, so they may run beside a gateway or on an old store.
+//!
+//! # Export format
+//!
+//! JSON Lines: first one line per signed checkpoint,
+//! `{"type":"checkpoint","seq":..,"hash":..,"time_ms":..,"jws":..}`, then
+//! one line per entry in chain order, `{"type":"entry","seq":..,
+//! "prev_hash":..,"hash":..,"audit_id":..,"time_ms":..,"caller":..,
+//! "method":..,"subject_id":..,"record_types":[..],"purpose":..,
+//! "consent_id":..,"sources":[..],"decision":..,"reason":..,"trace_id":..}`.
+//! An export verifies on its own with the gateway's certificate.
+//!
+//! # Retention
+//!
+//! `prune` archives (exports) and then deletes the entries older than the
+//! configured `audit.retention_days`, up to the newest checkpoint that is
+//! older than that. Checkpoints are kept, so the entries left in the store
+//! still verify: the first of them follows a signed checkpoint.
+
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+
+use samverka_gateway::audit::chain::{Broken, ChainCheck, Report};
+
+use super::CliError;
+use samverka_gateway::audit::{AuditCheckpoint, AuditEntry};
+use samverka_gateway::config::Config;
+use samverka_gateway::store::{AuditTrail, Store, StoreLocation};
+
+/// Subcommands of `samverka audit`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the whole chain and every checkpoint signature; report the
+    /// first broken entry (exit 1) or that the trail is intact (exit 0).
+    Verify {
+        /// Where the trail is.
+        #[command(flatten)]
+        source: Source,
+        /// A gateway certificate (PEM) that signed checkpoints; repeat for
+        /// certificates used before a rotation.
+        #[arg(long)]
+        cert: Vec<PathBuf>,
+        /// Check an export (JSON Lines) instead of a store.
+        #[arg(long, conflicts_with_all = ["store", "config"])]
+        export: Option<PathBuf>,
+    },
+    /// Write the trail (checkpoints, then entries) as JSON Lines.
+    Export {
+        /// Where the trail is.
+        #[command(flatten)]
+        source: Source,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Archive and delete entries older than the configured retention.
+    Prune {
+        /// The gateway configuration (store and `audit.retention_days`).
+        #[arg(long)]
+        config: PathBuf,
+        /// Where to write the archived entries first (JSON Lines).
+        #[arg(long)]
+        archive: PathBuf,
+    },
+}
+
+/// Where to read the trail from.
+#[derive(Debug, Args)]
+pub struct Source {
+    /// A SQLite file or a postgresql:// URL.
+    #[arg(long, conflicts_with = "config")]
+    store: Option<String>,
+    /// A gateway configuration: its store, and its certificate for
+    /// checkpoints.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+/// A broken trail: exit 1, naming the first broken entry.
+fn broken(b: Broken) -> CliError {
+    CliError::Failed(format!("audit trail BROKEN at {b}"))
+}
+
+/// One line of an export.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum ExportLine {
+    Checkpoint(AuditCheckpoint),
+    Entry(Box<AuditEntry>),
+}
+
+const PAGE: i64 = 10_000;
+
+fn read(path: &Path) -> Result<String, CliError> {
+    std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
+}
+
+/// The store's trail, read-only, and the certificates a config names.
+async fn open(source: &Source) -> Result<(AuditTrail, Vec<PathBuf>), CliError> {
+    match (&source.store, &source.config) {
+        (Some(store), None) => {
+            let location = StoreLocation::parse(store, Path::new("."));
+            if let StoreLocation::Sqlite(path) = &location
+                && !path.exists()
+            {
+                return Err(CliError::Usage(format!(
+                    "{}: no such store",
+                    path.display()
+                )));
+            }
+            Ok((
+                AuditTrail::open(&location)
+                    .await
+                    .map_err(CliError::failed)?,
+                Vec::new(),
+            ))
+        }
+        (None, Some(config)) => {
+            let config = Config::load(config).map_err(|e| CliError::Usage(e.to_string()))?;
+            let trail = AuditTrail::open(&config.gateway.store)
+                .await
+                .map_err(CliError::failed)?;
+            Ok((trail, vec![config.gateway.cert.clone()]))
+        }
+        _ => Err(CliError::Usage("give --store or --config".into())),
+    }
+}
+
+fn summary(r: &Report) -> String {
+    let range = r
+        .range
+        .map_or("none".to_owned(), |(a, b)| format!("{a}..{b}"));
+    let mut s = format!(
+        "audit trail intact: {} entries (seq {range}), {} signed checkpoints verified",
+        r.entries, r.checkpoints
+    );
+    match r.range {
+        Some((_, last)) if r.last_checkpoint < last => s.push_str(&format!(
+            "; entries after the last checkpoint ({}) are protected by the chain only",
+            r.last_checkpoint
+        )),
+        _ => {}
+    }
+    s.push('\n');
+    s
+}
+
+async fn verify_store(store: &AuditTrail, certs: &[String]) -> Result<Report, CliError> {
+    let checkpoints = store.checkpoints().await.map_err(CliError::failed)?;
+    let mut check = ChainCheck::new(&checkpoints, certs).map_err(broken)?;
+    let mut after = 0;
+    loop {
+        let page = store
+            .audit_range(after, PAGE)
+            .await
+            .map_err(CliError::failed)?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for e in &page {
+            check.push(e).map_err(broken)?;
+        }
+    }
+    check.finish().map_err(broken)
+}
+
+fn verify_export(path: &Path, certs: &[String]) -> Result<Report, CliError> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+    let mut checkpoints = Vec::new();
+    let mut entries = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(CliError::failed)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<ExportLine>(&line)
+            .map_err(|e| CliError::Failed(format!("{}:{}: {e}", path.display(), n + 1)))?
+        {
+            ExportLine::Checkpoint(c) => checkpoints.push(c),
+            ExportLine::Entry(e) => entries.push(*e),
+        }
+    }
+    let mut check = ChainCheck::new(&checkpoints, certs).map_err(broken)?;
+    for e in &entries {
+        check.push(e).map_err(broken)?;
+    }
+    check.finish().map_err(broken)
+}
+
+/// Writes checkpoints (those up to `through`) and entries (up to
+/// `through`) as JSON Lines. Returns the number of entries.
+async fn export(store: &AuditTrail, out: &Path, through: i64) -> Result<u64, CliError> {
+    let file = std::fs::File::create(out)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", out.display())))?;
+    let mut w = BufWriter::new(file);
+    let line = |w: &mut BufWriter<std::fs::File>, l: &ExportLine| -> Result<(), CliError> {
+        serde_json::to_writer(&mut *w, l).map_err(CliError::failed)?;
+        w.write_all(b"\n").map_err(CliError::failed)
+    };
+    for c in store.checkpoints().await.map_err(CliError::failed)? {
+        if c.seq <= through {
+            line(&mut w, &ExportLine::Checkpoint(c))?;
+        }
+    }
+    let (mut after, mut count) = (0, 0);
+    'pages: loop {
+        let page = store
+            .audit_range(after, PAGE)
+            .await
+            .map_err(CliError::failed)?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for e in page {
+            if e.seq > through {
+                break 'pages;
+            }
+            count += 1;
+            line(&mut w, &ExportLine::Entry(Box::new(e)))?;
+        }
+    }
+    w.flush().map_err(CliError::failed)?;
+    w.get_ref().sync_all().map_err(CliError::failed)?;
+    Ok(count)
+}
+
+/// Runs one `samverka audit` command and returns what to print.
+pub async fn run(command: AuditCommand) -> Result<String, CliError> {
+    match command {
+        AuditCommand::Verify {
+            source,
+            cert,
+            export,
+        } => {
+            let mut cert_paths = cert;
+            let report = match export {
+                Some(path) => {
+                    let certs = cert_paths
+                        .iter()
+                        .map(|p| read(p))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    verify_export(&path, &certs)?
+                }
+                None => {
+                    let (store, config_certs) = open(&source).await?;
+                    cert_paths.extend(config_certs);
+                    let certs = cert_paths
+                        .iter()
+                        .map(|p| read(p))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    verify_store(&store, &certs).await?
+                }
+            };
+            Ok(summary(&report))
+        }
+        AuditCommand::Export { source, out } => {
+            let (store, _) = open(&source).await?;
+            let n = export(&store, &out, i64::MAX).await?;
+            Ok(format!("{n} entries written to {}\n", out.display()))
+        }
+        AuditCommand::Prune { config, archive } => {
+            let config = Config::load(&config).map_err(|e| CliError::Usage(e.to_string()))?;
+            let trail = AuditTrail::open(&config.gateway.store)
+                .await
+                .map_err(CliError::failed)?;
+            let cutoff =
+                samverka_gateway::time::system_now_ms() - config.audit.retention.as_millis() as i64;
+            let through = trail
+                .checkpoints()
+                .await
+                .map_err(CliError::failed)?
+                .iter()
+                .rev()
+                .find(|c| c.time_ms < cutoff)
+                .map(|c| c.seq);
+            let Some(through) = through else {
+                return Ok("nothing older than the retention period is anchored by a checkpoint; nothing pruned\n".into());
+            };
+            let certs = vec![read(&config.gateway.cert)?];
+            verify_store(&trail, &certs).await?;
+            let archived = export(&trail, &archive, through).await?;
+            verify_export(&archive, &certs)?;
+            // Closed first, so that the store's own connection is the last
+            // to close and folds its write-ahead log into the file.
+            drop(trail);
+            let store = Store::open(&config.gateway.store)
+                .await
+                .map_err(CliError::failed)?;
+            let deleted = store.prune_audit(through).await.map_err(CliError::failed)?;
+            Ok(format!(
+                "archived {archived} entries (through seq {through}) to {} and removed {deleted} from the store\n",
+                archive.display()
+            ))
+        }
+    }
+}

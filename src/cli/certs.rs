@@ -1,0 +1,133 @@
+//! `samverka certs`: the development PKI (a CA, its revocation list, and
+//! certificates following the identity convention of `samverka-certs`).
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use super::CliError;
+
+/// `samverka certs ...`.
+#[derive(Subcommand)]
+pub enum CertsCommand {
+    /// Write a CA, an empty revocation list (crl.pem) and the demo's
+    /// gateway, agency and adapter certificates as PEM files.
+    Init {
+        /// Directory to write into.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Issue one more certificate from the development CA in DIR.
+    Issue {
+        /// The development PKI (ca.pem, ca.key), as `certs init` wrote it.
+        #[arg(long)]
+        dir: PathBuf,
+        /// File name stem: writes DIR/NAME.pem and DIR/NAME.key.
+        #[arg(long)]
+        name: String,
+        /// The holder's organisation number.
+        #[arg(long)]
+        org: String,
+        /// The holder's role.
+        #[arg(long, value_enum)]
+        role: CertRole,
+        /// For a gateway: its client certificate towards adapters.
+        #[arg(long)]
+        client: bool,
+    },
+    /// Revoke a certificate: rewrite DIR/crl.pem with its serial number
+    /// added (a gateway whose `gateway.crls` names that file refuses it
+    /// from its next reload on).
+    Revoke {
+        /// The development PKI (ca.pem, ca.key, crl.pem).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The certificate to revoke (PEM).
+        cert: PathBuf,
+    },
+}
+
+/// The role a certificate is issued for.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum CertRole {
+    /// An agency system calling the gateway.
+    Agency,
+    /// An adapter serving a register to the gateway.
+    Adapter,
+    /// A gateway (server, or with `--client` its client certificate).
+    Gateway,
+}
+
+/// Runs one `samverka certs` command and returns what to print.
+pub fn run(command: CertsCommand) -> Result<String, CliError> {
+    certs(command).map_err(CliError::Failed)
+}
+
+fn certs(command: CertsCommand) -> Result<String, String> {
+    use samverka_certs::dev::{CertRequest, DevCa, revoke, write_dev_pki};
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    match command {
+        CertsCommand::Init { out } => {
+            let files =
+                write_dev_pki(&out, &crate::cli::demo::pki_spec()).map_err(|e| e.to_string())?;
+            Ok(format!(
+                "development PKI written to {}\n  trust anchor: {}\n  revocation list: {}\n",
+                out.display(),
+                files.ca_cert.display(),
+                files.crl.display()
+            ))
+        }
+        CertsCommand::Issue {
+            dir,
+            name,
+            org,
+            role,
+            client,
+        } => {
+            let org = samverka_certs::OrgNumber::parse(&org).map_err(|e| format!("--org: {e}"))?;
+            let ca = DevCa::from_pem(&read(&dir.join("ca.pem"))?, &read(&dir.join("ca.key"))?)
+                .map_err(|e| e.to_string())?;
+            let role = match role {
+                CertRole::Agency => samverka_certs::Role::Agency,
+                CertRole::Adapter => samverka_certs::Role::Adapter,
+                CertRole::Gateway => samverka_certs::Role::Gateway,
+            };
+            let mut request = CertRequest::new(org, role, &name);
+            if client {
+                request = request.as_client();
+            }
+            let issued = ca.issue(&request).map_err(|e| e.to_string())?;
+            let (cert, key) = (
+                dir.join(format!("{name}.pem")),
+                dir.join(format!("{name}.key")),
+            );
+            std::fs::write(&cert, &issued.cert_pem)
+                .map_err(|e| format!("{}: {e}", cert.display()))?;
+            write_secret(&key, &issued.key_pem)?;
+            Ok(format!("issued {} and {}\n", cert.display(), key.display()))
+        }
+        CertsCommand::Revoke { dir, cert } => {
+            let revoked = revoke(&dir, &read(&cert)?).map_err(|e| e.to_string())?;
+            Ok(format!(
+                "{} revoked; {} now lists {revoked} revoked certificate(s)\n",
+                cert.display(),
+                dir.join("crl.pem").display()
+            ))
+        }
+    }
+}
+
+/// Writes a private key readable by its owner only.
+fn write_secret(path: &std::path::Path, contents: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .and_then(|mut f| f.write_all(contents.as_bytes()))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}

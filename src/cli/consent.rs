@@ -1,0 +1,419 @@
+//! `samverka consent`: registrars and operators manage consents from the
+//! command line, over gRPC with a registrar certificate, and anyone checks
+//! a signed receipt offline.
+//!
+//! ```text
+//! samverka consent grant  --demo DIR/demo.toml --subject 199003142388 \
+//!     --grantee 2021999020 --record-types employment.period --purpose study_guidance \
+//!     --days 365 --evidence e-service-4711 --request-id r-4711 --receipt-out receipt.jws
+//! samverka consent list   --demo DIR/demo.toml --subject 199003142388
+//! samverka consent get    --demo DIR/demo.toml CONSENT_ID
+//! samverka consent revoke --demo DIR/demo.toml CONSENT_ID --reason "withdrawn"
+//! samverka consent verify-receipt receipt.jws --cert DIR/certs/gateway.pem
+//! ```
+//!
+//! The connection is given either with `--gateway HOST:PORT --ca --cert
+//! --key` or with `--demo FILE`, which reads the gateway address, trust
+//! anchor and the `[registrar]` certificate from a `demo.toml`. `--json`
+//! prints machine-readable output. A refusal prints its gRPC code, stable
+//! reason and message and exits 1.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use samverka_proto::v1::consents_client::ConsentsClient;
+use samverka_proto::v1::{
+    ConsentReceipt, GetConsentRequest, GrantConsentRequest, ListConsentsRequest,
+    RevokeConsentRequest,
+};
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+use samverka_gateway::credential::receipt::{ReceiptConsent, verify};
+use samverka_gateway::net::client::{AgencyTls, connect};
+use samverka_gateway::time::{system_now_ms, to_timestamp};
+
+use super::CliError;
+
+/// Subcommands of `samverka consent`.
+#[derive(Debug, Subcommand)]
+pub enum ConsentCommand {
+    /// Record a consent on behalf of a person.
+    Grant(GrantArgs),
+    /// Revoke a consent (repeating a revocation is harmless).
+    Revoke {
+        /// The consent to revoke.
+        consent_id: String,
+        /// Why, e.g. "withdrawn by the person".
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Write the signed receipt (compact JWS) to this file.
+        #[arg(long)]
+        receipt_out: Option<PathBuf>,
+        /// How to reach the gateway.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Show one consent.
+    Get {
+        /// The consent's id.
+        consent_id: String,
+        /// How to reach the gateway.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// List a person's consents, newest first.
+    List {
+        /// The person (12 digits).
+        #[arg(long)]
+        subject: String,
+        /// Only consents for this agency.
+        #[arg(long)]
+        grantee: Option<String>,
+        /// How to reach the gateway.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Check a signed receipt offline against the gateway's certificate.
+    VerifyReceipt {
+        /// File holding the compact JWS.
+        file: PathBuf,
+        /// The gateway's certificate (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// Print the attested claims as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Arguments of `samverka consent grant`.
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    /// The person giving consent (12 digits).
+    #[arg(long)]
+    subject: String,
+    /// Organisation number of the agency allowed to read.
+    #[arg(long)]
+    grantee: String,
+    /// Record types, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    record_types: Vec<String>,
+    /// Purpose code.
+    #[arg(long)]
+    purpose: String,
+    /// Only these source agencies, comma-separated (default: any).
+    #[arg(long, value_delimiter = ',')]
+    sources: Vec<String>,
+    /// Start, as RFC 3339 or YYYY-MM-DD (UTC); default now.
+    #[arg(long)]
+    valid_from: Option<String>,
+    /// End (exclusive), as RFC 3339 or YYYY-MM-DD (UTC).
+    #[arg(long, conflicts_with = "days", required_unless_present = "days")]
+    valid_until: Option<String>,
+    /// Or: valid for this many days from now.
+    #[arg(long)]
+    days: Option<u32>,
+    /// The registrar's reference to its evidence of consent.
+    #[arg(long, default_value = "")]
+    evidence: String,
+    /// Idempotency key; a retry with the same key records nothing new.
+    #[arg(long)]
+    request_id: String,
+    /// Write the signed receipt (compact JWS) to this file.
+    #[arg(long)]
+    receipt_out: Option<PathBuf>,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+/// How to reach the gateway as a registrar.
+#[derive(Debug, Args)]
+pub struct Connection {
+    /// Read gateway address, CA and the [registrar] certificate from a
+    /// demo.toml.
+    #[arg(long, conflicts_with_all = ["gateway", "ca", "cert", "key"])]
+    demo: Option<PathBuf>,
+    /// The gateway, host:port.
+    #[arg(long, required_unless_present = "demo")]
+    gateway: Option<String>,
+    /// Trust anchor (PEM).
+    #[arg(long, required_unless_present = "demo")]
+    ca: Option<PathBuf>,
+    /// The registrar's certificate (PEM).
+    #[arg(long, required_unless_present = "demo")]
+    cert: Option<PathBuf>,
+    /// The registrar's key (PEM).
+    #[arg(long, required_unless_present = "demo")]
+    key: Option<PathBuf>,
+    /// The name the gateway's certificate must be valid for (default: the
+    /// host of --gateway).
+    #[arg(long)]
+    server_name: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn refused(status: tonic::Status) -> CliError {
+    let reason = status
+        .get_details_error_info()
+        .map(|i| i.reason)
+        .unwrap_or_else(|| "-".into());
+    CliError::Failed(format!(
+        "refused: {:?} {reason}: {}",
+        status.code(),
+        status.message()
+    ))
+}
+
+impl Connection {
+    async fn client(&self) -> Result<ConsentsClient<Channel>, CliError> {
+        let usage = |m: String| CliError::Usage(m);
+        let (address, ca, cert, key) = match &self.demo {
+            Some(file) => {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| usage(format!("{}: {e}", file.display())))?;
+                let demo: toml::Table =
+                    toml::from_str(&text).map_err(|e| usage(format!("{}: {e}", file.display())))?;
+                let get = |section: &str, key: &str| {
+                    demo.get(section)
+                        .and_then(|s| s.get(key))
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned)
+                        .ok_or_else(|| {
+                            usage(format!("{}: {section}.{key} missing", file.display()))
+                        })
+                };
+                (
+                    get("gateway", "address")?,
+                    PathBuf::from(get("gateway", "ca_cert")?),
+                    PathBuf::from(get("registrar", "cert")?),
+                    PathBuf::from(get("registrar", "key")?),
+                )
+            }
+            None => {
+                let missing = || usage("--gateway, --ca, --cert and --key, or --demo".into());
+                (
+                    self.gateway.clone().ok_or_else(missing)?,
+                    self.ca.clone().ok_or_else(missing)?,
+                    self.cert.clone().ok_or_else(missing)?,
+                    self.key.clone().ok_or_else(missing)?,
+                )
+            }
+        };
+        let tls = AgencyTls::from_files(&ca, &cert, &key)
+            .map_err(|e| usage(format!("cannot read certificate files: {e}")))?;
+        let host = address.rsplit_once(':').map(|(h, _)| h).unwrap_or(&address);
+        let server_name = self.server_name.clone().unwrap_or_else(|| host.to_owned());
+        let channel = connect(&address, &server_name, &tls)
+            .await
+            .map_err(|e| CliError::Failed(format!("cannot connect to {address}: {e}")))?;
+        Ok(ConsentsClient::new(channel))
+    }
+}
+
+fn parse_time(s: &str, what: &str) -> Result<i64, CliError> {
+    use time::format_description::well_known::Rfc3339;
+    let t = time::OffsetDateTime::parse(s, &Rfc3339).or_else(|_| {
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        time::Date::parse(s, &format).map(|d| d.midnight().assume_utc())
+    });
+    t.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .map_err(|_| {
+            CliError::Usage(format!(
+                "{what}: expected RFC 3339 or YYYY-MM-DD, got {s:?}"
+            ))
+        })
+}
+
+fn text(c: &ReceiptConsent) -> String {
+    let mut out = format!(
+        "consent {} ({})\n  person        {}\n  grantee       {}\n  record types  {}\n  purpose       {}\n  sources       {}\n  valid         {} until {}\n  registrar     {} (evidence {:?})\n  granted       {}\n",
+        c.consent_id,
+        c.status,
+        c.subject_id,
+        c.grantee_agency,
+        c.record_types.join(", "),
+        c.purpose,
+        if c.source_agencies.is_empty() {
+            "any".to_owned()
+        } else {
+            c.source_agencies.join(", ")
+        },
+        c.valid_from,
+        c.valid_until,
+        c.registrar_agency,
+        c.evidence_ref,
+        c.granted_at,
+    );
+    if let Some(at) = &c.revoked_at {
+        out.push_str(&format!(
+            "  revoked       {at} ({})\n",
+            c.revocation_reason.as_deref().unwrap_or("no reason given")
+        ));
+    }
+    out
+}
+
+fn json(value: &impl serde::Serialize) -> Result<String, CliError> {
+    serde_json::to_string_pretty(value).map_err(|e| CliError::Failed(e.to_string()))
+}
+
+fn show_receipt(
+    receipt: ConsentReceipt,
+    out: Option<&Path>,
+    as_json: bool,
+) -> Result<String, CliError> {
+    let consent = receipt
+        .consent
+        .as_ref()
+        .map(ReceiptConsent::from)
+        .ok_or_else(|| CliError::Failed("the gateway sent a receipt without a consent".into()))?;
+    if let Some(path) = out {
+        std::fs::write(path, format!("{}\n", receipt.jws))
+            .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?;
+    }
+    if as_json {
+        json(&serde_json::json!({ "event": receipt.event, "consent": consent, "jws": receipt.jws }))
+    } else {
+        let mut s = format!("{}: ", receipt.event);
+        s.push_str(&text(&consent));
+        match out {
+            Some(path) => s.push_str(&format!("signed receipt written to {}\n", path.display())),
+            None => s.push_str(&format!("signed receipt: {}\n", receipt.jws)),
+        }
+        Ok(s)
+    }
+}
+
+/// Runs one `samverka consent` command and returns what to print.
+pub async fn run(command: ConsentCommand) -> Result<String, CliError> {
+    match command {
+        ConsentCommand::Grant(a) => {
+            let now = system_now_ms();
+            let valid_from = a
+                .valid_from
+                .as_deref()
+                .map(|s| parse_time(s, "--valid-from"))
+                .transpose()?;
+            let valid_until = match (&a.valid_until, a.days) {
+                (Some(s), _) => parse_time(s, "--valid-until")?,
+                (None, Some(days)) => {
+                    valid_from.unwrap_or(now) + i64::from(days) * 24 * 3600 * 1000
+                }
+                (None, None) => {
+                    return Err(CliError::Usage(
+                        "--valid-until or --days is required".into(),
+                    ));
+                }
+            };
+            let request = GrantConsentRequest {
+                subject_id: a.subject,
+                grantee_agency: a.grantee,
+                record_types: a.record_types,
+                purpose: a.purpose,
+                source_agencies: a.sources,
+                valid_from: valid_from.map(to_timestamp),
+                valid_until: Some(to_timestamp(valid_until)),
+                evidence_ref: a.evidence,
+                request_id: a.request_id,
+            };
+            let receipt = a
+                .connection
+                .client()
+                .await?
+                .grant(request)
+                .await
+                .map_err(refused)?;
+            show_receipt(
+                receipt.into_inner(),
+                a.receipt_out.as_deref(),
+                a.connection.json,
+            )
+        }
+        ConsentCommand::Revoke {
+            consent_id,
+            reason,
+            receipt_out,
+            connection,
+        } => {
+            let receipt = connection
+                .client()
+                .await?
+                .revoke(RevokeConsentRequest { consent_id, reason })
+                .await
+                .map_err(refused)?;
+            show_receipt(
+                receipt.into_inner(),
+                receipt_out.as_deref(),
+                connection.json,
+            )
+        }
+        ConsentCommand::Get {
+            consent_id,
+            connection,
+        } => {
+            let c = connection
+                .client()
+                .await?
+                .get(GetConsentRequest { consent_id })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            if connection.json {
+                json(&ReceiptConsent::from(&c))
+            } else {
+                Ok(text(&ReceiptConsent::from(&c)))
+            }
+        }
+        ConsentCommand::List {
+            subject,
+            grantee,
+            connection,
+        } => {
+            let consents = connection
+                .client()
+                .await?
+                .list(ListConsentsRequest {
+                    subject_id: subject.clone(),
+                    grantee_agency: grantee.unwrap_or_default(),
+                })
+                .await
+                .map_err(refused)?
+                .into_inner()
+                .consents;
+            let views: Vec<ReceiptConsent> = consents.iter().map(ReceiptConsent::from).collect();
+            if connection.json {
+                json(&views)
+            } else if views.is_empty() {
+                Ok(format!("no consents for {subject}\n"))
+            } else {
+                Ok(views.iter().map(text).collect::<Vec<_>>().join("\n"))
+            }
+        }
+        ConsentCommand::VerifyReceipt {
+            file,
+            cert,
+            json: as_json,
+        } => {
+            let read = |p: &Path| {
+                std::fs::read_to_string(p)
+                    .map_err(|e| CliError::Usage(format!("{}: {e}", p.display())))
+            };
+            let claims = verify(&read(&file)?, &read(&cert)?)
+                .map_err(|e| CliError::Failed(format!("invalid receipt: {e}")))?;
+            if as_json {
+                json(&claims)
+            } else {
+                Ok(format!(
+                    "valid receipt, signed by the gateway of {}\nevent {} recorded at {}\n{}",
+                    claims.iss,
+                    claims.event,
+                    claims.recorded_at,
+                    text(&claims.consent)
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! The demo's network: a development PKI, a SQLite store, `demo.toml`,
+//! the reference adapters and the gateway, on loopback ports chosen by the
+//! OS. The end-to-end tests start it too, so that they test exactly what
+//! the demo runs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use samverka_adapter::{
+    Adapter, AdapterError, AdapterTls, Description, FetchQuery, InMemoryRegister,
+};
+use samverka_certs::OrgNumber;
+use samverka_certs::dev::{DevPkiFiles, DevPkiSpec, existing_dev_pki, write_dev_pki};
+use samverka_proto::records::v1::Record;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+use samverka_gateway::Gateway;
+use samverka_gateway::config::Config;
+use samverka_gateway::net::client::{AgencyTls, connect};
+use samverka_gateway::server::serve;
+use samverka_gateway::time::Clock;
+
+use super::{
+    DEMO_PURPOSE, DEMO_RECORD_TYPES, DEMO_SUBJECT, GATEWAY_AGENCY, OUTSIDER_AGENCY, READER_AGENCY,
+    REGISTRAR_AGENCY,
+};
+
+/// One of the demo's sources.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoSource {
+    /// The adapter's name, in the configuration and the PKI's file names.
+    pub name: &'static str,
+    /// The agency whose register it serves.
+    pub agency: &'static str,
+    /// The record types it answers for.
+    pub record_types: &'static [&'static str],
+    /// Loads its synthetic register (parses the fixture: call when the
+    /// adapter starts, not to look something up).
+    pub register: fn() -> InMemoryRegister,
+}
+
+/// The demo's sources, one per reference adapter.
+pub const DEMO_SOURCES: [DemoSource; 3] = [
+    DemoSource {
+        name: "higher-education",
+        agency: samverka_adapter_higher_education::DEMO_AGENCY,
+        record_types: &samverka_adapter_higher_education::RECORD_TYPES,
+        register: samverka_adapter_higher_education::demo,
+    },
+    DemoSource {
+        name: "employment",
+        agency: samverka_adapter_employment::DEMO_AGENCY,
+        record_types: &samverka_adapter_employment::RECORD_TYPES,
+        register: samverka_adapter_employment::demo,
+    },
+    DemoSource {
+        name: "competence",
+        agency: samverka_adapter_competence::DEMO_AGENCY,
+        record_types: &samverka_adapter_competence::RECORD_TYPES,
+        register: samverka_adapter_competence::demo,
+    },
+];
+
+/// Why the demo failed.
+pub type DemoError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The agencies and adapters of the demo PKI.
+pub fn pki_spec() -> DevPkiSpec {
+    let org = |s: &str| OrgNumber::parse(s).expect("demo organisation numbers are valid");
+    DevPkiSpec {
+        gateway: org(GATEWAY_AGENCY),
+        agencies: vec![
+            ("reader".into(), org(READER_AGENCY)),
+            ("registrar".into(), org(REGISTRAR_AGENCY)),
+            ("outsider".into(), org(OUTSIDER_AGENCY)),
+        ],
+        adapters: DEMO_SOURCES
+            .iter()
+            .map(|source| (source.name.to_owned(), org(source.agency)))
+            .collect(),
+    }
+}
+
+/// A running demo network: the reference adapters and a gateway on loopback.
+pub struct Network {
+    /// Where the PKI, store and `demo.toml` are.
+    pub dir: PathBuf,
+    /// `DIR/demo.toml`.
+    pub config_path: PathBuf,
+    /// The certificate files.
+    pub pki: DevPkiFiles,
+    /// The gateway's state (store, clock, config).
+    pub gateway: Arc<Gateway>,
+    /// Where the gateway listens.
+    pub gateway_address: SocketAddr,
+    /// Where the operators' admin listener is (`/metrics`, `/healthz`,
+    /// `/readyz`).
+    pub admin_address: SocketAddr,
+    /// Per adapter: name and address.
+    pub adapters: Vec<(String, SocketAddr)>,
+    fetch_calls: Arc<AtomicUsize>,
+    last_trace: Arc<std::sync::Mutex<Option<String>>>,
+    stops: Vec<(String, oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+/// A demo adapter that counts the records requests it serves, so that the
+/// demo (and its tests) can tell whether a request reached any register.
+struct Counted<A> {
+    inner: A,
+    calls: Arc<AtomicUsize>,
+    last_trace: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl<A> Counted<A> {
+    fn new(
+        inner: A,
+        calls: &Arc<AtomicUsize>,
+        last_trace: &Arc<std::sync::Mutex<Option<String>>>,
+    ) -> Self {
+        Counted {
+            inner,
+            calls: calls.clone(),
+            last_trace: last_trace.clone(),
+        }
+    }
+}
+
+impl<A: Adapter> Adapter for Counted<A> {
+    fn describe(&self) -> Description {
+        self.inner.describe()
+    }
+
+    async fn fetch_records(&self, query: FetchQuery) -> Result<Vec<Record>, AdapterError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut last) = self.last_trace.lock() {
+            last.clone_from(&query.trace_id);
+        }
+        self.inner.fetch_records(query).await
+    }
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("dir", &self.dir)
+            .field("gateway_address", &self.gateway_address)
+            .field("adapters", &self.adapters)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn loopback() -> Result<(TcpListener, SocketAddr), DemoError> {
+    let l = TcpListener::bind("127.0.0.1:0").await?;
+    let a = l.local_addr()?;
+    Ok((l, a))
+}
+
+fn spawn_adapter<A: Adapter>(
+    adapter: A,
+    listener: TcpListener,
+    tls: AdapterTls,
+    name: &str,
+) -> (oneshot::Sender<()>, JoinHandle<()>) {
+    let (tx, rx) = oneshot::channel::<()>();
+    let name = name.to_owned();
+    let task = tokio::spawn(async move {
+        let stop = async {
+            let _ = rx.await;
+        };
+        if let Err(e) = samverka_adapter::serve_with_listener(adapter, listener, tls, stop).await {
+            tracing::error!(adapter = %name, error = %e, "adapter stopped");
+        }
+    });
+    (tx, task)
+}
+
+impl Network {
+    /// Sets up everything in `dir` and starts it. The gateway reads
+    /// `DIR/demo.toml` exactly as `samverka serve --config` would.
+    pub async fn start(dir: &Path, clock: Clock) -> Result<Network, DemoError> {
+        let dir = std::path::absolute(dir)?;
+        // A demo run again in the same directory keeps its PKI: the store's
+        // signed checkpoints and receipts stay verifiable with its gateway
+        // certificate.
+        let pki = match existing_dev_pki(&dir.join("certs"), &pki_spec()) {
+            Some(files) => files,
+            None => write_dev_pki(&dir.join("certs"), &pki_spec())?,
+        };
+        let (gateway_listener, gateway_address) = loopback().await?;
+        let (admin_listener, admin_address) = loopback().await?;
+        let mut listeners = Vec::new();
+        for source in &DEMO_SOURCES {
+            let (listener, address) = loopback().await?;
+            listeners.push((source.name.to_owned(), listener, address));
+        }
+        let adapters: Vec<(String, SocketAddr)> =
+            listeners.iter().map(|(n, _, a)| (n.clone(), *a)).collect();
+
+        let config_path = dir.join("demo.toml");
+        std::fs::write(
+            &config_path,
+            demo_config(
+                &pki,
+                &gateway_address.to_string(),
+                &admin_address.to_string(),
+                &adapters,
+                &dir.join("samverka.db").display().to_string(),
+                DEMO_AUDIT,
+            ),
+        )?;
+        let config = Config::load(&config_path)?;
+
+        let fetch_calls = Arc::new(AtomicUsize::new(0));
+        let last_trace = Arc::new(std::sync::Mutex::new(None));
+        let mut stops = Vec::new();
+        for (source, (_, listener, _)) in DEMO_SOURCES.iter().zip(listeners) {
+            let name = source.name;
+            let register = (source.register)();
+            let (_, cert, key) = pki
+                .adapters
+                .iter()
+                .find(|(n, _, _)| n == name)
+                .ok_or("adapter missing from the PKI")?;
+            let tls = AdapterTls::from_files(cert, key, &pki.ca_cert)?;
+            let (tx, task) = spawn_adapter(
+                Counted::new(register, &fetch_calls, &last_trace),
+                listener,
+                tls,
+                name,
+            );
+            stops.push((name.to_owned(), tx, task));
+        }
+
+        let gateway = Gateway::new(config, clock).await?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let gw = gateway.clone();
+        let task = tokio::spawn(async move {
+            let (stop_admin, admin_stopped) = oneshot::channel::<()>();
+            let admin = tokio::spawn(samverka_gateway::admin::serve_admin(
+                gw.clone(),
+                admin_listener,
+                async {
+                    let _ = admin_stopped.await;
+                },
+            ));
+            let stop = async {
+                let _ = rx.await;
+            };
+            if let Err(e) = serve(gw, gateway_listener, stop).await {
+                tracing::error!(error = %e, "gateway stopped");
+            }
+            let _ = stop_admin.send(());
+            let _ = admin.await;
+        });
+        stops.push(("gateway".to_owned(), tx, task));
+
+        Ok(Network {
+            dir: dir.clone(),
+            config_path,
+            pki,
+            gateway,
+            gateway_address,
+            admin_address,
+            adapters,
+            fetch_calls,
+            last_trace,
+            stops,
+        })
+    }
+
+    /// The trace id the demo adapters saw last (from the gateway's
+    /// `traceparent`).
+    pub fn last_adapter_trace_id(&self) -> Option<String> {
+        self.last_trace.lock().ok().and_then(|t| t.clone())
+    }
+
+    /// How many records requests the demo adapters have served so far.
+    pub fn fetch_calls(&self) -> usize {
+        self.fetch_calls.load(Ordering::SeqCst)
+    }
+
+    /// The TLS material of a demo agency: `reader`, `registrar` or
+    /// `outsider`.
+    pub fn agency_tls(&self, name: &str) -> Result<AgencyTls, DemoError> {
+        let (_, cert, key) = self
+            .pki
+            .agencies
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .ok_or_else(|| format!("no demo agency named {name}"))?;
+        Ok(AgencyTls::from_files(&self.pki.ca_cert, cert, key)?)
+    }
+
+    /// An mTLS channel to the gateway as the demo agency `name`.
+    pub async fn channel(&self, name: &str) -> Result<Channel, DemoError> {
+        Ok(connect(
+            &self.gateway_address.to_string(),
+            "localhost",
+            &self.agency_tls(name)?,
+        )
+        .await?)
+    }
+
+    /// Stops one part (`gateway` or an adapter: `higher-education`,
+    /// `employment`, `competence`) and
+    /// waits until it has stopped: until its in-flight requests are done,
+    /// or at most [`samverka_adapter::DRAIN_TIMEOUT`] if a client keeps a
+    /// connection open.
+    pub async fn stop(&mut self, name: &str) {
+        if let Some(i) = self.stops.iter().position(|(n, _, _)| n == name) {
+            let (_, tx, mut task) = self.stops.remove(i);
+            let _ = tx.send(());
+            if tokio::time::timeout(samverka_adapter::DRAIN_TIMEOUT, &mut task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(part = name, "did not drain in time; stopped");
+                task.abort();
+            }
+        }
+    }
+
+    /// Stops everything, the gateway's audit writer last.
+    pub async fn shutdown(mut self) {
+        self.stop("gateway").await;
+        while let Some((name, ..)) = self.stops.first() {
+            let name = name.clone();
+            self.stop(&name).await;
+        }
+        self.gateway.audit.close().await;
+    }
+}
+
+/// The demo's `[audit]` section: checkpoints often enough that a short demo
+/// has some.
+pub const DEMO_AUDIT: &str = "[audit]\ncheckpoint_every = 10\ncheckpoint_interval_s = 5\n";
+
+/// The demo's configuration: gateway at `gateway` and its admin listener
+/// at `admin` (`host:port`; port 0 lets the OS choose), the demo sources named in `adapters` at their
+/// addresses, `store` (a SQLite path or a PostgreSQL URL), and `extra` TOML
+/// appended as is (further sections, such as [`DEMO_AUDIT`]).
+pub fn demo_config(
+    pki: &DevPkiFiles,
+    gateway: &str,
+    admin: &str,
+    adapters: &[(String, SocketAddr)],
+    store: &str,
+    extra: &str,
+) -> String {
+    let p = |p: &Path| toml::Value::String(p.display().to_string()).to_string();
+    let agency = |name: &str| {
+        pki.agencies
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, c, k)| (p(c), p(k)))
+            .unwrap_or_default()
+    };
+    let (reader_cert, reader_key) = agency("reader");
+    let (registrar_cert, registrar_key) = agency("registrar");
+    let list = |t: &[&str]| format!("{t:?}");
+    let mut adapter_tables = String::new();
+    for (name, address) in adapters {
+        if let Some(source) = DEMO_SOURCES.iter().find(|s| s.name == name) {
+            adapter_tables.push_str(&format!(
+                "[[adapters]]\nname = \"{name}\"\naddress = \"{address}\"\norg_number = \"{}\"\nrecord_types = {}\n\n",
+                source.agency,
+                list(source.record_types)
+            ));
+        }
+    }
+    format!(
+        r#"# samverka demo configuration, written by `samverka demo`.
+# The gateway reads it as its configuration (`samverka serve --config` takes
+# it too); [agency], [registrar] and [subject] tell clients what to use.
+# Every person and organisation in it is synthetic.
+
+[gateway]
+address = "{gateway}"
+admin_address = "{admin}"
+org_number = "{GATEWAY_AGENCY}"
+ca_cert = {ca}
+cert = {gw_cert}
+key = {gw_key}
+client_cert = {gwc_cert}
+client_key = {gwc_key}
+store = {store}
+
+[agency]            # an ordinary agency that reads records
+org_number = "{READER_AGENCY}"
+cert = {reader_cert}
+key = {reader_key}
+
+[registrar]         # the consent registrar agency
+org_number = "{REGISTRAR_AGENCY}"
+cert = {registrar_cert}
+key = {registrar_key}
+
+[subject]           # the demo person; [agency] holds an active consent for them
+id = "{DEMO_SUBJECT}"
+purpose = "{DEMO_PURPOSE}"
+record_types = {demo_types}
+
+[[agencies]]         # the operator: issuer of competence passports
+org_number = "{GATEWAY_AGENCY}"
+name = "samverka demo operator (synthetic)"
+
+[[agencies]]
+org_number = "{READER_AGENCY}"
+name = "Study and career guidance service (demo)"
+
+[[agencies]]
+org_number = "{REGISTRAR_AGENCY}"
+name = "Citizen e-service (demo consent registrar)"
+registrar = true
+
+[[agencies]]
+org_number = "{OUTSIDER_AGENCY}"
+name = "Agency without access rules (demo)"
+
+[[purposes]]
+code = "study_guidance"
+description = "Study and career guidance"
+record_types = ["education.course_result", "education.degree", "employment.period", "competence.validated"]
+
+[[purposes]]
+code = "job_matching"
+description = "Job matching by the public employment service"
+record_types = ["employment.period", "competence.validated"]
+
+[[purposes]]
+code = "admission"
+description = "Admission to education"
+record_types = ["education.course_result", "education.degree", "education.upper_secondary_grade", "education.vocational_diploma"]
+
+[[access_rules]]
+agency = "{READER_AGENCY}"
+purposes = ["study_guidance"]
+record_types = ["education.course_result", "education.degree", "employment.period", "competence.validated"]
+
+[[access_rules]]
+agency = "{READER_AGENCY}"
+purposes = ["job_matching"]
+record_types = ["employment.period", "competence.validated"]
+
+{adapter_tables}{extra}"#,
+        ca = p(&pki.ca_cert),
+        gw_cert = p(&pki.gateway.0),
+        gw_key = p(&pki.gateway.1),
+        gwc_cert = p(&pki.gateway_client.0),
+        gwc_key = p(&pki.gateway_client.1),
+        store = toml::Value::String(store.to_owned()),
+        demo_types = list(&DEMO_RECORD_TYPES),
+    )
+}

@@ -1,0 +1,206 @@
+//! End to end: the Consents service, over real mTLS with a real SQLite
+//! store: only registrars may grant, list or revoke; a grant is validated
+//! field by field, idempotent by its request id, readable back with Get
+//! and List, and answered with a receipt the gateway signs.
+
+mod support;
+
+use samverka::cli::demo::{DEMO_PURPOSE, DEMO_SUBJECT, READER_AGENCY};
+use samverka_proto::v1::{GetConsentRequest, ListConsentsRequest, RevokeConsentRequest, consent};
+use support::*;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+/// A change that makes a grant request invalid.
+type GrantChange = Box<dyn Fn(&mut samverka_proto::v1::GrantConsentRequest)>;
+
+#[tokio::test]
+async fn only_registrars_may_manage_consents() {
+    let net = start().await;
+    for agency in ["reader", "outsider"] {
+        let status = consents(&net, agency)
+            .await
+            .grant(grant_request(
+                &net,
+                DEMO_PURPOSE,
+                &["employment.period"],
+                "r-1",
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{agency}");
+        assert_eq!(reason(&status), "ROLE_REQUIRED");
+        let status = consents(&net, agency)
+            .await
+            .list(ListConsentsRequest {
+                subject_id: DEMO_SUBJECT.into(),
+                grantee_agency: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(reason(&status), "ROLE_REQUIRED");
+    }
+    assert!(
+        net.gateway
+            .store
+            .consents_for(DEMO_SUBJECT, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn grants_are_validated_idempotent_and_readable() {
+    let net = start().await;
+    let mut registrar = consents(&net, "registrar").await;
+    let request = grant_request(&net, DEMO_PURPOSE, &["employment.period"], "same-request");
+    let receipt = registrar.grant(request.clone()).await.unwrap().into_inner();
+    let first = receipt.consent.unwrap();
+    // A retry of the same request (a lost answer) gets the same consent.
+    let second = registrar
+        .grant(request.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .consent
+        .unwrap();
+    // The same request id for something else is refused, not merged.
+    let mut changed = request.clone();
+    changed.record_types = strings(&["education.course_result"]);
+    let status = registrar.grant(changed).await.unwrap_err();
+    assert_eq!(status.code(), Code::AlreadyExists);
+    assert_eq!(reason(&status), "REQUEST_ID_REUSED");
+
+    // The receipt is signed by the gateway and says what was recorded.
+    let gateway_cert = std::fs::read_to_string(&net.pki.gateway.0).unwrap();
+    let claims =
+        samverka_gateway::credential::receipt::verify(&receipt.jws, &gateway_cert).unwrap();
+    assert_eq!(claims.event, "granted");
+    assert_eq!(claims.iss, samverka::cli::demo::GATEWAY_AGENCY);
+    assert_eq!(claims.consent.consent_id, first.consent_id);
+    assert_eq!(claims.consent.subject_id, DEMO_SUBJECT);
+    assert_eq!(claims.consent.grantee_agency, READER_AGENCY);
+    assert_eq!(claims.consent.record_types, ["employment.period"]);
+    assert_eq!(claims.consent.status, "active");
+    assert_eq!(
+        claims.consent.registrar_agency,
+        samverka::cli::demo::REGISTRAR_AGENCY
+    );
+
+    assert_eq!(first.consent_id, second.consent_id);
+    assert_eq!(first.status(), consent::Status::Active);
+
+    let got = registrar
+        .get(GetConsentRequest {
+            consent_id: first.consent_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got, first);
+    let listed = registrar
+        .list(ListConsentsRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            grantee_agency: READER_AGENCY.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .consents;
+    assert_eq!(listed, [first]);
+
+    let cases: Vec<(&str, GrantChange)> = vec![
+        (
+            "SUBJECT_ID_INVALID",
+            Box::new(|r| r.subject_id = "199003142389".into()),
+        ),
+        (
+            "AGENCY_ID_INVALID",
+            Box::new(|r| r.grantee_agency = "2021999021".into()),
+        ),
+        (
+            "AGENCY_UNKNOWN",
+            Box::new(|r| r.grantee_agency = "2021999079".into()),
+        ),
+        (
+            "PURPOSE_UNKNOWN",
+            Box::new(|r| r.purpose = "marketing".into()),
+        ),
+        (
+            "RECORD_TYPE_UNKNOWN",
+            Box::new(|r| r.record_types = strings(&["education.transcript"])),
+        ),
+        (
+            "RECORD_TYPE_NOT_COVERED",
+            Box::new(|r| r.record_types = strings(&["education.upper_secondary_grade"])),
+        ),
+        ("FIELD_MISSING", Box::new(|r| r.valid_until = None)),
+        (
+            "VALIDITY_INVALID",
+            Box::new(|r| r.valid_until = Some(samverka_gateway::time::to_timestamp(1_000))),
+        ),
+        ("FIELD_MISSING", Box::new(|r| r.request_id = String::new())),
+        (
+            "VALIDITY_INVALID",
+            Box::new(|r| {
+                // Longer than the configured maximum of 730 days.
+                let until = samverka_gateway::time::system_now_ms() + 731 * DAY_MS;
+                r.valid_until = Some(samverka_gateway::time::to_timestamp(until));
+            }),
+        ),
+    ];
+    for status in [
+        registrar
+            .get(GetConsentRequest {
+                consent_id: "no-such-consent".into(),
+            })
+            .await
+            .unwrap_err(),
+        registrar
+            .revoke(RevokeConsentRequest {
+                consent_id: "no-such-consent".into(),
+                reason: String::new(),
+            })
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(reason(&status), "CONSENT_NOT_FOUND");
+    }
+    let status = registrar
+        .revoke(RevokeConsentRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        status.get_details_bad_request().unwrap().field_violations[0].field,
+        "consent_id"
+    );
+
+    for (i, (expected, change)) in cases.iter().enumerate() {
+        let mut request = grant_request(
+            &net,
+            DEMO_PURPOSE,
+            &["employment.period"],
+            &format!("bad-{i}"),
+        );
+        change(&mut request);
+        let status = registrar.grant(request).await.unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{expected}: {status:?}"
+        );
+        assert_eq!(reason(&status), *expected);
+    }
+    assert_eq!(
+        net.gateway
+            .store
+            .consents_for(DEMO_SUBJECT, None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
