@@ -395,15 +395,39 @@ async fn a_checkpoint_needs_the_gateways_signature() {
     let t = trail().await;
     let other = tempfile::tempdir().unwrap();
     let other_pki = write_dev_pki(other.path(), &samverka::cli::demo::pki_spec()).unwrap();
-    // The right trail, checked against another gateway's certificate.
+    // The right trail, checked against another gateway's certificate: it
+    // cannot be confirmed, and it is not called broken either.
+    let db = t.db.display().to_string();
     let out = run(&[
         "verify",
         "--store",
-        &t.db.display().to_string(),
+        &db,
         "--cert",
         &other_pki.gateway.0.display().to_string(),
     ]);
-    assert_broken(&out, 5, "signature does not verify");
+    let said = assert_failed(&out, "NOT VERIFIED: the checkpoint at entry 5");
+    assert!(!said.contains("BROKEN"), "{said}");
+    // Without any certificate: a usage error, not a verdict.
+    let out = run(&["verify", "--store", &db]);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(64), "{said}");
+    assert!(
+        said.contains("--cert") && !said.contains("BROKEN"),
+        "{said}"
+    );
+    // The same export, likewise.
+    let exported = t.dir.path().join("no-cert.jsonl");
+    export(&t.db, &exported);
+    let out = run(&["verify", "--export", &exported.display().to_string()]);
+    assert_eq!(out.status.code(), Some(64));
+    // A checkpoint whose signature names the given certificate but does
+    // not hold: altered.
+    let db = tampered(
+        &t,
+        "resigned",
+        "UPDATE audit_checkpoints SET jws = substr(jws, 1, length(jws) - 8) || 'AAAAAAAA' WHERE seq = 5",
+    );
+    assert_broken(&verify(&t, &db), 5, "signature does not verify");
     // A checkpoint row moved to another entry.
     let db = tampered(
         &t,

@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
-use samverka_gateway::audit::chain::{Broken, ChainCheck, Report};
+use samverka_gateway::audit::chain::{self, Broken, ChainCheck, Report};
 
 use super::CliError;
 use samverka_gateway::audit::{AuditCheckpoint, AuditEntry};
@@ -96,6 +96,24 @@ pub struct Source {
 /// A broken trail: exit 1, naming the first broken entry.
 fn broken(b: Broken) -> CliError {
     CliError::Failed(format!("audit trail BROKEN at {b}"))
+}
+
+/// Starts a check of a trail with these checkpoints. A verifier never
+/// reports tampering it cannot see: with no certificate at all that is a
+/// usage error, and a checkpoint signed with a certificate that was not
+/// given leaves the trail NOT VERIFIED (exit 1), not broken.
+fn start_check(checkpoints: &[AuditCheckpoint], certs: &[String]) -> Result<ChainCheck, CliError> {
+    if certs.is_empty() {
+        return Err(CliError::Usage(
+            "no gateway certificate given: name the certificate that signed the checkpoints with --cert (repeat it for certificates used before a rotation), or --config of that gateway".into(),
+        ));
+    }
+    if let Some(seq) = chain::unknown_signer(checkpoints, certs) {
+        return Err(CliError::Failed(format!(
+            "audit trail NOT VERIFIED: the checkpoint at entry {seq} is signed with a certificate that was not given; give every gateway certificate used since the trail began (--cert, repeatable)"
+        )));
+    }
+    ChainCheck::new(checkpoints, certs).map_err(broken)
 }
 
 /// One line of an export.
@@ -164,7 +182,7 @@ fn summary(r: &Report) -> String {
 
 async fn verify_store(store: &AuditTrail, certs: &[String]) -> Result<Report, CliError> {
     let checkpoints = store.checkpoints().await.map_err(CliError::failed)?;
-    let mut check = ChainCheck::new(&checkpoints, certs).map_err(broken)?;
+    let mut check = start_check(&checkpoints, certs)?;
     let mut after = 0;
     loop {
         let page = store
@@ -197,7 +215,7 @@ fn verify_export(path: &Path, certs: &[String]) -> Result<Report, CliError> {
             ExportLine::Entry(e) => entries.push(*e),
         }
     }
-    let mut check = ChainCheck::new(&checkpoints, certs).map_err(broken)?;
+    let mut check = start_check(&checkpoints, certs)?;
     for e in &entries {
         check.push(e).map_err(broken)?;
     }

@@ -253,6 +253,20 @@ pub struct ChainCheck {
     report: Report,
 }
 
+/// The first checkpoint signed with a certificate that is not among
+/// `gateway_certs` (by the thumbprint its signature names): without that
+/// certificate the trail can be neither confirmed nor called altered.
+pub fn unknown_signer(checkpoints: &[AuditCheckpoint], gateway_certs: &[String]) -> Option<i64> {
+    checkpoints
+        .iter()
+        .find(|cp| {
+            !gateway_certs
+                .iter()
+                .any(|cert| crate::credential::signing::names_signer(&cp.jws, cert))
+        })
+        .map(|cp| cp.seq)
+}
+
 impl ChainCheck {
     /// Starts a check with the trail's checkpoints, each of which must be
     /// signed by one of `gateway_certs` (PEM; more than one when the

@@ -157,6 +157,23 @@ impl SignerSlot {
     }
 }
 
+/// Whether `jws` names the certificate `gateway_cert_pem` as its signer
+/// (its `x5t#S256` header), whether or not the signature then holds. A
+/// verifier uses it to tell "signed with a certificate I was not given"
+/// (nothing can be said) from "does not verify" (altered).
+pub fn names_signer(jws: &str, gateway_cert_pem: &str) -> bool {
+    let header = jws
+        .trim()
+        .split('.')
+        .next()
+        .and_then(|h| B64.decode(h).ok())
+        .and_then(|h| serde_json::from_slice::<Header>(&h).ok());
+    match (header, cert_der(gateway_cert_pem)) {
+        (Some(header), Ok(cert)) => header.x5t_s256 == thumbprint(&cert),
+        _ => false,
+    }
+}
+
 /// Verifies a compact JWS of type `typ` against the gateway's certificate
 /// and returns its payload.
 pub fn verify<T: DeserializeOwned>(
