@@ -11,7 +11,7 @@
 //! ```
 //!
 //! `verify` and `export` only read the store (see
-//! [`AuditTrail`](samverka_gateway::store::AuditTrail)): nothing is migrated or
+//! [`samverka_gateway::store::AuditTrail`]): nothing is migrated or
 //! written, so they may run beside a gateway or on an old store.
 //!
 //! # Export format

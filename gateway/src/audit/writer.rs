@@ -16,7 +16,7 @@
 //! path every hand-off between threads costs a wake-up, and the commit's
 //! sync may block this thread as long as it likes.
 //!
-//! On Linux that thread runs under `SCHED_BATCH` ([`run_as_batch_work`]):
+//! On Linux that thread runs under `SCHED_BATCH` (`run_as_batch_work`):
 //! when a commit's sync returns while the CPU is busy with requests, the
 //! writer does not preempt them but waits for its turn, and the entries
 //! that arrive meanwhile join the next batch. On an idle CPU it runs at
