@@ -120,6 +120,22 @@ fn paths_at(code: &[u8], start: usize, prefix: Vec<String>, out: &mut Vec<Vec<St
     }
 }
 
+/// A path with its inner `super` and `self` segments applied
+/// (`b::super::a::A` is `a::A`).
+fn normalise(path: Vec<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for segment in path {
+        match segment.as_str() {
+            "super" => {
+                out.pop();
+            }
+            "self" => {}
+            _ => out.push(segment),
+        }
+    }
+    out
+}
+
 /// The absolute module paths a file names.
 fn references(module: &[String], code: &str) -> Vec<Vec<String>> {
     let bytes = code.as_bytes();
@@ -145,7 +161,7 @@ fn references(module: &[String], code: &str) -> Vec<Vec<String>> {
             };
             let mut found = Vec::new();
             paths_at(bytes, p + at.len(), base, &mut found);
-            out.extend(found);
+            out.extend(found.into_iter().map(normalise));
         }
     }
     out
@@ -180,74 +196,82 @@ impl Tree {
     }
 }
 
-#[test]
-fn the_gateway_library_has_no_import_circle() {
-    let src = root().join("gateway/src");
+type Module = Vec<String>;
+type Edges = BTreeMap<Module, BTreeSet<Module>>;
+
+/// Records the `pub use a::b::{C, D};` statements of `module`: C and D
+/// are a::b's.
+fn read_reexports(module: &Module, code: &str, tree: &mut Tree) {
+    for stmt in code.split(';') {
+        let stmt = stmt.trim();
+        let Some(rest) = stmt
+            .strip_prefix("pub use ")
+            .or_else(|| stmt.strip_prefix("pub(crate) use "))
+        else {
+            continue;
+        };
+        let rest = rest.trim();
+        let (base, skip) = if let Some(r) = rest.strip_prefix("crate::") {
+            (Vec::new(), rest.len() - r.len())
+        } else if let Some(r) = rest.strip_prefix("super::") {
+            (
+                module[..module.len().saturating_sub(1)].to_vec(),
+                rest.len() - r.len(),
+            )
+        } else if rest.starts_with(|c: char| c.is_ascii_lowercase()) {
+            (module.clone(), 0)
+        } else {
+            continue;
+        };
+        let mut found = Vec::new();
+        paths_at(rest.as_bytes(), skip, base, &mut found);
+        for target in found.into_iter().map(normalise) {
+            if let Some(name) = target.last() {
+                tree.reexports
+                    .insert((module.clone(), name.clone()), target.clone());
+            }
+        }
+    }
+}
+
+/// Which module of the crate in `src` depends on which, and every module.
+fn import_graph(src: &Path) -> (Edges, Vec<Module>) {
     let mut files = Vec::new();
-    rust_files(&src, &mut files);
+    rust_files(src, &mut files);
     let mut tree = Tree {
         files: BTreeMap::new(),
         reexports: BTreeMap::new(),
     };
     let mut codes = BTreeMap::new();
     for file in &files {
-        let module = module_of(&src, file);
+        let module = module_of(src, file);
         let code = code_of(&std::fs::read_to_string(file).unwrap());
-        // `pub use a::b::{C, D};` inside `module`: C and D are a::b's.
-        for stmt in code.split(';') {
-            let stmt = stmt.trim();
-            let Some(rest) = stmt
-                .strip_prefix("pub use ")
-                .or_else(|| stmt.strip_prefix("pub(crate) use "))
-            else {
-                continue;
-            };
-            let mut found = Vec::new();
-            let rest = rest.trim();
-            let (base, skip) = if let Some(r) = rest.strip_prefix("crate::") {
-                (Vec::new(), rest.len() - r.len())
-            } else if let Some(r) = rest.strip_prefix("super::") {
-                (
-                    module[..module.len().saturating_sub(1)].to_vec(),
-                    rest.len() - r.len(),
-                )
-            } else if rest.starts_with(|c: char| c.is_ascii_lowercase()) {
-                (module.clone(), 0)
-            } else {
-                continue;
-            };
-            paths_at(rest.as_bytes(), skip, base, &mut found);
-            for target in found {
-                if let Some(name) = target.last() {
-                    tree.reexports
-                        .insert((module.clone(), name.clone()), target.clone());
-                }
-            }
-        }
+        read_reexports(&module, &code, &mut tree);
         tree.files.insert(module.clone(), file.clone());
         codes.insert(module, code);
     }
-
-    let mut edges: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = BTreeMap::new();
+    let mut edges = Edges::new();
     for (module, code) in &codes {
         for path in references(module, code) {
-            let Some(target) = tree.resolve(&path, 0) else {
-                continue;
-            };
             // Itself, or one of its own submodules: not a dependency.
-            if target.starts_with(module) {
-                continue;
+            if let Some(target) = tree.resolve(&path, 0)
+                && !target.starts_with(module)
+            {
+                edges.entry(module.clone()).or_default().insert(target);
             }
-            edges.entry(module.clone()).or_default().insert(target);
         }
     }
+    (edges, tree.files.into_keys().collect())
+}
 
-    // Depth-first search for a back edge.
+/// Every circle a depth-first search meets, as `crate::a -> crate::b ->
+/// crate::a`.
+fn circles(edges: &Edges, modules: &[Module]) -> Vec<String> {
     fn visit(
-        node: &Vec<String>,
-        edges: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>,
-        state: &mut BTreeMap<Vec<String>, u8>,
-        stack: &mut Vec<Vec<String>>,
+        node: &Module,
+        edges: &Edges,
+        state: &mut BTreeMap<Module, u8>,
+        stack: &mut Vec<Module>,
         circles: &mut Vec<String>,
     ) {
         state.insert(node.clone(), 1);
@@ -271,26 +295,71 @@ fn the_gateway_library_has_no_import_circle() {
         state.insert(node.clone(), 2);
     }
     let mut state = BTreeMap::new();
-    let mut circles = Vec::new();
-    for module in tree.files.keys() {
+    let mut found = Vec::new();
+    for module in modules {
         if state.get(module).copied().unwrap_or(0) == 0 {
-            visit(module, &edges, &mut state, &mut Vec::new(), &mut circles);
+            visit(module, edges, &mut state, &mut Vec::new(), &mut found);
         }
     }
+    found
+}
+
+fn module(path: &str) -> Module {
+    path.split("::").map(str::to_owned).collect()
+}
+
+#[test]
+fn the_gateway_library_has_no_import_circle() {
+    let (edges, modules) = import_graph(&root().join("gateway/src"));
     let edge_count: usize = edges.values().map(BTreeSet::len).sum();
     assert!(
         edge_count > 50,
         "the graph was not read: {edge_count} edges"
     );
     assert!(
-        edges[&vec!["service".to_owned(), "exchange".to_owned()]]
-            .contains(&vec!["pipeline".to_owned(), "consent".to_owned()]),
+        edges[&module("service::exchange")].contains(&module("pipeline::consent")),
         "the exchange's dependency on the consent check was not seen"
     );
-    assert!(
-        circles.is_empty(),
-        "import circles:\n{}",
-        circles.join("\n")
+    let found = circles(&edges, &modules);
+    assert!(found.is_empty(), "import circles:\n{}", found.join("\n"));
+}
+
+/// The reader on a small crate: a circle through a re-export and a `super`
+/// path is found; a front module and its own children are not a circle.
+#[test]
+fn a_circle_through_a_reexport_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |path: &str, text: &str| {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write(
+        "lib.rs",
+        "pub mod a;\npub mod b;\npub mod c;\npub use b::Thing;\n",
+    );
+    // a -> (crate::Thing, re-exported from b) ; b::inner -> a via super::super.
+    write("a.rs", "use crate::Thing;\npub struct A(Thing);\n");
+    write("b/mod.rs", "pub mod inner;\npub use inner::Thing;\n");
+    write(
+        "b/inner.rs",
+        "// crate::c::Unused in a comment does not count\npub struct Thing(super::super::a::A);\n",
+    );
+    // c fronts its child and the child uses c's items: no circle.
+    write("c/mod.rs", "pub mod d;\npub use d::D;\npub struct C;\n");
+    write("c/d.rs", "pub struct D(super::C);\n");
+    let (edges, modules) = import_graph(dir.path());
+    // The comment's path is not read; `super::super::a` is `a`.
+    assert_eq!(
+        edges[&module("b::inner")],
+        BTreeSet::from([module("a")]),
+        "{edges:?}"
+    );
+    let found = circles(&edges, &modules);
+    assert_eq!(
+        found,
+        vec!["crate::a -> crate::b::inner -> crate::a"],
+        "{edges:?}"
     );
 }
 

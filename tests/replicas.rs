@@ -141,21 +141,14 @@ async fn a_revocation_through_one_replica_is_enforced_by_the_other() {
         t.await.unwrap();
     }
     assert_eq!(store.audit_head().await.unwrap().seq, 3 + 160);
-    let out = std::process::Command::new(BIN)
-        .args(["audit", "verify", "--store", &pg.url(), "--cert"])
-        .arg(&pki.gateway.0)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("audit trail intact: 163 entries"),
-        "{stdout}"
-    );
+    let out = support::audit::run(&[
+        "verify",
+        "--store",
+        &pg.url(),
+        "--cert",
+        &pki.gateway.0.display().to_string(),
+    ]);
+    support::audit::assert_intact(&out, 163);
     drop(store);
 
     for replica in [&one, &two] {

@@ -345,9 +345,9 @@ impl Metrics {
 
     /// One consent decision: `allowed`, or the refusal's reason.
     pub fn consent_check<P>(&self, decision: &Result<P, crate::GatewayError>) {
-        let result = match decision {
-            Ok(_) => Decision::Allowed.as_str(),
-            Err(e) => e.reason.as_str(),
+        let result = match Decision::of(decision) {
+            (Decision::Allowed, _) => Decision::Allowed.as_str(),
+            (Decision::Denied, reason) => reason,
         };
         self.consent_checks
             .get_or_create(&ResultLabels {

@@ -31,6 +31,15 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// The decision a result stands for, with the refusal's reason (empty
+    /// when allowed).
+    pub fn of<T>(result: &Result<T, crate::GatewayError>) -> (Decision, &'static str) {
+        match result {
+            Ok(_) => (Decision::Allowed, ""),
+            Err(e) => (Decision::Denied, e.reason.as_str()),
+        }
+    }
+
     /// The stable string stored in entries and used as a metric label.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -144,6 +144,71 @@ pub fn source_agencies(
     Ok(sorted)
 }
 
+/// A time the caller sent, in Unix ms (`None` if it sent none); one out of
+/// range is refused with `reason`.
+pub fn time(
+    field: &str,
+    ts: Option<&prost_types::Timestamp>,
+    reason: Reason,
+) -> Result<Option<i64>, GatewayError> {
+    ts.map(|ts| {
+        crate::time::from_timestamp(ts).ok_or_else(|| {
+            GatewayError::invalid(reason, field, format!("{field} is not a valid time"))
+        })
+    })
+    .transpose()
+}
+
+/// A consent's validity: from `valid_from` (now if unset) until the
+/// required `valid_until`, which must be later, in the future, and at most
+/// `max_lifetime` after the start. Unix ms.
+pub fn validity(
+    valid_from: Option<&prost_types::Timestamp>,
+    valid_until: Option<&prost_types::Timestamp>,
+    now_ms: i64,
+    max_lifetime: std::time::Duration,
+) -> Result<(i64, i64), GatewayError> {
+    let from_ms = time("valid_from", valid_from, Reason::ValidityInvalid)?.unwrap_or(now_ms);
+    let until_ms = time("valid_until", valid_until, Reason::ValidityInvalid)?.ok_or_else(|| {
+        GatewayError::invalid(
+            Reason::FieldMissing,
+            "valid_until",
+            "valid_until is required",
+        )
+    })?;
+    if until_ms <= from_ms || until_ms <= now_ms {
+        return Err(GatewayError::invalid(
+            Reason::ValidityInvalid,
+            "valid_until",
+            "valid_until must be after valid_from and in the future",
+        ));
+    }
+    let max_ms = max_lifetime.as_millis() as i64;
+    if until_ms - from_ms > max_ms {
+        return Err(GatewayError::invalid(
+            Reason::ValidityInvalid,
+            "valid_until",
+            format!(
+                "a consent may last at most {} days",
+                max_ms / (24 * 3600 * 1000)
+            ),
+        ));
+    }
+    Ok((from_ms, until_ms))
+}
+
+/// A caller's idempotency key: present, at most 128 characters.
+pub fn request_id(id: &str) -> Result<(), GatewayError> {
+    if id.is_empty() || id.len() > 128 {
+        return Err(GatewayError::invalid(
+            Reason::FieldMissing,
+            "request_id",
+            "request_id is required (at most 128 characters)",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +217,44 @@ mod tests {
     fn sanitize_bounds_and_cleans() {
         assert_eq!(sanitize("a,b\nc"), "a_b_c");
         assert_eq!(sanitize(&"x".repeat(1000)).len(), 64);
+    }
+
+    #[test]
+    fn a_validity_is_ordered_in_the_future_and_bounded() {
+        let ts = |s: i64| prost_types::Timestamp {
+            seconds: s,
+            nanos: 0,
+        };
+        let day = std::time::Duration::from_secs(24 * 3600);
+        let now = 1_000_000;
+        assert_eq!(
+            validity(None, Some(&ts(2_000)), now, day),
+            Ok((now, 2_000_000))
+        );
+        let field = |r: Result<(i64, i64), GatewayError>| {
+            let e = r.unwrap_err();
+            (e.reason, e.field.unwrap_or_default())
+        };
+        assert_eq!(
+            field(validity(None, None, now, day)),
+            (Reason::FieldMissing, "valid_until".into())
+        );
+        assert_eq!(
+            field(validity(Some(&ts(3_000)), Some(&ts(2_000)), now, day)),
+            (Reason::ValidityInvalid, "valid_until".into())
+        );
+        assert_eq!(
+            field(validity(None, Some(&ts(500)), now, day)),
+            (Reason::ValidityInvalid, "valid_until".into())
+        );
+        assert_eq!(
+            field(validity(None, Some(&ts(1_000 + 2 * 86_400)), now, day)),
+            (Reason::ValidityInvalid, "valid_until".into())
+        );
+        assert_eq!(
+            field(validity(Some(&ts(i64::MAX)), Some(&ts(2_000)), now, day)),
+            (Reason::ValidityInvalid, "valid_from".into())
+        );
     }
 
     #[test]

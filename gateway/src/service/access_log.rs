@@ -20,7 +20,7 @@ use crate::audit::{self, Decision};
 use crate::error::{GatewayError, Reason};
 use crate::pipeline::{identity, validate};
 use crate::state::Gateway;
-use crate::time::{from_timestamp, to_timestamp};
+use crate::time::to_timestamp;
 
 /// Events per page unless the caller asks for fewer.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -71,23 +71,12 @@ impl AccessLogService {
         call: &Call,
     ) -> Result<ListAccessEventsResponse, GatewayError> {
         let gw = &self.gateway;
-        let caller = identity::caller(&request)?;
-        call.set_caller(caller.agency.as_str());
-        let registrar = identity::registrar(caller, &gw.config)?;
+        let registrar = identity::registrar(call.identify(&request)?, &gw.config)?;
         let req = request.into_inner();
         let subject = validate::subject(&req.subject_id)?;
-        let time = |ts: &Option<prost_types::Timestamp>, field: &str, default: i64| match ts {
-            None => Ok(default),
-            Some(ts) => from_timestamp(ts).ok_or_else(|| {
-                GatewayError::invalid(
-                    Reason::FieldMissing,
-                    field,
-                    format!("{field} is not a valid time"),
-                )
-            }),
-        };
-        let from_ms = time(&req.from, "from", 0)?;
-        let to_ms = time(&req.to, "to", i64::MAX)?;
+        let from_ms = validate::time("from", req.from.as_ref(), Reason::FieldMissing)?.unwrap_or(0);
+        let to_ms =
+            validate::time("to", req.to.as_ref(), Reason::FieldMissing)?.unwrap_or(i64::MAX);
         let after: i64 = if req.page_token.is_empty() {
             0
         } else {

@@ -76,9 +76,7 @@ impl ConsentsService {
 
     /// Only agencies with the registrar permission may use this service.
     fn registrar<T>(&self, request: &Request<T>, call: &Call) -> Result<OrgNumber, GatewayError> {
-        let caller = identity::caller(request)?;
-        call.set_caller(caller.agency.as_str());
-        identity::registrar(caller, &self.gateway.config)
+        identity::registrar(call.identify(request)?, &self.gateway.config)
     }
 
     async fn grant(
@@ -97,60 +95,13 @@ impl ConsentsService {
         let record_types = validate::record_types(config, &req.record_types)?;
         validate::covered_by(purpose, &req.record_types)?;
         let source_agencies = validate::source_agencies(&req.source_agencies, None)?;
-        let valid_from_ms = match &req.valid_from {
-            Some(ts) => time::from_timestamp(ts).ok_or_else(|| {
-                GatewayError::invalid(
-                    Reason::ValidityInvalid,
-                    "valid_from",
-                    "valid_from is out of range",
-                )
-            })?,
-            None => now_ms,
-        };
-        let valid_until_ms = req
-            .valid_until
-            .as_ref()
-            .ok_or_else(|| {
-                GatewayError::invalid(
-                    Reason::FieldMissing,
-                    "valid_until",
-                    "valid_until is required",
-                )
-            })
-            .and_then(|ts| {
-                time::from_timestamp(ts).ok_or_else(|| {
-                    GatewayError::invalid(
-                        Reason::ValidityInvalid,
-                        "valid_until",
-                        "valid_until is out of range",
-                    )
-                })
-            })?;
-        if valid_until_ms <= valid_from_ms || valid_until_ms <= now_ms {
-            return Err(GatewayError::invalid(
-                Reason::ValidityInvalid,
-                "valid_until",
-                "valid_until must be after valid_from and in the future",
-            ));
-        }
-        let max_lifetime_ms = config.consents.max_lifetime.as_millis() as i64;
-        if valid_until_ms - valid_from_ms > max_lifetime_ms {
-            return Err(GatewayError::invalid(
-                Reason::ValidityInvalid,
-                "valid_until",
-                format!(
-                    "a consent may last at most {} days",
-                    max_lifetime_ms / (24 * 3600 * 1000)
-                ),
-            ));
-        }
-        if req.request_id.is_empty() || req.request_id.len() > 128 {
-            return Err(GatewayError::invalid(
-                Reason::FieldMissing,
-                "request_id",
-                "request_id is required (at most 128 characters)",
-            ));
-        }
+        let (valid_from_ms, valid_until_ms) = validate::validity(
+            req.valid_from.as_ref(),
+            req.valid_until.as_ref(),
+            now_ms,
+            config.consents.max_lifetime,
+        )?;
+        validate::request_id(&req.request_id)?;
 
         let stored = StoredConsent {
             consent_id: uuid::Uuid::new_v4().to_string(),

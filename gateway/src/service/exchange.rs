@@ -22,7 +22,7 @@ use crate::audit::{self, Decision};
 use crate::error::{GatewayError, Reason};
 use crate::pipeline::identity::Caller;
 use crate::pipeline::routing::FetchQuery;
-use crate::pipeline::{access, consent, identity, validate};
+use crate::pipeline::{access, consent, validate};
 use crate::{Gateway, telemetry};
 use tracing::Instrument;
 
@@ -183,13 +183,14 @@ impl RecordExchangeService {
         let budget = caller_timeout(request.metadata())
             .unwrap_or(gw.config.gateway.default_deadline)
             .min(gw.config.gateway.max_deadline);
-        let caller = telemetry::step_span!("identity").in_scope(|| identity::caller(request));
+        let caller = call.identify(request);
+        if let Ok(c) = &caller {
+            // Not audited: a flood must not fill the trail.
+            gw.rate.check(&c.agency, gw.clock.now_ms())?;
+        }
         let mut entry = audit::entry(call.method().label(), gw.clock.now_ms());
         entry.trace_id = call.trace().trace_id.clone();
         if let Ok(c) = &caller {
-            call.set_caller(c.agency.as_str());
-            // Not audited: a flood must not fill the trail.
-            gw.rate.check(&c.agency, gw.clock.now_ms())?;
             entry.caller = c.agency.to_string();
         }
         Ok(Begun {
@@ -308,16 +309,8 @@ impl RecordExchangeService {
             &req.source_agencies,
             gw.clock.now_ms(),
         );
-        let reason = permit.as_ref().err().map_or("", |e| e.reason.as_str());
-        telemetry::record_decision(
-            &consent_span,
-            if permit.is_ok() {
-                Decision::Allowed
-            } else {
-                Decision::Denied
-            },
-            reason,
-        );
+        let (decision, reason) = Decision::of(&permit);
+        telemetry::record_decision(&consent_span, decision, reason);
         gw.metrics.consent_check(&permit);
         let permit = permit?;
 
@@ -380,8 +373,7 @@ impl record_exchange_server::RecordExchange for RecordExchangeService {
             request.metadata(),
         );
         call.run(async {
-            let caller = identity::caller(&request)?;
-            call.set_caller(caller.agency.as_str());
+            call.identify(&request)?;
             let sources = self
                 .gateway
                 .router

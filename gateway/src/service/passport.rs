@@ -9,8 +9,7 @@ use samverka_proto::v1::{
     RecordTypeDecision, SourceOutcome, source_outcome,
 };
 
-use crate::audit::AuditEntry;
-use crate::audit::{self, Decision};
+use crate::audit::{self, AuditEntry, Decision};
 use crate::credential::passport;
 use crate::error::{GatewayError, Reason};
 use crate::pipeline::consent::ConsentPermit;
@@ -18,6 +17,7 @@ use crate::pipeline::identity::Caller;
 use crate::pipeline::routing::{FetchQuery, FetchResult};
 use crate::pipeline::{access, consent, validate};
 use crate::state::Gateway;
+use crate::store::StoredConsent;
 use crate::time::to_timestamp;
 
 /// The record types a passport for `purpose` can hold: those the purpose
@@ -57,124 +57,91 @@ fn merge_outcome(outcomes: &mut Vec<SourceOutcome>, new: SourceOutcome) {
     }
 }
 
-/// Judges every record type, fetches the allowed ones, and assembles the
-/// signed passport. Every decision made is pushed to `entries` (to be
-/// committed by the caller), allowed or refused; on an error before any
-/// record type was judged, `entries` stays empty.
-pub(super) async fn assemble(
+/// The record types of a passport, each judged on its own: the allowed
+/// ones grouped by the consent that allows them, the refused ones with why.
+struct Judged {
+    allowed: Vec<(ConsentPermit, Vec<String>)>,
+    refused: Vec<(String, GatewayError)>,
+}
+
+/// Judges every record type of `candidates` on its own: access rule, then
+/// consent.
+fn judge(
     gw: &Gateway,
     caller: &Caller,
-    req: &GetCompetencePassportRequest,
-    base: &AuditEntry,
-    entries: &mut Vec<AuditEntry>,
-    deadline: Duration,
-    traceparent: String,
-) -> Result<CompetencePassport, GatewayError> {
-    let subject = validate::subject(&req.subject_id)?;
-    let purpose = validate::purpose(&gw.config, &req.purpose)?;
-    let candidates = candidate_types(gw, &purpose.record_types);
-    if candidates.is_empty() {
-        return Err(GatewayError::invalid(
-            Reason::RecordTypeNotCovered,
-            "purpose",
-            "the purpose covers no education, employment or competence record type that a source serves",
-        ));
-    }
-
-    let consents = gw
-        .store
-        .consents_for(subject.as_str(), Some(caller.agency.as_str()))
-        .await
-        .map_err(GatewayError::store)?;
-    let now_ms = gw.clock.now_ms();
-
-    // Each type on its own: access rule, then consent.
+    purpose: &str,
+    candidates: &[String],
+    consents: &[StoredConsent],
+) -> Judged {
     let checks = crate::telemetry::step_span!(
         "access_and_consent",
         samverka.allowed = tracing::field::Empty,
         samverka.refused = tracing::field::Empty
     );
     let _entered = checks.enter();
-    let mut allowed: Vec<(ConsentPermit, Vec<String>)> = Vec::new();
-    let mut refused: Vec<(String, GatewayError)> = Vec::new();
-    for t in &candidates {
+    let now_ms = gw.clock.now_ms();
+    let mut judged = Judged {
+        allowed: Vec::new(),
+        refused: Vec::new(),
+    };
+    for t in candidates {
         let one = std::slice::from_ref(t);
-        let judged = access::check(&gw.config.access_rules, &caller.agency, &req.purpose, one)
+        let decision = access::check(&gw.config.access_rules, &caller.agency, purpose, one)
             .and_then(|_| {
-                let permit = consent::decide(&consents, &req.purpose, one, &[], now_ms);
+                let permit = consent::decide(consents, purpose, one, &[], now_ms);
                 gw.metrics.consent_check(&permit);
                 permit
             });
-        match judged {
-            Ok(permit) => match allowed.iter_mut().find(|(p, _)| *p == permit) {
+        match decision {
+            Ok(permit) => match judged.allowed.iter_mut().find(|(p, _)| *p == permit) {
                 Some((_, types)) => types.push(t.clone()),
-                None => allowed.push((permit, vec![t.clone()])),
+                None => judged.allowed.push((permit, vec![t.clone()])),
             },
-            Err(e) => refused.push((t.clone(), e)),
+            Err(e) => judged.refused.push((t.clone(), e)),
         }
     }
-
     checks.record(
         "samverka.allowed",
-        allowed.iter().map(|(_, t)| t.len()).sum::<usize>(),
+        judged.allowed.iter().map(|(_, t)| t.len()).sum::<usize>(),
     );
-    checks.record("samverka.refused", refused.len());
-    drop(_entered);
+    checks.record("samverka.refused", judged.refused.len());
+    judged
+}
 
-    // One refused entry per reason, naming the types it kept out.
+/// One refused entry per reason, naming the types it kept out.
+fn refused_entries(base: &AuditEntry, refused: &[(String, GatewayError)]) -> Vec<AuditEntry> {
     let mut reasons: Vec<Reason> = Vec::new();
-    for (_, e) in &refused {
+    for (_, e) in refused {
         if !reasons.contains(&e.reason) {
             reasons.push(e.reason);
         }
     }
-    for reason in reasons {
-        let mut entry = base.clone();
-        entry.audit_id = audit::new_id();
-        entry.decision = Decision::Denied.as_str().to_owned();
-        entry.reason = reason.as_str().to_owned();
-        entry.record_types = refused
-            .iter()
-            .filter(|(_, e)| e.reason == reason)
-            .map(|(t, _)| t.clone())
-            .collect();
-        entries.push(entry);
-    }
-    if allowed.is_empty() {
-        let (_, first) = refused.into_iter().next().expect("some type was judged");
-        return Err(first);
-    }
+    reasons
+        .into_iter()
+        .map(|reason| {
+            let mut entry = base.clone();
+            entry.audit_id = audit::new_id();
+            entry.decision = Decision::Denied.as_str().to_owned();
+            entry.reason = reason.as_str().to_owned();
+            entry.record_types = refused
+                .iter()
+                .filter(|(_, e)| e.reason == reason)
+                .map(|(t, _)| t.clone())
+                .collect();
+            entry
+        })
+        .collect()
+}
 
-    // One fan-out per consent, all at once.
-    let fetch_started_ms = gw.clock.now_ms();
-    let mut allowed_entries = Vec::new();
-    let mut queries = Vec::new();
-    for (permit, types) in &allowed {
-        let mut entry = base.clone();
-        entry.audit_id = audit::new_id();
-        entry.decision = Decision::Allowed.as_str().to_owned();
-        entry.record_types = types.clone();
-        entry.consent_id = permit.consent_id().to_owned();
-        queries.push(FetchQuery {
-            subject_id: subject.as_str().to_owned(),
-            purpose: req.purpose.clone(),
-            requesting_agency: caller.agency.to_string(),
-            audit_ref: entry.audit_id.clone(),
-            traceparent: traceparent.clone(),
-        });
-        allowed_entries.push(entry);
-    }
-    let fetches = allowed
-        .iter()
-        .zip(&queries)
-        .map(|((permit, types), query)| {
-            let plan = gw.router.plan(types, &[], permit);
-            gw.router.fetch(plan, query, permit, deadline)
-        });
-    let results: Vec<FetchResult> = futures_util::future::join_all(fetches).await;
-
+/// The passport's sections (one per kind that holds a record, in passport
+/// order) and one outcome per source, from what each fan-out answered;
+/// each allowed entry records the sources its fan-out asked.
+fn collect(
+    results: Vec<FetchResult>,
+    allowed_entries: &mut [AuditEntry],
+    fetch_started_ms: i64,
+) -> (Vec<PassportSection>, Vec<SourceOutcome>) {
     let mut outcomes: Vec<SourceOutcome> = Vec::new();
-    // One section per kind, in passport order; empty ones are dropped below.
     let mut sections: Vec<PassportSection> = passport::KINDS
         .iter()
         .map(|kind| PassportSection {
@@ -209,40 +176,110 @@ pub(super) async fn assemble(
             merge_outcome(&mut outcomes, o);
         }
     }
+    sections.retain(|s| !s.entries.is_empty());
+    (sections, outcomes)
+}
+
+/// What became of each candidate record type: included under a consent,
+/// or left out and why.
+fn type_decisions(candidates: &[String], judged: &Judged) -> Vec<RecordTypeDecision> {
+    candidates
+        .iter()
+        .map(|t| {
+            if let Some((permit, _)) = judged.allowed.iter().find(|(_, types)| types.contains(t)) {
+                return RecordTypeDecision {
+                    record_type: t.clone(),
+                    included: true,
+                    consent_id: permit.consent_id().to_owned(),
+                    ..Default::default()
+                };
+            }
+            let e = judged
+                .refused
+                .iter()
+                .find(|(r, _)| r == t)
+                .map(|(_, e)| e.clone())
+                .unwrap_or_else(|| GatewayError::internal("record type not judged"));
+            RecordTypeDecision {
+                record_type: t.clone(),
+                included: false,
+                reason: e.reason.as_str().to_owned(),
+                message: e.message,
+                consent_id: String::new(),
+            }
+        })
+        .collect()
+}
+
+/// Judges every record type, fetches the allowed ones, and assembles the
+/// signed passport. Every decision made is pushed to `entries` (to be
+/// committed by the caller), allowed or refused; on an error before any
+/// record type was judged, `entries` stays empty.
+pub(super) async fn assemble(
+    gw: &Gateway,
+    caller: &Caller,
+    req: &GetCompetencePassportRequest,
+    base: &AuditEntry,
+    entries: &mut Vec<AuditEntry>,
+    deadline: Duration,
+    traceparent: String,
+) -> Result<CompetencePassport, GatewayError> {
+    let subject = validate::subject(&req.subject_id)?;
+    let purpose = validate::purpose(&gw.config, &req.purpose)?;
+    let candidates = candidate_types(gw, &purpose.record_types);
+    if candidates.is_empty() {
+        return Err(GatewayError::invalid(
+            Reason::RecordTypeNotCovered,
+            "purpose",
+            "the purpose covers no education, employment or competence record type that a source serves",
+        ));
+    }
+    let consents = gw
+        .store
+        .consents_for(subject.as_str(), Some(caller.agency.as_str()))
+        .await
+        .map_err(GatewayError::store)?;
+
+    let judged = judge(gw, caller, &req.purpose, &candidates, &consents);
+    entries.extend(refused_entries(base, &judged.refused));
+    if judged.allowed.is_empty() {
+        return Err(judged
+            .refused
+            .into_iter()
+            .next()
+            .map(|(_, e)| e)
+            .unwrap_or_else(|| GatewayError::internal("no record type judged")));
+    }
+
+    // One fan-out per consent, all at once.
+    let fetch_started_ms = gw.clock.now_ms();
+    let mut allowed_entries = Vec::new();
+    let mut fetches = Vec::new();
+    for (permit, types) in &judged.allowed {
+        let mut entry = base.clone();
+        entry.audit_id = audit::new_id();
+        entry.decision = Decision::Allowed.as_str().to_owned();
+        entry.record_types = types.clone();
+        entry.consent_id = permit.consent_id().to_owned();
+        let query = FetchQuery {
+            subject_id: subject.as_str().to_owned(),
+            purpose: req.purpose.clone(),
+            requesting_agency: caller.agency.to_string(),
+            audit_ref: entry.audit_id.clone(),
+            traceparent: traceparent.clone(),
+        };
+        let plan = gw.router.plan(types, &[], permit);
+        fetches.push(async move { gw.router.fetch(plan, &query, permit, deadline).await });
+        allowed_entries.push(entry);
+    }
+    let results = futures_util::future::join_all(fetches).await;
+    let (sections, outcomes) = collect(results, &mut allowed_entries, fetch_started_ms);
     let consent_ids: Vec<String> = allowed_entries
         .iter()
         .map(|e| e.consent_id.clone())
         .collect();
     // The allowed reads first: the answer's first audit id is the read.
     entries.splice(0..0, allowed_entries);
-
-    sections.retain(|s| !s.entries.is_empty());
-    let record_types = candidates
-        .iter()
-        .map(|t| {
-            if let Some((permit, _)) = allowed.iter().find(|(_, types)| types.contains(t)) {
-                RecordTypeDecision {
-                    record_type: t.clone(),
-                    included: true,
-                    consent_id: permit.consent_id().to_owned(),
-                    ..Default::default()
-                }
-            } else {
-                let e = refused
-                    .iter()
-                    .find(|(r, _)| r == t)
-                    .map(|(_, e)| e.clone())
-                    .unwrap_or_else(|| GatewayError::internal("record type not judged"));
-                RecordTypeDecision {
-                    record_type: t.clone(),
-                    included: false,
-                    reason: e.reason.as_str().to_owned(),
-                    message: e.message,
-                    consent_id: String::new(),
-                }
-            }
-        })
-        .collect();
 
     let issuer = &gw.config.gateway.org_number;
     let issuer_name = gw
@@ -256,7 +293,7 @@ pub(super) async fn assemble(
         issuer_agency: issuer.to_string(),
         issued_at: Some(to_timestamp(gw.clock.now_ms())),
         sections,
-        record_types,
+        record_types: type_decisions(&candidates, &judged),
         outcomes,
         credential: String::new(),
         audit_ids: entries.iter().map(|e| e.audit_id.clone()).collect(),

@@ -17,12 +17,13 @@ use std::time::Instant;
 
 use samverka_proto::trace::{TRACE_ID_HEADER, TraceContext};
 use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
-use tonic::{Response, Status};
+use tonic::{Request, Response, Status};
 use tracing::{Instrument, Span};
 
 use crate::audit::Decision;
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
+use crate::pipeline::identity::{self, Caller};
 use crate::telemetry;
 
 /// Every RPC the gateway serves.
@@ -47,48 +48,43 @@ pub enum Method {
 }
 
 impl Method {
+    /// The service's full name, the method's name in it, and
+    /// `Service/Method` without the package.
+    fn names(self) -> (&'static str, &'static str, &'static str) {
+        const EXCHANGE: &str = "samverka.v1.RecordExchange";
+        const CONSENTS: &str = "samverka.v1.Consents";
+        const ACCESS_LOG: &str = "samverka.v1.AccessLog";
+        match self {
+            Method::GetRecords => (EXCHANGE, "GetRecords", "RecordExchange/GetRecords"),
+            Method::GetCompetencePassport => (
+                EXCHANGE,
+                "GetCompetencePassport",
+                "RecordExchange/GetCompetencePassport",
+            ),
+            Method::ListSources => (EXCHANGE, "ListSources", "RecordExchange/ListSources"),
+            Method::ConsentsGrant => (CONSENTS, "Grant", "Consents/Grant"),
+            Method::ConsentsRevoke => (CONSENTS, "Revoke", "Consents/Revoke"),
+            Method::ConsentsGet => (CONSENTS, "Get", "Consents/Get"),
+            Method::ConsentsList => (CONSENTS, "List", "Consents/List"),
+            Method::AccessLogList => (ACCESS_LOG, "List", "AccessLog/List"),
+        }
+    }
+
     /// The service's full name, as in the span's `rpc.service`.
     pub fn service(self) -> &'static str {
-        match self {
-            Method::GetRecords | Method::GetCompetencePassport | Method::ListSources => {
-                "samverka.v1.RecordExchange"
-            }
-            Method::ConsentsGrant
-            | Method::ConsentsRevoke
-            | Method::ConsentsGet
-            | Method::ConsentsList => "samverka.v1.Consents",
-            Method::AccessLogList => "samverka.v1.AccessLog",
-        }
+        self.names().0
     }
 
     /// The method's name within its service, as in the span's
     /// `rpc.method`.
     pub fn name(self) -> &'static str {
-        match self {
-            Method::GetRecords => "GetRecords",
-            Method::GetCompetencePassport => "GetCompetencePassport",
-            Method::ListSources => "ListSources",
-            Method::ConsentsGrant => "Grant",
-            Method::ConsentsRevoke => "Revoke",
-            Method::ConsentsGet => "Get",
-            Method::ConsentsList => "List",
-            Method::AccessLogList => "List",
-        }
+        self.names().1
     }
 
     /// `Service/Method`, without the package: the `method` of metrics and
     /// audit entries.
     pub fn label(self) -> &'static str {
-        match self {
-            Method::GetRecords => "RecordExchange/GetRecords",
-            Method::GetCompetencePassport => "RecordExchange/GetCompetencePassport",
-            Method::ListSources => "RecordExchange/ListSources",
-            Method::ConsentsGrant => "Consents/Grant",
-            Method::ConsentsRevoke => "Consents/Revoke",
-            Method::ConsentsGet => "Consents/Get",
-            Method::ConsentsList => "Consents/List",
-            Method::AccessLogList => "AccessLog/List",
-        }
+        self.names().2
     }
 }
 
@@ -135,10 +131,14 @@ impl Call {
         &self.trace
     }
 
-    /// Names the calling agency, on the span and in the metrics.
-    pub fn set_caller(&self, agency: &str) {
-        self.span.record("samverka.caller", agency);
-        let _ = self.caller.set(agency.to_owned());
+    /// Step 2: the calling agency, read from the request's certificate
+    /// in a step span of its own, and named on the request span and in the
+    /// metrics.
+    pub fn identify<T>(&self, request: &Request<T>) -> Result<Caller, GatewayError> {
+        let caller = telemetry::step_span!("identity").in_scope(|| identity::caller(request))?;
+        self.span.record("samverka.caller", caller.agency.as_str());
+        let _ = self.caller.set(caller.agency.to_string());
+        Ok(caller)
     }
 
     /// Runs `rpc` in the request span, counts its decision, and answers.
@@ -154,10 +154,7 @@ impl Call {
     /// into the answer or the status, inside the span so that the refusal's
     /// log line names the trace.
     fn finish<T>(&self, result: Result<T, GatewayError>) -> Result<Response<T>, Status> {
-        let (decision, reason) = match &result {
-            Ok(_) => (Decision::Allowed, ""),
-            Err(e) => (Decision::Denied, e.reason.as_str()),
-        };
+        let (decision, reason) = Decision::of(&result);
         let caller = self.caller.get().map(String::as_str).unwrap_or("");
         self.metrics.request(
             self.method.label(),
@@ -184,5 +181,27 @@ impl Call {
                 Err(status)
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Method;
+
+    #[test]
+    fn a_label_is_its_service_and_method() {
+        for m in [
+            Method::GetRecords,
+            Method::GetCompetencePassport,
+            Method::ListSources,
+            Method::ConsentsGrant,
+            Method::ConsentsRevoke,
+            Method::ConsentsGet,
+            Method::ConsentsList,
+            Method::AccessLogList,
+        ] {
+            let service = m.service().trim_start_matches("samverka.v1.");
+            assert_eq!(m.label(), format!("{service}/{}", m.name()));
+        }
     }
 }

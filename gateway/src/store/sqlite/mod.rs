@@ -21,7 +21,10 @@ use super::{
 use crate::audit::chain;
 
 mod rows;
-use rows::*;
+use rows::{
+    audit_from_row, chain_head, consent_from_row, insert_consent_row, migrate, select_audit_range,
+    select_checkpoints, select_consent,
+};
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {

@@ -49,7 +49,7 @@ pub(super) fn audit_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditE
     })
 }
 
-pub(super) fn checkpoint_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditCheckpoint> {
+fn checkpoint_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditCheckpoint> {
     Ok(AuditCheckpoint {
         seq: row.get(0)?,
         hash: row.get(1)?,
