@@ -428,6 +428,14 @@ async fn a_checkpoint_needs_the_gateways_signature() {
         "UPDATE audit_checkpoints SET jws = substr(jws, 1, length(jws) - 8) || 'AAAAAAAA' WHERE seq = 5",
     );
     assert_broken(&verify(&t, &db), 5, "signature does not verify");
+    // A checkpoint whose signature names no certificate at all: altered,
+    // not merely unverifiable.
+    let db = tampered(
+        &t,
+        "garbled",
+        "UPDATE audit_checkpoints SET jws = 'x' || jws WHERE seq = 5",
+    );
+    assert_broken(&verify(&t, &db), 5, "signature does not verify");
     // A checkpoint row moved to another entry.
     let db = tampered(
         &t,

@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
-use samverka_gateway::audit::chain::{self, Broken, ChainCheck, Report};
+use samverka_gateway::audit::chain::{Broken, ChainCheck, CheckpointError, Report};
 
 use super::CliError;
 use samverka_gateway::audit::{AuditCheckpoint, AuditEntry};
@@ -98,22 +98,22 @@ fn broken(b: Broken) -> CliError {
     CliError::Failed(format!("audit trail BROKEN at {b}"))
 }
 
-/// Starts a check of a trail with these checkpoints. A verifier never
-/// reports tampering it cannot see: with no certificate at all that is a
-/// usage error, and a checkpoint signed with a certificate that was not
-/// given leaves the trail NOT VERIFIED (exit 1), not broken.
+/// Starts a check of a trail with these checkpoints. With no certificate
+/// at all the command refuses to judge (a usage error); a checkpoint signed
+/// with a certificate that was not given leaves the trail NOT VERIFIED
+/// (exit 1), which says nothing about tampering.
 fn start_check(checkpoints: &[AuditCheckpoint], certs: &[String]) -> Result<ChainCheck, CliError> {
     if certs.is_empty() {
         return Err(CliError::Usage(
             "no gateway certificate given: name the certificate that signed the checkpoints with --cert (repeat it for certificates used before a rotation), or --config of that gateway".into(),
         ));
     }
-    if let Some(seq) = chain::unknown_signer(checkpoints, certs) {
-        return Err(CliError::Failed(format!(
+    ChainCheck::new(checkpoints, certs).map_err(|e| match e {
+        CheckpointError::Broken(b) => broken(b),
+        CheckpointError::Unverified(seq) => CliError::Failed(format!(
             "audit trail NOT VERIFIED: the checkpoint at entry {seq} is signed with a certificate that was not given; give every gateway certificate used since the trail began (--cert, repeatable)"
-        )));
-    }
-    ChainCheck::new(checkpoints, certs).map_err(broken)
+        )),
+    })
 }
 
 /// One line of an export.

@@ -290,48 +290,7 @@ fn show_receipt(
 /// Runs one `samverka consent` command and returns what to print.
 pub async fn run(command: ConsentCommand) -> Result<String, CliError> {
     match command {
-        ConsentCommand::Grant(a) => {
-            let now = system_now_ms();
-            let valid_from = a
-                .valid_from
-                .as_deref()
-                .map(|s| parse_time(s, "--valid-from"))
-                .transpose()?;
-            let valid_until = match (&a.valid_until, a.days) {
-                (Some(s), _) => parse_time(s, "--valid-until")?,
-                (None, Some(days)) => {
-                    valid_from.unwrap_or(now) + i64::from(days) * 24 * 3600 * 1000
-                }
-                (None, None) => {
-                    return Err(CliError::Usage(
-                        "--valid-until or --days is required".into(),
-                    ));
-                }
-            };
-            let request = GrantConsentRequest {
-                subject_id: a.subject,
-                grantee_agency: a.grantee,
-                record_types: a.record_types,
-                purpose: a.purpose,
-                source_agencies: a.sources,
-                valid_from: valid_from.map(to_timestamp),
-                valid_until: Some(to_timestamp(valid_until)),
-                evidence_ref: a.evidence,
-                request_id: a.request_id,
-            };
-            let receipt = a
-                .connection
-                .client()
-                .await?
-                .grant(request)
-                .await
-                .map_err(refused)?;
-            show_receipt(
-                receipt.into_inner(),
-                a.receipt_out.as_deref(),
-                a.connection.json,
-            )
-        }
+        ConsentCommand::Grant(a) => grant(a).await,
         ConsentCommand::Revoke {
             consent_id,
             reason,
@@ -396,24 +355,70 @@ pub async fn run(command: ConsentCommand) -> Result<String, CliError> {
             file,
             cert,
             json: as_json,
-        } => {
-            let read = |p: &Path| {
-                std::fs::read_to_string(p)
-                    .map_err(|e| CliError::Usage(format!("{}: {e}", p.display())))
-            };
-            let claims = verify(&read(&file)?, &read(&cert)?)
-                .map_err(|e| CliError::Failed(format!("invalid receipt: {e}")))?;
-            if as_json {
-                json(&claims)
-            } else {
-                Ok(format!(
-                    "valid receipt, signed by the gateway of {}\nevent {} recorded at {}\n{}",
-                    claims.iss,
-                    claims.event,
-                    claims.recorded_at,
-                    text(&claims.consent)
-                ))
-            }
+        } => verify_receipt(&file, &cert, as_json),
+    }
+}
+
+/// `samverka consent grant`: the validity from `--valid-from` and
+/// `--valid-until` or `--days`, then the call and its receipt.
+async fn grant(a: GrantArgs) -> Result<String, CliError> {
+    let now = system_now_ms();
+    let valid_from = a
+        .valid_from
+        .as_deref()
+        .map(|s| parse_time(s, "--valid-from"))
+        .transpose()?;
+    let valid_until = match (&a.valid_until, a.days) {
+        (Some(s), _) => parse_time(s, "--valid-until")?,
+        (None, Some(days)) => valid_from.unwrap_or(now) + i64::from(days) * 24 * 3600 * 1000,
+        (None, None) => {
+            return Err(CliError::Usage(
+                "--valid-until or --days is required".into(),
+            ));
         }
+    };
+    let request = GrantConsentRequest {
+        subject_id: a.subject,
+        grantee_agency: a.grantee,
+        record_types: a.record_types,
+        purpose: a.purpose,
+        source_agencies: a.sources,
+        valid_from: valid_from.map(to_timestamp),
+        valid_until: Some(to_timestamp(valid_until)),
+        evidence_ref: a.evidence,
+        request_id: a.request_id,
+    };
+    let receipt = a
+        .connection
+        .client()
+        .await?
+        .grant(request)
+        .await
+        .map_err(refused)?;
+    show_receipt(
+        receipt.into_inner(),
+        a.receipt_out.as_deref(),
+        a.connection.json,
+    )
+}
+
+/// `samverka consent verify-receipt`: offline, against the gateway's
+/// certificate.
+fn verify_receipt(file: &Path, cert: &Path, as_json: bool) -> Result<String, CliError> {
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).map_err(|e| CliError::Usage(format!("{}: {e}", p.display())))
+    };
+    let claims = verify(&read(file)?, &read(cert)?)
+        .map_err(|e| CliError::Failed(format!("invalid receipt: {e}")))?;
+    if as_json {
+        json(&claims)
+    } else {
+        Ok(format!(
+            "valid receipt, signed by the gateway of {}\nevent {} recorded at {}\n{}",
+            claims.iss,
+            claims.event,
+            claims.recorded_at,
+            text(&claims.consent)
+        ))
     }
 }

@@ -36,7 +36,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::credential::signing::{JwsSigner, SignatureError};
+use crate::credential::signing::{self, JwsSigner, SignatureError};
 
 /// One decision of the gateway, as the audit trail records it.
 ///
@@ -253,45 +253,56 @@ pub struct ChainCheck {
     report: Report,
 }
 
-/// The first checkpoint signed with a certificate that is not among
-/// `gateway_certs` (by the thumbprint its signature names): without that
-/// certificate the trail can be neither confirmed nor called altered.
-pub fn unknown_signer(checkpoints: &[AuditCheckpoint], gateway_certs: &[String]) -> Option<i64> {
-    checkpoints
-        .iter()
-        .find(|cp| {
-            !gateway_certs
-                .iter()
-                .any(|cert| crate::credential::signing::names_signer(&cp.jws, cert))
-        })
-        .map(|cp| cp.seq)
+/// Why the checkpoints do not let a check of the trail start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointError {
+    /// A checkpoint is altered: its signature names one of the given
+    /// certificates but does not hold, or it attests another entry.
+    Broken(Broken),
+    /// The checkpoint at this entry is signed with a certificate that was
+    /// not given (by the thumbprint its signature names): without it the
+    /// trail can be neither confirmed nor called altered.
+    Unverified(i64),
 }
 
 impl ChainCheck {
     /// Starts a check with the trail's checkpoints, each of which must be
     /// signed by one of `gateway_certs` (PEM; more than one when the
-    /// gateway's certificate was rotated).
+    /// gateway's certificate was rotated). A checkpoint signed with a
+    /// certificate not among them leaves the trail unverified, not broken:
+    /// a verifier never reports tampering it cannot see.
     pub fn new(
         checkpoints: &[AuditCheckpoint],
         gateway_certs: &[String],
-    ) -> Result<ChainCheck, Broken> {
+    ) -> Result<ChainCheck, CheckpointError> {
+        let given: Vec<String> = gateway_certs
+            .iter()
+            .filter_map(|c| signing::cert_thumbprint(c).ok())
+            .collect();
         let mut verified = BTreeMap::new();
         for cp in checkpoints {
-            let claims: Option<CheckpointClaims> = gateway_certs.iter().find_map(|cert| {
-                crate::credential::signing::verify(&cp.jws, CHECKPOINT_TYPE, cert).ok()
-            });
+            // A well-formed signature by a certificate not given; anything
+            // else that does not verify is broken.
+            if signing::named_signer(&cp.jws).is_some_and(|signer| !given.contains(&signer)) {
+                return Err(CheckpointError::Unverified(cp.seq));
+            }
+            let claims: Option<CheckpointClaims> = gateway_certs
+                .iter()
+                .find_map(|cert| signing::verify(&cp.jws, CHECKPOINT_TYPE, cert).ok());
             let broken = |problem: &str| Broken {
                 seq: cp.seq,
                 audit_id: None,
                 problem: problem.to_owned(),
             };
             let claims = claims.ok_or_else(|| {
-                broken("checkpoint signature does not verify with the given certificate(s)")
+                CheckpointError::Broken(broken(
+                    "checkpoint signature does not verify with the given certificate(s)",
+                ))
             })?;
             if claims.seq != cp.seq || claims.hash != cp.hash {
-                return Err(broken(
+                return Err(CheckpointError::Broken(broken(
                     "checkpoint row does not match what its signature attests",
-                ));
+                )));
             }
             verified.insert(cp.seq, cp.hash.clone());
         }
@@ -427,7 +438,7 @@ mod tests {
     }
 
     fn check(entries: &[AuditEntry]) -> Result<Report, Broken> {
-        let mut c = ChainCheck::new(&[], &[])?;
+        let mut c = ChainCheck::new(&[], &[]).expect("no checkpoints to check");
         for e in entries {
             c.push(e)?;
         }

@@ -157,21 +157,20 @@ impl SignerSlot {
     }
 }
 
-/// Whether `jws` names the certificate `gateway_cert_pem` as its signer
-/// (its `x5t#S256` header), whether or not the signature then holds. A
-/// verifier uses it to tell "signed with a certificate I was not given"
-/// (nothing can be said) from "does not verify" (altered).
-pub fn names_signer(jws: &str, gateway_cert_pem: &str) -> bool {
-    let header = jws
-        .trim()
-        .split('.')
-        .next()
-        .and_then(|h| B64.decode(h).ok())
-        .and_then(|h| serde_json::from_slice::<Header>(&h).ok());
-    match (header, cert_der(gateway_cert_pem)) {
-        (Some(header), Ok(cert)) => header.x5t_s256 == thumbprint(&cert),
-        _ => false,
-    }
+/// The thumbprint (`x5t#S256`) of the certificate `jws` names as its
+/// signer, whether or not the signature then holds; `None` for what is
+/// not a samverka JWS. A verifier uses it to tell "signed with a
+/// certificate I was not given" (nothing can be said) from "does not
+/// verify" (altered).
+pub fn named_signer(jws: &str) -> Option<String> {
+    let header = jws.trim().split('.').next()?;
+    let header: Header = serde_json::from_slice(&B64.decode(header).ok()?).ok()?;
+    Some(header.x5t_s256)
+}
+
+/// The thumbprint (`x5t#S256`) by which a JWS names this certificate.
+pub fn cert_thumbprint(cert_pem: &str) -> Result<String, SignatureError> {
+    Ok(thumbprint(&cert_der(cert_pem)?))
 }
 
 /// Verifies a compact JWS of type `typ` against the gateway's certificate

@@ -22,6 +22,7 @@ use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
 use samverka_proto::v1::{
     GetCompetencePassportRequest, GetRecordsRequest, GrantConsentRequest, source_outcome,
 };
+use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 use samverka_gateway::time::{Clock, to_timestamp};
@@ -160,20 +161,34 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     outcome
 }
 
+/// The days the demo's consents are recorded by (see [`record_consent`]).
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
 async fn script(network: &Network, dir_kept: bool) -> Result<(), DemoError> {
     let types: Vec<String> = DEMO_RECORD_TYPES.iter().map(|t| t.to_string()).collect();
-
-    println!();
-    println!("1. The registrar ({REGISTRAR_AGENCY}) records the person's consent:");
     let mut consents = ConsentsClient::new(network.channel("registrar").await?);
-    const DAY_MS: i64 = 24 * 3600 * 1000;
+    let mut exchange = RecordExchangeClient::new(network.channel("reader").await?);
     let now = network.gateway.clock.now_ms();
     let valid_until = (now / DAY_MS + 366) * DAY_MS;
+    record_consent(&mut consents, &types, valid_until).await?;
+    read_records(&mut exchange, &types).await?;
+    read_refused(&mut exchange, &types).await?;
+    passport(network, &mut consents, &mut exchange, valid_until, dir_kept).await
+}
+
+/// Step 1: the registrar records the person's consent.
+async fn record_consent(
+    consents: &mut ConsentsClient<Channel>,
+    types: &[String],
+    valid_until: i64,
+) -> Result<(), DemoError> {
+    println!();
+    println!("1. The registrar ({REGISTRAR_AGENCY}) records the person's consent:");
     let receipt = consents
         .grant(GrantConsentRequest {
             subject_id: DEMO_SUBJECT.into(),
             grantee_agency: READER_AGENCY.into(),
-            record_types: types.clone(),
+            record_types: types.to_vec(),
             purpose: DEMO_PURPOSE.into(),
             source_agencies: vec![],
             valid_from: None,
@@ -196,13 +211,20 @@ async fn script(network: &Network, dir_kept: bool) -> Result<(), DemoError> {
         consent.purpose
     );
 
+    Ok(())
+}
+
+/// Step 2: the guidance agency reads, and each source's outcome is shown.
+async fn read_records(
+    exchange: &mut RecordExchangeClient<Channel>,
+    types: &[String],
+) -> Result<(), DemoError> {
     println!();
     println!("2. The guidance agency ({READER_AGENCY}) reads the person's records:");
-    let mut exchange = RecordExchangeClient::new(network.channel("reader").await?);
     let answer = exchange
         .get_records(GetRecordsRequest {
             subject_id: DEMO_SUBJECT.into(),
-            record_types: types.clone(),
+            record_types: types.to_vec(),
             purpose: DEMO_PURPOSE.into(),
             source_agencies: vec![],
         })
@@ -224,12 +246,20 @@ async fn script(network: &Network, dir_kept: bool) -> Result<(), DemoError> {
     }
     println!("   audit entry {}", answer.audit_id);
 
+    Ok(())
+}
+
+/// Step 3: a read for a person who never consented is refused.
+async fn read_refused(
+    exchange: &mut RecordExchangeClient<Channel>,
+    types: &[String],
+) -> Result<(), DemoError> {
     println!();
     println!("3. The same agency asks for a person ({OTHER_SUBJECT}) who never consented:");
     let denied = exchange
         .get_records(GetRecordsRequest {
             subject_id: OTHER_SUBJECT.into(),
-            record_types: types,
+            record_types: types.to_vec(),
             purpose: DEMO_PURPOSE.into(),
             source_agencies: vec![],
         })
@@ -250,6 +280,18 @@ async fn script(network: &Network, dir_kept: bool) -> Result<(), DemoError> {
         }
     }
 
+    Ok(())
+}
+
+/// Step 4: a passport consent, the passport, and its credential verified
+/// and written to the demo's directory.
+async fn passport(
+    network: &Network,
+    consents: &mut ConsentsClient<Channel>,
+    exchange: &mut RecordExchangeClient<Channel>,
+    valid_until: i64,
+    dir_kept: bool,
+) -> Result<(), DemoError> {
     println!();
     println!("4. The person also consents to a competence passport for study guidance, and the");
     println!("   guidance agency asks for it:");
