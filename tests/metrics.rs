@@ -10,8 +10,88 @@ mod support;
 use samverka::cli::demo::{
     DEMO_PURPOSE, DEMO_SUBJECT, OTHER_SUBJECT, READER_AGENCY, REGISTRAR_AGENCY,
 };
-use samverka_proto::v1::ListSourcesRequest;
+use samverka_proto::v1::access_log_client::AccessLogClient;
+use samverka_proto::v1::{
+    GetCompetencePassportRequest, GetConsentRequest, ListAccessEventsRequest, ListConsentsRequest,
+    ListSourcesRequest, RevokeConsentRequest,
+};
 use support::*;
+
+/// Each of the gateway's RPCs, once, allowed or refused, is counted under
+/// `Service/Method` with the caller's agency.
+#[tokio::test]
+async fn every_rpc_is_counted_under_its_service_and_method() {
+    let net = start().await;
+    let consent_id = grant_demo_consent(&net).await;
+    let mut reader = exchange(&net, "reader").await;
+    reader.get_records(demo_read()).await.unwrap();
+    reader.list_sources(ListSourcesRequest {}).await.unwrap();
+    let _ = reader
+        .get_competence_passport(GetCompetencePassportRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            purpose: DEMO_PURPOSE.into(),
+        })
+        .await;
+    let mut registrar = consents(&net, "registrar").await;
+    registrar
+        .get(GetConsentRequest {
+            consent_id: consent_id.clone(),
+        })
+        .await
+        .unwrap();
+    registrar
+        .list(ListConsentsRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            grantee_agency: String::new(),
+        })
+        .await
+        .unwrap();
+    registrar
+        .revoke(RevokeConsentRequest {
+            consent_id,
+            reason: "metrics test".into(),
+        })
+        .await
+        .unwrap();
+    AccessLogClient::new(net.channel("registrar").await.unwrap())
+        .list(ListAccessEventsRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let (_, text) = admin_get(net.admin_address, "/metrics").await;
+    for (method, agency) in [
+        ("RecordExchange/GetRecords", READER_AGENCY),
+        ("RecordExchange/ListSources", READER_AGENCY),
+        ("RecordExchange/GetCompetencePassport", READER_AGENCY),
+        ("Consents/Grant", REGISTRAR_AGENCY),
+        ("Consents/Get", REGISTRAR_AGENCY),
+        ("Consents/List", REGISTRAR_AGENCY),
+        ("Consents/Revoke", REGISTRAR_AGENCY),
+        ("AccessLog/List", REGISTRAR_AGENCY),
+    ] {
+        assert_eq!(
+            sample(
+                &text,
+                "samverka_requests_total",
+                &[("method", method), ("agency", agency)]
+            ),
+            1.0,
+            "{method}: {text}"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "samverka_request_duration_seconds_count",
+                &[("method", method)]
+            ),
+            1.0,
+            "{method}"
+        );
+    }
+}
 
 #[tokio::test]
 async fn the_admin_listener_counts_what_happened() {

@@ -68,7 +68,7 @@ impl AccessLogService {
     async fn list(
         &self,
         request: Request<ListAccessEventsRequest>,
-        call: &Call,
+        call: &Call<'_>,
     ) -> Result<ListAccessEventsResponse, GatewayError> {
         let gw = &self.gateway;
         let registrar = identity::registrar(call.identify(&request)?, &gw.config)?;

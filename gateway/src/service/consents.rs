@@ -75,14 +75,18 @@ impl ConsentsService {
     }
 
     /// Only agencies with the registrar permission may use this service.
-    fn registrar<T>(&self, request: &Request<T>, call: &Call) -> Result<OrgNumber, GatewayError> {
+    fn registrar<T>(
+        &self,
+        request: &Request<T>,
+        call: &Call<'_>,
+    ) -> Result<OrgNumber, GatewayError> {
         identity::registrar(call.identify(request)?, &self.gateway.config)
     }
 
     async fn grant(
         &self,
         request: Request<GrantConsentRequest>,
-        call: &Call,
+        call: &Call<'_>,
     ) -> Result<ConsentReceipt, GatewayError> {
         let registrar = self.registrar(&request, call)?;
         let req = request.into_inner();
@@ -166,7 +170,7 @@ impl ConsentsService {
     async fn revoke(
         &self,
         request: Request<RevokeConsentRequest>,
-        call: &Call,
+        call: &Call<'_>,
     ) -> Result<ConsentReceipt, GatewayError> {
         let registrar = self.registrar(&request, call)?;
         let req = request.into_inner();
@@ -206,7 +210,7 @@ impl ConsentsService {
     async fn get(
         &self,
         request: Request<GetConsentRequest>,
-        call: &Call,
+        call: &Call<'_>,
     ) -> Result<Consent, GatewayError> {
         self.registrar(&request, call)?;
         let id = request.into_inner().consent_id;
@@ -223,7 +227,7 @@ impl ConsentsService {
     async fn list(
         &self,
         request: Request<ListConsentsRequest>,
-        call: &Call,
+        call: &Call<'_>,
     ) -> Result<ListConsentsResponse, GatewayError> {
         self.registrar(&request, call)?;
         let req = request.into_inner();

@@ -108,7 +108,7 @@ impl RecordExchangeService {
     async fn get_records(
         &self,
         request: Request<GetRecordsRequest>,
-        call: &Call,
+        call: &Call<'_>,
     ) -> Result<GetRecordsResponse, GatewayError> {
         let gw = &self.gateway;
         let Begun {
@@ -178,7 +178,7 @@ impl RecordExchangeService {
 
     /// The start of every read: its time budget, its caller, the rate
     /// check, and the audit entry with what is known so far.
-    fn begin<T>(&self, request: &Request<T>, call: &Call) -> Result<Begun, GatewayError> {
+    fn begin<T>(&self, request: &Request<T>, call: &Call<'_>) -> Result<Begun, GatewayError> {
         let gw = &self.gateway;
         let budget = caller_timeout(request.metadata())
             .unwrap_or(gw.config.gateway.default_deadline)
@@ -203,7 +203,7 @@ impl RecordExchangeService {
     async fn get_competence_passport(
         &self,
         request: Request<GetCompetencePassportRequest>,
-        call: &Call,
+        call: &Call<'_>,
     ) -> Result<CompetencePassport, GatewayError> {
         let gw = &self.gateway;
         let Begun {

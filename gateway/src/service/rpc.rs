@@ -90,28 +90,28 @@ impl Method {
 
 /// One RPC in progress.
 #[derive(Debug)]
-pub struct Call {
+pub struct Call<'g> {
     method: Method,
     span: Span,
     trace: TraceContext,
     started: Instant,
-    metrics: Metrics,
+    metrics: &'g Metrics,
     /// The calling agency, once identity has read it (empty in the metrics
     /// while unknown).
     caller: OnceLock<String>,
 }
 
-impl Call {
+impl<'g> Call<'g> {
     /// Starts the RPC: its span, continuing the caller's trace if it sent
     /// one.
-    pub fn new(metrics: &Metrics, method: Method, metadata: &MetadataMap) -> Self {
+    pub fn new(metrics: &'g Metrics, method: Method, metadata: &MetadataMap) -> Self {
         let (span, trace) = telemetry::request_span(method.service(), method.name(), metadata);
         Call {
             method,
             span,
             trace,
             started: Instant::now(),
-            metrics: metrics.clone(),
+            metrics,
             caller: OnceLock::new(),
         }
     }

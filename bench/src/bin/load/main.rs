@@ -49,30 +49,28 @@
 
 mod client;
 mod fan_out;
+mod fleet;
 mod peers;
 mod report;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Parser;
 use samverka::cli::demo::{DEMO_SUBJECT, READER_AGENCY};
 use samverka_certs::OrgNumber;
-use samverka_certs::dev::{DevPkiFiles, write_dev_pki};
+use samverka_certs::dev::write_dev_pki;
 use samverka_gateway::net::client::AgencyTls;
 use samverka_proto::adapter::v1::FetchRecordsRequest;
 use samverka_proto::adapter::v1::adapter_client::AdapterClient;
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
 use tonic::transport::Channel;
 
-use samverka_bench::{
-    BoxError, Proc, agency_tls, grant_reader_consents, samverka_binary, start_adapter,
-    start_demo_gateway,
-};
+use samverka_bench::{BoxError, agency_tls, grant_reader_consents, samverka_binary};
 
 use client::{Target, channels, read, run};
+use fleet::Fleet;
 use peers::{Started, start_haproxy, start_nginx, wait_for};
 use report::{Results, peak_rss_mib};
 
@@ -138,48 +136,6 @@ struct Args {
     subjects: usize,
 }
 
-/// The adapters: (name in the config, kind, organisation number).
-const SOURCES: [(&str, &str, &str); 3] = [
-    ("higher-education", "higher-education", "2021999046"),
-    ("employment", "employment", "2021999053"),
-    ("employment-b", "employment", "2021999079"),
-];
-
-/// The sources' addresses, by name.
-type Sources = BTreeMap<&'static str, SocketAddr>;
-
-/// Starts the three sources, each its own process answering after
-/// `latency_ms`.
-fn start_sources(
-    bin: &Path,
-    pki: &DevPkiFiles,
-    latency_ms: u64,
-) -> Result<(Vec<Proc>, Sources), BoxError> {
-    let mut procs = Vec::new();
-    let mut addresses = BTreeMap::new();
-    for (name, kind, agency) in SOURCES {
-        let (proc, address) = start_adapter(bin, pki, name, kind, agency, latency_ms)?;
-        addresses.insert(name, address);
-        procs.push(proc);
-    }
-    Ok((procs, addresses))
-}
-
-/// A gateway's routes to `sources`: the demo's two adapters, and the
-/// configuration to append, with the third source (for the fan-out) and no
-/// rate limit in the way of the load.
-fn routes(sources: &Sources) -> (Vec<(String, SocketAddr)>, String) {
-    let adapters = ["higher-education", "employment"]
-        .iter()
-        .map(|n| (n.to_string(), sources[n]))
-        .collect();
-    let extra = format!(
-        "[limits]\nrate_per_second = 1000000000\nburst = 1000000000\n\n[[adapters]]\nname = \"employment-b\"\naddress = \"{}\"\norg_number = \"2021999079\"\nrecord_types = [\"employment.period\"]\n",
-        sources["employment-b"]
-    );
-    (adapters, extra)
-}
-
 /// The record types the reader's consent covers.
 const DEMO_READ: [&str; 2] = ["education.course_result", "employment.period"];
 
@@ -197,87 +153,18 @@ async fn main() -> Result<(), BoxError> {
         .push(("employment-b".into(), org("2021999079")));
     let pki = write_dev_pki(&dir.path().join("certs"), &spec)?;
 
-    // The adapters, each its own process, and the gateway's routes to them.
-    let (mut procs, addresses) = start_sources(&bin, &pki, 0)?;
-    let (demo_adapters, extra) = routes(&addresses);
-    let (gateway, gateway_address) =
-        start_demo_gateway(&bin, dir.path(), "gateway", &pki, &demo_adapters, &extra)?;
-    let gateway_pid = gateway.0.id();
-    // For the fan-out with register latency, and the audit's cost behind
-    // such sources: the three sources again, each answering after
-    // `register_latency_ms`, behind a gateway of their own (and one without
-    // audit writes).
-    let slow_sources = if args.register_latency_ms > 0
-        && (!args.no_fan_out || args.unaudited_samverka.is_some())
-    {
-        let (slow_procs, slow) = start_sources(&bin, &pki, args.register_latency_ms)?;
-        procs.extend(slow_procs);
-        Some(routes(&slow))
-    } else {
-        None
-    };
-    let registers = match &slow_sources {
-        Some((adapters, extra)) => Some(start_demo_gateway(
-            &bin,
-            dir.path(),
-            "gateway-registers",
-            &pki,
-            adapters,
-            extra,
-        )?),
-        None => None,
-    };
-    // The same gateways without audit writes, each on its own store.
-    let mut unaudited = Vec::new();
-    if let Some(path) = &args.unaudited_samverka {
-        unaudited.push((
-            "no-audit",
-            start_demo_gateway(path, dir.path(), "unaudited", &pki, &demo_adapters, &extra)?,
-        ));
-        if let Some((adapters, extra)) = &slow_sources {
-            unaudited.push((
-                "slow-none",
-                start_demo_gateway(
-                    path,
-                    dir.path(),
-                    "unaudited-registers",
-                    &pki,
-                    adapters,
-                    extra,
-                )?,
-            ));
-        }
-    }
-
-    // The same gateway on PostgreSQL.
-    let on_postgres = match &args.postgres_url {
-        Some(url) => Some(samverka_bench::start_demo_gateway_on(
-            &bin,
-            dir.path(),
-            "gateway-pg",
-            &pki,
-            &demo_adapters,
-            url,
-            &extra,
-        )?),
-        None => None,
-    };
-
-    // The same gateway with telemetry on, sampling none and all traces.
     let (spans_received, otlp) = samverka_bench::start_otlp_receiver().await?;
-    let mut traced = Vec::new();
-    if args.telemetry {
-        for (name, ratio) in [("otel-0", 0.0), ("otel-100", 1.0)] {
-            let extra = format!(
-                "{extra}\n[telemetry]\notlp_endpoint = \"http://{otlp}\"\nsampling_ratio = {ratio:.1}\n"
-            );
-            traced.push((
-                name,
-                start_demo_gateway(&bin, dir.path(), name, &pki, &demo_adapters, &extra)?,
-            ));
-        }
-    }
-
+    let fleet = fleet::start(&args, &bin, dir.path(), &pki, otlp)?;
+    let Fleet {
+        addresses,
+        gateway,
+        registers,
+        unaudited,
+        on_postgres,
+        traced,
+        ..
+    } = &fleet;
+    let (gateway_pid, gateway_address) = (gateway.0.0.id(), gateway.1);
     let tls = |name: &str| agency_tls(&pki, name);
     let as_gateway =
         AgencyTls::from_files(&pki.ca_cert, &pki.gateway_client.0, &pki.gateway_client.1)?;
@@ -370,7 +257,7 @@ async fn main() -> Result<(), BoxError> {
     // The other gateways, asked for the same records as "gateway".
     // The gateway in front of slow sources serves "slow-audit" and the
     // fan-out alike, with one set of consents and connections.
-    let registers_clients = match &registers {
+    let registers_clients = match registers {
         Some((_, address)) => Some(reader_clients(*address).await?),
         None => None,
     };
@@ -466,9 +353,6 @@ async fn main() -> Result<(), BoxError> {
             spans_received.load(std::sync::atomic::Ordering::Relaxed)
         );
     }
-    drop(traced);
-    drop(unaudited);
-    drop(gateway);
-    drop(procs);
+    drop(fleet);
     Ok(())
 }
