@@ -32,7 +32,7 @@ fn same_grant(stored: &StoredConsent, requested: &StoredConsent) -> bool {
 }
 
 /// The consent's status at `now_ms`.
-pub fn status_at(c: &StoredConsent, now_ms: i64) -> consent::Status {
+fn status_at(c: &StoredConsent, now_ms: i64) -> consent::Status {
     if c.revoked_at_ms.is_some() {
         consent::Status::Revoked
     } else if now_ms >= c.valid_until_ms {
