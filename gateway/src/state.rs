@@ -70,6 +70,14 @@ fn read(path: &Path) -> Result<String, StartError> {
         .map_err(|e| StartError::Tls(format!("cannot read {}: {e}", path.display())))
 }
 
+/// A gateway dropped without [`crate::server::run`]'s orderly stop (an
+/// embedding program, a test) still finishes its audit trail before it goes.
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.audit.close_blocking();
+    }
+}
+
 impl Gateway {
     /// Opens the store, reads the certificates and prepares the channels to
     /// the adapters.

@@ -180,6 +180,24 @@ impl AuditWriter {
         }
     }
 
+    /// [`AuditWriter::close`] for a caller that cannot await (a `Drop`):
+    /// blocks this thread until the writer has finished, at most 10 s.
+    /// The process must not exit while the writer still signs: the crypto
+    /// library's exit handler wipes the random generator under a thread
+    /// that still uses it, and the process aborts.
+    pub fn close_blocking(&self) {
+        self.close.send_replace(true);
+        let deadline = std::time::Instant::now() + CLOSE_TIMEOUT;
+        // An error: the writer's thread is gone (or never started).
+        while !*self.finished.borrow() && self.finished.has_changed().is_ok() {
+            if std::time::Instant::now() >= deadline {
+                tracing::error!("the audit writer did not finish in time");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// Commits `entry` to the chain and returns it as stored, once it is
     /// durable.
     pub async fn commit(&self, entry: AuditEntry) -> Result<AuditEntry, StoreError> {
