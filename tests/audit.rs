@@ -54,6 +54,48 @@ async fn the_gateway_chains_and_checkpoints_what_it_decides() {
     assert_intact(&out, 12);
 }
 
+/// One request must not make an intact trail look tampered with: reads
+/// refused for whatever they carry (empty, blank or comma-holding record
+/// types, control characters, brackets and quotes) are audited as sent
+/// (made safe to repeat), read back exactly as hashed, and the trail
+/// verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_request_makes_the_trail_look_tampered_with() {
+    let net = start().await;
+    let mut reader = exchange(&net, "reader").await;
+    let odd: &[&[&str]] = &[
+        &[""],
+        &["", ""],
+        &[" "],
+        &["employment.period,education.degree"],
+        &["a,", ",b", ","],
+        &["[\"x\"]", "{}", "\\", "\u{0}", "\n"],
+        &["employment.period", ""],
+    ];
+    for (i, types) in odd.iter().enumerate() {
+        let purpose = if i % 2 == 0 { DEMO_PURPOSE } else { "" };
+        let status = reader
+            .get_records(read_request(DEMO_SUBJECT, types, purpose))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{types:?}");
+    }
+    let entries = net.gateway.store.audit_entries(None).await.unwrap();
+    assert_eq!(entries.len(), odd.len());
+    for (e, types) in entries.iter().zip(odd) {
+        let sent: Vec<String> = types
+            .iter()
+            .map(|t| samverka_gateway::pipeline::validate::sanitize(t))
+            .collect();
+        assert_eq!(e.record_types, sent, "audited as sent");
+    }
+    let config = net.config_path.display().to_string();
+    let out = tokio::task::spawn_blocking(move || run(&["verify", "--config", &config]))
+        .await
+        .unwrap();
+    assert_intact(&out, odd.len() as u64);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_audit_writer_checkpoints_its_head_and_refuses_reads() {
     let net = start().await;

@@ -200,6 +200,108 @@ async fn audit_entries_keep_their_order_and_fields(location: StoreLocation) {
     );
 }
 
+/// Any text a caller could send, biased towards what a list or JSON
+/// encoding might trip on: separators, quotes, brackets, blanks, NUL.
+fn any_text() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    prop_oneof![any::<String>(), "[,;=\"\\\\\\[\\]{}: \t\u{0}aé]{0,5}"]
+}
+
+/// The class of attack where one request makes an intact trail look
+/// tampered with: every field of an entry, for any value, is read back
+/// exactly as it was hashed (a NUL, which PostgreSQL cannot store, is
+/// U+FFFD in both), and the trail read back verifies.
+async fn any_entry_round_trips_exactly(location: StoreLocation) {
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    let store = Store::open(&location).await.unwrap();
+    let list = || proptest::collection::vec(any_text(), 0..4);
+    let fields = (
+        proptest::collection::vec(any_text(), 6),
+        (list(), list()),
+        proptest::collection::btree_map(any_text(), any_text(), 0..3),
+        any::<i64>(),
+    );
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut sent = Vec::new();
+    for batch in 0..24 {
+        let mut entries = Vec::new();
+        for i in 0..4 {
+            let (texts, (record_types, sources), details, time_ms) =
+                fields.new_tree(&mut runner).unwrap().current();
+            let mut e = audit(&format!("p-{batch}-{i}"), &texts[0]);
+            e.time_ms = time_ms;
+            e.caller = texts[1].clone();
+            e.purpose = texts[2].clone();
+            e.consent_id = texts[3].clone();
+            e.reason = texts[4].clone();
+            e.trace_id = texts[5].clone();
+            e.record_types = record_types;
+            e.sources = sources;
+            e.details = details;
+            entries.push(e);
+        }
+        // Edge cases first, the random ones after.
+        if batch == 0 {
+            entries[0].record_types = vec![String::new()];
+            entries[1].record_types = vec!["a,b".into(), String::new(), "c".into()];
+            entries[2].sources = vec!["[\"x\"]".into()];
+            entries[3].subject_id = "nul\0inside".into();
+        }
+        sent.extend(entries.clone());
+        let stored = store.append_audit_batch(entries).await.unwrap();
+        assert_eq!(stored.len(), 4);
+    }
+    let read = store.audit_entries(None).await.unwrap();
+    assert_eq!(read.len(), sent.len());
+    let mut check = samverka_gateway::audit::chain::ChainCheck::new(&[], &[]).unwrap();
+    for (back, mut want) in read.iter().zip(sent) {
+        let nul = |s: &String| s.replace('\0', "\u{FFFD}");
+        want.subject_id = nul(&want.subject_id);
+        for s in [&mut want.caller, &mut want.purpose, &mut want.consent_id, &mut want.reason, &mut want.trace_id] {
+            *s = nul(s);
+        }
+        want.record_types = want.record_types.iter().map(nul).collect();
+        want.sources = want.sources.iter().map(nul).collect();
+        want.details = want.details.iter().map(|(k, v)| (nul(k), nul(v))).collect();
+        (want.seq, want.prev_hash, want.hash) = (back.seq, back.prev_hash.clone(), back.hash.clone());
+        assert_eq!(back, &want, "read back differently from what was sent");
+        check.push(back).unwrap_or_else(|b| panic!("an intact trail reported broken: {b}"));
+    }
+    assert_eq!(read[0].record_types, [""]);
+    assert_eq!(read[1].record_types, ["a,b", "", "c"]);
+    assert_eq!(read[3].subject_id, "nul\u{FFFD}inside");
+    // Read in pages too (what `audit verify` and `audit export` do).
+    assert_eq!(store.audit_range(0, 1000).await.unwrap(), read);
+}
+
+/// Entries written before audit entries named their format (format 1,
+/// lists joined by commas) still read back and verify, before and
+/// after entries of the current format.
+async fn format_1_entries_still_verify(location: StoreLocation) {
+    let store = Store::open(&location).await.unwrap();
+    let mut batch = Vec::new();
+    for i in 0..6 {
+        let mut e = audit(&format!("f-{i}"), "199003142388");
+        if i < 3 || i == 4 {
+            e.format = 1;
+        }
+        batch.push(e);
+    }
+    let stored = store.append_audit_batch(batch).await.unwrap();
+    let read = store.audit_entries(None).await.unwrap();
+    assert_eq!(read, stored);
+    assert_eq!(
+        read.iter().map(|e| e.format).collect::<Vec<_>>(),
+        [1, 1, 1, 2, 1, 2]
+    );
+    let mut check = samverka_gateway::audit::chain::ChainCheck::new(&[], &[]).unwrap();
+    for e in &read {
+        check.push(e).unwrap();
+    }
+    assert_eq!(check.finish().unwrap().entries, 6);
+}
+
 async fn imports_are_all_or_nothing(location: StoreLocation) {
     let store = Store::open(&location).await.unwrap();
     let batch: Vec<_> = (0..25_000)
@@ -468,6 +570,8 @@ on_both_backends!(
     revocation_happens_once,
     consents_are_found_by_subject_and_grantee_newest_first,
     audit_entries_keep_their_order_and_fields,
+    any_entry_round_trips_exactly,
+    format_1_entries_still_verify,
     imports_are_all_or_nothing,
     the_audit_chain_checkpoints_and_pruning,
     the_access_log_shows_indexed_and_newest_entries_alike,

@@ -23,6 +23,8 @@ pub fn audit(id: &str, subject: &str) -> AuditEntry {
         decision: "allowed".into(),
         reason: String::new(),
         trace_id: String::new(),
+        details: Default::default(),
+        format: samverka_gateway::audit::FORMAT,
     }
 }
 

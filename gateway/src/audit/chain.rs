@@ -2,23 +2,37 @@
 //!
 //! # The canonical encoding
 //!
-//! Entry `n`'s hash is the SHA-256 of these bytes, in this order:
+//! Each entry names its `format`, and its hash is the SHA-256 of the bytes
+//! that format lays down. Format 2, in which every entry is written now:
 //!
 //! ```text
-//! "samverka-audit-v1"              17 ASCII bytes, a domain separator
+//! "samverka-audit-v2"              17 ASCII bytes, a domain separator
 //! seq                              8 bytes, big-endian signed
 //! prev_hash                        32 bytes (the previous entry's hash;
 //!                                  32 zero bytes for entry 1)
 //! audit_id, then time_ms (8 bytes, big-endian signed), then caller,
 //! method, subject_id, record_types, purpose, consent_id, sources,
-//! decision, reason, trace_id
+//! decision, reason, trace_id, details
 //! ```
 //!
 //! where each text field is a 4-byte big-endian byte length followed by its
-//! UTF-8 bytes, and each list (record types, sources) is a 4-byte count
-//! followed by its items as text fields. Hashes are written as 64 lower-case
-//! hex digits. Because every entry commits to the one before, an edited,
-//! deleted, inserted or reordered entry breaks the chain at that point.
+//! UTF-8 bytes, each list (record types, sources) is a 4-byte count
+//! followed by its items as text fields, and `details` is a 4-byte count
+//! followed by its (name, value) pairs as text fields, in name order.
+//! Hashes are written as 64 lower-case hex digits. Because every entry
+//! commits to the one before, an edited, deleted, inserted or reordered
+//! entry breaks the chain at that point.
+//!
+//! Format 1 (entries written before format 2) is the same without
+//! `details`, after the separator `"samverka-audit-v1"`; it stays
+//! verifiable. Its entries were stored with their lists joined by commas,
+//! so a list item that held a comma, or a list of one empty item, was read
+//! back differently from how it was hashed; format 2 stores lists and
+//! details as JSON, which gives back exactly what was hashed.
+//!
+//! New kinds of entries (consent actions, registry changes, ...) add named
+//! `details`, not a new format: a new format is needed only if the layout
+//! above changes.
 //!
 //! # Checkpoints
 //!
@@ -74,6 +88,22 @@ pub struct AuditEntry {
     pub reason: String,
     /// The trace id of the request, when traced.
     pub trace_id: String,
+    /// Further named facts of the decision, by kind of entry (for
+    /// example the action taken on a consent).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
+    /// The canonical encoding the hash was made with (see this module):
+    /// [`FORMAT`] for new entries; entries exported before formats were
+    /// named are format 1.
+    #[serde(default = "format_1")]
+    pub format: u32,
+}
+
+/// The format every new entry is written in.
+pub const FORMAT: u32 = 2;
+
+fn format_1() -> u32 {
+    1
 }
 
 /// A signed checkpoint of the audit trail: the hash of entry `seq`, signed
@@ -140,11 +170,17 @@ fn unhex(s: &str) -> Option<[u8; 32]> {
 }
 
 /// The hash of `entry` at its `seq`, after `prev_hash` (hex), per the
-/// canonical encoding above. `None` if `prev_hash` is not 64 hex digits.
+/// canonical encoding of its format (see this module). `None` if
+/// `prev_hash` is not 64 hex digits or the format is not one this
+/// samverka knows.
 pub fn entry_hash(entry: &AuditEntry, prev_hash: &str) -> Option<String> {
     let prev = unhex(prev_hash)?;
     let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"samverka-audit-v1");
+    match entry.format {
+        1 => out.extend_from_slice(b"samverka-audit-v1"),
+        2 => out.extend_from_slice(b"samverka-audit-v2"),
+        _ => return None,
+    }
     out.extend_from_slice(&entry.seq.to_be_bytes());
     out.extend_from_slice(&prev);
     text(&mut out, &entry.audit_id);
@@ -159,6 +195,16 @@ pub fn entry_hash(entry: &AuditEntry, prev_hash: &str) -> Option<String> {
     text(&mut out, &entry.decision);
     text(&mut out, &entry.reason);
     text(&mut out, &entry.trace_id);
+    if entry.format >= 2 {
+        out.extend_from_slice(&(entry.details.len() as u32).to_be_bytes());
+        for (name, value) in &entry.details {
+            text(&mut out, name);
+            text(&mut out, value);
+        }
+    } else if !entry.details.is_empty() {
+        // Format 1 has no details: any would go unprotected.
+        return None;
+    }
     Some(hex(aws_lc_rs::digest::digest(
         &aws_lc_rs::digest::SHA256,
         &out,
@@ -167,14 +213,49 @@ pub fn entry_hash(entry: &AuditEntry, prev_hash: &str) -> Option<String> {
 }
 
 /// Links `entry` after `head` (sets its seq, prev_hash and hash) and moves
-/// the head to it.
+/// the head to it. A NUL character in any field becomes U+FFFD first:
+/// PostgreSQL cannot store it in text, and what is hashed must be what
+/// every store keeps.
 pub fn link(head: &mut AuditHead, entry: &mut AuditEntry) {
+    scrub(entry);
     entry.seq = head.seq + 1;
     entry.prev_hash = head.hash.clone();
     // The head's hash was made by this function or is GENESIS: valid hex.
     entry.hash = entry_hash(entry, &entry.prev_hash).unwrap_or_default();
     head.seq = entry.seq;
     head.hash = entry.hash.clone();
+}
+
+fn scrub(e: &mut AuditEntry) {
+    fn text(s: &mut String) {
+        if s.contains('\0') {
+            *s = s.replace('\0', "\u{FFFD}");
+        }
+    }
+    for s in [
+        &mut e.audit_id,
+        &mut e.caller,
+        &mut e.method,
+        &mut e.subject_id,
+        &mut e.purpose,
+        &mut e.consent_id,
+        &mut e.decision,
+        &mut e.reason,
+        &mut e.trace_id,
+    ] {
+        text(s);
+    }
+    e.record_types.iter_mut().chain(&mut e.sources).for_each(text);
+    if e.details.iter().any(|(k, v)| k.contains('\0') || v.contains('\0')) {
+        e.details = std::mem::take(&mut e.details)
+            .into_iter()
+            .map(|(mut k, mut v)| {
+                text(&mut k);
+                text(&mut v);
+                (k, v)
+            })
+            .collect();
+    }
 }
 
 /// What a checkpoint's signature attests.
@@ -360,6 +441,16 @@ impl ChainCheck {
                 "does not link to the entry before it: an entry was inserted, deleted or reordered here".into(),
             ));
         }
+        if !(1..=FORMAT).contains(&e.format) {
+            return Err(broken(
+                e.seq,
+                Some(&e.audit_id),
+                format!(
+                    "its format {} is not one this samverka knows (1 to {FORMAT}): the entry was edited, or written by a newer samverka",
+                    e.format
+                ),
+            ));
+        }
         if entry_hash(e, &e.prev_hash).as_deref() != Some(e.hash.as_str()) {
             return Err(broken(
                 e.seq,
@@ -420,6 +511,8 @@ mod tests {
             decision: "allowed".into(),
             reason: String::new(),
             trace_id: String::new(),
+            details: BTreeMap::new(),
+            format: FORMAT,
         }
     }
 
@@ -446,17 +539,46 @@ mod tests {
     }
 
     #[test]
-    fn the_encoding_is_pinned() {
-        // A change to the canonical encoding must be deliberate: it breaks
-        // every stored trail. The expected value was computed separately
-        // (in Python, from the encoding as documented above).
+    fn the_encodings_are_pinned() {
+        // A change to a canonical encoding must be deliberate: it breaks
+        // every stored trail. The expected values were computed separately
+        // (in Python, from the encodings as documented above).
         let t = trail(1);
         assert_eq!(t[0].hash, entry_hash(&t[0], GENESIS).unwrap());
-        assert_eq!(t[0].hash.len(), 64);
         assert_eq!(
-            t[0].hash, "14c2df964963e1af70082046ad1145311265b61979d2bba1c4c14945dac349fb",
-            "canonical encoding changed"
+            t[0].hash, "d30cb7a6de3ed6a52f144e5835858f1d2d701c6debbfc43a4691b03bf3cd30a4",
+            "format 2 changed"
         );
+        let mut detailed = t[0].clone();
+        detailed.details = [("b", "x,y"), ("action", "revoke")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
+        assert_eq!(
+            entry_hash(&detailed, GENESIS).unwrap(),
+            "206474746bc6a00e59e94da278e3dfadb067a96865d3f80a10da64dcd677ffad",
+            "format 2 details changed"
+        );
+        let mut old = t[0].clone();
+        old.format = 1;
+        assert_eq!(
+            entry_hash(&old, GENESIS).unwrap(),
+            "14c2df964963e1af70082046ad1145311265b61979d2bba1c4c14945dac349fb",
+            "format 1 changed: entries written before format 2 no longer verify"
+        );
+        // Format 1 has no room for details, and no other format exists.
+        old.details = detailed.details.clone();
+        assert_eq!(entry_hash(&old, GENESIS), None);
+        let mut unknown = t[0].clone();
+        unknown.format = FORMAT + 1;
+        assert_eq!(entry_hash(&unknown, GENESIS), None);
+    }
+
+    #[test]
+    fn an_unknown_format_is_named_not_taken_for_an_edit_of_the_fields() {
+        let mut t = trail(2);
+        t[1].format = 7;
+        let b = check(&t).unwrap_err();
+        assert!(b.problem.contains("format 7"), "{b}");
     }
 
     #[test]
@@ -475,6 +597,10 @@ mod tests {
             |e| e.decision.push('x'),
             |e| e.reason.push('x'),
             |e| e.trace_id.push('x'),
+            |e| {
+                e.details.insert("action".into(), String::new());
+            },
+            |e| e.format = 1,
             |e| e.seq += 1,
         ];
         for (i, change) in changes.iter().enumerate() {

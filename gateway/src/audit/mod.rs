@@ -17,7 +17,7 @@
 pub mod chain;
 pub mod writer;
 
-pub use chain::{AuditCheckpoint, AuditEntry, AuditHead};
+pub use chain::{AuditCheckpoint, AuditEntry, AuditHead, FORMAT};
 pub use writer::AuditWriter;
 
 /// What was decided about a request: the `decision` of its audit entry,
@@ -96,6 +96,8 @@ pub fn entry(method: &str, time_ms: i64) -> AuditEntry {
         decision: Decision::Denied.as_str().to_owned(),
         reason: String::new(),
         trace_id: String::new(),
+        details: Default::default(),
+        format: chain::FORMAT,
     }
 }
 

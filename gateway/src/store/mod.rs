@@ -388,8 +388,43 @@ fn beside(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// A consent's list (record types, sources: validated names, never
+/// holding a comma) as stored.
 pub(crate) fn join(v: &[String]) -> String {
     v.join(",")
+}
+
+/// An audit entry's list (record types, sources: whatever the caller
+/// sent) as its format stores it: joined by commas in format 1, a JSON
+/// array from format 2 on, so that what is read back is what was hashed.
+pub(crate) fn audit_list(format: u32, v: &[String]) -> String {
+    if format == 1 {
+        join(v)
+    } else {
+        serde_json::Value::from(v).to_string()
+    }
+}
+
+/// Reads back what [`audit_list`] stored. Text that is no JSON array
+/// (only an edit of the store makes it) is read as one item, so that the
+/// entry's hash no longer matches and `audit verify` reports the edit.
+pub(crate) fn audit_list_from(format: u32, s: &str) -> Vec<String> {
+    if format == 1 {
+        split(s)
+    } else {
+        serde_json::from_str(s).unwrap_or_else(|_| vec![s.to_owned()])
+    }
+}
+
+/// An audit entry's details as stored: a JSON object.
+pub(crate) fn audit_details(d: &std::collections::BTreeMap<String, String>) -> String {
+    serde_json::to_string(d).unwrap_or_default()
+}
+
+/// Reads back what [`audit_details`] stored; text that is no JSON object
+/// of strings is kept under the name `""`, so that the edit shows as such.
+pub(crate) fn audit_details_from(s: &str) -> std::collections::BTreeMap<String, String> {
+    serde_json::from_str(s).unwrap_or_else(|_| [(String::new(), s.to_owned())].into())
 }
 
 pub(crate) fn split(s: &str) -> Vec<String> {
@@ -464,10 +499,17 @@ pub(crate) mod schema {
         DROP INDEX audit_by_subject;
         DROP TABLE audit_head;
     ",
+        "
+        -- Audit entries name their canonical encoding (audit/chain.rs):
+        -- rows before this migration are format 1, with comma-joined lists.
+        ALTER TABLE audit_entries ADD COLUMN format INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE audit_entries ADD COLUMN details TEXT NOT NULL DEFAULT '{}';
+    ",
     ];
 
     /// PostgreSQL migrations; index + 1 is the version.
-    pub(crate) const POSTGRES: &[&str] = &["
+    pub(crate) const POSTGRES: &[&str] = &[
+        "
         CREATE TABLE consents (
             consent_id        TEXT PRIMARY KEY,
             subject_id        TEXT NOT NULL,
@@ -517,7 +559,14 @@ pub(crate) mod schema {
             time_ms BIGINT NOT NULL,
             jws     TEXT NOT NULL
         );
-    "];
+    ",
+        "
+        -- Audit entries name their canonical encoding (audit/chain.rs):
+        -- rows before this migration are format 1, with comma-joined lists.
+        ALTER TABLE audit_entries ADD COLUMN format INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE audit_entries ADD COLUMN details TEXT NOT NULL DEFAULT '{}';
+    ",
+    ];
 }
 
 /// The columns of a consent, in the order both backends read them.
@@ -527,4 +576,4 @@ pub(crate) const CONSENT_COLUMNS: &str = "consent_id, subject_id, grantee_agency
 
 /// The columns of an audit entry, in the order both backends read them.
 pub(crate) const AUDIT_COLUMNS: &str = "seq, prev_hash, hash, audit_id, time_ms, caller, method, subject_id, record_types, \
-    purpose, consent_id, sources, decision, reason, trace_id";
+    purpose, consent_id, sources, decision, reason, trace_id, format, details";

@@ -14,7 +14,8 @@ use tokio_postgres::Row;
 use super::pg_tls::{self, PgTarget};
 use super::{
     AUDIT_COLUMNS, AuditCheckpoint, AuditEntry, AuditHead, CONSENT_COLUMNS, Revocation, StoreError,
-    StoredConsent, join, schema, split,
+    StoredConsent, audit_details, audit_details_from, audit_list, audit_list_from, join, schema,
+    split,
 };
 use crate::audit::chain;
 
@@ -81,6 +82,8 @@ fn consent_from_row(row: &Row) -> Result<StoredConsent, StoreError> {
 }
 
 fn audit_from_row(row: &Row) -> Result<AuditEntry, StoreError> {
+    let format = u32::try_from(row.try_get::<_, i32>(15)?)
+        .map_err(|_| StoreError("an audit entry's format is negative".into()))?;
     Ok(AuditEntry {
         seq: row.try_get(0)?,
         prev_hash: row.try_get(1)?,
@@ -90,13 +93,15 @@ fn audit_from_row(row: &Row) -> Result<AuditEntry, StoreError> {
         caller: row.try_get(5)?,
         method: row.try_get(6)?,
         subject_id: row.try_get(7)?,
-        record_types: split(row.try_get(8)?),
+        record_types: audit_list_from(format, row.try_get(8)?),
         purpose: row.try_get(9)?,
         consent_id: row.try_get(10)?,
-        sources: split(row.try_get(11)?),
+        sources: audit_list_from(format, row.try_get(11)?),
         decision: row.try_get(12)?,
         reason: row.try_get(13)?,
         trace_id: row.try_get(14)?,
+        details: audit_details_from(row.try_get(16)?),
+        format,
     })
 }
 
@@ -410,7 +415,8 @@ impl PostgresStore {
             .prepare_cached(&format!(
                 "INSERT INTO audit_entries ({AUDIT_COLUMNS}) SELECT * FROM UNNEST(\
                  $1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::TEXT[], $7::TEXT[], \
-                 $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::TEXT[], $13::TEXT[], $14::TEXT[], $15::TEXT[])"
+                 $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::TEXT[], $13::TEXT[], $14::TEXT[], $15::TEXT[], \
+                 $16::INTEGER[], $17::TEXT[])"
             ))
             .await?;
         let update = tx
@@ -418,6 +424,10 @@ impl PostgresStore {
             .await?;
         let col = |f: fn(&AuditEntry) -> String| entries.iter().map(f).collect::<Vec<String>>();
         let num = |f: fn(&AuditEntry) -> i64| entries.iter().map(f).collect::<Vec<i64>>();
+        let formats: Vec<i32> = entries
+            .iter()
+            .map(|e| i32::try_from(e.format).unwrap_or(i32::MAX))
+            .collect();
         // Sent together, one round trip to the server instead of two.
         futures_util::future::try_join(
             tx.execute(
@@ -431,13 +441,15 @@ impl PostgresStore {
                     &col(|e| e.caller.clone()),
                     &col(|e| e.method.clone()),
                     &col(|e| e.subject_id.clone()),
-                    &col(|e| join(&e.record_types)),
+                    &col(|e| audit_list(e.format, &e.record_types)),
                     &col(|e| e.purpose.clone()),
                     &col(|e| e.consent_id.clone()),
-                    &col(|e| join(&e.sources)),
+                    &col(|e| audit_list(e.format, &e.sources)),
                     &col(|e| e.decision.clone()),
                     &col(|e| e.reason.clone()),
                     &col(|e| e.trace_id.clone()),
+                    &formats,
+                    &col(|e| audit_details(&e.details)),
                 ],
             ),
             tx.execute(&update, &[&head.seq, &head.hash]),

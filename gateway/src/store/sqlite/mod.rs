@@ -16,7 +16,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::access_index::{self, IndexProgress};
 use super::{
     AUDIT_COLUMNS, AuditCheckpoint, AuditEntry, AuditHead, CONSENT_COLUMNS, Revocation, StoreError,
-    StoredConsent, join, schema,
+    StoredConsent, audit_details, audit_list, schema,
 };
 use crate::audit::chain;
 
@@ -171,7 +171,7 @@ fn append_batch(
     {
         let mut insert = tx.prepare_cached(&format!(
             "INSERT INTO audit_entries ({AUDIT_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
         ))?;
         for e in &mut entries {
             chain::link(&mut head, e);
@@ -184,13 +184,15 @@ fn append_batch(
                 e.caller,
                 e.method,
                 e.subject_id,
-                join(&e.record_types),
+                audit_list(e.format, &e.record_types),
                 e.purpose,
                 e.consent_id,
-                join(&e.sources),
+                audit_list(e.format, &e.sources),
                 e.decision,
                 e.reason,
                 e.trace_id,
+                e.format,
+                audit_details(&e.details),
             ])?;
         }
     }

@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::audit::chain;
 use crate::store::{
     AUDIT_COLUMNS, AuditCheckpoint, AuditEntry, AuditHead, CONSENT_COLUMNS, StoreError,
-    StoredConsent, join, schema, split,
+    StoredConsent, audit_details_from, audit_list_from, join, schema, split,
 };
 
 pub(super) fn consent_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredConsent> {
@@ -30,6 +30,7 @@ pub(super) fn consent_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Stor
 }
 
 pub(super) fn audit_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+    let format: u32 = row.get(15)?;
     Ok(AuditEntry {
         seq: row.get(0)?,
         prev_hash: row.get(1)?,
@@ -39,13 +40,15 @@ pub(super) fn audit_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditE
         caller: row.get(5)?,
         method: row.get(6)?,
         subject_id: row.get(7)?,
-        record_types: split(&row.get::<_, String>(8)?),
+        record_types: audit_list_from(format, &row.get::<_, String>(8)?),
         purpose: row.get(9)?,
         consent_id: row.get(10)?,
-        sources: split(&row.get::<_, String>(11)?),
+        sources: audit_list_from(format, &row.get::<_, String>(11)?),
         decision: row.get(12)?,
         reason: row.get(13)?,
         trace_id: row.get(14)?,
+        details: audit_details_from(&row.get::<_, String>(16)?),
+        format,
     })
 }
 
