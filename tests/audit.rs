@@ -39,8 +39,9 @@ async fn the_gateway_chains_and_checkpoints_what_it_decides() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(checkpoints.first().map(|c| c.seq), Some(10));
+    // The grant and the twelve reads.
     let entries = net.gateway.store.audit_entries(None).await.unwrap();
-    assert_eq!(entries.len(), 12);
+    assert_eq!(entries.len(), 13);
     assert!(
         entries
             .windows(2)
@@ -51,7 +52,7 @@ async fn the_gateway_chains_and_checkpoints_what_it_decides() {
     let out = tokio::task::spawn_blocking(move || run(&["verify", "--config", &config]))
         .await
         .unwrap();
-    assert_intact(&out, 12);
+    assert_intact(&out, 13);
 }
 
 /// One request must not make an intact trail look tampered with: reads
@@ -150,8 +151,14 @@ async fn the_access_log_shows_a_person_every_decision() {
         .unwrap()
         .into_inner();
     assert_eq!(page.next_page_token, "");
-    let events = page.events;
-    assert_eq!(events.len(), 3, "{events:#?}");
+    let all = page.events;
+    assert_eq!(all.len(), 4, "{all:#?}");
+    // The registrar's grant of the consent is in the person's log too.
+    assert_eq!(
+        (all[0].method.as_str(), all[0].agency.as_str()),
+        ("Consents/Grant", samverka::cli::demo::REGISTRAR_AGENCY)
+    );
+    let events = &all[1..];
     assert_eq!(
         (events[0].outcome.as_str(), events[0].agency.as_str()),
         ("allowed", READER_AGENCY)
@@ -196,7 +203,7 @@ async fn the_access_log_shows_a_person_every_decision() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(second.events[0].audit_id, events[2].audit_id);
+    assert_eq!(second.events[0].audit_id, all[2].audit_id);
 
     // A time range in the future holds nothing.
     let later =

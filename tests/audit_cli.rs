@@ -336,6 +336,8 @@ async fn an_inserted_entry_is_found() {
     let mut forged = entry(99);
     forged.audit_id = "forged".into();
     forged.seq = 7;
+    // Written as the row below stores it: format 1, lists joined by commas.
+    forged.format = 1;
     forged.prev_hash = prev;
     forged.hash = chain::entry_hash(&forged, &forged.prev_hash).unwrap();
     conn.execute(

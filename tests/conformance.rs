@@ -14,7 +14,7 @@ use samverka_proto::adapter::v1::adapter_server::{Adapter, AdapterServer};
 use samverka_proto::adapter::v1::{
     AdapterDescription, DescribeRequest, FetchRecordsRequest, FetchRecordsResponse,
 };
-use samverka_proto::records::v1::{EmploymentPeriod, Record, record::Payload};
+use samverka_proto::records::v1::{Degree, EmploymentPeriod, Record, record::Payload};
 use support::*;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
@@ -54,7 +54,7 @@ async fn every_reference_adapter_passes() {
     let net = start().await;
     for (name, address) in &net.adapters {
         let results = run_checks(&kit(&net, *address)).await;
-        assert_eq!(results.len(), 9);
+        assert_eq!(results.len(), 10);
         assert!(failed(&results).is_empty(), "{name}: {results:#?}");
     }
 }
@@ -70,6 +70,13 @@ enum Flaw {
     AcceptsAnyCaller,
     /// Correct answers, two seconds late whatever the caller's deadline.
     IgnoresDeadlines,
+    /// Employment periods carrying a degree.
+    WrongPayloadMessage,
+    /// Employment periods in `other`, under a degree's type URL.
+    ForeignTypeUrl,
+    /// Employment periods in `other`, under their own type URL, with bytes
+    /// that are no protobuf message.
+    UndecodableOther,
 }
 
 struct Broken(Flaw);
@@ -152,6 +159,35 @@ impl Adapter for Broken {
             _ if known => records.push(period(&req.subject_id, "p-1")),
             _ => {}
         }
+        let other = |type_url: &str, value: &[u8]| {
+            Payload::Other(prost_types::Any {
+                type_url: type_url.into(),
+                value: value.to_vec(),
+            })
+        };
+        for r in &mut records {
+            match self.0 {
+                Flaw::WrongPayloadMessage => {
+                    r.payload = Some(Payload::Degree(Degree {
+                        title: "Kandidatexamen".into(),
+                        ..Default::default()
+                    }));
+                }
+                Flaw::ForeignTypeUrl => {
+                    r.payload = Some(other(
+                        "type.googleapis.com/samverka.records.v1.Degree",
+                        b"\x0a\x0eKandidatexamen",
+                    ));
+                }
+                Flaw::UndecodableOther => {
+                    r.payload = Some(other(
+                        "type.googleapis.com/samverka.records.v1.EmploymentPeriod",
+                        b"\xff\xff\xff\xff",
+                    ));
+                }
+                _ => {}
+            }
+        }
         Ok(Response::new(FetchRecordsResponse { records }))
     }
 }
@@ -198,6 +234,15 @@ async fn broken_adapters_fail_the_right_checks() {
     );
     let slow = serve_broken(&net, Flaw::IgnoresDeadlines).await;
     assert_eq!(failed(&run_checks(&kit(&net, slow)).await), ["deadline"]);
+    for flaw in [
+        Flaw::WrongPayloadMessage,
+        Flaw::ForeignTypeUrl,
+        Flaw::UndecodableOther,
+    ] {
+        let mismatched = serve_broken(&net, flaw).await;
+        let results = run_checks(&kit(&net, mismatched)).await;
+        assert_eq!(failed(&results), ["payload-matches-type"], "{results:#?}");
+    }
     let open = serve_broken(&net, Flaw::AcceptsAnyCaller).await;
     assert_eq!(
         failed(&run_checks(&kit(&net, open)).await),

@@ -141,6 +141,11 @@ async fn grants_are_validated_idempotent_and_readable() {
             Box::new(|r| r.valid_until = Some(samverka_gateway::time::to_timestamp(1_000))),
         ),
         ("FIELD_MISSING", Box::new(|r| r.request_id = String::new())),
+        ("FIELD_MISSING", Box::new(|r| r.request_id = " ".into())),
+        (
+            "FIELD_TOO_LONG",
+            Box::new(|r| r.evidence_ref = "e".repeat(1000)),
+        ),
         (
             "VALIDITY_INVALID",
             Box::new(|r| {

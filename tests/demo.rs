@@ -189,8 +189,12 @@ fn a_demo_run_again_in_its_directory_keeps_a_verifiable_trail() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Two runs, each with one allowed and one denied read and a passport.
-    assert!(stdout.contains("audit trail intact: 6 entries"), "{stdout}");
+    // Two runs, each with two grants, one allowed and one denied read and
+    // a passport.
+    assert!(
+        stdout.contains("audit trail intact: 10 entries"),
+        "{stdout}"
+    );
 }
 
 #[test]

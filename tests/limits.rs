@@ -6,19 +6,29 @@
 //! test process with a rate of one request a second, on a clock the test
 //! moves: an agency over its rate is told when to retry, has its own
 //! allowance, and reaches neither an adapter nor the audit trail; a
-//! request larger than the limit is refused whole.
+//! request larger than the limit is refused whole. On the demo network: a
+//! request larger than `max_request_bytes` is refused by every method of
+//! every service with RESOURCE_EXHAUSTED and MESSAGE_TOO_LARGE before it is
+//! read, counted in the metrics, and neither audited nor sent on; one at
+//! the limit is read.
 
 mod support;
 
 use std::time::Duration;
 
-use samverka::cli::demo::{DEMO_PURPOSE, DEMO_SUBJECT, pki_spec};
+use samverka::cli::demo::{DEMO_PURPOSE, DEMO_SUBJECT, READER_AGENCY, REGISTRAR_AGENCY, pki_spec};
+use samverka_gateway::service::rpc::Method;
+use samverka_proto::v1::access_log_client::AccessLogClient;
 use samverka_proto::v1::consents_client::ConsentsClient;
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
-use samverka_proto::v1::{GetCompetencePassportRequest, ListSourcesRequest};
+use samverka_proto::v1::{
+    GetCompetencePassportRequest, GetConsentRequest, GrantConsentRequest, ListAccessEventsRequest,
+    ListConsentsRequest, ListSourcesRequest, RevokeConsentRequest,
+};
 use support::process::{Replica, audit_entry, spawn_adapters, start_gateway};
 use support::*;
 use tonic::Code;
+use tonic::codegen::{Bytes, Service, http};
 
 /// The admin listener's address, from the gateway's start line.
 fn admin_address(gateway: &Replica) -> std::net::SocketAddr {
@@ -138,7 +148,7 @@ async fn an_agency_over_its_rate_is_told_when_to_retry() {
         "ACCESS_RULE_MISSING"
     );
     // Refusals for rate are not audited: two reads and the outsider's.
-    assert_eq!(gateway.store.audit_entries(None).await.unwrap().len(), 3);
+    assert_eq!(read_entries(&gateway.store).await.len(), 3);
     // A second later the reader may go on.
     clock.set_ms(clock.now_ms() + 1000);
     assert_eq!(
@@ -146,16 +156,190 @@ async fn an_agency_over_its_rate_is_told_when_to_retry() {
         "CONSENT_MISSING"
     );
 
-    // A request larger than the limit is refused whole.
-    let mut big = demo_read();
-    big.purpose = "x".repeat(100 * 1024);
+    // A request larger than the limit is refused whole, by every service,
+    // and uses none of the agency's rate.
+    let big = "x".repeat(100 * 1024);
+    let mut request = demo_read();
+    request.purpose = big.clone();
     clock.set_ms(clock.now_ms() + 10_000);
-    let status = reader.get_records(big).await.unwrap_err();
-    assert!(
-        matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted),
-        "{status:?}"
+    let mut statuses = vec![reader.get_records(request).await.unwrap_err()];
+    let channel = rated.channel(&net, "registrar").await;
+    let mut consents = ConsentsClient::new(channel.clone());
+    statuses.push(
+        consents
+            .grant(GrantConsentRequest {
+                evidence_ref: big.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
     );
-    assert!(status.message().contains("too large"), "{status:?}");
+    statuses.push(
+        AccessLogClient::new(channel)
+            .list(ListAccessEventsRequest {
+                page_token: big.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
+    );
+    for status in &statuses {
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert_eq!(reason(status), "MESSAGE_TOO_LARGE");
+        assert!(status.message().contains("too large"), "{status:?}");
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            reason(&reader.get_records(demo_read()).await.unwrap_err()),
+            "CONSENT_MISSING"
+        );
+    }
+}
+
+/// A unary call sent as raw HTTP/2 on `channel` to `path`, whatever its
+/// method: one message of `len` bytes (a single field unknown to every
+/// request type, which decoding skips). The status it is answered with.
+async fn call_with_message_of(
+    channel: &mut tonic::transport::Channel,
+    path: &str,
+    len: usize,
+) -> tonic::Status {
+    use http_body_util::BodyExt;
+    // Field 15, length-delimited, then the length as a varint.
+    let varint = |mut n: usize| {
+        let mut out = Vec::new();
+        while n >= 0x80 {
+            out.push((n as u8 & 0x7f) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+        out
+    };
+    let payload = (0..len)
+        .rev()
+        .find(|p| 1 + varint(*p).len() + p == len)
+        .expect("no field of that length");
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(len as u32).to_be_bytes());
+    frame.push((15 << 3) | 2);
+    frame.extend(varint(payload));
+    frame.resize(frame.len() + payload, b'p');
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(tonic::body::Body::new(http_body_util::Full::new(
+            Bytes::from(frame),
+        )))
+        .unwrap();
+    std::future::poll_fn(|cx| channel.poll_ready(cx))
+        .await
+        .unwrap();
+    let (parts, body) = channel.call(request).await.unwrap().into_parts();
+    if let Some(status) = tonic::Status::from_header_map(&parts.headers) {
+        return status;
+    }
+    let trailers = body.collect().await.unwrap().trailers().cloned();
+    tonic::Status::from_header_map(&trailers.expect("no trailers")).expect("no grpc-status")
+}
+
+#[tokio::test]
+async fn a_request_over_the_size_limit_is_refused_by_every_method() {
+    let net = start().await;
+    let max = net.gateway.config.limits.max_request_bytes;
+    let mut reader = net.channel("reader").await.unwrap();
+    let mut registrar = net.channel("registrar").await.unwrap();
+    let caller = |m: Method| match m.service() {
+        "samverka.v1.RecordExchange" => READER_AGENCY,
+        _ => REGISTRAR_AGENCY,
+    };
+    for method in Method::ALL {
+        let channel = match caller(method) {
+            READER_AGENCY => &mut reader,
+            _ => &mut registrar,
+        };
+        let path = format!("/{}/{}", method.service(), method.name());
+        let status = call_with_message_of(channel, &path, max + 1).await;
+        assert_eq!(status.code(), Code::ResourceExhausted, "{path}: {status:?}");
+        assert_eq!(reason(&status), "MESSAGE_TOO_LARGE", "{path}");
+        assert!(status.message().contains(&max.to_string()), "{status:?}");
+        assert_eq!(
+            status
+                .metadata()
+                .get("x-samverka-trace-id")
+                .map(|v| v.len()),
+            Some(32),
+            "{path}: {status:?}"
+        );
+        // At the limit the message is read, and judged on what it holds.
+        let status = call_with_message_of(channel, &path, max).await;
+        assert!(
+            !matches!(status.code(), Code::ResourceExhausted | Code::OutOfRange),
+            "{path}: {status:?}"
+        );
+    }
+    // Counted like any refusal, by method and caller.
+    let (_, text) = admin_get(net.admin_address, "/metrics").await;
+    for method in Method::ALL {
+        let labels = [
+            ("method", method.label()),
+            ("agency", caller(method)),
+            ("decision", "denied"),
+            ("reason", "MESSAGE_TOO_LARGE"),
+        ];
+        assert_eq!(
+            sample(&text, "samverka_requests_total", &labels),
+            1.0,
+            "{labels:?}\n{text}"
+        );
+    }
+    // Not audited, and no adapter asked: only the two reads at the limit
+    // (with no person in them) are in the trail.
+    let audit = read_entries(&net.gateway.store).await;
+    assert!(
+        audit.iter().all(|e| e.reason != "MESSAGE_TOO_LARGE"),
+        "{audit:?}"
+    );
+    assert_eq!(audit.len(), 2, "{audit:?}");
+    assert_eq!(net.fetch_calls(), 0);
+
+    // The typed clients get the same answer.
+    let big = "x".repeat(max);
+    let mut consents = ConsentsClient::new(registrar.clone());
+    let statuses = [
+        RecordExchangeClient::new(reader.clone())
+            .get_competence_passport(GetCompetencePassportRequest {
+                subject_id: DEMO_SUBJECT.into(),
+                purpose: big.clone(),
+            })
+            .await
+            .unwrap_err(),
+        consents
+            .revoke(RevokeConsentRequest {
+                consent_id: "c".into(),
+                reason: big.clone(),
+            })
+            .await
+            .unwrap_err(),
+        consents
+            .get(GetConsentRequest {
+                consent_id: big.clone(),
+            })
+            .await
+            .unwrap_err(),
+        consents
+            .list(ListConsentsRequest {
+                subject_id: big.clone(),
+                grantee_agency: String::new(),
+            })
+            .await
+            .unwrap_err(),
+    ];
+    for status in statuses {
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert_eq!(reason(&status), "MESSAGE_TOO_LARGE");
+    }
 }
 
 /// The demo network's gateway configuration again, as a second gateway
@@ -234,7 +418,7 @@ async fn a_thousand_requests_over_the_rate_reach_no_adapter() {
         );
     }
     let calls = net.fetch_calls();
-    let audited = gateway.store.audit_entries(None).await.unwrap().len();
+    let audited = read_entries(&gateway.store).await.len();
 
     // A thousand more, all RATE_LIMITED, none reaching a register or the
     // audit trail.
@@ -247,8 +431,5 @@ async fn a_thousand_requests_over_the_rate_reach_no_adapter() {
         calls,
         "a rate-limited read reached an adapter"
     );
-    assert_eq!(
-        gateway.store.audit_entries(None).await.unwrap().len(),
-        audited
-    );
+    assert_eq!(read_entries(&gateway.store).await.len(), audited);
 }

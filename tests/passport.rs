@@ -289,6 +289,93 @@ async fn a_kind_without_consent_is_left_out_with_the_reason_and_audited() {
     assert_eq!(refused.method, "RecordExchange/GetCompetencePassport");
 }
 
+/// A consent limited to sources that serve none of a type's sources does
+/// not include the type: no source of it would be asked. Another consent
+/// that reaches a source of the type still does.
+#[tokio::test]
+async fn a_type_no_source_of_which_the_consent_allows_is_not_included() {
+    let net = start().await;
+    // An older consent without a source restriction, for employment only.
+    let employment = grant(&net, DEMO_PURPOSE, &["employment.period"]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // The newest consent covers every type, from the university alone.
+    let mut request = grant_request(&net, DEMO_PURPOSE, &ALL_TYPES, "limited-to-he");
+    request.source_agencies = vec![HE.into()];
+    let limited = consents(&net, "registrar")
+        .await
+        .grant(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .consent
+        .unwrap()
+        .consent_id;
+    let p = get_passport(&net).await;
+
+    for d in &p.record_types {
+        match d.record_type.as_str() {
+            "education.course_result" | "education.degree" => {
+                assert!(d.included, "{d:?}");
+                assert_eq!(d.consent_id, limited);
+            }
+            // Not through the limited consent, but through the other.
+            "employment.period" => {
+                assert!(d.included, "{d:?}");
+                assert_eq!(d.consent_id, employment);
+            }
+            "competence.validated" => {
+                assert!(!d.included, "{d:?}");
+                assert_eq!(d.reason, "CONSENT_MISSING");
+                assert!(d.message.contains("sources"), "{d:?}");
+                assert!(d.consent_id.is_empty());
+            }
+            other => panic!("unexpected record type {other}"),
+        }
+    }
+    // The competence source was not asked; the other two were.
+    let asked: BTreeSet<&str> = p
+        .outcomes
+        .iter()
+        .map(|o| o.source_agency.as_str())
+        .collect();
+    assert_eq!(asked, BTreeSet::from([HE, EMP]));
+    assert!(
+        p.outcomes
+            .iter()
+            .all(|o| o.status == SourceStatus::Ok as i32)
+    );
+    assert!(
+        p.sections.iter().all(|s| s.kind != "competence"),
+        "{:?}",
+        p.sections
+    );
+
+    // The credential and the audit say the same.
+    let vc = passport::verify(&p.credential, &gateway_cert(&net)).unwrap();
+    let omitted = vc["credentialSubject"]["omitted"].as_array().unwrap();
+    assert_eq!(omitted.len(), 1, "{omitted:?}");
+    assert_eq!(omitted[0]["recordType"], "competence.validated");
+    assert_eq!(omitted[0]["reason"], "CONSENT_MISSING");
+    let audit = net
+        .gateway
+        .store
+        .audit_entries(Some(DEMO_SUBJECT))
+        .await
+        .unwrap();
+    let refused: Vec<_> = audit
+        .iter()
+        .filter(|e| p.audit_ids.contains(&e.audit_id) && e.decision == "denied")
+        .collect();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].reason, "CONSENT_MISSING");
+    assert_eq!(refused[0].record_types, ["competence.validated"]);
+    let mut used = p.consent_ids.clone();
+    used.sort();
+    let mut expected = vec![limited, employment];
+    expected.sort();
+    assert_eq!(used, expected);
+}
+
 #[tokio::test]
 async fn no_consent_or_no_access_rule_refuses_the_whole_passport() {
     let net = start().await;

@@ -108,20 +108,24 @@ async fn a_revocation_through_one_replica_is_enforced_by_the_other() {
     )
     .await
     .unwrap();
-    let decisions: Vec<(String, String)> = store
+    let decisions: Vec<(String, String, String)> = store
         .audit_entries(None)
         .await
         .unwrap()
         .into_iter()
-        .map(|e| (e.decision, e.reason))
+        .map(|e| (e.method, e.decision, e.reason))
         .collect();
+    let read = "RecordExchange/GetRecords";
     assert_eq!(
         decisions,
         [
-            ("allowed".to_owned(), String::new()),
-            ("denied".to_owned(), "CONSENT_REVOKED".to_owned()),
-            ("denied".to_owned(), "CONSENT_REVOKED".to_owned()),
+            ("Consents/Grant", "allowed", ""),
+            (read, "allowed", ""),
+            ("Consents/Revoke", "allowed", ""),
+            (read, "denied", "CONSENT_REVOKED"),
+            (read, "denied", "CONSENT_REVOKED"),
         ]
+        .map(|(m, d, r)| (m.to_owned(), d.to_owned(), r.to_owned()))
     );
 
     // Both replicas write one chain: concurrent reads through both, then
@@ -140,7 +144,7 @@ async fn a_revocation_through_one_replica_is_enforced_by_the_other() {
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(store.audit_head().await.unwrap().seq, 3 + 160);
+    assert_eq!(store.audit_head().await.unwrap().seq, 5 + 160);
     let out = support::audit::run(&[
         "verify",
         "--store",
@@ -148,7 +152,7 @@ async fn a_revocation_through_one_replica_is_enforced_by_the_other() {
         "--cert",
         &pki.gateway.0.display().to_string(),
     ]);
-    support::audit::assert_intact(&out, 163);
+    support::audit::assert_intact(&out, 165);
     drop(store);
 
     for replica in [&one, &two] {

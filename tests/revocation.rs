@@ -3,7 +3,11 @@
 //! handshake once the gateway has reloaded its CRL, with no restart, while
 //! established connections and other agencies go on; a broken CRL is
 //! refused and the material in use kept; SIGHUP reloads; a rotated server
-//! certificate is served to new connections.
+//! certificate is served to new connections. The same CRL reaches the
+//! adapter hop: a revoked adapter is refused by the gateway on its next
+//! connection, a revoked gateway certificate by an adapter that watches
+//! the list. A stale CRL (past its nextUpdate) is reported, and used or
+//! not as `gateway.stale_crl` says. The demo names its CRL.
 
 mod support;
 
@@ -15,76 +19,15 @@ use std::time::Duration;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use samverka_gateway::net::client::{AgencyTls, connect};
-use samverka_proto::v1::ListSourcesRequest;
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
-use support::process::{Replica, spawn_adapters, start_gateway, start_replica};
+use samverka_proto::v1::{ListSourcesRequest, source_outcome};
+use support::process::{Replica, spawn_adapters, start_gateway};
+use support::revocation::{
+    Sources, answered, certs_init, crl_metrics, read_outcomes, samverka,
+    start_with_stale_crl_policy, until_answered, until_employment, until_logged, write_stale_crl,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_samverka");
-
-fn samverka(args: &[&str]) -> String {
-    let out = Command::new(BIN).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "samverka {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// The demo PKI made by `samverka certs init` in `DIR/certs`: its
-/// directory, the same as an argument, and its files.
-fn certs_init(dir: &Path) -> (std::path::PathBuf, String, samverka_certs::dev::DevPkiFiles) {
-    let certs = dir.join("certs");
-    let certs_arg = certs.display().to_string();
-    samverka(&["certs", "init", "--out", &certs_arg]);
-    let pki =
-        samverka_certs::dev::existing_dev_pki(&certs, &samverka::cli::demo::pki_spec()).unwrap();
-    (certs, certs_arg, pki)
-}
-
-/// Whether `cert` gets an answer from the gateway on a new connection.
-async fn answered(gateway: &Replica, ca: &Path, cert: &Path, key: &Path) -> bool {
-    let tls = AgencyTls::from_files(ca, cert, key).unwrap();
-    let Ok(channel) = connect(&gateway.address.to_string(), "localhost", &tls).await else {
-        return false;
-    };
-    RecordExchangeClient::new(channel)
-        .list_sources(ListSourcesRequest {})
-        .await
-        .is_ok()
-}
-
-/// Waits (at most 15 s) until `cert` is answered or not, as `expected`.
-async fn until_answered(gateway: &Replica, ca: &Path, cert: &Path, key: &Path, expected: bool) {
-    for _ in 0..150 {
-        if answered(gateway, ca, cert, key).await == expected {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "{} was still {} after 15 s",
-        cert.display(),
-        if expected { "refused" } else { "answered" }
-    );
-}
-
-/// Waits (at most 15 s) for a gateway log line containing all of `words`.
-async fn until_logged(gateway: &Replica, words: &[&str]) -> String {
-    for _ in 0..150 {
-        if let Some(line) = gateway
-            .log
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|l| words.iter().all(|w| l.contains(w)))
-        {
-            return line.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no log line with {words:?}");
-}
 
 /// The certificate the gateway presents to a new connection.
 async fn served_certificate(gateway: &Replica, ca: &Path, cert: &Path, key: &Path) -> Vec<u8> {
@@ -143,22 +86,8 @@ async fn a_revoked_certificate_is_refused_after_a_reload_with_no_restart() {
     let (reader, reader_key) = (file("agency-reader.pem"), file("agency-reader.key"));
 
     let adapters = spawn_adapters(&pki).await;
-    let config = dir.path().join("gateway.toml");
-    let text = samverka::cli::demo::demo_config(
-        &pki,
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-        &adapters,
-        &dir.path().join("samverka.db").display().to_string(),
-        "",
-    )
-    .replacen(
-        "\nstore = ",
-        &format!("\ncrls = [{:?}]\nstore = ", pki.crl.display().to_string()),
-        1,
-    );
-    std::fs::write(&config, text).unwrap();
-    let gateway = start_replica(BIN, &config);
+    // The demo's configuration names the PKI's CRL.
+    let gateway = start_gateway(dir.path(), &pki, &adapters, "", &[]);
 
     assert!(answered(&gateway, &ca, &second, &second_key).await);
     // A connection made before the revocation, kept open.
@@ -283,12 +212,12 @@ async fn a_revoked_certificate_is_refused_after_a_reload_with_no_restart() {
 async fn a_rotated_client_identity_is_used_for_the_next_adapter_connection() {
     let dir = tempfile::tempdir().unwrap();
     let (_, certs_arg, pki) = certs_init(dir.path());
-    let adapters = spawn_adapters(&pki).await;
-    let gateway = start_gateway(dir.path(), &pki, &adapters, "", &[]);
+    let mut sources = Sources::start(&pki).await;
+    let gateway = start_gateway(dir.path(), &pki, &sources.addresses(), "", &[]);
 
-    // Before any adapter was called, the gateway's client identity is
-    // replaced, here by one without the gateway role, which adapters
-    // refuse: if the new one is used, the sources say so.
+    // The gateway's client identity is replaced, here by one without the
+    // gateway role, which adapters refuse: if the new one is used, the
+    // sources say so.
     samverka(&[
         "certs",
         "issue",
@@ -302,6 +231,11 @@ async fn a_rotated_client_identity_is_used_for_the_next_adapter_connection() {
         "agency",
     ]);
     until_logged(&gateway, &["TLS material reloaded"]).await;
+    // The connections the gateway made before (it asks every adapter to
+    // describe itself from the start) go on with the old identity; the
+    // adapters restart, so that the next read makes new ones.
+    sources.restart("higher-education").await;
+    sources.restart("employment").await;
 
     gateway
         .grant(
@@ -342,14 +276,7 @@ fn an_adapter_with_the_crl_refuses_a_revoked_gateway_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let (certs, certs_arg, _) = certs_init(dir.path());
     let file = |name: &str| certs.join(name).display().to_string();
-    // The gateway's client certificate is revoked; a second one is not.
-    samverka(&[
-        "certs",
-        "revoke",
-        "--dir",
-        &certs_arg,
-        &file("gateway-client.pem"),
-    ]);
+    // A second client certificate for the gateway, not to be revoked.
     samverka(&[
         "certs",
         "issue",
@@ -364,16 +291,26 @@ fn an_adapter_with_the_crl_refuses_a_revoked_gateway_certificate() {
         "--client",
     ]);
 
-    let mut adapter = Command::new(BIN)
-        .args(["adapter", "run", "employment", "--listen", "127.0.0.1:0"])
-        .args(["--cert", &file("adapter-employment.pem")])
-        .args(["--key", &file("adapter-employment.key")])
-        .args(["--ca", &file("ca.pem"), "--crl", &file("crl.pem")])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    /// The adapter process, killed when the test ends, failed or not.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut adapter = Killed(
+        Command::new(BIN)
+            .args(["adapter", "run", "employment", "--listen", "127.0.0.1:0"])
+            .args(["--cert", &file("adapter-employment.pem")])
+            .args(["--key", &file("adapter-employment.key")])
+            .args(["--ca", &file("ca.pem"), "--crl", &file("crl.pem")])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut line = String::new();
-    std::io::BufReader::new(adapter.stdout.take().unwrap())
+    std::io::BufReader::new(adapter.0.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     let address = line.split("serving on ").nth(1).unwrap().trim().to_owned();
@@ -387,7 +324,31 @@ fn an_adapter_with_the_crl_refuses_a_revoked_gateway_certificate() {
             .output()
             .unwrap()
     };
-    let refused = check(&file("gateway-client.pem"), &file("gateway-client.key"));
+    // Before the revocation the gateway's certificate is accepted.
+    let before = check(&file("gateway-client.pem"), &file("gateway-client.key"));
+    assert!(
+        before.status.success(),
+        "{}",
+        String::from_utf8_lossy(&before.stdout)
+    );
+    // Revoked while the adapter runs: it reads the list again by itself.
+    samverka(&[
+        "certs",
+        "revoke",
+        "--dir",
+        &certs_arg,
+        &file("gateway-client.pem"),
+    ]);
+    let mut refused = None;
+    for _ in 0..30 {
+        let out = check(&file("gateway-client.pem"), &file("gateway-client.key"));
+        if !out.status.success() {
+            refused = Some(out);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let refused = refused.expect("the revoked gateway certificate was still accepted after 15 s");
     let stdout = String::from_utf8_lossy(&refused.stdout);
     assert_eq!(refused.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("FAIL describe"), "{stdout}");
@@ -397,6 +358,199 @@ fn an_adapter_with_the_crl_refuses_a_revoked_gateway_certificate() {
         "{}",
         String::from_utf8_lossy(&passed.stdout)
     );
-    let _ = adapter.kill();
-    let _ = adapter.wait();
+    drop(adapter);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_adapter_is_refused_on_the_next_connection_while_the_others_answer() {
+    use source_outcome::Status;
+    let dir = tempfile::tempdir().unwrap();
+    let (certs, certs_arg, pki) = certs_init(dir.path());
+    let mut sources = Sources::start(&pki).await;
+    let gateway = start_gateway(dir.path(), &pki, &sources.addresses(), "", &[]);
+    gateway
+        .grant(
+            &pki,
+            &samverka::cli::demo::DEMO_RECORD_TYPES,
+            "adapter-revocation",
+        )
+        .await;
+    let employment = samverka_adapter_employment::DEMO_AGENCY.to_owned();
+    let higher_education = samverka_adapter_higher_education::DEMO_AGENCY.to_owned();
+
+    // Before: both sources answer, also over a new connection to the
+    // employment adapter after it restarted.
+    let (outcomes, records) = read_outcomes(&gateway, &pki).await;
+    assert!(
+        outcomes.contains(&("employment".into(), Status::Ok)),
+        "{outcomes:?}"
+    );
+    assert!(records.contains(&employment), "{records:?}");
+    sources.restart("employment").await;
+    let (outcomes, records) = until_employment(&gateway, &pki, Status::Ok).await;
+    assert!(
+        outcomes.contains(&("higher-education".into(), Status::Ok)),
+        "{outcomes:?}"
+    );
+    assert!(records.contains(&employment), "{records:?}");
+
+    // The employment adapter's certificate is revoked in the CRL the
+    // gateway uses; the gateway reloads it by itself.
+    samverka(&[
+        "certs",
+        "revoke",
+        "--dir",
+        &certs_arg,
+        &certs.join("adapter-employment.pem").display().to_string(),
+    ]);
+    until_logged(&gateway, &["TLS material reloaded", "file changed"]).await;
+    // Its next connection (here after a restart of the adapter, the same
+    // certificate) is refused: UNAVAILABLE, with no records from it, while
+    // the other source answers.
+    sources.restart("employment").await;
+    let (outcomes, records) = until_employment(&gateway, &pki, Status::Unavailable).await;
+    assert!(
+        outcomes.contains(&("higher-education".into(), Status::Ok)),
+        "{outcomes:?}"
+    );
+    assert!(records.contains(&higher_education), "{records:?}");
+    assert!(!records.contains(&employment), "{records:?}");
+    let refused = until_logged(&gateway, &["adapter certificate refused"]).await;
+    assert!(refused.contains("Revoked"), "{refused}");
+    assert!(refused.contains(&employment), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_crl_is_reported_and_with_warn_still_used() {
+    use source_outcome::Status;
+    let dir = tempfile::tempdir().unwrap();
+    let (certs, _, pki) = certs_init(dir.path());
+    write_stale_crl(&certs);
+    let adapters = spawn_adapters(&pki).await;
+    let gateway = start_with_stale_crl_policy(dir.path(), &pki, &adapters, Some("warn"));
+
+    let (next_update, stale) = crl_metrics(&gateway).await;
+    assert_eq!(stale, 1.0);
+    let day_ago = time::OffsetDateTime::now_utc().unix_timestamp() - 24 * 3600;
+    assert!(
+        (next_update - day_ago as f64).abs() < 120.0,
+        "{next_update} vs {day_ago}"
+    );
+    let warned = until_logged(&gateway, &["certificate revocation list is stale"]).await;
+    assert!(
+        warned.contains("still used") && warned.contains("crl.pem"),
+        "{warned}"
+    );
+    assert_eq!(support::admin_get(gateway.admin, "/readyz").await.0, 200);
+
+    // Reads work, on both hops.
+    gateway
+        .grant(&pki, &samverka::cli::demo::DEMO_RECORD_TYPES, "stale-warn")
+        .await;
+    let (outcomes, records) = read_outcomes(&gateway, &pki).await;
+    assert_eq!(
+        outcomes,
+        vec![
+            ("higher-education".into(), Status::Ok),
+            ("employment".into(), Status::Ok)
+        ],
+    );
+    assert!(!records.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_crl_by_default_refuses_and_makes_the_gateway_not_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let (certs, certs_arg, pki) = certs_init(dir.path());
+    write_stale_crl(&certs);
+    let adapters = spawn_adapters(&pki).await;
+    // No stale_crl key: the default is to refuse.
+    let gateway = start_with_stale_crl_policy(dir.path(), &pki, &adapters, None);
+    let (reader, reader_key) = (
+        certs.join("agency-reader.pem"),
+        certs.join("agency-reader.key"),
+    );
+    let ca = certs.join("ca.pem");
+
+    let (code, why) = support::admin_get(gateway.admin, "/readyz").await;
+    assert_eq!(code, 503, "{why}");
+    assert!(why.contains("crl.pem") && why.contains("stale"), "{why}");
+    assert_eq!(crl_metrics(&gateway).await.1, 1.0);
+    // Fail closed: agencies are refused at the handshake.
+    assert!(!answered(&gateway, &ca, &reader, &reader_key).await);
+    let refused = until_logged(&gateway, &["TLS handshake refused"]).await;
+    assert!(refused.to_lowercase().contains("expired"), "{refused}");
+    until_logged(
+        &gateway,
+        &["certificate revocation list is stale", "refused"],
+    )
+    .await;
+
+    // A fresh list, reloaded: ready again and answering, with no restart.
+    samverka(&["certs", "crl", "--dir", &certs_arg]);
+    until_answered(&gateway, &ca, &reader, &reader_key, true).await;
+    assert_eq!(support::admin_get(gateway.admin, "/readyz").await.0, 200);
+    assert_eq!(crl_metrics(&gateway).await.1, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_checks_its_crl_so_revoking_there_refuses() {
+    let net = support::start().await;
+    // demo.toml names the PKI's list.
+    let config: toml::Table =
+        toml::from_str(&std::fs::read_to_string(&net.config_path).unwrap()).unwrap();
+    assert_eq!(
+        config["gateway"]["crls"],
+        toml::Value::Array(vec![net.pki.crl.display().to_string().into()]),
+    );
+    let check = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&net.config_path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let reads = |name: &'static str| {
+        let tls = net.agency_tls(name).unwrap();
+        let address = net.gateway_address.to_string();
+        async move {
+            let Ok(channel) = connect(&address, "localhost", &tls).await else {
+                return false;
+            };
+            RecordExchangeClient::new(channel)
+                .list_sources(ListSourcesRequest {})
+                .await
+                .is_ok()
+        }
+    };
+    assert!(reads("reader").await);
+    let (_, reader, _) = net
+        .pki
+        .agencies
+        .iter()
+        .find(|(n, ..)| n == "reader")
+        .unwrap();
+    let out = samverka(&[
+        "certs",
+        "revoke",
+        "--dir",
+        &net.pki.crl.parent().unwrap().display().to_string(),
+        &reader.display().to_string(),
+    ]);
+    assert!(out.contains("1 revoked certificate"), "{out}");
+    let mut refused = false;
+    for _ in 0..150 {
+        if !reads("reader").await {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused, "the revoked reader was still answered after 15 s");
+    assert!(reads("registrar").await);
+    net.net.shutdown().await;
 }

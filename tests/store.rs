@@ -258,15 +258,24 @@ async fn any_entry_round_trips_exactly(location: StoreLocation) {
     for (back, mut want) in read.iter().zip(sent) {
         let nul = |s: &String| s.replace('\0', "\u{FFFD}");
         want.subject_id = nul(&want.subject_id);
-        for s in [&mut want.caller, &mut want.purpose, &mut want.consent_id, &mut want.reason, &mut want.trace_id] {
+        for s in [
+            &mut want.caller,
+            &mut want.purpose,
+            &mut want.consent_id,
+            &mut want.reason,
+            &mut want.trace_id,
+        ] {
             *s = nul(s);
         }
         want.record_types = want.record_types.iter().map(nul).collect();
         want.sources = want.sources.iter().map(nul).collect();
         want.details = want.details.iter().map(|(k, v)| (nul(k), nul(v))).collect();
-        (want.seq, want.prev_hash, want.hash) = (back.seq, back.prev_hash.clone(), back.hash.clone());
+        (want.seq, want.prev_hash, want.hash) =
+            (back.seq, back.prev_hash.clone(), back.hash.clone());
         assert_eq!(back, &want, "read back differently from what was sent");
-        check.push(back).unwrap_or_else(|b| panic!("an intact trail reported broken: {b}"));
+        check
+            .push(back)
+            .unwrap_or_else(|b| panic!("an intact trail reported broken: {b}"));
     }
     assert_eq!(read[0].record_types, [""]);
     assert_eq!(read[1].record_types, ["a,b", "", "c"]);

@@ -120,6 +120,15 @@ impl CertRequest {
     }
 }
 
+/// How long a development CRL is valid: its `nextUpdate` is this long
+/// after it is signed. A week, as a production CA that publishes daily
+/// might set it (the CA/Browser Forum allows at most ten days for lists of
+/// end-entity certificates): long enough to survive a missed publication
+/// or two, short enough that a gateway notices a CA that stopped
+/// publishing. `samverka certs crl` (and `samverka demo`, at each start)
+/// signs a fresh one.
+pub const CRL_VALIDITY: Duration = Duration::days(7);
+
 /// A development certificate authority.
 pub struct DevCa {
     issuer: Issuer<'static, KeyPair>,
@@ -184,20 +193,44 @@ impl DevCa {
     }
 
     /// A certificate revocation list signed by this CA that revokes the
-    /// certificates with these serial numbers (big-endian bytes), valid
-    /// for 30 days, with CRL number `number` (make it grow).
+    /// certificates with these serial numbers (big-endian bytes), issued
+    /// now and valid for [`CRL_VALIDITY`], with CRL number `number` (make
+    /// it grow).
     pub fn crl(&self, revoked_serials: &[Vec<u8>], number: u64) -> Result<String, DevPkiError> {
         let now = OffsetDateTime::now_utc();
+        self.crl_valid(
+            revoked_serials,
+            number,
+            now - Duration::minutes(1),
+            now + CRL_VALIDITY,
+        )
+    }
+
+    /// [`DevCa::crl`] with its `thisUpdate` and `nextUpdate` given, e.g. a
+    /// list already stale (`next_update` in the past), for tests.
+    pub fn crl_valid(
+        &self,
+        revoked_serials: &[Vec<u8>],
+        number: u64,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> Result<String, DevPkiError> {
+        if next_update <= this_update {
+            return Err(DevPkiError::Invalid(
+                "a CRL's nextUpdate must come after its thisUpdate".into(),
+            ));
+        }
+        let now = OffsetDateTime::now_utc();
         let params = rcgen::CertificateRevocationListParams {
-            this_update: now - Duration::minutes(1),
-            next_update: now + Duration::days(30),
+            this_update,
+            next_update,
             crl_number: rcgen::SerialNumber::from(number),
             issuing_distribution_point: None,
             revoked_certs: revoked_serials
                 .iter()
                 .map(|serial| rcgen::RevokedCertParams {
                     serial_number: rcgen::SerialNumber::from_slice(serial),
-                    revocation_time: now - Duration::minutes(1),
+                    revocation_time: (now - Duration::minutes(1)).min(this_update),
                     reason_code: Some(rcgen::RevocationReason::KeyCompromise),
                     invalidity_date: None,
                 })
@@ -376,24 +409,38 @@ pub fn existing_dev_pki(dir: &Path, spec: &DevPkiSpec) -> Option<DevPkiFiles> {
 }
 
 /// Revokes the certificate `cert_pem` in the development PKI in `dir`:
-/// rewrites `dir/crl.pem` (signed with `dir/ca.pem` and `dir/ca.key`) with
-/// its serial number added to those already revoked there, replacing the
-/// file in one step so that a gateway watching it never reads half of it.
-/// Returns how many certificates the new list revokes.
+/// rewrites `dir/crl.pem` (signed with `dir/ca.pem` and `dir/ca.key`,
+/// valid for [`CRL_VALIDITY`] from now) with its serial number added to
+/// those already revoked there, replacing the file in one step so that a
+/// gateway watching it never reads half of it. Returns how many
+/// certificates the new list revokes.
 pub fn revoke(dir: &Path, cert_pem: &str) -> Result<usize, DevPkiError> {
     let invalid = |what: &str| DevPkiError::Invalid(what.to_owned());
-    let read = |name: &str| {
-        let path = dir.join(name);
-        fs::read_to_string(&path).map_err(|e| DevPkiError::Io(path, e))
-    };
-    let ca = DevCa::from_pem(&read("ca.pem")?, &read("ca.key")?)?;
     let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
         .map_err(|_| invalid("not a PEM certificate"))?;
     let cert = pem
         .parse_x509()
         .map_err(|_| invalid("not an X.509 certificate"))?;
     let serial = cert.tbs_certificate.raw_serial().to_vec();
+    resign_crl(dir, Some(serial))
+}
 
+/// Signs `dir/crl.pem` afresh (valid for [`CRL_VALIDITY`] from now, with
+/// the next CRL number), revoking what it revoked before; an empty list
+/// if there was none. What a CA does on each publication, so that
+/// gateways do not find the list stale. Returns how many certificates the
+/// list revokes.
+pub fn refresh_crl(dir: &Path) -> Result<usize, DevPkiError> {
+    resign_crl(dir, None)
+}
+
+fn resign_crl(dir: &Path, add: Option<Vec<u8>>) -> Result<usize, DevPkiError> {
+    let invalid = |what: &str| DevPkiError::Invalid(what.to_owned());
+    let read = |name: &str| {
+        let path = dir.join(name);
+        fs::read_to_string(&path).map_err(|e| DevPkiError::Io(path, e))
+    };
+    let ca = DevCa::from_pem(&read("ca.pem")?, &read("ca.key")?)?;
     let (mut serials, mut number) = (Vec::new(), 1u64);
     if let Ok(existing) = read("crl.pem") {
         let (_, pem) = x509_parser::pem::parse_x509_pem(existing.as_bytes())
@@ -410,7 +457,9 @@ pub fn revoke(dir: &Path, cert_pem: &str) -> Result<usize, DevPkiError> {
             .and_then(|n| u64::try_from(n).ok())
             .unwrap_or(1);
     }
-    if !serials.contains(&serial) {
+    if let Some(serial) = add
+        && !serials.contains(&serial)
+    {
         serials.push(serial);
     }
     let crl = ca.crl(&serials, number + 1)?;
@@ -499,5 +548,39 @@ mod tests {
         // Something that is not a certificate is refused, the list kept.
         assert!(revoke(dir.path(), "not a certificate").is_err());
         assert_eq!(revoked(dir.path()).0.len(), 2);
+
+        // Refreshed: the same certificates revoked, a higher number, a
+        // week's validity from now.
+        assert_eq!(refresh_crl(dir.path()).unwrap(), 2);
+        let (serials, number) = revoked(dir.path());
+        assert_eq!(serials, vec![serial(&reader), serial(&registrar)]);
+        assert_eq!(number, 5);
+        let text = fs::read_to_string(dir.path().join("crl.pem")).unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(text.as_bytes()).unwrap();
+        let (_, crl) =
+            x509_parser::revocation_list::CertificateRevocationList::from_der(&pem.contents)
+                .unwrap();
+        let left =
+            crl.next_update().unwrap().timestamp() - OffsetDateTime::now_utc().unix_timestamp();
+        assert!(
+            (CRL_VALIDITY.whole_seconds() - 60..=CRL_VALIDITY.whole_seconds()).contains(&left),
+            "{left}"
+        );
+
+        // With no list yet, an empty one.
+        fs::remove_file(dir.path().join("crl.pem")).unwrap();
+        assert_eq!(refresh_crl(dir.path()).unwrap(), 0);
+        assert_eq!(revoked(dir.path()), (vec![], 2));
+    }
+
+    #[test]
+    fn a_crl_may_be_made_stale_but_not_backwards() {
+        let ca = DevCa::generate("test CA").unwrap();
+        let now = OffsetDateTime::now_utc();
+        let stale = ca
+            .crl_valid(&[], 1, now - Duration::days(8), now - Duration::days(1))
+            .unwrap();
+        assert!(stale.contains("BEGIN X509 CRL"));
+        assert!(ca.crl_valid(&[], 1, now, now - Duration::days(1)).is_err());
     }
 }

@@ -5,22 +5,54 @@
 //! - `GET /healthz`: 200 while the process serves; 503 when its audit
 //!   writer has ended without being asked to, which only a restart mends;
 //! - `GET /readyz`: 200 when the gateway can answer reads
-//!   ([`Gateway::ready`]: its audit commits succeed and its store answers;
+//!   ([`Gateway::ready`]: its audit commits succeed, its store answers and,
+//!   with `gateway.stale_crl = "refuse"`, no CRL is past its `nextUpdate`;
 //!   certificates are loaded before the gateway starts at all), 503 with
 //!   the reason otherwise, so that a load balancer stops sending requests
 //!   to a replica that would refuse them.
+//!
+//! The listener is bounded, so that clients that connect and send nothing
+//! (or half a request) cannot hold it: at most [`MAX_CONNECTIONS`] at once,
+//! more wait in the kernel's listen backlog until one closes (see
+//! [`crate::net::accept`], which also backs off and logs sparingly when
+//! accepting fails); a request's header must arrive within
+//! [`HEADER_TIMEOUT`] of the connection or of the previous answer; and no
+//! connection lives longer than [`CONNECTION_LIFETIME`].
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
 
+use crate::net::accept::Listener;
 use crate::state::Gateway;
+
+/// At most this many admin connections open at once; further ones are not
+/// refused but wait in the listen backlog until one closes, which takes at
+/// most [`HEADER_TIMEOUT`] for an idle one. A Prometheus server or two and
+/// a load balancer's probes need a handful.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// A request's whole header must arrive within this time of the
+/// connection being accepted, or of the answer before it on a kept-alive
+/// connection; otherwise the connection is closed. It covers clients that
+/// send nothing, half a header, or keep a connection idle.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// No admin connection lives longer (a slow reader of `/metrics`, a
+/// dripped body, a stuck `/readyz`): it is then asked to close after the
+/// answer in progress, and dropped five seconds later if it has not.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+
+/// How long a connection at the end of its lifetime may take to finish
+/// the answer in progress.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 async fn answer(
     gateway: Arc<Gateway>,
@@ -64,33 +96,52 @@ async fn answer(
     }
 }
 
-/// Serves the admin endpoints on `listener` until `shutdown` completes.
+/// Serves the admin endpoints on `listener` until `shutdown` completes,
+/// within the bounds above.
 pub async fn serve_admin(
     gateway: Arc<Gateway>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let mut listener = Listener::new(listener, MAX_CONNECTIONS, "admin");
     loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin listener: accept failed");
-                    continue;
-                }
-            },
+        let (stream, _, slot) = tokio::select! {
+            accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
         let gateway = gateway.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| answer(gateway.clone(), req));
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(error = %e, "admin connection ended");
-            }
+            serve_connection(gateway, stream).await;
+            drop(slot);
         });
+    }
+}
+
+/// One admin connection, HTTP/1.1, until the client closes it, a header
+/// is late ([`HEADER_TIMEOUT`]) or its lifetime is over.
+async fn serve_connection(gateway: Arc<Gateway>, stream: TcpStream) {
+    let service = hyper::service::service_fn(move |req| answer(gateway.clone(), req));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => ended,
+        () = tokio::time::sleep(CONNECTION_LIFETIME) => {
+            connection.as_mut().graceful_shutdown();
+            match tokio::time::timeout(CLOSE_GRACE, connection.as_mut()).await {
+                Ok(ended) => ended,
+                Err(_) => {
+                    tracing::debug!("admin connection dropped at the end of its lifetime");
+                    return;
+                }
+            }
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "admin connection ended");
     }
 }

@@ -5,7 +5,10 @@
 //! systems and auditors key on; it travels in a `google.rpc.ErrorInfo`
 //! detail with domain `samverka`. The status message is short and never
 //! carries internal details (file paths, SQL, adapter errors): those go to
-//! the log.
+//! the log. [`to_status`] also bounds every message it sends (at most
+//! [`MAX_MESSAGE_CHARS`] characters, no control characters), whatever a
+//! message repeats of what the caller sent, so that no request can make a
+//! status too large for the caller's metadata limits or garble its logs.
 
 use std::collections::HashMap;
 
@@ -14,6 +17,10 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 /// The ErrorInfo domain of every samverka error.
 pub const ERROR_DOMAIN: &str = "samverka";
+
+/// The longest status message the gateway sends, in characters (it
+/// travels percent-encoded in the `grpc-message` header).
+pub const MAX_MESSAGE_CHARS: usize = 200;
 
 /// A stable reason for a refusal. The string forms are part of the public
 /// contract: never rename one.
@@ -50,8 +57,11 @@ pub enum Reason {
     RecordTypeNotCovered,
     /// A consent's validity period is impossible.
     ValidityInvalid,
-    /// A required field is empty.
+    /// A required field is empty or blank.
     FieldMissing,
+    /// A field is longer than the gateway takes (free text a registrar
+    /// stores, ids).
+    FieldTooLong,
     /// No consent has that id.
     ConsentNotFound,
     /// A grant reused a request id for a different consent.
@@ -60,8 +70,9 @@ pub enum Reason {
     PageTokenInvalid,
     /// The calling agency sends more requests than its rate allows.
     RateLimited,
-    /// The answer would be larger than the gateway sends
-    /// (`limits.max_response_bytes`).
+    /// The request is larger than the gateway takes
+    /// (`limits.max_request_bytes`), or the answer would be larger than it
+    /// sends (`limits.max_response_bytes`).
     MessageTooLarge,
     /// The consent or audit store cannot be reached: fail closed.
     StoreUnavailable,
@@ -88,6 +99,7 @@ impl Reason {
             Reason::RecordTypeNotCovered => "RECORD_TYPE_NOT_COVERED",
             Reason::ValidityInvalid => "VALIDITY_INVALID",
             Reason::FieldMissing => "FIELD_MISSING",
+            Reason::FieldTooLong => "FIELD_TOO_LONG",
             Reason::ConsentNotFound => "CONSENT_NOT_FOUND",
             Reason::RequestIdReused => "REQUEST_ID_REUSED",
             Reason::PageTokenInvalid => "PAGE_TOKEN_INVALID",
@@ -116,6 +128,7 @@ impl Reason {
             | Reason::RecordTypeNotCovered
             | Reason::ValidityInvalid
             | Reason::FieldMissing
+            | Reason::FieldTooLong
             | Reason::PageTokenInvalid => Code::InvalidArgument,
             Reason::ConsentNotFound => Code::NotFound,
             Reason::RequestIdReused => Code::AlreadyExists,
@@ -209,6 +222,23 @@ impl std::fmt::Display for GatewayError {
 
 impl std::error::Error for GatewayError {}
 
+/// `message` as a caller is shown it: control characters replaced, and at
+/// most [`MAX_MESSAGE_CHARS`] characters, the last an ellipsis where it was
+/// cut.
+fn bounded(message: &str) -> String {
+    let clean = |c: char| if c.is_control() { '_' } else { c };
+    if message.chars().nth(MAX_MESSAGE_CHARS).is_none() {
+        return message.chars().map(clean).collect();
+    }
+    let mut cut: String = message
+        .chars()
+        .take(MAX_MESSAGE_CHARS - 1)
+        .map(clean)
+        .collect();
+    cut.push('…');
+    cut
+}
+
 /// The one place an error becomes a gRPC status.
 pub fn to_status(err: &GatewayError) -> Status {
     if let Some(detail) = &err.detail {
@@ -223,15 +253,16 @@ pub fn to_status(err: &GatewayError) -> Status {
     if let Some(id) = &err.audit_id {
         metadata.insert("audit_id".to_owned(), id.clone());
     }
+    let message = bounded(&err.message);
     let mut details = ErrorDetails::new();
     details.set_error_info(err.reason.as_str(), ERROR_DOMAIN, metadata);
     if let Some(field) = &err.field {
-        details.add_bad_request_violation(field.clone(), err.message.clone());
+        details.add_bad_request_violation(bounded(field), message.clone());
     }
     if let Some(after) = err.retry_after {
         details.set_retry_info(Some(after));
     }
-    Status::with_error_details(err.reason.code(), err.message.clone(), details)
+    Status::with_error_details(err.reason.code(), message, details)
 }
 
 impl From<GatewayError> for Status {
@@ -260,6 +291,37 @@ mod tests {
         );
         let bad = status.get_details_bad_request().unwrap();
         assert_eq!(bad.field_violations[0].field, "subject_id");
+    }
+
+    #[test]
+    fn every_message_is_bounded_and_clean() {
+        // As if a message repeated 10 KB of what a caller sent, with line
+        // breaks and an escape sequence in it.
+        let echoed = format!("record type {} unknown\r\n\u{1b}[2J", "x".repeat(10_000));
+        let status = to_status(&GatewayError::invalid(
+            Reason::RecordTypeUnknown,
+            "record_types[0]",
+            echoed,
+        ));
+        let message = status.message();
+        assert_eq!(message.chars().count(), MAX_MESSAGE_CHARS);
+        assert!(message.starts_with("record type xxx"), "{message}");
+        assert!(message.ends_with('…'), "{message}");
+        assert!(!message.chars().any(char::is_control), "{message}");
+        let bad = status.get_details_bad_request().unwrap();
+        assert_eq!(bad.field_violations[0].description, message);
+
+        // A message at the bound is sent whole; control characters are
+        // replaced in short ones too.
+        let whole = "y".repeat(MAX_MESSAGE_CHARS);
+        assert_eq!(
+            to_status(&GatewayError::new(Reason::FieldMissing, whole.clone())).message(),
+            whole
+        );
+        assert_eq!(
+            to_status(&GatewayError::new(Reason::FieldMissing, "a\nb\u{0}c")).message(),
+            "a_b_c"
+        );
     }
 
     #[test]

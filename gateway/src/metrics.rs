@@ -15,6 +15,8 @@
 //! | `samverka_open_connections` | | agency connections open on the gRPC port now |
 //! | `samverka_connections_total` | | agency connections accepted (TCP, before the TLS handshake) |
 //! | `samverka_tls_handshake_failures_total` | | handshakes refused (no or a bad client certificate, a revoked one, a protocol the policy does not allow) or not finished in time |
+//! | `samverka_crl_next_update_timestamp_seconds` | issuer | per issuer of a CRL in `gateway.crls`: its list's `nextUpdate` (Unix time; the earliest when an issuer has several), when a newer list is due |
+//! | `samverka_crl_stale` | issuer | 1 while that `nextUpdate` has passed (see `gateway.stale_crl`), else 0 |
 //!
 //! Label values are organisation numbers, method names, purposes' reasons
 //! and outcomes, never a person's identity number.
@@ -65,6 +67,15 @@ struct SourceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IssuerLabels {
+    issuer: String,
+}
+
+/// Where the CRLs in use come from: (issuer, `nextUpdate` in Unix seconds)
+/// per list.
+type CrlSource = Arc<dyn Fn() -> Vec<(String, i64)> + Send + Sync>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceOutcomeLabels {
     source: String,
     outcome: String,
@@ -99,6 +110,9 @@ pub struct Metrics {
     open_connections: Gauge,
     connections: Counter,
     handshake_failures: Counter,
+    crls: Arc<OnceLock<CrlSource>>,
+    crl_next_update: Family<IssuerLabels, Gauge>,
+    crl_stale: Family<IssuerLabels, Gauge>,
     otel: Option<Arc<OtelInstruments>>,
 }
 
@@ -268,11 +282,26 @@ impl Metrics {
             "TLS handshakes on the gRPC port refused or not finished in time",
             handshake_failures.clone(),
         );
+        let crl_next_update = Family::<IssuerLabels, Gauge>::default();
+        registry.register(
+            "samverka_crl_next_update_timestamp_seconds",
+            "Per issuer of a certificate revocation list in gateway.crls: the list's nextUpdate (Unix time, the earliest if several), when a newer list is due",
+            crl_next_update.clone(),
+        );
+        let crl_stale = Family::<IssuerLabels, Gauge>::default();
+        registry.register(
+            "samverka_crl_stale",
+            "1 while the certificate revocation list of an issuer is past its nextUpdate (gateway.stale_crl says whether it is still used), 0 otherwise",
+            crl_stale.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             open_connections,
             connections,
             handshake_failures,
+            crls: Arc::new(OnceLock::new()),
+            crl_next_update,
+            crl_stale,
             otel: samverka_adapter::telemetry::metrics_exported()
                 .then(|| Arc::new(OtelInstruments::new(access_index.clone()))),
             requests,
@@ -302,6 +331,38 @@ impl Metrics {
     pub fn watch_access_index(&self, progress: Option<Arc<IndexProgress>>) {
         if let Some(progress) = progress {
             let _ = self.access_index.set(progress);
+        }
+    }
+
+    /// Reports the CRLs `source` gives at each scrape (once: the first
+    /// source given stays): (issuer, `nextUpdate` in Unix seconds) per
+    /// list in use.
+    pub fn watch_crls(&self, source: impl Fn() -> Vec<(String, i64)> + Send + Sync + 'static) {
+        let _ = self.crls.set(Arc::new(source));
+    }
+
+    /// The CRL gauges from the lists in use now.
+    fn refresh_crls(&self) {
+        let Some(source) = self.crls.get() else {
+            return;
+        };
+        let mut earliest = std::collections::BTreeMap::<String, i64>::new();
+        for (issuer, next_update) in source() {
+            let e = earliest.entry(issuer).or_insert(next_update);
+            *e = (*e).min(next_update);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        // Issuers no longer configured disappear.
+        self.crl_next_update.clear();
+        self.crl_stale.clear();
+        for (issuer, next_update) in earliest {
+            let labels = IssuerLabels { issuer };
+            self.crl_next_update.get_or_create(&labels).set(next_update);
+            self.crl_stale
+                .get_or_create(&labels)
+                .set(i64::from(now >= next_update));
         }
     }
 
@@ -346,8 +407,8 @@ impl Metrics {
     /// One consent decision: `allowed`, or the refusal's reason.
     pub fn consent_check<P>(&self, decision: &Result<P, crate::GatewayError>) {
         let result = match Decision::of(decision) {
-            (Decision::Allowed, _) => Decision::Allowed.as_str(),
             (Decision::Denied, reason) => reason,
+            (d, _) => d.as_str(),
         };
         self.consent_checks
             .get_or_create(&ResultLabels {
@@ -415,6 +476,7 @@ impl Metrics {
         if let Some(progress) = self.access_index.get() {
             self.access_index_pending.set(progress.pending());
         }
+        self.refresh_crls();
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -22,6 +22,7 @@ use crate::config::{Config, ConfigError};
 use crate::service::access_log::AccessLogService;
 use crate::service::consents::ConsentsService;
 use crate::service::exchange::RecordExchangeService;
+use crate::service::rpc::RequestLimit;
 use crate::state::{Gateway, StartError};
 use crate::time::Clock;
 
@@ -102,21 +103,29 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
-        .add_service(
+        // A request over max_request is refused by RequestLimit, with
+        // MESSAGE_TOO_LARGE, before tonic's own limit (OUT_OF_RANGE) sees it.
+        .add_service(RequestLimit::new(
             RecordExchangeServer::new(RecordExchangeService::new(gateway.clone()))
                 .max_decoding_message_size(max_request)
                 .max_encoding_message_size(max_response),
-        )
-        .add_service(
+            gateway.metrics.clone(),
+            max_request,
+        ))
+        .add_service(RequestLimit::new(
             ConsentsServer::new(ConsentsService::new(gateway.clone()))
                 .max_decoding_message_size(max_request)
                 .max_encoding_message_size(max_response),
-        )
-        .add_service(
+            gateway.metrics.clone(),
+            max_request,
+        ))
+        .add_service(RequestLimit::new(
             AccessLogServer::new(AccessLogService::new(gateway.clone()))
                 .max_decoding_message_size(max_request)
                 .max_encoding_message_size(max_response),
-        )
+            gateway.metrics.clone(),
+            max_request,
+        ))
         .serve_with_incoming_shutdown(
             crate::net::tls::incoming(listener, gateway.server_tls.clone(), metrics),
             shutdown,

@@ -59,8 +59,12 @@ pub struct Gateway {
     pub audit: AuditWriter,
     /// What operators scrape.
     pub metrics: Metrics,
-    /// Requests per agency.
+    /// Requests per caller: every RPC takes a token
+    /// ([`crate::service::rpc::Call::identify`]).
     pub rate: crate::pipeline::rate::RateLimiter,
+    /// What `ListSources` answers, refreshed from the adapters in the
+    /// background.
+    pub sources: crate::pipeline::routing::SourceDirectory,
     /// The agency-facing TLS material, reloaded on change.
     pub server_tls: Arc<crate::net::tls::ServerTls>,
 }
@@ -97,11 +101,13 @@ impl Gateway {
                 client_cert: g.client_cert.clone(),
                 client_key: g.client_key.clone(),
                 issuer: g.org_number.to_string(),
+                stale_crl: g.stale_crl,
             },
             signer.clone(),
         )
         .map_err(StartError::Tls)?;
         let metrics = Metrics::new();
+        server_tls.report_crls_to(&metrics);
         let router = Router::new(
             &config.adapters,
             server_tls.clone(),
@@ -119,9 +125,10 @@ impl Gateway {
             config.audit.checkpoints,
             metrics.clone(),
         );
-        let rate = crate::pipeline::rate::RateLimiter::new(
-            config.limits.rate_per_second,
-            config.limits.burst,
+        let rate = crate::pipeline::rate::RateLimiter::from_config(&config, clock.clone());
+        let sources = crate::pipeline::routing::SourceDirectory::spawn(
+            router.clone(),
+            crate::pipeline::routing::REFRESH_EVERY,
         );
         Ok(Arc::new(Gateway {
             config,
@@ -132,14 +139,18 @@ impl Gateway {
             audit,
             metrics,
             rate,
+            sources,
             server_tls,
         }))
     }
 
     /// Whether this gateway can answer reads now: its audit writer commits
-    /// ([`AuditWriter::ready`]) and its store answers. The error says why
-    /// not, for an operator.
+    /// ([`AuditWriter::ready`]), its store answers, and no CRL in use is
+    /// stale when `gateway.stale_crl = "refuse"` says that a stale list
+    /// covers nothing ([`crate::net::tls::ServerTls::check_crls`]). The
+    /// error says why not, for an operator.
     pub async fn ready(&self) -> Result<(), String> {
+        self.server_tls.check_crls()?;
         self.audit
             .ready()
             .map_err(|e| format!("audit trail unavailable: {e}"))?;

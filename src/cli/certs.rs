@@ -36,14 +36,25 @@ pub enum CertsCommand {
         client: bool,
     },
     /// Revoke a certificate: rewrite DIR/crl.pem with its serial number
-    /// added (a gateway whose `gateway.crls` names that file refuses it
-    /// from its next reload on).
+    /// added, signed afresh (a gateway whose `gateway.crls` names that
+    /// file, and an adapter whose `crls` does, refuse it from their next
+    /// reload on, within seconds: they watch the file).
     Revoke {
         /// The development PKI (ca.pem, ca.key, crl.pem).
         #[arg(long)]
         dir: PathBuf,
         /// The certificate to revoke (PEM).
         cert: PathBuf,
+    },
+    /// Sign DIR/crl.pem afresh, revoking what it revoked: its nextUpdate
+    /// moves to a week from now (a gateway reports a list past its
+    /// nextUpdate as stale and, with `gateway.stale_crl = "refuse"`,
+    /// refuses the certificates it covers). Writes an empty list if there
+    /// is none.
+    Crl {
+        /// The development PKI (ca.pem, ca.key, crl.pem).
+        #[arg(long)]
+        dir: PathBuf,
     },
 }
 
@@ -64,7 +75,7 @@ pub fn run(command: CertsCommand) -> Result<String, CliError> {
 }
 
 fn certs(command: CertsCommand) -> Result<String, String> {
-    use samverka_certs::dev::{CertRequest, DevCa, revoke, write_dev_pki};
+    use samverka_certs::dev::{CertRequest, DevCa, refresh_crl, revoke, write_dev_pki};
     let read = |p: &std::path::Path| {
         std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
     };
@@ -114,6 +125,14 @@ fn certs(command: CertsCommand) -> Result<String, String> {
                 "{} revoked; {} now lists {revoked} revoked certificate(s)\n",
                 cert.display(),
                 dir.join("crl.pem").display()
+            ))
+        }
+        CertsCommand::Crl { dir } => {
+            let revoked = refresh_crl(&dir).map_err(|e| e.to_string())?;
+            Ok(format!(
+                "{} signed afresh, valid for {} days; it lists {revoked} revoked certificate(s)\n",
+                dir.join("crl.pem").display(),
+                samverka_certs::dev::CRL_VALIDITY.whole_days()
             ))
         }
     }

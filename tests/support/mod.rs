@@ -16,6 +16,7 @@ use tonic_types::StatusExt;
 pub mod audit;
 pub mod postgres;
 pub mod process;
+pub mod revocation;
 pub mod store;
 
 pub const DAY_MS: i64 = 24 * 3600 * 1000;
@@ -190,4 +191,18 @@ pub fn traced_read(
             .unwrap(),
     );
     request
+}
+
+/// The audit trail's entries of reads (`RecordExchange` calls), without
+/// the consent actions and access-log reads around them.
+pub async fn read_entries(
+    store: &samverka_gateway::store::Store,
+) -> Vec<samverka_gateway::audit::AuditEntry> {
+    store
+        .audit_entries(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.method.starts_with("RecordExchange/"))
+        .collect()
 }

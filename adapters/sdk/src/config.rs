@@ -7,6 +7,7 @@
 //! key = "/etc/samverka/adapter.key"
 //! ca = "/etc/samverka/ca.pem"          # the CA of the gateway's client certificate
 //! crls = ["/etc/samverka/crl.pem"]     # optional: revoked certificates are refused
+//!                                      # (read again when they change)
 //! ```
 //!
 //! or `SAMVERKA_ADAPTER_LISTEN`, `SAMVERKA_ADAPTER_CERT`,

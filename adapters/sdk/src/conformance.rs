@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `describe` | `Describe` answers with a valid organisation number, a name and at least one well-formed record type |
 //! | `known-subject` | for each offered type, the known person's records come back, of that type only, about that person, each with a payload and a record id; at least one record in all |
+//! | `payload-matches-type` | each of those records carries the one payload message of its record type ([`payload_mismatch`]); a type `records.proto` describes in its typed field, not in `other` |
 //! | `other-subjects-never-returned` | asking for every type at once returns nothing about anyone else |
 //! | `unknown-subject` | a valid number the register does not know gets an empty answer, not an error |
 //! | `malformed-subject` | a bad check digit, letters, an empty id: each `INVALID_ARGUMENT` |
@@ -16,14 +17,132 @@
 //!
 //! From the command line: `samverka adapter check`. From an adapter's own
 //! Rust tests: [`run_checks`] and assert that every [`CheckResult`] passed.
+//!
+//! The rule that a record's payload is its record type's message
+//! ([`PAYLOAD_MESSAGES`], [`payload_mismatch`]) is defined here, once: the
+//! gateway drops a record that breaks it (and decodes the bytes of `other`
+//! too), and this kit fails an adapter that sends one.
 
 use std::time::{Duration, Instant};
 
 use samverka_certs::{OrgNumber, SubjectId};
 use samverka_proto::adapter::v1::adapter_client::AdapterClient;
 use samverka_proto::adapter::v1::{DescribeRequest, FetchRecordsRequest};
+use samverka_proto::records::v1::Record;
+use samverka_proto::records::v1::record::Payload;
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+/// The record types `records.proto` describes, each with the full name of
+/// the one message its payload is: the record's typed field of that
+/// message, or, in `other`, a `google.protobuf.Any` whose type URL ends in
+/// that name (`type.googleapis.com/samverka.records.v1.Degree`).
+pub const PAYLOAD_MESSAGES: [(&str, &str); 6] = [
+    (
+        "education.course_result",
+        "samverka.records.v1.CourseResult",
+    ),
+    ("education.degree", "samverka.records.v1.Degree"),
+    (
+        "education.upper_secondary_grade",
+        "samverka.records.v1.UpperSecondaryGrade",
+    ),
+    (
+        "education.vocational_diploma",
+        "samverka.records.v1.VocationalDiploma",
+    ),
+    ("employment.period", "samverka.records.v1.EmploymentPeriod"),
+    (
+        "competence.validated",
+        "samverka.records.v1.ValidatedCompetence",
+    ),
+];
+
+/// The full name of the payload message of `record_type`, if
+/// `records.proto` describes the type.
+pub fn payload_message(record_type: &str) -> Option<&'static str> {
+    PAYLOAD_MESSAGES
+        .iter()
+        .find(|(t, _)| *t == record_type)
+        .map(|(_, m)| *m)
+}
+
+/// The full name of the message `payload` carries: its typed field's, or
+/// for `other` the name its type URL ends in (after the last `/`).
+pub fn carried_message(payload: &Payload) -> &str {
+    let described = |record_type| payload_message(record_type).unwrap_or_default();
+    match payload {
+        Payload::CourseResult(_) => described("education.course_result"),
+        Payload::Degree(_) => described("education.degree"),
+        Payload::UpperSecondaryGrade(_) => described("education.upper_secondary_grade"),
+        Payload::VocationalDiploma(_) => described("education.vocational_diploma"),
+        Payload::EmploymentPeriod(_) => described("employment.period"),
+        Payload::ValidatedCompetence(_) => described("competence.validated"),
+        Payload::Other(any) => any.type_url.rsplit('/').next().unwrap_or_default(),
+    }
+}
+
+/// Why `record`'s payload is not the one message of its record type, or
+/// `None` when it is. Each record type has exactly one payload message:
+/// - a type `records.proto` describes ([`PAYLOAD_MESSAGES`]) carries its
+///   message, in the typed field or in `other` under that message's type
+///   URL (as an adapter built before the type was described would send
+///   it);
+/// - any other type (a new register's) carries its payload in `other`,
+///   under a type URL that names none of the described messages, which
+///   belong to their own record types.
+///
+/// The bytes in `other` are not decoded here (the kit has no decoder for
+/// them): the gateway also decodes them as the named message.
+pub fn payload_mismatch(record: &Record) -> Option<String> {
+    let t = &record.record_type;
+    let Some(payload) = &record.payload else {
+        return Some(format!("a {t} record without payload"));
+    };
+    let carried = carried_message(payload);
+    match (payload_message(t), payload) {
+        (Some(expected), _) if carried != expected => Some(format!(
+            "a {t} record carries a {} payload instead of a {expected}",
+            if carried.is_empty() {
+                "nameless"
+            } else {
+                carried
+            }
+        )),
+        (Some(_), _) => None,
+        (None, Payload::Other(_)) if carried.is_empty() => Some(format!(
+            "a {t} record carries an `other` payload without a type URL"
+        )),
+        (None, Payload::Other(_)) => PAYLOAD_MESSAGES
+            .iter()
+            .find(|(_, m)| *m == carried)
+            .map(|(owner, m)| format!("a {t} record carries a {m} payload, which is {owner}'s")),
+        (None, _) => Some(format!(
+            "a {t} record carries a {carried} payload, which is not a {t} record's; \
+             a record type records.proto does not describe travels in `other`"
+        )),
+    }
+}
+
+/// What `payload-matches-type` finds wrong with a record: what
+/// [`payload_mismatch`] finds, and, stricter than the gateway, a type
+/// `records.proto` describes sent in `other` (the gateway would decode its
+/// bytes; the kit cannot, and records.proto asks for the typed field). A
+/// record without payload is left to `known-subject`.
+fn kit_payload_problem(record: &Record) -> Option<String> {
+    let payload = record.payload.as_ref()?;
+    if let Some(p) = payload_mismatch(record) {
+        return Some(p);
+    }
+    match (payload_message(&record.record_type), payload) {
+        (Some(m), Payload::Other(_)) => Some(format!(
+            "a {} record in `other`; records.proto describes the type, so its {m} goes in \
+             the typed field",
+            record.record_type
+        )),
+        _ => None,
+    }
+}
 
 /// What the kit needs to reach and question an adapter.
 #[derive(Debug, Clone)]
@@ -217,9 +336,10 @@ pub async fn run_checks(cfg: &KitConfig) -> Vec<CheckResult> {
         }
     };
 
-    // known-subject
+    // known-subject, and payload-matches-type on the same records
     let mut total = 0;
     let mut problem = None;
+    let mut payload_problem = None;
     for t in &offered {
         match gw
             .fetch_records(fetch(&cfg.known_subject, std::slice::from_ref(t)))
@@ -229,6 +349,9 @@ pub async fn run_checks(cfg: &KitConfig) -> Vec<CheckResult> {
             Ok(r) => {
                 for rec in r.into_inner().records {
                     total += 1;
+                    if let Some(p) = kit_payload_problem(&rec) {
+                        payload_problem = Some(format!("record {:?}: {p}", rec.record_id));
+                    }
                     if &rec.record_type != t {
                         problem = Some(format!("asked for {t}, got a {} record", rec.record_type));
                     } else if rec.subject_id != cfg.known_subject {
@@ -255,6 +378,14 @@ pub async fn run_checks(cfg: &KitConfig) -> Vec<CheckResult> {
         (None, n) => pass(
             "known-subject",
             format!("{n} record(s), each of the type asked for"),
+        ),
+    });
+    results.push(match (payload_problem, total) {
+        (Some(p), _) => fail("payload-matches-type", p),
+        (None, 0) => pass("payload-matches-type", "no records to check"),
+        (None, n) => pass(
+            "payload-matches-type",
+            format!("{n} record(s), each with its record type's payload message"),
         ),
     });
 

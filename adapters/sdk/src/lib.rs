@@ -53,7 +53,8 @@
 //!   adapter developer implements and sees.
 //! - [`serve`], [`serve_with_listener`], [`serve_configured`]: run an
 //!   adapter over mTLS; [`AdapterConfig`]: its address and TLS files from a
-//!   TOML file or the environment.
+//!   TOML file or the environment; [`AdapterTls`] (`tls.rs`): the TLS
+//!   material, with CRL files watched for changes while serving.
 //! - [`InMemoryRegister`]: an adapter over records in memory, for
 //!   fixtures and tests.
 //! - [`conformance`]: the checks every adapter must pass, for an adapter's
@@ -69,10 +70,10 @@ pub mod conformance;
 mod register;
 mod service;
 pub mod telemetry;
+mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,6 +85,7 @@ use tonic::transport::Server;
 pub use config::AdapterConfig;
 pub use register::InMemoryRegister;
 pub use samverka_proto::records::v1 as records;
+pub use tls::{AdapterTls, CRL_WATCH_INTERVAL, MAX_CONNECTION_AGE};
 
 /// Version of this SDK, reported to the gateway by `Describe`.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -96,7 +98,8 @@ pub trait Adapter: Send + Sync + 'static {
     /// The records of `query.record_types` that the register holds for
     /// `query.subject`. A person the register does not know is `Ok(vec![])`.
     /// The SDK sets each record's `source_agency`, and fills in an empty
-    /// `subject_id`; records of another person or type are dropped.
+    /// `subject_id`; records of another person or type, and records whose
+    /// payload is not their type's message, are dropped.
     fn fetch_records(
         &self,
         query: FetchQuery,
@@ -168,102 +171,6 @@ impl std::fmt::Display for AdapterError {
 }
 
 impl std::error::Error for AdapterError {}
-
-/// The adapter's TLS material: its server certificate and key, the CA
-/// that issued the gateway's client certificate, and optionally the CA's
-/// certificate revocation lists (a revoked gateway certificate is then
-/// refused at the handshake).
-#[derive(Clone)]
-pub struct AdapterTls {
-    cert_pem: String,
-    key_pem: String,
-    ca_pem: String,
-    crl_pems: Vec<String>,
-}
-
-impl std::fmt::Debug for AdapterTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdapterTls").finish_non_exhaustive()
-    }
-}
-
-impl AdapterTls {
-    /// From PEM text.
-    pub fn from_pem(cert_pem: &str, key_pem: &str, ca_pem: &str) -> Self {
-        AdapterTls {
-            cert_pem: cert_pem.to_owned(),
-            key_pem: key_pem.to_owned(),
-            ca_pem: ca_pem.to_owned(),
-            crl_pems: Vec::new(),
-        }
-    }
-
-    /// The same material, also refusing the certificates these CRL files
-    /// (PEM) revoke.
-    pub fn with_crl_files(mut self, crls: &[impl AsRef<Path>]) -> Result<Self, ServeError> {
-        for path in crls {
-            let path = path.as_ref();
-            self.crl_pems.push(
-                std::fs::read_to_string(path)
-                    .map_err(|e| ServeError::Io(format!("{}: {e}", path.display())))?,
-            );
-        }
-        Ok(self)
-    }
-
-    /// The rustls server configuration: samverka's TLS policy
-    /// ([`crypto_provider`]), a client certificate from the CA required and
-    /// checked against the CRLs, ALPN h2.
-    fn server_config(&self) -> Result<rustls::ServerConfig, ServeError> {
-        use rustls_pki_types::pem::PemObject;
-        use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
-        let bad = |what: &str, e: &dyn std::fmt::Display| ServeError::Io(format!("{what}: {e}"));
-        let provider = std::sync::Arc::new(crypto_provider());
-        let roots = root_store(self.ca_pem.as_bytes()).map_err(|e| bad("CA", &e))?;
-        let mut crls = Vec::new();
-        for pem in &self.crl_pems {
-            for crl in CertificateRevocationListDer::pem_slice_iter(pem.as_bytes()) {
-                crls.push(crl.map_err(|e| bad("CRL", &e))?);
-            }
-        }
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            std::sync::Arc::new(roots),
-            provider.clone(),
-        )
-        .with_crls(crls)
-        .build()
-        .map_err(|e| bad("client certificate verifier", &e))?;
-        let chain = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad("certificate", &e))?;
-        let key =
-            PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(|e| bad("key", &e))?;
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| bad("TLS versions", &e))?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key)
-            .map_err(|e| bad("certificate and key", &e))?;
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        Ok(config)
-    }
-
-    /// From PEM files.
-    pub fn from_files(
-        cert: impl AsRef<Path>,
-        key: impl AsRef<Path>,
-        ca: impl AsRef<Path>,
-    ) -> Result<Self, ServeError> {
-        let read = |p: &Path| {
-            std::fs::read_to_string(p).map_err(|e| ServeError::Io(format!("{}: {e}", p.display())))
-        };
-        Ok(Self::from_pem(
-            &read(cert.as_ref())?,
-            &read(key.as_ref())?,
-            &read(ca.as_ref())?,
-        ))
-    }
-}
 
 /// Why an adapter server could not run.
 #[derive(Debug)]
@@ -414,7 +321,8 @@ pub async fn serve_with_listener<A: Adapter>(
         return Err(ServeError::Description("no record types".into()));
     }
     let svc = service::AdapterService::new(adapter, agency, description);
-    let tls_config = std::sync::Arc::new(tls.server_config()?);
+    let tls_config = Arc::new(std::sync::RwLock::new(Arc::new(tls.server_config()?)));
+    let crl_watch = tls.watch_crls(tls_config.clone());
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<AdapterServer<service::AdapterService<A>>>()
@@ -422,17 +330,25 @@ pub async fn serve_with_listener<A: Adapter>(
     // v1 and, for older grpcurl versions, v1alpha.
     let (reflection, reflection_v1alpha) = reflection(&["samverka.adapter.v1.Adapter"])
         .map_err(|e| ServeError::Description(format!("reflection: {e}")))?;
-    Server::builder()
+    let current = move || {
+        tls_config
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    };
+    let served = Server::builder()
+        .max_connection_age(MAX_CONNECTION_AGE)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
         .add_service(AdapterServer::new(svc))
-        .serve_with_incoming_shutdown(
-            handshakes(listener, move || tls_config.clone(), |tcp| tcp, || {}),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(handshakes(listener, current, |tcp| tcp, || {}), shutdown)
         .await
-        .map_err(ServeError::Transport)
+        .map_err(ServeError::Transport);
+    if let Some(watch) = crl_watch {
+        watch.abort();
+    }
+    served
 }
 
 /// The connections accepted on `listener` that completed a TLS handshake,

@@ -185,9 +185,12 @@ impl<A: Adapter> AdapterService<A> {
                 if r.subject_id.is_empty() {
                     r.subject_id = subject.as_str().to_owned();
                 }
+                // Whatever the register wrote: only the person's own
+                // records of the types asked, each with its type's payload
+                // message (the rule the gateway and the kit apply too).
                 let keep = r.subject_id == subject.as_str()
                     && wanted.contains(&r.record_type)
-                    && r.payload.is_some();
+                    && crate::conformance::payload_mismatch(&r).is_none();
                 r.source_agency = self.agency.as_str().to_owned();
                 keep.then_some(r)
             })
@@ -195,7 +198,7 @@ impl<A: Adapter> AdapterService<A> {
         if records.len() != before {
             tracing::error!(
                 dropped = before - records.len(),
-                "adapter returned records of another person or type, or without payload; dropped"
+                "adapter returned records of another person or type, or whose payload is not their type's; dropped"
             );
         }
         Ok(Response::new(FetchRecordsResponse { records }))

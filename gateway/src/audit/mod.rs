@@ -15,9 +15,11 @@
 //! hostile request cannot bloat or garble the trail.
 
 pub mod chain;
+mod pending;
 pub mod writer;
 
 pub use chain::{AuditCheckpoint, AuditEntry, AuditHead, FORMAT};
+pub use pending::PendingEntry;
 pub use writer::AuditWriter;
 
 /// What was decided about a request: the `decision` of its audit entry,
@@ -28,6 +30,9 @@ pub enum Decision {
     Allowed,
     /// The request was refused (the entry's `reason` says why).
     Denied,
+    /// The caller cancelled the read after registers were asked (see
+    /// [`PendingEntry`]); the entry's sources say which.
+    Cancelled,
 }
 
 impl Decision {
@@ -45,6 +50,7 @@ impl Decision {
         match self {
             Decision::Allowed => "allowed",
             Decision::Denied => "denied",
+            Decision::Cancelled => "cancelled",
         }
     }
 }

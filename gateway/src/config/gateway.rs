@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::ConfigError;
 use super::fields::org_number;
+use crate::net::tls::crl::StaleCrlPolicy;
 use crate::store::StoreLocation;
 
 /// The `[gateway]` section.
@@ -17,8 +18,12 @@ use crate::store::StoreLocation;
 pub struct GatewaySettings {
     /// Where agencies connect (gRPC over mTLS).
     pub address: SocketAddr,
-    /// Certificate revocation lists checked at every agency handshake.
+    /// Certificate revocation lists checked at every handshake, with
+    /// agencies and with adapters.
     pub crls: Vec<PathBuf>,
+    /// What to do with a list of `crls` whose `nextUpdate` has passed
+    /// (`stale_crl = "warn"` or `"refuse"`, the default).
+    pub stale_crl: StaleCrlPolicy,
     /// The operators' plain-HTTP listener: `/metrics`, `/healthz`,
     /// `/readyz` (default `127.0.0.1:9464`).
     pub admin_address: SocketAddr,
@@ -65,6 +70,8 @@ pub(super) struct RawGateway {
     admin_address: SocketAddr,
     #[serde(default)]
     crls: Vec<PathBuf>,
+    #[serde(default)]
+    stale_crl: StaleCrlPolicy,
 }
 
 fn default_admin_address() -> SocketAddr {
@@ -92,6 +99,7 @@ pub(super) fn parse(g: RawGateway, base_dir: &Path) -> Result<GatewaySettings, C
     Ok(GatewaySettings {
         address: g.address,
         crls: g.crls.into_iter().map(path).collect(),
+        stale_crl: g.stale_crl,
         admin_address: g.admin_address,
         org_number: g.org_number,
         ca_cert: path(g.ca_cert),
@@ -131,9 +139,26 @@ store = "samverka.db"
         assert_eq!(g.default_deadline, Duration::from_secs(5));
         assert_eq!(g.max_deadline, Duration::from_secs(30));
         assert!(g.crls.is_empty());
+        assert_eq!(g.stale_crl, StaleCrlPolicy::Refuse);
         assert_eq!(g.ca_cert, Path::new("/srv/ca.pem"));
         assert_eq!(g.client_key, Path::new("/etc/client.key"));
         assert_eq!(g.store, StoreLocation::Sqlite("/srv/samverka.db".into()));
+    }
+
+    #[test]
+    fn a_stale_crl_policy_is_warn_or_refuse() {
+        let g = parse_text(&format!(
+            "{MINIMAL}crls = [\"crl.pem\"]\nstale_crl = \"warn\""
+        ))
+        .unwrap();
+        assert_eq!(g.stale_crl, StaleCrlPolicy::Warn);
+        assert_eq!(g.crls, vec![PathBuf::from("/srv/crl.pem")]);
+        let g = parse_text(&format!("{MINIMAL}stale_crl = \"refuse\"")).unwrap();
+        assert_eq!(g.stale_crl, StaleCrlPolicy::Refuse);
+        let e = toml::from_str::<RawGateway>(&format!("{MINIMAL}stale_crl = \"ignore\""))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("refuse"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The `[limits]` section: message sizes, per-agency rates, HTTP/2
-//! connection limits and the circuit breaker on sources.
+//! The `[limits]` section: message sizes, per-caller rates (an agency may
+//! have its own, on its `[[agencies]]` entry), HTTP/2 connection limits and
+//! the circuit breaker on sources.
 
 use std::time::Duration;
 
@@ -10,14 +11,18 @@ use super::ConfigError;
 /// The `[limits]` section.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
-    /// The largest request message accepted, in bytes.
+    /// The largest request message accepted, in bytes; a larger one is
+    /// RESOURCE_EXHAUSTED with `MESSAGE_TOO_LARGE`, before it is decoded.
     pub max_request_bytes: usize,
     /// The largest answer sent, in bytes; a larger one is
     /// RESOURCE_EXHAUSTED (ask for fewer record types or sources).
     pub max_response_bytes: usize,
-    /// Requests per second each agency may make, on average.
+    /// Requests per second each caller may make, on average: each agency
+    /// (unless its `[[agencies]]` entry sets its own), and each certificate
+    /// that names no agency caller.
     pub rate_per_second: f64,
-    /// How many requests an agency may make at once after a quiet spell.
+    /// How many requests a caller may make at once after a quiet spell
+    /// (again unless its `[[agencies]]` entry sets its own).
     pub burst: f64,
     /// Requests in flight on one connection (HTTP/2 streams).
     pub max_concurrent_streams: u32,

@@ -11,10 +11,14 @@
 //! key = "certs/gateway.key"
 //! client_cert = "certs/gateway-client.pem"   # identity towards adapters
 //! client_key = "certs/gateway-client.key"
-//! crls = ["certs/crl.pem"]        # revocation lists checked at every handshake
-//!                                 # (these files, ca_cert and the certificates
-//!                                 # and keys above are reloaded on change or
-//!                                 # SIGHUP)
+//! crls = ["certs/crl.pem"]        # revocation lists checked at every handshake,
+//!                                 # with agencies and with adapters (these
+//!                                 # files, ca_cert and the certificates and
+//!                                 # keys above are reloaded on change or SIGHUP)
+//! stale_crl = "refuse"            # a list past its nextUpdate: "refuse" (the
+//!                                 # default: the certificates it covers are
+//!                                 # refused, /readyz not ready) or "warn"
+//!                                 # (still used); both: samverka_crl_stale, a log line
 //! store = "samverka.db"           # SQLite file for consents and audit, or
 //!                                 # a postgresql:// URL shared by replicas
 //!                                 # (TLS: ?sslmode=verify-full&sslrootcert=..
@@ -42,7 +46,9 @@
 //!
 //! [limits]
 //! max_request_bytes = 65536       # larger requests: RESOURCE_EXHAUSTED
+//!                                 # MESSAGE_TOO_LARGE, refused unread
 //! max_response_bytes = 4194304    # larger answers: RESOURCE_EXHAUSTED
+//!                                 # MESSAGE_TOO_LARGE, audited as refused
 //! max_concurrent_streams = 256    # requests in flight per connection
 //! max_header_list_bytes = 16384   # request metadata
 //! keepalive_interval_s = 30       # ping idle connections ...
@@ -51,13 +57,15 @@
 //!                                 # with a fresh handshake (and CRL check)
 //! breaker_failures = 5            # a source failing this often in a row ...
 //! breaker_pause_s = 10            # ... is not called for this long, then probed
-//! rate_per_second = 1000          # per calling agency, on average ...
+//! rate_per_second = 1000          # per caller (agency, or certificate), on average ...
 //! burst = 2000                    # ... and at once; then RATE_LIMITED
 //!
 //! [[agencies]]                    # agencies that may call the gateway
 //! org_number = "2021999038"
 //! name = "Citizen e-service"
 //! registrar = true                # may record consents (Consents service)
+//! rate_per_second = 50            # optional: its own rate instead of [limits]
+//! burst = 100                     # optional: its own burst
 //!
 //! [[purposes]]                    # the purpose registry
 //! code = "study_guidance"

@@ -15,7 +15,7 @@ use super::ConfigError;
 use super::fields::{org_number, record_types};
 
 /// An agency that may call the gateway.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Agency {
     /// Its organisation number, as in its certificate.
     pub org_number: OrgNumber,
@@ -23,6 +23,10 @@ pub struct Agency {
     pub name: String,
     /// Whether it may record consents.
     pub registrar: bool,
+    /// Its own `rate_per_second`, instead of `[limits]`'s.
+    pub rate_per_second: Option<f64>,
+    /// Its own `burst`, instead of `[limits]`'s.
+    pub burst: Option<f64>,
 }
 
 /// A purpose a read may state and a consent may be given for.
@@ -64,6 +68,8 @@ pub(super) struct RawAgency {
     name: String,
     #[serde(default)]
     registrar: bool,
+    rate_per_second: Option<f64>,
+    burst: Option<f64>,
 }
 
 /// One `[[purposes]]` entry as written.
@@ -121,7 +127,8 @@ pub(super) fn parse(
     })
 }
 
-/// No organisation number twice.
+/// No organisation number twice; a rate of its own above 0 and a burst of
+/// at least 1, as in `[limits]`.
 fn parse_agencies(text: &str, raw: Vec<Spanned<RawAgency>>) -> Result<Vec<Agency>, ConfigError> {
     let mut agencies = Vec::new();
     let mut seen = HashSet::new();
@@ -136,10 +143,22 @@ fn parse_agencies(text: &str, raw: Vec<Spanned<RawAgency>>) -> Result<Vec<Agency
                 format!("{} is listed twice", a.org_number),
             ));
         }
+        // Finite and at least `min`: refuses NaN and infinities too.
+        let sane = |v: Option<f64>, min: f64| v.is_none_or(|v| v.is_finite() && v >= min);
+        if !sane(a.rate_per_second, f64::MIN_POSITIVE) || !sane(a.burst, 1.0) {
+            return Err(ConfigError::at(
+                text,
+                span,
+                format!("agencies[{i}]"),
+                "rate_per_second must be above 0 and burst at least 1".into(),
+            ));
+        }
         agencies.push(Agency {
             org_number: a.org_number,
             name: a.name,
             registrar: a.registrar,
+            rate_per_second: a.rate_per_second,
+            burst: a.burst,
         });
     }
     Ok(agencies)
@@ -268,6 +287,42 @@ record_types = ["education.course_result"]
             e.to_string(),
             "16: agencies[1].org_number: 2021999020 is listed twice"
         );
+    }
+
+    #[test]
+    fn an_agency_may_have_a_rate_of_its_own() {
+        let r = parse_text(GOOD).unwrap();
+        assert_eq!(
+            (r.agencies[0].rate_per_second, r.agencies[0].burst),
+            (None, None)
+        );
+        let own = GOOD.replace(
+            "name = \"Guidance service\"",
+            "name = \"Guidance service\"\nrate_per_second = 5.5\nburst = 20",
+        );
+        let r = parse_text(&own).unwrap();
+        assert_eq!(
+            (r.agencies[0].rate_per_second, r.agencies[0].burst),
+            (Some(5.5), Some(20.0))
+        );
+        for bad in [
+            "rate_per_second = 0",
+            "rate_per_second = -1",
+            "burst = 0.5",
+            "burst = inf",
+            "rate_per_second = nan",
+        ] {
+            let text = GOOD.replace(
+                "name = \"Guidance service\"",
+                &format!("name = \"Guidance service\"\n{bad}"),
+            );
+            let e = parse_text(&text).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "2: agencies[0]: rate_per_second must be above 0 and burst at least 1",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

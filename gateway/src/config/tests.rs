@@ -97,6 +97,30 @@ fn a_rule_for_an_unlisted_agency_is_an_error() {
 }
 
 #[test]
+fn an_agency_may_have_a_rate_of_its_own() {
+    let own = GOOD.replace(
+        "name = \"Guidance service\"",
+        "name = \"Guidance service\"\nrate_per_second = 5\nburst = 10",
+    ) + "\n[limits]\nrate_per_second = 100\n";
+    let c = Config::from_toml(&own, Path::new("/")).unwrap();
+    let agency = c.agency(&OrgNumber::parse("2021999020").unwrap()).unwrap();
+    assert_eq!(
+        (agency.rate_per_second, agency.burst),
+        (Some(5.0), Some(10.0))
+    );
+    assert_eq!((c.limits.rate_per_second, c.limits.burst), (100.0, 2000.0));
+    // Refused at its agency's line.
+    let e = error_for(&own.replace("burst = 10", "burst = 0"));
+    assert_eq!((e.line, e.key.as_str()), (Some(12), "agencies[0]"), "{e}");
+    // A rate can only be set on a listed agency: there is no other place
+    // for one.
+    let e = error_for(&format!(
+        "{GOOD}\n[[limits.agency]]\norg_number = \"2021999038\"\nrate_per_second = 1\n"
+    ));
+    assert!(e.reason.contains("unknown field"), "{e}");
+}
+
+#[test]
 fn malformed_record_types_and_addresses_are_errors() {
     let e = error_for(&GOOD.replace("[\"employment.period\"]", "[\"Employment Period\"]"));
     assert!(e.reason.contains("invalid record type"), "{e}");

@@ -9,15 +9,25 @@
 //! the certificate's samverka identity and requires the `adapter` role and
 //! the configured organisation number; a mismatch fails the handshake, and
 //! the source's outcome says `UNAVAILABLE`.
+//!
+//! The adapter's certificate is also checked against the same CRLs as the
+//! agencies' (`gateway.crls`, reloaded with them by [`crate::net::tls`]):
+//! a revoked adapter, or one whose issuer no list covers, fails the
+//! handshake of every new connection to it; a stale list is used or not as
+//! `gateway.stale_crl` says.
 
 use std::sync::Arc;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use samverka_certs::{CertIdentity, OrgNumber, Role};
+
+use crate::net::tls::crl::StaleCrlPolicy;
 
 /// The gateway's TLS material towards adapters.
 #[derive(Debug)]
@@ -25,6 +35,8 @@ pub struct AdapterTlsMaterial {
     roots: Arc<RootCertStore>,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+    stale_crl: StaleCrlPolicy,
 }
 
 impl AdapterTlsMaterial {
@@ -42,14 +54,34 @@ impl AdapterTlsMaterial {
             roots: Arc::new(roots),
             chain,
             key,
+            crls: Vec::new(),
+            stale_crl: StaleCrlPolicy::default(),
         })
+    }
+
+    /// The same material, also refusing adapters' certificates that these
+    /// CRLs revoke, and (when any are given) those whose issuer none of
+    /// them covers; a list past its `nextUpdate` is used with
+    /// [`StaleCrlPolicy::Warn`] and covers nothing with
+    /// [`StaleCrlPolicy::Refuse`].
+    pub fn with_crls(
+        mut self,
+        crls: Vec<CertificateRevocationListDer<'static>>,
+        stale_crl: StaleCrlPolicy,
+    ) -> Self {
+        self.crls = crls;
+        self.stale_crl = stale_crl;
+        self
     }
 
     /// A client configuration that accepts only the adapter of `agency`.
     pub fn client_config(&self, agency: &OrgNumber) -> Result<Arc<rustls::ClientConfig>, String> {
-        let inner = WebPkiServerVerifier::builder(self.roots.clone())
-            .build()
-            .map_err(|e| e.to_string())?;
+        let mut inner =
+            WebPkiServerVerifier::builder(self.roots.clone()).with_crls(self.crls.clone());
+        if self.stale_crl == StaleCrlPolicy::Refuse {
+            inner = inner.enforce_revocation_expiration();
+        }
+        let inner = inner.build().map_err(|e| e.to_string())?;
         let verifier = Arc::new(AdapterVerifier {
             inner,
             expected: agency.clone(),
@@ -81,13 +113,12 @@ impl ServerCertVerifier for AdapterVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let verified = self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )?;
+        let verified = self
+            .inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            .inspect_err(|e| {
+                tracing::warn!(expected = %self.expected, error = %e, "adapter certificate refused");
+            })?;
         match CertIdentity::from_der(end_entity) {
             Ok(id) if id.role == Role::Adapter && id.agency == self.expected => Ok(verified),
             Ok(id) => {

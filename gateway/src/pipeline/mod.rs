@@ -11,7 +11,8 @@
 //! 4. [`consent`]: does the person hold a consent in force for it? Gives a
 //!    [`consent::ConsentPermit`], without which nothing reaches an adapter;
 //! 5. [`routing`]: the fan-out to the adapters holding the types, each
-//!    source behind a circuit [`breaker`].
+//!    source behind a circuit [`breaker`]; what comes back passes only
+//!    with a [`payload`] of its record type's message.
 //!
 //! Step 6, the audit entry of the decision ([`crate::audit`]), is written
 //! by the service, whatever step answered.
@@ -20,6 +21,7 @@ pub mod access;
 pub mod breaker;
 pub mod consent;
 pub mod identity;
+pub mod payload;
 pub mod rate;
 pub mod routing;
 pub mod validate;

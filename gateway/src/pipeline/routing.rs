@@ -11,7 +11,9 @@
 //! One source failing never fails the request: each source gets a
 //! `SourceOutcome` (`OK`, `UNAVAILABLE`, `DEADLINE_EXCEEDED`,
 //! `SOURCE_ERROR`, or `INVALID_RESPONSE` when it returned records of
-//! another person or of a type not asked for; those records are dropped).
+//! another person, of a type not asked for, or whose payload is not its
+//! record type's message ([`crate::pipeline::payload`]); those records, and
+//! only those, are dropped: the source's other records still pass).
 //! Every record that passes names the source agency from the routing table,
 //! whatever the adapter wrote. A source that keeps failing is not called
 //! for a while ([`crate::pipeline::breaker`]).
@@ -25,12 +27,16 @@ use samverka_proto::v1::{Source, SourceOutcome, source_outcome};
 use tokio::task::JoinSet;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::pipeline::breaker::{Admission, Breaker};
+use crate::pipeline::breaker::Breaker;
 use tonic::{Code, Request};
 use tracing::Instrument;
 
 use crate::config::AdapterRoute;
 use crate::pipeline::consent::ConsentPermit;
+use crate::pipeline::payload;
+
+mod directory;
+pub use directory::{REFRESH_EVERY, SourceDirectory};
 
 /// The adapters, a channel to each, and each one's circuit breaker.
 #[derive(Debug, Clone)]
@@ -175,6 +181,12 @@ impl Router {
             .collect()
     }
 
+    /// The organisation numbers of the sources `plan` asks.
+    pub fn asked<'a>(&'a self, plan: &'a [SourcePlan]) -> impl Iterator<Item = &'a str> + 'a {
+        plan.iter()
+            .map(|p| self.sources[p.index].0.org_number.as_str())
+    }
+
     /// Asks every source of `plan` at once; each gets `deadline`.
     pub async fn fetch(
         &self,
@@ -216,7 +228,7 @@ impl Router {
                 let breaker = &self.breakers[index];
                 async move {
                     let started = std::time::Instant::now();
-                    if breaker.admit(started) == Admission::Paused {
+                    let Some(ticket) = breaker.admit(started) else {
                         call_span.record("samverka.outcome", "CIRCUIT_OPEN");
                         self.metrics
                             .source_call(&route.name, "CIRCUIT_OPEN", Duration::ZERO);
@@ -230,14 +242,14 @@ impl Router {
                                 .to_owned(),
                         };
                         return (Vec::new(), outcome, Duration::ZERO);
-                    }
+                    };
                     let answer =
                         tokio::time::timeout(deadline, client.fetch_records(request)).await;
                     let (records, outcome) = judge(route, &query.subject_id, &record_types, answer);
                     let status = source_outcome::Status::try_from(outcome.status)
                         .unwrap_or(source_outcome::Status::Unspecified);
                     let took = started.elapsed();
-                    breaker.record(source_failed(status, deadline), std::time::Instant::now());
+                    ticket.record(source_failed(status, deadline), std::time::Instant::now());
                     self.metrics
                         .source_call(&route.name, status.as_str_name(), took);
                     call_span.record("samverka.outcome", status.as_str_name());
@@ -260,8 +272,9 @@ impl Router {
     }
 
     /// Every source, with what its adapter says about itself when it
-    /// answers `Describe` within `timeout`.
-    pub async fn describe_all(&self, timeout: Duration) -> Vec<Source> {
+    /// answers `Describe` within `timeout`. Only [`SourceDirectory`] calls
+    /// it, in the background: `ListSources` answers from there.
+    async fn describe_all(&self, timeout: Duration) -> Vec<Source> {
         let mut tasks = JoinSet::new();
         for (index, (route, client)) in self.sources.iter().enumerate() {
             let mut client = client.clone();
@@ -355,37 +368,59 @@ fn judge(
             (Vec::new(), outcome(s, 0, m))
         }
         Ok(Ok(response)) => {
+            // A bad record is dropped on its own, whatever its flaw: the
+            // source's other records pass, and its outcome says that some
+            // were dropped.
             let received = response.into_inner().records;
             let total = received.len();
+            let mut unasked = 0;
+            let mut mismatched = 0;
             let records: Vec<Record> = received
                 .into_iter()
                 .filter(|r| {
-                    r.subject_id == subject && asked.contains(&r.record_type) && r.payload.is_some()
+                    if r.subject_id != subject || !asked.contains(&r.record_type) {
+                        unasked += 1;
+                        return false;
+                    }
+                    match payload::check(r) {
+                        Ok(()) => true,
+                        Err(problem) => {
+                            mismatched += 1;
+                            tracing::error!(source = %route.name, record_type = %r.record_type, %problem, "source returned a record whose payload is not its type's; dropped");
+                            false
+                        }
+                    }
                 })
                 .map(|mut r| {
                     r.source_agency = route.org_number.to_string();
                     r
                 })
                 .collect();
-            if records.len() == total {
-                let n = records.len();
-                (records, outcome(Status::Ok, n, ""))
-            } else {
+            let n = records.len();
+            if n == total {
+                return (records, outcome(Status::Ok, n, ""));
+            }
+            if unasked > 0 {
                 tracing::error!(
                     source = %route.name,
-                    dropped = total - records.len(),
+                    dropped = unasked,
                     "source returned records of another person or type; dropped"
                 );
-                let n = records.len();
-                (
-                    records,
-                    outcome(
-                        Status::InvalidResponse,
-                        n,
-                        "the source returned records that were not asked for; they were dropped",
-                    ),
-                )
             }
+            let message = match (unasked > 0, mismatched > 0) {
+                (true, false) => {
+                    "the source returned records that were not asked for; they were dropped"
+                }
+                (false, _) => {
+                    "the source returned records whose payload does not match their record \
+                     type; they were dropped"
+                }
+                (true, true) => {
+                    "the source returned records that were not asked for, and records whose \
+                     payload does not match their record type; they were dropped"
+                }
+            };
+            (records, outcome(Status::InvalidResponse, n, message))
         }
     }
 }
@@ -395,8 +430,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use samverka_proto::adapter::v1::FetchRecordsResponse;
-    use samverka_proto::records::v1::EmploymentPeriod;
     use samverka_proto::records::v1::record::Payload;
+    use samverka_proto::records::v1::{Degree, EmploymentPeriod, ValidatedCompetence};
 
     const SUBJECTS: [&str; 3] = ["199003142388", "198511224571", ""];
     const TYPES: [&str; 3] = [
@@ -415,17 +450,32 @@ mod tests {
         }
     }
 
+    /// A payload of the type `TYPES[i]`, for `i` below 3; none for 3; a
+    /// foreign message in `other` for 4.
+    fn payload(i: usize) -> Option<Payload> {
+        match i {
+            0 => Some(Payload::EmploymentPeriod(EmploymentPeriod::default())),
+            1 => Some(Payload::Degree(Degree::default())),
+            2 => Some(Payload::ValidatedCompetence(ValidatedCompetence::default())),
+            3 => None,
+            _ => Some(Payload::Other(prost_types::Any {
+                type_url: "type.googleapis.com/google.protobuf.Duration".into(),
+                value: Vec::new(),
+            })),
+        }
+    }
+
     /// A record as an adapter might send it: any subject, any type, any
-    /// claimed source, with or without a payload.
+    /// claimed source, with any payload or none.
     fn record() -> impl Strategy<Value = Record> {
-        (0usize..3, 0usize..3, any::<bool>(), "[0-9]{0,10}").prop_map(
-            |(subject, record_type, payload, claimed)| Record {
+        (0usize..3, 0usize..3, 0usize..5, "[0-9]{0,10}").prop_map(
+            |(subject, record_type, payload_of, claimed)| Record {
                 record_type: TYPES[record_type].into(),
                 subject_id: SUBJECTS[subject].into(),
                 source_agency: claimed,
                 record_id: "r".into(),
                 updated_at: None,
-                payload: payload.then(|| Payload::EmploymentPeriod(EmploymentPeriod::default())),
+                payload: payload(payload_of),
             },
         )
     }
@@ -453,8 +503,9 @@ mod tests {
 
     proptest! {
         /// Whatever an adapter answers, only the asked person's records of
-        /// the asked types, with a payload, pass; each names the routed
-        /// agency; anything dropped makes the outcome INVALID_RESPONSE.
+        /// the asked types, each with its type's payload, pass, and all of
+        /// them; each names the routed agency; anything dropped makes the
+        /// outcome INVALID_RESPONSE.
         #[test]
         fn only_what_was_asked_for_passes(
             records in prop::collection::vec(record(), 0..12),
@@ -462,12 +513,22 @@ mod tests {
         ) {
             let asked: Vec<String> = asked.iter().map(|t| t.to_string()).collect();
             let sent = records.len();
+            let good = records
+                .iter()
+                .filter(|r| {
+                    r.subject_id == SUBJECTS[0]
+                        && asked.contains(&r.record_type)
+                        && TYPES.iter().position(|t| *t == r.record_type)
+                            .map(payload) == Some(r.payload.clone())
+                })
+                .count();
             let answer = Ok(Ok(tonic::Response::new(FetchRecordsResponse { records })));
             let (passed, outcome) = judge(&route(), SUBJECTS[0], &asked, answer);
+            prop_assert_eq!(passed.len(), good);
             for r in &passed {
                 prop_assert_eq!(r.subject_id.as_str(), SUBJECTS[0]);
                 prop_assert!(asked.contains(&r.record_type));
-                prop_assert!(r.payload.is_some());
+                prop_assert!(payload::check(r).is_ok());
                 prop_assert_eq!(r.source_agency.as_str(), "2021999053");
             }
             prop_assert_eq!(outcome.record_count as usize, passed.len());

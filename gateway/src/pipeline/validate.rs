@@ -4,9 +4,13 @@
 //! with the same reason and message whichever service it reaches.
 //!
 //! A malformed value is `INVALID_ARGUMENT` with a `BadRequest` field
-//! violation naming the field (`subject_id`, `record_types[1]`). Caller
-//! input that is echoed in a message, a span or the audit entry goes
-//! through [`sanitize`] first.
+//! violation naming the field (`subject_id`, `record_types[1]`). A required
+//! value that is empty or blank (only whitespace) is `FIELD_MISSING`,
+//! before it is parsed or looked up; free text and ids longer than their
+//! bound are `FIELD_TOO_LONG`. Caller input that is echoed in a span or the
+//! audit entry goes through [`sanitize`] first, and in a message through
+//! [`echo`] (every status message is bounded again where it is made,
+//! [`crate::error::to_status`]).
 
 use samverka_certs::{OrgNumber, SubjectId};
 
@@ -20,6 +24,16 @@ pub const MAX_RECORD_TYPES: usize = 32;
 /// audit entries.
 const MAX_FIELD: usize = 64;
 
+/// The longest id a caller may send: a grant's `request_id`, a
+/// `consent_id` (the gateway's own are 36).
+pub const MAX_ID_CHARS: usize = 128;
+
+/// The longest `evidence_ref` a registrar may store with a grant.
+pub const MAX_EVIDENCE_REF_CHARS: usize = 256;
+
+/// The longest `reason` a registrar may store with a revocation.
+pub const MAX_REVOCATION_REASON_CHARS: usize = 500;
+
 /// What a caller sent, made safe to repeat: at most 64 characters, no
 /// commas (the store's list separator), no control characters.
 pub fn sanitize(s: &str) -> String {
@@ -29,8 +43,45 @@ pub fn sanitize(s: &str) -> String {
         .collect()
 }
 
+/// What a caller sent, to repeat in a message: [`sanitize`]d, with an
+/// ellipsis where it was cut.
+pub fn echo(s: &str) -> String {
+    let mut shown = sanitize(s);
+    if s.chars().nth(MAX_FIELD).is_some() {
+        shown.push('…');
+    }
+    shown
+}
+
+/// A required value: neither empty nor blank. Nonsense such as `" "` is
+/// refused here, as missing, rather than by the lookup it would fail.
+pub fn required(field: &str, value: &str) -> Result<(), GatewayError> {
+    if value.trim().is_empty() {
+        return Err(GatewayError::invalid(
+            Reason::FieldMissing,
+            field,
+            format!("{field} is required and may not be blank"),
+        ));
+    }
+    Ok(())
+}
+
+/// Optional free text or an id the caller sends: at most `max`
+/// characters.
+pub fn bounded(field: &str, value: &str, max: usize) -> Result<(), GatewayError> {
+    if value.chars().nth(max).is_some() {
+        return Err(GatewayError::invalid(
+            Reason::FieldTooLong,
+            field,
+            format!("{field} may be at most {max} characters"),
+        ));
+    }
+    Ok(())
+}
+
 /// The request's person: a personal identity or coordination number.
 pub fn subject(subject_id: &str) -> Result<SubjectId, GatewayError> {
+    required("subject_id", subject_id)?;
     SubjectId::parse(subject_id).map_err(|e| {
         GatewayError::invalid(
             Reason::SubjectIdInvalid,
@@ -42,6 +93,7 @@ pub fn subject(subject_id: &str) -> Result<SubjectId, GatewayError> {
 
 /// A purpose code this gateway knows.
 pub fn purpose<'c>(config: &'c Config, code: &str) -> Result<&'c Purpose, GatewayError> {
+    required("purpose", code)?;
     config.purpose(code).ok_or_else(|| {
         GatewayError::invalid(
             Reason::PurposeUnknown,
@@ -51,8 +103,8 @@ pub fn purpose<'c>(config: &'c Config, code: &str) -> Result<&'c Purpose, Gatewa
     })
 }
 
-/// At least one and at most [`MAX_RECORD_TYPES`] record types, each known
-/// to this gateway; returned sorted, without duplicates.
+/// At least one and at most [`MAX_RECORD_TYPES`] record types, none blank,
+/// each known to this gateway; returned sorted, without duplicates.
 pub fn record_types(config: &Config, types: &[String]) -> Result<Vec<String>, GatewayError> {
     if types.is_empty() {
         return Err(GatewayError::invalid(
@@ -69,11 +121,13 @@ pub fn record_types(config: &Config, types: &[String]) -> Result<Vec<String>, Ga
         ));
     }
     for (i, t) in types.iter().enumerate() {
+        let field = format!("record_types[{i}]");
+        required(&field, t)?;
         if !config.knows_record_type(t) {
             return Err(GatewayError::invalid(
                 Reason::RecordTypeUnknown,
-                format!("record_types[{i}]"),
-                format!("record type {:?} is not known to this gateway", sanitize(t)),
+                field,
+                format!("record type {:?} is not known to this gateway", echo(t)),
             ));
         }
     }
@@ -93,7 +147,7 @@ pub fn covered_by(purpose: &Purpose, types: &[String]) -> Result<(), GatewayErro
             format!(
                 "purpose {} does not cover record type {}",
                 purpose.code,
-                sanitize(&types[i])
+                echo(&types[i])
             ),
         )),
     }
@@ -106,8 +160,9 @@ pub fn agency(field: &str, what: &str, org: &str) -> Result<OrgNumber, GatewayEr
         .map_err(|e| GatewayError::invalid(Reason::AgencyIdInvalid, field, format!("{what} {e}")))
 }
 
-/// An agency known to this gateway (one it has an entry for).
+/// A required agency known to this gateway (one it has an entry for).
 pub fn known_agency(config: &Config, field: &str, org: &str) -> Result<OrgNumber, GatewayError> {
+    required(field, org)?;
     let org = agency(field, field, org)?;
     if config.agency(&org).is_none() {
         return Err(GatewayError::invalid(
@@ -119,14 +174,16 @@ pub fn known_agency(config: &Config, field: &str, org: &str) -> Result<OrgNumber
     Ok(org)
 }
 
-/// Source agencies, each well-formed and, where `connected` says which
-/// are, connected to this gateway; returned sorted, without duplicates.
+/// Source agencies, none blank, each well-formed and, where `connected`
+/// says which are, connected to this gateway; returned sorted, without
+/// duplicates.
 pub fn source_agencies(
     sources: &[String],
     connected: Option<&dyn Fn(&str) -> bool>,
 ) -> Result<Vec<String>, GatewayError> {
     for (i, s) in sources.iter().enumerate() {
         let field = format!("source_agencies[{i}]");
+        required(&field, s)?;
         agency(&field, "source agency", s)?;
         if let Some(connected) = connected
             && !connected(s)
@@ -197,16 +254,18 @@ pub fn validity(
     Ok((from_ms, until_ms))
 }
 
-/// A caller's idempotency key: present, at most 128 characters.
+/// A caller's idempotency key: present, not blank, at most
+/// [`MAX_ID_CHARS`] characters.
 pub fn request_id(id: &str) -> Result<(), GatewayError> {
-    if id.is_empty() || id.len() > 128 {
-        return Err(GatewayError::invalid(
-            Reason::FieldMissing,
-            "request_id",
-            "request_id is required (at most 128 characters)",
-        ));
-    }
-    Ok(())
+    required("request_id", id)?;
+    bounded("request_id", id, MAX_ID_CHARS)
+}
+
+/// The consent a request names: present, not blank, at most
+/// [`MAX_ID_CHARS`] characters (longer ones are none the gateway gave).
+pub fn consent_id(id: &str) -> Result<(), GatewayError> {
+    required("consent_id", id)?;
+    bounded("consent_id", id, MAX_ID_CHARS)
 }
 
 #[cfg(test)]
@@ -217,6 +276,46 @@ mod tests {
     fn sanitize_bounds_and_cleans() {
         assert_eq!(sanitize("a,b\nc"), "a_b_c");
         assert_eq!(sanitize(&"x".repeat(1000)).len(), 64);
+        assert_eq!(echo("a\tb"), "a_b");
+        assert_eq!(echo(&"x".repeat(64)), "x".repeat(64));
+        assert_eq!(echo(&"x".repeat(65)), format!("{}…", "x".repeat(64)));
+    }
+
+    #[test]
+    fn empty_and_blank_values_are_missing() {
+        for blank in ["", " ", "\t\r\n", "\u{3000}\u{a0}"] {
+            let field = |r: Result<(), GatewayError>| {
+                let e = r.unwrap_err();
+                assert_eq!(e.reason, Reason::FieldMissing, "{blank:?}");
+                e.field.unwrap_or_default()
+            };
+            assert_eq!(field(subject(blank).map(drop)), "subject_id");
+            assert_eq!(field(request_id(blank)), "request_id");
+            assert_eq!(field(consent_id(blank)), "consent_id");
+            assert_eq!(
+                field(source_agencies(&["2021999020".into(), blank.into()], None).map(drop)),
+                "source_agencies[1]"
+            );
+        }
+        assert_eq!(required("purpose", " x "), Ok(()));
+    }
+
+    #[test]
+    fn ids_and_free_text_are_bounded() {
+        let id = "i".repeat(MAX_ID_CHARS);
+        assert_eq!(request_id(&id), Ok(()));
+        assert_eq!(consent_id(&id), Ok(()));
+        let too_long = format!("{id}i");
+        for e in [request_id(&too_long), consent_id(&too_long)] {
+            assert_eq!(e.unwrap_err().reason, Reason::FieldTooLong);
+        }
+        // Characters, not bytes: ä is two bytes.
+        assert_eq!(bounded("reason", &"ä".repeat(10), 10), Ok(()));
+        let e = bounded("reason", &"ä".repeat(11), 10).unwrap_err();
+        assert_eq!(
+            (e.reason, e.field.as_deref()),
+            (Reason::FieldTooLong, Some("reason"))
+        );
     }
 
     #[test]

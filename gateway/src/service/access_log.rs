@@ -18,7 +18,8 @@ use super::rpc::{Call, Method};
 use crate::audit::AuditEntry;
 use crate::audit::{self, Decision};
 use crate::error::{GatewayError, Reason};
-use crate::pipeline::{identity, validate};
+use crate::pipeline::identity::{self, Caller};
+use crate::pipeline::validate;
 use crate::state::Gateway;
 use crate::time::to_timestamp;
 
@@ -62,6 +63,7 @@ impl AccessLogService {
             sources: e.sources,
             consent_id: e.consent_id,
             audit_id: e.audit_id,
+            details: e.details.into_iter().collect(),
         }
     }
 
@@ -71,8 +73,34 @@ impl AccessLogService {
         call: &Call<'_>,
     ) -> Result<ListAccessEventsResponse, GatewayError> {
         let gw = &self.gateway;
-        let registrar = identity::registrar(call.identify(&request)?, &gw.config)?;
+        let caller = call.admit(&request, &gw.rate)?;
         let req = request.into_inner();
+        // The person sees that their log was read, or that someone tried,
+        // and by whom; an allowed read is committed before the log is
+        // read, so that the page shows it too.
+        let mut entry = audit::entry(call.method().label(), gw.clock.now_ms());
+        entry.trace_id = call.trace().trace_id.clone();
+        if let Ok(c) = &caller {
+            entry.caller = c.agency.to_string();
+        }
+        entry.subject_id = validate::sanitize(&req.subject_id);
+        let query = self.query(caller, &req);
+        let (decision, reason) = Decision::of(&query);
+        entry.decision = decision.as_str().to_owned();
+        entry.reason = reason.to_owned();
+        let audit_id = entry.audit_id.clone();
+        gw.audit.commit(entry).await.map_err(GatewayError::store)?;
+        let query = query.map_err(|e| e.with_audit_id(audit_id))?;
+        self.page(query).await
+    }
+
+    /// Who may read the log (registrars), and what they asked for.
+    fn query(
+        &self,
+        caller: Result<Caller, GatewayError>,
+        req: &ListAccessEventsRequest,
+    ) -> Result<Query, GatewayError> {
+        identity::registrar(caller?, &self.gateway.config)?;
         let subject = validate::subject(&req.subject_id)?;
         let from_ms = validate::time("from", req.from.as_ref(), Reason::FieldMissing)?.unwrap_or(0);
         let to_ms =
@@ -96,21 +124,31 @@ impl AccessLogService {
             0 => DEFAULT_PAGE_SIZE,
             n => n.min(MAX_PAGE_SIZE),
         };
+        Ok(Query {
+            subject: subject.as_str().to_owned(),
+            from_ms,
+            to_ms,
+            after,
+            size,
+        })
+    }
 
-        // The person sees that their log was read, and by whom.
-        let mut entry = audit::entry(call.method().label(), gw.clock.now_ms());
-        entry.caller = registrar.to_string();
-        entry.subject_id = subject.as_str().to_owned();
-        entry.decision = Decision::Allowed.as_str().to_owned();
-        gw.audit.commit(entry).await.map_err(GatewayError::store)?;
-
-        let mut entries = gw
+    /// One page of the log.
+    async fn page(&self, q: Query) -> Result<ListAccessEventsResponse, GatewayError> {
+        let mut entries = self
+            .gateway
             .store
-            .access_events(subject.as_str(), from_ms, to_ms, after, i64::from(size) + 1)
+            .access_events(
+                &q.subject,
+                q.from_ms,
+                q.to_ms,
+                q.after,
+                i64::from(q.size) + 1,
+            )
             .await
             .map_err(GatewayError::store)?;
-        let next_page_token = if entries.len() > size as usize {
-            entries.truncate(size as usize);
+        let next_page_token = if entries.len() > q.size as usize {
+            entries.truncate(q.size as usize);
             entries
                 .last()
                 .map(|e| e.seq.to_string())
@@ -123,6 +161,15 @@ impl AccessLogService {
             next_page_token,
         })
     }
+}
+
+/// A read of one person's log, as asked for.
+struct Query {
+    subject: String,
+    from_ms: i64,
+    to_ms: i64,
+    after: i64,
+    size: u32,
 }
 
 #[tonic::async_trait]

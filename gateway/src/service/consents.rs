@@ -1,6 +1,16 @@
 //! The `samverka.v1.Consents` service, for registrar agencies: grant,
 //! revoke, get and list a person's consents. Grants and revocations answer
-//! with a receipt signed by the gateway.
+//! with a receipt signed by the gateway. Besides the ids and codes that
+//! validation parses, what a registrar stores (a grant's `evidence_ref`, a
+//! revocation's `reason`) is bounded in length (`FIELD_TOO_LONG`).
+//!
+//! Every call, allowed or refused, is an audit entry about the person it
+//! concerns (for Get and Revoke, the person of the consent found), in the
+//! same chain as the reads and in that person's access log, committed
+//! before the answer leaves. A change is committed to the store before
+//! its entry: if the entry then cannot be committed, the caller gets
+//! `STORE_UNAVAILABLE` and its retry (grants and revocations are
+//! idempotent) answers with the same receipt and is audited.
 
 use std::sync::Arc;
 
@@ -12,9 +22,11 @@ use samverka_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use super::rpc::{Call, Method};
+use crate::audit::{self, AuditEntry, Decision};
 use crate::credential::receipt::{ReceiptClaims, ReceiptConsent, rfc3339};
 use crate::error::{GatewayError, Reason};
-use crate::pipeline::{identity, validate};
+use crate::pipeline::identity::{self, Caller};
+use crate::pipeline::validate::{self, sanitize};
 use crate::store::{Revocation, StoredConsent};
 use crate::{Gateway, time};
 
@@ -62,6 +74,18 @@ pub fn to_proto(c: &StoredConsent, now_ms: i64) -> Consent {
     }
 }
 
+/// Makes `entry` about the person of `c`, with its terms, so that the
+/// person sees the call in their access log.
+fn about(entry: &mut AuditEntry, c: &StoredConsent) {
+    entry.subject_id = c.subject_id.clone();
+    entry.consent_id = c.consent_id.clone();
+    entry.purpose = c.purpose.clone();
+    entry.record_types = c.record_types.clone();
+    entry
+        .details
+        .insert("grantee_agency".into(), c.grantee_agency.clone());
+}
+
 /// The `samverka.v1.Consents` service.
 #[derive(Debug, Clone)]
 pub struct ConsentsService {
@@ -75,12 +99,49 @@ impl ConsentsService {
     }
 
     /// Only agencies with the registrar permission may use this service.
-    fn registrar<T>(
+    fn registrar(&self, caller: Result<Caller, GatewayError>) -> Result<OrgNumber, GatewayError> {
+        identity::registrar(caller?, &self.gateway.config)
+    }
+
+    /// The audit entry of this call: who called (when the certificate
+    /// says), the method, the trace.
+    fn entry(&self, call: &Call<'_>, caller: &Result<Caller, GatewayError>) -> AuditEntry {
+        let mut entry = audit::entry(call.method().label(), self.gateway.clock.now_ms());
+        entry.trace_id = call.trace().trace_id.clone();
+        if let Ok(c) = caller {
+            entry.caller = c.agency.to_string();
+        }
+        entry
+    }
+
+    /// Makes the entry of a refused call about consent `id` about its
+    /// person, if it exists, so that the person sees who tried.
+    async fn attribute(&self, entry: &mut AuditEntry, id: &str) {
+        if !entry.subject_id.is_empty() || validate::consent_id(id).is_err() {
+            return;
+        }
+        if let Ok(Some(c)) = self.gateway.store.consent(id).await {
+            about(entry, &c);
+        }
+    }
+
+    /// Completes `entry` with the call's outcome and commits it: the
+    /// answer leaves only once its entry is durable.
+    async fn audited<T>(
         &self,
-        request: &Request<T>,
-        call: &Call<'_>,
-    ) -> Result<OrgNumber, GatewayError> {
-        identity::registrar(call.identify(request)?, &self.gateway.config)
+        mut entry: AuditEntry,
+        result: Result<T, GatewayError>,
+    ) -> Result<T, GatewayError> {
+        let (decision, reason) = Decision::of(&result);
+        entry.decision = decision.as_str().to_owned();
+        entry.reason = reason.to_owned();
+        let audit_id = entry.audit_id.clone();
+        self.gateway
+            .audit
+            .commit(entry)
+            .await
+            .map_err(GatewayError::store)?;
+        result.map_err(|e| e.with_audit_id(audit_id))
     }
 
     async fn grant(
@@ -88,8 +149,40 @@ impl ConsentsService {
         request: Request<GrantConsentRequest>,
         call: &Call<'_>,
     ) -> Result<ConsentReceipt, GatewayError> {
-        let registrar = self.registrar(&request, call)?;
+        let caller = call.admit(&request, &self.gateway.rate)?;
+        let mut entry = self.entry(call, &caller);
         let req = request.into_inner();
+        entry.subject_id = sanitize(&req.subject_id);
+        entry.purpose = sanitize(&req.purpose);
+        entry.record_types = req
+            .record_types
+            .iter()
+            .take(validate::MAX_RECORD_TYPES)
+            .map(|t| sanitize(t))
+            .collect();
+        entry.details = [
+            ("grantee_agency", sanitize(&req.grantee_agency)),
+            ("request_id", sanitize(&req.request_id)),
+        ]
+        .map(|(k, v)| (k.to_owned(), v))
+        .into();
+        let result = self.record_grant(caller, req).await;
+        if let Ok(receipt) = &result {
+            entry.consent_id = receipt
+                .consent
+                .as_ref()
+                .map(|c| c.consent_id.clone())
+                .unwrap_or_default();
+        }
+        self.audited(entry, result).await
+    }
+
+    async fn record_grant(
+        &self,
+        caller: Result<Caller, GatewayError>,
+        req: GrantConsentRequest,
+    ) -> Result<ConsentReceipt, GatewayError> {
+        let registrar = self.registrar(caller)?;
         let config = &self.gateway.config;
         let now_ms = self.gateway.clock.now_ms();
 
@@ -106,6 +199,11 @@ impl ConsentsService {
             config.consents.max_lifetime,
         )?;
         validate::request_id(&req.request_id)?;
+        validate::bounded(
+            "evidence_ref",
+            &req.evidence_ref,
+            validate::MAX_EVIDENCE_REF_CHARS,
+        )?;
 
         let stored = StoredConsent {
             consent_id: uuid::Uuid::new_v4().to_string(),
@@ -172,15 +270,25 @@ impl ConsentsService {
         request: Request<RevokeConsentRequest>,
         call: &Call<'_>,
     ) -> Result<ConsentReceipt, GatewayError> {
-        let registrar = self.registrar(&request, call)?;
+        let caller = call.admit(&request, &self.gateway.rate)?;
+        let mut entry = self.entry(call, &caller);
         let req = request.into_inner();
-        if req.consent_id.is_empty() {
-            return Err(GatewayError::invalid(
-                Reason::FieldMissing,
-                "consent_id",
-                "consent_id is required",
-            ));
-        }
+        entry.consent_id = sanitize(&req.consent_id);
+        let id = req.consent_id.clone();
+        let result = self.record_revocation(caller, req, &mut entry).await;
+        self.attribute(&mut entry, &id).await;
+        self.audited(entry, result).await
+    }
+
+    async fn record_revocation(
+        &self,
+        caller: Result<Caller, GatewayError>,
+        req: RevokeConsentRequest,
+        entry: &mut AuditEntry,
+    ) -> Result<ConsentReceipt, GatewayError> {
+        let registrar = self.registrar(caller)?;
+        validate::consent_id(&req.consent_id)?;
+        validate::bounded("reason", &req.reason, validate::MAX_REVOCATION_REASON_CHARS)?;
         let now_ms = self.gateway.clock.now_ms();
         let revocation = self
             .gateway
@@ -190,12 +298,12 @@ impl ConsentsService {
             .map_err(GatewayError::store)?;
         // Revoking twice is not an error: a registrar that retries after a
         // lost answer gets the receipt of the revocation that took effect.
-        let stored = match revocation {
+        let (stored, event) = match revocation {
             Revocation::Revoked(c) => {
                 tracing::info!(consent_id = %c.consent_id, registrar = %registrar, "consent revoked");
-                c
+                (c, "revoked")
             }
-            Revocation::AlreadyRevoked(c) => c,
+            Revocation::AlreadyRevoked(c) => (c, "already_revoked"),
             Revocation::NotFound => {
                 return Err(GatewayError::new(
                     Reason::ConsentNotFound,
@@ -203,6 +311,8 @@ impl ConsentsService {
                 ));
             }
         };
+        about(entry, &stored);
+        entry.details.insert("event".into(), event.into());
         let revoked_at_ms = stored.revoked_at_ms.unwrap_or(now_ms);
         self.receipt(&stored, "revoked", revoked_at_ms)
     }
@@ -212,15 +322,31 @@ impl ConsentsService {
         request: Request<GetConsentRequest>,
         call: &Call<'_>,
     ) -> Result<Consent, GatewayError> {
-        self.registrar(&request, call)?;
+        let caller = call.admit(&request, &self.gateway.rate)?;
+        let mut entry = self.entry(call, &caller);
         let id = request.into_inner().consent_id;
+        entry.consent_id = sanitize(&id);
+        let result = self.find(caller, &id, &mut entry).await;
+        self.attribute(&mut entry, &id).await;
+        self.audited(entry, result).await
+    }
+
+    async fn find(
+        &self,
+        caller: Result<Caller, GatewayError>,
+        id: &str,
+        entry: &mut AuditEntry,
+    ) -> Result<Consent, GatewayError> {
+        self.registrar(caller)?;
+        validate::consent_id(id)?;
         let stored = self
             .gateway
             .store
-            .consent(&id)
+            .consent(id)
             .await
             .map_err(GatewayError::store)?
             .ok_or_else(|| GatewayError::new(Reason::ConsentNotFound, "no consent has that id"))?;
+        about(entry, &stored);
         Ok(to_proto(&stored, self.gateway.clock.now_ms()))
     }
 
@@ -229,8 +355,30 @@ impl ConsentsService {
         request: Request<ListConsentsRequest>,
         call: &Call<'_>,
     ) -> Result<ListConsentsResponse, GatewayError> {
-        self.registrar(&request, call)?;
+        let caller = call.admit(&request, &self.gateway.rate)?;
+        let mut entry = self.entry(call, &caller);
         let req = request.into_inner();
+        entry.subject_id = sanitize(&req.subject_id);
+        if !req.grantee_agency.is_empty() {
+            entry
+                .details
+                .insert("grantee_agency".into(), sanitize(&req.grantee_agency));
+        }
+        let result = self.list_for(caller, req).await;
+        if let Ok(answer) = &result {
+            entry
+                .details
+                .insert("consents".into(), answer.consents.len().to_string());
+        }
+        self.audited(entry, result).await
+    }
+
+    async fn list_for(
+        &self,
+        caller: Result<Caller, GatewayError>,
+        req: ListConsentsRequest,
+    ) -> Result<ListConsentsResponse, GatewayError> {
+        self.registrar(caller)?;
         let subject = validate::subject(&req.subject_id)?;
         let grantee = if req.grantee_agency.is_empty() {
             None

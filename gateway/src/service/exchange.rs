@@ -135,20 +135,17 @@ impl RecordExchangeService {
             .map(|t| validate::sanitize(t))
             .collect();
 
+        let audit_id = entry.audit_id.clone();
+        // Committed even if the caller cancels once a register is asked.
+        let mut pending = audit::PendingEntry::new(&gw.audit, entry);
         let decision = match caller {
             Ok(caller) => {
-                self.check_and_fetch(
-                    &caller,
-                    &req,
-                    &entry.audit_id,
-                    budget,
-                    call.trace().header(),
-                )
-                .await
+                self.check_and_fetch(&caller, &req, &mut pending, budget, call.trace().header())
+                    .await
             }
             Err(e) => Err(e),
         };
-        let audit_id = entry.audit_id.clone();
+        let mut entry = pending.finish();
         // An answer too large to send is refused, and audited as refused.
         let decision = decision.and_then(|allowed| {
             let answer = GetRecordsResponse {
@@ -183,11 +180,9 @@ impl RecordExchangeService {
         let budget = caller_timeout(request.metadata())
             .unwrap_or(gw.config.gateway.default_deadline)
             .min(gw.config.gateway.max_deadline);
-        let caller = call.identify(request);
-        if let Ok(c) = &caller {
-            // Not audited: a flood must not fill the trail.
-            gw.rate.check(&c.agency, gw.clock.now_ms())?;
-        }
+        // Over its rate: refused, and not audited (a flood must not fill
+        // the trail); a refused identity is audited, within its own rate.
+        let caller = call.admit(request, &gw.rate)?;
         let mut entry = audit::entry(call.method().label(), gw.clock.now_ms());
         entry.trace_id = call.trace().trace_id.clone();
         if let Ok(c) = &caller {
@@ -272,7 +267,7 @@ impl RecordExchangeService {
         &self,
         caller: &Caller,
         req: &GetRecordsRequest,
-        audit_id: &str,
+        pending: &mut audit::PendingEntry,
         budget: Duration,
         traceparent: String,
     ) -> Result<Allowed, GatewayError> {
@@ -319,9 +314,10 @@ impl RecordExchangeService {
             subject_id: subject.as_str().to_owned(),
             purpose: req.purpose.clone(),
             requesting_agency: caller.agency.to_string(),
-            audit_ref: audit_id.to_owned(),
+            audit_ref: pending.entry().audit_id.clone(),
             traceparent,
         };
+        pending.arm(gw.router.asked(&plan));
         let result = gw
             .router
             .fetch(plan, &query, &permit, adapter_deadline(budget))
@@ -373,12 +369,10 @@ impl record_exchange_server::RecordExchange for RecordExchangeService {
             request.metadata(),
         );
         call.run(async {
-            call.identify(&request)?;
-            let sources = self
-                .gateway
-                .router
-                .describe_all(Duration::from_secs(2))
-                .await;
+            call.identify(&request, &self.gateway.rate)?;
+            // From the directory refreshed in the background: a caller
+            // never makes the gateway call the adapters.
+            let sources = self.gateway.sources.sources().await;
             Ok(ListSourcesResponse { sources })
         })
         .await

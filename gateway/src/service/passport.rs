@@ -64,8 +64,55 @@ struct Judged {
     refused: Vec<(String, GatewayError)>,
 }
 
+/// Whether consent `c` lets some source that serves `record_type` be asked:
+/// it restricts no sources, or names one of them.
+fn reaches_a_source(gw: &Gateway, c: &StoredConsent, record_type: &str) -> bool {
+    c.source_agencies.is_empty()
+        || gw.config.adapters.iter().any(|a| {
+            a.record_types.iter().any(|t| t == record_type)
+                && c.source_agencies.iter().any(|s| s == a.org_number.as_str())
+        })
+}
+
+/// The consent decision for one record type. A consent restricted to
+/// sources none of which serves the type does not cover it: with it, no
+/// source of the type would be asked, and the type would be reported as
+/// included though nothing was read. Such a consent is set aside before
+/// [`consent::decide`], so that another consent may still cover the type;
+/// if none does, the type is refused `CONSENT_MISSING`, saying why.
+fn decide_type(
+    gw: &Gateway,
+    consents: &[StoredConsent],
+    purpose: &str,
+    record_type: &str,
+    now_ms: i64,
+) -> Result<ConsentPermit, GatewayError> {
+    let one = [record_type.to_owned()];
+    let usable: Vec<StoredConsent> = consents
+        .iter()
+        .filter(|c| reaches_a_source(gw, c, record_type))
+        .cloned()
+        .collect();
+    let permit = consent::decide(&usable, purpose, &one, &[], now_ms);
+    match permit {
+        Err(e) if e.reason == Reason::ConsentMissing && usable.len() < consents.len() => {
+            // Say so when a consent in force would have covered the type
+            // but for its sources.
+            match consent::decide(consents, purpose, &one, &[], now_ms) {
+                Ok(_) => Err(GatewayError::new(
+                    Reason::ConsentMissing,
+                    "the person's consent is limited to sources that do not hold this record type",
+                )),
+                Err(_) => Err(e),
+            }
+        }
+        other => other,
+    }
+}
+
 /// Judges every record type of `candidates` on its own: access rule, then
-/// consent.
+/// consent (limited to the consents that let a source of the type be
+/// asked, see [`decide_type`]).
 fn judge(
     gw: &Gateway,
     caller: &Caller,
@@ -88,7 +135,7 @@ fn judge(
         let one = std::slice::from_ref(t);
         let decision = access::check(&gw.config.access_rules, &caller.agency, purpose, one)
             .and_then(|_| {
-                let permit = consent::decide(consents, purpose, one, &[], now_ms);
+                let permit = decide_type(gw, consents, purpose, t, now_ms);
                 gw.metrics.consent_check(&permit);
                 permit
             });
@@ -253,7 +300,8 @@ pub(super) async fn assemble(
 
     // One fan-out per consent, all at once.
     let fetch_started_ms = gw.clock.now_ms();
-    let mut allowed_entries = Vec::new();
+    // Committed as cancelled if the caller cancels once registers are asked.
+    let mut pending = Vec::new();
     let mut fetches = Vec::new();
     for (permit, types) in &judged.allowed {
         let mut entry = base.clone();
@@ -269,10 +317,16 @@ pub(super) async fn assemble(
             traceparent: traceparent.clone(),
         };
         let plan = gw.router.plan(types, &[], permit);
+        let mut entry = audit::PendingEntry::new(&gw.audit, entry);
+        entry.arm(gw.router.asked(&plan));
+        pending.push(entry);
         fetches.push(async move { gw.router.fetch(plan, &query, permit, deadline).await });
-        allowed_entries.push(entry);
     }
     let results = futures_util::future::join_all(fetches).await;
+    let mut allowed_entries: Vec<AuditEntry> = pending
+        .into_iter()
+        .map(audit::PendingEntry::finish)
+        .collect();
     let (sections, outcomes) = collect(results, &mut allowed_entries, fetch_started_ms);
     let consent_ids: Vec<String> = allowed_entries
         .iter()

@@ -155,6 +155,11 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
             "Serving until Ctrl-C or SIGTERM. Connection details: {}",
             network.config_path.display()
         );
+        println!(
+            "To revoke a certificate: samverka certs revoke --dir {} CERT.pem (the gateway and the adapters read {} again within seconds; new connections are refused)",
+            network.pki.crl.parent().unwrap_or(&network.dir).display(),
+            network.pki.crl.display()
+        );
         samverka_adapter::shutdown_signal().await;
     }
     network.shutdown().await;

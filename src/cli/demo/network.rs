@@ -12,7 +12,7 @@ use samverka_adapter::{
     Adapter, AdapterError, AdapterTls, Description, FetchQuery, InMemoryRegister,
 };
 use samverka_certs::OrgNumber;
-use samverka_certs::dev::{DevPkiFiles, DevPkiSpec, existing_dev_pki, write_dev_pki};
+use samverka_certs::dev::{DevPkiFiles, DevPkiSpec, existing_dev_pki, refresh_crl, write_dev_pki};
 use samverka_proto::records::v1::Record;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -186,9 +186,13 @@ impl Network {
         let dir = std::path::absolute(dir)?;
         // A demo run again in the same directory keeps its PKI: the store's
         // signed checkpoints and receipts stay verifiable with its gateway
-        // certificate.
+        // certificate. Its revocation list is signed afresh (keeping what
+        // it revokes), as its CA would publish it, so that it is not stale.
         let pki = match existing_dev_pki(&dir.join("certs"), &pki_spec()) {
-            Some(files) => files,
+            Some(files) => {
+                refresh_crl(&dir.join("certs"))?;
+                files
+            }
             None => write_dev_pki(&dir.join("certs"), &pki_spec())?,
         };
         let (gateway_listener, gateway_address) = loopback().await?;
@@ -226,7 +230,8 @@ impl Network {
                 .iter()
                 .find(|(n, _, _)| n == name)
                 .ok_or("adapter missing from the PKI")?;
-            let tls = AdapterTls::from_files(cert, key, &pki.ca_cert)?;
+            let tls =
+                AdapterTls::from_files(cert, key, &pki.ca_cert)?.with_crl_files(&[&pki.crl])?;
             let (tx, task) = spawn_adapter(
                 Counted::new(register, &fetch_calls, &last_trace),
                 listener,
@@ -343,7 +348,9 @@ pub const DEMO_AUDIT: &str = "[audit]\ncheckpoint_every = 10\ncheckpoint_interva
 /// The demo's configuration: gateway at `gateway` and its admin listener
 /// at `admin` (`host:port`; port 0 lets the OS choose), the demo sources named in `adapters` at their
 /// addresses, `store` (a SQLite path or a PostgreSQL URL), and `extra` TOML
-/// appended as is (further sections, such as [`DEMO_AUDIT`]).
+/// appended as is (further sections, such as [`DEMO_AUDIT`]). The gateway
+/// checks both hops against the PKI's revocation list (`gateway.crls`),
+/// so that `samverka certs revoke` revokes in the demo.
 pub fn demo_config(
     pki: &DevPkiFiles,
     gateway: &str,
@@ -388,6 +395,7 @@ cert = {gw_cert}
 key = {gw_key}
 client_cert = {gwc_cert}
 client_key = {gwc_key}
+crls = [{crl}]      # `samverka certs revoke` adds to it; reloaded when it changes
 store = {store}
 
 [agency]            # an ordinary agency that reads records
@@ -453,6 +461,7 @@ record_types = ["employment.period", "competence.validated"]
         gw_key = p(&pki.gateway.1),
         gwc_cert = p(&pki.gateway_client.0),
         gwc_key = p(&pki.gateway_client.1),
+        crl = p(&pki.crl),
         store = toml::Value::String(store.to_owned()),
         demo_types = list(&DEMO_RECORD_TYPES),
     )

@@ -1,0 +1,245 @@
+//! A read the caller cancels (drops) at any point leaves nothing behind:
+//! the circuit breaker's probe, if it was one, does not leave the source
+//! paused for everyone; and once a register was asked about the person,
+//! the audit trail records the read, with decision `cancelled`, whatever
+//! the caller does. On a `samverka serve` process with a source that
+//! hangs or answers as the test says.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use samverka::cli::demo::{DEMO_PURPOSE, DEMO_SUBJECT, pki_spec};
+use samverka_certs::dev::DevPkiFiles;
+use samverka_proto::adapter::v1::adapter_server::{Adapter, AdapterServer};
+use samverka_proto::adapter::v1::{
+    AdapterDescription, DescribeRequest, FetchRecordsRequest, FetchRecordsResponse,
+};
+use samverka_proto::records::v1::record::Payload;
+use samverka_proto::records::v1::{EmploymentPeriod, Record};
+use samverka_proto::v1::source_outcome::Status as Outcome;
+use support::process::{Replica, gateway_store, start_gateway};
+use support::*;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::{Request, Response, Status};
+
+/// The employment register, hanging while `hang` is set.
+#[derive(Clone, Default)]
+struct Switchable {
+    hang: Arc<AtomicBool>,
+    asked: Arc<AtomicUsize>,
+}
+
+#[tonic::async_trait]
+impl Adapter for Switchable {
+    async fn describe(
+        &self,
+        _: Request<DescribeRequest>,
+    ) -> Result<Response<AdapterDescription>, Status> {
+        Ok(Response::new(AdapterDescription {
+            agency_id: samverka_adapter_employment::DEMO_AGENCY.into(),
+            name: "switchable".into(),
+            record_types: vec!["employment.period".into()],
+            sdk_version: String::new(),
+        }))
+    }
+
+    async fn fetch_records(
+        &self,
+        request: Request<FetchRecordsRequest>,
+    ) -> Result<Response<FetchRecordsResponse>, Status> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        if self.hang.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        let subject_id = request.into_inner().subject_id;
+        Ok(Response::new(FetchRecordsResponse {
+            records: vec![Record {
+                record_type: "employment.period".into(),
+                subject_id,
+                record_id: "emp-1".into(),
+                payload: Some(Payload::EmploymentPeriod(EmploymentPeriod {
+                    employer_name: "Exempelbolaget AB".into(),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }],
+        }))
+    }
+}
+
+async fn serve(pki: &DevPkiFiles, adapter: Switchable) -> SocketAddr {
+    let (_, cert, key) = pki
+        .adapters
+        .iter()
+        .find(|(n, _, _)| n == "employment")
+        .unwrap();
+    let identity = Identity::from_pem(
+        std::fs::read_to_string(cert).unwrap(),
+        std::fs::read_to_string(key).unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = Server::builder()
+        .tls_config(ServerTlsConfig::new().identity(identity))
+        .unwrap()
+        .add_service(AdapterServer::new(adapter))
+        .serve_with_incoming(samverka_adapter::incoming(listener));
+    tokio::spawn(server);
+    address
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    pki: DevPkiFiles,
+    gateway: Replica,
+    adapter: Switchable,
+}
+
+async fn setup(extra: &str) -> Setup {
+    samverka_adapter::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = samverka_certs::dev::write_dev_pki(&dir.path().join("certs"), &pki_spec()).unwrap();
+    let adapter = Switchable::default();
+    let adapters = vec![("employment".to_owned(), serve(&pki, adapter.clone()).await)];
+    let gateway = start_gateway(dir.path(), &pki, &adapters, extra, &[]);
+    gateway
+        .grant(&pki, &["employment.period"], "cancellation-test")
+        .await;
+    Setup {
+        dir,
+        pki,
+        gateway,
+        adapter,
+    }
+}
+
+fn employment_read(timeout: Duration) -> Request<samverka_proto::v1::GetRecordsRequest> {
+    let mut request = Request::new(read_request(
+        DEMO_SUBJECT,
+        &["employment.period"],
+        DEMO_PURPOSE,
+    ));
+    request.set_timeout(timeout);
+    request
+}
+
+/// Starts a read, waits until the register has been asked, and cancels
+/// it (the client drops the call, which resets the stream).
+async fn cancel_once_asked(s: &Setup) {
+    let before = s.adapter.asked.load(Ordering::SeqCst);
+    let mut reader = s.gateway.reader(&s.pki).await;
+    let call = tokio::spawn(async move {
+        let _ = reader
+            .get_records(employment_read(Duration::from_secs(20)))
+            .await;
+    });
+    for _ in 0..500 {
+        if s.adapter.asked.load(Ordering::SeqCst) > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        s.adapter.asked.load(Ordering::SeqCst) > before,
+        "the register was never asked"
+    );
+    call.abort();
+    let _ = call.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_probe_does_not_leave_the_source_paused() {
+    let s = setup("[limits]\nbreaker_failures = 1\nbreaker_pause_s = 1\n").await;
+    let mut reader = s.gateway.reader(&s.pki).await;
+
+    // One read too slow for its deadline opens the circuit.
+    s.adapter.hang.store(true, Ordering::SeqCst);
+    let answer = reader
+        .get_records(employment_read(Duration::from_millis(1500)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(answer.outcomes[0].status(), Outcome::Ok);
+    let answer = reader
+        .get_records(employment_read(Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.outcomes[0].message.contains("paused"), "{answer:?}");
+
+    // After the pause, the next read is the probe: cancelled while the
+    // register is asked.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    cancel_once_asked(&s).await;
+
+    // The register answers again, and the next read reaches it.
+    s.adapter.hang.store(false, Ordering::SeqCst);
+    let answer = reader
+        .get_records(employment_read(Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        answer.outcomes[0].status(),
+        Outcome::Ok,
+        "the source was left paused: {answer:?}"
+    );
+    assert_eq!(answer.records.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_cancelled_after_a_register_was_asked_is_audited() {
+    let s = setup("").await;
+    s.adapter.hang.store(true, Ordering::SeqCst);
+    cancel_once_asked(&s).await;
+
+    let store = gateway_store(s.dir.path()).await;
+    let mut cancelled = Vec::new();
+    for _ in 0..200 {
+        cancelled = store
+            .audit_entries(Some(DEMO_SUBJECT))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.method == "RecordExchange/GetRecords")
+            .collect();
+        if !cancelled.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(cancelled.len(), 1, "{cancelled:?}");
+    let entry = &cancelled[0];
+    assert_eq!(entry.decision, "cancelled");
+    assert_eq!(
+        entry.sources,
+        [format!(
+            "{}=CANCELLED",
+            samverka_adapter_employment::DEMO_AGENCY
+        )]
+    );
+    assert_eq!(entry.record_types, ["employment.period"]);
+
+    // The person sees it in their access log.
+    let events = samverka_proto::v1::access_log_client::AccessLogClient::new(
+        s.gateway.channel(&s.pki, "registrar").await,
+    )
+    .list(samverka_proto::v1::ListAccessEventsRequest {
+        subject_id: DEMO_SUBJECT.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .events;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.audit_id == entry.audit_id && e.outcome == "cancelled"),
+        "{events:?}"
+    );
+}
