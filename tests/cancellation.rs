@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use samverka::cli::demo::{DEMO_PURPOSE, DEMO_SUBJECT, pki_spec};
 use samverka_certs::dev::DevPkiFiles;
-use samverka_proto::adapter::v1::adapter_server::{Adapter, AdapterServer};
+use samverka_proto::adapter::v1::adapter_server::Adapter;
 use samverka_proto::adapter::v1::{
     AdapterDescription, DescribeRequest, FetchRecordsRequest, FetchRecordsResponse,
 };
@@ -23,7 +23,6 @@ use samverka_proto::records::v1::{EmploymentPeriod, Record};
 use samverka_proto::v1::source_outcome::Status as Outcome;
 use support::process::{Replica, gateway_store, start_gateway};
 use support::*;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
 /// The employment register, hanging while `hang` is set.
@@ -72,24 +71,7 @@ impl Adapter for Switchable {
 }
 
 async fn serve(pki: &DevPkiFiles, adapter: Switchable) -> SocketAddr {
-    let (_, cert, key) = pki
-        .adapters
-        .iter()
-        .find(|(n, _, _)| n == "employment")
-        .unwrap();
-    let identity = Identity::from_pem(
-        std::fs::read_to_string(cert).unwrap(),
-        std::fs::read_to_string(key).unwrap(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let server = Server::builder()
-        .tls_config(ServerTlsConfig::new().identity(identity))
-        .unwrap()
-        .add_service(AdapterServer::new(adapter))
-        .serve_with_incoming(samverka_adapter::incoming(listener));
-    tokio::spawn(server);
-    address
+    serve_test_adapter(pki, "employment", adapter).await
 }
 
 struct Setup {

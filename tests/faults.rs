@@ -15,7 +15,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use samverka::cli::demo::{DEMO_PURPOSE, DEMO_SUBJECT, OTHER_SUBJECT, pki_spec};
 use samverka_certs::dev::DevPkiFiles;
-use samverka_proto::adapter::v1::adapter_server::{Adapter, AdapterServer};
+use samverka_proto::adapter::v1::adapter_server::Adapter;
 use samverka_proto::adapter::v1::{
     AdapterDescription, DescribeRequest, FetchRecordsRequest, FetchRecordsResponse,
 };
@@ -24,7 +24,6 @@ use samverka_proto::records::v1::{Degree, EmploymentPeriod, Record, ValidatedCom
 use samverka_proto::v1::source_outcome::Status as Outcome;
 use support::process::{audit_entry, start_gateway};
 use support::*;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
 fn adapter_files(pki: &DevPkiFiles, name: &str) -> (String, String) {
@@ -166,16 +165,7 @@ impl Adapter for Broken {
 }
 
 async fn serve_broken(pki: &DevPkiFiles, name: &str, adapter: Broken) -> SocketAddr {
-    let (cert, key) = adapter_files(pki, name);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let server = Server::builder()
-        .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
-        .unwrap()
-        .add_service(AdapterServer::new(adapter))
-        .serve_with_incoming(samverka_adapter::incoming(listener));
-    tokio::spawn(server);
-    address
+    serve_test_adapter(pki, name, adapter).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use samverka::cli::demo::{DEMO_PURPOSE, DEMO_SUBJECT, READER_AGENCY, pki_spec};
 use samverka_adapter::conformance::PAYLOAD_MESSAGES;
 use samverka_certs::dev::DevPkiFiles;
-use samverka_proto::adapter::v1::adapter_server::{Adapter, AdapterServer};
+use samverka_proto::adapter::v1::adapter_server::Adapter;
 use samverka_proto::adapter::v1::{
     AdapterDescription, DescribeRequest, FetchRecordsRequest, FetchRecordsResponse,
 };
@@ -26,7 +26,6 @@ use samverka_proto::records::v1::{
 use samverka_proto::v1::source_outcome::Status as Outcome;
 use support::process::{Replica, audit_entry, start_gateway};
 use support::*;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
 /// The source's agency: the demo university's, whose certificate it uses.
@@ -188,24 +187,7 @@ impl Adapter for Mismatched {
 }
 
 async fn serve_mismatched(pki: &DevPkiFiles) -> SocketAddr {
-    let (_, cert, key) = pki
-        .adapters
-        .iter()
-        .find(|(n, _, _)| n == "higher-education")
-        .unwrap();
-    let identity = Identity::from_pem(
-        std::fs::read_to_string(cert).unwrap(),
-        std::fs::read_to_string(key).unwrap(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let server = Server::builder()
-        .tls_config(ServerTlsConfig::new().identity(identity))
-        .unwrap()
-        .add_service(AdapterServer::new(Mismatched))
-        .serve_with_incoming(samverka_adapter::incoming(listener));
-    tokio::spawn(server);
-    address
+    serve_test_adapter(pki, "higher-education", Mismatched).await
 }
 
 /// The one source, serving every described type and [`NEW_TYPE`]; a

@@ -26,7 +26,7 @@ use samverka_certs::dev::{CertRequest, DevCa, DevPkiFiles};
 use samverka_certs::{OrgNumber, Role};
 use samverka_gateway::net::client::AgencyTls;
 use samverka_gateway::service::rpc::Method;
-use samverka_proto::adapter::v1::adapter_server::{Adapter, AdapterServer};
+use samverka_proto::adapter::v1::adapter_server::Adapter;
 use samverka_proto::adapter::v1::{
     AdapterDescription, DescribeRequest, FetchRecordsRequest, FetchRecordsResponse,
 };
@@ -39,7 +39,7 @@ use samverka_proto::v1::{
 };
 use support::process::start_gateway;
 use support::*;
-use tonic::transport::{Channel, Identity, Server, ServerTlsConfig};
+use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::StatusExt;
 
@@ -356,20 +356,7 @@ impl Adapter for Counting {
 /// Serves a [`Counting`] adapter with the certificate of the demo adapter
 /// `name`; its address.
 async fn serve_counting(pki: &DevPkiFiles, name: &str, adapter: Counting) -> SocketAddr {
-    let (_, cert, key) = pki.adapters.iter().find(|(n, _, _)| n == name).unwrap();
-    let identity = Identity::from_pem(
-        std::fs::read_to_string(cert).unwrap(),
-        std::fs::read_to_string(key).unwrap(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let server = Server::builder()
-        .tls_config(ServerTlsConfig::new().identity(identity))
-        .unwrap()
-        .add_service(AdapterServer::new(adapter))
-        .serve_with_incoming(samverka_adapter::incoming(listener));
-    tokio::spawn(server);
-    address
+    serve_test_adapter(pki, name, adapter).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -206,3 +206,35 @@ pub async fn read_entries(
         .filter(|e| e.method.starts_with("RecordExchange/"))
         .collect()
 }
+
+/// Serves `adapter` (a raw `Adapter` service, for adapters that misbehave
+/// in ways the SDK would not let them) over TLS with the certificate of
+/// the demo adapter `name`, on a loopback port; its address.
+pub async fn serve_test_adapter<A>(
+    pki: &samverka_certs::dev::DevPkiFiles,
+    name: &str,
+    adapter: A,
+) -> std::net::SocketAddr
+where
+    A: samverka_proto::adapter::v1::adapter_server::Adapter,
+{
+    use tonic::transport::{Identity, Server, ServerTlsConfig};
+    let (_, cert, key) = pki
+        .adapters
+        .iter()
+        .find(|(n, _, _)| n == name)
+        .unwrap_or_else(|| panic!("no demo adapter named {name}"));
+    let identity = Identity::from_pem(
+        std::fs::read_to_string(cert).unwrap(),
+        std::fs::read_to_string(key).unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = Server::builder()
+        .tls_config(ServerTlsConfig::new().identity(identity))
+        .unwrap()
+        .add_service(samverka_proto::adapter::v1::adapter_server::AdapterServer::new(adapter))
+        .serve_with_incoming(samverka_adapter::incoming(listener));
+    tokio::spawn(server);
+    address
+}
