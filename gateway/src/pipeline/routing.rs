@@ -20,12 +20,10 @@
 
 use std::time::Duration;
 
-use samverka_proto::adapter::v1::adapter_client::AdapterClient;
 use samverka_proto::adapter::v1::{DescribeRequest, FetchRecordsRequest};
 use samverka_proto::records::v1::Record;
 use samverka_proto::v1::{Source, SourceOutcome, source_outcome};
 use tokio::task::JoinSet;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::pipeline::breaker::Breaker;
 use tonic::{Code, Request};
@@ -35,13 +33,15 @@ use crate::config::AdapterRoute;
 use crate::pipeline::consent::ConsentPermit;
 use crate::pipeline::payload;
 
+mod channel;
 mod directory;
+use channel::AdapterChannel;
 pub use directory::{REFRESH_EVERY, SourceDirectory};
 
 /// The adapters, a channel to each, and each one's circuit breaker.
 #[derive(Debug, Clone)]
 pub struct Router {
-    sources: Vec<(AdapterRoute, AdapterClient<Channel>)>,
+    sources: Vec<(AdapterRoute, AdapterChannel)>,
     breakers: std::sync::Arc<Vec<Breaker>>,
     metrics: crate::metrics::Metrics,
 }
@@ -88,8 +88,8 @@ pub struct FetchResult {
 
 impl Router {
     /// Channels to every adapter in `routes`, made with `tls` (the gateway's
-    /// client identity and the trust bundle).
-    /// Each source's breaker opens after `breaker_failures` failures in a
+    /// client identity, the trust bundle and the CRLs) and made again when
+    /// it is reloaded ([`AdapterChannel`]). Each source's breaker opens after `breaker_failures` failures in a
     /// row, for `breaker_pause`.
     pub fn new(
         routes: &[AdapterRoute],
@@ -100,37 +100,7 @@ impl Router {
     ) -> Result<Router, String> {
         let sources = routes
             .iter()
-            .map(|route| {
-                // TLS is done by this connector rather than by tonic, so that
-                // the adapter's certificate is checked against the routing
-                // table (see `adapter_tls`).
-                // The material is taken at each connect, so that a reloaded
-                // client certificate is used from the next connection on.
-                tls.adapter_material().client_config(&route.org_number)?;
-                let server_name =
-                    rustls::pki_types::ServerName::try_from(route.server_name.clone())
-                        .map_err(|e| format!("adapters {}: server name: {e}", route.name))?;
-                let (address, agency, tls) =
-                    (route.address.clone(), route.org_number.clone(), tls.clone());
-                let connect = tower::service_fn(move |_: tonic::transport::Uri| {
-                    let (server_name, address) = (server_name.clone(), address.clone());
-                    let config = tls.adapter_material().client_config(&agency);
-                    async move {
-                        let connector = tokio_rustls::TlsConnector::from(
-                            config.map_err(std::io::Error::other)?,
-                        );
-                        let tcp = tokio::net::TcpStream::connect(&address).await?;
-                        tcp.set_nodelay(true)?;
-                        let tls = connector.connect(server_name, tcp).await?;
-                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
-                    }
-                });
-                let channel = Endpoint::from_shared(format!("http://{}", route.address))
-                    .map_err(|e| format!("adapters {}: address: {e}", route.name))?
-                    .connect_timeout(Duration::from_secs(2))
-                    .connect_with_connector_lazy(connect);
-                Ok((route.clone(), AdapterClient::new(channel)))
-            })
+            .map(|route| Ok((route.clone(), AdapterChannel::new(route, tls.clone())?)))
             .collect::<Result<_, String>>()?;
         let breakers = routes
             .iter()
@@ -202,8 +172,8 @@ impl Router {
                  index,
                  record_types,
              }| {
-                let (route, client) = &self.sources[index];
-                let mut client = client.clone();
+                let (route, channel) = &self.sources[index];
+                let mut client = channel.client();
                 let mut request = Request::new(FetchRecordsRequest {
                     subject_id: query.subject_id.clone(),
                     record_types: record_types.clone(),
@@ -253,7 +223,7 @@ impl Router {
                     self.metrics
                         .source_call(&route.name, status.as_str_name(), took);
                     call_span.record("samverka.outcome", status.as_str_name());
-                    call_span.record("samverka.record_count", outcome.record_count);
+                    call_span.record("samverka.record_count", i64::from(outcome.record_count));
                     if status != source_outcome::Status::Ok {
                         call_span.record("otel.status_code", "ERROR");
                     }
@@ -276,8 +246,8 @@ impl Router {
     /// it, in the background: `ListSources` answers from there.
     async fn describe_all(&self, timeout: Duration) -> Vec<Source> {
         let mut tasks = JoinSet::new();
-        for (index, (route, client)) in self.sources.iter().enumerate() {
-            let mut client = client.clone();
+        for (index, (route, channel)) in self.sources.iter().enumerate() {
+            let mut client = channel.client();
             let route = route.clone();
             tasks.spawn(async move {
                 let mut request = Request::new(DescribeRequest {});
