@@ -9,7 +9,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use samverka::cli::demo::{DEMO_PURPOSE, DEMO_SUBJECT, pki_spec};
@@ -25,10 +25,12 @@ use support::process::{Replica, gateway_store, start_gateway};
 use support::*;
 use tonic::{Request, Response, Status};
 
-/// The employment register, hanging while `hang` is set.
+/// The employment register, hanging while `hang` is set, else answering
+/// after `delay_ms`.
 #[derive(Clone, Default)]
 struct Switchable {
     hang: Arc<AtomicBool>,
+    delay_ms: Arc<AtomicU64>,
     asked: Arc<AtomicUsize>,
 }
 
@@ -54,6 +56,7 @@ impl Adapter for Switchable {
         if self.hang.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_secs(30)).await;
         }
+        tokio::time::sleep(Duration::from_millis(self.delay_ms.load(Ordering::SeqCst))).await;
         let subject_id = request.into_inner().subject_id;
         Ok(Response::new(FetchRecordsResponse {
             records: vec![Record {
@@ -224,4 +227,68 @@ async fn a_read_cancelled_after_a_register_was_asked_is_audited() {
             .any(|e| e.audit_id == entry.audit_id && e.outcome == "cancelled"),
         "{events:?}"
     );
+}
+
+/// The class: a read cancelled at any point (before, while and after the
+/// register is asked, and after its answer) leaves no register asked
+/// without an entry in the trail, a trail that verifies, and a source that
+/// answers the next read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_cancelled_at_any_point_leaves_no_register_asked_unaudited() {
+    let s = setup("[limits]\nrate_per_second = 1000\nburst = 1000\n").await;
+    s.adapter.delay_ms.store(20, Ordering::SeqCst);
+    let mut cancelled = 0;
+    for step in 0..40u64 {
+        let mut reader = s.gateway.reader(&s.pki).await;
+        let call = tokio::spawn(async move {
+            reader
+                .get_records(employment_read(Duration::from_secs(5)))
+                .await
+                .is_ok()
+        });
+        tokio::time::sleep(Duration::from_micros(step * 1_000)).await;
+        call.abort();
+        if !matches!(call.await, Ok(true)) {
+            cancelled += 1;
+        }
+    }
+    assert!(cancelled > 10, "only {cancelled} reads were cancelled");
+
+    // The last background commits land; then every register asked has an
+    // entry naming it.
+    let store = gateway_store(s.dir.path()).await;
+    let employment = samverka_adapter_employment::DEMO_AGENCY;
+    let mut naming = 0;
+    for _ in 0..100 {
+        naming = read_entries(&store)
+            .await
+            .iter()
+            .filter(|e| e.sources.iter().any(|src| src.starts_with(employment)))
+            .count();
+        if naming >= s.adapter.asked.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let asked = s.adapter.asked.load(Ordering::SeqCst);
+    assert!(asked > 0);
+    assert!(
+        naming >= asked,
+        "the register was asked {asked} times, the trail names it {naming} times"
+    );
+
+    let mut reader = s.gateway.reader(&s.pki).await;
+    let answer = reader
+        .get_records(employment_read(Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.outcomes[0].status(), Outcome::Ok, "{answer:?}");
+    let config = s.dir.path().join("gateway.toml").display().to_string();
+    let out =
+        tokio::task::spawn_blocking(move || support::audit::run(&["verify", "--config", &config]))
+            .await
+            .unwrap();
+    let entries = store.audit_entries(None).await.unwrap().len() as u64;
+    support::audit::assert_intact(&out, entries);
 }
