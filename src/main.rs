@@ -3,11 +3,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use samverka::cli::Cli;
-
 fn main() -> ExitCode {
-    let command = Cli::parse().command;
+    let (command, json) = samverka::cli::parse();
     let label = command.label();
     match command.run() {
         Ok(out) => {
@@ -15,9 +12,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            if !e.message().is_empty() {
-                eprintln!("{label}: {e}");
-            }
+            eprint!("{}", e.report(label, json));
             e.exit_code()
         }
     }

@@ -127,13 +127,15 @@ async fn admin_connections_beyond_the_cap_wait_until_idle_ones_time_out() {
 }
 
 #[tokio::test]
-async fn the_grpc_port_drops_connections_that_do_not_finish_the_handshake() {
+async fn the_grpc_ports_drop_connections_that_do_not_finish_the_handshake() {
     use samverka_proto::v1::ListSourcesRequest;
 
     let net = start().await;
     let before = Instant::now();
     let mut silent = TcpStream::connect(net.gateway_address).await.unwrap();
     let mut partial = TcpStream::connect(net.gateway_address).await.unwrap();
+    // An adapter built with the SDK accepts with the same bounds.
+    let mut at_adapter = TcpStream::connect(net.adapters[0].1).await.unwrap();
     // The first bytes of a TLS record with a ClientHello, and no more.
     partial
         .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
@@ -156,6 +158,7 @@ async fn the_grpc_port_drops_connections_that_do_not_finish_the_handshake() {
         before.elapsed()
     );
     closed_by_server(&mut partial, deadline, "half a ClientHello").await;
+    closed_by_server(&mut at_adapter, deadline, "silent TLS client of an adapter").await;
 }
 
 /// The CPU time process `pid` has used so far.

@@ -363,3 +363,170 @@ async fn the_python_example_adapter_passes() {
     let _ = child.wait();
     assert!(failed(&results).is_empty(), "{results:#?}");
 }
+
+/// Adapters built on the SDK whose own code breaks a rule. The SDK drops
+/// what may not leave, so nothing wrong reaches the kit; it still fails
+/// them, from the SDK's `x-samverka-dropped` header, saying what the code
+/// returned.
+#[derive(Clone, Copy, Debug)]
+enum CodeFlaw {
+    /// Returns another person's record beside the person's own.
+    OtherPerson,
+    /// Returns degrees, a type it does not declare.
+    UndeclaredType,
+    /// Returns employment periods carrying a degree.
+    WrongPayload,
+    /// Returns the demo person's record whoever is asked about.
+    IgnoresSubject,
+}
+
+struct Sloppy(CodeFlaw);
+
+impl samverka_adapter::Adapter for Sloppy {
+    fn describe(&self) -> samverka_adapter::Description {
+        samverka_adapter::Description::new("2021999053", "sloppy on purpose", ["employment.period"])
+    }
+
+    async fn fetch_records(
+        &self,
+        query: samverka_adapter::FetchQuery,
+    ) -> Result<Vec<Record>, samverka_adapter::AdapterError> {
+        let subject = query.subject.as_str();
+        let degree = || {
+            Some(Payload::Degree(Degree {
+                title: "Kandidatexamen".into(),
+                ..Default::default()
+            }))
+        };
+        Ok(match self.0 {
+            _ if subject != DEMO_SUBJECT && !matches!(self.0, CodeFlaw::IgnoresSubject) => {
+                Vec::new()
+            }
+            CodeFlaw::OtherPerson => vec![period(subject, "p-1"), period(OTHER_SUBJECT, "p-2")],
+            CodeFlaw::UndeclaredType => vec![Record {
+                record_type: "education.degree".into(),
+                payload: degree(),
+                ..period(subject, "d-1")
+            }],
+            CodeFlaw::WrongPayload => vec![Record {
+                payload: degree(),
+                ..period(subject, "p-1")
+            }],
+            CodeFlaw::IgnoresSubject => vec![period(DEMO_SUBJECT, "p-1")],
+        })
+    }
+}
+
+async fn serve_sloppy(net: &TestNet, flaw: CodeFlaw) -> SocketAddr {
+    let (_, cert, key) = net
+        .pki
+        .adapters
+        .iter()
+        .find(|(n, _, _)| n == "employment")
+        .unwrap();
+    let tls = samverka_adapter::AdapterTls::from_files(cert, key, &net.pki.ca_cert).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(samverka_adapter::serve_with_listener(
+        Sloppy(flaw),
+        listener,
+        tls,
+        std::future::pending(),
+    ));
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kit_reports_what_an_sdk_adapter_returned_and_the_sdk_dropped() {
+    let net = start().await;
+    let detail = |results: &[CheckResult], name: &str| {
+        results
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.detail.clone())
+            .unwrap()
+    };
+    let cases: [(CodeFlaw, &[&str], &[&str]); 4] = [
+        (
+            CodeFlaw::OtherPerson,
+            &["known-subject", "other-subjects-never-returned"],
+            &["1 record about another person", "(other-person)"],
+        ),
+        (
+            CodeFlaw::UndeclaredType,
+            &["known-subject"],
+            &["does not declare", "(undeclared-type)"],
+        ),
+        (
+            CodeFlaw::WrongPayload,
+            &["payload-matches-type"],
+            &[
+                "payload is not their record type's message",
+                "(payload-mismatch)",
+            ],
+        ),
+        (
+            CodeFlaw::IgnoresSubject,
+            &["unknown-subject"],
+            &["should not know", "(other-person)"],
+        ),
+    ];
+    for (flaw, failing, says) in cases {
+        let address = serve_sloppy(&net, flaw).await;
+        let results = run_checks(&kit(&net, address)).await;
+        assert_eq!(failed(&results), failing, "{flaw:?}: {results:#?}");
+        let first = detail(&results, failing[0]);
+        for words in says {
+            assert!(first.contains(words), "{flaw:?}: {first}");
+        }
+        assert!(first.contains("the SDK dropped them"), "{flaw:?}: {first}");
+        assert!(
+            !first.contains("give a person the register knows"),
+            "{flaw:?}: {first}"
+        );
+    }
+    let leaky = serve_sloppy(&net, CodeFlaw::OtherPerson).await;
+    let results = run_checks(&kit(&net, leaky)).await;
+    assert!(
+        detail(&results, "other-subjects-never-returned")
+            .contains("returned 1 record(s) about other people"),
+        "{results:#?}"
+    );
+
+    // The command line says the same.
+    let undeclared = serve_sloppy(&net, CodeFlaw::UndeclaredType).await;
+    let (_, agency_cert, agency_key) = net
+        .pki
+        .agencies
+        .iter()
+        .find(|(n, _, _)| n == "reader")
+        .unwrap();
+    let mut command = Command::new(BIN);
+    command
+        .args([
+            "adapter",
+            "check",
+            "--addr",
+            &undeclared.to_string(),
+            "--ca",
+        ])
+        .arg(&net.pki.ca_cert)
+        .arg("--cert")
+        .arg(&net.pki.gateway_client.0)
+        .arg("--key")
+        .arg(&net.pki.gateway_client.1)
+        .arg("--other-cert")
+        .arg(agency_cert)
+        .arg("--other-key")
+        .arg(agency_key);
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("FAIL known-subject"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.contains("(undeclared-type)"), "{line}");
+}

@@ -2,8 +2,10 @@
 //! counts every request, decision, consent check, source outcome, audit
 //! batch and connection of a real demo network, names no person, and
 //! exports every metric the dashboard and alert rules in deploy/ query;
-//! the alert rules pass `promtool`'s check and unit tests (skipped, with
-//! the reason printed, when promtool is not installed).
+//! the alert rules pass `promtool`'s check and unit tests, and a real
+//! scrape passes `promtool check metrics` (skipped, with the reason
+//! printed, when promtool is not installed). `/metrics` answers in the
+//! Prometheus text format 0.0.4 unless the scraper asks for OpenMetrics.
 
 mod support;
 
@@ -297,4 +299,214 @@ fn the_alert_rules_fire_as_documented() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+}
+
+/// A GET of `/metrics` on the admin listener with `accept` as its
+/// `Accept` header (none if `None`): the answer's `Content-Type`, its
+/// `Vary`, and its body.
+async fn scrape(address: std::net::SocketAddr, accept: Option<&str>) -> (String, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    stream
+        .write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: admin\r\n{accept}Connection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    let header = |name: &str| {
+        head.lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    (header("content-type"), header("vary"), body.to_owned())
+}
+
+/// Some of everything: reads allowed and refused, a grant, a source
+/// down, a handshake refused, so that every labelled family has samples.
+async fn traffic(net: &mut support::TestNet) {
+    grant_demo_consent(net).await;
+    let mut reader = exchange(net, "reader").await;
+    reader.get_records(demo_read()).await.unwrap();
+    reader
+        .get_records(read_request(
+            OTHER_SUBJECT,
+            &["employment.period"],
+            DEMO_PURPOSE,
+        ))
+        .await
+        .unwrap_err();
+    net.stop("higher-education").await;
+    reader.get_records(demo_read()).await.unwrap();
+    // Not TLS at all: a refused handshake.
+    use tokio::io::AsyncWriteExt;
+    let mut tcp = tokio::net::TcpStream::connect(net.gateway_address)
+        .await
+        .unwrap();
+    tcp.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+}
+
+/// `/metrics` speaks the text format 0.0.4 to clients that do not ask for
+/// OpenMetrics (curl, promtool, a request without `Accept`), and
+/// OpenMetrics 1.0.0 to those that do, as Prometheus does by default; both
+/// name the same samples, and every metric has help.
+#[tokio::test]
+async fn metrics_answer_in_the_format_the_scraper_accepts() {
+    let mut net = start().await;
+    traffic(&mut net).await;
+    let prometheus_default = "application/openmetrics-text;version=1.0.0;q=0.5,\
+        application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+    let (om_type, vary, openmetrics) = scrape(net.admin_address, Some(prometheus_default)).await;
+    assert_eq!(
+        om_type,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert_eq!(vary.to_ascii_lowercase(), "accept");
+    assert!(openmetrics.ends_with("# EOF\n"), "{openmetrics}");
+    assert!(openmetrics.contains("# TYPE samverka_requests counter\n"));
+
+    for accept in [None, Some("*/*"), Some("text/plain;version=0.0.4")] {
+        let (content_type, _, text) = scrape(net.admin_address, accept).await;
+        assert_eq!(
+            content_type, "text/plain; version=0.0.4; charset=utf-8",
+            "{accept:?}"
+        );
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+        // A counter's HELP and TYPE name its sample, as 0.0.4 wants.
+        assert!(
+            text.contains("# TYPE samverka_requests_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE samverka_tls_handshake_failures_total counter\n"));
+        // The same samples, in the same order, in both formats.
+        let samples = |body: &str| -> Vec<String> {
+            body.lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(|l| l.rsplit_once(' ').unwrap().0.to_owned())
+                .collect()
+        };
+        assert_eq!(samples(&text), samples(&openmetrics));
+        // Every family has help text.
+        let families: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        assert!(families.len() >= 14, "{families:?}");
+        for family in &families {
+            let help = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("# HELP {family} ")))
+                .unwrap_or_default();
+            assert!(help.len() > 10, "{family} has no help text");
+        }
+        if accept.is_none() {
+            every_metric_is_documented_and_on_the_dashboard(&families);
+        }
+    }
+}
+
+/// Each metric the gateway exports is in the metrics table of
+/// docs/operations.md and of gateway/src/metrics.rs, and a panel of the
+/// Grafana dashboard in deploy/ queries it.
+fn every_metric_is_documented_and_on_the_dashboard(families: &[&str]) {
+    let read = |file: &str| {
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
+            .unwrap()
+    };
+    let operations = read("docs/operations.md");
+    let metrics_rs = read("gateway/src/metrics.rs");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("deploy/grafana/samverka-dashboard.json")).unwrap();
+    let queries: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    for family in families {
+        let row = format!("| `{family}` |");
+        assert!(
+            operations.contains(&row),
+            "docs/operations.md has no row for {family}"
+        );
+        assert!(
+            metrics_rs.contains(&format!("//! {row}")),
+            "gateway/src/metrics.rs has no row for {family}"
+        );
+        assert!(
+            queries.iter().any(|q| q
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .any(|w| w
+                    .strip_prefix(family)
+                    .is_some_and(|rest| { ["", "_bucket", "_sum", "_count"].contains(&rest) }))),
+            "no panel of the dashboard shows {family}"
+        );
+    }
+}
+
+/// A real scrape passes `promtool check metrics` (its parser of the text
+/// format and its lint: help text, counters' `_total`, base units).
+#[tokio::test]
+async fn a_real_scrape_passes_promtool_check_metrics() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut net = start().await;
+    traffic(&mut net).await;
+    let (_, _, text) = scrape(net.admin_address, None).await;
+    // The labelled families have samples, so promtool sees them all.
+    for family in [
+        "samverka_requests_total",
+        "samverka_source_requests_total",
+        "samverka_consent_checks_total",
+        "samverka_request_duration_seconds_bucket",
+        "samverka_crl_stale",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(family)),
+            "no sample of {family}: {text}"
+        );
+    }
+    let mut promtool = match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "SKIPPED: promtool not found (apt-get install prometheus; .ci/run installs it)"
+            );
+            return;
+        }
+        Err(e) => panic!("promtool: {e}"),
+    };
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = promtool.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics:\n{}{}\n--- the scrape:\n{text}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

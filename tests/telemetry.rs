@@ -3,181 +3,28 @@
 //! `samverka adapter run` processes exporting to it, and one `GetRecords`
 //! sent with a caller's `traceparent`. The spans of all three processes
 //! must form one trace under the caller's span, and none may carry the
-//! person's identity number.
+//! person's identity number. Request spans carry the answer's gRPC status
+//! code (`rpc.grpc.status_code`: 0, or 7 for a refused read) and adapter
+//! calls their record count (`samverka.record_count`), both as integer
+//! attributes, not strings.
 
 mod support;
 
+#[path = "telemetry/otlp.rs"]
+mod otlp;
+
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
-use opentelemetry_proto::tonic::metrics::v1::metric::Data;
-use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as NumberValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use samverka::cli::demo::{DEMO_PURPOSE, DEMO_SUBJECT, pki_spec};
+use otlp::{Receiver, hex, int, text};
+use samverka::cli::demo::{DEMO_PURPOSE, DEMO_SUBJECT, OTHER_SUBJECT, pki_spec};
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
 use support::process::{audit_entry, start_gateway};
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_samverka");
-
-/// What the receiver got: per exported span, its service and the span;
-/// and every metrics export.
-#[derive(Clone, Default)]
-struct Receiver(
-    Arc<Mutex<Vec<(String, Span)>>>,
-    Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
-);
-
-#[tonic::async_trait]
-impl MetricsService for Receiver {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportMetricsServiceRequest>,
-    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        self.1.lock().unwrap().push(request.into_inner());
-        Ok(tonic::Response::new(ExportMetricsServiceResponse {
-            partial_success: None,
-        }))
-    }
-}
-
-impl Receiver {
-    /// The latest value of the cumulative counter or gauge `name` for the
-    /// data point whose attributes include `labels`, from service `service`.
-    fn number(&self, service: &str, name: &str, labels: &[(&str, &str)]) -> Option<i64> {
-        let exports = self.1.lock().unwrap();
-        let mut latest = None;
-        for export in exports.iter() {
-            for rm in &export.resource_metrics {
-                let attrs = rm
-                    .resource
-                    .as_ref()
-                    .map(|r| r.attributes.clone())
-                    .unwrap_or_default();
-                if text(&attrs, "service.name").as_deref() != Some(service) {
-                    continue;
-                }
-                for sm in &rm.scope_metrics {
-                    for m in sm.metrics.iter().filter(|m| m.name == name) {
-                        let points = match &m.data {
-                            Some(Data::Sum(sum)) => &sum.data_points,
-                            Some(Data::Gauge(gauge)) => &gauge.data_points,
-                            _ => continue,
-                        };
-                        for point in points {
-                            if labels
-                                .iter()
-                                .all(|(k, v)| text(&point.attributes, k).as_deref() == Some(*v))
-                                && let Some(NumberValue::AsInt(n)) = point.value
-                            {
-                                latest = Some(n);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        latest
-    }
-}
-
-#[tonic::async_trait]
-impl TraceService for Receiver {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut spans = self.0.lock().unwrap();
-        for rs in request.into_inner().resource_spans {
-            let resource = rs.resource.map(|r| r.attributes).unwrap_or_default();
-            let service = text(&resource, "service.name").unwrap_or_default();
-            for ss in rs.scope_spans {
-                for span in ss.spans {
-                    spans.push((service.clone(), span));
-                }
-            }
-            // Keep the resource too, as a pseudo-span per export.
-            spans.push((
-                format!("resource:{service}"),
-                Span {
-                    attributes: resource,
-                    ..Default::default()
-                },
-            ));
-        }
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
-    }
-}
-
-impl Receiver {
-    async fn start() -> (Receiver, SocketAddr) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let receiver = Receiver::default();
-        let service = TraceServiceServer::new(receiver.clone());
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(service)
-                .add_service(MetricsServiceServer::new(receiver.clone()))
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-        );
-        (receiver, address)
-    }
-
-    fn spans(&self) -> Vec<(String, Span)> {
-        self.0.lock().unwrap().clone()
-    }
-
-    /// Waits until `done` holds for what arrived (at most 20 s).
-    async fn wait_for(&self, what: &str, done: impl Fn(&[(String, Span)]) -> bool) {
-        for _ in 0..200 {
-            if done(&self.spans()) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let names: Vec<String> = self
-            .spans()
-            .iter()
-            .map(|(s, span)| format!("{s}: {}", span.name))
-            .collect();
-        panic!("{what} never arrived; got {names:#?}");
-    }
-}
-
-fn text(attributes: &[KeyValue], key: &str) -> Option<String> {
-    attributes.iter().find(|kv| kv.key == key).and_then(|kv| {
-        match kv.value.as_ref()?.value.as_ref()? {
-            AnyValue::StringValue(s) => Some(s.clone()),
-            AnyValue::IntValue(i) => Some(i.to_string()),
-            AnyValue::BoolValue(b) => Some(b.to_string()),
-            AnyValue::DoubleValue(d) => Some(d.to_string()),
-            other => Some(format!("{other:?}")),
-        }
-    })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// An adapter process, killed when dropped.
 struct AdapterProcess(Child);
@@ -338,6 +185,14 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters()
         text(&root.attributes, "rpc.method").as_deref(),
         Some("GetRecords")
     );
+    // The answer's gRPC status code, an integer as OpenTelemetry's
+    // semantic conventions say: 0, OK.
+    assert_eq!(
+        int(&root.attributes, "rpc.grpc.status_code"),
+        Some(0),
+        "{:?}",
+        root.attributes
+    );
 
     // Each step is a child of the request span.
     for step in ["identity", "access_rule", "consent_check", "audit_commit"] {
@@ -371,11 +226,30 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters()
             text(&call.attributes, "samverka.outcome").as_deref(),
             Some("OK")
         );
+        // How many records the source gave, as an integer.
+        let outcome = answer
+            .outcomes
+            .iter()
+            .find(|o| o.source_agency == agency)
+            .unwrap();
+        assert!(outcome.record_count > 0);
+        assert_eq!(
+            int(&call.attributes, "samverka.record_count"),
+            Some(i64::from(outcome.record_count)),
+            "{:?}",
+            call.attributes
+        );
         let served = find(&format!("samverka-adapter-{name}"), "Adapter/FetchRecords");
         assert_eq!(served.parent_span_id, call.span_id, "{name}");
         assert_eq!(
             text(&served.attributes, "samverka.agency").as_deref(),
             Some(agency)
+        );
+        assert_eq!(
+            int(&served.attributes, "samverka.record_count"),
+            Some(i64::from(outcome.record_count)),
+            "{:?}",
+            served.attributes
         );
     }
 
@@ -393,6 +267,7 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters()
         text(&grant.attributes, "samverka.decision").as_deref(),
         Some("allowed")
     );
+    assert_eq!(int(&grant.attributes, "rpc.grpc.status_code"), Some(0));
 
     // Resource attributes: from the configuration and from the environment.
     for service in [
@@ -429,6 +304,19 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters()
         response.metadata().get("x-samverka-trace-id").unwrap(),
         unsampled
     );
+    // A refused read, sampled: its span has the refusal's gRPC code.
+    let refused = "22222222222222222222222222222222";
+    let mut request = tonic::Request::new(read_request(
+        OTHER_SUBJECT,
+        &["employment.period"],
+        DEMO_PURPOSE,
+    ));
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{refused}-b7ad6b7169203331-01").parse().unwrap(),
+    );
+    let status = client.get_records(request).await.unwrap_err();
+    assert_eq!(reason(&status), "CONSENT_MISSING");
     // A sampled request after it, to know the exporters have flushed.
     let after = "11111111111111111111111111111111";
     let request = traced_read(after, "b7ad6b7169203331", true);
@@ -446,6 +334,28 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters()
             .iter()
             .any(|(_, span)| hex(&span.trace_id) == unsampled),
         "spans of an unsampled trace were exported"
+    );
+    let is_refused_root = |(s, span): &(String, Span)| {
+        s == "gateway-under-test"
+            && hex(&span.trace_id) == refused
+            && span.name == "samverka.v1.RecordExchange/GetRecords"
+    };
+    receiver
+        .wait_for("the refused read's span", |spans| {
+            spans.iter().any(is_refused_root)
+        })
+        .await;
+    let spans = receiver.spans();
+    let (_, root) = spans.iter().find(|s| is_refused_root(s)).unwrap();
+    assert_eq!(
+        text(&root.attributes, "samverka.reason").as_deref(),
+        Some("CONSENT_MISSING")
+    );
+    assert_eq!(
+        int(&root.attributes, "rpc.grpc.status_code"),
+        Some(i64::from(tonic::Code::PermissionDenied as i32)),
+        "{:?}",
+        root.attributes
     );
 
     // The same counters as /metrics, as OpenTelemetry metrics: three reads
@@ -476,12 +386,12 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters()
             )
             .is_some_and(|n| n >= 3)
     );
-    // A gauge, observed at each export: at most the four reads' entries
-    // are waiting for the access log's index.
+    // A gauge, observed at each export: at most the grant's and the four
+    // reads' entries are waiting for the access log's index.
     assert!(
         receiver
             .number("gateway-under-test", "samverka.access_index.pending", &[])
-            .is_some_and(|n| (0..=4).contains(&n))
+            .is_some_and(|n| (0..=5).contains(&n))
     );
     assert_eq!(
         receiver.number("gateway-under-test", "samverka.ready", &[]),
@@ -553,4 +463,53 @@ async fn json_logs_name_the_trace_of_the_request_they_belong_to() {
         serde_json::from_str::<serde_json::Value>(line)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     }
+}
+
+/// A collector that is not there: every failed export is counted in
+/// `samverka_otlp_export_failures_total` and logged, the first one at
+/// once and the next ones at most once a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_otlp_exports_are_counted_and_logged() {
+    // A port nothing listens on any more.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = samverka_certs::dev::write_dev_pki(&dir.path().join("certs"), &pki_spec()).unwrap();
+    let adapters = support::process::spawn_adapters(&pki).await;
+    let gateway = start_gateway(
+        dir.path(),
+        &pki,
+        &adapters,
+        &format!("[telemetry]\notlp_endpoint = \"http://{gone}\"\nsampling_ratio = 1.0\n"),
+        &[("OTEL_BSP_SCHEDULE_DELAY", "50")],
+    );
+    let mut client = RecordExchangeClient::new(gateway.channel(&pki, "outsider").await);
+    let failures = || async {
+        sample(
+            &admin_get(gateway.admin, "/metrics").await.1,
+            "samverka_otlp_export_failures_total",
+            &[],
+        )
+    };
+    assert_eq!(failures().await, 0.0);
+    // Each read's spans go out in a batch of their own.
+    let mut counted = 0.0;
+    for _ in 0..100 {
+        let _ = client.get_records(demo_read()).await;
+        counted = failures().await;
+        if counted >= 3.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(counted >= 3.0, "{counted} failed exports counted");
+    let log = gateway.log.lock().unwrap().clone();
+    let warnings: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("OTLP export failed"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log:#?}");
+    assert!(warnings[0].contains(&gone.to_string()), "{}", warnings[0]);
 }

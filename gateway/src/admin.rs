@@ -1,7 +1,9 @@
 //! The admin listener: plain HTTP for operators, on loopback unless
 //! configured otherwise (`gateway.admin_address`).
 //!
-//! - `GET /metrics`: [`crate::metrics`], Prometheus text format;
+//! - `GET /metrics`: [`crate::metrics`], in the Prometheus text format
+//!   0.0.4, or in OpenMetrics 1.0.0 when the `Accept` header asks for
+//!   `application/openmetrics-text` ([`Format::negotiate`]);
 //! - `GET /healthz`: 200 while the process serves; 503 when its audit
 //!   writer has ended without being asked to, which only a restart mends;
 //! - `GET /readyz`: 200 when the gateway can answer reads
@@ -30,6 +32,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::metrics::Format;
 use crate::net::accept::Listener;
 use crate::state::Gateway;
 
@@ -74,11 +77,23 @@ async fn answer(
         );
     }
     match request.uri().path() {
-        "/metrics" => reply(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            gateway.metrics.render(),
-        ),
+        "/metrics" => {
+            let accept = request.headers().get(hyper::header::ACCEPT);
+            let format = Format::negotiate(accept.and_then(|v| v.to_str().ok()));
+            let mut answer = reply(
+                StatusCode::OK,
+                format.content_type(),
+                gateway.metrics.render(format),
+            );
+            // Caches must not answer one format's request with the other.
+            if let Ok(r) = &mut answer {
+                r.headers_mut().insert(
+                    hyper::header::VARY,
+                    hyper::header::HeaderValue::from_static("accept"),
+                );
+            }
+            answer
+        }
         "/healthz" if gateway.audit.alive() => reply(StatusCode::OK, "text/plain", "ok\n".into()),
         "/healthz" => reply(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -1,5 +1,7 @@
-//! The gateway's metrics, in the Prometheus text format on the admin
-//! listener's `/metrics`.
+//! The gateway's metrics, on the admin listener's `/metrics`: in the
+//! Prometheus text format 0.0.4, or OpenMetrics 1.0.0 for a scraper that
+//! asks for it in its `Accept` header (Prometheus does); see
+//! [`Format`].
 //!
 //! | metric | labels | what |
 //! |---|---|---|
@@ -17,6 +19,7 @@
 //! | `samverka_tls_handshake_failures_total` | | handshakes refused (no or a bad client certificate, a revoked one, a protocol the policy does not allow) or not finished in time |
 //! | `samverka_crl_next_update_timestamp_seconds` | issuer | per issuer of a CRL in `gateway.crls`: its list's `nextUpdate` (Unix time; the earliest when an issuer has several), when a newer list is due |
 //! | `samverka_crl_stale` | issuer | 1 while that `nextUpdate` has passed (see `gateway.stale_crl`), else 0 |
+//! | `samverka_otlp_export_failures_total` | | OTLP exports (a batch of spans, a round of metrics) that failed: the collector unreachable, refusing or too slow; their telemetry is lost |
 //!
 //! Label values are organisation numbers, method names, purposes' reasons
 //! and outcomes, never a person's identity number.
@@ -42,6 +45,9 @@ use prometheus_client::registry::Registry;
 
 use crate::audit::Decision;
 use crate::store::IndexProgress;
+
+mod exposition;
+pub use exposition::Format;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -110,6 +116,7 @@ pub struct Metrics {
     open_connections: Gauge,
     connections: Counter,
     handshake_failures: Counter,
+    otlp_export_failures: Counter,
     crls: Arc<OnceLock<CrlSource>>,
     crl_next_update: Family<IssuerLabels, Gauge>,
     crl_stale: Family<IssuerLabels, Gauge>,
@@ -282,6 +289,12 @@ impl Metrics {
             "TLS handshakes on the gRPC port refused or not finished in time",
             handshake_failures.clone(),
         );
+        let otlp_export_failures = Counter::default();
+        registry.register(
+            "samverka_otlp_export_failures",
+            "OTLP exports of spans or metrics that failed (collector unreachable, refusing or too slow); their telemetry is lost",
+            otlp_export_failures.clone(),
+        );
         let crl_next_update = Family::<IssuerLabels, Gauge>::default();
         registry.register(
             "samverka_crl_next_update_timestamp_seconds",
@@ -299,6 +312,7 @@ impl Metrics {
             open_connections,
             connections,
             handshake_failures,
+            otlp_export_failures,
             crls: Arc::new(OnceLock::new()),
             crl_next_update,
             crl_stale,
@@ -471,16 +485,24 @@ impl Metrics {
         }
     }
 
-    /// Everything, in the Prometheus text format.
-    pub fn render(&self) -> String {
+    /// Everything, in `format`.
+    pub fn render(&self, format: Format) -> String {
         if let Some(progress) = self.access_index.get() {
             self.access_index_pending.set(progress.pending());
         }
         self.refresh_crls();
+        // The SDK counts them; the counter follows (never goes back).
+        self.otlp_export_failures.inner().fetch_max(
+            samverka_adapter::telemetry::export_failures(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        match format {
+            Format::OpenMetrics => out,
+            Format::Text => exposition::to_text(&out),
+        }
     }
 }
 

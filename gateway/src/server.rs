@@ -84,6 +84,9 @@ pub async fn serve(
     let metrics = gateway.metrics.clone();
     // Health (grpc.health.v1) and reflection (so that grpcurl works) sit on
     // the same mTLS port; they reveal the schema and liveness, no records.
+    // Reflection lists SERVICES, health and itself, and serves the
+    // descriptors of error details too, so that a client decodes a
+    // refusal's ErrorInfo, BadRequest and RetryInfo (tests/grpcurl.rs).
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::Serving).await;
     let (reflection, reflection_v1alpha) = samverka_adapter::reflection(&SERVICES)

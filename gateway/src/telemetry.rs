@@ -4,8 +4,13 @@
 //! [`samverka_adapter::telemetry`], set up from `[telemetry]`).
 //!
 //! Span attributes are what an operator filters on: caller agency,
-//! method, record types, purpose, decision, reason, source, outcome. The
-//! subject's personal identity number is never one.
+//! method, record types, purpose, decision, reason, source, outcome, and
+//! the answer's gRPC status code (`rpc.grpc.status_code`, an integer, on
+//! every request span). Counts (`samverka.record_count`) and codes are
+//! recorded as integers: a `u32` or `usize` given to `Span::record` would
+//! reach OpenTelemetry as a string (tracing-opentelemetry only maps `i64`,
+//! `f64`, `bool` and `&str` to typed attributes), so convert to `i64`
+//! first. The subject's personal identity number is never one.
 //!
 //! The request span continues the caller's W3C `traceparent` when it sent
 //! one. Its trace id goes into the audit entry, into every adapter call's
@@ -54,6 +59,7 @@ macro_rules! request_span_at {
             rpc.system = "grpc",
             rpc.service = $service,
             rpc.method = $method,
+            rpc.grpc.status_code = tracing::field::Empty,
             samverka.caller = tracing::field::Empty,
             samverka.purpose = tracing::field::Empty,
             samverka.record_types = tracing::field::Empty,
@@ -147,6 +153,13 @@ pub fn record_decision(span: &Span, decision: crate::audit::Decision, reason: &s
         span.record("samverka.reason", reason);
         span.record("otel.status_code", "ERROR");
     }
+}
+
+/// Records the gRPC status code of a request's answer on its span, as
+/// OpenTelemetry's semantic conventions say: `rpc.grpc.status_code`, the
+/// code's number (0 for OK), an integer attribute.
+pub fn record_status_code(span: &Span, code: tonic::Code) {
+    span.record("rpc.grpc.status_code", i64::from(code as i32));
 }
 
 /// The span of one adapter call, a child of the current span, and the

@@ -35,7 +35,10 @@ pub mod records {
 }
 
 /// The encoded file descriptor set of every samverka proto, for gRPC server
-/// reflection.
+/// reflection, with the files they import and the messages of error
+/// details (`google/rpc/status.proto`, `google/rpc/error_details.proto`:
+/// `google.rpc.ErrorInfo`, `BadRequest`, `RetryInfo`, ...), so that a
+/// reflection client can decode a refusal's details.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/samverka_descriptor.bin"));
 

@@ -8,7 +8,16 @@
 //!
 //! With port 0 the OS picks a port; the first line on stdout says which:
 //! `samverka adapter employment (agency 2021999053) serving on 127.0.0.1:PORT`.
-//! Stops on Ctrl-C or SIGTERM after in-flight requests.
+//! Stops on Ctrl-C or SIGTERM after in-flight requests. Without
+//! `--listen`, `--cert`, `--key` and `--ca` it reads them as an adapter's
+//! `main` does ([`samverka_adapter::AdapterConfig::load`]:
+//! `SAMVERKA_ADAPTER_CONFIG`, or `SAMVERKA_ADAPTER_LISTEN`, `_CERT`,
+//! `_KEY`, `_CA`, `_CRLS`).
+//!
+//! `samverka adapter run template` serves the template adapter
+//! (`adapters/template`, a dependency of this command) as shipped, so that
+//! the adapter tutorial can be followed, and tested, without building a
+//! crate of one's own first.
 //!
 //! `samverka adapter check` runs the conformance kit
 //! ([`samverka_adapter::conformance`]) against any running adapter, in any
@@ -33,6 +42,8 @@ use samverka_adapter::{Adapter, AdapterTls, InMemoryRegister, ServeError};
 
 use super::CliError;
 
+use samverka_adapter_template as template;
+
 /// Which reference adapter.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ReferenceAdapter {
@@ -42,6 +53,9 @@ pub enum ReferenceAdapter {
     Employment,
     /// Validated competences (synthetic validation platform).
     Competence,
+    /// The template of docs/writing-an-adapter.md: one vocational diploma
+    /// of the demo person, agency 2021999095.
+    Template,
 }
 
 /// Subcommands of `samverka adapter`.
@@ -71,30 +85,36 @@ pub enum AdapterCommand {
         /// Its key.
         #[arg(long)]
         other_key: Option<PathBuf>,
-        /// A person the register holds records for.
+        /// A person the register holds records for (the default is the
+        /// demo person, whom the reference adapters and the template know).
         #[arg(long, default_value = crate::cli::demo::DEMO_SUBJECT)]
         subject: String,
         /// A valid number the register does not know.
         #[arg(long, default_value = "197001010011")]
         unknown_subject: String,
     },
-    /// Serve a reference adapter over mTLS.
+    /// Serve a reference adapter, or the adapter guide's template, over
+    /// mTLS.
     Run {
         /// Which adapter.
         adapter: ReferenceAdapter,
-        /// Where to listen (port 0: any free port).
-        #[arg(long)]
-        listen: SocketAddr,
+        /// Where to listen (port 0: any free port). Without it (and
+        /// --cert, --key, --ca), SAMVERKA_ADAPTER_CONFIG or
+        /// SAMVERKA_ADAPTER_LISTEN, _CERT, _KEY, _CA, _CRLS say, as for an
+        /// adapter built from the template.
+        #[arg(long, requires_all = ["cert", "key", "ca"])]
+        listen: Option<SocketAddr>,
         /// The adapter's server certificate (PEM).
-        #[arg(long)]
-        cert: PathBuf,
+        #[arg(long, requires = "listen")]
+        cert: Option<PathBuf>,
         /// Its key (PEM).
-        #[arg(long)]
-        key: PathBuf,
+        #[arg(long, requires = "listen")]
+        key: Option<PathBuf>,
         /// The CA that issued the gateway's client certificate (PEM).
-        #[arg(long)]
-        ca: PathBuf,
-        /// Serve under this organisation number instead of the demo's.
+        #[arg(long, requires = "listen")]
+        ca: Option<PathBuf>,
+        /// Serve under this organisation number instead of the demo's (not
+        /// for the template, which serves its own `AGENCY`).
         #[arg(long)]
         agency: Option<String>,
         /// Answer every records request this many milliseconds late, like
@@ -139,6 +159,7 @@ impl AdapterCommand {
                     ReferenceAdapter::HigherEducation => "higher-education",
                     ReferenceAdapter::Employment => "employment",
                     ReferenceAdapter::Competence => "competence",
+                    ReferenceAdapter::Template => "template",
                 }
             ),
         }
@@ -216,7 +237,20 @@ pub async fn run(command: AdapterCommand) -> Result<bool, ServeError> {
             crls,
         } => {
             let latency = std::time::Duration::from_millis(latency_ms);
-            let tls = AdapterTls::from_files(&cert, &key, &ca)?.with_crl_files(&crls)?;
+            let (listen, tls) = match (listen, cert, key, ca) {
+                (Some(listen), Some(cert), Some(key), Some(ca)) => (
+                    listen,
+                    AdapterTls::from_files(&cert, &key, &ca)?.with_crl_files(&crls)?,
+                ),
+                // clap makes these all or none.
+                _ => {
+                    let config = samverka_adapter::AdapterConfig::load()?;
+                    let crls: Vec<_> = config.crls.iter().chain(&crls).collect();
+                    let tls = AdapterTls::from_files(&config.cert, &config.key, &config.ca)?
+                        .with_crl_files(&crls)?;
+                    (config.listen, tls)
+                }
+            };
             serve_reference(adapter, listen, tls, agency, latency)
                 .await
                 .map(|()| true)
@@ -252,31 +286,53 @@ async fn serve_reference(
     agency: Option<String>,
     latency: std::time::Duration,
 ) -> Result<(), ServeError> {
-    let (name, register): (&str, InMemoryRegister) = match adapter {
-        ReferenceAdapter::HigherEducation => (
-            "higher-education",
-            agency.map_or_else(samverka_adapter_higher_education::demo, |org| {
-                samverka_adapter_higher_education::with_agency(&org)
-            }),
-        ),
-        ReferenceAdapter::Employment => (
-            "employment",
-            agency.map_or_else(samverka_adapter_employment::demo, |org| {
-                samverka_adapter_employment::with_agency(&org)
-            }),
-        ),
-        ReferenceAdapter::Competence => (
-            "competence",
-            agency.map_or_else(samverka_adapter_competence::demo, |org| {
-                samverka_adapter_competence::with_agency(&org)
-            }),
-        ),
+    let register = |demo: fn() -> InMemoryRegister, with_agency: fn(&str) -> InMemoryRegister| {
+        agency.as_deref().map_or_else(demo, with_agency)
     };
+    match adapter {
+        ReferenceAdapter::HigherEducation => {
+            let register = register(
+                samverka_adapter_higher_education::demo,
+                samverka_adapter_higher_education::with_agency,
+            );
+            run_late(register, "higher-education", listen, tls, latency).await
+        }
+        ReferenceAdapter::Employment => {
+            let register = register(
+                samverka_adapter_employment::demo,
+                samverka_adapter_employment::with_agency,
+            );
+            run_late(register, "employment", listen, tls, latency).await
+        }
+        ReferenceAdapter::Competence => {
+            let register = register(
+                samverka_adapter_competence::demo,
+                samverka_adapter_competence::with_agency,
+            );
+            run_late(register, "competence", listen, tls, latency).await
+        }
+        ReferenceAdapter::Template if agency.is_some() => Err(ServeError::Description(
+            "the template serves its own AGENCY; --agency is for the reference adapters".into(),
+        )),
+        ReferenceAdapter::Template => {
+            run_late(template::Register, "template", listen, tls, latency).await
+        }
+    }
+}
+
+/// [`run_one`], answering `latency` late if it is not zero.
+async fn run_late<A: Adapter>(
+    adapter: A,
+    name: &str,
+    listen: SocketAddr,
+    tls: AdapterTls,
+    latency: std::time::Duration,
+) -> Result<(), ServeError> {
     if latency.is_zero() {
-        run_one(register, name, listen, tls).await
+        run_one(adapter, name, listen, tls).await
     } else {
         let slow = Slow {
-            inner: register,
+            inner: adapter,
             latency,
         };
         run_one(slow, name, listen, tls).await

@@ -73,7 +73,7 @@ pub enum AuditCommand {
     /// Archive and delete entries older than the configured retention.
     Prune {
         /// The gateway configuration (store and `audit.retention_days`).
-        #[arg(long)]
+        #[arg(long, env = "SAMVERKA_CONFIG")]
         config: PathBuf,
         /// Where to write the archived entries first (JSON Lines).
         #[arg(long)]
@@ -88,7 +88,8 @@ pub struct Source {
     #[arg(long, conflicts_with = "config")]
     store: Option<String>,
     /// A gateway configuration: its store, and its certificate for
-    /// checkpoints.
+    /// checkpoints. Without --store or --config: the SAMVERKA_CONFIG
+    /// environment variable, if set.
     #[arg(long)]
     config: Option<PathBuf>,
 }
@@ -132,7 +133,12 @@ fn read(path: &Path) -> Result<String, CliError> {
 
 /// The store's trail, read-only, and the certificates a config names.
 async fn open(source: &Source) -> Result<(AuditTrail, Vec<PathBuf>), CliError> {
-    match (&source.store, &source.config) {
+    // Not clap's `env`: a value from the environment would conflict with
+    // an explicit --store.
+    let from_env = std::env::var_os("SAMVERKA_CONFIG")
+        .filter(|v| !v.is_empty() && source.store.is_none())
+        .map(PathBuf::from);
+    match (&source.store, source.config.as_ref().or(from_env.as_ref())) {
         (Some(store), None) => {
             let location = StoreLocation::parse(store, Path::new("."));
             if let StoreLocation::Sqlite(path) = &location

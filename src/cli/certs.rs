@@ -105,10 +105,17 @@ fn certs(command: CertsCommand) -> Result<String, String> {
                 CertRole::Adapter => samverka_certs::Role::Adapter,
                 CertRole::Gateway => samverka_certs::Role::Gateway,
             };
-            let mut request = CertRequest::new(org, role, &name);
+            let mut request = CertRequest::new(org.clone(), role, &name);
             if client {
                 request = request.as_client();
             }
+            let what = match request.server_names.as_slice() {
+                [] => format!("{role} client certificate of {org}"),
+                names => format!(
+                    "{role} certificate of {org}, valid for {}",
+                    names.join(", ")
+                ),
+            };
             let issued = ca.issue(&request).map_err(|e| e.to_string())?;
             let (cert, key) = (
                 dir.join(format!("{name}.pem")),
@@ -117,7 +124,11 @@ fn certs(command: CertsCommand) -> Result<String, String> {
             std::fs::write(&cert, &issued.cert_pem)
                 .map_err(|e| format!("{}: {e}", cert.display()))?;
             write_secret(&key, &issued.key_pem)?;
-            Ok(format!("issued {} and {}\n", cert.display(), key.display()))
+            Ok(format!(
+                "issued {} ({what}) and {}\n",
+                cert.display(),
+                key.display()
+            ))
         }
         CertsCommand::Revoke { dir, cert } => {
             let revoked = revoke(&dir, &read(&cert)?).map_err(|e| e.to_string())?;

@@ -8,9 +8,16 @@
 //! - [`passport`]: `passport verify`, offline;
 //! - [`adapter`]: `adapter run|check`, reference adapters and the
 //!   conformance kit;
+//! - [`records`]: `records get`, an agency's read through the gateway;
 //! - [`certs`]: `certs init|issue|revoke`, the development PKI;
+//! - [`generate`]: `completions` and `man`, made from this definition;
 //! - [`demo`]: `demo`, everything on one machine (also the end-to-end
 //!   tests' network).
+//!
+//! Every `--config` defaults to the `SAMVERKA_CONFIG` environment
+//! variable. Under `--json`, an error is printed as JSON too,
+//! `{"error": "...", "exit_code": N}`, on stderr like every error, so that
+//! stdout holds only results ([`CliError::report`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,16 +29,31 @@ pub mod audit;
 pub mod certs;
 pub mod consent;
 pub mod demo;
+pub mod generate;
 pub mod passport;
+pub mod records;
 pub mod serve;
 
 /// Exit code for a bad configuration or bad arguments (EX_USAGE).
 pub const EX_USAGE: u8 = 64;
 
+/// The commit this was built from, `<short hash> <commit date>`, or
+/// `unknown` (see build.rs).
+pub const COMMIT: &str = env!("SAMVERKA_COMMIT");
+
+/// What `samverka --version` says after the name:
+/// `0.1.0 (1a2b3c4 2026-11-30)`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SAMVERKA_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "samverka",
-    version,
+    version = VERSION,
     about = "Consent-checked exchange of education and employment records between agencies"
 )]
 /// `samverka` and its arguments.
@@ -44,16 +66,19 @@ pub struct Cli {
 /// The commands.
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run the gateway.
+    /// Run the gateway (exit 64 at once if its configuration, or a file
+    /// it names, is unusable).
     Serve {
         /// The configuration file.
-        #[arg(long)]
+        #[arg(long, env = "SAMVERKA_CONFIG")]
         config: PathBuf,
     },
-    /// Validate a configuration file and exit (64 if it is bad).
+    /// Validate a configuration and open every file it names; print each
+    /// problem as FILE:LINE: KEY: REASON and exit 64 on any error
+    /// (warnings, such as a certificate expiring within 30 days, exit 0).
     CheckConfig {
         /// The configuration file.
-        #[arg(long)]
+        #[arg(long, env = "SAMVERKA_CONFIG")]
         config: PathBuf,
     },
     /// Manage consents as a registrar; verify signed receipts.
@@ -74,17 +99,35 @@ pub enum Command {
         #[command(subcommand)]
         command: passport::PassportCommand,
     },
-    /// Run a reference adapter as its own process.
+    /// Run a reference adapter (or the template) as its own process; check
+    /// any adapter with the conformance kit.
     Adapter {
         /// What to do.
         #[command(subcommand)]
         command: adapter::AdapterCommand,
+    },
+    /// Read a person's records through the gateway, as an agency.
+    Records {
+        /// What to do.
+        #[command(subcommand)]
+        command: records::RecordsCommand,
     },
     /// Development PKI.
     Certs {
         /// What to do.
         #[command(subcommand)]
         command: certs::CertsCommand,
+    },
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write manual pages for samverka and every subcommand into DIR.
+    Man {
+        /// Where to write them (created if missing).
+        dir: PathBuf,
     },
     /// Everything on one machine: dev PKI, store, adapters, gateway, and a
     /// sample exchange.
@@ -130,6 +173,26 @@ impl CliError {
     pub fn failed(e: impl std::fmt::Display) -> Self {
         CliError::Failed(e.to_string())
     }
+
+    /// What to print on stderr: `LABEL: MESSAGE` and a newline, or under
+    /// `--json` one line `{"error": MESSAGE, "exit_code": N}`; nothing when
+    /// the message is empty (the command has said why).
+    pub fn report(&self, label: &str, json: bool) -> String {
+        if self.message().is_empty() {
+            String::new()
+        } else if json {
+            let code = match self {
+                CliError::Usage(_) => EX_USAGE,
+                CliError::Failed(_) => 1,
+            };
+            format!(
+                "{}\n",
+                serde_json::json!({ "error": self.message(), "exit_code": code })
+            )
+        } else {
+            format!("{label}: {self}\n")
+        }
+    }
 }
 
 impl std::fmt::Display for CliError {
@@ -144,11 +207,15 @@ impl Command {
     /// What error messages of this command begin with.
     pub fn label(&self) -> &'static str {
         match self {
-            Command::Serve { .. } | Command::CheckConfig { .. } => "samverka",
+            Command::Serve { .. }
+            | Command::CheckConfig { .. }
+            | Command::Completions { .. }
+            | Command::Man { .. } => "samverka",
             Command::Consent { .. } => "samverka consent",
             Command::Audit { .. } => "samverka audit",
             Command::Passport { .. } => "samverka passport",
             Command::Adapter { .. } => "samverka adapter",
+            Command::Records { .. } => "samverka records",
             Command::Certs { .. } => "samverka certs",
             Command::Demo { .. } => "samverka demo",
         }
@@ -169,9 +236,29 @@ impl Command {
             Command::Audit { command } => runtime()?.block_on(audit::run(command)),
             Command::Passport { command } => passport::run(command),
             Command::Adapter { command } => adapter::main(command),
+            Command::Records { command } => runtime()?.block_on(records::run(command)),
             Command::Certs { command } => certs::run(command),
+            Command::Completions { shell } => generate::completions(shell),
+            Command::Man { dir } => generate::man(&dir),
             Command::Demo { serve, dir } => demo::main(demo::DemoOptions { serve, dir }),
         }
+    }
+}
+
+/// Parses the command line (exiting as clap does on a bad one) into the
+/// command and whether it asked for `--json`, at any level.
+pub fn parse() -> (Command, bool) {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let mut json = false;
+    let mut level = Some(&matches);
+    while let Some(m) = level {
+        json |= matches!(m.try_get_one::<bool>("json"), Ok(Some(true)));
+        level = m.subcommand().map(|(_, sub)| sub);
+    }
+    match Cli::from_arg_matches(&matches) {
+        Ok(cli) => (cli.command, json),
+        Err(e) => e.exit(),
     }
 }
 

@@ -15,6 +15,16 @@
 //! | `non-gateway-refused` | a certificate of the same CA without the gateway role is refused |
 //! | `no-client-certificate-refused` | a caller without a client certificate is refused |
 //!
+//! An adapter built on an SDK never lets a record that breaks the rules
+//! leave; it names those it dropped, per rule, in the answer's
+//! [`DROPPED_HEADER`] (`x-samverka-dropped: 1 other-person`, see
+//! [`DropRule`]). The kit reads the header and fails the check a record
+//! sent anyway would have failed, saying what the adapter's code returned:
+//! `known-subject` for another person's record or a type not declared or
+//! not asked, `payload-matches-type` for a wrong payload,
+//! `other-subjects-never-returned` and `unknown-subject` for records about
+//! someone else.
+//!
 //! From the command line: `samverka adapter check`. From an adapter's own
 //! Rust tests: [`run_checks`] and assert that every [`CheckResult`] passed.
 //!
@@ -23,15 +33,19 @@
 //! gateway drops a record that breaks it (and decodes the bytes of `other`
 //! too), and this kit fails an adapter that sends one.
 
+mod clients;
+mod dropped;
+
 use std::time::{Duration, Instant};
 
 use samverka_certs::{OrgNumber, SubjectId};
-use samverka_proto::adapter::v1::adapter_client::AdapterClient;
-use samverka_proto::adapter::v1::{DescribeRequest, FetchRecordsRequest};
+use samverka_proto::adapter::v1::DescribeRequest;
 use samverka_proto::records::v1::Record;
 use samverka_proto::records::v1::record::Payload;
 use tonic::Code;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use clients::{client, fetch, raw_client};
+pub use dropped::{DROPPED_HEADER, DropRule, Dropped, broken_rule};
 
 /// The record types `records.proto` describes, each with the full name of
 /// the one message its payload is: the record's typed field of that
@@ -144,6 +158,10 @@ fn kit_payload_problem(record: &Record) -> Option<String> {
     }
 }
 
+/// How the kit says that an SDK dropped what the adapter's code returned.
+const SDK_DROPPED: &str = "the SDK dropped them before they left (x-samverka-dropped: \
+     the adapter's log names each record and the rule it broke)";
+
 /// What the kit needs to reach and question an adapter.
 #[derive(Debug, Clone)]
 pub struct KitConfig {
@@ -192,100 +210,6 @@ fn fail(name: &'static str, detail: impl Into<String>) -> CheckResult {
         passed: false,
         detail: detail.into(),
     }
-}
-
-async fn client(
-    cfg: &KitConfig,
-    identity: Option<(&str, &str)>,
-) -> Result<AdapterClient<Channel>, String> {
-    crate::install_crypto_provider();
-    let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(&cfg.ca_pem))
-        .domain_name(cfg.server_name.clone());
-    if let Some((cert, key)) = identity {
-        tls = tls.identity(Identity::from_pem(cert, key));
-    }
-    let channel = Endpoint::from_shared(format!("https://{}", cfg.address))
-        .map_err(|e| e.to_string())?
-        .tls_config(tls)
-        .map_err(|e| e.to_string())?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .map_err(|e| format!("cannot connect to {}: {e}", cfg.address))?;
-    Ok(AdapterClient::new(channel))
-}
-
-/// A client over one HTTP/2 connection with no deadline enforcement of its
-/// own (tonic's `Channel` stops waiting at the `grpc-timeout` it sends, so
-/// an adapter that ignores deadlines would look like one that honours
-/// them).
-async fn raw_client(
-    cfg: &KitConfig,
-) -> Result<
-    AdapterClient<
-        impl tonic::client::GrpcService<
-            tonic::body::Body,
-            ResponseBody = hyper::body::Incoming,
-            Error = hyper::Error,
-            Future = impl Send,
-        > + Clone
-        + Send,
-    >,
-    String,
-> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    crate::install_crypto_provider();
-    let roots = crate::root_store(cfg.ca_pem.as_bytes()).map_err(|e| format!("CA: {e}"))?;
-    let chain = CertificateDer::pem_slice_iter(cfg.gateway_cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("certificate: {e}"))?;
-    let key = PrivateKeyDer::from_pem_slice(cfg.gateway_key_pem.as_bytes())
-        .map_err(|e| format!("key: {e}"))?;
-    let mut tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| format!("client certificate: {e}"))?;
-    tls.alpn_protocols = vec![b"h2".to_vec()];
-    let name = ServerName::try_from(cfg.server_name.clone()).map_err(|e| e.to_string())?;
-    let tcp = tokio::net::TcpStream::connect(&cfg.address)
-        .await
-        .map_err(|e| format!("cannot connect to {}: {e}", cfg.address))?;
-    let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("TLS with {}: {e}", cfg.address))?;
-    let (sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .map_err(|e| format!("HTTP/2 with {}: {e}", cfg.address))?;
-    tokio::spawn(connection);
-    let service = tower::service_fn(
-        move |request: tonic::codegen::http::Request<tonic::body::Body>| {
-            let mut sender = sender.clone();
-            async move { sender.send_request(request).await }
-        },
-    );
-    let origin = format!("https://{}", cfg.server_name)
-        .parse()
-        .map_err(|e| format!("{e}"))?;
-    Ok(AdapterClient::with_origin(service, origin))
-}
-
-fn fetch(subject: &str, types: &[String]) -> tonic::Request<FetchRecordsRequest> {
-    let mut request = tonic::Request::new(FetchRecordsRequest {
-        subject_id: subject.to_owned(),
-        record_types: types.to_vec(),
-        purpose: "conformance_check".into(),
-        consent_id: "conformance-check".into(),
-        requesting_agency: String::new(),
-        audit_ref: String::new(),
-    });
-    request.set_timeout(Duration::from_secs(5));
-    request
 }
 
 /// Runs every check, in the order of the table above.
@@ -347,6 +271,23 @@ pub async fn run_checks(cfg: &KitConfig) -> Vec<CheckResult> {
         {
             Err(s) => problem = Some(format!("{t}: {:?} {}", s.code(), s.message())),
             Ok(r) => {
+                // What an SDK dropped counts as what the adapter returned.
+                let dropped = Dropped::from_metadata(r.metadata());
+                if let Some(d) = dropped.explain_except(&[DropRule::PayloadMismatch]) {
+                    problem = Some(format!(
+                        "asked for {t} about {}, the adapter's code returned {d}; {SDK_DROPPED}",
+                        cfg.known_subject
+                    ));
+                }
+                let mismatched = dropped.count(DropRule::PayloadMismatch);
+                if mismatched > 0 {
+                    total += usize::try_from(mismatched).unwrap_or(usize::MAX);
+                    payload_problem = Some(format!(
+                        "asked for {t}, the adapter's code returned {mismatched} record(s) whose \
+                         payload is not their record type's message (payload-mismatch); \
+                         {SDK_DROPPED}"
+                    ));
+                }
                 for rec in r.into_inner().records {
                     total += 1;
                     if let Some(p) = kit_payload_problem(&rec) {
@@ -397,22 +338,29 @@ pub async fn run_checks(cfg: &KitConfig) -> Vec<CheckResult> {
                 format!("{:?} {}", s.code(), s.message()),
             ),
             Ok(r) => {
+                let dropped = Dropped::from_metadata(r.metadata()).count(DropRule::OtherPerson);
                 let others = r
                     .into_inner()
                     .records
                     .iter()
                     .filter(|r| r.subject_id != cfg.known_subject)
                     .count();
-                if others == 0 {
-                    pass(
+                match (others, dropped) {
+                    (0, 0) => pass(
                         "other-subjects-never-returned",
                         "only the person asked about",
-                    )
-                } else {
-                    fail(
+                    ),
+                    (0, n) => fail(
                         "other-subjects-never-returned",
-                        format!("{others} record(s) about other people"),
-                    )
+                        format!(
+                            "the adapter's code returned {n} record(s) about other people; \
+                             {SDK_DROPPED}"
+                        ),
+                    ),
+                    (n, _) => fail(
+                        "other-subjects-never-returned",
+                        format!("{n} record(s) about other people"),
+                    ),
                 }
             }
         },
@@ -424,7 +372,18 @@ pub async fn run_checks(cfg: &KitConfig) -> Vec<CheckResult> {
             .fetch_records(fetch(&cfg.unknown_subject, &offered))
             .await
         {
-            Ok(r) if r.get_ref().records.is_empty() => pass("unknown-subject", "empty answer"),
+            Ok(r) if r.get_ref().records.is_empty() => {
+                match Dropped::from_metadata(r.metadata()).explain_except(&[]) {
+                    None => pass("unknown-subject", "empty answer"),
+                    Some(d) => fail(
+                        "unknown-subject",
+                        format!(
+                            "for a person the register should not know, the adapter's code \
+                             returned {d}; {SDK_DROPPED}"
+                        ),
+                    ),
+                }
+            }
             Ok(r) => fail(
                 "unknown-subject",
                 format!(

@@ -65,6 +65,7 @@
 //! - `service` (private): the gRPC service around an [`Adapter`], with the
 //!   caller check and the output check.
 
+pub mod accept;
 mod config;
 pub mod conformance;
 mod register;
@@ -320,6 +321,10 @@ pub async fn serve_with_listener<A: Adapter>(
     if description.record_types.is_empty() {
         return Err(ServeError::Description("no record types".into()));
     }
+    let address = listener
+        .local_addr()
+        .map_err(|e| ServeError::Io(e.to_string()))?;
+    let serving = format!("agency {agency}: {}", description.record_types.join(", "));
     let svc = service::AdapterService::new(adapter, agency, description);
     let tls_config = Arc::new(std::sync::RwLock::new(Arc::new(tls.server_config()?)));
     let crl_watch = tls.watch_crls(tls_config.clone());
@@ -330,6 +335,8 @@ pub async fn serve_with_listener<A: Adapter>(
     // v1 and, for older grpcurl versions, v1alpha.
     let (reflection, reflection_v1alpha) = reflection(&["samverka.adapter.v1.Adapter"])
         .map_err(|e| ServeError::Description(format!("reflection: {e}")))?;
+    // The one line that says the adapter is up, and where.
+    tracing::info!(%address, "samverka adapter listening on {address} ({serving})");
     let current = move || {
         tls_config
             .read()
@@ -351,62 +358,9 @@ pub async fn serve_with_listener<A: Adapter>(
     served
 }
 
-/// The connections accepted on `listener` that completed a TLS handshake,
-/// for tonic to serve: each TCP connection gets Nagle's algorithm off, is
-/// passed through `wrap` (e.g. to count it), and is handshaken with the
-/// configuration `config` gives at that moment (so that it may change
-/// under a running server). Handshakes run side by side, at most ten
-/// seconds each; one that fails is logged, reported to `failed`, and
-/// dropped. Accepting stops when the stream is dropped.
-pub fn handshakes<IO>(
-    listener: TcpListener,
-    config: impl Fn() -> Arc<rustls::ServerConfig> + Send + 'static,
-    wrap: impl Fn(tokio::net::TcpStream) -> IO + Send + 'static,
-    failed: impl Fn() + Clone + Send + Sync + 'static,
-) -> impl futures_util::Stream<Item = Result<tokio_rustls::server::TlsStream<IO>, std::io::Error>>
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                () = tx.closed() => return,
-                accepted = listener.accept() => accepted,
-            };
-            let (tcp, peer) = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait, go on.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = tcp.set_nodelay(true);
-            let acceptor = tokio_rustls::TlsAcceptor::from(config());
-            let (io, tx, failed) = (wrap(tcp), tx.clone(), failed.clone());
-            tokio::spawn(async move {
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(io)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = tx.send(stream).await;
-                    }
-                    Ok(Err(e)) => {
-                        failed();
-                        tracing::info!(%peer, error = %e, "TLS handshake refused");
-                    }
-                    Err(_) => {
-                        failed();
-                        tracing::info!(%peer, "TLS handshake not finished in time");
-                    }
-                }
-            });
-        }
-    });
-    futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|stream| (Ok(stream), rx))
-    })
-}
+/// The TLS connections accepted on `listener`, one by one, for tonic to
+/// serve, with the bounds of [`accept`]: see [`accept::tls_handshakes`].
+pub use accept::tls_handshakes as handshakes;
 
 /// Accepted connections with Nagle's algorithm off: gRPC writes small
 /// frames, and Nagle plus delayed ACKs would add tens of milliseconds to
@@ -416,9 +370,26 @@ pub fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming 
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
-/// gRPC server reflection over samverka's descriptors for `services`
-/// (fully qualified names), as v1 and, for older clients such as earlier
-/// grpcurl versions, v1alpha.
+/// The services every server built with [`reflection`] serves besides its
+/// own: the gRPC health service and reflection itself (v1, and v1alpha for
+/// older clients such as grpcurl before 1.8.8).
+pub const STANDARD_SERVICES: [&str; 3] = [
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+/// gRPC server reflection for a server that serves `services` (fully
+/// qualified names) beside the health service and reflection, as v1 and,
+/// for older clients such as earlier grpcurl versions, v1alpha.
+///
+/// Both list `services` and [`STANDARD_SERVICES`], and both resolve every
+/// symbol of: samverka's protos, the messages of error details
+/// (`google.rpc.ErrorInfo`, `BadRequest`, `RetryInfo`, `Status`, ...,
+/// which a refusal carries), the health service's and both reflection
+/// versions'. So grpcurl lists, describes and calls every service on the
+/// port, and prints a refusal's details decoded, with nothing but the
+/// certificates.
 #[allow(clippy::type_complexity)]
 pub fn reflection(
     services: &[&str],
@@ -434,9 +405,14 @@ pub fn reflection(
     tonic_reflection::server::Error,
 > {
     let builder = || {
-        services.iter().fold(
+        services.iter().chain(&STANDARD_SERVICES).fold(
             tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(samverka_proto::FILE_DESCRIPTOR_SET),
+                .register_encoded_file_descriptor_set(samverka_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(
+                    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+                ),
             |b, name| b.with_service_name(*name),
         )
     };

@@ -5,7 +5,11 @@
 //!   (the TLS layer has already verified its chain); anyone else gets
 //!   PERMISSION_DENIED;
 //! - what the adapter returns is filtered: only the requested person and
-//!   record types leave, and each record names this adapter's agency.
+//!   record types leave, each with its type's payload message, and each
+//!   record names this adapter's agency. A dropped record is logged with
+//!   the rule it broke, and the answer counts the drops per rule in the
+//!   `x-samverka-dropped` header, which the conformance kit reads
+//!   ([`crate::conformance::DropRule`]).
 
 use std::collections::HashSet;
 
@@ -14,10 +18,16 @@ use samverka_certs::{CertIdentity, OrgNumber, Role, SubjectId};
 use samverka_proto::adapter::v1::{
     AdapterDescription, DescribeRequest, FetchRecordsRequest, FetchRecordsResponse, adapter_server,
 };
+use samverka_proto::records::v1::Record;
 use tonic::{Request, Response, Status};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::conformance::{DROPPED_HEADER, Dropped, broken_rule};
 use crate::{Adapter, AdapterError, Description, FetchQuery, SDK_VERSION};
+
+/// At most this many dropped records of one answer are logged one by one;
+/// the summary line counts them all.
+const LOGGED_DROPS: u64 = 10;
 
 pub(crate) struct AdapterService<A> {
     adapter: A,
@@ -111,7 +121,11 @@ impl<A: Adapter> adapter_server::Adapter for AdapterService<A> {
             tracing::Instrument::instrument(self.fetch(request, trace_id), span.clone()).await;
         match &answer {
             Ok(response) => {
-                span.record("samverka.record_count", response.get_ref().records.len());
+                let count = response.get_ref().records.len();
+                span.record(
+                    "samverka.record_count",
+                    i64::try_from(count).unwrap_or(i64::MAX),
+                );
             }
             Err(_) => {
                 span.record("otel.status_code", "ERROR");
@@ -155,7 +169,7 @@ impl<A: Adapter> AdapterService<A> {
                 "record_types: {t:?} is not offered by this adapter"
             )));
         }
-        let wanted: HashSet<String> = req.record_types.iter().cloned().collect();
+        let asked = req.record_types.clone();
         let query = FetchQuery {
             subject: subject.clone(),
             record_types: req.record_types,
@@ -178,29 +192,150 @@ impl<A: Adapter> AdapterService<A> {
                     Status::internal("adapter failed")
                 }
             })?;
-        let before = records.len();
-        let records: Vec<_> = records
-            .into_iter()
-            .filter_map(|mut r| {
-                if r.subject_id.is_empty() {
-                    r.subject_id = subject.as_str().to_owned();
-                }
-                // Whatever the register wrote: only the person's own
-                // records of the types asked, each with its type's payload
-                // message (the rule the gateway and the kit apply too).
-                let keep = r.subject_id == subject.as_str()
-                    && wanted.contains(&r.record_type)
-                    && crate::conformance::payload_mismatch(&r).is_none();
-                r.source_agency = self.agency.as_str().to_owned();
-                keep.then_some(r)
-            })
-            .collect();
-        if records.len() != before {
+        let (records, dropped) = release(
+            records,
+            subject.as_str(),
+            &asked,
+            &self.description.record_types,
+            &self.agency,
+        );
+        let mut response = Response::new(FetchRecordsResponse { records });
+        if !dropped.is_empty() {
+            let value = dropped.header_value();
             tracing::error!(
-                dropped = before - records.len(),
-                "adapter returned records of another person or type, or whose payload is not their type's; dropped"
+                dropped = %value,
+                "the adapter returned records that may not leave; they were dropped \
+                 and the answer names them in {DROPPED_HEADER}"
             );
+            if let Ok(v) = value.parse() {
+                response.metadata_mut().insert(DROPPED_HEADER, v);
+            }
         }
-        Ok(Response::new(FetchRecordsResponse { records }))
+        Ok(response)
+    }
+}
+
+/// What may leave of the records an adapter returned about `subject` for
+/// the types `asked`, by an adapter that declares `declared` for
+/// `agency`: only the person's own records of the types asked, each with
+/// its type's payload message (the rules the gateway and the kit apply
+/// too), each naming `agency`; an empty `subject_id` is the person's.
+/// Each record dropped is logged with the rule it broke (the first
+/// [`LOGGED_DROPS`] of them) and counted.
+fn release(
+    records: Vec<Record>,
+    subject: &str,
+    asked: &[String],
+    declared: &[String],
+    agency: &OrgNumber,
+) -> (Vec<Record>, Dropped) {
+    let mut dropped = Dropped::default();
+    let released = records
+        .into_iter()
+        .filter_map(|mut r| {
+            if r.subject_id.is_empty() {
+                r.subject_id = subject.to_owned();
+            }
+            if let Some((rule, detail)) = broken_rule(&r, subject, asked, declared) {
+                if dropped.total() < LOGGED_DROPS {
+                    tracing::error!(
+                        rule = rule.name(),
+                        record_type = %r.record_type,
+                        record_id = %r.record_id,
+                        %detail,
+                        "dropped a record the adapter returned: it is {} ({})",
+                        rule.explain(),
+                        rule.name()
+                    );
+                }
+                dropped.add(rule);
+                return None;
+            }
+            r.source_agency = agency.as_str().to_owned();
+            Some(r)
+        })
+        .collect();
+    (released, dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use samverka_proto::records::v1::EmploymentPeriod;
+    use samverka_proto::records::v1::record::Payload;
+
+    use super::*;
+
+    /// The log lines written while `f` runs.
+    fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let out = tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        (out, text)
+    }
+
+    #[test]
+    fn a_dropped_record_is_logged_with_the_rule_it_broke() {
+        let period = |subject: &str, id: &str| Record {
+            record_type: "employment.period".into(),
+            subject_id: subject.into(),
+            record_id: id.into(),
+            payload: Some(Payload::EmploymentPeriod(EmploymentPeriod::default())),
+            ..Default::default()
+        };
+        let records = vec![
+            period("", "own"),
+            period("198511224571", "someone-else"),
+            Record {
+                record_type: "competence.validated".into(),
+                ..period("199003142388", "undeclared")
+            },
+        ];
+        let types = vec!["employment.period".to_owned()];
+        let agency = OrgNumber::parse("2021999053").unwrap();
+        let ((released, dropped), log) =
+            logged(|| release(records, "199003142388", &types, &types, &agency));
+        assert_eq!(released.len(), 1);
+        assert_eq!(released[0].subject_id, "199003142388");
+        assert_eq!(released[0].source_agency, "2021999053");
+        assert_eq!(dropped.header_value(), "1 other-person, 1 undeclared-type");
+        let line = |id: &str| {
+            log.lines()
+                .find(|l| l.contains(&format!("record_id={id}")))
+                .unwrap_or_else(|| panic!("{log}"))
+                .to_owned()
+        };
+        assert!(
+            line("someone-else").contains("about another person"),
+            "{log}"
+        );
+        assert!(
+            line("someone-else").contains("rule=\"other-person\""),
+            "{log}"
+        );
+        assert!(line("undeclared").contains("does not declare"), "{log}");
+        assert!(
+            line("undeclared").contains("rule=\"undeclared-type\""),
+            "{log}"
+        );
+        // Nobody's identity number in the log.
+        assert!(!log.contains("198511224571"), "{log}");
     }
 }

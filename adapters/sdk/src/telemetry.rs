@@ -26,6 +26,15 @@
 //!   configuration, then `OTEL_RESOURCE_ATTRIBUTES` (`key=value,...`) on
 //!   top.
 //!
+//! - **Export failures** (the collector unreachable, refusing, or too
+//!   slow) are counted ([`export_failures`]; the gateway exports the count
+//!   as `samverka_otlp_export_failures_total`) and logged as a warning, at
+//!   most one per [`EXPORT_WARNING_INTERVAL`] with how many were not
+//!   logged, and once more when an export succeeds again. OpenTelemetry's
+//!   SDK reports them only through its own internal logs, which samverka
+//!   does not build; without this a gateway whose collector is gone loses
+//!   every span silently.
+//!
 //! Trace context travels between processes as W3C `traceparent` in gRPC
 //! metadata: [`extract`] reads a caller's, [`inject`] writes one for a
 //! call.
@@ -43,6 +52,10 @@ use tonic::metadata::MetadataMap;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+mod reporting;
+use reporting::Reporting;
+pub use reporting::{EXPORT_WARNING_INTERVAL, export_failures};
 
 /// How a process reports: its name, where traces go, how logs look.
 #[derive(Debug, Clone, PartialEq)]
@@ -262,7 +275,7 @@ pub fn init_with(
         .build()
         .map_err(|e| format!("OTLP exporter for {endpoint}: {e}"))?;
     let mut builder = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
+        .with_batch_exporter(Reporting::new(exporter, "spans", &endpoint))
         .with_resource(config.resource(&var));
     if var("OTEL_TRACES_SAMPLER").is_none() {
         builder = builder.with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
@@ -323,7 +336,7 @@ pub fn init_with(
         .build()
         .map_err(|e| format!("OTLP metrics exporter for {metrics_endpoint}: {e}"))?;
     let meters = SdkMeterProvider::builder()
-        .with_periodic_exporter(exporter)
+        .with_periodic_exporter(Reporting::new(exporter, "metrics", &metrics_endpoint))
         .with_resource(config.resource(&var))
         .build();
     opentelemetry::global::set_meter_provider(meters.clone());

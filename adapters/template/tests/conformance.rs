@@ -1,6 +1,7 @@
-//! The conformance kit against the template, served over real mTLS with a
-//! development PKI. Keep this test when you fill in the template: it is
-//! the same kit `samverka adapter check` runs.
+//! The conformance kit against this adapter, served over real mTLS with a
+//! development PKI. Keep this test when you fill in the adapter: it is the
+//! same kit `samverka adapter check` runs. Set `known_subject` to a person
+//! your test register knows.
 
 use samverka_adapter::conformance::{KitConfig, run_checks};
 use samverka_adapter::{AdapterTls, serve_with_listener};
@@ -8,14 +9,14 @@ use samverka_certs::dev::{CertRequest, DevCa};
 use samverka_certs::{OrgNumber, Role};
 
 #[tokio::test]
-async fn the_template_passes_the_conformance_kit() {
+async fn the_adapter_passes_the_conformance_kit() {
     let ca = DevCa::generate("test CA").unwrap();
     let org = |s: &str| OrgNumber::parse(s).unwrap();
     let adapter = ca
         .issue(&CertRequest::new(
             org(samverka_adapter_template::AGENCY),
             Role::Adapter,
-            "template",
+            "adapter",
         ))
         .unwrap();
     let gateway = ca

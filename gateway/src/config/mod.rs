@@ -99,9 +99,13 @@
 //! `[[access_rules]]`, checked against each other) and `adapters.rs`
 //! (`[[adapters]]`). `fields.rs` holds the deserializers of organisation
 //! numbers and record type lists that several sections share.
+//! [`check`] opens the files a configuration names (certificates, keys,
+//! trust bundle, revocation lists, the store) and reports every problem
+//! with its line: `samverka check-config` and `samverka serve` share it.
 
 mod adapters;
 mod audit;
+pub mod check;
 mod consents;
 mod fields;
 mod gateway;

@@ -239,6 +239,7 @@ impl<'g> Call<'g> {
         self.count(decision, reason);
         self.span.in_scope(|| match result {
             Ok(answer) => {
+                telemetry::record_status_code(&self.span, tonic::Code::Ok);
                 let mut response = Response::new(answer);
                 if let Some(v) = self.trace_id() {
                     response.metadata_mut().insert(TRACE_ID_HEADER, v);
@@ -267,9 +268,11 @@ impl<'g> Call<'g> {
         self.trace.trace_id.parse().ok()
     }
 
-    /// The refusal as a status naming the trace.
+    /// The refusal as a status naming the trace, its code recorded on the
+    /// span.
     fn status(&self, err: GatewayError) -> Status {
         let mut status = Status::from(err);
+        telemetry::record_status_code(&self.span, status.code());
         if let Some(v) = self.trace_id() {
             status.metadata_mut().insert(TRACE_ID_HEADER, v);
         }

@@ -1,8 +1,9 @@
-//! Accepting TCP connections on the gateway's two listeners, the gRPC
-//! port ([`tls_handshakes`]) and the operators' admin listener
-//! ([`crate::admin`]), with the same bounds, so that neither can be held
-//! by clients that connect and send nothing, nor make the process spin
-//! and flood its log when it runs out of file descriptors:
+//! Accepting TCP connections with bounds, for every listener of samverka's
+//! processes: the gRPC ports of the gateway and of adapters built with
+//! this SDK ([`tls_handshakes`]) and the gateway's operators' admin
+//! listener ([`Listener`]), so that none can be held by clients that
+//! connect and send nothing, nor make the process spin and flood its log
+//! when it runs out of file descriptors:
 //!
 //! - **A cap** ([`Listener`]): each accepted connection holds a slot
 //!   until the listener is done with it (the gRPC port: until its TLS
@@ -20,7 +21,7 @@
 //!   [`LOG_INTERVAL`] about failed accepts on each listener, saying how
 //!   many failures it did not log, and one line (with the count) when
 //!   accepting works again.
-//! - **The gRPC port's handshakes**: at most [`MAX_HANDSHAKES`] in
+//! - **A gRPC port's handshakes**: at most [`MAX_HANDSHAKES`] in
 //!   progress at once, each dropped if not finished within
 //!   [`HANDSHAKE_TIMEOUT`]; refused and unfinished handshakes are logged,
 //!   at most [`HANDSHAKE_LOG_BURST`] lines per [`LOG_INTERVAL`].
