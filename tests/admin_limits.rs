@@ -245,10 +245,9 @@ async fn out_of_file_descriptors_the_listeners_back_off_log_little_and_recover()
         (1..=4).contains(&logged),
         "{logged} lines about failed accepts"
     );
-    assert!(
-        !admin.is_finished(),
-        "the admin request was served out of descriptors"
-    );
+    // (Whether the admin request waits all this time depends on whether a
+    // descriptor the gateway closes meanwhile, e.g. after its first admin
+    // answer, goes to it or to the gRPC port's backlog: not asserted.)
 
     // The held connections' handshakes time out, descriptors free, and the
     // listeners accept again: the admin request waiting is answered.

@@ -273,3 +273,158 @@ fn certs_init_writes_a_dev_pki_that_follows_the_convention() {
         );
     }
 }
+
+/// The addresses `samverka demo --serve` gives clients, printed and in
+/// demo.toml, name `localhost` (which its certificates hold), while it
+/// listens on 127.0.0.1: a TLS client sends the host it was given as SNI,
+/// and an IP address there is no valid SNI (Node.js warns of it on every
+/// connection, and the gateway logs "Illegal SNI extension"). The Rust
+/// clients and the CLI still reach it by that name, and a client that
+/// sends the host verbatim as SNI, as Node.js does, leaves no such line in
+/// the demo's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serve_names_localhost_to_clients_and_logs_no_illegal_sni() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["demo", "--serve", "--dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let log = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let mut printed = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) if line.starts_with("Serving until") => break,
+            Ok(line) => printed.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "the demo never said it was serving:\n{}",
+                    printed.join("\n")
+                );
+            }
+        }
+    }
+
+    // What it printed: the gateway and each adapter at localhost:PORT.
+    for name in ["gateway", "higher-education", "employment", "competence"] {
+        let line = printed
+            .iter()
+            .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} line:\n{}", printed.join("\n")));
+        let address = line.split_whitespace().nth(1).unwrap();
+        assert!(address.starts_with("localhost:"), "{line}");
+    }
+
+    // demo.toml: clients call localhost:PORT, the gateway listens on
+    // 127.0.0.1:PORT, the gateway calls its adapters at localhost:PORT.
+    let demo: toml::Table =
+        toml::from_str(&std::fs::read_to_string(dir.path().join("demo.toml")).unwrap()).unwrap();
+    let listen: std::net::SocketAddr = string(&demo, "gateway", "address").parse().unwrap();
+    assert_eq!(listen.ip().to_string(), "127.0.0.1");
+    let call = string(&demo, "agency", "gateway");
+    assert_eq!(call, format!("localhost:{}", listen.port()));
+    assert_eq!(string(&demo, "registrar", "gateway"), call);
+    for adapter in demo["adapters"].as_array().unwrap() {
+        let address = adapter["address"].as_str().unwrap();
+        assert!(address.starts_with("localhost:"), "{address}");
+    }
+
+    // A Rust client by that name.
+    let tls = AgencyTls::from_files(
+        Path::new(string(&demo, "gateway", "ca_cert")),
+        Path::new(string(&demo, "agency", "cert")),
+        Path::new(string(&demo, "agency", "key")),
+    )
+    .unwrap();
+    let channel = connect(call, "localhost", &tls).await.unwrap();
+    let answer = RecordExchangeClient::new(channel)
+        .get_records(GetRecordsRequest {
+            subject_id: samverka::cli::demo::DEMO_SUBJECT.into(),
+            record_types: samverka::cli::demo::DEMO_RECORD_TYPES
+                .iter()
+                .map(|t| t.to_string())
+                .collect(),
+            purpose: samverka::cli::demo::DEMO_PURPOSE.into(),
+            source_agencies: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.records.len(), 5);
+
+    // The CLI, from demo.toml.
+    let cli = Command::new(BIN)
+        .args(["records", "get", "--demo"])
+        .arg(dir.path().join("demo.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+
+    // A handshake that sends the host it was given as SNI, as Node.js (and
+    // grpc-js on it) does.
+    let node_handshake = Command::new("node")
+        .arg("-e")
+        .arg(
+            "const tls = require('tls'), fs = require('fs');
+             const [, address, ca, cert, key] = process.argv;
+             const host = address.slice(0, address.lastIndexOf(':'));
+             const port = Number(address.slice(address.lastIndexOf(':') + 1));
+             const s = tls.connect({ host, port, servername: host, ALPNProtocols: ['h2'],
+               ca: fs.readFileSync(ca), cert: fs.readFileSync(cert), key: fs.readFileSync(key) },
+               () => { console.log('handshake done'); s.end(); });
+             s.on('error', (e) => { console.error(e.message); process.exit(1); });",
+        )
+        .arg(call)
+        .arg(string(&demo, "gateway", "ca_cert"))
+        .arg(string(&demo, "agency", "cert"))
+        .arg(string(&demo, "agency", "key"))
+        .output();
+    match node_handshake {
+        Ok(out) => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() && String::from_utf8_lossy(&out.stdout).contains("done"),
+                "node: {stderr}"
+            );
+            assert!(!stderr.contains("IP address"), "node: {stderr}");
+        }
+        Err(e) => eprintln!(
+            "node is not installed ({e}): the handshake with the host as SNI is not tried"
+        ),
+    }
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = log.join().unwrap();
+    assert!(status.success(), "exit {status:?}:\n{}", log.join("\n"));
+    let illegal: Vec<_> = log.iter().filter(|l| l.contains("Illegal SNI")).collect();
+    assert!(illegal.is_empty(), "{illegal:#?}");
+}

@@ -222,17 +222,24 @@ async fn an_adapter_with_another_agencys_certificate_is_not_believed() {
     // types to the higher-education adapter's address: the certificate
     // there names another agency, so the handshake is refused.
     let address = |name: &str| {
-        net.adapters
+        let port = net
+            .adapters
             .iter()
             .find(|(n, _)| n == name)
             .unwrap()
             .1
-            .to_string()
+            .port();
+        format!(":{port}\"")
     };
-    let text = std::fs::read_to_string(&net.config_path)
-        .unwrap()
+    let demo = std::fs::read_to_string(&net.config_path).unwrap();
+    let text = demo
         .replace(&address("employment"), &address("higher-education"))
         .replace("samverka.db", "impersonation.db");
+    assert_eq!(
+        text.matches(&address("higher-education")).count(),
+        2,
+        "the routing table was not changed: {text}"
+    );
     let config = samverka_gateway::Config::from_toml(&text, net.dir.path()).unwrap();
     let gateway = samverka_gateway::Gateway::new(config, samverka_gateway::Clock::system())
         .await

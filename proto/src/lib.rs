@@ -42,6 +42,15 @@ pub mod records {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/samverka_descriptor.bin"));
 
+/// The source of every file [`FILE_DESCRIPTOR_SET`] describes, as
+/// `(name, text)`, in its order (a file after the files it imports): the
+/// name is the path it is imported by (`samverka/v1/exchange.proto`,
+/// `google/rpc/status.proto`, `google/protobuf/timestamp.proto`) and the
+/// text is the file in `proto/proto/` (the google ones vendored there
+/// unchanged). Written into one directory, they compile with no other
+/// include path (`samverka proto export`).
+pub const PROTO_FILES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/proto_files.rs"));
+
 /// Record types this version of the contract describes with a typed payload.
 pub const KNOWN_RECORD_TYPES: &[&str] = &[
     "education.course_result",

@@ -11,6 +11,7 @@
 //! - [`records`]: `records get`, an agency's read through the gateway;
 //! - [`certs`]: `certs init|issue|revoke`, the development PKI;
 //! - [`generate`]: `completions` and `man`, made from this definition;
+//! - [`proto`]: `proto export`, the wire contract as files;
 //! - [`demo`]: `demo`, everything on one machine (also the end-to-end
 //!   tests' network).
 //!
@@ -31,6 +32,7 @@ pub mod consent;
 pub mod demo;
 pub mod generate;
 pub mod passport;
+pub mod proto;
 pub mod records;
 pub mod serve;
 
@@ -117,6 +119,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: certs::CertsCommand,
+    },
+    /// The wire contract: write its .proto files and descriptor set.
+    Proto {
+        /// What to do.
+        #[command(subcommand)]
+        command: proto::ProtoCommand,
     },
     /// Print a shell completion script.
     Completions {
@@ -217,6 +225,7 @@ impl Command {
             Command::Adapter { .. } => "samverka adapter",
             Command::Records { .. } => "samverka records",
             Command::Certs { .. } => "samverka certs",
+            Command::Proto { .. } => "samverka proto",
             Command::Demo { .. } => "samverka demo",
         }
     }
@@ -238,6 +247,7 @@ impl Command {
             Command::Adapter { command } => adapter::main(command),
             Command::Records { command } => runtime()?.block_on(records::run(command)),
             Command::Certs { command } => certs::run(command),
+            Command::Proto { command } => proto::run(command),
             Command::Completions { shell } => generate::completions(shell),
             Command::Man { dir } => generate::man(&dir),
             Command::Demo { serve, dir } => demo::main(demo::DemoOptions { serve, dir }),

@@ -49,7 +49,7 @@ pub const DEMO_PURPOSE: &str = "study_guidance";
 pub const DEMO_RECORD_TYPES: [&str; 2] = ["education.course_result", "employment.period"];
 
 pub use network::{
-    DEMO_AUDIT, DEMO_SOURCES, DemoError, DemoSource, Network, demo_config, pki_spec,
+    DEMO_AUDIT, DEMO_SOURCES, DemoError, DemoSource, Network, client_address, demo_config, pki_spec,
 };
 
 /// One line about a record, for people.
@@ -132,7 +132,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     );
     println!(
         "  gateway           {} (gRPC, mutual TLS)",
-        network.gateway_address
+        client_address(network.gateway_address)
     );
     for (route, (_, addr)) in network
         .gateway
@@ -142,8 +142,9 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         .zip(&network.adapters)
     {
         println!(
-            "  {:<17} {addr} (agency {}: {})",
+            "  {:<17} {} (agency {}: {})",
             route.name,
+            client_address(*addr),
             route.org_number,
             route.record_types.join(", ")
         );

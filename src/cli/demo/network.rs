@@ -3,7 +3,7 @@
 //! OS. The end-to-end tests start it too, so that they test exactly what
 //! the demo runs.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -96,12 +96,14 @@ pub struct Network {
     pub pki: DevPkiFiles,
     /// The gateway's state (store, clock, config).
     pub gateway: Arc<Gateway>,
-    /// Where the gateway listens.
+    /// Where the gateway listens (127.0.0.1; clients call
+    /// [`client_address`] of it, `localhost:PORT`).
     pub gateway_address: SocketAddr,
     /// Where the operators' admin listener is (`/metrics`, `/healthz`,
     /// `/readyz`).
     pub admin_address: SocketAddr,
-    /// Per adapter: name and address.
+    /// Per adapter: name and where it listens (`demo.toml` names it by
+    /// [`client_address`]).
     pub adapters: Vec<(String, SocketAddr)>,
     fetch_calls: Arc<AtomicUsize>,
     last_trace: Arc<std::sync::Mutex<Option<String>>>,
@@ -151,6 +153,19 @@ impl std::fmt::Debug for Network {
             .field("gateway_address", &self.gateway_address)
             .field("adapters", &self.adapters)
             .finish_non_exhaustive()
+    }
+}
+
+/// The address to call a demo listener at: `localhost:PORT` for one on
+/// 127.0.0.1, the name the demo's certificates hold, so that a TLS client
+/// sends it as SNI (an IP address is no valid SNI: some clients send it
+/// anyway, with a warning, and the gateway logs "Illegal SNI extension");
+/// any other address as it is.
+pub fn client_address(address: SocketAddr) -> String {
+    if address.ip() == Ipv4Addr::LOCALHOST {
+        format!("localhost:{}", address.port())
+    } else {
+        address.to_string()
     }
 }
 
@@ -304,7 +319,7 @@ impl Network {
     /// An mTLS channel to the gateway as the demo agency `name`.
     pub async fn channel(&self, name: &str) -> Result<Channel, DemoError> {
         Ok(connect(
-            &self.gateway_address.to_string(),
+            &client_address(self.gateway_address),
             "localhost",
             &self.agency_tls(name)?,
         )
@@ -347,7 +362,7 @@ pub const DEMO_AUDIT: &str = "[audit]\ncheckpoint_every = 10\ncheckpoint_interva
 
 /// The demo's configuration: gateway at `gateway` and its admin listener
 /// at `admin` (`host:port`; port 0 lets the OS choose), the demo sources named in `adapters` at their
-/// addresses, `store` (a SQLite path or a PostgreSQL URL), and `extra` TOML
+/// addresses (named by [`client_address`]: `localhost:PORT`), `store` (a SQLite path or a PostgreSQL URL), and `extra` TOML
 /// appended as is (further sections, such as [`DEMO_AUDIT`]). The gateway
 /// checks both hops against the PKI's revocation list (`gateway.crls`),
 /// so that `samverka certs revoke` revokes in the demo.
@@ -370,11 +385,17 @@ pub fn demo_config(
     let (reader_cert, reader_key) = agency("reader");
     let (registrar_cert, registrar_key) = agency("registrar");
     let list = |t: &[&str]| format!("{t:?}");
+    // `[gateway] address` is where the gateway binds (an IP address);
+    // clients call it by the name its certificate holds.
+    let call = gateway
+        .parse::<SocketAddr>()
+        .map_or_else(|_| gateway.to_owned(), client_address);
     let mut adapter_tables = String::new();
     for (name, address) in adapters {
         if let Some(source) = DEMO_SOURCES.iter().find(|s| s.name == name) {
             adapter_tables.push_str(&format!(
-                "[[adapters]]\nname = \"{name}\"\naddress = \"{address}\"\norg_number = \"{}\"\nrecord_types = {}\n\n",
+                "[[adapters]]\nname = \"{name}\"\naddress = \"{}\"\norg_number = \"{}\"\nrecord_types = {}\n\n",
+                client_address(*address),
                 source.agency,
                 list(source.record_types)
             ));
@@ -387,7 +408,7 @@ pub fn demo_config(
 # Every person and organisation in it is synthetic.
 
 [gateway]
-address = "{gateway}"
+address = "{gateway}"   # where it listens; clients call [agency] gateway
 admin_address = "{admin}"
 org_number = "{GATEWAY_AGENCY}"
 ca_cert = {ca}
@@ -399,11 +420,13 @@ crls = [{crl}]      # `samverka certs revoke` adds to it; reloaded when it chang
 store = {store}
 
 [agency]            # an ordinary agency that reads records
+gateway = "{call}"   # the address to call, by the name in the gateway's certificate
 org_number = "{READER_AGENCY}"
 cert = {reader_cert}
 key = {reader_key}
 
 [registrar]         # the consent registrar agency
+gateway = "{call}"
 org_number = "{REGISTRAR_AGENCY}"
 cert = {registrar_cert}
 key = {registrar_key}
