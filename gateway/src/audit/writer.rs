@@ -198,6 +198,25 @@ impl AuditWriter {
         }
     }
 
+    /// Records `result` in `entry` (its decision, and the reason of a
+    /// refusal), commits it, and gives `result` back once the entry is
+    /// durable, a refusal naming the entry's audit id. The answer never
+    /// leaves before its entry: if the commit fails, so does the call.
+    pub async fn commit_outcome<T>(
+        &self,
+        mut entry: AuditEntry,
+        result: Result<T, crate::GatewayError>,
+    ) -> Result<T, crate::GatewayError> {
+        let (decision, reason) = super::Decision::of(&result);
+        entry.decision = decision.as_str().to_owned();
+        entry.reason = reason.to_owned();
+        let audit_id = entry.audit_id.clone();
+        self.commit(entry)
+            .await
+            .map_err(crate::GatewayError::store)?;
+        result.map_err(|e| e.with_audit_id(audit_id))
+    }
+
     /// Commits `entry` to the chain and returns it as stored, once it is
     /// durable.
     pub async fn commit(&self, entry: AuditEntry) -> Result<AuditEntry, StoreError> {

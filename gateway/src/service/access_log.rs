@@ -16,7 +16,6 @@ use tonic::{Request, Response, Status};
 
 use super::rpc::{Call, Method};
 use crate::audit::AuditEntry;
-use crate::audit::{self, Decision};
 use crate::error::{GatewayError, Reason};
 use crate::pipeline::identity::{self, Caller};
 use crate::pipeline::validate;
@@ -78,19 +77,10 @@ impl AccessLogService {
         // The person sees that their log was read, or that someone tried,
         // and by whom; an allowed read is committed before the log is
         // read, so that the page shows it too.
-        let mut entry = audit::entry(call.method().label(), gw.clock.now_ms());
-        entry.trace_id = call.trace().trace_id.clone();
-        if let Ok(c) = &caller {
-            entry.caller = c.agency.to_string();
-        }
+        let mut entry = call.audit_entry(&caller, gw.clock.now_ms());
         entry.subject_id = validate::sanitize(&req.subject_id);
         let query = self.query(caller, &req);
-        let (decision, reason) = Decision::of(&query);
-        entry.decision = decision.as_str().to_owned();
-        entry.reason = reason.to_owned();
-        let audit_id = entry.audit_id.clone();
-        gw.audit.commit(entry).await.map_err(GatewayError::store)?;
-        let query = query.map_err(|e| e.with_audit_id(audit_id))?;
+        let query = gw.audit.commit_outcome(entry, query).await?;
         self.page(query).await
     }
 

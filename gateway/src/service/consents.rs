@@ -22,7 +22,7 @@ use samverka_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use super::rpc::{Call, Method};
-use crate::audit::{self, AuditEntry, Decision};
+use crate::audit::AuditEntry;
 use crate::credential::receipt::{ReceiptClaims, ReceiptConsent, rfc3339};
 use crate::error::{GatewayError, Reason};
 use crate::pipeline::identity::{self, Caller};
@@ -103,17 +103,6 @@ impl ConsentsService {
         identity::registrar(caller?, &self.gateway.config)
     }
 
-    /// The audit entry of this call: who called (when the certificate
-    /// says), the method, the trace.
-    fn entry(&self, call: &Call<'_>, caller: &Result<Caller, GatewayError>) -> AuditEntry {
-        let mut entry = audit::entry(call.method().label(), self.gateway.clock.now_ms());
-        entry.trace_id = call.trace().trace_id.clone();
-        if let Ok(c) = caller {
-            entry.caller = c.agency.to_string();
-        }
-        entry
-    }
-
     /// Makes the entry of a refused call about consent `id` about its
     /// person, if it exists, so that the person sees who tried.
     async fn attribute(&self, entry: &mut AuditEntry, id: &str) {
@@ -125,32 +114,13 @@ impl ConsentsService {
         }
     }
 
-    /// Completes `entry` with the call's outcome and commits it: the
-    /// answer leaves only once its entry is durable.
-    async fn audited<T>(
-        &self,
-        mut entry: AuditEntry,
-        result: Result<T, GatewayError>,
-    ) -> Result<T, GatewayError> {
-        let (decision, reason) = Decision::of(&result);
-        entry.decision = decision.as_str().to_owned();
-        entry.reason = reason.to_owned();
-        let audit_id = entry.audit_id.clone();
-        self.gateway
-            .audit
-            .commit(entry)
-            .await
-            .map_err(GatewayError::store)?;
-        result.map_err(|e| e.with_audit_id(audit_id))
-    }
-
     async fn grant(
         &self,
         request: Request<GrantConsentRequest>,
         call: &Call<'_>,
     ) -> Result<ConsentReceipt, GatewayError> {
         let caller = call.admit(&request, &self.gateway.rate)?;
-        let mut entry = self.entry(call, &caller);
+        let mut entry = call.audit_entry(&caller, self.gateway.clock.now_ms());
         let req = request.into_inner();
         entry.subject_id = sanitize(&req.subject_id);
         entry.purpose = sanitize(&req.purpose);
@@ -174,7 +144,7 @@ impl ConsentsService {
                 .map(|c| c.consent_id.clone())
                 .unwrap_or_default();
         }
-        self.audited(entry, result).await
+        self.gateway.audit.commit_outcome(entry, result).await
     }
 
     async fn record_grant(
@@ -271,13 +241,13 @@ impl ConsentsService {
         call: &Call<'_>,
     ) -> Result<ConsentReceipt, GatewayError> {
         let caller = call.admit(&request, &self.gateway.rate)?;
-        let mut entry = self.entry(call, &caller);
+        let mut entry = call.audit_entry(&caller, self.gateway.clock.now_ms());
         let req = request.into_inner();
         entry.consent_id = sanitize(&req.consent_id);
         let id = req.consent_id.clone();
         let result = self.record_revocation(caller, req, &mut entry).await;
         self.attribute(&mut entry, &id).await;
-        self.audited(entry, result).await
+        self.gateway.audit.commit_outcome(entry, result).await
     }
 
     async fn record_revocation(
@@ -323,12 +293,12 @@ impl ConsentsService {
         call: &Call<'_>,
     ) -> Result<Consent, GatewayError> {
         let caller = call.admit(&request, &self.gateway.rate)?;
-        let mut entry = self.entry(call, &caller);
+        let mut entry = call.audit_entry(&caller, self.gateway.clock.now_ms());
         let id = request.into_inner().consent_id;
         entry.consent_id = sanitize(&id);
         let result = self.find(caller, &id, &mut entry).await;
         self.attribute(&mut entry, &id).await;
-        self.audited(entry, result).await
+        self.gateway.audit.commit_outcome(entry, result).await
     }
 
     async fn find(
@@ -356,7 +326,7 @@ impl ConsentsService {
         call: &Call<'_>,
     ) -> Result<ListConsentsResponse, GatewayError> {
         let caller = call.admit(&request, &self.gateway.rate)?;
-        let mut entry = self.entry(call, &caller);
+        let mut entry = call.audit_entry(&caller, self.gateway.clock.now_ms());
         let req = request.into_inner();
         entry.subject_id = sanitize(&req.subject_id);
         if !req.grantee_agency.is_empty() {
@@ -370,7 +340,7 @@ impl ConsentsService {
                 .details
                 .insert("consents".into(), answer.consents.len().to_string());
         }
-        self.audited(entry, result).await
+        self.gateway.audit.commit_outcome(entry, result).await
     }
 
     async fn list_for(

@@ -183,11 +183,7 @@ impl RecordExchangeService {
         // Over its rate: refused, and not audited (a flood must not fill
         // the trail); a refused identity is audited, within its own rate.
         let caller = call.admit(request, &gw.rate)?;
-        let mut entry = audit::entry(call.method().label(), gw.clock.now_ms());
-        entry.trace_id = call.trace().trace_id.clone();
-        if let Ok(c) = &caller {
-            entry.caller = c.agency.to_string();
-        }
+        let entry = call.audit_entry(&caller, gw.clock.now_ms());
         Ok(Begun {
             budget,
             caller,

@@ -181,6 +181,22 @@ impl<'g> Call<'g> {
         self.admit(request, rate)?
     }
 
+    /// This call's audit entry, made at `now_ms`: its method, its trace,
+    /// and its caller when the certificate names one (a refused identity is
+    /// audited with an empty caller).
+    pub fn audit_entry(
+        &self,
+        caller: &Result<Caller, GatewayError>,
+        now_ms: i64,
+    ) -> crate::audit::AuditEntry {
+        let mut entry = crate::audit::entry(self.method.label(), now_ms);
+        entry.trace_id = self.trace.trace_id.clone();
+        if let Ok(c) = caller {
+            entry.caller = c.agency.to_string();
+        }
+        entry
+    }
+
     /// [`Call::identify`] keeping the two refusals apart: the outer error
     /// is the rate's (`RATE_LIMITED`, never audited: a flood must not fill
     /// the trail), the inner one the identity's (which a read audits).
