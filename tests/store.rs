@@ -29,6 +29,7 @@ fn consent(id: &str, request_id: &str, granted_at_ms: i64) -> StoredConsent {
         granted_at_ms,
         revoked_at_ms: None,
         revocation_reason: None,
+        revoked_by: None,
     }
 }
 

@@ -314,6 +314,20 @@ pub struct DevPkiFiles {
     pub agencies: Vec<(String, PathBuf, PathBuf)>,
     /// Per adapter: name, certificate, key (`adapter-<name>.pem`, `.key`).
     pub adapters: Vec<(String, PathBuf, PathBuf)>,
+    /// The development identity provider's signing key: public key and
+    /// key (`dev-idp.pub.pem`, `dev-idp.key`); it signs people's logins
+    /// (ID tokens) for the demo and tests, never in production.
+    pub dev_idp: (PathBuf, PathBuf),
+    /// Per agency: name, person-assertion public key and key
+    /// (`agency-<name>-assertion.pub.pem`, `.key`), for an agency that is
+    /// a registrar. Not a TLS key: it signs person assertions only.
+    pub assertion_keys: Vec<(String, PathBuf, PathBuf)>,
+}
+
+/// A new P-256 signing key: (PKCS#8 PEM, public key PEM).
+pub fn signing_key() -> Result<(String, String), DevPkiError> {
+    let key = rcgen::KeyPair::generate()?;
+    Ok((key.serialize_pem(), key.public_key_pem()))
 }
 
 /// Generates a CA and every certificate of `spec` and writes them into
@@ -351,6 +365,19 @@ pub fn write_dev_pki(dir: &Path, spec: &DevPkiSpec) -> Result<DevPkiFiles, DevPk
         )?;
         adapters.push((name.clone(), c, k));
     }
+    let write_key = |stem: &str| -> Result<(PathBuf, PathBuf), DevPkiError> {
+        let (key, public) = signing_key()?;
+        Ok((
+            write_file(dir, &format!("{stem}.pub.pem"), &public, false)?,
+            write_file(dir, &format!("{stem}.key"), &key, true)?,
+        ))
+    };
+    let dev_idp = write_key("dev-idp")?;
+    let mut assertion_keys = Vec::new();
+    for (name, _) in &spec.agencies {
+        let (p, k) = write_key(&format!("agency-{name}-assertion"))?;
+        assertion_keys.push((name.clone(), p, k));
+    }
     Ok(DevPkiFiles {
         ca_cert,
         ca_key,
@@ -359,6 +386,8 @@ pub fn write_dev_pki(dir: &Path, spec: &DevPkiSpec) -> Result<DevPkiFiles, DevPk
         gateway_client,
         agencies,
         adapters,
+        dev_idp,
+        assertion_keys,
     })
 }
 
@@ -394,6 +423,19 @@ pub fn existing_dev_pki(dir: &Path, spec: &DevPkiSpec) -> Option<DevPkiFiles> {
                 (name.clone(), c, k)
             })
             .collect(),
+        dev_idp: (dir.join("dev-idp.pub.pem"), dir.join("dev-idp.key")),
+        assertion_keys: spec
+            .agencies
+            .iter()
+            .map(|(name, _)| {
+                let stem = format!("agency-{name}-assertion");
+                (
+                    name.clone(),
+                    dir.join(format!("{stem}.pub.pem")),
+                    dir.join(format!("{stem}.key")),
+                )
+            })
+            .collect(),
     };
     let mut all = vec![
         &files.ca_cert,
@@ -402,9 +444,15 @@ pub fn existing_dev_pki(dir: &Path, spec: &DevPkiSpec) -> Option<DevPkiFiles> {
         &files.gateway.1,
     ];
     all.extend([&files.gateway_client.0, &files.gateway_client.1]);
-    for (_, c, k) in files.agencies.iter().chain(&files.adapters) {
+    for (_, c, k) in files
+        .agencies
+        .iter()
+        .chain(&files.adapters)
+        .chain(&files.assertion_keys)
+    {
         all.extend([c, k]);
     }
+    all.extend([&files.dev_idp.0, &files.dev_idp.1]);
     all.iter().all(|p| p.is_file()).then_some(files)
 }
 

@@ -74,6 +74,26 @@ pub enum Reason {
     /// (`limits.max_request_bytes`), or the answer would be larger than it
     /// sends (`limits.max_response_bytes`).
     MessageTooLarge,
+    /// A registrar acted for a person without a person assertion.
+    PersonAssertionMissing,
+    /// The person assertion or its evidence does not verify: signature,
+    /// key, audience, lifetime, action, terms, issuer, or an ID token sent
+    /// in its place.
+    PersonAssertionInvalid,
+    /// The person assertion was used before (on any replica).
+    PersonAssertionReused,
+    /// The person proven is not the person of the request.
+    PersonMismatch,
+    /// The person's login is older than the gateway takes.
+    PersonLoginStale,
+    /// The login's level of assurance is missing or too low for the action.
+    AssuranceTooLow,
+    /// The registrar may not record consents for this purpose.
+    PurposeNotRegistrable,
+    /// A registrar asked for a consent that lets itself read.
+    SelfGrant,
+    /// A field has a form the gateway does not take (characters, shape).
+    FieldInvalid,
     /// The consent or audit store cannot be reached: fail closed.
     StoreUnavailable,
     /// A defect inside the gateway.
@@ -105,6 +125,15 @@ impl Reason {
             Reason::PageTokenInvalid => "PAGE_TOKEN_INVALID",
             Reason::RateLimited => "RATE_LIMITED",
             Reason::MessageTooLarge => "MESSAGE_TOO_LARGE",
+            Reason::PersonAssertionMissing => "PERSON_ASSERTION_MISSING",
+            Reason::PersonAssertionInvalid => "PERSON_ASSERTION_INVALID",
+            Reason::PersonAssertionReused => "PERSON_ASSERTION_REUSED",
+            Reason::PersonMismatch => "PERSON_MISMATCH",
+            Reason::PersonLoginStale => "PERSON_LOGIN_STALE",
+            Reason::AssuranceTooLow => "ASSURANCE_TOO_LOW",
+            Reason::PurposeNotRegistrable => "PURPOSE_NOT_REGISTRABLE",
+            Reason::SelfGrant => "SELF_GRANT",
+            Reason::FieldInvalid => "FIELD_INVALID",
             Reason::StoreUnavailable => "STORE_UNAVAILABLE",
             Reason::Internal => "INTERNAL",
         }
@@ -113,7 +142,15 @@ impl Reason {
     /// The gRPC code this reason is answered with.
     pub fn code(self) -> Code {
         match self {
-            Reason::IdentityMissing => Code::Unauthenticated,
+            Reason::IdentityMissing
+            | Reason::PersonAssertionMissing
+            | Reason::PersonAssertionInvalid
+            | Reason::PersonAssertionReused
+            | Reason::PersonLoginStale => Code::Unauthenticated,
+            Reason::PersonMismatch
+            | Reason::AssuranceTooLow
+            | Reason::PurposeNotRegistrable
+            | Reason::SelfGrant => Code::PermissionDenied,
             Reason::RoleRequired
             | Reason::AccessRuleMissing
             | Reason::ConsentMissing
@@ -129,6 +166,7 @@ impl Reason {
             | Reason::ValidityInvalid
             | Reason::FieldMissing
             | Reason::FieldTooLong
+            | Reason::FieldInvalid
             | Reason::PageTokenInvalid => Code::InvalidArgument,
             Reason::ConsentNotFound => Code::NotFound,
             Reason::RequestIdReused => Code::AlreadyExists,

@@ -32,6 +32,8 @@
 //!   for clients.
 //! - [`credential`]: compact JWS signatures with the gateway's key, the
 //!   signed consent receipts and the competence passport credential.
+//! - [`person`]: person assertions, which prove that the person a
+//!   registrar acts for is present (their login's ID token as evidence).
 //! - [`config`]: the TOML configuration, validated at start.
 //! - [`error`]: every failure and the one function mapping it to a gRPC
 //!   status with a stable reason.
@@ -51,6 +53,7 @@ pub mod credential;
 pub mod error;
 pub mod metrics;
 pub mod net;
+pub mod person;
 pub mod pipeline;
 pub mod server;
 pub mod service;

@@ -67,6 +67,9 @@ pub struct Gateway {
     pub sources: crate::pipeline::routing::SourceDirectory,
     /// The agency-facing TLS material, reloaded on change.
     pub server_tls: Arc<crate::net::tls::ServerTls>,
+    /// Checks person assertions (registrars' and providers' keys, reloaded
+    /// on change).
+    pub person: crate::person::PersonVerifier,
 }
 
 fn read(path: &Path) -> Result<String, StartError> {
@@ -106,6 +109,7 @@ impl Gateway {
             signer.clone(),
         )
         .map_err(StartError::Tls)?;
+        let person = crate::person::PersonVerifier::new(&config).map_err(StartError::Tls)?;
         let metrics = Metrics::new();
         server_tls.report_crls_to(&metrics);
         let router = Router::new(
@@ -141,6 +145,7 @@ impl Gateway {
             rate,
             sources,
             server_tls,
+            person,
         }))
     }
 

@@ -34,6 +34,8 @@ pub mod records {
     }
 }
 
+pub mod terms;
+
 /// The encoded file descriptor set of every samverka proto, for gRPC server
 /// reflection, with the files they import and the messages of error
 /// details (`google/rpc/status.proto`, `google/rpc/error_details.proto`:

@@ -10,8 +10,11 @@ use super::CliError;
 /// `samverka certs ...`.
 #[derive(Subcommand)]
 pub enum CertsCommand {
-    /// Write a CA, an empty revocation list (crl.pem) and the demo's
-    /// gateway, agency and adapter certificates as PEM files.
+    /// Write a CA, an empty revocation list (crl.pem), the demo's gateway,
+    /// agency and adapter certificates as PEM files, the development
+    /// identity provider's key (dev-idp.key, dev-idp.pub.pem) and each
+    /// agency's person-assertion key (agency-NAME-assertion.key,
+    /// .pub.pem).
     Init {
         /// Directory to write into.
         #[arg(long)]
@@ -45,6 +48,31 @@ pub enum CertsCommand {
         dir: PathBuf,
         /// The certificate to revoke (PEM).
         cert: PathBuf,
+    },
+    /// Print a person's login for scripts and tests: an OpenID Connect ID
+    /// token signed by the development identity provider (never trusted in
+    /// production), in the shape of the Swedish OIDC profile.
+    PersonToken {
+        /// The development PKI holding dev-idp.key, as `certs init` wrote it.
+        #[arg(long, required_unless_present = "demo", conflicts_with = "demo")]
+        dir: Option<PathBuf>,
+        /// Or: a demo.toml, whose [registrar] names the key (dev_idp_key)
+        /// and the default audience (login_client).
+        #[arg(long)]
+        demo: Option<PathBuf>,
+        /// The person's personal identity number (12 digits).
+        #[arg(long)]
+        subject: String,
+        /// The client id the token is for: the registrar's e-service.
+        #[arg(long, required_unless_present = "demo")]
+        aud: Option<String>,
+        /// The login's level of assurance.
+        #[arg(long, default_value = samverka_gateway::person::issue::DEV_ACR)]
+        acr: String,
+        /// How long ago the person logged in, in seconds (to try a stale
+        /// login).
+        #[arg(long, default_value_t = 0)]
+        login_age: u32,
     },
     /// Sign DIR/crl.pem afresh, revoking what it revoked: its nextUpdate
     /// moves to a week from now (a gateway reports a list past its
@@ -138,6 +166,14 @@ fn certs(command: CertsCommand) -> Result<String, String> {
                 dir.join("crl.pem").display()
             ))
         }
+        CertsCommand::PersonToken {
+            dir,
+            demo,
+            subject,
+            aud,
+            acr,
+            login_age,
+        } => person_token(dir, demo, subject, aud, acr, login_age),
         CertsCommand::Crl { dir } => {
             let revoked = refresh_crl(&dir).map_err(|e| e.to_string())?;
             Ok(format!(
@@ -147,6 +183,58 @@ fn certs(command: CertsCommand) -> Result<String, String> {
             ))
         }
     }
+}
+
+/// `samverka certs person-token`.
+fn person_token(
+    dir: Option<PathBuf>,
+    demo: Option<PathBuf>,
+    subject: String,
+    aud: Option<String>,
+    acr: String,
+    login_age: u32,
+) -> Result<String, String> {
+    use samverka_gateway::person::issue::{DevIdentityProvider, Login};
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    let (key, default_aud) = match (dir, demo) {
+        (Some(dir), _) => (dir.join("dev-idp.key"), None),
+        (None, Some(file)) => {
+            let table: toml::Table =
+                toml::from_str(&read(&file)?).map_err(|e| format!("{}: {e}", file.display()))?;
+            let get = |k: &str| {
+                table
+                    .get("registrar")
+                    .and_then(|r| r.get(k))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("{}: registrar.{k} missing", file.display()))
+            };
+            (
+                PathBuf::from(get("dev_idp_key")?),
+                Some(get("login_client")?),
+            )
+        }
+        (None, None) => return Err("--dir or --demo is required".into()),
+    };
+    samverka_certs::SubjectId::parse(&subject).map_err(|e| format!("--subject: {e}"))?;
+    let client_id = aud
+        .or(default_aud)
+        .ok_or("--aud is required without --demo")?;
+    let idp = DevIdentityProvider::new(&read(&key)?).map_err(|e| e.to_string())?;
+    let now = samverka_gateway::time::system_now_ms().div_euclid(1000);
+    let login = Login {
+        person: subject,
+        client_id,
+        acr,
+        auth_time: now - i64::from(login_age),
+    };
+    let token = idp.id_token(&login, now).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{token}
+"
+    ))
 }
 
 /// Writes a private key readable by its owner only.

@@ -3,20 +3,24 @@
 //! a signed receipt offline.
 //!
 //! ```text
-//! samverka consent grant  --demo DIR/demo.toml --subject 199003142388 \
+//! samverka certs person-token --demo DIR/demo.toml --subject 199003142388 > login.jwt
+//! samverka consent grant  --demo DIR/demo.toml --person-token login.jwt --subject 199003142388 \
 //!     --grantee 2021999020 --record-types employment.period --purpose study_guidance \
 //!     --days 365 --evidence e-service-4711 --request-id r-4711 --receipt-out receipt.jws
-//! samverka consent list   --demo DIR/demo.toml --subject 199003142388
-//! samverka consent get    --demo DIR/demo.toml CONSENT_ID
-//! samverka consent revoke --demo DIR/demo.toml CONSENT_ID --reason "withdrawn"
+//! samverka consent list   --demo DIR/demo.toml --person-token login.jwt --subject 199003142388
+//! samverka consent get    --demo DIR/demo.toml --person-token login.jwt CONSENT_ID
+//! samverka consent revoke --demo DIR/demo.toml --person-token login.jwt CONSENT_ID --reason "withdrawn"
 //! samverka consent verify-receipt receipt.jws --cert DIR/certs/gateway.pem
 //! ```
 //!
 //! The connection is given either with `--gateway HOST:PORT --ca --cert
-//! --key` or with `--demo FILE`, which reads the gateway address, trust
-//! anchor and the `[registrar]` certificate from a `demo.toml`. `--json`
-//! prints machine-readable output. A refusal prints its gRPC code, stable
-//! reason and message and exits 1.
+//! --key --assertion-key --audience` or with `--demo FILE`, which reads
+//! them from a `demo.toml`'s `[gateway]` and `[registrar]` tables. Every
+//! call acts for the person whose login `--person-token` holds (an OpenID
+//! Connect ID token, from a file or `-` for standard input): the command
+//! wraps it in a fresh person assertion, signed with the registrar's
+//! assertion key, for each call. `--json` prints machine-readable output.
+//! A refusal prints its gRPC code, stable reason and message and exits 1.
 
 use std::path::{Path, PathBuf};
 
@@ -31,7 +35,9 @@ use tonic_types::StatusExt;
 
 use samverka_gateway::credential::receipt::{ReceiptConsent, verify};
 use samverka_gateway::net::client::{AgencyTls, connect};
+use samverka_gateway::person::issue::AssertionSigner;
 use samverka_gateway::time::{system_now_ms, to_timestamp};
+use samverka_proto::terms::PersonBound;
 
 use super::CliError;
 
@@ -146,6 +152,18 @@ pub struct Connection {
     /// The registrar's key (PEM).
     #[arg(long, required_unless_present = "demo")]
     key: Option<PathBuf>,
+    /// The registrar's person-assertion key (PKCS#8 P-256 PEM; not its TLS
+    /// key). With --demo: [registrar] assertion_key.
+    #[arg(long, required_unless_present = "demo")]
+    assertion_key: Option<PathBuf>,
+    /// The audience the gateway's person assertions must name (its
+    /// person_assertion.audience). With --demo: [registrar] audience.
+    #[arg(long, required_unless_present = "demo")]
+    audience: Option<String>,
+    /// The person's login: their OpenID Connect ID token, as the
+    /// registrar's e-service received it, in FILE or `-` for standard input.
+    #[arg(long, value_name = "FILE|-")]
+    person_token: PathBuf,
     /// The name the gateway's certificate must be valid for (default: the
     /// host of --gateway).
     #[arg(long)]
@@ -167,10 +185,52 @@ fn refused(status: tonic::Status) -> CliError {
     ))
 }
 
+/// A connection to the gateway as a registrar, acting for the person of
+/// one login.
+struct Session {
+    client: ConsentsClient<Channel>,
+    signer: AssertionSigner,
+    person: String,
+    id_token: String,
+}
+
+impl Session {
+    /// `req` with a fresh person assertion.
+    fn seal<R: PersonBound>(&self, mut req: R) -> Result<R, CliError> {
+        let now = system_now_ms().div_euclid(1000);
+        self.signer
+            .seal(&mut req, &self.person, &self.id_token, now)
+            .map_err(|e| CliError::Failed(format!("cannot sign the person assertion: {e}")))?;
+        Ok(req)
+    }
+}
+
+/// The ID token in `path` (`-`: standard input) and the person it names.
+fn person_token(path: &Path) -> Result<(String, String), CliError> {
+    use std::io::Read;
+    let usage = |m: String| CliError::Usage(m);
+    let mut text = String::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| usage(format!("--person-token -: {e}")))?;
+    } else {
+        text = std::fs::read_to_string(path)
+            .map_err(|e| usage(format!("--person-token {}: {e}", path.display())))?;
+    }
+    let token = text.trim().to_owned();
+    // The registrar reads whom its login names; the gateway checks the
+    // signature.
+    let person = samverka_gateway::person::named_person(&token).ok_or_else(|| {
+        usage("--person-token: not an ID token naming a personal identity number".into())
+    })?;
+    Ok((token, person))
+}
+
 impl Connection {
-    async fn client(&self) -> Result<ConsentsClient<Channel>, CliError> {
+    async fn session(&self) -> Result<Session, CliError> {
         let usage = |m: String| CliError::Usage(m);
-        let (address, ca, cert, key) = match &self.demo {
+        let (address, ca, cert, key, assertion_key, audience) = match &self.demo {
             Some(file) => {
                 let text = std::fs::read_to_string(file)
                     .map_err(|e| usage(format!("{}: {e}", file.display())))?;
@@ -186,22 +246,40 @@ impl Connection {
                         })
                 };
                 (
-                    get("gateway", "address")?,
+                    get("registrar", "gateway")?,
                     PathBuf::from(get("gateway", "ca_cert")?),
                     PathBuf::from(get("registrar", "cert")?),
                     PathBuf::from(get("registrar", "key")?),
+                    PathBuf::from(get("registrar", "assertion_key")?),
+                    get("registrar", "audience")?,
                 )
             }
             None => {
-                let missing = || usage("--gateway, --ca, --cert and --key, or --demo".into());
+                let missing = || {
+                    usage(
+                        "--gateway, --ca, --cert, --key, --assertion-key and --audience, or --demo"
+                            .into(),
+                    )
+                };
                 (
                     self.gateway.clone().ok_or_else(missing)?,
                     self.ca.clone().ok_or_else(missing)?,
                     self.cert.clone().ok_or_else(missing)?,
                     self.key.clone().ok_or_else(missing)?,
+                    self.assertion_key.clone().ok_or_else(missing)?,
+                    self.audience.clone().ok_or_else(missing)?,
                 )
             }
         };
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|e| usage(format!("{}: {e}", p.display())))
+        };
+        let registrar = samverka_certs::CertIdentity::from_pem(&read(&cert)?)
+            .map_err(|e| usage(format!("{}: {e}", cert.display())))?
+            .agency;
+        let signer = AssertionSigner::new(&read(&assertion_key)?, registrar.as_str(), &audience)
+            .map_err(|e| usage(format!("{}: {e}", assertion_key.display())))?;
+        let (id_token, person) = person_token(&self.person_token)?;
         let tls = AgencyTls::from_files(&ca, &cert, &key)
             .map_err(|e| usage(format!("cannot read certificate files: {e}")))?;
         let host = address.rsplit_once(':').map(|(h, _)| h).unwrap_or(&address);
@@ -209,7 +287,12 @@ impl Connection {
         let channel = connect(&address, &server_name, &tls)
             .await
             .map_err(|e| CliError::Failed(format!("cannot connect to {address}: {e}")))?;
-        Ok(ConsentsClient::new(channel))
+        Ok(Session {
+            client: ConsentsClient::new(channel),
+            signer,
+            person,
+            id_token,
+        })
     }
 }
 
@@ -297,12 +380,13 @@ pub async fn run(command: ConsentCommand) -> Result<String, CliError> {
             receipt_out,
             connection,
         } => {
-            let receipt = connection
-                .client()
-                .await?
-                .revoke(RevokeConsentRequest { consent_id, reason })
-                .await
-                .map_err(refused)?;
+            let mut session = connection.session().await?;
+            let request = session.seal(RevokeConsentRequest {
+                consent_id,
+                reason,
+                person_assertion: String::new(),
+            })?;
+            let receipt = session.client.revoke(request).await.map_err(refused)?;
             show_receipt(
                 receipt.into_inner(),
                 receipt_out.as_deref(),
@@ -313,10 +397,14 @@ pub async fn run(command: ConsentCommand) -> Result<String, CliError> {
             consent_id,
             connection,
         } => {
-            let c = connection
-                .client()
-                .await?
-                .get(GetConsentRequest { consent_id })
+            let mut session = connection.session().await?;
+            let request = session.seal(GetConsentRequest {
+                consent_id,
+                person_assertion: String::new(),
+            })?;
+            let c = session
+                .client
+                .get(request)
                 .await
                 .map_err(refused)?
                 .into_inner();
@@ -331,13 +419,15 @@ pub async fn run(command: ConsentCommand) -> Result<String, CliError> {
             grantee,
             connection,
         } => {
-            let consents = connection
-                .client()
-                .await?
-                .list(ListConsentsRequest {
-                    subject_id: subject.clone(),
-                    grantee_agency: grantee.unwrap_or_default(),
-                })
+            let mut session = connection.session().await?;
+            let request = session.seal(ListConsentsRequest {
+                subject_id: subject.clone(),
+                grantee_agency: grantee.unwrap_or_default(),
+                person_assertion: String::new(),
+            })?;
+            let consents = session
+                .client
+                .list(request)
                 .await
                 .map_err(refused)?
                 .into_inner()
@@ -387,14 +477,11 @@ async fn grant(a: GrantArgs) -> Result<String, CliError> {
         valid_until: Some(to_timestamp(valid_until)),
         evidence_ref: a.evidence,
         request_id: a.request_id,
+        person_assertion: String::new(),
     };
-    let receipt = a
-        .connection
-        .client()
-        .await?
-        .grant(request)
-        .await
-        .map_err(refused)?;
+    let mut session = a.connection.session().await?;
+    let request = session.seal(request)?;
+    let receipt = session.client.grant(request).await.map_err(refused)?;
     show_receipt(
         receipt.into_inner(),
         a.receipt_out.as_deref(),

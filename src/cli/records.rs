@@ -95,6 +95,14 @@ pub struct GetArgs {
     /// of the types).
     #[arg(long, value_delimiter = ',')]
     sources: Vec<String>,
+    /// The agency's reference to the case this read is for (recorded in
+    /// the audit trail and the person's access log).
+    #[arg(long, default_value = "")]
+    case_reference: String,
+    /// An opaque id of the official handling the case (not a personal
+    /// identity number), recorded with it.
+    #[arg(long, default_value = "")]
+    official_id: String,
     /// Print the answer as JSON.
     #[arg(long)]
     json: bool,
@@ -272,6 +280,8 @@ async fn get(a: GetArgs) -> Result<String, CliError> {
             record_types: types,
             purpose: purpose.clone(),
             source_agencies: a.sources.clone(),
+            case_reference: a.case_reference.clone(),
+            official_id: a.official_id.clone(),
         })
         .await
         .map_err(refused)?

@@ -70,6 +70,7 @@ fn consent(i: usize, now_ms: i64) -> StoredConsent {
         granted_at_ms: now_ms - 1_000,
         revoked_at_ms: None,
         revocation_reason: None,
+        revoked_by: None,
     }
 }
 

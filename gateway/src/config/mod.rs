@@ -60,10 +60,29 @@
 //! rate_per_second = 1000          # per caller (agency, or certificate), on average ...
 //! burst = 2000                    # ... and at once; then RATE_LIMITED
 //!
+//! [person_assertion]              # how a registrar proves the person is present
+//! audience = "samverka:2021999012" # the `aud` assertions name (this default)
+//! max_lifetime_s = 300            # longest assertion (exp - iat), at most 300
+//! max_login_age_s = 300           # oldest login (the ID token's auth_time)
+//! clock_skew_s = 30               # tolerated clock difference
+//! [person_assertion.assurance]    # accepted `acr` per action (default:
+//! grant = ["http://id.elegnamnden.se/loa/1.0/loa3"]  # substantial or high);
+//! revoke = ["http://id.elegnamnden.se/loa/1.0/loa3"] # revoke must accept all
+//! read = ["http://id.elegnamnden.se/loa/1.0/loa3"]   # of grant's levels
+//!
+//! [[identity_providers]]          # whose ID tokens prove a person's login
+//! issuer = "https://eid-broker.example.se"
+//! name = "eID broker"
+//! keys = "certs/eid-broker.jwks.json"  # JWKS or PEM, reloaded on change
+//!
 //! [[agencies]]                    # agencies that may call the gateway
 //! org_number = "2021999038"
 //! name = "Citizen e-service"
 //! registrar = true                # may record consents (Consents service)
+//! registrar_purposes = ["study_guidance"]  # ... for these purposes only
+//! registrar_self_grant = false    # ... never for itself (the default)
+//! assertion_keys = "certs/registrar-assertion.pub.pem"  # PEM or JWKS
+//! login_clients = [{ issuer = "https://eid-broker.example.se", client_id = "citizen-eservice" }]
 //! rate_per_second = 50            # optional: its own rate instead of [limits]
 //! burst = 100                     # optional: its own burst
 //!
@@ -110,6 +129,7 @@ mod consents;
 mod fields;
 mod gateway;
 mod limits;
+mod person;
 mod registry;
 mod telemetry;
 
@@ -125,7 +145,8 @@ pub use audit::AuditSettings;
 pub use consents::ConsentSettings;
 pub use gateway::GatewaySettings;
 pub use limits::Limits;
-pub use registry::{AccessRule, Agency, Purpose};
+pub use person::{DEFAULT_ACCEPTED_ACR, IdentityProvider, PersonAssertionSettings};
+pub use registry::{AccessRule, Agency, LoginClient, Purpose, Registrar};
 pub use samverka_proto::is_record_type_name;
 
 /// A configuration that cannot be used.
@@ -204,6 +225,10 @@ pub struct Config {
     pub adapters: Vec<AdapterRoute>,
     /// The `[telemetry]` section: traces and logs.
     pub telemetry: samverka_adapter::telemetry::TelemetryConfig,
+    /// The `[person_assertion]` section.
+    pub person_assertion: PersonAssertionSettings,
+    /// Identity providers whose ID tokens prove a person's login.
+    pub identity_providers: Vec<IdentityProvider>,
 }
 
 /// The file's shape: each section's own shape lives with its parser.
@@ -227,6 +252,10 @@ struct RawConfig {
     access_rules: Vec<Spanned<registry::RawAccessRule>>,
     #[serde(default)]
     adapters: Vec<Spanned<adapters::RawAdapter>>,
+    #[serde(default)]
+    person_assertion: person::RawPersonAssertion,
+    #[serde(default)]
+    identity_providers: Vec<Spanned<person::RawIdentityProvider>>,
     // Written by `samverka demo` for clients; the gateway does not use them.
     #[serde(default, rename = "agency")]
     _demo_agency: Option<toml::Table>,
@@ -286,8 +315,11 @@ impl Config {
             agencies,
             purposes,
             access_rules,
-        } = registry::parse(text, raw.agencies, raw.purposes, raw.access_rules)?;
+        } = registry::parse(text, base_dir, raw.agencies, raw.purposes, raw.access_rules)?;
         let adapters = adapters::parse(text, raw.adapters)?;
+        let person_assertion = person::parse(raw.person_assertion, gateway.org_number.as_str())?;
+        let identity_providers =
+            person::parse_providers(text, base_dir, raw.identity_providers, &agencies)?;
 
         Ok(Config {
             gateway,
@@ -299,6 +331,8 @@ impl Config {
             access_rules,
             adapters,
             telemetry,
+            person_assertion,
+            identity_providers,
         })
     }
 

@@ -6,6 +6,7 @@
 //! span so that an error names the line of its `[[...]]` header.
 
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 use samverka_certs::OrgNumber;
 use serde::{Deserialize, Deserializer};
@@ -21,12 +22,38 @@ pub struct Agency {
     pub org_number: OrgNumber,
     /// A name for people.
     pub name: String,
-    /// Whether it may record consents.
-    pub registrar: bool,
+    /// Set when it may record consents: within what bounds.
+    pub registrar: Option<Registrar>,
     /// Its own `rate_per_second`, instead of `[limits]`'s.
     pub rate_per_second: Option<f64>,
     /// Its own `burst`, instead of `[limits]`'s.
     pub burst: Option<f64>,
+}
+
+/// What a registrar agency may do for people, and how it proves that a
+/// person is present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registrar {
+    /// The purposes it may record consents for.
+    pub purposes: Vec<String>,
+    /// Whether it may record a consent that lets itself read.
+    pub self_grant: bool,
+    /// Its person-assertion public keys: a PEM file (public keys or
+    /// certificates) or a JWKS file, reloaded on change.
+    pub assertion_keys: PathBuf,
+    /// Its client ids at trusted identity providers: an ID token it passes
+    /// as evidence must be addressed to one of them.
+    pub login_clients: Vec<LoginClient>,
+}
+
+/// A registrar's client id at an identity provider.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginClient {
+    /// The provider's issuer, as under `[[identity_providers]]`.
+    pub issuer: String,
+    /// The registrar's client id there.
+    pub client_id: String,
 }
 
 /// A purpose a read may state and a consent may be given for.
@@ -70,6 +97,12 @@ pub(super) struct RawAgency {
     registrar: bool,
     rate_per_second: Option<f64>,
     burst: Option<f64>,
+    registrar_purposes: Option<Vec<String>>,
+    #[serde(default)]
+    registrar_self_grant: bool,
+    assertion_keys: Option<PathBuf>,
+    #[serde(default)]
+    login_clients: Vec<LoginClient>,
 }
 
 /// One `[[purposes]]` entry as written.
@@ -113,12 +146,13 @@ fn purpose_code<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 /// both; `text` is the whole file, to turn spans into lines.
 pub(super) fn parse(
     text: &str,
+    base_dir: &Path,
     agencies: Vec<Spanned<RawAgency>>,
     purposes: Vec<Spanned<RawPurpose>>,
     access_rules: Vec<Spanned<RawAccessRule>>,
 ) -> Result<Registry, ConfigError> {
-    let agencies = parse_agencies(text, agencies)?;
     let purposes = parse_purposes(text, purposes)?;
+    let agencies = parse_agencies(text, base_dir, agencies, &purposes)?;
     let access_rules = parse_access_rules(text, access_rules, &agencies, &purposes)?;
     Ok(Registry {
         agencies,
@@ -128,8 +162,13 @@ pub(super) fn parse(
 }
 
 /// No organisation number twice; a rate of its own above 0 and a burst of
-/// at least 1, as in `[limits]`.
-fn parse_agencies(text: &str, raw: Vec<Spanned<RawAgency>>) -> Result<Vec<Agency>, ConfigError> {
+/// at least 1, as in `[limits]`; a registrar's bounds (see [`registrar`]).
+fn parse_agencies(
+    text: &str,
+    base_dir: &Path,
+    raw: Vec<Spanned<RawAgency>>,
+    purposes: &[Purpose],
+) -> Result<Vec<Agency>, ConfigError> {
     let mut agencies = Vec::new();
     let mut seen = HashSet::new();
     for (i, a) in raw.into_iter().enumerate() {
@@ -153,15 +192,79 @@ fn parse_agencies(text: &str, raw: Vec<Spanned<RawAgency>>) -> Result<Vec<Agency
                 "rate_per_second must be above 0 and burst at least 1".into(),
             ));
         }
+        let registrar = registrar(&a, base_dir, purposes).map_err(|(key, reason)| {
+            ConfigError::at(text, span, format!("agencies[{i}]{key}"), reason)
+        })?;
         agencies.push(Agency {
             org_number: a.org_number,
             name: a.name,
-            registrar: a.registrar,
+            registrar,
             rate_per_second: a.rate_per_second,
             burst: a.burst,
         });
     }
     Ok(agencies)
+}
+
+/// A registrar names the purposes it may record consents for (all
+/// defined), its assertion keys and at least one login client; the
+/// registrar keys on an agency that is not one are refused, as they would
+/// mean nothing. Errors are (key suffix, reason).
+fn registrar(
+    a: &RawAgency,
+    base_dir: &Path,
+    purposes: &[Purpose],
+) -> Result<Option<Registrar>, (String, String)> {
+    if !a.registrar {
+        let set = a.registrar_purposes.is_some()
+            || a.registrar_self_grant
+            || a.assertion_keys.is_some()
+            || !a.login_clients.is_empty();
+        return if set {
+            Err((
+                String::new(),
+                "registrar_purposes, registrar_self_grant, assertion_keys and login_clients \
+                 are only for registrar = true"
+                    .into(),
+            ))
+        } else {
+            Ok(None)
+        };
+    }
+    let listed = a.registrar_purposes.clone().unwrap_or_default();
+    if listed.is_empty() {
+        return Err((
+            ".registrar_purposes".into(),
+            "a registrar must name the purposes it may record consents for".into(),
+        ));
+    }
+    if let Some(code) = listed
+        .iter()
+        .find(|c| !purposes.iter().any(|p| &p.code == *c))
+    {
+        return Err((
+            ".registrar_purposes".into(),
+            format!("purpose {code:?} is not defined under [[purposes]]"),
+        ));
+    }
+    let Some(keys) = &a.assertion_keys else {
+        return Err((
+            ".assertion_keys".into(),
+            "a registrar needs the PEM or JWKS file of its person-assertion keys".into(),
+        ));
+    };
+    if a.login_clients.is_empty() {
+        return Err((
+            ".login_clients".into(),
+            "a registrar needs at least one client id at a trusted identity provider".into(),
+        ));
+    }
+    Ok(Some(Registrar {
+        purposes: listed,
+        self_grant: a.registrar_self_grant,
+        assertion_keys: base_dir.join(keys),
+        login_clients: a.login_clients.clone(),
+    }))
 }
 
 /// No purpose code twice.
@@ -266,7 +369,13 @@ record_types = ["education.course_result"]
 
     fn parse_text(text: &str) -> Result<Registry, ConfigError> {
         let t: Tables = toml::from_str(text).unwrap();
-        parse(text, t.agencies, t.purposes, t.access_rules)
+        parse(
+            text,
+            Path::new("/cfg"),
+            t.agencies,
+            t.purposes,
+            t.access_rules,
+        )
     }
 
     #[test]
@@ -274,7 +383,7 @@ record_types = ["education.course_result"]
         let r = parse_text("").unwrap();
         assert!(r.agencies.is_empty() && r.purposes.is_empty() && r.access_rules.is_empty());
         let r = parse_text(GOOD).unwrap();
-        assert!(!r.agencies[0].registrar);
+        assert!(r.agencies[0].registrar.is_none());
         assert_eq!(r.purposes[0].code, "study_guidance");
         assert_eq!(r.access_rules[0].purposes, ["study_guidance"]);
     }

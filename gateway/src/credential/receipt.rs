@@ -7,6 +7,7 @@ use samverka_proto::v1::{Consent, consent};
 use serde::{Deserialize, Serialize};
 
 use crate::credential::signing::{JwsSigner, SignatureError};
+pub use crate::person::PersonEvidence;
 use crate::time::from_timestamp;
 pub use crate::time::rfc3339;
 
@@ -24,8 +25,15 @@ pub struct ReceiptClaims {
     pub event: String,
     /// When the event was recorded, RFC 3339.
     pub recorded_at: String,
+    /// The registrar that made the call (for a revocation, the one that
+    /// revoked).
+    #[serde(default)]
+    pub registrar: String,
     /// The consent after the event.
     pub consent: ReceiptConsent,
+    /// What proved the person's presence for the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<PersonEvidence>,
 }
 
 /// The consent's fields in a receipt.
@@ -61,6 +69,9 @@ pub struct ReceiptConsent {
     /// Why it was revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation_reason: Option<String>,
+    /// The registrar through which it was revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_by: Option<String>,
 }
 
 impl From<&Consent> for ReceiptConsent {
@@ -91,6 +102,7 @@ impl From<&Consent> for ReceiptConsent {
             revoked_at: t(&c.revoked_at),
             revocation_reason: (!c.revocation_reason.is_empty())
                 .then(|| c.revocation_reason.clone()),
+            revoked_by: (!c.revoked_by.is_empty()).then(|| c.revoked_by.clone()),
         }
     }
 }
@@ -119,6 +131,8 @@ mod tests {
             iat: 1_764_400_000,
             event: "granted".into(),
             recorded_at: rfc3339(1_764_400_000_123),
+            registrar: "2021999038".into(),
+            person: None,
             consent: ReceiptConsent {
                 consent_id: "c-1".into(),
                 subject_id: "199003142388".into(),
@@ -134,6 +148,7 @@ mod tests {
                 granted_at: rfc3339(1_764_400_000_123),
                 revoked_at: None,
                 revocation_reason: None,
+                revoked_by: None,
             },
         }
     }

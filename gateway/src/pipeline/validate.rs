@@ -34,6 +34,62 @@ pub const MAX_EVIDENCE_REF_CHARS: usize = 256;
 /// The longest `reason` a registrar may store with a revocation.
 pub const MAX_REVOCATION_REASON_CHARS: usize = 500;
 
+/// The longest `case_reference` or `official_id` of a read.
+pub const MAX_CASE_FIELD_CHARS: usize = 64;
+
+/// A read's optional case reference and official id: at most
+/// [`MAX_CASE_FIELD_CHARS`] characters of ASCII letters, digits and
+/// `- _ . : / #`, so that they are safe in the audit trail and the access
+/// log; an official id that is a personal identity or coordination number
+/// is refused, as the person's view must not list officials by it.
+pub fn case_fields(case_reference: &str, official_id: &str) -> Result<(), GatewayError> {
+    for (field, value) in [
+        ("case_reference", case_reference),
+        ("official_id", official_id),
+    ] {
+        bounded(field, value, MAX_CASE_FIELD_CHARS)?;
+        let ok = value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/#".contains(&b));
+        if !ok {
+            return Err(GatewayError::invalid(
+                Reason::FieldInvalid,
+                field,
+                format!("{field} may hold only letters, digits and - _ . : / #"),
+            ));
+        }
+    }
+    let digits: String = official_id.chars().filter(|c| *c != '-').collect();
+    let person_number = match digits.len() {
+        12 => SubjectId::parse(&digits).is_ok(),
+        10 => ["19", "20"]
+            .iter()
+            .any(|c| SubjectId::parse(&format!("{c}{digits}")).is_ok()),
+        _ => false,
+    };
+    if person_number {
+        return Err(GatewayError::invalid(
+            Reason::FieldInvalid,
+            "official_id",
+            "official_id must be an opaque id, not a personal identity number",
+        ));
+    }
+    Ok(())
+}
+
+/// The audit details of a read's case fields, those given (checked or
+/// not: a refused read records what was sent, made safe).
+pub fn case_details(case_reference: &str, official_id: &str) -> Vec<(String, String)> {
+    [
+        ("case_reference", case_reference),
+        ("official_id", official_id),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .map(|(k, v)| (k.to_owned(), sanitize(v)))
+    .collect()
+}
+
 /// What a caller sent, made safe to repeat: at most 64 characters, no
 /// commas (the store's list separator), no control characters.
 pub fn sanitize(s: &str) -> String {

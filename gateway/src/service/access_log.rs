@@ -5,7 +5,8 @@
 //! checks), so it shows denied attempts as well as reads. Pages follow the
 //! chain order; the page token is the position of the last event returned.
 //! Reading the log is itself audited, so the person also sees who looked
-//! at their log.
+//! at their log. A registrar reads it only with a person assertion for
+//! that person ([`crate::person`]): the person is present, for this call.
 
 use std::sync::Arc;
 
@@ -79,18 +80,29 @@ impl AccessLogService {
         // read, so that the page shows it too.
         let mut entry = call.audit_entry(&caller, gw.clock.now_ms());
         entry.subject_id = validate::sanitize(&req.subject_id);
-        let query = self.query(caller, &req);
+        let query = self.query(caller, &req, &mut entry).await;
         let query = gw.audit.commit_outcome(entry, query).await?;
         self.page(query).await
     }
 
-    /// Who may read the log (registrars), and what they asked for.
-    fn query(
+    /// Who may read the log (a registrar, with the person's assertion),
+    /// and what they asked for.
+    async fn query(
         &self,
         caller: Result<Caller, GatewayError>,
         req: &ListAccessEventsRequest,
+        entry: &mut crate::audit::AuditEntry,
     ) -> Result<Query, GatewayError> {
-        identity::registrar(caller?, &self.gateway.config)?;
+        let gw = &self.gateway;
+        let (org, registrar) = identity::registrar(caller?, &gw.config)?;
+        let proven = gw.person.verify(
+            &org,
+            registrar,
+            req,
+            crate::person::Level::Read,
+            gw.clock.now_ms(),
+        )?;
+        entry.details.extend(proven.evidence.details());
         let subject = validate::subject(&req.subject_id)?;
         let from_ms = validate::time("from", req.from.as_ref(), Reason::FieldMissing)?.unwrap_or(0);
         let to_ms =
@@ -114,6 +126,7 @@ impl AccessLogService {
             0 => DEFAULT_PAGE_SIZE,
             n => n.min(MAX_PAGE_SIZE),
         };
+        crate::person::spend(&gw.store, &org, &proven, gw.clock.now_ms()).await?;
         Ok(Query {
             subject: subject.as_str().to_owned(),
             from_ms,

@@ -4,6 +4,13 @@
 //! validation parses, what a registrar stores (a grant's `evidence_ref`, a
 //! revocation's `reason`) is bounded in length (`FIELD_TOO_LONG`).
 //!
+//! Every call needs a person assertion for the person it concerns
+//! ([`crate::person`]): the registrar proves the person is present, for
+//! this call. A registrar grants only for the purposes it is configured
+//! for, and not to itself unless configured to; any registrar holding the
+//! person's assertion may revoke (withdrawing is as easy as giving), and
+//! the consent then names who revoked it.
+//!
 //! Every call, allowed or refused, is an audit entry about the person it
 //! concerns (for Get and Revoke, the person of the consent found), in the
 //! same chain as the reads and in that person's access log, committed
@@ -15,6 +22,7 @@
 use std::sync::Arc;
 
 use samverka_certs::OrgNumber;
+use samverka_proto::terms::PersonBound;
 use samverka_proto::v1::{
     Consent, ConsentReceipt, GetConsentRequest, GrantConsentRequest, ListConsentsRequest,
     ListConsentsResponse, RevokeConsentRequest, consent, consents_server,
@@ -23,8 +31,10 @@ use tonic::{Request, Response, Status};
 
 use super::rpc::{Call, Method};
 use crate::audit::AuditEntry;
+use crate::config::Registrar;
 use crate::credential::receipt::{ReceiptClaims, ReceiptConsent, rfc3339};
 use crate::error::{GatewayError, Reason};
+use crate::person::{Level, PersonEvidence, Proven};
 use crate::pipeline::identity::{self, Caller};
 use crate::pipeline::validate::{self, sanitize};
 use crate::store::{Revocation, StoredConsent};
@@ -71,6 +81,7 @@ pub fn to_proto(c: &StoredConsent, now_ms: i64) -> Consent {
         granted_at: Some(time::to_timestamp(c.granted_at_ms)),
         revoked_at: c.revoked_at_ms.map(time::to_timestamp),
         revocation_reason: c.revocation_reason.clone().unwrap_or_default(),
+        revoked_by: c.revoked_by.clone().unwrap_or_default(),
     }
 }
 
@@ -99,8 +110,42 @@ impl ConsentsService {
     }
 
     /// Only agencies with the registrar permission may use this service.
-    fn registrar(&self, caller: Result<Caller, GatewayError>) -> Result<OrgNumber, GatewayError> {
+    fn registrar(
+        &self,
+        caller: Result<Caller, GatewayError>,
+    ) -> Result<(OrgNumber, &Registrar), GatewayError> {
         identity::registrar(caller?, &self.gateway.config)
+    }
+
+    /// The registrar calling and what its person assertion for `req`
+    /// proves; the evidence goes into `entry` either way it ends.
+    fn prove<R: PersonBound>(
+        &self,
+        caller: Result<Caller, GatewayError>,
+        req: &R,
+        level: Level,
+        entry: &mut AuditEntry,
+    ) -> Result<(OrgNumber, &Registrar, Proven), GatewayError> {
+        let (org, registrar) = self.registrar(caller)?;
+        let now_ms = self.gateway.clock.now_ms();
+        let proven = self
+            .gateway
+            .person
+            .verify(&org, registrar, req, level, now_ms)?;
+        entry.details.extend(proven.evidence.details());
+        Ok((org, registrar, proven))
+    }
+
+    /// Marks the assertion used (single use, across replicas): the last
+    /// step before the call takes effect.
+    async fn spend(&self, org: &OrgNumber, proven: &Proven) -> Result<(), GatewayError> {
+        crate::person::spend(
+            &self.gateway.store,
+            org,
+            proven,
+            self.gateway.clock.now_ms(),
+        )
+        .await
     }
 
     /// Makes the entry of a refused call about consent `id` about its
@@ -136,7 +181,7 @@ impl ConsentsService {
         ]
         .map(|(k, v)| (k.to_owned(), v))
         .into();
-        let result = self.record_grant(caller, req).await;
+        let result = self.record_grant(caller, req, &mut entry).await;
         if let Ok(receipt) = &result {
             entry.consent_id = receipt
                 .consent
@@ -151,8 +196,10 @@ impl ConsentsService {
         &self,
         caller: Result<Caller, GatewayError>,
         req: GrantConsentRequest,
+        entry: &mut AuditEntry,
     ) -> Result<ConsentReceipt, GatewayError> {
-        let registrar = self.registrar(caller)?;
+        let (org, bounds, proven) = self.prove(caller, &req, Level::Grant, entry)?;
+        let registrar = &org;
         let config = &self.gateway.config;
         let now_ms = self.gateway.clock.now_ms();
 
@@ -174,6 +221,22 @@ impl ConsentsService {
             &req.evidence_ref,
             validate::MAX_EVIDENCE_REF_CHARS,
         )?;
+        if !bounds.purposes.contains(&purpose.code) {
+            return Err(GatewayError::new(
+                Reason::PurposeNotRegistrable,
+                format!(
+                    "this registrar may not record consents for purpose {}",
+                    purpose.code
+                ),
+            ));
+        }
+        if grantee == org && !bounds.self_grant {
+            return Err(GatewayError::new(
+                Reason::SelfGrant,
+                "a registrar may not record a consent that lets itself read",
+            ));
+        }
+        self.spend(&org, &proven).await?;
 
         let stored = StoredConsent {
             consent_id: uuid::Uuid::new_v4().to_string(),
@@ -190,6 +253,7 @@ impl ConsentsService {
             granted_at_ms: now_ms,
             revoked_at_ms: None,
             revocation_reason: None,
+            revoked_by: None,
         };
         let requested = stored.clone();
         let (stored, inserted) = self
@@ -206,15 +270,22 @@ impl ConsentsService {
                 "request_id was already used for a different consent",
             ));
         }
-        self.receipt(&stored, "granted", stored.granted_at_ms)
+        self.receipt(
+            &stored,
+            ("granted", stored.granted_at_ms),
+            &org,
+            &proven.evidence,
+        )
     }
 
-    /// The receipt of an event, with its signed JWS form.
+    /// The receipt of an event (name, when) made by `registrar` for the
+    /// person `evidence` proved present, with its signed JWS form.
     fn receipt(
         &self,
         c: &StoredConsent,
-        event: &str,
-        recorded_at_ms: i64,
+        (event, recorded_at_ms): (&str, i64),
+        registrar: &OrgNumber,
+        evidence: &PersonEvidence,
     ) -> Result<ConsentReceipt, GatewayError> {
         let now_ms = self.gateway.clock.now_ms();
         let consent = to_proto(c, now_ms);
@@ -223,7 +294,9 @@ impl ConsentsService {
             iat: now_ms.div_euclid(1000),
             event: event.to_owned(),
             recorded_at: rfc3339(recorded_at_ms),
+            registrar: registrar.to_string(),
             consent: ReceiptConsent::from(&consent),
+            person: Some(evidence.clone()),
         };
         let jws = crate::credential::receipt::sign(&self.gateway.signer.current(), &claims)
             .map_err(GatewayError::internal)?;
@@ -256,14 +329,17 @@ impl ConsentsService {
         req: RevokeConsentRequest,
         entry: &mut AuditEntry,
     ) -> Result<ConsentReceipt, GatewayError> {
-        let registrar = self.registrar(caller)?;
+        let (org, _, proven) = self.prove(caller, &req, Level::Revoke, entry)?;
+        let registrar = &org;
         validate::consent_id(&req.consent_id)?;
         validate::bounded("reason", &req.reason, validate::MAX_REVOCATION_REASON_CHARS)?;
+        self.of_person(&req.consent_id, &proven, entry).await?;
+        self.spend(&org, &proven).await?;
         let now_ms = self.gateway.clock.now_ms();
         let revocation = self
             .gateway
             .store
-            .revoke_consent(&req.consent_id, now_ms, &req.reason)
+            .revoke_consent(&req.consent_id, now_ms, &req.reason, org.as_str())
             .await
             .map_err(GatewayError::store)?;
         // Revoking twice is not an error: a registrar that retries after a
@@ -284,7 +360,31 @@ impl ConsentsService {
         about(entry, &stored);
         entry.details.insert("event".into(), event.into());
         let revoked_at_ms = stored.revoked_at_ms.unwrap_or(now_ms);
-        self.receipt(&stored, "revoked", revoked_at_ms)
+        self.receipt(&stored, ("revoked", revoked_at_ms), &org, &proven.evidence)
+    }
+
+    /// The consent `id`, which must be the proven person's.
+    async fn of_person(
+        &self,
+        id: &str,
+        proven: &Proven,
+        entry: &mut AuditEntry,
+    ) -> Result<StoredConsent, GatewayError> {
+        let stored = self
+            .gateway
+            .store
+            .consent(id)
+            .await
+            .map_err(GatewayError::store)?
+            .ok_or_else(|| GatewayError::new(Reason::ConsentNotFound, "no consent has that id"))?;
+        about(entry, &stored);
+        if stored.subject_id != proven.person {
+            return Err(GatewayError::new(
+                Reason::PersonMismatch,
+                "the consent is another person's",
+            ));
+        }
+        Ok(stored)
     }
 
     async fn get(
@@ -294,9 +394,10 @@ impl ConsentsService {
     ) -> Result<Consent, GatewayError> {
         let caller = call.admit(&request, &self.gateway.rate)?;
         let mut entry = call.audit_entry(&caller, self.gateway.clock.now_ms());
-        let id = request.into_inner().consent_id;
+        let req = request.into_inner();
+        let id = req.consent_id.clone();
         entry.consent_id = sanitize(&id);
-        let result = self.find(caller, &id, &mut entry).await;
+        let result = self.find(caller, &req, &mut entry).await;
         self.attribute(&mut entry, &id).await;
         self.gateway.audit.commit_outcome(entry, result).await
     }
@@ -304,19 +405,13 @@ impl ConsentsService {
     async fn find(
         &self,
         caller: Result<Caller, GatewayError>,
-        id: &str,
+        req: &GetConsentRequest,
         entry: &mut AuditEntry,
     ) -> Result<Consent, GatewayError> {
-        self.registrar(caller)?;
-        validate::consent_id(id)?;
-        let stored = self
-            .gateway
-            .store
-            .consent(id)
-            .await
-            .map_err(GatewayError::store)?
-            .ok_or_else(|| GatewayError::new(Reason::ConsentNotFound, "no consent has that id"))?;
-        about(entry, &stored);
+        let (org, _, proven) = self.prove(caller, req, Level::Read, entry)?;
+        validate::consent_id(&req.consent_id)?;
+        let stored = self.of_person(&req.consent_id, &proven, entry).await?;
+        self.spend(&org, &proven).await?;
         Ok(to_proto(&stored, self.gateway.clock.now_ms()))
     }
 
@@ -334,7 +429,7 @@ impl ConsentsService {
                 .details
                 .insert("grantee_agency".into(), sanitize(&req.grantee_agency));
         }
-        let result = self.list_for(caller, req).await;
+        let result = self.list_for(caller, req, &mut entry).await;
         if let Ok(answer) = &result {
             entry
                 .details
@@ -347,8 +442,9 @@ impl ConsentsService {
         &self,
         caller: Result<Caller, GatewayError>,
         req: ListConsentsRequest,
+        entry: &mut AuditEntry,
     ) -> Result<ListConsentsResponse, GatewayError> {
-        self.registrar(caller)?;
+        let (org, _, proven) = self.prove(caller, &req, Level::Read, entry)?;
         let subject = validate::subject(&req.subject_id)?;
         let grantee = if req.grantee_agency.is_empty() {
             None
@@ -358,6 +454,7 @@ impl ConsentsService {
                     .to_string(),
             )
         };
+        self.spend(&org, &proven).await?;
         let now_ms = self.gateway.clock.now_ms();
         let consents = self
             .gateway

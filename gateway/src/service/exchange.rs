@@ -134,6 +134,10 @@ impl RecordExchangeService {
             .take(validate::MAX_RECORD_TYPES)
             .map(|t| validate::sanitize(t))
             .collect();
+        entry.details.extend(validate::case_details(
+            &req.case_reference,
+            &req.official_id,
+        ));
 
         let audit_id = entry.audit_id.clone();
         // Committed even if the caller cancels once a register is asked.
@@ -210,6 +214,10 @@ impl RecordExchangeService {
         );
         base.subject_id = validate::sanitize(&req.subject_id);
         base.purpose = validate::sanitize(&req.purpose);
+        base.details.extend(validate::case_details(
+            &req.case_reference,
+            &req.official_id,
+        ));
 
         let mut entries = Vec::new();
         let assembled = match caller {
@@ -269,6 +277,7 @@ impl RecordExchangeService {
     ) -> Result<Allowed, GatewayError> {
         let gw = &self.gateway;
         let subject = validate::subject(&req.subject_id)?;
+        validate::case_fields(&req.case_reference, &req.official_id)?;
         let record_types = validate::record_types(&gw.config, &req.record_types)?;
         validate::purpose(&gw.config, &req.purpose)?;
         validate::source_agencies(&req.source_agencies, Some(&|s| gw.router.has_source(s)))?;

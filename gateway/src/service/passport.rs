@@ -272,6 +272,7 @@ pub(super) async fn assemble(
     traceparent: String,
 ) -> Result<CompetencePassport, GatewayError> {
     let subject = validate::subject(&req.subject_id)?;
+    validate::case_fields(&req.case_reference, &req.official_id)?;
     let purpose = validate::purpose(&gw.config, &req.purpose)?;
     let candidates = candidate_types(gw, &purpose.record_types);
     if candidates.is_empty() {

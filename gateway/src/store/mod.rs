@@ -115,6 +115,8 @@ pub struct StoredConsent {
     pub revoked_at_ms: Option<i64>,
     /// Why it was revoked.
     pub revocation_reason: Option<String>,
+    /// The registrar through which it was revoked.
+    pub revoked_by: Option<String>,
 }
 
 /// What happened to a revocation.
@@ -182,14 +184,28 @@ impl Store {
         delegate!(self.import_consents(consents))
     }
 
-    /// Revokes a consent at `at_ms` for `reason`.
+    /// Revokes a consent at `at_ms` for `reason`, through registrar `by`.
     pub async fn revoke_consent(
         &self,
         consent_id: &str,
         at_ms: i64,
         reason: &str,
+        by: &str,
     ) -> Result<Revocation, StoreError> {
-        delegate!(self.revoke_consent(consent_id, at_ms, reason))
+        delegate!(self.revoke_consent(consent_id, at_ms, reason, by))
+    }
+
+    /// Marks person assertion `jti` of `registrar` used; `false` if it was
+    /// used before (on any replica of this store). Rows of assertions that
+    /// expired before `now_ms` are removed on the way.
+    pub async fn use_assertion(
+        &self,
+        registrar: &str,
+        jti: &str,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        delegate!(self.use_assertion(registrar, jti, expires_at_ms, now_ms))
     }
 
     /// One consent by id.
@@ -435,144 +451,13 @@ pub(crate) fn split(s: &str) -> Vec<String> {
     }
 }
 
-/// The schema, as numbered migrations. Each backend spells the same tables
-/// in its own dialect; a migration, once released, is never edited: add a
-/// new one instead.
-pub(crate) mod schema {
-    /// SQLite migrations; index + 1 is the version.
-    pub(crate) const SQLITE: &[&str] = &[
-        "
-        CREATE TABLE consents (
-            consent_id        TEXT PRIMARY KEY,
-            subject_id        TEXT NOT NULL,
-            grantee_agency    TEXT NOT NULL,
-            record_types      TEXT NOT NULL,
-            purpose           TEXT NOT NULL,
-            source_agencies   TEXT NOT NULL,
-            valid_from_ms     INTEGER NOT NULL,
-            valid_until_ms    INTEGER NOT NULL,
-            registrar_agency  TEXT NOT NULL,
-            evidence_ref      TEXT NOT NULL,
-            request_id        TEXT NOT NULL,
-            granted_at_ms     INTEGER NOT NULL,
-            revoked_at_ms     INTEGER,
-            revocation_reason TEXT,
-            UNIQUE (registrar_agency, request_id)
-        );
-        CREATE INDEX consents_by_subject ON consents (subject_id, grantee_agency);
-        CREATE TABLE audit_entries (
-            seq          INTEGER PRIMARY KEY,
-            prev_hash    TEXT NOT NULL,
-            hash         TEXT NOT NULL,
-            audit_id     TEXT NOT NULL UNIQUE,
-            time_ms      INTEGER NOT NULL,
-            caller       TEXT NOT NULL,
-            method       TEXT NOT NULL,
-            subject_id   TEXT NOT NULL,
-            record_types TEXT NOT NULL,
-            purpose      TEXT NOT NULL,
-            consent_id   TEXT NOT NULL,
-            sources      TEXT NOT NULL,
-            decision     TEXT NOT NULL,
-            reason       TEXT NOT NULL,
-            trace_id     TEXT NOT NULL
-        );
-        CREATE INDEX audit_by_subject ON audit_entries (subject_id, seq);
-        CREATE TABLE audit_head (
-            id   INTEGER PRIMARY KEY CHECK (id = 1),
-            seq  INTEGER NOT NULL,
-            hash TEXT NOT NULL
-        );
-        INSERT INTO audit_head (id, seq, hash)
-            VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
-        CREATE TABLE audit_checkpoints (
-            seq     INTEGER PRIMARY KEY,
-            hash    TEXT NOT NULL,
-            time_ms INTEGER NOT NULL,
-            jws     TEXT NOT NULL
-        );
-    ",
-        "
-        -- Two pages fewer in every audit commit: the index by person moves
-        -- to the index file beside the store (see store/access_index.rs),
-        -- and the head is the last entry.
-        DROP INDEX audit_by_subject;
-        DROP TABLE audit_head;
-    ",
-        "
-        -- Audit entries name their canonical encoding (audit/chain.rs):
-        -- rows before this migration are format 1, with comma-joined lists.
-        ALTER TABLE audit_entries ADD COLUMN format INTEGER NOT NULL DEFAULT 1;
-        ALTER TABLE audit_entries ADD COLUMN details TEXT NOT NULL DEFAULT '{}';
-    ",
-    ];
-
-    /// PostgreSQL migrations; index + 1 is the version.
-    pub(crate) const POSTGRES: &[&str] = &[
-        "
-        CREATE TABLE consents (
-            consent_id        TEXT PRIMARY KEY,
-            subject_id        TEXT NOT NULL,
-            grantee_agency    TEXT NOT NULL,
-            record_types      TEXT NOT NULL,
-            purpose           TEXT NOT NULL,
-            source_agencies   TEXT NOT NULL,
-            valid_from_ms     BIGINT NOT NULL,
-            valid_until_ms    BIGINT NOT NULL,
-            registrar_agency  TEXT NOT NULL,
-            evidence_ref      TEXT NOT NULL,
-            request_id        TEXT NOT NULL,
-            granted_at_ms     BIGINT NOT NULL,
-            revoked_at_ms     BIGINT,
-            revocation_reason TEXT,
-            UNIQUE (registrar_agency, request_id)
-        );
-        CREATE INDEX consents_by_subject ON consents (subject_id, grantee_agency);
-        CREATE TABLE audit_entries (
-            seq          BIGINT PRIMARY KEY,
-            prev_hash    TEXT NOT NULL,
-            hash         TEXT NOT NULL,
-            audit_id     TEXT NOT NULL UNIQUE,
-            time_ms      BIGINT NOT NULL,
-            caller       TEXT NOT NULL,
-            method       TEXT NOT NULL,
-            subject_id   TEXT NOT NULL,
-            record_types TEXT NOT NULL,
-            purpose      TEXT NOT NULL,
-            consent_id   TEXT NOT NULL,
-            sources      TEXT NOT NULL,
-            decision     TEXT NOT NULL,
-            reason       TEXT NOT NULL,
-            trace_id     TEXT NOT NULL
-        );
-        CREATE INDEX audit_by_subject ON audit_entries (subject_id, seq);
-        CREATE TABLE audit_head (
-            id   INTEGER PRIMARY KEY CHECK (id = 1),
-            seq  BIGINT NOT NULL,
-            hash TEXT NOT NULL
-        );
-        INSERT INTO audit_head (id, seq, hash)
-            VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
-        CREATE TABLE audit_checkpoints (
-            seq     BIGINT PRIMARY KEY,
-            hash    TEXT NOT NULL,
-            time_ms BIGINT NOT NULL,
-            jws     TEXT NOT NULL
-        );
-    ",
-        "
-        -- Audit entries name their canonical encoding (audit/chain.rs):
-        -- rows before this migration are format 1, with comma-joined lists.
-        ALTER TABLE audit_entries ADD COLUMN format INTEGER NOT NULL DEFAULT 1;
-        ALTER TABLE audit_entries ADD COLUMN details TEXT NOT NULL DEFAULT '{}';
-    ",
-    ];
-}
+/// The schema, as numbered migrations (in `schema.rs`).
+pub(crate) mod schema;
 
 /// The columns of a consent, in the order both backends read them.
 pub(crate) const CONSENT_COLUMNS: &str = "consent_id, subject_id, grantee_agency, record_types, purpose, \
     source_agencies, valid_from_ms, valid_until_ms, registrar_agency, evidence_ref, request_id, \
-    granted_at_ms, revoked_at_ms, revocation_reason";
+    granted_at_ms, revoked_at_ms, revocation_reason, revoked_by";
 
 /// The columns of an audit entry, in the order both backends read them.
 pub(crate) const AUDIT_COLUMNS: &str = "seq, prev_hash, hash, audit_id, time_ms, caller, method, subject_id, record_types, \

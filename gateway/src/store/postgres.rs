@@ -78,6 +78,7 @@ fn consent_from_row(row: &Row) -> Result<StoredConsent, StoreError> {
         granted_at_ms: row.try_get(11)?,
         revoked_at_ms: row.try_get(12)?,
         revocation_reason: row.try_get(13)?,
+        revoked_by: row.try_get(14)?,
     })
 }
 
@@ -231,7 +232,7 @@ impl PostgresStore {
         let insert = client
             .prepare_cached(&format!(
                 "INSERT INTO consents ({CONSENT_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
                  ON CONFLICT (registrar_agency, request_id) DO NOTHING"
             ))
             .await?;
@@ -253,6 +254,7 @@ impl PostgresStore {
                     &c.granted_at_ms,
                     &c.revoked_at_ms,
                     &c.revocation_reason,
+                    &c.revoked_by,
                 ],
             )
             .await?;
@@ -282,7 +284,7 @@ impl PostgresStore {
             .prepare(&format!(
                 "INSERT INTO consents ({CONSENT_COLUMNS}) SELECT * FROM UNNEST(\
                  $1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::BIGINT[], \
-                 $8::BIGINT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::BIGINT[], $13::BIGINT[], $14::TEXT[])"
+                 $8::BIGINT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::BIGINT[], $13::BIGINT[], $14::TEXT[], $15::TEXT[])"
             ))
             .await?;
         for chunk in consents.chunks(10_000) {
@@ -292,6 +294,8 @@ impl PostgresStore {
             let revoked_at: Vec<Option<i64>> = chunk.iter().map(|c| c.revoked_at_ms).collect();
             let reasons: Vec<Option<String>> =
                 chunk.iter().map(|c| c.revocation_reason.clone()).collect();
+            let revoked_by: Vec<Option<String>> =
+                chunk.iter().map(|c| c.revoked_by.clone()).collect();
             tx.execute(
                 &insert,
                 &[
@@ -309,6 +313,7 @@ impl PostgresStore {
                     &num(|c| c.granted_at_ms),
                     &revoked_at,
                     &reasons,
+                    &revoked_by,
                 ],
             )
             .await?;
@@ -324,16 +329,17 @@ impl PostgresStore {
         consent_id: &str,
         at_ms: i64,
         reason: &str,
+        by: &str,
     ) -> Result<Revocation, StoreError> {
         let client = self.pool.get().await?;
         let update = client
             .prepare_cached(&format!(
-                "UPDATE consents SET revoked_at_ms = $2, revocation_reason = $3 \
+                "UPDATE consents SET revoked_at_ms = $2, revocation_reason = $3, revoked_by = $4 \
                  WHERE consent_id = $1 AND revoked_at_ms IS NULL RETURNING {CONSENT_COLUMNS}"
             ))
             .await?;
         if let Some(row) = client
-            .query_opt(&update, &[&consent_id, &at_ms, &reason])
+            .query_opt(&update, &[&consent_id, &at_ms, &reason, &by])
             .await?
         {
             return Ok(Revocation::Revoked(consent_from_row(&row)?));
@@ -343,6 +349,31 @@ impl PostgresStore {
             Some(c) => Revocation::AlreadyRevoked(c),
             None => Revocation::NotFound,
         })
+    }
+
+    pub(super) async fn use_assertion(
+        &self,
+        registrar: &str,
+        jti: &str,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        let prune = client
+            .prepare_cached("DELETE FROM person_assertions WHERE expires_at_ms < $1")
+            .await?;
+        client.execute(&prune, &[&now_ms]).await?;
+        // The primary key decides between replicas racing with one jti.
+        let insert = client
+            .prepare_cached(
+                "INSERT INTO person_assertions (registrar, jti, expires_at_ms) \
+                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .await?;
+        Ok(client
+            .execute(&insert, &[&registrar, &jti, &expires_at_ms])
+            .await?
+            == 1)
     }
 
     pub(super) async fn consent(

@@ -30,6 +30,7 @@ use samverka_gateway::time::{Clock, to_timestamp};
 use super::CliError;
 
 mod network;
+mod person;
 
 /// The organisation operating the demo gateway.
 pub const GATEWAY_AGENCY: &str = "2021999012";
@@ -47,6 +48,10 @@ pub const OTHER_SUBJECT: &str = "198511224571";
 pub const DEMO_PURPOSE: &str = "study_guidance";
 /// The record types of the demo read.
 pub const DEMO_RECORD_TYPES: [&str; 2] = ["education.course_result", "employment.period"];
+
+pub use person::{
+    DemoLogin, OUTSIDER_CLIENT_ID, REGISTRAR_CLIENT_ID, demo_audience, demo_registrar,
+};
 
 pub use network::{
     DEMO_AUDIT, DEMO_SOURCES, DemoError, DemoSource, Network, client_address, demo_config, pki_spec,
@@ -176,7 +181,8 @@ async fn script(network: &Network, dir_kept: bool) -> Result<(), DemoError> {
     let mut exchange = RecordExchangeClient::new(network.channel("reader").await?);
     let now = network.gateway.clock.now_ms();
     let valid_until = (now / DAY_MS + 366) * DAY_MS;
-    record_consent(&mut consents, &types, valid_until).await?;
+    let person = network.login("registrar", DEMO_SUBJECT);
+    record_consent(&mut consents, &person, &types, valid_until).await?;
     read_records(&mut exchange, &types).await?;
     read_refused(&mut exchange, &types).await?;
     passport(network, &mut consents, &mut exchange, valid_until, dir_kept).await
@@ -185,13 +191,16 @@ async fn script(network: &Network, dir_kept: bool) -> Result<(), DemoError> {
 /// Step 1: the registrar records the person's consent.
 async fn record_consent(
     consents: &mut ConsentsClient<Channel>,
+    person: &DemoLogin,
     types: &[String],
     valid_until: i64,
 ) -> Result<(), DemoError> {
     println!();
     println!("1. The registrar ({REGISTRAR_AGENCY}) records the person's consent:");
+    println!("   The person logs in at its e-service (development identity provider); the");
+    println!("   e-service sends their login with a person assertion signed for this call.");
     let receipt = consents
-        .grant(GrantConsentRequest {
+        .grant(person.seal(GrantConsentRequest {
             subject_id: DEMO_SUBJECT.into(),
             grantee_agency: READER_AGENCY.into(),
             record_types: types.to_vec(),
@@ -205,7 +214,8 @@ async fn record_consent(
             // one (the request id names the day, the validity ends at its
             // midnight a year on).
             request_id: format!("demo-consent-{}", valid_until / DAY_MS),
-        })
+            person_assertion: String::new(),
+        }))
         .await?
         .into_inner();
     let consent = receipt.consent.ok_or("receipt without consent")?;
@@ -233,6 +243,8 @@ async fn read_records(
             record_types: types.to_vec(),
             purpose: DEMO_PURPOSE.into(),
             source_agencies: vec![],
+            case_reference: "SG-2026-0412".into(),
+            official_id: "guidance-officer-17".into(),
         })
         .await?
         .into_inner();
@@ -268,6 +280,8 @@ async fn read_refused(
             record_types: types.to_vec(),
             purpose: DEMO_PURPOSE.into(),
             source_agencies: vec![],
+            case_reference: "SG-2026-0412".into(),
+            official_id: "guidance-officer-17".into(),
         })
         .await;
     match denied {
@@ -307,8 +321,9 @@ async fn passport(
         .purpose(DEMO_PURPOSE)
         .map(|p| p.record_types.clone())
         .unwrap_or_default();
+    let person = network.login("registrar", DEMO_SUBJECT);
     consents
-        .grant(GrantConsentRequest {
+        .grant(person.seal(GrantConsentRequest {
             subject_id: DEMO_SUBJECT.into(),
             grantee_agency: READER_AGENCY.into(),
             record_types: passport_types.clone(),
@@ -318,7 +333,8 @@ async fn passport(
             valid_until: Some(to_timestamp(valid_until)),
             evidence_ref: "demo-e-service-session-2".into(),
             request_id: format!("demo-passport-consent-{}", valid_until / DAY_MS),
-        })
+            person_assertion: String::new(),
+        }))
         .await?;
     println!(
         "   consent recorded for {} ({})",
@@ -329,6 +345,8 @@ async fn passport(
         .get_competence_passport(GetCompetencePassportRequest {
             subject_id: DEMO_SUBJECT.into(),
             purpose: DEMO_PURPOSE.into(),
+            case_reference: "SG-2026-0412".into(),
+            official_id: "guidance-officer-17".into(),
         })
         .await?
         .into_inner();

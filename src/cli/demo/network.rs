@@ -26,8 +26,8 @@ use samverka_gateway::server::serve;
 use samverka_gateway::time::Clock;
 
 use super::{
-    DEMO_PURPOSE, DEMO_RECORD_TYPES, DEMO_SUBJECT, GATEWAY_AGENCY, OUTSIDER_AGENCY, READER_AGENCY,
-    REGISTRAR_AGENCY,
+    DEMO_PURPOSE, DEMO_RECORD_TYPES, DEMO_SUBJECT, DemoLogin, GATEWAY_AGENCY, OUTSIDER_AGENCY,
+    OUTSIDER_CLIENT_ID, READER_AGENCY, REGISTRAR_AGENCY, REGISTRAR_CLIENT_ID,
 };
 
 /// One of the demo's sources.
@@ -293,6 +293,14 @@ impl Network {
         })
     }
 
+    /// `person` logs in now at demo registrar `registrar` (`registrar`,
+    /// or `outsider`, the second one): seals requests with fresh person
+    /// assertions.
+    pub fn login(&self, registrar: &str, person: &str) -> DemoLogin {
+        DemoLogin::new(&self.pki, registrar, person, self.gateway.clock.clone())
+            .expect("the demo PKI has the dev identity provider's and registrars' keys")
+    }
+
     /// The trace id the demo adapters saw last (from the gateway's
     /// `traceparent`).
     pub fn last_adapter_trace_id(&self) -> Option<String> {
@@ -384,6 +392,16 @@ pub fn demo_config(
     };
     let (reader_cert, reader_key) = agency("reader");
     let (registrar_cert, registrar_key) = agency("registrar");
+    let assertion = |name: &str| {
+        pki.assertion_keys
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, public, key)| (p(public), p(key)))
+            .unwrap_or_default()
+    };
+    let (registrar_assertion_pub, registrar_assertion_key) = assertion("registrar");
+    let (outsider_assertion_pub, _) = assertion("outsider");
+    let idp = samverka_gateway::person::issue::DEV_IDP_ISSUER;
     let list = |t: &[&str]| format!("{t:?}");
     // `[gateway] address` is where the gateway binds (an IP address);
     // clients call it by the name its certificate holds.
@@ -430,6 +448,10 @@ gateway = "{call}"
 org_number = "{REGISTRAR_AGENCY}"
 cert = {registrar_cert}
 key = {registrar_key}
+assertion_key = {registrar_assertion_key}   # signs its person assertions
+audience = "samverka:{GATEWAY_AGENCY}"      # the gateway's person_assertion.audience
+login_client = "{REGISTRAR_CLIENT_ID}"      # its client id at the dev identity provider
+dev_idp_key = {idp_key}   # `samverka certs person-token` signs synthetic logins with it
 
 [subject]           # the demo person; [agency] holds an active consent for them
 id = "{DEMO_SUBJECT}"
@@ -444,14 +466,26 @@ name = "samverka demo operator (synthetic)"
 org_number = "{READER_AGENCY}"
 name = "Study and career guidance service (demo)"
 
+[[identity_providers]]   # synthetic logins for the demo; never in production
+issuer = "{idp}"
+name = "samverka development identity provider"
+keys = {idp_pub}
+
 [[agencies]]
 org_number = "{REGISTRAR_AGENCY}"
 name = "Citizen e-service (demo consent registrar)"
 registrar = true
+registrar_purposes = ["study_guidance", "job_matching", "admission"]
+assertion_keys = {registrar_assertion_pub}
+login_clients = [{{ issuer = "{idp}", client_id = "{REGISTRAR_CLIENT_ID}" }}]
 
 [[agencies]]
 org_number = "{OUTSIDER_AGENCY}"
-name = "Agency without access rules (demo)"
+name = "Municipal e-service without access rules (demo second registrar, job matching only)"
+registrar = true
+registrar_purposes = ["job_matching"]
+assertion_keys = {outsider_assertion_pub}
+login_clients = [{{ issuer = "{idp}", client_id = "{OUTSIDER_CLIENT_ID}" }}]
 
 [[purposes]]
 code = "study_guidance"
@@ -485,6 +519,8 @@ record_types = ["employment.period", "competence.validated"]
         gwc_cert = p(&pki.gateway_client.0),
         gwc_key = p(&pki.gateway_client.1),
         crl = p(&pki.crl),
+        idp_pub = p(&pki.dev_idp.0),
+        idp_key = p(&pki.dev_idp.1),
         store = toml::Value::String(store.to_owned()),
         demo_types = list(&DEMO_RECORD_TYPES),
     )

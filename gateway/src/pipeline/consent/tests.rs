@@ -16,6 +16,7 @@ fn consent(id: &str, purpose: &str, types: &[&str]) -> StoredConsent {
         granted_at_ms: 1_000,
         revoked_at_ms: None,
         revocation_reason: None,
+        revoked_by: None,
     }
 }
 

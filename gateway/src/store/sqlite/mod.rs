@@ -349,14 +349,15 @@ impl SqliteStore {
         consent_id: &str,
         at_ms: i64,
         reason: &str,
+        by: &str,
     ) -> Result<Revocation, StoreError> {
-        let (consent_id, reason) = (consent_id.to_owned(), reason.to_owned());
+        let (consent_id, reason, by) = (consent_id.to_owned(), reason.to_owned(), by.to_owned());
         self.with(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let changed = tx.execute(
-                "UPDATE consents SET revoked_at_ms = ?2, revocation_reason = ?3 \
+                "UPDATE consents SET revoked_at_ms = ?2, revocation_reason = ?3, revoked_by = ?4 \
                  WHERE consent_id = ?1 AND revoked_at_ms IS NULL",
-                params![consent_id, at_ms, reason],
+                params![consent_id, at_ms, reason, by],
             )?;
             let c = select_consent(&tx, &consent_id)?;
             tx.commit()?;
@@ -365,6 +366,30 @@ impl SqliteStore {
                 Some(c) if changed == 1 => Revocation::Revoked(c),
                 Some(c) => Revocation::AlreadyRevoked(c),
             })
+        })
+        .await
+    }
+
+    pub(super) async fn use_assertion(
+        &self,
+        registrar: &str,
+        jti: &str,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let (registrar, jti) = (registrar.to_owned(), jti.to_owned());
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.prepare_cached("DELETE FROM person_assertions WHERE expires_at_ms < ?1")?
+                .execute(params![now_ms])?;
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO person_assertions (registrar, jti, expires_at_ms) \
+                     VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![registrar, jti, expires_at_ms])?;
+            tx.commit()?;
+            Ok(inserted == 1)
         })
         .await
     }

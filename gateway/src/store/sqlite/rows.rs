@@ -26,6 +26,7 @@ pub(super) fn consent_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Stor
         granted_at_ms: row.get(11)?,
         revoked_at_ms: row.get(12)?,
         revocation_reason: row.get(13)?,
+        revoked_by: row.get(14)?,
     })
 }
 
@@ -65,7 +66,7 @@ fn checkpoint_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditCheckpo
 pub(super) fn insert_consent_row(conn: &Connection, c: &StoredConsent) -> rusqlite::Result<()> {
     conn.prepare_cached(&format!(
         "INSERT INTO consents ({CONSENT_COLUMNS}) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
     ))?
     .execute(params![
         c.consent_id,
@@ -82,6 +83,7 @@ pub(super) fn insert_consent_row(conn: &Connection, c: &StoredConsent) -> rusqli
         c.granted_at_ms,
         c.revoked_at_ms,
         c.revocation_reason,
+        c.revoked_by,
     ])?;
     Ok(())
 }
