@@ -63,6 +63,14 @@ pub async fn consents(net: &Network, agency: &str) -> ConsentsClient<Channel> {
     ConsentsClient::new(net.channel(agency).await.unwrap())
 }
 
+/// `req` with a fresh person assertion from demo registrar `registrar`
+/// (`registrar`, or `outsider`, the second one), for the person it names
+/// (the demo person, for a request that names none), whose login is now.
+pub fn sealed<R: samverka_proto::terms::PersonBound>(net: &Network, registrar: &str, req: R) -> R {
+    let person = req.person().unwrap_or(DEMO_SUBJECT).to_owned();
+    net.login(registrar, &person).seal(req)
+}
+
 pub fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
@@ -86,6 +94,7 @@ pub fn grant_request(
         valid_until: Some(to_timestamp(now + 30 * DAY_MS)),
         evidence_ref: "test-evidence".into(),
         request_id: request_id.into(),
+        person_assertion: String::new(),
     }
 }
 
@@ -94,7 +103,11 @@ pub async fn grant(net: &Network, purpose: &str, record_types: &[&str]) -> Strin
     let request_id = uuid::Uuid::new_v4().to_string();
     let receipt = consents(net, "registrar")
         .await
-        .grant(grant_request(net, purpose, record_types, &request_id))
+        .grant(sealed(
+            net,
+            "registrar",
+            grant_request(net, purpose, record_types, &request_id),
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -112,7 +125,7 @@ pub fn read_request(subject: &str, record_types: &[&str], purpose: &str) -> GetR
         subject_id: subject.into(),
         record_types: strings(record_types),
         purpose: purpose.into(),
-        source_agencies: vec![],
+        ..Default::default()
     }
 }
 
