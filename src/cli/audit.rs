@@ -133,6 +133,12 @@ fn read(path: &Path) -> Result<String, CliError> {
 
 /// The store's trail, read-only, and the certificates a config names.
 async fn open(source: &Source) -> Result<(AuditTrail, Vec<PathBuf>), CliError> {
+    let (trail, certs, _) = open_at(source).await?;
+    Ok((trail, certs))
+}
+
+/// [`open`], and where the store is.
+async fn open_at(source: &Source) -> Result<(AuditTrail, Vec<PathBuf>, StoreLocation), CliError> {
     // Not clap's `env`: a value from the environment would conflict with
     // an explicit --store.
     let from_env = std::env::var_os("SAMVERKA_CONFIG")
@@ -154,6 +160,7 @@ async fn open(source: &Source) -> Result<(AuditTrail, Vec<PathBuf>), CliError> {
                     .await
                     .map_err(CliError::failed)?,
                 Vec::new(),
+                location,
             ))
         }
         (None, Some(config)) => {
@@ -161,7 +168,11 @@ async fn open(source: &Source) -> Result<(AuditTrail, Vec<PathBuf>), CliError> {
             let trail = AuditTrail::open(&config.gateway.store)
                 .await
                 .map_err(CliError::failed)?;
-            Ok((trail, vec![config.gateway.cert.clone()]))
+            Ok((
+                trail,
+                vec![config.gateway.cert.clone()],
+                config.gateway.store.clone(),
+            ))
         }
         _ => Err(CliError::Usage("give --store or --config".into())),
     }
@@ -226,6 +237,36 @@ fn verify_export(path: &Path, certs: &[String]) -> Result<Report, CliError> {
         check.push(e).map_err(broken)?;
     }
     check.finish().map_err(broken)
+}
+
+/// Records an export in the trail itself, so that handing the trail to a
+/// supervisor is on the record too: who (the operating-system user), when,
+/// how many entries, and the SHA-256 of the file written. Returns the
+/// entry's audit id.
+async fn record_export(location: &StoreLocation, out: &Path, n: u64) -> Result<String, CliError> {
+    let bytes =
+        std::fs::read(out).map_err(|e| CliError::Failed(format!("{}: {e}", out.display())))?;
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let mut entry = samverka_gateway::audit::entry(
+        "samverka audit export",
+        samverka_gateway::time::system_now_ms(),
+    );
+    entry.caller = format!("operator:{user}");
+    entry.decision = samverka_gateway::audit::Decision::Allowed
+        .as_str()
+        .to_owned();
+    entry.details = [
+        ("entries", n.to_string()),
+        ("file", out.display().to_string()),
+        ("file_sha256", samverka_gateway::person::sha256_b64(&bytes)),
+    ]
+    .map(|(k, v)| (k.to_owned(), v))
+    .into();
+    let store = Store::open(location).await.map_err(CliError::failed)?;
+    let entry = store.append_audit(entry).await.map_err(CliError::failed)?;
+    Ok(entry.audit_id)
 }
 
 /// Writes checkpoints (those up to `through`) and entries (up to
@@ -294,9 +335,14 @@ pub async fn run(command: AuditCommand) -> Result<String, CliError> {
             Ok(summary(&report))
         }
         AuditCommand::Export { source, out } => {
-            let (store, _) = open(&source).await?;
-            let n = export(&store, &out, i64::MAX).await?;
-            Ok(format!("{n} entries written to {}\n", out.display()))
+            let (trail, _, location) = open_at(&source).await?;
+            let n = export(&trail, &out, i64::MAX).await?;
+            drop(trail);
+            let audit_id = record_export(&location, &out, n).await?;
+            Ok(format!(
+                "{n} entries written to {}; the export is recorded in the trail as {audit_id}\n",
+                out.display()
+            ))
         }
         AuditCommand::Prune { config, archive } => {
             let config = Config::load(&config).map_err(|e| CliError::Usage(e.to_string()))?;

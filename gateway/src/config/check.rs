@@ -22,7 +22,9 @@
 //!   `sslrootcert`, `sslcert` and `sslkey` files as above (the client
 //!   certificate's chain is the server's business and is not checked);
 //! - every certificate's validity: expired or not yet valid is an error,
-//!   expiring within [`EXPIRY_WARNING_DAYS`] a warning.
+//!   expiring within [`EXPIRY_WARNING_DAYS`] a warning;
+//! - `agencies[].assertion_keys` and `identity_providers[].keys`: readable
+//!   PEM or JWKS files holding at least one usable signing key.
 //!
 //! (`[[adapters]]` name no files: the gateway meets adapters with
 //! `gateway.client_cert` and checks them against `gateway.ca_cert`.)
@@ -164,11 +166,29 @@ pub fn check_text(text: &str, base_dir: &Path, now: i64) -> Report {
         }
     };
     // When even these keys do not read, the parser's error says why.
-    if let Ok(Named {
-        gateway: Some(gateway),
-    }) = toml::from_str::<Named>(text)
-    {
-        checker.gateway(gateway);
+    if let Ok(named) = toml::from_str::<Named>(text) {
+        if let Some(gateway) = named.gateway {
+            checker.gateway(gateway);
+        }
+        let keys = named
+            .agencies
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| Some((format!("agencies[{i}].assertion_keys"), a.file.as_ref()?)))
+            .chain(
+                named
+                    .identity_providers
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, p)| {
+                        Some((format!("identity_providers[{i}].keys"), p.file.as_ref()?))
+                    }),
+            )
+            .map(|(key, value)| checker.site(&key, value))
+            .collect::<Vec<_>>();
+        for site in keys {
+            checker.key_file(&site);
+        }
     }
     let mut problems = checker.problems;
     problems.sort_by_key(|p| p.error.line.unwrap_or(0));
@@ -180,6 +200,18 @@ pub fn check_text(text: &str, base_dir: &Path, now: i64) -> Report {
 #[derive(Deserialize)]
 struct Named {
     gateway: Option<NamedGateway>,
+    #[serde(default)]
+    agencies: Vec<NamedKeys>,
+    #[serde(default)]
+    identity_providers: Vec<NamedKeys>,
+}
+
+/// An `[[agencies]]` entry's `assertion_keys` or an
+/// `[[identity_providers]]` entry's `keys`.
+#[derive(Deserialize)]
+struct NamedKeys {
+    #[serde(alias = "assertion_keys", alias = "keys")]
+    file: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize)]
@@ -284,6 +316,18 @@ impl Checker<'_> {
         }
         if let Some(store) = g.store {
             self.store(&store);
+        }
+    }
+
+    /// A file of public keys that verify person assertions or ID tokens.
+    fn key_file(&mut self, site: &Site) {
+        match std::fs::read(&site.path) {
+            Err(e) => self.error(site, format!("cannot read {}: {e}", site.path.display())),
+            Ok(bytes) => {
+                if let Err(e) = crate::person::keys::parse_keys(&bytes) {
+                    self.error(site, format!("{}: {e}", site.path.display()));
+                }
+            }
         }
     }
 
