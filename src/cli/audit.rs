@@ -61,7 +61,10 @@ pub enum AuditCommand {
         #[arg(long, conflicts_with_all = ["store", "config"])]
         export: Option<PathBuf>,
     },
-    /// Write the trail (checkpoints, then entries) as JSON Lines.
+    /// Write the trail (checkpoints, then entries) as JSON Lines. With
+    /// --config (a gateway's own store), the export is then recorded in
+    /// the trail: who, how many entries, the file's SHA-256; with --store
+    /// the store is only read.
     Export {
         /// Where the trail is.
         #[command(flatten)]
@@ -338,6 +341,12 @@ pub async fn run(command: AuditCommand) -> Result<String, CliError> {
             let (trail, _, location) = open_at(&source).await?;
             let n = export(&trail, &out, i64::MAX).await?;
             drop(trail);
+            // A gateway's own store (named by its configuration) records
+            // the export; a store named by --store (a backup, a copy, a
+            // store an older release left) is only read.
+            if source.store.is_some() {
+                return Ok(format!("{n} entries written to {}\n", out.display()));
+            }
             let audit_id = record_export(&location, &out, n).await?;
             Ok(format!(
                 "{n} entries written to {}; the export is recorded in the trail as {audit_id}\n",

@@ -430,4 +430,38 @@ mod tests {
         let lines: Vec<_> = report.errors().map(|p| p.error.line.unwrap()).collect();
         assert_eq!(lines, [4, 5, 6, 7, 8, 9], "{:?}", report.problems);
     }
+    #[test]
+    fn key_files_of_registrars_and_providers_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, public) = samverka_certs::dev::signing_key().unwrap();
+        std::fs::write(dir.path().join("good.pem"), public).unwrap();
+        std::fs::write(dir.path().join("empty.json"), r#"{"keys":[]}"#).unwrap();
+        let text = "[gateway]\naddress = \"127.0.0.1:0\"\norg_number = \"2021999012\"\n\
+                    ca_cert = \"ca.pem\"\ncert = \"g.pem\"\nkey = \"g.key\"\n\
+                    client_cert = \"c.pem\"\nclient_key = \"c.key\"\nstore = \"s.db\"\n\
+                    [[identity_providers]]\nissuer = \"https://idp.example\"\nkeys = \"empty.json\"\n\
+                    [[agencies]]\norg_number = \"2021999038\"\nname = \"E\"\nregistrar = true\n\
+                    registrar_purposes = [\"p\"]\nassertion_keys = \"missing.pem\"\n\
+                    login_clients = [{ issuer = \"https://idp.example\", client_id = \"e\" }]\n\
+                    [[agencies]]\norg_number = \"2021999020\"\nname = \"F\"\nregistrar = true\n\
+                    registrar_purposes = [\"p\"]\nassertion_keys = \"good.pem\"\n\
+                    login_clients = [{ issuer = \"https://idp.example\", client_id = \"f\" }]\n\
+                    [[purposes]]\ncode = \"p\"\ndescription = \"P\"\nrecord_types = [\"employment.period\"]\n";
+        let report = check_text(text, dir.path(), unix_now());
+        assert!(report.config.is_some(), "{:?}", report.problems);
+        let keyed: Vec<(usize, &str)> = report
+            .errors()
+            .filter(|p| p.error.key.contains("keys"))
+            .map(|p| (p.error.line.unwrap(), p.error.key.as_str()))
+            .collect();
+        assert_eq!(
+            keyed,
+            [
+                (12, "identity_providers[0].keys"),
+                (18, "agencies[0].assertion_keys")
+            ],
+            "{:?}",
+            report.problems
+        );
+    }
 }

@@ -447,4 +447,53 @@ record_types = ["education.course_result"]
         );
         assert_eq!(e.line, Some(11)); // the rule's [[access_rules]] header
     }
+    #[test]
+    fn a_registrar_names_its_purposes_keys_and_login_clients() {
+        let registrar = GOOD.replace(
+            "name = \"Guidance service\"",
+            "name = \"Guidance service\"\nregistrar = true\n\
+             registrar_purposes = [\"study_guidance\"]\n\
+             assertion_keys = \"keys/registrar.pem\"\n\
+             login_clients = [{ issuer = \"https://idp.example\", client_id = \"eservice\" }]",
+        );
+        let r = parse_text(&registrar).unwrap();
+        let bounds = r.agencies[0].registrar.as_ref().unwrap();
+        assert_eq!(bounds.purposes, ["study_guidance"]);
+        assert!(!bounds.self_grant, "never to itself unless configured");
+        assert_eq!(bounds.assertion_keys, Path::new("/cfg/keys/registrar.pem"));
+        assert_eq!(bounds.login_clients[0].client_id, "eservice");
+
+        for (drop, key) in [
+            (
+                "registrar_purposes = [\"study_guidance\"]\n",
+                "agencies[0].registrar_purposes",
+            ),
+            (
+                "assertion_keys = \"keys/registrar.pem\"\n",
+                "agencies[0].assertion_keys",
+            ),
+        ] {
+            let e = parse_text(&registrar.replace(drop, "")).unwrap_err();
+            assert_eq!(e.key, key);
+            assert_eq!(e.line, Some(2));
+        }
+        let e = parse_text(&registrar.replace(
+            "login_clients = [{ issuer = \"https://idp.example\", client_id = \"eservice\" }]",
+            "",
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "agencies[0].login_clients");
+        let e = parse_text(
+            &registrar.replace("[\"study_guidance\"]\nassertion", "[\"other\"]\nassertion"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.reason,
+            "purpose \"other\" is not defined under [[purposes]]"
+        );
+        // Bounds on an agency that is no registrar mean nothing: refused.
+        let e = parse_text(&registrar.replace("registrar = true\n", "")).unwrap_err();
+        assert_eq!(e.key, "agencies[0]");
+        assert!(e.reason.contains("only for registrar = true"), "{e}");
+    }
 }
