@@ -176,6 +176,19 @@ async fn grants_without_the_person_are_refused(g: &Replica, s: &Setup) {
         .await;
     assert_eq!(refused(r, unauthenticated), "PERSON_ASSERTION_INVALID");
 
+    // Control characters (a NUL no PostgreSQL stores) in what a registrar
+    // has stored: refused before the assertion is spent, on both stores.
+    for evidence in ["e\u{0}vidence", "line\nbreak", "tab\t"] {
+        let bad = person.seal(GrantConsentRequest {
+            evidence_ref: evidence.into(),
+            ..study_guidance()
+        });
+        for _ in 0..2 {
+            let r = registrar.grant(bad.clone()).await;
+            assert_eq!(refused(r, Code::InvalidArgument), "FIELD_INVALID");
+        }
+    }
+
     // Bounds: outside the registrar's purposes, and to itself.
     let mut outsider = consents(g, &s.pki, "outsider").await;
     let r = outsider

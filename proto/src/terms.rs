@@ -1,8 +1,8 @@
 //! The terms of a call that a person assertion is bound to.
 //!
 //! A registrar acts for a person only with a person assertion (see
-//! `docs/security.md`): a JWS naming the action (`act`, the gRPC method
-//! path) and `terms`, the base64url SHA-256 (no padding) of the request's
+//! `docs/security.md`): a JWS naming the action (`action`, the gRPC method
+//! path) and `terms_sha256`, the base64url SHA-256 (no padding) of the request's
 //! terms text. The terms text is the request's fields other than the
 //! assertion, as JSON with keys sorted, no whitespace and UTF-8 unescaped
 //! (Python: `json.dumps(terms, sort_keys=True, separators=(",", ":"),
@@ -21,7 +21,7 @@ use crate::v1::{
 
 /// A request that a registrar makes for a person, with a person assertion.
 pub trait PersonBound {
-    /// The action, as the assertion's `act` claim: the gRPC method path.
+    /// The action, as the assertion's `action` claim: the gRPC method path.
     const ACTION: &'static str;
 
     /// The person the request names, if it names one (Get and Revoke name

@@ -75,7 +75,7 @@ impl AssertionSigner {
     ) -> Result<String, IssueError> {
         let claims = AssertionClaims {
             iss: self.registrar.clone(),
-            aud: self.audience.clone(),
+            aud: super::Audience::One(self.audience.clone()),
             iat: now_s,
             exp: now_s + self.lifetime_s,
             jti: uuid::Uuid::new_v4().to_string(),

@@ -113,11 +113,13 @@ pub fn sha256_b64(bytes: &[u8]) -> String {
 pub struct AssertionClaims {
     /// The registrar's organisation number.
     pub iss: String,
-    /// The gateway's audience.
-    pub aud: String,
+    /// The gateway's audience (one, or several of which one is it).
+    pub aud: Audience,
     /// Issued at, Unix seconds.
+    #[serde(deserialize_with = "numeric_date")]
     pub iat: i64,
     /// Expires at, Unix seconds.
+    #[serde(deserialize_with = "numeric_date")]
     pub exp: i64,
     /// Unique id: the assertion is single-use.
     pub jti: String,
@@ -133,6 +135,38 @@ pub struct AssertionClaims {
     pub terms_sha256: String,
     /// The login that proves the person's presence.
     pub evidence: Evidence,
+}
+
+/// A JWT `aud`: one string or several (RFC 7519 section 4.1.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    /// One audience.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+/// A JWT NumericDate: seconds since the epoch, which RFC 7519 allows to
+/// have a fraction (dropped here); not finite or out of range is refused.
+pub(crate) fn numeric_date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let v = serde_json::Number::deserialize(d)?;
+    if let Some(i) = v.as_i64() {
+        return Ok(i);
+    }
+    match v.as_f64() {
+        Some(f) if f.is_finite() && f.abs() < 1e15 => Ok(f.floor() as i64),
+        _ => Err(serde::de::Error::custom("not a NumericDate")),
+    }
+}
+
+/// Like [`numeric_date`], for a claim that may be absent.
+pub(crate) fn optional_numeric_date<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    struct Wrapped(#[serde(deserialize_with = "numeric_date")] i64);
+    Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
 }
 
 /// The person acting for another.

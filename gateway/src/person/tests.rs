@@ -518,3 +518,33 @@ fn keys_rotate_without_a_restart() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     f.verify(REGISTRAR, &req, Level::Grant).unwrap();
 }
+
+#[test]
+fn what_other_jose_libraries_make_is_taken() {
+    let f = fixture();
+    // An ID token with fractional times and an `aud` list.
+    let token = f.id_token(|c| {
+        c["aud"] = json!(["eservice", "another-api"]);
+        c["auth_time"] = json!(NOW as f64 - 10.5);
+        c["exp"] = json!(NOW as f64 + 290.25);
+    });
+    let mut req = request();
+    let mut c = assertion_claims(&req, &token);
+    c["aud"] = json!(["samverka:2021999012"]);
+    c["iat"] = json!(NOW as f64 + 0.5);
+    c["exp"] = json!(NOW as f64 + 120.75);
+    let mut header = assertion_header();
+    header.typ = Some(format!("application/{}", ASSERTION_TYPE.to_uppercase()));
+    header.kid = Some("registrar-2026".into());
+    req.person_assertion = sign(&f.registrar_key, header, &c);
+    let proven = f.verify(REGISTRAR, &req, Level::Grant).unwrap();
+    assert_eq!(proven.expires_at_ms, (NOW + 120 + 30) * 1000);
+    // ... but an `aud` list without the gateway is someone else's.
+    c["aud"] = json!(["samverka:2021999020"]);
+    req.person_assertion = sign(&f.registrar_key, assertion_header(), &c);
+    assert_eq!(f.refused(&req).0, Reason::PersonAssertionInvalid);
+    c["aud"] = json!("samverka:2021999012");
+    c["exp"] = json!(f64::MAX);
+    req.person_assertion = sign(&f.registrar_key, assertion_header(), &c);
+    assert_eq!(f.refused(&req).0, Reason::PersonAssertionInvalid);
+}

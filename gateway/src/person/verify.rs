@@ -34,12 +34,13 @@ pub struct Proven {
 #[derive(Deserialize)]
 struct IdTokenClaims {
     iss: String,
+    #[serde(deserialize_with = "super::numeric_date")]
     exp: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::optional_numeric_date")]
     nbf: Option<i64>,
     #[serde(default)]
     azp: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::optional_numeric_date")]
     auth_time: Option<i64>,
     #[serde(default)]
     acr: Option<String>,
@@ -206,7 +207,13 @@ impl PersonVerifier {
     ) -> Result<AssertionClaims, GatewayError> {
         let header = decode_header(token)
             .map_err(|e| invalid(format!("the person assertion is not a supported JWS: {e}")))?;
-        if header.typ.as_deref() != Some(ASSERTION_TYPE) {
+        // RFC 7515 section 4.1.9: compared without case, "application/" optional.
+        let typ = header
+            .typ
+            .as_deref()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if typ.strip_prefix("application/").unwrap_or(&typ) != ASSERTION_TYPE {
             let from_provider =
                 jsonwebtoken::dangerous::insecure_decode_claims::<Unverified>(token)
                     .is_ok_and(|c| self.providers.iter().any(|(p, _)| p.issuer == c.iss));
@@ -222,7 +229,7 @@ impl PersonVerifier {
             .ok_or_else(|| invalid("no person-assertion key is registered for this registrar"))?
             .keys();
         let mut validation = Validation::new(jsonwebtoken::Algorithm::ES256);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.set_required_spec_claims(&["iss", "aud"]);
         validation.set_issuer(&[registrar_org.as_str()]);
         validation.set_audience(&[&self.settings.audience]);
         // Times are checked below against the gateway's clock.
@@ -276,7 +283,7 @@ impl PersonVerifier {
             ));
         }
         let mut validation = Validation::new(jsonwebtoken::Algorithm::ES256);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.set_required_spec_claims(&["iss", "aud"]);
         validation.set_issuer(&[&provider.issuer]);
         validation.set_audience(&client_ids);
         validation.validate_exp = false;

@@ -216,7 +216,7 @@ impl ConsentsService {
             config.consents.max_lifetime,
         )?;
         validate::request_id(&req.request_id)?;
-        validate::bounded(
+        validate::stored_text(
             "evidence_ref",
             &req.evidence_ref,
             validate::MAX_EVIDENCE_REF_CHARS,
@@ -332,7 +332,7 @@ impl ConsentsService {
         let (org, _, proven) = self.prove(caller, &req, Level::Revoke, entry)?;
         let registrar = &org;
         validate::consent_id(&req.consent_id)?;
-        validate::bounded("reason", &req.reason, validate::MAX_REVOCATION_REASON_CHARS)?;
+        validate::stored_text("reason", &req.reason, validate::MAX_REVOCATION_REASON_CHARS)?;
         self.of_person(&req.consent_id, &proven, entry).await?;
         self.spend(&org, &proven).await?;
         let now_ms = self.gateway.clock.now_ms();
