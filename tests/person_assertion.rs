@@ -308,6 +308,21 @@ async fn reads_and_revocation(g: &Replica, s: &Setup, consent_id: &str) {
         "the receipt names who revoked"
     );
     assert_eq!(claims.consent.revoked_by.as_deref(), Some(OUTSIDER_AGENCY));
+
+    // Revoking again through the first registrar changes nothing: the
+    // receipt still names the one that revoked.
+    let again = registrar
+        .revoke(person.seal(revoke()))
+        .await
+        .unwrap()
+        .into_inner();
+    let claims = samverka_gateway::credential::receipt::verify(
+        &again.jws,
+        &std::fs::read_to_string(&s.pki.gateway.0).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims.registrar, OUTSIDER_AGENCY);
+    assert_eq!(again.consent.unwrap().revoked_by, OUTSIDER_AGENCY);
 }
 
 /// Reads name their case and official; malformed ones are refused.

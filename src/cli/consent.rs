@@ -332,7 +332,11 @@ fn text(c: &ReceiptConsent) -> String {
     );
     if let Some(at) = &c.revoked_at {
         out.push_str(&format!(
-            "  revoked       {at} ({})\n",
+            "  revoked       {at}{} ({})\n",
+            c.revoked_by
+                .as_deref()
+                .map(|by| format!(" through {by}"))
+                .unwrap_or_default(),
             c.revocation_reason.as_deref().unwrap_or("no reason given")
         ));
     }

@@ -360,7 +360,14 @@ impl ConsentsService {
         about(entry, &stored);
         entry.details.insert("event".into(), event.into());
         let revoked_at_ms = stored.revoked_at_ms.unwrap_or(now_ms);
-        self.receipt(&stored, ("revoked", revoked_at_ms), &org, &proven.evidence)
+        // The receipt names the registrar through which the consent was
+        // revoked, also when this call only found it revoked.
+        let by = stored
+            .revoked_by
+            .as_deref()
+            .and_then(|b| OrgNumber::parse(b).ok())
+            .unwrap_or_else(|| org.clone());
+        self.receipt(&stored, ("revoked", revoked_at_ms), &by, &proven.evidence)
     }
 
     /// The consent `id`, which must be the proven person's.
