@@ -74,6 +74,19 @@ pub enum Reason {
     /// (`limits.max_request_bytes`), or the answer would be larger than it
     /// sends (`limits.max_response_bytes`).
     MessageTooLarge,
+    /// The consent that would cover this read is paused by the person.
+    ConsentPaused,
+    /// The consent that would cover this read has no reads left.
+    ConsentUsed,
+    /// The consent that would cover this read is a request the person has
+    /// not decided on.
+    ConsentPending,
+    /// The person rejected the request for the consent.
+    ConsentRejected,
+    /// A change of a consent's state that its current state does not allow.
+    ConsentStateInvalid,
+    /// An approval asks for more than the request did.
+    ApprovalWidens,
     /// A registrar acted for a person without a person assertion.
     PersonAssertionMissing,
     /// The person assertion or its evidence does not verify: signature,
@@ -125,6 +138,12 @@ impl Reason {
             Reason::PageTokenInvalid => "PAGE_TOKEN_INVALID",
             Reason::RateLimited => "RATE_LIMITED",
             Reason::MessageTooLarge => "MESSAGE_TOO_LARGE",
+            Reason::ConsentPaused => "CONSENT_PAUSED",
+            Reason::ConsentUsed => "CONSENT_USED",
+            Reason::ConsentPending => "CONSENT_PENDING",
+            Reason::ConsentRejected => "CONSENT_REJECTED",
+            Reason::ConsentStateInvalid => "CONSENT_STATE_INVALID",
+            Reason::ApprovalWidens => "APPROVAL_WIDENS",
             Reason::PersonAssertionMissing => "PERSON_ASSERTION_MISSING",
             Reason::PersonAssertionInvalid => "PERSON_ASSERTION_INVALID",
             Reason::PersonAssertionReused => "PERSON_ASSERTION_REUSED",
@@ -156,7 +175,13 @@ impl Reason {
             | Reason::ConsentMissing
             | Reason::ConsentRevoked
             | Reason::ConsentExpired
+            | Reason::ConsentPaused
+            | Reason::ConsentUsed
+            | Reason::ConsentPending
+            | Reason::ConsentRejected
             | Reason::PurposeMismatch => Code::PermissionDenied,
+            Reason::ConsentStateInvalid => Code::FailedPrecondition,
+            Reason::ApprovalWidens => Code::InvalidArgument,
             Reason::SubjectIdInvalid
             | Reason::RecordTypeUnknown
             | Reason::PurposeUnknown

@@ -70,6 +70,8 @@ pub struct Gateway {
     /// Checks person assertions (registrars' and providers' keys, reloaded
     /// on change).
     pub person: crate::person::PersonVerifier,
+    /// Marks consents whose time is up EXPIRED.
+    pub expiry: crate::service::consents::expiry::ExpiryTask,
 }
 
 fn read(path: &Path) -> Result<String, StartError> {
@@ -130,6 +132,7 @@ impl Gateway {
             metrics.clone(),
         );
         let rate = crate::pipeline::rate::RateLimiter::from_config(&config, clock.clone());
+        let (store_for_expiry, clock_for_expiry) = (store.clone(), clock.clone());
         let sources = crate::pipeline::routing::SourceDirectory::spawn(
             router.clone(),
             crate::pipeline::routing::REFRESH_EVERY,
@@ -146,6 +149,7 @@ impl Gateway {
             sources,
             server_tls,
             person,
+            expiry: crate::service::consents::expiry::spawn(store_for_expiry, clock_for_expiry),
         }))
     }
 

@@ -15,7 +15,8 @@
 use serde_json::{Value, json};
 
 use crate::v1::{
-    GetConsentRequest, GrantConsentRequest, ListAccessEventsRequest, ListConsentsRequest,
+    ApproveConsentRequest, GetConsentRequest, GrantConsentRequest, ListAccessEventsRequest,
+    ListConsentsRequest, PauseConsentRequest, RejectConsentRequest, ResumeConsentRequest,
     RevokeConsentRequest,
 };
 
@@ -111,7 +112,60 @@ impl PersonBound for ListConsentsRequest {
         Some(&self.subject_id)
     }
     fn terms_json(&self) -> Value {
-        json!({"subject_id": self.subject_id, "grantee_agency": self.grantee_agency})
+        json!({
+            "subject_id": self.subject_id,
+            "grantee_agency": self.grantee_agency,
+            "states": self.states,
+        })
+    }
+    assertion_field!();
+}
+
+impl PersonBound for ApproveConsentRequest {
+    const ACTION: &'static str = "/samverka.v1.Consents/ApproveConsent";
+    fn person(&self) -> Option<&str> {
+        None
+    }
+    fn terms_json(&self) -> Value {
+        json!({
+            "consent_id": self.consent_id,
+            "record_types": self.record_types,
+            "source_agencies": self.source_agencies,
+            "valid_until": timestamp(self.valid_until.as_ref()),
+        })
+    }
+    assertion_field!();
+}
+
+impl PersonBound for RejectConsentRequest {
+    const ACTION: &'static str = "/samverka.v1.Consents/RejectConsent";
+    fn person(&self) -> Option<&str> {
+        None
+    }
+    fn terms_json(&self) -> Value {
+        json!({"consent_id": self.consent_id, "reason": self.reason})
+    }
+    assertion_field!();
+}
+
+impl PersonBound for PauseConsentRequest {
+    const ACTION: &'static str = "/samverka.v1.Consents/PauseConsent";
+    fn person(&self) -> Option<&str> {
+        None
+    }
+    fn terms_json(&self) -> Value {
+        json!({"consent_id": self.consent_id})
+    }
+    assertion_field!();
+}
+
+impl PersonBound for ResumeConsentRequest {
+    const ACTION: &'static str = "/samverka.v1.Consents/ResumeConsent";
+    fn person(&self) -> Option<&str> {
+        None
+    }
+    fn terms_json(&self) -> Value {
+        json!({"consent_id": self.consent_id})
     }
     assertion_field!();
 }

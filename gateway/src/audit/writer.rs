@@ -217,6 +217,20 @@ impl AuditWriter {
         result.map_err(|e| e.with_audit_id(audit_id))
     }
 
+    /// [`AuditWriter::commit_outcome`] for a call whose success is
+    /// committed with an entry of its own, in the store's transaction (a
+    /// consent's change of state): only a refusal is committed here.
+    pub async fn commit_refusal<T>(
+        &self,
+        entry: AuditEntry,
+        result: Result<T, crate::GatewayError>,
+    ) -> Result<T, crate::GatewayError> {
+        match result {
+            Ok(v) => Ok(v),
+            Err(e) => self.commit_outcome(entry, Err(e)).await,
+        }
+    }
+
     /// Commits `entry` to the chain and returns it as stored, once it is
     /// durable.
     pub async fn commit(&self, entry: AuditEntry) -> Result<AuditEntry, StoreError> {

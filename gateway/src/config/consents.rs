@@ -1,4 +1,5 @@
-//! The `[consents]` section: the longest consent a registrar may grant.
+//! The `[consents]` section: the longest consent a registrar may grant,
+//! and how long a request waits for the person's decision.
 
 use std::time::Duration;
 
@@ -12,6 +13,9 @@ pub struct ConsentSettings {
     /// The longest time from `valid_from` to `valid_until` a grant may ask
     /// for.
     pub max_lifetime: Duration,
+    /// How long a requested consent waits for the person's decision before
+    /// it expires.
+    pub request_expiry: Duration,
 }
 
 /// The section as written (absent: all defaults).
@@ -20,14 +24,21 @@ pub struct ConsentSettings {
 pub(super) struct RawConsents {
     #[serde(default = "max_lifetime_days")]
     max_lifetime_days: u32,
+    #[serde(default = "request_expiry_days")]
+    request_expiry_days: u32,
 }
 
 impl Default for RawConsents {
     fn default() -> Self {
         RawConsents {
             max_lifetime_days: max_lifetime_days(),
+            request_expiry_days: request_expiry_days(),
         }
     }
+}
+
+fn request_expiry_days() -> u32 {
+    7
 }
 
 fn max_lifetime_days() -> u32 {
@@ -42,7 +53,14 @@ pub(super) fn parse(c: RawConsents) -> Result<ConsentSettings, ConfigError> {
             "must be between 1 and 36500",
         ));
     }
+    if c.request_expiry_days == 0 || c.request_expiry_days > 365 {
+        return Err(ConfigError::for_key(
+            "consents.request_expiry_days",
+            "must be between 1 and 365",
+        ));
+    }
     Ok(ConsentSettings {
+        request_expiry: Duration::from_secs(u64::from(c.request_expiry_days) * 24 * 3600),
         max_lifetime: Duration::from_secs(u64::from(c.max_lifetime_days) * 24 * 3600),
     })
 }

@@ -28,6 +28,7 @@
 //!
 //! [consents]
 //! max_lifetime_days = 730         # the longest consent a registrar may grant
+//! request_expiry_days = 7         # a requested consent undecided this long expires
 //!
 //! [audit]
 //! checkpoint_every = 1000         # sign a checkpoint after this many entries

@@ -84,6 +84,10 @@ impl From<&Consent> for ReceiptConsent {
             consent::Status::Active => "active",
             consent::Status::Revoked => "revoked",
             consent::Status::Expired => "expired",
+            consent::Status::Pending => "pending",
+            consent::Status::Paused => "paused",
+            consent::Status::Rejected => "rejected",
+            consent::Status::Used => "used",
             consent::Status::Unspecified => "unspecified",
         };
         ReceiptConsent {

@@ -5,19 +5,22 @@
 //!
 //! A consent covers a read when it is for the calling agency, names the
 //! stated purpose, lists every requested record type and, if it restricts
-//! sources, every requested source. It is in force from `valid_from` until
-//! (not including) `valid_until`, unless revoked. Revocation and expiry are
-//! checked on every read against the store, so they take effect on the next
-//! request.
+//! sources, every requested source. It is in force when ACTIVE, from
+//! `valid_from` until (not including) `valid_until`. Every change of state
+//! and the expiry are checked on every read against the store, so they
+//! take effect on the next request. (A counted consent's reads and its
+//! period are enforced around the fetch: [`crate::pipeline::terms`].)
 //!
 //! When no consent is in force the refusal says why, judged by the newest
 //! consent that would have covered the read: `CONSENT_REVOKED`,
-//! `CONSENT_EXPIRED` (also for a consent whose `valid_from` is still ahead),
+//! `CONSENT_PAUSED`, `CONSENT_USED`, `CONSENT_PENDING` (the person has not
+//! decided), `CONSENT_REJECTED`, `CONSENT_EXPIRED` (also for a consent
+//! whose `valid_from` is still ahead),
 //! otherwise `PURPOSE_MISMATCH` if a consent in force covers the record types
 //! for another purpose, otherwise `CONSENT_MISSING`.
 
 use crate::error::{GatewayError, Reason};
-use crate::store::StoredConsent;
+use crate::store::{ConsentState, StoredConsent};
 
 /// Proof that a consent allows the read. Only [`decide`] makes one, and
 /// fan-out to adapters needs one.
@@ -25,6 +28,9 @@ use crate::store::StoredConsent;
 pub struct ConsentPermit {
     consent_id: String,
     source_agencies: Vec<String>,
+    records_from: String,
+    records_until: String,
+    max_reads: u32,
 }
 
 impl ConsentPermit {
@@ -36,6 +42,17 @@ impl ConsentPermit {
     /// The sources the consent restricts the read to; empty means any.
     pub fn source_agencies(&self) -> &[String] {
         &self.source_agencies
+    }
+
+    /// The period the records may cover (`YYYY-MM-DD`, inclusive; empty:
+    /// open).
+    pub fn period(&self) -> (&str, &str) {
+        (&self.records_from, &self.records_until)
+    }
+
+    /// How many reads the consent allows in all; 0: no limit.
+    pub fn max_reads(&self) -> u32 {
+        self.max_reads
     }
 }
 
@@ -56,7 +73,10 @@ pub fn decide(
                 .all(|s| c.source_agencies.contains(s))
     };
     let in_force = |c: &StoredConsent| {
-        c.revoked_at_ms.is_none() && c.valid_from_ms <= now_ms && now_ms < c.valid_until_ms
+        c.state == ConsentState::Active
+            && c.revoked_at_ms.is_none()
+            && c.valid_from_ms <= now_ms
+            && now_ms < c.valid_until_ms
     };
     let covering =
         |c: &&StoredConsent| c.purpose == purpose && covers_types(c) && covers_sources(c);
@@ -65,20 +85,43 @@ pub fn decide(
         return Ok(ConsentPermit {
             consent_id: c.consent_id.clone(),
             source_agencies: c.source_agencies.clone(),
+            records_from: c.records_from.clone(),
+            records_until: c.records_until.clone(),
+            max_reads: c.max_reads,
         });
     }
     if let Some(c) = consents.iter().find(covering) {
-        return Err(if c.revoked_at_ms.is_some() {
-            GatewayError::new(
+        let (reason, message) = match c.state {
+            _ if c.revoked_at_ms.is_some() => (
                 Reason::ConsentRevoked,
                 "the person has revoked the consent for this read",
-            )
-        } else {
-            GatewayError::new(
+            ),
+            ConsentState::Revoked => (
+                Reason::ConsentRevoked,
+                "the person has revoked the consent for this read",
+            ),
+            ConsentState::Paused => (
+                Reason::ConsentPaused,
+                "the person has paused the consent for this read",
+            ),
+            ConsentState::Used => (
+                Reason::ConsentUsed,
+                "the consent for this read allows no more reads",
+            ),
+            ConsentState::Pending => (
+                Reason::ConsentPending,
+                "the person has not decided on the request for this consent yet",
+            ),
+            ConsentState::Rejected => (
+                Reason::ConsentRejected,
+                "the person rejected the request for this consent",
+            ),
+            ConsentState::Active | ConsentState::Expired => (
                 Reason::ConsentExpired,
                 "the consent for this read is not in force",
-            )
-        });
+            ),
+        };
+        return Err(GatewayError::new(reason, message));
     }
     if consents
         .iter()

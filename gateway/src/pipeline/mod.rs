@@ -12,7 +12,8 @@
 //!    [`consent::ConsentPermit`], without which nothing reaches an adapter;
 //! 5. [`routing`]: the fan-out to the adapters holding the types, each
 //!    source behind a circuit [`breaker`]; what comes back passes only
-//!    with a [`payload`] of its record type's message.
+//!    with a [`payload`] of its record type's message; the consent's
+//!    [`terms`] (its period, its count of reads) hold around the fetch.
 //!
 //! Step 6, the audit entry of the decision ([`crate::audit`]), is written
 //! by the service, whatever step answered.
@@ -24,4 +25,5 @@ pub mod identity;
 pub mod payload;
 pub mod rate;
 pub mod routing;
+pub mod terms;
 pub mod validate;

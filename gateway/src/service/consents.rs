@@ -19,6 +19,10 @@
 //! `STORE_UNAVAILABLE` and its retry (grants and revocations are
 //! idempotent) answers with the same receipt and is audited.
 
+pub mod expiry;
+mod requests;
+mod watch;
+
 use std::sync::Arc;
 
 use samverka_certs::OrgNumber;
@@ -37,7 +41,7 @@ use crate::error::{GatewayError, Reason};
 use crate::person::{Level, PersonEvidence, Proven};
 use crate::pipeline::identity::{self, Caller};
 use crate::pipeline::validate::{self, sanitize};
-use crate::store::{Revocation, StoredConsent};
+use crate::store::StoredConsent;
 use crate::{Gateway, time};
 
 /// Whether a repeated grant (same registrar and request id) asks for the
@@ -53,14 +57,21 @@ fn same_grant(stored: &StoredConsent, requested: &StoredConsent) -> bool {
         && stored.evidence_ref == requested.evidence_ref
 }
 
-/// The consent's status at `now_ms`.
-fn status_at(c: &StoredConsent, now_ms: i64) -> consent::Status {
-    if c.revoked_at_ms.is_some() {
-        consent::Status::Revoked
-    } else if now_ms >= c.valid_until_ms {
-        consent::Status::Expired
-    } else {
-        consent::Status::Active
+/// The consent's status at `now_ms`: its state, and expired once its time
+/// is up even before the store marks it so.
+pub fn status_at(c: &StoredConsent, now_ms: i64) -> consent::Status {
+    use crate::store::ConsentState as S;
+    match c.state {
+        _ if c.revoked_at_ms.is_some() => consent::Status::Revoked,
+        S::Pending if c.decide_by_ms.is_some_and(|d| now_ms >= d) => consent::Status::Expired,
+        S::Pending => consent::Status::Pending,
+        S::Active | S::Paused if now_ms >= c.valid_until_ms => consent::Status::Expired,
+        S::Active => consent::Status::Active,
+        S::Paused => consent::Status::Paused,
+        S::Revoked => consent::Status::Revoked,
+        S::Rejected => consent::Status::Rejected,
+        S::Expired => consent::Status::Expired,
+        S::Used => consent::Status::Used,
     }
 }
 
@@ -73,8 +84,9 @@ pub fn to_proto(c: &StoredConsent, now_ms: i64) -> Consent {
         record_types: c.record_types.clone(),
         purpose: c.purpose.clone(),
         source_agencies: c.source_agencies.clone(),
-        valid_from: Some(time::to_timestamp(c.valid_from_ms)),
-        valid_until: Some(time::to_timestamp(c.valid_until_ms)),
+        // A request has no validity until it is approved.
+        valid_from: (c.valid_until_ms > 0).then(|| time::to_timestamp(c.valid_from_ms)),
+        valid_until: (c.valid_until_ms > 0).then(|| time::to_timestamp(c.valid_until_ms)),
         status: status_at(c, now_ms) as i32,
         registrar_agency: c.registrar_agency.clone(),
         evidence_ref: c.evidence_ref.clone(),
@@ -82,6 +94,15 @@ pub fn to_proto(c: &StoredConsent, now_ms: i64) -> Consent {
         revoked_at: c.revoked_at_ms.map(time::to_timestamp),
         revocation_reason: c.revocation_reason.clone().unwrap_or_default(),
         revoked_by: c.revoked_by.clone().unwrap_or_default(),
+        requested_by: c.requested_by.clone(),
+        justification: c.justification.clone(),
+        records_from: c.records_from.clone(),
+        records_until: c.records_until.clone(),
+        one_time: c.one_time,
+        max_reads: c.max_reads,
+        reads_used: c.reads_used,
+        decide_by: c.decide_by_ms.map(time::to_timestamp),
+        decided_at: c.decided_at_ms.map(time::to_timestamp),
     }
 }
 
@@ -188,6 +209,12 @@ impl ConsentsService {
                 .as_ref()
                 .map(|c| c.consent_id.clone())
                 .unwrap_or_default();
+            // A change event for the grantee (again on a retry, whose first
+            // entry may not have been committed: at least once).
+            entry
+                .details
+                .insert("consent_event".into(), "granted".into());
+            entry.details.insert("state".into(), "active".into());
         }
         self.gateway.audit.commit_outcome(entry, result).await
     }
@@ -254,6 +281,7 @@ impl ConsentsService {
             revoked_at_ms: None,
             revocation_reason: None,
             revoked_by: None,
+            ..Default::default()
         };
         let requested = stored.clone();
         let (stored, inserted) = self
@@ -320,7 +348,14 @@ impl ConsentsService {
         let id = req.consent_id.clone();
         let result = self.record_revocation(caller, req, &mut entry).await;
         self.attribute(&mut entry, &id).await;
-        self.gateway.audit.commit_outcome(entry, result).await
+        match result {
+            // The revocation committed its own entry with it.
+            Ok((receipt, true)) => Ok(receipt),
+            other => {
+                let result = other.map(|(receipt, _)| receipt);
+                self.gateway.audit.commit_outcome(entry, result).await
+            }
+        }
     }
 
     async fn record_revocation(
@@ -328,7 +363,7 @@ impl ConsentsService {
         caller: Result<Caller, GatewayError>,
         req: RevokeConsentRequest,
         entry: &mut AuditEntry,
-    ) -> Result<ConsentReceipt, GatewayError> {
+    ) -> Result<(ConsentReceipt, bool), GatewayError> {
         let (org, _, proven) = self.prove(caller, &req, Level::Revoke, entry)?;
         let registrar = &org;
         validate::consent_id(&req.consent_id)?;
@@ -336,21 +371,47 @@ impl ConsentsService {
         self.of_person(&req.consent_id, &proven, entry).await?;
         self.spend(&org, &proven).await?;
         let now_ms = self.gateway.clock.now_ms();
-        let revocation = self
+        let mut committed = entry.clone();
+        committed.decision = crate::audit::Decision::Allowed.as_str().to_owned();
+        committed.details.insert("event".into(), "revoked".into());
+        committed
+            .details
+            .insert("consent_event".into(), "revoked".into());
+        let t = crate::store::Transition {
+            consent_id: req.consent_id.clone(),
+            to: crate::store::ConsentState::Revoked,
+            only_from: None,
+            at_ms: now_ms,
+            by: Some(org.to_string()),
+            reason: Some(req.reason.clone()),
+            approved: None,
+            entry: committed,
+        };
+        let transitioned = self
             .gateway
             .store
-            .revoke_consent(&req.consent_id, now_ms, &req.reason, org.as_str())
+            .transition(t)
             .await
             .map_err(GatewayError::store)?;
         // Revoking twice is not an error: a registrar that retries after a
         // lost answer gets the receipt of the revocation that took effect.
-        let (stored, event) = match revocation {
-            Revocation::Revoked(c) => {
+        let (stored, done) = match transitioned {
+            crate::store::Transitioned::Done(c, _) => {
                 tracing::info!(consent_id = %c.consent_id, registrar = %registrar, "consent revoked");
-                (c, "revoked")
+                (c, true)
             }
-            Revocation::AlreadyRevoked(c) => (c, "already_revoked"),
-            Revocation::NotFound => {
+            crate::store::Transitioned::Refused(c)
+                if c.state == crate::store::ConsentState::Revoked =>
+            {
+                entry
+                    .details
+                    .insert("event".into(), "already_revoked".into());
+                (c, false)
+            }
+            crate::store::Transitioned::Refused(c) => {
+                return Err(requests::state_invalid(&c, "revoked"));
+            }
+            crate::store::Transitioned::NotFound => {
                 return Err(GatewayError::new(
                     Reason::ConsentNotFound,
                     "no consent has that id",
@@ -358,7 +419,6 @@ impl ConsentsService {
             }
         };
         about(entry, &stored);
-        entry.details.insert("event".into(), event.into());
         let revoked_at_ms = stored.revoked_at_ms.unwrap_or(now_ms);
         // The receipt names the registrar through which the consent was
         // revoked, also when this call only found it revoked.
@@ -367,7 +427,8 @@ impl ConsentsService {
             .as_deref()
             .and_then(|b| OrgNumber::parse(b).ok())
             .unwrap_or_else(|| org.clone());
-        self.receipt(&stored, ("revoked", revoked_at_ms), &by, &proven.evidence)
+        let receipt = self.receipt(&stored, ("revoked", revoked_at_ms), &by, &proven.evidence)?;
+        Ok((receipt, done))
     }
 
     /// The consent `id`, which must be the proven person's.
@@ -469,8 +530,13 @@ impl ConsentsService {
             .consents_for(subject.as_str(), grantee.as_deref())
             .await
             .map_err(GatewayError::store)?;
+        let wanted: Vec<i32> = req.states.clone();
         Ok(ListConsentsResponse {
-            consents: consents.iter().map(|c| to_proto(c, now_ms)).collect(),
+            consents: consents
+                .iter()
+                .map(|c| to_proto(c, now_ms))
+                .filter(|c| wanted.is_empty() || wanted.contains(&c.status))
+                .collect(),
         })
     }
 }
@@ -520,5 +586,78 @@ impl consents_server::Consents for ConsentsService {
             request.metadata(),
         );
         call.run(Self::list(self, request, &call)).await
+    }
+    async fn request_consent(
+        &self,
+        request: Request<samverka_proto::v1::RequestConsentRequest>,
+    ) -> Result<Response<Consent>, Status> {
+        let call = Call::new(
+            &self.gateway.metrics,
+            Method::ConsentsRequest,
+            request.metadata(),
+        );
+        call.run(Self::request_consent(self, request, &call)).await
+    }
+
+    async fn approve_consent(
+        &self,
+        request: Request<samverka_proto::v1::ApproveConsentRequest>,
+    ) -> Result<Response<ConsentReceipt>, Status> {
+        let call = Call::new(
+            &self.gateway.metrics,
+            Method::ConsentsApprove,
+            request.metadata(),
+        );
+        call.run(Self::approve(self, request, &call)).await
+    }
+
+    async fn reject_consent(
+        &self,
+        request: Request<samverka_proto::v1::RejectConsentRequest>,
+    ) -> Result<Response<ConsentReceipt>, Status> {
+        let call = Call::new(
+            &self.gateway.metrics,
+            Method::ConsentsReject,
+            request.metadata(),
+        );
+        call.run(Self::reject(self, request, &call)).await
+    }
+
+    async fn pause_consent(
+        &self,
+        request: Request<samverka_proto::v1::PauseConsentRequest>,
+    ) -> Result<Response<ConsentReceipt>, Status> {
+        let call = Call::new(
+            &self.gateway.metrics,
+            Method::ConsentsPause,
+            request.metadata(),
+        );
+        call.run(Self::pause(self, request, &call)).await
+    }
+
+    async fn resume_consent(
+        &self,
+        request: Request<samverka_proto::v1::ResumeConsentRequest>,
+    ) -> Result<Response<ConsentReceipt>, Status> {
+        let call = Call::new(
+            &self.gateway.metrics,
+            Method::ConsentsResume,
+            request.metadata(),
+        );
+        call.run(Self::resume(self, request, &call)).await
+    }
+
+    type WatchConsentsStream = watch::EventStream;
+
+    async fn watch_consents(
+        &self,
+        request: Request<samverka_proto::v1::WatchConsentsRequest>,
+    ) -> Result<Response<Self::WatchConsentsStream>, Status> {
+        let call = Call::new(
+            &self.gateway.metrics,
+            Method::ConsentsWatch,
+            request.metadata(),
+        );
+        call.run(Self::watch(self, request, &call)).await
     }
 }

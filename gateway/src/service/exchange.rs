@@ -97,6 +97,7 @@ struct Begun {
 struct Allowed {
     consent_id: String,
     result: crate::pipeline::routing::FetchResult,
+    outside_period: u32,
 }
 
 impl RecordExchangeService {
@@ -157,6 +158,7 @@ impl RecordExchangeService {
                 outcomes: allowed.result.outcomes,
                 audit_id: audit_id.clone(),
                 consent_id: allowed.consent_id,
+                records_outside_period: allowed.outside_period,
             };
             check_size(&answer, gw.config.limits.max_response_bytes)?;
             Ok(answer)
@@ -313,6 +315,8 @@ impl RecordExchangeService {
         telemetry::record_decision(&consent_span, decision, reason);
         gw.metrics.consent_check(&permit);
         let permit = permit?;
+        // A counted consent's read is reserved before any source is asked.
+        let reservation = crate::pipeline::terms::reserve(gw, &permit).await?;
 
         let plan = gw.router.plan(&record_types, &req.source_agencies, &permit);
         let query = FetchQuery {
@@ -323,13 +327,20 @@ impl RecordExchangeService {
             traceparent,
         };
         pending.arm(gw.router.asked(&plan));
-        let result = gw
+        let mut result = gw
             .router
             .fetch(plan, &query, &permit, adapter_deadline(budget))
             .await;
+        let outside_period =
+            crate::pipeline::terms::keep_within_period(&permit, &mut result.records);
+        if let Some(r) = reservation {
+            r.settle(gw, !result.records.is_empty(), caller.agency.as_str())
+                .await;
+        }
         Ok(Allowed {
             consent_id: permit.consent_id().to_owned(),
             result,
+            outside_period,
         })
     }
 }

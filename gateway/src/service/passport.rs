@@ -288,7 +288,23 @@ pub(super) async fn assemble(
         .await
         .map_err(GatewayError::store)?;
 
-    let judged = judge(gw, caller, &req.purpose, &candidates, &consents);
+    let mut judged = judge(gw, caller, &req.purpose, &candidates, &consents);
+    // A counted consent's read is reserved before any source is asked; one
+    // with no read left keeps its types out.
+    let mut reservations = Vec::new();
+    let mut kept = Vec::new();
+    for (permit, types) in std::mem::take(&mut judged.allowed) {
+        match crate::pipeline::terms::reserve(gw, &permit).await {
+            Ok(r) => {
+                reservations.push(r);
+                kept.push((permit, types));
+            }
+            Err(e) => judged
+                .refused
+                .extend(types.into_iter().map(|t| (t, e.clone()))),
+        }
+    }
+    judged.allowed = kept;
     entries.extend(refused_entries(base, &judged.refused));
     if judged.allowed.is_empty() {
         return Err(judged
@@ -323,7 +339,19 @@ pub(super) async fn assemble(
         pending.push(entry);
         fetches.push(async move { gw.router.fetch(plan, &query, permit, deadline).await });
     }
-    let results = futures_util::future::join_all(fetches).await;
+    let mut results = futures_util::future::join_all(fetches).await;
+    for (((permit, _), result), reservation) in judged
+        .allowed
+        .iter()
+        .zip(results.iter_mut())
+        .zip(reservations)
+    {
+        crate::pipeline::terms::keep_within_period(permit, &mut result.records);
+        if let Some(r) = reservation {
+            r.settle(gw, !result.records.is_empty(), caller.agency.as_str())
+                .await;
+        }
+    }
     let mut allowed_entries: Vec<AuditEntry> = pending
         .into_iter()
         .map(audit::PendingEntry::finish)

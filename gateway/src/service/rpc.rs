@@ -60,13 +60,25 @@ pub enum Method {
     ConsentsGet,
     /// `samverka.v1.Consents/List`.
     ConsentsList,
+    /// `samverka.v1.Consents/RequestConsent`.
+    ConsentsRequest,
+    /// `samverka.v1.Consents/ApproveConsent`.
+    ConsentsApprove,
+    /// `samverka.v1.Consents/RejectConsent`.
+    ConsentsReject,
+    /// `samverka.v1.Consents/PauseConsent`.
+    ConsentsPause,
+    /// `samverka.v1.Consents/ResumeConsent`.
+    ConsentsResume,
+    /// `samverka.v1.Consents/WatchConsents`.
+    ConsentsWatch,
     /// `samverka.v1.AccessLog/List`.
     AccessLogList,
 }
 
 impl Method {
     /// Every method the gateway serves.
-    pub const ALL: [Method; 8] = [
+    pub const ALL: [Method; 14] = [
         Method::GetRecords,
         Method::GetCompetencePassport,
         Method::ListSources,
@@ -74,6 +86,12 @@ impl Method {
         Method::ConsentsRevoke,
         Method::ConsentsGet,
         Method::ConsentsList,
+        Method::ConsentsRequest,
+        Method::ConsentsApprove,
+        Method::ConsentsReject,
+        Method::ConsentsPause,
+        Method::ConsentsResume,
+        Method::ConsentsWatch,
         Method::AccessLogList,
     ];
 
@@ -104,6 +122,12 @@ impl Method {
             Method::ConsentsRevoke => (CONSENTS, "Revoke", "Consents/Revoke"),
             Method::ConsentsGet => (CONSENTS, "Get", "Consents/Get"),
             Method::ConsentsList => (CONSENTS, "List", "Consents/List"),
+            Method::ConsentsRequest => (CONSENTS, "RequestConsent", "Consents/RequestConsent"),
+            Method::ConsentsApprove => (CONSENTS, "ApproveConsent", "Consents/ApproveConsent"),
+            Method::ConsentsReject => (CONSENTS, "RejectConsent", "Consents/RejectConsent"),
+            Method::ConsentsPause => (CONSENTS, "PauseConsent", "Consents/PauseConsent"),
+            Method::ConsentsResume => (CONSENTS, "ResumeConsent", "Consents/ResumeConsent"),
+            Method::ConsentsWatch => (CONSENTS, "WatchConsents", "Consents/WatchConsents"),
             Method::AccessLogList => (ACCESS_LOG, "List", "AccessLog/List"),
         }
     }

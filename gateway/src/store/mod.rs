@@ -28,6 +28,7 @@
 //! `STORE_UNAVAILABLE`.
 
 mod access_index;
+pub mod lifecycle;
 mod pg_tls;
 mod postgres;
 mod sqlite;
@@ -36,6 +37,7 @@ use std::path::{Path, PathBuf};
 
 use crate::audit::chain::{AuditCheckpoint, AuditEntry, AuditHead};
 pub use access_index::IndexProgress;
+pub use lifecycle::{Approved, ConsentState, Transition, Transitioned};
 pub use postgres::PostgresStore;
 pub use sqlite::{SqliteStore, SqliteTrail};
 
@@ -85,7 +87,7 @@ impl StoreLocation {
 }
 
 /// A consent as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StoredConsent {
     /// Its id (a UUID).
     pub consent_id: String,
@@ -117,6 +119,31 @@ pub struct StoredConsent {
     pub revocation_reason: Option<String>,
     /// The registrar through which it was revoked.
     pub revoked_by: Option<String>,
+    /// Where it is in its life.
+    pub state: ConsentState,
+    /// For a requested consent: the agency that asked (also the grantee).
+    pub requested_by: String,
+    /// For a requested consent: why, in plain language.
+    pub justification: String,
+    /// Only records dated on or after this day (`YYYY-MM-DD`), if set.
+    pub records_from: String,
+    /// Only records dated on or before this day, if set.
+    pub records_until: String,
+    /// One read only.
+    pub one_time: bool,
+    /// At most this many reads that return records; 0: no limit (1 for a
+    /// one-time consent).
+    pub max_reads: u32,
+    /// Reads used (reserved, and not given back).
+    pub reads_used: u32,
+    /// For a pending consent: when the request expires undecided (Unix ms).
+    pub decide_by_ms: Option<i64>,
+    /// When the person approved or rejected it (Unix ms).
+    pub decided_at_ms: Option<i64>,
+    /// The registrar through which they did.
+    pub decided_by: Option<String>,
+    /// For a requested consent: how long it lasts once approved, in days.
+    pub valid_for_days: u32,
 }
 
 /// What happened to a revocation.
@@ -206,6 +233,39 @@ impl Store {
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         delegate!(self.use_assertion(registrar, jti, expires_at_ms, now_ms))
+    }
+
+    /// Makes `t` and commits its audit entry in the same transaction, if
+    /// the consent's state allows it.
+    pub async fn transition(&self, t: Transition) -> Result<Transitioned, StoreError> {
+        delegate!(self.transition(t))
+    }
+
+    /// Reserves one read of a counted consent (`max_reads` above 0) that is
+    /// active with reads left: `reads_used` goes up by one, atomically
+    /// across replicas. Returns the consent after it, or `None` when no
+    /// read is left (or it is not active).
+    pub async fn reserve_read(
+        &self,
+        consent_id: &str,
+    ) -> Result<Option<StoredConsent>, StoreError> {
+        delegate!(self.reserve_read(consent_id))
+    }
+
+    /// Gives back a read reserved by [`Store::reserve_read`] that returned
+    /// no records, or whose caller went away.
+    pub async fn release_read(&self, consent_id: &str) -> Result<(), StoreError> {
+        delegate!(self.release_read(consent_id))
+    }
+
+    /// Consents whose time is up at `now_ms`: active or paused past
+    /// `valid_until`, pending past `decide_by`; at most `limit`.
+    pub async fn due_to_expire(
+        &self,
+        now_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredConsent>, StoreError> {
+        delegate!(self.due_to_expire(now_ms, limit))
     }
 
     /// One consent by id.
@@ -457,7 +517,9 @@ pub(crate) mod schema;
 /// The columns of a consent, in the order both backends read them.
 pub(crate) const CONSENT_COLUMNS: &str = "consent_id, subject_id, grantee_agency, record_types, purpose, \
     source_agencies, valid_from_ms, valid_until_ms, registrar_agency, evidence_ref, request_id, \
-    granted_at_ms, revoked_at_ms, revocation_reason, revoked_by";
+    granted_at_ms, revoked_at_ms, revocation_reason, revoked_by, state, requested_by, justification, \
+    records_from, records_until, one_time, max_reads, reads_used, decide_by_ms, decided_at_ms, \
+    decided_by, valid_for_days";
 
 /// The columns of an audit entry, in the order both backends read them.
 pub(crate) const AUDIT_COLUMNS: &str = "seq, prev_hash, hash, audit_id, time_ms, caller, method, subject_id, record_types, \

@@ -23,6 +23,8 @@ const MIGRATION_LOCK: i64 = 7_342_001;
 
 /// Consents and person assertions.
 mod consents;
+/// A consent's life: each change with its audit entry.
+mod lifecycle;
 
 /// `e` and what caused it: tokio-postgres says only "db error" and keeps
 /// the server's message (and a TLS failure) in its source.
@@ -212,62 +214,7 @@ impl PostgresStore {
     ) -> Result<Vec<AuditEntry>, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        // The row lock on the head makes replicas take turns: one chain.
-        let lock = tx
-            .prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
-            .await?;
-        let row = tx.query_one(&lock, &[]).await?;
-        let mut head = AuditHead {
-            seq: row.try_get(0)?,
-            hash: row.try_get(1)?,
-        };
-        for e in &mut entries {
-            chain::link(&mut head, e);
-        }
-        let insert = tx
-            .prepare_cached(&format!(
-                "INSERT INTO audit_entries ({AUDIT_COLUMNS}) SELECT * FROM UNNEST(\
-                 $1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::TEXT[], $7::TEXT[], \
-                 $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::TEXT[], $13::TEXT[], $14::TEXT[], $15::TEXT[], \
-                 $16::INTEGER[], $17::TEXT[])"
-            ))
-            .await?;
-        let update = tx
-            .prepare_cached("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-            .await?;
-        let col = |f: fn(&AuditEntry) -> String| entries.iter().map(f).collect::<Vec<String>>();
-        let num = |f: fn(&AuditEntry) -> i64| entries.iter().map(f).collect::<Vec<i64>>();
-        let formats: Vec<i32> = entries
-            .iter()
-            .map(|e| i32::try_from(e.format).unwrap_or(i32::MAX))
-            .collect();
-        // Sent together, one round trip to the server instead of two.
-        futures_util::future::try_join(
-            tx.execute(
-                &insert,
-                &[
-                    &num(|e| e.seq),
-                    &col(|e| e.prev_hash.clone()),
-                    &col(|e| e.hash.clone()),
-                    &col(|e| e.audit_id.clone()),
-                    &num(|e| e.time_ms),
-                    &col(|e| e.caller.clone()),
-                    &col(|e| e.method.clone()),
-                    &col(|e| e.subject_id.clone()),
-                    &col(|e| audit_list(e.format, &e.record_types)),
-                    &col(|e| e.purpose.clone()),
-                    &col(|e| e.consent_id.clone()),
-                    &col(|e| audit_list(e.format, &e.sources)),
-                    &col(|e| e.decision.clone()),
-                    &col(|e| e.reason.clone()),
-                    &col(|e| e.trace_id.clone()),
-                    &formats,
-                    &col(|e| audit_details(&e.details)),
-                ],
-            ),
-            tx.execute(&update, &[&head.seq, &head.hash]),
-        )
-        .await?;
+        append_in(&tx, &mut entries).await?;
         tx.commit().await?;
         Ok(entries)
     }
@@ -389,4 +336,69 @@ impl PostgresStore {
         tx.commit().await?;
         Ok(n)
     }
+}
+
+/// Links `entries` after the head and inserts them, within the caller's
+/// transaction: the row lock on the head makes replicas take turns, so the
+/// chain stays one line.
+pub(super) async fn append_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    entries: &mut [AuditEntry],
+) -> Result<(), StoreError> {
+    let lock = tx
+        .prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+        .await?;
+    let row = tx.query_one(&lock, &[]).await?;
+    let mut head = AuditHead {
+        seq: row.try_get(0)?,
+        hash: row.try_get(1)?,
+    };
+    for e in entries.iter_mut() {
+        chain::link(&mut head, e);
+    }
+    let insert = tx
+        .prepare_cached(&format!(
+            "INSERT INTO audit_entries ({AUDIT_COLUMNS}) SELECT * FROM UNNEST(\
+             $1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::TEXT[], $7::TEXT[], \
+             $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::TEXT[], $13::TEXT[], $14::TEXT[], $15::TEXT[], \
+             $16::INTEGER[], $17::TEXT[])"
+        ))
+        .await?;
+    let update = tx
+        .prepare_cached("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .await?;
+    let col = |f: fn(&AuditEntry) -> String| entries.iter().map(f).collect::<Vec<String>>();
+    let num = |f: fn(&AuditEntry) -> i64| entries.iter().map(f).collect::<Vec<i64>>();
+    let formats: Vec<i32> = entries
+        .iter()
+        .map(|e| i32::try_from(e.format).unwrap_or(i32::MAX))
+        .collect();
+    // Sent together, one round trip to the server instead of two.
+    futures_util::future::try_join(
+        tx.execute(
+            &insert,
+            &[
+                &num(|e| e.seq),
+                &col(|e| e.prev_hash.clone()),
+                &col(|e| e.hash.clone()),
+                &col(|e| e.audit_id.clone()),
+                &num(|e| e.time_ms),
+                &col(|e| e.caller.clone()),
+                &col(|e| e.method.clone()),
+                &col(|e| e.subject_id.clone()),
+                &col(|e| audit_list(e.format, &e.record_types)),
+                &col(|e| e.purpose.clone()),
+                &col(|e| e.consent_id.clone()),
+                &col(|e| audit_list(e.format, &e.sources)),
+                &col(|e| e.decision.clone()),
+                &col(|e| e.reason.clone()),
+                &col(|e| e.trace_id.clone()),
+                &formats,
+                &col(|e| audit_details(&e.details)),
+            ],
+        ),
+        tx.execute(&update, &[&head.seq, &head.hash]),
+    )
+    .await?;
+    Ok(())
 }

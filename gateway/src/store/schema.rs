@@ -81,6 +81,26 @@ pub(crate) const SQLITE: &[&str] = &[
     );
     CREATE INDEX person_assertions_by_expiry ON person_assertions (expires_at_ms);
 ",
+    "
+    -- A consent's life (store/lifecycle.rs): requested by the agency that
+    -- needs it, decided by the person, paused, used; the period its
+    -- records may cover and how many reads it allows.
+    ALTER TABLE consents ADD COLUMN state TEXT NOT NULL DEFAULT 'active';
+    UPDATE consents SET state = 'revoked' WHERE revoked_at_ms IS NOT NULL;
+    ALTER TABLE consents ADD COLUMN requested_by TEXT NOT NULL DEFAULT '';
+    ALTER TABLE consents ADD COLUMN justification TEXT NOT NULL DEFAULT '';
+    ALTER TABLE consents ADD COLUMN records_from TEXT NOT NULL DEFAULT '';
+    ALTER TABLE consents ADD COLUMN records_until TEXT NOT NULL DEFAULT '';
+    ALTER TABLE consents ADD COLUMN one_time INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE consents ADD COLUMN max_reads INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE consents ADD COLUMN reads_used INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE consents ADD COLUMN decide_by_ms INTEGER;
+    ALTER TABLE consents ADD COLUMN decided_at_ms INTEGER;
+    ALTER TABLE consents ADD COLUMN decided_by TEXT;
+    ALTER TABLE consents ADD COLUMN valid_for_days INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX consents_by_end ON consents (state, valid_until_ms);
+    CREATE INDEX consents_by_decision ON consents (state, decide_by_ms);
+",
 ];
 
 /// PostgreSQL migrations; index + 1 is the version.
@@ -154,5 +174,25 @@ pub(crate) const POSTGRES: &[&str] = &[
         PRIMARY KEY (registrar, jti)
     );
     CREATE INDEX person_assertions_by_expiry ON person_assertions (expires_at_ms);
+",
+    "
+    -- A consent's life (store/lifecycle.rs): requested by the agency that
+    -- needs it, decided by the person, paused, used; the period its
+    -- records may cover and how many reads it allows.
+    ALTER TABLE consents ADD COLUMN state TEXT NOT NULL DEFAULT 'active';
+    UPDATE consents SET state = 'revoked' WHERE revoked_at_ms IS NOT NULL;
+    ALTER TABLE consents ADD COLUMN requested_by TEXT NOT NULL DEFAULT '';
+    ALTER TABLE consents ADD COLUMN justification TEXT NOT NULL DEFAULT '';
+    ALTER TABLE consents ADD COLUMN records_from TEXT NOT NULL DEFAULT '';
+    ALTER TABLE consents ADD COLUMN records_until TEXT NOT NULL DEFAULT '';
+    ALTER TABLE consents ADD COLUMN one_time INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE consents ADD COLUMN max_reads INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE consents ADD COLUMN reads_used INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE consents ADD COLUMN decide_by_ms BIGINT;
+    ALTER TABLE consents ADD COLUMN decided_at_ms BIGINT;
+    ALTER TABLE consents ADD COLUMN decided_by TEXT;
+    ALTER TABLE consents ADD COLUMN valid_for_days INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX consents_by_end ON consents (state, valid_until_ms);
+    CREATE INDEX consents_by_decision ON consents (state, decide_by_ms);
 ",
 ];

@@ -22,7 +22,29 @@ pub(super) fn consent_from_row(row: &Row) -> Result<StoredConsent, StoreError> {
         revoked_at_ms: row.try_get(12)?,
         revocation_reason: row.try_get(13)?,
         revoked_by: row.try_get(14)?,
+        state: crate::store::ConsentState::parse(row.try_get(15)?),
+        requested_by: row.try_get(16)?,
+        justification: row.try_get(17)?,
+        records_from: row.try_get(18)?,
+        records_until: row.try_get(19)?,
+        one_time: row.try_get::<_, i32>(20)? != 0,
+        max_reads: count(row.try_get(21)?),
+        reads_used: count(row.try_get(22)?),
+        decide_by_ms: row.try_get(23)?,
+        decided_at_ms: row.try_get(24)?,
+        decided_by: row.try_get(25)?,
+        valid_for_days: count(row.try_get(26)?),
     })
+}
+
+/// A stored INTEGER count (never negative when written by the gateway).
+fn count(v: i32) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+/// A count as the INTEGER column stores it.
+pub(super) fn int(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
 }
 
 impl PostgresStore {
@@ -34,7 +56,8 @@ impl PostgresStore {
         let insert = client
             .prepare_cached(&format!(
                 "INSERT INTO consents ({CONSENT_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                 $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27) \
                  ON CONFLICT (registrar_agency, request_id) DO NOTHING"
             ))
             .await?;
@@ -57,6 +80,18 @@ impl PostgresStore {
                     &c.revoked_at_ms,
                     &c.revocation_reason,
                     &c.revoked_by,
+                    &c.state.as_str(),
+                    &c.requested_by,
+                    &c.justification,
+                    &c.records_from,
+                    &c.records_until,
+                    &i32::from(c.one_time),
+                    &int(c.max_reads),
+                    &int(c.reads_used),
+                    &c.decide_by_ms,
+                    &c.decided_at_ms,
+                    &c.decided_by,
+                    &int(c.valid_for_days),
                 ],
             )
             .await?;
@@ -86,7 +121,9 @@ impl PostgresStore {
             .prepare(&format!(
                 "INSERT INTO consents ({CONSENT_COLUMNS}) SELECT * FROM UNNEST(\
                  $1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::BIGINT[], \
-                 $8::BIGINT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::BIGINT[], $13::BIGINT[], $14::TEXT[], $15::TEXT[])"
+                 $8::BIGINT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::BIGINT[], $13::BIGINT[], $14::TEXT[], $15::TEXT[], \
+                 $16::TEXT[], $17::TEXT[], $18::TEXT[], $19::TEXT[], $20::TEXT[], $21::INTEGER[], $22::INTEGER[], \
+                 $23::INTEGER[], $24::BIGINT[], $25::BIGINT[], $26::TEXT[], $27::INTEGER[])"
             ))
             .await?;
         for chunk in consents.chunks(10_000) {
@@ -98,6 +135,11 @@ impl PostgresStore {
                 chunk.iter().map(|c| c.revocation_reason.clone()).collect();
             let revoked_by: Vec<Option<String>> =
                 chunk.iter().map(|c| c.revoked_by.clone()).collect();
+            let ints = |f: fn(&StoredConsent) -> i32| chunk.iter().map(f).collect::<Vec<i32>>();
+            let opt_num =
+                |f: fn(&StoredConsent) -> Option<i64>| chunk.iter().map(f).collect::<Vec<_>>();
+            let decided_by: Vec<Option<String>> =
+                chunk.iter().map(|c| c.decided_by.clone()).collect();
             tx.execute(
                 &insert,
                 &[
@@ -116,6 +158,18 @@ impl PostgresStore {
                     &revoked_at,
                     &reasons,
                     &revoked_by,
+                    &col(|c| c.state.as_str().to_owned()),
+                    &col(|c| c.requested_by.clone()),
+                    &col(|c| c.justification.clone()),
+                    &col(|c| c.records_from.clone()),
+                    &col(|c| c.records_until.clone()),
+                    &ints(|c| i32::from(c.one_time)),
+                    &ints(|c| int(c.max_reads)),
+                    &ints(|c| int(c.reads_used)),
+                    &opt_num(|c| c.decide_by_ms),
+                    &opt_num(|c| c.decided_at_ms),
+                    &decided_by,
+                    &ints(|c| int(c.valid_for_days)),
                 ],
             )
             .await?;

@@ -20,6 +20,7 @@ use super::{
 };
 use crate::audit::chain;
 
+mod lifecycle;
 mod rows;
 use rows::{
     audit_from_row, chain_head, consent_from_row, insert_consent_row, migrate, select_audit_range,
@@ -167,13 +168,25 @@ fn append_batch(
     progress: &IndexProgress,
 ) -> Result<Vec<AuditEntry>, StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut head = chain_head(&tx)?;
+    let head = link_and_insert(&tx, &mut entries)?;
+    tx.commit()?;
+    progress.committed(head.seq);
+    Ok(entries)
+}
+
+/// Links `entries` after the head and inserts them, within the caller's
+/// (immediate) transaction; returns the new head.
+fn link_and_insert(
+    tx: &rusqlite::Transaction<'_>,
+    entries: &mut [AuditEntry],
+) -> Result<AuditHead, StoreError> {
+    let mut head = chain_head(tx)?;
     {
         let mut insert = tx.prepare_cached(&format!(
             "INSERT INTO audit_entries ({AUDIT_COLUMNS}) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
         ))?;
-        for e in &mut entries {
+        for e in entries.iter_mut() {
             chain::link(&mut head, e);
             insert.execute(params![
                 e.seq,
@@ -196,9 +209,7 @@ fn append_batch(
             ])?;
         }
     }
-    tx.commit()?;
-    progress.committed(head.seq);
-    Ok(entries)
+    Ok(head)
 }
 
 impl SqliteStore {

@@ -27,6 +27,18 @@ pub(super) fn consent_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Stor
         revoked_at_ms: row.get(12)?,
         revocation_reason: row.get(13)?,
         revoked_by: row.get(14)?,
+        state: crate::store::ConsentState::parse(&row.get::<_, String>(15)?),
+        requested_by: row.get(16)?,
+        justification: row.get(17)?,
+        records_from: row.get(18)?,
+        records_until: row.get(19)?,
+        one_time: row.get::<_, i64>(20)? != 0,
+        max_reads: row.get(21)?,
+        reads_used: row.get(22)?,
+        decide_by_ms: row.get(23)?,
+        decided_at_ms: row.get(24)?,
+        decided_by: row.get(25)?,
+        valid_for_days: row.get(26)?,
     })
 }
 
@@ -66,7 +78,8 @@ fn checkpoint_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditCheckpo
 pub(super) fn insert_consent_row(conn: &Connection, c: &StoredConsent) -> rusqlite::Result<()> {
     conn.prepare_cached(&format!(
         "INSERT INTO consents ({CONSENT_COLUMNS}) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+         ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)"
     ))?
     .execute(params![
         c.consent_id,
@@ -84,6 +97,18 @@ pub(super) fn insert_consent_row(conn: &Connection, c: &StoredConsent) -> rusqli
         c.revoked_at_ms,
         c.revocation_reason,
         c.revoked_by,
+        c.state.as_str(),
+        c.requested_by,
+        c.justification,
+        c.records_from,
+        c.records_until,
+        i64::from(c.one_time),
+        c.max_reads,
+        c.reads_used,
+        c.decide_by_ms,
+        c.decided_at_ms,
+        c.decided_by,
+        c.valid_for_days,
     ])?;
     Ok(())
 }
