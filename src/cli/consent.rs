@@ -13,14 +13,21 @@
 //! samverka consent verify-receipt receipt.jws --cert DIR/certs/gateway.pem
 //! ```
 //!
+//! A consent the agency that needs it asks for, and the person's decisions
+//! on it (`request`, `approve`, `reject`, `pause`, `resume`, `watch`), are
+//! in [`lifecycle`].
+//!
 //! The connection is given either with `--gateway HOST:PORT --ca --cert
 //! --key --assertion-key --audience` or with `--demo FILE`, which reads
 //! them from a `demo.toml`'s `[gateway]` and `[registrar]` tables. Every
-//! call acts for the person whose login `--person-token` holds (an OpenID
+//! registrar call acts for the person whose login `--person-token` holds (an OpenID
 //! Connect ID token, from a file or `-` for standard input): the command
 //! wraps it in a fresh person assertion, signed with the registrar's
 //! assertion key, for each call. `--json` prints machine-readable output.
 //! A refusal prints its gRPC code, stable reason and message and exits 1.
+
+pub mod lifecycle;
+mod view;
 
 use std::path::{Path, PathBuf};
 
@@ -33,7 +40,8 @@ use samverka_proto::v1::{
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
-use samverka_gateway::credential::receipt::{ReceiptConsent, verify};
+use samverka_gateway::credential::receipt::verify;
+use view::{ConsentView, json, text};
 use samverka_gateway::net::client::{AgencyTls, connect};
 use samverka_gateway::person::issue::AssertionSigner;
 use samverka_gateway::time::{system_now_ms, to_timestamp};
@@ -76,6 +84,9 @@ pub enum ConsentCommand {
         /// Only consents for this agency.
         #[arg(long)]
         grantee: Option<String>,
+        /// Only consents in these states (comma-separated or repeated).
+        #[arg(long = "state", value_delimiter = ',', value_enum)]
+        states: Vec<lifecycle::State>,
         /// How to reach the gateway.
         #[command(flatten)]
         connection: Connection,
@@ -91,6 +102,21 @@ pub enum ConsentCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Ask a person for a consent, as the agency that needs it (its own
+    /// certificate); it is pending until the person decides.
+    Request(lifecycle::RequestArgs),
+    /// Approve a pending request for the person, as asked or narrowed.
+    Approve(lifecycle::ApproveArgs),
+    /// Reject a pending request for the person.
+    Reject(lifecycle::RejectArgs),
+    /// Pause an active consent for the person: reads are refused until it
+    /// is resumed.
+    Pause(lifecycle::ChangeArgs),
+    /// Resume a paused consent for the person.
+    Resume(lifecycle::ChangeArgs),
+    /// Follow the changes to the consents granted to or requested by an
+    /// agency, as that agency: a line per event until Ctrl-C.
+    Watch(lifecycle::WatchArgs),
 }
 
 /// Arguments of `samverka consent grant`.
@@ -161,9 +187,10 @@ pub struct Connection {
     #[arg(long, required_unless_present = "demo")]
     audience: Option<String>,
     /// The person's login: their OpenID Connect ID token, as the
-    /// registrar's e-service received it, in FILE or `-` for standard input.
+    /// registrar's e-service received it, in FILE or `-` for standard input
+    /// (for the demo: `samverka certs person-token --demo FILE`). Required.
     #[arg(long, value_name = "FILE|-")]
-    person_token: PathBuf,
+    person_token: Option<PathBuf>,
     /// The name the gateway's certificate must be valid for (default: the
     /// host of --gateway).
     #[arg(long)]
@@ -227,31 +254,71 @@ fn person_token(path: &Path) -> Result<(String, String), CliError> {
     Ok((token, person))
 }
 
+/// A demo.toml, read.
+struct DemoFile<'a> {
+    path: &'a Path,
+    table: toml::Table,
+}
+
+impl<'a> DemoFile<'a> {
+    fn read(path: &'a Path) -> Result<Self, CliError> {
+        let usage = |e: &dyn std::fmt::Display| CliError::Usage(format!("{}: {e}", path.display()));
+        let text = std::fs::read_to_string(path).map_err(|e| usage(&e))?;
+        let table = toml::from_str(&text).map_err(|e| usage(&e))?;
+        Ok(DemoFile { path, table })
+    }
+
+    /// `[section] key`, a string.
+    fn get(&self, section: &str, key: &str) -> Result<String, CliError> {
+        self.table
+            .get(section)
+            .and_then(|s| s.get(key))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                CliError::Usage(format!("{}: {section}.{key} missing", self.path.display()))
+            })
+    }
+}
+
+/// An mTLS channel to the gateway at `address` with the certificate in
+/// `cert` and `key`, trusting `ca`.
+async fn channel(
+    address: &str,
+    server_name: Option<&str>,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> Result<Channel, CliError> {
+    let tls = AgencyTls::from_files(ca, cert, key)
+        .map_err(|e| CliError::Usage(format!("cannot read certificate files: {e}")))?;
+    let host = address.rsplit_once(':').map(|(h, _)| h).unwrap_or(address);
+    let server_name = server_name.unwrap_or(host);
+    connect(address, server_name, &tls)
+        .await
+        .map_err(|e| CliError::Failed(format!("cannot connect to {address}: {e}")))
+}
+
 impl Connection {
     async fn session(&self) -> Result<Session, CliError> {
         let usage = |m: String| CliError::Usage(m);
+        let token = self.person_token.as_deref().ok_or_else(|| {
+            usage(
+                "--person-token FILE|- is required: the person's login, an ID token \
+                 (for the demo: samverka certs person-token --demo FILE --subject ID > FILE)"
+                    .into(),
+            )
+        })?;
         let (address, ca, cert, key, assertion_key, audience) = match &self.demo {
             Some(file) => {
-                let text = std::fs::read_to_string(file)
-                    .map_err(|e| usage(format!("{}: {e}", file.display())))?;
-                let demo: toml::Table =
-                    toml::from_str(&text).map_err(|e| usage(format!("{}: {e}", file.display())))?;
-                let get = |section: &str, key: &str| {
-                    demo.get(section)
-                        .and_then(|s| s.get(key))
-                        .and_then(|v| v.as_str())
-                        .map(str::to_owned)
-                        .ok_or_else(|| {
-                            usage(format!("{}: {section}.{key} missing", file.display()))
-                        })
-                };
+                let demo = DemoFile::read(file)?;
                 (
-                    get("registrar", "gateway")?,
-                    PathBuf::from(get("gateway", "ca_cert")?),
-                    PathBuf::from(get("registrar", "cert")?),
-                    PathBuf::from(get("registrar", "key")?),
-                    PathBuf::from(get("registrar", "assertion_key")?),
-                    get("registrar", "audience")?,
+                    demo.get("registrar", "gateway")?,
+                    PathBuf::from(demo.get("gateway", "ca_cert")?),
+                    PathBuf::from(demo.get("registrar", "cert")?),
+                    PathBuf::from(demo.get("registrar", "key")?),
+                    PathBuf::from(demo.get("registrar", "assertion_key")?),
+                    demo.get("registrar", "audience")?,
                 )
             }
             None => {
@@ -279,14 +346,8 @@ impl Connection {
             .agency;
         let signer = AssertionSigner::new(&read(&assertion_key)?, registrar.as_str(), &audience)
             .map_err(|e| usage(format!("{}: {e}", assertion_key.display())))?;
-        let (id_token, person) = person_token(&self.person_token)?;
-        let tls = AgencyTls::from_files(&ca, &cert, &key)
-            .map_err(|e| usage(format!("cannot read certificate files: {e}")))?;
-        let host = address.rsplit_once(':').map(|(h, _)| h).unwrap_or(&address);
-        let server_name = self.server_name.clone().unwrap_or_else(|| host.to_owned());
-        let channel = connect(&address, &server_name, &tls)
-            .await
-            .map_err(|e| CliError::Failed(format!("cannot connect to {address}: {e}")))?;
+        let (id_token, person) = person_token(token)?;
+        let channel = channel(&address, self.server_name.as_deref(), &ca, &cert, &key).await?;
         Ok(Session {
             client: ConsentsClient::new(channel),
             signer,
@@ -310,43 +371,6 @@ fn parse_time(s: &str, what: &str) -> Result<i64, CliError> {
         })
 }
 
-fn text(c: &ReceiptConsent) -> String {
-    let mut out = format!(
-        "consent {} ({})\n  person        {}\n  grantee       {}\n  record types  {}\n  purpose       {}\n  sources       {}\n  valid         {} until {}\n  registrar     {} (evidence {:?})\n  granted       {}\n",
-        c.consent_id,
-        c.status,
-        c.subject_id,
-        c.grantee_agency,
-        c.record_types.join(", "),
-        c.purpose,
-        if c.source_agencies.is_empty() {
-            "any".to_owned()
-        } else {
-            c.source_agencies.join(", ")
-        },
-        c.valid_from,
-        c.valid_until,
-        c.registrar_agency,
-        c.evidence_ref,
-        c.granted_at,
-    );
-    if let Some(at) = &c.revoked_at {
-        out.push_str(&format!(
-            "  revoked       {at}{} ({})\n",
-            c.revoked_by
-                .as_deref()
-                .map(|by| format!(" through {by}"))
-                .unwrap_or_default(),
-            c.revocation_reason.as_deref().unwrap_or("no reason given")
-        ));
-    }
-    out
-}
-
-fn json(value: &impl serde::Serialize) -> Result<String, CliError> {
-    serde_json::to_string_pretty(value).map_err(|e| CliError::Failed(e.to_string()))
-}
-
 fn show_receipt(
     receipt: ConsentReceipt,
     out: Option<&Path>,
@@ -355,7 +379,7 @@ fn show_receipt(
     let consent = receipt
         .consent
         .as_ref()
-        .map(ReceiptConsent::from)
+        .map(ConsentView::from)
         .ok_or_else(|| CliError::Failed("the gateway sent a receipt without a consent".into()))?;
     if let Some(path) = out {
         std::fs::write(path, format!("{}\n", receipt.jws))
@@ -412,21 +436,24 @@ pub async fn run(command: ConsentCommand) -> Result<String, CliError> {
                 .await
                 .map_err(refused)?
                 .into_inner();
+            let view = ConsentView::from(&c);
             if connection.json {
-                json(&ReceiptConsent::from(&c))
+                json(&view)
             } else {
-                Ok(text(&ReceiptConsent::from(&c)))
+                Ok(text(&view))
             }
         }
         ConsentCommand::List {
             subject,
             grantee,
+            states,
             connection,
         } => {
             let mut session = connection.session().await?;
             let request = session.seal(ListConsentsRequest {
                 subject_id: subject.clone(),
                 grantee_agency: grantee.unwrap_or_default(),
+                states: states.into_iter().map(lifecycle::State::status).collect(),
                 person_assertion: String::new(),
             })?;
             let consents = session
@@ -436,7 +463,7 @@ pub async fn run(command: ConsentCommand) -> Result<String, CliError> {
                 .map_err(refused)?
                 .into_inner()
                 .consents;
-            let views: Vec<ReceiptConsent> = consents.iter().map(ReceiptConsent::from).collect();
+            let views: Vec<ConsentView> = consents.iter().map(ConsentView::from).collect();
             if connection.json {
                 json(&views)
             } else if views.is_empty() {
@@ -450,6 +477,14 @@ pub async fn run(command: ConsentCommand) -> Result<String, CliError> {
             cert,
             json: as_json,
         } => verify_receipt(&file, &cert, as_json),
+        ConsentCommand::Request(a) => lifecycle::request(a).await,
+        ConsentCommand::Approve(a) => lifecycle::approve(a).await,
+        ConsentCommand::Reject(a) => {
+            lifecycle::change(lifecycle::Change::Reject(a.reason), a.change).await
+        }
+        ConsentCommand::Pause(a) => lifecycle::change(lifecycle::Change::Pause, a).await,
+        ConsentCommand::Resume(a) => lifecycle::change(lifecycle::Change::Resume, a).await,
+        ConsentCommand::Watch(a) => lifecycle::watch(a).await,
     }
 }
 
@@ -509,7 +544,7 @@ fn verify_receipt(file: &Path, cert: &Path, as_json: bool) -> Result<String, Cli
             claims.iss,
             claims.event,
             claims.recorded_at,
-            text(&claims.consent)
+            text(&ConsentView::from(claims.consent))
         ))
     }
 }

@@ -237,7 +237,8 @@ impl Command {
             Command::CheckConfig { config } => serve::check_config(&config),
             Command::Consent { command } => {
                 let mut out = runtime()?.block_on(consent::run(*command))?;
-                if !out.ends_with('\n') {
+                // Empty: the command printed as it went (`consent watch`).
+                if !out.is_empty() && !out.ends_with('\n') {
                     out.push('\n');
                 }
                 Ok(out)

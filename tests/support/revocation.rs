@@ -175,7 +175,7 @@ pub async fn read_outcomes(
                 .map(|t| t.to_string())
                 .collect(),
             purpose: samverka::cli::demo::DEMO_PURPOSE.into(),
-            source_agencies: vec![],
+            ..Default::default()
         })
         .await
         .unwrap()

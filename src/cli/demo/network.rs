@@ -198,6 +198,17 @@ impl Network {
     /// Sets up everything in `dir` and starts it. The gateway reads
     /// `DIR/demo.toml` exactly as `samverka serve --config` would.
     pub async fn start(dir: &Path, clock: Clock) -> Result<Network, DemoError> {
+        let store = std::path::absolute(dir)?.join("samverka.db");
+        Self::start_with_store(dir, clock, &store.display().to_string()).await
+    }
+
+    /// [`Network::start`] on another store: a SQLite path or a
+    /// `postgresql://` URL (several networks on one database are replicas).
+    pub async fn start_with_store(
+        dir: &Path,
+        clock: Clock,
+        store: &str,
+    ) -> Result<Network, DemoError> {
         let dir = std::path::absolute(dir)?;
         // A demo run again in the same directory keeps its PKI: the store's
         // signed checkpoints and receipts stay verifiable with its gateway
@@ -228,7 +239,7 @@ impl Network {
                 &gateway_address.to_string(),
                 &admin_address.to_string(),
                 &adapters,
-                &dir.join("samverka.db").display().to_string(),
+                store,
                 DEMO_AUDIT,
             ),
         )?;
