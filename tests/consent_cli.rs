@@ -1,5 +1,7 @@
 //! End to end: `samverka consent` as a real process against a running
-//! gateway, and offline verification of the receipts it saves.
+//! gateway, acting for the demo person whose login (an ID token of the
+//! development identity provider) it is given, and offline verification
+//! of the receipts it saves.
 
 mod support;
 
@@ -28,6 +30,17 @@ fn args(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
+/// `--person-token` and a file holding the demo person's login at the
+/// demo registrar's e-service, as it received it.
+fn person_token(net: &TestNet) -> Vec<String> {
+    let path = net.dir.path().join("login.jwt");
+    let token = net.login("registrar", DEMO_SUBJECT).id_token();
+    std::fs::write(&path, format!("{token}\n")).unwrap();
+    vec!["--person-token".into(), path.display().to_string()]
+}
+
+/// The options to reach the gateway as `agency`, signing person
+/// assertions with its assertion key, for the demo person's login.
 fn connection(net: &TestNet, agency: &str) -> Vec<String> {
     let (_, cert, key) = net
         .pki
@@ -35,7 +48,13 @@ fn connection(net: &TestNet, agency: &str) -> Vec<String> {
         .iter()
         .find(|(n, _, _)| n == agency)
         .unwrap();
-    vec![
+    let (_, _, assertion_key) = net
+        .pki
+        .assertion_keys
+        .iter()
+        .find(|(n, _, _)| n == agency)
+        .unwrap();
+    let mut options: Vec<String> = vec![
         "--gateway".into(),
         net.gateway_address.to_string(),
         "--server-name".into(),
@@ -46,7 +65,13 @@ fn connection(net: &TestNet, agency: &str) -> Vec<String> {
         cert.display().to_string(),
         "--key".into(),
         key.display().to_string(),
-    ]
+        "--assertion-key".into(),
+        assertion_key.display().to_string(),
+        "--audience".into(),
+        samverka::cli::demo::demo_audience(),
+    ];
+    options.extend(person_token(net));
+    options
 }
 
 fn stdout(o: &Output) -> String {
@@ -126,7 +151,7 @@ async fn registrars_manage_consents_and_receipts_verify_offline() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid receipt"));
 
     // Listing through the demo.toml profile.
-    let list = args(&[
+    let mut list = args(&[
         "list",
         "--subject",
         DEMO_SUBJECT,
@@ -134,6 +159,7 @@ async fn registrars_manage_consents_and_receipts_verify_offline() {
         "--demo",
         &net.config_path.display().to_string(),
     ]);
+    list.extend(person_token(&net));
     let listed: serde_json::Value = serde_json::from_str(&stdout(&cli(list).await)).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(listed[0]["consent_id"], consent_id.as_str());

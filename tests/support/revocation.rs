@@ -176,6 +176,7 @@ pub async fn read_outcomes(
                 .collect(),
             purpose: samverka::cli::demo::DEMO_PURPOSE.into(),
             source_agencies: vec![],
+            ..Default::default()
         })
         .await
         .unwrap()
