@@ -143,10 +143,14 @@ async fn the_access_log_shows_a_person_every_decision() {
 
     let mut log = AccessLogClient::new(net.channel("registrar").await.unwrap());
     let page = log
-        .list(ListAccessEventsRequest {
-            subject_id: DEMO_SUBJECT.into(),
-            ..Default::default()
-        })
+        .list(sealed(
+            &net,
+            "registrar",
+            ListAccessEventsRequest {
+                subject_id: DEMO_SUBJECT.into(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -183,23 +187,31 @@ async fn the_access_log_shows_a_person_every_decision() {
 
     // Pages.
     let first = log
-        .list(ListAccessEventsRequest {
-            subject_id: DEMO_SUBJECT.into(),
-            page_size: 2,
-            ..Default::default()
-        })
+        .list(sealed(
+            &net,
+            "registrar",
+            ListAccessEventsRequest {
+                subject_id: DEMO_SUBJECT.into(),
+                page_size: 2,
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(first.events.len(), 2);
     assert!(!first.next_page_token.is_empty());
     let second = log
-        .list(ListAccessEventsRequest {
-            subject_id: DEMO_SUBJECT.into(),
-            page_size: 2,
-            page_token: first.next_page_token.clone(),
-            ..Default::default()
-        })
+        .list(sealed(
+            &net,
+            "registrar",
+            ListAccessEventsRequest {
+                subject_id: DEMO_SUBJECT.into(),
+                page_size: 2,
+                page_token: first.next_page_token.clone(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -209,22 +221,30 @@ async fn the_access_log_shows_a_person_every_decision() {
     let later =
         samverka_gateway::time::to_timestamp(samverka_gateway::time::system_now_ms() + DAY_MS);
     let none = log
-        .list(ListAccessEventsRequest {
-            subject_id: DEMO_SUBJECT.into(),
-            from: Some(later),
-            ..Default::default()
-        })
+        .list(sealed(
+            &net,
+            "registrar",
+            ListAccessEventsRequest {
+                subject_id: DEMO_SUBJECT.into(),
+                from: Some(later),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     assert!(none.events.is_empty());
 
     let status = log
-        .list(ListAccessEventsRequest {
-            subject_id: DEMO_SUBJECT.into(),
-            page_token: "not-a-token".into(),
-            ..Default::default()
-        })
+        .list(sealed(
+            &net,
+            "registrar",
+            ListAccessEventsRequest {
+                subject_id: DEMO_SUBJECT.into(),
+                page_token: "not-a-token".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(

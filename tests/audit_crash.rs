@@ -82,7 +82,10 @@ async fn answered_requests_survive_sigkill_and_the_chain_continues() {
     );
     let mut request = grant_request_for(DEMO_PURPOSE);
     request.request_id = "crash-test".into();
-    registrar.grant(request).await.unwrap();
+    registrar
+        .grant(sealed_pki(&pki, "registrar", request))
+        .await
+        .unwrap();
 
     // Sixteen clients on four connections, allowed and denied reads mixed,
     // recording the audit id of every answer they get.

@@ -213,10 +213,14 @@ async fn a_read_cancelled_after_a_register_was_asked_is_audited() {
     let events = samverka_proto::v1::access_log_client::AccessLogClient::new(
         s.gateway.channel(&s.pki, "registrar").await,
     )
-    .list(samverka_proto::v1::ListAccessEventsRequest {
-        subject_id: DEMO_SUBJECT.into(),
-        ..Default::default()
-    })
+    .list(sealed_pki(
+        &s.pki,
+        "registrar",
+        samverka_proto::v1::ListAccessEventsRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            ..Default::default()
+        },
+    ))
     .await
     .unwrap()
     .into_inner()

@@ -190,12 +190,15 @@ fn errors_under_json_are_json() {
 
     // --json of a flattened group of options, one level further down.
     let demo = dir.path().join("demo.toml");
+    let login = dir.path().join("login.jwt");
     let out = samverka(&[
         "consent",
         "get",
         "c-1",
         "--demo",
         demo.to_str().unwrap(),
+        "--person-token",
+        login.to_str().unwrap(),
         "--json",
     ]);
     let message = json_error(&out, 64);

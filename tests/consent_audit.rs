@@ -27,13 +27,16 @@ async fn every_consent_action_is_on_the_record_and_in_the_persons_log() {
     let list = || ListConsentsRequest {
         subject_id: DEMO_SUBJECT.into(),
         grantee_agency: String::new(),
+        person_assertion: String::new(),
     };
     let revoke = |id: &str| RevokeConsentRequest {
         consent_id: id.into(),
         reason: "the person withdrew".into(),
+        person_assertion: String::new(),
     };
     let get = |id: &str| GetConsentRequest {
         consent_id: id.into(),
+        person_assertion: String::new(),
     };
     let read_log = || ListAccessEventsRequest {
         subject_id: DEMO_SUBJECT.into(),
@@ -45,21 +48,28 @@ async fn every_consent_action_is_on_the_record_and_in_the_persons_log() {
     let mut want: Vec<(&str, &str, &str, &str, bool)> = Vec::new();
     let mut refusal_ids = Vec::new();
 
+    // The registrar's calls carry the person's assertion (the reader's
+    // need none: the role check comes first).
     let receipt = registrar
-        .grant(grant_request(
+        .grant(sealed(
             &net,
-            DEMO_PURPOSE,
-            &["employment.period"],
-            "a-1",
+            "registrar",
+            grant_request(&net, DEMO_PURPOSE, &["employment.period"], "a-1"),
         ))
         .await
         .unwrap()
         .into_inner();
     let id = receipt.consent.unwrap().consent_id;
     want.push(("Consents/Grant", REGISTRAR_AGENCY, "allowed", "", true));
-    registrar.get(get(&id)).await.unwrap();
+    registrar
+        .get(sealed(&net, "registrar", get(&id)))
+        .await
+        .unwrap();
     want.push(("Consents/Get", REGISTRAR_AGENCY, "allowed", "", true));
-    registrar.list(list()).await.unwrap();
+    registrar
+        .list(sealed(&net, "registrar", list()))
+        .await
+        .unwrap();
     want.push(("Consents/List", REGISTRAR_AGENCY, "allowed", "", true));
 
     // Refused: a non-registrar doing each, and nonsense from the registrar.
@@ -89,7 +99,10 @@ async fn every_consent_action_is_on_the_record_and_in_the_persons_log() {
         refusal_ids.push(audit_id(status));
         want.push((method, READER_AGENCY, "denied", "ROLE_REQUIRED", true));
     }
-    let unknown = registrar.get(get("no-such-consent")).await.unwrap_err();
+    let unknown = registrar
+        .get(sealed(&net, "registrar", get("no-such-consent")))
+        .await
+        .unwrap_err();
     assert_eq!(reason(&unknown), "CONSENT_NOT_FOUND");
     refusal_ids.push(audit_id(&unknown));
     want.push((
@@ -100,11 +113,10 @@ async fn every_consent_action_is_on_the_record_and_in_the_persons_log() {
         false,
     ));
     let bad = registrar
-        .grant(grant_request(
+        .grant(sealed(
             &net,
-            "no_such_purpose",
-            &["employment.period"],
-            "x-2",
+            "registrar",
+            grant_request(&net, "no_such_purpose", &["employment.period"], "x-2"),
         ))
         .await
         .unwrap_err();
@@ -117,9 +129,16 @@ async fn every_consent_action_is_on_the_record_and_in_the_persons_log() {
         true,
     ));
 
-    registrar.revoke(revoke(&id)).await.unwrap();
+    // A retry re-seals: an assertion is good for one call.
+    registrar
+        .revoke(sealed(&net, "registrar", revoke(&id)))
+        .await
+        .unwrap();
     want.push(("Consents/Revoke", REGISTRAR_AGENCY, "allowed", "", true));
-    registrar.revoke(revoke(&id)).await.unwrap();
+    registrar
+        .revoke(sealed(&net, "registrar", revoke(&id)))
+        .await
+        .unwrap();
     want.push(("Consents/Revoke", REGISTRAR_AGENCY, "allowed", "", true));
 
     let entries = net.gateway.store.audit_entries(None).await.unwrap();
@@ -163,7 +182,7 @@ async fn every_consent_action_is_on_the_record_and_in_the_persons_log() {
     // The person sees every call about them, and this read of the log.
     let events = log("registrar")
         .await
-        .list(read_log())
+        .list(sealed(&net, "registrar", read_log()))
         .await
         .unwrap()
         .into_inner()

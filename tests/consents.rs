@@ -1,5 +1,6 @@
 //! End to end: the Consents service, over real mTLS with a real SQLite
-//! store: only registrars may grant, list or revoke; a grant is validated
+//! store: only registrars may grant, list or revoke, and a registrar grants
+//! only for the purposes it is configured for; a grant is validated
 //! field by field, idempotent by its request id, readable back with Get
 //! and List, and answered with a receipt the gateway signs.
 
@@ -17,29 +18,44 @@ type GrantChange = Box<dyn Fn(&mut samverka_proto::v1::GrantConsentRequest)>;
 #[tokio::test]
 async fn only_registrars_may_manage_consents() {
     let net = start().await;
-    for agency in ["reader", "outsider"] {
-        let status = consents(&net, agency)
-            .await
-            .grant(grant_request(
-                &net,
-                DEMO_PURPOSE,
-                &["employment.period"],
-                "r-1",
-            ))
-            .await
-            .unwrap_err();
-        assert_eq!(status.code(), Code::PermissionDenied, "{agency}");
-        assert_eq!(reason(&status), "ROLE_REQUIRED");
-        let status = consents(&net, agency)
-            .await
-            .list(ListConsentsRequest {
-                subject_id: DEMO_SUBJECT.into(),
-                grantee_agency: String::new(),
-            })
-            .await
-            .unwrap_err();
-        assert_eq!(reason(&status), "ROLE_REQUIRED");
-    }
+    // The reader is no registrar: refused before anything else is looked
+    // at, even without a person assertion. (The outsider, once the second
+    // non-registrar here, is a registrar now: see below.)
+    let mut reader = consents(&net, "reader").await;
+    let status = reader
+        .grant(grant_request(
+            &net,
+            DEMO_PURPOSE,
+            &["employment.period"],
+            "r-1",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(reason(&status), "ROLE_REQUIRED");
+    let status = reader
+        .list(ListConsentsRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            grantee_agency: String::new(),
+            person_assertion: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&status), "ROLE_REQUIRED");
+    // The outsider is a registrar for job matching only: with the
+    // person's assertion it still may not record a consent for study
+    // guidance.
+    let status = consents(&net, "outsider")
+        .await
+        .grant(sealed(
+            &net,
+            "outsider",
+            grant_request(&net, DEMO_PURPOSE, &["employment.period"], "r-1"),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(reason(&status), "PURPOSE_NOT_REGISTRABLE");
     assert!(
         net.gateway
             .store
@@ -55,11 +71,16 @@ async fn grants_are_validated_idempotent_and_readable() {
     let net = start().await;
     let mut registrar = consents(&net, "registrar").await;
     let request = grant_request(&net, DEMO_PURPOSE, &["employment.period"], "same-request");
-    let receipt = registrar.grant(request.clone()).await.unwrap().into_inner();
+    let receipt = registrar
+        .grant(sealed(&net, "registrar", request.clone()))
+        .await
+        .unwrap()
+        .into_inner();
     let first = receipt.consent.unwrap();
-    // A retry of the same request (a lost answer) gets the same consent.
+    // A retry of the same request (a lost answer) gets the same consent;
+    // it carries a fresh assertion, as each is good for one call.
     let second = registrar
-        .grant(request.clone())
+        .grant(sealed(&net, "registrar", request.clone()))
         .await
         .unwrap()
         .into_inner()
@@ -68,7 +89,10 @@ async fn grants_are_validated_idempotent_and_readable() {
     // The same request id for something else is refused, not merged.
     let mut changed = request.clone();
     changed.record_types = strings(&["education.course_result"]);
-    let status = registrar.grant(changed).await.unwrap_err();
+    let status = registrar
+        .grant(sealed(&net, "registrar", changed))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::AlreadyExists);
     assert_eq!(reason(&status), "REQUEST_ID_REUSED");
 
@@ -92,18 +116,28 @@ async fn grants_are_validated_idempotent_and_readable() {
     assert_eq!(first.status(), consent::Status::Active);
 
     let got = registrar
-        .get(GetConsentRequest {
-            consent_id: first.consent_id.clone(),
-        })
+        .get(sealed(
+            &net,
+            "registrar",
+            GetConsentRequest {
+                consent_id: first.consent_id.clone(),
+                person_assertion: String::new(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(got, first);
     let listed = registrar
-        .list(ListConsentsRequest {
-            subject_id: DEMO_SUBJECT.into(),
-            grantee_agency: READER_AGENCY.into(),
-        })
+        .list(sealed(
+            &net,
+            "registrar",
+            ListConsentsRequest {
+                subject_id: DEMO_SUBJECT.into(),
+                grantee_agency: READER_AGENCY.into(),
+                person_assertion: String::new(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -157,16 +191,26 @@ async fn grants_are_validated_idempotent_and_readable() {
     ];
     for status in [
         registrar
-            .get(GetConsentRequest {
-                consent_id: "no-such-consent".into(),
-            })
+            .get(sealed(
+                &net,
+                "registrar",
+                GetConsentRequest {
+                    consent_id: "no-such-consent".into(),
+                    person_assertion: String::new(),
+                },
+            ))
             .await
             .unwrap_err(),
         registrar
-            .revoke(RevokeConsentRequest {
-                consent_id: "no-such-consent".into(),
-                reason: String::new(),
-            })
+            .revoke(sealed(
+                &net,
+                "registrar",
+                RevokeConsentRequest {
+                    consent_id: "no-such-consent".into(),
+                    reason: String::new(),
+                    person_assertion: String::new(),
+                },
+            ))
             .await
             .unwrap_err(),
     ] {
@@ -174,7 +218,7 @@ async fn grants_are_validated_idempotent_and_readable() {
         assert_eq!(reason(&status), "CONSENT_NOT_FOUND");
     }
     let status = registrar
-        .revoke(RevokeConsentRequest::default())
+        .revoke(sealed(&net, "registrar", RevokeConsentRequest::default()))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -191,7 +235,14 @@ async fn grants_are_validated_idempotent_and_readable() {
             &format!("bad-{i}"),
         );
         change(&mut request);
-        let status = registrar.grant(request).await.unwrap_err();
+        // Sealed after the change, so that the assertion is for these
+        // terms (for SUBJECT_ID_INVALID, for that invalid person: the
+        // development identity provider signs any login) and the field's
+        // own check answers.
+        let status = registrar
+            .grant(sealed(&net, "registrar", request))
+            .await
+            .unwrap_err();
         assert_eq!(
             status.code(),
             Code::InvalidArgument,

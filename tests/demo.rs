@@ -101,6 +101,8 @@ async fn demo_serve_keeps_running_for_other_clients_until_sigterm() {
         ("agency", "key"),
         ("registrar", "cert"),
         ("registrar", "key"),
+        ("registrar", "assertion_key"),
+        ("registrar", "dev_idp_key"),
     ] {
         let p = Path::new(string(&demo, section, key));
         assert!(
@@ -127,6 +129,7 @@ async fn demo_serve_keeps_running_for_other_clients_until_sigterm() {
             .collect(),
         purpose: subject["purpose"].as_str().unwrap().into(),
         source_agencies: vec![],
+        ..Default::default()
     };
     // The certificate is valid for 127.0.0.1 as well as localhost.
     let channel = connect(string(&demo, "gateway", "address"), "127.0.0.1", &tls)
@@ -252,6 +255,11 @@ fn certs_init_writes_a_dev_pki_that_follows_the_convention() {
         "adapter-employment.pem",
         "adapter-competence.pem",
         "adapter-higher-education.key",
+        "dev-idp.pub.pem",
+        "dev-idp.key",
+        "agency-registrar-assertion.pub.pem",
+        "agency-registrar-assertion.key",
+        "agency-outsider-assertion.key",
     ] {
         assert!(dir.path().join(f).exists(), "{f}");
     }
@@ -262,15 +270,21 @@ fn certs_init_writes_a_dev_pki_that_follows_the_convention() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("gateway.key"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(
-            mode & 0o077,
-            0,
-            "private keys are readable by the owner only"
-        );
+        for key in [
+            "gateway.key",
+            "dev-idp.key",
+            "agency-registrar-assertion.key",
+        ] {
+            let mode = std::fs::metadata(dir.path().join(key))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(
+                mode & 0o077,
+                0,
+                "private keys are readable by the owner only: {key}"
+            );
+        }
     }
 }
 
@@ -363,6 +377,7 @@ async fn demo_serve_names_localhost_to_clients_and_logs_no_illegal_sni() {
                 .collect(),
             purpose: samverka::cli::demo::DEMO_PURPOSE.into(),
             source_agencies: vec![],
+            ..Default::default()
         })
         .await
         .unwrap()

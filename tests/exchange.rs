@@ -121,10 +121,15 @@ async fn revoked_consent_is_refused_on_the_next_read() {
 
     let receipt = consents(&net, "registrar")
         .await
-        .revoke(RevokeConsentRequest {
-            consent_id: consent_id.clone(),
-            reason: "withdrawn by the person".into(),
-        })
+        .revoke(sealed(
+            &net,
+            "registrar",
+            RevokeConsentRequest {
+                consent_id: consent_id.clone(),
+                reason: "withdrawn by the person".into(),
+                person_assertion: String::new(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -136,10 +141,15 @@ async fn revoked_consent_is_refused_on_the_next_read() {
     // Revoking again is idempotent: the first revocation's receipt.
     let again = consents(&net, "registrar")
         .await
-        .revoke(RevokeConsentRequest {
-            consent_id,
-            reason: "a retry".into(),
-        })
+        .revoke(sealed(
+            &net,
+            "registrar",
+            RevokeConsentRequest {
+                consent_id,
+                reason: "a retry".into(),
+                person_assertion: String::new(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();

@@ -263,7 +263,10 @@ async fn an_adapter_with_another_agencys_certificate_is_not_believed() {
         &["education.course_result", "employment.period"],
         "impersonation",
     );
-    ConsentsClient::new(registrar).grant(request).await.unwrap();
+    ConsentsClient::new(registrar)
+        .grant(sealed(&net, "registrar", request))
+        .await
+        .unwrap();
     let reader = samverka_gateway::net::client::connect(
         &gateway_address,
         "localhost",

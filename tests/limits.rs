@@ -85,6 +85,7 @@ async fn small_limits_are_enforced_with_clear_answers() {
         .get_competence_passport(GetCompetencePassportRequest {
             subject_id: DEMO_SUBJECT.into(),
             purpose: DEMO_PURPOSE.into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -312,6 +313,7 @@ async fn a_request_over_the_size_limit_is_refused_by_every_method() {
             .get_competence_passport(GetCompetencePassportRequest {
                 subject_id: DEMO_SUBJECT.into(),
                 purpose: big.clone(),
+                ..Default::default()
             })
             .await
             .unwrap_err(),
@@ -319,12 +321,14 @@ async fn a_request_over_the_size_limit_is_refused_by_every_method() {
             .revoke(RevokeConsentRequest {
                 consent_id: "c".into(),
                 reason: big.clone(),
+                person_assertion: String::new(),
             })
             .await
             .unwrap_err(),
         consents
             .get(GetConsentRequest {
                 consent_id: big.clone(),
+                person_assertion: String::new(),
             })
             .await
             .unwrap_err(),
@@ -332,6 +336,7 @@ async fn a_request_over_the_size_limit_is_refused_by_every_method() {
             .list(ListConsentsRequest {
                 subject_id: big.clone(),
                 grantee_agency: String::new(),
+                person_assertion: String::new(),
             })
             .await
             .unwrap_err(),
@@ -394,11 +399,15 @@ async fn a_thousand_requests_over_the_rate_reach_no_adapter() {
     let rated = RatedGateway::start(&net, "rate-1000.db").await;
     let gateway = rated.gateway.clone();
     ConsentsClient::new(rated.channel(&net, "registrar").await)
-        .grant(grant_request(
+        .grant(sealed(
             &net,
-            DEMO_PURPOSE,
-            &samverka::cli::demo::DEMO_RECORD_TYPES,
-            "rate-1000",
+            "registrar",
+            grant_request(
+                &net,
+                DEMO_PURPOSE,
+                &samverka::cli::demo::DEMO_RECORD_TYPES,
+                "rate-1000",
+            ),
         ))
         .await
         .unwrap();

@@ -32,34 +32,54 @@ async fn every_rpc_is_counted_under_its_service_and_method() {
         .get_competence_passport(GetCompetencePassportRequest {
             subject_id: DEMO_SUBJECT.into(),
             purpose: DEMO_PURPOSE.into(),
+            ..Default::default()
         })
         .await;
     let mut registrar = consents(&net, "registrar").await;
     registrar
-        .get(GetConsentRequest {
-            consent_id: consent_id.clone(),
-        })
+        .get(sealed(
+            &net,
+            "registrar",
+            GetConsentRequest {
+                consent_id: consent_id.clone(),
+                person_assertion: String::new(),
+            },
+        ))
         .await
         .unwrap();
     registrar
-        .list(ListConsentsRequest {
-            subject_id: DEMO_SUBJECT.into(),
-            grantee_agency: String::new(),
-        })
+        .list(sealed(
+            &net,
+            "registrar",
+            ListConsentsRequest {
+                subject_id: DEMO_SUBJECT.into(),
+                grantee_agency: String::new(),
+                person_assertion: String::new(),
+            },
+        ))
         .await
         .unwrap();
     registrar
-        .revoke(RevokeConsentRequest {
-            consent_id,
-            reason: "metrics test".into(),
-        })
+        .revoke(sealed(
+            &net,
+            "registrar",
+            RevokeConsentRequest {
+                consent_id,
+                reason: "metrics test".into(),
+                person_assertion: String::new(),
+            },
+        ))
         .await
         .unwrap();
     AccessLogClient::new(net.channel("registrar").await.unwrap())
-        .list(ListAccessEventsRequest {
-            subject_id: DEMO_SUBJECT.into(),
-            ..Default::default()
-        })
+        .list(sealed(
+            &net,
+            "registrar",
+            ListAccessEventsRequest {
+                subject_id: DEMO_SUBJECT.into(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap();
 

@@ -32,6 +32,7 @@ fn passport_request(subject: &str, purpose: &str) -> GetCompetencePassportReques
     GetCompetencePassportRequest {
         subject_id: subject.into(),
         purpose: purpose.into(),
+        ..Default::default()
     }
 }
 
@@ -303,7 +304,7 @@ async fn a_type_no_source_of_which_the_consent_allows_is_not_included() {
     request.source_agencies = vec![HE.into()];
     let limited = consents(&net, "registrar")
         .await
-        .grant(request)
+        .grant(sealed(&net, "registrar", request))
         .await
         .unwrap()
         .into_inner()

@@ -24,7 +24,7 @@ use samverka_proto::records::v1::{
     VocationalDiploma,
 };
 use samverka_proto::v1::source_outcome::Status as Outcome;
-use support::process::{Replica, audit_entry, start_gateway};
+use support::process::{Replica, audit_entry, start_edited_gateway};
 use support::*;
 use tonic::{Request, Response, Status};
 
@@ -207,6 +207,23 @@ fn extra(address: SocketAddr) -> String {
     )
 }
 
+/// `config` with [`OTHER_PURPOSE`] among the purposes the demo registrar
+/// may record consents for.
+fn registrable(config: String) -> String {
+    let purposes = r#"registrar_purposes = ["study_guidance", "job_matching", "admission"]"#;
+    assert_eq!(
+        config.matches(purposes).count(),
+        1,
+        "the demo registrar's purposes: {config}"
+    );
+    config.replace(
+        purposes,
+        &format!(
+            r#"registrar_purposes = ["study_guidance", "job_matching", "admission", "{OTHER_PURPOSE}"]"#
+        ),
+    )
+}
+
 /// The types of [`OTHER_PURPOSE`].
 const OTHER_TYPES: [&str; 3] = [
     "education.upper_secondary_grade",
@@ -229,15 +246,19 @@ async fn grant(gateway: &Replica, pki: &DevPkiFiles, purpose: &str, types: &[&st
     samverka_proto::v1::consents_client::ConsentsClient::new(
         gateway.channel(pki, "registrar").await,
     )
-    .grant(samverka_proto::v1::GrantConsentRequest {
-        subject_id: DEMO_SUBJECT.into(),
-        grantee_agency: READER_AGENCY.into(),
-        record_types: strings(types),
-        purpose: purpose.into(),
-        valid_until: Some(samverka_gateway::time::to_timestamp(now + DAY_MS)),
-        request_id: uuid::Uuid::new_v4().to_string(),
-        ..Default::default()
-    })
+    .grant(sealed_pki(
+        pki,
+        "registrar",
+        samverka_proto::v1::GrantConsentRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            grantee_agency: READER_AGENCY.into(),
+            record_types: strings(types),
+            purpose: purpose.into(),
+            valid_until: Some(samverka_gateway::time::to_timestamp(now + DAY_MS)),
+            request_id: uuid::Uuid::new_v4().to_string(),
+            ..Default::default()
+        },
+    ))
     .await
     .unwrap();
 }
@@ -248,7 +269,7 @@ async fn records_whose_payload_is_not_their_types_message_are_dropped_one_by_one
     let dir = tempfile::tempdir().unwrap();
     let pki = samverka_certs::dev::write_dev_pki(&dir.path().join("certs"), &pki_spec()).unwrap();
     let address = serve_mismatched(&pki).await;
-    let gateway = start_gateway(dir.path(), &pki, &[], &extra(address), &[]);
+    let gateway = start_edited_gateway(dir.path(), &pki, &[], &extra(address), &[], registrable);
     grant(&gateway, &pki, DEMO_PURPOSE, &GUIDANCE_TYPES).await;
     grant(&gateway, &pki, OTHER_PURPOSE, &OTHER_TYPES).await;
     let mut reader = gateway.reader(&pki).await;
@@ -289,6 +310,7 @@ async fn records_whose_payload_is_not_their_types_message_are_dropped_one_by_one
         .get_competence_passport(samverka_proto::v1::GetCompetencePassportRequest {
             subject_id: DEMO_SUBJECT.into(),
             purpose: DEMO_PURPOSE.into(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -106,6 +106,7 @@ async fn call(method: Method, channel: &Channel) -> Result<(), Status> {
             .get_competence_passport(GetCompetencePassportRequest {
                 subject_id: DEMO_SUBJECT.into(),
                 purpose: DEMO_PURPOSE.into(),
+                ..Default::default()
             })
             .await
             .map(drop),
@@ -121,12 +122,14 @@ async fn call(method: Method, channel: &Channel) -> Result<(), Status> {
             .revoke(RevokeConsentRequest {
                 consent_id: uuid::Uuid::new_v4().to_string(),
                 reason: "rate test".into(),
+                person_assertion: String::new(),
             })
             .await
             .map(drop),
         Method::ConsentsGet => consents()
             .get(GetConsentRequest {
                 consent_id: uuid::Uuid::new_v4().to_string(),
+                person_assertion: String::new(),
             })
             .await
             .map(drop),
@@ -134,6 +137,7 @@ async fn call(method: Method, channel: &Channel) -> Result<(), Status> {
             .list(ListConsentsRequest {
                 subject_id: DEMO_SUBJECT.into(),
                 grantee_agency: String::new(),
+                person_assertion: String::new(),
             })
             .await
             .map(drop),

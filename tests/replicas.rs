@@ -75,7 +75,7 @@ async fn a_revocation_through_one_replica_is_enforced_by_the_other() {
         ..Default::default()
     };
     let consent_id = consents_one
-        .grant(request)
+        .grant(sealed_pki(&pki, "registrar", request))
         .await
         .unwrap()
         .into_inner()
@@ -91,10 +91,15 @@ async fn a_revocation_through_one_replica_is_enforced_by_the_other() {
 
     // Revoked through replica 1: replica 2 refuses the very next read.
     consents_one
-        .revoke(RevokeConsentRequest {
-            consent_id,
-            reason: "withdrawn".into(),
-        })
+        .revoke(sealed_pki(
+            &pki,
+            "registrar",
+            RevokeConsentRequest {
+                consent_id,
+                reason: "withdrawn".into(),
+                person_assertion: String::new(),
+            },
+        ))
         .await
         .unwrap();
     let status = read_two.get_records(demo_read()).await.unwrap_err();
@@ -178,10 +183,15 @@ async fn a_revocation_through_one_replica_is_enforced_by_the_other() {
         assert_eq!(admin_get(replica.admin, "/healthz").await.0, 200);
     }
     let status = consents_one
-        .list(samverka_proto::v1::ListConsentsRequest {
-            subject_id: samverka::cli::demo::DEMO_SUBJECT.into(),
-            grantee_agency: String::new(),
-        })
+        .list(sealed_pki(
+            &pki,
+            "registrar",
+            samverka_proto::v1::ListConsentsRequest {
+                subject_id: samverka::cli::demo::DEMO_SUBJECT.into(),
+                grantee_agency: String::new(),
+                person_assertion: String::new(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(reason(&status), "STORE_UNAVAILABLE");

@@ -187,17 +187,21 @@ async fn a_revoked_certificate_is_refused_after_a_reload_with_no_restart() {
         .await
         .unwrap(),
     )
-    .grant(samverka_proto::v1::GrantConsentRequest {
-        subject_id: samverka::cli::demo::DEMO_SUBJECT.into(),
-        grantee_agency: samverka::cli::demo::READER_AGENCY.into(),
-        record_types: vec!["employment.period".into()],
-        purpose: samverka::cli::demo::DEMO_PURPOSE.into(),
-        valid_until: Some(samverka_gateway::time::to_timestamp(
-            samverka_gateway::time::system_now_ms() + 24 * 3600 * 1000,
-        )),
-        request_id: "after-rotation".into(),
-        ..Default::default()
-    })
+    .grant(support::sealed_pki(
+        &pki,
+        "registrar",
+        samverka_proto::v1::GrantConsentRequest {
+            subject_id: samverka::cli::demo::DEMO_SUBJECT.into(),
+            grantee_agency: samverka::cli::demo::READER_AGENCY.into(),
+            record_types: vec!["employment.period".into()],
+            purpose: samverka::cli::demo::DEMO_PURPOSE.into(),
+            valid_until: Some(samverka_gateway::time::to_timestamp(
+                samverka_gateway::time::system_now_ms() + 24 * 3600 * 1000,
+            )),
+            request_id: "after-rotation".into(),
+            ..Default::default()
+        },
+    ))
     .await
     .unwrap()
     .into_inner()
@@ -255,6 +259,7 @@ async fn a_rotated_client_identity_is_used_for_the_next_adapter_connection() {
                 .collect(),
             purpose: samverka::cli::demo::DEMO_PURPOSE.into(),
             source_agencies: vec![],
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -107,7 +107,7 @@ async fn revocation_happens_once(location: StoreLocation) {
         .await
         .unwrap();
     let Revocation::Revoked(c) = store
-        .revoke_consent("c-1", 1_500, "withdrawn")
+        .revoke_consent("c-1", 1_500, "withdrawn", "2021999038")
         .await
         .unwrap()
     else {
@@ -115,14 +115,21 @@ async fn revocation_happens_once(location: StoreLocation) {
     };
     assert_eq!(c.revoked_at_ms, Some(1_500));
     assert_eq!(c.revocation_reason.as_deref(), Some("withdrawn"));
-    let Revocation::AlreadyRevoked(again) =
-        store.revoke_consent("c-1", 1_600, "again").await.unwrap()
+    assert_eq!(c.revoked_by.as_deref(), Some("2021999038"));
+    // Another registrar revoking again changes nothing either.
+    let Revocation::AlreadyRevoked(again) = store
+        .revoke_consent("c-1", 1_600, "again", "2021999061")
+        .await
+        .unwrap()
     else {
         panic!("revoked twice")
     };
     assert_eq!(again, c, "the first revocation stands");
     assert_eq!(
-        store.revoke_consent("nope", 1, "").await.unwrap(),
+        store
+            .revoke_consent("nope", 1, "", "2021999038")
+            .await
+            .unwrap(),
         Revocation::NotFound
     );
     assert_eq!(store.consent("c-1").await.unwrap(), Some(c));

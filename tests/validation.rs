@@ -40,30 +40,40 @@ enum Rpc {
 }
 
 /// Clients of the three services, each as an agency allowed to call it.
-struct Clients {
+/// The registrar's requests carry a person assertion made as they are
+/// sent, for the request as it is (whatever field a test changed, and for
+/// the person it names, however invalid: the development identity
+/// provider signs any login), so that what answers is the fields' check.
+struct Clients<'a> {
+    net: &'a TestNet,
     exchange: RecordExchangeClient<Channel>,
     consents: ConsentsClient<Channel>,
     access_log: AccessLogClient<Channel>,
 }
 
-impl Clients {
-    async fn new(net: &TestNet) -> Clients {
+impl<'a> Clients<'a> {
+    async fn new(net: &'a TestNet) -> Clients<'a> {
         Clients {
+            net,
             exchange: exchange(net, "reader").await,
             consents: consents(net, "registrar").await,
             access_log: AccessLogClient::new(net.channel("registrar").await.unwrap()),
         }
     }
 
+    fn seal<R: samverka_proto::terms::PersonBound>(&self, req: R) -> R {
+        sealed(self.net, "registrar", req)
+    }
+
     async fn call(&mut self, rpc: Rpc) -> Result<(), Status> {
         match rpc {
             Rpc::GetRecords(r) => self.exchange.get_records(r).await.map(drop),
             Rpc::Passport(r) => self.exchange.get_competence_passport(r).await.map(drop),
-            Rpc::Grant(r) => self.consents.grant(r).await.map(drop),
-            Rpc::Revoke(r) => self.consents.revoke(r).await.map(drop),
-            Rpc::GetConsent(r) => self.consents.get(r).await.map(drop),
-            Rpc::ListConsents(r) => self.consents.list(r).await.map(drop),
-            Rpc::ListAccessEvents(r) => self.access_log.list(r).await.map(drop),
+            Rpc::Grant(r) => self.consents.grant(self.seal(r)).await.map(drop),
+            Rpc::Revoke(r) => self.consents.revoke(self.seal(r)).await.map(drop),
+            Rpc::GetConsent(r) => self.consents.get(self.seal(r)).await.map(drop),
+            Rpc::ListConsents(r) => self.consents.list(self.seal(r)).await.map(drop),
+            Rpc::ListAccessEvents(r) => self.access_log.list(self.seal(r)).await.map(drop),
         }
     }
 }
@@ -112,6 +122,7 @@ fn fields(net: &TestNet) -> Vec<Field> {
     let passport_request = || GetCompetencePassportRequest {
         subject_id: DEMO_SUBJECT.into(),
         purpose: DEMO_PURPOSE.into(),
+        ..Default::default()
     };
     // Each grant with a request id of its own, so that none is a retry.
     let base = grant_request(net, DEMO_PURPOSE, &["employment.period"], "");
@@ -125,10 +136,12 @@ fn fields(net: &TestNet) -> Vec<Field> {
     let revoke_request = || RevokeConsentRequest {
         consent_id: "no-such-consent".into(),
         reason: "withdrawn by the person".into(),
+        person_assertion: String::new(),
     };
     let list_request = || ListConsentsRequest {
         subject_id: DEMO_SUBJECT.into(),
         grantee_agency: READER_AGENCY.into(),
+        person_assertion: String::new(),
     };
     let access_log_request = || ListAccessEventsRequest {
         subject_id: DEMO_SUBJECT.into(),
@@ -305,6 +318,7 @@ async fn blank_optional_values_are_refused_and_empty_ones_mean_none() {
             .call(Rpc::ListConsents(ListConsentsRequest {
                 subject_id: DEMO_SUBJECT.into(),
                 grantee_agency: (*value).into(),
+                person_assertion: String::new(),
             }))
             .await
             .unwrap_err();
@@ -329,6 +343,7 @@ async fn blank_optional_values_are_refused_and_empty_ones_mean_none() {
         .call(Rpc::ListConsents(ListConsentsRequest {
             subject_id: DEMO_SUBJECT.into(),
             grantee_agency: String::new(),
+            person_assertion: String::new(),
         }))
         .await
         .unwrap();
@@ -343,12 +358,22 @@ async fn blank_optional_values_are_refused_and_empty_ones_mean_none() {
     let mut registrar = consents(&net, "registrar").await;
     let mut request = grant_request(&net, DEMO_PURPOSE, &["employment.period"], "no-evidence");
     request.evidence_ref = String::new();
-    let consent = registrar.grant(request).await.unwrap().into_inner().consent;
+    let consent = registrar
+        .grant(sealed(&net, "registrar", request))
+        .await
+        .unwrap()
+        .into_inner()
+        .consent;
     registrar
-        .revoke(RevokeConsentRequest {
-            consent_id: consent.unwrap().consent_id,
-            reason: String::new(),
-        })
+        .revoke(sealed(
+            &net,
+            "registrar",
+            RevokeConsentRequest {
+                consent_id: consent.unwrap().consent_id,
+                reason: String::new(),
+                person_assertion: String::new(),
+            },
+        ))
         .await
         .unwrap();
 }
@@ -362,14 +387,17 @@ async fn what_a_registrar_stores_is_bounded() {
     // Characters are counted, not bytes: ä is two bytes in UTF-8.
     let mut request = grant_request(&net, DEMO_PURPOSE, &["employment.period"], "bounded");
     request.evidence_ref = too_long(MAX_EVIDENCE_REF_CHARS);
-    let status = registrar.grant(request.clone()).await.unwrap_err();
+    let status = registrar
+        .grant(sealed(&net, "registrar", request.clone()))
+        .await
+        .unwrap_err();
     assert_eq!(
         invalid(&status),
         ("FIELD_TOO_LONG".to_owned(), "evidence_ref".to_owned())
     );
     request.evidence_ref = "ä".repeat(MAX_EVIDENCE_REF_CHARS);
     let granted = registrar
-        .grant(request.clone())
+        .grant(sealed(&net, "registrar", request.clone()))
         .await
         .unwrap()
         .into_inner()
@@ -378,23 +406,36 @@ async fn what_a_registrar_stores_is_bounded() {
     assert_eq!(granted.evidence_ref, request.evidence_ref);
 
     request.request_id = too_long(MAX_ID_CHARS);
-    let status = registrar.grant(request).await.unwrap_err();
+    let status = registrar
+        .grant(sealed(&net, "registrar", request))
+        .await
+        .unwrap_err();
     assert_eq!(
         invalid(&status),
         ("FIELD_TOO_LONG".to_owned(), "request_id".to_owned())
     );
     for status in [
         registrar
-            .get(GetConsentRequest {
-                consent_id: too_long(MAX_ID_CHARS),
-            })
+            .get(sealed(
+                &net,
+                "registrar",
+                GetConsentRequest {
+                    consent_id: too_long(MAX_ID_CHARS),
+                    person_assertion: String::new(),
+                },
+            ))
             .await
             .unwrap_err(),
         registrar
-            .revoke(RevokeConsentRequest {
-                consent_id: too_long(MAX_ID_CHARS),
-                reason: String::new(),
-            })
+            .revoke(sealed(
+                &net,
+                "registrar",
+                RevokeConsentRequest {
+                    consent_id: too_long(MAX_ID_CHARS),
+                    reason: String::new(),
+                    person_assertion: String::new(),
+                },
+            ))
             .await
             .unwrap_err(),
     ] {
@@ -406,10 +447,15 @@ async fn what_a_registrar_stores_is_bounded() {
 
     // A revocation with too long a reason is refused, and revokes nothing.
     let status = registrar
-        .revoke(RevokeConsentRequest {
-            consent_id: granted.consent_id.clone(),
-            reason: too_long(MAX_REVOCATION_REASON_CHARS),
-        })
+        .revoke(sealed(
+            &net,
+            "registrar",
+            RevokeConsentRequest {
+                consent_id: granted.consent_id.clone(),
+                reason: too_long(MAX_REVOCATION_REASON_CHARS),
+                person_assertion: String::new(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(
@@ -418,20 +464,30 @@ async fn what_a_registrar_stores_is_bounded() {
     );
     let get = GetConsentRequest {
         consent_id: granted.consent_id.clone(),
+        person_assertion: String::new(),
     };
-    let still = registrar.get(get.clone()).await.unwrap().into_inner();
+    let still = registrar
+        .get(sealed(&net, "registrar", get.clone()))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(still.status(), consent::Status::Active);
     let reason = "å".repeat(MAX_REVOCATION_REASON_CHARS);
     registrar
-        .revoke(RevokeConsentRequest {
-            consent_id: granted.consent_id,
-            reason: reason.clone(),
-        })
+        .revoke(sealed(
+            &net,
+            "registrar",
+            RevokeConsentRequest {
+                consent_id: granted.consent_id,
+                reason: reason.clone(),
+                person_assertion: String::new(),
+            },
+        ))
         .await
         .unwrap();
     assert_eq!(
         registrar
-            .get(get)
+            .get(sealed(&net, "registrar", get))
             .await
             .unwrap()
             .into_inner()

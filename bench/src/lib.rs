@@ -258,11 +258,20 @@ pub async fn grant_reader_consents(
     )
     .await?;
     let client = ConsentsClient::new(channel);
+    // Each grant carries a fresh person assertion of the demo registrar
+    // for the person it is about, who has just logged in.
+    let mut login = samverka::cli::demo::DemoLogin::new(
+        pki,
+        "registrar",
+        samverka::cli::demo::DEMO_SUBJECT,
+        samverka_gateway::Clock::system(),
+    )?;
     for chunk in subjects.chunks(32) {
         let mut grants = tokio::task::JoinSet::new();
         for subject in chunk {
             let mut client = client.clone();
-            let request = samverka_proto::v1::GrantConsentRequest {
+            login.login.person = subject.clone();
+            let request = login.seal(samverka_proto::v1::GrantConsentRequest {
                 subject_id: subject.clone(),
                 grantee_agency: READER_AGENCY.into(),
                 record_types: record_types.iter().map(|t| t.to_string()).collect(),
@@ -270,7 +279,7 @@ pub async fn grant_reader_consents(
                 valid_until: Some(samverka_gateway::time::to_timestamp(now + 24 * 3600 * 1000)),
                 request_id: format!("bench-{now}-{subject}"),
                 ..Default::default()
-            };
+            });
             grants.spawn(async move { client.grant(request).await });
         }
         while let Some(done) = grants.join_next().await {

@@ -14,6 +14,7 @@ use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 pub mod audit;
+pub mod clients;
 pub mod postgres;
 pub mod process;
 pub mod revocation;
@@ -69,6 +70,19 @@ pub async fn consents(net: &Network, agency: &str) -> ConsentsClient<Channel> {
 pub fn sealed<R: samverka_proto::terms::PersonBound>(net: &Network, registrar: &str, req: R) -> R {
     let person = req.person().unwrap_or(DEMO_SUBJECT).to_owned();
     net.login(registrar, &person).seal(req)
+}
+
+/// Like [`sealed`], for a gateway that runs apart from the test (its own
+/// process, on the system clock) with the demo PKI `pki`.
+pub fn sealed_pki<R: samverka_proto::terms::PersonBound>(
+    pki: &samverka_certs::dev::DevPkiFiles,
+    registrar: &str,
+    req: R,
+) -> R {
+    let person = req.person().unwrap_or(DEMO_SUBJECT).to_owned();
+    samverka::cli::demo::DemoLogin::new(pki, registrar, &person, Clock::system())
+        .unwrap()
+        .seal(req)
 }
 
 pub fn strings(v: &[&str]) -> Vec<String> {

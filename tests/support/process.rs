@@ -133,17 +133,29 @@ pub fn start_gateway(
     extra: &str,
     env: &[(&str, &str)],
 ) -> Replica {
+    start_edited_gateway(dir, pki, adapters, extra, env, |config| config)
+}
+
+/// Like [`start_gateway`], with the configuration as `edit` returns it.
+pub fn start_edited_gateway(
+    dir: &Path,
+    pki: &DevPkiFiles,
+    adapters: &[(String, SocketAddr)],
+    extra: &str,
+    env: &[(&str, &str)],
+    edit: impl FnOnce(String) -> String,
+) -> Replica {
     let config = dir.join("gateway.toml");
     std::fs::write(
         &config,
-        samverka::cli::demo::demo_config(
+        edit(samverka::cli::demo::demo_config(
             pki,
             "127.0.0.1:0",
             "127.0.0.1:0",
             adapters,
             &dir.join("samverka.db").display().to_string(),
             extra,
-        ),
+        )),
     )
     .unwrap();
     start_replica_env(env!("CARGO_BIN_EXE_samverka"), &config, env)
@@ -195,15 +207,19 @@ impl Replica {
         samverka_proto::v1::consents_client::ConsentsClient::new(
             self.channel(pki, "registrar").await,
         )
-        .grant(samverka_proto::v1::GrantConsentRequest {
-            subject_id: samverka::cli::demo::DEMO_SUBJECT.into(),
-            grantee_agency: samverka::cli::demo::READER_AGENCY.into(),
-            record_types: record_types.iter().map(|t| t.to_string()).collect(),
-            purpose: samverka::cli::demo::DEMO_PURPOSE.into(),
-            valid_until: Some(samverka_gateway::time::to_timestamp(now + 24 * 3600 * 1000)),
-            request_id: request_id.into(),
-            ..Default::default()
-        })
+        .grant(super::sealed_pki(
+            pki,
+            "registrar",
+            samverka_proto::v1::GrantConsentRequest {
+                subject_id: samverka::cli::demo::DEMO_SUBJECT.into(),
+                grantee_agency: samverka::cli::demo::READER_AGENCY.into(),
+                record_types: record_types.iter().map(|t| t.to_string()).collect(),
+                purpose: samverka::cli::demo::DEMO_PURPOSE.into(),
+                valid_until: Some(samverka_gateway::time::to_timestamp(now + 24 * 3600 * 1000)),
+                request_id: request_id.into(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap();
     }

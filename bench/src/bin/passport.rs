@@ -99,10 +99,12 @@ async fn main() -> Result<(), BoxError> {
         record_types: vec!["competence.validated".into()],
         purpose: DEMO_PURPOSE.into(),
         source_agencies: vec![],
+        ..Default::default()
     };
     let passport = GetCompetencePassportRequest {
         subject_id: DEMO_SUBJECT.into(),
         purpose: DEMO_PURPOSE.into(),
+        ..Default::default()
     };
     // Turn about, so that a slow spell of the machine hits both alike.
     let mut single = Vec::new();

@@ -342,11 +342,14 @@ fn an_id_token_sent_alone_is_refused_as_such() {
     assert!(message.contains("ID token alone"), "{message}");
 }
 
+/// A change to the good ID token's claims.
+type Edit = Box<dyn Fn(&mut Value)>;
+
 #[test]
 fn bad_evidence_is_refused_with_its_reason() {
     let f = fixture();
     let invalid = Reason::PersonAssertionInvalid;
-    let edits: Vec<(&str, Box<dyn Fn(&mut Value)>, Reason, &str)> = vec![
+    let edits: Vec<(&str, Edit, Reason, &str)> = vec![
         (
             "unknown issuer",
             Box::new(|c| c["iss"] = json!("https://evil.example")),

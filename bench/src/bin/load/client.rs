@@ -154,5 +154,6 @@ pub(crate) fn read(types: &[&str], sources: &[&str]) -> GetRecordsRequest {
         record_types: types.iter().map(|t| t.to_string()).collect(),
         purpose: "study_guidance".into(),
         source_agencies: sources.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
     }
 }
