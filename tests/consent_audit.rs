@@ -28,6 +28,7 @@ async fn every_consent_action_is_on_the_record_and_in_the_persons_log() {
         subject_id: DEMO_SUBJECT.into(),
         grantee_agency: String::new(),
         person_assertion: String::new(),
+        states: Vec::new(),
     };
     let revoke = |id: &str| RevokeConsentRequest {
         consent_id: id.into(),

@@ -8,7 +8,7 @@ mod support;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use samverka::cli::demo::{DEMO_PURPOSE, DEMO_SUBJECT, GATEWAY_AGENCY, READER_AGENCY};
+use samverka::cli::demo::{DEMO_PURPOSE, DEMO_SUBJECT, READER_AGENCY};
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_samverka");
@@ -69,7 +69,7 @@ fn connection(net: &TestNet, agency: &str, token: &std::path::Path) -> Vec<Strin
         "--assertion-key".into(),
         assertion_key.display().to_string(),
         "--audience".into(),
-        format!("samverka:{GATEWAY_AGENCY}"),
+        samverka::cli::demo::demo_audience(),
         "--person-token".into(),
         token.display().to_string(),
         "--gateway".into(),
@@ -279,7 +279,10 @@ async fn an_agency_requests_the_person_decides_and_the_agency_watches() {
     // The agency watches its consents from before it asks, until it has
     // seen four events.
     let watcher = Command::new(BIN)
-        .args(with(&["consent", "watch", "--json", "--count", "4"], &as_agency))
+        .args(with(
+            &["consent", "watch", "--json", "--count", "4"],
+            &as_agency,
+        ))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -319,7 +322,13 @@ async fn an_agency_requests_the_person_decides_and_the_agency_watches() {
     // The person approves it, narrowed to course results.
     let receipt = net.dir.path().join("approve.jws");
     let mut approve = with(
-        &["approve", &id, "--record-types", "education.course_result", "--json"],
+        &[
+            "approve",
+            &id,
+            "--record-types",
+            "education.course_result",
+            "--json",
+        ],
         &as_registrar,
     );
     approve.extend(["--receipt-out".into(), receipt.display().to_string()]);
@@ -346,7 +355,14 @@ async fn an_agency_requests_the_person_decides_and_the_agency_watches() {
     // Listed among the active ones, not the pending ones.
     let list = |states: &str| {
         with(
-            &["list", "--subject", DEMO_SUBJECT, "--state", states, "--json"],
+            &[
+                "list",
+                "--subject",
+                DEMO_SUBJECT,
+                "--state",
+                states,
+                "--json",
+            ],
             &as_registrar,
         )
     };
@@ -360,17 +376,39 @@ async fn an_agency_requests_the_person_decides_and_the_agency_watches() {
 
     // Paused and resumed, each with its receipt.
     let out = stdout(&cli(with(&["pause", &id], &as_registrar)).await);
-    assert!(out.starts_with("paused: consent") && out.contains("(paused)"), "{out}");
-    let out = stdout(&cli(with(&["list", "--subject", DEMO_SUBJECT, "--state", "paused"], &as_registrar)).await);
-    assert!(out.contains(&id) && out.contains("requested by  2021999020"), "{out}");
+    assert!(
+        out.starts_with("paused: consent") && out.contains("(paused)"),
+        "{out}"
+    );
+    let out = stdout(
+        &cli(with(
+            &["list", "--subject", DEMO_SUBJECT, "--state", "paused"],
+            &as_registrar,
+        ))
+        .await,
+    );
+    assert!(
+        out.contains(&id) && out.contains("requested by  2021999020"),
+        "{out}"
+    );
     let out = stdout(&cli(with(&["resume", &id], &as_registrar)).await);
-    assert!(out.starts_with("resumed: consent") && out.contains("(active)"), "{out}");
+    assert!(
+        out.starts_with("resumed: consent") && out.contains("(active)"),
+        "{out}"
+    );
 
     // The watcher saw the four changes, in order, with growing cursors.
     let seen = events(&finished(watcher, 30).await);
     let names: Vec<&str> = seen.iter().map(|e| e["event"].as_str().unwrap()).collect();
-    assert_eq!(names, ["requested", "approved", "paused", "resumed"], "{seen:?}");
-    assert!(seen.iter().all(|e| e["consent_id"] == id.as_str()), "{seen:?}");
+    assert_eq!(
+        names,
+        ["requested", "approved", "paused", "resumed"],
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().all(|e| e["consent_id"] == id.as_str()),
+        "{seen:?}"
+    );
     let cursors: Vec<u64> = seen
         .iter()
         .map(|e| e["cursor"].as_str().unwrap().parse().unwrap())
@@ -392,17 +430,31 @@ async fn an_agency_requests_the_person_decides_and_the_agency_watches() {
     assert_eq!(later, expected);
 
     // In text: a line per event, cursor first.
-    let text = stdout(&cli(with(&["watch", "--cursor", &second, "--count", "1"], &as_agency)).await);
+    let text = stdout(
+        &cli(with(
+            &["watch", "--cursor", &second, "--count", "1"],
+            &as_agency,
+        ))
+        .await,
+    );
     assert_eq!(text.lines().count(), 1, "{text}");
     let words: Vec<&str> = text.split_whitespace().collect();
-    assert_eq!(words[..3], [cursors[2].to_string().as_str(), "paused", id.as_str()], "{text}");
+    assert_eq!(
+        words[..3],
+        [cursors[2].to_string().as_str(), "paused", id.as_str()],
+        "{text}"
+    );
     // A cursor the gateway never gave is refused at once.
     let out = cli(with(&["watch", "--cursor", "x"], &as_agency)).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("FIELD_INVALID"));
 
     // An approved consent cannot be rejected: refused, with the reason.
-    let out = cli(with(&["reject", &id, "--reason", "changed my mind"], &as_registrar)).await;
+    let out = cli(with(
+        &["reject", &id, "--reason", "changed my mind"],
+        &as_registrar,
+    ))
+    .await;
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("CONSENT_STATE_INVALID"), "{stderr}");

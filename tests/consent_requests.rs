@@ -90,7 +90,12 @@ async fn consent(net: &Network, id: &str) -> Consent {
         .unwrap_or_else(|| panic!("no consent {id}"))
 }
 
+/// Requests `req` as the reader, a second after the last request (the
+/// clock is the test's): the refusal of a read names the newest consent
+/// that would have covered it.
 async fn request(net: &Network, req: RequestConsentRequest) -> String {
+    let clock = &net.gateway.clock;
+    clock.set_ms(clock.now_ms() + 1000);
     let c = agency(net, "reader")
         .await
         .request_consent(req)

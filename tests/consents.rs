@@ -38,6 +38,7 @@ async fn only_registrars_may_manage_consents() {
             subject_id: DEMO_SUBJECT.into(),
             grantee_agency: String::new(),
             person_assertion: String::new(),
+            states: Vec::new(),
         })
         .await
         .unwrap_err();
@@ -136,6 +137,7 @@ async fn grants_are_validated_idempotent_and_readable() {
                 subject_id: DEMO_SUBJECT.into(),
                 grantee_agency: READER_AGENCY.into(),
                 person_assertion: String::new(),
+                states: Vec::new(),
             },
         ))
         .await

@@ -337,6 +337,7 @@ async fn a_request_over_the_size_limit_is_refused_by_every_method() {
                 subject_id: big.clone(),
                 grantee_agency: String::new(),
                 person_assertion: String::new(),
+                states: Vec::new(),
             })
             .await
             .unwrap_err(),

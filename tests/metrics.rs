@@ -55,6 +55,7 @@ async fn every_rpc_is_counted_under_its_service_and_method() {
                 subject_id: DEMO_SUBJECT.into(),
                 grantee_agency: String::new(),
                 person_assertion: String::new(),
+                states: Vec::new(),
             },
         ))
         .await

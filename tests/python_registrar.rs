@@ -251,6 +251,24 @@ fn awkward_requests() -> (String, Vec<(&'static str, String)>) {
         subject_id: awkward.clone(),
         grantee_agency: String::new(),
         person_assertion: String::new(),
+        states: vec![
+            consent::Status::Pending as i32,
+            consent::Status::Active as i32,
+        ],
+    };
+    let approve = samverka_proto::v1::ApproveConsentRequest {
+        consent_id: awkward.clone(),
+        record_types: vec![awkward.clone()],
+        valid_until: Some(prost_types::Timestamp {
+            seconds: 4102444800,
+            nanos: 5,
+        }),
+        ..Default::default()
+    };
+    let reject = samverka_proto::v1::RejectConsentRequest {
+        consent_id: awkward.clone(),
+        reason: awkward.clone(),
+        ..Default::default()
     };
     (
         awkward,
@@ -259,6 +277,8 @@ fn awkward_requests() -> (String, Vec<(&'static str, String)>) {
             ("revoke", revoke.terms_text()),
             ("get", get.terms_text()),
             ("list", list.terms_text()),
+            ("approve", approve.terms_text()),
+            ("reject", reject.terms_text()),
         ],
     )
 }
@@ -289,7 +309,13 @@ requests = [
     grant,
     consent_pb2.RevokeConsentRequest(consent_id=awkward, reason=awkward),
     consent_pb2.GetConsentRequest(consent_id=awkward),
-    consent_pb2.ListConsentsRequest(subject_id=awkward),
+    consent_pb2.ListConsentsRequest(subject_id=awkward, states=[4, 1]),
+    consent_pb2.ApproveConsentRequest(
+        consent_id=awkward,
+        record_types=[awkward],
+        valid_until=timestamp_pb2.Timestamp(seconds=4102444800, nanos=5),
+    ),
+    consent_pb2.RejectConsentRequest(consent_id=awkward, reason=awkward),
 ]
 for r in requests:
     sys.stdout.buffer.write(consents.terms_text(consents.terms(r)).encode("utf-8") + b"\n")

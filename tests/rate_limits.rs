@@ -138,7 +138,32 @@ async fn call(method: Method, channel: &Channel) -> Result<(), Status> {
                 subject_id: DEMO_SUBJECT.into(),
                 grantee_agency: String::new(),
                 person_assertion: String::new(),
+                states: Vec::new(),
             })
+            .await
+            .map(drop),
+        Method::ConsentsRequest => consents()
+            .request_consent(samverka_proto::v1::RequestConsentRequest::default())
+            .await
+            .map(drop),
+        Method::ConsentsApprove => consents()
+            .approve_consent(samverka_proto::v1::ApproveConsentRequest::default())
+            .await
+            .map(drop),
+        Method::ConsentsReject => consents()
+            .reject_consent(samverka_proto::v1::RejectConsentRequest::default())
+            .await
+            .map(drop),
+        Method::ConsentsPause => consents()
+            .pause_consent(samverka_proto::v1::PauseConsentRequest::default())
+            .await
+            .map(drop),
+        Method::ConsentsResume => consents()
+            .resume_consent(samverka_proto::v1::ResumeConsentRequest::default())
+            .await
+            .map(drop),
+        Method::ConsentsWatch => consents()
+            .watch_consents(samverka_proto::v1::WatchConsentsRequest::default())
             .await
             .map(drop),
         Method::AccessLogList => AccessLogClient::new(channel.clone())

@@ -190,6 +190,7 @@ async fn a_revocation_through_one_replica_is_enforced_by_the_other() {
                 subject_id: samverka::cli::demo::DEMO_SUBJECT.into(),
                 grantee_agency: String::new(),
                 person_assertion: String::new(),
+                states: Vec::new(),
             },
         ))
         .await

@@ -30,6 +30,7 @@ fn consent(id: &str, request_id: &str, granted_at_ms: i64) -> StoredConsent {
         revoked_at_ms: None,
         revocation_reason: None,
         revoked_by: None,
+        ..Default::default()
     }
 }
 

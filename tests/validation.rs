@@ -142,6 +142,7 @@ fn fields(net: &TestNet) -> Vec<Field> {
         subject_id: DEMO_SUBJECT.into(),
         grantee_agency: READER_AGENCY.into(),
         person_assertion: String::new(),
+        states: Vec::new(),
     };
     let access_log_request = || ListAccessEventsRequest {
         subject_id: DEMO_SUBJECT.into(),
@@ -319,6 +320,7 @@ async fn blank_optional_values_are_refused_and_empty_ones_mean_none() {
                 subject_id: DEMO_SUBJECT.into(),
                 grantee_agency: (*value).into(),
                 person_assertion: String::new(),
+                states: Vec::new(),
             }))
             .await
             .unwrap_err();
@@ -344,6 +346,7 @@ async fn blank_optional_values_are_refused_and_empty_ones_mean_none() {
             subject_id: DEMO_SUBJECT.into(),
             grantee_agency: String::new(),
             person_assertion: String::new(),
+            states: Vec::new(),
         }))
         .await
         .unwrap();

@@ -82,6 +82,13 @@ pub async fn serve(
 ) -> Result<(), StartError> {
     let max_request = gateway.config.limits.max_request_bytes;
     let metrics = gateway.metrics.clone();
+    // Streams that would run until the caller hangs up end when the drain
+    // starts.
+    let stopping = gateway.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.stopping.send_replace(true);
+    };
     // Health (grpc.health.v1) and reflection (so that grpcurl works) sit on
     // the same mTLS port; they reveal the schema and liveness, no records.
     // Reflection lists SERVICES, health and itself, and serves the

@@ -72,6 +72,9 @@ pub struct Gateway {
     pub person: crate::person::PersonVerifier,
     /// Marks consents whose time is up EXPIRED.
     pub expiry: crate::service::consents::expiry::ExpiryTask,
+    /// Set once the server starts to stop: long-lived streams
+    /// (`WatchConsents`) end, so that the drain does not wait for them.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 fn read(path: &Path) -> Result<String, StartError> {
@@ -150,6 +153,7 @@ impl Gateway {
             server_tls,
             person,
             expiry: crate::service::consents::expiry::spawn(store_for_expiry, clock_for_expiry),
+            stopping: tokio::sync::watch::Sender::new(false),
         }))
     }
 

@@ -41,11 +41,11 @@ use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 use samverka_gateway::credential::receipt::verify;
-use view::{ConsentView, json, text};
 use samverka_gateway::net::client::{AgencyTls, connect};
 use samverka_gateway::person::issue::AssertionSigner;
 use samverka_gateway::time::{system_now_ms, to_timestamp};
 use samverka_proto::terms::PersonBound;
+use view::{ConsentView, json, text};
 
 use super::CliError;
 
@@ -200,16 +200,17 @@ pub struct Connection {
     json: bool,
 }
 
-fn refused(status: tonic::Status) -> CliError {
+/// A status as `CODE REASON: MESSAGE` (`-` for no stable reason).
+fn status_text(status: &tonic::Status) -> String {
     let reason = status
         .get_details_error_info()
         .map(|i| i.reason)
         .unwrap_or_else(|| "-".into());
-    CliError::Failed(format!(
-        "refused: {:?} {reason}: {}",
-        status.code(),
-        status.message()
-    ))
+    format!("{:?} {reason}: {}", status.code(), status.message())
+}
+
+fn refused(status: tonic::Status) -> CliError {
+    CliError::Failed(format!("refused: {}", status_text(&status)))
 }
 
 /// A connection to the gateway as a registrar, acting for the person of

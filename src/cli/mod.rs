@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`serve`]: `serve` and `check-config`, the gateway itself;
-//! - [`consent`]: `consent`, registrars' calls to the `Consents` service;
+//! - [`consent`]: `consent`, the `Consents` service: registrars' calls
+//!   for a person, and an agency's requests and watch of its consents;
 //! - [`audit`]: `audit verify|export|prune`, offline over the store;
 //! - [`passport`]: `passport verify`, offline;
 //! - [`adapter`]: `adapter run|check`, reference adapters and the
@@ -83,7 +84,8 @@ pub enum Command {
         #[arg(long, env = "SAMVERKA_CONFIG")]
         config: PathBuf,
     },
-    /// Manage consents as a registrar; verify signed receipts.
+    /// Manage consents: ask for them and follow them as an agency, record
+    /// and decide them for a person as a registrar; verify signed receipts.
     Consent {
         /// What to do.
         #[command(subcommand)]

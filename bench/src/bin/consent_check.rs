@@ -71,6 +71,7 @@ fn consent(i: usize, now_ms: i64) -> StoredConsent {
         revoked_at_ms: None,
         revocation_reason: None,
         revoked_by: None,
+        ..Default::default()
     }
 }
 

@@ -21,7 +21,9 @@ use samverka::cli::demo::{DEMO_SUBJECT, Network, READER_AGENCY};
 use samverka_gateway::time::{Clock, to_timestamp};
 use samverka_proto::v1::consents_client::ConsentsClient;
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
-use samverka_proto::v1::{ApproveConsentRequest, GetRecordsRequest, GrantConsentRequest, RequestConsentRequest};
+use samverka_proto::v1::{
+    ApproveConsentRequest, GetRecordsRequest, GrantConsentRequest, RequestConsentRequest,
+};
 use tonic::transport::Channel;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -88,7 +90,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
-    let dir = tempfile::Builder::new().prefix("samverka-terms-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("samverka-terms-")
+        .tempdir()?;
     let net = Network::start(dir.path(), Clock::system()).await?;
     let now = net.gateway.clock.now_ms();
 
@@ -135,7 +139,10 @@ async fn main() -> Result<(), BoxError> {
         measure(&client, purpose, 200, 4).await?;
     }
     println!("consent terms: the same read under a plain consent and under one with terms");
-    println!("(counted reads, a period); {} reads per kind, per round, {} rounds", args.reads, args.rounds);
+    println!(
+        "(counted reads, a period); {} reads per kind, per round, {} rounds",
+        args.reads, args.rounds
+    );
     for concurrency in [1, 16] {
         let (mut p50, mut rate) = (Vec::new(), Vec::new());
         for _ in 0..args.rounds {

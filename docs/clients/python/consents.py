@@ -195,7 +195,23 @@ def terms(request):
     if isinstance(request, consent_pb2.GetConsentRequest):
         return {"consent_id": request.consent_id}
     if isinstance(request, consent_pb2.ListConsentsRequest):
-        return {"subject_id": request.subject_id, "grantee_agency": request.grantee_agency}
+        return {
+            "subject_id": request.subject_id,
+            "grantee_agency": request.grantee_agency,
+            # Enum values as their numbers.
+            "states": list(request.states),
+        }
+    if isinstance(request, consent_pb2.ApproveConsentRequest):
+        return {
+            "consent_id": request.consent_id,
+            "record_types": list(request.record_types),
+            "source_agencies": list(request.source_agencies),
+            "valid_until": timestamp_terms(request, "valid_until"),
+        }
+    if isinstance(request, consent_pb2.RejectConsentRequest):
+        return {"consent_id": request.consent_id, "reason": request.reason}
+    if isinstance(request, (consent_pb2.PauseConsentRequest, consent_pb2.ResumeConsentRequest)):
+        return {"consent_id": request.consent_id}
     raise TypeError("no terms for %s" % type(request).__name__)
 
 

@@ -72,6 +72,36 @@ pub struct ReceiptConsent {
     /// The registrar through which it was revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_by: Option<String>,
+    /// For a requested consent: the agency that asked, and its terms as
+    /// asked and approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<ReceiptRequest>,
+}
+
+/// What an agency asked for, in a receipt of a requested consent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptRequest {
+    /// The agency that asked.
+    pub requested_by: String,
+    /// Why, in its words.
+    pub justification: String,
+    /// Only records dated on or after this day, if set.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub records_from: String,
+    /// Only records dated on or before this day, if set.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub records_until: String,
+    /// One read only.
+    #[serde(default)]
+    pub one_time: bool,
+    /// At most this many reads; 0: no limit.
+    #[serde(default)]
+    pub max_reads: u32,
+    /// How long it lasts once approved, in days.
+    pub valid_for_days: u32,
+    /// The registrar through which the person decided, once they did.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub decided_by: String,
 }
 
 impl From<&Consent> for ReceiptConsent {
@@ -107,6 +137,16 @@ impl From<&Consent> for ReceiptConsent {
             revocation_reason: (!c.revocation_reason.is_empty())
                 .then(|| c.revocation_reason.clone()),
             revoked_by: (!c.revoked_by.is_empty()).then(|| c.revoked_by.clone()),
+            request: (!c.requested_by.is_empty()).then(|| ReceiptRequest {
+                requested_by: c.requested_by.clone(),
+                justification: c.justification.clone(),
+                records_from: c.records_from.clone(),
+                records_until: c.records_until.clone(),
+                one_time: c.one_time,
+                max_reads: c.max_reads,
+                valid_for_days: c.valid_for_days,
+                decided_by: c.decided_by.clone(),
+            }),
         }
     }
 }
@@ -153,6 +193,7 @@ mod tests {
                 revoked_at: None,
                 revocation_reason: None,
                 revoked_by: None,
+                request: None,
             },
         }
     }

@@ -19,9 +19,14 @@
 //! `STORE_UNAVAILABLE` and its retry (grants and revocations are
 //! idempotent) answers with the same receipt and is audited.
 
+mod api;
 pub mod expiry;
 mod requests;
+mod view;
 mod watch;
+
+use view::about;
+pub use view::{status_at, to_proto};
 
 use std::sync::Arc;
 
@@ -29,11 +34,11 @@ use samverka_certs::OrgNumber;
 use samverka_proto::terms::PersonBound;
 use samverka_proto::v1::{
     Consent, ConsentReceipt, GetConsentRequest, GrantConsentRequest, ListConsentsRequest,
-    ListConsentsResponse, RevokeConsentRequest, consent, consents_server,
+    ListConsentsResponse, RevokeConsentRequest,
 };
-use tonic::{Request, Response, Status};
+use tonic::Request;
 
-use super::rpc::{Call, Method};
+use super::rpc::Call;
 use crate::audit::AuditEntry;
 use crate::config::Registrar;
 use crate::credential::receipt::{ReceiptClaims, ReceiptConsent, rfc3339};
@@ -55,67 +60,6 @@ fn same_grant(stored: &StoredConsent, requested: &StoredConsent) -> bool {
         && stored.source_agencies == requested.source_agencies
         && stored.valid_until_ms == requested.valid_until_ms
         && stored.evidence_ref == requested.evidence_ref
-}
-
-/// The consent's status at `now_ms`: its state, and expired once its time
-/// is up even before the store marks it so.
-pub fn status_at(c: &StoredConsent, now_ms: i64) -> consent::Status {
-    use crate::store::ConsentState as S;
-    match c.state {
-        _ if c.revoked_at_ms.is_some() => consent::Status::Revoked,
-        S::Pending if c.decide_by_ms.is_some_and(|d| now_ms >= d) => consent::Status::Expired,
-        S::Pending => consent::Status::Pending,
-        S::Active | S::Paused if now_ms >= c.valid_until_ms => consent::Status::Expired,
-        S::Active => consent::Status::Active,
-        S::Paused => consent::Status::Paused,
-        S::Revoked => consent::Status::Revoked,
-        S::Rejected => consent::Status::Rejected,
-        S::Expired => consent::Status::Expired,
-        S::Used => consent::Status::Used,
-    }
-}
-
-/// A stored consent as the API shows it, with its status at `now_ms`.
-pub fn to_proto(c: &StoredConsent, now_ms: i64) -> Consent {
-    Consent {
-        consent_id: c.consent_id.clone(),
-        subject_id: c.subject_id.clone(),
-        grantee_agency: c.grantee_agency.clone(),
-        record_types: c.record_types.clone(),
-        purpose: c.purpose.clone(),
-        source_agencies: c.source_agencies.clone(),
-        // A request has no validity until it is approved.
-        valid_from: (c.valid_until_ms > 0).then(|| time::to_timestamp(c.valid_from_ms)),
-        valid_until: (c.valid_until_ms > 0).then(|| time::to_timestamp(c.valid_until_ms)),
-        status: status_at(c, now_ms) as i32,
-        registrar_agency: c.registrar_agency.clone(),
-        evidence_ref: c.evidence_ref.clone(),
-        granted_at: Some(time::to_timestamp(c.granted_at_ms)),
-        revoked_at: c.revoked_at_ms.map(time::to_timestamp),
-        revocation_reason: c.revocation_reason.clone().unwrap_or_default(),
-        revoked_by: c.revoked_by.clone().unwrap_or_default(),
-        requested_by: c.requested_by.clone(),
-        justification: c.justification.clone(),
-        records_from: c.records_from.clone(),
-        records_until: c.records_until.clone(),
-        one_time: c.one_time,
-        max_reads: c.max_reads,
-        reads_used: c.reads_used,
-        decide_by: c.decide_by_ms.map(time::to_timestamp),
-        decided_at: c.decided_at_ms.map(time::to_timestamp),
-    }
-}
-
-/// Makes `entry` about the person of `c`, with its terms, so that the
-/// person sees the call in their access log.
-fn about(entry: &mut AuditEntry, c: &StoredConsent) {
-    entry.subject_id = c.subject_id.clone();
-    entry.consent_id = c.consent_id.clone();
-    entry.purpose = c.purpose.clone();
-    entry.record_types = c.record_types.clone();
-    entry
-        .details
-        .insert("grantee_agency".into(), c.grantee_agency.clone());
 }
 
 /// The `samverka.v1.Consents` service.
@@ -538,126 +482,5 @@ impl ConsentsService {
                 .filter(|c| wanted.is_empty() || wanted.contains(&c.status))
                 .collect(),
         })
-    }
-}
-
-#[tonic::async_trait]
-impl consents_server::Consents for ConsentsService {
-    async fn grant(
-        &self,
-        request: Request<GrantConsentRequest>,
-    ) -> Result<Response<ConsentReceipt>, Status> {
-        let call = Call::new(
-            &self.gateway.metrics,
-            Method::ConsentsGrant,
-            request.metadata(),
-        );
-        call.run(Self::grant(self, request, &call)).await
-    }
-
-    async fn revoke(
-        &self,
-        request: Request<RevokeConsentRequest>,
-    ) -> Result<Response<ConsentReceipt>, Status> {
-        let call = Call::new(
-            &self.gateway.metrics,
-            Method::ConsentsRevoke,
-            request.metadata(),
-        );
-        call.run(Self::revoke(self, request, &call)).await
-    }
-
-    async fn get(&self, request: Request<GetConsentRequest>) -> Result<Response<Consent>, Status> {
-        let call = Call::new(
-            &self.gateway.metrics,
-            Method::ConsentsGet,
-            request.metadata(),
-        );
-        call.run(Self::get(self, request, &call)).await
-    }
-
-    async fn list(
-        &self,
-        request: Request<ListConsentsRequest>,
-    ) -> Result<Response<ListConsentsResponse>, Status> {
-        let call = Call::new(
-            &self.gateway.metrics,
-            Method::ConsentsList,
-            request.metadata(),
-        );
-        call.run(Self::list(self, request, &call)).await
-    }
-    async fn request_consent(
-        &self,
-        request: Request<samverka_proto::v1::RequestConsentRequest>,
-    ) -> Result<Response<Consent>, Status> {
-        let call = Call::new(
-            &self.gateway.metrics,
-            Method::ConsentsRequest,
-            request.metadata(),
-        );
-        call.run(Self::request_consent(self, request, &call)).await
-    }
-
-    async fn approve_consent(
-        &self,
-        request: Request<samverka_proto::v1::ApproveConsentRequest>,
-    ) -> Result<Response<ConsentReceipt>, Status> {
-        let call = Call::new(
-            &self.gateway.metrics,
-            Method::ConsentsApprove,
-            request.metadata(),
-        );
-        call.run(Self::approve(self, request, &call)).await
-    }
-
-    async fn reject_consent(
-        &self,
-        request: Request<samverka_proto::v1::RejectConsentRequest>,
-    ) -> Result<Response<ConsentReceipt>, Status> {
-        let call = Call::new(
-            &self.gateway.metrics,
-            Method::ConsentsReject,
-            request.metadata(),
-        );
-        call.run(Self::reject(self, request, &call)).await
-    }
-
-    async fn pause_consent(
-        &self,
-        request: Request<samverka_proto::v1::PauseConsentRequest>,
-    ) -> Result<Response<ConsentReceipt>, Status> {
-        let call = Call::new(
-            &self.gateway.metrics,
-            Method::ConsentsPause,
-            request.metadata(),
-        );
-        call.run(Self::pause(self, request, &call)).await
-    }
-
-    async fn resume_consent(
-        &self,
-        request: Request<samverka_proto::v1::ResumeConsentRequest>,
-    ) -> Result<Response<ConsentReceipt>, Status> {
-        let call = Call::new(
-            &self.gateway.metrics,
-            Method::ConsentsResume,
-            request.metadata(),
-        );
-        call.run(Self::resume(self, request, &call)).await
-    }
-
-    type WatchConsentsStream = watch::EventStream;
-
-    async fn watch_consents(
-        &self,
-        request: Request<samverka_proto::v1::WatchConsentsRequest>,
-    ) -> Result<Response<Self::WatchConsentsStream>, Status> {
-        let call = Call::new(
-            &self.gateway.metrics,
-            Method::ConsentsWatch,
-            request.metadata(),
-        );
-        call.run(Self::watch(self, request, &call)).await
     }
 }

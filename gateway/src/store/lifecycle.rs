@@ -113,8 +113,10 @@ pub struct Transition {
     pub entry: AuditEntry,
 }
 
-/// What became of a [`Transition`].
+/// What became of a [`Transition`]. (Returned once per change and not
+/// kept: its size does not matter.)
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Transitioned {
     /// Made: the consent after it, and the committed entry.
     Done(StoredConsent, AuditEntry),

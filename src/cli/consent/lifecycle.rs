@@ -35,7 +35,7 @@ use samverka_proto::v1::{
 use tonic::transport::Channel;
 
 use super::view::{ConsentView, json, text};
-use super::{Connection, DemoFile, channel, parse_time, refused, show_receipt};
+use super::{Connection, DemoFile, channel, parse_time, refused, show_receipt, status_text};
 use crate::cli::CliError;
 
 /// A consent state, as `consent list --state` takes it.
@@ -114,7 +114,8 @@ impl AgencyConnection {
                 )
             }
             None => {
-                let missing = || CliError::Usage("--gateway, --ca, --cert and --key, or --demo".into());
+                let missing =
+                    || CliError::Usage("--gateway, --ca, --cert and --key, or --demo".into());
                 (
                     self.gateway.clone().ok_or_else(missing)?,
                     self.ca.clone().ok_or_else(missing)?,
@@ -411,7 +412,10 @@ pub(super) async fn watch(a: WatchArgs) -> Result<String, CliError> {
         let event = match next {
             Ok(Some(event)) => event,
             Ok(None) => return Err(resume(&last, "the gateway ended the stream".into())),
-            Err(status) => return Err(resume(&last, refused(status).to_string())),
+            Err(status) => {
+                let why = format!("the stream failed: {}", status_text(&status));
+                return Err(resume(&last, why));
+            }
         };
         let line = event_line(&event, a.connection.json)?;
         let mut out = std::io::stdout().lock();

@@ -17,6 +17,7 @@ fn consent(id: &str, purpose: &str, types: &[&str]) -> StoredConsent {
         revoked_at_ms: None,
         revocation_reason: None,
         revoked_by: None,
+        ..Default::default()
     }
 }
 

@@ -50,6 +50,7 @@ fn event_for(e: &AuditEntry, agency: &str) -> Option<String> {
 
 struct Watch {
     gw: Arc<Gateway>,
+    stopping: tokio::sync::watch::Receiver<bool>,
     agency: String,
     cursor: i64,
     ready: VecDeque<ConsentEvent>,
@@ -85,7 +86,13 @@ impl Watch {
                         Ok(c) => c.map(|c| to_proto(&c, now_ms)),
                         Err(_) => None,
                     };
+                    let status = e
+                        .details
+                        .get("state")
+                        .map(|s| super::view::status_of(crate::store::ConsentState::parse(s)))
+                        .unwrap_or_default();
                     self.ready.push_back(ConsentEvent {
+                        status: status as i32,
                         cursor: e.seq.to_string(),
                         event,
                         time: Some(crate::time::to_timestamp(e.time_ms)),
@@ -95,7 +102,17 @@ impl Watch {
                 }
             }
             if self.ready.is_empty() && !full {
-                tokio::time::sleep(POLL).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = self.stopping.wait_for(|s| *s) => {}
+                }
+            }
+            if *self.stopping.borrow() {
+                self.failed = true;
+                return Some(Err(Status::unavailable(format!(
+                    "the gateway is stopping: resume from cursor {} (on another replica, or here once it is back)",
+                    self.cursor
+                ))));
             }
         }
     }
@@ -135,6 +152,7 @@ impl ConsentsService {
         // Opening a watch shows the agency who may read what: audited.
         let (agency, cursor) = self.gateway.audit.commit_outcome(entry, start).await?;
         let watch = Watch {
+            stopping: self.gateway.stopping.subscribe(),
             gw: self.gateway.clone(),
             agency,
             cursor,
