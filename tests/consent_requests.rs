@@ -268,7 +268,7 @@ async fn approved_paused_resumed(net: &Network) -> String {
     let c = receipt.consent.unwrap();
     assert_eq!(c.status(), Status::Active);
     assert_eq!(c.record_types, [COURSES], "narrowed");
-    assert_eq!(c.decided_at.is_some(), true);
+    assert!(c.decided_at.is_some());
 
     // The demo person's three course results are dated 2010-01-15,
     // 2010-03-19 and 2010-06-04: two are before the period.

@@ -347,8 +347,10 @@ pub(super) async fn change(what: Change, a: ChangeArgs) -> Result<String, CliErr
     )
 }
 
-/// One event as a line: cursor, event, consent, its status now, when.
+/// One event as a line: cursor, event, consent, its status right after
+/// the change, when.
 fn event_line(e: &ConsentEvent, as_json: bool) -> Result<String, CliError> {
+    let after = e.status().as_str_name().to_ascii_lowercase();
     let time = e
         .time
         .as_ref()
@@ -362,16 +364,17 @@ fn event_line(e: &ConsentEvent, as_json: bool) -> Result<String, CliError> {
             "event": e.event,
             "time": time,
             "consent_id": view.as_ref().map(|v| v.base.consent_id.clone()),
-            "status": view.as_ref().map(|v| v.base.status.clone()),
+            "status": after,
             "audit_id": e.audit_id,
             "consent": view,
         });
         serde_json::to_string(&value).map_err(CliError::failed)
     } else {
-        let (id, status) = view
+        let id = view
             .as_ref()
-            .map(|v| (v.base.consent_id.as_str(), v.base.status.as_str()))
-            .unwrap_or(("-", "-"));
+            .map(|v| v.base.consent_id.as_str())
+            .unwrap_or("-");
+        let status = after.as_str();
         Ok(format!(
             "{:>8}  {:<9} {id}  {status:<8}  {time}",
             e.cursor, e.event
