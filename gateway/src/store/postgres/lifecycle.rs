@@ -1,6 +1,11 @@
 //! The PostgreSQL store's side of a consent's life (`store/lifecycle.rs`):
 //! each change and its audit entry in one transaction, the consent's row
 //! locked first and then the chain's head, on every path in that order.
+//!
+//! A read's reservation (and its giving back) commits without waiting
+//! for its WAL flush (`synchronous_commit = off` for that transaction):
+//! the read's audit entry commits synchronously before the answer leaves,
+//! and flushing the WAL to it flushes every earlier commit too.
 
 use super::consents::consent_from_row;
 use super::{PostgresStore, append_in};
@@ -62,31 +67,37 @@ impl PostgresStore {
         &self,
         consent_id: &str,
     ) -> Result<Option<StoredConsent>, StoreError> {
-        let client = self.pool.get().await?;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .await?;
         // One statement: replicas racing for the last read serialise on the
         // row, and exactly one finds a read left.
-        let reserve = client
+        let reserve = tx
             .prepare_cached(&format!(
                 "UPDATE consents SET reads_used = reads_used + 1 WHERE consent_id = $1 \
                  AND state = 'active' AND max_reads > 0 AND reads_used < max_reads \
                  RETURNING {CONSENT_COLUMNS}"
             ))
             .await?;
-        match client.query_opt(&reserve, &[&consent_id]).await? {
-            Some(row) => Ok(Some(consent_from_row(&row)?)),
-            None => Ok(None),
-        }
+        let row = tx.query_opt(&reserve, &[&consent_id]).await?;
+        tx.commit().await?;
+        row.as_ref().map(consent_from_row).transpose()
     }
 
     pub(in crate::store) async fn release_read(&self, consent_id: &str) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        let release = client
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .await?;
+        let release = tx
             .prepare_cached(
                 "UPDATE consents SET reads_used = reads_used - 1 \
                  WHERE consent_id = $1 AND reads_used > 0",
             )
             .await?;
-        client.execute(&release, &[&consent_id]).await?;
+        tx.execute(&release, &[&consent_id]).await?;
+        tx.commit().await?;
         Ok(())
     }
 

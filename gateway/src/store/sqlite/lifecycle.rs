@@ -1,11 +1,29 @@
 //! The SQLite store's side of a consent's life (`store/lifecycle.rs`):
 //! each change and its audit entry in one immediate transaction.
+//!
+//! A read's reservation (and its giving back) commits without its own
+//! sync (`synchronous = NORMAL` for that transaction): the read's audit
+//! entry is committed with a sync before its answer leaves, and that sync
+//! makes every earlier commit in the write-ahead log durable too. A crash
+//! before it loses the reservation of a read that was never answered.
 
 use rusqlite::params;
 
 use super::rows::{consent_from_row, select_consent};
 use super::{SqliteStore, link_and_insert};
 use crate::store::{CONSENT_COLUMNS, StoreError, StoredConsent, Transition, Transitioned, join};
+
+/// Runs `f` on the writer connection (held under its lock) with
+/// `synchronous = NORMAL`, then sets `FULL` again, whatever `f` did.
+fn unsynced<T>(
+    conn: &mut rusqlite::Connection,
+    f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let result = f(conn);
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    result
+}
 
 impl SqliteStore {
     pub(in crate::store) async fn transition(
@@ -57,20 +75,23 @@ impl SqliteStore {
     ) -> Result<Option<StoredConsent>, StoreError> {
         let consent_id = consent_id.to_owned();
         self.with(move |conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let changed = tx
-                .prepare_cached(
-                    "UPDATE consents SET reads_used = reads_used + 1 WHERE consent_id = ?1 \
+            unsynced(conn, |conn| {
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let changed = tx
+                    .prepare_cached(
+                        "UPDATE consents SET reads_used = reads_used + 1 WHERE consent_id = ?1 \
                      AND state = 'active' AND max_reads > 0 AND reads_used < max_reads",
-                )?
-                .execute(params![consent_id])?;
-            let c = if changed == 1 {
-                select_consent(&tx, &consent_id)?
-            } else {
-                None
-            };
-            tx.commit()?;
-            Ok(c)
+                    )?
+                    .execute(params![consent_id])?;
+                let c = if changed == 1 {
+                    select_consent(&tx, &consent_id)?
+                } else {
+                    None
+                };
+                tx.commit()?;
+                Ok(c)
+            })
         })
         .await
     }
@@ -78,12 +99,14 @@ impl SqliteStore {
     pub(in crate::store) async fn release_read(&self, consent_id: &str) -> Result<(), StoreError> {
         let consent_id = consent_id.to_owned();
         self.with(move |conn| {
-            conn.prepare_cached(
-                "UPDATE consents SET reads_used = reads_used - 1 \
+            unsynced(conn, |conn| {
+                conn.prepare_cached(
+                    "UPDATE consents SET reads_used = reads_used - 1 \
                  WHERE consent_id = ?1 AND reads_used > 0",
-            )?
-            .execute(params![consent_id])?;
-            Ok(())
+                )?
+                .execute(params![consent_id])?;
+                Ok(())
+            })
         })
         .await
     }
