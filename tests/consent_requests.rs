@@ -302,6 +302,22 @@ async fn approved_paused_resumed(net: &Network) -> String {
         refused(r, Code::FailedPrecondition),
         "CONSENT_STATE_INVALID"
     );
+    // Resuming lets reads go on: only a registrar whose bounds allow the
+    // purpose may (the second demo registrar records job matching only).
+    let r = agency(net, "outsider")
+        .await
+        .resume_consent(
+            net.login("outsider", DEMO_SUBJECT)
+                .seal(ResumeConsentRequest {
+                    consent_id: id.clone(),
+                    ..Default::default()
+                }),
+        )
+        .await;
+    assert_eq!(
+        refused(r, Code::PermissionDenied),
+        "PURPOSE_NOT_REGISTRABLE"
+    );
     registrar
         .resume_consent(person(
             net,

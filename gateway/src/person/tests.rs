@@ -186,7 +186,7 @@ fn a_good_assertion_proves_the_person_and_records_what_was_checked() {
         .verify(REGISTRAR, &f.grant(&token, |_| {}), Level::Grant)
         .unwrap();
     assert_eq!(proven.person, PERSON);
-    assert_eq!(proven.expires_at_ms, (NOW + 120 + 30) * 1000);
+    assert_eq!(proven.expires_at_ms, (NOW + 120 + 30 + 1) * 1000);
     let e = &proven.evidence;
     assert_eq!(
         (e.provider.as_str(), e.acr.as_str(), e.assertion_id.as_str()),
@@ -541,7 +541,7 @@ fn what_other_jose_libraries_make_is_taken() {
     header.kid = Some("registrar-2026".into());
     req.person_assertion = sign(&f.registrar_key, header, &c);
     let proven = f.verify(REGISTRAR, &req, Level::Grant).unwrap();
-    assert_eq!(proven.expires_at_ms, (NOW + 120 + 30) * 1000);
+    assert_eq!(proven.expires_at_ms, (NOW + 120 + 30 + 1) * 1000);
     // ... but an `aud` list without the gateway is someone else's.
     c["aud"] = json!(["samverka:2021999020"]);
     req.person_assertion = sign(&f.registrar_key, assertion_header(), &c);

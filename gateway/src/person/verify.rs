@@ -190,9 +190,10 @@ impl PersonVerifier {
             person: claims.sub,
             evidence,
             // Accepted until `exp` plus the skew: remembered as long.
+            // and through the whole last second it is accepted in.
             expires_at_ms: claims
                 .exp
-                .saturating_add(self.settings.clock_skew.as_secs() as i64)
+                .saturating_add(self.settings.clock_skew.as_secs() as i64 + 1)
                 .saturating_mul(1000),
         })
     }
@@ -240,7 +241,9 @@ impl PersonVerifier {
         if claims.iat > now + skew {
             return Err(invalid("the person assertion is issued in the future"));
         }
-        if claims.exp - claims.iat > self.settings.max_lifetime.as_secs() as i64 {
+        if claims.iat < 0
+            || claims.exp.saturating_sub(claims.iat) > self.settings.max_lifetime.as_secs() as i64
+        {
             return Err(invalid(format!(
                 "the person assertion may live at most {} s",
                 self.settings.max_lifetime.as_secs()

@@ -115,7 +115,13 @@ impl Reservation {
             }
             return;
         }
-        if self.reads_used < self.max_reads {
+        // Whether this read used the last one: the count now (another
+        // read may have given one back since this one was reserved).
+        let left = match gw.store.consent(&self.consent_id).await {
+            Ok(Some(c)) => c.reads_used < c.max_reads,
+            _ => self.reads_used < self.max_reads,
+        };
+        if left {
             return;
         }
         let now_ms = gw.clock.now_ms();

@@ -146,21 +146,35 @@ impl ConsentsService {
         ]
         .map(|(k, v)| (k.to_owned(), v))
         .into();
-        let result = self.record_grant(caller, req, &mut entry).await;
-        if let Ok(receipt) = &result {
-            entry.consent_id = receipt
-                .consent
-                .as_ref()
-                .map(|c| c.consent_id.clone())
-                .unwrap_or_default();
-            // A change event for the grantee (again on a retry, whose first
-            // entry may not have been committed: at least once).
-            entry
-                .details
-                .insert("consent_event".into(), "granted".into());
-            entry.details.insert("state".into(), "active".into());
-        }
-        self.gateway.audit.commit_outcome(entry, result).await
+        // Run to its end even if the caller goes away: a consent stored is
+        // never left without its entry.
+        let this = self.clone();
+        tokio::spawn(async move {
+            let result = this.record_grant(caller, req, &mut entry).await;
+            if let Ok(receipt) = &result {
+                entry.consent_id = receipt
+                    .consent
+                    .as_ref()
+                    .map(|c| c.consent_id.clone())
+                    .unwrap_or_default();
+                // A change event for the grantee (again on a retry, whose first
+                // entry may not have been committed: at least once).
+                entry
+                    .details
+                    .insert("consent_event".into(), "granted".into());
+                entry.details.insert(
+                    "state".into(),
+                    receipt
+                        .consent
+                        .as_ref()
+                        .map(|c| c.status().as_str_name().to_ascii_lowercase())
+                        .unwrap_or_default(),
+                );
+            }
+            this.gateway.audit.commit_outcome(entry, result).await
+        })
+        .await
+        .map_err(GatewayError::internal)?
     }
 
     async fn record_grant(

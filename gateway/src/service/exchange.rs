@@ -98,6 +98,8 @@ struct Allowed {
     consent_id: String,
     result: crate::pipeline::routing::FetchResult,
     outside_period: u32,
+    /// A counted consent's read, settled once the answer is known to go.
+    reservation: Option<crate::pipeline::terms::Reservation>,
 }
 
 impl RecordExchangeService {
@@ -151,6 +153,13 @@ impl RecordExchangeService {
             Err(e) => Err(e),
         };
         let mut entry = pending.finish();
+        let (decision, reservation) = match decision {
+            Ok(mut allowed) => {
+                let r = allowed.reservation.take();
+                (Ok(allowed), r)
+            }
+            Err(e) => (Err(e), None),
+        };
         // An answer too large to send is refused, and audited as refused.
         let decision = decision.and_then(|allowed| {
             let answer = GetRecordsResponse {
@@ -163,6 +172,12 @@ impl RecordExchangeService {
             check_size(&answer, gw.config.limits.max_response_bytes)?;
             Ok(answer)
         });
+        // A counted consent's read is used only by an answer that goes out
+        // with records; a refused one gives it back.
+        if let Some(r) = reservation {
+            let used = matches!(&decision, Ok(a) if !a.records.is_empty());
+            r.settle(gw, used, &entry.caller).await;
+        }
         match decision {
             Ok(answer) => {
                 entry.decision = Decision::Allowed.as_str().to_owned();
@@ -222,6 +237,7 @@ impl RecordExchangeService {
         ));
 
         let mut entries = Vec::new();
+        let mut reservations = Vec::new();
         let assembled = match caller {
             Ok(caller) => {
                 super::passport::assemble(
@@ -232,6 +248,7 @@ impl RecordExchangeService {
                     &mut entries,
                     adapter_deadline(budget),
                     call.trace().header(),
+                    &mut reservations,
                 )
                 .await
             }
@@ -249,6 +266,11 @@ impl RecordExchangeService {
             })?;
             Ok(passport)
         });
+        // Counted consents' reads are used only if the passport goes out.
+        for (r, returned_records) in reservations {
+            r.settle(gw, returned_records && result.is_ok(), &base.caller)
+                .await;
+        }
         if entries.is_empty() {
             // Refused before any record type was judged: one entry says why.
             let mut entry = base;
@@ -333,14 +355,11 @@ impl RecordExchangeService {
             .await;
         let outside_period =
             crate::pipeline::terms::keep_within_period(&permit, &mut result.records);
-        if let Some(r) = reservation {
-            r.settle(gw, !result.records.is_empty(), caller.agency.as_str())
-                .await;
-        }
         Ok(Allowed {
             consent_id: permit.consent_id().to_owned(),
             result,
             outside_period,
+            reservation,
         })
     }
 }

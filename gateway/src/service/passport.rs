@@ -262,6 +262,7 @@ fn type_decisions(candidates: &[String], judged: &Judged) -> Vec<RecordTypeDecis
 /// signed passport. Every decision made is pushed to `entries` (to be
 /// committed by the caller), allowed or refused; on an error before any
 /// record type was judged, `entries` stays empty.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn assemble(
     gw: &Gateway,
     caller: &Caller,
@@ -270,6 +271,7 @@ pub(super) async fn assemble(
     entries: &mut Vec<AuditEntry>,
     deadline: Duration,
     traceparent: String,
+    settle: &mut Vec<(crate::pipeline::terms::Reservation, bool)>,
 ) -> Result<CompetencePassport, GatewayError> {
     let subject = validate::subject(&req.subject_id)?;
     validate::case_fields(&req.case_reference, &req.official_id)?;
@@ -347,9 +349,9 @@ pub(super) async fn assemble(
         .zip(reservations)
     {
         crate::pipeline::terms::keep_within_period(permit, &mut result.records);
+        // Settled by the caller, once the passport is known to go out.
         if let Some(r) = reservation {
-            r.settle(gw, !result.records.is_empty(), caller.agency.as_str())
-                .await;
+            settle.push((r, !result.records.is_empty()));
         }
     }
     let mut allowed_entries: Vec<AuditEntry> = pending

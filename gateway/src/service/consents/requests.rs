@@ -71,21 +71,31 @@ impl ConsentsService {
         entry
             .details
             .insert("request_id".into(), sanitize(&req.request_id));
-        let result = self.record_request(caller, req).await;
-        if let Ok(c) = &result {
-            entry.consent_id = c.consent_id.clone();
-            entry
-                .details
-                .insert("grantee_agency".into(), c.grantee_agency.clone());
-            entry
-                .details
-                .insert("requested_by".into(), c.grantee_agency.clone());
-            entry.details.insert("state".into(), "pending".into());
-            entry
-                .details
-                .insert("consent_event".into(), "requested".into());
-        }
-        self.gateway.audit.commit_outcome(entry, result).await
+        // Run to its end even if the caller goes away: a request stored is
+        // never left without its entry.
+        let this = self.clone();
+        tokio::spawn(async move {
+            let result = this.record_request(caller, req).await;
+            if let Ok(c) = &result {
+                entry.consent_id = c.consent_id.clone();
+                entry
+                    .details
+                    .insert("grantee_agency".into(), c.grantee_agency.clone());
+                entry
+                    .details
+                    .insert("requested_by".into(), c.grantee_agency.clone());
+                entry.details.insert(
+                    "state".into(),
+                    c.status().as_str_name().to_ascii_lowercase(),
+                );
+                entry
+                    .details
+                    .insert("consent_event".into(), "requested".into());
+            }
+            this.gateway.audit.commit_outcome(entry, result).await
+        })
+        .await
+        .map_err(GatewayError::internal)?
     }
 
     async fn record_request(
@@ -173,6 +183,7 @@ impl ConsentsService {
             && stored.records_from == requested.records_from
             && stored.records_until == requested.records_until
             && stored.max_reads == requested.max_reads
+            && stored.one_time == requested.one_time
             && stored.valid_for_days == requested.valid_for_days
             && stored.justification == requested.justification;
         if !inserted && !same {
@@ -280,21 +291,7 @@ impl ConsentsService {
                                 "the request has expired undecided",
                             ));
                         }
-                        if !bounds.purposes.contains(&c.purpose) {
-                            return Err(GatewayError::new(
-                                Reason::PurposeNotRegistrable,
-                                format!(
-                                    "this registrar may not record consents for purpose {}",
-                                    c.purpose
-                                ),
-                            ));
-                        }
-                        if c.grantee_agency == org.as_str() && !bounds.self_grant {
-                            return Err(GatewayError::new(
-                                Reason::SelfGrant,
-                                "a registrar may not approve a consent that lets itself read",
-                            ));
-                        }
+                        within_bounds(c, org, bounds)?;
                         let approved = narrowed(c, &req, now_ms, config)?;
                         Ok(Transition {
                             consent_id: c.consent_id.clone(),
@@ -409,9 +406,14 @@ impl ConsentsService {
                     level,
                     &mut entry,
                     event,
-                    |c, _, _| {
+                    |c, org, bounds| {
                         if c.state != from {
                             return Err(state_invalid(c, event));
+                        }
+                        // Resuming lets reads go on: the registrar's bounds
+                        // apply as to a grant.
+                        if to == ConsentState::Active {
+                            within_bounds(c, org, bounds)?;
                         }
                         Ok(Transition {
                             consent_id: c.consent_id.clone(),
@@ -430,6 +432,31 @@ impl ConsentsService {
         })
         .await
     }
+}
+
+/// A registrar lets a consent be read only within its bounds: its
+/// purposes, and never for itself unless configured to.
+fn within_bounds(
+    c: &StoredConsent,
+    org: &OrgNumber,
+    bounds: &crate::config::Registrar,
+) -> Result<(), GatewayError> {
+    if !bounds.purposes.contains(&c.purpose) {
+        return Err(GatewayError::new(
+            Reason::PurposeNotRegistrable,
+            format!(
+                "this registrar may not record consents for purpose {}",
+                c.purpose
+            ),
+        ));
+    }
+    if c.grantee_agency == org.as_str() && !bounds.self_grant {
+        return Err(GatewayError::new(
+            Reason::SelfGrant,
+            "a registrar may not let itself read",
+        ));
+    }
+    Ok(())
 }
 
 /// The terms the person approves: the request's, or narrower. Anything
