@@ -14,14 +14,8 @@ pub fn status_at(c: &StoredConsent, now_ms: i64) -> consent::Status {
     match c.state {
         _ if c.revoked_at_ms.is_some() => consent::Status::Revoked,
         S::Pending if c.decide_by_ms.is_some_and(|d| now_ms >= d) => consent::Status::Expired,
-        S::Pending => consent::Status::Pending,
         S::Active | S::Paused if now_ms >= c.valid_until_ms => consent::Status::Expired,
-        S::Active => consent::Status::Active,
-        S::Paused => consent::Status::Paused,
-        S::Revoked => consent::Status::Revoked,
-        S::Rejected => consent::Status::Rejected,
-        S::Expired => consent::Status::Expired,
-        S::Used => consent::Status::Used,
+        state => status_of(state),
     }
 }
 
