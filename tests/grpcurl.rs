@@ -123,6 +123,7 @@ async fn grpcurl_lists_describes_calls_and_decodes_refusals_with_only_the_certif
             "grpc.health.v1.Health",
             "grpc.reflection.v1.ServerReflection",
             "grpc.reflection.v1alpha.ServerReflection",
+            "samverka.admin.v1.Registry",
             "samverka.v1.AccessLog",
             "samverka.v1.Consents",
             "samverka.v1.RecordExchange",

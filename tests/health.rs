@@ -26,6 +26,7 @@ async fn health_and_reflection_answer_on_the_mtls_ports() {
         "samverka.v1.RecordExchange",
         "samverka.v1.Consents",
         "samverka.v1.AccessLog",
+        "samverka.admin.v1.Registry",
     ] {
         let status = health
             .check(HealthCheckRequest {
@@ -51,6 +52,7 @@ async fn health_and_reflection_answer_on_the_mtls_ports() {
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
+        "samverka.admin.v1.Registry",
         "samverka.v1.AccessLog",
         "samverka.v1.Consents",
         "samverka.v1.RecordExchange",
@@ -68,6 +70,7 @@ async fn health_and_reflection_answer_on_the_mtls_ports() {
         "samverka.v1.RecordExchange",
         "samverka.v1.Consents",
         "samverka.v1.AccessLog",
+        "samverka.admin.v1.Registry",
     ] {
         reflection::resolves(gateway.clone(), symbol).await;
     }

@@ -16,6 +16,7 @@
 
 mod support;
 
+use samverka_proto::admin::v1 as admin;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -99,6 +100,7 @@ impl LimitedGateway {
 async fn call(method: Method, channel: &Channel) -> Result<(), Status> {
     let exchange = || RecordExchangeClient::new(channel.clone());
     let consents = || ConsentsClient::new(channel.clone());
+    let registry = || admin::registry_client::RegistryClient::new(channel.clone());
     // No wildcard: a new method must be added here.
     match method {
         Method::GetRecords => exchange().get_records(demo_read()).await.map(drop),
@@ -171,6 +173,30 @@ async fn call(method: Method, channel: &Channel) -> Result<(), Status> {
                 subject_id: DEMO_SUBJECT.into(),
                 ..Default::default()
             })
+            .await
+            .map(drop),
+        Method::RegistryGet => registry()
+            .get_registry(admin::GetRegistryRequest::default())
+            .await
+            .map(drop),
+        Method::RegistryList => registry()
+            .list_items(admin::ListItemsRequest::default())
+            .await
+            .map(drop),
+        Method::RegistryPut => registry()
+            .put_item(admin::PutItemRequest::default())
+            .await
+            .map(drop),
+        Method::RegistryDelete => registry()
+            .delete_item(admin::DeleteItemRequest::default())
+            .await
+            .map(drop),
+        Method::RegistryApply => registry()
+            .apply_document(admin::ApplyDocumentRequest::default())
+            .await
+            .map(drop),
+        Method::RegistryHistory => registry()
+            .list_versions(admin::ListVersionsRequest::default())
             .await
             .map(drop),
     }

@@ -86,10 +86,10 @@ pub struct CertRequest {
 
 impl CertRequest {
     /// A certificate for `agency` in `role`, following the convention.
-    /// Agencies get a client certificate; adapters and gateways a server
-    /// certificate for `localhost` and `127.0.0.1`.
+    /// Agencies and operators get a client certificate; adapters and
+    /// gateways a server certificate for `localhost` and `127.0.0.1`.
     pub fn new(agency: OrgNumber, role: Role, common_name: &str) -> Self {
-        let server = role != Role::Agency;
+        let server = !matches!(role, Role::Agency | Role::Operator);
         let now = OffsetDateTime::now_utc();
         CertRequest {
             common_name: common_name.to_owned(),
@@ -310,6 +310,9 @@ pub struct DevPkiFiles {
     /// The gateway's client certificate towards adapters
     /// (`gateway-client.pem`, `.key`).
     pub gateway_client: (PathBuf, PathBuf),
+    /// An operator's client certificate of the gateway's organisation, for
+    /// the management API (`operator.pem`, `.key`).
+    pub operator: (PathBuf, PathBuf),
     /// Per agency: name, certificate, key (`agency-<name>.pem`, `.key`).
     pub agencies: Vec<(String, PathBuf, PathBuf)>,
     /// Per adapter: name, certificate, key (`adapter-<name>.pem`, `.key`).
@@ -349,6 +352,10 @@ pub fn write_dev_pki(dir: &Path, spec: &DevPkiSpec) -> Result<DevPkiFiles, DevPk
     let gateway_req = CertRequest::new(spec.gateway.clone(), Role::Gateway, "samverka gateway");
     let gateway = write_pair("gateway", gateway_req.clone())?;
     let gateway_client = write_pair("gateway-client", gateway_req.as_client())?;
+    let operator = write_pair(
+        "operator",
+        CertRequest::new(spec.gateway.clone(), Role::Operator, "samverka operator"),
+    )?;
     let mut agencies = Vec::new();
     for (name, org) in &spec.agencies {
         let (c, k) = write_pair(
@@ -384,6 +391,7 @@ pub fn write_dev_pki(dir: &Path, spec: &DevPkiSpec) -> Result<DevPkiFiles, DevPk
         crl,
         gateway,
         gateway_client,
+        operator,
         agencies,
         adapters,
         dev_idp,
@@ -407,6 +415,7 @@ pub fn existing_dev_pki(dir: &Path, spec: &DevPkiSpec) -> Option<DevPkiFiles> {
         crl: dir.join("crl.pem"),
         gateway: pair("gateway"),
         gateway_client: pair("gateway-client"),
+        operator: pair("operator"),
         agencies: spec
             .agencies
             .iter()
@@ -444,6 +453,7 @@ pub fn existing_dev_pki(dir: &Path, spec: &DevPkiSpec) -> Option<DevPkiFiles> {
         &files.gateway.1,
     ];
     all.extend([&files.gateway_client.0, &files.gateway_client.1]);
+    all.extend([&files.operator.0, &files.operator.1]);
     for (_, c, k) in files
         .agencies
         .iter()

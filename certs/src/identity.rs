@@ -44,6 +44,9 @@ pub enum Role {
     /// A samverka gateway, as a server towards agencies and as a client
     /// towards adapters.
     Gateway,
+    /// An operator of the gateway: may change its registry (agencies,
+    /// purposes, access rules, adapter routes) through the management API.
+    Operator,
 }
 
 impl Role {
@@ -53,11 +56,12 @@ impl Role {
             Role::Agency => "agency",
             Role::Adapter => "adapter",
             Role::Gateway => "gateway",
+            Role::Operator => "operator",
         }
     }
 
     fn from_name(name: &str) -> Option<Role> {
-        [Role::Agency, Role::Adapter, Role::Gateway]
+        [Role::Agency, Role::Adapter, Role::Gateway, Role::Operator]
             .into_iter()
             .find(|r| r.as_str() == name)
     }
@@ -241,7 +245,7 @@ mod tests {
     #[test]
     fn round_trips_through_the_dev_pki() {
         let ca = DevCa::generate("test CA").unwrap();
-        for role in [Role::Agency, Role::Adapter, Role::Gateway] {
+        for role in [Role::Agency, Role::Adapter, Role::Gateway, Role::Operator] {
             let cert = ca
                 .issue(&CertRequest::new(org("2021999020"), role, "holder"))
                 .unwrap();

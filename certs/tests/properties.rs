@@ -86,12 +86,12 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     #[test]
-    fn what_is_issued_is_read_back(stem in "[0-9]{2}[2-9][0-9]{6}", role in 0usize..3) {
+    fn what_is_issued_is_read_back(stem in "[0-9]{2}[2-9][0-9]{6}", role in 0usize..4) {
         let org = (0..10)
             .map(|c| format!("{stem}{c}"))
             .find_map(|s| OrgNumber::parse(&s).ok())
             .unwrap();
-        let role = [Role::Agency, Role::Adapter, Role::Gateway][role];
+        let role = [Role::Agency, Role::Adapter, Role::Gateway, Role::Operator][role];
         let ca = ca();
         let issued = ca.issue(&CertRequest::new(org.clone(), role, "x")).unwrap();
         let id = CertIdentity::from_pem(&issued.cert_pem).unwrap();

@@ -107,6 +107,18 @@ pub enum Reason {
     SelfGrant,
     /// A field has a form the gateway does not take (characters, shape).
     FieldInvalid,
+    /// A registry change would leave the registry inconsistent (an access
+    /// rule naming an unknown purpose, ...): the field names the item, the
+    /// message says why, as `samverka check-config` would.
+    RegistryInvalid,
+    /// A registry change was made on top of a version that is no longer the
+    /// latest: read the registry again and retry.
+    RegistryVersionMismatch,
+    /// The registry item to change or delete does not exist.
+    RegistryItemNotFound,
+    /// This gateway's registry is its configuration file
+    /// (`[registry] source = "file"`): change the file and send SIGHUP.
+    RegistryReadOnly,
     /// The consent or audit store cannot be reached: fail closed.
     StoreUnavailable,
     /// A defect inside the gateway.
@@ -153,6 +165,10 @@ impl Reason {
             Reason::PurposeNotRegistrable => "PURPOSE_NOT_REGISTRABLE",
             Reason::SelfGrant => "SELF_GRANT",
             Reason::FieldInvalid => "FIELD_INVALID",
+            Reason::RegistryInvalid => "REGISTRY_INVALID",
+            Reason::RegistryVersionMismatch => "REGISTRY_VERSION_MISMATCH",
+            Reason::RegistryItemNotFound => "REGISTRY_ITEM_NOT_FOUND",
+            Reason::RegistryReadOnly => "REGISTRY_READ_ONLY",
             Reason::StoreUnavailable => "STORE_UNAVAILABLE",
             Reason::Internal => "INTERNAL",
         }
@@ -180,7 +196,10 @@ impl Reason {
             | Reason::ConsentPending
             | Reason::ConsentRejected
             | Reason::PurposeMismatch => Code::PermissionDenied,
-            Reason::ConsentStateInvalid => Code::FailedPrecondition,
+            Reason::ConsentStateInvalid | Reason::RegistryReadOnly => Code::FailedPrecondition,
+            Reason::RegistryVersionMismatch => Code::Aborted,
+            Reason::RegistryItemNotFound => Code::NotFound,
+            Reason::RegistryInvalid => Code::InvalidArgument,
             Reason::ApprovalWidens => Code::InvalidArgument,
             Reason::SubjectIdInvalid
             | Reason::RecordTypeUnknown

@@ -35,6 +35,10 @@
 //! - [`person`]: person assertions, which prove that the person a
 //!   registrar acts for is present (their login's ID token as evidence).
 //! - [`config`]: the TOML configuration, validated at start.
+//! - [`registry`]: who may read what (agencies, purposes, access rules,
+//!   adapter routes, identity providers) in force, versioned in the store
+//!   and followed by every replica; changed through the management API
+//!   (`service::registry`).
 //! - [`error`]: every failure and the one function mapping it to a gRPC
 //!   status with a stable reason.
 //! - [`state`]: the [`Gateway`] every request shares, built from the
@@ -55,6 +59,7 @@ pub mod metrics;
 pub mod net;
 pub mod person;
 pub mod pipeline;
+pub mod registry;
 pub mod server;
 pub mod service;
 pub mod state;

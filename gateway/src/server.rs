@@ -9,6 +9,7 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
+use samverka_proto::admin::v1::registry_server::RegistryServer;
 use samverka_proto::v1::access_log_server::AccessLogServer;
 use samverka_proto::v1::consents_server::ConsentsServer;
 use samverka_proto::v1::record_exchange_server::RecordExchangeServer;
@@ -22,16 +23,18 @@ use crate::config::{Config, ConfigError};
 use crate::service::access_log::AccessLogService;
 use crate::service::consents::ConsentsService;
 use crate::service::exchange::RecordExchangeService;
+use crate::service::registry::RegistryService;
 use crate::service::rpc::RequestLimit;
 use crate::state::{Gateway, StartError};
 use crate::time::Clock;
 
 /// The gateway's gRPC services by their full names, as the health and
 /// reflection services list them.
-const SERVICES: [&str; 3] = [
+const SERVICES: [&str; 4] = [
     <RecordExchangeServer<RecordExchangeService> as NamedService>::NAME,
     <ConsentsServer<ConsentsService> as NamedService>::NAME,
     <AccessLogServer<AccessLogService> as NamedService>::NAME,
+    <RegistryServer<RegistryService> as NamedService>::NAME,
 ];
 
 /// Sets the gRPC health status of the server (`""`) and of each service.
@@ -131,6 +134,13 @@ pub async fn serve(
         ))
         .add_service(RequestLimit::new(
             AccessLogServer::new(AccessLogService::new(gateway.clone()))
+                .max_decoding_message_size(max_request)
+                .max_encoding_message_size(max_response),
+            gateway.metrics.clone(),
+            max_request,
+        ))
+        .add_service(RequestLimit::new(
+            RegistryServer::new(RegistryService::new(gateway.clone()))
                 .max_decoding_message_size(max_request)
                 .max_encoding_message_size(max_response),
             gateway.metrics.clone(),

@@ -9,7 +9,6 @@ use crate::audit::AuditWriter;
 use crate::config::{Config, ConfigError};
 use crate::credential::signing::JwsSigner;
 use crate::metrics::Metrics;
-use crate::pipeline::routing::Router;
 use crate::store::{Store, StoreError};
 use crate::time::Clock;
 
@@ -22,6 +21,9 @@ pub enum StartError {
     Tls(String),
     /// The store could not be opened.
     Store(StoreError),
+    /// The registry could not be read, seeded or put in force
+    /// (`crate::registry::open`).
+    Registry(String),
     /// The listen address could not be bound.
     Bind(String),
     /// The gRPC server failed.
@@ -34,6 +36,7 @@ impl std::fmt::Display for StartError {
             StartError::Config(e) => write!(f, "{e}"),
             StartError::Tls(m) => write!(f, "TLS: {m}"),
             StartError::Store(e) => write!(f, "{e}"),
+            StartError::Registry(m) => write!(f, "registry: {m}"),
             StartError::Bind(m) => write!(f, "{m}"),
             StartError::Transport(e) => write!(f, "gRPC server: {e}"),
         }
@@ -49,8 +52,10 @@ pub struct Gateway {
     pub config: Config,
     /// Consents and audit.
     pub store: Store,
-    /// Channels to the adapters.
-    pub router: crate::pipeline::routing::Router,
+    /// The registry in force: agencies, purposes, access rules, adapter
+    /// routes and identity providers, and what is built from them. Take
+    /// one snapshot per request ([`crate::registry::RegistrySlot::current`]).
+    pub registry: Arc<crate::registry::RegistrySlot>,
     /// Where "now" comes from.
     pub clock: Clock,
     /// Signs consent receipts and audit checkpoints with the gateway's key.
@@ -61,15 +66,9 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// Requests per caller: every RPC takes a token
     /// ([`crate::service::rpc::Call::identify`]).
-    pub rate: crate::pipeline::rate::RateLimiter,
-    /// What `ListSources` answers, refreshed from the adapters in the
-    /// background.
-    pub sources: crate::pipeline::routing::SourceDirectory,
+    pub rate: Arc<crate::pipeline::rate::RateLimiter>,
     /// The agency-facing TLS material, reloaded on change.
     pub server_tls: Arc<crate::net::tls::ServerTls>,
-    /// Checks person assertions (registrars' and providers' keys, reloaded
-    /// on change).
-    pub person: crate::person::PersonVerifier,
     /// Marks consents whose time is up EXPIRED.
     pub expiry: crate::service::consents::expiry::ExpiryTask,
     /// Set once the server starts to stop: long-lived streams
@@ -114,17 +113,8 @@ impl Gateway {
             signer.clone(),
         )
         .map_err(StartError::Tls)?;
-        let person = crate::person::PersonVerifier::new(&config).map_err(StartError::Tls)?;
         let metrics = Metrics::new();
         server_tls.report_crls_to(&metrics);
-        let router = Router::new(
-            &config.adapters,
-            server_tls.clone(),
-            metrics.clone(),
-            config.limits.breaker_failures,
-            config.limits.breaker_pause,
-        )
-        .map_err(StartError::Tls)?;
         let store = Store::open(&g.store).await.map_err(StartError::Store)?;
         metrics.watch_access_index(store.access_index_progress());
         let audit = AuditWriter::spawn(
@@ -134,26 +124,45 @@ impl Gateway {
             config.audit.checkpoints,
             metrics.clone(),
         );
-        let rate = crate::pipeline::rate::RateLimiter::from_config(&config, clock.clone());
-        let (store_for_expiry, clock_for_expiry) = (store.clone(), clock.clone());
-        let sources = crate::pipeline::routing::SourceDirectory::spawn(
-            router.clone(),
-            crate::pipeline::routing::REFRESH_EVERY,
+        let rate = Arc::new(crate::pipeline::rate::RateLimiter::from_config(
+            &config,
+            clock.clone(),
+        ));
+        let (version, tables) = crate::registry::open(&config, &store, &clock)
+            .await
+            .map_err(StartError::Registry)?;
+        let registry = Arc::new(
+            crate::registry::RegistrySlot::new(
+                &config,
+                server_tls.clone(),
+                metrics.clone(),
+                rate.clone(),
+                version,
+                tables,
+            )
+            .map_err(StartError::Registry)?,
         );
+        let stopping = tokio::sync::watch::Sender::new(false);
+        crate::registry::follow(
+            registry.clone(),
+            store.clone(),
+            config.clone(),
+            clock.clone(),
+            stopping.subscribe(),
+        );
+        let (store_for_expiry, clock_for_expiry) = (store.clone(), clock.clone());
         Ok(Arc::new(Gateway {
             config,
             store,
-            router,
+            registry,
             clock,
             signer,
             audit,
             metrics,
             rate,
-            sources,
             server_tls,
-            person,
             expiry: crate::service::consents::expiry::spawn(store_for_expiry, clock_for_expiry),
-            stopping: tokio::sync::watch::Sender::new(false),
+            stopping,
         }))
     }
 

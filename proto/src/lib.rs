@@ -5,6 +5,7 @@
 //! - [`v1`]: what agency systems call: `RecordExchange` (read records) and
 //!   `Consents` (registrars record consents).
 //! - [`adapter::v1`]: what the gateway calls on each adapter.
+//! - [`admin::v1`]: what operators call: the `Registry`.
 //! - [`records::v1`]: the record envelope and typed payloads shared by both.
 //!
 //! The `.proto` files are the reference for agency developers in any
@@ -22,6 +23,15 @@ pub mod adapter {
     #[allow(missing_docs, unreachable_pub)]
     pub mod v1 {
         tonic::include_proto!("samverka.adapter.v1");
+    }
+}
+
+/// What operators call (`samverka.admin.v1`): the registry.
+pub mod admin {
+    /// Version 1 of the management API.
+    #[allow(missing_docs, unreachable_pub)]
+    pub mod v1 {
+        tonic::include_proto!("samverka.admin.v1");
     }
 }
 

@@ -95,6 +95,8 @@ pub enum CertRole {
     Adapter,
     /// A gateway (server, or with `--client` its client certificate).
     Gateway,
+    /// An operator changing the registry through the management API.
+    Operator,
 }
 
 /// Runs one `samverka certs` command and returns what to print.
@@ -132,6 +134,7 @@ fn certs(command: CertsCommand) -> Result<String, String> {
                 CertRole::Agency => samverka_certs::Role::Agency,
                 CertRole::Adapter => samverka_certs::Role::Adapter,
                 CertRole::Gateway => samverka_certs::Role::Gateway,
+                CertRole::Operator => samverka_certs::Role::Operator,
             };
             let mut request = CertRequest::new(org.clone(), role, &name);
             if client {

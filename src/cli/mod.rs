@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`serve`]: `serve` and `check-config`, the gateway itself;
+//! - [`admin`]: `admin`, the registry (who may read what) of running
+//!   gateways, for operators;
 //! - [`consent`]: `consent`, the `Consents` service: registrars' calls
 //!   for a person, and an agency's requests and watch of its consents;
 //! - [`audit`]: `audit verify|export|prune`, offline over the store;
@@ -27,6 +29,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod adapter;
+pub mod admin;
 pub mod audit;
 pub mod certs;
 pub mod consent;
@@ -90,6 +93,14 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: Box<consent::ConsentCommand>,
+    },
+    /// Read and change the registry of running gateways (agencies,
+    /// purposes, access rules, adapter routes, identity providers), as an
+    /// operator: no restart.
+    Admin {
+        /// What to do.
+        #[command(subcommand)]
+        command: admin::AdminCommand,
     },
     /// Verify, export and archive the audit trail.
     Audit {
@@ -222,6 +233,7 @@ impl Command {
             | Command::Completions { .. }
             | Command::Man { .. } => "samverka",
             Command::Consent { .. } => "samverka consent",
+            Command::Admin { .. } => "samverka admin",
             Command::Audit { .. } => "samverka audit",
             Command::Passport { .. } => "samverka passport",
             Command::Adapter { .. } => "samverka adapter",
@@ -241,6 +253,13 @@ impl Command {
                 let mut out = runtime()?.block_on(consent::run(*command))?;
                 // Empty: the command printed as it went (`consent watch`).
                 if !out.is_empty() && !out.ends_with('\n') {
+                    out.push('\n');
+                }
+                Ok(out)
+            }
+            Command::Admin { command } => {
+                let mut out = runtime()?.block_on(admin::run(command))?;
+                if !out.ends_with('\n') {
                     out.push('\n');
                 }
                 Ok(out)

@@ -1,9 +1,13 @@
 //! Field deserializers shared by several sections: organisation numbers
 //! (`[gateway]`, `[[agencies]]`, `[[access_rules]]`, `[[adapters]]`) and
-//! record type lists (`[[purposes]]`, `[[access_rules]]`, `[[adapters]]`).
+//! record type lists (`[[purposes]]`, `[[access_rules]]`, `[[adapters]]`);
+//! and where key sets are ([`KeySource`]: `[[agencies]]`,
+//! `[[identity_providers]]`).
 //!
 //! They refuse bad values while the file is read, so the error carries the
 //! line of the offending value.
+
+use std::path::{Path, PathBuf};
 
 use samverka_certs::OrgNumber;
 use serde::{Deserialize, Deserializer};
@@ -31,6 +35,44 @@ pub(super) fn record_types<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String
         )));
     }
     Ok(v)
+}
+
+/// Where a set of verification keys is: a file (`keys`, `assertion_keys`),
+/// read again when it changes, or the PEM or JWKS text itself (`key_set`,
+/// `assertion_key_set`), as the registry in the store holds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A PEM or JWKS file.
+    File(PathBuf),
+    /// PEM or JWKS text.
+    Inline(String),
+}
+
+impl KeySource {
+    /// Exactly one of a file (relative to `base_dir`) and inline text.
+    pub(super) fn of(
+        base_dir: &Path,
+        file: &Option<PathBuf>,
+        inline: &Option<String>,
+    ) -> Result<KeySource, String> {
+        match (file, inline) {
+            (Some(f), None) => Ok(KeySource::File(base_dir.join(f))),
+            (None, Some(t)) if !t.trim().is_empty() => Ok(KeySource::Inline(t.clone())),
+            (None, Some(_)) => Err("the key set is blank".into()),
+            (None, None) => Err("name a PEM or JWKS file, or write the key set itself".into()),
+            (Some(_), Some(_)) => Err("name a file or write the key set, not both".into()),
+        }
+    }
+
+    /// The PEM or JWKS text, read from the file when it is one.
+    pub fn text(&self) -> Result<String, String> {
+        match self {
+            KeySource::File(p) => {
+                std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+            }
+            KeySource::Inline(t) => Ok(t.clone()),
+        }
+    }
 }
 
 #[cfg(test)]

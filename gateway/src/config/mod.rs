@@ -90,9 +90,11 @@
 //! [[purposes]]                    # the purpose registry
 //! code = "study_guidance"
 //! description = "Study and career guidance"
+//! description_sv = "Studie- och yrkesvägledning"  # optional
 //! record_types = ["education.course_result", "employment.period"]
 //!
 //! [[access_rules]]                # agency x purposes x record types
+//! id = "guidance"                 # optional: default "AGENCY/PURPOSE+..."
 //! agency = "2021999020"
 //! purposes = ["study_guidance"]
 //! record_types = ["education.course_result", "employment.period"]
@@ -102,12 +104,22 @@
 //! address = "127.0.0.1:50062"
 //! org_number = "2021999053"
 //! record_types = ["employment.period"]
+//!
+//! [registry]                      # which registry is in force (config/document.rs):
+//! source = "store"                # the store's (seeded from the tables above when
+//!                                 # it has none; changed through the management
+//!                                 # API), or "file": these tables, read again on SIGHUP
+//! apply_file = false              # true: at start, these tables replace the store's
+//!                                 # registry if they differ (a new version)
 //! ```
+//!
+//! `assertion_keys` and `keys` name files; `assertion_key_set` and
+//! `key_set` hold the PEM or JWKS text itself instead.
 //!
 //! Relative paths are relative to the file's directory. Unknown keys are
 //! errors, so that a misspelt key cannot silently fall back to a default.
-//! Every error names the line and the reason. The `[agency]`, `[registrar]`
-//! and `[subject]` tables that `samverka demo` writes for clients are
+//! Every error names the line and the reason. The `[agency]`, `[registrar]`,
+//! `[subject]` and `[operator]` tables that `samverka demo` writes for clients are
 //! accepted and ignored.
 //!
 //! # Layout
@@ -127,6 +139,7 @@ mod adapters;
 mod audit;
 pub mod check;
 mod consents;
+mod document;
 mod fields;
 mod gateway;
 mod limits;
@@ -144,8 +157,10 @@ use toml::Spanned;
 pub use adapters::AdapterRoute;
 pub use audit::AuditSettings;
 pub use consents::ConsentSettings;
+pub use document::{RegistrySource, RegistryTables, document_digest};
 pub use gateway::GatewaySettings;
 pub use limits::Limits;
+pub use fields::KeySource;
 pub use person::{DEFAULT_ACCEPTED_ACR, IdentityProvider, PersonAssertionSettings};
 pub use registry::{AccessRule, Agency, LoginClient, Purpose, Registrar};
 pub use samverka_proto::is_record_type_name;
@@ -230,6 +245,16 @@ pub struct Config {
     pub person_assertion: PersonAssertionSettings,
     /// Identity providers whose ID tokens prove a person's login.
     pub identity_providers: Vec<IdentityProvider>,
+    /// `[registry] source`: the store's registry or these tables.
+    pub registry_source: RegistrySource,
+    /// `[registry] apply_file`: at start, these tables become the store's
+    /// latest version when they differ from it.
+    pub apply_file: bool,
+    /// Whether the file writes any registry table (agencies, purposes,
+    /// access rules, adapters, identity providers).
+    pub writes_registry: bool,
+    /// The file this was read from, when it was ([`Config::load`]).
+    pub file: Option<PathBuf>,
 }
 
 /// The file's shape: each section's own shape lives with its parser.
@@ -257,6 +282,8 @@ struct RawConfig {
     person_assertion: person::RawPersonAssertion,
     #[serde(default)]
     identity_providers: Vec<Spanned<person::RawIdentityProvider>>,
+    #[serde(default)]
+    registry: document::RawRegistrySettings,
     // Written by `samverka demo` for clients; the gateway does not use them.
     #[serde(default, rename = "agency")]
     _demo_agency: Option<toml::Table>,
@@ -264,6 +291,8 @@ struct RawConfig {
     _demo_registrar: Option<toml::Table>,
     #[serde(default, rename = "subject")]
     _demo_subject: Option<toml::Table>,
+    #[serde(default, rename = "operator")]
+    _demo_operator: Option<toml::Table>,
 }
 
 /// The 1-based line holding byte `offset` of `text`.
@@ -281,10 +310,12 @@ impl Config {
             reason: format!("cannot read: {e}"),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Config::from_toml(&text, base).map_err(|e| ConfigError {
+        let mut config = Config::from_toml(&text, base).map_err(|e| ConfigError {
             file: Some(path.to_owned()),
             ..e
-        })
+        })?;
+        config.file = Some(path.to_owned());
+        Ok(config)
     }
 
     /// Parses and validates configuration text; relative paths are taken
@@ -312,15 +343,22 @@ impl Config {
         let audit = audit::parse(raw.audit)?;
         let limits = limits::parse(raw.limits)?;
         let telemetry = telemetry::parse(raw.telemetry)?;
-        let registry::Registry {
+        let tables = document::RawTables {
+            agencies: raw.agencies,
+            purposes: raw.purposes,
+            access_rules: raw.access_rules,
+            adapters: raw.adapters,
+            identity_providers: raw.identity_providers,
+        };
+        let writes_registry = !tables.is_empty();
+        let RegistryTables {
             agencies,
             purposes,
             access_rules,
-        } = registry::parse(text, base_dir, raw.agencies, raw.purposes, raw.access_rules)?;
-        let adapters = adapters::parse(text, raw.adapters)?;
+            adapters,
+            identity_providers,
+        } = tables.parse(text, base_dir)?;
         let person_assertion = person::parse(raw.person_assertion, gateway.org_number.as_str())?;
-        let identity_providers =
-            person::parse_providers(text, base_dir, raw.identity_providers, &agencies)?;
 
         Ok(Config {
             gateway,
@@ -334,7 +372,22 @@ impl Config {
             telemetry,
             person_assertion,
             identity_providers,
+            registry_source: raw.registry.source,
+            apply_file: raw.registry.apply_file,
+            writes_registry,
+            file: None,
         })
+    }
+
+    /// The file's registry tables.
+    pub fn tables(&self) -> RegistryTables {
+        RegistryTables {
+            agencies: self.agencies.clone(),
+            purposes: self.purposes.clone(),
+            access_rules: self.access_rules.clone(),
+            adapters: self.adapters.clone(),
+            identity_providers: self.identity_providers.clone(),
+        }
     }
 
     /// The configured agency with this organisation number.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Agency, ConfigError};
+use super::{Agency, ConfigError, KeySource};
 
 /// Levels of assurance the Swedish eID framework and eIDAS define at
 /// substantial or high, accepted for every action unless configured.
@@ -50,9 +50,10 @@ pub struct IdentityProvider {
     pub issuer: String,
     /// A name for people.
     pub name: String,
-    /// Its signing keys: a PEM file (public keys or certificates) or a JWKS
-    /// file (the provider's `jwks_uri` document), reloaded on change.
-    pub keys: PathBuf,
+    /// Its signing keys: PEM (public keys or certificates) or JWKS (the
+    /// provider's `jwks_uri` document), in a file reloaded on change or
+    /// written in the registry itself.
+    pub keys: KeySource,
 }
 
 /// The section as written (absent: all defaults).
@@ -81,7 +82,8 @@ struct RawAssurance {
 pub(super) struct RawIdentityProvider {
     issuer: String,
     name: Option<String>,
-    keys: PathBuf,
+    keys: Option<PathBuf>,
+    key_set: Option<String>,
 }
 
 fn seconds(key: &str, v: Option<u64>, default: u64, max: u64) -> Result<Duration, ConfigError> {
@@ -179,10 +181,12 @@ pub(super) fn parse_providers(
         if providers.iter().any(|q| q.issuer == p.issuer) {
             return Err(refuse("issuer", format!("{:?} is listed twice", p.issuer)));
         }
+        let keys = KeySource::of(base_dir, &p.keys, &p.key_set)
+            .map_err(|reason| refuse("keys", reason))?;
         providers.push(IdentityProvider {
             name: p.name.unwrap_or_else(|| p.issuer.clone()),
             issuer: p.issuer,
-            keys: base_dir.join(p.keys),
+            keys,
         });
     }
     for a in agencies {

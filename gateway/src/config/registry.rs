@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 use super::ConfigError;
-use super::fields::{org_number, record_types};
+use super::fields::{KeySource, org_number, record_types};
 
 /// An agency that may call the gateway.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,9 +38,10 @@ pub struct Registrar {
     pub purposes: Vec<String>,
     /// Whether it may record a consent that lets itself read.
     pub self_grant: bool,
-    /// Its person-assertion public keys: a PEM file (public keys or
-    /// certificates) or a JWKS file, reloaded on change.
-    pub assertion_keys: PathBuf,
+    /// Its person-assertion public keys: PEM (public keys or
+    /// certificates) or JWKS, in a file reloaded on change or written in
+    /// the registry itself.
+    pub assertion_keys: KeySource,
     /// Its client ids at trusted identity providers: an ID token it passes
     /// as evidence must be addressed to one of them.
     pub login_clients: Vec<LoginClient>,
@@ -61,8 +62,10 @@ pub struct LoginClient {
 pub struct Purpose {
     /// The code used in requests and consents.
     pub code: String,
-    /// What it means.
+    /// What it means (in English).
     pub description: String,
+    /// What it means, in Swedish, when written.
+    pub description_sv: Option<String>,
     /// The record types a consent for this purpose may cover.
     pub record_types: Vec<String>,
 }
@@ -70,6 +73,9 @@ pub struct Purpose {
 /// Lets one agency read some record types for some purposes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessRule {
+    /// Names the rule in the registry: as written, or else the agency and
+    /// its purposes (`2021999020/study_guidance+job_matching`).
+    pub id: String,
     /// The agency.
     pub agency: OrgNumber,
     /// The purposes it may state.
@@ -101,6 +107,7 @@ pub(super) struct RawAgency {
     #[serde(default)]
     registrar_self_grant: bool,
     assertion_keys: Option<PathBuf>,
+    assertion_key_set: Option<String>,
     #[serde(default)]
     login_clients: Vec<LoginClient>,
 }
@@ -112,6 +119,7 @@ pub(super) struct RawPurpose {
     #[serde(deserialize_with = "purpose_code")]
     code: String,
     description: String,
+    description_sv: Option<String>,
     #[serde(deserialize_with = "record_types")]
     record_types: Vec<String>,
 }
@@ -120,6 +128,7 @@ pub(super) struct RawPurpose {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAccessRule {
+    id: Option<String>,
     #[serde(deserialize_with = "org_number")]
     agency: OrgNumber,
     purposes: Vec<String>,
@@ -219,12 +228,13 @@ fn registrar(
         let set = a.registrar_purposes.is_some()
             || a.registrar_self_grant
             || a.assertion_keys.is_some()
+            || a.assertion_key_set.is_some()
             || !a.login_clients.is_empty();
         return if set {
             Err((
                 String::new(),
-                "registrar_purposes, registrar_self_grant, assertion_keys and login_clients \
-                 are only for registrar = true"
+                "registrar_purposes, registrar_self_grant, assertion_keys, assertion_key_set \
+                 and login_clients are only for registrar = true"
                     .into(),
             ))
         } else {
@@ -247,12 +257,14 @@ fn registrar(
             format!("purpose {code:?} is not defined under [[purposes]]"),
         ));
     }
-    let Some(keys) = &a.assertion_keys else {
-        return Err((
-            ".assertion_keys".into(),
-            "a registrar needs the PEM or JWKS file of its person-assertion keys".into(),
-        ));
-    };
+    let keys = KeySource::of(base_dir, &a.assertion_keys, &a.assertion_key_set).map_err(
+        |reason| {
+            (
+                ".assertion_keys".into(),
+                format!("a registrar's person-assertion keys: {reason}"),
+            )
+        },
+    )?;
     if a.login_clients.is_empty() {
         return Err((
             ".login_clients".into(),
@@ -262,7 +274,7 @@ fn registrar(
     Ok(Some(Registrar {
         purposes: listed,
         self_grant: a.registrar_self_grant,
-        assertion_keys: base_dir.join(keys),
+        assertion_keys: keys,
         login_clients: a.login_clients.clone(),
     }))
 }
@@ -284,13 +296,15 @@ fn parse_purposes(text: &str, raw: Vec<Spanned<RawPurpose>>) -> Result<Vec<Purpo
         purposes.push(Purpose {
             code: p.code,
             description: p.description,
+            description_sv: p.description_sv,
             record_types: p.record_types,
         });
     }
     Ok(purposes)
 }
 
-/// Each rule names a listed agency and at least one purpose, all defined.
+/// Each rule names a listed agency and at least one purpose, all defined;
+/// no rule id twice.
 fn parse_access_rules(
     text: &str,
     raw: Vec<Spanned<RawAccessRule>>,
@@ -327,7 +341,25 @@ fn parse_access_rules(
                 ));
             }
         }
+        let id = r.id.unwrap_or_else(|| format!("{}/{}", r.agency, r.purposes.join("+")));
+        if id.trim().is_empty() || id.chars().count() > 128 {
+            return Err(ConfigError::at(
+                text,
+                span,
+                format!("access_rules[{i}].id"),
+                "must have 1 to 128 characters, not all blank".into(),
+            ));
+        }
+        if access_rules.iter().any(|q: &AccessRule| q.id == id) {
+            return Err(ConfigError::at(
+                text,
+                span,
+                format!("access_rules[{i}].id"),
+                format!("{id:?} names two rules: give each an id of its own"),
+            ));
+        }
         access_rules.push(AccessRule {
+            id,
             agency: r.agency,
             purposes: r.purposes,
             record_types: r.record_types,
@@ -460,7 +492,10 @@ record_types = ["education.course_result"]
         let bounds = r.agencies[0].registrar.as_ref().unwrap();
         assert_eq!(bounds.purposes, ["study_guidance"]);
         assert!(!bounds.self_grant, "never to itself unless configured");
-        assert_eq!(bounds.assertion_keys, Path::new("/cfg/keys/registrar.pem"));
+        assert_eq!(
+            bounds.assertion_keys,
+            KeySource::File("/cfg/keys/registrar.pem".into())
+        );
         assert_eq!(bounds.login_clients[0].client_id, "eservice");
 
         for (drop, key) in [

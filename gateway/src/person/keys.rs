@@ -155,7 +155,8 @@ struct Loaded {
 /// change that cannot be read keeps the keys last read (and is logged): a
 /// half-written file must not lock every person out.
 pub struct KeyFile {
-    path: PathBuf,
+    /// `None` for keys written in the registry: nothing to read again.
+    path: Option<PathBuf>,
     loaded: Mutex<Loaded>,
 }
 
@@ -178,12 +179,28 @@ fn read(path: &Path) -> Result<Vec<VerifyKey>, String> {
 }
 
 impl KeyFile {
+    /// Reads the file, or the keys written in the registry; either must
+    /// hold at least one key.
+    pub fn from_source(source: &crate::config::KeySource) -> Result<KeyFile, String> {
+        match source {
+            crate::config::KeySource::File(path) => KeyFile::open(path),
+            crate::config::KeySource::Inline(text) => Ok(KeyFile {
+                path: None,
+                loaded: Mutex::new(Loaded {
+                    stamp: None,
+                    checked: Instant::now(),
+                    keys: Arc::new(parse_keys(text.as_bytes())?),
+                }),
+            }),
+        }
+    }
+
     /// Reads the file; it must hold at least one key.
     pub fn open(path: &Path) -> Result<KeyFile, String> {
         let stamp = stamp(path);
         let keys = read(path)?;
         Ok(KeyFile {
-            path: path.to_owned(),
+            path: Some(path.to_owned()),
             loaded: Mutex::new(Loaded {
                 stamp,
                 checked: Instant::now(),
@@ -195,13 +212,16 @@ impl KeyFile {
     /// The current keys, read again first if the file changed.
     pub fn keys(&self) -> Arc<Vec<VerifyKey>> {
         let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(path) = &self.path else {
+            return loaded.keys.clone();
+        };
         if loaded.checked.elapsed() >= CHECK_EVERY {
             loaded.checked = Instant::now();
-            let now = stamp(&self.path);
+            let now = stamp(path);
             if now != loaded.stamp {
-                match read(&self.path) {
+                match read(path) {
                     Ok(keys) => {
-                        tracing::info!(path = %self.path.display(), keys = keys.len(), "key file read again");
+                        tracing::info!(path = %path.display(), keys = keys.len(), "key file read again");
                         loaded.keys = Arc::new(keys);
                         loaded.stamp = now;
                     }

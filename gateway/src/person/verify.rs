@@ -114,20 +114,30 @@ fn decode_with<T: serde::de::DeserializeOwned>(
 }
 
 impl PersonVerifier {
-    /// Reads every registrar's assertion keys and every provider's keys.
+    /// Reads every registrar's assertion keys and every provider's keys,
+    /// of the configuration file's registry tables.
     pub fn new(config: &Config) -> Result<PersonVerifier, String> {
+        PersonVerifier::for_registry(&config.person_assertion, &config.tables())
+    }
+
+    /// Reads every registrar's assertion keys and every provider's keys of
+    /// `tables`.
+    pub fn for_registry(
+        settings: &PersonAssertionSettings,
+        tables: &crate::config::RegistryTables,
+    ) -> Result<PersonVerifier, String> {
         let mut providers = Vec::new();
-        for p in &config.identity_providers {
-            providers.push((p.clone(), KeyFile::open(&p.keys)?));
+        for p in &tables.identity_providers {
+            providers.push((p.clone(), KeyFile::from_source(&p.keys)?));
         }
         let mut registrars = HashMap::new();
-        for a in &config.agencies {
+        for a in &tables.agencies {
             if let Some(r) = &a.registrar {
-                registrars.insert(a.org_number.clone(), KeyFile::open(&r.assertion_keys)?);
+                registrars.insert(a.org_number.clone(), KeyFile::from_source(&r.assertion_keys)?);
             }
         }
         Ok(PersonVerifier {
-            settings: config.person_assertion.clone(),
+            settings: settings.clone(),
             providers,
             registrars,
         })

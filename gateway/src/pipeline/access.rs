@@ -61,11 +61,13 @@ mod tests {
     fn every_type_needs_a_rule_for_the_agency_and_purpose() {
         let rules = vec![
             AccessRule {
+                id: "a".into(),
                 agency: org("2021999020"),
                 purposes: vec!["study_guidance".into()],
                 record_types: types(&["education.degree", "employment.period"]),
             },
             AccessRule {
+                id: "b".into(),
                 agency: org("2021999020"),
                 purposes: vec!["job_matching".into()],
                 record_types: types(&["employment.period"]),

@@ -42,16 +42,16 @@ pub fn caller<T>(request: &Request<T>) -> Result<Caller, GatewayError> {
 }
 
 /// The calling agency, which must hold the consent-registrar permission in
-/// the gateway's configuration, with the bounds it has there.
+/// the registry, with the bounds it has there.
 pub fn registrar(
     caller: Caller,
-    config: &crate::config::Config,
-) -> Result<(OrgNumber, &crate::config::Registrar), GatewayError> {
-    match config
+    registry: &crate::config::RegistryTables,
+) -> Result<(OrgNumber, crate::config::Registrar), GatewayError> {
+    match registry
         .agency(&caller.agency)
         .and_then(|a| a.registrar.as_ref())
     {
-        Some(r) => Ok((caller.agency, r)),
+        Some(r) => Ok((caller.agency, r.clone())),
         _ => Err(GatewayError {
             detail: Some(format!("{} is not a consent registrar", caller.agency)),
             ..GatewayError::new(Reason::RoleRequired, "only a consent registrar may do this")

@@ -82,11 +82,28 @@ impl std::fmt::Display for RateKey {
     }
 }
 
+/// Each listed agency's rate: its own where `[[agencies]]` gives one,
+/// else `[limits]`'s.
+pub fn listed(
+    limits: &crate::config::Limits,
+    agencies: &[crate::config::Agency],
+) -> Vec<(OrgNumber, Rate)> {
+    agencies
+        .iter()
+        .map(|a| {
+            let rate = Rate {
+                per_second: a.rate_per_second.unwrap_or(limits.rate_per_second),
+                burst: a.burst.unwrap_or(limits.burst),
+            };
+            (a.org_number.clone(), rate)
+        })
+        .collect()
+}
+
 /// Token buckets by caller.
 #[derive(Debug)]
 pub struct RateLimiter {
     default: Rate,
-    listed: HashMap<OrgNumber, Rate>,
     max_unlisted: usize,
     clock: Clock,
     buckets: Mutex<Buckets>,
@@ -94,6 +111,9 @@ pub struct RateLimiter {
 
 #[derive(Debug)]
 struct Buckets {
+    /// The agencies with a rate of their own (the registry's, replaced
+    /// when it changes: [`RateLimiter::set_listed`]).
+    rates: HashMap<OrgNumber, Rate>,
     listed: HashMap<OrgNumber, Bucket>,
     unlisted: HashMap<RateKey, Bucket>,
     /// Shared by newcomers while `unlisted` is full.
@@ -151,18 +171,21 @@ impl RateLimiter {
     /// `[limits]`'s rate, and each agency's of `[[agencies]]`.
     pub fn from_config(config: &Config, clock: Clock) -> Self {
         let limits = &config.limits;
-        let listed = config.agencies.iter().map(|a| {
-            let rate = Rate {
-                per_second: a.rate_per_second.unwrap_or(limits.rate_per_second),
-                burst: a.burst.unwrap_or(limits.burst),
-            };
-            (a.org_number.clone(), rate)
-        });
         let default = Rate {
             per_second: limits.rate_per_second,
             burst: limits.burst,
         };
-        RateLimiter::new(default, listed, clock)
+        RateLimiter::new(default, listed(limits, &config.agencies), clock)
+    }
+
+    /// Gives the listed agencies these rates from now on (the registry
+    /// changed); an agency no longer listed is limited as an unlisted
+    /// caller.
+    pub fn set_listed(&self, listed: impl IntoIterator<Item = (OrgNumber, Rate)>) {
+        let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        b.rates = listed.into_iter().collect();
+        let Buckets { rates, listed, .. } = &mut *b;
+        listed.retain(|org, _| rates.contains_key(org));
     }
 
     fn bounded(
@@ -174,10 +197,10 @@ impl RateLimiter {
         let now_ms = clock.now_ms();
         RateLimiter {
             default,
-            listed: listed.into_iter().collect(),
             max_unlisted,
             clock,
             buckets: Mutex::new(Buckets {
+                rates: listed.into_iter().collect(),
                 listed: HashMap::new(),
                 unlisted: HashMap::new(),
                 shared: Bucket::full(default, now_ms),
@@ -190,7 +213,10 @@ impl RateLimiter {
     /// The rate of `key`'s bucket.
     pub fn rate(&self, key: &RateKey) -> Rate {
         match key {
-            RateKey::Agency(org) => self.listed.get(org).copied().unwrap_or(self.default),
+            RateKey::Agency(org) => {
+                let b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+                b.rates.get(org).copied().unwrap_or(self.default)
+            }
             RateKey::Certificate(_) => self.default,
         }
     }
@@ -224,7 +250,7 @@ impl RateLimiter {
             Err(poisoned) => poisoned.into_inner(),
         };
         if let RateKey::Agency(org) = key
-            && let Some(&rate) = self.listed.get(org)
+            && let Some(&rate) = b.rates.get(org)
         {
             return b
                 .listed

@@ -14,7 +14,7 @@
 
 use samverka_certs::{OrgNumber, SubjectId};
 
-use crate::config::{Config, Purpose};
+use crate::config::{Purpose, RegistryTables};
 use crate::error::{GatewayError, Reason};
 
 /// The most record types one request may name.
@@ -165,7 +165,10 @@ pub fn subject(subject_id: &str) -> Result<SubjectId, GatewayError> {
 }
 
 /// A purpose code this gateway knows.
-pub fn purpose<'c>(config: &'c Config, code: &str) -> Result<&'c Purpose, GatewayError> {
+pub fn purpose<'c>(
+    config: &'c RegistryTables,
+    code: &str,
+) -> Result<&'c Purpose, GatewayError> {
     required("purpose", code)?;
     config.purpose(code).ok_or_else(|| {
         GatewayError::invalid(
@@ -178,7 +181,7 @@ pub fn purpose<'c>(config: &'c Config, code: &str) -> Result<&'c Purpose, Gatewa
 
 /// At least one and at most [`MAX_RECORD_TYPES`] record types, none blank,
 /// each known to this gateway; returned sorted, without duplicates.
-pub fn record_types(config: &Config, types: &[String]) -> Result<Vec<String>, GatewayError> {
+pub fn record_types(config: &RegistryTables, types: &[String]) -> Result<Vec<String>, GatewayError> {
     if types.is_empty() {
         return Err(GatewayError::invalid(
             Reason::FieldMissing,
@@ -234,7 +237,11 @@ pub fn agency(field: &str, what: &str, org: &str) -> Result<OrgNumber, GatewayEr
 }
 
 /// A required agency known to this gateway (one it has an entry for).
-pub fn known_agency(config: &Config, field: &str, org: &str) -> Result<OrgNumber, GatewayError> {
+pub fn known_agency(
+    config: &RegistryTables,
+    field: &str,
+    org: &str,
+) -> Result<OrgNumber, GatewayError> {
     required(field, org)?;
     let org = agency(field, field, org)?;
     if config.agency(&org).is_none() {

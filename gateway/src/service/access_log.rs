@@ -40,8 +40,7 @@ impl AccessLogService {
         AccessLogService { gateway }
     }
 
-    fn event(&self, e: AuditEntry) -> AccessEvent {
-        let config = &self.gateway.config;
+    fn event(&self, config: &crate::config::RegistryTables, e: AuditEntry) -> AccessEvent {
         let agency_name = samverka_certs::OrgNumber::parse(&e.caller)
             .ok()
             .and_then(|org| config.agency(&org).map(|a| a.name.clone()))
@@ -94,10 +93,11 @@ impl AccessLogService {
         entry: &mut crate::audit::AuditEntry,
     ) -> Result<Query, GatewayError> {
         let gw = &self.gateway;
-        let (org, registrar) = identity::registrar(caller?, &gw.config)?;
-        let proven = gw.person.verify(
+        let registry = gw.registry.current();
+        let (org, registrar) = identity::registrar(caller?, &registry)?;
+        let proven = registry.person.verify(
             &org,
-            registrar,
+            &registrar,
             req,
             crate::person::Level::Read,
             gw.clock.now_ms(),
@@ -159,8 +159,10 @@ impl AccessLogService {
         } else {
             String::new()
         };
+        // Agency names and purpose descriptions as the registry has them now.
+        let registry = self.gateway.registry.current();
         Ok(ListAccessEventsResponse {
-            events: entries.into_iter().map(|e| self.event(e)).collect(),
+            events: entries.into_iter().map(|e| self.event(&registry, e)).collect(),
             next_page_token,
         })
     }

@@ -74,14 +74,6 @@ impl ConsentsService {
         ConsentsService { gateway }
     }
 
-    /// Only agencies with the registrar permission may use this service.
-    fn registrar(
-        &self,
-        caller: Result<Caller, GatewayError>,
-    ) -> Result<(OrgNumber, &Registrar), GatewayError> {
-        identity::registrar(caller?, &self.gateway.config)
-    }
-
     /// The registrar calling and what its person assertion for `req`
     /// proves; the evidence goes into `entry` either way it ends.
     fn prove<R: PersonBound>(
@@ -90,13 +82,13 @@ impl ConsentsService {
         req: &R,
         level: Level,
         entry: &mut AuditEntry,
-    ) -> Result<(OrgNumber, &Registrar, Proven), GatewayError> {
-        let (org, registrar) = self.registrar(caller)?;
+    ) -> Result<(OrgNumber, Registrar, Proven), GatewayError> {
+        let registry = self.gateway.registry.current();
+        let (org, registrar) = identity::registrar(caller?, &registry)?;
         let now_ms = self.gateway.clock.now_ms();
-        let proven = self
-            .gateway
+        let proven = registry
             .person
-            .verify(&org, registrar, req, level, now_ms)?;
+            .verify(&org, &registrar, req, level, now_ms)?;
         entry.details.extend(proven.evidence.details());
         Ok((org, registrar, proven))
     }
@@ -186,12 +178,13 @@ impl ConsentsService {
         let (org, bounds, proven) = self.prove(caller, &req, Level::Grant, entry)?;
         let registrar = &org;
         let config = &self.gateway.config;
+        let registry = self.gateway.registry.current();
         let now_ms = self.gateway.clock.now_ms();
 
         let subject = validate::subject(&req.subject_id)?;
-        let grantee = validate::known_agency(config, "grantee_agency", &req.grantee_agency)?;
-        let purpose = validate::purpose(config, &req.purpose)?;
-        let record_types = validate::record_types(config, &req.record_types)?;
+        let grantee = validate::known_agency(&registry, "grantee_agency", &req.grantee_agency)?;
+        let purpose = validate::purpose(&registry, &req.purpose)?;
+        let record_types = validate::record_types(&registry, &req.record_types)?;
         validate::covered_by(purpose, &req.record_types)?;
         let source_agencies = validate::source_agencies(&req.source_agencies, None)?;
         let (valid_from_ms, valid_until_ms) = validate::validity(

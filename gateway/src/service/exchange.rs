@@ -300,15 +300,17 @@ impl RecordExchangeService {
         traceparent: String,
     ) -> Result<Allowed, GatewayError> {
         let gw = &self.gateway;
+        // One registry for the whole read, even if a new version comes.
+        let registry = gw.registry.current();
         let subject = validate::subject(&req.subject_id)?;
         validate::case_fields(&req.case_reference, &req.official_id)?;
-        let record_types = validate::record_types(&gw.config, &req.record_types)?;
-        validate::purpose(&gw.config, &req.purpose)?;
-        validate::source_agencies(&req.source_agencies, Some(&|s| gw.router.has_source(s)))?;
+        let record_types = validate::record_types(&registry, &req.record_types)?;
+        validate::purpose(&registry, &req.purpose)?;
+        validate::source_agencies(&req.source_agencies, Some(&|s| registry.router.has_source(s)))?;
 
         let _access = telemetry::step_span!("access_rule").in_scope(|| {
             access::check(
-                &gw.config.access_rules,
+                &registry.access_rules,
                 &caller.agency,
                 &req.purpose,
                 &record_types,
@@ -340,7 +342,7 @@ impl RecordExchangeService {
         // A counted consent's read is reserved before any source is asked.
         let reservation = crate::pipeline::terms::reserve(gw, &permit).await?;
 
-        let plan = gw.router.plan(&record_types, &req.source_agencies, &permit);
+        let plan = registry.router.plan(&record_types, &req.source_agencies, &permit);
         let query = FetchQuery {
             subject_id: subject.as_str().to_owned(),
             purpose: req.purpose.clone(),
@@ -348,8 +350,8 @@ impl RecordExchangeService {
             audit_ref: pending.entry().audit_id.clone(),
             traceparent,
         };
-        pending.arm(gw.router.asked(&plan));
-        let mut result = gw
+        pending.arm(registry.router.asked(&plan));
+        let mut result = registry
             .router
             .fetch(plan, &query, &permit, adapter_deadline(budget))
             .await;
@@ -407,7 +409,7 @@ impl record_exchange_server::RecordExchange for RecordExchangeService {
             call.identify(&request, &self.gateway.rate)?;
             // From the directory refreshed in the background: a caller
             // never makes the gateway call the adapters.
-            let sources = self.gateway.sources.sources().await;
+            let sources = self.gateway.registry.current().sources.sources().await;
             Ok(ListSourcesResponse { sources })
         })
         .await

@@ -6,10 +6,12 @@
 //!   `ListSources`), with [`passport`] for `GetCompetencePassport`;
 //! - [`consents`]: `samverka.v1.Consents`, for registrars;
 //! - [`access_log`]: `samverka.v1.AccessLog`, a person's view of the
-//!   trail, through a registrar.
+//!   trail, through a registrar;
+//! - [`registry`]: `samverka.admin.v1.Registry`, for operators.
 
 pub mod access_log;
 pub mod consents;
 pub mod exchange;
 pub mod passport;
+pub mod registry;
 pub mod rpc;

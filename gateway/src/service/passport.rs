@@ -17,17 +17,18 @@ use crate::pipeline::identity::Caller;
 use crate::pipeline::routing::{FetchQuery, FetchResult};
 use crate::pipeline::{access, consent, validate};
 use crate::state::Gateway;
+use crate::registry::Registry;
 use crate::store::StoredConsent;
 use crate::time::to_timestamp;
 
 /// The record types a passport for `purpose` can hold: those the purpose
 /// covers, of a passport kind, that some source serves. Sorted.
-fn candidate_types(gw: &Gateway, purpose: &[String]) -> Vec<String> {
+fn candidate_types(registry: &Registry, purpose: &[String]) -> Vec<String> {
     let mut types: Vec<String> = purpose
         .iter()
         .filter(|t| passport::is_passport_type(t))
         .filter(|t| {
-            gw.config
+            registry
                 .adapters
                 .iter()
                 .any(|a| a.record_types.contains(t))
@@ -66,9 +67,9 @@ struct Judged {
 
 /// Whether consent `c` lets some source that serves `record_type` be asked:
 /// it restricts no sources, or names one of them.
-fn reaches_a_source(gw: &Gateway, c: &StoredConsent, record_type: &str) -> bool {
+fn reaches_a_source(registry: &Registry, c: &StoredConsent, record_type: &str) -> bool {
     c.source_agencies.is_empty()
-        || gw.config.adapters.iter().any(|a| {
+        || registry.adapters.iter().any(|a| {
             a.record_types.iter().any(|t| t == record_type)
                 && c.source_agencies.iter().any(|s| s == a.org_number.as_str())
         })
@@ -81,7 +82,7 @@ fn reaches_a_source(gw: &Gateway, c: &StoredConsent, record_type: &str) -> bool 
 /// [`consent::decide`], so that another consent may still cover the type;
 /// if none does, the type is refused `CONSENT_MISSING`, saying why.
 fn decide_type(
-    gw: &Gateway,
+    registry: &Registry,
     consents: &[StoredConsent],
     purpose: &str,
     record_type: &str,
@@ -90,7 +91,7 @@ fn decide_type(
     let one = [record_type.to_owned()];
     let usable: Vec<StoredConsent> = consents
         .iter()
-        .filter(|c| reaches_a_source(gw, c, record_type))
+        .filter(|c| reaches_a_source(registry, c, record_type))
         .cloned()
         .collect();
     let permit = consent::decide(&usable, purpose, &one, &[], now_ms);
@@ -115,6 +116,7 @@ fn decide_type(
 /// asked, see [`decide_type`]).
 fn judge(
     gw: &Gateway,
+    registry: &Registry,
     caller: &Caller,
     purpose: &str,
     candidates: &[String],
@@ -133,9 +135,9 @@ fn judge(
     };
     for t in candidates {
         let one = std::slice::from_ref(t);
-        let decision = access::check(&gw.config.access_rules, &caller.agency, purpose, one)
+        let decision = access::check(&registry.access_rules, &caller.agency, purpose, one)
             .and_then(|_| {
-                let permit = decide_type(gw, consents, purpose, t, now_ms);
+                let permit = decide_type(registry, consents, purpose, t, now_ms);
                 gw.metrics.consent_check(&permit);
                 permit
             });
@@ -275,8 +277,10 @@ pub(super) async fn assemble(
 ) -> Result<CompetencePassport, GatewayError> {
     let subject = validate::subject(&req.subject_id)?;
     validate::case_fields(&req.case_reference, &req.official_id)?;
-    let purpose = validate::purpose(&gw.config, &req.purpose)?;
-    let candidates = candidate_types(gw, &purpose.record_types);
+    // One registry for the whole passport, even if a new version comes.
+    let registry = gw.registry.current();
+    let purpose = validate::purpose(&registry, &req.purpose)?;
+    let candidates = candidate_types(&registry, &purpose.record_types);
     if candidates.is_empty() {
         return Err(GatewayError::invalid(
             Reason::RecordTypeNotCovered,
@@ -290,7 +294,7 @@ pub(super) async fn assemble(
         .await
         .map_err(GatewayError::store)?;
 
-    let mut judged = judge(gw, caller, &req.purpose, &candidates, &consents);
+    let mut judged = judge(gw, &registry, caller, &req.purpose, &candidates, &consents);
     // A counted consent's read is reserved before any source is asked; one
     // with no read left keeps its types out.
     let mut reservations = Vec::new();
@@ -335,11 +339,12 @@ pub(super) async fn assemble(
             audit_ref: entry.audit_id.clone(),
             traceparent: traceparent.clone(),
         };
-        let plan = gw.router.plan(types, &[], permit);
+        let plan = registry.router.plan(types, &[], permit);
         let mut entry = audit::PendingEntry::new(&gw.audit, entry);
-        entry.arm(gw.router.asked(&plan));
+        entry.arm(registry.router.asked(&plan));
         pending.push(entry);
-        fetches.push(async move { gw.router.fetch(plan, &query, permit, deadline).await });
+        let router = &registry.router;
+        fetches.push(async move { router.fetch(plan, &query, permit, deadline).await });
     }
     let mut results = futures_util::future::join_all(fetches).await;
     for (((permit, _), result), reservation) in judged
@@ -367,8 +372,7 @@ pub(super) async fn assemble(
     entries.splice(0..0, allowed_entries);
 
     let issuer = &gw.config.gateway.org_number;
-    let issuer_name = gw
-        .config
+    let issuer_name = registry
         .agency(issuer)
         .map(|a| a.name.clone())
         .unwrap_or_else(|| format!("samverka gateway of {issuer}"));

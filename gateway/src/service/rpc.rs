@@ -74,11 +74,23 @@ pub enum Method {
     ConsentsWatch,
     /// `samverka.v1.AccessLog/List`.
     AccessLogList,
+    /// `samverka.admin.v1.Registry/GetRegistry`.
+    RegistryGet,
+    /// `samverka.admin.v1.Registry/ListItems`.
+    RegistryList,
+    /// `samverka.admin.v1.Registry/PutItem`.
+    RegistryPut,
+    /// `samverka.admin.v1.Registry/DeleteItem`.
+    RegistryDelete,
+    /// `samverka.admin.v1.Registry/ApplyDocument`.
+    RegistryApply,
+    /// `samverka.admin.v1.Registry/ListVersions`.
+    RegistryHistory,
 }
 
 impl Method {
     /// Every method the gateway serves.
-    pub const ALL: [Method; 14] = [
+    pub const ALL: [Method; 20] = [
         Method::GetRecords,
         Method::GetCompetencePassport,
         Method::ListSources,
@@ -93,6 +105,12 @@ impl Method {
         Method::ConsentsResume,
         Method::ConsentsWatch,
         Method::AccessLogList,
+        Method::RegistryGet,
+        Method::RegistryList,
+        Method::RegistryPut,
+        Method::RegistryDelete,
+        Method::RegistryApply,
+        Method::RegistryHistory,
     ];
 
     /// The method an HTTP/2 request's path names
@@ -110,6 +128,7 @@ impl Method {
         const EXCHANGE: &str = "samverka.v1.RecordExchange";
         const CONSENTS: &str = "samverka.v1.Consents";
         const ACCESS_LOG: &str = "samverka.v1.AccessLog";
+        const REGISTRY: &str = "samverka.admin.v1.Registry";
         match self {
             Method::GetRecords => (EXCHANGE, "GetRecords", "RecordExchange/GetRecords"),
             Method::GetCompetencePassport => (
@@ -129,6 +148,12 @@ impl Method {
             Method::ConsentsResume => (CONSENTS, "ResumeConsent", "Consents/ResumeConsent"),
             Method::ConsentsWatch => (CONSENTS, "WatchConsents", "Consents/WatchConsents"),
             Method::AccessLogList => (ACCESS_LOG, "List", "AccessLog/List"),
+            Method::RegistryGet => (REGISTRY, "GetRegistry", "Registry/GetRegistry"),
+            Method::RegistryList => (REGISTRY, "ListItems", "Registry/ListItems"),
+            Method::RegistryPut => (REGISTRY, "PutItem", "Registry/PutItem"),
+            Method::RegistryDelete => (REGISTRY, "DeleteItem", "Registry/DeleteItem"),
+            Method::RegistryApply => (REGISTRY, "ApplyDocument", "Registry/ApplyDocument"),
+            Method::RegistryHistory => (REGISTRY, "ListVersions", "Registry/ListVersions"),
         }
     }
 
@@ -450,7 +475,10 @@ mod tests {
     #[test]
     fn a_label_is_its_service_and_method() {
         for m in Method::ALL {
-            let service = m.service().trim_start_matches("samverka.v1.");
+            let service = m
+                .service()
+                .trim_start_matches("samverka.v1.")
+                .trim_start_matches("samverka.admin.v1.");
             assert_eq!(m.label(), format!("{service}/{}", m.name()));
         }
     }

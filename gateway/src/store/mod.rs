@@ -31,6 +31,7 @@ mod access_index;
 pub mod lifecycle;
 mod pg_tls;
 mod postgres;
+pub mod registry;
 mod sqlite;
 
 use std::path::{Path, PathBuf};
@@ -239,6 +240,38 @@ impl Store {
     /// the consent's state allows it.
     pub async fn transition(&self, t: Transition) -> Result<Transitioned, StoreError> {
         delegate!(self.transition(t))
+    }
+
+    /// The latest registry version's number; 0 when there is none.
+    pub async fn registry_head(&self) -> Result<i64, StoreError> {
+        delegate!(self.registry_head())
+    }
+
+    /// A registry version, or the latest when `version` is `None`.
+    pub async fn registry_version(
+        &self,
+        version: Option<i64>,
+    ) -> Result<Option<registry::RegistryVersion>, StoreError> {
+        delegate!(self.registry_version(version))
+    }
+
+    /// Up to `limit` registry versions before `before`, newest first.
+    pub async fn registry_history(
+        &self,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<registry::RegistryVersion>, StoreError> {
+        delegate!(self.registry_history(before, limit))
+    }
+
+    /// Writes `v` and commits `entry` with it, if `v.version` follows the
+    /// latest version (see `store/registry.rs`).
+    pub async fn put_registry(
+        &self,
+        v: registry::RegistryVersion,
+        entry: AuditEntry,
+    ) -> Result<registry::PutRegistry, StoreError> {
+        delegate!(self.put_registry(v, entry))
     }
 
     /// Reserves one read of a counted consent (`max_reads` above 0) that is

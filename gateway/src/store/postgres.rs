@@ -25,6 +25,7 @@ const MIGRATION_LOCK: i64 = 7_342_001;
 mod consents;
 /// A consent's life: each change with its audit entry.
 mod lifecycle;
+mod registry;
 
 /// `e` and what caused it: tokio-postgres says only "db error" and keeps
 /// the server's message (and a TLS failure) in its source.

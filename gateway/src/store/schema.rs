@@ -101,6 +101,18 @@ pub(crate) const SQLITE: &[&str] = &[
     CREATE INDEX consents_by_end ON consents (state, valid_until_ms);
     CREATE INDEX consents_by_decision ON consents (state, decide_by_ms);
 ",
+    "
+    -- Versions of the registry (store/registry.rs): agencies, purposes,
+    -- access rules, adapter routes and identity providers as one document.
+    CREATE TABLE registry_versions (
+        version       INTEGER PRIMARY KEY,
+        document      TEXT NOT NULL,
+        digest        TEXT NOT NULL,
+        changed_at_ms INTEGER NOT NULL,
+        changed_by    TEXT NOT NULL,
+        summary       TEXT NOT NULL
+    );
+",
 ];
 
 /// PostgreSQL migrations; index + 1 is the version.
@@ -194,5 +206,17 @@ pub(crate) const POSTGRES: &[&str] = &[
     ALTER TABLE consents ADD COLUMN valid_for_days INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX consents_by_end ON consents (state, valid_until_ms);
     CREATE INDEX consents_by_decision ON consents (state, decide_by_ms);
+",
+    "
+    -- Versions of the registry (store/registry.rs): agencies, purposes,
+    -- access rules, adapter routes and identity providers as one document.
+    CREATE TABLE registry_versions (
+        version       BIGINT PRIMARY KEY,
+        document      TEXT NOT NULL,
+        digest        TEXT NOT NULL,
+        changed_at_ms BIGINT NOT NULL,
+        changed_by    TEXT NOT NULL,
+        summary       TEXT NOT NULL
+    );
 ",
 ];

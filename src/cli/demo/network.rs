@@ -379,6 +379,22 @@ impl Network {
 /// has some.
 pub const DEMO_AUDIT: &str = "[audit]\ncheckpoint_every = 10\ncheckpoint_interval_s = 5\n";
 
+/// The demo's `[registry]`: on its own SQLite file, the store's registry,
+/// seeded from the tables of `demo.toml` and replaced by them when a run
+/// again in the same directory moved its adapters to new ports. Networks
+/// sharing one PostgreSQL database have a PKI and adapters each, which the
+/// others cannot reach: each keeps its registry in its own file.
+fn demo_registry(store: &str) -> &'static str {
+    if store.starts_with("postgres://") || store.starts_with("postgresql://") {
+        "[registry]          # each demo network on a shared database routes to its\n\
+         source = \"file\"     # own adapters: its registry is this file"
+    } else {
+        "[registry]          # the tables below seed the store's registry; the demo's\n\
+         source = \"store\"    # adapters get new ports at each start, so its tables\n\
+         apply_file = true   # replace the store's registry when they differ"
+    }
+}
+
 /// The demo's configuration: gateway at `gateway` and its admin listener
 /// at `admin` (`host:port`; port 0 lets the OS choose), the demo sources named in `adapters` at their
 /// addresses (named by [`client_address`]: `localhost:PORT`), `store` (a SQLite path or a PostgreSQL URL), and `extra` TOML
@@ -469,6 +485,13 @@ id = "{DEMO_SUBJECT}"
 purpose = "{DEMO_PURPOSE}"
 record_types = {demo_types}
 
+[operator]          # changes the registry: samverka admin ... --demo demo.toml
+gateway = "{call}"
+cert = {op_cert}
+key = {op_key}
+
+{registry}
+
 [[agencies]]         # the operator: issuer of competence passports
 org_number = "{GATEWAY_AGENCY}"
 name = "samverka demo operator (synthetic)"
@@ -532,6 +555,9 @@ record_types = ["employment.period", "competence.validated"]
         crl = p(&pki.crl),
         idp_pub = p(&pki.dev_idp.0),
         idp_key = p(&pki.dev_idp.1),
+        registry = demo_registry(store),
+        op_cert = p(&pki.operator.0),
+        op_key = p(&pki.operator.1),
         store = toml::Value::String(store.to_owned()),
         demo_types = list(&DEMO_RECORD_TYPES),
     )

@@ -105,13 +105,14 @@ impl ConsentsService {
     ) -> Result<Consent, GatewayError> {
         let caller = caller?;
         let config = &self.gateway.config;
+        let registry = self.gateway.registry.current();
         let now_ms = self.gateway.clock.now_ms();
         let subject = validate::subject(&req.subject_id)?;
-        let purpose = validate::purpose(config, &req.purpose)?;
-        let record_types = validate::record_types(config, &req.record_types)?;
+        let purpose = validate::purpose(&registry, &req.purpose)?;
+        let record_types = validate::record_types(&registry, &req.record_types)?;
         validate::covered_by(purpose, &req.record_types)?;
         access::check(
-            &config.access_rules,
+            &registry.access_rules,
             &caller.agency,
             &purpose.code,
             &record_types,
@@ -214,11 +215,11 @@ impl ConsentsService {
             &crate::config::Registrar,
         ) -> Result<Transition, GatewayError>,
     ) -> Result<ConsentReceipt, GatewayError> {
-        let (org, bounds, proven): (OrgNumber, &crate::config::Registrar, Proven) =
+        let (org, bounds, proven): (OrgNumber, crate::config::Registrar, Proven) =
             self.prove(caller, req, level, entry)?;
         validate::consent_id(consent_id)?;
         let current = self.of_person(consent_id, &proven, entry).await?;
-        let mut t = make(&current, &org, bounds)?;
+        let mut t = make(&current, &org, &bounds)?;
         self.spend(&org, &proven).await?;
         t.entry = entry.clone();
         t.entry.decision = Decision::Allowed.as_str().to_owned();
@@ -269,7 +270,7 @@ impl ConsentsService {
         let entry = call.audit_entry(&caller, self.gateway.clock.now_ms());
         let req = request.into_inner();
         let now_ms = self.gateway.clock.now_ms();
-        let config = &self.gateway.config;
+        let registry = self.gateway.registry.current();
         let id = req.consent_id.clone();
         self.audited(entry.clone(), &id, async {
             let mut entry = entry;
@@ -292,7 +293,7 @@ impl ConsentsService {
                             ));
                         }
                         within_bounds(c, org, bounds)?;
-                        let approved = narrowed(c, &req, now_ms, config)?;
+                        let approved = narrowed(c, &req, now_ms, &registry)?;
                         Ok(Transition {
                             consent_id: c.consent_id.clone(),
                             to: ConsentState::Active,
@@ -465,7 +466,7 @@ fn narrowed(
     c: &StoredConsent,
     req: &ApproveConsentRequest,
     now_ms: i64,
-    config: &crate::config::Config,
+    registry: &crate::config::RegistryTables,
 ) -> Result<Approved, GatewayError> {
     let widens = |field: &str, what: &str| {
         GatewayError::invalid(
@@ -477,7 +478,7 @@ fn narrowed(
     let record_types = if req.record_types.is_empty() {
         c.record_types.clone()
     } else {
-        let types = validate::record_types(config, &req.record_types)?;
+        let types = validate::record_types(registry, &req.record_types)?;
         if let Some(t) = types.iter().find(|t| !c.record_types.contains(t)) {
             return Err(widens("record_types", &format!("{t} was not requested")));
         }

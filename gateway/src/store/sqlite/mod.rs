@@ -21,6 +21,7 @@ use super::{
 use crate::audit::chain;
 
 mod lifecycle;
+mod registry;
 mod rows;
 use rows::{
     audit_from_row, chain_head, consent_from_row, insert_consent_row, migrate, select_audit_range,

@@ -1,0 +1,580 @@
+//! `samverka admin`: an operator reads and changes the registry (agencies,
+//! purposes, access rules, adapter routes, identity providers) of running
+//! gateways through `samverka.admin.v1.Registry`, with an operator
+//! certificate (`samverka certs issue --role operator`). Every replica
+//! puts a change in force within about a second; nothing restarts.
+//!
+//! ```text
+//! samverka admin export --demo DIR/demo.toml > registry.toml
+//! samverka admin apply registry.toml --demo DIR/demo.toml [--dry-run]
+//! samverka admin allow --agency 2021999020 --purposes study_guidance \
+//!     --record-types employment.period --demo DIR/demo.toml
+//! samverka admin disallow 2021999020/study_guidance --demo DIR/demo.toml
+//! samverka admin list [agencies|purposes|access-rules|adapters|identity-providers] ...
+//! samverka admin delete KIND KEY ...
+//! samverka admin history ...
+//! ```
+//!
+//! The gateway, trust anchor and certificate come from `--gateway`,
+//! `--ca`, `--cert` and `--key`, or from the `[operator]` table of a
+//! `demo.toml` (`--demo`). Every change shows what it changes, item by
+//! item; `--dry-run` shows it and writes nothing. A change is made on the
+//! version read just before it: if another operator changed the registry
+//! in between, it is refused (ABORTED REGISTRY_VERSION_MISMATCH) and
+//! nothing is written: run it again. `--json` prints the answers as JSON.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand, ValueEnum};
+use samverka_proto::admin::v1 as pb;
+use samverka_proto::admin::v1::registry_client::RegistryClient;
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+use samverka_gateway::net::client::{AgencyTls, connect};
+
+use super::CliError;
+
+/// Subcommands of `samverka admin`.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Print the registry as a document (TOML), the latest version or
+    /// `--version N`: what `apply` takes.
+    Export {
+        /// The version to print (default: the latest).
+        #[arg(long)]
+        version: Option<i64>,
+        /// How to reach the gateway.
+        #[command(flatten)]
+        connection: OperatorConnection,
+    },
+    /// Make the registry this document (TOML, as `export` prints), in one
+    /// version: prints what changes.
+    Apply {
+        /// The document (`-`: standard input).
+        file: PathBuf,
+        /// Show what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// How to reach the gateway.
+        #[command(flatten)]
+        connection: OperatorConnection,
+    },
+    /// List the items of one kind, or of every kind.
+    List {
+        /// The kind (default: every kind).
+        #[arg(value_enum)]
+        kind: Option<ItemKind>,
+        /// How to reach the gateway.
+        #[command(flatten)]
+        connection: OperatorConnection,
+    },
+    /// Let an agency read record types for purposes: add (or replace) an
+    /// access rule.
+    Allow {
+        /// The agency's organisation number.
+        #[arg(long)]
+        agency: String,
+        /// Purpose codes, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        purposes: Vec<String>,
+        /// Record types, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        record_types: Vec<String>,
+        /// The rule's id (default: AGENCY/PURPOSE+PURPOSE...).
+        #[arg(long)]
+        id: Option<String>,
+        /// Show what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// How to reach the gateway.
+        #[command(flatten)]
+        connection: OperatorConnection,
+    },
+    /// Remove an access rule, by its id.
+    Disallow {
+        /// The rule's id (`samverka admin list access-rules` shows them).
+        id: String,
+        /// Show what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// How to reach the gateway.
+        #[command(flatten)]
+        connection: OperatorConnection,
+    },
+    /// Remove any item, by its kind and key.
+    Delete {
+        /// The kind.
+        #[arg(value_enum)]
+        kind: ItemKind,
+        /// Its key: organisation number, purpose code, rule id, adapter
+        /// name or issuer.
+        key: String,
+        /// Show what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// How to reach the gateway.
+        #[command(flatten)]
+        connection: OperatorConnection,
+    },
+    /// The registry's versions, newest first: who made each, and what
+    /// changed.
+    History {
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// How to reach the gateway.
+        #[command(flatten)]
+        connection: OperatorConnection,
+    },
+}
+
+/// A kind of registry item.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ItemKind {
+    /// Agencies, by organisation number.
+    Agencies,
+    /// Purposes, by code.
+    Purposes,
+    /// Access rules, by id.
+    AccessRules,
+    /// Adapter routes, by name.
+    Adapters,
+    /// Identity providers, by issuer.
+    IdentityProviders,
+}
+
+impl ItemKind {
+    fn wire(self) -> pb::ItemKind {
+        match self {
+            ItemKind::Agencies => pb::ItemKind::Agency,
+            ItemKind::Purposes => pb::ItemKind::Purpose,
+            ItemKind::AccessRules => pb::ItemKind::AccessRule,
+            ItemKind::Adapters => pb::ItemKind::AdapterRoute,
+            ItemKind::IdentityProviders => pb::ItemKind::IdentityProvider,
+        }
+    }
+}
+
+/// How to reach the gateway as an operator.
+#[derive(Debug, Args)]
+pub struct OperatorConnection {
+    /// Read the gateway address, CA and the [operator] certificate from a
+    /// demo.toml.
+    #[arg(long, conflicts_with_all = ["gateway", "ca", "cert", "key"])]
+    demo: Option<PathBuf>,
+    /// The gateway, host:port.
+    #[arg(long, required_unless_present = "demo")]
+    gateway: Option<String>,
+    /// Trust anchor (PEM).
+    #[arg(long, required_unless_present = "demo")]
+    ca: Option<PathBuf>,
+    /// The operator's certificate (PEM).
+    #[arg(long, required_unless_present = "demo")]
+    cert: Option<PathBuf>,
+    /// The operator's key (PEM).
+    #[arg(long, required_unless_present = "demo")]
+    key: Option<PathBuf>,
+    /// The name the gateway's certificate must be valid for (default: the
+    /// host of --gateway).
+    #[arg(long)]
+    server_name: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `[section] key` of a demo.toml.
+fn demo_value(path: &Path, section: &str, key: &str) -> Result<String, CliError> {
+    let usage = |e: &dyn std::fmt::Display| CliError::Usage(format!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| usage(&e))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| usage(&e))?;
+    table
+        .get(section)
+        .and_then(|s| s.get(key))
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| usage(&format!("{section}.{key} missing")))
+}
+
+impl OperatorConnection {
+    async fn client(&self) -> Result<RegistryClient<Channel>, CliError> {
+        let (address, ca, cert, key) = match &self.demo {
+            Some(file) => (
+                demo_value(file, "operator", "gateway")?,
+                PathBuf::from(demo_value(file, "gateway", "ca_cert")?),
+                PathBuf::from(demo_value(file, "operator", "cert")?),
+                PathBuf::from(demo_value(file, "operator", "key")?),
+            ),
+            None => {
+                let missing =
+                    || CliError::Usage("--gateway, --ca, --cert and --key, or --demo".into());
+                (
+                    self.gateway.clone().ok_or_else(missing)?,
+                    self.ca.clone().ok_or_else(missing)?,
+                    self.cert.clone().ok_or_else(missing)?,
+                    self.key.clone().ok_or_else(missing)?,
+                )
+            }
+        };
+        let tls = AgencyTls::from_files(&ca, &cert, &key)
+            .map_err(|e| CliError::Usage(format!("cannot read certificate files: {e}")))?;
+        let host = address.rsplit_once(':').map(|(h, _)| h).unwrap_or(&address);
+        let server_name = self.server_name.as_deref().unwrap_or(host);
+        let channel = connect(&address, server_name, &tls)
+            .await
+            .map_err(|e| CliError::Failed(format!("cannot connect to {address}: {e}")))?;
+        Ok(RegistryClient::new(channel))
+    }
+}
+
+/// A refusal: its code, stable reason, message and, for an invalid change,
+/// the field it names.
+fn refused(status: tonic::Status) -> CliError {
+    let reason = status
+        .get_details_error_info()
+        .map(|i| i.reason)
+        .unwrap_or_else(|| "-".into());
+    CliError::Failed(format!(
+        "refused: {:?} {reason}: {}",
+        status.code(),
+        status.message()
+    ))
+}
+
+fn kind_name(k: i32) -> &'static str {
+    match pb::ItemKind::try_from(k) {
+        Ok(pb::ItemKind::Agency) => "agencies",
+        Ok(pb::ItemKind::Purpose) => "purposes",
+        Ok(pb::ItemKind::AccessRule) => "access_rules",
+        Ok(pb::ItemKind::AdapterRoute) => "adapters",
+        Ok(pb::ItemKind::IdentityProvider) => "identity_providers",
+        _ => "?",
+    }
+}
+
+fn action_name(a: i32) -> &'static str {
+    match pb::ChangeAction::try_from(a) {
+        Ok(pb::ChangeAction::Added) => "added",
+        Ok(pb::ChangeAction::Changed) => "changed",
+        Ok(pb::ChangeAction::Removed) => "removed",
+        _ => "?",
+    }
+}
+
+/// What a change did, for people or as JSON.
+fn change_result(r: Option<pb::ChangeResult>, json_out: bool) -> Result<String, CliError> {
+    let r = r.ok_or_else(|| CliError::Failed("the gateway sent no result".into()))?;
+    let changes: Vec<(&str, &str, String)> = r
+        .changes
+        .iter()
+        .map(|c| (action_name(c.action), kind_name(c.kind), c.key.clone()))
+        .collect();
+    if json_out {
+        return Ok(json!({
+            "dry_run": r.dry_run,
+            "version_before": r.version_before,
+            "version": r.version,
+            "digest_before": r.digest_before,
+            "digest": r.digest,
+            "audit_id": r.audit_id,
+            "changes": changes.iter().map(|(a, k, key)| json!({"action": a, "kind": k, "key": key})).collect::<Vec<Value>>(),
+        })
+        .to_string());
+    }
+    let mut out = String::new();
+    for (action, kind, key) in &changes {
+        let sign = match *action {
+            "added" => '+',
+            "removed" => '-',
+            _ => '~',
+        };
+        out.push_str(&format!("{sign} {kind} {key}\n"));
+    }
+    out.push_str(&if changes.is_empty() {
+        format!("no change: the registry stays at version {}\n", r.version_before)
+    } else if r.dry_run {
+        format!(
+            "dry run: would make version {} from {} (nothing written)\n",
+            r.version, r.version_before
+        )
+    } else {
+        format!(
+            "version {} in force (was {}), audit entry {}\n",
+            r.version, r.version_before, r.audit_id
+        )
+    });
+    Ok(out)
+}
+
+/// The latest version's number, to make a change on.
+async fn latest(client: &mut RegistryClient<Channel>) -> Result<i64, CliError> {
+    let got = client
+        .get_registry(pb::GetRegistryRequest { version: 0 })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    Ok(got.version.map(|v| v.version).unwrap_or(0))
+}
+
+async fn put(
+    connection: &OperatorConnection,
+    item: pb::item::Item,
+    dry_run: bool,
+) -> Result<String, CliError> {
+    let mut client = connection.client().await?;
+    let expected_version = latest(&mut client).await?;
+    let answer = client
+        .put_item(pb::PutItemRequest {
+            item: Some(pb::Item { item: Some(item) }),
+            expected_version,
+            dry_run,
+        })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    change_result(answer.result, connection.json)
+}
+
+async fn delete(
+    connection: &OperatorConnection,
+    kind: pb::ItemKind,
+    key: String,
+    dry_run: bool,
+) -> Result<String, CliError> {
+    let mut client = connection.client().await?;
+    let expected_version = latest(&mut client).await?;
+    let answer = client
+        .delete_item(pb::DeleteItemRequest {
+            kind: kind as i32,
+            key,
+            expected_version,
+            dry_run,
+        })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    change_result(answer.result, connection.json)
+}
+
+fn read_document(file: &Path) -> Result<String, CliError> {
+    use std::io::Read;
+    let mut text = String::new();
+    if file == Path::new("-") {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| CliError::Usage(format!("-: {e}")))?;
+    } else {
+        text = std::fs::read_to_string(file)
+            .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
+    }
+    Ok(text)
+}
+
+fn item_json(item: &pb::Item) -> Value {
+    use pb::item::Item;
+    match &item.item {
+        Some(Item::Agency(a)) => json!({
+            "kind": "agencies", "org_number": a.org_number, "name": a.name,
+            "registrar": a.registrar.as_ref().map(|r| json!({
+                "purposes": r.purposes, "self_grant": r.self_grant,
+                "login_clients": r.login_clients.iter().map(|c| json!({"issuer": c.issuer, "client_id": c.client_id})).collect::<Vec<_>>(),
+            })),
+            "rate_per_second": a.rate_per_second, "burst": a.burst,
+        }),
+        Some(Item::Purpose(p)) => json!({
+            "kind": "purposes", "code": p.code, "description": p.description,
+            "description_sv": p.description_sv, "record_types": p.record_types,
+        }),
+        Some(Item::AccessRule(r)) => json!({
+            "kind": "access_rules", "id": r.id, "agency": r.agency,
+            "purposes": r.purposes, "record_types": r.record_types,
+        }),
+        Some(Item::AdapterRoute(a)) => json!({
+            "kind": "adapters", "name": a.name, "address": a.address,
+            "org_number": a.org_number, "record_types": a.record_types, "server_name": a.server_name,
+        }),
+        Some(Item::IdentityProvider(p)) => json!({
+            "kind": "identity_providers", "issuer": p.issuer, "name": p.name,
+        }),
+        None => Value::Null,
+    }
+}
+
+fn item_text(item: &pb::Item) -> String {
+    use pb::item::Item;
+    match &item.item {
+        Some(Item::Agency(a)) => format!(
+            "agencies {}  {}{}",
+            a.org_number,
+            a.name,
+            match &a.registrar {
+                Some(r) => format!("  (registrar for {})", r.purposes.join(", ")),
+                None => String::new(),
+            }
+        ),
+        Some(Item::Purpose(p)) => format!(
+            "purposes {}  {}  [{}]",
+            p.code,
+            p.description,
+            p.record_types.join(", ")
+        ),
+        Some(Item::AccessRule(r)) => format!(
+            "access_rules {}  agency {} for {}: {}",
+            r.id,
+            r.agency,
+            r.purposes.join(", "),
+            r.record_types.join(", ")
+        ),
+        Some(Item::AdapterRoute(a)) => format!(
+            "adapters {}  {} ({}): {}",
+            a.name,
+            a.address,
+            a.org_number,
+            a.record_types.join(", ")
+        ),
+        Some(Item::IdentityProvider(p)) => format!("identity_providers {}  {}", p.issuer, p.name),
+        None => String::new(),
+    }
+}
+
+/// Runs one `samverka admin` command and returns what to print.
+pub async fn run(command: AdminCommand) -> Result<String, CliError> {
+    match command {
+        AdminCommand::Export {
+            version,
+            connection,
+        } => {
+            let mut client = connection.client().await?;
+            let got = client
+                .get_registry(pb::GetRegistryRequest {
+                    version: version.unwrap_or(0),
+                })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            let v = got.version.unwrap_or_default();
+            if connection.json {
+                return Ok(json!({
+                    "version": v.version, "digest": v.digest, "changed_by": v.changed_by,
+                    "document": got.document,
+                })
+                .to_string());
+            }
+            Ok(format!(
+                "# samverka registry version {} (sha256 {})\n{}",
+                v.version, v.digest, got.document
+            ))
+        }
+        AdminCommand::Apply {
+            file,
+            dry_run,
+            connection,
+        } => {
+            let document = read_document(&file)?;
+            let mut client = connection.client().await?;
+            let expected_version = latest(&mut client).await?;
+            let answer = client
+                .apply_document(pb::ApplyDocumentRequest {
+                    document,
+                    expected_version,
+                    dry_run,
+                })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            change_result(answer.result, connection.json)
+        }
+        AdminCommand::List { kind, connection } => {
+            let mut client = connection.client().await?;
+            let answer = client
+                .list_items(pb::ListItemsRequest {
+                    kind: kind.map_or(pb::ItemKind::Unspecified, ItemKind::wire) as i32,
+                })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            if connection.json {
+                return Ok(json!({
+                    "version": answer.version,
+                    "items": answer.items.iter().map(item_json).collect::<Vec<_>>(),
+                })
+                .to_string());
+            }
+            let mut out = format!("registry version {}\n", answer.version);
+            for item in &answer.items {
+                out.push_str(&item_text(item));
+                out.push('\n');
+            }
+            Ok(out)
+        }
+        AdminCommand::Allow {
+            agency,
+            purposes,
+            record_types,
+            id,
+            dry_run,
+            connection,
+        } => {
+            let rule = pb::AccessRule {
+                id: id.unwrap_or_default(),
+                agency,
+                purposes,
+                record_types,
+            };
+            put(&connection, pb::item::Item::AccessRule(rule), dry_run).await
+        }
+        AdminCommand::Disallow {
+            id,
+            dry_run,
+            connection,
+        } => delete(&connection, pb::ItemKind::AccessRule, id, dry_run).await,
+        AdminCommand::Delete {
+            kind,
+            key,
+            dry_run,
+            connection,
+        } => delete(&connection, kind.wire(), key, dry_run).await,
+        AdminCommand::History { limit, connection } => {
+            let mut client = connection.client().await?;
+            let answer = client
+                .list_versions(pb::ListVersionsRequest {
+                    before_version: 0,
+                    page_size: limit,
+                })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            if connection.json {
+                let versions: Vec<Value> = answer
+                    .versions
+                    .iter()
+                    .map(|v| {
+                        json!({
+                            "version": v.version, "digest": v.digest,
+                            "changed_at": v.changed_at.map(|t| samverka_gateway::time::from_timestamp(&t).map(samverka_gateway::time::rfc3339).unwrap_or_default()),
+                            "changed_by": v.changed_by, "changes": v.summary.lines().collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                return Ok(json!({ "versions": versions }).to_string());
+            }
+            let mut out = String::new();
+            for v in &answer.versions {
+                let at = v
+                    .changed_at
+                    .map(|t| samverka_gateway::time::from_timestamp(&t).map(samverka_gateway::time::rfc3339).unwrap_or_default())
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "version {}  {at}  by {}  sha256 {}\n",
+                    v.version, v.changed_by, v.digest
+                ));
+                for line in v.summary.lines() {
+                    out.push_str(&format!("    {line}\n"));
+                }
+            }
+            Ok(out)
+        }
+    }
+}
