@@ -138,9 +138,11 @@ impl RegistryService {
             entry
                 .details
                 .insert("certificate_sha256".into(), thumbprint(der));
-        }
-        if let Ok(op) = &who {
-            entry.caller = op.org.to_string();
+            // Whoever it is, operator or not: the refusal names them too.
+            if let Ok(id) = CertIdentity::from_der(der) {
+                entry.caller = id.agency.to_string();
+                entry.details.insert("role".into(), id.role.to_string());
+            }
         }
         let req = request.into_inner();
         call.run(async move {

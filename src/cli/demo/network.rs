@@ -345,6 +345,13 @@ impl Network {
         .await?)
     }
 
+    /// An mTLS channel to the gateway as its operator (the management API).
+    pub async fn operator_channel(&self) -> Result<Channel, DemoError> {
+        let (cert, key) = &self.pki.operator;
+        let tls = AgencyTls::from_files(&self.pki.ca_cert, cert, key)?;
+        Ok(connect(&client_address(self.gateway_address), "localhost", &tls).await?)
+    }
+
     /// Stops one part (`gateway` or an adapter: `higher-education`,
     /// `employment`, `competence`) and
     /// waits until it has stopped: until its in-flight requests are done,
