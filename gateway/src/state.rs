@@ -21,7 +21,8 @@ pub enum StartError {
     Tls(String),
     /// The store could not be opened.
     Store(StoreError),
-    /// The registry could not be read, seeded or put in force
+    /// The registry could not be put in force: the file's tables differ
+    /// from the store's registry, or its keys or routes are unusable
     /// (`crate::registry::open`).
     Registry(String),
     /// The listen address could not be bound.
@@ -128,9 +129,7 @@ impl Gateway {
             &config,
             clock.clone(),
         ));
-        let (version, tables) = crate::registry::open(&config, &store, &clock)
-            .await
-            .map_err(StartError::Registry)?;
+        let (version, tables) = crate::registry::open(&config, &store, &clock).await?;
         let registry = Arc::new(
             crate::registry::RegistrySlot::new(
                 &config,

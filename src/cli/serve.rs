@@ -34,6 +34,9 @@ pub fn serve(config: &Path) -> Result<String, CliError> {
             // A certificate, key or list that could not be used: restarting
             // will not help either.
             e @ StartError::Tls(_) => CliError::Usage(e.to_string()),
+            // Two registries and no way to know which is meant, or one
+            // that cannot be used: the configuration must change.
+            e @ StartError::Registry(_) => CliError::Usage(e.to_string()),
             other => CliError::Failed(other.to_string()),
         })
 }

@@ -240,7 +240,8 @@ pub async fn open(
     config: &Config,
     store: &Store,
     clock: &Clock,
-) -> Result<(RegistryVersion, RegistryTables), String> {
+) -> Result<(RegistryVersion, RegistryTables), crate::StartError> {
+    use crate::StartError::{Registry as Refused, Store as Failed};
     let file = config
         .file
         .as_ref()
@@ -248,21 +249,23 @@ pub async fn open(
         .unwrap_or_else(|| "the configuration".into());
     let mine = config.tables();
     if config.registry_source == RegistrySource::File {
-        let v = version_of(&mine, 1, &file, format!("read from {file}"), clock.now_ms())?;
+        let v = version_of(&mine, 1, &file, format!("read from {file}"), clock.now_ms())
+            .map_err(Refused)?;
         let e = entry("registry/load", clock.now_ms(), "", None, &v);
-        store.append_audit(e).await.map_err(|e| e.to_string())?;
+        store.append_audit(e).await.map_err(Failed)?;
         return Ok((v, mine));
     }
     // A few times: replicas starting together both try to seed (or apply
     // their file); one wins and the other reads what it wrote.
     for _ in 0..3 {
-        if let Some(v) = store.registry_version(None).await.map_err(|e| e.to_string())? {
+        if let Some(v) = store.registry_version(None).await.map_err(Failed)? {
             let tables = RegistryTables::from_document(&v.document)
-                .map_err(|e| format!("the store's registry version {}: {e}", v.version))?;
-            let differs = config.writes_registry && mine.to_document()? != v.document;
+                .map_err(|e| Refused(format!("the store's registry version {}: {e}", v.version)))?;
+            let differs = config.writes_registry && mine.to_document().map_err(Refused)? != v.document;
             if differs && config.apply_file {
                 let summary = change::summary(&change::diff(&tables, &mine));
-                let next = version_of(&mine, v.version + 1, &file, summary, clock.now_ms())?;
+                let next = version_of(&mine, v.version + 1, &file, summary, clock.now_ms())
+                    .map_err(Refused)?;
                 let e = entry(
                     "registry/apply-file",
                     clock.now_ms(),
@@ -270,27 +273,27 @@ pub async fn open(
                     Some((v.version, &v.digest)),
                     &next,
                 );
-                match store.put_registry(next.clone(), e).await.map_err(|e| e.to_string())? {
+                match store.put_registry(next.clone(), e).await.map_err(Failed)? {
                     PutRegistry::Written(_) => return Ok((next, mine)),
                     PutRegistry::Conflict(_) => continue,
                 }
             }
             if differs {
-                return Err(format!(
+                return Err(Refused(format!(
                     "the registry tables in {file} differ from the store's registry \
                      (version {}, digest {}): the store's is in force once it has one. \
                      Remove the tables from the file and change the registry with \
                      `samverka admin`, set [registry] apply_file = true (the file wins \
                      at each start) or source = \"file\"",
                     v.version, v.digest
-                ));
+                )));
             }
             return Ok((v, tables));
         }
         let summary = change::summary(&change::diff(&RegistryTables::default(), &mine));
-        let v = version_of(&mine, 1, SEEDED_BY, summary, clock.now_ms())?;
+        let v = version_of(&mine, 1, SEEDED_BY, summary, clock.now_ms()).map_err(Refused)?;
         let e = entry("registry/seed", clock.now_ms(), "", None, &v);
-        match store.put_registry(v.clone(), e).await.map_err(|e| e.to_string())? {
+        match store.put_registry(v.clone(), e).await.map_err(Failed)? {
             PutRegistry::Written(_) => {
                 tracing::info!(file, "registry seeded in the store from the configuration file");
                 return Ok((v, mine));
@@ -298,7 +301,9 @@ pub async fn open(
             PutRegistry::Conflict(_) => continue,
         }
     }
-    Err("the store's registry could not be read or seeded".into())
+    Err(Refused(
+        "the store's registry changed under this start three times: start again".into(),
+    ))
 }
 
 /// Follows the registry until `stopping` is set or dropped: the store's
