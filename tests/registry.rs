@@ -72,9 +72,7 @@ fn delete_rule(id: &str, expected_version: i64, dry_run: bool) -> pb::DeleteItem
 }
 
 /// `(method, decision, reason)` of every registry entry of the trail.
-async fn registry_entries(
-    net: &samverka::cli::demo::Network,
-) -> Vec<(String, String, String)> {
+async fn registry_entries(net: &samverka::cli::demo::Network) -> Vec<(String, String, String)> {
     net.gateway
         .store
         .audit_entries(None)
@@ -165,7 +163,10 @@ async fn a_rule_removed_and_added_again_decides_the_next_read_without_a_restart(
     let numbers: Vec<i64> = versions.iter().map(|v| v.version).collect();
     assert_eq!(numbers, [3, 2, 1]);
     assert!(versions[0].changed_by.starts_with(GATEWAY_AGENCY));
-    assert_eq!(versions[1].summary, format!("removed access_rules {READER_RULE}"));
+    assert_eq!(
+        versions[1].summary,
+        format!("removed access_rules {READER_RULE}")
+    );
     assert_eq!(versions[2].changed_by, "seed");
 
     // Every call on the record, in the same chain, which verifies.
@@ -193,11 +194,10 @@ async fn a_rule_removed_and_added_again_decides_the_next_read_without_a_restart(
     assert_eq!(removal.details["digest"], done.digest);
     assert_eq!(removal.details["dry_run"], "false");
     let config = net.config_path.display().to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        support::audit::run(&["verify", "--config", &config])
-    })
-    .await
-    .unwrap();
+    let out =
+        tokio::task::spawn_blocking(move || support::audit::run(&["verify", "--config", &config]))
+            .await
+            .unwrap();
     support::audit::assert_intact(&out, entries.len() as u64);
 }
 
@@ -326,8 +326,15 @@ async fn invalid_and_stale_changes_are_refused_with_reasons_and_change_nothing()
 
     // An access rule naming an unknown purpose, or none.
     let s = op.put_item(put(rule(&["nope"]), v)).await.unwrap_err();
-    assert!(s.message().contains("\"nope\" is not defined under [[purposes]]"), "{s:?}");
-    assert_eq!(refused_with(s, invalid, "REGISTRY_INVALID"), "access_rules[2].purposes");
+    assert!(
+        s.message()
+            .contains("\"nope\" is not defined under [[purposes]]"),
+        "{s:?}"
+    );
+    assert_eq!(
+        refused_with(s, invalid, "REGISTRY_INVALID"),
+        "access_rules[2].purposes"
+    );
     let s = op.put_item(put(rule(&[]), v)).await.unwrap_err();
     refused_with(s, invalid, "REGISTRY_INVALID");
     // A purpose or an agency still named by a rule.
@@ -346,7 +353,10 @@ async fn invalid_and_stale_changes_are_refused_with_reasons_and_change_nothing()
         .delete_item(delete(pb::ItemKind::Agency, READER_AGENCY))
         .await
         .unwrap_err();
-    assert!(s.message().contains("is not listed under [[agencies]]"), "{s:?}");
+    assert!(
+        s.message().contains("is not listed under [[agencies]]"),
+        "{s:?}"
+    );
     refused_with(s, invalid, "REGISTRY_INVALID");
     // What is not there.
     let s = op
@@ -368,7 +378,10 @@ async fn invalid_and_stale_changes_are_refused_with_reasons_and_change_nothing()
         })
     };
     let s = op.put_item(put(agency("12345"), v)).await.unwrap_err();
-    assert_eq!(refused_with(s, invalid, "REGISTRY_INVALID"), "item.agency.org_number");
+    assert_eq!(
+        refused_with(s, invalid, "REGISTRY_INVALID"),
+        "item.agency.org_number"
+    );
     let provider = pb::item::Item::IdentityProvider(pb::IdentityProvider {
         issuer: "https://idp.example".into(),
         name: String::new(),
@@ -384,8 +397,14 @@ async fn invalid_and_stale_changes_are_refused_with_reasons_and_change_nothing()
         server_name: String::new(),
     });
     let s = op.put_item(put(route, v)).await.unwrap_err();
-    assert_eq!(refused_with(s, invalid, "REGISTRY_INVALID"), "adapters[3].address");
-    for document in ["[[[ not toml", "[[agencies]]\norg_number = \"2021999020\"\nname = \"x\"\ncolour = \"red\"\n"] {
+    assert_eq!(
+        refused_with(s, invalid, "REGISTRY_INVALID"),
+        "adapters[3].address"
+    );
+    for document in [
+        "[[[ not toml",
+        "[[agencies]]\norg_number = \"2021999020\"\nname = \"x\"\ncolour = \"red\"\n",
+    ] {
         let s = op
             .apply_document(pb::ApplyDocumentRequest {
                 document: document.into(),
@@ -399,7 +418,10 @@ async fn invalid_and_stale_changes_are_refused_with_reasons_and_change_nothing()
     // No version to match, or a stale one.
     let good = || reader_rule();
     let s = op.put_item(put(good(), 0)).await.unwrap_err();
-    assert_eq!(refused_with(s, invalid, "FIELD_MISSING"), "expected_version");
+    assert_eq!(
+        refused_with(s, invalid, "FIELD_MISSING"),
+        "expected_version"
+    );
     let s = op.put_item(put(good(), v + 5)).await.unwrap_err();
     refused_with(s, Code::Aborted, "REGISTRY_VERSION_MISMATCH");
 
@@ -439,7 +461,10 @@ async fn only_operator_certificates_get_in_and_their_refusals_are_audited() {
         .collect();
     assert_eq!(refusals.len(), 2);
     for e in refusals {
-        assert_eq!((e.decision.as_str(), e.reason.as_str()), ("denied", "ROLE_REQUIRED"));
+        assert_eq!(
+            (e.decision.as_str(), e.reason.as_str()),
+            ("denied", "ROLE_REQUIRED")
+        );
         assert_eq!(e.caller, samverka::cli::demo::REGISTRAR_AGENCY);
         assert_eq!(e.details["role"], "agency");
         assert_eq!(e.details["certificate_sha256"].len(), 64);

@@ -172,7 +172,11 @@ async fn a_rule_changed_through_one_replica_is_in_force_on_the_other_within_two_
         dry_run: false,
     };
     let (a, b) = tokio::join!(op_one.delete_item(delete()), op_two.delete_item(delete()));
-    assert_eq!([&a, &b].iter().filter(|r| r.is_ok()).count(), 1, "{a:?} {b:?}");
+    assert_eq!(
+        [&a, &b].iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{a:?} {b:?}"
+    );
     let lost = [a, b].into_iter().find_map(|r| r.err()).unwrap();
     assert_eq!(lost.code(), Code::Aborted);
     assert_eq!(reason(&lost), "REGISTRY_VERSION_MISMATCH");
@@ -202,7 +206,8 @@ async fn a_file_registry_refuses_api_changes_and_follows_the_file_on_sighup() {
     };
     let gateway = start_edited_gateway(dir.path(), &pki, &adapters, "", &[], to_file);
     grant(&gateway, &pki).await;
-    let mut reader = RecordExchangeClient::new(channel(&gateway, &agency_tls(&pki, "reader")).await);
+    let mut reader =
+        RecordExchangeClient::new(channel(&gateway, &agency_tls(&pki, "reader")).await);
     reader.get_records(demo_read()).await.unwrap();
 
     let mut op = operator(&gateway, &pki).await;
@@ -223,7 +228,11 @@ async fn a_file_registry_refuses_api_changes_and_follows_the_file_on_sighup() {
     let text = std::fs::read_to_string(&path).unwrap();
     let block = "[[access_rules]]\nagency = \"2021999020\"\npurposes = [\"study_guidance\"]\n";
     assert!(text.contains(block), "{text}");
-    let without = text.replacen(block, "[[access_rules]]\nagency = \"2021999020\"\npurposes = [\"admission\"]\n", 1);
+    let without = text.replacen(
+        block,
+        "[[access_rules]]\nagency = \"2021999020\"\npurposes = [\"admission\"]\n",
+        1,
+    );
     std::fs::write(&path, without).unwrap();
     let hup = |pid: u32| {
         let ok = std::process::Command::new("kill")
@@ -286,7 +295,12 @@ fn a_file_whose_tables_differ_from_the_stores_registry_is_refused_at_start() {
             if let Some(status) = child.try_wait().unwrap() {
                 let mut err = String::new();
                 use std::io::Read;
-                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
                 return Some((status.code(), err));
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -295,8 +309,14 @@ fn a_file_whose_tables_differ_from_the_stores_registry_is_refused_at_start() {
         let _ = child.wait();
         None
     };
-    assert!(serve(config("")).is_none(), "the first start seeds the store and serves");
-    assert!(serve(config("")).is_none(), "the same tables again: no ambiguity");
+    assert!(
+        serve(config("")).is_none(),
+        "the first start seeds the store and serves"
+    );
+    assert!(
+        serve(config("")).is_none(),
+        "the same tables again: no ambiguity"
+    );
     let changed = config("").replace(
         "description = \"Admission to education\"",
         "description = \"Admission to higher education\"",
@@ -305,6 +325,9 @@ fn a_file_whose_tables_differ_from_the_stores_registry_is_refused_at_start() {
     assert_eq!(code, Some(64), "{err}");
     assert!(err.contains("differ from the store's registry"), "{err}");
     // Said which wins: with apply_file, the file does.
-    let applied = changed.replace("source = \"store\"", "source = \"store\"\napply_file = true");
+    let applied = changed.replace(
+        "source = \"store\"",
+        "source = \"store\"\napply_file = true",
+    );
     assert!(serve(applied).is_none());
 }

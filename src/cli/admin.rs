@@ -293,7 +293,10 @@ fn change_result(r: Option<pb::ChangeResult>, json_out: bool) -> Result<String, 
         out.push_str(&format!("{sign} {kind} {key}\n"));
     }
     out.push_str(&if changes.is_empty() {
-        format!("no change: the registry stays at version {}\n", r.version_before)
+        format!(
+            "no change: the registry stays at version {}\n",
+            r.version_before
+        )
     } else if r.dry_run {
         format!(
             "dry run: would make version {} from {} (nothing written)\n",
@@ -564,7 +567,11 @@ pub async fn run(command: AdminCommand) -> Result<String, CliError> {
             for v in &answer.versions {
                 let at = v
                     .changed_at
-                    .map(|t| samverka_gateway::time::from_timestamp(&t).map(samverka_gateway::time::rfc3339).unwrap_or_default())
+                    .map(|t| {
+                        samverka_gateway::time::from_timestamp(&t)
+                            .map(samverka_gateway::time::rfc3339)
+                            .unwrap_or_default()
+                    })
                     .unwrap_or_default();
                 out.push_str(&format!(
                     "version {}  {at}  by {}  sha256 {}\n",

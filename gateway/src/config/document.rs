@@ -348,7 +348,10 @@ key_set = "KEYS"
         let text = text.replace("assertion_keys = ", "assertion_key_set = ");
         let e = RegistryTables::from_document(&text).unwrap_err();
         assert_eq!(e.key, "identity_providers[0].keys", "{e}");
-        let text = TABLES.replace("purposes = [\"study_guidance\"]\nrecord", "purposes = [\"x\"]\nrecord");
+        let text = TABLES.replace(
+            "purposes = [\"study_guidance\"]\nrecord",
+            "purposes = [\"x\"]\nrecord",
+        );
         let e = RegistryTables::from_document(&text).unwrap_err();
         assert_eq!(e.reason, "purpose \"x\" is not defined under [[purposes]]");
         let header = text.lines().position(|l| l == "[[access_rules]]").unwrap() + 1;

@@ -257,14 +257,13 @@ fn registrar(
             format!("purpose {code:?} is not defined under [[purposes]]"),
         ));
     }
-    let keys = KeySource::of(base_dir, &a.assertion_keys, &a.assertion_key_set).map_err(
-        |reason| {
+    let keys =
+        KeySource::of(base_dir, &a.assertion_keys, &a.assertion_key_set).map_err(|reason| {
             (
                 ".assertion_keys".into(),
                 format!("a registrar's person-assertion keys: {reason}"),
             )
-        },
-    )?;
+        })?;
     if a.login_clients.is_empty() {
         return Err((
             ".login_clients".into(),
@@ -341,7 +340,8 @@ fn parse_access_rules(
                 ));
             }
         }
-        let id = r.id.unwrap_or_else(|| format!("{}/{}", r.agency, r.purposes.join("+")));
+        let id =
+            r.id.unwrap_or_else(|| format!("{}/{}", r.agency, r.purposes.join("+")));
         if id.trim().is_empty() || id.chars().count() > 128 {
             return Err(ConfigError::at(
                 text,

@@ -133,7 +133,10 @@ impl PersonVerifier {
         let mut registrars = HashMap::new();
         for a in &tables.agencies {
             if let Some(r) = &a.registrar {
-                registrars.insert(a.org_number.clone(), KeyFile::from_source(&r.assertion_keys)?);
+                registrars.insert(
+                    a.org_number.clone(),
+                    KeyFile::from_source(&r.assertion_keys)?,
+                );
             }
         }
         Ok(PersonVerifier {

@@ -165,10 +165,7 @@ pub fn subject(subject_id: &str) -> Result<SubjectId, GatewayError> {
 }
 
 /// A purpose code this gateway knows.
-pub fn purpose<'c>(
-    config: &'c RegistryTables,
-    code: &str,
-) -> Result<&'c Purpose, GatewayError> {
+pub fn purpose<'c>(config: &'c RegistryTables, code: &str) -> Result<&'c Purpose, GatewayError> {
     required("purpose", code)?;
     config.purpose(code).ok_or_else(|| {
         GatewayError::invalid(
@@ -181,7 +178,10 @@ pub fn purpose<'c>(
 
 /// At least one and at most [`MAX_RECORD_TYPES`] record types, none blank,
 /// each known to this gateway; returned sorted, without duplicates.
-pub fn record_types(config: &RegistryTables, types: &[String]) -> Result<Vec<String>, GatewayError> {
+pub fn record_types(
+    config: &RegistryTables,
+    types: &[String],
+) -> Result<Vec<String>, GatewayError> {
     if types.is_empty() {
         return Err(GatewayError::invalid(
             Reason::FieldMissing,

@@ -177,7 +177,13 @@ pub struct Change {
 
 impl std::fmt::Display for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {} {}", self.action.as_str(), self.kind.as_str(), self.key)
+        write!(
+            f,
+            "{} {} {}",
+            self.action.as_str(),
+            self.kind.as_str(),
+            self.key
+        )
     }
 }
 

@@ -27,8 +27,8 @@ use crate::net::tls::ServerTls;
 use crate::person::PersonVerifier;
 use crate::pipeline::rate::RateLimiter;
 use crate::pipeline::routing::{REFRESH_EVERY, Router, SourceDirectory};
-use crate::store::registry::{PutRegistry, RegistryVersion};
 use crate::store::Store;
+use crate::store::registry::{PutRegistry, RegistryVersion};
 use crate::time::Clock;
 
 /// How often a replica asks the store for a newer version.
@@ -96,7 +96,10 @@ impl RegistrySlot {
             config.limits.breaker_pause,
         )?;
         let sources = Arc::new(SourceDirectory::spawn(router.clone(), REFRESH_EVERY));
-        rate.set_listed(crate::pipeline::rate::listed(&config.limits, &tables.agencies));
+        rate.set_listed(crate::pipeline::rate::listed(
+            &config.limits,
+            &tables.agencies,
+        ));
         Ok(RegistrySlot {
             current: RwLock::new(Arc::new(Registry {
                 version: version.version,
@@ -142,7 +145,12 @@ impl RegistrySlot {
     /// Puts version `version` of `tables` in force, unless a version as
     /// new is in force already. The channels to the adapters (and their
     /// circuit breakers) are kept when the routes did not change.
-    pub fn install(&self, version: i64, digest: String, tables: RegistryTables) -> Result<(), String> {
+    pub fn install(
+        &self,
+        version: i64,
+        digest: String,
+        tables: RegistryTables,
+    ) -> Result<(), String> {
         let before = self.current();
         if before.version >= version {
             return Ok(());
@@ -261,7 +269,8 @@ pub async fn open(
         if let Some(v) = store.registry_version(None).await.map_err(Failed)? {
             let tables = RegistryTables::from_document(&v.document)
                 .map_err(|e| Refused(format!("the store's registry version {}: {e}", v.version)))?;
-            let differs = config.writes_registry && mine.to_document().map_err(Refused)? != v.document;
+            let differs =
+                config.writes_registry && mine.to_document().map_err(Refused)? != v.document;
             if differs && config.apply_file {
                 let summary = change::summary(&change::diff(&tables, &mine));
                 let next = version_of(&mine, v.version + 1, &file, summary, clock.now_ms())
@@ -295,7 +304,10 @@ pub async fn open(
         let e = entry("registry/seed", clock.now_ms(), "", None, &v);
         match store.put_registry(v.clone(), e).await.map_err(Failed)? {
             PutRegistry::Written(_) => {
-                tracing::info!(file, "registry seeded in the store from the configuration file");
+                tracing::info!(
+                    file,
+                    "registry seeded in the store from the configuration file"
+                );
                 return Ok((v, mine));
             }
             PutRegistry::Conflict(_) => continue,
@@ -360,7 +372,11 @@ async fn follow_store(slot: &RegistrySlot, store: &Store) -> Result<(), String> 
     if head <= slot.current().version {
         return Ok(());
     }
-    let Some(v) = store.registry_version(Some(head)).await.map_err(|e| e.to_string())? else {
+    let Some(v) = store
+        .registry_version(Some(head))
+        .await
+        .map_err(|e| e.to_string())?
+    else {
         return Ok(());
     };
     let tables = RegistryTables::from_document(&v.document)

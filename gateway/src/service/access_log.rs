@@ -162,7 +162,10 @@ impl AccessLogService {
         // Agency names and purpose descriptions as the registry has them now.
         let registry = self.gateway.registry.current();
         Ok(ListAccessEventsResponse {
-            events: entries.into_iter().map(|e| self.event(&registry, e)).collect(),
+            events: entries
+                .into_iter()
+                .map(|e| self.event(&registry, e))
+                .collect(),
             next_page_token,
         })
     }

@@ -306,7 +306,10 @@ impl RecordExchangeService {
         validate::case_fields(&req.case_reference, &req.official_id)?;
         let record_types = validate::record_types(&registry, &req.record_types)?;
         validate::purpose(&registry, &req.purpose)?;
-        validate::source_agencies(&req.source_agencies, Some(&|s| registry.router.has_source(s)))?;
+        validate::source_agencies(
+            &req.source_agencies,
+            Some(&|s| registry.router.has_source(s)),
+        )?;
 
         let _access = telemetry::step_span!("access_rule").in_scope(|| {
             access::check(
@@ -342,7 +345,9 @@ impl RecordExchangeService {
         // A counted consent's read is reserved before any source is asked.
         let reservation = crate::pipeline::terms::reserve(gw, &permit).await?;
 
-        let plan = registry.router.plan(&record_types, &req.source_agencies, &permit);
+        let plan = registry
+            .router
+            .plan(&record_types, &req.source_agencies, &permit);
         let query = FetchQuery {
             subject_id: subject.as_str().to_owned(),
             purpose: req.purpose.clone(),

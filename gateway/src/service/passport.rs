@@ -16,8 +16,8 @@ use crate::pipeline::consent::ConsentPermit;
 use crate::pipeline::identity::Caller;
 use crate::pipeline::routing::{FetchQuery, FetchResult};
 use crate::pipeline::{access, consent, validate};
-use crate::state::Gateway;
 use crate::registry::Registry;
+use crate::state::Gateway;
 use crate::store::StoredConsent;
 use crate::time::to_timestamp;
 
@@ -27,12 +27,7 @@ fn candidate_types(registry: &Registry, purpose: &[String]) -> Vec<String> {
     let mut types: Vec<String> = purpose
         .iter()
         .filter(|t| passport::is_passport_type(t))
-        .filter(|t| {
-            registry
-                .adapters
-                .iter()
-                .any(|a| a.record_types.contains(t))
-        })
+        .filter(|t| registry.adapters.iter().any(|a| a.record_types.contains(t)))
         .cloned()
         .collect();
     types.sort();

@@ -308,35 +308,41 @@ impl registry_server::Registry for RegistryService {
         &self,
         request: Request<pb::GetRegistryRequest>,
     ) -> Result<Response<pb::GetRegistryResponse>, Status> {
-        self.serve(Method::RegistryGet, request, |_, req, mut entry| async move {
-            let result = async {
-                let v = if req.version == 0 {
-                    self.latest().await?.0
-                } else {
-                    let v = self
-                        .gateway
-                        .store
-                        .registry_version(Some(req.version))
-                        .await
-                        .map_err(GatewayError::store)?;
-                    v.filter(|_| self.gateway.config.registry_source == RegistrySource::Store)
-                        .ok_or_else(|| {
-                            GatewayError::invalid(
-                                Reason::RegistryItemNotFound,
-                                "version",
-                                format!("there is no registry version {}", req.version),
-                            )
-                        })?
-                };
-                entry.details.insert("version".into(), v.version.to_string());
-                Ok(pb::GetRegistryResponse {
-                    version: Some(convert::version_to_wire(&v)),
-                    document: v.document,
-                })
-            }
-            .await;
-            (result, Some(entry))
-        })
+        self.serve(
+            Method::RegistryGet,
+            request,
+            |_, req, mut entry| async move {
+                let result = async {
+                    let v = if req.version == 0 {
+                        self.latest().await?.0
+                    } else {
+                        let v = self
+                            .gateway
+                            .store
+                            .registry_version(Some(req.version))
+                            .await
+                            .map_err(GatewayError::store)?;
+                        v.filter(|_| self.gateway.config.registry_source == RegistrySource::Store)
+                            .ok_or_else(|| {
+                                GatewayError::invalid(
+                                    Reason::RegistryItemNotFound,
+                                    "version",
+                                    format!("there is no registry version {}", req.version),
+                                )
+                            })?
+                    };
+                    entry
+                        .details
+                        .insert("version".into(), v.version.to_string());
+                    Ok(pb::GetRegistryResponse {
+                        version: Some(convert::version_to_wire(&v)),
+                        document: v.document,
+                    })
+                }
+                .await;
+                (result, Some(entry))
+            },
+        )
         .await
     }
 
@@ -344,27 +350,33 @@ impl registry_server::Registry for RegistryService {
         &self,
         request: Request<pb::ListItemsRequest>,
     ) -> Result<Response<pb::ListItemsResponse>, Status> {
-        self.serve(Method::RegistryList, request, |_, req, mut entry| async move {
-            let result = async {
-                let kinds = match convert::kind(req.kind)? {
-                    Some(k) => vec![k],
-                    None => Kind::ALL.to_vec(),
-                };
-                let (v, tables) = self.latest().await?;
-                entry.details.insert("version".into(), v.version.to_string());
-                let items = kinds
-                    .into_iter()
-                    .flat_map(|k| change::items(&tables, k))
-                    .map(convert::item_to_wire)
-                    .collect();
-                Ok(pb::ListItemsResponse {
-                    version: v.version,
-                    items,
-                })
-            }
-            .await;
-            (result, Some(entry))
-        })
+        self.serve(
+            Method::RegistryList,
+            request,
+            |_, req, mut entry| async move {
+                let result = async {
+                    let kinds = match convert::kind(req.kind)? {
+                        Some(k) => vec![k],
+                        None => Kind::ALL.to_vec(),
+                    };
+                    let (v, tables) = self.latest().await?;
+                    entry
+                        .details
+                        .insert("version".into(), v.version.to_string());
+                    let items = kinds
+                        .into_iter()
+                        .flat_map(|k| change::items(&tables, k))
+                        .map(convert::item_to_wire)
+                        .collect();
+                    Ok(pb::ListItemsResponse {
+                        version: v.version,
+                        items,
+                    })
+                }
+                .await;
+                (result, Some(entry))
+            },
+        )
         .await
     }
 
@@ -394,37 +406,41 @@ impl registry_server::Registry for RegistryService {
         &self,
         request: Request<pb::DeleteItemRequest>,
     ) -> Result<Response<pb::DeleteItemResponse>, Status> {
-        self.serve(Method::RegistryDelete, request, |op, req, entry| async move {
-            let kind = convert::kind(req.kind).and_then(|k| {
-                k.ok_or_else(|| {
-                    GatewayError::invalid(Reason::FieldMissing, "kind", "kind is required")
-                })
-            });
-            let (result, entry) = match kind {
-                Ok(kind) => {
-                    let key = req.key.clone();
-                    self.change(&op, req.expected_version, req.dry_run, entry, move |t| {
-                        if change::delete(t, kind, &key) {
-                            Ok(())
-                        } else {
-                            Err(GatewayError::invalid(
-                                Reason::RegistryItemNotFound,
-                                "key",
-                                format!(
-                                    "the registry has no {} {:?}",
-                                    kind.as_str(),
-                                    crate::pipeline::validate::echo(&key)
-                                ),
-                            ))
-                        }
+        self.serve(
+            Method::RegistryDelete,
+            request,
+            |op, req, entry| async move {
+                let kind = convert::kind(req.kind).and_then(|k| {
+                    k.ok_or_else(|| {
+                        GatewayError::invalid(Reason::FieldMissing, "kind", "kind is required")
                     })
-                    .await
-                }
-                Err(e) => (Err(e), Some(entry)),
-            };
-            let result = result.map(|r| pb::DeleteItemResponse { result: Some(r) });
-            (result, entry)
-        })
+                });
+                let (result, entry) = match kind {
+                    Ok(kind) => {
+                        let key = req.key.clone();
+                        self.change(&op, req.expected_version, req.dry_run, entry, move |t| {
+                            if change::delete(t, kind, &key) {
+                                Ok(())
+                            } else {
+                                Err(GatewayError::invalid(
+                                    Reason::RegistryItemNotFound,
+                                    "key",
+                                    format!(
+                                        "the registry has no {} {:?}",
+                                        kind.as_str(),
+                                        crate::pipeline::validate::echo(&key)
+                                    ),
+                                ))
+                            }
+                        })
+                        .await
+                    }
+                    Err(e) => (Err(e), Some(entry)),
+                };
+                let result = result.map(|r| pb::DeleteItemResponse { result: Some(r) });
+                (result, entry)
+            },
+        )
         .await
     }
 
@@ -432,16 +448,20 @@ impl registry_server::Registry for RegistryService {
         &self,
         request: Request<pb::ApplyDocumentRequest>,
     ) -> Result<Response<pb::ApplyDocumentResponse>, Status> {
-        self.serve(Method::RegistryApply, request, |op, req, entry| async move {
-            let (result, entry) = self
-                .change(&op, req.expected_version, req.dry_run, entry, |t| {
-                    *t = RegistryTables::from_document(&req.document).map_err(invalid)?;
-                    Ok(())
-                })
-                .await;
-            let result = result.map(|r| pb::ApplyDocumentResponse { result: Some(r) });
-            (result, entry)
-        })
+        self.serve(
+            Method::RegistryApply,
+            request,
+            |op, req, entry| async move {
+                let (result, entry) = self
+                    .change(&op, req.expected_version, req.dry_run, entry, |t| {
+                        *t = RegistryTables::from_document(&req.document).map_err(invalid)?;
+                        Ok(())
+                    })
+                    .await;
+                let result = result.map(|r| pb::ApplyDocumentResponse { result: Some(r) });
+                (result, entry)
+            },
+        )
         .await
     }
 
@@ -449,35 +469,39 @@ impl registry_server::Registry for RegistryService {
         &self,
         request: Request<pb::ListVersionsRequest>,
     ) -> Result<Response<pb::ListVersionsResponse>, Status> {
-        self.serve(Method::RegistryHistory, request, |_, req, entry| async move {
-            let result = async {
-                if self.gateway.config.registry_source == RegistrySource::File {
-                    let (v, _) = self.latest().await?;
-                    return Ok(pb::ListVersionsResponse {
-                        versions: vec![convert::version_to_wire(&v)],
-                    });
+        self.serve(
+            Method::RegistryHistory,
+            request,
+            |_, req, entry| async move {
+                let result = async {
+                    if self.gateway.config.registry_source == RegistrySource::File {
+                        let (v, _) = self.latest().await?;
+                        return Ok(pb::ListVersionsResponse {
+                            versions: vec![convert::version_to_wire(&v)],
+                        });
+                    }
+                    let before = match req.before_version {
+                        0 => i64::MAX,
+                        n => n,
+                    };
+                    let size = match req.page_size {
+                        0 => DEFAULT_PAGE_SIZE,
+                        n => n.min(MAX_PAGE_SIZE),
+                    };
+                    let versions = self
+                        .gateway
+                        .store
+                        .registry_history(before, i64::from(size))
+                        .await
+                        .map_err(GatewayError::store)?;
+                    Ok(pb::ListVersionsResponse {
+                        versions: versions.iter().map(convert::version_to_wire).collect(),
+                    })
                 }
-                let before = match req.before_version {
-                    0 => i64::MAX,
-                    n => n,
-                };
-                let size = match req.page_size {
-                    0 => DEFAULT_PAGE_SIZE,
-                    n => n.min(MAX_PAGE_SIZE),
-                };
-                let versions = self
-                    .gateway
-                    .store
-                    .registry_history(before, i64::from(size))
-                    .await
-                    .map_err(GatewayError::store)?;
-                Ok(pb::ListVersionsResponse {
-                    versions: versions.iter().map(convert::version_to_wire).collect(),
-                })
-            }
-            .await;
-            (result, Some(entry))
-        })
+                .await;
+                (result, Some(entry))
+            },
+        )
         .await
     }
 }

@@ -31,7 +31,7 @@ pub struct RegistryVersion {
 #[derive(Debug)]
 pub enum PutRegistry {
     /// Written, with its audit entry (linked into the chain).
-    Written(AuditEntry),
+    Written(Box<AuditEntry>),
     /// Another version was written since the one the writer read: this is
     /// the latest.
     Conflict(i64),

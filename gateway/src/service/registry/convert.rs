@@ -13,9 +13,8 @@ use crate::error::{GatewayError, Reason};
 use crate::registry::change::{Action, Change, Item, Kind};
 
 fn org(field: &str, s: &str) -> Result<OrgNumber, GatewayError> {
-    OrgNumber::parse(s).map_err(|e| {
-        GatewayError::invalid(Reason::RegistryInvalid, field, format!("{field}: {e}"))
-    })
+    OrgNumber::parse(s)
+        .map_err(|e| GatewayError::invalid(Reason::RegistryInvalid, field, format!("{field}: {e}")))
 }
 
 /// The kind a request names; `None` for unspecified.

@@ -112,6 +112,6 @@ impl PostgresStore {
         append_in(&tx, &mut entries).await?;
         tx.commit().await?;
         let [entry] = entries;
-        Ok(PutRegistry::Written(entry))
+        Ok(PutRegistry::Written(Box::new(entry)))
     }
 }

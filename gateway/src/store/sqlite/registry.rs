@@ -96,7 +96,7 @@ impl SqliteStore {
             tx.commit()?;
             progress.committed(head.seq);
             let [entry] = entries;
-            Ok(PutRegistry::Written(entry))
+            Ok(PutRegistry::Written(Box::new(entry)))
         })
         .await
     }
