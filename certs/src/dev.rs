@@ -243,45 +243,50 @@ impl DevCa {
     /// Issues a certificate with a fresh key.
     pub fn issue(&self, req: &CertRequest) -> Result<IssuedCert, DevPkiError> {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, req.common_name.as_str());
-        params.distinguished_name.push(
-            DnType::CustomDnType(ORGANIZATION_IDENTIFIER_OID.to_vec()),
-            req.organization_identifier.as_str(),
-        );
-        for uri in &req.uris {
-            params
-                .subject_alt_names
-                .push(SanType::URI(uri.as_str().try_into()?));
-        }
-        for name in &req.server_names {
-            params.subject_alt_names.push(match name.parse() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName(name.as_str().try_into()?),
-            });
-        }
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        if req.client_auth {
-            params
-                .extended_key_usages
-                .push(ExtendedKeyUsagePurpose::ClientAuth);
-        }
-        if req.server_auth {
-            params
-                .extended_key_usages
-                .push(ExtendedKeyUsagePurpose::ServerAuth);
-        }
-        params.use_authority_key_identifier_extension = true;
-        params.not_before = req.not_before;
-        params.not_after = req.not_after;
-        let cert = params.signed_by(&key, &self.issuer)?;
+        let cert = params_of(req)?.signed_by(&key, &self.issuer)?;
         Ok(IssuedCert {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         })
     }
+}
+
+/// The certificate `req` describes, to sign.
+fn params_of(req: &CertRequest) -> Result<CertificateParams, DevPkiError> {
+    let mut params = CertificateParams::default();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, req.common_name.as_str());
+    params.distinguished_name.push(
+        DnType::CustomDnType(ORGANIZATION_IDENTIFIER_OID.to_vec()),
+        req.organization_identifier.as_str(),
+    );
+    for uri in &req.uris {
+        params
+            .subject_alt_names
+            .push(SanType::URI(uri.as_str().try_into()?));
+    }
+    for name in &req.server_names {
+        params.subject_alt_names.push(match name.parse() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(name.as_str().try_into()?),
+        });
+    }
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    if req.client_auth {
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ClientAuth);
+    }
+    if req.server_auth {
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ServerAuth);
+    }
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = req.not_before;
+    params.not_after = req.not_after;
+    Ok(params)
 }
 
 /// Who gets a certificate in a development PKI.
@@ -549,6 +554,8 @@ fn write_file(
         .map_err(|e| DevPkiError::Io(path.clone(), e))?;
     Ok(path)
 }
+
+pub mod request;
 
 #[cfg(test)]
 mod tests;

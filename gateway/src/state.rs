@@ -129,7 +129,12 @@ impl Gateway {
             &config,
             clock.clone(),
         ));
-        let (version, tables) = crate::registry::open(&config, &store, &clock).await?;
+        let (version, tables) = crate::registry::open(&config, &store, &clock)
+            .await
+            .map_err(|e| match e {
+                crate::registry::OpenError::Refused(m) => StartError::Registry(m),
+                crate::registry::OpenError::Failed(e) => StartError::Store(e),
+            })?;
         let registry = Arc::new(
             crate::registry::RegistrySlot::new(
                 &config,

@@ -38,6 +38,28 @@ pub enum CertsCommand {
         #[arg(long)]
         client: bool,
     },
+    /// Make a key and a certificate signing request, as an agency or an
+    /// adapter joining: writes OUT/NAME.key (it stays here) and
+    /// OUT/NAME.csr.pem, which the operator onboards (`samverka admin
+    /// onboard --csr`).
+    Request {
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// File name stem, and the certificate's common name.
+        #[arg(long)]
+        name: String,
+        /// The organisation number.
+        #[arg(long)]
+        org: String,
+        /// `agency` (calls the gateway) or `adapter` (serves a register).
+        #[arg(long, value_enum)]
+        role: RequestRole,
+        /// For an adapter: a DNS name or IP address its certificate is
+        /// valid for (repeatable; default localhost and 127.0.0.1).
+        #[arg(long = "server-name")]
+        server_names: Vec<String>,
+    },
     /// Revoke a certificate: rewrite DIR/crl.pem with its serial number
     /// added, signed afresh (a gateway whose `gateway.crls` names that
     /// file, and an adapter whose `crls` does, refuse it from their next
@@ -97,6 +119,15 @@ pub enum CertRole {
     Gateway,
     /// An operator changing the registry through the management API.
     Operator,
+}
+
+/// The roles an agency asks a certificate for.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum RequestRole {
+    /// An agency system calling the gateway.
+    Agency,
+    /// An adapter serving a register to the gateway.
+    Adapter,
 }
 
 /// Runs one `samverka certs` command and returns what to print.
@@ -159,6 +190,37 @@ fn certs(command: CertsCommand) -> Result<String, String> {
                 "issued {} ({what}) and {}\n",
                 cert.display(),
                 key.display()
+            ))
+        }
+        CertsCommand::Request {
+            out,
+            name,
+            org,
+            role,
+            server_names,
+        } => {
+            let org = samverka_certs::OrgNumber::parse(&org).map_err(|e| format!("--org: {e}"))?;
+            let role = match role {
+                RequestRole::Agency => samverka_certs::Role::Agency,
+                RequestRole::Adapter => samverka_certs::Role::Adapter,
+            };
+            let mut request = CertRequest::new(org.clone(), role, &name);
+            if role == samverka_certs::Role::Adapter && !server_names.is_empty() {
+                request.server_names = server_names;
+            }
+            let made =
+                samverka_certs::dev::request::make_request(&request).map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+            let (csr, key) = (
+                out.join(format!("{name}.csr.pem")),
+                out.join(format!("{name}.key")),
+            );
+            write_secret(&key, &made.key_pem)?;
+            std::fs::write(&csr, &made.csr_pem).map_err(|e| format!("{}: {e}", csr.display()))?;
+            Ok(format!(
+                "key {} (keep it here) and request {} for the {role} of {org}: send the request to the operator\n",
+                key.display(),
+                csr.display()
             ))
         }
         CertsCommand::Revoke { dir, cert } => {

@@ -240,6 +240,16 @@ fn version_of(
     })
 }
 
+/// Why [`open`] could not give a registry to start with.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The configuration must change: its tables differ from the store's
+    /// registry, or they cannot be used.
+    Refused(String),
+    /// The store failed.
+    Failed(crate::store::StoreError),
+}
+
 /// The registry to start with, and its tables: the file's (`source =
 /// "file"`, audited as loaded), or the store's latest version, seeded from
 /// the file when the store has none. A file whose tables differ from the
@@ -248,8 +258,8 @@ pub async fn open(
     config: &Config,
     store: &Store,
     clock: &Clock,
-) -> Result<(RegistryVersion, RegistryTables), crate::StartError> {
-    use crate::StartError::{Registry as Refused, Store as Failed};
+) -> Result<(RegistryVersion, RegistryTables), OpenError> {
+    use OpenError::{Failed, Refused};
     let file = config
         .file
         .as_ref()
