@@ -1,8 +1,9 @@
 //! End to end, with `samverka serve` processes: the registry changed
 //! through one replica is in force on the other within two seconds (two
 //! replicas on one PostgreSQL database); a gateway whose registry is its
-//! file refuses API changes and follows the file on SIGHUP; and a file
-//! whose tables differ from the store's registry is refused at start.
+//! file refuses API changes and follows the file on SIGHUP; a file edited
+//! after it seeded the store is refused at start, while one left as it was
+//! keeps the changes made through the API.
 //! The PostgreSQL case is skipped, with the reason printed, when
 //! PostgreSQL is not installed; `.ci/run` installs it.
 
@@ -266,68 +267,121 @@ async fn a_file_registry_refuses_api_changes_and_follows_the_file_on_sighup() {
     assert_eq!(entries[0].method, "registry/load");
 }
 
-#[test]
-fn a_file_whose_tables_differ_from_the_stores_registry_is_refused_at_start() {
+/// `samverka serve --config PATH` that exits within 5 s: its exit code and
+/// stderr; `None` if it is still serving then (it is killed).
+fn exits(path: &std::path::Path) -> Option<(Option<i32>, String)> {
+    use std::io::Read;
+    let mut child = std::process::Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return Some((status.code(), err));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_edited_after_seeding_is_refused_at_start_and_an_unedited_one_keeps_api_changes() {
     let dir = tempfile::tempdir().unwrap();
     let pki = samverka_certs::dev::write_dev_pki(&dir.path().join("certs"), &pki_spec()).unwrap();
-    let config = |extra: &str| {
-        samverka::cli::demo::demo_config(
-            &pki,
-            "127.0.0.1:0",
-            "127.0.0.1:0",
-            &[],
-            &dir.path().join("samverka.db").display().to_string(),
-            extra,
-        )
-        .replace("apply_file = true", "")
-    };
+    let adapters = spawn_adapters(&pki).await;
+    let seeded = samverka::cli::demo::demo_config(
+        &pki,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &adapters,
+        &dir.path().join("samverka.db").display().to_string(),
+        "",
+    )
+    .replace("apply_file = true", "");
     let path = dir.path().join("gateway.toml");
-    let serve = |text: String| {
-        std::fs::write(&path, text).unwrap();
-        let mut child = std::process::Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(&path)
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        // A gateway that starts serves until killed; give it a moment.
-        for _ in 0..100 {
-            if let Some(status) = child.try_wait().unwrap() {
-                let mut err = String::new();
-                use std::io::Read;
-                child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
-                return Some((status.code(), err));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
-    };
-    assert!(
-        serve(config("")).is_none(),
-        "the first start seeds the store and serves"
-    );
-    assert!(
-        serve(config("")).is_none(),
-        "the same tables again: no ambiguity"
-    );
-    let changed = config("").replace(
+    std::fs::write(&path, &seeded).unwrap();
+
+    // Seeded by the first start; then changed through the API.
+    let gateway = start_replica(BIN, &path);
+    let mut op = operator(&gateway, &pki).await;
+    op.delete_item(pb::DeleteItemRequest {
+        kind: pb::ItemKind::AccessRule as i32,
+        key: RULE.into(),
+        expected_version: 1,
+        dry_run: false,
+    })
+    .await
+    .unwrap();
+    drop((op, gateway));
+
+    // The same file again: no conflict, and the API's change stays.
+    let gateway = start_replica(BIN, &path);
+    let mut op = operator(&gateway, &pki).await;
+    assert_eq!(latest(&mut op).await, 2);
+    drop((op, gateway));
+
+    // An edited file is refused, and says why.
+    let edited = seeded.replace(
         "description = \"Admission to education\"",
         "description = \"Admission to higher education\"",
     );
-    let (code, err) = serve(changed.clone()).expect("refused");
+    assert_ne!(edited, seeded);
+    std::fs::write(&path, &edited).unwrap();
+    let path_for_exit = path.clone();
+    let refused = tokio::task::spawn_blocking(move || exits(&path_for_exit))
+        .await
+        .unwrap();
+    let (code, err) = refused.expect("refused at start");
     assert_eq!(code, Some(64), "{err}");
-    assert!(err.contains("differ from the store's registry"), "{err}");
-    // Said which wins: with apply_file, the file does.
-    let applied = changed.replace(
-        "source = \"store\"",
-        "source = \"store\"\napply_file = true",
+    assert!(
+        err.contains("changed since they were written into the store"),
+        "{err}"
     );
-    assert!(serve(applied).is_none());
+
+    // Unless the file is to win: then it is a new version, by the file.
+    std::fs::write(
+        &path,
+        edited.replace(
+            "source = \"store\"",
+            "source = \"store\"\napply_file = true",
+        ),
+    )
+    .unwrap();
+    let gateway = start_replica(BIN, &path);
+    let mut op = operator(&gateway, &pki).await;
+    assert_eq!(latest(&mut op).await, 3);
+    let versions = op
+        .list_versions(pb::ListVersionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .versions;
+    assert!(
+        versions[0].changed_by.starts_with("file:"),
+        "{:?}",
+        versions[0]
+    );
+    assert!(
+        versions[0].summary.contains("changed purposes admission"),
+        "{:?}",
+        versions[0]
+    );
+    assert!(
+        versions[0]
+            .summary
+            .contains(&format!("added access_rules {RULE}")),
+        "{:?}",
+        versions[0]
+    );
 }

@@ -7,16 +7,19 @@
 //! `[registry] source` says which is in force:
 //! - `"store"` (the default): the store's latest version. A store with no
 //!   version yet is seeded from the file's tables; once it has one, the
-//!   file's tables must be absent or equal to it, else the gateway refuses
-//!   to start (two registries and no way to know which is meant).
+//!   store's is in force, and the file's tables count only if they changed
+//!   since the file last wrote them into the store: then the gateway
+//!   refuses to start (two registries and no way to know which is meant).
+//!   Tables left as they were seeded are no conflict: the store moves on
+//!   through the management API.
 //! - `"file"`: the file's tables, read again on SIGHUP; the management
 //!   API refuses changes.
 //!
-//! `apply_file = true` (with `"store"`) makes the file win at each start
-//! instead of refusing: tables that differ from the store's latest version
-//! are written as a new version, audited like any change; changes made
-//! through the API since are overwritten. `samverka demo` uses it, as its
-//! adapters listen on new ports at each start.
+//! `apply_file = true` (with `"store"`) makes a changed file win at start
+//! instead of being refused: its tables are written as a new version,
+//! audited like any change, and changes made through the API since are
+//! overwritten. `samverka demo` uses it, as its adapters listen on new
+//! ports at each start.
 
 use std::path::Path;
 

@@ -109,8 +109,9 @@
 //! source = "store"                # the store's (seeded from the tables above when
 //!                                 # it has none; changed through the management
 //!                                 # API), or "file": these tables, read again on SIGHUP
-//! apply_file = false              # true: at start, these tables replace the store's
-//!                                 # registry if they differ (a new version)
+//! apply_file = false              # true: tables edited since they were written into
+//!                                 # the store replace its registry at start (a new
+//!                                 # version); false: such a file is refused
 //! ```
 //!
 //! `assertion_keys` and `keys` name files; `assertion_key_set` and
@@ -247,8 +248,8 @@ pub struct Config {
     pub identity_providers: Vec<IdentityProvider>,
     /// `[registry] source`: the store's registry or these tables.
     pub registry_source: RegistrySource,
-    /// `[registry] apply_file`: at start, these tables become the store's
-    /// latest version when they differ from it.
+    /// `[registry] apply_file`: at start, these tables, if edited since
+    /// they were last written into the store, become its latest version.
     pub apply_file: bool,
     /// Whether the file writes any registry table (agencies, purposes,
     /// access rules, adapters, identity providers).

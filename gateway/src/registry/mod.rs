@@ -37,6 +37,32 @@ pub const FOLLOW_EVERY: Duration = Duration::from_millis(500);
 /// `changed_by` of the version seeded from a configuration file.
 pub const SEEDED_BY: &str = "seed";
 
+/// What `changed_by` of a version a configuration file applied
+/// (`apply_file`) starts with; the file's path follows.
+pub const FROM_FILE: &str = "file:";
+
+/// The document of the latest version up to `latest` that a configuration
+/// file made (its seed, or an applied file).
+async fn from_file(store: &Store, latest: i64) -> Result<Option<String>, OpenError> {
+    let mut before = latest + 1;
+    loop {
+        let page = store
+            .registry_history(before, 100)
+            .await
+            .map_err(OpenError::Failed)?;
+        let Some(last) = page.last() else {
+            return Ok(None);
+        };
+        before = last.version;
+        if let Some(v) = page
+            .into_iter()
+            .find(|v| v.changed_by == SEEDED_BY || v.changed_by.starts_with(FROM_FILE))
+        {
+            return Ok(Some(v.document));
+        }
+    }
+}
+
 /// One version of the registry, ready to decide with.
 #[derive(Debug)]
 pub struct Registry {
@@ -279,11 +305,17 @@ pub async fn open(
         if let Some(v) = store.registry_version(None).await.map_err(Failed)? {
             let tables = RegistryTables::from_document(&v.document)
                 .map_err(|e| Refused(format!("the store's registry version {}: {e}", v.version)))?;
-            let differs =
-                config.writes_registry && mine.to_document().map_err(Refused)? != v.document;
-            if differs && config.apply_file {
+            let mine_doc = mine.to_document().map_err(Refused)?;
+            // The file's tables count when they changed since the file last
+            // wrote them into the store: otherwise the store has moved on
+            // through the API, which is its purpose.
+            let edited = config.writes_registry
+                && mine_doc != v.document
+                && from_file(store, v.version).await?.as_deref() != Some(mine_doc.as_str());
+            if edited && config.apply_file {
                 let summary = change::summary(&change::diff(&tables, &mine));
-                let next = version_of(&mine, v.version + 1, &file, summary, clock.now_ms())
+                let by = format!("{FROM_FILE}{file}");
+                let next = version_of(&mine, v.version + 1, &by, summary, clock.now_ms())
                     .map_err(Refused)?;
                 let e = entry(
                     "registry/apply-file",
@@ -297,13 +329,13 @@ pub async fn open(
                     PutRegistry::Conflict(_) => continue,
                 }
             }
-            if differs {
+            if edited {
                 return Err(Refused(format!(
-                    "the registry tables in {file} differ from the store's registry \
-                     (version {}, digest {}): the store's is in force once it has one. \
-                     Remove the tables from the file and change the registry with \
-                     `samverka admin`, set [registry] apply_file = true (the file wins \
-                     at each start) or source = \"file\"",
+                    "the registry tables in {file} changed since they were written into the \
+                     store, whose registry (version {}, digest {}) is in force: remove the \
+                     tables from the file and change the registry with `samverka admin`, \
+                     set [registry] apply_file = true (the file, when changed, wins at \
+                     start) or source = \"file\"",
                     v.version, v.digest
                 )));
             }
