@@ -92,6 +92,8 @@ async fn an_agency_onboarded_from_its_request_reads_and_offboarded_is_refused() 
             "onboard",
             "--csr",
             &csr_arg,
+            "--org",
+            NEW_AGENCY,
             "--ca-dir",
             &certs,
             "--name",
@@ -104,6 +106,58 @@ async fn an_agency_onboarded_from_its_request_reads_and_offboarded_is_refused() 
         }
         args(&a, &demo)
     };
+    // The operator's word on who it is must match the request's, and an
+    // agency already in the registry is not replaced unasked.
+    let (code, _, err) = run(args(
+        &[
+            "admin",
+            "onboard",
+            "--csr",
+            &csr_arg,
+            "--org",
+            "2021999038",
+            "--ca-dir",
+            &certs,
+        ],
+        &demo,
+    ))
+    .await;
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("not --org 2021999038"), "{err}");
+    let registrar_csr = agency_dir.path().join("registrar.csr.pem");
+    ok(plain(&[
+        "certs",
+        "request",
+        "--out",
+        &out_dir,
+        "--name",
+        "registrar",
+        "--org",
+        samverka::cli::demo::REGISTRAR_AGENCY,
+        "--role",
+        "agency",
+    ]))
+    .await;
+    let (code, _, err) = run(args(
+        &[
+            "admin",
+            "onboard",
+            "--csr",
+            &registrar_csr.display().to_string(),
+            "--org",
+            samverka::cli::demo::REGISTRAR_AGENCY,
+            "--ca-dir",
+            &certs,
+        ],
+        &demo,
+    ))
+    .await;
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("already in the registry"), "{err}");
+    assert!(
+        !net.net.dir.join("certs/issued").exists(),
+        "no certificate issued"
+    );
     let dry = ok(onboard(true)).await;
     assert!(
         dry.contains(&format!(
@@ -196,6 +250,19 @@ async fn the_admin_commands_export_apply_allow_disallow_list_and_history() {
     let file = net.net.dir.join("registry.toml");
     std::fs::write(&file, toml::to_string(&doc).unwrap()).unwrap();
     let file_arg = file.display().to_string();
+    // Which version it was made from: export's first line, kept or not.
+    let (code, _, err) = run(args(&["admin", "apply", &file_arg, "--dry-run"], &demo)).await;
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("--expected-version"), "{err}");
+    std::fs::write(
+        &file,
+        format!(
+            "{}\n{}",
+            exported.lines().next().unwrap(),
+            toml::to_string(&doc).unwrap()
+        ),
+    )
+    .unwrap();
     let dry = ok(args(&["admin", "apply", &file_arg, "--dry-run"], &demo)).await;
     assert_eq!(
         dry,
@@ -205,7 +272,15 @@ async fn the_admin_commands_export_apply_allow_disallow_list_and_history() {
     let applied: serde_json::Value = serde_json::from_str(&applied).unwrap();
     assert_eq!(applied["version"], 2);
     assert_eq!(applied["changes"][0]["action"], "removed");
-    let again = ok(args(&["admin", "apply", &file_arg], &demo)).await;
+    // Made from version 1, which is no longer the latest: refused.
+    let (code, _, err) = run(args(&["admin", "apply", &file_arg], &demo)).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("REGISTRY_VERSION_MISMATCH"), "{err}");
+    let again = ok(args(
+        &["admin", "apply", &file_arg, "--expected-version", "latest"],
+        &demo,
+    ))
+    .await;
     assert!(again.contains("no change"), "{again}");
 
     // One change at a time.

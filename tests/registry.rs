@@ -415,6 +415,18 @@ async fn invalid_and_stale_changes_are_refused_with_reasons_and_change_nothing()
             .unwrap_err();
         refused_with(s, invalid, "REGISTRY_INVALID");
     }
+    // A line break in a key would forge a line in the trail's summary.
+    let forged = pb::item::Item::AccessRule(pb::AccessRule {
+        id: "x\nremoved agencies 2021999020".into(),
+        agency: READER_AGENCY.into(),
+        purposes: strings(&["study_guidance"]),
+        record_types: strings(&["employment.period"]),
+    });
+    let s = op.put_item(put(forged, v)).await.unwrap_err();
+    assert_eq!(
+        refused_with(s, invalid, "REGISTRY_INVALID"),
+        "access_rules[2].id"
+    );
     // No version to match, or a stale one.
     let good = || reader_rule();
     let s = op.put_item(put(good(), 0)).await.unwrap_err();
@@ -433,7 +445,7 @@ async fn invalid_and_stale_changes_are_refused_with_reasons_and_change_nothing()
         .filter(|(_, d, _)| d == "denied")
         .map(|(_, _, r)| r)
         .collect();
-    assert_eq!(denied.len(), 13, "{denied:?}");
+    assert_eq!(denied.len(), 14, "{denied:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -519,5 +531,43 @@ async fn of_two_changes_on_one_version_one_wins_and_the_other_is_aborted() {
             })
             .count();
         assert_eq!(this_round, 1, "exactly the winner's purpose");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_cannot_follow_the_stores_registry_says_it_is_not_ready() {
+    let net = start().await;
+    let (status, _) = support::admin_get(net.admin_address, "/readyz").await;
+    assert_eq!(status, 200);
+    // A version this gateway cannot use (as from a newer release, or a
+    // hand edit): it keeps deciding with the one in force, and says so.
+    let db = net.net.dir.join("samverka.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "INSERT INTO registry_versions (version, document, digest, changed_at_ms, changed_by, summary) \
+         VALUES (2, 'not = [a registry', 'x', 0, 'test', 'broken')",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let mut reader = exchange(&net, "reader").await;
+    grant_demo_consent(&net).await;
+    reader.get_records(demo_read()).await.unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let (status, body) = support::admin_get(net.admin_address, "/readyz").await;
+        if status == 503 {
+            assert!(body.contains("registry"), "{body}");
+            assert!(
+                started.elapsed() >= Duration::from_secs(9),
+                "not before the grace"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "still ready: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

@@ -107,6 +107,7 @@ pub async fn serve(
     let watcher = gateway.server_tls.watch();
     let limits = &gateway.config.limits;
     let max_response = limits.max_response_bytes;
+    let max_registry = max_request.max(max_response);
     let served = Server::builder()
         .max_concurrent_streams(limits.max_concurrent_streams)
         .http2_max_header_list_size(limits.max_header_list_bytes)
@@ -139,12 +140,14 @@ pub async fn serve(
             gateway.metrics.clone(),
             max_request,
         ))
+        // A whole registry document (key sets written in) outgrows an
+        // ordinary request: operators may send as much as answers carry.
         .add_service(RequestLimit::new(
             RegistryServer::new(RegistryService::new(gateway.clone()))
-                .max_decoding_message_size(max_request)
+                .max_decoding_message_size(max_registry)
                 .max_encoding_message_size(max_response),
             gateway.metrics.clone(),
-            max_request,
+            max_registry,
         ))
         .serve_with_incoming_shutdown(
             crate::net::tls::incoming(listener, gateway.server_tls.clone(), metrics),
@@ -209,7 +212,7 @@ async fn run_config(config: Config) -> Result<(), StartError> {
     tracing::error!(
         "built with the unaudited-benchmark feature: NO AUDIT ENTRIES ARE WRITTEN; for benchmarks only"
     );
-    tracing::info!(%address, %admin_address, adapters = gateway.config.adapters.len(), "samverka gateway serving");
+    tracing::info!(%address, %admin_address, adapters = gateway.registry.current().adapters.len(), "samverka gateway serving");
     let audit = gateway.audit.clone();
     let served = samverka_adapter::until_signal_then_drain(
         |stop| serve(gateway, listener, stop),

@@ -171,12 +171,15 @@ impl Gateway {
     }
 
     /// Whether this gateway can answer reads now: its audit writer commits
-    /// ([`AuditWriter::ready`]), its store answers, and no CRL in use is
+    /// ([`AuditWriter::ready`]), its store answers, no CRL in use is
     /// stale when `gateway.stale_crl = "refuse"` says that a stale list
-    /// covers nothing ([`crate::net::tls::ServerTls::check_crls`]). The
-    /// error says why not, for an operator.
+    /// covers nothing ([`crate::net::tls::ServerTls::check_crls`]), and it
+    /// follows the store's registry
+    /// ([`crate::registry::RegistrySlot::following`]). The error says why
+    /// not, for an operator.
     pub async fn ready(&self) -> Result<(), String> {
         self.server_tls.check_crls()?;
+        self.registry.following()?;
         self.audit
             .ready()
             .map_err(|e| format!("audit trail unavailable: {e}"))?;

@@ -61,6 +61,12 @@ pub enum AdminCommand {
     Apply {
         /// The document (`-`: standard input).
         file: PathBuf,
+        /// The version the document was made from, to change only that
+        /// version (default: the version `export` wrote in its first line;
+        /// `latest`: whatever version is latest, overwriting changes made
+        /// since).
+        #[arg(long)]
+        expected_version: Option<String>,
         /// Show what would change; write nothing.
         #[arg(long)]
         dry_run: bool,
@@ -308,6 +314,21 @@ async fn delete(
     change_result(answer.result, connection.json)
 }
 
+/// The version `export` wrote in the document's first line.
+fn exported_version(document: &str) -> Option<i64> {
+    document
+        .lines()
+        .next()?
+        .strip_prefix(EXPORT_HEADER)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// How `export`'s first line begins; the version follows.
+const EXPORT_HEADER: &str = "# samverka registry version ";
+
 fn read_document(file: &Path) -> Result<String, CliError> {
     use std::io::Read;
     let mut text = String::new();
@@ -346,18 +367,34 @@ pub async fn run(command: AdminCommand) -> Result<String, CliError> {
                 .to_string());
             }
             Ok(format!(
-                "# samverka registry version {} (sha256 {})\n{}",
+                "{EXPORT_HEADER}{} (sha256 {})\n{}",
                 v.version, v.digest, got.document
             ))
         }
         AdminCommand::Apply {
             file,
+            expected_version,
             dry_run,
             connection,
         } => {
             let document = read_document(&file)?;
             let mut client = connection.client().await?;
-            let expected_version = latest(&mut client).await?;
+            let expected_version = match expected_version.as_deref() {
+                Some("latest") => latest(&mut client).await?,
+                Some(n) => n.parse().map_err(|_| {
+                    CliError::Usage(format!(
+                        "--expected-version {n:?}: a version number or latest"
+                    ))
+                })?,
+                None => exported_version(&document).ok_or_else(|| {
+                    CliError::Usage(
+                        "which version was this document made from? Keep the first line \
+                         `samverka admin export` writes, or give --expected-version N \
+                         (or latest, to overwrite whatever changed since)"
+                            .into(),
+                    )
+                })?,
+            };
             let answer = client
                 .apply_document(pb::ApplyDocumentRequest {
                     document,

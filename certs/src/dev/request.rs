@@ -47,7 +47,9 @@ pub struct CheckedRequest {
     pub role: Role,
     /// Its subject's common name.
     pub common_name: String,
-    /// The DNS names and IP addresses it names (an adapter's).
+    /// The DNS names and IP addresses it asks for (an adapter's); the
+    /// issuer decides which the certificate names (this list, as the
+    /// issuer leaves it: no wildcard is issued).
     pub server_names: Vec<String>,
     public_key: rcgen::PublicKey,
 }
@@ -107,7 +109,7 @@ pub fn check_request(pem: &str) -> Result<CheckedRequest, DevPkiError> {
     };
     let common_name = match common_name.trim() {
         "" => format!("{role} of {agency}"),
-        name => name.chars().take(64).collect(),
+        name => name.chars().filter(|c| !c.is_control()).take(64).collect(),
     };
     Ok(CheckedRequest {
         agency,
@@ -123,6 +125,9 @@ impl DevCa {
     /// the key it was made with: the key is never seen here.
     pub fn issue_requested(&self, req: &CheckedRequest, days: i64) -> Result<String, DevPkiError> {
         let mut cert = CertRequest::new(req.agency.clone(), req.role, &req.common_name);
+        if req.server_names.iter().any(|n| n.contains('*')) {
+            return Err(invalid("no wildcard server name is issued"));
+        }
         if req.role == Role::Adapter && !req.server_names.is_empty() {
             cert.server_names = req.server_names.clone();
         }

@@ -111,13 +111,70 @@ impl RawTables {
         let adapters = adapters::parse(text, self.adapters)?;
         let identity_providers =
             person::parse_providers(text, base_dir, self.identity_providers, &agencies)?;
-        Ok(RegistryTables {
+        let tables = RegistryTables {
             agencies,
             purposes,
             access_rules,
             adapters,
             identity_providers,
-        })
+        };
+        no_control_characters(&tables)?;
+        Ok(tables)
+    }
+}
+
+/// No control character (a line break, an escape, NUL, ...) in a name,
+/// id, address or description: they reach logs, operators' terminals and
+/// the audit trail's summaries of changes, where a line break could forge
+/// a line. (Codes, numbers and record types have stricter forms already;
+/// key sets are PEM or JSON, checked when read.)
+fn no_control_characters(t: &RegistryTables) -> Result<(), ConfigError> {
+    let mut fields: Vec<(String, &str)> = Vec::new();
+    for (i, a) in t.agencies.iter().enumerate() {
+        fields.push((format!("agencies[{i}].name"), &a.name));
+        for (j, c) in a
+            .registrar
+            .iter()
+            .flat_map(|r| &r.login_clients)
+            .enumerate()
+        {
+            fields.push((
+                format!("agencies[{i}].login_clients[{j}].issuer"),
+                &c.issuer,
+            ));
+            fields.push((
+                format!("agencies[{i}].login_clients[{j}].client_id"),
+                &c.client_id,
+            ));
+        }
+    }
+    for (i, p) in t.purposes.iter().enumerate() {
+        fields.push((format!("purposes[{i}].description"), &p.description));
+        if let Some(sv) = &p.description_sv {
+            fields.push((format!("purposes[{i}].description_sv"), sv));
+        }
+    }
+    for (i, r) in t.access_rules.iter().enumerate() {
+        fields.push((format!("access_rules[{i}].id"), &r.id));
+    }
+    for (i, a) in t.adapters.iter().enumerate() {
+        fields.push((format!("adapters[{i}].name"), &a.name));
+        fields.push((format!("adapters[{i}].address"), &a.address));
+        fields.push((format!("adapters[{i}].server_name"), &a.server_name));
+    }
+    for (i, p) in t.identity_providers.iter().enumerate() {
+        fields.push((format!("identity_providers[{i}].issuer"), &p.issuer));
+        fields.push((format!("identity_providers[{i}].name"), &p.name));
+    }
+    match fields
+        .into_iter()
+        .find(|(_, v)| v.chars().any(char::is_control))
+    {
+        Some((key, _)) => Err(ConfigError::for_key(
+            key,
+            "must not contain control characters (line breaks, escapes, ...)",
+        )),
+        None => Ok(()),
     }
 }
 
@@ -339,6 +396,41 @@ key_set = "KEYS"
         assert_eq!(again, tables);
         assert_eq!(again.to_document().unwrap(), doc, "canonical");
         assert_eq!(document_digest(&doc).len(), 64);
+    }
+
+    #[test]
+    fn no_name_or_id_carries_a_control_character() {
+        let keys = keys().replace('\n', "\\n");
+        let good = TABLES.replace("KEYS", &keys);
+        assert!(RegistryTables::from_document(&good).is_ok());
+        for (from, to, key) in [
+            (
+                "agency = \"2021999020\"",
+                "id = \"x\\nremoved agencies 2021999020\"\nagency = \"2021999020\"",
+                "access_rules[0].id",
+            ),
+            (
+                "name = \"Guidance service\"",
+                "name = \"Guidance\\u001b[31m\"",
+                "agencies[0].name",
+            ),
+            (
+                "name = \"ladok\"",
+                "name = \"la\\tdok\"",
+                "adapters[0].name",
+            ),
+            (
+                "issuer = \"https://idp.example\"\nkey_set",
+                "issuer = \"https://idp.example\"\nname = \"a\\u0000b\"\nkey_set",
+                "identity_providers[0].name",
+            ),
+        ] {
+            let text = good.replacen(from, to, 1);
+            assert_ne!(text, good, "{from}");
+            let e = RegistryTables::from_document(&text).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.reason.contains("control characters"), "{e}");
+        }
     }
 
     #[test]

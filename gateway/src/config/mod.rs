@@ -47,7 +47,8 @@
 //!
 //! [limits]
 //! max_request_bytes = 65536       # larger requests: RESOURCE_EXHAUSTED
-//!                                 # MESSAGE_TOO_LARGE, refused unread
+//!                                 # MESSAGE_TOO_LARGE, refused unread (the
+//!                                 # registry API takes max_response_bytes)
 //! max_response_bytes = 4194304    # larger answers: RESOURCE_EXHAUSTED
 //!                                 # MESSAGE_TOO_LARGE, audited as refused
 //! max_concurrent_streams = 256    # requests in flight per connection

@@ -34,6 +34,10 @@ use crate::time::Clock;
 /// How often a replica asks the store for a newer version.
 pub const FOLLOW_EVERY: Duration = Duration::from_millis(500);
 
+/// How long a replica may fail to follow the store's versions before it
+/// says it is not ready: it would decide with a registry others have left.
+pub const FOLLOW_GRACE: Duration = Duration::from_secs(10);
+
 /// `changed_by` of the version seeded from a configuration file.
 pub const SEEDED_BY: &str = "seed";
 
@@ -100,6 +104,8 @@ pub struct RegistrySlot {
     person: PersonAssertionSettings,
     limits: crate::config::Limits,
     rate: Arc<RateLimiter>,
+    /// Since when, and why, following the store fails.
+    lagging: std::sync::Mutex<Option<(std::time::Instant, String)>>,
 }
 
 impl RegistrySlot {
@@ -142,7 +148,38 @@ impl RegistrySlot {
             person,
             limits: config.limits.clone(),
             rate,
+            lagging: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Whether this replica follows the store's versions: an error once
+    /// following has failed for [`FOLLOW_GRACE`] ([`crate::Gateway::ready`]).
+    pub fn following(&self) -> Result<(), String> {
+        let lagging = self.lagging.lock().unwrap_or_else(|e| e.into_inner());
+        match &*lagging {
+            Some((since, why)) if since.elapsed() >= FOLLOW_GRACE => Err(format!(
+                "registry: the store's latest version has not been put in force for {} s: {why}",
+                since.elapsed().as_secs()
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Notes how following the store went; says so in the log when that
+    /// changes, not twice a second.
+    fn followed(&self, result: Result<(), String>) {
+        let mut lagging = self.lagging.lock().unwrap_or_else(|e| e.into_inner());
+        match (result, lagging.is_some()) {
+            (Err(e), false) => {
+                tracing::warn!(error = %e, "registry: cannot follow the store's versions; the version in force stays");
+                *lagging = Some((std::time::Instant::now(), e));
+            }
+            (Ok(()), true) => {
+                tracing::info!("registry: following the store's versions again");
+                *lagging = None;
+            }
+            _ => {}
+        }
     }
 
     /// The registry in force now.
@@ -204,14 +241,14 @@ impl RegistrySlot {
             sources,
             person,
         });
-        {
-            let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-            if current.version >= version {
-                return Ok(());
-            }
-            *current = next;
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if current.version >= version {
+            return Ok(());
         }
+        *current = next;
+        // Under the lock: the rates in force are always this version's.
         self.rate.set_listed(listed);
+        drop(current);
         tracing::info!(version, "registry version in force");
         Ok(())
     }
@@ -331,7 +368,7 @@ pub async fn open(
             }
             if edited {
                 return Err(Refused(format!(
-                    "the registry tables in {file} changed since they were written into the \
+                    "the registry tables in {file} (or key files they name) changed since they were written into the \
                      store, whose registry (version {}, digest {}) is in force: remove the \
                      tables from the file and change the registry with `samverka admin`, \
                      set [registry] apply_file = true (the file, when changed, wins at \
@@ -394,9 +431,7 @@ pub fn follow(
                     }
                 }
                 _ = tokio::time::sleep(FOLLOW_EVERY), if config.registry_source == RegistrySource::Store => {
-                    if let Err(e) = follow_store(&slot, &store).await {
-                        tracing::warn!(error = %e, "registry: cannot follow the store's versions");
-                    }
+                    slot.followed(follow_store(&slot, &store).await);
                 }
                 _ = hup => {
                     if let Err(e) = reload_file(&slot, &store, &config, &clock).await {

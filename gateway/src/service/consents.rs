@@ -75,16 +75,17 @@ impl ConsentsService {
     }
 
     /// The registrar calling and what its person assertion for `req`
-    /// proves; the evidence goes into `entry` either way it ends.
+    /// proves, judged with `registry` (the call's one snapshot); the
+    /// evidence goes into `entry` either way it ends.
     fn prove<R: PersonBound>(
         &self,
+        registry: &crate::registry::Registry,
         caller: Result<Caller, GatewayError>,
         req: &R,
         level: Level,
         entry: &mut AuditEntry,
     ) -> Result<(OrgNumber, Registrar, Proven), GatewayError> {
-        let registry = self.gateway.registry.current();
-        let (org, registrar) = identity::registrar(caller?, &registry)?;
+        let (org, registrar) = identity::registrar(caller?, registry)?;
         let now_ms = self.gateway.clock.now_ms();
         let proven = registry
             .person
@@ -175,10 +176,12 @@ impl ConsentsService {
         req: GrantConsentRequest,
         entry: &mut AuditEntry,
     ) -> Result<ConsentReceipt, GatewayError> {
-        let (org, bounds, proven) = self.prove(caller, &req, Level::Grant, entry)?;
+        // One registry for the whole call: the registrar's bounds and the
+        // grant's terms are judged with the same version.
+        let registry = self.gateway.registry.current();
+        let (org, bounds, proven) = self.prove(&registry, caller, &req, Level::Grant, entry)?;
         let registrar = &org;
         let config = &self.gateway.config;
-        let registry = self.gateway.registry.current();
         let now_ms = self.gateway.clock.now_ms();
 
         let subject = validate::subject(&req.subject_id)?;
@@ -315,7 +318,8 @@ impl ConsentsService {
         req: RevokeConsentRequest,
         entry: &mut AuditEntry,
     ) -> Result<(ConsentReceipt, bool), GatewayError> {
-        let (org, _, proven) = self.prove(caller, &req, Level::Revoke, entry)?;
+        let registry = self.gateway.registry.current();
+        let (org, _, proven) = self.prove(&registry, caller, &req, Level::Revoke, entry)?;
         let registrar = &org;
         validate::consent_id(&req.consent_id)?;
         validate::stored_text("reason", &req.reason, validate::MAX_REVOCATION_REASON_CHARS)?;
@@ -427,7 +431,8 @@ impl ConsentsService {
         req: &GetConsentRequest,
         entry: &mut AuditEntry,
     ) -> Result<Consent, GatewayError> {
-        let (org, _, proven) = self.prove(caller, req, Level::Read, entry)?;
+        let registry = self.gateway.registry.current();
+        let (org, _, proven) = self.prove(&registry, caller, req, Level::Read, entry)?;
         validate::consent_id(&req.consent_id)?;
         let stored = self.of_person(&req.consent_id, &proven, entry).await?;
         self.spend(&org, &proven).await?;
@@ -463,7 +468,8 @@ impl ConsentsService {
         req: ListConsentsRequest,
         entry: &mut AuditEntry,
     ) -> Result<ListConsentsResponse, GatewayError> {
-        let (org, _, proven) = self.prove(caller, &req, Level::Read, entry)?;
+        let registry = self.gateway.registry.current();
+        let (org, _, proven) = self.prove(&registry, caller, &req, Level::Read, entry)?;
         let subject = validate::subject(&req.subject_id)?;
         let grantee = if req.grantee_agency.is_empty() {
             None

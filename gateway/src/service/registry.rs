@@ -113,7 +113,10 @@ impl RegistryService {
     /// Runs one RPC: the caller's rate (by certificate), the operator's
     /// identity, then `f`, whose result is recorded in `entry` and
     /// committed, unless `f` committed the entry itself with a new version
-    /// (it then says so by returning its audit id in the entry's place).
+    /// (it then gives back no entry). Spawned, so that a caller who goes
+    /// away does not cut the call off before its entry is committed. A
+    /// caller over its rate is refused unaudited, as on every service: a
+    /// flood must not fill the trail.
     async fn serve<T, R, F, Fut>(
         &self,
         method: Method,
@@ -121,8 +124,12 @@ impl RegistryService {
         f: F,
     ) -> Result<Response<R>, Status>
     where
-        F: FnOnce(Operator, T, AuditEntry) -> Fut,
-        Fut: std::future::Future<Output = (Result<R, GatewayError>, Option<AuditEntry>)>,
+        T: Send + 'static,
+        R: Send + 'static,
+        F: FnOnce(RegistryService, Operator, T, AuditEntry) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = (Result<R, GatewayError>, Option<AuditEntry>)>
+            + Send
+            + 'static,
     {
         let gw = &self.gateway;
         let call = Call::new(&gw.metrics, method, request.metadata());
@@ -145,17 +152,24 @@ impl RegistryService {
             }
         }
         let req = request.into_inner();
-        call.run(async move {
+        let svc = self.clone();
+        let task = async move {
+            let audit = &svc.gateway.audit.clone();
             let op = match who {
                 Ok(op) => op,
-                Err(e) => return gw.audit.commit_outcome(entry, Err::<R, _>(e)).await,
+                Err(e) => return audit.commit_outcome(entry, Err::<R, _>(e)).await,
             };
-            match f(op, req, entry).await {
+            match f(svc.clone(), op, req, entry).await {
                 // Committed with its version.
                 (Ok(answer), None) => Ok(answer),
-                (result, Some(entry)) => gw.audit.commit_outcome(entry, result).await,
+                (result, Some(entry)) => audit.commit_outcome(entry, result).await,
                 (Err(e), None) => Err(e),
             }
+        };
+        let task = tokio::spawn(tracing::Instrument::instrument(task, call.span().clone()));
+        call.run(async move {
+            task.await
+                .unwrap_or_else(|e| Err(GatewayError::internal(format!("registry call: {e}"))))
         })
         .await
     }
@@ -311,18 +325,18 @@ impl registry_server::Registry for RegistryService {
         self.serve(
             Method::RegistryGet,
             request,
-            |_, req, mut entry| async move {
+            |svc, _, req, mut entry| async move {
                 let result = async {
                     let v = if req.version == 0 {
-                        self.latest().await?.0
+                        svc.latest().await?.0
                     } else {
-                        let v = self
+                        let v = svc
                             .gateway
                             .store
                             .registry_version(Some(req.version))
                             .await
                             .map_err(GatewayError::store)?;
-                        v.filter(|_| self.gateway.config.registry_source == RegistrySource::Store)
+                        v.filter(|_| svc.gateway.config.registry_source == RegistrySource::Store)
                             .ok_or_else(|| {
                                 GatewayError::invalid(
                                     Reason::RegistryItemNotFound,
@@ -353,13 +367,13 @@ impl registry_server::Registry for RegistryService {
         self.serve(
             Method::RegistryList,
             request,
-            |_, req, mut entry| async move {
+            |svc, _, req, mut entry| async move {
                 let result = async {
                     let kinds = match convert::kind(req.kind)? {
                         Some(k) => vec![k],
                         None => Kind::ALL.to_vec(),
                     };
-                    let (v, tables) = self.latest().await?;
+                    let (v, tables) = svc.latest().await?;
                     entry
                         .details
                         .insert("version".into(), v.version.to_string());
@@ -384,21 +398,25 @@ impl registry_server::Registry for RegistryService {
         &self,
         request: Request<pb::PutItemRequest>,
     ) -> Result<Response<pb::PutItemResponse>, Status> {
-        self.serve(Method::RegistryPut, request, |op, req, entry| async move {
-            let item: Result<Item, GatewayError> = convert::item_from_wire(req.item);
-            let (result, entry) = match item {
-                Ok(item) => {
-                    self.change(&op, req.expected_version, req.dry_run, entry, |t| {
-                        change::put(t, item);
-                        Ok(())
-                    })
-                    .await
-                }
-                Err(e) => (Err(e), Some(entry)),
-            };
-            let result = result.map(|r| pb::PutItemResponse { result: Some(r) });
-            (result, entry)
-        })
+        self.serve(
+            Method::RegistryPut,
+            request,
+            |svc, op, req, entry| async move {
+                let item: Result<Item, GatewayError> = convert::item_from_wire(req.item);
+                let (result, entry) = match item {
+                    Ok(item) => {
+                        svc.change(&op, req.expected_version, req.dry_run, entry, |t| {
+                            change::put(t, item);
+                            Ok(())
+                        })
+                        .await
+                    }
+                    Err(e) => (Err(e), Some(entry)),
+                };
+                let result = result.map(|r| pb::PutItemResponse { result: Some(r) });
+                (result, entry)
+            },
+        )
         .await
     }
 
@@ -409,7 +427,7 @@ impl registry_server::Registry for RegistryService {
         self.serve(
             Method::RegistryDelete,
             request,
-            |op, req, entry| async move {
+            |svc, op, req, entry| async move {
                 let kind = convert::kind(req.kind).and_then(|k| {
                     k.ok_or_else(|| {
                         GatewayError::invalid(Reason::FieldMissing, "kind", "kind is required")
@@ -418,7 +436,7 @@ impl registry_server::Registry for RegistryService {
                 let (result, entry) = match kind {
                     Ok(kind) => {
                         let key = req.key.clone();
-                        self.change(&op, req.expected_version, req.dry_run, entry, move |t| {
+                        svc.change(&op, req.expected_version, req.dry_run, entry, move |t| {
                             if change::delete(t, kind, &key) {
                                 Ok(())
                             } else {
@@ -451,8 +469,8 @@ impl registry_server::Registry for RegistryService {
         self.serve(
             Method::RegistryApply,
             request,
-            |op, req, entry| async move {
-                let (result, entry) = self
+            |svc, op, req, entry| async move {
+                let (result, entry) = svc
                     .change(&op, req.expected_version, req.dry_run, entry, |t| {
                         *t = RegistryTables::from_document(&req.document).map_err(invalid)?;
                         Ok(())
@@ -472,10 +490,10 @@ impl registry_server::Registry for RegistryService {
         self.serve(
             Method::RegistryHistory,
             request,
-            |_, req, entry| async move {
+            |svc, _, req, entry| async move {
                 let result = async {
-                    if self.gateway.config.registry_source == RegistrySource::File {
-                        let (v, _) = self.latest().await?;
+                    if svc.gateway.config.registry_source == RegistrySource::File {
+                        let (v, _) = svc.latest().await?;
                         return Ok(pb::ListVersionsResponse {
                             versions: vec![convert::version_to_wire(&v)],
                         });
@@ -488,7 +506,7 @@ impl registry_server::Registry for RegistryService {
                         0 => DEFAULT_PAGE_SIZE,
                         n => n.min(MAX_PAGE_SIZE),
                     };
-                    let versions = self
+                    let versions = svc
                         .gateway
                         .store
                         .registry_history(before, i64::from(size))

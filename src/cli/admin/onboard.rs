@@ -31,6 +31,19 @@ pub struct OnboardArgs {
     /// The certificate signing request (`samverka certs request` makes it).
     #[arg(long)]
     csr: PathBuf,
+    /// The organisation number the request must name: the operator's word
+    /// on who this is, not the request's.
+    #[arg(long)]
+    org: String,
+    /// Replace an agency (or adapter route) already in the registry, with
+    /// its registrar bounds and rate: by default that is refused.
+    #[arg(long)]
+    replace: bool,
+    /// An adapter's certificate names: a DNS name or IP address,
+    /// repeatable (default: the host of --address). Names the request asks
+    /// for are not taken.
+    #[arg(long = "cert-name")]
+    server_names: Vec<String>,
     /// The issuing CA: a directory with ca.pem and ca.key. Without it, the
     /// request's checked contents are printed for an external CA.
     #[arg(long)]
@@ -121,13 +134,22 @@ fn onboarded(doc: &mut Table, req: &CheckedRequest, args: &OnboardArgs) -> Resul
             return Err(usage("an adapter needs --record-types"));
         }
         let routes = tables(doc, "adapters");
+        if !args.replace
+            && routes
+                .iter()
+                .any(|r| field(r, "name") == Some(name.as_str()))
+        {
+            return Err(usage(format!(
+                "the registry already routes to an adapter named {name:?}: --replace to replace it"
+            )));
+        }
         routes.retain(|r| field(r, "name") != Some(name.as_str()));
         let mut t = Table::new();
         t.insert("name".into(), Value::String(name));
         t.insert("address".into(), Value::String(address));
         t.insert("org_number".into(), Value::String(org));
         t.insert("record_types".into(), strings(&args.record_types));
-        if let Some(server) = req.server_names.first() {
+        if let Some(server) = args.server_names.first() {
             t.insert("server_name".into(), Value::String(server.clone()));
         }
         routes.push(Value::Table(t));
@@ -162,6 +184,16 @@ fn onboarded(doc: &mut Table, req: &CheckedRequest, args: &OnboardArgs) -> Resul
         agency.insert("login_clients".into(), Value::Array(clients));
     }
     let agencies = tables(doc, "agencies");
+    if !args.replace
+        && agencies
+            .iter()
+            .any(|a| field(a, "org_number") == Some(org.as_str()))
+    {
+        return Err(usage(format!(
+            "agency {org} is already in the registry: --replace to replace it (its registrar \
+             bounds, keys and rate with it)"
+        )));
+    }
     agencies.retain(|a| field(a, "org_number") != Some(org.as_str()));
     agencies.push(Value::Table(agency));
     for grant in &args.allow {
@@ -234,7 +266,32 @@ fn describe(req: &CheckedRequest) -> String {
 pub(super) async fn onboard(args: OnboardArgs) -> Result<String, CliError> {
     let pem = std::fs::read_to_string(&args.csr)
         .map_err(|e| usage(format!("{}: {e}", args.csr.display())))?;
-    let req = check_request(&pem).map_err(|e| usage(format!("{}: {e}", args.csr.display())))?;
+    let mut req = check_request(&pem).map_err(|e| usage(format!("{}: {e}", args.csr.display())))?;
+    if req.agency.as_str() != args.org {
+        return Err(usage(format!(
+            "the request names organisation {}, not --org {}: refused",
+            req.agency, args.org
+        )));
+    }
+    // An adapter's names are the operator's (or its address's host), never
+    // the request's; an agency's certificate is a client's and names none.
+    req.server_names = match (req.role, args.server_names.is_empty(), &args.address) {
+        (Role::Adapter, false, _) => args.server_names.clone(),
+        (Role::Adapter, true, Some(address)) => address
+            .rsplit_once(':')
+            .map(|(host, _)| vec![host.trim_matches(['[', ']']).to_owned()])
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    if let Some(name) = req
+        .server_names
+        .iter()
+        .find(|n| n.contains('*') || n.is_empty())
+    {
+        return Err(usage(format!(
+            "server name {name:?}: no wildcards, not blank"
+        )));
+    }
     let ca = match &args.ca_dir {
         Some(dir) => {
             let read = |name: &str| {

@@ -203,6 +203,7 @@ impl ConsentsService {
     #[allow(clippy::too_many_arguments)]
     async fn change<R: PersonBound>(
         &self,
+        registry: &crate::registry::Registry,
         caller: Result<Caller, GatewayError>,
         req: &R,
         consent_id: &str,
@@ -216,7 +217,7 @@ impl ConsentsService {
         ) -> Result<Transition, GatewayError>,
     ) -> Result<ConsentReceipt, GatewayError> {
         let (org, bounds, proven): (OrgNumber, crate::config::Registrar, Proven) =
-            self.prove(caller, req, level, entry)?;
+            self.prove(registry, caller, req, level, entry)?;
         validate::consent_id(consent_id)?;
         let current = self.of_person(consent_id, &proven, entry).await?;
         let mut t = make(&current, &org, &bounds)?;
@@ -276,6 +277,7 @@ impl ConsentsService {
             let mut entry = entry;
             let r = self
                 .change(
+                    &registry,
                     caller,
                     &req,
                     &req.consent_id,
@@ -401,6 +403,7 @@ impl ConsentsService {
             }
             let r = self
                 .change(
+                    &self.gateway.registry.current(),
                     caller,
                     &req,
                     &consent_id,
