@@ -26,12 +26,23 @@ use support::*;
 use tonic::{Request, Response, Status};
 
 /// The employment register, hanging while `hang` is set, else answering
-/// after `delay_ms`.
+/// after `delay_ms`; `ended` counts the calls that ended, answered or
+/// dropped by the gateway.
 #[derive(Clone, Default)]
 struct Switchable {
     hang: Arc<AtomicBool>,
     delay_ms: Arc<AtomicU64>,
     asked: Arc<AtomicUsize>,
+    ended: Arc<AtomicUsize>,
+}
+
+/// Counts a call's end when dropped.
+struct Ends(Arc<AtomicUsize>);
+
+impl Drop for Ends {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 #[tonic::async_trait]
@@ -53,6 +64,7 @@ impl Adapter for Switchable {
         request: Request<FetchRecordsRequest>,
     ) -> Result<Response<FetchRecordsResponse>, Status> {
         self.asked.fetch_add(1, Ordering::SeqCst);
+        let _ends = Ends(self.ended.clone());
         if self.hang.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_secs(30)).await;
         }
@@ -116,6 +128,7 @@ fn employment_read(timeout: Duration) -> Request<samverka_proto::v1::GetRecordsR
 /// it (the client drops the call, which resets the stream).
 async fn cancel_once_asked(s: &Setup) {
     let before = s.adapter.asked.load(Ordering::SeqCst);
+    let ended = s.adapter.ended.load(Ordering::SeqCst);
     let mut reader = s.gateway.reader(&s.pki).await;
     let call = tokio::spawn(async move {
         let _ = reader
@@ -134,6 +147,15 @@ async fn cancel_once_asked(s: &Setup) {
     );
     call.abort();
     let _ = call.await;
+    // The gateway has let go of the call once it dropped its register
+    // call: only then is what it left behind worth looking at.
+    for _ in 0..500 {
+        if s.adapter.ended.load(Ordering::SeqCst) > ended {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the gateway never let go of the cancelled call");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -218,27 +218,39 @@ async fn verify_store(store: &AuditTrail, certs: &[String]) -> Result<Report, Cl
     check.finish().map_err(broken)
 }
 
+/// Verifies an export line by line, in constant memory: its checkpoints
+/// come first (as `export` writes them), then its entries, each checked
+/// as it is read.
 fn verify_export(path: &Path, certs: &[String]) -> Result<Report, CliError> {
     let file = std::fs::File::open(path)
         .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
     let mut checkpoints = Vec::new();
-    let mut entries = Vec::new();
+    let mut check = None;
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.map_err(CliError::failed)?;
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<ExportLine>(&line)
-            .map_err(|e| CliError::Failed(format!("{}:{}: {e}", path.display(), n + 1)))?
-        {
+        let at = |what: String| CliError::Failed(format!("{}:{}: {what}", path.display(), n + 1));
+        match serde_json::from_str::<ExportLine>(&line).map_err(|e| at(e.to_string()))? {
+            ExportLine::Checkpoint(_) if check.is_some() => {
+                return Err(at("a checkpoint after the entries: not an export".into()));
+            }
             ExportLine::Checkpoint(c) => checkpoints.push(c),
-            ExportLine::Entry(e) => entries.push(*e),
+            ExportLine::Entry(e) => {
+                if check.is_none() {
+                    check = Some(start_check(&checkpoints, certs)?);
+                }
+                if let Some(check) = check.as_mut() {
+                    check.push(&e).map_err(broken)?;
+                }
+            }
         }
     }
-    let mut check = start_check(&checkpoints, certs)?;
-    for e in &entries {
-        check.push(e).map_err(broken)?;
-    }
+    let check = match check {
+        Some(check) => check,
+        None => start_check(&checkpoints, certs)?,
+    };
     check.finish().map_err(broken)
 }
 
