@@ -154,6 +154,25 @@ async fn an_agency_onboarded_from_its_request_reads_and_offboarded_is_refused() 
     .await;
     assert_eq!(code, 64, "{err}");
     assert!(err.contains("already in the registry"), "{err}");
+    // An agency's request onboarded as if it were an adapter's.
+    let (code, _, err) = run(args(
+        &[
+            "admin",
+            "onboard",
+            "--csr",
+            &csr_arg,
+            "--org",
+            NEW_AGENCY,
+            "--address",
+            "localhost:1",
+            "--record-types",
+            "employment.period",
+        ],
+        &demo,
+    ))
+    .await;
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("for adapters"), "{err}");
     assert!(
         !net.net.dir.join("certs/issued").exists(),
         "no certificate issued"

@@ -384,4 +384,19 @@ async fn a_file_edited_after_seeding_is_refused_at_start_and_an_unedited_one_kee
         "{:?}",
         versions[0]
     );
+    drop((op, gateway));
+
+    // A replica still holding the file that seeded the store does not
+    // undo what came after it, even with apply_file.
+    std::fs::write(
+        &path,
+        seeded.replace(
+            "source = \"store\"",
+            "source = \"store\"\napply_file = true",
+        ),
+    )
+    .unwrap();
+    let gateway = start_replica(BIN, &path);
+    let mut op = operator(&gateway, &pki).await;
+    assert_eq!(latest(&mut op).await, 3, "no version from an old file");
 }

@@ -45,7 +45,7 @@ pub struct CheckedRequest {
     pub agency: OrgNumber,
     /// The role its role URI names: `agency` or `adapter`.
     pub role: Role,
-    /// Its subject's common name.
+    /// Its subject's common name (the issuer may set another).
     pub common_name: String,
     /// The DNS names and IP addresses it asks for (an adapter's); the
     /// issuer decides which the certificate names (this list, as the

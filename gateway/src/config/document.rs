@@ -124,12 +124,14 @@ impl RawTables {
 }
 
 /// No control character (a line break, an escape, NUL, ...) in a name,
-/// id, address or description: they reach logs, operators' terminals and
-/// the audit trail's summaries of changes, where a line break could forge
-/// a line. (Codes, numbers and record types have stricter forms already;
-/// key sets are PEM or JSON, checked when read.)
+/// id or address, which name items in logs, operators' terminals and the
+/// audit trail's summaries of changes, where a line break could forge a
+/// line; descriptions may break lines and hold tabs, nothing else. (Codes,
+/// numbers and record types have stricter forms already; key sets are PEM
+/// or JSON, checked when read.)
 fn no_control_characters(t: &RegistryTables) -> Result<(), ConfigError> {
     let mut fields: Vec<(String, &str)> = Vec::new();
+    let mut descriptions: Vec<(String, &str)> = Vec::new();
     for (i, a) in t.agencies.iter().enumerate() {
         fields.push((format!("agencies[{i}].name"), &a.name));
         for (j, c) in a
@@ -149,9 +151,9 @@ fn no_control_characters(t: &RegistryTables) -> Result<(), ConfigError> {
         }
     }
     for (i, p) in t.purposes.iter().enumerate() {
-        fields.push((format!("purposes[{i}].description"), &p.description));
+        descriptions.push((format!("purposes[{i}].description"), &p.description));
         if let Some(sv) = &p.description_sv {
-            fields.push((format!("purposes[{i}].description_sv"), sv));
+            descriptions.push((format!("purposes[{i}].description_sv"), sv));
         }
     }
     for (i, r) in t.access_rules.iter().enumerate() {
@@ -166,10 +168,16 @@ fn no_control_characters(t: &RegistryTables) -> Result<(), ConfigError> {
         fields.push((format!("identity_providers[{i}].issuer"), &p.issuer));
         fields.push((format!("identity_providers[{i}].name"), &p.name));
     }
-    match fields
+    let in_text = |c: char| c.is_control() && c != '\n' && c != '\t';
+    let bad = fields
         .into_iter()
         .find(|(_, v)| v.chars().any(char::is_control))
-    {
+        .or_else(|| {
+            descriptions
+                .into_iter()
+                .find(|(_, v)| v.chars().any(in_text))
+        });
+    match bad {
         Some((key, _)) => Err(ConfigError::for_key(
             key,
             "must not contain control characters (line breaks, escapes, ...)",
@@ -403,6 +411,13 @@ key_set = "KEYS"
         let keys = keys().replace('\n', "\\n");
         let good = TABLES.replace("KEYS", &keys);
         assert!(RegistryTables::from_document(&good).is_ok());
+        // A description may break lines.
+        let multiline = good.replace(
+            "description = \"Study and career guidance\"",
+            "description = \"Study and\\n\\tcareer guidance\"",
+        );
+        assert_ne!(multiline, good);
+        assert!(RegistryTables::from_document(&multiline).is_ok());
         for (from, to, key) in [
             (
                 "agency = \"2021999020\"",

@@ -45,9 +45,11 @@ pub const SEEDED_BY: &str = "seed";
 /// (`apply_file`) starts with; the file's path follows.
 pub const FROM_FILE: &str = "file:";
 
-/// The document of the latest version up to `latest` that a configuration
-/// file made (its seed, or an applied file).
-async fn from_file(store: &Store, latest: i64) -> Result<Option<String>, OpenError> {
+/// Whether a configuration file wrote a version with this digest (its
+/// seed, or an applied file), at or before `latest`: a file that says what
+/// some file once said is not an edit, even if the store has moved on, and
+/// whichever replica's file it was.
+async fn file_wrote(store: &Store, latest: i64, digest: &str) -> Result<bool, OpenError> {
     let mut before = latest + 1;
     loop {
         let page = store
@@ -55,14 +57,13 @@ async fn from_file(store: &Store, latest: i64) -> Result<Option<String>, OpenErr
             .await
             .map_err(OpenError::Failed)?;
         let Some(last) = page.last() else {
-            return Ok(None);
+            return Ok(false);
         };
         before = last.version;
-        if let Some(v) = page
-            .into_iter()
-            .find(|v| v.changed_by == SEEDED_BY || v.changed_by.starts_with(FROM_FILE))
-        {
-            return Ok(Some(v.document));
+        if page.iter().any(|v| {
+            v.digest == digest && (v.changed_by == SEEDED_BY || v.changed_by.starts_with(FROM_FILE))
+        }) {
+            return Ok(true);
         }
     }
 }
@@ -104,8 +105,10 @@ pub struct RegistrySlot {
     person: PersonAssertionSettings,
     limits: crate::config::Limits,
     rate: Arc<RateLimiter>,
-    /// Since when, and why, following the store fails.
-    lagging: std::sync::Mutex<Option<(std::time::Instant, String)>>,
+    /// Whether it follows the store's versions (`source = "store"`).
+    follows_store: bool,
+    /// When following last succeeded, and the last failure since.
+    followed: std::sync::Mutex<(std::time::Instant, Option<String>)>,
 }
 
 impl RegistrySlot {
@@ -148,37 +151,47 @@ impl RegistrySlot {
             person,
             limits: config.limits.clone(),
             rate,
-            lagging: std::sync::Mutex::new(None),
+            follows_store: config.registry_source == RegistrySource::Store,
+            followed: std::sync::Mutex::new((std::time::Instant::now(), None)),
         })
     }
 
     /// Whether this replica follows the store's versions: an error once
-    /// following has failed for [`FOLLOW_GRACE`] ([`crate::Gateway::ready`]).
+    /// it has not succeeded for [`FOLLOW_GRACE`], whether it failed or its
+    /// follower stalled ([`crate::Gateway::ready`]).
     pub fn following(&self) -> Result<(), String> {
-        let lagging = self.lagging.lock().unwrap_or_else(|e| e.into_inner());
-        match &*lagging {
-            Some((since, why)) if since.elapsed() >= FOLLOW_GRACE => Err(format!(
-                "registry: the store's latest version has not been put in force for {} s: {why}",
-                since.elapsed().as_secs()
-            )),
-            _ => Ok(()),
+        if !self.follows_store {
+            return Ok(());
         }
+        let followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
+        let (ok_at, why) = &*followed;
+        if ok_at.elapsed() < FOLLOW_GRACE {
+            return Ok(());
+        }
+        Err(format!(
+            "registry: the store's latest version has not been checked for {} s: {}",
+            ok_at.elapsed().as_secs(),
+            why.as_deref().unwrap_or("the follower does not answer")
+        ))
     }
 
     /// Notes how following the store went; says so in the log when that
     /// changes, not twice a second.
     fn followed(&self, result: Result<(), String>) {
-        let mut lagging = self.lagging.lock().unwrap_or_else(|e| e.into_inner());
-        match (result, lagging.is_some()) {
-            (Err(e), false) => {
-                tracing::warn!(error = %e, "registry: cannot follow the store's versions; the version in force stays");
-                *lagging = Some((std::time::Instant::now(), e));
+        let mut followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(()) => {
+                if followed.1.take().is_some() {
+                    tracing::info!("registry: following the store's versions again");
+                }
+                followed.0 = std::time::Instant::now();
             }
-            (Ok(()), true) => {
-                tracing::info!("registry: following the store's versions again");
-                *lagging = None;
+            Err(e) => {
+                if followed.1.is_none() {
+                    tracing::warn!(error = %e, "registry: cannot follow the store's versions; the version in force stays");
+                }
+                followed.1 = Some(e);
             }
-            _ => {}
         }
     }
 
@@ -343,12 +356,13 @@ pub async fn open(
             let tables = RegistryTables::from_document(&v.document)
                 .map_err(|e| Refused(format!("the store's registry version {}: {e}", v.version)))?;
             let mine_doc = mine.to_document().map_err(Refused)?;
-            // The file's tables count when they changed since the file last
-            // wrote them into the store: otherwise the store has moved on
-            // through the API, which is its purpose.
+            // The file's tables count when no file ever wrote them into the
+            // store: otherwise the store has moved on through the API, which
+            // is its purpose.
             let edited = config.writes_registry
                 && mine_doc != v.document
-                && from_file(store, v.version).await?.as_deref() != Some(mine_doc.as_str());
+                && !file_wrote(store, v.version, &crate::config::document_digest(&mine_doc))
+                    .await?;
             if edited && config.apply_file {
                 let summary = change::summary(&change::diff(&tables, &mine));
                 let by = format!("{FROM_FILE}{file}");

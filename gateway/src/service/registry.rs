@@ -153,6 +153,11 @@ impl RegistryService {
         }
         let req = request.into_inner();
         let svc = self.clone();
+        // Kept to record a call whose task failed (a defect), under an id
+        // of its own.
+        let mut if_failed = entry.clone();
+        if_failed.audit_id = crate::audit::new_id();
+        let audit = gw.audit.clone();
         let task = async move {
             let audit = &svc.gateway.audit.clone();
             let op = match who {
@@ -168,14 +173,28 @@ impl RegistryService {
         };
         let task = tokio::spawn(tracing::Instrument::instrument(task, call.span().clone()));
         call.run(async move {
-            task.await
-                .unwrap_or_else(|e| Err(GatewayError::internal(format!("registry call: {e}"))))
+            match task.await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    let failed = Err(GatewayError::internal(format!("registry call: {e}")));
+                    audit.commit_outcome(if_failed, failed).await
+                }
+            }
         })
         .await
     }
 
     /// The latest version and its tables: the store's, or the file's.
     async fn latest(&self) -> Result<(RegistryVersion, RegistryTables), GatewayError> {
+        let (v, tables) = self.latest_as_stored().await?;
+        Ok((v, tables.map_err(GatewayError::internal)?))
+    }
+
+    /// The latest version, and its tables if this gateway can read them (a
+    /// version it cannot read can still be replaced whole).
+    async fn latest_as_stored(
+        &self,
+    ) -> Result<(RegistryVersion, Result<RegistryTables, String>), GatewayError> {
         let gw = &self.gateway;
         if gw.config.registry_source == RegistrySource::File {
             let current = gw.registry.current();
@@ -196,7 +215,7 @@ impl RegistryService {
                     .unwrap_or_default(),
                 summary: String::new(),
             };
-            return Ok((v, current.tables.clone()));
+            return Ok((v, Ok(current.tables.clone())));
         }
         let v = gw
             .store
@@ -204,7 +223,7 @@ impl RegistryService {
             .await
             .map_err(GatewayError::store)?
             .ok_or_else(|| GatewayError::internal("the store holds no registry"))?;
-        let tables = RegistryTables::from_document(&v.document).map_err(GatewayError::internal)?;
+        let tables = RegistryTables::from_document(&v.document).map_err(|e| e.to_string());
         Ok((v, tables))
     }
 
@@ -218,6 +237,7 @@ impl RegistryService {
         expected: i64,
         dry_run: bool,
         mut entry: AuditEntry,
+        whole: bool,
         edit: impl FnOnce(&mut RegistryTables) -> Result<(), GatewayError>,
     ) -> (Result<pb::ChangeResult, GatewayError>, Option<AuditEntry>) {
         let gw = &self.gateway;
@@ -236,7 +256,7 @@ impl RegistryService {
                     "expected_version is required: the version the change is made on",
                 ));
             }
-            let (latest, before) = self.latest().await?;
+            let (latest, before) = self.latest_as_stored().await?;
             entry
                 .details
                 .insert("version_before".into(), latest.version.to_string());
@@ -252,6 +272,25 @@ impl RegistryService {
                     ),
                 ));
             }
+            // A latest version this gateway cannot read (a hand edit, a
+            // newer release) can only be replaced whole.
+            let before = match before {
+                Ok(t) => t,
+                Err(_) if whole => RegistryTables::default(),
+                Err(why) => {
+                    return Err(GatewayError {
+                        detail: Some(why),
+                        ..GatewayError::invalid(
+                            Reason::RegistryInvalid,
+                            "expected_version",
+                            format!(
+                                "version {} does not read with this gateway: replace it whole (ApplyDocument)",
+                                latest.version
+                            ),
+                        )
+                    });
+                }
+            };
             let mut after = before.clone();
             edit(&mut after)?;
             let document = after.to_document().map_err(|e| {
@@ -311,7 +350,13 @@ impl RegistryService {
                 )),
                 Some(entry),
             ),
-            Err(e) => (Err(GatewayError::store(e)), Some(entry)),
+            // The commit's outcome is unknown (its answer may have been
+            // lost): the refusal gets an id of its own, so that it can never
+            // collide with an entry that was committed after all.
+            Err(e) => {
+                entry.audit_id = crate::audit::new_id();
+                (Err(GatewayError::store(e)), Some(entry))
+            }
         }
     }
 }
@@ -405,7 +450,7 @@ impl registry_server::Registry for RegistryService {
                 let item: Result<Item, GatewayError> = convert::item_from_wire(req.item);
                 let (result, entry) = match item {
                     Ok(item) => {
-                        svc.change(&op, req.expected_version, req.dry_run, entry, |t| {
+                        svc.change(&op, req.expected_version, req.dry_run, entry, false, |t| {
                             change::put(t, item);
                             Ok(())
                         })
@@ -436,21 +481,28 @@ impl registry_server::Registry for RegistryService {
                 let (result, entry) = match kind {
                     Ok(kind) => {
                         let key = req.key.clone();
-                        svc.change(&op, req.expected_version, req.dry_run, entry, move |t| {
-                            if change::delete(t, kind, &key) {
-                                Ok(())
-                            } else {
-                                Err(GatewayError::invalid(
-                                    Reason::RegistryItemNotFound,
-                                    "key",
-                                    format!(
-                                        "the registry has no {} {:?}",
-                                        kind.as_str(),
-                                        crate::pipeline::validate::echo(&key)
-                                    ),
-                                ))
-                            }
-                        })
+                        svc.change(
+                            &op,
+                            req.expected_version,
+                            req.dry_run,
+                            entry,
+                            false,
+                            move |t| {
+                                if change::delete(t, kind, &key) {
+                                    Ok(())
+                                } else {
+                                    Err(GatewayError::invalid(
+                                        Reason::RegistryItemNotFound,
+                                        "key",
+                                        format!(
+                                            "the registry has no {} {:?}",
+                                            kind.as_str(),
+                                            crate::pipeline::validate::echo(&key)
+                                        ),
+                                    ))
+                                }
+                            },
+                        )
                         .await
                     }
                     Err(e) => (Err(e), Some(entry)),
@@ -471,7 +523,7 @@ impl registry_server::Registry for RegistryService {
             request,
             |svc, op, req, entry| async move {
                 let (result, entry) = svc
-                    .change(&op, req.expected_version, req.dry_run, entry, |t| {
+                    .change(&op, req.expected_version, req.dry_run, entry, true, |t| {
                         *t = RegistryTables::from_document(&req.document).map_err(invalid)?;
                         Ok(())
                     })

@@ -273,6 +273,26 @@ pub(super) async fn onboard(args: OnboardArgs) -> Result<String, CliError> {
             req.agency, args.org
         )));
     }
+    // What the operator says it is to be must fit what it asks to be.
+    let for_adapter = args.address.is_some() || !args.record_types.is_empty();
+    let for_agency = !args.allow.is_empty() || !args.registrar_purposes.is_empty();
+    match req.role {
+        Role::Agency if for_adapter => {
+            return Err(usage(
+                "the request is an agency's: --address and --record-types are for adapters",
+            ));
+        }
+        Role::Adapter if for_agency => {
+            return Err(usage(
+                "the request is an adapter's: --allow and --registrar-purposes are for agencies",
+            ));
+        }
+        _ => {}
+    }
+    // The certificate's name for people is the operator's when given.
+    if let Some(name) = &args.name {
+        req.common_name = name.chars().filter(|c| !c.is_control()).take(64).collect();
+    }
     // An adapter's names are the operator's (or its address's host), never
     // the request's; an agency's certificate is a client's and names none.
     req.server_names = match (req.role, args.server_names.is_empty(), &args.address) {
@@ -348,7 +368,20 @@ fn issued_to(dir: &Path, org: &OrgNumber) -> Result<Vec<String>, CliError> {
         return Ok(Vec::new());
     };
     let mut certs = Vec::new();
+    // Only what onboarding wrote there: regular files named after the
+    // organisation, of a certificate's size (not a pipe, a device or a
+    // link to one).
+    let prefix = format!("{org}-");
     for entry in entries.flatten() {
+        let named = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(&prefix));
+        let regular = std::fs::symlink_metadata(entry.path())
+            .is_ok_and(|m| m.is_file() && m.len() <= 64 * 1024);
+        if !named || !regular {
+            continue;
+        }
         let Ok(pem) = std::fs::read_to_string(entry.path()) else {
             continue;
         };
