@@ -306,3 +306,23 @@ pub fn synthetic_subject(i: usize) -> String {
         .as_str()
         .to_owned()
 }
+
+/// Runs `sql` on the PostgreSQL server of `url` (to create or drop a
+/// benchmark's scratch database).
+pub async fn postgres_admin(url: &str, sql: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let task = tokio::spawn(connection);
+    client.batch_execute(sql).await?;
+    drop(client);
+    let _ = task.await;
+    Ok(())
+}
+
+/// The URL of database `name` on the server of `url`.
+pub fn database_url(url: &str, name: &str) -> String {
+    let base = url.split('?').next().unwrap_or(url);
+    match base.rfind('/') {
+        Some(i) if i > "postgresql://".len() => format!("{}/{name}", &base[..i]),
+        _ => format!("{base}/{name}"),
+    }
+}

@@ -264,6 +264,26 @@ pub(super) fn refused(status: tonic::Status) -> CliError {
     ))
 }
 
+/// Makes the registry `document` on `expected_version`; what changed.
+pub(super) async fn apply(
+    client: &mut RegistryClient<Channel>,
+    document: String,
+    expected_version: i64,
+    dry_run: bool,
+    json: bool,
+) -> Result<String, CliError> {
+    let answer = client
+        .apply_document(pb::ApplyDocumentRequest {
+            document,
+            expected_version,
+            dry_run,
+        })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    change_result(answer.result, json)
+}
+
 /// The latest version's number, to make a change on.
 pub(super) async fn latest(client: &mut RegistryClient<Channel>) -> Result<i64, CliError> {
     let got = client
@@ -395,16 +415,14 @@ pub async fn run(command: AdminCommand) -> Result<String, CliError> {
                     )
                 })?,
             };
-            let answer = client
-                .apply_document(pb::ApplyDocumentRequest {
-                    document,
-                    expected_version,
-                    dry_run,
-                })
-                .await
-                .map_err(refused)?
-                .into_inner();
-            change_result(answer.result, connection.json)
+            apply(
+                &mut client,
+                document,
+                expected_version,
+                dry_run,
+                connection.json,
+            )
+            .await
         }
         AdminCommand::List { kind, connection } => {
             let mut client = connection.client().await?;

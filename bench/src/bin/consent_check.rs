@@ -21,7 +21,7 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use samverka_bench::synthetic_subject;
+use samverka_bench::{database_url, postgres_admin, synthetic_subject};
 use samverka_gateway::pipeline::consent::decide;
 use samverka_gateway::store::{Store, StoreLocation, StoredConsent};
 
@@ -125,24 +125,6 @@ async fn measure(
 
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * q) as usize]
-}
-
-async fn postgres_admin(url: &str, sql: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    let task = tokio::spawn(connection);
-    client.batch_execute(sql).await?;
-    drop(client);
-    let _ = task.await;
-    Ok(())
-}
-
-/// The URL of database `name` on the server of `url`.
-fn database_url(url: &str, name: &str) -> String {
-    let base = url.split('?').next().unwrap_or(url);
-    match base.rfind('/') {
-        Some(i) if i > "postgresql://".len() => format!("{}/{name}", &base[..i]),
-        _ => format!("{base}/{name}"),
-    }
 }
 
 /// An empty store of the backend, one per size.

@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use samverka_bench::{samverka_binary, synthetic_subject};
+use samverka_bench::{database_url, postgres_admin, samverka_binary, synthetic_subject};
 use samverka_gateway::audit::AuditEntry;
 use samverka_gateway::store::{Store, StoreLocation, StoredConsent};
 
@@ -73,23 +73,6 @@ fn consent(person: usize, now_ms: i64) -> StoredConsent {
         request_id: format!("bench-{person}"),
         granted_at_ms: now_ms - 1000,
         ..Default::default()
-    }
-}
-
-async fn postgres_admin(url: &str, sql: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    let task = tokio::spawn(connection);
-    client.batch_execute(sql).await?;
-    drop(client);
-    let _ = task.await;
-    Ok(())
-}
-
-fn database_url(url: &str, name: &str) -> String {
-    let base = url.split('?').next().unwrap_or(url);
-    match base.rfind('/') {
-        Some(i) if i > "postgresql://".len() => format!("{}/{name}", &base[..i]),
-        _ => format!("{base}/{name}"),
     }
 }
 

@@ -152,7 +152,6 @@ mod telemetry;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use samverka_certs::OrgNumber;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -390,28 +389,6 @@ impl Config {
             adapters: self.adapters.clone(),
             identity_providers: self.identity_providers.clone(),
         }
-    }
-
-    /// The configured agency with this organisation number.
-    pub fn agency(&self, org: &OrgNumber) -> Option<&Agency> {
-        self.agencies.iter().find(|a| &a.org_number == org)
-    }
-
-    /// The purpose with this code.
-    pub fn purpose(&self, code: &str) -> Option<&Purpose> {
-        self.purposes.iter().find(|p| p.code == code)
-    }
-
-    /// Whether this gateway knows the record type: some purpose covers it or
-    /// some adapter serves it.
-    pub fn knows_record_type(&self, record_type: &str) -> bool {
-        self.purposes
-            .iter()
-            .any(|p| p.record_types.iter().any(|t| t == record_type))
-            || self
-                .adapters
-                .iter()
-                .any(|a| a.record_types.iter().any(|t| t == record_type))
     }
 }
 

@@ -56,8 +56,8 @@ fn parses_a_good_config_and_resolves_relative_paths() {
     );
     assert_eq!(c.gateway.default_deadline, Duration::from_secs(5));
     assert_eq!(c.adapters[0].server_name, "127.0.0.1");
-    assert!(c.knows_record_type("employment.period"));
-    assert!(!c.knows_record_type("education.degree"));
+    assert!(c.tables().knows_record_type("employment.period"));
+    assert!(!c.tables().knows_record_type("education.degree"));
 }
 
 fn error_for(text: &str) -> ConfigError {
@@ -103,7 +103,10 @@ fn an_agency_may_have_a_rate_of_its_own() {
         "name = \"Guidance service\"\nrate_per_second = 5\nburst = 10",
     ) + "\n[limits]\nrate_per_second = 100\n";
     let c = Config::from_toml(&own, Path::new("/")).unwrap();
-    let agency = c.agency(&OrgNumber::parse("2021999020").unwrap()).unwrap();
+    let tables = c.tables();
+    let agency = tables
+        .agency(&samverka_certs::OrgNumber::parse("2021999020").unwrap())
+        .unwrap();
     assert_eq!(
         (agency.rate_per_second, agency.burst),
         (Some(5.0), Some(10.0))

@@ -168,7 +168,8 @@ impl Fixture {
         level: Level,
     ) -> Result<Proven, crate::error::GatewayError> {
         let org = OrgNumber::parse(registrar).unwrap();
-        let bounds = self.config.agency(&org).unwrap().registrar.clone().unwrap();
+        let tables = self.config.tables();
+        let bounds = tables.agency(&org).unwrap().registrar.clone().unwrap();
         self.verifier.verify(&org, &bounds, req, level, NOW * 1000)
     }
 

@@ -40,12 +40,12 @@ impl AccessLogService {
         AccessLogService { gateway }
     }
 
-    fn event(&self, config: &crate::config::RegistryTables, e: AuditEntry) -> AccessEvent {
+    fn event(&self, registry: &crate::config::RegistryTables, e: AuditEntry) -> AccessEvent {
         let agency_name = samverka_certs::OrgNumber::parse(&e.caller)
             .ok()
-            .and_then(|org| config.agency(&org).map(|a| a.name.clone()))
+            .and_then(|org| registry.agency(&org).map(|a| a.name.clone()))
             .unwrap_or_default();
-        let purpose_description = config
+        let purpose_description = registry
             .purpose(&e.purpose)
             .map(|p| p.description.clone())
             .unwrap_or_default();

@@ -236,16 +236,14 @@ async fn apply_edit(
         .map_err(|e| CliError::Failed(format!("the registry document does not read: {e}")))?;
     edit(&mut doc)?;
     let document = toml::to_string(&doc).map_err(CliError::failed)?;
-    let answer = client
-        .apply_document(pb::ApplyDocumentRequest {
-            document,
-            expected_version,
-            dry_run,
-        })
-        .await
-        .map_err(refused)?
-        .into_inner();
-    super::change_result(answer.result, connection.json)
+    super::apply(
+        &mut client,
+        document,
+        expected_version,
+        dry_run,
+        connection.json,
+    )
+    .await
 }
 
 fn describe(req: &CheckedRequest) -> String {

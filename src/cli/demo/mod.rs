@@ -317,7 +317,8 @@ async fn passport(
     println!("   guidance agency asks for it:");
     let passport_types = network
         .gateway
-        .config
+        .registry
+        .current()
         .purpose(DEMO_PURPOSE)
         .map(|p| p.record_types.clone())
         .unwrap_or_default();
