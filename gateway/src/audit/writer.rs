@@ -202,6 +202,12 @@ impl AuditWriter {
     /// refusal), commits it, and gives `result` back once the entry is
     /// durable, a refusal naming the entry's audit id. The answer never
     /// leaves before its entry: if the commit fails, so does the call.
+    ///
+    /// A refusal because the store failed gets an audit id of its own: the
+    /// failed store call may have been a transaction that committed this
+    /// very entry after all (its answer lost), and a second entry with the
+    /// same id would fail the whole batch it is committed in, other
+    /// callers' entries with it.
     pub async fn commit_outcome<T>(
         &self,
         mut entry: AuditEntry,
@@ -210,6 +216,9 @@ impl AuditWriter {
         let (decision, reason) = super::Decision::of(&result);
         entry.decision = decision.as_str().to_owned();
         entry.reason = reason.to_owned();
+        if matches!(&result, Err(e) if e.reason == crate::Reason::StoreUnavailable) {
+            entry.audit_id = super::new_id();
+        }
         let audit_id = entry.audit_id.clone();
         self.commit(entry)
             .await
@@ -411,6 +420,36 @@ mod tests {
         clock.set_ms(999_999);
         assert_eq!(writer.ready(), Ok(()), "the clock set back");
         assert!(writer.alive());
+    }
+
+    #[tokio::test]
+    async fn a_refusal_for_a_failed_store_call_is_committed_under_an_id_of_its_own() {
+        let clock = Clock::manual(1_000_000);
+        let (writer, mut rx) = handle(&clock);
+        let answer = tokio::spawn(async move {
+            while let Some((entry, done)) = rx.recv().await {
+                let _ = done.send(Ok(entry));
+            }
+        });
+        let entry = super::super::entry("Consents/Revoke", clock.now_ms());
+        let first = entry.audit_id.clone();
+        let failed: Result<(), _> = Err(crate::GatewayError::store("commit answer lost"));
+        let e = writer
+            .commit_outcome(entry.clone(), failed)
+            .await
+            .unwrap_err();
+        let id = e.audit_id.expect("the refusal names its entry");
+        assert_ne!(id, first, "maybe committed under the first id already");
+        let refused: Result<(), _> =
+            Err(crate::GatewayError::new(crate::Reason::RoleRequired, "no"));
+        let e = writer.commit_outcome(entry, refused).await.unwrap_err();
+        assert_eq!(
+            e.audit_id.as_deref(),
+            Some(first.as_str()),
+            "other refusals keep it"
+        );
+        drop(writer);
+        answer.await.unwrap();
     }
 
     #[test]

@@ -350,13 +350,9 @@ impl RegistryService {
                 )),
                 Some(entry),
             ),
-            // The commit's outcome is unknown (its answer may have been
-            // lost): the refusal gets an id of its own, so that it can never
-            // collide with an entry that was committed after all.
-            Err(e) => {
-                entry.audit_id = crate::audit::new_id();
-                (Err(GatewayError::store(e)), Some(entry))
-            }
+            // The commit's outcome is unknown: its refusal is committed
+            // under an id of its own (`AuditWriter::commit_outcome`).
+            Err(e) => (Err(GatewayError::store(e)), Some(entry)),
         }
     }
 }
