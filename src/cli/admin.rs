@@ -32,11 +32,9 @@ use samverka_proto::admin::v1 as pb;
 use samverka_proto::admin::v1::registry_client::RegistryClient;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
-use tonic_types::StatusExt;
-
-use samverka_gateway::net::client::{AgencyTls, connect};
 
 use super::CliError;
+use super::consent::{DemoFile, channel, status_text};
 
 mod onboard;
 mod show;
@@ -206,28 +204,18 @@ pub struct OperatorConnection {
     json: bool,
 }
 
-/// `[section] key` of a demo.toml.
-fn demo_value(path: &Path, section: &str, key: &str) -> Result<String, CliError> {
-    let usage = |e: &dyn std::fmt::Display| CliError::Usage(format!("{}: {e}", path.display()));
-    let text = std::fs::read_to_string(path).map_err(|e| usage(&e))?;
-    let table: toml::Table = toml::from_str(&text).map_err(|e| usage(&e))?;
-    table
-        .get(section)
-        .and_then(|s| s.get(key))
-        .and_then(|v| v.as_str())
-        .map(str::to_owned)
-        .ok_or_else(|| usage(&format!("{section}.{key} missing")))
-}
-
 impl OperatorConnection {
     async fn client(&self) -> Result<RegistryClient<Channel>, CliError> {
         let (address, ca, cert, key) = match &self.demo {
-            Some(file) => (
-                demo_value(file, "operator", "gateway")?,
-                PathBuf::from(demo_value(file, "gateway", "ca_cert")?),
-                PathBuf::from(demo_value(file, "operator", "cert")?),
-                PathBuf::from(demo_value(file, "operator", "key")?),
-            ),
+            Some(file) => {
+                let demo = DemoFile::read(file)?;
+                (
+                    demo.get("operator", "gateway")?,
+                    PathBuf::from(demo.get("gateway", "ca_cert")?),
+                    PathBuf::from(demo.get("operator", "cert")?),
+                    PathBuf::from(demo.get("operator", "key")?),
+                )
+            }
             None => {
                 let missing =
                     || CliError::Usage("--gateway, --ca, --cert and --key, or --demo".into());
@@ -239,29 +227,14 @@ impl OperatorConnection {
                 )
             }
         };
-        let tls = AgencyTls::from_files(&ca, &cert, &key)
-            .map_err(|e| CliError::Usage(format!("cannot read certificate files: {e}")))?;
-        let host = address.rsplit_once(':').map(|(h, _)| h).unwrap_or(&address);
-        let server_name = self.server_name.as_deref().unwrap_or(host);
-        let channel = connect(&address, server_name, &tls)
-            .await
-            .map_err(|e| CliError::Failed(format!("cannot connect to {address}: {e}")))?;
+        let channel = channel(&address, self.server_name.as_deref(), &ca, &cert, &key).await?;
         Ok(RegistryClient::new(channel))
     }
 }
 
-/// A refusal: its code, stable reason, message and, for an invalid change,
-/// the field it names.
+/// A refusal: its code, stable reason and message.
 pub(super) fn refused(status: tonic::Status) -> CliError {
-    let reason = status
-        .get_details_error_info()
-        .map(|i| i.reason)
-        .unwrap_or_else(|| "-".into());
-    CliError::Failed(format!(
-        "refused: {:?} {reason}: {}",
-        status.code(),
-        status.message()
-    ))
+    CliError::Failed(format!("refused: {}", status_text(&status)))
 }
 
 /// Makes the registry `document` on `expected_version`; what changed.
@@ -369,84 +342,14 @@ pub async fn run(command: AdminCommand) -> Result<String, CliError> {
         AdminCommand::Export {
             version,
             connection,
-        } => {
-            let mut client = connection.client().await?;
-            let got = client
-                .get_registry(pb::GetRegistryRequest {
-                    version: version.unwrap_or(0),
-                })
-                .await
-                .map_err(refused)?
-                .into_inner();
-            let v = got.version.unwrap_or_default();
-            if connection.json {
-                return Ok(json!({
-                    "version": v.version, "digest": v.digest, "changed_by": v.changed_by,
-                    "document": got.document,
-                })
-                .to_string());
-            }
-            Ok(format!(
-                "{EXPORT_HEADER}{} (sha256 {})\n{}",
-                v.version, v.digest, got.document
-            ))
-        }
+        } => export(version, connection).await,
         AdminCommand::Apply {
             file,
             expected_version,
             dry_run,
             connection,
-        } => {
-            let document = read_document(&file)?;
-            let mut client = connection.client().await?;
-            let expected_version = match expected_version.as_deref() {
-                Some("latest") => latest(&mut client).await?,
-                Some(n) => n.parse().map_err(|_| {
-                    CliError::Usage(format!(
-                        "--expected-version {n:?}: a version number or latest"
-                    ))
-                })?,
-                None => exported_version(&document).ok_or_else(|| {
-                    CliError::Usage(
-                        "which version was this document made from? Keep the first line \
-                         `samverka admin export` writes, or give --expected-version N \
-                         (or latest, to overwrite whatever changed since)"
-                            .into(),
-                    )
-                })?,
-            };
-            apply(
-                &mut client,
-                document,
-                expected_version,
-                dry_run,
-                connection.json,
-            )
-            .await
-        }
-        AdminCommand::List { kind, connection } => {
-            let mut client = connection.client().await?;
-            let answer = client
-                .list_items(pb::ListItemsRequest {
-                    kind: kind.map_or(pb::ItemKind::Unspecified, ItemKind::wire) as i32,
-                })
-                .await
-                .map_err(refused)?
-                .into_inner();
-            if connection.json {
-                return Ok(json!({
-                    "version": answer.version,
-                    "items": answer.items.iter().map(item_json).collect::<Vec<_>>(),
-                })
-                .to_string());
-            }
-            let mut out = format!("registry version {}\n", answer.version);
-            for item in &answer.items {
-                out.push_str(&item_text(item));
-                out.push('\n');
-            }
-            Ok(out)
-        }
+        } => apply_document(file, expected_version, dry_run, connection).await,
+        AdminCommand::List { kind, connection } => list(kind, connection).await,
         AdminCommand::Allow {
             agency,
             purposes,
@@ -476,49 +379,136 @@ pub async fn run(command: AdminCommand) -> Result<String, CliError> {
         } => delete(&connection, kind.wire(), item, dry_run).await,
         AdminCommand::Onboard(args) => onboard::onboard(*args).await,
         AdminCommand::Offboard(args) => onboard::offboard(args).await,
-        AdminCommand::History { limit, connection } => {
-            let mut client = connection.client().await?;
-            let answer = client
-                .list_versions(pb::ListVersionsRequest {
-                    before_version: 0,
-                    page_size: limit,
+        AdminCommand::History { limit, connection } => history(limit, connection).await,
+    }
+}
+
+/// `samverka admin export`: a version as a document, `export`'s first line naming it.
+async fn export(version: Option<i64>, connection: OperatorConnection) -> Result<String, CliError> {
+    let mut client = connection.client().await?;
+    let got = client
+        .get_registry(pb::GetRegistryRequest {
+            version: version.unwrap_or(0),
+        })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    let v = got.version.unwrap_or_default();
+    if connection.json {
+        return Ok(json!({
+            "version": v.version, "digest": v.digest, "changed_by": v.changed_by,
+            "document": got.document,
+        })
+        .to_string());
+    }
+    Ok(format!(
+        "{EXPORT_HEADER}{} (sha256 {})\n{}",
+        v.version, v.digest, got.document
+    ))
+}
+
+/// `samverka admin apply`: the document on the version it was made from.
+async fn apply_document(
+    file: PathBuf,
+    expected_version: Option<String>,
+    dry_run: bool,
+    connection: OperatorConnection,
+) -> Result<String, CliError> {
+    let document = read_document(&file)?;
+    let mut client = connection.client().await?;
+    let expected_version = match expected_version.as_deref() {
+        Some("latest") => latest(&mut client).await?,
+        Some(n) => n.parse().map_err(|_| {
+            CliError::Usage(format!(
+                "--expected-version {n:?}: a version number or latest"
+            ))
+        })?,
+        None => exported_version(&document).ok_or_else(|| {
+            CliError::Usage(
+                "which version was this document made from? Keep the first line \
+                 `samverka admin export` writes, or give --expected-version N \
+                 (or latest, to overwrite whatever changed since)"
+                    .into(),
+            )
+        })?,
+    };
+    apply(
+        &mut client,
+        document,
+        expected_version,
+        dry_run,
+        connection.json,
+    )
+    .await
+}
+
+/// `samverka admin list`.
+async fn list(kind: Option<ItemKind>, connection: OperatorConnection) -> Result<String, CliError> {
+    let mut client = connection.client().await?;
+    let answer = client
+        .list_items(pb::ListItemsRequest {
+            kind: kind.map_or(pb::ItemKind::Unspecified, ItemKind::wire) as i32,
+        })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    if connection.json {
+        return Ok(json!({
+            "version": answer.version,
+            "items": answer.items.iter().map(item_json).collect::<Vec<_>>(),
+        })
+        .to_string());
+    }
+    let mut out = format!("registry version {}\n", answer.version);
+    for item in &answer.items {
+        out.push_str(&item_text(item));
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// `samverka admin history`.
+async fn history(limit: u32, connection: OperatorConnection) -> Result<String, CliError> {
+    let mut client = connection.client().await?;
+    let answer = client
+        .list_versions(pb::ListVersionsRequest {
+            before_version: 0,
+            page_size: limit,
+        })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    if connection.json {
+        let versions: Vec<Value> = answer
+            .versions
+            .iter()
+            .map(|v| {
+                json!({
+                    "version": v.version, "digest": v.digest,
+                    "changed_at": v.changed_at.map(|t| samverka_gateway::time::from_timestamp(&t).map(samverka_gateway::time::rfc3339).unwrap_or_default()),
+                    "changed_by": v.changed_by, "changes": v.summary.lines().collect::<Vec<_>>(),
                 })
-                .await
-                .map_err(refused)?
-                .into_inner();
-            if connection.json {
-                let versions: Vec<Value> = answer
-                    .versions
-                    .iter()
-                    .map(|v| {
-                        json!({
-                            "version": v.version, "digest": v.digest,
-                            "changed_at": v.changed_at.map(|t| samverka_gateway::time::from_timestamp(&t).map(samverka_gateway::time::rfc3339).unwrap_or_default()),
-                            "changed_by": v.changed_by, "changes": v.summary.lines().collect::<Vec<_>>(),
-                        })
-                    })
-                    .collect();
-                return Ok(json!({ "versions": versions }).to_string());
-            }
-            let mut out = String::new();
-            for v in &answer.versions {
-                let at = v
-                    .changed_at
-                    .map(|t| {
-                        samverka_gateway::time::from_timestamp(&t)
-                            .map(samverka_gateway::time::rfc3339)
-                            .unwrap_or_default()
-                    })
-                    .unwrap_or_default();
-                out.push_str(&format!(
-                    "version {}  {at}  by {}  sha256 {}\n",
-                    v.version, v.changed_by, v.digest
-                ));
-                for line in v.summary.lines() {
-                    out.push_str(&format!("    {line}\n"));
-                }
-            }
-            Ok(out)
+            })
+            .collect();
+        return Ok(json!({ "versions": versions }).to_string());
+    }
+    let mut out = String::new();
+    for v in &answer.versions {
+        let at = v
+            .changed_at
+            .map(|t| {
+                samverka_gateway::time::from_timestamp(&t)
+                    .map(samverka_gateway::time::rfc3339)
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "version {}  {at}  by {}  sha256 {}\n",
+            v.version, v.changed_by, v.digest
+        ));
+        for line in v.summary.lines() {
+            out.push_str(&format!("    {line}\n"));
         }
     }
+    Ok(out)
 }

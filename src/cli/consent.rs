@@ -201,7 +201,7 @@ pub struct Connection {
 }
 
 /// A status as `CODE REASON: MESSAGE` (`-` for no stable reason).
-fn status_text(status: &tonic::Status) -> String {
+pub(super) fn status_text(status: &tonic::Status) -> String {
     let reason = status
         .get_details_error_info()
         .map(|i| i.reason)
@@ -256,13 +256,13 @@ fn person_token(path: &Path) -> Result<(String, String), CliError> {
 }
 
 /// A demo.toml, read.
-struct DemoFile<'a> {
+pub(super) struct DemoFile<'a> {
     path: &'a Path,
     table: toml::Table,
 }
 
 impl<'a> DemoFile<'a> {
-    fn read(path: &'a Path) -> Result<Self, CliError> {
+    pub(super) fn read(path: &'a Path) -> Result<Self, CliError> {
         let usage = |e: &dyn std::fmt::Display| CliError::Usage(format!("{}: {e}", path.display()));
         let text = std::fs::read_to_string(path).map_err(|e| usage(&e))?;
         let table = toml::from_str(&text).map_err(|e| usage(&e))?;
@@ -270,7 +270,7 @@ impl<'a> DemoFile<'a> {
     }
 
     /// `[section] key`, a string.
-    fn get(&self, section: &str, key: &str) -> Result<String, CliError> {
+    pub(super) fn get(&self, section: &str, key: &str) -> Result<String, CliError> {
         self.table
             .get(section)
             .and_then(|s| s.get(key))
@@ -284,7 +284,7 @@ impl<'a> DemoFile<'a> {
 
 /// An mTLS channel to the gateway at `address` with the certificate in
 /// `cert` and `key`, trusting `ca`.
-async fn channel(
+pub(super) async fn channel(
     address: &str,
     server_name: Option<&str>,
     ca: &Path,
