@@ -227,6 +227,80 @@ impl RegistryService {
         Ok((v, tables))
     }
 
+    /// The change `edit` makes on the latest version, if that is
+    /// `expected` and this gateway's registry is the store's, checked whole:
+    /// the version it is made on, the tables after, their document, and
+    /// what changed. `entry` gets the version and digest it is made on.
+    async fn checked(
+        &self,
+        expected: i64,
+        whole: bool,
+        entry: &mut AuditEntry,
+        edit: impl FnOnce(&mut RegistryTables) -> Result<(), GatewayError>,
+    ) -> Result<(RegistryVersion, RegistryTables, String, Vec<change::Change>), GatewayError> {
+        let gw = &self.gateway;
+        if gw.config.registry_source == RegistrySource::File {
+            return Err(GatewayError::new(
+                Reason::RegistryReadOnly,
+                "this gateway's registry is its configuration file: change the file and send SIGHUP",
+            ));
+        }
+        if expected <= 0 {
+            return Err(GatewayError::invalid(
+                Reason::FieldMissing,
+                "expected_version",
+                "expected_version is required: the version the change is made on",
+            ));
+        }
+        let (latest, before) = self.latest_as_stored().await?;
+        entry
+            .details
+            .insert("version_before".into(), latest.version.to_string());
+        entry
+            .details
+            .insert("digest_before".into(), latest.digest.clone());
+        if latest.version != expected {
+            return Err(GatewayError::new(
+                Reason::RegistryVersionMismatch,
+                format!(
+                    "the registry is at version {}, not {expected}: read it again and retry",
+                    latest.version
+                ),
+            ));
+        }
+        // A latest version this gateway cannot read (a hand edit, a
+        // newer release) can only be replaced whole.
+        let before = match before {
+            Ok(t) => t,
+            Err(_) if whole => RegistryTables::default(),
+            Err(why) => {
+                return Err(GatewayError {
+                    detail: Some(why),
+                    ..GatewayError::invalid(
+                        Reason::RegistryInvalid,
+                        "expected_version",
+                        format!(
+                            "version {} does not read with this gateway: replace it whole (ApplyDocument)",
+                            latest.version
+                        ),
+                    )
+                });
+            }
+        };
+        let mut after = before.clone();
+        edit(&mut after)?;
+        let document = after
+            .to_document()
+            .map_err(|e| GatewayError::invalid(Reason::RegistryInvalid, "item", e.to_string()))?;
+        let after = RegistryTables::from_document(&document).map_err(invalid)?;
+        gw.registry
+            .check(&after)
+            .map_err(|e| GatewayError::invalid(Reason::RegistryInvalid, "item", e))?;
+        let document = after.to_document().map_err(GatewayError::internal)?;
+        let changes = change::diff(&before, &after);
+        Ok((latest, after, document, changes))
+    }
+
     /// Makes `edit` on the latest version, if it is `expected`; checks the
     /// result whole and writes it, with `entry`, unless it is a dry run or
     /// changes nothing. The entry comes back when it is still to be
@@ -242,69 +316,7 @@ impl RegistryService {
     ) -> (Result<pb::ChangeResult, GatewayError>, Option<AuditEntry>) {
         let gw = &self.gateway;
         entry.details.insert("dry_run".into(), dry_run.to_string());
-        let checked = async {
-            if gw.config.registry_source == RegistrySource::File {
-                return Err(GatewayError::new(
-                    Reason::RegistryReadOnly,
-                    "this gateway's registry is its configuration file: change the file and send SIGHUP",
-                ));
-            }
-            if expected <= 0 {
-                return Err(GatewayError::invalid(
-                    Reason::FieldMissing,
-                    "expected_version",
-                    "expected_version is required: the version the change is made on",
-                ));
-            }
-            let (latest, before) = self.latest_as_stored().await?;
-            entry
-                .details
-                .insert("version_before".into(), latest.version.to_string());
-            entry
-                .details
-                .insert("digest_before".into(), latest.digest.clone());
-            if latest.version != expected {
-                return Err(GatewayError::new(
-                    Reason::RegistryVersionMismatch,
-                    format!(
-                        "the registry is at version {}, not {expected}: read it again and retry",
-                        latest.version
-                    ),
-                ));
-            }
-            // A latest version this gateway cannot read (a hand edit, a
-            // newer release) can only be replaced whole.
-            let before = match before {
-                Ok(t) => t,
-                Err(_) if whole => RegistryTables::default(),
-                Err(why) => {
-                    return Err(GatewayError {
-                        detail: Some(why),
-                        ..GatewayError::invalid(
-                            Reason::RegistryInvalid,
-                            "expected_version",
-                            format!(
-                                "version {} does not read with this gateway: replace it whole (ApplyDocument)",
-                                latest.version
-                            ),
-                        )
-                    });
-                }
-            };
-            let mut after = before.clone();
-            edit(&mut after)?;
-            let document = after.to_document().map_err(|e| {
-                GatewayError::invalid(Reason::RegistryInvalid, "item", e.to_string())
-            })?;
-            let after = RegistryTables::from_document(&document).map_err(invalid)?;
-            gw.registry
-                .check(&after)
-                .map_err(|e| GatewayError::invalid(Reason::RegistryInvalid, "item", e))?;
-            let document = after.to_document().map_err(GatewayError::internal)?;
-            let changes = change::diff(&before, &after);
-            Ok((latest, after, document, changes))
-        }
-        .await;
+        let checked = self.checked(expected, whole, &mut entry, edit).await;
         let (latest, after, document, changes) = match checked {
             Ok(c) => c,
             Err(e) => return (Err(e), Some(entry)),
