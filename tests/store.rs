@@ -9,7 +9,9 @@
 mod support;
 
 use samverka_gateway::audit::{AuditCheckpoint, AuditEntry};
-use samverka_gateway::store::{AuditTrail, Revocation, Store, StoreLocation, StoredConsent};
+use samverka_gateway::store::{
+    AuditTrail, ConsentState, Store, StoreLocation, StoredConsent, Transition, Transitioned,
+};
 use support::postgres::PgCluster;
 use support::store::{access_log, append, audit, indexed_or_not};
 
@@ -107,8 +109,18 @@ async fn revocation_happens_once(location: StoreLocation) {
         .insert_consent(consent("c-1", "r-1", 100))
         .await
         .unwrap();
-    let Revocation::Revoked(c) = store
-        .revoke_consent("c-1", 1_500, "withdrawn", "2021999038")
+    let revoke = |id: &str, at_ms: i64, reason: &str, by: &str| Transition {
+        consent_id: id.into(),
+        to: ConsentState::Revoked,
+        only_from: None,
+        at_ms,
+        by: Some(by.into()),
+        reason: Some(reason.into()),
+        approved: None,
+        entry: samverka_gateway::audit::entry("Consents/Revoke", at_ms),
+    };
+    let Transitioned::Done(c, entry) = store
+        .transition(revoke("c-1", 1_500, "withdrawn", "2021999038"))
         .await
         .unwrap()
     else {
@@ -117,9 +129,10 @@ async fn revocation_happens_once(location: StoreLocation) {
     assert_eq!(c.revoked_at_ms, Some(1_500));
     assert_eq!(c.revocation_reason.as_deref(), Some("withdrawn"));
     assert_eq!(c.revoked_by.as_deref(), Some("2021999038"));
+    assert_eq!(entry.consent_id, "c-1", "committed with its entry");
     // Another registrar revoking again changes nothing either.
-    let Revocation::AlreadyRevoked(again) = store
-        .revoke_consent("c-1", 1_600, "again", "2021999061")
+    let Transitioned::Refused(again) = store
+        .transition(revoke("c-1", 1_600, "again", "2021999061"))
         .await
         .unwrap()
     else {
@@ -128,10 +141,10 @@ async fn revocation_happens_once(location: StoreLocation) {
     assert_eq!(again, c, "the first revocation stands");
     assert_eq!(
         store
-            .revoke_consent("nope", 1, "", "2021999038")
+            .transition(revoke("nope", 1, "", "2021999038"))
             .await
             .unwrap(),
-        Revocation::NotFound
+        Transitioned::NotFound
     );
     assert_eq!(store.consent("c-1").await.unwrap(), Some(c));
 }

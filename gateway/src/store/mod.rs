@@ -147,17 +147,6 @@ pub struct StoredConsent {
     pub valid_for_days: u32,
 }
 
-/// What happened to a revocation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Revocation {
-    /// The consent is now revoked.
-    Revoked(StoredConsent),
-    /// It had been revoked before; unchanged.
-    AlreadyRevoked(StoredConsent),
-    /// No consent has that id.
-    NotFound,
-}
-
 /// The store, on either backend. Cheap to clone.
 #[derive(Debug, Clone)]
 pub enum Store {
@@ -210,17 +199,6 @@ impl Store {
     /// whole import.
     pub async fn import_consents(&self, consents: Vec<StoredConsent>) -> Result<(), StoreError> {
         delegate!(self.import_consents(consents))
-    }
-
-    /// Revokes a consent at `at_ms` for `reason`, through registrar `by`.
-    pub async fn revoke_consent(
-        &self,
-        consent_id: &str,
-        at_ms: i64,
-        reason: &str,
-        by: &str,
-    ) -> Result<Revocation, StoreError> {
-        delegate!(self.revoke_consent(consent_id, at_ms, reason, by))
     }
 
     /// Marks person assertion `jti` of `registrar` used; `false` if it was

@@ -3,7 +3,7 @@
 use tokio_postgres::Row;
 
 use super::PostgresStore;
-use crate::store::{CONSENT_COLUMNS, Revocation, StoreError, StoredConsent, join, split};
+use crate::store::{CONSENT_COLUMNS, StoreError, StoredConsent, join, split};
 
 pub(super) fn consent_from_row(row: &Row) -> Result<StoredConsent, StoreError> {
     Ok(StoredConsent {
@@ -178,33 +178,6 @@ impl PostgresStore {
         // Fresh statistics, so that plans fit the imported volume.
         client.batch_execute("ANALYZE consents").await?;
         Ok(())
-    }
-
-    pub(in crate::store) async fn revoke_consent(
-        &self,
-        consent_id: &str,
-        at_ms: i64,
-        reason: &str,
-        by: &str,
-    ) -> Result<Revocation, StoreError> {
-        let client = self.pool.get().await?;
-        let update = client
-            .prepare_cached(&format!(
-                "UPDATE consents SET revoked_at_ms = $2, revocation_reason = $3, revoked_by = $4 \
-                 WHERE consent_id = $1 AND revoked_at_ms IS NULL RETURNING {CONSENT_COLUMNS}"
-            ))
-            .await?;
-        if let Some(row) = client
-            .query_opt(&update, &[&consent_id, &at_ms, &reason, &by])
-            .await?
-        {
-            return Ok(Revocation::Revoked(consent_from_row(&row)?));
-        }
-        drop(client);
-        Ok(match self.consent(consent_id).await? {
-            Some(c) => Revocation::AlreadyRevoked(c),
-            None => Revocation::NotFound,
-        })
     }
 
     pub(in crate::store) async fn use_assertion(

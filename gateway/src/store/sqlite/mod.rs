@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::access_index::{self, IndexProgress};
 use super::{
-    AUDIT_COLUMNS, AuditCheckpoint, AuditEntry, AuditHead, CONSENT_COLUMNS, Revocation, StoreError,
+    AUDIT_COLUMNS, AuditCheckpoint, AuditEntry, AuditHead, CONSENT_COLUMNS, StoreError,
     StoredConsent, audit_details, audit_list, schema,
 };
 use crate::audit::chain;
@@ -352,32 +352,6 @@ impl SqliteStore {
             }
             tx.commit()?;
             Ok(())
-        })
-        .await
-    }
-
-    pub(super) async fn revoke_consent(
-        &self,
-        consent_id: &str,
-        at_ms: i64,
-        reason: &str,
-        by: &str,
-    ) -> Result<Revocation, StoreError> {
-        let (consent_id, reason, by) = (consent_id.to_owned(), reason.to_owned(), by.to_owned());
-        self.with(move |conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let changed = tx.execute(
-                "UPDATE consents SET revoked_at_ms = ?2, revocation_reason = ?3, revoked_by = ?4 \
-                 WHERE consent_id = ?1 AND revoked_at_ms IS NULL",
-                params![consent_id, at_ms, reason, by],
-            )?;
-            let c = select_consent(&tx, &consent_id)?;
-            tx.commit()?;
-            Ok(match c {
-                None => Revocation::NotFound,
-                Some(c) if changed == 1 => Revocation::Revoked(c),
-                Some(c) => Revocation::AlreadyRevoked(c),
-            })
         })
         .await
     }
