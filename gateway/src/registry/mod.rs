@@ -272,12 +272,12 @@ impl RegistrySlot {
 fn entry(
     method: &str,
     now_ms: i64,
-    by: &str,
     before: Option<(i64, &str)>,
     after: &RegistryVersion,
 ) -> AuditEntry {
+    // No caller: the gateway itself, at start or on SIGHUP; who made the
+    // version is its `changed_by`.
     let mut e = crate::audit::entry(method, now_ms);
-    e.caller = by.to_owned();
     e.decision = crate::audit::Decision::Allowed.as_str().to_owned();
     describe(&mut e, before, after);
     e
@@ -345,7 +345,7 @@ pub async fn open(
     if config.registry_source == RegistrySource::File {
         let v = version_of(&mine, 1, &file, format!("read from {file}"), clock.now_ms())
             .map_err(Refused)?;
-        let e = entry("registry/load", clock.now_ms(), "", None, &v);
+        let e = entry("registry/load", clock.now_ms(), None, &v);
         store.append_audit(e).await.map_err(Failed)?;
         return Ok((v, mine));
     }
@@ -371,7 +371,6 @@ pub async fn open(
                 let e = entry(
                     "registry/apply-file",
                     clock.now_ms(),
-                    "",
                     Some((v.version, &v.digest)),
                     &next,
                 );
@@ -394,7 +393,7 @@ pub async fn open(
         }
         let summary = change::summary(&change::diff(&RegistryTables::default(), &mine));
         let v = version_of(&mine, 1, SEEDED_BY, summary, clock.now_ms()).map_err(Refused)?;
-        let e = entry("registry/seed", clock.now_ms(), "", None, &v);
+        let e = entry("registry/seed", clock.now_ms(), None, &v);
         match store.put_registry(v.clone(), e).await.map_err(Failed)? {
             PutRegistry::Written(_) => {
                 tracing::info!(
@@ -503,7 +502,6 @@ async fn reload_file(
     let e = entry(
         "registry/reload",
         clock.now_ms(),
-        "",
         Some((before.version, &before.digest)),
         &v,
     );
