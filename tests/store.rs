@@ -13,28 +13,7 @@ use samverka_gateway::store::{
     AuditTrail, ConsentState, Store, StoreLocation, StoredConsent, Transition, Transitioned,
 };
 use support::postgres::PgCluster;
-use support::store::{access_log, append, audit, indexed_or_not};
-
-fn consent(id: &str, request_id: &str, granted_at_ms: i64) -> StoredConsent {
-    StoredConsent {
-        consent_id: id.into(),
-        subject_id: "199003142388".into(),
-        grantee_agency: "2021999020".into(),
-        record_types: vec!["education.degree".into(), "employment.period".into()],
-        purpose: "study_guidance".into(),
-        source_agencies: vec!["2021999053".into()],
-        valid_from_ms: 1_000,
-        valid_until_ms: 2_000,
-        registrar_agency: "2021999038".into(),
-        evidence_ref: "ev-1".into(),
-        request_id: request_id.into(),
-        granted_at_ms,
-        revoked_at_ms: None,
-        revocation_reason: None,
-        revoked_by: None,
-        ..Default::default()
-    }
-}
+use support::store::{access_log, append, audit, consent, indexed_or_not};
 
 async fn consents_round_trip_and_survive_reopening(location: StoreLocation) {
     let store = Store::open(&location).await.unwrap();

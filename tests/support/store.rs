@@ -1,8 +1,31 @@
-//! Audit entries for the store tests, and reading a person's access log
-//! back from a store page by page.
+//! Consents and audit entries for the store tests, and reading a
+//! person's access log back from a store page by page.
 
 use samverka_gateway::audit::AuditEntry;
-use samverka_gateway::store::Store;
+use samverka_gateway::store::{Store, StoredConsent};
+
+/// A consent of the demo person for the reading agency, with the id
+/// `id`, recorded by the registrar under `request_id`.
+pub fn consent(id: &str, request_id: &str, granted_at_ms: i64) -> StoredConsent {
+    StoredConsent {
+        consent_id: id.into(),
+        subject_id: "199003142388".into(),
+        grantee_agency: "2021999020".into(),
+        record_types: vec!["education.degree".into(), "employment.period".into()],
+        purpose: "study_guidance".into(),
+        source_agencies: vec!["2021999053".into()],
+        valid_from_ms: 1_000,
+        valid_until_ms: 2_000,
+        registrar_agency: "2021999038".into(),
+        evidence_ref: "ev-1".into(),
+        request_id: request_id.into(),
+        granted_at_ms,
+        revoked_at_ms: None,
+        revocation_reason: None,
+        revoked_by: None,
+        ..Default::default()
+    }
+}
 
 /// An allowed read of employment periods about `subject`, with the id
 /// `id`, not yet chained.
