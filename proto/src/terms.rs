@@ -8,7 +8,8 @@
 //! (Python: `json.dumps(terms, sort_keys=True, separators=(",", ":"),
 //! ensure_ascii=False)`). Field names are the proto names; an unset
 //! timestamp is `null`, a set one `{"nanos":N,"seconds":N}`; lists keep
-//! the request's order. The registrar computes the text from what it
+//! the request's order; `ListAccessEventsRequest.newest_first` and
+//! `agency`, added later, are in the text only when set. The registrar computes the text from what it
 //! sends and the gateway from what it received, so any changed field
 //! makes the assertion fail.
 
@@ -176,13 +177,22 @@ impl PersonBound for ListAccessEventsRequest {
         Some(&self.subject_id)
     }
     fn terms_json(&self) -> Value {
-        json!({
+        let mut terms = json!({
             "subject_id": self.subject_id,
             "from": timestamp(self.from.as_ref()),
             "to": timestamp(self.to.as_ref()),
             "page_size": self.page_size,
             "page_token": self.page_token,
-        })
+        });
+        // Only when set, so that assertions of registrars written before
+        // the field existed still match.
+        if self.newest_first {
+            terms["newest_first"] = Value::Bool(true);
+        }
+        if !self.agency.is_empty() {
+            terms["agency"] = Value::String(self.agency.clone());
+        }
+        terms
     }
     assertion_field!();
 }

@@ -9,6 +9,7 @@
 //!   for a person, and an agency's requests and watch of its consents;
 //! - [`audit`]: `audit verify|export|prune`, offline over the store;
 //! - [`passport`]: `passport verify`, offline;
+//! - [`portal`]: `portal`, the person's web view;
 //! - [`adapter`]: `adapter run|check`, reference adapters and the
 //!   conformance kit;
 //! - [`records`]: `records get`, an agency's read through the gateway;
@@ -36,6 +37,7 @@ pub mod consent;
 pub mod demo;
 pub mod generate;
 pub mod passport;
+pub mod portal;
 pub mod proto;
 pub mod records;
 pub mod serve;
@@ -77,6 +79,15 @@ pub enum Command {
     Serve {
         /// The configuration file.
         #[arg(long, env = "SAMVERKA_CONFIG")]
+        config: PathBuf,
+    },
+    /// Serve the person's web view: a registrar e-service where people
+    /// log in, see and decide on consents, see who read their records and
+    /// fetch their competence passport (exit 64 on a bad configuration).
+    Portal {
+        /// The portal's configuration file (see `samverka demo`'s
+        /// portal.toml).
+        #[arg(long)]
         config: PathBuf,
     },
     /// Validate a configuration and open every file it names; print each
@@ -229,6 +240,7 @@ impl Command {
     pub fn label(&self) -> &'static str {
         match self {
             Command::Serve { .. }
+            | Command::Portal { .. }
             | Command::CheckConfig { .. }
             | Command::Completions { .. }
             | Command::Man { .. } => "samverka",
@@ -249,6 +261,7 @@ impl Command {
         match self {
             Command::Serve { config } => serve::serve(&config),
             Command::CheckConfig { config } => serve::check_config(&config),
+            Command::Portal { config } => portal::portal(&config),
             Command::Consent { command } => {
                 let mut out = runtime()?.block_on(consent::run(*command))?;
                 // Empty: the command printed as it went (`consent watch`).

@@ -130,6 +130,8 @@ struct IdToken<'a> {
     acr: &'a str,
     #[serde(rename = "https://id.oidc.se/claim/personalIdentityNumber")]
     personal_identity_number: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a str>,
 }
 
 /// The development identity provider: signs ID tokens in the shape of the
@@ -137,6 +139,7 @@ struct IdToken<'a> {
 pub struct DevIdentityProvider {
     key: EncodingKey,
     issuer: String,
+    jwk: jsonwebtoken::jwk::Jwk,
 }
 
 impl std::fmt::Debug for DevIdentityProvider {
@@ -156,16 +159,50 @@ impl DevIdentityProvider {
 
     /// The provider issuing as `issuer` (e.g. where a web view serves it).
     pub fn with_issuer(key_pem: &str, issuer: &str) -> Result<Self, IssueError> {
+        use jsonwebtoken::jwk::{Jwk, PublicKeyUse, ThumbprintHash};
+        let key = key(key_pem)?;
+        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256)
+            .map_err(|e| IssueError(e.to_string()))?;
+        jwk.common.key_id = Some(
+            jwk.thumbprint(ThumbprintHash::SHA256)
+                .map_err(|e| IssueError(e.to_string()))?,
+        );
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
         Ok(DevIdentityProvider {
-            key: key(key_pem)?,
+            key,
             issuer: issuer.to_owned(),
+            jwk,
         })
+    }
+
+    /// Its issuer.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Its public key set (what its `jwks_uri` serves); the key's `kid` is
+    /// its RFC 7638 thumbprint, which every token's header names.
+    pub fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
+        jsonwebtoken::jwk::JwkSet {
+            keys: vec![self.jwk.clone()],
+        }
     }
 
     /// The ID token of `login`, issued at `now_s`, valid five minutes (the
     /// profile's cap). Its `sub` is a pairwise pseudonym, as a real
     /// provider's: the gateway never reads it.
     pub fn id_token(&self, login: &Login, now_s: i64) -> Result<String, IssueError> {
+        self.id_token_with_nonce(login, now_s, None)
+    }
+
+    /// [`DevIdentityProvider::id_token`] with the `nonce` of the
+    /// authentication request, as an OpenID Connect login returns it.
+    pub fn id_token_with_nonce(
+        &self,
+        login: &Login,
+        now_s: i64,
+        nonce: Option<&str>,
+    ) -> Result<String, IssueError> {
         let claims = IdToken {
             iss: &self.issuer,
             sub: sha256_b64(format!("{}|{}", login.client_id, login.person).as_bytes()),
@@ -175,8 +212,10 @@ impl DevIdentityProvider {
             auth_time: login.auth_time,
             acr: &login.acr,
             personal_identity_number: &login.person,
+            nonce,
         };
-        encode(&Header::new(Algorithm::ES256), &claims, &self.key)
-            .map_err(|e| IssueError(e.to_string()))
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = self.jwk.common.key_id.clone();
+        encode(&header, &claims, &self.key).map_err(|e| IssueError(e.to_string()))
     }
 }

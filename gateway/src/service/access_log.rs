@@ -3,7 +3,8 @@
 //!
 //! It reads the audit trail (the same entries `samverka audit verify`
 //! checks), so it shows denied attempts as well as reads. Pages follow the
-//! chain order; the page token is the position of the last event returned.
+//! chain order, or its reverse; the page token is the position of the last
+//! event returned.
 //! Reading the log is itself audited, so the person also sees who looked
 //! at their log. A registrar reads it only with a person assertion for
 //! that person ([`crate::person`]): the person is present, for this call.
@@ -45,9 +46,10 @@ impl AccessLogService {
             .ok()
             .and_then(|org| registry.agency(&org).map(|a| a.name.clone()))
             .unwrap_or_default();
-        let purpose_description = registry
-            .purpose(&e.purpose)
-            .map(|p| p.description.clone())
+        let purpose = registry.purpose(&e.purpose);
+        let purpose_description = purpose.map(|p| p.description.clone()).unwrap_or_default();
+        let purpose_description_sv = purpose
+            .and_then(|p| p.description_sv.clone())
             .unwrap_or_default();
         AccessEvent {
             time: Some(to_timestamp(e.time_ms)),
@@ -63,6 +65,7 @@ impl AccessLogService {
             consent_id: e.consent_id,
             audit_id: e.audit_id,
             details: e.details.into_iter().collect(),
+            purpose_description_sv,
         }
     }
 
@@ -107,8 +110,8 @@ impl AccessLogService {
         let from_ms = validate::time("from", req.from.as_ref(), Reason::FieldMissing)?.unwrap_or(0);
         let to_ms =
             validate::time("to", req.to.as_ref(), Reason::FieldMissing)?.unwrap_or(i64::MAX);
-        let after: i64 = if req.page_token.is_empty() {
-            0
+        let start: i64 = if req.page_token.is_empty() {
+            if req.newest_first { i64::MAX } else { 0 }
         } else {
             req.page_token
                 .parse()
@@ -122,6 +125,18 @@ impl AccessLogService {
                     )
                 })?
         };
+        let caller = if req.agency.is_empty() {
+            None
+        } else {
+            let org = samverka_certs::OrgNumber::parse(&req.agency).map_err(|_| {
+                GatewayError::invalid(
+                    Reason::AgencyIdInvalid,
+                    "agency",
+                    "agency must be a 10-digit organisation number",
+                )
+            })?;
+            Some(org.as_str().to_owned())
+        };
         let size = match req.page_size {
             0 => DEFAULT_PAGE_SIZE,
             n => n.min(MAX_PAGE_SIZE),
@@ -131,7 +146,9 @@ impl AccessLogService {
             subject: subject.as_str().to_owned(),
             from_ms,
             to_ms,
-            after,
+            start,
+            newest_first: req.newest_first,
+            caller,
             size,
         })
     }
@@ -141,15 +158,17 @@ impl AccessLogService {
         let mut entries = self
             .gateway
             .store
-            .access_events(
-                &q.subject,
-                q.from_ms,
-                q.to_ms,
-                q.after,
-                i64::from(q.size) + 1,
-            )
+            .access_log(crate::store::LogPage {
+                subject_id: q.subject.clone(),
+                from_ms: q.from_ms,
+                to_ms: q.to_ms,
+                caller: q.caller.clone(),
+                position: q.start,
+                newest_first: q.newest_first,
+                limit: i64::from(q.size) + 1,
+            })
             .await
-            .map_err(GatewayError::store)?;
+        .map_err(GatewayError::store)?;
         let next_page_token = if entries.len() > q.size as usize {
             entries.truncate(q.size as usize);
             entries
@@ -176,7 +195,11 @@ struct Query {
     subject: String,
     from_ms: i64,
     to_ms: i64,
-    after: i64,
+    /// The page token: the last position returned (0 or `i64::MAX` at the
+    /// start).
+    start: i64,
+    newest_first: bool,
+    caller: Option<String>,
     size: u32,
 }
 

@@ -270,7 +270,7 @@ impl ConsentsService {
         evidence: &PersonEvidence,
     ) -> Result<ConsentReceipt, GatewayError> {
         let now_ms = self.gateway.clock.now_ms();
-        let consent = to_proto(c, now_ms);
+        let consent = to_proto(c, now_ms, &self.gateway.registry.current());
         let claims = ReceiptClaims {
             iss: self.gateway.signer.current().issuer().to_owned(),
             iat: now_ms.div_euclid(1000),
@@ -436,7 +436,7 @@ impl ConsentsService {
         validate::consent_id(&req.consent_id)?;
         let stored = self.of_person(&req.consent_id, &proven, entry).await?;
         self.spend(&org, &proven).await?;
-        Ok(to_proto(&stored, self.gateway.clock.now_ms()))
+        Ok(to_proto(&stored, self.gateway.clock.now_ms(), &registry))
     }
 
     async fn list(
@@ -488,10 +488,11 @@ impl ConsentsService {
             .await
             .map_err(GatewayError::store)?;
         let wanted: Vec<i32> = req.states.clone();
+        let registry = self.gateway.registry.current();
         Ok(ListConsentsResponse {
             consents: consents
                 .iter()
-                .map(|c| to_proto(c, now_ms))
+                .map(|c| to_proto(c, now_ms, &registry))
                 .filter(|c| wanted.is_empty() || wanted.contains(&c.status))
                 .collect(),
         })

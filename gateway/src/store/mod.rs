@@ -356,7 +356,21 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        delegate!(self.access_events(subject_id, from_ms, to_ms, after, limit))
+        self.access_log(LogPage {
+            subject_id: subject_id.to_owned(),
+            from_ms,
+            to_ms,
+            caller: None,
+            position: after,
+            newest_first: false,
+            limit,
+        })
+        .await
+    }
+
+    /// One page of a person's access log.
+    pub async fn access_log(&self, page: LogPage) -> Result<Vec<AuditEntry>, StoreError> {
+        delegate!(self.access_log(page))
     }
 
     /// Brings the access log's index up to date. On SQLite a thread does
@@ -533,5 +547,25 @@ pub(crate) const CONSENT_COLUMNS: &str = "consent_id, subject_id, grantee_agency
     decided_by, valid_for_days";
 
 /// The columns of an audit entry, in the order both backends read them.
+/// One page of a person's access log, as the store reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPage {
+    /// The person.
+    pub subject_id: String,
+    /// Entries at or after this time (Unix ms).
+    pub from_ms: i64,
+    /// Entries before this time.
+    pub to_ms: i64,
+    /// Only entries of this caller (organisation number).
+    pub caller: Option<String>,
+    /// Oldest first: entries after this position (`seq`); newest first:
+    /// entries before it.
+    pub position: i64,
+    /// Newest first.
+    pub newest_first: bool,
+    /// At most this many.
+    pub limit: i64,
+}
+
 pub(crate) const AUDIT_COLUMNS: &str = "seq, prev_hash, hash, audit_id, time_ms, caller, method, subject_id, record_types, \
     purpose, consent_id, sources, decision, reason, trace_id, format, details";

@@ -268,23 +268,34 @@ impl PostgresStore {
             .collect()
     }
 
-    pub(super) async fn access_events(
-        &self,
-        subject_id: &str,
-        from_ms: i64,
-        to_ms: i64,
-        after: i64,
-        limit: i64,
-    ) -> Result<Vec<AuditEntry>, StoreError> {
+    pub(super) async fn access_log(&self, q: super::LogPage) -> Result<Vec<AuditEntry>, StoreError> {
         let client = self.pool.get().await?;
+        let (after, before) = if q.newest_first {
+            (0, q.position)
+        } else {
+            (q.position, i64::MAX)
+        };
         let select = client
             .prepare_cached(&format!(
                 "SELECT {AUDIT_COLUMNS} FROM audit_entries WHERE subject_id = $1 AND seq > $2 \
-                 AND time_ms >= $3 AND time_ms < $4 ORDER BY seq LIMIT $5"
+                 AND seq < $3 AND time_ms >= $4 AND time_ms < $5 \
+                 AND ($6::TEXT IS NULL OR caller = $6) ORDER BY seq {} LIMIT $7",
+                if q.newest_first { "DESC" } else { "ASC" }
             ))
             .await?;
         client
-            .query(&select, &[&subject_id, &after, &from_ms, &to_ms, &limit])
+            .query(
+                &select,
+                &[
+                    &q.subject_id,
+                    &after,
+                    &before,
+                    &q.from_ms,
+                    &q.to_ms,
+                    &q.caller,
+                    &q.limit,
+                ],
+            )
             .await?
             .iter()
             .map(audit_from_row)

@@ -31,6 +31,7 @@ use super::CliError;
 
 mod network;
 mod person;
+mod portal;
 
 /// The organisation operating the demo gateway.
 pub const GATEWAY_AGENCY: &str = "2021999012";
@@ -38,6 +39,9 @@ pub const GATEWAY_AGENCY: &str = "2021999012";
 pub const READER_AGENCY: &str = "2021999020";
 /// The demo's consent registrar: a citizen e-service.
 pub const REGISTRAR_AGENCY: &str = "2021999038";
+/// The person's web view (`samverka portal`): a registrar that may fetch
+/// the person's own passport for them.
+pub const PORTAL_AGENCY: &str = "2021999079";
 /// A known agency with no access rules at all.
 pub const OUTSIDER_AGENCY: &str = "2021999061";
 /// The demo person (synthetic), who has records in both registers.
@@ -52,6 +56,8 @@ pub const DEMO_RECORD_TYPES: [&str; 2] = ["education.course_result", "employment
 pub use person::{
     DemoLogin, OUTSIDER_CLIENT_ID, REGISTRAR_CLIENT_ID, demo_audience, demo_registrar,
 };
+
+pub use portal::{OWN_PASSPORT_PURPOSE, PORTAL_CLIENT_ID, WebAddresses};
 
 pub use network::{
     DEMO_AUDIT, DEMO_SOURCES, DemoError, DemoSource, Network, client_address, demo_config, pki_spec,
@@ -130,7 +136,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
             temp.path().to_owned()
         }
     };
-    let network = Network::start(&dir, Clock::system()).await?;
+    let mut network = Network::start(&dir, Clock::system()).await?;
     println!(
         "samverka demo: development PKI, SQLite store and demo.toml in {}",
         network.dir.display()
@@ -156,6 +162,17 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     }
     let outcome = script(&network, options.dir.is_some()).await;
     if outcome.is_ok() && options.serve {
+        let url = network.serve_portal().await?;
+        println!();
+        println!("The person's web view: {url}");
+        println!(
+            "  log in as a synthetic person at the development identity provider ({});",
+            network.web.idp_issuer()
+        );
+        println!(
+            "  its configuration: {}",
+            network.dir.join("portal.toml").display()
+        );
         println!();
         println!(
             "Serving until Ctrl-C or SIGTERM. Connection details: {}",

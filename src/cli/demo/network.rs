@@ -78,6 +78,7 @@ pub fn pki_spec() -> DevPkiSpec {
             ("reader".into(), org(READER_AGENCY)),
             ("registrar".into(), org(REGISTRAR_AGENCY)),
             ("outsider".into(), org(OUTSIDER_AGENCY)),
+            ("portal".into(), org(super::PORTAL_AGENCY)),
         ],
         adapters: DEMO_SOURCES
             .iter()
@@ -105,9 +106,13 @@ pub struct Network {
     /// Per adapter: name and where it listens (`demo.toml` names it by
     /// [`client_address`]).
     pub adapters: Vec<(String, SocketAddr)>,
+    /// Where the person's web view and the development identity provider
+    /// listen once served ([`Network::serve_portal`]).
+    pub web: super::portal::WebAddresses,
+    pub(super) web_listeners: Option<(TcpListener, TcpListener)>,
     fetch_calls: Arc<AtomicUsize>,
     last_trace: Arc<std::sync::Mutex<Option<String>>>,
-    stops: Vec<(String, oneshot::Sender<()>, JoinHandle<()>)>,
+    pub(super) stops: Vec<(String, oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
 /// A demo adapter that counts the records requests it serves, so that the
@@ -230,6 +235,9 @@ impl Network {
         }
         let adapters: Vec<(String, SocketAddr)> =
             listeners.iter().map(|(n, _, a)| (n.clone(), *a)).collect();
+        let (portal_listener, portal_address) = loopback().await?;
+        let (idp_listener, idp_address) = loopback().await?;
+        let web = super::portal::WebAddresses::new(portal_address, idp_address);
 
         let config_path = dir.join("demo.toml");
         std::fs::write(
@@ -240,9 +248,10 @@ impl Network {
                 &admin_address.to_string(),
                 &adapters,
                 store,
-                DEMO_AUDIT,
+                &format!("{DEMO_AUDIT}\n{}", super::portal::portal_tables(&pki, &web)),
             ),
         )?;
+        super::portal::write_portal_config(&dir, &pki, &web, gateway_address)?;
         let config = Config::load(&config_path)?;
 
         let fetch_calls = Arc::new(AtomicUsize::new(0));
@@ -298,6 +307,8 @@ impl Network {
             gateway_address,
             admin_address,
             adapters,
+            web,
+            web_listeners: Some((portal_listener, idp_listener)),
             fetch_calls,
             last_trace,
             stops,
@@ -373,6 +384,7 @@ impl Network {
 
     /// Stops everything, the gateway's audit writer last.
     pub async fn shutdown(mut self) {
+        self.stop("portal").await;
         self.stop("gateway").await;
         while let Some((name, ..)) = self.stops.first() {
             let name = name.clone();
@@ -531,16 +543,19 @@ login_clients = [{{ issuer = "{idp}", client_id = "{OUTSIDER_CLIENT_ID}" }}]
 [[purposes]]
 code = "study_guidance"
 description = "Study and career guidance"
+description_sv = "Studie- och yrkesvägledning"
 record_types = ["education.course_result", "education.degree", "employment.period", "competence.validated"]
 
 [[purposes]]
 code = "job_matching"
 description = "Job matching by the public employment service"
+description_sv = "Matchning till arbete hos den offentliga arbetsförmedlingen"
 record_types = ["employment.period", "competence.validated"]
 
 [[purposes]]
 code = "admission"
 description = "Admission to education"
+description_sv = "Antagning till utbildning"
 record_types = ["education.course_result", "education.degree", "education.upper_secondary_grade", "education.vocational_diploma"]
 
 [[access_rules]]

@@ -193,7 +193,11 @@ impl ConsentsService {
                 "request_id was already used for a different request",
             ));
         }
-        Ok(to_proto(&stored, self.gateway.clock.now_ms()))
+        Ok(to_proto(
+            &stored,
+            self.gateway.clock.now_ms(),
+            &self.gateway.registry.current(),
+        ))
     }
 
     /// One change of state by the person, through a registrar: the

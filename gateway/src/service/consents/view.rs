@@ -33,8 +33,20 @@ pub(super) fn status_of(state: crate::store::ConsentState) -> consent::Status {
     }
 }
 
-/// A stored consent as the API shows it, with its status at `now_ms`.
-pub fn to_proto(c: &StoredConsent, now_ms: i64) -> Consent {
+/// A stored consent as the API shows it, with its status at `now_ms` and
+/// the names `registry` gives its agencies and purpose.
+pub fn to_proto(
+    c: &StoredConsent,
+    now_ms: i64,
+    registry: &crate::config::RegistryTables,
+) -> Consent {
+    let name = |org: &str| {
+        samverka_certs::OrgNumber::parse(org)
+            .ok()
+            .and_then(|o| registry.agency(&o).map(|a| a.name.clone()))
+            .unwrap_or_default()
+    };
+    let purpose = registry.purpose(&c.purpose);
     Consent {
         consent_id: c.consent_id.clone(),
         subject_id: c.subject_id.clone(),
@@ -63,6 +75,12 @@ pub fn to_proto(c: &StoredConsent, now_ms: i64) -> Consent {
         decided_at: c.decided_at_ms.map(time::to_timestamp),
         valid_for_days: c.valid_for_days,
         decided_by: c.decided_by.clone().unwrap_or_default(),
+        grantee_name: name(&c.grantee_agency),
+        purpose_description: purpose.map(|p| p.description.clone()).unwrap_or_default(),
+        purpose_description_sv: purpose
+            .and_then(|p| p.description_sv.clone())
+            .unwrap_or_default(),
+        registrar_name: name(&c.registrar_agency),
     }
 }
 

@@ -83,7 +83,7 @@ impl Watch {
                 if let Some(event) = event_for(&e, &self.agency) {
                     let now_ms = self.gw.clock.now_ms();
                     let consent = match self.gw.store.consent(&e.consent_id).await {
-                        Ok(c) => c.map(|c| to_proto(&c, now_ms)),
+                        Ok(c) => c.map(|c| to_proto(&c, now_ms, &self.gw.registry.current())),
                         Err(_) => None,
                     };
                     let status = e

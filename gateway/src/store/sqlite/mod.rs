@@ -460,15 +460,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn access_events(
-        &self,
-        subject_id: &str,
-        from_ms: i64,
-        to_ms: i64,
-        after: i64,
-        limit: i64,
-    ) -> Result<Vec<AuditEntry>, StoreError> {
-        let subject_id = subject_id.to_owned();
+    pub(super) async fn access_log(&self, q: crate::store::LogPage) -> Result<Vec<AuditEntry>, StoreError> {
         self.read(move |conn| {
             // The index and the entries not yet in it, as of one moment.
             let tx = conn.unchecked_transaction()?;
@@ -476,31 +468,51 @@ impl SqliteStore {
                 .prepare_cached("SELECT entry FROM idx.audit_indexed WHERE id = 1")?
                 .query_row([], |r| r.get(0))?;
             // Everything indexed comes before everything not yet indexed.
-            // (The index names the person too: a second guard.)
-            let mut events = tx
-                .prepare_cached(&format!(
-                    "SELECT {AUDIT_COLUMNS} FROM idx.audit_by_person JOIN audit_entries ON seq = entry \
-                     WHERE person = ?1 AND entry > ?2 AND subject_id = ?1 \
-                     AND time_ms >= ?3 AND time_ms < ?4 ORDER BY entry LIMIT ?5"
-                ))?
-                .query_map(
-                    params![subject_id, after, from_ms, to_ms, limit],
-                    audit_from_row,
-                )?
-                .collect::<Result<Vec<_>, _>>()?;
-            let left = limit - events.len() as i64;
-            if left > 0 {
-                let newest = tx
-                    .prepare_cached(&format!(
-                        "SELECT {AUDIT_COLUMNS} FROM audit_entries WHERE seq > ?2 AND subject_id = ?1 \
-                         AND time_ms >= ?3 AND time_ms < ?4 ORDER BY seq LIMIT ?5"
-                    ))?
+            // (The index names the person too: a second guard.) ?2 and ?3
+            // bound the positions, exclusive.
+            let filter = "subject_id = ?1 AND time_ms >= ?4 AND time_ms < ?5 \
+                          AND (?6 IS NULL OR caller = ?6)";
+            let indexed_part = format!(
+                "SELECT {AUDIT_COLUMNS} FROM idx.audit_by_person JOIN audit_entries ON seq = entry \
+                 WHERE person = ?1 AND entry > ?2 AND entry < ?3 AND {filter} \
+                 ORDER BY entry {order} LIMIT ?7",
+                order = if q.newest_first { "DESC" } else { "ASC" }
+            );
+            let tail_part = format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit_entries WHERE seq > ?2 AND seq < ?3 AND {filter} \
+                 ORDER BY seq {order} LIMIT ?7",
+                order = if q.newest_first { "DESC" } else { "ASC" }
+            );
+            let (after, before) = if q.newest_first {
+                (0, q.position)
+            } else {
+                (q.position, i64::MAX)
+            };
+            let run = |sql: &str, after: i64, before: i64, limit: i64| {
+                tx.prepare_cached(sql)?
                     .query_map(
-                        params![subject_id, after.max(indexed), from_ms, to_ms, left],
+                        params![q.subject_id, after, before, q.from_ms, q.to_ms, q.caller, limit],
                         audit_from_row,
                     )?
-                    .collect::<Result<Vec<_>, _>>()?;
-                events.extend(newest);
+                    .collect::<Result<Vec<_>, _>>()
+            };
+            // Oldest first: the index, then the tail; newest first the
+            // other way round.
+            let (first, second) = if q.newest_first {
+                (
+                    run(&tail_part, after.max(indexed), before, q.limit)?,
+                    (&indexed_part, after, before.min(indexed + 1)),
+                )
+            } else {
+                (
+                    run(&indexed_part, after, before.min(indexed + 1), q.limit)?,
+                    (&tail_part, after.max(indexed), before),
+                )
+            };
+            let mut events = first;
+            let left = q.limit - events.len() as i64;
+            if left > 0 {
+                events.extend(run(second.0, second.1, second.2, left)?);
             }
             Ok(events)
         })

@@ -1,0 +1,299 @@
+//! "Who read my records" (the access log) and "my competence passport".
+
+use std::sync::Arc;
+
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use minijinja::{Value, context};
+use samverka_proto::v1::AccessEvent;
+use serde::Deserialize;
+
+use super::consents::start_of_day_ms;
+use super::{CsrfForm, Visit, csrf_refused, download, minute};
+use crate::App;
+use crate::i18n::Lang;
+use crate::web::render;
+
+/// Events on one page of the access log.
+const PAGE_SIZE: u32 = 25;
+
+#[derive(Deserialize, Default)]
+pub(crate) struct LogQuery {
+    #[serde(default)]
+    agency: String,
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    page: String,
+}
+
+fn event(app: &App, lang: Lang, e: &AccessEvent) -> Value {
+    let t = &app.texts;
+    let what = e.method.clone();
+    let purpose_text = match lang {
+        Lang::Sv if !e.purpose_description_sv.is_empty() => e.purpose_description_sv.clone(),
+        _ if !e.purpose_description.is_empty() => e.purpose_description.clone(),
+        _ => e.purpose.clone(),
+    };
+    let sources_text = e
+        .sources
+        .iter()
+        .map(|s| match s.split_once('=') {
+            Some((org, outcome)) => format!("{org} ({})", outcome.to_lowercase()),
+            None => s.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let reference = e
+        .details
+        .get("case_reference")
+        .cloned()
+        .unwrap_or_default();
+    context! {
+        time => minute(e.time.as_ref()),
+        agency => e.agency.clone(),
+        agency_name => if e.agency_name.is_empty() { e.agency.clone() } else { e.agency_name.clone() },
+        what => t.named(lang, "method_names", &what),
+        purpose_text => purpose_text,
+        record_types_text => t.record_types(lang, &e.record_types),
+        sources_text => sources_text,
+        outcome => e.outcome.clone(),
+        outcome_text => t.named(lang, "outcome_names", &e.outcome),
+        reason => e.reason.clone(),
+        case_reference => reference,
+    }
+}
+
+/// The access log, newest first, filtered by agency and period.
+pub(crate) async fn access_log(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<LogQuery>,
+) -> Response {
+    let visit = Visit::of(&app, &headers);
+    let agency = q.agency.trim().to_owned();
+    let invalid = |visit: &Visit| {
+        visit.message(
+            &app,
+            StatusCode::BAD_REQUEST,
+            "error_heading",
+            "input_invalid",
+            context! { back => "/access-log" },
+        )
+    };
+    if !(agency.is_empty() || agency.len() == 10 && agency.bytes().all(|b| b.is_ascii_digit())) {
+        return invalid(&visit);
+    }
+    let day = |s: &str, end: bool| -> Result<Option<i64>, ()> {
+        if s.is_empty() {
+            return Ok(None);
+        }
+        let start = start_of_day_ms(s).ok_or(())?;
+        Ok(Some(if end { start + 86_400_000 } else { start }))
+    };
+    let (Ok(from_ms), Ok(to_ms)) = (day(&q.from, false), day(&q.to, true)) else {
+        return invalid(&visit);
+    };
+    if q.page.len() > 32 || !q.page.bytes().all(|b| b.is_ascii_digit()) {
+        return invalid(&visit);
+    }
+    // Return here as the person left it (never with their number in it).
+    let filter_query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("agency", &agency)
+        .append_pair("from", &q.from)
+        .append_pair("to", &q.to)
+        .finish();
+    let here = format!("/access-log?{filter_query}");
+    let login = match visit.fresh_login(&app, &here, false) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let answer = app
+        .gateway
+        .access_log(
+            &login,
+            from_ms,
+            to_ms,
+            (!agency.is_empty()).then_some(agency.as_str()),
+            &q.page,
+            PAGE_SIZE,
+        )
+        .await;
+    let answer = match answer {
+        Ok(a) => a,
+        Err(refusal) => return visit.refused(&app, refusal, "/access-log"),
+    };
+    let events: Vec<Value> = answer
+        .events
+        .iter()
+        .map(|e| event(&app, visit.lang, e))
+        .collect();
+    let older = (!answer.next_page_token.is_empty())
+        .then(|| format!("{here}&page={}", answer.next_page_token));
+    let newer = (!q.page.is_empty()).then_some(here.clone());
+    render(
+        &app,
+        StatusCode::OK,
+        "access_log.html",
+        visit.page("access_log"),
+        context! {
+            events => events,
+            filter => context! { agency => agency, from => q.from, to => q.to },
+            older => older,
+            newer => newer,
+        },
+    )
+}
+
+/// The passport page: the last one fetched in this session, if any.
+pub(crate) async fn passport(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let visit = Visit::of(&app, &headers);
+    if app.config.passport_purpose.is_none() {
+        return super::not_found(State(app), headers).await;
+    }
+    if let Err(r) = visit.login.clone().ok_or(()).map_err(|()| {
+        crate::web::see_other("/login?return_to=%2Fpassport")
+    }) {
+        return r;
+    }
+    let credential = visit
+        .session
+        .as_deref()
+        .and_then(|id| app.sessions.with(id, |s| s.passport.clone()).flatten());
+    render_passport(&app, &visit, credential.as_deref())
+}
+
+fn render_passport(app: &App, visit: &Visit, credential: Option<&str>) -> Response {
+    let shown = credential.and_then(|jws| passport_view(app, visit.lang, jws));
+    render(
+        app,
+        StatusCode::OK,
+        "passport.html",
+        visit.page("passport"),
+        context! { passport => shown, gateway_cert => app.config.gateway_cert.is_some() },
+    )
+}
+
+/// The credential's content for people: sections of merits and what was
+/// left out. It is the gateway's signed document, read back.
+fn passport_view(app: &App, lang: Lang, jws: &str) -> Option<Value> {
+    use base64::Engine;
+    let payload = jws.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let vc: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let vc = vc.get("vc").unwrap_or(&vc);
+    use samverka_gateway::credential::passport::{KINDS, describe_achievement, kind_of};
+    let str_of = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    let subject = &vc["credentialSubject"];
+    let empty = Vec::new();
+    let achievements = subject["achievement"].as_array().unwrap_or(&empty);
+    let sections: Vec<Value> = KINDS
+        .iter()
+        .filter_map(|kind| {
+            let merits: Vec<String> = achievements
+                .iter()
+                .filter(|a| kind_of(&str_of(a, "recordType")) == *kind)
+                .map(describe_achievement)
+                .collect();
+            let key = match *kind {
+                "education" => "section_education",
+                "employment" => "section_employment",
+                "competence" => "section_competence",
+                _ => "section_other",
+            };
+            (!merits.is_empty())
+                .then(|| context! { heading => app.texts.get(lang, key), merits => merits })
+        })
+        .collect();
+    let left_out: Vec<String> = subject["omitted"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .map(|o| {
+            format!(
+                "{}: {}",
+                app.texts.named(lang, "record_type_names", &str_of(o, "recordType")),
+                str_of(o, "reason")
+            )
+        })
+        .collect();
+    Some(context! {
+        issued => str_of(vc, "validFrom"),
+        issuer => str_of(&vc["issuer"], "name"),
+        sections => sections,
+        left_out => left_out,
+    })
+}
+
+/// Fetches the passport now (see [`crate::gateway::Gateway::own_passport`]).
+pub(crate) async fn fetch_passport(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let visit = Visit::of(&app, &headers);
+    let Some(session) = visit.session.clone() else {
+        return csrf_refused(&app, &visit);
+    };
+    let ours = app
+        .sessions
+        .with(&session, |s| crate::web::form_is_ours(&app, &headers, s, &form.csrf))
+        .unwrap_or(false);
+    if !ours {
+        return csrf_refused(&app, &visit);
+    }
+    let Some(purpose) = app.config.passport_purpose.clone() else {
+        return super::not_found(State(app), headers).await;
+    };
+    let login = match visit.fresh_login(&app, "/passport", true) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let fetched = app
+        .gateway
+        .own_passport(&login, &purpose, app.config.passport_record_types.clone())
+        .await;
+    match fetched {
+        Ok(passport) => {
+            app.sessions
+                .with(&session, |s| s.passport = Some(passport.credential.clone()));
+            render_passport(&app, &visit, Some(&passport.credential))
+        }
+        Err(refusal) => visit.refused(&app, refusal, "/passport"),
+    }
+}
+
+/// The signed credential of the last passport fetched, as a file.
+pub(crate) async fn passport_credential(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = Visit::of(&app, &headers);
+    let credential = visit
+        .session
+        .as_deref()
+        .filter(|_| visit.login.is_some())
+        .and_then(|id| app.sessions.with(id, |s| s.passport.clone()).flatten());
+    match credential {
+        Some(jws) => download("application/vc+jwt", "passport.jws", jws),
+        None => super::not_found(State(app), headers).await,
+    }
+}
+
+/// The gateway's certificate, to verify the passport with.
+pub(crate) async fn gateway_cert(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    match app
+        .config
+        .gateway_cert
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+    {
+        Some(pem) => download("application/x-pem-file", "gateway.pem", pem),
+        None => super::not_found(State(app), headers).await,
+    }
+}
