@@ -280,7 +280,8 @@ impl Gateway {
                 purpose: purpose.to_owned(),
                 source_agencies: vec![],
                 valid_from: None,
-                valid_until: Some(samverka_gateway::time::to_timestamp(now_ms + 10 * 60_000)),
+                // Long enough for the read; revoked right after it anyway.
+                valid_until: Some(samverka_gateway::time::to_timestamp(now_ms + 2 * 60_000)),
                 evidence_ref: "portal: the person asked for their passport".into(),
                 request_id: uuid::Uuid::new_v4().to_string(),
                 person_assertion: String::new(),
@@ -300,6 +301,10 @@ impl Gateway {
         let revoked = self
             .revoke(login, &consent_id, "passport fetched: the consent ends")
             .await;
+        if let Err(e) = &revoked {
+            // It ends by itself within two minutes; say so meanwhile.
+            tracing::warn!(consent_id = %consent_id, reason = %e.reason, "the passport consent was not revoked");
+        }
         let passport = read?.into_inner();
         revoked?;
         Ok(passport)

@@ -49,7 +49,7 @@ pub(crate) struct App {
 /// The templates, compiled in.
 fn templates() -> minijinja::Environment<'static> {
     let mut env = minijinja::Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::SemiStrict);
     for (name, source) in [
         ("base.html", include_str!("../templates/base.html")),
         ("home.html", include_str!("../templates/home.html")),
@@ -126,6 +126,9 @@ impl Portal {
             .fallback(pages::not_found)
             .layer(axum::middleware::from_fn(web::language_switch))
             .layer(axum::middleware::from_fn(web::security_headers))
+            .layer(axum::Extension(web::PublicUrl(
+                self.app.config.public_url.clone(),
+            )))
             .with_state(self.app.clone())
     }
 

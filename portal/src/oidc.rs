@@ -116,6 +116,13 @@ impl Http {
     }
 
     async fn send(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+        // Plain HTTP only to a provider on this machine: a discovery
+        // document must not send the client secret or codes in clear.
+        let uri = req.uri();
+        let loopback = matches!(uri.host(), Some("localhost" | "127.0.0.1"));
+        if uri.scheme_str() != Some("https") && !loopback {
+            return Err(HttpError(format!("{uri}: only https:// is used")));
+        }
         let req = req.map(|body| Full::new(Bytes::from(body)));
         let answer = tokio::time::timeout(Duration::from_secs(10), self.inner.request(req))
             .await
@@ -218,7 +225,14 @@ impl Provider {
     /// Exchanges `code` and checks the ID token (signature by the
     /// provider's keys, ES256 only; issuer; audience; expiry; nonce;
     /// `auth_time` present).
-    pub(crate) async fn finish(&self, code: &str, pending: &PendingLogin) -> Result<Login, String> {
+    /// `max_age` is the oldest login taken: a provider that did not
+    /// authenticate the person again is refused here, not by the gateway.
+    pub(crate) async fn finish(
+        &self,
+        code: &str,
+        pending: &PendingLogin,
+        max_age: Duration,
+    ) -> Result<Login, String> {
         let answer: TokenAnswer = self
             .client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
@@ -245,13 +259,18 @@ impl Provider {
             .clone()
             .or_else(|| extra.coordination_number.clone())
             .ok_or("the ID token names no personal identity or coordination number")?;
+        let auth_time = claims
+            .auth_time()
+            .ok_or("the ID token has no auth_time")?
+            .timestamp();
+        let now = samverka_gateway::time::system_now_ms().div_euclid(1000);
+        if now - auth_time > max_age.as_secs() as i64 + 30 {
+            return Err("the provider did not authenticate the person again".into());
+        }
         Ok(Login {
             person,
             id_token: id_token.to_string(),
-            auth_time: claims
-                .auth_time()
-                .ok_or("the ID token has no auth_time")?
-                .timestamp(),
+            auth_time,
             expires: claims.expiration().timestamp(),
         })
     }

@@ -20,6 +20,14 @@ pub const COOKIE: &str = "__Host-samverka-portal";
 /// The longest a session lives, used or not.
 const MAX_AGE: Duration = Duration::from_secs(8 * 3600);
 
+/// How long a session lives with no one logged in (a login begun and not
+/// finished).
+const ANONYMOUS_IDLE: Duration = Duration::from_secs(600);
+
+/// The most sessions held at once: beyond it, new logins wait until some
+/// end (each is small, but someone could start logins without end).
+pub const MAX_SESSIONS: usize = 100_000;
+
 /// How many receipts a session keeps for download.
 const RECEIPTS_KEPT: usize = 20;
 
@@ -152,17 +160,28 @@ impl Sessions {
     }
 
     fn live(&self, s: &Session, now: Instant) -> bool {
-        now.duration_since(s.last_used) < self.idle && now.duration_since(s.began) < MAX_AGE
+        let idle = if s.login.is_some() {
+            self.idle
+        } else {
+            self.idle.min(ANONYMOUS_IDLE)
+        };
+        now.duration_since(s.last_used) < idle && now.duration_since(s.began) < MAX_AGE
     }
 
-    /// A new, empty session; returns its id.
-    pub fn create(&self) -> String {
+    /// A new, empty session; returns its id, or `None` when
+    /// [`MAX_SESSIONS`] are held even after forgetting the ended ones.
+    pub fn create(&self) -> Option<String> {
         let id = random_token();
-        self.map
-            .lock()
-            .expect("sessions lock")
-            .insert(id.clone(), Session::new());
-        id
+        let now = Instant::now();
+        let mut map = self.map.lock().expect("sessions lock");
+        if map.len() >= MAX_SESSIONS {
+            map.retain(|_, s| self.live(s, now));
+            if map.len() >= MAX_SESSIONS {
+                return None;
+            }
+        }
+        map.insert(id.clone(), Session::new());
+        Some(id)
     }
 
     /// Runs `f` on session `id` if it exists and has not idled out (marking
@@ -202,7 +221,7 @@ impl Sessions {
         self.map
             .lock()
             .expect("sessions lock")
-            .retain(|_, s| now.duration_since(s.last_used) < self.idle && now.duration_since(s.began) < MAX_AGE);
+            .retain(|_, s| self.live(s, now));
     }
 
     /// How many sessions are held.
@@ -223,7 +242,7 @@ mod tests {
     #[test]
     fn a_session_idles_out_and_renewal_changes_id_and_csrf() {
         let sessions = Sessions::new(Duration::from_millis(50));
-        let id = sessions.create();
+        let id = sessions.create().unwrap();
         let csrf = sessions.with(&id, |s| s.csrf.clone()).unwrap();
         let new = sessions.renew(&id).unwrap();
         assert_ne!(new, id);
@@ -237,7 +256,7 @@ mod tests {
     #[test]
     fn receipts_are_bounded_and_numbered() {
         let sessions = Sessions::new(Duration::from_secs(60));
-        let id = sessions.create();
+        let id = sessions.create().unwrap();
         sessions.with(&id, |s| {
             for i in 0..25 {
                 assert_eq!(s.keep_receipt("c", "approved", &format!("jws{i}")), i + 1);

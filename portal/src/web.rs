@@ -21,6 +21,10 @@ pub(crate) const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'sel
 /// policy); pages (which show personal data) are never stored by the
 /// browser or a proxy.
 pub(crate) async fn security_headers(request: Request, next: Next) -> Response {
+    let https = request
+        .extensions()
+        .get::<PublicUrl>()
+        .is_some_and(|u| u.0.starts_with("https://"));
     let mut response = next.run(request).await;
     let h = response.headers_mut();
     let set = |h: &mut HeaderMap, name: header::HeaderName, value: &'static str| {
@@ -30,7 +34,9 @@ pub(crate) async fn security_headers(request: Request, next: Next) -> Response {
         set(h, header::CONTENT_SECURITY_POLICY, CSP);
     }
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(h, header::REFERRER_POLICY, "no-referrer");
+    // `same-origin`: a form posted here carries its Origin (with
+    // `no-referrer` browsers send `Origin: null`), other sites learn nothing.
+    set(h, header::REFERRER_POLICY, "same-origin");
     set(h, header::X_FRAME_OPTIONS, "DENY");
     set(
         h,
@@ -45,6 +51,9 @@ pub(crate) async fn security_headers(request: Request, next: Next) -> Response {
     if !h.contains_key(header::CACHE_CONTROL) {
         set(h, header::CACHE_CONTROL, "no-store");
     }
+    if https {
+        set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
+    }
     response
 }
 
@@ -58,7 +67,7 @@ pub(crate) async fn language_switch(request: Request, next: Next) -> Response {
     });
     match lang {
         Some(lang) if request.method() == axum::http::Method::GET => {
-            let path = request.uri().path().to_owned();
+            let path = crate::pages::safe_return(Some(request.uri().path()));
             let rest: Vec<(String, String)> = request
                 .uri()
                 .query()
@@ -92,6 +101,10 @@ pub(crate) async fn language_switch(request: Request, next: Next) -> Response {
     }
 }
 
+/// The portal's public URL, as a request extension (for HSTS).
+#[derive(Clone)]
+pub(crate) struct PublicUrl(pub(crate) String);
+
 /// The stylesheet.
 pub(crate) async fn stylesheet() -> Response {
     (
@@ -106,11 +119,11 @@ pub(crate) async fn stylesheet() -> Response {
 
 /// A 303 to `location` (a path on this portal, or the provider).
 pub(crate) fn see_other(location: &str) -> Response {
-    Response::builder()
-        .status(StatusCode::SEE_OTHER)
-        .header(header::LOCATION, location)
-        .body(Body::empty())
-        .expect("a redirect")
+    let location = HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/"));
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    response.headers_mut().insert(header::LOCATION, location);
+    response
 }
 
 /// A cookie's value from the request.

@@ -106,8 +106,9 @@ impl Visit {
         };
         let now = samverka_gateway::time::system_now_ms().div_euclid(1000);
         let max_age = app.config.gateway.max_login_age.as_secs() as i64;
-        // A margin for the call's own time and clock differences.
-        let fresh_until = login.expires.min(login.auth_time + max_age) - 20;
+        // A margin for the calls a page makes (the passport makes three),
+        // and clock differences.
+        let fresh_until = login.expires.min(login.auth_time + max_age) - 60;
         if now < fresh_until {
             return Ok(login.clone());
         }
@@ -169,8 +170,16 @@ fn login_path(return_to: &str) -> String {
 /// A path on this portal to return to: absolute path, not `//host`, no
 /// backslash (which some browsers read as a slash).
 pub(crate) fn safe_return(path: Option<&str>) -> String {
+    // Only the characters of a URL path and query: no control characters
+    // (a browser drops a tab, making `/\t/x` into `//x`), no backslash.
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@%/?".contains(&b);
     match path {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') && p.len() < 512 => {
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && p.len() < 512
+                && p.bytes().all(allowed) =>
+        {
             p.to_owned()
         }
         _ => "/".to_owned(),
@@ -199,7 +208,18 @@ pub(crate) async fn login(
     let existing = web::session_id(&headers).filter(|id| app.sessions.with(id, |_| ()).is_some());
     let (id, new) = match existing {
         Some(id) => (id, false),
-        None => (app.sessions.create(), true),
+        None => match app.sessions.create() {
+            Some(id) => (id, true),
+            None => {
+                tracing::warn!("too many sessions: a login was turned away");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "60")],
+                    "too many people are logging in: try again in a minute",
+                )
+                    .into_response();
+            }
+        },
     };
     let (url, pending) = app
         .provider
@@ -243,22 +263,36 @@ pub(crate) async fn callback(
     let Some(id) = visit.session.clone() else {
         return failed("no session");
     };
-    let pending = app.sessions.with(&id, |s| s.pending.take()).flatten();
+    // Only the answer to this session's login (its `state`) ends the
+    // login under way: another site's link to this page changes nothing.
+    let state = q.state.unwrap_or_default();
+    let pending = app
+        .sessions
+        .with(&id, |s| {
+            let ours = s
+                .pending
+                .as_ref()
+                .is_some_and(|p| crate::session::same_secret(&state, &p.state));
+            if ours { s.pending.take() } else { None }
+        })
+        .flatten();
     let Some(pending) = pending else {
-        return failed("no login under way");
+        return failed("no login under way with this state");
     };
+    if pending.started.elapsed() > std::time::Duration::from_secs(600) {
+        return failed("the login took too long");
+    }
     if let Some(error) = q.error {
         return failed(&format!("the provider answered {error}"));
     }
-    let (Some(code), Some(state)) = (q.code, q.state) else {
-        return failed("no code or state");
+    let Some(code) = q.code else {
+        return failed("no code");
     };
-    if !crate::session::same_secret(&state, &pending.state)
-        || pending.started.elapsed() > std::time::Duration::from_secs(600)
+    let login = match app
+        .provider
+        .finish(&code, &pending, app.config.gateway.max_login_age)
+        .await
     {
-        return failed("state mismatch or too old");
-    }
-    let login = match app.provider.finish(&code, &pending).await {
         Ok(login) => login,
         Err(e) => return failed(&e),
     };
@@ -386,7 +420,16 @@ mod tests {
     #[test]
     fn only_paths_on_this_portal_are_returned_to() {
         assert_eq!(safe_return(Some("/consents/x")), "/consents/x");
-        for bad in ["//evil.example", "https://evil.example", "/\\evil", "consents", ""] {
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "/\t/evil.example",
+            "/\n",
+            "/ä",
+            "consents",
+            "",
+        ] {
             assert_eq!(safe_return(Some(bad)), "/", "{bad}");
         }
         assert_eq!(safe_return(None), "/");
