@@ -264,3 +264,74 @@ async fn the_access_log_shows_a_person_every_decision() {
         .unwrap_err();
     assert_eq!(reason(&status), "ROLE_REQUIRED");
 }
+
+/// The log newest first and by agency, as the person's web view reads it;
+/// both are terms of the assertion, and a bad agency is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_reads_newest_first_and_by_agency() {
+    let net = start().await;
+    grant_demo_consent(&net).await;
+    let mut reader = exchange(&net, "reader").await;
+    for _ in 0..3 {
+        reader.get_records(demo_read()).await.unwrap();
+    }
+    let mut log = AccessLogClient::new(net.channel("registrar").await.unwrap());
+    let list = |newest_first: bool, agency: &str, page_token: String| ListAccessEventsRequest {
+        subject_id: DEMO_SUBJECT.into(),
+        newest_first,
+        agency: agency.into(),
+        page_size: 2,
+        page_token,
+        ..Default::default()
+    };
+    let mut pages = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = log
+            .list(sealed(&net, "registrar", list(true, READER_AGENCY, token)))
+            .await
+            .unwrap()
+            .into_inner();
+        pages.extend(page.events);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(pages.len(), 3, "the reader's three reads: {pages:#?}");
+    assert!(pages.iter().all(|e| e.agency == READER_AGENCY));
+    let ms = |e: &samverka_proto::v1::AccessEvent| {
+        samverka_gateway::time::from_timestamp(e.time.as_ref().unwrap()).unwrap()
+    };
+    assert!(pages.windows(2).all(|w| ms(&w[0]) >= ms(&w[1])), "newest first");
+    let newest = log
+        .list(sealed(&net, "registrar", list(true, "", String::new())))
+        .await
+        .unwrap()
+        .into_inner();
+    // The registrar's read of this very log comes first.
+    assert_eq!(newest.events[0].method, "AccessLog/List");
+    assert_eq!(
+        newest.events[0].purpose_description_sv,
+        "",
+        "no purpose on a log read"
+    );
+
+    // An assertion for one order or agency is not one for another.
+    let mut req = sealed(&net, "registrar", list(false, "", String::new()));
+    req.newest_first = true;
+    let status = log.list(req).await.unwrap_err();
+    assert_eq!(reason(&status), "PERSON_ASSERTION_INVALID");
+    let mut req = sealed(&net, "registrar", list(true, READER_AGENCY, String::new()));
+    req.agency = samverka::cli::demo::REGISTRAR_AGENCY.into();
+    let status = log.list(req).await.unwrap_err();
+    assert_eq!(reason(&status), "PERSON_ASSERTION_INVALID");
+    let status = log
+        .list(sealed(&net, "registrar", list(true, "12345", String::new())))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), reason(&status).as_str()),
+        (Code::InvalidArgument, "AGENCY_ID_INVALID")
+    );
+}

@@ -183,3 +183,48 @@ async fn an_unreachable_postgresql_fails_within_seconds() {
     assert!(result.is_err());
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+/// The access log on SQLite reads its index and the entries not yet in it:
+/// with the boundary anywhere (nothing, part or all indexed), each page
+/// size gives the same log oldest first, newest first (its reverse) and
+/// by agency, in both orders (`support::store::access_log` checks each).
+#[tokio::test]
+async fn the_access_log_reads_alike_in_both_orders_wherever_the_index_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(&dir.path().join("s.db")).await;
+    let person = "199003142388";
+    let entries = |prefix: &str, callers: &[&str]| -> Vec<samverka_gateway::audit::AuditEntry> {
+        callers
+            .iter()
+            .enumerate()
+            .map(|(i, caller)| {
+                let mut e = audit(&format!("{prefix}-{i}"), person);
+                e.caller = (*caller).to_owned();
+                e
+            })
+            .collect()
+    };
+    let (reader, registrar) = ("2021999020", "2021999038");
+    store
+        .append_audit_batch(entries("a", &[reader, registrar, reader, reader]))
+        .await
+        .unwrap();
+    append(&store, "other", "198511224571", 2).await;
+    let mut logs = Vec::new();
+    for size in 1..=5 {
+        logs.push(support::store::access_log(&store, person, 0, i64::MAX, size).await);
+    }
+    store.index_access_log().await.unwrap();
+    store
+        .append_audit_batch(entries("b", &[registrar, reader, registrar]))
+        .await
+        .unwrap();
+    for size in 1..=5 {
+        logs.push(support::store::access_log(&store, person, 0, i64::MAX, size).await);
+    }
+    assert!(logs[..5].iter().all(|l| l == &[1, 2, 3, 4]), "{logs:?}");
+    let whole = [1, 2, 3, 4, 7, 8, 9];
+    assert!(logs[5..].iter().all(|l| l == &whole), "{logs:?}");
+    store.index_access_log().await.unwrap();
+    assert_eq!(support::store::access_log(&store, person, 0, i64::MAX, 2).await, whole);
+}

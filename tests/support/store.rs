@@ -70,7 +70,9 @@ pub async fn indexed_or_not(store: &Store, subject: &str) -> Vec<i64> {
     after
 }
 
-/// Every page of one person's access log, `size` entries a page.
+/// Every page of one person's access log, `size` entries a page, oldest
+/// first; read newest first too, and filtered by the first entry's caller
+/// in both orders, each of which must say the same.
 pub async fn access_log(
     store: &Store,
     subject: &str,
@@ -78,18 +80,57 @@ pub async fn access_log(
     to_ms: i64,
     size: i64,
 ) -> Vec<i64> {
-    let mut seqs = Vec::new();
+    let all = log_pages(store, subject, from_ms, to_ms, None, false, size).await;
+    let mut newest = log_pages(store, subject, from_ms, to_ms, None, true, size).await;
+    newest.reverse();
+    assert_eq!(all, newest, "newest first is not the reverse of oldest first");
+    if let Some((_, caller)) = all.first() {
+        let theirs: Vec<(i64, String)> = all.iter().filter(|(_, c)| c == caller).cloned().collect();
+        let caller = Some(caller.clone());
+        let filtered = log_pages(store, subject, from_ms, to_ms, caller.clone(), false, size).await;
+        assert_eq!(filtered, theirs, "filtered by caller, oldest first");
+        let mut filtered = log_pages(store, subject, from_ms, to_ms, caller, true, size).await;
+        filtered.reverse();
+        assert_eq!(filtered, theirs, "filtered by caller, newest first");
+    }
+    all.into_iter().map(|(seq, _)| seq).collect()
+}
+
+/// Every page in one order: (seq, caller) in the order read.
+async fn log_pages(
+    store: &Store,
+    subject: &str,
+    from_ms: i64,
+    to_ms: i64,
+    caller: Option<String>,
+    newest_first: bool,
+    size: i64,
+) -> Vec<(i64, String)> {
+    let mut seen: Vec<(i64, String)> = Vec::new();
     loop {
-        let after = seqs.last().copied().unwrap_or(0);
+        let position = match seen.last() {
+            Some((seq, _)) => *seq,
+            None if newest_first => i64::MAX,
+            None => 0,
+        };
         let page = store
-            .access_events(subject, from_ms, to_ms, after, size)
+            .access_log(samverka_gateway::store::LogPage {
+                subject_id: subject.to_owned(),
+                from_ms,
+                to_ms,
+                caller: caller.clone(),
+                position,
+                newest_first,
+                limit: size,
+            })
             .await
             .unwrap();
         assert!(page.len() as i64 <= size);
         assert!(page.iter().all(|e| e.subject_id == subject));
+        assert!(caller.is_none() || page.iter().all(|e| Some(&e.caller) == caller.as_ref()));
         if page.is_empty() {
-            return seqs;
+            return seen;
         }
-        seqs.extend(page.iter().map(|e| e.seq));
+        seen.extend(page.iter().map(|e| (e.seq, e.caller.clone())));
     }
 }
