@@ -303,7 +303,10 @@ async fn the_access_log_reads_newest_first_and_by_agency() {
     let ms = |e: &samverka_proto::v1::AccessEvent| {
         samverka_gateway::time::from_timestamp(e.time.as_ref().unwrap()).unwrap()
     };
-    assert!(pages.windows(2).all(|w| ms(&w[0]) >= ms(&w[1])), "newest first");
+    assert!(
+        pages.windows(2).all(|w| ms(&w[0]) >= ms(&w[1])),
+        "newest first"
+    );
     let newest = log
         .list(sealed(&net, "registrar", list(true, "", String::new())))
         .await
@@ -312,8 +315,7 @@ async fn the_access_log_reads_newest_first_and_by_agency() {
     // The registrar's read of this very log comes first.
     assert_eq!(newest.events[0].method, "AccessLog/List");
     assert_eq!(
-        newest.events[0].purpose_description_sv,
-        "",
+        newest.events[0].purpose_description_sv, "",
         "no purpose on a log read"
     );
 
@@ -327,7 +329,11 @@ async fn the_access_log_reads_newest_first_and_by_agency() {
     let status = log.list(req).await.unwrap_err();
     assert_eq!(reason(&status), "PERSON_ASSERTION_INVALID");
     let status = log
-        .list(sealed(&net, "registrar", list(true, "12345", String::new())))
+        .list(sealed(
+            &net,
+            "registrar",
+            list(true, "12345", String::new()),
+        ))
         .await
         .unwrap_err();
     assert_eq!(

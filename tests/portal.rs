@@ -137,7 +137,11 @@ async fn find(c: &Client, css: &str) -> fantoccini::elements::Element {
     {
         Ok(e) => e,
         Err(e) => {
-            let url = c.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+            let url = c
+                .current_url()
+                .await
+                .map(|u| u.to_string())
+                .unwrap_or_default();
             let page = c.source().await.unwrap_or_default();
             panic!("{css}: {e}\nat {url}:\n{page}");
         }
@@ -166,10 +170,8 @@ async fn log_in(c: &Client, portal: &str, person: &str) {
 
 /// A GET or POST outside the browser, with `cookie`; status and body.
 async fn raw(method: &str, url: &str, cookie: &str, form: &str) -> (u16, String) {
-    let client = hyper_util::client::legacy::Client::builder(
-        hyper_util::rt::TokioExecutor::new(),
-    )
-    .build_http::<http_body_util::Full<hyper::body::Bytes>>();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<hyper::body::Bytes>>();
     let request = hyper::Request::builder()
         .method(method)
         .uri(url)
@@ -236,7 +238,9 @@ fn samverka(args: &[&str]) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_decides_in_the_browser_and_sees_who_read_their_records() {
     let Some(driver_bin) = chromedriver() else {
-        eprintln!("skipped: chromedriver is not installed (apt-get install chromium chromium-driver; .ci/run does)");
+        eprintln!(
+            "skipped: chromedriver is not installed (apt-get install chromium chromium-driver; .ci/run does)"
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -310,12 +314,19 @@ async fn journey(c: &Client, portal: &str, dir: &Path) -> Vec<String> {
     c.goto(&format!("{portal}/consents")).await.unwrap();
     visited.push(c.current_url().await.unwrap().to_string());
     let pending = text(c, "section[aria-labelledby=g-pending]").await;
-    assert!(pending.contains("Study and career guidance service (demo)"), "{pending}");
+    assert!(
+        pending.contains("Study and career guidance service (demo)"),
+        "{pending}"
+    );
     assert!(pending.contains("employment periods"), "{pending}");
     c.goto(&format!("{portal}/consents/{}", requested.consent_id))
         .await
         .unwrap();
-    assert!(text(c, "main").await.contains("To match you with open positions"));
+    assert!(
+        text(c, "main")
+            .await
+            .contains("To match you with open positions")
+    );
     click(c, "input[name=record_type][value='competence.validated']").await;
     click(c, "#approve").await;
     visited.push(c.current_url().await.unwrap().to_string());
@@ -346,7 +357,10 @@ async fn journey(c: &Client, portal: &str, dir: &Path) -> Vec<String> {
     assert!(ok && out.contains("approved"), "{out}");
 
     // The agency reads what was approved, and not what was narrowed away.
-    exchange.get_records(read(&["employment.period"])).await.unwrap();
+    exchange
+        .get_records(read(&["employment.period"]))
+        .await
+        .unwrap();
     let narrowed = exchange
         .get_records(read(&["competence.validated"]))
         .await
@@ -360,12 +374,20 @@ async fn journey(c: &Client, portal: &str, dir: &Path) -> Vec<String> {
     visited.push(c.current_url().await.unwrap().to_string());
     let rows = text(c, "table tbody").await;
     let first = rows.lines().next().unwrap_or_default().to_owned();
-    assert!(first.contains("Read records") && first.contains("Refused"), "newest first: {rows}");
     assert!(
-        rows.lines().any(|l| l.contains("Read records") && l.contains("Allowed") && l.contains("AF-2026-77")),
+        first.contains("Read records") && first.contains("Refused"),
+        "newest first: {rows}"
+    );
+    assert!(
+        rows.lines().any(|l| l.contains("Read records")
+            && l.contains("Allowed")
+            && l.contains("AF-2026-77")),
         "{rows}"
     );
-    assert!(!rows.contains("Looked at this log"), "filtered by agency: {rows}");
+    assert!(
+        !rows.contains("Looked at this log"),
+        "filtered by agency: {rows}"
+    );
 
     // Revoked in the browser: the next read is refused.
     c.goto(&format!("{portal}/consents/{}", requested.consent_id))
@@ -383,8 +405,17 @@ async fn journey(c: &Client, portal: &str, dir: &Path) -> Vec<String> {
     c.goto(&format!("{portal}/passport")).await.unwrap();
     click(c, "#fetch-passport").await;
     let shown = text(c, "main").await;
-    assert!(shown.contains("Education") && shown.contains("Employment"), "{shown}");
-    let (status, credential) = raw("GET", &format!("{portal}/passport/credential.jws"), &cookie, "").await;
+    assert!(
+        shown.contains("Education") && shown.contains("Employment"),
+        "{shown}"
+    );
+    let (status, credential) = raw(
+        "GET",
+        &format!("{portal}/passport/credential.jws"),
+        &cookie,
+        "",
+    )
+    .await;
     assert_eq!(status, 200);
     let passport_file = dir.join("passport.jws");
     std::fs::write(&passport_file, &credential).unwrap();
@@ -412,7 +443,10 @@ async fn journey(c: &Client, portal: &str, dir: &Path) -> Vec<String> {
         .unwrap()
         .into_inner();
     let approve = format!("{portal}/consents/{}/approve", other_request.consent_id);
-    for form in ["record_type=employment.period", "csrf=forged&record_type=employment.period"] {
+    for form in [
+        "record_type=employment.period",
+        "csrf=forged&record_type=employment.period",
+    ] {
         let (status, _) = raw("POST", &approve, &cookie, form).await;
         assert_eq!(status, 403, "{form}");
     }

@@ -226,5 +226,8 @@ async fn the_access_log_reads_alike_in_both_orders_wherever_the_index_ends() {
     let whole = [1, 2, 3, 4, 7, 8, 9];
     assert!(logs[5..].iter().all(|l| l == &whole), "{logs:?}");
     store.index_access_log().await.unwrap();
-    assert_eq!(support::store::access_log(&store, person, 0, i64::MAX, 2).await, whole);
+    assert_eq!(
+        support::store::access_log(&store, person, 0, i64::MAX, 2).await,
+        whole
+    );
 }

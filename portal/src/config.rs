@@ -146,8 +146,7 @@ struct RawLogin {
 impl PortalConfig {
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<PortalConfig, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::parse(&text, base).map_err(|e| format!("{}: {e}", path.display()))
     }

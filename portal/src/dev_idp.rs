@@ -72,7 +72,10 @@ pub fn router(
 ) -> Router {
     let mut templates = minijinja::Environment::new();
     templates
-        .add_template("idp_login.html", include_str!("../templates/idp_login.html"))
+        .add_template(
+            "idp_login.html",
+            include_str!("../templates/idp_login.html"),
+        )
         .expect("the bundled template parses");
     let idp = Arc::new(Idp {
         provider,
@@ -219,7 +222,11 @@ async fn authorize(State(idp): State<Arc<Idp>>, Form(f): Form<AuthRequest>) -> R
         .append_pair("code", &code)
         .append_pair("state", &f.state)
         .finish();
-    let separator = if f.redirect_uri.contains('?') { '&' } else { '?' };
+    let separator = if f.redirect_uri.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
     crate::web::see_other(&format!("{}{separator}{query}", f.redirect_uri))
 }
 
@@ -237,11 +244,7 @@ struct TokenRequest {
 }
 
 fn token_error(error: &str) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        Json(json!({ "error": error })),
-    )
-        .into_response()
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response()
 }
 
 /// `client_secret_basic` credentials, if sent.

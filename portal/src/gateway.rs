@@ -9,10 +9,10 @@ use samverka_proto::v1::access_log_client::AccessLogClient;
 use samverka_proto::v1::consents_client::ConsentsClient;
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
 use samverka_proto::v1::{
-    ApproveConsentRequest, CompetencePassport, Consent, ConsentReceipt, GetCompetencePassportRequest,
-    GetConsentRequest, GrantConsentRequest, ListAccessEventsRequest, ListAccessEventsResponse,
-    ListConsentsRequest, PauseConsentRequest, RejectConsentRequest, ResumeConsentRequest,
-    RevokeConsentRequest,
+    ApproveConsentRequest, CompetencePassport, Consent, ConsentReceipt,
+    GetCompetencePassportRequest, GetConsentRequest, GrantConsentRequest, ListAccessEventsRequest,
+    ListAccessEventsResponse, ListConsentsRequest, PauseConsentRequest, RejectConsentRequest,
+    ResumeConsentRequest, RevokeConsentRequest,
 };
 use tonic::transport::Channel;
 use tonic_types::StatusExt;

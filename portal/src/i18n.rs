@@ -73,7 +73,10 @@ pub struct Texts {
 impl Texts {
     /// The texts compiled into the portal.
     pub fn bundled() -> Texts {
-        let parse = |s: &str| s.parse::<toml::Table>().expect("the bundled locales are TOML");
+        let parse = |s: &str| {
+            s.parse::<toml::Table>()
+                .expect("the bundled locales are TOML")
+        };
         Texts {
             sv: parse(include_str!("../locales/sv.toml")),
             en: parse(include_str!("../locales/en.toml")),

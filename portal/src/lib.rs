@@ -56,7 +56,10 @@ fn templates() -> minijinja::Environment<'static> {
         ("message.html", include_str!("../templates/message.html")),
         ("consents.html", include_str!("../templates/consents.html")),
         ("consent.html", include_str!("../templates/consent.html")),
-        ("access_log.html", include_str!("../templates/access_log.html")),
+        (
+            "access_log.html",
+            include_str!("../templates/access_log.html"),
+        ),
         ("passport.html", include_str!("../templates/passport.html")),
     ] {
         env.add_template(name, source)
@@ -120,7 +123,10 @@ impl Portal {
             .route("/consents/{id}/{action}", post(pages::decide))
             .route("/receipts/{number}", get(pages::receipt))
             .route("/access-log", get(pages::access_log))
-            .route("/passport", get(pages::passport).post(pages::fetch_passport))
+            .route(
+                "/passport",
+                get(pages::passport).post(pages::fetch_passport),
+            )
             .route("/passport/credential.jws", get(pages::passport_credential))
             .route("/passport/gateway.pem", get(pages::gateway_cert))
             .fallback(pages::not_found)

@@ -204,9 +204,8 @@ impl Provider {
             .add_prompt(CoreAuthPrompt::Login);
         if let Some(acr) = &self.acr_values {
             for value in acr.split_whitespace() {
-                request = request.add_auth_context_value(AuthenticationContextClass::new(
-                    value.to_owned(),
-                ));
+                request = request
+                    .add_auth_context_value(AuthenticationContextClass::new(value.to_owned()));
             }
         }
         let (url, state, nonce) = request.url();

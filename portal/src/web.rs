@@ -175,7 +175,12 @@ pub(crate) fn lang(headers: &HeaderMap) -> Lang {
 /// Whether a form came from this portal: its `csrf` field is the session's
 /// token and, when the browser says where it came from, that is the
 /// portal's own origin.
-pub(crate) fn form_is_ours(app: &App, headers: &HeaderMap, session: &session::Session, csrf: &str) -> bool {
+pub(crate) fn form_is_ours(
+    app: &App,
+    headers: &HeaderMap,
+    session: &session::Session,
+    csrf: &str,
+) -> bool {
     let origin_ok = match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         Some(origin) => origin == origin_of(&app.config.public_url),
         None => true,
@@ -228,7 +233,11 @@ pub(crate) fn render(
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
             tracing::error!(template, error = %e, "a page could not be rendered");
-            (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered",
+            )
+                .into_response()
         }
     }
 }
@@ -240,9 +249,15 @@ mod tests {
     #[test]
     fn origins_and_cookies() {
         assert_eq!(origin_of("http://localhost:8080"), "http://localhost:8080");
-        assert_eq!(origin_of("https://a.example.se/x/y"), "https://a.example.se");
+        assert_eq!(
+            origin_of("https://a.example.se/x/y"),
+            "https://a.example.se"
+        );
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=1; lang=en; b=2"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; lang=en; b=2"),
+        );
         assert_eq!(cookie(&h, "lang"), Some("en"));
         assert_eq!(cookie(&h, "c"), None);
         assert_eq!(lang(&h), Lang::En);

@@ -97,7 +97,6 @@ pub fn describe(credential: &Value) -> String {
     out
 }
 
-
 /// `samverka passport verify FILE --cert GATEWAY_CERT`: reads a credential
 /// (the compact JWS, or a JSON document with it in `credential`), verifies
 /// it and returns what it attests, as text or as the credential's JSON.

@@ -13,8 +13,7 @@ use super::{CliError, runtime};
 pub fn portal(config: &Path) -> Result<String, CliError> {
     let config = PortalConfig::load(config).map_err(CliError::Usage)?;
     runtime()?.block_on(async {
-        let mut telemetry =
-            samverka_adapter::telemetry::TelemetryConfig::new("samverka-portal");
+        let mut telemetry = samverka_adapter::telemetry::TelemetryConfig::new("samverka-portal");
         telemetry.default_log_filter = "info".into();
         let telemetry = samverka_adapter::telemetry::init(&telemetry).map_err(CliError::failed)?;
         samverka_adapter::install_crypto_provider();

@@ -83,7 +83,10 @@ pub async fn access_log(
     let all = log_pages(store, subject, from_ms, to_ms, None, false, size).await;
     let mut newest = log_pages(store, subject, from_ms, to_ms, None, true, size).await;
     newest.reverse();
-    assert_eq!(all, newest, "newest first is not the reverse of oldest first");
+    assert_eq!(
+        all, newest,
+        "newest first is not the reverse of oldest first"
+    );
     if let Some((_, caller)) = all.first() {
         let theirs: Vec<(i64, String)> = all.iter().filter(|(_, c)| c == caller).cloned().collect();
         let caller = Some(caller.clone());

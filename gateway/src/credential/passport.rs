@@ -371,6 +371,63 @@ pub fn verify(jws: &str, gateway_cert_pem: &str) -> Result<Value, SignatureError
     Ok(credential)
 }
 
+/// One achievement of a passport credential in a line for people: what,
+/// its credits, result and dates, who attests it and its classification
+/// codes.
+pub fn describe_achievement(a: &Value) -> String {
+    fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+        v[key].as_str().unwrap_or_default()
+    }
+    let mut parts = vec![str_of(a, "achievementType").to_owned()];
+    if !str_of(a, "humanCode").is_empty() {
+        parts.push(str_of(a, "humanCode").to_owned());
+    }
+    parts.push(str_of(a, "name").to_owned());
+    let mut line = parts.join(" ");
+    if let Some(credits) = a["creditsAvailable"].as_f64() {
+        line.push_str(&format!(", {credits} {}", str_of(a, "creditUnit")));
+    }
+    if let Some(result) = a["result"][0]["value"].as_str() {
+        line.push_str(&format!(", result {result}"));
+    }
+    let start = str_of(a, "activityStartDate");
+    if !start.is_empty() {
+        let end = match str_of(a, "activityEndDate") {
+            "" => "now",
+            end => end,
+        };
+        line.push_str(&format!(", {start} to {end}"));
+    }
+    if !str_of(a, "awardedDate").is_empty() {
+        line.push_str(&format!(", {}", str_of(a, "awardedDate")));
+    }
+    let codes: Vec<String> = a["alignment"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|al| {
+                    format!(
+                        "{} {}",
+                        str_of(al, "targetFramework"),
+                        str_of(al, "targetCode")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    line.push_str(&format!("\n        by {}", str_of(&a["creator"], "name")));
+    if !codes.is_empty() {
+        line.push_str(&format!("; {}", codes.join("; ")));
+    }
+    line.push_str(&format!(
+        "\n        from {} ({}), retrieved {}",
+        str_of(&a["source"], "name"),
+        str_of(&a["source"], "agency"),
+        str_of(&a["source"], "retrievedAt"),
+    ));
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,61 +558,4 @@ mod tests {
         assert_eq!(ok["issuer"]["name"], "Operator");
         assert_eq!(ok["id"], "urn:uuid:p-1");
     }
-}
-
-/// One achievement of a passport credential in a line for people: what,
-/// its credits, result and dates, who attests it and its classification
-/// codes.
-pub fn describe_achievement(a: &Value) -> String {
-    fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
-        v[key].as_str().unwrap_or_default()
-    }
-    let mut parts = vec![str_of(a, "achievementType").to_owned()];
-    if !str_of(a, "humanCode").is_empty() {
-        parts.push(str_of(a, "humanCode").to_owned());
-    }
-    parts.push(str_of(a, "name").to_owned());
-    let mut line = parts.join(" ");
-    if let Some(credits) = a["creditsAvailable"].as_f64() {
-        line.push_str(&format!(", {credits} {}", str_of(a, "creditUnit")));
-    }
-    if let Some(result) = a["result"][0]["value"].as_str() {
-        line.push_str(&format!(", result {result}"));
-    }
-    let start = str_of(a, "activityStartDate");
-    if !start.is_empty() {
-        let end = match str_of(a, "activityEndDate") {
-            "" => "now",
-            end => end,
-        };
-        line.push_str(&format!(", {start} to {end}"));
-    }
-    if !str_of(a, "awardedDate").is_empty() {
-        line.push_str(&format!(", {}", str_of(a, "awardedDate")));
-    }
-    let codes: Vec<String> = a["alignment"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .map(|al| {
-                    format!(
-                        "{} {}",
-                        str_of(al, "targetFramework"),
-                        str_of(al, "targetCode")
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    line.push_str(&format!("\n        by {}", str_of(&a["creator"], "name")));
-    if !codes.is_empty() {
-        line.push_str(&format!("; {}", codes.join("; ")));
-    }
-    line.push_str(&format!(
-        "\n        from {} ({}), retrieved {}",
-        str_of(&a["source"], "name"),
-        str_of(&a["source"], "agency"),
-        str_of(&a["source"], "retrievedAt"),
-    ));
-    line
 }

@@ -168,7 +168,7 @@ impl AccessLogService {
                 limit: i64::from(q.size) + 1,
             })
             .await
-        .map_err(GatewayError::store)?;
+            .map_err(GatewayError::store)?;
         let next_page_token = if entries.len() > q.size as usize {
             entries.truncate(q.size as usize);
             entries

@@ -268,7 +268,10 @@ impl PostgresStore {
             .collect()
     }
 
-    pub(super) async fn access_log(&self, q: super::LogPage) -> Result<Vec<AuditEntry>, StoreError> {
+    pub(super) async fn access_log(
+        &self,
+        q: super::LogPage,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         let client = self.pool.get().await?;
         let (after, before) = if q.newest_first {
             (0, q.position)

@@ -121,7 +121,11 @@ fn shown(app: &App, lang: Lang, c: &Consent) -> Shown {
         reads,
         from: day(c.valid_from.as_ref()),
         until: day(c.valid_until.as_ref()),
-        valid_for_days: if status == "pending" { c.valid_for_days } else { 0 },
+        valid_for_days: if status == "pending" {
+            c.valid_for_days
+        } else {
+            0
+        },
         decide_by: if status == "pending" {
             minute(c.decide_by.as_ref())
         } else {
@@ -136,7 +140,7 @@ pub(crate) async fn consents(State(app): State<Arc<App>>, headers: HeaderMap) ->
     let visit = Visit::of(&app, &headers);
     let login = match visit.fresh_login(&app, "/consents", false) {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let all = match app.gateway.list_consents(&login).await {
         Ok(all) => all,
@@ -146,7 +150,10 @@ pub(crate) async fn consents(State(app): State<Arc<App>>, headers: HeaderMap) ->
         ("pending", &["pending"][..]),
         ("active", &["active"][..]),
         ("paused", &["paused"][..]),
-        ("ended", &["revoked", "expired", "rejected", "used", "unknown"][..]),
+        (
+            "ended",
+            &["revoked", "expired", "rejected", "used", "unknown"][..],
+        ),
     ]
     .map(|(key, states)| {
         let consents: Vec<Shown> = all
@@ -195,7 +202,7 @@ pub(crate) async fn consent(
     let here = format!("/consents/{id}");
     let login = match visit.fresh_login(&app, &here, false) {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let c = match app.gateway.consent(&login, &id).await {
         Ok(c) => c,
@@ -248,7 +255,11 @@ fn receipt_claims(jws: &str) -> serde_json::Map<String, serde_json::Value> {
     use base64::Engine;
     jws.split('.')
         .nth(1)
-        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()
 }
@@ -284,7 +295,9 @@ pub(crate) async fn decide(
     };
     let ours = app
         .sessions
-        .with(&session, |s| crate::web::form_is_ours(&app, &headers, s, &field("csrf")))
+        .with(&session, |s| {
+            crate::web::form_is_ours(&app, &headers, s, &field("csrf"))
+        })
         .unwrap_or(false);
     if !ours {
         return csrf_refused(&app, &visit);
@@ -295,7 +308,7 @@ pub(crate) async fn decide(
     let here = format!("/consents/{id}");
     let login = match visit.fresh_login(&app, &here, true) {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let reason = field("reason");
     let answer: Result<ConsentReceipt, crate::gateway::Refusal> = match action.as_str() {
@@ -350,7 +363,9 @@ pub(crate) async fn decide(
         Ok(receipt) => {
             let number = app
                 .sessions
-                .with(&session, |s| s.keep_receipt(&id, &receipt.event, &receipt.jws))
+                .with(&session, |s| {
+                    s.keep_receipt(&id, &receipt.event, &receipt.jws)
+                })
                 .unwrap_or(0);
             see_other(&format!("{here}?receipt={number}"))
         }
@@ -380,7 +395,9 @@ pub(crate) async fn receipt(
     let visit = Visit::of(&app, &headers);
     let found = visit.session.as_deref().and_then(|id| {
         app.sessions
-            .with(id, |s| s.receipts.iter().find(|r| r.number == number).cloned())
+            .with(id, |s| {
+                s.receipts.iter().find(|r| r.number == number).cloned()
+            })
             .flatten()
     });
     match found {

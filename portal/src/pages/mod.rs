@@ -91,18 +91,18 @@ impl Visit {
         app: &App,
         return_to: &str,
         is_form: bool,
-    ) -> Result<Login, Response> {
+    ) -> Result<Login, Box<Response>> {
         let Some(login) = &self.login else {
             if is_form {
-                return Err(self.message(
+                return Err(Box::new(self.message(
                     app,
                     StatusCode::UNAUTHORIZED,
                     "login_required_heading",
                     "login_required",
                     context! { login_again => return_to },
-                ));
+                )));
             }
-            return Err(see_other(&login_path(return_to)));
+            return Err(Box::new(see_other(&login_path(return_to))));
         };
         let now = samverka_gateway::time::system_now_ms().div_euclid(1000);
         let max_age = app.config.gateway.max_login_age.as_secs() as i64;
@@ -113,15 +113,15 @@ impl Visit {
             return Ok(login.clone());
         }
         if is_form {
-            Err(self.message(
+            Err(Box::new(self.message(
                 app,
                 StatusCode::UNAUTHORIZED,
                 "login_stale_heading",
                 "login_stale",
                 context! { login_again => return_to },
-            ))
+            )))
         } else {
-            Err(see_other(&login_path(return_to)))
+            Err(Box::new(see_other(&login_path(return_to))))
         }
     }
 
@@ -189,7 +189,13 @@ pub(crate) fn safe_return(path: Option<&str>) -> String {
 /// The start page.
 pub(crate) async fn home(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let visit = Visit::of(&app, &headers);
-    render(&app, StatusCode::OK, "home.html", visit.page("home"), context! {})
+    render(
+        &app,
+        StatusCode::OK,
+        "home.html",
+        visit.page("home"),
+        context! {},
+    )
 }
 
 #[derive(Deserialize)]

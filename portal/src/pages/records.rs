@@ -47,11 +47,7 @@ fn event(app: &App, lang: Lang, e: &AccessEvent) -> Value {
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let reference = e
-        .details
-        .get("case_reference")
-        .cloned()
-        .unwrap_or_default();
+    let reference = e.details.get("case_reference").cloned().unwrap_or_default();
     context! {
         time => minute(e.time.as_ref()),
         agency => e.agency.clone(),
@@ -109,7 +105,7 @@ pub(crate) async fn access_log(
     let here = format!("/access-log?{filter_query}");
     let login = match visit.fresh_login(&app, &here, false) {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let answer = app
         .gateway
@@ -154,9 +150,12 @@ pub(crate) async fn passport(State(app): State<Arc<App>>, headers: HeaderMap) ->
     if app.config.passport_purpose.is_none() {
         return super::not_found(State(app), headers).await;
     }
-    if let Err(r) = visit.login.clone().ok_or(()).map_err(|()| {
-        crate::web::see_other("/login?return_to=%2Fpassport")
-    }) {
+    if let Err(r) = visit
+        .login
+        .clone()
+        .ok_or(())
+        .map_err(|()| crate::web::see_other("/login?return_to=%2Fpassport"))
+    {
         return r;
     }
     let credential = visit
@@ -217,7 +216,8 @@ fn passport_view(app: &App, lang: Lang, jws: &str) -> Option<Value> {
         .map(|o| {
             format!(
                 "{}: {}",
-                app.texts.named(lang, "record_type_names", &str_of(o, "recordType")),
+                app.texts
+                    .named(lang, "record_type_names", &str_of(o, "recordType")),
                 str_of(o, "reason")
             )
         })
@@ -242,7 +242,9 @@ pub(crate) async fn fetch_passport(
     };
     let ours = app
         .sessions
-        .with(&session, |s| crate::web::form_is_ours(&app, &headers, s, &form.csrf))
+        .with(&session, |s| {
+            crate::web::form_is_ours(&app, &headers, s, &form.csrf)
+        })
         .unwrap_or(false);
     if !ours {
         return csrf_refused(&app, &visit);
@@ -252,7 +254,7 @@ pub(crate) async fn fetch_passport(
     };
     let login = match visit.fresh_login(&app, "/passport", true) {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let fetched = app
         .gateway

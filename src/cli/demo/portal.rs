@@ -14,8 +14,7 @@ use samverka_portal::{Portal, PortalConfig};
 use tokio::sync::oneshot;
 
 use super::{
-    DEMO_SUBJECT, DemoError, Network, OTHER_SUBJECT, PORTAL_AGENCY,
-    client_address, demo_audience,
+    DEMO_SUBJECT, DemoError, Network, OTHER_SUBJECT, PORTAL_AGENCY, client_address, demo_audience,
 };
 
 /// The portal's client id at the development identity provider.

@@ -460,7 +460,10 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn access_log(&self, q: crate::store::LogPage) -> Result<Vec<AuditEntry>, StoreError> {
+    pub(super) async fn access_log(
+        &self,
+        q: crate::store::LogPage,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         self.read(move |conn| {
             // The index and the entries not yet in it, as of one moment.
             let tx = conn.unchecked_transaction()?;
