@@ -159,3 +159,62 @@ impl Portal {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use minijinja::{Value, context};
+
+    /// Each page with the least its handler gives, in both languages: a
+    /// missing text or an undefined variable fails here, not for a person.
+    #[test]
+    fn every_template_renders_in_both_languages() {
+        let env = super::templates();
+        let texts = crate::i18n::Texts::bundled();
+        let consent = |status: &str| {
+            context! {
+                consent_id => "c1", status => status, status_text => "x",
+                grantee_agency => "2021999020", grantee_name => "Agency",
+                registrar_name => "Registrar", purpose_text => "p", record_types_text => "r",
+                record_type_items => vec![context! { code => "employment.period", text => "e" }],
+                sources_text => "s", source_items => Vec::<Value>::new(), justification => "",
+                period => "", reads => "", from => "", until => "", valid_for_days => 0,
+                decide_by => "", revocation_reason => "",
+            }
+        };
+        let mut pages: Vec<(&str, Value)> = vec![
+            ("home.html", context! {}),
+            ("message.html", context! { heading => "h", message => "m" }),
+            ("consents.html", context! { groups => Vec::<Value>::new() }),
+            (
+                "access_log.html",
+                context! { events => Vec::<Value>::new(), filter => context! { agency => "", from => "", to => "" } },
+            ),
+            ("passport.html", context! { gateway_cert => false }),
+        ];
+        for status in ["pending", "active", "paused", "revoked"] {
+            pages.push((
+                "consent.html",
+                context! { c => consent(status), receipts => Vec::<Value>::new() },
+            ));
+        }
+        for lang in [crate::i18n::Lang::Sv, crate::i18n::Lang::En] {
+            for (name, content) in &pages {
+                for logged_in in [false, true] {
+                    let base = context! {
+                        lang => lang.code(), other_lang => lang.other().code(),
+                        t => Value::from(minijinja::value::Serde(texts.of(lang))),
+                        logged_in => logged_in, csrf => "token", page => "", passport_enabled => true,
+                    };
+                    let html = env
+                        .get_template(name)
+                        .and_then(|t| t.render(context! { ..content.clone(), ..base }))
+                        .unwrap_or_else(|e| panic!("{name} ({}): {e:#}", lang.code()));
+                    assert!(
+                        html.contains(&format!("<html lang=\"{}\">", lang.code())),
+                        "{name}"
+                    );
+                }
+            }
+        }
+    }
+}
