@@ -157,7 +157,7 @@ async fn grants_are_validated_idempotent_and_readable() {
         ),
         (
             "AGENCY_UNKNOWN",
-            Box::new(|r| r.grantee_agency = "2021999079".into()),
+            Box::new(|r| r.grantee_agency = "2021999087".into()),
         ),
         (
             "PURPOSE_UNKNOWN",

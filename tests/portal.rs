@@ -108,7 +108,9 @@ async fn browser(webdriver: &str) -> Client {
         serde_json::json!({
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
                      "--disable-dev-shm-usage", "--window-size=1280,900", "--lang=en-GB"],
-            "prefs": {"intl.accept_languages": "en-GB,en"}
+            // JavaScript off: the web view works without it.
+            "prefs": {"intl.accept_languages": "en-GB,en",
+                      "profile.managed_default_content_settings.javascript": 2}
         }),
     );
     let mut last = None;
@@ -156,11 +158,25 @@ async fn click(c: &Client, css: &str) {
     find(c, css).await.click().await.unwrap();
 }
 
+/// Clicks a button that submits a form, and waits until the browser has
+/// left the page (so that what is read next is the answer's).
+async fn submit(c: &Client, css: &str) {
+    let old = find(c, "html").await;
+    click(c, css).await;
+    for _ in 0..100 {
+        if old.tag_name().await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{css}: the form was not submitted");
+}
+
 /// Logs in as `person` through the development identity provider.
 async fn log_in(c: &Client, portal: &str, person: &str) {
     c.goto(&format!("{portal}/login")).await.unwrap();
     click(c, &format!("input[name=person][value='{person}']")).await;
-    click(c, "#idp-login").await;
+    submit(c, "#idp-login").await;
     c.wait()
         .at_most(Duration::from_secs(10))
         .for_url(&url::Url::parse(&format!("{portal}/")).unwrap())
@@ -328,7 +344,7 @@ async fn journey(c: &Client, portal: &str, dir: &Path) -> Vec<String> {
             .contains("To match you with open positions")
     );
     click(c, "input[name=record_type][value='competence.validated']").await;
-    click(c, "#approve").await;
+    submit(c, "#approve").await;
     visited.push(c.current_url().await.unwrap().to_string());
     let receipt = text(c, ".receipt").await;
     assert!(receipt.contains("Request approved"), "{receipt}");
@@ -389,11 +405,40 @@ async fn journey(c: &Client, portal: &str, dir: &Path) -> Vec<String> {
         "filtered by agency: {rows}"
     );
 
+    // A period with nothing in it.
+    c.goto(&format!("{portal}/access-log?from=2099-01-01"))
+        .await
+        .unwrap();
+    assert!(
+        text(c, "main")
+            .await
+            .contains("Nothing recorded in this period")
+    );
+
+    // Paused: reads refused; resumed: allowed again.
+    c.goto(&format!("{portal}/consents/{}", requested.consent_id))
+        .await
+        .unwrap();
+    submit(c, "#pause").await;
+    assert_eq!(text(c, "#status").await, "Paused");
+    assert!(text(c, ".receipt").await.contains("Consent paused"));
+    let paused = exchange
+        .get_records(read(&["employment.period"]))
+        .await
+        .unwrap_err();
+    assert_eq!(support::reason(&paused), "CONSENT_PAUSED");
+    submit(c, "#resume").await;
+    assert_eq!(text(c, "#status").await, "In force");
+    exchange
+        .get_records(read(&["employment.period"]))
+        .await
+        .unwrap();
+
     // Revoked in the browser: the next read is refused.
     c.goto(&format!("{portal}/consents/{}", requested.consent_id))
         .await
         .unwrap();
-    click(c, "#revoke").await;
+    submit(c, "#revoke").await;
     assert_eq!(text(c, "#status").await, "Revoked");
     let refused = exchange
         .get_records(read(&["employment.period"]))
@@ -403,7 +448,7 @@ async fn journey(c: &Client, portal: &str, dir: &Path) -> Vec<String> {
 
     // The passport: fetched, shown, downloaded and verified.
     c.goto(&format!("{portal}/passport")).await.unwrap();
-    click(c, "#fetch-passport").await;
+    submit(c, "#fetch-passport").await;
     let shown = text(c, "main").await;
     assert!(
         shown.contains("Education") && shown.contains("Employment"),
@@ -463,9 +508,18 @@ async fn journey(c: &Client, portal: &str, dir: &Path) -> Vec<String> {
         .await
         .unwrap();
     assert_eq!(text(c, "#status").await, "Waiting for your decision");
+    // Rejected with its own form, it stays rejected.
+    find(c, "#reject-reason")
+        .await
+        .send_keys("not now")
+        .await
+        .unwrap();
+    submit(c, "#reject").await;
+    assert_eq!(text(c, "#status").await, "Rejected");
+    assert!(text(c, ".receipt").await.contains("Request rejected"));
 
     // Another person sees nothing of the first one's consents.
-    click(c, "header form button").await;
+    submit(c, "header form button").await;
     assert!(text(c, "h1").await.contains("logged out"));
     let (status, _) = raw("GET", &format!("{portal}/consents"), &cookie, "").await;
     assert_eq!(status, 303, "logout ended the session");
@@ -505,4 +559,67 @@ async fn journey(c: &Client, portal: &str, dir: &Path) -> Vec<String> {
     c.goto(&format!("{portal}/consents?lang=sv")).await.unwrap();
     assert_eq!(text(c, "h1").await, "Mina samtycken");
     visited
+}
+
+/// Not a test: takes a screenshot of each page into `docs/screenshots/`,
+/// on demand (`cargo test --test portal -- --ignored screenshots`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes docs/screenshots/; run on demand"]
+async fn screenshots() {
+    let driver_bin = chromedriver().expect("chromedriver (apt-get install chromium-driver)");
+    let dir = tempfile::tempdir().unwrap();
+    let (_demo, portal, _log) = start_demo(dir.path());
+    let (_driver, webdriver) = start_chromedriver(&driver_bin);
+    let c = browser(&webdriver).await;
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+    std::fs::create_dir_all(&out).unwrap();
+    let shoot = |name: &'static str| {
+        let (c, out) = (c.clone(), out.clone());
+        async move {
+            let png = c.screenshot().await.unwrap();
+            std::fs::write(out.join(format!("{name}.png")), png).unwrap();
+        }
+    };
+    let channel = agency(dir.path()).await;
+    let requested = ConsentsClient::new(channel.clone())
+        .request_consent(RequestConsentRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            purpose: "job_matching".into(),
+            record_types: vec!["employment.period".into(), "competence.validated".into()],
+            valid_for_days: 30,
+            justification: "To match you with open positions in your field.".into(),
+            request_id: "screenshots-1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    c.goto(&portal).await.unwrap();
+    shoot("start").await;
+    c.goto(&format!("{portal}/login")).await.unwrap();
+    find(&c, "#idp-login").await;
+    shoot("login").await;
+    submit(&c, "#idp-login").await;
+    c.goto(&format!("{portal}/consents")).await.unwrap();
+    shoot("consents").await;
+    c.goto(&format!("{portal}/consents/{}", requested.consent_id))
+        .await
+        .unwrap();
+    shoot("request").await;
+    click(&c, "input[name=record_type][value='competence.validated']").await;
+    submit(&c, "#approve").await;
+    find(&c, ".receipt").await;
+    shoot("approved").await;
+    RecordExchangeClient::new(channel)
+        .get_records(read(&["employment.period"]))
+        .await
+        .unwrap();
+    c.goto(&format!("{portal}/access-log")).await.unwrap();
+    shoot("access-log").await;
+    c.goto(&format!("{portal}/passport")).await.unwrap();
+    submit(&c, "#fetch-passport").await;
+    shoot("passport").await;
+    c.goto(&format!("{portal}/consents?lang=sv")).await.unwrap();
+    shoot("consents-sv").await;
+    let _ = c.close().await;
 }

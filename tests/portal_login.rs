@@ -169,7 +169,7 @@ async fn the_login_is_a_fresh_code_flow_with_pkce_and_the_provider_refuses_what_
         }
     };
     let (status, _, body) = token(basic("wrong"), form(&"a".repeat(43))).await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 401);
     assert!(body.contains("invalid_client"), "{body}");
     let (status, _, body) = token(basic(secret.trim()), form(&"a".repeat(43))).await;
     assert_eq!(status, 400);

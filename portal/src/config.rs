@@ -24,6 +24,7 @@
 //! client_id = "min-kompetens"
 //! client_secret_file = "client-secret.txt" # optional: a public client uses PKCE alone
 //! acr_values = "http://id.elegnamnden.se/loa/1.0/loa3" # optional
+//! scopes = ["https://id.oidc.se/scope/naturalPersonNumber"] # optional, besides openid
 //! ```
 //!
 //! Relative paths are relative to the file's directory.
@@ -89,6 +90,8 @@ pub struct LoginSettings {
     pub client_secret: Option<String>,
     /// `acr_values` to ask for, if any.
     pub acr_values: Option<String>,
+    /// Scopes to ask for besides `openid`.
+    pub scopes: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -141,6 +144,8 @@ struct RawLogin {
     client_id: String,
     client_secret_file: Option<PathBuf>,
     acr_values: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
 }
 
 impl PortalConfig {
@@ -207,6 +212,7 @@ impl PortalConfig {
                 client_id: raw.login.client_id,
                 client_secret,
                 acr_values: raw.login.acr_values,
+                scopes: raw.login.scopes,
             },
         })
     }

@@ -244,7 +244,21 @@ struct TokenRequest {
 }
 
 fn token_error(error: &str) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response()
+    // RFC 6749 section 5.2: a client that failed to authenticate gets 401.
+    let status = if error == "invalid_client" {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    (status, Json(json!({ "error": error }))).into_response()
+}
+
+/// A PKCE code verifier as RFC 7636 section 4.1 has it: 43 to 128
+/// unreserved characters.
+fn plausible_verifier(v: &str) -> bool {
+    (43..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
 /// `client_secret_basic` credentials, if sent.
@@ -293,6 +307,9 @@ async fn token(
     let Some(code) = idp.codes.lock().expect("codes lock").remove(&t.code) else {
         return token_error("invalid_grant");
     };
+    if !plausible_verifier(&t.code_verifier) {
+        return token_error("invalid_grant");
+    }
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
         aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, t.code_verifier.as_bytes()),
     );

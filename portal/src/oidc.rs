@@ -152,6 +152,7 @@ pub(crate) struct Provider {
     client: RpClient,
     http: Http,
     acr_values: Option<String>,
+    scopes: Vec<String>,
 }
 
 impl Provider {
@@ -181,6 +182,7 @@ impl Provider {
             client,
             http,
             acr_values: settings.acr_values.clone(),
+            scopes: settings.scopes.clone(),
         })
     }
 
@@ -202,6 +204,9 @@ impl Provider {
             .set_pkce_challenge(challenge)
             .set_max_age(max_age)
             .add_prompt(CoreAuthPrompt::Login);
+        for scope in &self.scopes {
+            request = request.add_scope(openidconnect::Scope::new(scope.clone()));
+        }
         if let Some(acr) = &self.acr_values {
             for value in acr.split_whitespace() {
                 request = request

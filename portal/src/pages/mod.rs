@@ -142,7 +142,7 @@ impl Visit {
         tracing::info!(code = ?refusal.code, reason = %refusal.reason, "the gateway refused a call");
         let login_again = matches!(
             refusal.reason.as_str(),
-            "PERSON_ASSERTION_INVALID" | "ASSURANCE_TOO_LOW"
+            "PERSON_ASSERTION_INVALID" | "PERSON_LOGIN_STALE" | "ASSURANCE_TOO_LOW"
         )
         .then_some(back);
         self.message(
