@@ -15,241 +15,14 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::path::Path;
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use http_body_util::BodyExt;
+use fantoccini::{Client, Locator};
 use samverka::cli::demo::{DEMO_SUBJECT, OTHER_SUBJECT, READER_AGENCY};
-use samverka_gateway::net::client::{AgencyTls, connect};
+use samverka_proto::v1::RequestConsentRequest;
 use samverka_proto::v1::consents_client::ConsentsClient;
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
-use samverka_proto::v1::{GetRecordsRequest, RequestConsentRequest};
-
-const BIN: &str = env!("CARGO_BIN_EXE_samverka");
-
-/// A child process killed when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn chromedriver() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("chromedriver"))
-        .find(|p| p.is_file())
-}
-
-/// chromedriver on a free port.
-fn start_chromedriver(bin: &Path) -> (Killed, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(bin)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    (Killed(child), format!("http://127.0.0.1:{port}"))
-}
-
-/// The demo serving, with its portal's URL and what it logs.
-fn start_demo(dir: &Path) -> (Killed, String, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(BIN)
-        .args(["demo", "--serve", "--dir"])
-        .arg(dir)
-        .env("RUST_LOG", "samverka_portal=debug,warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let (log_tx, log_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = log_tx.send(line);
-        }
-    });
-    let child = Killed(child);
-    let url = loop {
-        match rx.recv_timeout(Duration::from_secs(90)) {
-            Ok(line) => {
-                if let Some(url) = line.strip_prefix("The person's web view: ") {
-                    break url.trim().to_owned();
-                }
-            }
-            Err(_) => panic!("the demo never served its web view"),
-        }
-    };
-    (child, url, log_rx)
-}
-
-async fn browser(webdriver: &str) -> Client {
-    let mut caps = fantoccini::wd::Capabilities::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1280,900", "--lang=en-GB"],
-            // JavaScript off: the web view works without it.
-            "prefs": {"intl.accept_languages": "en-GB,en",
-                      "profile.managed_default_content_settings.javascript": 2}
-        }),
-    );
-    let mut last = None;
-    for _ in 0..50 {
-        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps.clone())
-            .connect(webdriver)
-            .await
-        {
-            Ok(c) => return c,
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("no WebDriver session: {last:?}");
-}
-
-/// Waits for `css`; on a timeout, the panic shows where the browser is and
-/// what the page says.
-async fn find(c: &Client, css: &str) -> fantoccini::elements::Element {
-    match c
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-    {
-        Ok(e) => e,
-        Err(e) => {
-            let url = c
-                .current_url()
-                .await
-                .map(|u| u.to_string())
-                .unwrap_or_default();
-            let page = c.source().await.unwrap_or_default();
-            panic!("{css}: {e}\nat {url}:\n{page}");
-        }
-    }
-}
-
-async fn text(c: &Client, css: &str) -> String {
-    find(c, css).await.text().await.unwrap()
-}
-
-async fn click(c: &Client, css: &str) {
-    find(c, css).await.click().await.unwrap();
-}
-
-/// Clicks a button that submits a form, and waits until the browser has
-/// left the page (so that what is read next is the answer's).
-async fn submit(c: &Client, css: &str) {
-    let old = find(c, "html").await;
-    click(c, css).await;
-    for _ in 0..100 {
-        if old.tag_name().await.is_err() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{css}: the form was not submitted");
-}
-
-/// Logs in as `person` through the development identity provider.
-async fn log_in(c: &Client, portal: &str, person: &str) {
-    c.goto(&format!("{portal}/login")).await.unwrap();
-    click(c, &format!("input[name=person][value='{person}']")).await;
-    submit(c, "#idp-login").await;
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_url(&url::Url::parse(&format!("{portal}/")).unwrap())
-        .await
-        .unwrap();
-}
-
-/// A GET or POST outside the browser, with `cookie`; status and body.
-async fn raw(method: &str, url: &str, cookie: &str, form: &str) -> (u16, String) {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Full<hyper::body::Bytes>>();
-    let request = hyper::Request::builder()
-        .method(method)
-        .uri(url)
-        .header("cookie", cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(http_body_util::Full::new(hyper::body::Bytes::from(
-            form.to_owned(),
-        )))
-        .unwrap();
-    let answer = client.request(request).await.unwrap();
-    let status = answer.status().as_u16();
-    let body = answer.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
-async fn session_cookie(c: &Client) -> String {
-    let cookie = c
-        .get_named_cookie("__Host-samverka-portal")
-        .await
-        .expect("the portal set its session cookie");
-    assert!(cookie.http_only().unwrap_or(false), "HttpOnly");
-    assert!(cookie.secure().unwrap_or(false), "Secure");
-    format!("__Host-samverka-portal={}", cookie.value())
-}
-
-/// The agency (the demo's reader) over mTLS.
-async fn agency(dir: &Path) -> tonic::transport::Channel {
-    let demo: toml::Table =
-        toml::from_str(&std::fs::read_to_string(dir.join("demo.toml")).unwrap()).unwrap();
-    let s = |t: &str, k: &str| demo[t][k].as_str().unwrap().to_owned();
-    let tls = AgencyTls::from_files(
-        Path::new(&s("gateway", "ca_cert")),
-        Path::new(&s("agency", "cert")),
-        Path::new(&s("agency", "key")),
-    )
-    .unwrap();
-    connect(&s("agency", "gateway"), "localhost", &tls)
-        .await
-        .unwrap()
-}
-
-fn read(types: &[&str]) -> GetRecordsRequest {
-    GetRecordsRequest {
-        subject_id: DEMO_SUBJECT.into(),
-        record_types: types.iter().map(|t| t.to_string()).collect(),
-        purpose: "job_matching".into(),
-        case_reference: "AF-2026-77".into(),
-        ..Default::default()
-    }
-}
-
-fn samverka(args: &[&str]) -> (bool, String) {
-    let out = Command::new(BIN).args(args).output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
+use support::browser::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_decides_in_the_browser_and_sees_who_read_their_records() {
@@ -329,6 +102,7 @@ async fn journey(c: &Client, portal: &str, dir: &Path) -> Vec<String> {
     // The pending request, in plain language; approved without one type.
     c.goto(&format!("{portal}/consents")).await.unwrap();
     visited.push(c.current_url().await.unwrap().to_string());
+    assert_accessible(c).await;
     let pending = text(c, "section[aria-labelledby=g-pending]").await;
     assert!(
         pending.contains("Study and career guidance service (demo)"),
@@ -343,6 +117,7 @@ async fn journey(c: &Client, portal: &str, dir: &Path) -> Vec<String> {
             .await
             .contains("To match you with open positions")
     );
+    assert_accessible(c).await;
     click(c, "input[name=record_type][value='competence.validated']").await;
     submit(c, "#approve").await;
     visited.push(c.current_url().await.unwrap().to_string());
@@ -388,6 +163,7 @@ async fn journey(c: &Client, portal: &str, dir: &Path) -> Vec<String> {
         .await
         .unwrap();
     visited.push(c.current_url().await.unwrap().to_string());
+    assert_accessible(c).await;
     let rows = text(c, "table tbody").await;
     let first = rows.lines().next().unwrap_or_default().to_owned();
     assert!(
@@ -449,6 +225,7 @@ async fn journey(c: &Client, portal: &str, dir: &Path) -> Vec<String> {
     // The passport: fetched, shown, downloaded and verified.
     c.goto(&format!("{portal}/passport")).await.unwrap();
     submit(c, "#fetch-passport").await;
+    assert_accessible(c).await;
     let shown = text(c, "main").await;
     assert!(
         shown.contains("Education") && shown.contains("Employment"),

@@ -14,6 +14,7 @@ use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 pub mod audit;
+pub mod browser;
 pub mod clients;
 pub mod postgres;
 pub mod process;
