@@ -46,14 +46,19 @@ fn location(headers: &hyper::HeaderMap) -> String {
         .unwrap_or_default()
 }
 
-fn set_cookie(headers: &hyper::HeaderMap) -> String {
+/// The `name=value` of the cookie set whose name starts with `prefix`.
+fn cookie_set(headers: &hyper::HeaderMap, prefix: &str) -> String {
     headers
         .get_all("set-cookie")
         .iter()
         .map(|v| v.to_str().unwrap())
-        .find(|c| c.starts_with("__Host-samverka-portal="))
+        .find(|c| c.starts_with(prefix))
         .map(|c| c.split(';').next().unwrap().to_owned())
         .unwrap_or_default()
+}
+
+fn set_cookie(headers: &hyper::HeaderMap) -> String {
+    cookie_set(headers, "__Host-samverka-portal=")
 }
 
 fn query(url: &str) -> Vec<(String, String)> {
@@ -80,8 +85,8 @@ async fn network(edit: impl FnOnce(String) -> String) -> (Network, tempfile::Tem
     (net, dir, url)
 }
 
-/// Starts a login at the portal: the session cookie and the provider's
-/// authorization URL.
+/// Starts a login at the portal: the login's sealed cookie and the
+/// provider's authorization URL. No session is made for it.
 async fn start_login(portal: &str, return_to: &str) -> (String, String) {
     let (status, headers, _) = call(
         "GET",
@@ -91,7 +96,15 @@ async fn start_login(portal: &str, return_to: &str) -> (String, String) {
     )
     .await;
     assert_eq!(status, 303);
-    (set_cookie(&headers), location(&headers))
+    assert_eq!(
+        set_cookie(&headers),
+        "",
+        "no session before a login succeeds"
+    );
+    (
+        cookie_set(&headers, "__Host-samverka-login-"),
+        location(&headers),
+    )
 }
 
 /// The person picks `person` at the provider: the redirect back.
@@ -112,7 +125,7 @@ async fn pick(authorize: &str, person: &str) -> String {
 async fn the_login_is_a_fresh_code_flow_with_pkce_and_the_provider_refuses_what_does_not_match() {
     let (net, _dir, portal) = network(|t| t).await;
     let (cookie, authorize) = start_login(&portal, "/consents").await;
-    assert!(cookie.len() > 40, "a session for the login: {cookie}");
+    assert!(cookie.len() > 60, "the login under way, sealed: {cookie}");
     let q = query(&authorize);
     assert_eq!(param(&q, "response_type"), "code");
     assert_eq!(param(&q, "client_id"), PORTAL_CLIENT_ID);
@@ -175,7 +188,7 @@ async fn the_login_is_a_fresh_code_flow_with_pkce_and_the_provider_refuses_what_
     assert_eq!(status, 400);
     assert!(body.contains("invalid_grant"), "a wrong verifier: {body}");
     // The failed attempt used the code up: the portal's own exchange
-    // fails too, and no session is logged in.
+    // fails too, and there is no session.
     let (status, _, _) = call("GET", &callback, &[("cookie", &cookie)], "").await;
     assert_eq!(status, 400);
     let (status, headers, _) = call(
@@ -217,7 +230,38 @@ async fn the_login_is_a_fresh_code_flow_with_pkce_and_the_provider_refuses_what_
         "",
     )
     .await;
-    assert_eq!(status, 303, "the id before login is no longer a session");
+    assert_eq!(status, 303, "the login's cookie is no session");
+    let (status, _, _) = call("GET", &callback, &[("cookie", &cookie)], "").await;
+    assert_eq!(status, 400, "a login is finished once");
+
+    // Two logins under way in one browser (two tabs) both finish, and
+    // the second renews the session the first made.
+    let (first, first_url) = start_login(&portal, "/consents").await;
+    let (second, second_url) = start_login(&portal, "/access-log").await;
+    let (first_back, second_back) = (
+        pick(&first_url, DEMO_SUBJECT).await,
+        pick(&second_url, DEMO_SUBJECT).await,
+    );
+    let both = format!("{first}; {second}");
+    let (status, headers, _) = call("GET", &first_back, &[("cookie", &both)], "").await;
+    assert_eq!((status, location(&headers).as_str()), (303, "/consents"));
+    let session = set_cookie(&headers);
+    let with_session = format!("{both}; {session}");
+    let (status, headers, _) = call("GET", &second_back, &[("cookie", &with_session)], "").await;
+    assert_eq!((status, location(&headers).as_str()), (303, "/access-log"));
+    let renewed = set_cookie(&headers);
+    assert!(!renewed.is_empty() && renewed != session);
+    let (status, _, _) = call(
+        "GET",
+        &format!("{portal}/consents"),
+        &[("cookie", &session)],
+        "",
+    )
+    .await;
+    assert_eq!(
+        status, 303,
+        "the id before the second login is no longer a session"
+    );
     net.shutdown().await;
 }
 
@@ -325,5 +369,153 @@ async fn every_answer_carries_the_security_headers_and_redirects_stay_on_the_por
     )
     .await;
     assert!(page.contains("<html lang=\"en\">"), "{page}");
+    net.shutdown().await;
+}
+
+/// Logs `person` in over HTTP: the session cookie and its CSRF token.
+async fn logged_in(portal: &str, person: &str) -> (String, String) {
+    let (login, authorize) = start_login(portal, "/").await;
+    let back = pick(&authorize, person).await;
+    let (status, headers, _) = call("GET", &back, &[("cookie", &login)], "").await;
+    assert_eq!(status, 303);
+    let session = set_cookie(&headers);
+    let (_, _, page) = call("GET", &format!("{portal}/"), &[("cookie", &session)], "").await;
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    (session, csrf)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_means_what_the_person_chose_and_errors_are_pages_in_their_language() {
+    let (net, _dir, portal) = network(|t| t).await;
+    let (session, csrf) = logged_in(&portal, DEMO_SUBJECT).await;
+    let form = [
+        ("cookie", session.as_str()),
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("accept-language", "en"),
+    ];
+    // A request naming its sources: approving with none ticked is not
+    // approving all of them.
+    let mut agency = support::consents(&net, "reader").await;
+    let (he, emp) = (support::HE, support::EMP);
+    let request = agency
+        .request_consent(samverka_proto::v1::RequestConsentRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            purpose: "study_guidance".into(),
+            record_types: vec!["employment.period".into(), "education.degree".into()],
+            source_agencies: vec![he.into(), emp.into()],
+            valid_for_days: 30,
+            justification: "Guidance".into(),
+            request_id: "sources-1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let approve = format!("{portal}/consents/{}/approve", request.consent_id);
+    let (status, _, page) = call(
+        "POST",
+        &approve,
+        &form,
+        &format!("csrf={csrf}&sources_offered=1&record_type=employment.period&valid_for_days=30"),
+    )
+    .await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("Choose at least one register"), "{page}");
+    // A day after what was asked is capped to it; a past day refused.
+    let (status, _, page) = call(
+        "POST",
+        &approve,
+        &form,
+        &format!(
+            "csrf={csrf}&record_type=employment.period&valid_until=2000-01-01&valid_for_days=30"
+        ),
+    )
+    .await;
+    assert_eq!(status, 400, "{page}");
+    let far =
+        samverka_gateway::time::rfc3339(samverka_gateway::time::system_now_ms() + 30 * 86_400_000);
+    let (status, headers, page) = call(
+        "POST",
+        &approve,
+        &form,
+        &format!(
+            "csrf={csrf}&sources_offered=1&source={emp}&record_type=employment.period&valid_until={}&valid_for_days=30",
+            &far[..10]
+        ),
+    )
+    .await;
+    assert_eq!(status, 303, "{page}");
+    assert!(location(&headers).contains("?receipt="));
+    let stored = net
+        .gateway
+        .store
+        .consent(&request.consent_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.source_agencies, [emp.to_string()]);
+    assert_eq!(stored.record_types, ["employment.period".to_string()]);
+
+    // The gateway's refusal, in words: it is no longer pending.
+    let (status, _, page) = call(
+        "POST",
+        &approve,
+        &form,
+        &format!("csrf={csrf}&record_type=employment.period"),
+    )
+    .await;
+    assert_eq!(status, 409, "{page}");
+    assert!(
+        page.contains("The consent has changed meanwhile")
+            && page.contains("CONSENT_STATE_INVALID"),
+        "{page}"
+    );
+
+    // axum's own refusals are pages too.
+    for (method, path, status) in [
+        ("GET", "/logout", 405),
+        ("GET", "/receipts/not-a-number", 400),
+        ("GET", "/access-log?from=1900-01-01", 400),
+        ("GET", "/access-log?from=2026-02-01&to=2026-01-01", 400),
+    ] {
+        let (got, headers, page) = call(method, &format!("{portal}{path}"), &form, "").await;
+        assert_eq!(got, status, "{path}: {page}");
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{path}"
+        );
+        assert!(page.contains("<html lang=\"en\">"), "{path}: {page}");
+    }
+
+    // The language switch goes back to the page it was on, with its query;
+    // from a page that answered a form, to that form's page.
+    for (referer, to) in [
+        (
+            format!("{portal}/access-log?agency=2021999020"),
+            "/access-log?agency=2021999020".to_owned(),
+        ),
+        (
+            format!("{portal}/consents/{}/approve", request.consent_id),
+            format!("/consents/{}", request.consent_id),
+        ),
+        ("https://evil.example/x".to_owned(), "/".to_owned()),
+    ] {
+        let (status, headers, _) = call(
+            "GET",
+            &format!("{portal}/?lang=sv"),
+            &[("referer", referer.as_str())],
+            "",
+        )
+        .await;
+        assert_eq!((status, location(&headers)), (303, to), "{referer}");
+    }
     net.shutdown().await;
 }

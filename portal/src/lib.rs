@@ -23,6 +23,7 @@ pub mod config;
 pub mod dev_idp;
 pub mod gateway;
 pub mod i18n;
+pub mod login_cookie;
 mod oidc;
 mod pages;
 pub mod session;
@@ -44,6 +45,7 @@ pub(crate) struct App {
     pub(crate) templates: minijinja::Environment<'static>,
     pub(crate) gateway: gateway::Gateway,
     pub(crate) provider: oidc::Provider,
+    pub(crate) sealer: login_cookie::Sealer,
 }
 
 /// The templates, compiled in.
@@ -105,6 +107,7 @@ impl Portal {
                 templates: templates(),
                 gateway,
                 provider,
+                sealer: login_cookie::Sealer::new(),
                 config,
             }),
         })
@@ -130,6 +133,10 @@ impl Portal {
             .route("/passport/credential.jws", get(pages::passport_credential))
             .route("/passport/gateway.pem", get(pages::gateway_cert))
             .fallback(pages::not_found)
+            .layer(axum::middleware::from_fn_with_state(
+                self.app.clone(),
+                web::error_pages,
+            ))
             .layer(axum::middleware::from_fn(web::language_switch))
             .layer(axum::middleware::from_fn(web::security_headers))
             .layer(axum::Extension(web::PublicUrl(
@@ -178,7 +185,7 @@ mod tests {
                 record_type_items => vec![context! { code => "employment.period", text => "e" }],
                 sources_text => "s", source_items => Vec::<Value>::new(), justification => "",
                 period => "", reads => "", from => "", until => "", valid_for_days => 0,
-                decide_by => "", revocation_reason => "",
+                decide_by => "", revocation_reason => "", first_day => "2026-12-01", last_day => "2026-12-30",
             }
         };
         let mut pages: Vec<(&str, Value)> = vec![

@@ -9,7 +9,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
@@ -33,7 +33,8 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 
 use crate::config::LoginSettings;
-use crate::session::{Login, PendingLogin};
+use crate::login_cookie::PendingLogin;
+use crate::session::Login;
 
 /// The Swedish OIDC profile's identity claims.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -221,7 +222,7 @@ impl Provider {
                 nonce: nonce.secret().clone(),
                 pkce_verifier: verifier.secret().clone(),
                 return_to,
-                started: Instant::now(),
+                started: crate::login_cookie::started_now(),
             },
         )
     }

@@ -1,8 +1,9 @@
 //! Sessions: kept in this process's memory, named by a random id in an
-//! HttpOnly, Secure, SameSite=Lax cookie. A session ends at logout, when
-//! unused for `session_idle_minutes`, or eight hours after it began;
-//! logging in gives it a new id (no fixation). Each holds a CSRF token that
-//! every form carries back.
+//! HttpOnly, Secure, SameSite=Lax cookie, made only when a login succeeds
+//! (a login under way is in a sealed cookie: [`crate::login_cookie`]). A
+//! session ends at logout, when unused for `session_idle_minutes`, or
+//! eight hours after it began; logging in again gives it a new id (no
+//! fixation). Each holds a CSRF token that every form carries back.
 //!
 //! One portal process keeps its own sessions: replicas behind a load
 //! balancer need it to keep a person on one replica.
@@ -66,21 +67,6 @@ impl std::fmt::Debug for Login {
     }
 }
 
-/// A login under way: what the callback must find again.
-#[derive(Debug, Clone)]
-pub struct PendingLogin {
-    /// The `state` sent to the provider.
-    pub state: String,
-    /// The `nonce` the ID token must carry.
-    pub nonce: String,
-    /// The PKCE verifier.
-    pub pkce_verifier: String,
-    /// Where to go afterwards (a path on this portal).
-    pub return_to: String,
-    /// When it began; a login not finished in 10 minutes is forgotten.
-    pub started: Instant,
-}
-
 /// A signed receipt the person may download.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Receipt {
@@ -101,8 +87,6 @@ pub struct Session {
     pub csrf: String,
     /// The logged-in person, if any.
     pub login: Option<Login>,
-    /// A login under way.
-    pub pending: Option<PendingLogin>,
     /// The receipts of this session's actions, newest last.
     pub receipts: Vec<Receipt>,
     /// The last passport fetched (the signed credential).
@@ -118,7 +102,6 @@ impl Session {
         Session {
             csrf: random_token(),
             login: None,
-            pending: None,
             receipts: Vec::new(),
             passport: None,
             next_receipt: 1,

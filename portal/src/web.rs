@@ -57,51 +57,111 @@ pub(crate) async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
-/// `?lang=sv|en` on any GET: remembered in a cookie, then the same page
-/// without the parameter.
+/// `?lang=sv|en` on any GET: remembered in a cookie, then back to the page
+/// the link was on (the browser's same-origin `Referer`, with its query),
+/// or else this path. A page that answered a form goes to its GET page.
 pub(crate) async fn language_switch(request: Request, next: Next) -> Response {
     let lang = request.uri().query().and_then(|q| {
         form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "lang")
             .and_then(|(_, v)| Lang::parse(&v))
     });
-    match lang {
-        Some(lang) if request.method() == axum::http::Method::GET => {
-            let path = crate::pages::safe_return(Some(request.uri().path()));
-            let rest: Vec<(String, String)> = request
-                .uri()
-                .query()
-                .map(|q| {
-                    form_urlencoded::parse(q.as_bytes())
-                        .filter(|(k, _)| k != "lang")
-                        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let location = if rest.is_empty() {
-                path
-            } else {
-                let q = form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(rest)
-                    .finish();
-                format!("{path}?{q}")
-            };
-            let mut response = see_other(&location);
-            response.headers_mut().append(
-                header::SET_COOKIE,
-                HeaderValue::from_str(&format!(
-                    "lang={}; Path=/; Max-Age=31536000; Secure; SameSite=Lax",
-                    lang.code()
-                ))
-                .expect("a plain cookie"),
-            );
-            response
+    let Some(lang) = lang.filter(|_| request.method() == axum::http::Method::GET) else {
+        return next.run(request).await;
+    };
+    let public = request
+        .extensions()
+        .get::<PublicUrl>()
+        .map(|u| u.0.clone())
+        .unwrap_or_default();
+    let from_referer = request
+        .headers()
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| !public.is_empty())
+        .and_then(|r| r.strip_prefix(public.as_str()))
+        .filter(|rest| rest.starts_with('/'))
+        .map(str::to_owned);
+    let target = from_referer.unwrap_or_else(|| {
+        let rest: Vec<(String, String)> = request
+            .uri()
+            .query()
+            .map(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .filter(|(k, _)| k != "lang")
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let path = request.uri().path().to_owned();
+        if rest.is_empty() {
+            path
+        } else {
+            let q = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(rest)
+                .finish();
+            format!("{path}?{q}")
         }
-        _ => next.run(request).await,
+    });
+    let mut response = see_other(&get_page_of(&crate::pages::safe_return(Some(&target))));
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&format!(
+            "lang={}; Path=/; Max-Age=31536000; Secure; SameSite=Lax",
+            lang.code()
+        ))
+        .expect("a plain cookie"),
+    );
+    response
+}
+
+/// The page to show instead of one that only answers forms: a decision's
+/// consent, the start page for the rest.
+fn get_page_of(target: &str) -> String {
+    let path = target.split('?').next().unwrap_or("/");
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        ["", "consents", id, _action] => format!("/consents/{id}"),
+        ["", "logout" | "callback"] => "/".to_owned(),
+        _ => target.to_owned(),
     }
 }
 
-/// The portal's public URL, as a request extension (for HSTS).
+/// An answer of axum's own (a malformed query, form or path, a method the
+/// route does not take), which is plain text in English, as a page in the
+/// person's language.
+pub(crate) async fn error_pages(
+    axum::extract::State(app): axum::extract::State<std::sync::Arc<App>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers().clone();
+    let response = next.run(request).await;
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|t| t.starts_with("text/plain"));
+    if !(status.is_client_error() && plain) {
+        return response;
+    }
+    let key = if status == StatusCode::METHOD_NOT_ALLOWED {
+        "method_not_allowed"
+    } else {
+        "input_invalid"
+    };
+    crate::pages::Visit::of(&app, &headers).message(
+        &app,
+        status,
+        "error_heading",
+        key,
+        minijinja::context! {},
+    )
+}
+
+/// The portal's public URL, as a request extension (for HSTS and the
+/// language switch).
 #[derive(Clone)]
 pub(crate) struct PublicUrl(pub(crate) String);
 

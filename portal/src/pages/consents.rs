@@ -58,6 +58,9 @@ struct Shown {
     valid_for_days: u32,
     decide_by: String,
     revocation_reason: String,
+    /// For a pending request: the days an earlier end may be on.
+    first_day: String,
+    last_day: String,
 }
 
 fn shown(app: &App, lang: Lang, c: &Consent) -> Shown {
@@ -132,7 +135,21 @@ fn shown(app: &App, lang: Lang, c: &Consent) -> Shown {
             String::new()
         },
         revocation_reason: c.revocation_reason.clone(),
+        first_day: day_of(now_ms()),
+        // The last day whose end is still within what was asked.
+        last_day: day_of(now_ms() + i64::from(c.valid_for_days) * DAY_MS - DAY_MS),
     }
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+fn now_ms() -> i64 {
+    samverka_gateway::time::system_now_ms()
+}
+
+/// `YYYY-MM-DD` of a time.
+fn day_of(ms: i64) -> String {
+    samverka_gateway::time::rfc3339(ms)[..10].to_owned()
 }
 
 /// The list, grouped: requests waiting, in force, paused, ended.
@@ -311,23 +328,34 @@ pub(crate) async fn decide(
         Err(r) => return *r,
     };
     let reason = field("reason");
+    let invalid = |key: &str| {
+        visit.message(
+            &app,
+            StatusCode::BAD_REQUEST,
+            "error_heading",
+            key,
+            context! { back => here.clone() },
+        )
+    };
+    if reason.chars().count() > 500 {
+        return invalid("reason_texts|FIELD_TOO_LONG");
+    }
     let answer: Result<ConsentReceipt, crate::gateway::Refusal> = match action.as_str() {
         "approve" => {
             let until = field("valid_until");
+            // The end of the day chosen, but never after what was asked
+            // (the request's days from now): the person picks a day, the
+            // agency asked for a length.
+            let asked_end = field("valid_for_days")
+                .parse::<i64>()
+                .ok()
+                .map(|days| now_ms() + days * DAY_MS);
             let valid_until_ms = if until.is_empty() {
                 None
             } else {
                 match end_of_day_ms(&until) {
-                    Some(ms) => Some(ms),
-                    None => {
-                        return visit.message(
-                            &app,
-                            StatusCode::BAD_REQUEST,
-                            "error_heading",
-                            "input_invalid",
-                            context! { back => here },
-                        );
-                    }
+                    Some(ms) if ms > now_ms() => Some(asked_end.map_or(ms, |end| ms.min(end))),
+                    _ => return invalid("dates_invalid"),
                 }
             };
             let narrowing = Narrowing {
@@ -336,13 +364,11 @@ pub(crate) async fn decide(
                 valid_until_ms,
             };
             if narrowing.record_types.is_empty() {
-                return visit.message(
-                    &app,
-                    StatusCode::BAD_REQUEST,
-                    "error_heading",
-                    "input_invalid",
-                    context! { back => here },
-                );
+                return invalid("input_invalid");
+            }
+            // No register ticked is not "as asked".
+            if field("sources_offered") == "1" && narrowing.source_agencies.is_empty() {
+                return invalid("sources_none");
             }
             app.gateway.approve(&login, &id, narrowing).await
         }

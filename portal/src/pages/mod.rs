@@ -7,7 +7,7 @@ mod records;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use minijinja::{Value, context};
 use serde::Deserialize;
@@ -134,7 +134,10 @@ impl Visit {
             Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
             Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
             Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+            Code::ResourceExhausted if refusal.reason == "RATE_LIMITED" => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            Code::ResourceExhausted => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_GATEWAY,
         };
         // The gateway's message is for developers and may be in English;
@@ -145,11 +148,24 @@ impl Visit {
             "PERSON_ASSERTION_INVALID" | "PERSON_LOGIN_STALE" | "ASSURANCE_TOO_LOW"
         )
         .then_some(back);
+        // What it means for a person, where the locales say; else the
+        // general text.
+        let known = app
+            .texts
+            .of(self.lang)
+            .get("reason_texts")
+            .and_then(|t| t.get(&refusal.reason))
+            .is_some();
+        let message_key = if known {
+            format!("reason_texts|{}", refusal.reason)
+        } else {
+            "gateway_error".to_owned()
+        };
         self.message(
             app,
             status,
             "error_heading",
-            "gateway_error",
+            &message_key,
             context! {
                 reason => if refusal.reason.is_empty() { format!("{:?}", refusal.code) } else { refusal.reason },
                 back => back,
@@ -205,37 +221,15 @@ pub(crate) struct LoginQuery {
 
 /// Starts a login at the provider: always a new authentication
 /// (`prompt=login`, `max_age`), since each gateway call needs a recent one.
-pub(crate) async fn login(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Query(q): Query<LoginQuery>,
-) -> Response {
+/// What the callback needs goes into a sealed cookie; no session yet.
+pub(crate) async fn login(State(app): State<Arc<App>>, Query(q): Query<LoginQuery>) -> Response {
     let return_to = safe_return(q.return_to.as_deref());
-    let existing = web::session_id(&headers).filter(|id| app.sessions.with(id, |_| ()).is_some());
-    let (id, new) = match existing {
-        Some(id) => (id, false),
-        None => match app.sessions.create() {
-            Some(id) => (id, true),
-            None => {
-                tracing::warn!("too many sessions: a login was turned away");
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    [(header::RETRY_AFTER, "60")],
-                    "too many people are logging in: try again in a minute",
-                )
-                    .into_response();
-            }
-        },
-    };
     let (url, pending) = app
         .provider
         .authorize_url(app.config.gateway.max_login_age, return_to);
-    app.sessions.with(&id, |s| s.pending = Some(pending));
     let mut response = see_other(&url);
-    if new {
-        response
-            .headers_mut()
-            .append(header::SET_COOKIE, web::session_cookie(&id));
+    if let Ok(cookie) = HeaderValue::from_str(&app.sealer.set_cookie(&pending)) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
 }
@@ -247,47 +241,39 @@ pub(crate) struct Callback {
     error: Option<String>,
 }
 
-/// The provider sends the person back here: the state must be this
-/// session's, the code is exchanged, the ID token checked; the session
-/// gets a new id.
+/// The provider sends the person back here: the login under way is the
+/// one whose sealed cookie this `state` names; the code is exchanged and
+/// the ID token checked; the person gets a session with a new id (their
+/// session, renewed, if they had one).
 pub(crate) async fn callback(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Query(q): Query<Callback>,
 ) -> Response {
     let visit = Visit::of(&app, &headers);
+    let state = q.state.unwrap_or_default();
     let failed = |why: &str| {
         tracing::info!(why, "a login did not complete");
-        visit.message(
+        let mut response = visit.message(
             &app,
             StatusCode::BAD_REQUEST,
             "error_heading",
             "login_failed",
             context! { login_again => "/" },
-        )
+        );
+        if let Ok(clear) = HeaderValue::from_str(&crate::login_cookie::Sealer::clear_cookie(&state))
+        {
+            response.headers_mut().append(header::SET_COOKIE, clear);
+        }
+        response
     };
-    let Some(id) = visit.session.clone() else {
-        return failed("no session");
-    };
-    // Only the answer to this session's login (its `state`) ends the
-    // login under way: another site's link to this page changes nothing.
-    let state = q.state.unwrap_or_default();
-    let pending = app
-        .sessions
-        .with(&id, |s| {
-            let ours = s
-                .pending
-                .as_ref()
-                .is_some_and(|p| crate::session::same_secret(&state, &p.state));
-            if ours { s.pending.take() } else { None }
-        })
-        .flatten();
+    // Only the answer to a login this browser began (its `state`) is
+    // taken: another site's link to this page changes nothing.
+    let pending = web::cookie(&headers, &crate::login_cookie::cookie_name(&state))
+        .and_then(|value| app.sealer.open(&state, value));
     let Some(pending) = pending else {
         return failed("no login under way with this state");
     };
-    if pending.started.elapsed() > std::time::Duration::from_secs(600) {
-        return failed("the login took too long");
-    }
     if let Some(error) = q.error {
         return failed(&format!("the provider answered {error}"));
     }
@@ -302,10 +288,20 @@ pub(crate) async fn callback(
         Ok(login) => login,
         Err(e) => return failed(&e),
     };
-    let Some(new_id) = app.sessions.renew(&id) else {
-        return failed("the session ended meanwhile");
+    let renewed = visit
+        .session
+        .as_deref()
+        .and_then(|id| app.sessions.renew(id));
+    let Some(id) = renewed.or_else(|| app.sessions.create()) else {
+        tracing::warn!("too many sessions: a login was turned away");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "60")],
+            "too many people are logged in: try again in a minute",
+        )
+            .into_response();
     };
-    app.sessions.with(&new_id, |s| {
+    app.sessions.with(&id, |s| {
         // Another person logging in on the same browser sees nothing of
         // the first one's.
         if s.login.as_ref().is_some_and(|l| l.person != login.person) {
@@ -317,7 +313,10 @@ pub(crate) async fn callback(
     let mut response = see_other(&pending.return_to);
     response
         .headers_mut()
-        .append(header::SET_COOKIE, web::session_cookie(&new_id));
+        .append(header::SET_COOKIE, web::session_cookie(&id));
+    if let Ok(clear) = HeaderValue::from_str(&crate::login_cookie::Sealer::clear_cookie(&state)) {
+        response.headers_mut().append(header::SET_COOKIE, clear);
+    }
     response
 }
 

@@ -87,12 +87,25 @@ pub(crate) async fn access_log(
         if s.is_empty() {
             return Ok(None);
         }
-        let start = start_of_day_ms(s).ok_or(())?;
+        // Days the gateway takes: from 1970 to 9998.
+        let start = start_of_day_ms(s).filter(|ms| (0..253_370_764_800_000).contains(ms));
+        let start = start.ok_or(())?;
         Ok(Some(if end { start + 86_400_000 } else { start }))
     };
     let (Ok(from_ms), Ok(to_ms)) = (day(&q.from, false), day(&q.to, true)) else {
         return invalid(&visit);
     };
+    if let (Some(from), Some(to)) = (from_ms, to_ms)
+        && from >= to
+    {
+        return visit.message(
+            &app,
+            StatusCode::BAD_REQUEST,
+            "error_heading",
+            "dates_invalid",
+            context! { back => "/access-log" },
+        );
+    }
     if q.page.len() > 32 || !q.page.bytes().all(|b| b.is_ascii_digit()) {
         return invalid(&visit);
     }
@@ -263,8 +276,9 @@ pub(crate) async fn fetch_passport(
     match fetched {
         Ok(passport) => {
             app.sessions
-                .with(&session, |s| s.passport = Some(passport.credential.clone()));
-            render_passport(&app, &visit, Some(&passport.credential))
+                .with(&session, |s| s.passport = Some(passport.credential));
+            // Shown by a GET, so that reloading it fetches nothing again.
+            crate::web::see_other("/passport")
         }
         Err(refusal) => visit.refused(&app, refusal, "/passport"),
     }
