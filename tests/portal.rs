@@ -400,3 +400,78 @@ async fn screenshots() {
     shoot("consents-sv").await;
     let _ = c.close().await;
 }
+
+/// `samverka portal --config FILE` on its own, beside a serving demo: it
+/// discovers the provider, answers, and sends a login there; a bad file
+/// exits 64 and an unreachable provider 1, each saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samverka_portal_serves_from_its_configuration_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_demo, _demo_portal, _log) = start_demo(dir.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = std::fs::read_to_string(dir.path().join("portal.toml")).unwrap();
+    let mut config: toml::Table = toml::from_str(&text).unwrap();
+    config["portal"]["address"] = toml::Value::String(format!("127.0.0.1:{port}"));
+    config["portal"]["public_url"] = toml::Value::String(format!("http://localhost:{port}"));
+    let file = dir.path().join("portal-2.toml");
+    std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
+    let child = Killed(
+        std::process::Command::new(BIN)
+            .args(["portal", "--config", file.to_str().unwrap()])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://localhost:{port}");
+    let idp = config["login"]["issuer"].as_str().unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<hyper::body::Bytes>>();
+    let mut up = false;
+    for _ in 0..150 {
+        if let Ok(r) = client.get(format!("{url}/").parse().unwrap()).await {
+            up = r.status() == 200;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(up, "the portal never answered");
+    let login = client
+        .get(format!("{url}/login").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let to = login.headers()["location"].to_str().unwrap();
+    assert!(to.starts_with(&format!("{idp}/authorize?")), "{to}");
+    drop(child);
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, text.replace("[login]", "[login]\ncolour = \"red\"")).unwrap();
+    let (ok, out) = samverka(&["portal", "--config", bad.to_str().unwrap()]);
+    let code = std::process::Command::new(BIN)
+        .args(["portal", "--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap()
+        .status
+        .code();
+    assert!(
+        !ok && out.contains("colour") && code == Some(64),
+        "{code:?} {out}"
+    );
+    let unreachable = dir.path().join("unreachable.toml");
+    config["login"]["issuer"] = toml::Value::String("http://127.0.0.1:9".into());
+    std::fs::write(&unreachable, toml::to_string(&config).unwrap()).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["portal", "--config", unreachable.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("cannot discover the identity provider"),
+        "{said}"
+    );
+}
