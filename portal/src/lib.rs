@@ -197,6 +197,16 @@ mod tests {
                 context! { events => Vec::<Value>::new(), filter => context! { agency => "", from => "", to => "" } },
             ),
             ("passport.html", context! { gateway_cert => false }),
+            (
+                "passport.html",
+                context! { gateway_cert => true, passport => context! {
+                    issued => "2026-12-01 10:00 UTC", issuer => "Operator", left_out => vec!["x: y"],
+                    sections => vec![context! { heading => "Education", merits => vec![context! {
+                        what => "Course", facts => "grade 5", when => "2010-01-15", by => "University",
+                        codes => "SUN 2020 field 481", source => "higher-education (2021999046)",
+                    }] }],
+                } },
+            ),
         ];
         for status in ["pending", "active", "paused", "revoked"] {
             pages.push((

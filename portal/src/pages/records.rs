@@ -199,7 +199,7 @@ fn passport_view(app: &App, lang: Lang, jws: &str) -> Option<Value> {
         .ok()?;
     let vc: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let vc = vc.get("vc").unwrap_or(&vc);
-    use samverka_gateway::credential::passport::{KINDS, describe_achievement, kind_of};
+    use samverka_gateway::credential::passport::{KINDS, kind_of};
     let str_of = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
     let subject = &vc["credentialSubject"];
     let empty = Vec::new();
@@ -207,10 +207,10 @@ fn passport_view(app: &App, lang: Lang, jws: &str) -> Option<Value> {
     let sections: Vec<Value> = KINDS
         .iter()
         .filter_map(|kind| {
-            let merits: Vec<String> = achievements
+            let merits: Vec<Value> = achievements
                 .iter()
                 .filter(|a| kind_of(&str_of(a, "recordType")) == *kind)
-                .map(describe_achievement)
+                .map(|a| merit(app, lang, a))
                 .collect();
             let key = match *kind {
                 "education" => "section_education",
@@ -235,12 +235,71 @@ fn passport_view(app: &App, lang: Lang, jws: &str) -> Option<Value> {
             )
         })
         .collect();
+    let issued = time::OffsetDateTime::parse(
+        &str_of(vc, "validFrom"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map(|t| {
+        let ms = (t.unix_timestamp_nanos() / 1_000_000) as i64;
+        minute(Some(&samverka_gateway::time::to_timestamp(ms)))
+    })
+    .unwrap_or_else(|_| str_of(vc, "validFrom"));
     Some(context! {
-        issued => str_of(vc, "validFrom"),
+        issued => issued,
         issuer => str_of(&vc["issuer"], "name"),
         sections => sections,
         left_out => left_out,
     })
+}
+
+/// One merit for people, in their language: what, its result and
+/// credits, when, who attests it, its classification codes, where it came
+/// from.
+fn merit(app: &App, lang: Lang, a: &serde_json::Value) -> Value {
+    let s = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    let t = |k: &str| app.texts.get(lang, k);
+    let kind = s(a, "achievementType");
+    let kind = app
+        .texts
+        .named(lang, "achievement_types", kind.trim_start_matches("ext:"));
+    let what = [kind, s(a, "humanCode"), s(a, "name")]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut facts = Vec::new();
+    if let Some(result) = a["result"][0]["value"].as_str() {
+        facts.push(format!("{} {result}", t("merit_result")));
+    }
+    if let Some(credits) = a["creditsAvailable"].as_f64() {
+        facts.push(format!("{credits} {}", s(a, "creditUnit")));
+    }
+    let start = s(a, "activityStartDate");
+    let when = if !start.is_empty() {
+        let end = match s(a, "activityEndDate") {
+            e if e.is_empty() => t("merit_ongoing"),
+            e => e,
+        };
+        format!("{start} – {end}")
+    } else {
+        s(a, "awardedDate")
+    };
+    let codes: Vec<String> = a["alignment"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|al| format!("{} {}", s(al, "targetFramework"), s(al, "targetCode")))
+                .collect()
+        })
+        .unwrap_or_default();
+    context! {
+        what => what,
+        facts => facts.join(", "),
+        when => when,
+        by => s(&a["creator"], "name"),
+        codes => codes.join("; "),
+        source => format!("{} ({})", s(&a["source"], "name"), s(&a["source"], "agency")),
+    }
 }
 
 /// Fetches the passport now (see [`crate::gateway::Gateway::own_passport`]).
