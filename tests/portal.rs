@@ -73,15 +73,7 @@ async fn journey(c: &Client, portal: &str, dir: &Path) -> Vec<String> {
 
     // The agency asks; the request waits for the person.
     let requested = consents
-        .request_consent(RequestConsentRequest {
-            subject_id: DEMO_SUBJECT.into(),
-            purpose: "job_matching".into(),
-            record_types: vec!["employment.period".into(), "competence.validated".into()],
-            valid_for_days: 30,
-            justification: "To match you with open positions in your field.".into(),
-            request_id: "portal-test-1".into(),
-            ..Default::default()
-        })
+        .request_consent(job_matching_request("portal-test-1"))
         .await
         .unwrap()
         .into_inner();
@@ -359,15 +351,7 @@ async fn screenshots() {
     };
     let channel = agency(dir.path()).await;
     let requested = ConsentsClient::new(channel.clone())
-        .request_consent(RequestConsentRequest {
-            subject_id: DEMO_SUBJECT.into(),
-            purpose: "job_matching".into(),
-            record_types: vec!["employment.period".into(), "competence.validated".into()],
-            valid_for_days: 30,
-            justification: "To match you with open positions in your field.".into(),
-            request_id: "screenshots-1".into(),
-            ..Default::default()
-        })
+        .request_consent(job_matching_request("screenshots-1"))
         .await
         .unwrap()
         .into_inner();

@@ -39,6 +39,13 @@ async fn call(
     (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// A GET of a portal page with `cookie`: its status.
+async fn status_of(portal: &str, path: &str, cookie: &str) -> u16 {
+    call("GET", &format!("{portal}{path}"), &[("cookie", cookie)], "")
+        .await
+        .0
+}
+
 fn location(headers: &hyper::HeaderMap) -> String {
     headers
         .get("location")
@@ -223,13 +230,7 @@ async fn the_login_is_a_fresh_code_flow_with_pkce_and_the_provider_refuses_what_
     )
     .await;
     assert_eq!(status, 200);
-    let (status, _, _) = call(
-        "GET",
-        &format!("{portal}/consents"),
-        &[("cookie", &cookie)],
-        "",
-    )
-    .await;
+    let status = status_of(&portal, "/consents", &cookie).await;
     assert_eq!(status, 303, "the login's cookie is no session");
     let (status, _, _) = call("GET", &callback, &[("cookie", &cookie)], "").await;
     assert_eq!(status, 400, "a login is finished once");

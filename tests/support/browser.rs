@@ -11,7 +11,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use http_body_util::BodyExt;
 use samverka::cli::demo::DEMO_SUBJECT;
 use samverka_gateway::net::client::{AgencyTls, connect};
-use samverka_proto::v1::GetRecordsRequest;
+use samverka_proto::v1::{GetRecordsRequest, RequestConsentRequest};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_samverka");
 
@@ -281,4 +281,18 @@ pub fn samverka(args: &[&str]) -> (bool, String) {
             String::from_utf8_lossy(&out.stderr)
         ),
     )
+}
+
+/// The demo agency's request to the demo person for job matching
+/// (employment periods and validated competence, 30 days).
+pub fn job_matching_request(request_id: &str) -> RequestConsentRequest {
+    RequestConsentRequest {
+        subject_id: DEMO_SUBJECT.into(),
+        purpose: "job_matching".into(),
+        record_types: vec!["employment.period".into(), "competence.validated".into()],
+        valid_for_days: 30,
+        justification: "To match you with open positions in your field.".into(),
+        request_id: request_id.into(),
+        ..Default::default()
+    }
 }
