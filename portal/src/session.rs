@@ -89,8 +89,9 @@ pub struct Session {
     pub login: Option<Login>,
     /// The receipts of this session's actions, newest last.
     pub receipts: Vec<Receipt>,
-    /// The last passport fetched (the signed credential).
-    pub passport: Option<String>,
+    /// The last passport fetched: the signed credential and its holder
+    /// salt.
+    pub passport: Option<(String, String)>,
     next_receipt: u64,
     began: Instant,
     last_used: Instant,

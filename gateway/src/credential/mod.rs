@@ -3,9 +3,11 @@
 //! - [`signing`]: compact JWS (ES256) with the gateway's key, the key
 //!   reloaded with the TLS material;
 //! - [`receipt`]: the signed receipt of a consent grant or revocation;
-//! - [`passport`]: the competence passport as a signed verifiable
-//!   credential, and its offline verification.
+//! - [`passport`]: the competence passport as a signed CLR 2.0 / Open
+//!   Badges 3.0 credential, and its offline verification;
+//! - [`elm`]: a verified passport exported in the European Learning Model.
 
+pub mod elm;
 pub mod passport;
 pub mod receipt;
 pub mod signing;

@@ -8,6 +8,12 @@
 //! Verification checks the algorithm and type, that the thumbprint names
 //! the given certificate, and the signature against that certificate's
 //! public key; any changed byte of header, payload or signature fails.
+//!
+//! Credentials meant for verifiers outside samverka (the competence
+//! passport) are signed as Open Badges 3.0 / CLR 2.0 VC-JWTs instead
+//! ([`JwsSigner::sign_jwt`], [`verify_jwt`]): those rules allow only
+//! `alg`, `typ` ("JWT"), `kid` and `jwk` in the header, so the key travels
+//! as a `jwk` and the verifier matches it to the certificate it trusts.
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
@@ -28,6 +34,38 @@ struct Header {
     typ: String,
     #[serde(rename = "x5t#S256")]
     x5t_s256: String,
+}
+
+/// The public half of a P-256 key as a JSON Web Key (RFC 7517/7518).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jwk {
+    kty: String,
+    crv: String,
+    x: String,
+    y: String,
+}
+
+impl Jwk {
+    /// The JWK of an uncompressed P-256 point (`04 || x || y`).
+    fn from_point(point: &[u8]) -> Result<Self, SignatureError> {
+        if point.len() != 65 || point[0] != 4 {
+            return Err(err("not an uncompressed P-256 public key"));
+        }
+        Ok(Jwk {
+            kty: "EC".into(),
+            crv: "P-256".into(),
+            x: B64.encode(&point[1..33]),
+            y: B64.encode(&point[33..]),
+        })
+    }
+
+    /// The JWK of a certificate's public key.
+    pub fn of_cert(cert_pem: &str) -> Result<Self, SignatureError> {
+        let cert = cert_der(cert_pem)?;
+        let (_, parsed) =
+            X509Certificate::from_der(&cert).map_err(|e| err(format!("certificate: {e}")))?;
+        Jwk::from_point(parsed.public_key().subject_public_key.data.as_ref())
+    }
 }
 
 /// Why a signature does not verify, or a signer cannot be made.
@@ -61,6 +99,7 @@ fn cert_der(cert_pem: &str) -> Result<CertificateDer<'static>, SignatureError> {
 /// Signs with the gateway's key.
 pub struct JwsSigner {
     key: EcdsaKeyPair,
+    jwk: Jwk,
     x5t_s256: String,
     issuer: String,
     rng: SystemRandom,
@@ -94,6 +133,7 @@ impl JwsSigner {
             return Err(err("the key does not belong to the certificate"));
         }
         Ok(JwsSigner {
+            jwk: Jwk::from_point(key.public_key().as_ref())?,
             key,
             x5t_s256: thumbprint(&cert),
             issuer: issuer.to_owned(),
@@ -113,7 +153,22 @@ impl JwsSigner {
             typ: typ.into(),
             x5t_s256: self.x5t_s256.clone(),
         };
-        let header = serde_json::to_vec(&header).map_err(|e| err(e.to_string()))?;
+        self.sign_with_header(&header, claims)
+    }
+
+    /// `claims` as a VC-JWT in the Open Badges 3.0 / CLR 2.0 form: header
+    /// `{"alg":"ES256","typ":"JWT","jwk":<the public key>}`.
+    pub fn sign_jwt(&self, claims: &impl Serialize) -> Result<String, SignatureError> {
+        let header = serde_json::json!({ "alg": "ES256", "typ": "JWT", "jwk": self.jwk });
+        self.sign_with_header(&header, claims)
+    }
+
+    fn sign_with_header(
+        &self,
+        header: &impl Serialize,
+        claims: &impl Serialize,
+    ) -> Result<String, SignatureError> {
+        let header = serde_json::to_vec(header).map_err(|e| err(e.to_string()))?;
         let payload = serde_json::to_vec(claims).map_err(|e| err(e.to_string()))?;
         let signing_input = format!("{}.{}", B64.encode(header), B64.encode(payload));
         let signature = self
@@ -173,13 +228,17 @@ pub fn cert_thumbprint(cert_pem: &str) -> Result<String, SignatureError> {
     Ok(thumbprint(&cert_der(cert_pem)?))
 }
 
-/// Verifies a compact JWS of type `typ` against the gateway's certificate
-/// and returns its payload.
-pub fn verify<T: DeserializeOwned>(
-    jws: &str,
-    typ: &str,
-    gateway_cert_pem: &str,
-) -> Result<T, SignatureError> {
+/// A compact JWS taken apart: decoded header, payload and signature, and
+/// the signing input.
+struct Parts<'a> {
+    header: Vec<u8>,
+    payload: Vec<u8>,
+    signature: Vec<u8>,
+    input: &'a str,
+}
+
+/// Splits a compact JWS into its [`Parts`].
+fn split(jws: &str) -> Result<Parts<'_>, SignatureError> {
     let jws = jws.trim();
     let mut parts = jws.split('.');
     let (Some(h), Some(p), Some(s), None) =
@@ -193,8 +252,83 @@ pub fn verify<T: DeserializeOwned>(
         B64.decode(part)
             .map_err(|_| err(format!("{what} is not base64url")))
     };
+    let input = &jws[..h.len() + 1 + p.len()];
+    Ok(Parts {
+        header: decode(h, "header")?,
+        payload: decode(p, "payload")?,
+        signature: decode(s, "signature")?,
+        input,
+    })
+}
+
+/// Verifies a VC-JWT made by [`JwsSigner::sign_jwt`] against the gateway's
+/// certificate and returns its payload: the header holds only the fields
+/// the Open Badges 3.0 rules allow, its algorithm is ES256, its `jwk` is
+/// the certificate's key, and the signature holds under that key.
+pub fn verify_jwt(jws: &str, gateway_cert_pem: &str) -> Result<serde_json::Value, SignatureError> {
+    let Parts {
+        header,
+        payload,
+        signature,
+        input,
+    } = split(jws)?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| err(format!("header: {e}")))?;
+    if let Some(extra) = header
+        .keys()
+        .find(|k| !["alg", "typ", "kid", "jwk"].contains(&k.as_str()))
+    {
+        return Err(err(format!(
+            "header field {extra:?} is not allowed in a VC-JWT"
+        )));
+    }
+    if header.get("alg").and_then(|a| a.as_str()) != Some("ES256") {
+        return Err(err(format!(
+            "unsupported algorithm {:?}",
+            header.get("alg")
+        )));
+    }
+    if header.get("typ").is_some_and(|t| t != "JWT") {
+        return Err(err(format!(
+            "typ must be \"JWT\", found {:?}",
+            header["typ"]
+        )));
+    }
+    let jwk: Jwk = header
+        .get("jwk")
+        .cloned()
+        .ok_or_else(|| err("the header has no jwk"))
+        .and_then(|j| serde_json::from_value(j).map_err(|e| err(format!("jwk: {e}"))))?;
+    if jwk != Jwk::of_cert(gateway_cert_pem)? {
+        return Err(err("signed with another key than the certificate's"));
+    }
+    let cert = cert_der(gateway_cert_pem)?;
+    let (_, parsed) =
+        X509Certificate::from_der(&cert).map_err(|e| err(format!("certificate: {e}")))?;
+    UnparsedPublicKey::new(
+        &ECDSA_P256_SHA256_FIXED,
+        parsed.public_key().subject_public_key.data.to_vec(),
+    )
+    .verify(input.as_bytes(), &signature)
+    .map_err(|_| err("signature does not verify"))?;
+    serde_json::from_slice(&payload).map_err(|e| err(format!("payload: {e}")))
+}
+
+/// Verifies a compact JWS of type `typ` against the gateway's certificate
+/// and returns its payload.
+pub fn verify<T: DeserializeOwned>(
+    jws: &str,
+    typ: &str,
+    gateway_cert_pem: &str,
+) -> Result<T, SignatureError> {
+    let Parts {
+        header,
+        payload,
+        signature,
+        input,
+    } = split(jws)?;
     let header: Header =
-        serde_json::from_slice(&decode(h, "header")?).map_err(|e| err(format!("header: {e}")))?;
+        serde_json::from_slice(&header).map_err(|e| err(format!("header: {e}")))?;
     if header.alg != "ES256" {
         return Err(err(format!("unsupported algorithm {:?}", header.alg)));
     }
@@ -209,7 +343,7 @@ pub fn verify<T: DeserializeOwned>(
         X509Certificate::from_der(&cert).map_err(|e| err(format!("certificate: {e}")))?;
     let public_key = parsed.public_key().subject_public_key.data.to_vec();
     UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, public_key)
-        .verify(format!("{h}.{p}").as_bytes(), &decode(s, "signature")?)
+        .verify(input.as_bytes(), &signature)
         .map_err(|_| err("signature does not verify"))?;
-    serde_json::from_slice(&decode(p, "payload")?).map_err(|e| err(format!("payload: {e}")))
+    serde_json::from_slice(&payload).map_err(|e| err(format!("payload: {e}")))
 }

@@ -382,8 +382,10 @@ pub(super) async fn assemble(
         credential: String::new(),
         audit_ids: entries.iter().map(|e| e.audit_id.clone()).collect(),
         consent_ids,
+        holder_salt: passport::new_holder_salt(),
     };
     answer.credential = passport::sign(&gw.signer.current(), &answer, &issuer_name)
-        .map_err(GatewayError::internal)?;
+        .map_err(GatewayError::internal)?
+        .unwrap_or_default();
     Ok(answer)
 }

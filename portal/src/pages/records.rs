@@ -171,21 +171,27 @@ pub(crate) async fn passport(State(app): State<Arc<App>>, headers: HeaderMap) ->
     {
         return r;
     }
-    let credential = visit
+    let fetched = visit
         .session
         .as_deref()
         .and_then(|id| app.sessions.with(id, |s| s.passport.clone()).flatten());
-    render_passport(&app, &visit, credential.as_deref())
+    render_passport(&app, &visit, fetched.as_ref())
 }
 
-fn render_passport(app: &App, visit: &Visit, credential: Option<&str>) -> Response {
-    let shown = credential.and_then(|jws| passport_view(app, visit.lang, jws));
+fn render_passport(app: &App, visit: &Visit, fetched: Option<&(String, String)>) -> Response {
+    let shown = fetched.and_then(|(jws, _)| passport_view(app, visit.lang, jws));
+    let empty = fetched.is_some_and(|(jws, _)| jws.is_empty());
     render(
         app,
         StatusCode::OK,
         "passport.html",
         visit.page("passport"),
-        context! { passport => shown, gateway_cert => app.config.gateway_cert.is_some() },
+        context! {
+            passport => shown,
+            passport_empty => empty,
+            holder_salt => fetched.map(|(_, salt)| salt.clone()),
+            gateway_cert => app.config.gateway_cert.is_some(),
+        },
     )
 }
 
@@ -199,18 +205,18 @@ fn passport_view(app: &App, lang: Lang, jws: &str) -> Option<Value> {
         .ok()?;
     let vc: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let vc = vc.get("vc").unwrap_or(&vc);
-    use samverka_gateway::credential::passport::{KINDS, kind_of};
+    use samverka_gateway::credential::passport::{KINDS, Merit, kind_of, merits};
     let str_of = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
     let subject = &vc["credentialSubject"];
     let empty = Vec::new();
-    let achievements = subject["achievement"].as_array().unwrap_or(&empty);
+    let all = merits(vc);
     let sections: Vec<Value> = KINDS
         .iter()
         .filter_map(|kind| {
-            let merits: Vec<Value> = achievements
+            let of_kind: Vec<Value> = all
                 .iter()
-                .filter(|a| kind_of(&str_of(a, "recordType")) == *kind)
-                .map(|a| merit(app, lang, a))
+                .filter(|m: &&Merit| kind_of(&m.record_type) == *kind)
+                .map(|m| merit(app, lang, m))
                 .collect();
             let key = match *kind {
                 "education" => "section_education",
@@ -218,8 +224,8 @@ fn passport_view(app: &App, lang: Lang, jws: &str) -> Option<Value> {
                 "competence" => "section_competence",
                 _ => "section_other",
             };
-            (!merits.is_empty())
-                .then(|| context! { heading => app.texts.get(lang, key), merits => merits })
+            (!of_kind.is_empty())
+                .then(|| context! { heading => app.texts.get(lang, key), merits => of_kind })
         })
         .collect();
     let left_out: Vec<String> = subject["omitted"]
@@ -255,50 +261,43 @@ fn passport_view(app: &App, lang: Lang, jws: &str) -> Option<Value> {
 /// One merit for people, in their language: what, its result and
 /// credits, when, who attests it, its classification codes, where it came
 /// from.
-fn merit(app: &App, lang: Lang, a: &serde_json::Value) -> Value {
-    let s = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
+fn merit(app: &App, lang: Lang, m: &samverka_gateway::credential::passport::Merit) -> Value {
     let t = |k: &str| app.texts.get(lang, k);
-    let kind = s(a, "achievementType");
-    let kind = app
-        .texts
-        .named(lang, "achievement_types", kind.trim_start_matches("ext:"));
-    let what = [kind, s(a, "humanCode"), s(a, "name")]
+    let kind = app.texts.named(
+        lang,
+        "achievement_types",
+        m.achievement_type.trim_start_matches("ext:"),
+    );
+    let what = [kind, m.code.clone(), m.name.clone()]
         .into_iter()
         .filter(|p| !p.is_empty())
         .collect::<Vec<_>>()
         .join(" ");
     let mut facts = Vec::new();
-    if let Some(result) = a["result"][0]["value"].as_str() {
-        facts.push(format!("{} {result}", t("merit_result")));
+    if !m.result.is_empty() {
+        facts.push(format!("{} {}", t("merit_result"), m.result));
     }
-    if let Some(credits) = a["creditsAvailable"].as_f64() {
-        facts.push(format!("{credits} {}", s(a, "creditUnit")));
+    if let Some(credits) = m.credits {
+        facts.push(format!("{credits} {}", m.credit_unit));
     }
-    let start = s(a, "activityStartDate");
-    let when = if !start.is_empty() {
-        let end = match s(a, "activityEndDate") {
-            e if e.is_empty() => t("merit_ongoing"),
-            e => e,
+    let when = if !m.start.is_empty() {
+        let end = if m.end.is_empty() {
+            t("merit_ongoing")
+        } else {
+            m.end.clone()
         };
-        format!("{start} – {end}")
+        format!("{} – {end}", m.start)
     } else {
-        s(a, "awardedDate")
+        m.awarded.clone()
     };
-    let codes: Vec<String> = a["alignment"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .map(|al| format!("{} {}", s(al, "targetFramework"), s(al, "targetCode")))
-                .collect()
-        })
-        .unwrap_or_default();
+    let codes: Vec<String> = m.codes.iter().map(|(f, c)| format!("{f} {c}")).collect();
     context! {
         what => what,
         facts => facts.join(", "),
         when => when,
-        by => s(&a["creator"], "name"),
+        by => m.creator.clone(),
         codes => codes.join("; "),
-        source => format!("{} ({})", s(&a["source"], "name"), s(&a["source"], "agency")),
+        source => format!("{} ({})", m.source_name, m.source_agency),
     }
 }
 
@@ -334,8 +333,9 @@ pub(crate) async fn fetch_passport(
         .await;
     match fetched {
         Ok(passport) => {
-            app.sessions
-                .with(&session, |s| s.passport = Some(passport.credential));
+            app.sessions.with(&session, |s| {
+                s.passport = Some((passport.credential, passport.holder_salt))
+            });
             // Shown by a GET, so that reloading it fetches nothing again.
             crate::web::see_other("/passport")
         }
@@ -353,7 +353,9 @@ pub(crate) async fn passport_credential(
         .session
         .as_deref()
         .filter(|_| visit.login.is_some())
-        .and_then(|id| app.sessions.with(id, |s| s.passport.clone()).flatten());
+        .and_then(|id| app.sessions.with(id, |s| s.passport.clone()).flatten())
+        .map(|(jws, _)| jws)
+        .filter(|jws| !jws.is_empty());
     match credential {
         Some(jws) => download("application/vc+jwt", "passport.jws", jws),
         None => super::not_found(State(app), headers).await,

@@ -383,12 +383,18 @@ async fn passport(
     for line in crate::cli::passport::describe(&credential).lines() {
         println!("   {line}");
     }
+    println!();
+    println!(
+        "   The person's holder salt (not in the credential): {}",
+        passport.holder_salt
+    );
     if dir_kept {
         println!();
         println!(
-            "   Check it yourself: samverka passport verify {} --cert {}",
+            "   Check it yourself: samverka passport verify {} --cert {} --person {DEMO_SUBJECT} --salt {}",
             file.display(),
-            network.pki.gateway.0.display()
+            network.pki.gateway.0.display(),
+            passport.holder_salt
         );
     }
     Ok(())

@@ -1,0 +1,792 @@
+//! The competence passport: one person's education, employment and
+//! validated competences from every source, as a credential that Open
+//! Badges 3.0 and CLR 2.0 verifiers accept, signed by the gateway.
+//!
+//! The gateway assembles a passport in
+//! `RecordExchange.GetCompetencePassport` (see [`crate::service::passport`]);
+//! this module turns the assembled `CompetencePassport` message into the
+//! credential, signs it and verifies it offline (`samverka passport
+//! verify` describes it for people).
+//!
+//! # The credential
+//! A 1EdTech CLR 2.0 `ClrCredential` (W3C Verifiable Credentials data
+//! model 2.0):
+//! - `issuer`: the agency operating the gateway
+//!   (`urn:samverka:agency:<org number>`, the identity in its certificate);
+//! - `credentialSubject` (a `ClrSubject`): the person, and in
+//!   `verifiableCredential` one Open Badges 3.0 `OpenBadgeCredential` per
+//!   record (see [`merit`]); `sources` (every source asked and what it
+//!   answered, so that a source that was down is visible in what is
+//!   signed) and `omitted` (the record types left out and why) are
+//!   samverka's own properties; `partial` is true when either is not
+//!   clean;
+//! - `evidence`: the consents that allowed the read.
+//!
+//! # The person
+//! A verifier must be able to tell that a passport is about the person in
+//! front of them, and no one else who sees the credential should learn
+//! who that is. A personal identity number has about 10^7 plausible values
+//! for a given birth year, so a hash of it, salted or not, is reversed in
+//! seconds by anyone holding the credential and its salt. The subject is
+//! therefore identified by an `IdentityObject` of type
+//! `nationalIdentityNumber` whose `identityHash` is
+//! `sha256$hex(SHA-256(number || salt))`, where the salt (128 random bits,
+//! new for every passport) is *not* in the credential: the gateway returns
+//! it beside the credential (`CompetencePassport.holder_salt`), and the
+//! person gives it only to whom they show the passport, who checks it with
+//! the number they know (`samverka passport verify --person --salt`).
+//! Without the salt the credential reveals nothing of the number; an Open
+//! Badges verifier that hashes the number unsalted finds no match, never a
+//! false one. `credentialSubject.id` (the JWT's `sub`) is a random
+//! `urn:uuid:` of that passport alone, so two passports cannot be linked
+//! through it.
+//!
+//! # The proof
+//! A VC-JWT as Open Badges 3.0 and CLR 2.0 define it: the payload is the
+//! credential itself plus the claims `iss` (issuer id), `jti` (credential
+//! id), `nbf` (`validFrom`) and `sub` (subject id); the header is
+//! `{"alg":"ES256","typ":"JWT","jwk":<the gateway's public key>}`, no
+//! other header field being allowed. [`verify`] checks the key against the
+//! gateway's certificate, the claims against the credential, the contexts
+//! against the bundled ones, and the credential and each merit against
+//! 1EdTech's JSON Schemas (bundled in `gateway/standards/`).
+
+pub mod merit;
+pub mod standards;
+
+use samverka_certs::{CertIdentity, Role};
+use samverka_proto::v1::{CompetencePassport, source_outcome};
+use serde_json::{Value, json};
+
+use crate::credential::signing::{JwsSigner, SignatureError};
+use crate::time::{from_timestamp, rfc3339};
+
+pub use merit::Merit;
+
+/// The W3C Verifiable Credentials 2.0 context.
+pub const VC_CONTEXT: &str = "https://www.w3.org/ns/credentials/v2";
+/// The CLR 2.0 context.
+pub const CLR_CONTEXT: &str = "https://purl.imsglobal.org/spec/clr/v2p0/context-2.0.1.json";
+/// The Open Badges 3.0 context.
+pub const OB_CONTEXT: &str = "https://purl.imsglobal.org/spec/ob/v3p0/context-3.0.3.json";
+
+/// The credential's own type, beside `VerifiableCredential`.
+pub const PASSPORT_TYPE: &str = "ClrCredential";
+
+/// The kinds of record a passport holds, in the order it lists them: the
+/// first dotted part of a record type.
+pub const KINDS: [&str; 3] = ["education", "employment", "competence"];
+
+/// The kind of a record type (`education.degree` → `education`).
+pub fn kind_of(record_type: &str) -> &str {
+    record_type.split('.').next().unwrap_or(record_type)
+}
+
+/// Whether a record type belongs in a passport.
+pub fn is_passport_type(record_type: &str) -> bool {
+    KINDS.contains(&kind_of(record_type))
+}
+
+pub(crate) fn agency_urn(org: &str) -> String {
+    format!("urn:samverka:agency:{org}")
+}
+
+fn ms(ts: &Option<prost_types::Timestamp>) -> String {
+    ts.as_ref()
+        .and_then(from_timestamp)
+        .map(rfc3339)
+        .unwrap_or_default()
+}
+
+/// A new holder salt: 128 random bits, as 32 hexadecimal digits.
+pub fn new_holder_salt() -> String {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system's random generator");
+    hex(&bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `identityHash` of a person's number under a holder salt:
+/// `sha256$` and the hex SHA-256 of the number followed by the salt.
+pub fn identity_hash(subject_id: &str, salt: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        format!("{subject_id}{salt}").as_bytes(),
+    );
+    format!("sha256${}", hex(digest.as_ref()))
+}
+
+/// The credential for an assembled passport (its `credential` field is not
+/// read; `holder_salt` must be set). `issuer_name` is the operator's name
+/// as configured; `holder_id` the random subject id of this passport.
+pub fn credential(passport: &CompetencePassport, issuer_name: &str, holder_id: &str) -> Value {
+    let issuer = json!({
+        "id": agency_urn(&passport.issuer_agency),
+        "type": ["Profile"],
+        "name": issuer_name,
+    });
+    let identity = json!({
+        "type": "IdentityObject",
+        "identityType": "nationalIdentityNumber",
+        "hashed": true,
+        "identityHash": identity_hash(&passport.subject_id, &passport.holder_salt),
+    });
+    let valid_from = ms(&passport.issued_at);
+    let holder = merit::Holder {
+        identity: &identity,
+        subject_id: holder_id,
+        issuer: &issuer,
+        valid_from: &valid_from,
+    };
+    let merits: Vec<Value> = passport
+        .sections
+        .iter()
+        .flat_map(|s| &s.entries)
+        .filter_map(|entry| {
+            let record = entry.record.as_ref()?;
+            Some(merit::open_badge(
+                record,
+                &entry.source_name,
+                &ms(&entry.retrieved_at),
+                &holder,
+            ))
+        })
+        .collect();
+    let sources: Vec<Value> = passport
+        .outcomes
+        .iter()
+        .map(|o| {
+            let status = source_outcome::Status::try_from(o.status)
+                .unwrap_or(source_outcome::Status::Unspecified);
+            let mut s = json!({
+                "agency": o.source_agency,
+                "name": o.source_name,
+                "status": status.as_str_name(),
+                "recordCount": o.record_count,
+            });
+            if !o.message.is_empty() {
+                s["message"] = json!(o.message);
+            }
+            s
+        })
+        .collect();
+    let omitted: Vec<Value> = passport
+        .record_types
+        .iter()
+        .filter(|d| !d.included)
+        .map(|d| json!({ "recordType": d.record_type, "reason": d.reason, "message": d.message }))
+        .collect();
+    let partial = !omitted.is_empty()
+        || passport
+            .outcomes
+            .iter()
+            .any(|o| o.status != source_outcome::Status::Ok as i32);
+    json!({
+        "@context": [VC_CONTEXT, CLR_CONTEXT, OB_CONTEXT],
+        "id": format!("urn:uuid:{}", passport.passport_id),
+        "type": ["VerifiableCredential", PASSPORT_TYPE],
+        "name": "Competence passport",
+        "description": "Merits from the registers connected to samverka, read with the person's consent.",
+        "issuer": issuer,
+        "validFrom": valid_from,
+        "partial": partial,
+        "credentialSubject": {
+            "id": holder_id,
+            "type": ["ClrSubject"],
+            "identifier": [identity],
+            "verifiableCredential": merits,
+            "sources": sources,
+            "omitted": omitted,
+        },
+        "evidence": passport.consent_ids.iter().map(|id| json!({
+            "id": format!("urn:samverka:consent:{id}"),
+            "type": ["Evidence"],
+            "name": "The person's consent to this read",
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The VC-JWT claims of a credential: the credential itself with `iss`,
+/// `jti`, `nbf` and `sub` added from its own fields.
+fn with_claims(mut credential: Value) -> Value {
+    let nbf = credential["validFrom"]
+        .as_str()
+        .and_then(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .map(|t| t.unix_timestamp());
+    credential["iss"] = credential["issuer"]["id"].clone();
+    credential["jti"] = credential["id"].clone();
+    credential["nbf"] = json!(nbf);
+    credential["sub"] = credential["credentialSubject"]["id"].clone();
+    credential
+}
+
+/// Signs the credential of `passport` with the gateway's key. A passport
+/// without a single record has no credential (a CLR holds at least one),
+/// and gets `None`.
+pub fn sign(
+    signer: &JwsSigner,
+    passport: &CompetencePassport,
+    issuer_name: &str,
+) -> Result<Option<String>, SignatureError> {
+    if passport.sections.iter().all(|s| s.entries.is_empty()) {
+        return Ok(None);
+    }
+    let holder_id = format!("urn:uuid:{}", uuid::Uuid::new_v4());
+    let claims = with_claims(credential(passport, issuer_name, &holder_id));
+    signer.sign_jwt(&claims).map(Some)
+}
+
+/// One check of a passport's verification, and what it found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// What was checked: `signature`, `issuer`, `claims`, `contexts`,
+    /// `schema`, `merits`, `holder`.
+    pub name: &'static str,
+    /// `None` when it holds, else why not.
+    pub failure: Option<String>,
+}
+
+/// What [`verify_report`] found: every check made, and the credential when
+/// its signature held (whether or not the rest did).
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The checks, in the order made.
+    pub checks: Vec<Check>,
+    /// The credential, without its JWT claims.
+    pub credential: Option<Value>,
+}
+
+impl Report {
+    /// The first failure, if any.
+    pub fn failure(&self) -> Option<SignatureError> {
+        self.checks
+            .iter()
+            .find_map(|c| c.failure.clone())
+            .map(SignatureError)
+    }
+}
+
+/// Who a verifier believes the passport is about: the person's number and
+/// the salt they gave.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    /// The personal identity or coordination number.
+    pub subject_id: String,
+    /// The holder salt the person gave.
+    pub salt: String,
+}
+
+/// Verifies a passport credential against the gateway's certificate
+/// (PEM), check by check; `holder` adds the check that it is about that
+/// person.
+pub fn verify_report(jws: &str, gateway_cert_pem: &str, holder: Option<&Holder>) -> Report {
+    let mut checks = Vec::new();
+    let mut check = |name: &'static str, result: Result<(), String>| {
+        checks.push(Check {
+            name,
+            failure: result.err(),
+        });
+    };
+    let signed = crate::credential::signing::verify_jwt(jws, gateway_cert_pem);
+    let claims = match signed {
+        Ok(claims) => {
+            check("signature", Ok(()));
+            claims
+        }
+        Err(e) => {
+            check("signature", Err(e.0));
+            return Report {
+                checks,
+                credential: None,
+            };
+        }
+    };
+    check("issuer", issuer_matches(&claims, gateway_cert_pem));
+    check("claims", claims_match(&claims));
+    check("contexts", standards::contexts_are_bundled(&claims));
+    check("schema", standards::validate(&claims));
+    check("merits", merits_match(&claims));
+    if let Some(holder) = holder {
+        let expected = identity_hash(&holder.subject_id, &holder.salt);
+        let found = claims["credentialSubject"]["identifier"][0]["identityHash"]
+            .as_str()
+            .unwrap_or_default();
+        check(
+            "holder",
+            if found == expected {
+                Ok(())
+            } else {
+                Err("not about this person (or not this salt)".into())
+            },
+        );
+    }
+    let mut credential = claims;
+    if let Some(map) = credential.as_object_mut() {
+        for claim in ["iss", "jti", "nbf", "sub"] {
+            map.remove(claim);
+        }
+    }
+    Report {
+        checks,
+        credential: Some(credential),
+    }
+}
+
+/// Verifies a passport credential against the gateway's certificate: every
+/// check of [`verify_report`] must hold. Returns the credential.
+pub fn verify(jws: &str, gateway_cert_pem: &str) -> Result<Value, SignatureError> {
+    let report = verify_report(jws, gateway_cert_pem, None);
+    match report.failure() {
+        Some(e) => Err(e),
+        None => report
+            .credential
+            .ok_or_else(|| SignatureError("no credential".into())),
+    }
+}
+
+/// The certificate is a samverka gateway's, and the credential is issued
+/// in the name of the agency it names.
+fn issuer_matches(claims: &Value, gateway_cert_pem: &str) -> Result<(), String> {
+    let identity =
+        CertIdentity::from_pem(gateway_cert_pem).map_err(|e| format!("certificate: {e}"))?;
+    if identity.role != Role::Gateway {
+        return Err(format!(
+            "the certificate is a {:?}'s, not a samverka gateway's",
+            identity.role
+        ));
+    }
+    let types = claims["type"].as_array().cloned().unwrap_or_default();
+    if !types.iter().any(|t| t == "VerifiableCredential")
+        || !types.iter().any(|t| t == PASSPORT_TYPE)
+    {
+        return Err("not a competence passport credential".into());
+    }
+    let issuer = claims["issuer"]["id"].as_str().unwrap_or_default();
+    if issuer != agency_urn(identity.agency.as_str()) {
+        return Err(format!(
+            "issued in the name of {issuer:?}, but signed by the gateway of {}",
+            identity.agency
+        ));
+    }
+    Ok(())
+}
+
+/// The JWT claims say what the credential says (`iss`, `jti`, `nbf`,
+/// `sub`).
+fn claims_match(claims: &Value) -> Result<(), String> {
+    let expected = with_claims(claims.clone());
+    for claim in ["iss", "jti", "nbf", "sub"] {
+        if claims.get(claim).is_none() || claims[claim].is_null() {
+            return Err(format!("the JWT has no {claim:?} claim"));
+        }
+        if claims[claim] != expected[claim] {
+            return Err(format!("the {claim:?} claim does not match the credential"));
+        }
+    }
+    Ok(())
+}
+
+/// Every merit is about the passport's person and issued by its issuer.
+fn merits_match(claims: &Value) -> Result<(), String> {
+    let subject = &claims["credentialSubject"];
+    for (i, merit) in subject["verifiableCredential"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if merit["credentialSubject"]["identifier"] != subject["identifier"]
+            || merit["credentialSubject"]["id"] != subject["id"]
+        {
+            return Err(format!("merit {i} is about another person"));
+        }
+        if merit["issuer"]["id"] != claims["issuer"]["id"] {
+            return Err(format!("merit {i} names another issuer"));
+        }
+    }
+    Ok(())
+}
+
+/// The merits of a verified passport credential, in its order.
+pub fn merits(credential: &Value) -> Vec<Merit> {
+    credential["credentialSubject"]["verifiableCredential"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(Merit::of)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use samverka_certs::OrgNumber;
+    use samverka_certs::dev::{CertRequest, DevCa};
+    use samverka_proto::records::v1::GradingScale;
+    use samverka_proto::records::v1::record::Payload;
+    use samverka_proto::records::v1::{
+        CourseResult, Degree, EmploymentPeriod, Record, UpperSecondaryGrade, ValidatedCompetence,
+        VocationalDiploma,
+    };
+    use samverka_proto::v1::{PassportEntry, PassportSection, RecordTypeDecision, SourceOutcome};
+
+    const PERSON: &str = "199003142388";
+
+    fn record(record_type: &str, id: &str, payload: Payload) -> PassportEntry {
+        PassportEntry {
+            record: Some(Record {
+                record_type: record_type.into(),
+                subject_id: PERSON.into(),
+                source_agency: "2021999095".into(),
+                record_id: id.into(),
+                updated_at: None,
+                payload: Some(payload),
+            }),
+            source_name: "register".into(),
+            retrieved_at: Some(crate::time::to_timestamp(1_764_000_000_000)),
+        }
+    }
+
+    /// A passport with one record of every kind the proto knows, some
+    /// fields left empty.
+    fn passport() -> CompetencePassport {
+        let entries = vec![
+            record(
+                "education.course_result",
+                "c",
+                Payload::CourseResult(CourseResult {
+                    course_code: "DD1310".into(),
+                    course_name: "Programmeringsteknik".into(),
+                    credits: 7.5,
+                    grade: "A".into(),
+                    grading_scale: GradingScale::Ects as i32,
+                    examination_date: "2011-01-14".into(),
+                    institution_org_number: "2021002114".into(),
+                    institution_name: "Demo university".into(),
+                    sun_field: "481".into(),
+                    ..Default::default()
+                }),
+            ),
+            record(
+                "education.degree",
+                "d",
+                Payload::Degree(Degree {
+                    title: "Teknologie kandidatexamen".into(),
+                    credits: 180.0,
+                    eqf_level: 6,
+                    award_date: "2013-06-01".into(),
+                    institution_name: "Demo university".into(),
+                    ..Default::default()
+                }),
+            ),
+            record(
+                "education.upper_secondary_grade",
+                "g",
+                Payload::UpperSecondaryGrade(UpperSecondaryGrade {
+                    course_code: "MATMAT01c".into(),
+                    course_name: "Matematik 1c".into(),
+                    points: 100,
+                    grade: "B".into(),
+                    grade_date: "not a date".into(),
+                    ..Default::default()
+                }),
+            ),
+            record(
+                "education.vocational_diploma",
+                "v",
+                Payload::VocationalDiploma(VocationalDiploma {
+                    programme_name: "Automationstekniker".into(),
+                    yh_credits: 400,
+                    eqf_level: 5,
+                    ..Default::default()
+                }),
+            ),
+            record(
+                "employment.period",
+                "e",
+                Payload::EmploymentPeriod(EmploymentPeriod {
+                    occupation_title: "Systemutvecklare".into(),
+                    start_date: "2014-02-01".into(),
+                    ssyk_code: "2512".into(),
+                    isco_code: "2512".into(),
+                    employer_name: "Demo AB".into(),
+                    ..Default::default()
+                }),
+            ),
+            record(
+                "competence.validated",
+                "k",
+                Payload::ValidatedCompetence(ValidatedCompetence {
+                    competence_area: "Svetsning".into(),
+                    skill_concepts: vec![
+                        "http://data.europa.eu/esco/skill/abc".into(),
+                        "x1Y_2".into(),
+                    ],
+                    ..Default::default()
+                }),
+            ),
+            record(
+                "competence.language_test",
+                "o",
+                Payload::Other(prost_types::Any {
+                    type_url: "type.example/LanguageTest".into(),
+                    value: vec![],
+                }),
+            ),
+        ];
+        CompetencePassport {
+            passport_id: "0b6f9c1e-3c1a-4d7e-9a53-1f1b0c2d3e4f".into(),
+            subject_id: PERSON.into(),
+            issuer_agency: "2021999012".into(),
+            issued_at: Some(crate::time::to_timestamp(1_764_000_000_000)),
+            sections: vec![PassportSection {
+                kind: "education".into(),
+                entries,
+            }],
+            record_types: vec![RecordTypeDecision {
+                record_type: "competence.validated".into(),
+                included: false,
+                reason: "CONSENT_MISSING".into(),
+                message: "no consent".into(),
+                ..Default::default()
+            }],
+            outcomes: vec![SourceOutcome {
+                source_agency: "2021999095".into(),
+                source_name: "register".into(),
+                status: source_outcome::Status::Ok as i32,
+                record_count: 7,
+                message: String::new(),
+            }],
+            holder_salt: new_holder_salt(),
+            consent_ids: vec!["c-1".into()],
+            ..Default::default()
+        }
+    }
+
+    fn gateway() -> (JwsSigner, String) {
+        let ca = DevCa::generate("ca").unwrap();
+        let gw = ca
+            .issue(&CertRequest::new(
+                OrgNumber::parse("2021999012").unwrap(),
+                Role::Gateway,
+                "gw",
+            ))
+            .unwrap();
+        let signer = JwsSigner::from_pem(&gw.cert_pem, &gw.key_pem, "2021999012").unwrap();
+        (signer, gw.cert_pem)
+    }
+
+    #[test]
+    fn every_record_kind_gives_a_passport_that_matches_the_published_schemas() {
+        let (signer, cert) = gateway();
+        let p = passport();
+        let jws = sign(&signer, &p, "Operator").unwrap().unwrap();
+        let report = verify_report(
+            &jws,
+            &cert,
+            Some(&Holder {
+                subject_id: PERSON.into(),
+                salt: p.holder_salt.clone(),
+            }),
+        );
+        assert_eq!(report.failure(), None, "{:?}", report.checks);
+        let names: Vec<&str> = report.checks.iter().map(|c| c.name).collect();
+        assert_eq!(
+            names,
+            [
+                "signature",
+                "issuer",
+                "claims",
+                "contexts",
+                "schema",
+                "merits",
+                "holder"
+            ]
+        );
+        let vc = report.credential.unwrap();
+        assert_eq!(vc["type"], json!(["VerifiableCredential", "ClrCredential"]));
+        assert_eq!(vc["partial"], true, "a type was left out");
+        // The number is nowhere in the credential, hashed or not, without
+        // the salt.
+        let text = vc.to_string();
+        assert!(!text.contains(PERSON));
+        assert!(!text.contains(&identity_hash(PERSON, "")));
+        assert!(!text.contains(&p.holder_salt));
+
+        let merits = merits(&vc);
+        assert_eq!(merits.len(), 7);
+        let course = &merits[0];
+        assert_eq!(
+            (course.code.as_str(), course.result.as_str(), course.credits),
+            ("DD1310", "A", Some(7.5))
+        );
+        assert_eq!(course.awarded, "2011-01-14");
+        assert_eq!(
+            course.codes,
+            [("SUN 2020 field".to_owned(), "481".to_owned())]
+        );
+        // A date that is not one is left out, not passed on.
+        assert_eq!(merits[2].awarded, "");
+        assert_eq!(merits[4].start, "2014-02-01");
+        assert_eq!(merits[4].end, "");
+        assert_eq!(merits[4].achievement_type, "ext:EmploymentPeriod");
+        assert_eq!(merits[6].name, "type.example/LanguageTest");
+        let merit_vc = &vc["credentialSubject"]["verifiableCredential"][0];
+        assert_eq!(
+            merit_vc["credentialSubject"]["result"][0]["resultDescription"],
+            merit_vc["credentialSubject"]["achievement"]["resultDescription"][0]["id"]
+        );
+    }
+
+    #[test]
+    fn the_holder_check_needs_the_number_and_the_salt() {
+        let (signer, cert) = gateway();
+        let p = passport();
+        let jws = sign(&signer, &p, "Operator").unwrap().unwrap();
+        for (person, salt) in [
+            ("199003142396", p.holder_salt.as_str()),
+            (PERSON, "00000000000000000000000000000000"),
+            (PERSON, ""),
+        ] {
+            let holder = Holder {
+                subject_id: person.into(),
+                salt: salt.into(),
+            };
+            let report = verify_report(&jws, &cert, Some(&holder));
+            let failed: Vec<&str> = report
+                .checks
+                .iter()
+                .filter(|c| c.failure.is_some())
+                .map(|c| c.name)
+                .collect();
+            assert_eq!(failed, ["holder"], "{person} {salt}");
+        }
+        // Two passports of one person share no identifier.
+        let other = sign(&signer, &passport(), "Operator").unwrap().unwrap();
+        let a = verify(&jws, &cert).unwrap();
+        let b = verify(&other, &cert).unwrap();
+        assert_ne!(a["credentialSubject"]["id"], b["credentialSubject"]["id"]);
+        assert_ne!(
+            a["credentialSubject"]["identifier"],
+            b["credentialSubject"]["identifier"]
+        );
+    }
+
+    #[test]
+    fn a_passport_without_records_has_no_credential() {
+        let (signer, _) = gateway();
+        let mut p = passport();
+        p.sections[0].entries.clear();
+        assert_eq!(sign(&signer, &p, "Operator").unwrap(), None);
+    }
+
+    /// A credential that a gateway's key signed correctly but whose
+    /// content breaks a rule: each is refused by the check named.
+    #[test]
+    fn each_check_refuses_what_it_is_for() {
+        let (signer, cert) = gateway();
+        let vc = verify(&sign(&signer, &passport(), "Op").unwrap().unwrap(), &cert).unwrap();
+        let claims = with_claims(vc.clone());
+        let cases: Vec<(&str, Value)> = vec![
+            ("claims", {
+                let mut c = claims.clone();
+                c["sub"] = json!("urn:uuid:someone-else");
+                c
+            }),
+            ("claims", {
+                let mut c = claims.clone();
+                c.as_object_mut().unwrap().remove("nbf");
+                c
+            }),
+            ("contexts", {
+                let mut c = claims.clone();
+                c["@context"][2] = json!("https://example.org/context.json");
+                c
+            }),
+            ("contexts", {
+                let mut c = claims.clone();
+                c["credentialSubject"]["verifiableCredential"][1]["@context"] = json!([VC_CONTEXT]);
+                c
+            }),
+            ("schema", {
+                let mut c = claims.clone();
+                c["credentialSubject"]["verifiableCredential"][0]["credentialSubject"]["achievement"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("criteria");
+                c
+            }),
+            ("schema", {
+                let mut c = claims.clone();
+                c["credentialSubject"]["identifier"][0]["salt"] = json!(1);
+                c["credentialSubject"]["verifiableCredential"] = json!([]);
+                c
+            }),
+            ("merits", {
+                let mut c = claims.clone();
+                c["credentialSubject"]["verifiableCredential"][3]["credentialSubject"]["identifier"]
+                    [0]["identityHash"] = json!(identity_hash("199003142396", "x"));
+                c
+            }),
+            ("issuer", {
+                let mut c = with_claims({
+                    let mut v = vc.clone();
+                    v["issuer"]["id"] = json!("urn:samverka:agency:2021999020");
+                    v
+                });
+                c["credentialSubject"]["verifiableCredential"] = json!([]);
+                c
+            }),
+        ];
+        for (check, claims) in cases {
+            let jws = signer.sign_jwt(&claims).unwrap();
+            let report = verify_report(&jws, &cert, None);
+            let failed = report
+                .checks
+                .iter()
+                .find(|c| c.failure.is_some())
+                .map(|c| c.name);
+            assert_eq!(failed, Some(check), "{:?}", report.checks);
+        }
+    }
+
+    #[test]
+    fn only_a_gateway_certificate_vouches_for_a_passport() {
+        let ca = DevCa::generate("ca").unwrap();
+        let org = OrgNumber::parse("2021999012").unwrap();
+        // An agency certificate's key signing in the gateway's name.
+        let agency = ca
+            .issue(&CertRequest::new(org.clone(), Role::Agency, "agency"))
+            .unwrap();
+        let signer = JwsSigner::from_pem(&agency.cert_pem, &agency.key_pem, "2021999012").unwrap();
+        let jws = sign(&signer, &passport(), "x").unwrap().unwrap();
+        let err = verify(&jws, &agency.cert_pem).unwrap_err();
+        assert!(err.0.contains("not a samverka gateway's"), "{err}");
+
+        // A gateway's signature over something that is not a passport.
+        let (signer, cert) = gateway();
+        let not_passport = signer
+            .sign_jwt(&json!({"type": ["VerifiableCredential"]}))
+            .unwrap();
+        let err = verify(&not_passport, &cert).unwrap_err();
+        assert_eq!(err.0, "not a competence passport credential");
+        // Another gateway's certificate: the key in the header is not its.
+        let (_, other_cert) = gateway();
+        let jws = sign(&signer, &passport(), "x").unwrap().unwrap();
+        let err = verify(&jws, &other_cert).unwrap_err();
+        assert_eq!(err.0, "signed with another key than the certificate's");
+        // And the passport itself verifies.
+        let ok = verify(&jws, &cert).unwrap();
+        assert_eq!(ok["issuer"]["name"], "x");
+        assert_eq!(ok["id"], "urn:uuid:0b6f9c1e-3c1a-4d7e-9a53-1f1b0c2d3e4f");
+        assert!(
+            ok.get("iss").is_none(),
+            "the JWT claims are not the credential's"
+        );
+    }
+}

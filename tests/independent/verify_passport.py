@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""An independent verifier of a samverka competence passport, written from
+the Open Badges 3.0 / CLR 2.0 specifications, not from samverka's code:
+jwcrypto checks the VC-JWT, jsonschema checks 1EdTech's schemas.
+
+    verify_passport.py PASSPORT.jwt GATEWAY_CERT.pem STANDARDS_DIR
+
+Prints {"valid": true|false, "failed": [...]} and exits 0 when valid, 1
+when not.
+"""
+
+import base64
+import json
+import sys
+from datetime import datetime
+
+import jsonschema
+from cryptography import x509
+from jwcrypto import jwk, jws
+
+VC = "https://www.w3.org/ns/credentials/v2"
+CLR = "https://purl.imsglobal.org/spec/clr/v2p0/context-2.0.1.json"
+OB = "https://purl.imsglobal.org/spec/ob/v3p0/context-3.0.3.json"
+# OB 3.0, "JSON Web Token Proof Format": "Additional JOSE Headers are NOT
+# allowed."
+ALLOWED_HEADER = {"alg", "typ", "kid", "jwk"}
+
+
+def b64(part):
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def main(token_file, cert_file, standards):
+    token = open(token_file).read().strip()
+    failed = []
+    header_part, payload_part, _ = token.split(".")
+    header = json.loads(b64(header_part))
+    claims = json.loads(b64(payload_part))
+
+    # The header: only the allowed fields, ES256 or RS256, the key in jwk.
+    if set(header) - ALLOWED_HEADER:
+        failed.append("header fields %s" % sorted(set(header) - ALLOWED_HEADER))
+    if header.get("alg") not in ("ES256", "RS256"):
+        failed.append("alg")
+    if "typ" in header and header["typ"] != "JWT":
+        failed.append("typ")
+
+    # The jwk is the certificate's key, and the signature holds under it.
+    cert = x509.load_pem_x509_certificate(open(cert_file, "rb").read())
+    trusted = jwk.JWK.from_pyca(cert.public_key())
+    if "jwk" not in header or jwk.JWK(**header["jwk"]).thumbprint() != trusted.thumbprint():
+        failed.append("key")
+    try:
+        signed = jws.JWS()
+        signed.deserialize(token)
+        signed.verify(trusted, alg=header.get("alg"))
+    except Exception:  # jwcrypto raises several kinds
+        failed.append("signature")
+
+    # The claims: iss, jti, nbf, sub as the credential says.
+    expect = {
+        "iss": claims.get("issuer", {}).get("id"),
+        "jti": claims.get("id"),
+        "sub": claims.get("credentialSubject", {}).get("id"),
+    }
+    for name, value in expect.items():
+        if claims.get(name) is None or claims.get(name) != value:
+            failed.append("claim " + name)
+    valid_from = claims.get("validFrom", "")
+    try:
+        nbf = int(datetime.fromisoformat(valid_from.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        nbf = None
+    if claims.get("nbf") is None or claims.get("nbf") != nbf:
+        failed.append("claim nbf")
+
+    # The contexts, and the schemas: the CLR and each credential in it.
+    if claims.get("@context") != [VC, CLR, OB]:
+        failed.append("contexts")
+    credential = {k: v for k, v in claims.items() if k not in ("iss", "jti", "nbf", "sub")}
+    checker = jsonschema.Draft201909Validator.FORMAT_CHECKER
+
+    def valid(schema_file, instance):
+        schema = json.load(open("%s/schemas/%s" % (standards, schema_file)))
+        validator = jsonschema.Draft201909Validator(schema, format_checker=checker)
+        return not list(validator.iter_errors(instance))
+
+    if not valid("clr_v2p0_clrcredential_schema.json", credential):
+        failed.append("schema ClrCredential")
+    for i, merit in enumerate(credential.get("credentialSubject", {}).get("verifiableCredential", [])):
+        if merit.get("@context") != [VC, OB]:
+            failed.append("contexts of merit %d" % i)
+        if not valid("ob_v3p0_achievementcredential_schema.json", merit):
+            failed.append("schema of merit %d" % i)
+
+    print(json.dumps({"valid": not failed, "failed": failed}))
+    return 0 if not failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:4]))
