@@ -44,7 +44,8 @@ fn demo_runs_the_exchange_and_exits_0() {
         .nth(1)
         .unwrap_or_else(|| panic!("no passport printed:\n{stdout}"));
     for expected in [
-        "person     199003142388",
+        "person     sha256$",
+        "The person's holder salt (not in the credential): ",
         "issued by  samverka demo operator (synthetic) (urn:samverka:agency:2021999012)",
         "education:",
         "Teknologie kandidatexamen",
@@ -54,6 +55,7 @@ fn demo_runs_the_exchange_and_exits_0() {
     ] {
         assert!(passport.contains(expected), "{expected}:\n{passport}");
     }
+    assert!(!passport.contains("199003142388"), "the number is hashed");
 }
 
 fn string<'a>(t: &'a toml::Table, section: &str, key: &str) -> &'a str {

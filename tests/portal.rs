@@ -233,14 +233,26 @@ async fn journey(c: &Client, portal: &str, dir: &Path) -> Vec<String> {
     assert_eq!(status, 200);
     let passport_file = dir.join("passport.jws");
     std::fs::write(&passport_file, &credential).unwrap();
+    // The holder salt shown beside it proves it is the person's.
+    let salt = c
+        .find(Locator::Css("#holder-salt"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let (ok, out) = samverka(&[
         "passport",
         "verify",
         passport_file.to_str().unwrap(),
         "--cert",
         gateway_cert.to_str().unwrap(),
+        "--person",
+        DEMO_SUBJECT,
+        "--salt",
+        &salt,
     ]);
-    assert!(ok, "{out}");
+    assert!(ok && out.contains("holder     ok"), "{out}");
 
     // A form without the session's CSRF token changes nothing.
     let other_request = consents

@@ -357,7 +357,7 @@ pub(crate) async fn passport_credential(
         .map(|(jws, _)| jws)
         .filter(|jws| !jws.is_empty());
     match credential {
-        Some(jws) => download("application/vc+jwt", "passport.jws", jws),
+        Some(jws) => download("application/jwt", "passport.jws", jws),
         None => super::not_found(State(app), headers).await,
     }
 }

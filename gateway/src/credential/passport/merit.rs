@@ -7,9 +7,10 @@
 //! classification codes as `alignment`s, the grading scale as a
 //! `resultDescription`) in the `Achievement`; what the person got (the
 //! grade as a `Result`, credits earned, the period of an employment) in the
-//! `AchievementSubject`. Two properties are samverka's own: `recordType`
-//! (the record type it was read as) and `source` (the register it came
-//! from, and when the gateway received it).
+//! `AchievementSubject`. Three properties are samverka's own: `recordType`
+//! (the record type it was read as), `source` (the register it came from,
+//! and when the gateway received it) and an employment's `extentPercent`;
+//! `creditUnit` names what `creditsAvailable` counts.
 
 use samverka_proto::records::v1::{GradingScale, Record, record::Payload};
 use serde_json::{Value, json};
@@ -109,6 +110,7 @@ struct Facts {
     by_org: String,
     by_name: String,
     detail: String,
+    extent_percent: u32,
     alignments: Vec<Value>,
 }
 
@@ -178,9 +180,7 @@ fn facts(payload: Option<&Payload>) -> Facts {
             f.achievement_type = "ext:EmploymentPeriod";
             f.name = p.occupation_title.clone();
             (f.start, f.end) = (p.start_date.clone(), p.end_date.clone());
-            if p.extent_percent > 0 {
-                f.detail = format!("{} %", p.extent_percent);
-            }
+            f.extent_percent = p.extent_percent;
             (f.by_org, f.by_name) = (p.employer_org_number.clone(), p.employer_name.clone());
             f.alignments = [
                 (!p.ssyk_code.is_empty()).then(|| alignment("SSYK 2012", &p.ssyk_code)),
@@ -286,6 +286,9 @@ pub(crate) fn open_badge(
             "resultDescription": scale_id,
             "value": f.grade,
         }]);
+    }
+    if f.extent_percent > 0 {
+        subject["extentPercent"] = json!(f.extent_percent);
     }
     if let Some(start) = date_time(&f.start) {
         subject["activityStartDate"] = json!(start);
