@@ -12,15 +12,14 @@ mod support;
 
 use std::process::Command;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use samverka::cli::demo::{DEMO_PURPOSE, DEMO_SUBJECT, OTHER_SUBJECT};
 use samverka_certs::dev::{CertRequest, DevCa};
 use samverka_certs::{OrgNumber, Role};
 use samverka_gateway::credential::passport;
 use samverka_gateway::credential::signing::JwsSigner;
-use samverka_proto::v1::{CompetencePassport, GetCompetencePassportRequest};
+use samverka_proto::v1::CompetencePassport;
 use serde_json::{Value, json};
+use support::independent::{claims_of, independent, python_ready, with_payload};
 use support::*;
 
 const ALL_TYPES: [&str; 4] = [
@@ -32,66 +31,11 @@ const ALL_TYPES: [&str; 4] = [
 
 async fn get_passport(net: &TestNet) -> CompetencePassport {
     grant(net, DEMO_PURPOSE, &ALL_TYPES).await;
-    exchange(net, "reader")
-        .await
-        .get_competence_passport(GetCompetencePassportRequest {
-            subject_id: DEMO_SUBJECT.into(),
-            purpose: DEMO_PURPOSE.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
+    demo_passport(net).await
 }
 
 fn gateway_cert(net: &TestNet) -> String {
     std::fs::read_to_string(&net.pki.gateway.0).unwrap()
-}
-
-/// The claims of a VC-JWT, unverified.
-fn claims_of(jws: &str) -> Value {
-    serde_json::from_slice(&B64.decode(jws.split('.').nth(1).unwrap()).unwrap()).unwrap()
-}
-
-/// `jws` with its payload replaced, under the original header and
-/// signature.
-fn with_payload(jws: &str, claims: &Value) -> String {
-    let parts: Vec<&str> = jws.split('.').collect();
-    let payload = B64.encode(serde_json::to_vec(claims).unwrap());
-    format!("{}.{payload}.{}", parts[0], parts[2])
-}
-
-/// Whether python3 has what the independent verifier needs.
-fn python_ready() -> bool {
-    Command::new("python3")
-        .args(["-c", "import jwcrypto, jsonschema"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// The independent verifier's verdict on `jws`: valid or not, and the
-/// checks it found failing.
-fn independent(jws: &str, cert: &std::path::Path, dir: &std::path::Path) -> (bool, Value) {
-    let file = dir.join("candidate.jwt");
-    std::fs::write(&file, jws).unwrap();
-    let out = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/independent/verify_passport.py"
-        ))
-        .arg(&file)
-        .arg(cert)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway/standards"))
-        .output()
-        .unwrap();
-    let verdict: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    assert_eq!(
-        out.status.success(),
-        verdict["valid"] == true,
-        "exit status and verdict agree"
-    );
-    (verdict["valid"] == true, verdict["failed"].clone())
 }
 
 #[tokio::test]

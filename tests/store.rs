@@ -12,7 +12,6 @@ use samverka_gateway::audit::{AuditCheckpoint, AuditEntry};
 use samverka_gateway::store::{
     AuditTrail, ConsentState, Store, StoreLocation, StoredConsent, Transition, Transitioned,
 };
-use support::postgres::PgCluster;
 use support::store::{access_log, append, audit, consent, indexed_or_not};
 
 async fn consents_round_trip_and_survive_reopening(location: StoreLocation) {
@@ -547,34 +546,7 @@ async fn the_audit_trail_is_read_without_changing_the_store(location: StoreLocat
     assert_eq!(seqs(trail.audit_range(0, 10).await.unwrap()), [1, 2, 3, 4]);
 }
 
-/// Runs each suite function against a fresh SQLite file and a fresh
-/// PostgreSQL cluster. The file's name has characters that a `file:` URI
-/// must escape (the store opens its index file, and the index the store,
-/// through such URIs).
-macro_rules! on_both_backends {
-    ($($suite:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $suite() {
-                    let dir = tempfile::tempdir().unwrap();
-                    super::$suite(samverka_gateway::store::StoreLocation::Sqlite(dir.path().join("sam %41?#é.db"))).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $suite() {
-                    let Some(pg) = super::PgCluster::start() else { return };
-                    super::$suite(samverka_gateway::store::StoreLocation::Postgres(pg.url())).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+crate::on_both_backends!(
     consents_round_trip_and_survive_reopening,
     grants_are_idempotent_by_registrar_and_request_id,
     revocation_happens_once,

@@ -99,7 +99,10 @@ impl Gateway {
         let (cert_pem, key_pem) = (read(&g.cert)?, read(&g.key)?);
         let signer = JwsSigner::from_pem(&cert_pem, &key_pem, g.org_number.as_str())
             .map_err(|e| StartError::Tls(format!("{}: {e}", g.key.display())))?;
-        let signer = Arc::new(crate::credential::signing::SignerSlot::new(signer));
+        let signer = Arc::new(crate::credential::signing::SignerSlot::new(
+            signer,
+            clock.clone(),
+        ));
         let server_tls = crate::net::tls::ServerTls::load(
             crate::net::tls::TlsFiles {
                 cert: g.cert.clone(),
@@ -117,6 +120,19 @@ impl Gateway {
         let metrics = Metrics::new();
         server_tls.report_crls_to(&metrics);
         let store = Store::open(&g.store).await.map_err(StartError::Store)?;
+        // The signing key joins the key set before anything is signed; a
+        // key an operator retired is not put in use again.
+        let key = crate::credential::keys::note(&store, &signer.current())
+            .await
+            .map_err(StartError::Store)?;
+        if let Some(at) = key.retired_at_ms {
+            return Err(StartError::Tls(format!(
+                "{}: this signing key was retired at {} (samverka keys retire); put a new certificate and key in use",
+                g.cert.display(),
+                crate::time::rfc3339(at)
+            )));
+        }
+        crate::credential::keys::spawn_recorder(store.clone(), &signer, key.kid);
         metrics.watch_access_index(store.access_index_progress());
         let audit = AuditWriter::spawn(
             store.clone(),

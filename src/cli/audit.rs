@@ -57,6 +57,10 @@ pub enum AuditCommand {
         /// certificates used before a rotation.
         #[arg(long)]
         cert: Vec<PathBuf>,
+        /// The gateway's key set (`samverka keys export`): every
+        /// certificate in it counts as given with --cert.
+        #[arg(long)]
+        keys: Option<PathBuf>,
         /// Check an export (JSON Lines) instead of a store.
         #[arg(long, conflicts_with_all = ["store", "config"])]
         export: Option<PathBuf>,
@@ -326,24 +330,36 @@ pub async fn run(command: AuditCommand) -> Result<String, CliError> {
         AuditCommand::Verify {
             source,
             cert,
+            keys,
             export,
         } => {
             let mut cert_paths = cert;
+            let from_set = match &keys {
+                Some(path) => samverka_gateway::credential::keys::KeySet::parse(&read(path)?)
+                    .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?
+                    .keys
+                    .into_iter()
+                    .map(|k| k.cert_pem)
+                    .collect(),
+                None => Vec::new(),
+            };
             let report = match export {
                 Some(path) => {
-                    let certs = cert_paths
+                    let mut certs = cert_paths
                         .iter()
                         .map(|p| read(p))
                         .collect::<Result<Vec<_>, _>>()?;
+                    certs.extend(from_set);
                     verify_export(&path, &certs)?
                 }
                 None => {
                     let (store, config_certs) = open(&source).await?;
                     cert_paths.extend(config_certs);
-                    let certs = cert_paths
+                    let mut certs = cert_paths
                         .iter()
                         .map(|p| read(p))
                         .collect::<Result<Vec<_>, _>>()?;
+                    certs.extend(from_set);
                     verify_store(&store, &certs).await?
                 }
             };

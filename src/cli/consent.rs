@@ -40,7 +40,7 @@ use samverka_proto::v1::{
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
-use samverka_gateway::credential::receipt::verify;
+use samverka_gateway::credential::receipt::verify_with;
 use samverka_gateway::net::client::{AgencyTls, connect};
 use samverka_gateway::person::issue::AssertionSigner;
 use samverka_gateway::time::{system_now_ms, to_timestamp};
@@ -91,13 +91,14 @@ pub enum ConsentCommand {
         #[command(flatten)]
         connection: Connection,
     },
-    /// Check a signed receipt offline against the gateway's certificate.
+    /// Check a signed receipt offline against the gateway's certificate or
+    /// key set.
     VerifyReceipt {
         /// File holding the compact JWS.
         file: PathBuf,
-        /// The gateway's certificate (PEM).
-        #[arg(long)]
-        cert: PathBuf,
+        /// The gateway's certificate or key set.
+        #[command(flatten)]
+        trust: super::keys::TrustArgs,
         /// Print the attested claims as JSON.
         #[arg(long)]
         json: bool,
@@ -475,9 +476,9 @@ pub async fn run(command: ConsentCommand) -> Result<String, CliError> {
         }
         ConsentCommand::VerifyReceipt {
             file,
-            cert,
+            trust,
             json: as_json,
-        } => verify_receipt(&file, &cert, as_json),
+        } => verify_receipt(&file, &trust, as_json),
         ConsentCommand::Request(a) => lifecycle::request(a).await,
         ConsentCommand::Approve(a) => lifecycle::approve(a).await,
         ConsentCommand::Reject(a) => {
@@ -530,12 +531,15 @@ async fn grant(a: GrantArgs) -> Result<String, CliError> {
 }
 
 /// `samverka consent verify-receipt`: offline, against the gateway's
-/// certificate.
-fn verify_receipt(file: &Path, cert: &Path, as_json: bool) -> Result<String, CliError> {
-    let read = |p: &Path| {
-        std::fs::read_to_string(p).map_err(|e| CliError::Usage(format!("{}: {e}", p.display())))
-    };
-    let claims = verify(&read(file)?, &read(cert)?)
+/// certificate or key set.
+fn verify_receipt(
+    file: &Path,
+    trust: &super::keys::TrustArgs,
+    as_json: bool,
+) -> Result<String, CliError> {
+    let jws = std::fs::read_to_string(file)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
+    let claims = verify_with(&jws, &trust.load()?)
         .map_err(|e| CliError::Failed(format!("invalid receipt: {e}")))?;
     if as_json {
         json(&claims)

@@ -36,6 +36,7 @@ pub mod certs;
 pub mod consent;
 pub mod demo;
 pub mod generate;
+pub mod keys;
 pub mod passport;
 pub mod portal;
 pub mod proto;
@@ -118,6 +119,13 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: audit::AuditCommand,
+    },
+    /// The gateway's signing keys, kept after rotation: list them, export
+    /// the key set verifiers use, retire one.
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        command: keys::KeysCommand,
     },
     /// Check competence passports offline.
     Passport {
@@ -247,6 +255,7 @@ impl Command {
             Command::Consent { .. } => "samverka consent",
             Command::Admin { .. } => "samverka admin",
             Command::Audit { .. } => "samverka audit",
+            Command::Keys { .. } => "samverka keys",
             Command::Passport { .. } => "samverka passport",
             Command::Adapter { .. } => "samverka adapter",
             Command::Records { .. } => "samverka records",
@@ -278,6 +287,7 @@ impl Command {
                 Ok(out)
             }
             Command::Audit { command } => runtime()?.block_on(audit::run(command)),
+            Command::Keys { command } => runtime()?.block_on(keys::run(command)),
             Command::Passport { command } => passport::run(command),
             Command::Adapter { command } => adapter::main(command),
             Command::Records { command } => runtime()?.block_on(records::run(command)),

@@ -9,6 +9,7 @@ use samverka_gateway::credential::passport::{self, Holder, KINDS, kind_of};
 use serde_json::Value;
 
 use super::CliError;
+use super::keys::TrustArgs;
 
 /// `samverka passport ...`.
 #[derive(Subcommand)]
@@ -20,9 +21,9 @@ pub enum PassportCommand {
         /// The credential: a file holding the VC-JWT, or a JSON document
         /// with it in "credential" (and perhaps "holder_salt").
         file: PathBuf,
-        /// The certificate of the gateway that issued it (PEM).
-        #[arg(long)]
-        cert: PathBuf,
+        /// The gateway's certificate or key set.
+        #[command(flatten)]
+        trust: TrustArgs,
         /// Also check that it is about this person (personal identity or
         /// coordination number, 12 digits); needs the holder salt.
         #[arg(long)]
@@ -40,9 +41,9 @@ pub enum PassportCommand {
     Elm {
         /// The credential, as for `verify`.
         file: PathBuf,
-        /// The certificate of the gateway that issued it (PEM).
-        #[arg(long)]
-        cert: PathBuf,
+        /// The gateway's certificate or key set.
+        #[command(flatten)]
+        trust: TrustArgs,
     },
 }
 
@@ -51,16 +52,24 @@ pub fn run(command: PassportCommand) -> Result<String, CliError> {
     match command {
         PassportCommand::Verify {
             file,
-            cert,
+            trust,
             person,
             salt,
             json,
-        } => verify_file(&file, &cert, person.as_deref(), salt.as_deref(), json),
-        PassportCommand::Elm { file, cert } => {
+        } => verify_file(
+            &file,
+            &trust.load()?,
+            person.as_deref(),
+            salt.as_deref(),
+            json,
+        ),
+        PassportCommand::Elm { file, trust } => {
             let (jws, _) = read_credential(&file)?;
-            let cert = read(&cert)?;
-            let credential = passport::verify(&jws, &cert)
-                .map_err(|e| CliError::Failed(format!("invalid passport: {e}")))?;
+            let report = passport::verify_report_with(&jws, &trust.load()?, None);
+            if let Some(e) = report.failure() {
+                return Err(CliError::Failed(format!("invalid passport: {e}")));
+            }
+            let credential = report.credential.unwrap_or_default();
             let elm = samverka_gateway::credential::elm::from_passport(&credential);
             let mut out = serde_json::to_string_pretty(&elm).unwrap_or_default();
             out.push('\n');
@@ -156,18 +165,17 @@ fn read_credential(file: &std::path::Path) -> Result<(String, Option<String>), C
     Ok((jws.to_owned(), salt))
 }
 
-/// `samverka passport verify FILE --cert GATEWAY_CERT [--person N --salt
-/// S]`: verifies a credential, check by check, and returns which checks
+/// `samverka passport verify FILE (--cert GATEWAY_CERT | --keys KEYS)
+/// [--person N --salt S]`: verifies a credential, check by check, and returns which checks
 /// passed and what it attests, or the credential's JSON.
 pub fn verify_file(
     file: &std::path::Path,
-    cert: &std::path::Path,
+    trust: &passport::Trust,
     person: Option<&str>,
     salt: Option<&str>,
     as_json: bool,
 ) -> Result<String, CliError> {
     let (jws, document_salt) = read_credential(file)?;
-    let cert = read(cert)?;
     let holder = match (person, salt.map(str::to_owned).or(document_salt)) {
         (Some(p), Some(s)) => Some(Holder {
             subject_id: p.trim().to_owned(),
@@ -180,13 +188,18 @@ pub fn verify_file(
         }
         (None, _) => None,
     };
-    let report = passport::verify_report(&jws, &cert, holder.as_ref());
+    let report = passport::verify_report_with(&jws, trust, holder.as_ref());
     let mut checks = String::new();
     for c in &report.checks {
         match &c.failure {
             None => checks.push_str(&format!("  {:<10} ok\n", c.name)),
             Some(why) => checks.push_str(&format!("  {:<10} FAILED: {why}\n", c.name)),
         }
+    }
+    if matches!(trust, passport::Trust::Cert(_)) {
+        checks.push_str(
+            "  key        not checked: give the key set (--keys) to check the key was valid when it was issued\n",
+        );
     }
     if holder.is_none() {
         checks.push_str("  holder     not checked (give --person and the holder salt)\n");

@@ -3,7 +3,12 @@
 the Open Badges 3.0 / CLR 2.0 specifications, not from samverka's code:
 jwcrypto checks the VC-JWT, jsonschema checks 1EdTech's schemas.
 
-    verify_passport.py PASSPORT.jwt GATEWAY_CERT.pem STANDARDS_DIR
+    verify_passport.py PASSPORT.jwt GATEWAY_CERT.pem|KEYS.json STANDARDS_DIR
+
+With a key set (a JWKS whose keys carry nbf, exp and revoked, as OpenID
+Federation's historical key sets do) instead of a certificate, the key
+that signed must be in the set, never revoked, and in use at the
+credential's nbf (nbf <= t < exp).
 
 Prints {"valid": true|false, "failed": [...]} and exits 0 when valid, 1
 when not.
@@ -45,15 +50,40 @@ def main(token_file, cert_file, standards):
     if "typ" in header and header["typ"] != "JWT":
         failed.append("typ")
 
-    # The jwk is the certificate's key, and the signature holds under it.
-    cert = x509.load_pem_x509_certificate(open(cert_file, "rb").read())
-    trusted = jwk.JWK.from_pyca(cert.public_key())
-    if "jwk" not in header or jwk.JWK(**header["jwk"]).thumbprint() != trusted.thumbprint():
-        failed.append("key")
+    # The jwk is the certificate's key (or one of the key set's, valid when
+    # the credential was issued), and the signature holds under it.
+    text = open(cert_file, "rb").read()
+    signer = jwk.JWK(**header["jwk"]) if "jwk" in header else None
+    if text.lstrip().startswith(b"{"):
+        chosen = None
+        for key in json.loads(text)["keys"]:
+            cert = x509.load_der_x509_certificate(base64.b64decode(key["x5c"][0]))
+            candidate = jwk.JWK.from_pyca(cert.public_key())
+            if signer is not None and candidate.thumbprint() == signer.thumbprint():
+                chosen = (candidate, key)
+                break
+        if chosen is None:
+            trusted = None
+            failed.append("key")
+        else:
+            trusted, key = chosen
+            nbf = claims.get("nbf")
+            if (
+                "revoked" in key
+                or not isinstance(nbf, int)
+                or nbf < key["nbf"]
+                or ("exp" in key and nbf >= key["exp"])
+            ):
+                failed.append("key validity")
+    else:
+        cert = x509.load_pem_x509_certificate(text)
+        trusted = jwk.JWK.from_pyca(cert.public_key())
+        if signer is None or signer.thumbprint() != trusted.thumbprint():
+            failed.append("key")
     try:
         signed = jws.JWS()
         signed.deserialize(token)
-        signed.verify(trusted, alg=header.get("alg"))
+        signed.verify(trusted, alg=header.get("alg"))  # None: raises
     except Exception:  # jwcrypto raises several kinds
         failed.append("signature")
 

@@ -16,6 +16,7 @@ use tonic_types::StatusExt;
 pub mod audit;
 pub mod browser;
 pub mod clients;
+pub mod independent;
 pub mod postgres;
 pub mod process;
 pub mod revocation;
@@ -133,6 +134,21 @@ pub async fn grant(net: &Network, purpose: &str, record_types: &[&str]) -> Strin
 /// periods of the demo person for study guidance. Returns its id.
 pub async fn grant_demo_consent(net: &Network) -> String {
     grant(net, DEMO_PURPOSE, &samverka::cli::demo::DEMO_RECORD_TYPES).await
+}
+
+/// The demo person's competence passport, as the reader asks for it
+/// under the demo purpose.
+pub async fn demo_passport(net: &Network) -> samverka_proto::v1::CompetencePassport {
+    exchange(net, "reader")
+        .await
+        .get_competence_passport(samverka_proto::v1::GetCompetencePassportRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            purpose: DEMO_PURPOSE.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 pub fn read_request(subject: &str, record_types: &[&str], purpose: &str) -> GetRecordsRequest {

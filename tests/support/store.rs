@@ -137,3 +137,31 @@ async fn log_pages(
         seen.extend(page.iter().map(|e| (e.seq, e.caller.clone())));
     }
 }
+
+/// Runs each suite function against a fresh SQLite file and a fresh
+/// PostgreSQL cluster. The file's name has characters that a `file:` URI
+/// must escape (the store opens its index file, and the index the store,
+/// through such URIs).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($suite:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $suite() {
+                    let dir = tempfile::tempdir().unwrap();
+                    super::$suite(samverka_gateway::store::StoreLocation::Sqlite(dir.path().join("sam %41?#é.db"))).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $suite() {
+                    let Some(pg) = $crate::support::postgres::PgCluster::start() else { return };
+                    super::$suite(samverka_gateway::store::StoreLocation::Postgres(pg.url())).await;
+                }
+            )*
+        }
+    };
+}

@@ -5,9 +5,12 @@
 //! - [`receipt`]: the signed receipt of a consent grant or revocation;
 //! - [`passport`]: the competence passport as a signed CLR 2.0 / Open
 //!   Badges 3.0 credential, and its offline verification;
+//! - [`keys`]: the gateway's signing keys as a key set that verifiers keep,
+//!   with each key's validity;
 //! - [`elm`]: a verified passport exported in the European Learning Model.
 
 pub mod elm;
+pub mod keys;
 pub mod passport;
 pub mod receipt;
 pub mod signing;

@@ -6,6 +6,7 @@
 use samverka_proto::v1::{Consent, consent};
 use serde::{Deserialize, Serialize};
 
+use crate::credential::keys::Trust;
 use crate::credential::signing::{JwsSigner, SignatureError};
 pub use crate::person::PersonEvidence;
 use crate::time::from_timestamp;
@@ -160,6 +161,25 @@ pub fn sign(signer: &JwsSigner, claims: &ReceiptClaims) -> Result<String, Signat
 /// attests.
 pub fn verify(jws: &str, gateway_cert_pem: &str) -> Result<ReceiptClaims, SignatureError> {
     crate::credential::signing::verify(jws, RECEIPT_TYPE, gateway_cert_pem)
+}
+
+/// Verifies a receipt against what the verifier trusts: with a key set,
+/// the certificate it names must be one of the set's, and that key valid
+/// when the receipt was issued (`iat`).
+pub fn verify_with(jws: &str, trust: &Trust) -> Result<ReceiptClaims, SignatureError> {
+    let kid = crate::credential::signing::named_signer(jws)
+        .ok_or_else(|| SignatureError("not a samverka receipt".into()))?;
+    let candidates = trust.by_kid(&kid);
+    let Some(first) = candidates.first() else {
+        return Err(SignatureError(
+            "signed with a key that is not in the key set".into(),
+        ));
+    };
+    let claims = verify(jws, first.cert_pem)?;
+    match crate::credential::keys::valid_at(&candidates, claims.iat) {
+        Some(Err(e)) => Err(SignatureError(e)),
+        _ => Ok(claims),
+    }
 }
 
 #[cfg(test)]

@@ -101,7 +101,10 @@ pub struct JwsSigner {
     key: EcdsaKeyPair,
     jwk: Jwk,
     x5t_s256: String,
+    cert_pem: String,
     issuer: String,
+    /// When it was put in use (Unix ms), set by [`SignerSlot`].
+    in_use_from_ms: i64,
     rng: SystemRandom,
 }
 
@@ -136,9 +139,27 @@ impl JwsSigner {
             jwk: Jwk::from_point(key.public_key().as_ref())?,
             key,
             x5t_s256: thumbprint(&cert),
+            cert_pem: cert_pem.to_owned(),
             issuer: issuer.to_owned(),
+            in_use_from_ms: 0,
             rng: SystemRandom::new(),
         })
+    }
+
+    /// The key's id: the `x5t#S256` thumbprint of its certificate.
+    pub fn kid(&self) -> &str {
+        &self.x5t_s256
+    }
+
+    /// The certificate (PEM).
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// When it was put in use (Unix ms; 0 before it is put in a
+    /// [`SignerSlot`]).
+    pub fn in_use_from_ms(&self) -> i64 {
+        self.in_use_from_ms
     }
 
     /// The issuer (the operator's organisation number).
@@ -184,28 +205,43 @@ impl JwsSigner {
 
 /// The gateway's signer in use, replaced when its certificate and key are
 /// reloaded (see [`crate::net::tls`]): what is signed after a rotation verifies
-/// against the new certificate.
+/// against the new certificate. Each signer put in use is stamped with the
+/// time, by the gateway's clock, for the key set ([`crate::credential::keys`]).
 #[derive(Debug)]
-pub struct SignerSlot(std::sync::RwLock<std::sync::Arc<JwsSigner>>);
+pub struct SignerSlot {
+    current: std::sync::RwLock<std::sync::Arc<JwsSigner>>,
+    clock: crate::time::Clock,
+}
 
 impl SignerSlot {
-    /// A slot holding `signer`.
-    pub fn new(signer: JwsSigner) -> Self {
-        SignerSlot(std::sync::RwLock::new(std::sync::Arc::new(signer)))
+    /// A slot holding `signer`, in use from now by `clock`.
+    pub fn new(mut signer: JwsSigner, clock: crate::time::Clock) -> Self {
+        signer.in_use_from_ms = clock.now_ms();
+        SignerSlot {
+            current: std::sync::RwLock::new(std::sync::Arc::new(signer)),
+            clock,
+        }
     }
 
     /// The signer to use now.
     pub fn current(&self) -> std::sync::Arc<JwsSigner> {
-        self.0
+        self.current
             .read()
             .map(|s| s.clone())
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    /// Puts `signer` in use.
-    pub fn replace(&self, signer: JwsSigner) {
+    /// Puts `signer` in use from now. The same key put in use again keeps
+    /// its first time.
+    pub fn replace(&self, mut signer: JwsSigner) {
+        let before = self.current();
+        signer.in_use_from_ms = if before.x5t_s256 == signer.x5t_s256 {
+            before.in_use_from_ms
+        } else {
+            self.clock.now_ms()
+        };
         let signer = std::sync::Arc::new(signer);
-        match self.0.write() {
+        match self.current.write() {
             Ok(mut s) => *s = signer,
             Err(p) => *p.into_inner() = signer,
         }
@@ -221,6 +257,14 @@ pub fn named_signer(jws: &str) -> Option<String> {
     let header = jws.trim().split('.').next()?;
     let header: Header = serde_json::from_slice(&B64.decode(header).ok()?).ok()?;
     Some(header.x5t_s256)
+}
+
+/// The public key in the header of a VC-JWT (its `jwk`), whether or not
+/// the signature then holds.
+pub fn header_jwk(jws: &str) -> Option<Jwk> {
+    let header = jws.trim().split('.').next()?;
+    let header: serde_json::Value = serde_json::from_slice(&B64.decode(header).ok()?).ok()?;
+    serde_json::from_value(header.get("jwk")?.clone()).ok()
 }
 
 /// The thumbprint (`x5t#S256`) by which a JWS names this certificate.

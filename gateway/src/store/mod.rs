@@ -28,6 +28,7 @@
 //! `STORE_UNAVAILABLE`.
 
 mod access_index;
+pub mod keys;
 pub mod lifecycle;
 mod pg_tls;
 mod postgres;
@@ -401,6 +402,33 @@ impl Store {
     /// Every checkpoint, in order.
     pub async fn checkpoints(&self) -> Result<Vec<AuditCheckpoint>, StoreError> {
         delegate!(self.checkpoints())
+    }
+
+    /// Records a signing key put in use at `in_use_from_ms` (the earliest
+    /// such time is kept); returns it as recorded, retired or not.
+    pub async fn note_signing_key(
+        &self,
+        kid: String,
+        cert_pem: String,
+        in_use_from_ms: i64,
+    ) -> Result<keys::SigningKeyRecord, StoreError> {
+        delegate!(self.note_signing_key(kid, cert_pem, in_use_from_ms))
+    }
+
+    /// Every signing key recorded, oldest first.
+    pub async fn signing_keys(&self) -> Result<Vec<keys::SigningKeyRecord>, StoreError> {
+        delegate!(self.signing_keys())
+    }
+
+    /// Retires the signing key `kid` at `at_ms`, committing `entry` with it.
+    pub async fn retire_signing_key(
+        &self,
+        kid: String,
+        at_ms: i64,
+        reason: keys::RetireReason,
+        entry: AuditEntry,
+    ) -> Result<keys::Retire, StoreError> {
+        delegate!(self.retire_signing_key(kid, at_ms, reason, entry))
     }
 
     /// Deletes the entries with `seq <= through`, after they have been

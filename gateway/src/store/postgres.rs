@@ -23,6 +23,8 @@ const MIGRATION_LOCK: i64 = 7_342_001;
 
 /// Consents and person assertions.
 mod consents;
+/// The gateway's signing keys.
+mod keys;
 /// A consent's life: each change with its audit entry.
 mod lifecycle;
 mod registry;

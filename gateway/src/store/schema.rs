@@ -113,6 +113,16 @@ pub(crate) const SQLITE: &[&str] = &[
         summary       TEXT NOT NULL
     );
 ",
+    "
+    -- The gateway's signing keys (store/keys.rs), kept after rotation.
+    CREATE TABLE signing_keys (
+        kid            TEXT PRIMARY KEY,
+        cert_pem       TEXT NOT NULL,
+        in_use_from_ms INTEGER NOT NULL,
+        retired_at_ms  INTEGER,
+        retire_reason  TEXT
+    );
+",
 ];
 
 /// PostgreSQL migrations; index + 1 is the version.
@@ -217,6 +227,16 @@ pub(crate) const POSTGRES: &[&str] = &[
         changed_at_ms BIGINT NOT NULL,
         changed_by    TEXT NOT NULL,
         summary       TEXT NOT NULL
+    );
+",
+    "
+    -- The gateway's signing keys (store/keys.rs), kept after rotation.
+    CREATE TABLE signing_keys (
+        kid            TEXT PRIMARY KEY,
+        cert_pem       TEXT NOT NULL,
+        in_use_from_ms BIGINT NOT NULL,
+        retired_at_ms  BIGINT,
+        retire_reason  TEXT
     );
 ",
 ];

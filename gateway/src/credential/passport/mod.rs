@@ -58,6 +58,7 @@ use samverka_certs::{CertIdentity, Role};
 use samverka_proto::v1::{CompetencePassport, source_outcome};
 use serde_json::{Value, json};
 
+pub use crate::credential::keys::Trust;
 use crate::credential::signing::{JwsSigner, SignatureError};
 use crate::time::{from_timestamp, rfc3339};
 
@@ -244,8 +245,8 @@ pub fn sign(
 /// One check of a passport's verification, and what it found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
-    /// What was checked: `signature`, `issuer`, `claims`, `contexts`,
-    /// `schema`, `merits`, `holder`.
+    /// What was checked: `signature`, `key` (with a key set), `issuer`,
+    /// `claims`, `contexts`, `schema`, `merits`, `holder`.
     pub name: &'static str,
     /// `None` when it holds, else why not.
     pub failure: Option<String>,
@@ -285,6 +286,13 @@ pub struct Holder {
 /// (PEM), check by check; `holder` adds the check that it is about that
 /// person.
 pub fn verify_report(jws: &str, gateway_cert_pem: &str, holder: Option<&Holder>) -> Report {
+    verify_report_with(jws, &Trust::Cert(gateway_cert_pem.to_owned()), holder)
+}
+
+/// Verifies a passport credential against what the verifier trusts, check
+/// by check. With a key set there is one more check, `key`: the key that
+/// signed was valid when the passport was issued (`nbf`).
+pub fn verify_report_with(jws: &str, trust: &Trust, holder: Option<&Holder>) -> Report {
     let mut checks = Vec::new();
     let mut check = |name: &'static str, result: Result<(), String>| {
         checks.push(Check {
@@ -292,6 +300,20 @@ pub fn verify_report(jws: &str, gateway_cert_pem: &str, holder: Option<&Holder>)
             failure: result.err(),
         });
     };
+    let candidates = crate::credential::signing::header_jwk(jws)
+        .map(|jwk| trust.by_jwk(&jwk))
+        .unwrap_or_else(|| trust.by_kid(""));
+    let Some(signer) = candidates.first() else {
+        check(
+            "signature",
+            Err("signed with a key that is not in the key set".into()),
+        );
+        return Report {
+            checks,
+            credential: None,
+        };
+    };
+    let gateway_cert_pem = signer.cert_pem;
     let signed = crate::credential::signing::verify_jwt(jws, gateway_cert_pem);
     let claims = match signed {
         Ok(claims) => {
@@ -306,6 +328,13 @@ pub fn verify_report(jws: &str, gateway_cert_pem: &str, holder: Option<&Holder>)
             };
         }
     };
+    if candidates.iter().any(|c| c.key.is_some()) {
+        let valid = match claims["nbf"].as_i64() {
+            Some(nbf) => crate::credential::keys::valid_at(&candidates, nbf).unwrap_or(Ok(())),
+            None => Err("no nbf: when it was issued is not said".into()),
+        };
+        check("key", valid);
+    }
     check("issuer", issuer_matches(&claims, gateway_cert_pem));
     check("claims", claims_match(&claims));
     check("contexts", standards::contexts_are_bundled(&claims));

@@ -20,6 +20,7 @@ use super::{
 };
 use crate::audit::chain;
 
+mod keys;
 mod lifecycle;
 mod registry;
 mod rows;

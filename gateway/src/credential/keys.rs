@@ -1,0 +1,420 @@
+//! The gateway's signing keys as a key set that verifiers keep: every key
+//! the gateway has signed with, kept after rotation, with the period in
+//! which what it signed is valid. `passport verify` and `consent
+//! verify-receipt` check an old document against the set, so a verifier
+//! needs neither the certificate that was in use then nor the gateway.
+//!
+//! The set is a JSON Web Key Set (RFC 7517). Each key carries, besides its
+//! public key, `kid` and `x5t#S256` (the thumbprint of its certificate,
+//! which receipts name), `x5c` (the certificate), and its validity as the
+//! OpenID Federation historical key set spells it: `iat` and `nbf` (first
+//! put in use), `exp` (retired: nothing signed at or after it is valid),
+//! and `revoked` (`{"revoked_at", "reason": "keyCompromise"}`: nothing it
+//! ever signed is to be trusted, since anyone may have signed it).
+//!
+//! The set is trusted as a whole, as a certificate would be: a verifier
+//! takes it from the operator (`samverka keys export`).
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+
+use super::signing::{Jwk, SignatureError, cert_thumbprint};
+use crate::store::keys::SigningKeyRecord;
+
+/// One key of the set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedKey {
+    /// The `x5t#S256` thumbprint of its certificate.
+    pub kid: String,
+    /// Its certificate (PEM).
+    pub cert_pem: String,
+    /// Its public key.
+    pub jwk: Jwk,
+    /// In use from (Unix seconds).
+    pub nbf: i64,
+    /// Retired at (Unix seconds), if it is.
+    pub exp: Option<i64>,
+    /// When it was revoked as compromised (Unix seconds), if it was.
+    pub revoked_at: Option<i64>,
+}
+
+impl PublishedKey {
+    /// Whether a document this key signed at `t` (Unix seconds) is valid:
+    /// the key was in use then, not yet retired, and never compromised.
+    pub fn valid_at(&self, t: i64) -> Result<(), String> {
+        let when = |s: i64| crate::time::rfc3339(s.saturating_mul(1000));
+        if let Some(at) = self.revoked_at {
+            return Err(format!(
+                "the key was revoked as compromised at {}: nothing it signed is valid",
+                when(at)
+            ));
+        }
+        if t < self.nbf {
+            return Err(format!(
+                "issued at {}, before the key was in use (from {})",
+                when(t),
+                when(self.nbf)
+            ));
+        }
+        match self.exp {
+            Some(exp) if t >= exp => Err(format!(
+                "issued at {}, after the key was retired ({})",
+                when(t),
+                when(exp)
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The key from its store record.
+    pub fn from_record(r: &SigningKeyRecord) -> Result<Self, SignatureError> {
+        let compromised = r.retire_reason.as_deref() == Some("compromised");
+        Ok(PublishedKey {
+            kid: r.kid.clone(),
+            jwk: Jwk::of_cert(&r.cert_pem)?,
+            cert_pem: r.cert_pem.clone(),
+            nbf: r.in_use_from_ms.div_euclid(1000),
+            exp: r.retired_at_ms.map(|ms| ms.div_euclid(1000)),
+            revoked_at: r
+                .retired_at_ms
+                .filter(|_| compromised)
+                .map(|ms| ms.div_euclid(1000)),
+        })
+    }
+
+    /// As a JWK of the set.
+    fn to_json(&self) -> Value {
+        let mut key = serde_json::to_value(&self.jwk).unwrap_or_default();
+        let der = pem_der(&self.cert_pem).unwrap_or_default();
+        let more = json!({
+            "kid": self.kid,
+            "use": "sig",
+            "alg": "ES256",
+            "x5c": [STANDARD.encode(der)],
+            "x5t#S256": self.kid,
+            "iat": self.nbf,
+            "nbf": self.nbf,
+        });
+        if let (Some(map), Value::Object(more)) = (key.as_object_mut(), more) {
+            map.extend(more);
+            if let Some(exp) = self.exp {
+                map.insert("exp".into(), json!(exp));
+            }
+            if let Some(at) = self.revoked_at {
+                map.insert(
+                    "revoked".into(),
+                    json!({ "revoked_at": at, "reason": "keyCompromise" }),
+                );
+            }
+        }
+        key
+    }
+
+    /// A JWK of a set, checked: its certificate holds its public key and
+    /// has its thumbprint.
+    fn from_json(key: &Value) -> Result<Self, SignatureError> {
+        let err = |m: String| SignatureError(format!("key set: {m}"));
+        let kid = key["kid"].as_str().unwrap_or_default();
+        let cert = key["x5c"][0]
+            .as_str()
+            .and_then(|c| STANDARD.decode(c).ok())
+            .ok_or_else(|| err(format!("key {kid:?} has no certificate (x5c)")))?;
+        let cert_pem = der_pem(&cert);
+        let jwk: Jwk = serde_json::from_value(json!({
+            "kty": key["kty"], "crv": key["crv"], "x": key["x"], "y": key["y"],
+        }))
+        .map_err(|e| err(format!("key {kid:?}: {e}")))?;
+        if jwk != Jwk::of_cert(&cert_pem)? {
+            return Err(err(format!("key {kid:?} is not its certificate's key")));
+        }
+        if kid != cert_thumbprint(&cert_pem)? || key["x5t#S256"] != kid {
+            return Err(err(format!(
+                "key {kid:?}: kid and x5t#S256 must be its certificate's thumbprint"
+            )));
+        }
+        let nbf = key["nbf"]
+            .as_i64()
+            .ok_or_else(|| err(format!("key {kid:?} has no nbf (in use from)")))?;
+        let revoked_at =
+            match &key["revoked"] {
+                Value::Null => None,
+                r => Some(r["revoked_at"].as_i64().ok_or_else(|| {
+                    err(format!("key {kid:?}: revoked without a revoked_at time"))
+                })?),
+            };
+        Ok(PublishedKey {
+            kid: kid.to_owned(),
+            cert_pem,
+            jwk,
+            nbf,
+            exp: key["exp"].as_i64(),
+            revoked_at,
+        })
+    }
+}
+
+/// The DER inside a PEM certificate.
+fn pem_der(cert_pem: &str) -> Option<Vec<u8>> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .ok()
+        .map(|c| c.to_vec())
+}
+
+/// A certificate in PEM.
+fn der_pem(der: &[u8]) -> String {
+    let b64 = STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
+}
+
+/// The gateway's signing keys, old and current.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeySet {
+    /// The keys, oldest first.
+    pub keys: Vec<PublishedKey>,
+}
+
+impl KeySet {
+    /// The set of the store's records.
+    pub fn from_records(records: &[SigningKeyRecord]) -> Result<Self, SignatureError> {
+        Ok(KeySet {
+            keys: records
+                .iter()
+                .map(PublishedKey::from_record)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// The set as a JWKS document.
+    pub fn to_json(&self) -> Value {
+        json!({ "keys": self.keys.iter().map(PublishedKey::to_json).collect::<Vec<_>>() })
+    }
+
+    /// A JWKS document read back; every key is checked against its
+    /// certificate.
+    pub fn parse(text: &str) -> Result<Self, SignatureError> {
+        let doc: Value = serde_json::from_str(text)
+            .map_err(|e| SignatureError(format!("key set: not JSON: {e}")))?;
+        let keys = doc["keys"]
+            .as_array()
+            .ok_or_else(|| SignatureError("key set: no \"keys\" array".into()))?;
+        Ok(KeySet {
+            keys: keys
+                .iter()
+                .map(PublishedKey::from_json)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+/// What a verifier trusts: the one certificate of the gateway (no key
+/// validity can be checked), or the gateway's key set.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    /// A gateway certificate (PEM).
+    Cert(String),
+    /// A key set.
+    Keys(KeySet),
+}
+
+/// A certificate that may have signed a document, and the key of the set
+/// it belongs to (none when trusting a single certificate).
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    /// The certificate (PEM).
+    pub cert_pem: &'a str,
+    /// Its key in the set.
+    pub key: Option<&'a PublishedKey>,
+}
+
+impl Trust {
+    /// The certificates a JWS naming the certificate thumbprint `kid` may
+    /// have been signed with.
+    pub fn by_kid(&self, kid: &str) -> Vec<Candidate<'_>> {
+        self.matching(|k| k.kid == kid)
+    }
+
+    /// The certificates holding the public key `jwk` (a renewed
+    /// certificate may keep its key).
+    pub fn by_jwk(&self, jwk: &Jwk) -> Vec<Candidate<'_>> {
+        self.matching(|k| &k.jwk == jwk)
+    }
+
+    /// The single certificate, or the set's keys that `signed` accepts.
+    fn matching(&self, signed: impl Fn(&PublishedKey) -> bool) -> Vec<Candidate<'_>> {
+        match self {
+            Trust::Cert(pem) => vec![Candidate {
+                cert_pem: pem,
+                key: None,
+            }],
+            Trust::Keys(set) => set
+                .keys
+                .iter()
+                .filter(|k| signed(k))
+                .map(|k| Candidate {
+                    cert_pem: &k.cert_pem,
+                    key: Some(k),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Whether one of `candidates` (all holding the key that signed) was valid
+/// at `t`: `None` when no key set was given, so nothing could be checked.
+pub fn valid_at(candidates: &[Candidate<'_>], t: i64) -> Option<Result<(), String>> {
+    let keys: Vec<&PublishedKey> = candidates.iter().filter_map(|c| c.key).collect();
+    if keys.is_empty() {
+        return None;
+    }
+    let mut first = None;
+    for key in keys {
+        match key.valid_at(t) {
+            Ok(()) => return Some(Ok(())),
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    first.map(Err)
+}
+
+/// Records the signer in use in the store, and says so when an operator
+/// has retired it (what it signs from then on will not verify against the
+/// key set).
+pub async fn note(
+    store: &crate::store::Store,
+    signer: &super::signing::JwsSigner,
+) -> Result<SigningKeyRecord, crate::store::StoreError> {
+    let record = store
+        .note_signing_key(
+            signer.kid().to_owned(),
+            signer.cert_pem().to_owned(),
+            signer.in_use_from_ms(),
+        )
+        .await?;
+    if let Some(at) = record.retired_at_ms {
+        tracing::error!(
+            kid = record.kid,
+            retired_at = crate::time::rfc3339(at),
+            "the gateway signs with a retired key: receipts and passports it signs now will not verify; put a new certificate and key in use"
+        );
+    }
+    Ok(record)
+}
+
+/// Keeps the store's record of signing keys up to date: records the
+/// signer in use whenever a reload puts another in, until the slot goes.
+pub fn spawn_recorder(
+    store: crate::store::Store,
+    slot: &std::sync::Arc<super::signing::SignerSlot>,
+    noted: String,
+) {
+    let slot = std::sync::Arc::downgrade(slot);
+    tokio::spawn(async move {
+        let mut noted = noted;
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            let Some(signer) = slot.upgrade().map(|s| s.current()) else {
+                return;
+            };
+            if signer.kid() == noted {
+                continue;
+            }
+            match note(&store, &signer).await {
+                Ok(_) => noted = signer.kid().to_owned(),
+                Err(e) => tracing::warn!(error = %e, "cannot record the signing key; will retry"),
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use samverka_certs::dev::{CertRequest, DevCa};
+    use samverka_certs::{OrgNumber, Role};
+
+    fn cert() -> String {
+        let ca = DevCa::generate("test ca").unwrap();
+        let org = OrgNumber::parse("2021999012").unwrap();
+        ca.issue(&CertRequest::new(org, Role::Gateway, "gw"))
+            .unwrap()
+            .cert_pem
+    }
+
+    fn record(cert_pem: &str, from_ms: i64, retired: Option<(i64, &str)>) -> SigningKeyRecord {
+        SigningKeyRecord {
+            kid: cert_thumbprint(cert_pem).unwrap(),
+            cert_pem: cert_pem.to_owned(),
+            in_use_from_ms: from_ms,
+            retired_at_ms: retired.map(|r| r.0),
+            retire_reason: retired.map(|r| r.1.to_owned()),
+        }
+    }
+
+    #[test]
+    fn a_key_set_round_trips_and_says_when_each_key_was_valid() {
+        let (a, b, c) = (cert(), cert(), cert());
+        let set = KeySet::from_records(&[
+            record(&a, 1_000_000, Some((2_000_000, "superseded"))),
+            record(&b, 2_000_000, None),
+            record(&c, 500_000, Some((3_000_000, "compromised"))),
+        ])
+        .unwrap();
+        let text = set.to_json().to_string();
+        let back = KeySet::parse(&text).unwrap();
+        assert_eq!(back, set);
+        let [old, new, leaked] = &back.keys[..] else {
+            panic!("three keys")
+        };
+        assert_eq!(old.valid_at(1_500), Ok(()));
+        assert!(
+            old.valid_at(999)
+                .unwrap_err()
+                .contains("before the key was in use")
+        );
+        assert!(
+            old.valid_at(2_000)
+                .unwrap_err()
+                .contains("after the key was retired")
+        );
+        assert_eq!(new.valid_at(9_999_999), Ok(()));
+        assert!(leaked.valid_at(1_000).unwrap_err().contains("compromised"));
+        let doc: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(doc["keys"][0]["exp"], 2_000);
+        assert_eq!(doc["keys"][1].get("exp"), None);
+        assert_eq!(doc["keys"][2]["revoked"]["reason"], "keyCompromise");
+    }
+
+    #[test]
+    fn a_key_set_whose_key_is_not_its_certificates_is_refused() {
+        let (a, b) = (cert(), cert());
+        let set = KeySet::from_records(&[record(&a, 0, None)]).unwrap();
+        let mut doc = set.to_json();
+        let other = KeySet::from_records(&[record(&b, 0, None)])
+            .unwrap()
+            .to_json();
+        // Another key under the certificate of the first.
+        doc["keys"][0]["x"] = other["keys"][0]["x"].clone();
+        assert!(KeySet::parse(&doc.to_string()).is_err());
+        // The right key, but a kid that names another certificate.
+        let mut doc = set.to_json();
+        doc["keys"][0]["kid"] = other["keys"][0]["kid"].clone();
+        assert!(KeySet::parse(&doc.to_string()).is_err());
+        // No time it was in use from.
+        let mut doc = set.to_json();
+        doc["keys"][0].as_object_mut().unwrap().remove("nbf");
+        assert!(KeySet::parse(&doc.to_string()).is_err());
+    }
+}

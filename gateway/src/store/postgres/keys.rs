@@ -1,0 +1,86 @@
+//! The PostgreSQL store's signing keys (`store/keys.rs`). Retiring locks
+//! the key's row, so of two operators retiring it at once one does.
+
+use super::{PostgresStore, append_in};
+use crate::audit::chain::AuditEntry;
+use crate::store::StoreError;
+use crate::store::keys::{COLUMNS, Retire, RetireReason, SigningKeyRecord};
+
+fn key_from_row(row: &tokio_postgres::Row) -> Result<SigningKeyRecord, StoreError> {
+    Ok(SigningKeyRecord {
+        kid: row.try_get(0)?,
+        cert_pem: row.try_get(1)?,
+        in_use_from_ms: row.try_get(2)?,
+        retired_at_ms: row.try_get(3)?,
+        retire_reason: row.try_get(4)?,
+    })
+}
+
+impl PostgresStore {
+    pub(in crate::store) async fn note_signing_key(
+        &self,
+        kid: String,
+        cert_pem: String,
+        in_use_from_ms: i64,
+    ) -> Result<SigningKeyRecord, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                &format!(
+                    "INSERT INTO signing_keys (kid, cert_pem, in_use_from_ms) VALUES ($1, $2, $3) \
+                     ON CONFLICT (kid) DO UPDATE SET \
+                     in_use_from_ms = LEAST(signing_keys.in_use_from_ms, excluded.in_use_from_ms) \
+                     RETURNING {COLUMNS}"
+                ),
+                &[&kid, &cert_pem, &in_use_from_ms],
+            )
+            .await?;
+        key_from_row(&row)
+    }
+
+    pub(in crate::store) async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .query(
+                &format!("SELECT {COLUMNS} FROM signing_keys ORDER BY in_use_from_ms, kid"),
+                &[],
+            )
+            .await?
+            .iter()
+            .map(key_from_row)
+            .collect()
+    }
+
+    pub(in crate::store) async fn retire_signing_key(
+        &self,
+        kid: String,
+        at_ms: i64,
+        reason: RetireReason,
+        entry: AuditEntry,
+    ) -> Result<Retire, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let found = tx
+            .query_opt(
+                "SELECT retired_at_ms FROM signing_keys WHERE kid = $1 FOR UPDATE",
+                &[&kid],
+            )
+            .await?;
+        let Some(found) = found else {
+            return Ok(Retire::Unknown);
+        };
+        if let Some(at) = found.try_get::<_, Option<i64>>(0)? {
+            return Ok(Retire::Already(at));
+        }
+        tx.execute(
+            "UPDATE signing_keys SET retired_at_ms = $2, retire_reason = $3 WHERE kid = $1",
+            &[&kid, &at_ms, &reason.as_str()],
+        )
+        .await?;
+        let mut entries = [entry];
+        append_in(&tx, &mut entries).await?;
+        tx.commit().await?;
+        let [entry] = entries;
+        Ok(Retire::Done(Box::new(entry)))
+    }
+}

@@ -1,0 +1,86 @@
+//! The SQLite store's signing keys (`store/keys.rs`).
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{SqliteStore, link_and_insert};
+use crate::audit::chain::AuditEntry;
+use crate::store::StoreError;
+use crate::store::keys::{COLUMNS, Retire, RetireReason, SigningKeyRecord};
+
+fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SigningKeyRecord> {
+    Ok(SigningKeyRecord {
+        kid: row.get(0)?,
+        cert_pem: row.get(1)?,
+        in_use_from_ms: row.get(2)?,
+        retired_at_ms: row.get(3)?,
+        retire_reason: row.get(4)?,
+    })
+}
+
+impl SqliteStore {
+    pub(in crate::store) async fn note_signing_key(
+        &self,
+        kid: String,
+        cert_pem: String,
+        in_use_from_ms: i64,
+    ) -> Result<SigningKeyRecord, StoreError> {
+        self.with(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO signing_keys (kid, cert_pem, in_use_from_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (kid) DO UPDATE SET \
+                 in_use_from_ms = MIN(in_use_from_ms, excluded.in_use_from_ms)",
+            )?
+            .execute(params![kid, cert_pem, in_use_from_ms])?;
+            Ok(conn
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM signing_keys WHERE kid = ?1"
+                ))?
+                .query_row(params![kid], key_from_row)?)
+        })
+        .await
+    }
+
+    pub(in crate::store) async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        self.read_short(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM signing_keys ORDER BY in_use_from_ms, kid"
+            ))?;
+            let rows = stmt.query_map([], key_from_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub(in crate::store) async fn retire_signing_key(
+        &self,
+        kid: String,
+        at_ms: i64,
+        reason: RetireReason,
+        entry: AuditEntry,
+    ) -> Result<Retire, StoreError> {
+        let progress = self.progress.clone();
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let found: Option<Option<i64>> = tx
+                .prepare_cached("SELECT retired_at_ms FROM signing_keys WHERE kid = ?1")?
+                .query_row(params![kid], |r| r.get(0))
+                .optional()?;
+            match found {
+                None => return Ok(Retire::Unknown),
+                Some(Some(at)) => return Ok(Retire::Already(at)),
+                Some(None) => {}
+            }
+            tx.prepare_cached(
+                "UPDATE signing_keys SET retired_at_ms = ?2, retire_reason = ?3 WHERE kid = ?1",
+            )?
+            .execute(params![kid, at_ms, reason.as_str()])?;
+            let mut entries = [entry];
+            let head = link_and_insert(&tx, &mut entries)?;
+            tx.commit()?;
+            progress.committed(head.seq);
+            let [entry] = entries;
+            Ok(Retire::Done(Box::new(entry)))
+        })
+        .await
+    }
+}

@@ -1,0 +1,102 @@
+//! The gateway's signing keys in the store, on SQLite (a real file) and
+//! PostgreSQL (a real server; skipped with a printed reason when it is not
+//! installed): recorded by every replica that puts a key in use, the
+//! earliest time kept; retired once, with its audit entry in the chain.
+
+mod support;
+
+use samverka_gateway::store::keys::{Retire, RetireReason};
+use samverka_gateway::store::{Store, StoreLocation};
+use support::store::audit;
+
+async fn keys_are_kept_and_retired_once_with_their_entry(location: StoreLocation) {
+    let store = Store::open(&location).await.unwrap();
+    assert!(store.signing_keys().await.unwrap().is_empty());
+    let a = store
+        .note_signing_key("kid-a".into(), "cert a".into(), 2_000)
+        .await
+        .unwrap();
+    assert_eq!((a.in_use_from_ms, a.retired_at_ms), (2_000, None));
+    // Another replica put the same key in use earlier; a third later.
+    store
+        .note_signing_key("kid-a".into(), "cert a".into(), 1_000)
+        .await
+        .unwrap();
+    let a = store
+        .note_signing_key("kid-a".into(), "cert a".into(), 5_000)
+        .await
+        .unwrap();
+    assert_eq!(a.in_use_from_ms, 1_000, "the earliest time is kept");
+    store
+        .note_signing_key("kid-b".into(), "cert b".into(), 3_000)
+        .await
+        .unwrap();
+    let kids = |keys: Vec<samverka_gateway::store::keys::SigningKeyRecord>| {
+        keys.into_iter().map(|k| k.kid).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        kids(store.signing_keys().await.unwrap()),
+        ["kid-a", "kid-b"]
+    );
+
+    let head = store.audit_head().await.unwrap();
+    let Retire::Done(entry) = store
+        .retire_signing_key(
+            "kid-a".into(),
+            4_000,
+            RetireReason::Superseded,
+            audit("r-1", ""),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("retired")
+    };
+    assert_eq!(
+        entry.seq,
+        head.seq + 1,
+        "the entry is linked into the chain"
+    );
+    assert_eq!(entry.prev_hash, head.hash);
+    let again = store
+        .retire_signing_key(
+            "kid-a".into(),
+            9_000,
+            RetireReason::Compromised,
+            audit("r-2", ""),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(again, Retire::Already(4_000)), "{again:?}");
+    let unknown = store
+        .retire_signing_key(
+            "kid-x".into(),
+            9_000,
+            RetireReason::Superseded,
+            audit("r-3", ""),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(unknown, Retire::Unknown), "{unknown:?}");
+    assert_eq!(
+        store.audit_head().await.unwrap().seq,
+        head.seq + 1,
+        "a refused retirement writes no entry"
+    );
+    // Noting a retired key does not bring it back.
+    let a = store
+        .note_signing_key("kid-a".into(), "cert a".into(), 500)
+        .await
+        .unwrap();
+    assert_eq!(a.retired_at_ms, Some(4_000));
+    assert_eq!(a.retire_reason.as_deref(), Some("superseded"));
+    drop(store);
+    let store = Store::open(&location).await.unwrap();
+    assert_eq!(
+        store.signing_keys().await.unwrap().len(),
+        2,
+        "kept on reopening"
+    );
+}
+
+crate::on_both_backends!(keys_are_kept_and_retired_once_with_their_entry);
