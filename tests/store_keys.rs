@@ -58,15 +58,15 @@ async fn keys_are_kept_and_retired_once_with_their_entry(location: StoreLocation
         "the entry is linked into the chain"
     );
     assert_eq!(entry.prev_hash, head.hash);
-    let again = store
-        .retire_signing_key(
-            "kid-a".into(),
-            9_000,
-            RetireReason::Compromised,
-            audit("r-2", ""),
-        )
-        .await
-        .unwrap();
+    let retire = |reason, id: &'static str| {
+        store.retire_signing_key("kid-a".into(), 9_000, reason, audit(id, ""))
+    };
+    let again = retire(RetireReason::Superseded, "r-2").await.unwrap();
+    assert!(matches!(again, Retire::Already(4_000)), "{again:?}");
+    // Found compromised later: graver, so it changes, keeping its time.
+    let graver = retire(RetireReason::Compromised, "r-4").await.unwrap();
+    assert!(matches!(graver, Retire::Done(_)), "{graver:?}");
+    let again = retire(RetireReason::Compromised, "r-5").await.unwrap();
     assert!(matches!(again, Retire::Already(4_000)), "{again:?}");
     let unknown = store
         .retire_signing_key(
@@ -80,7 +80,7 @@ async fn keys_are_kept_and_retired_once_with_their_entry(location: StoreLocation
     assert!(matches!(unknown, Retire::Unknown), "{unknown:?}");
     assert_eq!(
         store.audit_head().await.unwrap().seq,
-        head.seq + 1,
+        head.seq + 2,
         "a refused retirement writes no entry"
     );
     // Noting a retired key does not bring it back.
@@ -89,7 +89,7 @@ async fn keys_are_kept_and_retired_once_with_their_entry(location: StoreLocation
         .await
         .unwrap();
     assert_eq!(a.retired_at_ms, Some(4_000));
-    assert_eq!(a.retire_reason.as_deref(), Some("superseded"));
+    assert_eq!(a.retire_reason.as_deref(), Some("compromised"));
     drop(store);
     let store = Store::open(&location).await.unwrap();
     assert_eq!(

@@ -249,6 +249,21 @@ impl DevCa {
             key_pem: key.serialize_pem(),
         })
     }
+
+    /// Issues a certificate for an existing key (PKCS#8 PEM), as a renewal
+    /// that keeps its key does.
+    pub fn issue_for_key(
+        &self,
+        req: &CertRequest,
+        key_pem: &str,
+    ) -> Result<IssuedCert, DevPkiError> {
+        let key = KeyPair::from_pem(key_pem)?;
+        let cert = params_of(req)?.signed_by(&key, &self.issuer)?;
+        Ok(IssuedCert {
+            cert_pem: cert.pem(),
+            key_pem: key_pem.to_owned(),
+        })
+    }
 }
 
 /// The certificate `req` describes, to sign.

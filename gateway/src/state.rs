@@ -132,7 +132,7 @@ impl Gateway {
                 crate::time::rfc3339(at)
             )));
         }
-        crate::credential::keys::spawn_recorder(store.clone(), &signer, key.kid);
+        crate::credential::keys::spawn_recorder(store.clone(), &signer);
         metrics.watch_access_index(store.access_index_progress());
         let audit = AuditWriter::spawn(
             store.clone(),

@@ -58,7 +58,8 @@ pub enum AuditCommand {
         #[arg(long)]
         cert: Vec<PathBuf>,
         /// The gateway's key set (`samverka keys export`): every
-        /// certificate in it counts as given with --cert.
+        /// certificate in it counts as given with --cert, except those of
+        /// keys revoked as compromised.
         #[arg(long)]
         keys: Option<PathBuf>,
         /// Check an export (JSON Lines) instead of a store.
@@ -339,6 +340,8 @@ pub async fn run(command: AuditCommand) -> Result<String, CliError> {
                     .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?
                     .keys
                     .into_iter()
+                    // A key revoked as compromised vouches for nothing.
+                    .filter(|k| k.revoked_at.is_none())
                     .map(|k| k.cert_pem)
                     .collect(),
                 None => Vec::new(),

@@ -55,26 +55,33 @@ def main(token_file, cert_file, standards):
     text = open(cert_file, "rb").read()
     signer = jwk.JWK(**header["jwk"]) if "jwk" in header else None
     if text.lstrip().startswith(b"{"):
-        chosen = None
+        # Every certificate of the set holding the signer's key: revoked
+        # under any of them, the key is invalid; else one of them must have
+        # been in use at nbf.
+        matching = []
         for key in json.loads(text)["keys"]:
             cert = x509.load_der_x509_certificate(base64.b64decode(key["x5c"][0]))
             candidate = jwk.JWK.from_pyca(cert.public_key())
             if signer is not None and candidate.thumbprint() == signer.thumbprint():
-                chosen = (candidate, key)
-                break
-        if chosen is None:
-            trusted = None
+                matching.append((candidate, key))
+        trusted = matching[0][0] if matching else None
+        nbf = claims.get("nbf")
+
+        def in_use(key):
+            exp = key.get("exp")
+            return (
+                isinstance(nbf, int)
+                and isinstance(key.get("nbf"), int)
+                and nbf >= key["nbf"]
+                and (exp is None or (isinstance(exp, int) and nbf < exp))
+            )
+
+        if not matching:
             failed.append("key")
-        else:
-            trusted, key = chosen
-            nbf = claims.get("nbf")
-            if (
-                "revoked" in key
-                or not isinstance(nbf, int)
-                or nbf < key["nbf"]
-                or ("exp" in key and nbf >= key["exp"])
-            ):
-                failed.append("key validity")
+        elif any(key.get("revoked") is not None for _, key in matching):
+            failed.append("key validity")
+        elif not any(in_use(key) for _, key in matching):
+            failed.append("key validity")
     else:
         cert = x509.load_pem_x509_certificate(text)
         trusted = jwk.JWK.from_pyca(cert.public_key())

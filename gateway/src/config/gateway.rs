@@ -27,6 +27,13 @@ pub struct GatewaySettings {
     /// The operators' plain-HTTP listener: `/metrics`, `/healthz`,
     /// `/readyz` (default `127.0.0.1:9464`).
     pub admin_address: SocketAddr,
+    /// The public HTTPS listener for verifiers (no client certificate):
+    /// the key set and the passports' revocation list; none by default.
+    pub public_address: Option<SocketAddr>,
+    /// The base URL at which verifiers reach that listener (`https://...`,
+    /// no trailing slash); passports name `{public_url}/revocations` as
+    /// their status. Without it passports carry no `credentialStatus`.
+    pub public_url: Option<String>,
     /// The organisation operating this gateway.
     pub org_number: OrgNumber,
     /// Trust anchor for agency and adapter certificates.
@@ -72,6 +79,10 @@ pub(super) struct RawGateway {
     crls: Vec<PathBuf>,
     #[serde(default)]
     stale_crl: StaleCrlPolicy,
+    #[serde(default)]
+    public_address: Option<SocketAddr>,
+    #[serde(default)]
+    public_url: Option<String>,
 }
 
 fn default_admin_address() -> SocketAddr {
@@ -95,8 +106,29 @@ pub(super) fn parse(g: RawGateway, base_dir: &Path) -> Result<GatewaySettings, C
             "must be between 1 and gateway.max_deadline_ms",
         ));
     }
+    let public_url = match g.public_url {
+        Some(url)
+            if !url.starts_with("https://")
+                || url.ends_with('/')
+                || url.contains(['?', '#', ' ']) =>
+        {
+            return Err(ConfigError::for_key(
+                "gateway.public_url",
+                "must be an https:// URL without a trailing slash, query or fragment",
+            ));
+        }
+        url => url,
+    };
+    if g.public_address.is_some() && public_url.is_none() {
+        return Err(ConfigError::for_key(
+            "gateway.public_address",
+            "needs gateway.public_url: the URL at which verifiers reach it",
+        ));
+    }
     let path = |p: PathBuf| if p.is_absolute() { p } else { base_dir.join(p) };
     Ok(GatewaySettings {
+        public_address: g.public_address,
+        public_url,
         address: g.address,
         crls: g.crls.into_iter().map(path).collect(),
         stale_crl: g.stale_crl,
@@ -130,6 +162,26 @@ store = "samverka.db"
 
     fn parse_text(text: &str) -> Result<GatewaySettings, ConfigError> {
         parse(toml::from_str(text).unwrap(), Path::new("/srv"))
+    }
+
+    #[test]
+    fn the_public_listener_needs_an_https_url() {
+        let g = parse_text(MINIMAL).unwrap();
+        assert_eq!((g.public_address, g.public_url), (None, None));
+        let with = |extra: &str| parse_text(&format!("{MINIMAL}{extra}"));
+        let g = with(
+            "public_address = \"0.0.0.0:8445\"\npublic_url = \"https://gw.example.se:8445\"\n",
+        )
+        .unwrap();
+        assert_eq!(g.public_url.as_deref(), Some("https://gw.example.se:8445"));
+        for bad in [
+            "public_address = \"0.0.0.0:8445\"\n",
+            "public_url = \"http://gw.example.se\"\n",
+            "public_url = \"https://gw.example.se/\"\n",
+            "public_url = \"https://gw.example.se/?x=1\"\n",
+        ] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

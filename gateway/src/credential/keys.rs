@@ -43,7 +43,6 @@ impl PublishedKey {
     /// Whether a document this key signed at `t` (Unix seconds) is valid:
     /// the key was in use then, not yet retired, and never compromised.
     pub fn valid_at(&self, t: i64) -> Result<(), String> {
-        let when = |s: i64| crate::time::rfc3339(s.saturating_mul(1000));
         if let Some(at) = self.revoked_at {
             return Err(format!(
                 "the key was revoked as compromised at {}: nothing it signed is valid",
@@ -75,7 +74,10 @@ impl PublishedKey {
             jwk: Jwk::of_cert(&r.cert_pem)?,
             cert_pem: r.cert_pem.clone(),
             nbf: r.in_use_from_ms.div_euclid(1000),
-            exp: r.retired_at_ms.map(|ms| ms.div_euclid(1000)),
+            // The first whole second after retirement: a document dated
+            // the second of the retirement (times are in seconds) may have
+            // been signed before it.
+            exp: r.retired_at_ms.map(|ms| ms.div_euclid(1000) + 1),
             revoked_at: r
                 .retired_at_ms
                 .filter(|_| compromised)
@@ -143,14 +145,31 @@ impl PublishedKey {
                     err(format!("key {kid:?}: revoked without a revoked_at time"))
                 })?),
             };
+        let exp = match &key["exp"] {
+            Value::Null => None,
+            e => Some(
+                e.as_i64()
+                    .ok_or_else(|| err(format!("key {kid:?}: exp is not a whole number")))?,
+            ),
+        };
         Ok(PublishedKey {
             kid: kid.to_owned(),
             cert_pem,
             jwk,
             nbf,
-            exp: key["exp"].as_i64(),
+            exp,
             revoked_at,
         })
+    }
+}
+
+/// A time in Unix seconds for people: RFC 3339 within years 0 to 9999,
+/// else the number (a forged document may name any).
+fn when(s: i64) -> String {
+    if (0..=253_402_300_799).contains(&s) {
+        crate::time::rfc3339(s * 1000)
+    } else {
+        format!("{s} (Unix seconds)")
     }
 }
 
@@ -207,12 +226,16 @@ impl KeySet {
         let keys = doc["keys"]
             .as_array()
             .ok_or_else(|| SignatureError("key set: no \"keys\" array".into()))?;
-        Ok(KeySet {
-            keys: keys
-                .iter()
-                .map(PublishedKey::from_json)
-                .collect::<Result<_, _>>()?,
-        })
+        let keys: Vec<PublishedKey> = keys
+            .iter()
+            .map(PublishedKey::from_json)
+            .collect::<Result<_, _>>()?;
+        let mut kids: Vec<&str> = keys.iter().map(|k| k.kid.as_str()).collect();
+        kids.sort_unstable();
+        if let Some(w) = kids.windows(2).find(|w| w[0] == w[1]) {
+            return Err(SignatureError(format!("key set: key {:?} twice", w[0])));
+        }
+        Ok(KeySet { keys })
     }
 }
 
@@ -269,12 +292,18 @@ impl Trust {
     }
 }
 
-/// Whether one of `candidates` (all holding the key that signed) was valid
-/// at `t`: `None` when no key set was given, so nothing could be checked.
+/// Whether the key that signed was valid at `t`, judged by `candidates`:
+/// every certificate of the set holding that key (a renewed certificate
+/// may keep it). Revoked as compromised under any of them, it is invalid;
+/// else one of them must have been in use at `t`. `None` when no key set
+/// was given, so nothing could be checked.
 pub fn valid_at(candidates: &[Candidate<'_>], t: i64) -> Option<Result<(), String>> {
     let keys: Vec<&PublishedKey> = candidates.iter().filter_map(|c| c.key).collect();
     if keys.is_empty() {
         return None;
+    }
+    if let Some(revoked) = keys.iter().find(|k| k.revoked_at.is_some()) {
+        return Some(revoked.valid_at(t));
     }
     let mut first = None;
     for key in keys {
@@ -288,53 +317,59 @@ pub fn valid_at(candidates: &[Candidate<'_>], t: i64) -> Option<Result<(), Strin
     first.map(Err)
 }
 
-/// Records the signer in use in the store, and says so when an operator
-/// has retired it (what it signs from then on will not verify against the
-/// key set).
+/// Records a signer put in use in the store; returns the key as recorded
+/// (retired or not).
 pub async fn note(
     store: &crate::store::Store,
     signer: &super::signing::JwsSigner,
 ) -> Result<SigningKeyRecord, crate::store::StoreError> {
-    let record = store
+    store
         .note_signing_key(
             signer.kid().to_owned(),
             signer.cert_pem().to_owned(),
             signer.in_use_from_ms(),
         )
-        .await?;
-    if let Some(at) = record.retired_at_ms {
-        tracing::error!(
-            kid = record.kid,
-            retired_at = crate::time::rfc3339(at),
-            "the gateway signs with a retired key: receipts and passports it signs now will not verify; put a new certificate and key in use"
-        );
-    }
-    Ok(record)
+        .await
 }
 
-/// Keeps the store's record of signing keys up to date: records the
-/// signer in use whenever a reload puts another in, until the slot goes.
+/// Keeps the store's record of signing keys up to date, until the slot
+/// goes: records every signer a reload puts in use as soon as it is (a
+/// failed write is tried again), and every 10 seconds checks the key in
+/// use, logging once per key when an operator has retired it (what it
+/// signs from then on does not verify against the key set).
 pub fn spawn_recorder(
     store: crate::store::Store,
     slot: &std::sync::Arc<super::signing::SignerSlot>,
-    noted: String,
 ) {
     let slot = std::sync::Arc::downgrade(slot);
     tokio::spawn(async move {
-        let mut noted = noted;
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+        let mut waiting: Vec<std::sync::Arc<super::signing::JwsSigner>> = Vec::new();
+        let mut warned: Vec<String> = Vec::new();
         loop {
-            tick.tick().await;
-            let Some(signer) = slot.upgrade().map(|s| s.current()) else {
-                return;
-            };
-            if signer.kid() == noted {
-                continue;
+            let Some(live) = slot.upgrade() else { return };
+            waiting.extend(live.take_put_in_use());
+            waiting.push(live.current());
+            let mut failed = Vec::new();
+            for signer in waiting.drain(..) {
+                match note(&store, &signer).await {
+                    Ok(key) => {
+                        if key.retired_at_ms.is_some() && !warned.contains(&key.kid) {
+                            tracing::error!(
+                                kid = key.kid,
+                                retired_at = crate::time::rfc3339(key.retired_at_ms.unwrap_or(0)),
+                                "the gateway signs with a retired key: receipts and passports it signs now do not verify against the key set; put a new certificate and key in use"
+                            );
+                            warned.push(key.kid);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, kid = signer.kid(), "cannot record the signing key; will retry");
+                        failed.push(signer);
+                    }
+                }
             }
-            match note(&store, &signer).await {
-                Ok(_) => noted = signer.kid().to_owned(),
-                Err(e) => tracing::warn!(error = %e, "cannot record the signing key; will retry"),
-            }
+            waiting = failed;
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), live.changed()).await;
         }
     });
 }
@@ -384,15 +419,16 @@ mod tests {
                 .unwrap_err()
                 .contains("before the key was in use")
         );
+        assert_eq!(old.valid_at(2_000), Ok(()), "the second it was retired in");
         assert!(
-            old.valid_at(2_000)
+            old.valid_at(2_001)
                 .unwrap_err()
                 .contains("after the key was retired")
         );
         assert_eq!(new.valid_at(9_999_999), Ok(()));
         assert!(leaked.valid_at(1_000).unwrap_err().contains("compromised"));
         let doc: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(doc["keys"][0]["exp"], 2_000);
+        assert_eq!(doc["keys"][0]["exp"], 2_001);
         assert_eq!(doc["keys"][1].get("exp"), None);
         assert_eq!(doc["keys"][2]["revoked"]["reason"], "keyCompromise");
     }
@@ -412,9 +448,51 @@ mod tests {
         let mut doc = set.to_json();
         doc["keys"][0]["kid"] = other["keys"][0]["kid"].clone();
         assert!(KeySet::parse(&doc.to_string()).is_err());
-        // No time it was in use from.
+        // No time it was in use from; a retirement that is not a number.
         let mut doc = set.to_json();
         doc["keys"][0].as_object_mut().unwrap().remove("nbf");
         assert!(KeySet::parse(&doc.to_string()).is_err());
+        let mut doc = set.to_json();
+        doc["keys"][0]["exp"] = json!("1000");
+        assert!(KeySet::parse(&doc.to_string()).is_err());
+        // The same key twice.
+        let mut doc = set.to_json();
+        let twice = doc["keys"][0].clone();
+        doc["keys"].as_array_mut().unwrap().push(twice);
+        assert!(KeySet::parse(&doc.to_string()).is_err());
+    }
+
+    #[test]
+    fn a_key_compromised_under_one_certificate_is_invalid_under_all() {
+        // One key, renewed into a second certificate: the first revoked as
+        // compromised, the second never retired.
+        let ca = DevCa::generate("test ca").unwrap();
+        let org = OrgNumber::parse("2021999012").unwrap();
+        let first = ca
+            .issue(&CertRequest::new(org.clone(), Role::Gateway, "gw"))
+            .unwrap();
+        let renewed = ca
+            .issue_for_key(&CertRequest::new(org, Role::Gateway, "gw"), &first.key_pem)
+            .unwrap();
+        let set = KeySet::from_records(&[
+            record(&first.cert_pem, 0, Some((5_000, "compromised"))),
+            record(&renewed.cert_pem, 0, None),
+        ])
+        .unwrap();
+        let trust = Trust::Keys(set);
+        let candidates = trust.by_jwk(&Jwk::of_cert(&renewed.cert_pem).unwrap());
+        assert_eq!(candidates.len(), 2);
+        let verdict = valid_at(&candidates, 1).unwrap();
+        assert!(verdict.unwrap_err().contains("compromised"));
+        // A time no calendar holds is reported, not a panic.
+        let set = KeySet::from_records(&[record(&first.cert_pem, 0, Some((5_000, "superseded")))])
+            .unwrap();
+        assert!(
+            set.keys[0]
+                .valid_at(i64::MAX)
+                .unwrap_err()
+                .contains("Unix seconds")
+        );
+        assert!(set.keys[0].valid_at(i64::MIN).is_err());
     }
 }

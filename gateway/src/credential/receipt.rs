@@ -169,13 +169,18 @@ pub fn verify(jws: &str, gateway_cert_pem: &str) -> Result<ReceiptClaims, Signat
 pub fn verify_with(jws: &str, trust: &Trust) -> Result<ReceiptClaims, SignatureError> {
     let kid = crate::credential::signing::named_signer(jws)
         .ok_or_else(|| SignatureError("not a samverka receipt".into()))?;
-    let candidates = trust.by_kid(&kid);
-    let Some(first) = candidates.first() else {
+    let named = trust.by_kid(&kid);
+    let Some(first) = named.first() else {
         return Err(SignatureError(
             "signed with a key that is not in the key set".into(),
         ));
     };
     let claims = verify(jws, first.cert_pem)?;
+    // Judged by every certificate of the set that holds the same key.
+    let candidates = match first.key {
+        Some(key) => trust.by_jwk(&key.jwk),
+        None => named,
+    };
     match crate::credential::keys::valid_at(&candidates, claims.iat) {
         Some(Err(e)) => Err(SignatureError(e)),
         _ => Ok(claims),

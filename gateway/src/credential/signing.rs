@@ -105,6 +105,8 @@ pub struct JwsSigner {
     issuer: String,
     /// When it was put in use (Unix ms), set by [`SignerSlot`].
     in_use_from_ms: i64,
+    /// Its certificate's notBefore (Unix ms).
+    not_before_ms: i64,
     rng: SystemRandom,
 }
 
@@ -142,6 +144,11 @@ impl JwsSigner {
             cert_pem: cert_pem.to_owned(),
             issuer: issuer.to_owned(),
             in_use_from_ms: 0,
+            not_before_ms: parsed
+                .validity()
+                .not_before
+                .timestamp()
+                .saturating_mul(1000),
             rng: SystemRandom::new(),
         })
     }
@@ -206,21 +213,42 @@ impl JwsSigner {
 /// The gateway's signer in use, replaced when its certificate and key are
 /// reloaded (see [`crate::net::tls`]): what is signed after a rotation verifies
 /// against the new certificate. Each signer put in use is stamped with the
-/// time, by the gateway's clock, for the key set ([`crate::credential::keys`]).
+/// time it is in use from, for the key set ([`crate::credential::keys`]):
+/// now by the gateway's clock, or its certificate's notBefore if that is
+/// earlier (a key in use before the key set was kept; it cannot have
+/// signed before its certificate existed). Every signer put in use waits
+/// in a queue until the key set's recorder takes it.
 #[derive(Debug)]
 pub struct SignerSlot {
     current: std::sync::RwLock<std::sync::Arc<JwsSigner>>,
     clock: crate::time::Clock,
+    put_in_use: std::sync::Mutex<Vec<std::sync::Arc<JwsSigner>>>,
+    changed: tokio::sync::Notify,
 }
 
 impl SignerSlot {
     /// A slot holding `signer`, in use from now by `clock`.
     pub fn new(mut signer: JwsSigner, clock: crate::time::Clock) -> Self {
-        signer.in_use_from_ms = clock.now_ms();
+        signer.in_use_from_ms = clock.now_ms().min(signer.not_before_ms);
         SignerSlot {
             current: std::sync::RwLock::new(std::sync::Arc::new(signer)),
             clock,
+            put_in_use: std::sync::Mutex::new(Vec::new()),
+            changed: tokio::sync::Notify::new(),
         }
+    }
+
+    /// The signers put in use since the last call (not the first one).
+    pub fn take_put_in_use(&self) -> Vec<std::sync::Arc<JwsSigner>> {
+        match self.put_in_use.lock() {
+            Ok(mut q) => std::mem::take(&mut *q),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        }
+    }
+
+    /// Completes when a signer is put in use (or was since the last wait).
+    pub async fn changed(&self) {
+        self.changed.notified().await
     }
 
     /// The signer to use now.
@@ -238,13 +266,18 @@ impl SignerSlot {
         signer.in_use_from_ms = if before.x5t_s256 == signer.x5t_s256 {
             before.in_use_from_ms
         } else {
-            self.clock.now_ms()
+            self.clock.now_ms().min(signer.not_before_ms)
         };
         let signer = std::sync::Arc::new(signer);
+        match self.put_in_use.lock() {
+            Ok(mut q) => q.push(signer.clone()),
+            Err(p) => p.into_inner().push(signer.clone()),
+        }
         match self.current.write() {
             Ok(mut s) => *s = signer,
             Err(p) => *p.into_inner() = signer,
         }
+        self.changed.notify_one();
     }
 }
 

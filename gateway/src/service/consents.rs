@@ -269,10 +269,13 @@ impl ConsentsService {
         registrar: &OrgNumber,
         evidence: &PersonEvidence,
     ) -> Result<ConsentReceipt, GatewayError> {
+        // The signer first, then the time: a receipt is never dated before
+        // its key was put in use (the key set checks that).
+        let signer = self.gateway.signer.current();
         let now_ms = self.gateway.clock.now_ms();
         let consent = to_proto(c, now_ms, &self.gateway.registry.current());
         let claims = ReceiptClaims {
-            iss: self.gateway.signer.current().issuer().to_owned(),
+            iss: signer.issuer().to_owned(),
             iat: now_ms.div_euclid(1000),
             event: event.to_owned(),
             recorded_at: rfc3339(recorded_at_ms),
@@ -280,8 +283,8 @@ impl ConsentsService {
             consent: ReceiptConsent::from(&consent),
             person: Some(evidence.clone()),
         };
-        let jws = crate::credential::receipt::sign(&self.gateway.signer.current(), &claims)
-            .map_err(GatewayError::internal)?;
+        let jws =
+            crate::credential::receipt::sign(&signer, &claims).map_err(GatewayError::internal)?;
         Ok(ConsentReceipt {
             consent: Some(consent),
             event: event.to_owned(),

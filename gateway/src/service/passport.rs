@@ -371,6 +371,9 @@ pub(super) async fn assemble(
         .agency(issuer)
         .map(|a| a.name.clone())
         .unwrap_or_else(|| format!("samverka gateway of {issuer}"));
+    // The signer first, then the time: a passport is never dated before
+    // its key was put in use (the key set checks that).
+    let signer = gw.signer.current();
     let mut answer = CompetencePassport {
         passport_id: uuid::Uuid::new_v4().to_string(),
         subject_id: subject.as_str().to_owned(),
@@ -384,7 +387,7 @@ pub(super) async fn assemble(
         consent_ids,
         holder_salt: passport::new_holder_salt(),
     };
-    answer.credential = passport::sign(&gw.signer.current(), &answer, &issuer_name)
+    answer.credential = passport::sign(&signer, &answer, &issuer_name)
         .map_err(GatewayError::internal)?
         .unwrap_or_default();
     Ok(answer)

@@ -43,6 +43,12 @@ impl RetireReason {
             RetireReason::Compromised => "compromised",
         }
     }
+
+    /// Whether retiring again for this reason changes a key retired for
+    /// `before`: only a superseded key found compromised.
+    pub fn upgrades(self, before: Option<&str>) -> bool {
+        self == RetireReason::Compromised && before != Some("compromised")
+    }
 }
 
 /// The answer to [`super::Store::retire_signing_key`].
@@ -52,8 +58,39 @@ pub enum Retire {
     Done(Box<AuditEntry>),
     /// No key of that thumbprint was ever recorded.
     Unknown,
-    /// Already retired then (Unix ms); nothing changed.
+    /// Already retired then (Unix ms), for this reason or a graver one;
+    /// nothing changed. (A superseded key can still be retired as
+    /// compromised: it keeps its retirement time.)
     Already(i64),
 }
 
 pub(super) const COLUMNS: &str = "kid, cert_pem, in_use_from_ms, retired_at_ms, retire_reason";
+
+impl super::Store {
+    /// Records a signing key put in use at `in_use_from_ms` (the earliest
+    /// such time is kept); returns it as recorded, retired or not.
+    pub async fn note_signing_key(
+        &self,
+        kid: String,
+        cert_pem: String,
+        in_use_from_ms: i64,
+    ) -> Result<SigningKeyRecord, super::StoreError> {
+        delegate!(self.note_signing_key(kid, cert_pem, in_use_from_ms))
+    }
+
+    /// Every signing key recorded, oldest first.
+    pub async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, super::StoreError> {
+        delegate!(self.signing_keys())
+    }
+
+    /// Retires the signing key `kid` at `at_ms`, committing `entry` with it.
+    pub async fn retire_signing_key(
+        &self,
+        kid: String,
+        at_ms: i64,
+        reason: RetireReason,
+        entry: AuditEntry,
+    ) -> Result<Retire, super::StoreError> {
+        delegate!(self.retire_signing_key(kid, at_ms, reason, entry))
+    }
+}

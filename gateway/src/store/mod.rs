@@ -27,6 +27,19 @@
 //! Any failure is a [`StoreError`]; callers fail closed with
 //! `STORE_UNAVAILABLE`.
 
+/// Calls the same method on whichever backend this is.
+macro_rules! delegate {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        delegate!(crate::store::Store, $self.$method($($arg),*))
+    };
+    ($($backends:ident)::+, $self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            $($backends)::+::Sqlite(s) => s.$method($($arg),*).await,
+            $($backends)::+::Postgres(s) => s.$method($($arg),*).await,
+        }
+    };
+}
+
 mod access_index;
 pub mod keys;
 pub mod lifecycle;
@@ -34,6 +47,7 @@ mod pg_tls;
 mod postgres;
 pub mod registry;
 mod sqlite;
+pub mod status;
 
 use std::path::{Path, PathBuf};
 
@@ -155,19 +169,6 @@ pub enum Store {
     Sqlite(SqliteStore),
     /// A PostgreSQL database.
     Postgres(PostgresStore),
-}
-
-/// Calls the same method on whichever backend this is.
-macro_rules! delegate {
-    ($self:ident . $method:ident ( $($arg:expr),* )) => {
-        delegate!(Store, $self.$method($($arg),*))
-    };
-    ($backends:ident, $self:ident . $method:ident ( $($arg:expr),* )) => {
-        match $self {
-            $backends::Sqlite(s) => s.$method($($arg),*).await,
-            $backends::Postgres(s) => s.$method($($arg),*).await,
-        }
-    };
 }
 
 impl Store {
@@ -402,33 +403,6 @@ impl Store {
     /// Every checkpoint, in order.
     pub async fn checkpoints(&self) -> Result<Vec<AuditCheckpoint>, StoreError> {
         delegate!(self.checkpoints())
-    }
-
-    /// Records a signing key put in use at `in_use_from_ms` (the earliest
-    /// such time is kept); returns it as recorded, retired or not.
-    pub async fn note_signing_key(
-        &self,
-        kid: String,
-        cert_pem: String,
-        in_use_from_ms: i64,
-    ) -> Result<keys::SigningKeyRecord, StoreError> {
-        delegate!(self.note_signing_key(kid, cert_pem, in_use_from_ms))
-    }
-
-    /// Every signing key recorded, oldest first.
-    pub async fn signing_keys(&self) -> Result<Vec<keys::SigningKeyRecord>, StoreError> {
-        delegate!(self.signing_keys())
-    }
-
-    /// Retires the signing key `kid` at `at_ms`, committing `entry` with it.
-    pub async fn retire_signing_key(
-        &self,
-        kid: String,
-        at_ms: i64,
-        reason: keys::RetireReason,
-        entry: AuditEntry,
-    ) -> Result<keys::Retire, StoreError> {
-        delegate!(self.retire_signing_key(kid, at_ms, reason, entry))
     }
 
     /// Deletes the entries with `seq <= through`, after they have been

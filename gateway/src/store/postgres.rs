@@ -28,6 +28,8 @@ mod keys;
 /// A consent's life: each change with its audit entry.
 mod lifecycle;
 mod registry;
+/// Revoked credentials.
+mod status;
 
 /// `e` and what caused it: tokio-postgres says only "db error" and keeps
 /// the server's message (and a TLS failure) in its source.

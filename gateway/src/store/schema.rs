@@ -122,6 +122,14 @@ pub(crate) const SQLITE: &[&str] = &[
         retired_at_ms  INTEGER,
         retire_reason  TEXT
     );
+    -- Credentials the operator revoked (store/status.rs): the passports'
+    -- revocation list.
+    CREATE TABLE revoked_credentials (
+        credential_id TEXT PRIMARY KEY,
+        revoked_at_ms INTEGER NOT NULL,
+        reason        TEXT NOT NULL,
+        revoked_by    TEXT NOT NULL
+    );
 ",
 ];
 
@@ -237,6 +245,14 @@ pub(crate) const POSTGRES: &[&str] = &[
         in_use_from_ms BIGINT NOT NULL,
         retired_at_ms  BIGINT,
         retire_reason  TEXT
+    );
+    -- Credentials the operator revoked (store/status.rs): the passports'
+    -- revocation list.
+    CREATE TABLE revoked_credentials (
+        credential_id TEXT PRIMARY KEY,
+        revoked_at_ms BIGINT NOT NULL,
+        reason        TEXT NOT NULL,
+        revoked_by    TEXT NOT NULL
     );
 ",
 ];

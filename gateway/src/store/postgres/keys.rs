@@ -62,18 +62,23 @@ impl PostgresStore {
         let tx = client.transaction().await?;
         let found = tx
             .query_opt(
-                "SELECT retired_at_ms FROM signing_keys WHERE kid = $1 FOR UPDATE",
+                "SELECT retired_at_ms, retire_reason FROM signing_keys WHERE kid = $1 FOR UPDATE",
                 &[&kid],
             )
             .await?;
         let Some(found) = found else {
             return Ok(Retire::Unknown);
         };
-        if let Some(at) = found.try_get::<_, Option<i64>>(0)? {
+        let why: Option<String> = found.try_get(1)?;
+        if let Some(at) = found
+            .try_get::<_, Option<i64>>(0)?
+            .filter(|_| !reason.upgrades(why.as_deref()))
+        {
             return Ok(Retire::Already(at));
         }
         tx.execute(
-            "UPDATE signing_keys SET retired_at_ms = $2, retire_reason = $3 WHERE kid = $1",
+            "UPDATE signing_keys SET retired_at_ms = COALESCE(retired_at_ms, $2), \
+             retire_reason = $3 WHERE kid = $1",
             &[&kid, &at_ms, &reason.as_str()],
         )
         .await?;

@@ -61,17 +61,21 @@ impl SqliteStore {
         let progress = self.progress.clone();
         self.with(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let found: Option<Option<i64>> = tx
-                .prepare_cached("SELECT retired_at_ms FROM signing_keys WHERE kid = ?1")?
-                .query_row(params![kid], |r| r.get(0))
+            let found: Option<(Option<i64>, Option<String>)> = tx
+                .prepare_cached(
+                    "SELECT retired_at_ms, retire_reason FROM signing_keys WHERE kid = ?1",
+                )?
+                .query_row(params![kid], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
-            match found {
-                None => return Ok(Retire::Unknown),
-                Some(Some(at)) => return Ok(Retire::Already(at)),
-                Some(None) => {}
+            let Some((retired, why)) = found else {
+                return Ok(Retire::Unknown);
+            };
+            if let Some(at) = retired.filter(|_| !reason.upgrades(why.as_deref())) {
+                return Ok(Retire::Already(at));
             }
             tx.prepare_cached(
-                "UPDATE signing_keys SET retired_at_ms = ?2, retire_reason = ?3 WHERE kid = ?1",
+                "UPDATE signing_keys SET retired_at_ms = COALESCE(retired_at_ms, ?2), \
+                 retire_reason = ?3 WHERE kid = ?1",
             )?
             .execute(params![kid, at_ms, reason.as_str()])?;
             let mut entries = [entry];

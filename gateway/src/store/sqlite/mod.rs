@@ -24,6 +24,7 @@ mod keys;
 mod lifecycle;
 mod registry;
 mod rows;
+mod status;
 use rows::{
     audit_from_row, chain_head, consent_from_row, insert_consent_row, migrate, select_audit_range,
     select_checkpoints, select_consent,
