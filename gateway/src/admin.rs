@@ -133,10 +133,21 @@ pub async fn serve_admin(
     }
 }
 
-/// One admin connection, HTTP/1.1, until the client closes it, a header
-/// is late ([`HEADER_TIMEOUT`]) or its lifetime is over.
+/// One admin connection.
 async fn serve_connection(gateway: Arc<Gateway>, stream: TcpStream) {
-    let service = hyper::service::service_fn(move |req| answer(gateway.clone(), req));
+    serve_http1(stream, move |req| answer(gateway.clone(), req)).await
+}
+
+/// One HTTP/1.1 connection answered by `handler`, until the client closes
+/// it, a header is late ([`HEADER_TIMEOUT`]) or its lifetime is over (also
+/// the public listener's, [`crate::public`]).
+pub(crate) async fn serve_http1<T, F, Fut>(stream: T, handler: F)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    F: Fn(Request<Incoming>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
+{
+    let service = hyper::service::service_fn(handler);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -150,13 +161,13 @@ async fn serve_connection(gateway: Arc<Gateway>, stream: TcpStream) {
             match tokio::time::timeout(CLOSE_GRACE, connection.as_mut()).await {
                 Ok(ended) => ended,
                 Err(_) => {
-                    tracing::debug!("admin connection dropped at the end of its lifetime");
+                    tracing::debug!("HTTP connection dropped at the end of its lifetime");
                     return;
                 }
             }
         }
     };
     if let Err(e) = ended {
-        tracing::debug!(error = %e, "admin connection ended");
+        tracing::debug!(error = %e, "HTTP connection ended");
     }
 }

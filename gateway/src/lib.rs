@@ -44,7 +44,8 @@
 //! - [`state`]: the [`Gateway`] every request shares, built from the
 //!   configuration; [`server`]: serves it;
 //!   [`admin`] and [`metrics`]: `/metrics`, `/healthz` and `/readyz` on
-//!   the operators' plain-HTTP listener; [`telemetry`]: the spans of each
+//!   the operators' plain-HTTP listener; [`public`]: the key set and
+//!   the revocation list over HTTPS for verifiers; [`telemetry`]: the spans of each
 //!   request; [`time`]: the clock and timestamp conversions.
 //!
 //! The `samverka` command line (serve, demo, consent, audit, ...) is the
@@ -59,6 +60,7 @@ pub mod metrics;
 pub mod net;
 pub mod person;
 pub mod pipeline;
+pub mod public;
 pub mod registry;
 pub mod server;
 pub mod service;

@@ -206,6 +206,17 @@ async fn run_config(config: Config) -> Result<(), StartError> {
         admin,
         std::future::pending(),
     ));
+    if let Some(public_address) = gateway.config.gateway.public_address {
+        let public = TcpListener::bind(public_address).await.map_err(|e| {
+            StartError::Bind(format!("cannot listen on {public_address} (public): {e}"))
+        })?;
+        tracing::info!(address = %public.local_addr().unwrap_or(public_address), "public listener (key set, revocation list)");
+        tokio::spawn(crate::public::serve_public(
+            gateway.clone(),
+            public,
+            std::future::pending(),
+        ));
+    }
     // With port 0 in the config the OS picks the port; log the real one.
     let address = listener.local_addr().unwrap_or(address);
     #[cfg(feature = "unaudited-benchmark")]

@@ -266,27 +266,45 @@ fn verify_export(path: &Path, certs: &[String]) -> Result<Report, CliError> {
 async fn record_export(location: &StoreLocation, out: &Path, n: u64) -> Result<String, CliError> {
     let bytes =
         std::fs::read(out).map_err(|e| CliError::Failed(format!("{}: {e}", out.display())))?;
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    let mut entry = samverka_gateway::audit::entry(
+    let entry = operator_entry(
         "samverka audit export",
         samverka_gateway::time::system_now_ms(),
+        &[
+            ("entries", n.to_string()),
+            ("file", out.display().to_string()),
+            ("file_sha256", samverka_gateway::person::sha256_b64(&bytes)),
+        ],
     );
-    entry.caller = format!("operator:{user}");
-    entry.decision = samverka_gateway::audit::Decision::Allowed
-        .as_str()
-        .to_owned();
-    entry.details = [
-        ("entries", n.to_string()),
-        ("file", out.display().to_string()),
-        ("file_sha256", samverka_gateway::person::sha256_b64(&bytes)),
-    ]
-    .map(|(k, v)| (k.to_owned(), v))
-    .into();
     let store = Store::open(location).await.map_err(CliError::failed)?;
     let entry = store.append_audit(entry).await.map_err(CliError::failed)?;
     Ok(entry.audit_id)
+}
+
+/// The operator's account on this machine (`$USER`, `$LOGNAME`).
+pub(crate) fn operator() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("operator:{user}")
+}
+
+/// The audit entry of an operator's command (`method`) made at `now_ms`,
+/// allowed, with `details`.
+pub(crate) fn operator_entry(
+    method: &str,
+    now_ms: i64,
+    details: &[(&str, String)],
+) -> samverka_gateway::audit::AuditEntry {
+    let mut entry = samverka_gateway::audit::entry(method, now_ms);
+    entry.caller = operator();
+    entry.decision = samverka_gateway::audit::Decision::Allowed
+        .as_str()
+        .to_owned();
+    entry.details = details
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    entry
 }
 
 /// Writes checkpoints (those up to `through`) and entries (up to

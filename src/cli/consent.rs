@@ -99,6 +99,9 @@ pub enum ConsentCommand {
         /// The gateway's certificate or key set.
         #[command(flatten)]
         trust: super::keys::TrustArgs,
+        /// The CA to trust when fetching the key set (else the web PKI).
+        #[arg(long)]
+        tls_ca: Option<PathBuf>,
         /// Print the attested claims as JSON.
         #[arg(long)]
         json: bool,
@@ -477,8 +480,12 @@ pub async fn run(command: ConsentCommand) -> Result<String, CliError> {
         ConsentCommand::VerifyReceipt {
             file,
             trust,
+            tls_ca,
             json: as_json,
-        } => verify_receipt(&file, &trust, as_json),
+        } => {
+            let trust = trust.load(tls_ca.as_deref()).await?;
+            verify_receipt(&file, &trust, as_json)
+        }
         ConsentCommand::Request(a) => lifecycle::request(a).await,
         ConsentCommand::Approve(a) => lifecycle::approve(a).await,
         ConsentCommand::Reject(a) => {
@@ -534,13 +541,13 @@ async fn grant(a: GrantArgs) -> Result<String, CliError> {
 /// certificate or key set.
 fn verify_receipt(
     file: &Path,
-    trust: &super::keys::TrustArgs,
+    trust: &samverka_gateway::credential::keys::Trust,
     as_json: bool,
 ) -> Result<String, CliError> {
     let jws = std::fs::read_to_string(file)
         .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
-    let claims = verify_with(&jws, &trust.load()?)
-        .map_err(|e| CliError::Failed(format!("invalid receipt: {e}")))?;
+    let claims =
+        verify_with(&jws, trust).map_err(|e| CliError::Failed(format!("invalid receipt: {e}")))?;
     if as_json {
         json(&claims)
     } else {

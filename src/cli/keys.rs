@@ -61,7 +61,8 @@ pub enum KeysCommand {
     },
 }
 
-async fn store(config: &Path) -> Result<Store, CliError> {
+/// The store of the gateway `config` configures.
+pub(crate) async fn store(config: &Path) -> Result<Store, CliError> {
     let config = Config::load(config).map_err(|e| CliError::Usage(e.to_string()))?;
     Store::open(&config.gateway.store)
         .await
@@ -138,17 +139,11 @@ async fn retire(config: &Path, kid: String, compromised: bool) -> Result<String,
         RetireReason::Superseded
     };
     let now = system_now_ms();
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    let mut entry = samverka_gateway::audit::entry("samverka keys retire", now);
-    entry.caller = format!("operator:{user}");
-    entry.decision = samverka_gateway::audit::Decision::Allowed
-        .as_str()
-        .to_owned();
-    entry.details = [("kid", kid.clone()), ("reason", reason.as_str().to_owned())]
-        .map(|(k, v)| (k.to_owned(), v))
-        .into();
+    let entry = super::audit::operator_entry(
+        "samverka keys retire",
+        now,
+        &[("kid", kid.clone()), ("reason", reason.as_str().to_owned())],
+    );
     let store = store(config).await?;
     match store
         .retire_signing_key(kid.clone(), now, reason, entry)
@@ -179,15 +174,20 @@ pub struct TrustArgs {
     /// The certificate of the gateway that signed (PEM).
     #[arg(long)]
     pub cert: Option<PathBuf>,
-    /// The gateway's key set (JWKS, from `samverka keys export`): old
+    /// The gateway's key set: a JWKS file from `samverka keys export`, or
+    /// the https:// URL of a gateway's public listener (`.../keys`). Old
     /// documents verify after a rotation, and a retired key's do not.
     #[arg(long)]
-    pub keys: Option<PathBuf>,
+    pub keys: Option<String>,
 }
 
 impl TrustArgs {
-    /// The certificate or key set, read.
-    pub fn load(&self) -> Result<samverka_gateway::credential::keys::Trust, CliError> {
+    /// The certificate or key set, read or fetched (trusting `tls_ca` for
+    /// the fetch, else the web PKI).
+    pub async fn load(
+        &self,
+        tls_ca: Option<&Path>,
+    ) -> Result<samverka_gateway::credential::keys::Trust, CliError> {
         use samverka_gateway::credential::keys::Trust;
         let read = |p: &Path| {
             std::fs::read_to_string(p).map_err(|e| CliError::Usage(format!("{}: {e}", p.display())))
@@ -195,9 +195,14 @@ impl TrustArgs {
         match (&self.cert, &self.keys) {
             (Some(cert), _) => Ok(Trust::Cert(read(cert)?)),
             (None, Some(keys)) => {
-                Ok(Trust::Keys(KeySet::parse(&read(keys)?).map_err(|e| {
-                    CliError::Usage(format!("{}: {e}", keys.display()))
-                })?))
+                let text = if keys.starts_with("https://") {
+                    super::fetch::get_json(keys, tls_ca).await?.to_string()
+                } else {
+                    read(Path::new(keys))?
+                };
+                Ok(Trust::Keys(
+                    KeySet::parse(&text).map_err(|e| CliError::Usage(format!("{keys}: {e}")))?,
+                ))
             }
             (None, None) => Err(CliError::Usage("give --cert or --keys".into())),
         }

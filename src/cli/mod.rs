@@ -35,6 +35,7 @@ pub mod audit;
 pub mod certs;
 pub mod consent;
 pub mod demo;
+pub mod fetch;
 pub mod generate;
 pub mod keys;
 pub mod passport;
@@ -288,7 +289,7 @@ impl Command {
             }
             Command::Audit { command } => runtime()?.block_on(audit::run(command)),
             Command::Keys { command } => runtime()?.block_on(keys::run(command)),
-            Command::Passport { command } => passport::run(command),
+            Command::Passport { command } => runtime()?.block_on(passport::run(command)),
             Command::Adapter { command } => adapter::main(command),
             Command::Records { command } => runtime()?.block_on(records::run(command)),
             Command::Certs { command } => certs::run(command),

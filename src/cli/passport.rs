@@ -1,7 +1,9 @@
 //! `samverka passport verify`: checks a competence passport credential
-//! offline against the certificate of the gateway that signed it.
+//! against the certificate or key set of the gateway that signed it, and
+//! its status against the revocation list it names; `samverka passport
+//! revoke`: the operator revokes one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 
@@ -32,9 +34,33 @@ pub enum PassportCommand {
         /// file is not a document that holds it).
         #[arg(long)]
         salt: Option<String>,
+        /// Check its status against a saved revocation list (JSON).
+        #[arg(long, conflicts_with = "check_status")]
+        status_list: Option<PathBuf>,
+        /// Check its status against the revocation list it names, fetched
+        /// over HTTPS.
+        #[arg(long)]
+        check_status: bool,
+        /// The CA to trust when fetching (the revocation list, a key set
+        /// URL); else the web PKI.
+        #[arg(long)]
+        tls_ca: Option<PathBuf>,
         /// Print the verified credential as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Revoke a passport, as the operator of the gateway that issued it:
+    /// its id joins the revocation list the public listener serves
+    /// (audited).
+    Revoke {
+        /// The passport's id (`urn:uuid:...`, or the uuid).
+        id: String,
+        /// The gateway's configuration (for its store).
+        #[arg(long)]
+        config: PathBuf,
+        /// Why, as verifiers will read it (at most 200 characters).
+        #[arg(long, default_value = "")]
+        reason: String,
     },
     /// Verify a passport and print it in the European Learning Model
     /// (ELM 3) as a European Digital Credential, marked unsealed.
@@ -48,24 +74,34 @@ pub enum PassportCommand {
 }
 
 /// Runs `samverka passport ...`.
-pub fn run(command: PassportCommand) -> Result<String, CliError> {
+pub async fn run(command: PassportCommand) -> Result<String, CliError> {
     match command {
         PassportCommand::Verify {
             file,
             trust,
             person,
             salt,
+            status_list,
+            check_status,
+            tls_ca,
             json,
-        } => verify_file(
-            &file,
-            &trust.load()?,
-            person.as_deref(),
-            salt.as_deref(),
-            json,
-        ),
+        } => {
+            let status = match (status_list, check_status) {
+                (Some(file), _) => Status::File(file),
+                (None, true) => Status::Fetch,
+                (None, false) => Status::NotChecked,
+            };
+            let trust = trust.load(tls_ca.as_deref()).await?;
+            let holder = holder(person.as_deref(), salt.as_deref(), &file)?;
+            let (jws, _) = read_credential(&file)?;
+            let mut report = passport::verify_report_with(&jws, &trust, holder.as_ref());
+            let status = status_check(&report, status, tls_ca.as_deref()).await?;
+            verify_file(&mut report, &trust, holder.is_some(), status, json)
+        }
+        PassportCommand::Revoke { id, config, reason } => revoke(&id, &config, reason).await,
         PassportCommand::Elm { file, trust } => {
             let (jws, _) = read_credential(&file)?;
-            let report = passport::verify_report_with(&jws, &trust.load()?, None);
+            let report = passport::verify_report_with(&jws, &trust.load(None).await?, None);
             if let Some(e) = report.failure() {
                 return Err(CliError::Failed(format!("invalid passport: {e}")));
             }
@@ -165,30 +201,134 @@ fn read_credential(file: &std::path::Path) -> Result<(String, Option<String>), C
     Ok((jws.to_owned(), salt))
 }
 
-/// `samverka passport verify FILE (--cert GATEWAY_CERT | --keys KEYS)
-/// [--person N --salt S]`: verifies a credential, check by check, and returns which checks
-/// passed and what it attests, or the credential's JSON.
-pub fn verify_file(
-    file: &std::path::Path,
-    trust: &passport::Trust,
+/// Where `passport verify` takes a passport's status from.
+enum Status {
+    /// Nowhere: said so.
+    NotChecked,
+    /// A saved revocation list.
+    File(PathBuf),
+    /// The list the passport names, over HTTPS.
+    Fetch,
+}
+
+/// Who the verifier believes the passport is about (`--person` and the
+/// salt, from `--salt` or the document).
+fn holder(
     person: Option<&str>,
     salt: Option<&str>,
-    as_json: bool,
-) -> Result<String, CliError> {
-    let (jws, document_salt) = read_credential(file)?;
-    let holder = match (person, salt.map(str::to_owned).or(document_salt)) {
-        (Some(p), Some(s)) => Some(Holder {
+    file: &Path,
+) -> Result<Option<Holder>, CliError> {
+    let (_, document_salt) = read_credential(file)?;
+    match (person, salt.map(str::to_owned).or(document_salt)) {
+        (Some(p), Some(s)) => Ok(Some(Holder {
             subject_id: p.trim().to_owned(),
             salt: s.trim().to_owned(),
-        }),
-        (Some(_), None) => {
-            return Err(CliError::Usage(
-                "--person needs the holder salt: --salt, or a document with \"holder_salt\"".into(),
+        })),
+        (Some(_), None) => Err(CliError::Usage(
+            "--person needs the holder salt: --salt, or a document with \"holder_salt\"".into(),
+        )),
+        (None, _) => Ok(None),
+    }
+}
+
+/// The status check of a verified credential: `Ok` with its verdict when
+/// it was made, `Err` with why not when it was not.
+async fn status_check(
+    report: &passport::Report,
+    status: Status,
+    tls_ca: Option<&Path>,
+) -> Result<Result<passport::Check, String>, CliError> {
+    use samverka_gateway::credential::status;
+    let Some(credential) = &report.credential else {
+        return Ok(Err("not checked: the signature does not hold".into()));
+    };
+    let url = match status::named_list(credential) {
+        Ok(Some(url)) => url,
+        Ok(None) => return Ok(Err("not checked: the passport names no status list".into())),
+        Err(e) => {
+            return Ok(Ok(passport::Check {
+                name: "status",
+                failure: Some(e),
+            }));
+        }
+    };
+    let list = match status {
+        Status::NotChecked => {
+            return Ok(Err(
+                "not checked: give --check-status (fetches the list it names) or --status-list FILE".into(),
             ));
         }
-        (None, _) => None,
+        Status::File(path) => serde_json::from_str(&read(&path)?)
+            .map_err(|e| CliError::Usage(format!("{}: not JSON: {e}", path.display())))?,
+        Status::Fetch => super::fetch::get_json(url, tls_ca).await?,
     };
-    let report = passport::verify_report_with(&jws, trust, holder.as_ref());
+    Ok(Ok(passport::Check {
+        name: "status",
+        failure: status::check(credential, &list).err(),
+    }))
+}
+
+/// `samverka passport revoke ID --config FILE [--reason R]`.
+async fn revoke(id: &str, config: &Path, reason: String) -> Result<String, CliError> {
+    use samverka_gateway::store::status::{RevokeCredential, RevokedCredential};
+    let uuid = uuid::Uuid::parse_str(id.trim().trim_start_matches("urn:uuid:"))
+        .map_err(|_| CliError::Usage(format!("{id:?} is not a passport id (urn:uuid:...)")))?;
+    let credential_id = format!("urn:uuid:{uuid}");
+    if reason.chars().count() > 200 || reason.chars().any(char::is_control) {
+        return Err(CliError::Usage(
+            "--reason: at most 200 characters, no control characters".into(),
+        ));
+    }
+    let now = samverka_gateway::time::system_now_ms();
+    let entry = super::audit::operator_entry(
+        "samverka passport revoke",
+        now,
+        &[
+            ("credential_id", credential_id.clone()),
+            ("reason", reason.clone()),
+        ],
+    );
+    let revoked = RevokedCredential {
+        credential_id: credential_id.clone(),
+        revoked_at_ms: now,
+        reason,
+        revoked_by: super::audit::operator(),
+    };
+    match super::keys::store(config)
+        .await?
+        .revoke_credential(revoked, entry)
+        .await
+        .map_err(CliError::failed)?
+    {
+        RevokeCredential::Done(entry) => Ok(format!(
+            "passport {credential_id} revoked; recorded in the trail as {}\n",
+            entry.audit_id
+        )),
+        RevokeCredential::Already(at) => Err(CliError::Failed(format!(
+            "passport {credential_id} was already revoked at {}",
+            samverka_gateway::time::rfc3339(at)
+        ))),
+    }
+}
+
+/// `samverka passport verify FILE (--cert GATEWAY_CERT | --keys KEYS)
+/// [--person N --salt S] [--status-list FILE | --check-status]`: the
+/// report of a credential, check by check, and what it attests, or the
+/// credential's JSON.
+fn verify_file(
+    report: &mut passport::Report,
+    trust: &passport::Trust,
+    holder_given: bool,
+    status: Result<passport::Check, String>,
+    as_json: bool,
+) -> Result<String, CliError> {
+    let status_note = match status {
+        Ok(check) => {
+            report.checks.push(check);
+            None
+        }
+        Err(why) => Some(why),
+    };
     let mut checks = String::new();
     for c in &report.checks {
         match &c.failure {
@@ -201,16 +341,18 @@ pub fn verify_file(
             "  key        not checked: give the key set (--keys) to check the key was valid when it was issued\n",
         );
     }
-    if holder.is_none() {
+    if !holder_given {
         checks.push_str("  holder     not checked (give --person and the holder salt)\n");
     }
-    checks.push_str("  status     not checked: the passport carries no credentialStatus\n");
+    if let Some(why) = status_note {
+        checks.push_str(&format!("  status     {why}\n"));
+    }
     checks
         .push_str("  sources    each merit is attested by the gateway; sources do not sign yet\n");
     if let Some(e) = report.failure() {
         return Err(CliError::Failed(format!("invalid passport: {e}\n{checks}")));
     }
-    let credential = report.credential.unwrap_or_default();
+    let credential = report.credential.clone().unwrap_or_default();
     Ok(if as_json {
         let mut out = serde_json::to_string_pretty(&credential).unwrap_or_default();
         out.push('\n');

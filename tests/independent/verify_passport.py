@@ -3,12 +3,16 @@
 the Open Badges 3.0 / CLR 2.0 specifications, not from samverka's code:
 jwcrypto checks the VC-JWT, jsonschema checks 1EdTech's schemas.
 
-    verify_passport.py PASSPORT.jwt GATEWAY_CERT.pem|KEYS.json STANDARDS_DIR
+    verify_passport.py PASSPORT.jwt GATEWAY_CERT.pem|KEYS.json STANDARDS_DIR [REVOCATIONS.json]
 
 With a key set (a JWKS whose keys carry nbf, exp and revoked, as OpenID
 Federation's historical key sets do) instead of a certificate, the key
 that signed must be in the set, never revoked, and in use at the
 credential's nbf (nbf <= t < exp).
+
+With a revocation list (1EdTech Revocation List: id, issuer,
+revokedCredentials), the credential's credentialStatus must name that
+list, the list must be its issuer's, and the credential must not be in it.
 
 Prints {"valid": true|false, "failed": [...]} and exits 0 when valid, 1
 when not.
@@ -35,7 +39,22 @@ def b64(part):
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
-def main(token_file, cert_file, standards):
+def status_failures(credential, list_file):
+    """What the 1EdTech Revocation List check finds wrong (empty: in force)."""
+    revocations = json.load(open(list_file))
+    status = credential.get("credentialStatus") or {}
+    if status.get("type") != "1EdTechRevocationList" or status.get("id") != revocations.get("id"):
+        return ["status list"]
+    issuer = credential.get("issuer")
+    issuer = issuer.get("id") if isinstance(issuer, dict) else issuer
+    if revocations.get("issuer") != issuer or not isinstance(revocations.get("revokedCredentials"), list):
+        return ["status list"]
+    if any(r.get("id") == credential.get("id") for r in revocations["revokedCredentials"]):
+        return ["revoked"]
+    return []
+
+
+def main(token_file, cert_file, standards, list_file=None):
     token = open(token_file).read().strip()
     failed = []
     header_part, payload_part, _ = token.split(".")
@@ -130,9 +149,12 @@ def main(token_file, cert_file, standards):
         if not valid("ob_v3p0_achievementcredential_schema.json", merit):
             failed.append("schema of merit %d" % i)
 
+    if list_file is not None:
+        failed += status_failures(credential, list_file)
+
     print(json.dumps({"valid": not failed, "failed": failed}))
     return 0 if not failed else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:4]))
+    sys.exit(main(*sys.argv[1:5]))

@@ -35,6 +35,17 @@ pub fn python_ready() -> bool {
 /// certificate or key set (`trusted`): valid or not, and the
 /// checks it found failing.
 pub fn independent(jws: &str, trusted: &std::path::Path, dir: &std::path::Path) -> (bool, Value) {
+    independent_with_status(jws, trusted, None, dir)
+}
+
+/// [`independent`], with the status checked against a saved revocation
+/// list when one is given.
+pub fn independent_with_status(
+    jws: &str,
+    trusted: &std::path::Path,
+    revocations: Option<&std::path::Path>,
+    dir: &std::path::Path,
+) -> (bool, Value) {
     let file = dir.join("candidate.jwt");
     std::fs::write(&file, jws).unwrap();
     let out = Command::new("python3")
@@ -45,6 +56,7 @@ pub fn independent(jws: &str, trusted: &std::path::Path, dir: &std::path::Path) 
         .arg(&file)
         .arg(trusted)
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway/standards"))
+        .args(revocations)
         .output()
         .unwrap();
     let verdict: Value = serde_json::from_slice(&out.stdout)

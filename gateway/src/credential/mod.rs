@@ -7,6 +7,7 @@
 //!   Badges 3.0 credential, and its offline verification;
 //! - [`keys`]: the gateway's signing keys as a key set that verifiers keep,
 //!   with each key's validity;
+//! - [`status`]: a passport's revocation status (1EdTech Revocation List);
 //! - [`elm`]: a verified passport exported in the European Learning Model.
 
 pub mod elm;
@@ -14,3 +15,4 @@ pub mod keys;
 pub mod passport;
 pub mod receipt;
 pub mod signing;
+pub mod status;

@@ -139,14 +139,7 @@ fn server_config_with(files: &TlsFiles, crls: &Crls) -> Result<ServerConfig, Str
     let verifier = verifier
         .build()
         .map_err(|e| format!("client certificate verifier: {e}"))?;
-    let chain = CertificateDer::pem_slice_iter(&read(&files.cert)?)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", files.cert.display()))?;
-    if chain.is_empty() {
-        return Err(format!("{}: no certificate", files.cert.display()));
-    }
-    let key = PrivateKeyDer::from_pem_slice(&read(&files.key)?)
-        .map_err(|e| format!("{}: {e}", files.key.display()))?;
+    let (chain, key) = identity(files)?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS versions: {e}"))?
@@ -175,13 +168,45 @@ fn adapter_material(files: &TlsFiles, crls: &Crls) -> Result<AdapterTlsMaterial,
 /// built from the same CRLs, and what those lists say about themselves.
 struct Material {
     server: Arc<ServerConfig>,
+    public: Arc<ServerConfig>,
     adapters: Arc<AdapterTlsMaterial>,
     crls: Arc<Vec<CrlInfo>>,
+}
+
+/// The gateway's server certificate chain and key.
+fn identity(
+    files: &TlsFiles,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let chain = CertificateDer::pem_slice_iter(&read(&files.cert)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", files.cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no certificate", files.cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&read(&files.key)?)
+        .map_err(|e| format!("{}: {e}", files.key.display()))?;
+    Ok((chain, key))
+}
+
+/// The public listener's configuration: the same certificate and key,
+/// no client certificate asked for, HTTP/1.1.
+fn public_config(files: &TlsFiles) -> Result<ServerConfig, String> {
+    let (chain, key) = identity(files)?;
+    let mut config =
+        ServerConfig::builder_with_provider(Arc::new(samverka_adapter::crypto_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| format!("TLS versions: {e}"))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| format!("{}: {e}", files.key.display()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 fn material(files: &TlsFiles) -> Result<Material, String> {
     let crls = load_crls(files)?;
     Ok(Material {
+        public: Arc::new(public_config(files)?),
         server: Arc::new(server_config_with(files, &crls)?),
         adapters: Arc::new(adapter_material(files, &crls)?),
         crls: Arc::new(crls.info),
@@ -194,6 +219,7 @@ fn material(files: &TlsFiles) -> Result<Material, String> {
 pub struct ServerTls {
     files: TlsFiles,
     current: RwLock<Arc<ServerConfig>>,
+    public: RwLock<Arc<ServerConfig>>,
     adapters: RwLock<Arc<AdapterTlsMaterial>>,
     crls: RwLock<Arc<Vec<CrlInfo>>>,
     /// The stale lists already logged, so that each is logged once.
@@ -231,12 +257,14 @@ impl ServerTls {
         let stamp = files.stamp();
         let Material {
             server,
+            public,
             adapters,
             crls,
         } = material(&files)?;
         Ok(Arc::new(ServerTls {
             files,
             current: RwLock::new(server),
+            public: RwLock::new(public),
             adapters: RwLock::new(adapters),
             crls: RwLock::new(crls),
             stale_logged: Mutex::new(Vec::new()),
@@ -254,6 +282,11 @@ impl ServerTls {
     /// The configuration new handshakes use.
     pub fn current(&self) -> Arc<ServerConfig> {
         get(&self.current)
+    }
+
+    /// The configuration of the public listener's new handshakes.
+    pub fn public(&self) -> Arc<ServerConfig> {
+        get(&self.public)
     }
 
     /// What the CRLs in use say about themselves.
@@ -328,12 +361,14 @@ impl ServerTls {
         // All or nothing.
         let Material {
             server,
+            public,
             adapters,
             crls,
         } = material(&self.files)?;
         let new_signer = signer(&self.files)?;
         self.signer.replace(new_signer);
         set(&self.current, server);
+        set(&self.public, public);
         set(&self.adapters, adapters);
         set(&self.crls, crls);
         Ok(())

@@ -387,8 +387,15 @@ pub(super) async fn assemble(
         consent_ids,
         holder_salt: passport::new_holder_salt(),
     };
-    answer.credential = passport::sign(&signer, &answer, &issuer_name)
-        .map_err(GatewayError::internal)?
-        .unwrap_or_default();
+    let status_list = gw
+        .config
+        .gateway
+        .public_url
+        .as_deref()
+        .map(crate::credential::status::list_url);
+    answer.credential =
+        passport::sign_with_status(&signer, &answer, &issuer_name, status_list.as_deref())
+            .map_err(GatewayError::internal)?
+            .unwrap_or_default();
     Ok(answer)
 }

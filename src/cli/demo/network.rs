@@ -103,6 +103,9 @@ pub struct Network {
     /// Where the operators' admin listener is (`/metrics`, `/healthz`,
     /// `/readyz`).
     pub admin_address: SocketAddr,
+    /// The public listener (key set, revocation list; HTTPS without a
+    /// client certificate).
+    pub public_address: SocketAddr,
     /// Per adapter: name and where it listens (`demo.toml` names it by
     /// [`client_address`]).
     pub adapters: Vec<(String, SocketAddr)>,
@@ -228,6 +231,7 @@ impl Network {
         };
         let (gateway_listener, gateway_address) = loopback().await?;
         let (admin_listener, admin_address) = loopback().await?;
+        let (public_listener, public_address) = loopback().await?;
         let mut listeners = Vec::new();
         for source in &DEMO_SOURCES {
             let (listener, address) = loopback().await?;
@@ -240,17 +244,27 @@ impl Network {
         let web = super::portal::WebAddresses::new(portal_address, idp_address);
 
         let config_path = dir.join("demo.toml");
-        std::fs::write(
-            &config_path,
-            demo_config(
-                &pki,
-                &gateway_address.to_string(),
-                &admin_address.to_string(),
-                &adapters,
-                store,
-                &format!("{DEMO_AUDIT}\n{}", super::portal::portal_tables(&pki, &web)),
+        let text = demo_config(
+            &pki,
+            &gateway_address.to_string(),
+            &admin_address.to_string(),
+            &adapters,
+            store,
+            &format!("{DEMO_AUDIT}\n{}", super::portal::portal_tables(&pki, &web)),
+        );
+        // The public listener: verifiers fetch the key set and the
+        // passports' revocation list there (the certificate names
+        // localhost).
+        let admin_line = format!("admin_address = \"{admin_address}\"\n");
+        let text = text.replacen(
+            &admin_line,
+            &format!(
+                "{admin_line}public_address = \"{public_address}\"   # key set and revocation list, HTTPS\npublic_url = \"https://localhost:{}\"\n",
+                public_address.port()
             ),
-        )?;
+            1,
+        );
+        std::fs::write(&config_path, text)?;
         super::portal::write_portal_config(&dir, &pki, &web, gateway_address)?;
         let config = Config::load(&config_path)?;
 
@@ -281,6 +295,14 @@ impl Network {
         let gw = gateway.clone();
         let task = tokio::spawn(async move {
             let (stop_admin, admin_stopped) = oneshot::channel::<()>();
+            let (stop_public, public_stopped) = oneshot::channel::<()>();
+            let public = tokio::spawn(samverka_gateway::public::serve_public(
+                gw.clone(),
+                public_listener,
+                async {
+                    let _ = public_stopped.await;
+                },
+            ));
             let admin = tokio::spawn(samverka_gateway::admin::serve_admin(
                 gw.clone(),
                 admin_listener,
@@ -296,6 +318,8 @@ impl Network {
             }
             let _ = stop_admin.send(());
             let _ = admin.await;
+            let _ = stop_public.send(());
+            let _ = public.await;
         });
         stops.push(("gateway".to_owned(), tx, task));
 
@@ -306,6 +330,7 @@ impl Network {
             gateway,
             gateway_address,
             admin_address,
+            public_address,
             adapters,
             web,
             web_listeners: Some((portal_listener, idp_listener)),

@@ -88,7 +88,8 @@ pub fn is_passport_type(record_type: &str) -> bool {
     KINDS.contains(&kind_of(record_type))
 }
 
-pub(crate) fn agency_urn(org: &str) -> String {
+/// The URN by which a credential names an agency as its issuer.
+pub fn agency_urn(org: &str) -> String {
     format!("urn:samverka:agency:{org}")
 }
 
@@ -234,12 +235,26 @@ pub fn sign(
     passport: &CompetencePassport,
     issuer_name: &str,
 ) -> Result<Option<String>, SignatureError> {
+    sign_with_status(signer, passport, issuer_name, None)
+}
+
+/// [`sign`], naming the revocation list at `status_list` (its URL) as the
+/// credential's status when there is one.
+pub fn sign_with_status(
+    signer: &JwsSigner,
+    passport: &CompetencePassport,
+    issuer_name: &str,
+    status_list: Option<&str>,
+) -> Result<Option<String>, SignatureError> {
     if passport.sections.iter().all(|s| s.entries.is_empty()) {
         return Ok(None);
     }
     let holder_id = format!("urn:uuid:{}", uuid::Uuid::new_v4());
-    let claims = with_claims(credential(passport, issuer_name, &holder_id));
-    signer.sign_jwt(&claims).map(Some)
+    let mut credential = credential(passport, issuer_name, &holder_id);
+    if let Some(url) = status_list {
+        credential["credentialStatus"] = crate::credential::status::credential_status(url);
+    }
+    signer.sign_jwt(&with_claims(credential)).map(Some)
 }
 
 /// One check of a passport's verification, and what it found.

@@ -1,0 +1,223 @@
+//! A passport's status, as verifiers outside samverka check it: the
+//! passport names the gateway's revocation list (1EdTech Revocation List),
+//! the public listener serves that list and the key set over HTTPS to
+//! anyone (no client certificate), `samverka passport revoke` (audited)
+//! puts a passport on the list, and `samverka passport verify` (fetching
+//! the list, or from a saved copy) and the independent Python verifier
+//! then refuse it, while other passports stay valid.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use samverka::cli::demo::DEMO_PURPOSE;
+use samverka::cli::fetch::get_json;
+use serde_json::json;
+use support::independent::{claims_of, independent_with_status, python_ready};
+use support::*;
+
+fn samverka(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_samverka"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+// Two worker threads: the gateway serves the public listener while the
+// test waits on a `samverka` process that fetches from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_passport_fails_its_status_check_for_every_verifier() {
+    let net = start().await;
+    let dir = net.dir.path();
+    let ca = net.pki.ca_cert.clone();
+    let config = net.config_path.clone();
+    grant(
+        &net,
+        DEMO_PURPOSE,
+        &["education.degree", "employment.period"],
+    )
+    .await;
+    let revoked = demo_passport(&net).await;
+    let kept = demo_passport(&net).await;
+    let public = format!("https://localhost:{}", net.public_address.port());
+    let list_url = format!("{public}/revocations");
+    let claims = claims_of(&revoked.credential);
+    assert_eq!(
+        claims["credentialStatus"],
+        json!({ "id": list_url, "type": "1EdTechRevocationList" })
+    );
+    let id = claims["id"].as_str().unwrap().to_owned();
+    let file = dir.join("revoked.jws");
+    std::fs::write(&file, &revoked.credential).unwrap();
+    let kept_file = dir.join("kept.jws");
+    std::fs::write(&kept_file, &kept.credential).unwrap();
+    let keys_url = format!("{public}/keys");
+    let verify_online = |file: &Path| {
+        samverka(&[
+            "passport",
+            "verify",
+            path(file),
+            "--keys",
+            &keys_url,
+            "--check-status",
+            "--tls-ca",
+            path(&ca),
+        ])
+    };
+
+    // The public listener: no client certificate needed; the key set is
+    // the store's; nothing else is served.
+    let served_keys = get_json(&keys_url, Some(&ca)).await.unwrap();
+    let out = samverka(&["keys", "export", "--config", path(&config)]);
+    assert!(out.status.success(), "{}", text(&out));
+    let exported: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(served_keys, exported);
+    let list = get_json(&list_url, Some(&ca)).await.unwrap();
+    assert_eq!(list["issuer"], "urn:samverka:agency:2021999012");
+    assert_eq!(list["revokedCredentials"], json!([]));
+    let missing = get_json(&format!("{public}/metrics"), Some(&ca)).await;
+    assert!(format!("{missing:?}").contains("404"), "{missing:?}");
+    // Only the CA that issued its certificate is trusted for it, not the
+    // web PKI.
+    assert!(get_json(&list_url, None).await.is_err());
+
+    // In force: every check passes, the status fetched from the list.
+    let out = verify_online(&file);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("  status     ok"), "{}", text(&out));
+    assert!(text(&out).contains("  key        ok"), "{}", text(&out));
+    // Not asked to check: said so.
+    let out = samverka(&[
+        "passport",
+        "verify",
+        path(&file),
+        "--cert",
+        path(&net.pki.gateway.0),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("status     not checked"),
+        "{}",
+        text(&out)
+    );
+    let before = dir.join("revocations-before.json");
+    std::fs::write(&before, list.to_string()).unwrap();
+
+    // Revoked by the operator: audited, once; a malformed id is a usage
+    // error.
+    let out = samverka(&[
+        "passport",
+        "revoke",
+        &id,
+        "--config",
+        path(&config),
+        "--reason",
+        "issued in error",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = samverka(&["passport", "revoke", &id, "--config", path(&config)]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("already revoked"), "{}", text(&out));
+    let out = samverka(&["passport", "revoke", "not-an-id", "--config", path(&config)]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    let entries = net.gateway.store.audit_range(0, 100_000).await.unwrap();
+    let revocations: Vec<_> = entries
+        .iter()
+        .filter(|e| e.method == "samverka passport revoke")
+        .collect();
+    assert_eq!(revocations.len(), 1);
+    assert_eq!(revocations[0].details["credential_id"], id);
+    assert_eq!(revocations[0].details["reason"], "issued in error");
+
+    // Every verifier now refuses it, and only it.
+    let out = verify_online(&file);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("status     FAILED: revoked by its issuer: issued in error"),
+        "{}",
+        text(&out)
+    );
+    let out = verify_online(&kept_file);
+    assert!(out.status.success(), "{}", text(&out));
+    let after = dir.join("revocations-after.json");
+    let list = get_json(&list_url, Some(&ca)).await.unwrap();
+    std::fs::write(&after, list.to_string()).unwrap();
+    let offline = |file: &Path, list: &Path| {
+        samverka(&[
+            "passport",
+            "verify",
+            path(file),
+            "--cert",
+            path(&net.pki.gateway.0),
+            "--status-list",
+            path(list),
+        ])
+    };
+    assert_eq!(offline(&file, &after).status.code(), Some(1));
+    assert!(
+        offline(&file, &before).status.success(),
+        "the list saved before"
+    );
+    assert!(offline(&kept_file, &after).status.success());
+    // A list that is not the issuer's, or not the one the passport names.
+    let mut foreign = list.clone();
+    foreign["issuer"] = json!("urn:samverka:agency:2021999020");
+    foreign["revokedCredentials"] = json!([]);
+    let foreign_file = dir.join("revocations-foreign.json");
+    std::fs::write(&foreign_file, foreign.to_string()).unwrap();
+    let out = offline(&file, &foreign_file);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("not the issuer's"), "{}", text(&out));
+    let mut elsewhere = list.clone();
+    elsewhere["id"] = json!("https://elsewhere.example/revocations");
+    elsewhere["revokedCredentials"] = json!([]);
+    let elsewhere_file = dir.join("revocations-elsewhere.json");
+    std::fs::write(&elsewhere_file, elsewhere.to_string()).unwrap();
+    assert_eq!(offline(&file, &elsewhere_file).status.code(), Some(1));
+
+    if python_ready() {
+        let cert = net.pki.gateway.0.clone();
+        for (what, jws, list, valid) in [
+            (
+                "revoked, with the list after",
+                &revoked.credential,
+                &after,
+                false,
+            ),
+            (
+                "revoked, with the list before",
+                &revoked.credential,
+                &before,
+                true,
+            ),
+            ("kept, with the list after", &kept.credential, &after, true),
+            (
+                "another issuer's list",
+                &revoked.credential,
+                &foreign_file,
+                false,
+            ),
+            ("another list", &revoked.credential, &elsewhere_file, false),
+        ] {
+            let (theirs, failed) = independent_with_status(jws, &cert, Some(list), dir);
+            assert_eq!(theirs, valid, "{what}: {failed}");
+        }
+    } else {
+        eprintln!(
+            "independent half skipped: python3 lacks jwcrypto or jsonschema (pip install jwcrypto jsonschema; .ci/run does)"
+        );
+    }
+}
