@@ -73,7 +73,7 @@ async fn a_revoked_passport_fails_its_status_check_for_every_verifier() {
             "--keys",
             &keys_url,
             "--check-status",
-            "--tls-ca",
+            "--ca",
             path(&ca),
         ])
     };
@@ -92,7 +92,46 @@ async fn a_revoked_passport_fails_its_status_check_for_every_verifier() {
     assert!(format!("{missing:?}").contains("404"), "{missing:?}");
     // Only the CA that issued its certificate is trusted for it, not the
     // web PKI.
-    assert!(get_json(&list_url, None).await.is_err());
+    let untrusted = format!("{:?}", get_json(&list_url, None).await.unwrap_err());
+    assert!(untrusted.contains("certificate"), "{untrusted}");
+    // A key set from the network needs the federation CA, and its
+    // certificates must be that CA's.
+    let out = samverka(&["passport", "verify", path(&file), "--keys", &keys_url]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert!(text(&out).contains("needs --ca"), "{}", text(&out));
+    let stranger = dir.join("stranger-ca.pem");
+    std::fs::write(
+        &stranger,
+        samverka_certs::dev::DevCa::generate("stranger")
+            .unwrap()
+            .cert_pem(),
+    )
+    .unwrap();
+    let out = samverka(&[
+        "passport",
+        "verify",
+        path(&file),
+        "--keys",
+        path(&dir.join("no-such-set.json")),
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    let saved_keys = dir.join("keys.json");
+    std::fs::write(&saved_keys, served_keys.to_string()).unwrap();
+    let out = samverka(&[
+        "passport",
+        "verify",
+        path(&file),
+        "--keys",
+        path(&saved_keys),
+        "--ca",
+        path(&stranger),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("not issued by the given CA"),
+        "{}",
+        text(&out)
+    );
 
     // In force: every check passes, the status fetched from the list.
     let out = verify_online(&file);
@@ -115,6 +154,25 @@ async fn a_revoked_passport_fails_its_status_check_for_every_verifier() {
     );
     let before = dir.join("revocations-before.json");
     std::fs::write(&before, list.to_string()).unwrap();
+
+    // A passport that names no list (re-signed without it, with the
+    // gateway's own key): a status check asked for cannot pass.
+    let mut unlisted = claims.clone();
+    unlisted.as_object_mut().unwrap().remove("credentialStatus");
+    let key = std::fs::read_to_string(&net.pki.gateway.1).unwrap();
+    let cert = std::fs::read_to_string(&net.pki.gateway.0).unwrap();
+    let signer =
+        samverka_gateway::credential::signing::JwsSigner::from_pem(&cert, &key, "2021999012")
+            .unwrap();
+    let unlisted_file = dir.join("unlisted.jws");
+    std::fs::write(&unlisted_file, signer.sign_jwt(&unlisted).unwrap()).unwrap();
+    let out = verify_online(&unlisted_file);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("status     FAILED: the passport names no status list"),
+        "{}",
+        text(&out)
+    );
 
     // Revoked by the operator: audited, once; a malformed id is a usage
     // error.
@@ -142,7 +200,16 @@ async fn a_revoked_passport_fails_its_status_check_for_every_verifier() {
     assert_eq!(revocations[0].details["credential_id"], id);
     assert_eq!(revocations[0].details["reason"], "issued in error");
 
-    // Every verifier now refuses it, and only it.
+    // Every verifier now refuses it, and only it, once the listener's
+    // copy is renewed (within seconds).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while get_json(&list_url, Some(&ca)).await.unwrap()["revokedCredentials"] == json!([]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the list shows the revocation"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
     let out = verify_online(&file);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
@@ -166,7 +233,13 @@ async fn a_revoked_passport_fails_its_status_check_for_every_verifier() {
             path(list),
         ])
     };
-    assert_eq!(offline(&file, &after).status.code(), Some(1));
+    let out = offline(&file, &after);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("revoked by its issuer"),
+        "{}",
+        text(&out)
+    );
     assert!(
         offline(&file, &before).status.success(),
         "the list saved before"
@@ -180,13 +253,24 @@ async fn a_revoked_passport_fails_its_status_check_for_every_verifier() {
     std::fs::write(&foreign_file, foreign.to_string()).unwrap();
     let out = offline(&file, &foreign_file);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("status     FAILED: the list is"),
+        "{}",
+        text(&out)
+    );
     assert!(text(&out).contains("not the issuer's"), "{}", text(&out));
     let mut elsewhere = list.clone();
     elsewhere["id"] = json!("https://elsewhere.example/revocations");
     elsewhere["revokedCredentials"] = json!([]);
     let elsewhere_file = dir.join("revocations-elsewhere.json");
     std::fs::write(&elsewhere_file, elsewhere.to_string()).unwrap();
-    assert_eq!(offline(&file, &elsewhere_file).status.code(), Some(1));
+    let out = offline(&file, &elsewhere_file);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("not the one the credential names"),
+        "{}",
+        text(&out)
+    );
 
     if python_ready() {
         let cert = net.pki.gateway.0.clone();

@@ -1,7 +1,9 @@
-//! The gateway's signing keys in the store, on SQLite (a real file) and
-//! PostgreSQL (a real server; skipped with a printed reason when it is not
-//! installed): recorded by every replica that puts a key in use, the
-//! earliest time kept; retired once, with its audit entry in the chain.
+//! The gateway's signing keys and revoked credentials in the store, on
+//! SQLite (a real file) and PostgreSQL (a real server; skipped with a
+//! printed reason when it is not installed): a key is recorded by every
+//! replica that puts it in use, the earliest time kept, and retired once
+//! (a superseded key may later be found compromised); a credential is
+//! revoked once; each change with its audit entry in the chain.
 
 mod support;
 
@@ -99,4 +101,51 @@ async fn keys_are_kept_and_retired_once_with_their_entry(location: StoreLocation
     );
 }
 
-crate::on_both_backends!(keys_are_kept_and_retired_once_with_their_entry);
+async fn credentials_are_revoked_once_with_their_entry(location: StoreLocation) {
+    use samverka_gateway::store::status::{RevokeCredential, RevokedCredential};
+    let store = Store::open(&location).await.unwrap();
+    assert!(store.revoked_credentials().await.unwrap().is_empty());
+    let revoked = |id: &str, at: i64| RevokedCredential {
+        credential_id: id.into(),
+        revoked_at_ms: at,
+        reason: "issued in error".into(),
+        revoked_by: "operator:x".into(),
+    };
+    let head = store.audit_head().await.unwrap();
+    let done = store
+        .revoke_credential(revoked("urn:uuid:a", 1_000), audit("v-1", ""))
+        .await
+        .unwrap();
+    let RevokeCredential::Done(entry) = done else {
+        panic!("revoked: {done:?}")
+    };
+    assert_eq!((entry.seq, &entry.prev_hash), (head.seq + 1, &head.hash));
+    let again = store
+        .revoke_credential(revoked("urn:uuid:a", 2_000), audit("v-2", ""))
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, RevokeCredential::Already(1_000)),
+        "{again:?}"
+    );
+    assert_eq!(store.audit_head().await.unwrap().seq, head.seq + 1);
+    store
+        .revoke_credential(revoked("urn:uuid:b", 3_000), audit("v-3", ""))
+        .await
+        .unwrap();
+    drop(store);
+    let store = Store::open(&location).await.unwrap();
+    let ids: Vec<String> = store
+        .revoked_credentials()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.credential_id)
+        .collect();
+    assert_eq!(ids, ["urn:uuid:a", "urn:uuid:b"]);
+}
+
+crate::on_both_backends!(
+    keys_are_kept_and_retired_once_with_their_entry,
+    credentials_are_revoked_once_with_their_entry,
+);

@@ -8,6 +8,10 @@
 //! - `GET /revocations`: the revocation list passports name as their
 //!   status ([`crate::credential::status`]).
 //!
+//! Each document is made at most every [`FRESH_FOR`] (per replica), so that
+//! unauthenticated callers cannot load the store beyond that; an answer
+//! says `Cache-Control: max-age=60`, an error `no-store`.
+//!
 //! It is bounded like the admin listener ([`crate::admin`]): at most
 //! [`MAX_CONNECTIONS`] at once, a handshake within [`HANDSHAKE_TIMEOUT`],
 //! a header within [`crate::admin::HEADER_TIMEOUT`], and a connection
@@ -33,6 +37,33 @@ pub const MAX_CONNECTIONS: usize = 256;
 
 /// A TLS handshake must finish within this time.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A document is served from memory for this long after it was made.
+pub const FRESH_FOR: Duration = Duration::from_secs(5);
+
+/// The documents made lately: path → (when, body).
+type Made = std::sync::Mutex<std::collections::HashMap<&'static str, (std::time::Instant, String)>>;
+
+/// `path`'s document, from memory when made within [`FRESH_FOR`].
+async fn document(gateway: &Gateway, made: &Made, path: &'static str) -> Result<String, String> {
+    let fresh = made.lock().ok().and_then(|m| {
+        m.get(path)
+            .filter(|(at, _)| at.elapsed() < FRESH_FOR)
+            .map(|(_, body)| body.clone())
+    });
+    if let Some(body) = fresh {
+        return Ok(body);
+    }
+    let body = match path {
+        "/keys" => key_set(gateway).await?,
+        _ => revocation_list(gateway).await?,
+    }
+    .to_string();
+    if let Ok(mut m) = made.lock() {
+        m.insert(path, (std::time::Instant::now(), body.clone()));
+    }
+    Ok(body)
+}
 
 /// The revocation list, as served.
 pub async fn revocation_list(gateway: &Gateway) -> Result<Value, String> {
@@ -68,6 +99,7 @@ pub async fn key_set(gateway: &Gateway) -> Result<Value, String> {
 
 async fn answer(
     gateway: Arc<Gateway>,
+    made: Arc<Made>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let reply = |status: StatusCode, content_type: &str, body: String| {
@@ -78,10 +110,14 @@ async fn answer(
             headers.insert(hyper::header::CONTENT_TYPE, v);
         }
         // A verifier may cache an answer for a minute, not longer: a
-        // revocation must reach it soon.
+        // revocation must reach it soon. Errors are not to be cached.
         headers.insert(
             hyper::header::CACHE_CONTROL,
-            hyper::header::HeaderValue::from_static("max-age=60"),
+            hyper::header::HeaderValue::from_static(if status == StatusCode::OK {
+                "max-age=60"
+            } else {
+                "no-store"
+            }),
         );
         Ok(r)
     };
@@ -92,13 +128,13 @@ async fn answer(
             "GET only\n".into(),
         );
     }
-    let (document, content_type) = match request.uri().path() {
-        "/keys" => (key_set(&gateway).await, "application/jwk-set+json"),
-        "/revocations" => (revocation_list(&gateway).await, "application/json"),
+    let (path, content_type) = match request.uri().path() {
+        "/keys" => ("/keys", "application/jwk-set+json"),
+        "/revocations" => ("/revocations", "application/json"),
         _ => return reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     };
-    match document {
-        Ok(doc) => reply(StatusCode::OK, content_type, doc.to_string()),
+    match document(&gateway, &made, path).await {
+        Ok(body) => reply(StatusCode::OK, content_type, body),
         Err(e) => {
             tracing::warn!(error = %e, path = request.uri().path(), "public listener cannot answer");
             reply(
@@ -117,6 +153,7 @@ pub async fn serve_public(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let made = Arc::new(Made::default());
     let mut listener = Listener::new(listener, MAX_CONNECTIONS, "public");
     loop {
         let (stream, _, slot) = tokio::select! {
@@ -124,11 +161,15 @@ pub async fn serve_public(
             () = &mut shutdown => break,
         };
         let gateway = gateway.clone();
+        let made = made.clone();
         tokio::spawn(async move {
             let acceptor = tokio_rustls::TlsAcceptor::from(gateway.server_tls.public());
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
-                    crate::admin::serve_http1(tls, move |req| answer(gateway.clone(), req)).await
+                    crate::admin::serve_http1(tls, move |req| {
+                        answer(gateway.clone(), made.clone(), req)
+                    })
+                    .await
                 }
                 Ok(Err(e)) => tracing::debug!(error = %e, "public listener: handshake failed"),
                 Err(_) => tracing::debug!("public listener: handshake timed out"),

@@ -99,9 +99,10 @@ pub enum ConsentCommand {
         /// The gateway's certificate or key set.
         #[command(flatten)]
         trust: super::keys::TrustArgs,
-        /// The CA to trust when fetching the key set (else the web PKI).
+        /// The federation CA: it must have issued every certificate of the
+        /// key set, and is trusted for fetching it (needed with a URL).
         #[arg(long)]
-        tls_ca: Option<PathBuf>,
+        ca: Option<PathBuf>,
         /// Print the attested claims as JSON.
         #[arg(long)]
         json: bool,
@@ -480,10 +481,10 @@ pub async fn run(command: ConsentCommand) -> Result<String, CliError> {
         ConsentCommand::VerifyReceipt {
             file,
             trust,
-            tls_ca,
+            ca,
             json: as_json,
         } => {
-            let trust = trust.load(tls_ca.as_deref()).await?;
+            let trust = trust.load(ca.as_deref()).await?;
             verify_receipt(&file, &trust, as_json)
         }
         ConsentCommand::Request(a) => lifecycle::request(a).await,

@@ -1,6 +1,6 @@
 //! Fetching a public document (a key set, a revocation list) over HTTPS
 //! for the verifying commands: the web PKI's roots, or a CA of the
-//! verifier's choosing (`--tls-ca`, e.g. a federation's or the demo's);
+//! verifier's choosing (`--ca`, e.g. a federation's or the demo's);
 //! https only, ten seconds and 1 MiB at most, no redirects followed.
 
 use std::path::Path;
@@ -15,12 +15,30 @@ use serde_json::Value;
 
 use super::CliError;
 
-/// The JSON document at `url`.
+/// Whether `s` names a document on the network rather than a file.
+pub fn is_url(s: &str) -> bool {
+    s.get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
+        || s.get(..7)
+            .is_some_and(|p| p.eq_ignore_ascii_case("http://"))
+}
+
+/// The JSON document at `url`; the whole exchange, body included, within
+/// ten seconds.
 pub async fn get_json(url: &str, ca: Option<&Path>) -> Result<Value, CliError> {
+    tokio::time::timeout(Duration::from_secs(10), get(url, ca))
+        .await
+        .map_err(|_| CliError::Failed(format!("{url}: no answer within 10 s")))?
+}
+
+async fn get(url: &str, ca: Option<&Path>) -> Result<Value, CliError> {
     let uri: hyper::Uri = url
         .parse()
         .map_err(|e| CliError::Usage(format!("{url}: {e}")))?;
-    if uri.scheme_str() != Some("https") {
+    if !uri
+        .scheme_str()
+        .is_some_and(|s| s.eq_ignore_ascii_case("https"))
+    {
         return Err(CliError::Usage(format!("{url}: only https:// is fetched")));
     }
     let builder = hyper_rustls::HttpsConnectorBuilder::new();
@@ -45,9 +63,9 @@ pub async fn get_json(url: &str, ca: Option<&Path>) -> Result<Value, CliError> {
     };
     let connector = builder.https_only().enable_http1().build();
     let client = Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(connector);
-    let answer = tokio::time::timeout(Duration::from_secs(10), client.get(uri))
+    let answer = client
+        .get(uri)
         .await
-        .map_err(|_| CliError::Failed(format!("{url}: no answer within 10 s")))?
         .map_err(|e| CliError::Failed(format!("{url}: {}", causes(&e))))?;
     let status = answer.status();
     let body = Limited::new(answer.into_body(), 1 << 20)

@@ -175,18 +175,21 @@ pub struct TrustArgs {
     #[arg(long)]
     pub cert: Option<PathBuf>,
     /// The gateway's key set: a JWKS file from `samverka keys export`, or
-    /// the https:// URL of a gateway's public listener (`.../keys`). Old
-    /// documents verify after a rotation, and a retired key's do not.
+    /// the https:// URL of a gateway's public listener (`.../keys`; needs
+    /// --ca). Old documents verify after a rotation, and a retired key's
+    /// do not.
     #[arg(long)]
     pub keys: Option<String>,
 }
 
 impl TrustArgs {
-    /// The certificate or key set, read or fetched (trusting `tls_ca` for
-    /// the fetch, else the web PKI).
+    /// The certificate or key set, read or fetched. With `ca` (the
+    /// federation CA) every certificate of the key set must be issued by
+    /// it, and a fetch trusts it; a key set fetched from a URL needs it,
+    /// since whoever answers at that URL would otherwise choose the keys.
     pub async fn load(
         &self,
-        tls_ca: Option<&Path>,
+        ca: Option<&Path>,
     ) -> Result<samverka_gateway::credential::keys::Trust, CliError> {
         use samverka_gateway::credential::keys::Trust;
         let read = |p: &Path| {
@@ -195,14 +198,23 @@ impl TrustArgs {
         match (&self.cert, &self.keys) {
             (Some(cert), _) => Ok(Trust::Cert(read(cert)?)),
             (None, Some(keys)) => {
-                let text = if keys.starts_with("https://") {
-                    super::fetch::get_json(keys, tls_ca).await?.to_string()
+                let text = if super::fetch::is_url(keys) {
+                    if ca.is_none() {
+                        return Err(CliError::Usage(format!(
+                            "{keys}: a key set fetched over the network needs --ca, the CA that issued the gateway's certificates"
+                        )));
+                    }
+                    super::fetch::get_json(keys, ca).await?.to_string()
                 } else {
                     read(Path::new(keys))?
                 };
-                Ok(Trust::Keys(
-                    KeySet::parse(&text).map_err(|e| CliError::Usage(format!("{keys}: {e}")))?,
-                ))
+                let set =
+                    KeySet::parse(&text).map_err(|e| CliError::Usage(format!("{keys}: {e}")))?;
+                if let Some(ca) = ca {
+                    set.check_issued_by(&read(ca)?)
+                        .map_err(|e| CliError::Failed(format!("{keys}: {e}")))?;
+                }
+                Ok(Trust::Keys(set))
             }
             (None, None) => Err(CliError::Usage("give --cert or --keys".into())),
         }

@@ -41,10 +41,11 @@ pub enum PassportCommand {
         /// over HTTPS.
         #[arg(long)]
         check_status: bool,
-        /// The CA to trust when fetching (the revocation list, a key set
-        /// URL); else the web PKI.
+        /// The federation CA: it must have issued every certificate of the
+        /// key set, and is trusted for fetching (a key set URL needs it; the
+        /// revocation list is fetched under the web PKI without it).
         #[arg(long)]
-        tls_ca: Option<PathBuf>,
+        ca: Option<PathBuf>,
         /// Print the verified credential as JSON.
         #[arg(long)]
         json: bool,
@@ -70,6 +71,9 @@ pub enum PassportCommand {
         /// The gateway's certificate or key set.
         #[command(flatten)]
         trust: TrustArgs,
+        /// The federation CA, as for `verify`.
+        #[arg(long)]
+        ca: Option<PathBuf>,
     },
 }
 
@@ -83,25 +87,34 @@ pub async fn run(command: PassportCommand) -> Result<String, CliError> {
             salt,
             status_list,
             check_status,
-            tls_ca,
+            ca,
             json,
         } => {
+            let saved_list = status_list.clone();
             let status = match (status_list, check_status) {
                 (Some(file), _) => Status::File(file),
                 (None, true) => Status::Fetch,
                 (None, false) => Status::NotChecked,
             };
-            let trust = trust.load(tls_ca.as_deref()).await?;
+            let trust = trust.load(ca.as_deref()).await?;
             let holder = holder(person.as_deref(), salt.as_deref(), &file)?;
             let (jws, _) = read_credential(&file)?;
             let mut report = passport::verify_report_with(&jws, &trust, holder.as_ref());
-            let status = status_check(&report, status, tls_ca.as_deref()).await?;
-            verify_file(&mut report, &trust, holder.is_some(), status, json)
+            let status = status_check(&report, status, ca.as_deref()).await?;
+            verify_file(
+                &mut report,
+                &trust,
+                holder.is_some(),
+                saved_list.as_deref(),
+                status,
+                json,
+            )
         }
         PassportCommand::Revoke { id, config, reason } => revoke(&id, &config, reason).await,
-        PassportCommand::Elm { file, trust } => {
+        PassportCommand::Elm { file, trust, ca } => {
             let (jws, _) = read_credential(&file)?;
-            let report = passport::verify_report_with(&jws, &trust.load(None).await?, None);
+            let report =
+                passport::verify_report_with(&jws, &trust.load(ca.as_deref()).await?, None);
             if let Some(e) = report.failure() {
                 return Err(CliError::Failed(format!("invalid passport: {e}")));
             }
@@ -236,14 +249,25 @@ fn holder(
 async fn status_check(
     report: &passport::Report,
     status: Status,
-    tls_ca: Option<&Path>,
+    ca: Option<&Path>,
 ) -> Result<Result<passport::Check, String>, CliError> {
     use samverka_gateway::credential::status;
     let Some(credential) = &report.credential else {
         return Ok(Err("not checked: the signature does not hold".into()));
     };
+    let asked = !matches!(status, Status::NotChecked);
     let url = match status::named_list(credential) {
         Ok(Some(url)) => url,
+        // Asked for and impossible: not a pass.
+        Ok(None) if asked => {
+            return Ok(Ok(passport::Check {
+                name: "status",
+                failure: Some(
+                    "the passport names no status list, so whether it was revoked cannot be told"
+                        .into(),
+                ),
+            }));
+        }
         Ok(None) => return Ok(Err("not checked: the passport names no status list".into())),
         Err(e) => {
             return Ok(Ok(passport::Check {
@@ -260,12 +284,32 @@ async fn status_check(
         }
         Status::File(path) => serde_json::from_str(&read(&path)?)
             .map_err(|e| CliError::Usage(format!("{}: not JSON: {e}", path.display())))?,
-        Status::Fetch => super::fetch::get_json(url, tls_ca).await?,
+        Status::Fetch => super::fetch::get_json(url, ca).await?,
     };
     Ok(Ok(passport::Check {
         name: "status",
-        failure: status::check(credential, &list).err(),
+        failure: status::check(credential, &list)
+            .err()
+            .map(|e| printable(&e)),
     }))
+}
+
+/// `text` with control and bidirectional formatting characters replaced,
+/// for a terminal (a revocation reason comes from the network).
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            let bidi = matches!(
+                c,
+                '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+            );
+            if c.is_control() || bidi {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// `samverka passport revoke ID --config FILE [--reason R]`.
@@ -274,9 +318,9 @@ async fn revoke(id: &str, config: &Path, reason: String) -> Result<String, CliEr
     let uuid = uuid::Uuid::parse_str(id.trim().trim_start_matches("urn:uuid:"))
         .map_err(|_| CliError::Usage(format!("{id:?} is not a passport id (urn:uuid:...)")))?;
     let credential_id = format!("urn:uuid:{uuid}");
-    if reason.chars().count() > 200 || reason.chars().any(char::is_control) {
+    if reason.chars().count() > 200 || printable(&reason) != reason {
         return Err(CliError::Usage(
-            "--reason: at most 200 characters, no control characters".into(),
+            "--reason: at most 200 characters, no control or bidirectional formatting characters (it is published)".into(),
         ));
     }
     let now = samverka_gateway::time::system_now_ms();
@@ -319,6 +363,7 @@ fn verify_file(
     report: &mut passport::Report,
     trust: &passport::Trust,
     holder_given: bool,
+    saved_list: Option<&Path>,
     status: Result<passport::Check, String>,
     as_json: bool,
 ) -> Result<String, CliError> {
@@ -346,6 +391,11 @@ fn verify_file(
     }
     if let Some(why) = status_note {
         checks.push_str(&format!("  status     {why}\n"));
+    } else if let Some(list) = saved_list {
+        checks.push_str(&format!(
+            "             (by the saved list {}: unsigned and undated, as current as the copy)\n",
+            list.display()
+        ));
     }
     checks
         .push_str("  sources    each merit is attested by the gateway; sources do not sign yet\n");

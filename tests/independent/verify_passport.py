@@ -49,7 +49,10 @@ def status_failures(credential, list_file):
     issuer = issuer.get("id") if isinstance(issuer, dict) else issuer
     if revocations.get("issuer") != issuer or not isinstance(revocations.get("revokedCredentials"), list):
         return ["status list"]
-    if any(r.get("id") == credential.get("id") for r in revocations["revokedCredentials"]):
+    entries = revocations["revokedCredentials"]
+    if not all(isinstance(r, dict) for r in entries):
+        return ["status list"]
+    if any(r.get("id") == credential.get("id") for r in entries):
         return ["revoked"]
     return []
 

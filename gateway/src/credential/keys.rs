@@ -19,6 +19,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
+use x509_parser::prelude::FromDer;
+
 use super::signing::{Jwk, SignatureError, cert_thumbprint};
 use crate::store::keys::SigningKeyRecord;
 
@@ -236,6 +238,42 @@ impl KeySet {
             return Err(SignatureError(format!("key set: key {:?} twice", w[0])));
         }
         Ok(KeySet { keys })
+    }
+
+    /// Every certificate of the set was issued by a CA of `ca_pem` (the
+    /// federation's), judged at its own notBefore so that a certificate
+    /// that has since expired still counts: a key set from elsewhere than
+    /// the operator is trusted only as far as that.
+    pub fn check_issued_by(&self, ca_pem: &str) -> Result<(), SignatureError> {
+        use rustls_pki_types::pem::PemObject;
+        let roots = samverka_adapter::root_store(ca_pem.as_bytes())
+            .map_err(|e| SignatureError(format!("CA: {e}")))?;
+        let provider = samverka_adapter::crypto_provider();
+        for k in &self.keys {
+            let der = rustls_pki_types::CertificateDer::from_pem_slice(k.cert_pem.as_bytes())
+                .map_err(|e| SignatureError(format!("key {}: {e}", k.kid)))?;
+            let issued = x509_parser::prelude::X509Certificate::from_der(&der)
+                .map(|(_, c)| c.validity().not_before.timestamp().max(0) as u64)
+                .unwrap_or(0);
+            let verdict = rustls::server::ParsedCertificate::try_from(&der).and_then(|parsed| {
+                rustls::client::verify_server_cert_signed_by_trust_anchor(
+                    &parsed,
+                    &roots,
+                    &[],
+                    rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                        issued,
+                    )),
+                    provider.signature_verification_algorithms.all,
+                )
+            });
+            verdict.map_err(|e| {
+                SignatureError(format!(
+                    "key set: the certificate of key {} is not issued by the given CA ({e})",
+                    k.kid
+                ))
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -460,6 +498,29 @@ mod tests {
         let twice = doc["keys"][0].clone();
         doc["keys"].as_array_mut().unwrap().push(twice);
         assert!(KeySet::parse(&doc.to_string()).is_err());
+    }
+
+    #[test]
+    fn a_key_set_is_checked_against_the_ca_that_issued_its_certificates() {
+        let ca = DevCa::generate("federation").unwrap();
+        let other = DevCa::generate("elsewhere").unwrap();
+        let org = OrgNumber::parse("2021999012").unwrap();
+        let ours = ca
+            .issue(&CertRequest::new(org.clone(), Role::Gateway, "gw"))
+            .unwrap();
+        let theirs = other
+            .issue(&CertRequest::new(org, Role::Gateway, "gw"))
+            .unwrap();
+        let set = KeySet::from_records(&[record(&ours.cert_pem, 0, None)]).unwrap();
+        assert_eq!(set.check_issued_by(ca.cert_pem()), Ok(()));
+        assert!(set.check_issued_by(other.cert_pem()).is_err());
+        let mixed = KeySet::from_records(&[
+            record(&ours.cert_pem, 0, None),
+            record(&theirs.cert_pem, 0, None),
+        ])
+        .unwrap();
+        let e = mixed.check_issued_by(ca.cert_pem()).unwrap_err();
+        assert!(e.0.contains("not issued by the given CA"), "{e}");
     }
 
     #[test]

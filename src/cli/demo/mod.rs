@@ -183,6 +183,15 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
             network.pki.crl.parent().unwrap_or(&network.dir).display(),
             network.pki.crl.display()
         );
+        let public = format!("https://localhost:{}", network.public_address.port());
+        println!(
+            "For verifiers (HTTPS, no client certificate): {public}/keys and {public}/revocations;"
+        );
+        println!(
+            "  samverka passport verify {} --keys {public}/keys --check-status --ca {}",
+            network.dir.join("passport.jws").display(),
+            network.pki.ca_cert.display()
+        );
         samverka_adapter::shutdown_signal().await;
     }
     network.shutdown().await;

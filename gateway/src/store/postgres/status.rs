@@ -59,7 +59,16 @@ impl PostgresStore {
             .await;
         if let Err(e) = inserted {
             if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
-                return already(r.revoked_at_ms);
+                // Another operator's, committed meanwhile: its time, read
+                // outside this (aborted) transaction.
+                drop(tx);
+                let row = client
+                    .query_one(
+                        "SELECT revoked_at_ms FROM revoked_credentials WHERE credential_id = $1",
+                        &[&r.credential_id],
+                    )
+                    .await?;
+                return already(row.try_get(0)?);
             }
             return Err(e.into());
         }
