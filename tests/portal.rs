@@ -253,6 +253,40 @@ async fn journey(c: &Client, portal: &str, dir: &Path) -> Vec<String> {
         &salt,
     ]);
     assert!(ok && out.contains("holder     ok"), "{out}");
+    // The command the page shows: with the gateway's key set from its
+    // public listener, and the passport's status.
+    let command = c
+        .find(Locator::Css("#verify-command"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let keys_url = command
+        .split_whitespace()
+        .skip_while(|w| *w != "--keys")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert!(command.contains("--check-status"), "{command}");
+    let (ok, out) = samverka(&[
+        "passport",
+        "verify",
+        passport_file.to_str().unwrap(),
+        "--keys",
+        &keys_url,
+        "--ca",
+        dir.join("certs").join("ca.pem").to_str().unwrap(),
+        "--check-status",
+        "--person",
+        DEMO_SUBJECT,
+        "--salt",
+        &salt,
+    ]);
+    assert!(
+        ok && out.contains("status     ok") && out.contains("key        ok"),
+        "{out}"
+    );
 
     // A form without the session's CSRF token changes nothing.
     let other_request = consents

@@ -8,6 +8,7 @@
 //! passport_purpose = "own_passport"    # optional: the "my passport" page,
 //! passport_record_types = ["education.degree", "employment.period"] # with these
 //! gateway_cert = "gateway.pem"         # optional: offered for `passport verify`
+//! gateway_keys = "https://samverka.example.se/keys" # optional: the gateway's key set, for it
 //!
 //! [gateway]                            # the gateway, as this registrar calls it
 //! address = "gateway.example.se:8443"  # by the name in its certificate
@@ -52,6 +53,10 @@ pub struct PortalConfig {
     /// The gateway's certificate, offered with the passport for
     /// `samverka passport verify`.
     pub gateway_cert: Option<PathBuf>,
+    /// The URL of the gateway's key set (its public listener's `/keys`):
+    /// the verify command shown with the passport uses it, and checks the
+    /// passport's status too.
+    pub gateway_keys: Option<String>,
     /// The gateway.
     pub gateway: GatewaySettings,
     /// The identity provider.
@@ -113,6 +118,7 @@ struct RawPortal {
     #[serde(default)]
     passport_record_types: Vec<String>,
     gateway_cert: Option<PathBuf>,
+    gateway_keys: Option<String>,
 }
 
 fn default_idle() -> u64 {
@@ -184,6 +190,13 @@ impl PortalConfig {
             }
             None => None,
         };
+        if let Some(keys) = &raw.portal.gateway_keys
+            && (!keys.starts_with("https://") || keys.contains(char::is_whitespace))
+        {
+            return Err(format!(
+                "portal.gateway_keys: {keys} must be an https:// URL"
+            ));
+        }
         if raw.portal.passport_purpose.is_some() && raw.portal.passport_record_types.is_empty() {
             return Err("portal.passport_record_types: needed with passport_purpose".into());
         }
@@ -197,6 +210,7 @@ impl PortalConfig {
             passport_purpose: raw.portal.passport_purpose,
             passport_record_types: raw.portal.passport_record_types,
             gateway_cert: raw.portal.gateway_cert.map(at),
+            gateway_keys: raw.portal.gateway_keys,
             gateway: GatewaySettings {
                 address: raw.gateway.address,
                 ca_cert: at(raw.gateway.ca_cert),

@@ -199,7 +199,7 @@ mod tests {
             ("passport.html", context! { gateway_cert => false }),
             (
                 "passport.html",
-                context! { gateway_cert => true, holder_salt => "c2FsdA", passport => context! {
+                context! { gateway_cert => true, holder_salt => "c2FsdA", keys_url => "https://gw.example.se/keys", passport => context! {
                     issued => "2026-12-01 10:00 UTC", issuer => "Operator", left_out => vec!["x: y"],
                     sections => vec![context! { heading => "Education", merits => vec![context! {
                         what => "Course", facts => "grade 5", when => "2010-01-15", by => "University",

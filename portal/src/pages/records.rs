@@ -191,6 +191,7 @@ fn render_passport(app: &App, visit: &Visit, fetched: Option<&(String, String)>)
             passport_empty => empty,
             holder_salt => fetched.map(|(_, salt)| salt.clone()),
             gateway_cert => app.config.gateway_cert.is_some(),
+            keys_url => app.config.gateway_keys.clone(),
         },
     )
 }

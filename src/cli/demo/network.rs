@@ -265,7 +265,7 @@ impl Network {
             1,
         );
         std::fs::write(&config_path, text)?;
-        super::portal::write_portal_config(&dir, &pki, &web, gateway_address)?;
+        super::portal::write_portal_config(&dir, &pki, &web, gateway_address, public_address)?;
         let config = Config::load(&config_path)?;
 
         let fetch_calls = Arc::new(AtomicUsize::new(0));

@@ -107,6 +107,7 @@ pub(super) fn write_portal_config(
     pki: &DevPkiFiles,
     web: &WebAddresses,
     gateway: SocketAddr,
+    public: SocketAddr,
 ) -> Result<(), DemoError> {
     let p = |p: &Path| toml::Value::String(p.display().to_string()).to_string();
     let (_, cert, key) = pki
@@ -134,6 +135,7 @@ session_idle_minutes = 15
 passport_purpose = "{OWN_PASSPORT_PURPOSE}"
 passport_record_types = {types:?}
 gateway_cert = {gateway_cert}
+gateway_keys = "https://localhost:{public_port}/keys"
 
 [gateway]
 address = "{gateway}"
@@ -154,6 +156,7 @@ client_secret_file = {secret}
         public_url = web.portal_url(),
         types = PASSPORT_TYPES,
         gateway_cert = p(&pki.gateway.0),
+        public_port = public.port(),
         gateway = client_address(gateway),
         ca = p(&pki.ca_cert),
         cert = p(cert),
