@@ -191,6 +191,29 @@ async fn a_revoked_passport_fails_its_status_check_for_every_verifier() {
     assert!(text(&out).contains("already revoked"), "{}", text(&out));
     let out = samverka(&["passport", "revoke", "not-an-id", "--config", path(&config)]);
     assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    // A gateway whose passports name no list: a revocation would reach no
+    // verifier, so it is refused.
+    let unlisted_config = dir.join("no-public-url.toml");
+    let text_of_config = std::fs::read_to_string(&config).unwrap();
+    let without: String = text_of_config
+        .lines()
+        .filter(|l| !l.starts_with("public_url") && !l.starts_with("public_address"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&unlisted_config, without).unwrap();
+    let out = samverka(&[
+        "passport",
+        "revoke",
+        &id,
+        "--config",
+        path(&unlisted_config),
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert!(
+        text(&out).contains("gateway.public_url is not set"),
+        "{}",
+        text(&out)
+    );
     let entries = net.gateway.store.audit_range(0, 100_000).await.unwrap();
     let revocations: Vec<_> = entries
         .iter()

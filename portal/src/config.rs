@@ -154,6 +154,19 @@ struct RawLogin {
     scopes: Vec<String>,
 }
 
+/// A key set URL safe to print in a shell command: `https://`, a host,
+/// a path ending in `/keys`, and only characters that need no quoting.
+fn is_keys_url(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("https://") else {
+        return false;
+    };
+    let safe = url
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-._~:/[]%".contains(c));
+    let host = rest.split('/').next().unwrap_or_default();
+    safe && !host.is_empty() && !host.starts_with(':') && rest.ends_with("/keys")
+}
+
 impl PortalConfig {
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<PortalConfig, String> {
@@ -191,10 +204,10 @@ impl PortalConfig {
             None => None,
         };
         if let Some(keys) = &raw.portal.gateway_keys
-            && (!keys.starts_with("https://") || keys.contains(char::is_whitespace))
+            && !is_keys_url(keys)
         {
             return Err(format!(
-                "portal.gateway_keys: {keys} must be an https:// URL"
+                "portal.gateway_keys: {keys:?} must be https://HOST[:PORT]/.../keys (it is shown in a command people paste into a shell)"
             ));
         }
         if raw.portal.passport_purpose.is_some() && raw.portal.passport_record_types.is_empty() {
@@ -301,5 +314,33 @@ client_id = "x"
         )
         .unwrap_err();
         assert!(e.contains("session_idle_minutes"), "{e}");
+    }
+
+    #[test]
+    fn the_key_set_url_is_one_safe_to_paste() {
+        let with = |url: &str| {
+            PortalConfig::parse(
+                &sample("https://p.example.se", &format!("gateway_keys = {url:?}")),
+                Path::new("."),
+            )
+        };
+        assert_eq!(
+            with("https://gw.example.se:8445/keys")
+                .unwrap()
+                .gateway_keys
+                .as_deref(),
+            Some("https://gw.example.se:8445/keys")
+        );
+        for bad in [
+            "https://",
+            "https:///keys",
+            "http://gw.example.se/keys",
+            "https://gw.example.se/jwks",
+            "https://gw.example.se/keys;rm -rf ~",
+            "https://gw.example.se/$(id)/keys",
+            "https://gw.example.se/keys?x=1",
+        ] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -354,14 +354,23 @@ pub async fn run(command: AuditCommand) -> Result<String, CliError> {
         } => {
             let mut cert_paths = cert;
             let from_set = match &keys {
-                Some(path) => samverka_gateway::credential::keys::KeySet::parse(&read(path)?)
-                    .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?
-                    .keys
-                    .into_iter()
-                    // A key revoked as compromised vouches for nothing.
-                    .filter(|k| k.revoked_at.is_none())
-                    .map(|k| k.cert_pem)
-                    .collect(),
+                Some(path) => {
+                    let set = samverka_gateway::credential::keys::KeySet::parse(&read(path)?)
+                        .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+                    // A key revoked as compromised vouches for nothing,
+                    // under any certificate that holds it.
+                    let leaked: Vec<_> = set
+                        .keys
+                        .iter()
+                        .filter(|k| k.revoked_at.is_some())
+                        .map(|k| k.jwk.clone())
+                        .collect();
+                    set.keys
+                        .into_iter()
+                        .filter(|k| !leaked.contains(&k.jwk))
+                        .map(|k| k.cert_pem)
+                        .collect()
+                }
                 None => Vec::new(),
             };
             let report = match export {

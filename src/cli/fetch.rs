@@ -1,7 +1,9 @@
 //! Fetching a public document (a key set, a revocation list) over HTTPS
-//! for the verifying commands: the web PKI's roots, or a CA of the
-//! verifier's choosing (`--ca`, e.g. a federation's or the demo's);
-//! https only, ten seconds and 1 MiB at most, no redirects followed.
+//! for the verifying commands: the server's certificate is trusted under
+//! the web PKI's roots and, when given, the verifier's CA (`--ca`, the
+//! federation's: a gateway's own public listener presents a federation
+//! certificate, a proxy in front of it a public one); https only, ten
+//! seconds and 1 MiB at most, no redirects followed.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -41,27 +43,27 @@ async fn get(url: &str, ca: Option<&Path>) -> Result<Value, CliError> {
     {
         return Err(CliError::Usage(format!("{url}: only https:// is fetched")));
     }
-    let builder = hyper_rustls::HttpsConnectorBuilder::new();
-    let builder = match ca {
-        Some(ca) => {
-            let pem =
-                std::fs::read(ca).map_err(|e| CliError::Usage(format!("{}: {e}", ca.display())))?;
-            let roots = samverka_adapter::root_store(&pem)
-                .map_err(|e| CliError::Usage(format!("{}: {e}", ca.display())))?;
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                samverka_adapter::crypto_provider(),
-            ))
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(ca) = ca {
+        let pem =
+            std::fs::read(ca).map_err(|e| CliError::Usage(format!("{}: {e}", ca.display())))?;
+        let extra = samverka_adapter::root_store(&pem)
+            .map_err(|e| CliError::Usage(format!("{}: {e}", ca.display())))?;
+        roots.roots.extend(extra.roots);
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(samverka_adapter::crypto_provider()))
             .with_safe_default_protocol_versions()
             .map_err(CliError::failed)?
             .with_root_certificates(roots)
             .with_no_client_auth();
-            builder.with_tls_config(config)
-        }
-        None => builder
-            .with_provider_and_webpki_roots(samverka_adapter::crypto_provider())
-            .map_err(CliError::failed)?,
-    };
-    let connector = builder.https_only().enable_http1().build();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http1()
+        .build();
     let client = Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(connector);
     let answer = client
         .get(uri)

@@ -196,7 +196,14 @@ impl TrustArgs {
             std::fs::read_to_string(p).map_err(|e| CliError::Usage(format!("{}: {e}", p.display())))
         };
         match (&self.cert, &self.keys) {
-            (Some(cert), _) => Ok(Trust::Cert(read(cert)?)),
+            (Some(cert), _) => {
+                let pem = read(cert)?;
+                if let Some(ca) = ca {
+                    samverka_gateway::credential::keys::check_gateway_cert(&pem, &read(ca)?)
+                        .map_err(|e| CliError::Failed(format!("{}: {e}", cert.display())))?;
+                }
+                Ok(Trust::Cert(pem))
+            }
             (None, Some(keys)) => {
                 let text = if super::fetch::is_url(keys) {
                     if ca.is_none() {

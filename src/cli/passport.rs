@@ -256,6 +256,12 @@ async fn status_check(
         return Ok(Err("not checked: the signature does not hold".into()));
     };
     let asked = !matches!(status, Status::NotChecked);
+    let failed = |why: String| {
+        Ok(Ok(passport::Check {
+            name: "status",
+            failure: Some(why),
+        }))
+    };
     let url = match status::named_list(credential) {
         Ok(Some(url)) => url,
         // Asked for and impossible: not a pass.
@@ -269,12 +275,8 @@ async fn status_check(
             }));
         }
         Ok(None) => return Ok(Err("not checked: the passport names no status list".into())),
-        Err(e) => {
-            return Ok(Ok(passport::Check {
-                name: "status",
-                failure: Some(e),
-            }));
-        }
+        Err(e) if asked => return failed(e),
+        Err(e) => return Ok(Err(format!("not checked: {e}"))),
     };
     let list = match status {
         Status::NotChecked => {
@@ -284,7 +286,17 @@ async fn status_check(
         }
         Status::File(path) => serde_json::from_str(&read(&path)?)
             .map_err(|e| CliError::Usage(format!("{}: not JSON: {e}", path.display())))?,
-        Status::Fetch => super::fetch::get_json(url, ca).await?,
+        Status::Fetch => match super::fetch::get_json(url, ca).await {
+            Ok(list) => list,
+            // The list the credential names cannot be had: the status is
+            // unknown, so the check fails (with the others reported).
+            Err(e) => {
+                return failed(format!(
+                    "cannot fetch the list: {}",
+                    printable(&e.to_string())
+                ));
+            }
+        },
     };
     Ok(Ok(passport::Check {
         name: "status",
@@ -315,6 +327,13 @@ fn printable(text: &str) -> String {
 /// `samverka passport revoke ID --config FILE [--reason R]`.
 async fn revoke(id: &str, config: &Path, reason: String) -> Result<String, CliError> {
     use samverka_gateway::store::status::{RevokeCredential, RevokedCredential};
+    let settings = samverka_gateway::config::Config::load(config)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    if settings.gateway.public_url.is_none() {
+        return Err(CliError::Usage(
+            "gateway.public_url is not set: this gateway's passports name no revocation list, so a revocation would reach no verifier".into(),
+        ));
+    }
     let uuid = uuid::Uuid::parse_str(id.trim().trim_start_matches("urn:uuid:"))
         .map_err(|_| CliError::Usage(format!("{id:?} is not a passport id (urn:uuid:...)")))?;
     let credential_id = format!("urn:uuid:{uuid}");

@@ -97,6 +97,24 @@ fn max_deadline_ms() -> u64 {
     30_000
 }
 
+/// `url` as a base URL verifiers reach: `https://` and an authority
+/// (host, perhaps a port) with no user, path, query, fragment or blank;
+/// the scheme in lower case.
+fn base_url(url: &str) -> Option<String> {
+    if url.chars().any(|c| c.is_control() || c.is_whitespace()) || url.ends_with('/') {
+        return None;
+    }
+    let uri: hyper::Uri = url.parse().ok()?;
+    let authority = uri.authority()?;
+    let plain = uri.scheme_str()?.eq_ignore_ascii_case("https")
+        && uri.path() == "/"
+        && uri.query().is_none()
+        && !authority.as_str().contains('@')
+        && !authority.host().is_empty()
+        && !url.contains('#');
+    plain.then(|| format!("https://{authority}"))
+}
+
 /// Checks the deadlines and resolves relative paths (the TLS files, the
 /// CRLs and a SQLite store) against `base_dir`.
 pub(super) fn parse(g: RawGateway, base_dir: &Path) -> Result<GatewaySettings, ConfigError> {
@@ -107,17 +125,13 @@ pub(super) fn parse(g: RawGateway, base_dir: &Path) -> Result<GatewaySettings, C
         ));
     }
     let public_url = match g.public_url {
-        Some(url)
-            if !url.starts_with("https://")
-                || url.ends_with('/')
-                || url.contains(['?', '#', ' ']) =>
-        {
-            return Err(ConfigError::for_key(
+        Some(url) => Some(base_url(&url).ok_or_else(|| {
+            ConfigError::for_key(
                 "gateway.public_url",
-                "must be an https:// URL without a trailing slash, query or fragment",
-            ));
-        }
-        url => url,
+                "must be https://HOST[:PORT], nothing more (no path, user, query or fragment): passports name it for good",
+            )
+        })?),
+        None => None,
     };
     if g.public_address.is_some() && public_url.is_none() {
         return Err(ConfigError::for_key(
@@ -174,11 +188,18 @@ store = "samverka.db"
         )
         .unwrap();
         assert_eq!(g.public_url.as_deref(), Some("https://gw.example.se:8445"));
+        let g = with("public_url = \"HTTPS://gw.example.se\"\n").unwrap();
+        assert_eq!(g.public_url.as_deref(), Some("https://gw.example.se"));
         for bad in [
             "public_address = \"0.0.0.0:8445\"\n",
             "public_url = \"http://gw.example.se\"\n",
             "public_url = \"https://gw.example.se/\"\n",
             "public_url = \"https://gw.example.se/?x=1\"\n",
+            "public_url = \"https://\"\n",
+            "public_url = \"https://gw.example.se/base\"\n",
+            "public_url = \"https://user@gw.example.se\"\n",
+            "public_url = \"https://gw.example.se\\t\"\n",
+            "public_url = \"https://gw.example.se#x\"\n",
         ] {
             assert!(with(bad).is_err(), "{bad}");
         }

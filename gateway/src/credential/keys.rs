@@ -240,41 +240,56 @@ impl KeySet {
         Ok(KeySet { keys })
     }
 
-    /// Every certificate of the set was issued by a CA of `ca_pem` (the
-    /// federation's), judged at its own notBefore so that a certificate
-    /// that has since expired still counts: a key set from elsewhere than
-    /// the operator is trusted only as far as that.
+    /// Every certificate of the set is a samverka gateway's and was issued
+    /// by a CA of `ca_pem` (the federation's): a key set from elsewhere
+    /// than the operator is trusted only as far as that.
     pub fn check_issued_by(&self, ca_pem: &str) -> Result<(), SignatureError> {
-        use rustls_pki_types::pem::PemObject;
-        let roots = samverka_adapter::root_store(ca_pem.as_bytes())
-            .map_err(|e| SignatureError(format!("CA: {e}")))?;
-        let provider = samverka_adapter::crypto_provider();
         for k in &self.keys {
-            let der = rustls_pki_types::CertificateDer::from_pem_slice(k.cert_pem.as_bytes())
-                .map_err(|e| SignatureError(format!("key {}: {e}", k.kid)))?;
-            let issued = x509_parser::prelude::X509Certificate::from_der(&der)
-                .map(|(_, c)| c.validity().not_before.timestamp().max(0) as u64)
-                .unwrap_or(0);
-            let verdict = rustls::server::ParsedCertificate::try_from(&der).and_then(|parsed| {
-                rustls::client::verify_server_cert_signed_by_trust_anchor(
-                    &parsed,
-                    &roots,
-                    &[],
-                    rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-                        issued,
-                    )),
-                    provider.signature_verification_algorithms.all,
-                )
-            });
-            verdict.map_err(|e| {
-                SignatureError(format!(
-                    "key set: the certificate of key {} is not issued by the given CA ({e})",
-                    k.kid
-                ))
-            })?;
+            check_gateway_cert(&k.cert_pem, ca_pem)
+                .map_err(|e| SignatureError(format!("key set: key {}: {}", k.kid, e.0)))?;
         }
         Ok(())
     }
+}
+
+/// `cert_pem` is a samverka gateway's certificate issued by a CA of
+/// `ca_pem`, judged at its own notBefore so that a certificate that has
+/// since expired still counts.
+pub fn check_gateway_cert(cert_pem: &str, ca_pem: &str) -> Result<(), SignatureError> {
+    use rustls_pki_types::pem::PemObject;
+    let identity = samverka_certs::CertIdentity::from_pem(cert_pem)
+        .map_err(|e| SignatureError(format!("certificate: {e}")))?;
+    if identity.role != samverka_certs::Role::Gateway {
+        return Err(SignatureError(format!(
+            "the certificate is a {:?}'s, not a samverka gateway's",
+            identity.role
+        )));
+    }
+    let roots = samverka_adapter::root_store(ca_pem.as_bytes())
+        .map_err(|e| SignatureError(format!("CA: {e}")))?;
+    let provider = samverka_adapter::crypto_provider();
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .map_err(|e| SignatureError(format!("certificate: {e}")))?;
+    let issued = x509_parser::prelude::X509Certificate::from_der(&der)
+        .map(|(_, c)| c.validity().not_before.timestamp().max(0) as u64)
+        .unwrap_or(0);
+    rustls::server::ParsedCertificate::try_from(&der)
+        .and_then(|parsed| {
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &parsed,
+                &roots,
+                &[],
+                rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                    issued,
+                )),
+                provider.signature_verification_algorithms.all,
+            )
+        })
+        .map_err(|e| {
+            SignatureError(format!(
+                "the certificate is not issued by the given CA ({e})"
+            ))
+        })
 }
 
 /// What a verifier trusts: the one certificate of the gateway (no key
@@ -374,7 +389,8 @@ pub async fn note(
 /// goes: records every signer a reload puts in use as soon as it is (a
 /// failed write is tried again), and every 10 seconds checks the key in
 /// use, logging once per key when an operator has retired it (what it
-/// signs from then on does not verify against the key set).
+/// signs from then on does not verify against the key set), and tells the
+/// slot which keys are retired, so that a reload refuses them.
 pub fn spawn_recorder(
     store: crate::store::Store,
     slot: &std::sync::Arc<super::signing::SignerSlot>,
@@ -407,6 +423,15 @@ pub fn spawn_recorder(
                 }
             }
             waiting = failed;
+            // What is retired, so that a reload does not put it in use.
+            if let Ok(keys) = store.signing_keys().await {
+                live.set_retired(
+                    keys.into_iter()
+                        .filter(|k| k.retired_at_ms.is_some())
+                        .map(|k| k.kid)
+                        .collect(),
+                );
+            }
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), live.changed()).await;
         }
     });
@@ -521,6 +546,42 @@ mod tests {
         .unwrap();
         let e = mixed.check_issued_by(ca.cert_pem()).unwrap_err();
         assert!(e.0.contains("not issued by the given CA"), "{e}");
+        // The federation's CA issued it, but to an agency, not a gateway.
+        let agency = ca
+            .issue(&CertRequest::new(
+                OrgNumber::parse("2021999020").unwrap(),
+                Role::Agency,
+                "agency",
+            ))
+            .unwrap();
+        let set = KeySet::from_records(&[record(&agency.cert_pem, 0, None)]).unwrap();
+        let e = set.check_issued_by(ca.cert_pem()).unwrap_err();
+        assert!(e.0.contains("not a samverka gateway's"), "{e}");
+    }
+
+    #[test]
+    fn a_reload_does_not_put_a_retired_key_in_use() {
+        use crate::credential::signing::{JwsSigner, SignerSlot};
+        let ca = DevCa::generate("test ca").unwrap();
+        let org = OrgNumber::parse("2021999012").unwrap();
+        let a = ca
+            .issue(&CertRequest::new(org.clone(), Role::Gateway, "gw"))
+            .unwrap();
+        let b = ca
+            .issue(&CertRequest::new(org, Role::Gateway, "gw"))
+            .unwrap();
+        let signer = |c: &samverka_certs::dev::IssuedCert| {
+            JwsSigner::from_pem(&c.cert_pem, &c.key_pem, "2021999012").unwrap()
+        };
+        let slot = SignerSlot::new(signer(&a), crate::time::Clock::manual(1_000));
+        slot.set_retired(vec![cert_thumbprint(&b.cert_pem).unwrap()]);
+        let e = slot.replace(signer(&b)).unwrap_err();
+        assert!(e.0.contains("was retired"), "{e}");
+        assert_eq!(slot.current().kid(), cert_thumbprint(&a.cert_pem).unwrap());
+        slot.set_retired(vec![]);
+        slot.replace(signer(&b)).unwrap();
+        assert_eq!(slot.current().kid(), cert_thumbprint(&b.cert_pem).unwrap());
+        assert_eq!(slot.take_put_in_use().len(), 1, "queued for the recorder");
     }
 
     #[test]

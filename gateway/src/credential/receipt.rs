@@ -176,6 +176,21 @@ pub fn verify_with(jws: &str, trust: &Trust) -> Result<ReceiptClaims, SignatureE
         ));
     };
     let claims = verify(jws, first.cert_pem)?;
+    // Signed by a gateway, in its own name.
+    let identity = samverka_certs::CertIdentity::from_pem(first.cert_pem)
+        .map_err(|e| SignatureError(format!("certificate: {e}")))?;
+    if identity.role != samverka_certs::Role::Gateway {
+        return Err(SignatureError(format!(
+            "signed with a {:?}'s certificate, not a samverka gateway's",
+            identity.role
+        )));
+    }
+    if claims.iss != identity.agency.as_str() {
+        return Err(SignatureError(format!(
+            "issued in the name of {}, but signed by the gateway of {}",
+            claims.iss, identity.agency
+        )));
+    }
     // Judged by every certificate of the set that holds the same key.
     let candidates = match first.key {
         Some(key) => trust.by_jwk(&key.jwk),
@@ -270,6 +285,46 @@ mod tests {
         // Another gateway certificate, even from the same CA, does not verify it.
         let other_gw = gateway_cert(&ca);
         assert!(verify(&jws, &other_gw.cert_pem).is_err());
+    }
+
+    #[test]
+    fn against_a_key_set_only_a_gateway_signing_in_its_own_name_counts() {
+        use crate::credential::keys::{KeySet, Trust};
+        use crate::store::keys::SigningKeyRecord;
+        let ca = DevCa::generate("ca").unwrap();
+        let set = |cert: &str| {
+            Trust::Keys(
+                KeySet::from_records(&[SigningKeyRecord {
+                    kid: crate::credential::signing::cert_thumbprint(cert).unwrap(),
+                    cert_pem: cert.to_owned(),
+                    in_use_from_ms: 0,
+                    retired_at_ms: None,
+                    retire_reason: None,
+                }])
+                .unwrap(),
+            )
+        };
+        let gw = gateway_cert(&ca);
+        let signer = JwsSigner::from_pem(&gw.cert_pem, &gw.key_pem, "2021999012").unwrap();
+        let jws = sign(&signer, &claims()).unwrap();
+        assert_eq!(verify_with(&jws, &set(&gw.cert_pem)).unwrap(), claims());
+        // In the name of another organisation than the certificate's.
+        let mut other = claims();
+        other.iss = "2021999020".into();
+        let e = verify_with(&sign(&signer, &other).unwrap(), &set(&gw.cert_pem)).unwrap_err();
+        assert!(e.0.contains("issued in the name of 2021999020"), "{e}");
+        // Signed with an agency's certificate put in a key set.
+        let agency = ca
+            .issue(&CertRequest::new(
+                OrgNumber::parse("2021999012").unwrap(),
+                Role::Agency,
+                "an agency",
+            ))
+            .unwrap();
+        let signer = JwsSigner::from_pem(&agency.cert_pem, &agency.key_pem, "2021999012").unwrap();
+        let e =
+            verify_with(&sign(&signer, &claims()).unwrap(), &set(&agency.cert_pem)).unwrap_err();
+        assert!(e.0.contains("not a samverka gateway's"), "{e}");
     }
 
     #[test]

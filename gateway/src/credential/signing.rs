@@ -224,6 +224,8 @@ pub struct SignerSlot {
     clock: crate::time::Clock,
     put_in_use: std::sync::Mutex<Vec<std::sync::Arc<JwsSigner>>>,
     changed: tokio::sync::Notify,
+    /// The keys operators have retired, as the recorder last read them.
+    retired: std::sync::RwLock<Vec<String>>,
 }
 
 impl SignerSlot {
@@ -235,6 +237,15 @@ impl SignerSlot {
             clock,
             put_in_use: std::sync::Mutex::new(Vec::new()),
             changed: tokio::sync::Notify::new(),
+            retired: std::sync::RwLock::new(Vec::new()),
+        }
+    }
+
+    /// The keys (kids) operators have retired, as read from the store.
+    pub fn set_retired(&self, kids: Vec<String>) {
+        match self.retired.write() {
+            Ok(mut r) => *r = kids,
+            Err(p) => *p.into_inner() = kids,
         }
     }
 
@@ -260,8 +271,20 @@ impl SignerSlot {
     }
 
     /// Puts `signer` in use from now. The same key put in use again keeps
-    /// its first time.
-    pub fn replace(&self, mut signer: JwsSigner) {
+    /// its first time. A key an operator has retired is refused: what it
+    /// signed would not verify.
+    pub fn replace(&self, mut signer: JwsSigner) -> Result<(), SignatureError> {
+        let retired = self
+            .retired
+            .read()
+            .map(|r| r.contains(&signer.x5t_s256))
+            .unwrap_or(false);
+        if retired {
+            return Err(err(format!(
+                "the signing key {} was retired (samverka keys retire); put a new certificate and key in use",
+                signer.x5t_s256
+            )));
+        }
         let before = self.current();
         signer.in_use_from_ms = if before.x5t_s256 == signer.x5t_s256 {
             before.in_use_from_ms
@@ -278,6 +301,7 @@ impl SignerSlot {
             Err(p) => *p.into_inner() = signer,
         }
         self.changed.notify_one();
+        Ok(())
     }
 }
 

@@ -84,7 +84,10 @@ pub fn check(credential: &Value, list: &Value) -> Result<(), String> {
     }
     let revoked = list["revokedCredentials"]
         .as_array()
-        .ok_or_else(|| "not a revocation list (no revokedCredentials)".to_owned())?;
+        .filter(|entries| entries.iter().all(|r| r["id"].is_string()))
+        .ok_or_else(|| {
+            "not a revocation list (revokedCredentials must be objects with an id)".to_owned()
+        })?;
     let id = credential["id"].as_str().unwrap_or_default();
     match revoked.iter().find(|r| r["id"] == id) {
         Some(r) => Err(format!(
@@ -139,6 +142,10 @@ mod tests {
             )
             .is_err()
         );
+        // Entries that are not objects with an id: not a list to trust.
+        let mut bare = list(&[]);
+        bare["revokedCredentials"] = json!(["urn:uuid:a"]);
+        assert!(check(&credential, &bare).is_err());
         // A credential naming no list, or a status of another kind.
         assert!(check(&json!({"id": "urn:uuid:a"}), &list(&[])).is_err());
         let mut odd = credential.clone();

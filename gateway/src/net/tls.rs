@@ -366,7 +366,9 @@ impl ServerTls {
             crls,
         } = material(&self.files)?;
         let new_signer = signer(&self.files)?;
-        self.signer.replace(new_signer);
+        self.signer
+            .replace(new_signer)
+            .map_err(|e| format!("{}: {e}", self.files.cert.display()))?;
         set(&self.current, server);
         set(&self.public, public);
         set(&self.adapters, adapters);
