@@ -9,7 +9,7 @@
 //!
 //! Every gateway records the key it signs with when it starts and when a
 //! reload puts a new certificate in; `export` writes them all as a JWKS
-//! (`credential/keys.rs`). Once every replica signs with the new key,
+//! (`credential/keys/`). Once every replica signs with the new key,
 //! `retire` ends the old one: what it signed before stays valid, what it
 //! would sign after does not. `--compromised` says its private key may be
 //! known: nothing it ever signed is valid. Retiring is audited.

@@ -252,18 +252,7 @@ impl Network {
             store,
             &format!("{DEMO_AUDIT}\n{}", super::portal::portal_tables(&pki, &web)),
         );
-        // The public listener: verifiers fetch the key set and the
-        // passports' revocation list there (the certificate names
-        // localhost).
-        let admin_line = format!("admin_address = \"{admin_address}\"\n");
-        let text = text.replacen(
-            &admin_line,
-            &format!(
-                "{admin_line}public_address = \"{public_address}\"   # key set and revocation list, HTTPS\npublic_url = \"https://localhost:{}\"\n",
-                public_address.port()
-            ),
-            1,
-        );
+        let text = super::portal::with_public_listener(&text, admin_address, public_address);
         std::fs::write(&config_path, text)?;
         super::portal::write_portal_config(&dir, &pki, &web, gateway_address, public_address)?;
         let config = Config::load(&config_path)?;
@@ -294,21 +283,20 @@ impl Network {
         let (tx, rx) = oneshot::channel::<()>();
         let gw = gateway.clone();
         let task = tokio::spawn(async move {
-            let (stop_admin, admin_stopped) = oneshot::channel::<()>();
-            let (stop_public, public_stopped) = oneshot::channel::<()>();
+            // The admin and public listeners stop when the gateway has.
+            let (stop_listeners, stopped) = tokio::sync::watch::channel(());
+            let until = |mut rx: tokio::sync::watch::Receiver<()>| async move {
+                let _ = rx.changed().await;
+            };
             let public = tokio::spawn(samverka_gateway::public::serve_public(
                 gw.clone(),
                 public_listener,
-                async {
-                    let _ = public_stopped.await;
-                },
+                until(stopped.clone()),
             ));
             let admin = tokio::spawn(samverka_gateway::admin::serve_admin(
                 gw.clone(),
                 admin_listener,
-                async {
-                    let _ = admin_stopped.await;
-                },
+                until(stopped),
             ));
             let stop = async {
                 let _ = rx.await;
@@ -316,10 +304,8 @@ impl Network {
             if let Err(e) = serve(gw, gateway_listener, stop).await {
                 tracing::error!(error = %e, "gateway stopped");
             }
-            let _ = stop_admin.send(());
-            let _ = admin.await;
-            let _ = stop_public.send(());
-            let _ = public.await;
+            let _ = stop_listeners.send(());
+            let _ = tokio::join!(admin, public);
         });
         stops.push(("gateway".to_owned(), tx, task));
 

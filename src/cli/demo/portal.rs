@@ -101,6 +101,22 @@ record_types = {types:?}
     )
 }
 
+/// The demo gateway's configuration `text` with its public listener on
+/// `public` (verifiers fetch the key set and the passports' revocation
+/// list there; the certificate names localhost), after the admin
+/// listener's line.
+pub(super) fn with_public_listener(text: &str, admin: SocketAddr, public: SocketAddr) -> String {
+    let admin_line = format!("admin_address = \"{admin}\"\n");
+    text.replacen(
+        &admin_line,
+        &format!(
+            "{admin_line}public_address = \"{public}\"   # key set and revocation list, HTTPS\npublic_url = \"https://localhost:{}\"\n",
+            public.port()
+        ),
+        1,
+    )
+}
+
 /// Writes `DIR/portal.toml` and the portal's client secret.
 pub(super) fn write_portal_config(
     dir: &Path,
