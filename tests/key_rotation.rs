@@ -274,6 +274,21 @@ async fn old_documents_verify_against_the_key_set_and_a_retired_key_signs_nothin
         &[config, "--keys".as_ref(), &retired_keys],
     );
     assert!(out.status.success(), "{}", text(&out));
+    // A checkpoint the retired key signs after its retirement anchors
+    // nothing: the trail is not verified with the key set.
+    let head = net.gateway.store.audit_head().await.unwrap();
+    let late = samverka_gateway::audit::chain::checkpoint(&old, &head, later_s * 1000).unwrap();
+    net.gateway.store.add_checkpoint(late).await.unwrap();
+    let out = samverka(
+        &["audit", "verify", "--config"],
+        &[config, "--keys".as_ref(), &retired_keys],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("after the key was retired"),
+        "{}",
+        text(&out)
+    );
 
     // A compromised key: nothing it signed counts, before or after.
     let new_kid = samverka_gateway::credential::signing::cert_thumbprint(

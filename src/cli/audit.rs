@@ -59,7 +59,8 @@ pub enum AuditCommand {
         cert: Vec<PathBuf>,
         /// The gateway's key set (`samverka keys export`): every
         /// certificate in it counts as given with --cert, except those of
-        /// keys revoked as compromised.
+        /// keys revoked as compromised, and a checkpoint one of its keys
+        /// signed must have been signed while that key was valid.
         #[arg(long)]
         keys: Option<PathBuf>,
         /// Check an export (JSON Lines) instead of a store.
@@ -223,6 +224,66 @@ async fn verify_store(store: &AuditTrail, certs: &[String]) -> Result<Report, Cl
     check.finish().map_err(broken)
 }
 
+/// With a key set: each checkpoint signed by one of its keys was signed
+/// while that key was valid (by the time the checkpoint's signature
+/// attests), so that a retired key's later signature, or a compromised
+/// key's any, anchors nothing.
+fn key_periods(
+    checkpoints: &[AuditCheckpoint],
+    set: &samverka_gateway::credential::keys::KeySet,
+) -> Result<(), CliError> {
+    use samverka_gateway::audit::chain::{CHECKPOINT_TYPE, CheckpointClaims};
+    use samverka_gateway::credential::keys::{Trust, valid_at};
+    use samverka_gateway::credential::signing;
+    let trust = Trust::Keys(set.clone());
+    for cp in checkpoints {
+        let Some(kid) = signing::named_signer(&cp.jws) else {
+            continue;
+        };
+        let named = trust.by_kid(&kid);
+        let Some(key) = named.first().and_then(|c| c.key) else {
+            continue;
+        };
+        // An unverifiable checkpoint is the chain check's to report.
+        let Ok(claims) =
+            signing::verify::<CheckpointClaims>(&cp.jws, CHECKPOINT_TYPE, &key.cert_pem)
+        else {
+            continue;
+        };
+        let signed_at = time::OffsetDateTime::parse(
+            &claims.time,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map(|t| t.unix_timestamp())
+        .unwrap_or(i64::MAX);
+        if let Some(Err(why)) = valid_at(&trust.by_jwk(&key.jwk), signed_at) {
+            return Err(CliError::Failed(format!(
+                "audit trail NOT VERIFIED: the checkpoint at entry {}: {why}",
+                cp.seq
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The checkpoints at the head of an export (they come before its
+/// entries).
+fn export_checkpoints(path: &Path) -> Result<Vec<AuditCheckpoint>, CliError> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+    let mut checkpoints = Vec::new();
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line.map_err(CliError::failed)?;
+        match serde_json::from_str::<ExportLine>(&line) {
+            Ok(ExportLine::Checkpoint(c)) => checkpoints.push(c),
+            Ok(ExportLine::Entry(_)) => break,
+            // Not an export line: the chain check says so.
+            Err(_) => {}
+        }
+    }
+    Ok(checkpoints)
+}
+
 /// Verifies an export line by line, in constant memory: its checkpoints
 /// come first (as `export` writes them), then its entries, each checked
 /// as it is read.
@@ -353,10 +414,15 @@ pub async fn run(command: AuditCommand) -> Result<String, CliError> {
             export,
         } => {
             let mut cert_paths = cert;
-            let from_set = match &keys {
-                Some(path) => {
-                    let set = samverka_gateway::credential::keys::KeySet::parse(&read(path)?)
-                        .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+            let set = keys
+                .as_ref()
+                .map(|path| {
+                    samverka_gateway::credential::keys::KeySet::parse(&read(path)?)
+                        .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
+                })
+                .transpose()?;
+            let from_set = match set.clone() {
+                Some(set) => {
                     // A key revoked as compromised vouches for nothing,
                     // under any certificate that holds it.
                     let leaked: Vec<_> = set
@@ -380,6 +446,9 @@ pub async fn run(command: AuditCommand) -> Result<String, CliError> {
                         .map(|p| read(p))
                         .collect::<Result<Vec<_>, _>>()?;
                     certs.extend(from_set);
+                    if let Some(set) = &set {
+                        key_periods(&export_checkpoints(&path)?, set)?;
+                    }
                     verify_export(&path, &certs)?
                 }
                 None => {
@@ -390,6 +459,9 @@ pub async fn run(command: AuditCommand) -> Result<String, CliError> {
                         .map(|p| read(p))
                         .collect::<Result<Vec<_>, _>>()?;
                     certs.extend(from_set);
+                    if let Some(set) = &set {
+                        key_periods(&store.checkpoints().await.map_err(CliError::failed)?, set)?;
+                    }
                     verify_store(&store, &certs).await?
                 }
             };
