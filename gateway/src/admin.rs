@@ -57,24 +57,40 @@ pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
 /// the answer in progress.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
+/// An answer of `status` with `body` of `content_type` (also the public
+/// listener's, [`crate::public`]).
+pub(crate) fn reply(
+    status: StatusCode,
+    content_type: &str,
+    body: String,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    Ok(r)
+}
+
+/// The answer to a request that is not a GET, if it is not.
+pub(crate) fn get_only(
+    request: &Request<Incoming>,
+) -> Option<Result<Response<Full<Bytes>>, Infallible>> {
+    (request.method() != Method::GET).then(|| {
+        reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n".into(),
+        )
+    })
+}
+
 async fn answer(
     gateway: Arc<Gateway>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let reply = |status: StatusCode, content_type: &str, body: String| {
-        let mut r = Response::new(Full::new(Bytes::from(body)));
-        *r.status_mut() = status;
-        if let Ok(v) = content_type.parse() {
-            r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
-        }
-        Ok(r)
-    };
-    if request.method() != Method::GET {
-        return reply(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain",
-            "GET only\n".into(),
-        );
+    if let Some(refused) = get_only(&request) {
+        return refused;
     }
     match request.uri().path() {
         "/metrics" => {

@@ -103,15 +103,10 @@ async fn answer(
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let reply = |status: StatusCode, content_type: &str, body: String| {
-        let mut r = Response::new(Full::new(Bytes::from(body)));
-        *r.status_mut() = status;
-        let headers = r.headers_mut();
-        if let Ok(v) = content_type.parse() {
-            headers.insert(hyper::header::CONTENT_TYPE, v);
-        }
+        let mut r = crate::admin::reply(status, content_type, body)?;
         // A verifier may cache an answer for a minute, not longer: a
         // revocation must reach it soon. Errors are not to be cached.
-        headers.insert(
+        r.headers_mut().insert(
             hyper::header::CACHE_CONTROL,
             hyper::header::HeaderValue::from_static(if status == StatusCode::OK {
                 "max-age=60"
