@@ -9,7 +9,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use samverka::cli::demo::DEMO_PURPOSE;
@@ -22,19 +22,12 @@ use serde_json::json;
 use support::independent::{claims_of, independent, python_ready};
 use support::*;
 
+/// `samverka ARGS PATHS`.
 fn samverka(args: &[&str], paths: &[&Path]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_samverka"))
-        .args(args)
-        .args(paths)
-        .output()
-        .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    samverka_run(
+        args.iter()
+            .map(std::ffi::OsStr::new)
+            .chain(paths.iter().map(|p| p.as_os_str())),
     )
 }
 
@@ -103,7 +96,7 @@ async fn old_documents_verify_against_the_key_set_and_a_retired_key_signs_nothin
 
     let out = samverka(&["keys", "list", "--config"], &[config]);
     assert!(out.status.success(), "{out:?}");
-    let list = text(&out);
+    let list = printed(&out);
     assert_eq!(list.matches("in use").count(), 2, "{list}");
     assert!(list.contains(&old_kid), "{list}");
 
@@ -144,31 +137,49 @@ async fn old_documents_verify_against_the_key_set_and_a_retired_key_signs_nothin
     };
     for path in receipts.iter() {
         let out = verify_receipt(path, "--keys", &keys);
-        assert!(out.status.success(), "{}: {}", path.display(), text(&out));
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            printed(&out)
+        );
     }
     for path in passports.iter() {
         let out = verify_passport(path, "--keys", &keys);
-        assert!(out.status.success(), "{}: {}", path.display(), text(&out));
-        assert!(text(&out).contains("  key        ok"), "{}", text(&out));
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            printed(&out)
+        );
+        assert!(
+            printed(&out).contains("  key        ok"),
+            "{}",
+            printed(&out)
+        );
     }
     // The new certificate alone does not vouch for what the old key
     // signed: the reason for the key set.
     let out = verify_receipt(&receipts[0], "--cert", &net.pki.gateway.0);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
 
     // Retired: audited, once; an unknown key is a usage error.
     let out = samverka(&["keys", "retire", &old_kid, "--config"], &[config]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", printed(&out));
     assert!(
-        text(&out).contains("recorded in the trail"),
+        printed(&out).contains("recorded in the trail"),
         "{}",
-        text(&out)
+        printed(&out)
     );
     let out = samverka(&["keys", "retire", &old_kid, "--config"], &[config]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("already retired"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
+    assert!(
+        printed(&out).contains("already retired"),
+        "{}",
+        printed(&out)
+    );
     let out = samverka(&["keys", "retire", "no-such-key", "--config"], &[config]);
-    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(64), "{}", printed(&out));
     let entries = net.gateway.store.audit_range(0, 100_000).await.unwrap();
     let retired = entries
         .iter()
@@ -192,7 +203,12 @@ async fn old_documents_verify_against_the_key_set_and_a_retired_key_signs_nothin
         } else {
             verify_passport(path, "--keys", &retired_keys)
         };
-        assert!(out.status.success(), "{}: {}", path.display(), text(&out));
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            printed(&out)
+        );
     }
     // ...but what it signs after does not, though the signature holds.
     let old = JwsSigner::from_pem(&old_cert, &old_key, "2021999012").unwrap();
@@ -201,11 +217,11 @@ async fn old_documents_verify_against_the_key_set_and_a_retired_key_signs_nothin
     claims.iat = later_s;
     let late_receipt = file("late.receipt", &receipt::sign(&old, &claims).unwrap());
     let out = verify_receipt(&late_receipt, "--keys", &retired_keys);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
     assert!(
-        text(&out).contains("after the key was retired"),
+        printed(&out).contains("after the key was retired"),
         "{}",
-        text(&out)
+        printed(&out)
     );
     let mut claims = claims_of(&passport_before);
     claims["validFrom"] = json!(rfc3339(later_s * 1000));
@@ -213,8 +229,12 @@ async fn old_documents_verify_against_the_key_set_and_a_retired_key_signs_nothin
     let late_passport = old.sign_jwt(&claims).unwrap();
     let late_file = file("late.jws", &late_passport);
     let out = verify_passport(&late_file, "--keys", &retired_keys);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("key        FAILED"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
+    assert!(
+        printed(&out).contains("key        FAILED"),
+        "{}",
+        printed(&out)
+    );
     // Only the key's validity fails: the rest of the checks hold.
     let report = passport::verify_report_with(
         &late_passport,
@@ -248,8 +268,12 @@ async fn old_documents_verify_against_the_key_set_and_a_retired_key_signs_nothin
         .sign_jwt(&claims_of(&passport_before))
         .unwrap();
     let out = verify_passport(&file("stranger.jws", &stranger), "--keys", &retired_keys);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("not in the key set"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
+    assert!(
+        printed(&out).contains("not in the key set"),
+        "{}",
+        printed(&out)
+    );
 
     if python_ready() {
         for (what, jws, valid) in [
@@ -273,7 +297,7 @@ async fn old_documents_verify_against_the_key_set_and_a_retired_key_signs_nothin
         &["audit", "verify", "--config"],
         &[config, "--keys".as_ref(), &retired_keys],
     );
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", printed(&out));
     // A checkpoint the retired key signs after its retirement anchors
     // nothing: the trail is not verified with the key set.
     let head = net.gateway.store.audit_head().await.unwrap();
@@ -283,11 +307,11 @@ async fn old_documents_verify_against_the_key_set_and_a_retired_key_signs_nothin
         &["audit", "verify", "--config"],
         &[config, "--keys".as_ref(), &retired_keys],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
     assert!(
-        text(&out).contains("after the key was retired"),
+        printed(&out).contains("after the key was retired"),
         "{}",
-        text(&out)
+        printed(&out)
     );
 
     // A compromised key: nothing it signed counts, before or after.
@@ -299,20 +323,20 @@ async fn old_documents_verify_against_the_key_set_and_a_retired_key_signs_nothin
         &["keys", "retire", &new_kid, "--compromised", "--config"],
         &[config],
     );
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", printed(&out));
     let out = samverka(
         &["keys", "export", "--config"],
         &[config, "--out".as_ref(), &keys],
     );
     assert!(out.status.success(), "{out:?}");
     let out = verify_receipt(&receipts[1], "--keys", &keys);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("compromised"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
+    assert!(printed(&out).contains("compromised"), "{}", printed(&out));
     let out = verify_receipt(&receipts[0], "--keys", &keys);
     assert!(
         out.status.success(),
         "the old key's receipt still verifies: {}",
-        text(&out)
+        printed(&out)
     );
 
     // A gateway does not start with a retired key.

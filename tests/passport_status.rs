@@ -9,7 +9,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use samverka::cli::demo::DEMO_PURPOSE;
 use samverka::cli::fetch::get_json;
@@ -18,18 +18,7 @@ use support::independent::{claims_of, independent_with_status, python_ready};
 use support::*;
 
 fn samverka(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_samverka"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    samverka_run(args)
 }
 
 fn path(p: &Path) -> &str {
@@ -82,7 +71,7 @@ async fn a_revoked_passport_fails_its_status_check_for_every_verifier() {
     // the store's; nothing else is served.
     let served_keys = get_json(&keys_url, Some(&ca)).await.unwrap();
     let out = samverka(&["keys", "export", "--config", path(&config)]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", printed(&out));
     let exported: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(served_keys, exported);
     let list = get_json(&list_url, Some(&ca)).await.unwrap();
@@ -97,8 +86,8 @@ async fn a_revoked_passport_fails_its_status_check_for_every_verifier() {
     // A key set from the network needs the federation CA, and its
     // certificates must be that CA's.
     let out = samverka(&["passport", "verify", path(&file), "--keys", &keys_url]);
-    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
-    assert!(text(&out).contains("needs --ca"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(64), "{}", printed(&out));
+    assert!(printed(&out).contains("needs --ca"), "{}", printed(&out));
     let stranger = dir.join("stranger-ca.pem");
     std::fs::write(
         &stranger,
@@ -114,7 +103,7 @@ async fn a_revoked_passport_fails_its_status_check_for_every_verifier() {
         "--keys",
         path(&dir.join("no-such-set.json")),
     ]);
-    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(64), "{}", printed(&out));
     let saved_keys = dir.join("keys.json");
     std::fs::write(&saved_keys, served_keys.to_string()).unwrap();
     let out = samverka(&[
@@ -126,18 +115,26 @@ async fn a_revoked_passport_fails_its_status_check_for_every_verifier() {
         "--ca",
         path(&stranger),
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
     assert!(
-        text(&out).contains("not issued by the given CA"),
+        printed(&out).contains("not issued by the given CA"),
         "{}",
-        text(&out)
+        printed(&out)
     );
 
     // In force: every check passes, the status fetched from the list.
     let out = verify_online(&file);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("  status     ok"), "{}", text(&out));
-    assert!(text(&out).contains("  key        ok"), "{}", text(&out));
+    assert!(out.status.success(), "{}", printed(&out));
+    assert!(
+        printed(&out).contains("  status     ok"),
+        "{}",
+        printed(&out)
+    );
+    assert!(
+        printed(&out).contains("  key        ok"),
+        "{}",
+        printed(&out)
+    );
     // Not asked to check: said so.
     let out = samverka(&[
         "passport",
@@ -146,11 +143,11 @@ async fn a_revoked_passport_fails_its_status_check_for_every_verifier() {
         "--cert",
         path(&net.pki.gateway.0),
     ]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", printed(&out));
     assert!(
-        text(&out).contains("status     not checked"),
+        printed(&out).contains("status     not checked"),
         "{}",
-        text(&out)
+        printed(&out)
     );
     let before = dir.join("revocations-before.json");
     std::fs::write(&before, list.to_string()).unwrap();
@@ -167,11 +164,11 @@ async fn a_revoked_passport_fails_its_status_check_for_every_verifier() {
     let unlisted_file = dir.join("unlisted.jws");
     std::fs::write(&unlisted_file, signer.sign_jwt(&unlisted).unwrap()).unwrap();
     let out = verify_online(&unlisted_file);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
     assert!(
-        text(&out).contains("status     FAILED: the passport names no status list"),
+        printed(&out).contains("status     FAILED: the passport names no status list"),
         "{}",
-        text(&out)
+        printed(&out)
     );
 
     // Revoked by the operator: audited, once; a malformed id is a usage
@@ -185,12 +182,16 @@ async fn a_revoked_passport_fails_its_status_check_for_every_verifier() {
         "--reason",
         "issued in error",
     ]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", printed(&out));
     let out = samverka(&["passport", "revoke", &id, "--config", path(&config)]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("already revoked"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
+    assert!(
+        printed(&out).contains("already revoked"),
+        "{}",
+        printed(&out)
+    );
     let out = samverka(&["passport", "revoke", "not-an-id", "--config", path(&config)]);
-    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(64), "{}", printed(&out));
     // A gateway whose passports name no list: a revocation would reach no
     // verifier, so it is refused.
     let unlisted_config = dir.join("no-public-url.toml");
@@ -208,11 +209,11 @@ async fn a_revoked_passport_fails_its_status_check_for_every_verifier() {
         "--config",
         path(&unlisted_config),
     ]);
-    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(64), "{}", printed(&out));
     assert!(
-        text(&out).contains("gateway.public_url is not set"),
+        printed(&out).contains("gateway.public_url is not set"),
         "{}",
-        text(&out)
+        printed(&out)
     );
     let entries = net.gateway.store.audit_range(0, 100_000).await.unwrap();
     let revocations: Vec<_> = entries
@@ -234,14 +235,14 @@ async fn a_revoked_passport_fails_its_status_check_for_every_verifier() {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
     let out = verify_online(&file);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
     assert!(
-        text(&out).contains("status     FAILED: revoked by its issuer: issued in error"),
+        printed(&out).contains("status     FAILED: revoked by its issuer: issued in error"),
         "{}",
-        text(&out)
+        printed(&out)
     );
     let out = verify_online(&kept_file);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", printed(&out));
     let after = dir.join("revocations-after.json");
     let list = get_json(&list_url, Some(&ca)).await.unwrap();
     std::fs::write(&after, list.to_string()).unwrap();
@@ -257,11 +258,11 @@ async fn a_revoked_passport_fails_its_status_check_for_every_verifier() {
         ])
     };
     let out = offline(&file, &after);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
     assert!(
-        text(&out).contains("revoked by its issuer"),
+        printed(&out).contains("revoked by its issuer"),
         "{}",
-        text(&out)
+        printed(&out)
     );
     assert!(
         offline(&file, &before).status.success(),
@@ -275,24 +276,28 @@ async fn a_revoked_passport_fails_its_status_check_for_every_verifier() {
     let foreign_file = dir.join("revocations-foreign.json");
     std::fs::write(&foreign_file, foreign.to_string()).unwrap();
     let out = offline(&file, &foreign_file);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
     assert!(
-        text(&out).contains("status     FAILED: the list is"),
+        printed(&out).contains("status     FAILED: the list is"),
         "{}",
-        text(&out)
+        printed(&out)
     );
-    assert!(text(&out).contains("not the issuer's"), "{}", text(&out));
+    assert!(
+        printed(&out).contains("not the issuer's"),
+        "{}",
+        printed(&out)
+    );
     let mut elsewhere = list.clone();
     elsewhere["id"] = json!("https://elsewhere.example/revocations");
     elsewhere["revokedCredentials"] = json!([]);
     let elsewhere_file = dir.join("revocations-elsewhere.json");
     std::fs::write(&elsewhere_file, elsewhere.to_string()).unwrap();
     let out = offline(&file, &elsewhere_file);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
     assert!(
-        text(&out).contains("not the one the credential names"),
+        printed(&out).contains("not the one the credential names"),
         "{}",
-        text(&out)
+        printed(&out)
     );
 
     if python_ready() {

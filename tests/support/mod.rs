@@ -24,6 +24,25 @@ pub mod store;
 
 pub const DAY_MS: i64 = 24 * 3600 * 1000;
 
+/// Runs the `samverka` binary with `args` and waits for it.
+pub fn samverka_run<S: AsRef<std::ffi::OsStr>>(
+    args: impl IntoIterator<Item = S>,
+) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_samverka"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// What a process printed: its standard output, then its errors.
+pub fn printed(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// The demo network's higher-education source agency.
 pub const HE: &str = samverka_adapter_higher_education::DEMO_AGENCY;
 /// The demo network's employment source agency.
