@@ -42,6 +42,7 @@ use samverka_gateway::audit::chain::{Broken, ChainCheck, CheckpointError, Report
 use super::CliError;
 use samverka_gateway::audit::{AuditCheckpoint, AuditEntry};
 use samverka_gateway::config::Config;
+use samverka_gateway::credential::keys::KeySet;
 use samverka_gateway::store::{AuditTrail, Store, StoreLocation};
 
 /// Subcommands of `samverka audit`.
@@ -228,10 +229,7 @@ async fn verify_store(store: &AuditTrail, certs: &[String]) -> Result<Report, Cl
 /// while that key was valid (by the time the checkpoint's signature
 /// attests), so that a retired key's later signature, or a compromised
 /// key's any, anchors nothing.
-fn key_periods(
-    checkpoints: &[AuditCheckpoint],
-    set: &samverka_gateway::credential::keys::KeySet,
-) -> Result<(), CliError> {
+fn key_periods(checkpoints: &[AuditCheckpoint], set: &KeySet) -> Result<(), CliError> {
     use samverka_gateway::audit::chain::{CHECKPOINT_TYPE, CheckpointClaims};
     use samverka_gateway::credential::keys::{Trust, valid_at};
     use samverka_gateway::credential::signing;
@@ -404,6 +402,49 @@ async fn export(store: &AuditTrail, out: &Path, through: i64) -> Result<u64, Cli
     Ok(count)
 }
 
+/// `samverka audit verify`: a store or an export, against the given
+/// certificates and key set.
+async fn verify(
+    source: Source,
+    cert: Vec<PathBuf>,
+    keys: Option<PathBuf>,
+    export: Option<PathBuf>,
+) -> Result<String, CliError> {
+    let set = keys
+        .as_ref()
+        .map(|path| {
+            KeySet::parse(&read(path)?)
+                .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
+        })
+        .transpose()?;
+    let read_all = |paths: &[PathBuf]| {
+        let mut certs = paths
+            .iter()
+            .map(|p| read(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        certs.extend(set.iter().flat_map(KeySet::trusted_certs));
+        Ok::<_, CliError>(certs)
+    };
+    let report = match export {
+        Some(path) => {
+            let certs = read_all(&cert)?;
+            if let Some(set) = &set {
+                key_periods(&export_checkpoints(&path)?, set)?;
+            }
+            verify_export(&path, &certs)?
+        }
+        None => {
+            let (store, config_certs) = open(&source).await?;
+            let certs = read_all(&[cert, config_certs].concat())?;
+            if let Some(set) = &set {
+                key_periods(&store.checkpoints().await.map_err(CliError::failed)?, set)?;
+            }
+            verify_store(&store, &certs).await?
+        }
+    };
+    Ok(summary(&report))
+}
+
 /// Runs one `samverka audit` command and returns what to print.
 pub async fn run(command: AuditCommand) -> Result<String, CliError> {
     match command {
@@ -412,61 +453,7 @@ pub async fn run(command: AuditCommand) -> Result<String, CliError> {
             cert,
             keys,
             export,
-        } => {
-            let mut cert_paths = cert;
-            let set = keys
-                .as_ref()
-                .map(|path| {
-                    samverka_gateway::credential::keys::KeySet::parse(&read(path)?)
-                        .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
-                })
-                .transpose()?;
-            let from_set = match set.clone() {
-                Some(set) => {
-                    // A key revoked as compromised vouches for nothing,
-                    // under any certificate that holds it.
-                    let leaked: Vec<_> = set
-                        .keys
-                        .iter()
-                        .filter(|k| k.revoked_at.is_some())
-                        .map(|k| k.jwk.clone())
-                        .collect();
-                    set.keys
-                        .into_iter()
-                        .filter(|k| !leaked.contains(&k.jwk))
-                        .map(|k| k.cert_pem)
-                        .collect()
-                }
-                None => Vec::new(),
-            };
-            let report = match export {
-                Some(path) => {
-                    let mut certs = cert_paths
-                        .iter()
-                        .map(|p| read(p))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    certs.extend(from_set);
-                    if let Some(set) = &set {
-                        key_periods(&export_checkpoints(&path)?, set)?;
-                    }
-                    verify_export(&path, &certs)?
-                }
-                None => {
-                    let (store, config_certs) = open(&source).await?;
-                    cert_paths.extend(config_certs);
-                    let mut certs = cert_paths
-                        .iter()
-                        .map(|p| read(p))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    certs.extend(from_set);
-                    if let Some(set) = &set {
-                        key_periods(&store.checkpoints().await.map_err(CliError::failed)?, set)?;
-                    }
-                    verify_store(&store, &certs).await?
-                }
-            };
-            Ok(summary(&report))
-        }
+        } => verify(source, cert, keys, export).await,
         AuditCommand::Export { source, out } => {
             let (trail, _, location) = open_at(&source).await?;
             let n = export(&trail, &out, i64::MAX).await?;

@@ -240,6 +240,22 @@ impl KeySet {
         Ok(KeySet { keys })
     }
 
+    /// The certificates of keys never revoked as compromised (under any
+    /// certificate that holds them): those that may vouch for something.
+    pub fn trusted_certs(&self) -> Vec<String> {
+        let leaked: Vec<&Jwk> = self
+            .keys
+            .iter()
+            .filter(|k| k.revoked_at.is_some())
+            .map(|k| &k.jwk)
+            .collect();
+        self.keys
+            .iter()
+            .filter(|k| !leaked.contains(&&k.jwk))
+            .map(|k| k.cert_pem.clone())
+            .collect()
+    }
+
     /// Every certificate of the set is a samverka gateway's and was issued
     /// by a CA of `ca_pem` (the federation's): a key set from elsewhere
     /// than the operator is trusted only as far as that.
