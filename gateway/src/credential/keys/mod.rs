@@ -403,10 +403,10 @@ pub async fn note(
 
 /// Keeps the store's record of signing keys up to date, until the slot
 /// goes: records every signer a reload puts in use as soon as it is (a
-/// failed write is tried again), and every 10 seconds checks the key in
-/// use, logging once per key when an operator has retired it (what it
-/// signs from then on does not verify against the key set), and tells the
-/// slot which keys are retired, so that a reload refuses them.
+/// failed write is tried again; the first signer is recorded at start),
+/// and every 10 seconds reads which keys are retired, tells the slot (so
+/// that a reload refuses them) and logs once when the key in use is one
+/// (what it signs from then on does not verify against the key set).
 pub fn spawn_recorder(
     store: crate::store::Store,
     slot: &std::sync::Arc<super::signing::SignerSlot>,
@@ -418,35 +418,33 @@ pub fn spawn_recorder(
         loop {
             let Some(live) = slot.upgrade() else { return };
             waiting.extend(live.take_put_in_use());
-            waiting.push(live.current());
             let mut failed = Vec::new();
             for signer in waiting.drain(..) {
-                match note(&store, &signer).await {
-                    Ok(key) => {
-                        if key.retired_at_ms.is_some() && !warned.contains(&key.kid) {
-                            tracing::error!(
-                                kid = key.kid,
-                                retired_at = crate::time::rfc3339(key.retired_at_ms.unwrap_or(0)),
-                                "the gateway signs with a retired key: receipts and passports it signs now do not verify against the key set; put a new certificate and key in use"
-                            );
-                            warned.push(key.kid);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, kid = signer.kid(), "cannot record the signing key; will retry");
-                        failed.push(signer);
-                    }
+                if let Err(e) = note(&store, &signer).await {
+                    tracing::warn!(error = %e, kid = signer.kid(), "cannot record the signing key; will retry");
+                    failed.push(signer);
                 }
             }
             waiting = failed;
-            // What is retired, so that a reload does not put it in use.
+            // What is retired: a reload does not put it in use, and the key
+            // in use being retired is said once.
             if let Ok(keys) = store.signing_keys().await {
-                live.set_retired(
-                    keys.into_iter()
-                        .filter(|k| k.retired_at_ms.is_some())
-                        .map(|k| k.kid)
-                        .collect(),
-                );
+                let retired: Vec<SigningKeyRecord> = keys
+                    .into_iter()
+                    .filter(|k| k.retired_at_ms.is_some())
+                    .collect();
+                let current = live.current();
+                if let Some(key) = retired.iter().find(|k| k.kid == current.kid())
+                    && !warned.contains(&key.kid)
+                {
+                    tracing::error!(
+                        kid = key.kid,
+                        retired_at = crate::time::rfc3339(key.retired_at_ms.unwrap_or(0)),
+                        "the gateway signs with a retired key: receipts and passports it signs now do not verify against the key set; put a new certificate and key in use"
+                    );
+                    warned.push(key.kid.clone());
+                }
+                live.set_retired(retired.into_iter().map(|k| k.kid).collect());
             }
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), live.changed()).await;
         }
