@@ -158,9 +158,19 @@ pub fn sign(signer: &JwsSigner, claims: &ReceiptClaims) -> Result<String, Signat
 }
 
 /// Verifies a receipt against the gateway's certificate and returns what it
-/// attests.
+/// attests: the certificate is a gateway's, and the receipt is issued in
+/// the name of the organisation it names.
 pub fn verify(jws: &str, gateway_cert_pem: &str) -> Result<ReceiptClaims, SignatureError> {
-    crate::credential::signing::verify(jws, RECEIPT_TYPE, gateway_cert_pem)
+    let claims: ReceiptClaims =
+        crate::credential::signing::verify(jws, RECEIPT_TYPE, gateway_cert_pem)?;
+    let identity = crate::credential::signing::gateway_identity(gateway_cert_pem)?;
+    if claims.iss != identity.agency.as_str() {
+        return Err(SignatureError(format!(
+            "issued in the name of {}, but signed by the gateway of {}",
+            claims.iss, identity.agency
+        )));
+    }
+    Ok(claims)
 }
 
 /// Verifies a receipt against what the verifier trusts: with a key set,
@@ -176,21 +186,6 @@ pub fn verify_with(jws: &str, trust: &Trust) -> Result<ReceiptClaims, SignatureE
         ));
     };
     let claims = verify(jws, first.cert_pem)?;
-    // Signed by a gateway, in its own name.
-    let identity = samverka_certs::CertIdentity::from_pem(first.cert_pem)
-        .map_err(|e| SignatureError(format!("certificate: {e}")))?;
-    if identity.role != samverka_certs::Role::Gateway {
-        return Err(SignatureError(format!(
-            "signed with a {:?}'s certificate, not a samverka gateway's",
-            identity.role
-        )));
-    }
-    if claims.iss != identity.agency.as_str() {
-        return Err(SignatureError(format!(
-            "issued in the name of {}, but signed by the gateway of {}",
-            claims.iss, identity.agency
-        )));
-    }
     // Judged by every certificate of the set that holds the same key.
     let candidates = match first.key {
         Some(key) => trust.by_jwk(&key.jwk),

@@ -324,6 +324,20 @@ pub fn header_jwk(jws: &str) -> Option<Jwk> {
     serde_json::from_value(header.get("jwk")?.clone()).ok()
 }
 
+/// The identity of a samverka gateway's certificate: what signs receipts,
+/// checkpoints and passports must be one (by its role).
+pub fn gateway_identity(cert_pem: &str) -> Result<samverka_certs::CertIdentity, SignatureError> {
+    let identity = samverka_certs::CertIdentity::from_pem(cert_pem)
+        .map_err(|e| err(format!("certificate: {e}")))?;
+    if identity.role != samverka_certs::Role::Gateway {
+        return Err(err(format!(
+            "the certificate is a {:?}'s, not a samverka gateway's",
+            identity.role
+        )));
+    }
+    Ok(identity)
+}
+
 /// The thumbprint (`x5t#S256`) by which a JWS names this certificate.
 pub fn cert_thumbprint(cert_pem: &str) -> Result<String, SignatureError> {
     Ok(thumbprint(&cert_der(cert_pem)?))

@@ -273,14 +273,7 @@ impl KeySet {
 /// since expired still counts.
 pub fn check_gateway_cert(cert_pem: &str, ca_pem: &str) -> Result<(), SignatureError> {
     use rustls_pki_types::pem::PemObject;
-    let identity = samverka_certs::CertIdentity::from_pem(cert_pem)
-        .map_err(|e| SignatureError(format!("certificate: {e}")))?;
-    if identity.role != samverka_certs::Role::Gateway {
-        return Err(SignatureError(format!(
-            "the certificate is a {:?}'s, not a samverka gateway's",
-            identity.role
-        )));
-    }
+    super::signing::gateway_identity(cert_pem)?;
     let roots = samverka_adapter::root_store(ca_pem.as_bytes())
         .map_err(|e| SignatureError(format!("CA: {e}")))?;
     let provider = samverka_adapter::crypto_provider();

@@ -54,7 +54,6 @@
 pub mod merit;
 pub mod standards;
 
-use samverka_certs::{CertIdentity, Role};
 use samverka_proto::v1::{CompetencePassport, source_outcome};
 use serde_json::{Value, json};
 
@@ -397,13 +396,7 @@ pub fn verify(jws: &str, gateway_cert_pem: &str) -> Result<Value, SignatureError
 /// in the name of the agency it names.
 fn issuer_matches(claims: &Value, gateway_cert_pem: &str) -> Result<(), String> {
     let identity =
-        CertIdentity::from_pem(gateway_cert_pem).map_err(|e| format!("certificate: {e}"))?;
-    if identity.role != Role::Gateway {
-        return Err(format!(
-            "the certificate is a {:?}'s, not a samverka gateway's",
-            identity.role
-        ));
-    }
+        crate::credential::signing::gateway_identity(gateway_cert_pem).map_err(|e| e.0)?;
     let types = claims["type"].as_array().cloned().unwrap_or_default();
     if !types.iter().any(|t| t == "VerifiableCredential")
         || !types.iter().any(|t| t == PASSPORT_TYPE)

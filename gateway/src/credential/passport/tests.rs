@@ -2,8 +2,8 @@
 //! check of its verification, and the holder binding.
 
 use super::*;
-use samverka_certs::OrgNumber;
 use samverka_certs::dev::{CertRequest, DevCa};
+use samverka_certs::{OrgNumber, Role};
 use samverka_proto::records::v1::GradingScale;
 use samverka_proto::records::v1::record::Payload;
 use samverka_proto::records::v1::{
