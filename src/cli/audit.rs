@@ -112,8 +112,17 @@ fn broken(b: Broken) -> CliError {
 /// Starts a check of a trail with these checkpoints. With no certificate
 /// at all the command refuses to judge (a usage error); a checkpoint signed
 /// with a certificate that was not given leaves the trail NOT VERIFIED
-/// (exit 1), which says nothing about tampering.
-fn start_check(checkpoints: &[AuditCheckpoint], certs: &[String]) -> Result<ChainCheck, CliError> {
+/// (exit 1), which says nothing about tampering. With a key set, each
+/// checkpoint one of its keys signed must also be within that key's
+/// period ([`key_periods`]).
+fn start_check(
+    checkpoints: &[AuditCheckpoint],
+    certs: &[String],
+    keys: Option<&KeySet>,
+) -> Result<ChainCheck, CliError> {
+    if let Some(set) = keys {
+        key_periods(checkpoints, set)?;
+    }
     if certs.is_empty() {
         return Err(CliError::Usage(
             "no gateway certificate given: name the certificate that signed the checkpoints with --cert (repeat it for certificates used before a rotation), or --config of that gateway".into(),
@@ -207,9 +216,13 @@ fn summary(r: &Report) -> String {
     s
 }
 
-async fn verify_store(store: &AuditTrail, certs: &[String]) -> Result<Report, CliError> {
+async fn verify_store(
+    store: &AuditTrail,
+    certs: &[String],
+    keys: Option<&KeySet>,
+) -> Result<Report, CliError> {
     let checkpoints = store.checkpoints().await.map_err(CliError::failed)?;
-    let mut check = start_check(&checkpoints, certs)?;
+    let mut check = start_check(&checkpoints, certs, keys)?;
     let mut after = 0;
     loop {
         let page = store
@@ -264,28 +277,10 @@ fn key_periods(checkpoints: &[AuditCheckpoint], set: &KeySet) -> Result<(), CliE
     Ok(())
 }
 
-/// The checkpoints at the head of an export (they come before its
-/// entries).
-fn export_checkpoints(path: &Path) -> Result<Vec<AuditCheckpoint>, CliError> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
-    let mut checkpoints = Vec::new();
-    for line in std::io::BufReader::new(file).lines() {
-        let line = line.map_err(CliError::failed)?;
-        match serde_json::from_str::<ExportLine>(&line) {
-            Ok(ExportLine::Checkpoint(c)) => checkpoints.push(c),
-            Ok(ExportLine::Entry(_)) => break,
-            // Not an export line: the chain check says so.
-            Err(_) => {}
-        }
-    }
-    Ok(checkpoints)
-}
-
 /// Verifies an export line by line, in constant memory: its checkpoints
 /// come first (as `export` writes them), then its entries, each checked
 /// as it is read.
-fn verify_export(path: &Path, certs: &[String]) -> Result<Report, CliError> {
+fn verify_export(path: &Path, certs: &[String], keys: Option<&KeySet>) -> Result<Report, CliError> {
     let file = std::fs::File::open(path)
         .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
     let mut checkpoints = Vec::new();
@@ -303,7 +298,7 @@ fn verify_export(path: &Path, certs: &[String]) -> Result<Report, CliError> {
             ExportLine::Checkpoint(c) => checkpoints.push(c),
             ExportLine::Entry(e) => {
                 if check.is_none() {
-                    check = Some(start_check(&checkpoints, certs)?);
+                    check = Some(start_check(&checkpoints, certs, keys)?);
                 }
                 if let Some(check) = check.as_mut() {
                     check.push(&e).map_err(broken)?;
@@ -313,7 +308,7 @@ fn verify_export(path: &Path, certs: &[String]) -> Result<Report, CliError> {
     }
     let check = match check {
         Some(check) => check,
-        None => start_check(&checkpoints, certs)?,
+        None => start_check(&checkpoints, certs, keys)?,
     };
     check.finish().map_err(broken)
 }
@@ -426,20 +421,11 @@ async fn verify(
         Ok::<_, CliError>(certs)
     };
     let report = match export {
-        Some(path) => {
-            let certs = read_all(&cert)?;
-            if let Some(set) = &set {
-                key_periods(&export_checkpoints(&path)?, set)?;
-            }
-            verify_export(&path, &certs)?
-        }
+        Some(path) => verify_export(&path, &read_all(&cert)?, set.as_ref())?,
         None => {
             let (store, config_certs) = open(&source).await?;
             let certs = read_all(&[cert, config_certs].concat())?;
-            if let Some(set) = &set {
-                key_periods(&store.checkpoints().await.map_err(CliError::failed)?, set)?;
-            }
-            verify_store(&store, &certs).await?
+            verify_store(&store, &certs, set.as_ref()).await?
         }
     };
     Ok(summary(&report))
@@ -489,9 +475,9 @@ pub async fn run(command: AuditCommand) -> Result<String, CliError> {
                 return Ok("nothing older than the retention period is anchored by a checkpoint; nothing pruned\n".into());
             };
             let certs = vec![read(&config.gateway.cert)?];
-            verify_store(&trail, &certs).await?;
+            verify_store(&trail, &certs, None).await?;
             let archived = export(&trail, &archive, through).await?;
-            verify_export(&archive, &certs)?;
+            verify_export(&archive, &certs, None)?;
             // Closed first, so that the store's own connection is the last
             // to close and folds its write-ahead log into the file.
             drop(trail);
