@@ -99,10 +99,7 @@ impl Gateway {
         let (cert_pem, key_pem) = (read(&g.cert)?, read(&g.key)?);
         let signer = JwsSigner::from_pem(&cert_pem, &key_pem, g.org_number.as_str())
             .map_err(|e| StartError::Tls(format!("{}: {e}", g.key.display())))?;
-        let signer = Arc::new(crate::credential::signing::SignerSlot::new(
-            signer,
-            clock.clone(),
-        ));
+        let signer = Arc::new(crate::credential::signing::SignerSlot::new(signer));
         let server_tls = crate::net::tls::ServerTls::load(
             crate::net::tls::TlsFiles {
                 cert: g.cert.clone(),

@@ -103,8 +103,6 @@ pub struct JwsSigner {
     x5t_s256: String,
     cert_pem: String,
     issuer: String,
-    /// When it was put in use (Unix ms), set by [`SignerSlot`].
-    in_use_from_ms: i64,
     /// Its certificate's notBefore (Unix ms).
     not_before_ms: i64,
     rng: SystemRandom,
@@ -143,7 +141,6 @@ impl JwsSigner {
             x5t_s256: thumbprint(&cert),
             cert_pem: cert_pem.to_owned(),
             issuer: issuer.to_owned(),
-            in_use_from_ms: 0,
             not_before_ms: parsed
                 .validity()
                 .not_before
@@ -163,10 +160,10 @@ impl JwsSigner {
         &self.cert_pem
     }
 
-    /// When it was put in use (Unix ms; 0 before it is put in a
-    /// [`SignerSlot`]).
+    /// From when the key may have signed (Unix ms): its certificate's
+    /// notBefore, the time the key set publishes as its `nbf`.
     pub fn in_use_from_ms(&self) -> i64 {
-        self.in_use_from_ms
+        self.not_before_ms
     }
 
     /// The issuer (the operator's organisation number).
@@ -212,16 +209,11 @@ impl JwsSigner {
 
 /// The gateway's signer in use, replaced when its certificate and key are
 /// reloaded (see [`crate::net::tls`]): what is signed after a rotation verifies
-/// against the new certificate. Each signer put in use is stamped with the
-/// time it is in use from, for the key set ([`crate::credential::keys`]):
-/// now by the gateway's clock, or its certificate's notBefore if that is
-/// earlier (a key in use before the key set was kept; it cannot have
-/// signed before its certificate existed). Every signer put in use waits
-/// in a queue until the key set's recorder takes it.
+/// against the new certificate. Every signer put in use waits in a queue
+/// until the key set's recorder ([`crate::credential::keys`]) takes it.
 #[derive(Debug)]
 pub struct SignerSlot {
     current: std::sync::RwLock<std::sync::Arc<JwsSigner>>,
-    clock: crate::time::Clock,
     put_in_use: std::sync::Mutex<Vec<std::sync::Arc<JwsSigner>>>,
     changed: tokio::sync::Notify,
     /// The keys operators have retired, as the recorder last read them.
@@ -229,12 +221,11 @@ pub struct SignerSlot {
 }
 
 impl SignerSlot {
-    /// A slot holding `signer`, in use from now by `clock`.
-    pub fn new(mut signer: JwsSigner, clock: crate::time::Clock) -> Self {
-        signer.in_use_from_ms = clock.now_ms().min(signer.not_before_ms);
+    /// A slot holding `signer` (recorded in the key set at start, not
+    /// queued).
+    pub fn new(signer: JwsSigner) -> Self {
         SignerSlot {
             current: std::sync::RwLock::new(std::sync::Arc::new(signer)),
-            clock,
             put_in_use: std::sync::Mutex::new(Vec::new()),
             changed: tokio::sync::Notify::new(),
             retired: std::sync::RwLock::new(Vec::new()),
@@ -270,10 +261,9 @@ impl SignerSlot {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    /// Puts `signer` in use from now. The same key put in use again keeps
-    /// its first time. A key an operator has retired is refused: what it
-    /// signed would not verify.
-    pub fn replace(&self, mut signer: JwsSigner) -> Result<(), SignatureError> {
+    /// Puts `signer` in use. A key an operator has retired is refused: what
+    /// it signed would not verify.
+    pub fn replace(&self, signer: JwsSigner) -> Result<(), SignatureError> {
         let retired = self
             .retired
             .read()
@@ -285,12 +275,6 @@ impl SignerSlot {
                 signer.x5t_s256
             )));
         }
-        let before = self.current();
-        signer.in_use_from_ms = if before.x5t_s256 == signer.x5t_s256 {
-            before.in_use_from_ms
-        } else {
-            self.clock.now_ms().min(signer.not_before_ms)
-        };
         let signer = std::sync::Arc::new(signer);
         match self.put_in_use.lock() {
             Ok(mut q) => q.push(signer.clone()),

@@ -269,8 +269,6 @@ impl ConsentsService {
         registrar: &OrgNumber,
         evidence: &PersonEvidence,
     ) -> Result<ConsentReceipt, GatewayError> {
-        // The signer first, then the time: a receipt is never dated before
-        // its key was put in use (the key set checks that).
         let signer = self.gateway.signer.current();
         let now_ms = self.gateway.clock.now_ms();
         let consent = to_proto(c, now_ms, &self.gateway.registry.current());

@@ -371,8 +371,6 @@ pub(super) async fn assemble(
         .agency(issuer)
         .map(|a| a.name.clone())
         .unwrap_or_else(|| format!("samverka gateway of {issuer}"));
-    // The signer first, then the time: a passport is never dated before
-    // its key was put in use (the key set checks that).
     let signer = gw.signer.current();
     let mut answer = CompetencePassport {
         passport_id: uuid::Uuid::new_v4().to_string(),

@@ -1,11 +1,12 @@
 //! The gateway's signing keys, kept after rotation: each key (named by the
-//! `x5t#S256` thumbprint of its certificate) with the time it was first put
-//! in use and, once an operator retires it, when and why. The key set that
+//! `x5t#S256` thumbprint of its certificate) with the time from which it
+//! may have signed (its certificate's notBefore) and, once an operator
+//! retires it, when and why. The key set that
 //! verifiers use to check old receipts and passports
 //! ([`crate::credential::keys`]) is made of these rows.
 //!
-//! A key is recorded by every replica that puts it in use (the earliest
-//! time wins); it is retired only by an operator (`samverka keys retire`),
+//! A key is recorded by every replica that puts it in use (a second
+//! record keeps the earlier time); it is retired only by an operator (`samverka keys retire`),
 //! together with the retirement's audit entry, in one transaction.
 
 use crate::audit::chain::AuditEntry;
@@ -17,7 +18,7 @@ pub struct SigningKeyRecord {
     pub kid: String,
     /// The certificate (PEM).
     pub cert_pem: String,
-    /// When a gateway first put it in use (Unix ms).
+    /// From when it may have signed (Unix ms): its certificate's notBefore.
     pub in_use_from_ms: i64,
     /// When it was retired (Unix ms): nothing it signs after this is valid.
     pub retired_at_ms: Option<i64>,

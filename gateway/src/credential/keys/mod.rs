@@ -7,8 +7,8 @@
 //! The set is a JSON Web Key Set (RFC 7517). Each key carries, besides its
 //! public key, `kid` and `x5t#S256` (the thumbprint of its certificate,
 //! which receipts name), `x5c` (the certificate), and its validity as the
-//! OpenID Federation historical key set spells it: `iat` and `nbf` (first
-//! put in use), `exp` (retired: nothing signed at or after it is valid),
+//! OpenID Federation historical key set spells it: `iat` and `nbf` (its
+//! certificate's notBefore), `exp` (retired: nothing signed at or after it is valid),
 //! and `revoked` (`{"revoked_at", "reason": "keyCompromise"}`: nothing it
 //! ever signed is to be trusted, since anyone may have signed it).
 //!

@@ -135,7 +135,7 @@ fn a_reload_does_not_put_a_retired_key_in_use() {
     let signer = |c: &samverka_certs::dev::IssuedCert| {
         JwsSigner::from_pem(&c.cert_pem, &c.key_pem, "2021999012").unwrap()
     };
-    let slot = SignerSlot::new(signer(&a), crate::time::Clock::manual(1_000));
+    let slot = SignerSlot::new(signer(&a));
     slot.set_retired(vec![cert_thumbprint(&b.cert_pem).unwrap()]);
     let e = slot.replace(signer(&b)).unwrap_err();
     assert!(e.0.contains("was retired"), "{e}");
