@@ -91,7 +91,8 @@ fn thumbprint(cert_der: &[u8]) -> String {
     ))
 }
 
-fn cert_der(cert_pem: &str) -> Result<CertificateDer<'static>, SignatureError> {
+/// The DER of a PEM certificate.
+pub(crate) fn cert_der(cert_pem: &str) -> Result<CertificateDer<'static>, SignatureError> {
     CertificateDer::from_pem_slice(cert_pem.as_bytes())
         .map_err(|e| err(format!("certificate: {e}")))
 }

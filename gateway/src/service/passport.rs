@@ -391,9 +391,8 @@ pub(super) async fn assemble(
         .public_url
         .as_deref()
         .map(crate::credential::status::list_url);
-    answer.credential =
-        passport::sign_with_status(&signer, &answer, &issuer_name, status_list.as_deref())
-            .map_err(GatewayError::internal)?
-            .unwrap_or_default();
+    answer.credential = passport::sign(&signer, &answer, &issuer_name, status_list.as_deref())
+        .map_err(GatewayError::internal)?
+        .unwrap_or_default();
     Ok(answer)
 }

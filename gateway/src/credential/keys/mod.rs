@@ -90,7 +90,9 @@ impl PublishedKey {
     /// As a JWK of the set.
     fn to_json(&self) -> Value {
         let mut key = serde_json::to_value(&self.jwk).unwrap_or_default();
-        let der = pem_der(&self.cert_pem).unwrap_or_default();
+        let der = super::signing::cert_der(&self.cert_pem)
+            .map(|c| c.to_vec())
+            .unwrap_or_default();
         let more = json!({
             "kid": self.kid,
             "use": "sig",
@@ -173,14 +175,6 @@ fn when(s: i64) -> String {
     } else {
         format!("{s} (Unix seconds)")
     }
-}
-
-/// The DER inside a PEM certificate.
-fn pem_der(cert_pem: &str) -> Option<Vec<u8>> {
-    use rustls_pki_types::pem::PemObject;
-    rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
-        .ok()
-        .map(|c| c.to_vec())
 }
 
 /// A certificate in PEM.
@@ -272,13 +266,11 @@ impl KeySet {
 /// `ca_pem`, judged at its own notBefore so that a certificate that has
 /// since expired still counts.
 pub fn check_gateway_cert(cert_pem: &str, ca_pem: &str) -> Result<(), SignatureError> {
-    use rustls_pki_types::pem::PemObject;
     super::signing::gateway_identity(cert_pem)?;
     let roots = samverka_adapter::root_store(ca_pem.as_bytes())
         .map_err(|e| SignatureError(format!("CA: {e}")))?;
     let provider = samverka_adapter::crypto_provider();
-    let der = rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
-        .map_err(|e| SignatureError(format!("certificate: {e}")))?;
+    let der = super::signing::cert_der(cert_pem)?;
     let issued = x509_parser::prelude::X509Certificate::from_der(&der)
         .map(|(_, c)| c.validity().not_before.timestamp().max(0) as u64)
         .unwrap_or(0);

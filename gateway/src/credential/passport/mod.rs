@@ -228,18 +228,9 @@ fn with_claims(mut credential: Value) -> Value {
 
 /// Signs the credential of `passport` with the gateway's key. A passport
 /// without a single record has no credential (a CLR holds at least one),
-/// and gets `None`.
+/// and gets `None`. The credential names the revocation list at `status_list` (its URL)
+/// as its status when there is one.
 pub fn sign(
-    signer: &JwsSigner,
-    passport: &CompetencePassport,
-    issuer_name: &str,
-) -> Result<Option<String>, SignatureError> {
-    sign_with_status(signer, passport, issuer_name, None)
-}
-
-/// [`sign`], naming the revocation list at `status_list` (its URL) as the
-/// credential's status when there is one.
-pub fn sign_with_status(
     signer: &JwsSigner,
     passport: &CompetencePassport,
     issuer_name: &str,
@@ -314,13 +305,18 @@ pub fn verify_report_with(jws: &str, trust: &Trust, holder: Option<&Holder>) -> 
             failure: result.err(),
         });
     };
-    let candidates = crate::credential::signing::header_jwk(jws)
-        .map(|jwk| trust.by_jwk(&jwk))
-        .unwrap_or_else(|| trust.by_kid(""));
+    let jwk = crate::credential::signing::header_jwk(jws);
+    let candidates = jwk
+        .as_ref()
+        .map(|jwk| trust.by_jwk(jwk))
+        .unwrap_or_default();
     let Some(signer) = candidates.first() else {
         check(
             "signature",
-            Err("signed with a key that is not in the key set".into()),
+            Err(match jwk {
+                None => "the header has no jwk (the key that signed)".into(),
+                Some(_) => "signed with a key that is not in the key set".into(),
+            }),
         );
         return Report {
             checks,

@@ -162,7 +162,7 @@ fn gateway() -> (JwsSigner, String) {
 fn every_record_kind_gives_a_passport_that_matches_the_published_schemas() {
     let (signer, cert) = gateway();
     let p = passport();
-    let jws = sign(&signer, &p, "Operator").unwrap().unwrap();
+    let jws = sign(&signer, &p, "Operator", None).unwrap().unwrap();
     let report = verify_report(
         &jws,
         &cert,
@@ -224,7 +224,7 @@ fn every_record_kind_gives_a_passport_that_matches_the_published_schemas() {
 fn the_holder_check_needs_the_number_and_the_salt() {
     let (signer, cert) = gateway();
     let p = passport();
-    let jws = sign(&signer, &p, "Operator").unwrap().unwrap();
+    let jws = sign(&signer, &p, "Operator", None).unwrap().unwrap();
     for (person, salt) in [
         ("199003142396", p.holder_salt.as_str()),
         (PERSON, "00000000000000000000000000000000"),
@@ -244,7 +244,9 @@ fn the_holder_check_needs_the_number_and_the_salt() {
         assert_eq!(failed, ["holder"], "{person} {salt}");
     }
     // Two passports of one person share no identifier.
-    let other = sign(&signer, &passport(), "Operator").unwrap().unwrap();
+    let other = sign(&signer, &passport(), "Operator", None)
+        .unwrap()
+        .unwrap();
     let a = verify(&jws, &cert).unwrap();
     let b = verify(&other, &cert).unwrap();
     assert_ne!(a["credentialSubject"]["id"], b["credentialSubject"]["id"]);
@@ -259,7 +261,7 @@ fn a_passport_without_records_has_no_credential() {
     let (signer, _) = gateway();
     let mut p = passport();
     p.sections[0].entries.clear();
-    assert_eq!(sign(&signer, &p, "Operator").unwrap(), None);
+    assert_eq!(sign(&signer, &p, "Operator", None).unwrap(), None);
 }
 
 /// A credential that a gateway's key signed correctly but whose
@@ -267,7 +269,11 @@ fn a_passport_without_records_has_no_credential() {
 #[test]
 fn each_check_refuses_what_it_is_for() {
     let (signer, cert) = gateway();
-    let vc = verify(&sign(&signer, &passport(), "Op").unwrap().unwrap(), &cert).unwrap();
+    let vc = verify(
+        &sign(&signer, &passport(), "Op", None).unwrap().unwrap(),
+        &cert,
+    )
+    .unwrap();
     let claims = with_claims(vc.clone());
     let cases: Vec<(&str, Value)> = vec![
         ("claims", {
@@ -341,7 +347,7 @@ fn only_a_gateway_certificate_vouches_for_a_passport() {
         .issue(&CertRequest::new(org.clone(), Role::Agency, "agency"))
         .unwrap();
     let signer = JwsSigner::from_pem(&agency.cert_pem, &agency.key_pem, "2021999012").unwrap();
-    let jws = sign(&signer, &passport(), "x").unwrap().unwrap();
+    let jws = sign(&signer, &passport(), "x", None).unwrap().unwrap();
     let err = verify(&jws, &agency.cert_pem).unwrap_err();
     assert!(err.0.contains("not a samverka gateway's"), "{err}");
 
@@ -354,7 +360,7 @@ fn only_a_gateway_certificate_vouches_for_a_passport() {
     assert_eq!(err.0, "not a competence passport credential");
     // Another gateway's certificate: the key in the header is not its.
     let (_, other_cert) = gateway();
-    let jws = sign(&signer, &passport(), "x").unwrap().unwrap();
+    let jws = sign(&signer, &passport(), "x", None).unwrap().unwrap();
     let err = verify(&jws, &other_cert).unwrap_err();
     assert_eq!(err.0, "signed with another key than the certificate's");
     // And the passport itself verifies.
