@@ -90,23 +90,26 @@ pub async fn run(command: PassportCommand) -> Result<String, CliError> {
             ca,
             json,
         } => {
-            let saved_list = status_list.clone();
             let status = match (status_list, check_status) {
                 (Some(file), _) => Status::File(file),
                 (None, true) => Status::Fetch,
                 (None, false) => Status::NotChecked,
             };
             let trust = trust.load(ca.as_deref()).await?;
-            let holder = holder(person.as_deref(), salt.as_deref(), &file)?;
-            let (jws, _) = read_credential(&file)?;
+            let (jws, document_salt) = read_credential(&file)?;
+            let holder = holder(person.as_deref(), salt.map(String::from).or(document_salt))?;
             let mut report = passport::verify_report_with(&jws, &trust, holder.as_ref());
-            let status = status_check(&report, status, ca.as_deref()).await?;
+            let verdict = status_check(&report, &status, ca.as_deref()).await?;
+            let saved_list = match &status {
+                Status::File(path) => Some(path.as_path()),
+                _ => None,
+            };
             verify_file(
                 &mut report,
                 &trust,
                 holder.is_some(),
-                saved_list.as_deref(),
-                status,
+                saved_list,
+                verdict,
                 json,
             )
         }
@@ -226,13 +229,8 @@ enum Status {
 
 /// Who the verifier believes the passport is about (`--person` and the
 /// salt, from `--salt` or the document).
-fn holder(
-    person: Option<&str>,
-    salt: Option<&str>,
-    file: &Path,
-) -> Result<Option<Holder>, CliError> {
-    let (_, document_salt) = read_credential(file)?;
-    match (person, salt.map(str::to_owned).or(document_salt)) {
+fn holder(person: Option<&str>, salt: Option<String>) -> Result<Option<Holder>, CliError> {
+    match (person, salt) {
         (Some(p), Some(s)) => Ok(Some(Holder {
             subject_id: p.trim().to_owned(),
             salt: s.trim().to_owned(),
@@ -248,7 +246,7 @@ fn holder(
 /// it was made, `Err` with why not when it was not.
 async fn status_check(
     report: &passport::Report,
-    status: Status,
+    status: &Status,
     ca: Option<&Path>,
 ) -> Result<Result<passport::Check, String>, CliError> {
     use samverka_gateway::credential::status;
@@ -284,7 +282,7 @@ async fn status_check(
                 "not checked: give --check-status (fetches the list it names) or --status-list FILE".into(),
             ));
         }
-        Status::File(path) => serde_json::from_str(&read(&path)?)
+        Status::File(path) => serde_json::from_str(&read(path)?)
             .map_err(|e| CliError::Usage(format!("{}: not JSON: {e}", path.display())))?,
         Status::Fetch => match super::fetch::get_json(url, ca).await {
             Ok(list) => list,
