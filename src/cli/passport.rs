@@ -97,7 +97,7 @@ pub async fn run(command: PassportCommand) -> Result<String, CliError> {
             };
             let trust = trust.load(ca.as_deref()).await?;
             let (jws, document_salt) = read_credential(&file)?;
-            let holder = holder(person.as_deref(), salt.map(String::from).or(document_salt))?;
+            let holder = holder(person.as_deref(), salt.or(document_salt))?;
             let mut report = passport::verify_report_with(&jws, &trust, holder.as_ref());
             let verdict = status_check(&report, &status, ca.as_deref()).await?;
             let saved_list = match &status {
