@@ -134,24 +134,37 @@ pub async fn serve_admin(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) {
+    let listener = Listener::new(listener, MAX_CONNECTIONS, "admin");
+    serve_bounded(listener, shutdown, move |stream| {
+        let gateway = gateway.clone();
+        serve_http1(stream, move |req| answer(gateway.clone(), req))
+    })
+    .await
+}
+
+/// Accepts on `listener` (bounded) until `shutdown` completes, each
+/// connection served by `connection` in a task of its own (also the public
+/// listener's, [`crate::public`]).
+pub(crate) async fn serve_bounded<F, Fut>(
+    mut listener: Listener,
+    shutdown: impl Future<Output = ()>,
+    connection: F,
+) where
+    F: Fn(TcpStream) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     tokio::pin!(shutdown);
-    let mut listener = Listener::new(listener, MAX_CONNECTIONS, "admin");
     loop {
         let (stream, _, slot) = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let gateway = gateway.clone();
+        let served = connection(stream);
         tokio::spawn(async move {
-            serve_connection(gateway, stream).await;
+            served.await;
             drop(slot);
         });
     }
-}
-
-/// One admin connection.
-async fn serve_connection(gateway: Arc<Gateway>, stream: TcpStream) {
-    serve_http1(stream, move |req| answer(gateway.clone(), req)).await
 }
 
 /// One HTTP/1.1 connection answered by `handler`, until the client closes

@@ -147,17 +147,11 @@ pub async fn serve_public(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
     let made = Arc::new(Made::default());
-    let mut listener = Listener::new(listener, MAX_CONNECTIONS, "public");
-    loop {
-        let (stream, _, slot) = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut shutdown => break,
-        };
-        let gateway = gateway.clone();
-        let made = made.clone();
-        tokio::spawn(async move {
+    let listener = Listener::new(listener, MAX_CONNECTIONS, "public");
+    crate::admin::serve_bounded(listener, shutdown, move |stream| {
+        let (gateway, made) = (gateway.clone(), made.clone());
+        async move {
             let acceptor = tokio_rustls::TlsAcceptor::from(gateway.server_tls.public());
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
@@ -169,7 +163,7 @@ pub async fn serve_public(
                 Ok(Err(e)) => tracing::debug!(error = %e, "public listener: handshake failed"),
                 Err(_) => tracing::debug!("public listener: handshake timed out"),
             }
-            drop(slot);
-        });
-    }
+        }
+    })
+    .await
 }
