@@ -117,19 +117,14 @@ impl Gateway {
         let metrics = Metrics::new();
         server_tls.report_crls_to(&metrics);
         let store = Store::open(&g.store).await.map_err(StartError::Store)?;
-        // The signing key joins the key set before anything is signed; a
-        // key an operator retired is not put in use again.
-        let key = crate::credential::keys::note(&store, &signer.current())
+        crate::credential::keys::record_at_start(&store, &signer)
             .await
-            .map_err(StartError::Store)?;
-        if let Some(at) = key.retired_at_ms {
-            return Err(StartError::Tls(format!(
-                "{}: this signing key was retired at {} (samverka keys retire); put a new certificate and key in use",
-                g.cert.display(),
-                crate::time::rfc3339(at)
-            )));
-        }
-        crate::credential::keys::spawn_recorder(store.clone(), &signer);
+            .map_err(|e| match e {
+                crate::credential::keys::StartRefused::Store(e) => StartError::Store(e),
+                crate::credential::keys::StartRefused::Retired(why) => {
+                    StartError::Tls(format!("{}: {why}", g.cert.display()))
+                }
+            })?;
         metrics.watch_access_index(store.access_index_progress());
         let audit = AuditWriter::spawn(
             store.clone(),

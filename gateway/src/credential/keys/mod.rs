@@ -373,7 +373,7 @@ pub fn valid_at(candidates: &[Candidate<'_>], t: i64) -> Option<Result<(), Strin
 
 /// Records a signer put in use in the store; returns the key as recorded
 /// (retired or not).
-pub async fn note(
+async fn note(
     store: &crate::store::Store,
     signer: &super::signing::JwsSigner,
 ) -> Result<SigningKeyRecord, crate::store::StoreError> {
@@ -386,13 +386,42 @@ pub async fn note(
         .await
 }
 
+/// Why a gateway does not start with its signing key.
+#[derive(Debug)]
+pub enum StartRefused {
+    /// The store cannot record it.
+    Store(crate::store::StoreError),
+    /// An operator retired it.
+    Retired(String),
+}
+
+/// At start: the signing key in `slot` joins the key set before anything
+/// is signed (a key an operator retired is refused), and the recorder
+/// ([`spawn_recorder`]) follows the slot from then on.
+pub async fn record_at_start(
+    store: &crate::store::Store,
+    slot: &std::sync::Arc<super::signing::SignerSlot>,
+) -> Result<(), StartRefused> {
+    let key = note(store, &slot.current())
+        .await
+        .map_err(StartRefused::Store)?;
+    if let Some(at) = key.retired_at_ms {
+        return Err(StartRefused::Retired(format!(
+            "this signing key was retired at {} (samverka keys retire); put a new certificate and key in use",
+            crate::time::rfc3339(at)
+        )));
+    }
+    spawn_recorder(store.clone(), slot);
+    Ok(())
+}
+
 /// Keeps the store's record of signing keys up to date, until the slot
 /// goes: records every signer a reload puts in use as soon as it is (a
 /// failed write is tried again; the first signer is recorded at start),
 /// and every 10 seconds reads which keys are retired, tells the slot (so
 /// that a reload refuses them) and logs once when the key in use is one
 /// (what it signs from then on does not verify against the key set).
-pub fn spawn_recorder(
+fn spawn_recorder(
     store: crate::store::Store,
     slot: &std::sync::Arc<super::signing::SignerSlot>,
 ) {
