@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -72,70 +72,127 @@ async fn wait_for_keys(net: &TestNet, n: usize) {
     }
 }
 
-#[tokio::test]
-async fn old_documents_verify_against_the_key_set_and_a_retired_key_signs_nothing_new() {
-    let net = start().await;
-    let dir = net.dir.path();
-    let config = net.config_path.as_path();
-    grant(
-        &net,
-        DEMO_PURPOSE,
-        &["education.degree", "employment.period"],
+/// A demo network whose gateway rotated its key once: a receipt and a
+/// passport signed before the rotation and after it, in files, and the old
+/// certificate and key.
+struct Rotated {
+    net: TestNet,
+    old_cert: String,
+    old_key: String,
+    old_kid: String,
+    /// Before and after the rotation.
+    receipts: [PathBuf; 2],
+    passports: [String; 2],
+    passport_files: [PathBuf; 2],
+}
+
+impl Rotated {
+    async fn start() -> Rotated {
+        let net = start().await;
+        grant(
+            &net,
+            DEMO_PURPOSE,
+            &["education.degree", "employment.period"],
+        )
+        .await;
+        let old_cert = std::fs::read_to_string(&net.pki.gateway.0).unwrap();
+        let old_key = std::fs::read_to_string(&net.pki.gateway.1).unwrap();
+        let old_kid = samverka_gateway::credential::signing::cert_thumbprint(&old_cert).unwrap();
+        let receipt_before = receipt(&net).await;
+        let passport_before = demo_passport(&net).await.credential;
+        rotate(&net);
+        let receipt_after = receipt(&net).await;
+        let passport_after = demo_passport(&net).await.credential;
+        wait_for_keys(&net, 2).await;
+        let file = |name: &str, jws: &str| save(net.dir.path(), name, jws);
+        let receipts = [
+            file("before.receipt", &receipt_before),
+            file("after.receipt", &receipt_after),
+        ];
+        let passport_files = [
+            file("before.jws", &passport_before),
+            file("after.jws", &passport_after),
+        ];
+        Rotated {
+            old_cert,
+            old_key,
+            old_kid,
+            receipts,
+            passports: [passport_before, passport_after],
+            passport_files,
+            net,
+        }
+    }
+
+    fn config(&self) -> &Path {
+        &self.net.config_path
+    }
+
+    /// `jws` written to `name` in the network's directory.
+    fn file(&self, name: &str, jws: &str) -> PathBuf {
+        save(self.net.dir.path(), name, jws)
+    }
+
+    /// `samverka keys export` to `name`.
+    fn export(&self, name: &str) -> PathBuf {
+        let keys = self.net.dir.path().join(name);
+        let out = samverka(
+            &["keys", "export", "--config"],
+            &[self.config(), "--out".as_ref(), &keys],
+        );
+        assert!(out.status.success(), "{out:?}");
+        keys
+    }
+
+    /// `samverka keys retire KID [--compromised]`.
+    fn retire(&self, kid: &str, compromised: bool) -> Output {
+        let mut args = vec!["keys", "retire", kid];
+        if compromised {
+            args.push("--compromised");
+        }
+        args.push("--config");
+        samverka(&args, &[self.config()])
+    }
+
+    /// The old key, as whoever still holds it would sign with it.
+    fn old_signer(&self) -> JwsSigner {
+        JwsSigner::from_pem(&self.old_cert, &self.old_key, "2021999012").unwrap()
+    }
+}
+
+/// `text` written to `dir/name`.
+fn save(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn verify_receipt(path: &Path, flag: &str, trust: &Path) -> Output {
+    samverka(
+        &["consent", "verify-receipt"],
+        &[path, flag.as_ref(), trust],
     )
-    .await;
-    let old_cert = std::fs::read_to_string(&net.pki.gateway.0).unwrap();
-    let old_key = std::fs::read_to_string(&net.pki.gateway.1).unwrap();
-    let old_kid = samverka_gateway::credential::signing::cert_thumbprint(&old_cert).unwrap();
-    let receipt_before = receipt(&net).await;
-    let passport_before = demo_passport(&net).await.credential;
+}
 
-    rotate(&net);
-    let receipt_after = receipt(&net).await;
-    let passport_after = demo_passport(&net).await.credential;
-    wait_for_keys(&net, 2).await;
+fn verify_passport(path: &Path, flag: &str, trust: &Path) -> Output {
+    samverka(&["passport", "verify"], &[path, flag.as_ref(), trust])
+}
 
-    let out = samverka(&["keys", "list", "--config"], &[config]);
+#[tokio::test]
+async fn documents_signed_before_a_rotation_verify_against_the_key_set() {
+    let r = Rotated::start().await;
+    let out = samverka(&["keys", "list", "--config"], &[r.config()]);
     assert!(out.status.success(), "{out:?}");
     let list = printed(&out);
     assert_eq!(list.matches("in use").count(), 2, "{list}");
-    assert!(list.contains(&old_kid), "{list}");
+    assert!(list.contains(&r.old_kid), "{list}");
 
-    let keys = dir.join("keys.json");
-    let out = samverka(
-        &["keys", "export", "--config"],
-        &[config, "--out".as_ref(), &keys],
-    );
-    assert!(out.status.success(), "{out:?}");
+    let keys = r.export("keys.json");
     let set: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&keys).unwrap()).unwrap();
     assert_eq!(set["keys"].as_array().unwrap().len(), 2);
     assert!(set["keys"][0].get("exp").is_none(), "not retired yet");
-
-    // Each file, and what verifying it against `trust` (a flag and a file)
-    // says.
-    let file = |name: &str, jws: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, jws).unwrap();
-        path
-    };
-    let receipts = [
-        file("before.receipt", &receipt_before),
-        file("after.receipt", &receipt_after),
-    ];
-    let passports = [
-        file("before.jws", &passport_before),
-        file("after.jws", &passport_after),
-    ];
-    let verify_receipt = |path: &Path, flag: &str, trust: &Path| {
-        samverka(
-            &["consent", "verify-receipt"],
-            &[path, flag.as_ref(), trust],
-        )
-    };
-    let verify_passport = |path: &Path, flag: &str, trust: &Path| {
-        samverka(&["passport", "verify"], &[path, flag.as_ref(), trust])
-    };
-    for path in receipts.iter() {
+    for path in r.receipts.iter() {
         let out = verify_receipt(path, "--keys", &keys);
         assert!(
             out.status.success(),
@@ -144,96 +201,66 @@ async fn old_documents_verify_against_the_key_set_and_a_retired_key_signs_nothin
             printed(&out)
         );
     }
-    for path in passports.iter() {
-        let out = verify_passport(path, "--keys", &keys);
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            path.display(),
-            printed(&out)
-        );
-        assert!(
-            printed(&out).contains("  key        ok"),
-            "{}",
-            printed(&out)
+    for path in r.passport_files.iter() {
+        expect(
+            &verify_passport(path, "--keys", &keys),
+            0,
+            "  key        ok",
         );
     }
     // The new certificate alone does not vouch for what the old key
     // signed: the reason for the key set.
-    let out = verify_receipt(&receipts[0], "--cert", &net.pki.gateway.0);
+    let out = verify_receipt(&r.receipts[0], "--cert", &r.net.pki.gateway.0);
     assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
+}
 
+#[tokio::test]
+async fn a_retired_key_counts_only_for_what_it_signed_before_its_retirement() {
+    let r = Rotated::start().await;
     // Retired: audited, once; an unknown key is a usage error.
-    let out = samverka(&["keys", "retire", &old_kid, "--config"], &[config]);
-    assert!(out.status.success(), "{}", printed(&out));
-    assert!(
-        printed(&out).contains("recorded in the trail"),
-        "{}",
-        printed(&out)
-    );
-    let out = samverka(&["keys", "retire", &old_kid, "--config"], &[config]);
-    assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
-    assert!(
-        printed(&out).contains("already retired"),
-        "{}",
-        printed(&out)
-    );
-    let out = samverka(&["keys", "retire", "no-such-key", "--config"], &[config]);
+    expect(&r.retire(&r.old_kid, false), 0, "recorded in the trail");
+    expect(&r.retire(&r.old_kid, false), 1, "already retired");
+    let out = r.retire("no-such-key", false);
     assert_eq!(out.status.code(), Some(64), "{}", printed(&out));
-    let entries = net.gateway.store.audit_range(0, 100_000).await.unwrap();
+    let entries = r.net.gateway.store.audit_range(0, 100_000).await.unwrap();
     let retired = entries
         .iter()
         .filter(|e| e.method == "samverka keys retire")
         .collect::<Vec<_>>();
     assert_eq!(retired.len(), 1, "one retirement, one entry");
-    assert_eq!(retired[0].details["kid"], old_kid);
+    assert_eq!(retired[0].details["kid"], r.old_kid);
     assert_eq!(retired[0].details["reason"], "superseded");
-
-    let retired_keys = dir.join("keys-retired.json");
-    let out = samverka(
-        &["keys", "export", "--config"],
-        &[config, "--out".as_ref(), &retired_keys],
-    );
-    assert!(out.status.success(), "{out:?}");
+    let retired_keys = r.export("keys-retired.json");
 
     // What the old key signed before retirement stays valid...
-    for path in [&receipts[0], &passports[0]] {
-        let out = if path.extension().unwrap() == "receipt" {
-            verify_receipt(path, "--keys", &retired_keys)
-        } else {
-            verify_passport(path, "--keys", &retired_keys)
-        };
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            path.display(),
-            printed(&out)
-        );
-    }
+    let out = verify_receipt(&r.receipts[0], "--keys", &retired_keys);
+    assert!(out.status.success(), "{}", printed(&out));
+    let out = verify_passport(&r.passport_files[0], "--keys", &retired_keys);
+    assert!(out.status.success(), "{}", printed(&out));
     // ...but what it signs after does not, though the signature holds.
-    let old = JwsSigner::from_pem(&old_cert, &old_key, "2021999012").unwrap();
+    let old = r.old_signer();
     let later_s = system_now_ms() / 1000 + 60;
-    let mut claims = receipt::verify(&receipt_before, &old_cert).unwrap();
+    let mut claims = receipt::verify(
+        &std::fs::read_to_string(&r.receipts[0]).unwrap(),
+        &r.old_cert,
+    )
+    .unwrap();
     claims.iat = later_s;
-    let late_receipt = file("late.receipt", &receipt::sign(&old, &claims).unwrap());
-    let out = verify_receipt(&late_receipt, "--keys", &retired_keys);
-    assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
-    assert!(
-        printed(&out).contains("after the key was retired"),
-        "{}",
-        printed(&out)
+    let late_receipt = r.file("late.receipt", &receipt::sign(&old, &claims).unwrap());
+    expect(
+        &verify_receipt(&late_receipt, "--keys", &retired_keys),
+        1,
+        "after the key was retired",
     );
-    let mut claims = claims_of(&passport_before);
+    let mut claims = claims_of(&r.passports[0]);
     claims["validFrom"] = json!(rfc3339(later_s * 1000));
     claims["nbf"] = json!(later_s);
     let late_passport = old.sign_jwt(&claims).unwrap();
-    let late_file = file("late.jws", &late_passport);
-    let out = verify_passport(&late_file, "--keys", &retired_keys);
-    assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
-    assert!(
-        printed(&out).contains("key        FAILED"),
-        "{}",
-        printed(&out)
+    let late_file = r.file("late.jws", &late_passport);
+    expect(
+        &verify_passport(&late_file, "--keys", &retired_keys),
+        1,
+        "key        FAILED",
     );
     // Only the key's validity fails: the rest of the checks hold.
     let report = passport::verify_report_with(
@@ -265,24 +292,22 @@ async fn old_documents_verify_against_the_key_set_and_a_retired_key_signs_nothin
         .unwrap();
     let stranger = JwsSigner::from_pem(&stranger.cert_pem, &stranger.key_pem, "2021999012")
         .unwrap()
-        .sign_jwt(&claims_of(&passport_before))
+        .sign_jwt(&claims_of(&r.passports[0]))
         .unwrap();
-    let out = verify_passport(&file("stranger.jws", &stranger), "--keys", &retired_keys);
-    assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
-    assert!(
-        printed(&out).contains("not in the key set"),
-        "{}",
-        printed(&out)
+    expect(
+        &verify_passport(&r.file("stranger.jws", &stranger), "--keys", &retired_keys),
+        1,
+        "not in the key set",
     );
 
     if python_ready() {
         for (what, jws, valid) in [
-            ("signed before the rotation", &passport_before, true),
-            ("signed after the rotation", &passport_after, true),
+            ("signed before the rotation", &r.passports[0], true),
+            ("signed after the rotation", &r.passports[1], true),
             ("signed by the retired key after", &late_passport, false),
             ("signed by a key not in the set", &stranger, false),
         ] {
-            let (theirs, failed) = independent(jws, &retired_keys, dir);
+            let (theirs, failed) = independent(jws, &retired_keys, r.net.dir.path());
             assert_eq!(theirs, valid, "{what}: {failed}");
         }
     } else {
@@ -293,46 +318,38 @@ async fn old_documents_verify_against_the_key_set_and_a_retired_key_signs_nothin
 
     // The trail still verifies with the key set: checkpoints signed by
     // either key.
-    let out = samverka(
-        &["audit", "verify", "--config"],
-        &[config, "--keys".as_ref(), &retired_keys],
-    );
+    let audit = || {
+        samverka(
+            &["audit", "verify", "--config"],
+            &[r.config(), "--keys".as_ref(), &retired_keys],
+        )
+    };
+    let out = audit();
     assert!(out.status.success(), "{}", printed(&out));
     // A checkpoint the retired key signs after its retirement anchors
     // nothing: the trail is not verified with the key set.
-    let head = net.gateway.store.audit_head().await.unwrap();
+    let head = r.net.gateway.store.audit_head().await.unwrap();
     let late = samverka_gateway::audit::chain::checkpoint(&old, &head, later_s * 1000).unwrap();
-    net.gateway.store.add_checkpoint(late).await.unwrap();
-    let out = samverka(
-        &["audit", "verify", "--config"],
-        &[config, "--keys".as_ref(), &retired_keys],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
-    assert!(
-        printed(&out).contains("after the key was retired"),
-        "{}",
-        printed(&out)
-    );
+    r.net.gateway.store.add_checkpoint(late).await.unwrap();
+    expect(&audit(), 1, "after the key was retired");
+}
 
-    // A compromised key: nothing it signed counts, before or after.
+#[tokio::test]
+async fn a_compromised_key_counts_for_nothing_and_no_gateway_starts_with_it() {
+    let r = Rotated::start().await;
     let new_kid = samverka_gateway::credential::signing::cert_thumbprint(
-        &std::fs::read_to_string(&net.pki.gateway.0).unwrap(),
+        &std::fs::read_to_string(&r.net.pki.gateway.0).unwrap(),
     )
     .unwrap();
-    let out = samverka(
-        &["keys", "retire", &new_kid, "--compromised", "--config"],
-        &[config],
-    );
+    let out = r.retire(&new_kid, true);
     assert!(out.status.success(), "{}", printed(&out));
-    let out = samverka(
-        &["keys", "export", "--config"],
-        &[config, "--out".as_ref(), &keys],
+    let keys = r.export("keys.json");
+    expect(
+        &verify_receipt(&r.receipts[1], "--keys", &keys),
+        1,
+        "compromised",
     );
-    assert!(out.status.success(), "{out:?}");
-    let out = verify_receipt(&receipts[1], "--keys", &keys);
-    assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
-    assert!(printed(&out).contains("compromised"), "{}", printed(&out));
-    let out = verify_receipt(&receipts[0], "--keys", &keys);
+    let out = verify_receipt(&r.receipts[0], "--keys", &keys);
     assert!(
         out.status.success(),
         "the old key's receipt still verifies: {}",
@@ -340,7 +357,7 @@ async fn old_documents_verify_against_the_key_set_and_a_retired_key_signs_nothin
     );
 
     // A gateway does not start with a retired key.
-    let config = samverka_gateway::config::Config::load(config).unwrap();
+    let config = samverka_gateway::config::Config::load(r.config()).unwrap();
     let refused = samverka_gateway::Gateway::new(config, samverka_gateway::Clock::system())
         .await
         .unwrap_err()

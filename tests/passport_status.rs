@@ -29,13 +29,6 @@ fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// The process exited with `code` and printed `needle`.
-fn expect(out: &Output, code: i32, needle: &str) {
-    let text = printed(out);
-    assert_eq!(out.status.code(), Some(code), "{text}");
-    assert!(text.contains(needle), "{needle:?} in {text}");
-}
-
 /// A demo network with a passport of the demo person written to a file,
 /// and where its public listener is.
 struct Fixture {

@@ -34,6 +34,13 @@ pub fn samverka_run<S: AsRef<std::ffi::OsStr>>(
         .unwrap()
 }
 
+/// The process exited with `code` and printed `needle`.
+pub fn expect(out: &std::process::Output, code: i32, needle: &str) {
+    let text = printed(out);
+    assert_eq!(out.status.code(), Some(code), "{text}");
+    assert!(text.contains(needle), "{needle:?} in {text}");
+}
+
 /// What a process printed: its standard output, then its errors.
 pub fn printed(out: &std::process::Output) -> String {
     format!(

@@ -421,10 +421,7 @@ pub async fn record_at_start(
 /// and every 10 seconds reads which keys are retired, tells the slot (so
 /// that a reload refuses them) and logs once when the key in use is one
 /// (what it signs from then on does not verify against the key set).
-fn spawn_recorder(
-    store: crate::store::Store,
-    slot: &std::sync::Arc<super::signing::SignerSlot>,
-) {
+fn spawn_recorder(store: crate::store::Store, slot: &std::sync::Arc<super::signing::SignerSlot>) {
     let slot = std::sync::Arc::downgrade(slot);
     tokio::spawn(async move {
         let mut waiting: Vec<std::sync::Arc<super::signing::JwsSigner>> = Vec::new();
