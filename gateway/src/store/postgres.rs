@@ -360,6 +360,19 @@ impl PostgresStore {
 /// Links `entries` after the head and inserts them, within the caller's
 /// transaction: the row lock on the head makes replicas take turns, so the
 /// chain stays one line.
+/// Commits `tx` with `entry` linked into the chain (the record of the
+/// change `tx` makes, in the same transaction); returns it as chained.
+pub(super) async fn commit_with_entry(
+    tx: deadpool_postgres::Transaction<'_>,
+    entry: AuditEntry,
+) -> Result<AuditEntry, StoreError> {
+    let mut entries = [entry];
+    append_in(&tx, &mut entries).await?;
+    tx.commit().await?;
+    let [entry] = entries;
+    Ok(entry)
+}
+
 pub(super) async fn append_in(
     tx: &deadpool_postgres::Transaction<'_>,
     entries: &mut [AuditEntry],

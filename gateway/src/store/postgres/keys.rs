@@ -1,7 +1,7 @@
 //! The PostgreSQL store's signing keys (`store/keys.rs`). Retiring locks
 //! the key's row, so of two operators retiring it at once one does.
 
-use super::{PostgresStore, append_in};
+use super::{PostgresStore, commit_with_entry};
 use crate::audit::chain::AuditEntry;
 use crate::store::StoreError;
 use crate::store::keys::{COLUMNS, Retire, RetireReason, SigningKeyRecord};
@@ -82,10 +82,7 @@ impl PostgresStore {
             &[&kid, &at_ms, &reason.as_str()],
         )
         .await?;
-        let mut entries = [entry];
-        append_in(&tx, &mut entries).await?;
-        tx.commit().await?;
-        let [entry] = entries;
+        let entry = commit_with_entry(tx, entry).await?;
         Ok(Retire::Done(Box::new(entry)))
     }
 }

@@ -8,7 +8,7 @@
 //! and flushing the WAL to it flushes every earlier commit too.
 
 use super::consents::consent_from_row;
-use super::{PostgresStore, append_in};
+use super::{PostgresStore, commit_with_entry};
 use crate::store::{CONSENT_COLUMNS, StoreError, StoredConsent, Transition, Transitioned, join};
 
 impl PostgresStore {
@@ -56,10 +56,7 @@ impl PostgresStore {
             ],
         )
         .await?;
-        let mut entries = [t.entry_for(&c)];
-        append_in(&tx, &mut entries).await?;
-        tx.commit().await?;
-        let [entry] = entries;
+        let entry = commit_with_entry(tx, t.entry_for(&c)).await?;
         Ok(Transitioned::Done(c, entry))
     }
 

@@ -4,7 +4,7 @@
 
 use tokio_postgres::error::SqlState;
 
-use super::{PostgresStore, append_in};
+use super::{PostgresStore, commit_with_entry};
 use crate::audit::chain::AuditEntry;
 use crate::store::StoreError;
 use crate::store::registry::{PutRegistry, RegistryVersion};
@@ -108,10 +108,7 @@ impl PostgresStore {
             }
             return Err(e.into());
         }
-        let mut entries = [entry];
-        append_in(&tx, &mut entries).await?;
-        tx.commit().await?;
-        let [entry] = entries;
+        let entry = commit_with_entry(tx, entry).await?;
         Ok(PutRegistry::Written(Box::new(entry)))
     }
 }

@@ -4,7 +4,7 @@
 
 use tokio_postgres::error::SqlState;
 
-use super::{PostgresStore, append_in};
+use super::{PostgresStore, commit_with_entry};
 use crate::audit::chain::AuditEntry;
 use crate::store::StoreError;
 use crate::store::status::{COLUMNS, RevokeCredential, RevokedCredential};
@@ -72,10 +72,7 @@ impl PostgresStore {
             }
             return Err(e.into());
         }
-        let mut entries = [entry];
-        append_in(&tx, &mut entries).await?;
-        tx.commit().await?;
-        let [entry] = entries;
+        let entry = commit_with_entry(tx, entry).await?;
         Ok(RevokeCredential::Done(Box::new(entry)))
     }
 }

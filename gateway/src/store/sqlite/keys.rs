@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{SqliteStore, link_and_insert};
+use super::{SqliteStore, commit_with_entry};
 use crate::audit::chain::AuditEntry;
 use crate::store::StoreError;
 use crate::store::keys::{COLUMNS, Retire, RetireReason, SigningKeyRecord};
@@ -78,11 +78,7 @@ impl SqliteStore {
                  retire_reason = ?3 WHERE kid = ?1",
             )?
             .execute(params![kid, at_ms, reason.as_str()])?;
-            let mut entries = [entry];
-            let head = link_and_insert(&tx, &mut entries)?;
-            tx.commit()?;
-            progress.committed(head.seq);
-            let [entry] = entries;
+            let entry = commit_with_entry(tx, entry, &progress)?;
             Ok(Retire::Done(Box::new(entry)))
         })
         .await

@@ -10,7 +10,7 @@
 use rusqlite::params;
 
 use super::rows::{consent_from_row, select_consent};
-use super::{SqliteStore, link_and_insert};
+use super::{SqliteStore, commit_with_entry};
 use crate::store::{CONSENT_COLUMNS, StoreError, StoredConsent, Transition, Transitioned, join};
 
 /// Runs `f` on the writer connection (held under its lock) with
@@ -59,11 +59,7 @@ impl SqliteStore {
                 c.decided_at_ms,
                 c.decided_by,
             ])?;
-            let mut entries = [t.entry_for(&c)];
-            let head = link_and_insert(&tx, &mut entries)?;
-            tx.commit()?;
-            progress.committed(head.seq);
-            let [entry] = entries;
+            let entry = commit_with_entry(tx, t.entry_for(&c), &progress)?;
             Ok(Transitioned::Done(c, entry))
         })
         .await

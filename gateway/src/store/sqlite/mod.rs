@@ -177,6 +177,21 @@ fn append_batch(
     Ok(entries)
 }
 
+/// Commits `tx` with `entry` linked into the chain (the record of the
+/// change `tx` makes, in the same transaction); returns it as chained.
+fn commit_with_entry(
+    tx: rusqlite::Transaction<'_>,
+    entry: AuditEntry,
+    progress: &IndexProgress,
+) -> Result<AuditEntry, StoreError> {
+    let mut entries = [entry];
+    let head = link_and_insert(&tx, &mut entries)?;
+    tx.commit()?;
+    progress.committed(head.seq);
+    let [entry] = entries;
+    Ok(entry)
+}
+
 /// Links `entries` after the head and inserts them, within the caller's
 /// (immediate) transaction; returns the new head.
 fn link_and_insert(

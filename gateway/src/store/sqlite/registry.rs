@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{SqliteStore, link_and_insert};
+use super::{SqliteStore, commit_with_entry};
 use crate::audit::chain::AuditEntry;
 use crate::store::StoreError;
 use crate::store::registry::{PutRegistry, RegistryVersion};
@@ -91,11 +91,7 @@ impl SqliteStore {
                 v.changed_by,
                 v.summary
             ])?;
-            let mut entries = [entry];
-            let head = link_and_insert(&tx, &mut entries)?;
-            tx.commit()?;
-            progress.committed(head.seq);
-            let [entry] = entries;
+            let entry = commit_with_entry(tx, entry, &progress)?;
             Ok(PutRegistry::Written(Box::new(entry)))
         })
         .await

@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{SqliteStore, link_and_insert};
+use super::{SqliteStore, commit_with_entry};
 use crate::audit::chain::AuditEntry;
 use crate::store::StoreError;
 use crate::store::status::{COLUMNS, RevokeCredential, RevokedCredential};
@@ -54,11 +54,7 @@ impl SqliteStore {
                 r.reason,
                 r.revoked_by
             ])?;
-            let mut entries = [entry];
-            let head = link_and_insert(&tx, &mut entries)?;
-            tx.commit()?;
-            progress.committed(head.seq);
-            let [entry] = entries;
+            let entry = commit_with_entry(tx, entry, &progress)?;
             Ok(RevokeCredential::Done(Box::new(entry)))
         })
         .await
