@@ -78,6 +78,9 @@ pub struct CertRequest {
     pub client_auth: bool,
     /// Usable as a TLS server certificate.
     pub server_auth: bool,
+    /// Only for signing documents (id-kp-documentSigning, RFC 9336): an
+    /// attestation key's certificate, refused as a TLS identity.
+    pub document_signing: bool,
     /// Start of validity.
     pub not_before: OffsetDateTime,
     /// End of validity.
@@ -89,7 +92,8 @@ impl CertRequest {
     /// Agencies and operators get a client certificate; adapters and
     /// gateways a server certificate for `localhost` and `127.0.0.1`.
     pub fn new(agency: OrgNumber, role: Role, common_name: &str) -> Self {
-        let server = !matches!(role, Role::Agency | Role::Operator);
+        let server = !matches!(role, Role::Agency | Role::Operator | Role::Attester);
+        let document_signing = role == Role::Attester;
         let now = OffsetDateTime::now_utc();
         CertRequest {
             common_name: common_name.to_owned(),
@@ -103,8 +107,9 @@ impl CertRequest {
             } else {
                 Vec::new()
             },
-            client_auth: !server,
+            client_auth: !server && !document_signing,
             server_auth: server,
+            document_signing,
             not_before: now - Duration::hours(1),
             not_after: now + Duration::days(90),
         }
@@ -298,11 +303,26 @@ fn params_of(req: &CertRequest) -> Result<CertificateParams, DevPkiError> {
             .extended_key_usages
             .push(ExtendedKeyUsagePurpose::ServerAuth);
     }
+    if req.document_signing {
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::Other(
+                DOCUMENT_SIGNING_ARCS.to_vec(),
+            ));
+    }
     params.use_authority_key_identifier_extension = true;
     params.not_before = req.not_before;
     params.not_after = req.not_after;
     Ok(params)
 }
+
+/// id-kp-documentSigning (1.3.6.1.5.5.7.3.36, RFC 9336), the only
+/// extended key usage of an attestation key's certificate.
+pub const DOCUMENT_SIGNING_ARCS: [u64; 9] = [1, 3, 6, 1, 5, 5, 7, 3, 36];
+
+/// The same OID's DER content octets, as certificate path validation
+/// compares it.
+pub const DOCUMENT_SIGNING_OID: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x24];
 
 /// Who gets a certificate in a development PKI.
 #[derive(Debug, Clone)]
@@ -337,6 +357,10 @@ pub struct DevPkiFiles {
     pub agencies: Vec<(String, PathBuf, PathBuf)>,
     /// Per adapter: name, certificate, key (`adapter-<name>.pem`, `.key`).
     pub adapters: Vec<(String, PathBuf, PathBuf)>,
+    /// Per adapter: name, and its agency's attestation certificate and
+    /// key (`adapter-<name>-attester.pem`, `.key`), which sign the
+    /// agency's records as credentials. Not a TLS key.
+    pub attesters: Vec<(String, PathBuf, PathBuf)>,
     /// The development identity provider's signing key: public key and
     /// key (`dev-idp.pub.pem`, `dev-idp.key`); it signs people's logins
     /// (ID tokens) for the demo and tests, never in production.
@@ -392,6 +416,14 @@ pub fn write_dev_pki(dir: &Path, spec: &DevPkiSpec) -> Result<DevPkiFiles, DevPk
         )?;
         adapters.push((name.clone(), c, k));
     }
+    let mut attesters = Vec::new();
+    for (name, org) in &spec.adapters {
+        let (c, k) = write_pair(
+            &format!("adapter-{name}-attester"),
+            CertRequest::new(org.clone(), Role::Attester, &format!("{name} attestations")),
+        )?;
+        attesters.push((name.clone(), c, k));
+    }
     let write_key = |stem: &str| -> Result<(PathBuf, PathBuf), DevPkiError> {
         let (key, public) = signing_key()?;
         Ok((
@@ -414,6 +446,7 @@ pub fn write_dev_pki(dir: &Path, spec: &DevPkiSpec) -> Result<DevPkiFiles, DevPk
         operator,
         agencies,
         adapters,
+        attesters,
         dev_idp,
         assertion_keys,
     })
@@ -452,6 +485,14 @@ pub fn existing_dev_pki(dir: &Path, spec: &DevPkiSpec) -> Option<DevPkiFiles> {
                 (name.clone(), c, k)
             })
             .collect(),
+        attesters: spec
+            .adapters
+            .iter()
+            .map(|(name, _)| {
+                let (c, k) = pair(&format!("adapter-{name}-attester"));
+                (name.clone(), c, k)
+            })
+            .collect(),
         dev_idp: (dir.join("dev-idp.pub.pem"), dir.join("dev-idp.key")),
         assertion_keys: spec
             .agencies
@@ -478,6 +519,7 @@ pub fn existing_dev_pki(dir: &Path, spec: &DevPkiSpec) -> Option<DevPkiFiles> {
         .agencies
         .iter()
         .chain(&files.adapters)
+        .chain(&files.attesters)
         .chain(&files.assertion_keys)
     {
         all.extend([c, k]);

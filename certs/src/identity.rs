@@ -47,6 +47,11 @@ pub enum Role {
     /// An operator of the gateway: may change its registry (agencies,
     /// purposes, access rules, adapter routes) through the management API.
     Operator,
+    /// An agency's attestation key: signs the agency's own records as
+    /// credentials (source attestations in a competence passport). Never a
+    /// TLS identity: its certificate has only the document-signing
+    /// extended key usage.
+    Attester,
 }
 
 impl Role {
@@ -57,13 +62,20 @@ impl Role {
             Role::Adapter => "adapter",
             Role::Gateway => "gateway",
             Role::Operator => "operator",
+            Role::Attester => "attester",
         }
     }
 
     fn from_name(name: &str) -> Option<Role> {
-        [Role::Agency, Role::Adapter, Role::Gateway, Role::Operator]
-            .into_iter()
-            .find(|r| r.as_str() == name)
+        [
+            Role::Agency,
+            Role::Adapter,
+            Role::Gateway,
+            Role::Operator,
+            Role::Attester,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == name)
     }
 }
 
@@ -245,7 +257,13 @@ mod tests {
     #[test]
     fn round_trips_through_the_dev_pki() {
         let ca = DevCa::generate("test CA").unwrap();
-        for role in [Role::Agency, Role::Adapter, Role::Gateway, Role::Operator] {
+        for role in [
+            Role::Agency,
+            Role::Adapter,
+            Role::Gateway,
+            Role::Operator,
+            Role::Attester,
+        ] {
             let cert = ca
                 .issue(&CertRequest::new(org("2021999020"), role, "holder"))
                 .unwrap();

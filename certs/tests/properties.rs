@@ -91,7 +91,13 @@ proptest! {
             .map(|c| format!("{stem}{c}"))
             .find_map(|s| OrgNumber::parse(&s).ok())
             .unwrap();
-        let role = [Role::Agency, Role::Adapter, Role::Gateway, Role::Operator][role];
+        let role = [
+            Role::Agency,
+            Role::Adapter,
+            Role::Gateway,
+            Role::Operator,
+            Role::Attester,
+        ][role];
         let ca = ca();
         let issued = ca.issue(&CertRequest::new(org.clone(), role, "x")).unwrap();
         let id = CertIdentity::from_pem(&issued.cert_pem).unwrap();

@@ -125,6 +125,14 @@ pub enum AdapterCommand {
         /// certificate is refused. Repeat for several.
         #[arg(long = "crl")]
         crls: Vec<PathBuf>,
+        /// The agency's attestation certificate (PEM, role attester): the
+        /// adapter then attests each record of a passport read. Also
+        /// `attestation_cert` in the config file.
+        #[arg(long, requires = "attestation_key")]
+        attestation_cert: Option<PathBuf>,
+        /// Its key (PEM).
+        #[arg(long, requires = "attestation_cert")]
+        attestation_key: Option<PathBuf>,
     },
 }
 
@@ -235,6 +243,8 @@ pub async fn run(command: AdapterCommand) -> Result<bool, ServeError> {
             agency,
             latency_ms,
             crls,
+            attestation_cert,
+            attestation_key,
         } => {
             let latency = std::time::Duration::from_millis(latency_ms);
             let (listen, tls) = match (listen, cert, key, ca) {
@@ -246,10 +256,18 @@ pub async fn run(command: AdapterCommand) -> Result<bool, ServeError> {
                 _ => {
                     let config = samverka_adapter::AdapterConfig::load()?;
                     let crls: Vec<_> = config.crls.iter().chain(&crls).collect();
-                    let tls = AdapterTls::from_files(&config.cert, &config.key, &config.ca)?
+                    let mut tls = AdapterTls::from_files(&config.cert, &config.key, &config.ca)?
                         .with_crl_files(&crls)?;
+                    if let (Some(c), Some(k)) = (&config.attestation_cert, &config.attestation_key)
+                    {
+                        tls = tls.with_attester_files(c, k)?;
+                    }
                     (config.listen, tls)
                 }
+            };
+            let tls = match (attestation_cert, attestation_key) {
+                (Some(c), Some(k)) => tls.with_attester_files(c, k)?,
+                _ => tls,
             };
             serve_reference(adapter, listen, tls, agency, latency)
                 .await

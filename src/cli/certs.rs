@@ -119,6 +119,9 @@ pub enum CertRole {
     Gateway,
     /// An operator changing the registry through the management API.
     Operator,
+    /// An agency's attestation key, signing its records as credentials
+    /// (not a TLS identity).
+    Attester,
 }
 
 /// The roles an agency asks a certificate for.
@@ -166,6 +169,7 @@ fn certs(command: CertsCommand) -> Result<String, String> {
                 CertRole::Adapter => samverka_certs::Role::Adapter,
                 CertRole::Gateway => samverka_certs::Role::Gateway,
                 CertRole::Operator => samverka_certs::Role::Operator,
+                CertRole::Attester => samverka_certs::Role::Attester,
             };
             let mut request = CertRequest::new(org.clone(), role, &name);
             if client {

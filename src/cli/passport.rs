@@ -42,8 +42,9 @@ pub enum PassportCommand {
         #[arg(long)]
         check_status: bool,
         /// The federation CA: it must have issued every certificate of the
-        /// key set, and is trusted for fetching (a key set URL needs it; the
-        /// revocation list is fetched under the web PKI without it).
+        /// key set and every source's attestation certificate, and is
+        /// trusted for fetching (a key set URL needs it; the revocation
+        /// list is fetched under the web PKI without it).
         #[arg(long)]
         ca: Option<PathBuf>,
         /// Print the verified credential as JSON.
@@ -98,7 +99,15 @@ pub async fn run(command: PassportCommand) -> Result<String, CliError> {
             let trust = trust.load(ca.as_deref()).await?;
             let (jws, document_salt) = read_credential(&file)?;
             let holder = holder(person.as_deref(), salt.or(document_salt))?;
-            let mut report = passport::verify_report_with(&jws, &trust, holder.as_ref());
+            let federation = match &ca {
+                Some(path) => Some(
+                    passport::Federation::from_pem(&read(path)?)
+                        .map_err(|e| CliError::Failed(e.0))?,
+                ),
+                None => None,
+            };
+            let mut report =
+                passport::verify_report_from(&jws, &trust, holder.as_ref(), federation.as_ref());
             let verdict = status_check(&report, &status, ca.as_deref()).await?;
             let saved_list = match &status {
                 Status::File(path) => Some(path.as_path()),
@@ -258,6 +267,7 @@ async fn status_check(
         Ok(Ok(passport::Check {
             name: "status",
             failure: Some(why),
+            note: None,
         }))
     };
     let url = match status::named_list(credential) {
@@ -266,6 +276,7 @@ async fn status_check(
         Ok(None) if asked => {
             return Ok(Ok(passport::Check {
                 name: "status",
+                note: None,
                 failure: Some(
                     "the passport names no status list, so whether it was revoked cannot be told"
                         .into(),
@@ -298,6 +309,7 @@ async fn status_check(
     };
     Ok(Ok(passport::Check {
         name: "status",
+        note: None,
         failure: status::check(credential, &list)
             .err()
             .map(|e| printable(&e)),
@@ -393,9 +405,14 @@ fn verify_file(
     };
     let mut checks = String::new();
     for c in &report.checks {
+        let note = c
+            .note
+            .as_ref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default();
         match &c.failure {
-            None => checks.push_str(&format!("  {:<10} ok\n", c.name)),
-            Some(why) => checks.push_str(&format!("  {:<10} FAILED: {why}\n", c.name)),
+            None => checks.push_str(&format!("  {:<10} ok{note}\n", c.name)),
+            Some(why) => checks.push_str(&format!("  {:<10} FAILED: {why}{note}\n", c.name)),
         }
     }
     if matches!(trust, passport::Trust::Cert(_)) {
@@ -414,8 +431,6 @@ fn verify_file(
             list.display()
         ));
     }
-    checks
-        .push_str("  sources    each merit is attested by the gateway; sources do not sign yet\n");
     if let Some(e) = report.failure() {
         return Err(CliError::Failed(format!("invalid passport: {e}\n{checks}")));
     }

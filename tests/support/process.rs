@@ -105,10 +105,9 @@ pub async fn spawn_adapters(pki: &DevPkiFiles) -> Vec<(String, SocketAddr)> {
     let mut addresses = Vec::new();
     for source in &samverka::cli::demo::DEMO_SOURCES {
         let (name, register) = (source.name, (source.register)());
-        let (_, cert, key) = pki.adapters.iter().find(|(n, _, _)| n == name).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         addresses.push((name.to_owned(), listener.local_addr().unwrap()));
-        let tls = AdapterTls::from_files(cert, key, &pki.ca_cert).unwrap();
+        let tls = samverka::cli::demo::adapter_tls(pki, name).unwrap();
         let stop = std::future::pending::<()>();
         tokio::spawn(samverka_adapter::serve_with_listener(
             register, listener, tls, stop,

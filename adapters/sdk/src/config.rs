@@ -39,6 +39,15 @@ pub struct AdapterConfig {
     /// certificate is refused at the handshake.
     #[serde(default)]
     pub crls: Vec<PathBuf>,
+    /// The agency's attestation certificate (PEM, role `attester`): with
+    /// `attestation_key`, the adapter attests each record of a passport
+    /// read. Without them its records go into passports unattested, which
+    /// a gateway may refuse.
+    #[serde(default)]
+    pub attestation_cert: Option<PathBuf>,
+    /// The attestation certificate's key (PEM).
+    #[serde(default)]
+    pub attestation_key: Option<PathBuf>,
 }
 
 impl AdapterConfig {
@@ -52,6 +61,8 @@ impl AdapterConfig {
         for p in [&mut config.cert, &mut config.key, &mut config.ca]
             .into_iter()
             .chain(config.crls.iter_mut())
+            .chain(config.attestation_cert.iter_mut())
+            .chain(config.attestation_key.iter_mut())
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -81,6 +92,8 @@ impl AdapterConfig {
                         .collect()
                 })
                 .unwrap_or_default(),
+            attestation_cert: var("SAMVERKA_ADAPTER_ATTESTATION_CERT").map(PathBuf::from),
+            attestation_key: var("SAMVERKA_ADAPTER_ATTESTATION_KEY").map(PathBuf::from),
         })
     }
 

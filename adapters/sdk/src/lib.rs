@@ -68,6 +68,7 @@
 pub mod accept;
 mod config;
 pub mod conformance;
+pub mod credential;
 mod register;
 mod service;
 pub mod telemetry;
@@ -247,8 +248,17 @@ pub async fn serve_configured<A: Adapter>(
     adapter: A,
     config: AdapterConfig,
 ) -> Result<(), ServeError> {
-    let tls = AdapterTls::from_files(&config.cert, &config.key, &config.ca)?
+    let mut tls = AdapterTls::from_files(&config.cert, &config.key, &config.ca)?
         .with_crl_files(&config.crls)?;
+    match (&config.attestation_cert, &config.attestation_key) {
+        (Some(cert), Some(key)) => tls = tls.with_attester_files(cert, key)?,
+        (None, None) => {}
+        _ => {
+            return Err(ServeError::Io(
+                "attestation_cert and attestation_key go together".into(),
+            ));
+        }
+    }
     serve(adapter, config.listen, tls).await
 }
 
@@ -325,7 +335,16 @@ pub async fn serve_with_listener<A: Adapter>(
         .local_addr()
         .map_err(|e| ServeError::Io(e.to_string()))?;
     let serving = format!("agency {agency}: {}", description.record_types.join(", "));
-    let svc = service::AdapterService::new(adapter, agency, description);
+    let attester = tls.attester();
+    if let Some(a) = &attester
+        && a.agency() != &agency
+    {
+        return Err(ServeError::Description(format!(
+            "the attestation certificate names agency {}, the adapter serves {agency}",
+            a.agency()
+        )));
+    }
+    let svc = service::AdapterService::new(adapter, agency, description, attester);
     let tls_config = Arc::new(std::sync::RwLock::new(Arc::new(tls.server_config()?)));
     let crl_watch = tls.watch_crls(tls_config.clone());
     let (health, health_service) = tonic_health::server::health_reporter();

@@ -33,14 +33,21 @@ pub(crate) struct AdapterService<A> {
     adapter: A,
     agency: OrgNumber,
     description: Description,
+    attester: Option<std::sync::Arc<crate::credential::Attester>>,
 }
 
 impl<A: Adapter> AdapterService<A> {
-    pub(crate) fn new(adapter: A, agency: OrgNumber, description: Description) -> Self {
+    pub(crate) fn new(
+        adapter: A,
+        agency: OrgNumber,
+        description: Description,
+        attester: Option<std::sync::Arc<crate::credential::Attester>>,
+    ) -> Self {
         AdapterService {
             adapter,
             agency,
             description,
+            attester,
         }
     }
 }
@@ -170,6 +177,18 @@ impl<A: Adapter> AdapterService<A> {
             )));
         }
         let asked = req.record_types.clone();
+        let attest = req.attest;
+        // A short or missing salt would put a guessable hash of the person's
+        // number in the attestation.
+        if let Some(a) = &attest
+            && (a.holder_salt.len() < 32
+                || !a.holder_salt.bytes().all(|b| b.is_ascii_hexdigit())
+                || !a.holder_id.starts_with("urn:uuid:"))
+        {
+            return Err(Status::invalid_argument(
+                "attest: holder_id must be a urn:uuid: and holder_salt at least 32 hexadecimal digits",
+            ));
+        }
         let query = FetchQuery {
             subject: subject.clone(),
             record_types: req.record_types,
@@ -199,7 +218,29 @@ impl<A: Adapter> AdapterService<A> {
             &self.description.record_types,
             &self.agency,
         );
-        let mut response = Response::new(FetchRecordsResponse { records });
+        let mut answer = FetchRecordsResponse {
+            records,
+            ..Default::default()
+        };
+        if let (Some(attest), Some(attester)) = (attest, &self.attester) {
+            // Signed as the record leaves: over the bytes the gateway gets.
+            for record in &answer.records {
+                let attestation = attester
+                    .attest(
+                        record,
+                        &self.description.name,
+                        &attest.holder_id,
+                        &attest.holder_salt,
+                    )
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "attesting a record failed");
+                        Status::internal("attesting a record failed")
+                    })?;
+                answer.attestations.push(attestation);
+            }
+            answer.attestation_certificate = attester.certificate_der().to_vec();
+        }
+        let mut response = Response::new(answer);
         if !dropped.is_empty() {
             let value = dropped.header_value();
             tracing::error!(

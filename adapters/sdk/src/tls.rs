@@ -26,6 +26,7 @@ pub struct AdapterTls {
     ca_pem: String,
     crl_pems: Vec<String>,
     crl_files: Vec<std::path::PathBuf>,
+    attester: Option<Arc<crate::credential::Attester>>,
 }
 
 /// How often an adapter checks its CRL files for changes.
@@ -55,7 +56,32 @@ impl AdapterTls {
             ca_pem: ca_pem.to_owned(),
             crl_pems: Vec::new(),
             crl_files: Vec::new(),
+            attester: None,
         }
+    }
+
+    /// The same material with the agency's attestation key: the adapter
+    /// then attests each record of a passport read
+    /// ([`crate::credential`]).
+    pub fn with_attester(mut self, attester: crate::credential::Attester) -> Self {
+        self.attester = Some(Arc::new(attester));
+        self
+    }
+
+    /// [`AdapterTls::with_attester`] from the certificate and key files.
+    pub fn with_attester_files(
+        self,
+        cert: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+    ) -> Result<Self, ServeError> {
+        let attester = crate::credential::Attester::from_files(cert.as_ref(), key.as_ref())
+            .map_err(ServeError::Io)?;
+        Ok(self.with_attester(attester))
+    }
+
+    /// The attestation key, if any.
+    pub(crate) fn attester(&self) -> Option<Arc<crate::credential::Attester>> {
+        self.attester.clone()
     }
 
     /// The same material, also refusing the certificates these CRL files

@@ -52,6 +52,24 @@ pub struct GatewaySettings {
     pub default_deadline: Duration,
     /// The longest deadline a caller may set.
     pub max_deadline: Duration,
+    /// What a passport does with a record its source does not attest
+    /// (`unattested_records = "accept"`, the default, or `"refuse"`).
+    pub unattested_records: UnattestedRecords,
+}
+
+/// What a passport does with a record its source sent without an
+/// attestation (an adapter without an attestation key, e.g. an older one).
+/// A record whose attestation is there but does not hold is always
+/// dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnattestedRecords {
+    /// Take it into the passport, issued by the gateway (relayed, not
+    /// attested by its source), as the passport says.
+    #[default]
+    Accept,
+    /// Drop it: the source's outcome is `INVALID_RESPONSE`.
+    Refuse,
 }
 
 /// The section as written. Field order and the type's name show in serde's
@@ -83,6 +101,8 @@ pub(super) struct RawGateway {
     public_address: Option<SocketAddr>,
     #[serde(default)]
     public_url: Option<String>,
+    #[serde(default)]
+    unattested_records: UnattestedRecords,
 }
 
 fn default_admin_address() -> SocketAddr {
@@ -156,6 +176,7 @@ pub(super) fn parse(g: RawGateway, base_dir: &Path) -> Result<GatewaySettings, C
         store: StoreLocation::parse(&g.store, base_dir),
         default_deadline: Duration::from_millis(g.default_deadline_ms),
         max_deadline: Duration::from_millis(g.max_deadline_ms),
+        unattested_records: g.unattested_records,
     })
 }
 

@@ -160,7 +160,7 @@ pub use audit::AuditSettings;
 pub use consents::ConsentSettings;
 pub use document::{RegistrySource, RegistryTables, document_digest};
 pub use fields::KeySource;
-pub use gateway::GatewaySettings;
+pub use gateway::{GatewaySettings, UnattestedRecords};
 pub use limits::Limits;
 pub use person::{DEFAULT_ACCEPTED_ACR, IdentityProvider, PersonAssertionSettings};
 pub use registry::{AccessRule, Agency, LoginClient, Purpose, Registrar};

@@ -8,8 +8,11 @@
 //! - [`keys`]: the gateway's signing keys as a key set that verifiers keep,
 //!   with each key's validity;
 //! - [`status`]: a passport's revocation status (1EdTech Revocation List);
-//! - [`elm`]: a verified passport exported in the European Learning Model.
+//! - [`elm`]: a verified passport exported in the European Learning Model;
+//! - [`attestation`]: the sources' own signed credentials for their
+//!   records, checked as they arrive and carried in passports.
 
+pub mod attestation;
 pub mod elm;
 pub mod keys;
 pub mod passport;

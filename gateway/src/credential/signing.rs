@@ -309,6 +309,13 @@ pub fn header_jwk(jws: &str) -> Option<Jwk> {
     serde_json::from_value(header.get("jwk")?.clone()).ok()
 }
 
+/// The payload of a compact JWS, not verified: only for one verified
+/// before (e.g. a source attestation the gateway checked as it arrived).
+pub fn payload(jws: &str) -> Result<serde_json::Value, SignatureError> {
+    let parts = split(jws)?;
+    serde_json::from_slice(&parts.payload).map_err(|e| err(format!("payload: {e}")))
+}
+
 /// The identity of a samverka gateway's certificate: what signs receipts,
 /// checkpoints and passports must be one (by its role).
 pub fn gateway_identity(cert_pem: &str) -> Result<samverka_certs::CertIdentity, SignatureError> {

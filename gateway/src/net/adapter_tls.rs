@@ -74,6 +74,19 @@ impl AdapterTlsMaterial {
         self
     }
 
+    /// The attestation certificate `cert_der` chains to the trust bundle
+    /// for signing, valid now and not revoked by the CRLs (a stale list
+    /// refuses under [`StaleCrlPolicy::Refuse`]).
+    pub fn check_attester(&self, cert_der: &[u8]) -> Result<(), String> {
+        crate::credential::attestation::check_chain(
+            cert_der,
+            &self.roots,
+            &self.crls,
+            self.stale_crl == StaleCrlPolicy::Refuse,
+            crate::credential::attestation::now_seconds(),
+        )
+    }
+
     /// A client configuration that accepts only the adapter of `agency`.
     pub fn client_config(&self, agency: &OrgNumber) -> Result<Arc<rustls::ClientConfig>, String> {
         let mut inner =

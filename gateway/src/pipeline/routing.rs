@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use samverka_proto::adapter::v1::{DescribeRequest, FetchRecordsRequest};
+use samverka_proto::adapter::v1::{AttestFor, DescribeRequest, FetchRecordsRequest};
 use samverka_proto::records::v1::Record;
 use samverka_proto::v1::{Source, SourceOutcome, source_outcome};
 use tokio::task::JoinSet;
@@ -30,6 +30,7 @@ use tonic::{Code, Request};
 use tracing::Instrument;
 
 use crate::config::AdapterRoute;
+use crate::credential::attestation;
 use crate::pipeline::consent::ConsentPermit;
 use crate::pipeline::payload;
 
@@ -42,6 +43,7 @@ pub use directory::{REFRESH_EVERY, SourceDirectory};
 #[derive(Debug, Clone)]
 pub struct Router {
     sources: Vec<(AdapterRoute, AdapterChannel)>,
+    tls: std::sync::Arc<crate::net::tls::ServerTls>,
     breakers: std::sync::Arc<Vec<Breaker>>,
     metrics: crate::metrics::Metrics,
 }
@@ -72,6 +74,21 @@ pub struct FetchQuery {
     /// The request's W3C trace context; with telemetry off each adapter
     /// call continues it with a span id of its own.
     pub traceparent: String,
+    /// For a passport: ask the sources to attest each record for this
+    /// holder, and check what they send.
+    pub attest: Option<Attest>,
+}
+
+/// What a passport read asks of its sources' attestations.
+#[derive(Debug, Clone)]
+pub struct Attest {
+    /// The passport's holder id (`urn:uuid:`).
+    pub holder_id: String,
+    /// The passport's holder salt.
+    pub holder_salt: String,
+    /// Refuse records their source does not attest (else they pass,
+    /// unattested).
+    pub required: bool,
 }
 
 /// Every source's records and outcome.
@@ -84,6 +101,10 @@ pub struct FetchResult {
     /// Per outcome: how long after the fan-out began the source answered
     /// (or was given up on).
     pub answered_after: Vec<Duration>,
+    /// The attestations checked, by the digest of the record they attest
+    /// ([`samverka_adapter::credential::record_digest`]): the VC-JWT and
+    /// the attestation certificate (DER).
+    pub attested: std::collections::HashMap<String, (String, Vec<u8>)>,
 }
 
 impl Router {
@@ -108,6 +129,7 @@ impl Router {
             .collect();
         Ok(Router {
             sources,
+            tls,
             breakers: std::sync::Arc::new(breakers),
             metrics,
         })
@@ -181,6 +203,10 @@ impl Router {
                     consent_id: permit.consent_id().to_owned(),
                     requesting_agency: query.requesting_agency.clone(),
                     audit_ref: query.audit_ref.clone(),
+                    attest: query.attest.as_ref().map(|a| AttestFor {
+                        holder_id: a.holder_id.clone(),
+                        holder_salt: a.holder_salt.clone(),
+                    }),
                 });
                 request.set_timeout(deadline);
                 let (span, traceparent) = crate::telemetry::adapter_call_span(
@@ -211,11 +237,18 @@ impl Router {
                                       for a short while"
                                 .to_owned(),
                         };
-                        return (Vec::new(), outcome, Duration::ZERO);
+                        return (Vec::new(), Default::default(), outcome, Duration::ZERO);
                     };
                     let answer =
                         tokio::time::timeout(deadline, client.fetch_records(request)).await;
-                    let (records, outcome) = judge(route, &query.subject_id, &record_types, answer);
+                    let material = self.tls.adapter_material();
+                    let chain = |der: &[u8]| material.check_attester(der);
+                    let attest = query.attest.as_ref().map(|a| Attesting {
+                        attest: a,
+                        chain: &chain,
+                    });
+                    let (records, attested, outcome) =
+                        judge(route, &query.subject_id, &record_types, answer, attest);
                     let status = source_outcome::Status::try_from(outcome.status)
                         .unwrap_or(source_outcome::Status::Unspecified);
                     let took = started.elapsed();
@@ -227,14 +260,15 @@ impl Router {
                     if status != source_outcome::Status::Ok {
                         call_span.record("otel.status_code", "ERROR");
                     }
-                    (records, outcome, took)
+                    (records, attested, outcome, took)
                 }
                 .instrument(span)
             },
         );
         let mut result = FetchResult::default();
-        for (records, outcome, took) in futures_util::future::join_all(calls).await {
+        for (records, attested, outcome, took) in futures_util::future::join_all(calls).await {
             result.records.extend(records);
+            result.attested.extend(attested);
             result.outcomes.push(outcome);
             result.answered_after.push(took);
         }
@@ -294,13 +328,31 @@ type Answer = Result<
     tokio::time::error::Elapsed,
 >;
 
-/// Turns one source's answer into the records to pass on and its outcome.
+/// A passport read's attestation check for one source: what was asked,
+/// and the check of an attestation certificate's path.
+pub(crate) struct Attesting<'a> {
+    attest: &'a Attest,
+    chain: &'a dyn Fn(&[u8]) -> Result<(), String>,
+}
+
+/// The records passed on, the attestations checked (by record digest), and
+/// the source's outcome.
+type Judged = (
+    Vec<Record>,
+    std::collections::HashMap<String, (String, Vec<u8>)>,
+    SourceOutcome,
+);
+
+/// Turns one source's answer into the records to pass on and its outcome;
+/// with `attesting`, each record must come with a valid attestation (or,
+/// if not required, with none at all).
 fn judge(
     route: &AdapterRoute,
     subject: &str,
     asked: &[String],
     answer: Answer,
-) -> (Vec<Record>, SourceOutcome) {
+    attesting: Option<Attesting<'_>>,
+) -> Judged {
     use source_outcome::Status;
     let outcome = |status: Status, count: usize, message: &str| SourceOutcome {
         source_agency: route.org_number.to_string(),
@@ -309,15 +361,16 @@ fn judge(
         record_count: count as u32,
         message: message.to_owned(),
     };
-    match answer {
-        Err(_) => (
-            Vec::new(),
-            outcome(
+    let failed = |status: Status, message: &str| {
+        (Vec::new(), Default::default(), outcome(status, 0, message))
+    };
+    let response = match answer {
+        Err(_) => {
+            return failed(
                 Status::DeadlineExceeded,
-                0,
                 "the source did not answer in time",
-            ),
-        ),
+            );
+        }
         Ok(Err(status)) => {
             tracing::warn!(source = %route.name, code = ?status.code(), message = %status.message(), "source failed");
             // A status made on this side from a transport error (the source
@@ -335,64 +388,99 @@ fn judge(
                 _ if transport_failed => (Status::Unavailable, "the source is unavailable"),
                 _ => (Status::SourceError, "the source reported an error"),
             };
-            (Vec::new(), outcome(s, 0, m))
+            return failed(s, m);
         }
-        Ok(Ok(response)) => {
-            // A bad record is dropped on its own, whatever its flaw: the
-            // source's other records pass, and its outcome says that some
-            // were dropped.
-            let received = response.into_inner().records;
-            let total = received.len();
-            let mut unasked = 0;
-            let mut mismatched = 0;
-            let records: Vec<Record> = received
-                .into_iter()
-                .filter(|r| {
-                    if r.subject_id != subject || !asked.contains(&r.record_type) {
-                        unasked += 1;
-                        return false;
-                    }
-                    match payload::check(r) {
-                        Ok(()) => true,
-                        Err(problem) => {
-                            mismatched += 1;
-                            tracing::error!(source = %route.name, record_type = %r.record_type, %problem, "source returned a record whose payload is not its type's; dropped");
-                            false
-                        }
-                    }
-                })
-                .map(|mut r| {
-                    r.source_agency = route.org_number.to_string();
-                    r
-                })
-                .collect();
-            let n = records.len();
-            if n == total {
-                return (records, outcome(Status::Ok, n, ""));
-            }
-            if unasked > 0 {
-                tracing::error!(
-                    source = %route.name,
-                    dropped = unasked,
-                    "source returned records of another person or type; dropped"
-                );
-            }
-            let message = match (unasked > 0, mismatched > 0) {
-                (true, false) => {
-                    "the source returned records that were not asked for; they were dropped"
-                }
-                (false, _) => {
-                    "the source returned records whose payload does not match their record \
-                     type; they were dropped"
-                }
-                (true, true) => {
-                    "the source returned records that were not asked for, and records whose \
-                     payload does not match their record type; they were dropped"
-                }
-            };
-            (records, outcome(Status::InvalidResponse, n, message))
+        Ok(Ok(response)) => response.into_inner(),
+    };
+    // A bad record is dropped on its own, whatever its flaw: the source's
+    // other records pass, and its outcome says that some were dropped.
+    let total = response.records.len();
+    let mut attestations = response.attestations.into_iter();
+    let certificate = response.attestation_certificate;
+    let (mut unasked, mut mismatched, mut unattested) = (0, 0, 0);
+    let mut attested = std::collections::HashMap::new();
+    let mut records = Vec::new();
+    for mut r in response.records {
+        let attestation = attestations.next();
+        if r.subject_id != subject || !asked.contains(&r.record_type) {
+            unasked += 1;
+            continue;
         }
+        if let Err(problem) = payload::check(&r) {
+            mismatched += 1;
+            tracing::error!(source = %route.name, record_type = %r.record_type, %problem, "source returned a record whose payload is not its type's; dropped");
+            continue;
+        }
+        if let Some(a) = &attesting {
+            match attestation {
+                Some(jws) => {
+                    let expected = attestation::Expected {
+                        subject_id: subject,
+                        holder_id: &a.attest.holder_id,
+                        holder_salt: &a.attest.holder_salt,
+                    };
+                    let checked = attestation::check_received(
+                        &jws,
+                        &certificate,
+                        &r,
+                        &route.org_number,
+                        &expected,
+                        a.chain,
+                    );
+                    if let Err(problem) = checked {
+                        unattested += 1;
+                        tracing::error!(source = %route.name, record_type = %r.record_type, %problem, "source's attestation of a record does not hold; dropped");
+                        continue;
+                    }
+                    attested.insert(
+                        samverka_adapter::credential::record_digest(&r),
+                        (jws, certificate.clone()),
+                    );
+                }
+                None if a.attest.required => {
+                    unattested += 1;
+                    continue;
+                }
+                None => {}
+            }
+        }
+        r.source_agency = route.org_number.to_string();
+        records.push(r);
     }
+    let n = records.len();
+    if n == total {
+        return (records, attested, outcome(Status::Ok, n, ""));
+    }
+    if unasked > 0 {
+        tracing::error!(
+            source = %route.name,
+            dropped = unasked,
+            "source returned records of another person or type; dropped"
+        );
+    }
+    let reasons: Vec<&str> = [
+        (unasked > 0, "records that were not asked for"),
+        (
+            mismatched > 0,
+            "records whose payload does not match their record type",
+        ),
+        (
+            unattested > 0,
+            "records without a valid attestation by the source",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(found, what)| found.then_some(what))
+    .collect();
+    let message = format!(
+        "the source returned {}; they were dropped",
+        reasons.join(", and ")
+    );
+    (
+        records,
+        attested,
+        outcome(Status::InvalidResponse, n, &message),
+    )
 }
 
 #[cfg(test)]
@@ -492,8 +580,8 @@ mod tests {
                             .map(payload) == Some(r.payload.clone())
                 })
                 .count();
-            let answer = Ok(Ok(tonic::Response::new(FetchRecordsResponse { records })));
-            let (passed, outcome) = judge(&route(), SUBJECTS[0], &asked, answer);
+            let answer = Ok(Ok(tonic::Response::new(FetchRecordsResponse { records, ..Default::default() })));
+            let (passed, _, outcome) = judge(&route(), SUBJECTS[0], &asked, answer, None);
             prop_assert_eq!(passed.len(), good);
             for r in &passed {
                 prop_assert_eq!(r.subject_id.as_str(), SUBJECTS[0]);

@@ -354,6 +354,7 @@ impl RecordExchangeService {
             requesting_agency: caller.agency.to_string(),
             audit_ref: pending.entry().audit_id.clone(),
             traceparent,
+            attest: None,
         };
         pending.arm(registry.router.asked(&plan));
         let mut result = registry

@@ -10,11 +10,12 @@ use samverka_proto::v1::{
 };
 
 use crate::audit::{self, AuditEntry, Decision};
+use crate::config::UnattestedRecords;
 use crate::credential::passport;
 use crate::error::{GatewayError, Reason};
 use crate::pipeline::consent::ConsentPermit;
 use crate::pipeline::identity::Caller;
-use crate::pipeline::routing::{FetchQuery, FetchResult};
+use crate::pipeline::routing::{Attest, FetchQuery, FetchResult};
 use crate::pipeline::{access, consent, validate};
 use crate::registry::Registry;
 use crate::state::Gateway;
@@ -209,10 +210,17 @@ fn collect(
                 .iter_mut()
                 .find(|s| s.kind == passport::kind_of(&record.record_type))
             {
+                let (attestation, attestation_certificate) = result
+                    .attested
+                    .get(&samverka_adapter::credential::record_digest(&record))
+                    .cloned()
+                    .unwrap_or_default();
                 section.entries.push(PassportEntry {
                     record: Some(record),
                     source_name: name,
                     retrieved_at: Some(to_timestamp(retrieved_at)),
+                    attestation,
+                    attestation_certificate,
                 });
             }
         }
@@ -316,7 +324,9 @@ pub(super) async fn assemble(
             .unwrap_or_else(|| GatewayError::internal("no record type judged")));
     }
 
-    // One fan-out per consent, all at once.
+    // One fan-out per consent, all at once; the sources attest their
+    // records for this passport's holder.
+    let (holder_id, holder_salt) = (passport::new_holder_id(), passport::new_holder_salt());
     let fetch_started_ms = gw.clock.now_ms();
     // Committed as cancelled if the caller cancels once registers are asked.
     let mut pending = Vec::new();
@@ -333,6 +343,11 @@ pub(super) async fn assemble(
             requesting_agency: caller.agency.to_string(),
             audit_ref: entry.audit_id.clone(),
             traceparent: traceparent.clone(),
+            attest: Some(Attest {
+                holder_id: holder_id.clone(),
+                holder_salt: holder_salt.clone(),
+                required: gw.config.gateway.unattested_records == UnattestedRecords::Refuse,
+            }),
         };
         let plan = registry.router.plan(types, &[], permit);
         let mut entry = audit::PendingEntry::new(&gw.audit, entry);
@@ -383,7 +398,8 @@ pub(super) async fn assemble(
         credential: String::new(),
         audit_ids: entries.iter().map(|e| e.audit_id.clone()).collect(),
         consent_ids,
-        holder_salt: passport::new_holder_salt(),
+        holder_salt,
+        holder_id,
     };
     let status_list = gw
         .config

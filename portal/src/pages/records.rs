@@ -298,7 +298,12 @@ fn merit(app: &App, lang: Lang, m: &samverka_gateway::credential::passport::Meri
         when => when,
         by => m.creator.clone(),
         codes => codes.join("; "),
-        source => format!("{} ({})", m.source_name, m.source_agency),
+        source => format!(
+            "{} ({}): {}",
+            m.source_name,
+            m.source_agency,
+            t(if m.source_attested { "merit_signed" } else { "merit_relayed" })
+        ),
     }
 }
 

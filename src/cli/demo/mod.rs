@@ -63,6 +63,27 @@ pub use network::{
     DEMO_AUDIT, DEMO_SOURCES, DemoError, DemoSource, Network, client_address, demo_config, pki_spec,
 };
 
+/// The TLS material of the demo adapter `name` in the PKI `pki`, with its
+/// agency's attestation key: its records come into passports attested.
+pub fn adapter_tls(
+    pki: &samverka_certs::dev::DevPkiFiles,
+    name: &str,
+) -> Result<samverka_adapter::AdapterTls, samverka_adapter::ServeError> {
+    let missing = || samverka_adapter::ServeError::Io(format!("{name}: not in the PKI"));
+    let (_, cert, key) = pki
+        .adapters
+        .iter()
+        .find(|(n, _, _)| n == name)
+        .ok_or_else(missing)?;
+    let (_, a_cert, a_key) = pki
+        .attesters
+        .iter()
+        .find(|(n, _, _)| n == name)
+        .ok_or_else(missing)?;
+    samverka_adapter::AdapterTls::from_files(cert, key, &pki.ca_cert)?
+        .with_attester_files(a_cert, a_key)
+}
+
 /// One line about a record, for people.
 pub fn describe_record(r: &Record) -> String {
     let what = match &r.payload {

@@ -263,13 +263,7 @@ impl Network {
         for (source, (_, listener, _)) in DEMO_SOURCES.iter().zip(listeners) {
             let name = source.name;
             let register = (source.register)();
-            let (_, cert, key) = pki
-                .adapters
-                .iter()
-                .find(|(n, _, _)| n == name)
-                .ok_or("adapter missing from the PKI")?;
-            let tls =
-                AdapterTls::from_files(cert, key, &pki.ca_cert)?.with_crl_files(&[&pki.crl])?;
+            let tls = super::adapter_tls(&pki, name)?.with_crl_files(&[&pki.crl])?;
             let (tx, task) = spawn_adapter(
                 Counted::new(register, &fetch_calls, &last_trace),
                 listener,

@@ -99,6 +99,7 @@ pub(super) fn fetch(subject: &str, types: &[String]) -> tonic::Request<FetchReco
         consent_id: "conformance-check".into(),
         requesting_agency: String::new(),
         audit_ref: String::new(),
+        attest: None,
     });
     request.set_timeout(Duration::from_secs(5));
     request

@@ -51,7 +51,6 @@
 //! against the bundled ones, and the credential and each merit against
 //! 1EdTech's JSON Schemas (bundled in `gateway/standards/`).
 
-pub mod merit;
 pub mod standards;
 
 use samverka_proto::v1::{CompetencePassport, source_outcome};
@@ -61,14 +60,15 @@ pub use crate::credential::keys::Trust;
 use crate::credential::signing::{JwsSigner, SignatureError};
 use crate::time::{from_timestamp, rfc3339};
 
-pub use merit::Merit;
+pub use samverka_adapter::credential::{
+    Merit, OB_CONTEXT, VC_CONTEXT, agency_urn, identity_hash, merit, with_claims,
+};
+use samverka_adapter::credential::{hex, identity_object};
 
-/// The W3C Verifiable Credentials 2.0 context.
-pub const VC_CONTEXT: &str = "https://www.w3.org/ns/credentials/v2";
+use crate::credential::attestation;
+
 /// The CLR 2.0 context.
 pub const CLR_CONTEXT: &str = "https://purl.imsglobal.org/spec/clr/v2p0/context-2.0.1.json";
-/// The Open Badges 3.0 context.
-pub const OB_CONTEXT: &str = "https://purl.imsglobal.org/spec/ob/v3p0/context-3.0.3.json";
 
 /// The credential's own type, beside `VerifiableCredential`.
 pub const PASSPORT_TYPE: &str = "ClrCredential";
@@ -87,11 +87,6 @@ pub fn is_passport_type(record_type: &str) -> bool {
     KINDS.contains(&kind_of(record_type))
 }
 
-/// The URN by which a credential names an agency as its issuer.
-pub fn agency_urn(org: &str) -> String {
-    format!("urn:samverka:agency:{org}")
-}
-
 fn ms(ts: &Option<prost_types::Timestamp>) -> String {
     ts.as_ref()
         .and_then(from_timestamp)
@@ -106,18 +101,9 @@ pub fn new_holder_salt() -> String {
     hex(&bytes)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The `identityHash` of a person's number under a holder salt:
-/// `sha256$` and the hex SHA-256 of the number followed by the salt.
-pub fn identity_hash(subject_id: &str, salt: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        format!("{subject_id}{salt}").as_bytes(),
-    );
-    format!("sha256${}", hex(digest.as_ref()))
+/// A new holder id: a random `urn:uuid:` of one passport.
+pub fn new_holder_id() -> String {
+    format!("urn:uuid:{}", uuid::Uuid::new_v4())
 }
 
 /// The credential for an assembled passport (its `credential` field is not
@@ -129,12 +115,7 @@ pub fn credential(passport: &CompetencePassport, issuer_name: &str, holder_id: &
         "type": ["Profile"],
         "name": issuer_name,
     });
-    let identity = json!({
-        "type": "IdentityObject",
-        "identityType": "nationalIdentityNumber",
-        "hashed": true,
-        "identityHash": identity_hash(&passport.subject_id, &passport.holder_salt),
-    });
+    let identity = identity_object(&passport.subject_id, &passport.holder_salt);
     let valid_from = ms(&passport.issued_at);
     let holder = merit::Holder {
         identity: &identity,
@@ -148,6 +129,17 @@ pub fn credential(passport: &CompetencePassport, issuer_name: &str, holder_id: &
         .flat_map(|s| &s.entries)
         .filter_map(|entry| {
             let record = entry.record.as_ref()?;
+            // A record its source attested is shown as the source signed
+            // it (the gateway checked that credential as it arrived).
+            if !entry.attestation.is_empty()
+                && let Ok(claims) = crate::credential::signing::payload(&entry.attestation)
+            {
+                return Some(attestation::embed(
+                    claims,
+                    &entry.attestation,
+                    &entry.attestation_certificate,
+                ));
+            }
             Some(merit::open_badge(
                 record,
                 &entry.source_name,
@@ -210,22 +202,6 @@ pub fn credential(passport: &CompetencePassport, issuer_name: &str, holder_id: &
     })
 }
 
-/// The VC-JWT claims of a credential: the credential itself with `iss`,
-/// `jti`, `nbf` and `sub` added from its own fields.
-fn with_claims(mut credential: Value) -> Value {
-    let nbf = credential["validFrom"]
-        .as_str()
-        .and_then(|t| {
-            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-        })
-        .map(|t| t.unix_timestamp());
-    credential["iss"] = credential["issuer"]["id"].clone();
-    credential["jti"] = credential["id"].clone();
-    credential["nbf"] = json!(nbf);
-    credential["sub"] = credential["credentialSubject"]["id"].clone();
-    credential
-}
-
 /// Signs the credential of `passport` with the gateway's key. A passport
 /// without a single record has no credential (a CLR holds at least one),
 /// and gets `None`. The credential names the revocation list at `status_list` (its URL)
@@ -239,7 +215,11 @@ pub fn sign(
     if passport.sections.iter().all(|s| s.entries.is_empty()) {
         return Ok(None);
     }
-    let holder_id = format!("urn:uuid:{}", uuid::Uuid::new_v4());
+    let holder_id = if passport.holder_id.is_empty() {
+        new_holder_id()
+    } else {
+        passport.holder_id.clone()
+    };
     let mut credential = credential(passport, issuer_name, &holder_id);
     if let Some(url) = status_list {
         credential["credentialStatus"] = crate::credential::status::credential_status(url);
@@ -255,6 +235,9 @@ pub struct Check {
     pub name: &'static str,
     /// `None` when it holds, else why not.
     pub failure: Option<String>,
+    /// What else a person should know about it (e.g. how many merits
+    /// their sources attest).
+    pub note: Option<String>,
 }
 
 /// What [`verify_report`] found: every check made, and the credential when
@@ -298,11 +281,39 @@ pub fn verify_report(jws: &str, gateway_cert_pem: &str, holder: Option<&Holder>)
 /// by check. With a key set there is one more check, `key`: the key that
 /// signed was valid when the passport was issued (`nbf`).
 pub fn verify_report_with(jws: &str, trust: &Trust, holder: Option<&Holder>) -> Report {
+    verify_report_from(jws, trust, holder, None)
+}
+
+/// The federation CA a verifier trusts for the sources' attestation
+/// certificates.
+#[derive(Debug, Clone)]
+pub struct Federation {
+    roots: rustls::RootCertStore,
+}
+
+impl Federation {
+    /// From the CA certificate(s), PEM.
+    pub fn from_pem(ca_pem: &str) -> Result<Self, SignatureError> {
+        samverka_adapter::root_store(ca_pem.as_bytes())
+            .map(|roots| Federation { roots })
+            .map_err(|e| SignatureError(format!("federation CA: {e}")))
+    }
+}
+
+/// [`verify_report_with`], and with `federation` the check that each
+/// source attestation's certificate was issued by the federation CA.
+pub fn verify_report_from(
+    jws: &str,
+    trust: &Trust,
+    holder: Option<&Holder>,
+    federation: Option<&Federation>,
+) -> Report {
     let mut checks = Vec::new();
     let mut check = |name: &'static str, result: Result<(), String>| {
         checks.push(Check {
             name,
             failure: result.err(),
+            note: None,
         });
     };
     let jwk = crate::credential::signing::header_jwk(jws);
@@ -350,6 +361,21 @@ pub fn verify_report_with(jws: &str, trust: &Trust, holder: Option<&Holder>) -> 
     check("contexts", standards::contexts_are_bundled(&claims));
     check("schema", standards::validate(&claims));
     check("merits", merits_match(&claims));
+    let sources = sources_attest(&claims, federation.map(|f| &f.roots));
+    let (attested, total) = (
+        sources.as_ref().copied().unwrap_or(0),
+        claims["credentialSubject"]["verifiableCredential"]
+            .as_array()
+            .map_or(0, Vec::len),
+    );
+    let sources_note = match federation {
+        Some(_) => format!("{attested} of {total} merits attested by their source"),
+        None => format!(
+            "{attested} of {total} merits attested by their source; the attesters' \
+             certificates were not checked against a federation CA"
+        ),
+    };
+    check("sources", sources.map(|_| ()));
     if let Some(holder) = holder {
         let expected = identity_hash(&holder.subject_id, &holder.salt);
         let found = claims["credentialSubject"]["identifier"][0]["identityHash"]
@@ -363,6 +389,9 @@ pub fn verify_report_with(jws: &str, trust: &Trust, holder: Option<&Holder>) -> 
                 Err("not about this person (or not this salt)".into())
             },
         );
+    }
+    if let Some(c) = checks.iter_mut().find(|c| c.name == "sources") {
+        c.note = Some(sources_note);
     }
     let mut credential = claims;
     if let Some(map) = credential.as_object_mut() {
@@ -424,7 +453,9 @@ fn claims_match(claims: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// Every merit is about the passport's person and issued by its issuer.
+/// Every merit is about the passport's person and issued by its issuer,
+/// or, for a merit attested by its source, by that source (whose
+/// attestation [`sources_attest`] checks).
 fn merits_match(claims: &Value) -> Result<(), String> {
     let subject = &claims["credentialSubject"];
     for (i, merit) in subject["verifiableCredential"]
@@ -438,11 +469,35 @@ fn merits_match(claims: &Value) -> Result<(), String> {
         {
             return Err(format!("merit {i} is about another person"));
         }
-        if merit["issuer"]["id"] != claims["issuer"]["id"] {
+        let attested = merit.get(attestation::PROPERTY).is_some();
+        let source = merit["source"]["agency"].as_str().unwrap_or_default();
+        if merit["issuer"]["id"] != claims["issuer"]["id"]
+            && !(attested && merit["issuer"]["id"] == agency_urn(source).as_str())
+        {
             return Err(format!("merit {i} names another issuer"));
         }
     }
     Ok(())
+}
+
+/// Every merit that carries its source's attestation is exactly what that
+/// source signed ([`attestation::check_embedded`]); with `roots`, each
+/// attestation certificate was issued by the federation CA. Says how many
+/// merits are attested.
+fn sources_attest(claims: &Value, roots: Option<&rustls::RootCertStore>) -> Result<usize, String> {
+    let mut attested = 0;
+    for (i, merit) in claims["credentialSubject"]["verifiableCredential"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if merit.get(attestation::PROPERTY).is_some() {
+            attestation::check_embedded(merit, roots).map_err(|e| format!("merit {i}: {e}"))?;
+            attested += 1;
+        }
+    }
+    Ok(attested)
 }
 
 /// The merits of a verified passport credential, in its order.

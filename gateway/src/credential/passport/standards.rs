@@ -84,6 +84,15 @@ pub fn validate(credential: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// One merit against the Open Badges schema.
+pub fn validate_merit(merit: &Value) -> Result<(), String> {
+    first_error(
+        open_badge(),
+        merit,
+        "the merit does not match the Open Badges 3.0 schema",
+    )
+}
+
 /// The passport and each merit name exactly the contexts their kind
 /// needs, all of them bundled: a verifier resolves them without network,
 /// and no context from elsewhere can redefine a term.

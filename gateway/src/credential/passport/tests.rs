@@ -26,6 +26,7 @@ fn record(record_type: &str, id: &str, payload: Payload) -> PassportEntry {
         }),
         source_name: "register".into(),
         retrieved_at: Some(crate::time::to_timestamp(1_764_000_000_000)),
+        ..Default::default()
     }
 }
 
@@ -182,6 +183,7 @@ fn every_record_kind_gives_a_passport_that_matches_the_published_schemas() {
             "contexts",
             "schema",
             "merits",
+            "sources",
             "holder"
         ]
     );
@@ -371,4 +373,78 @@ fn only_a_gateway_certificate_vouches_for_a_passport() {
         ok.get("iss").is_none(),
         "the JWT claims are not the credential's"
     );
+}
+
+/// A passport whose first record its source attested: the merit is the
+/// source's credential, the passport verifies with the federation CA, and
+/// a merit changed and signed again by the gateway fails `sources`.
+#[test]
+fn a_merit_attested_by_its_source_is_shown_as_signed_and_checked() {
+    use samverka_adapter::credential::Attester;
+    let ca = DevCa::generate("federation").unwrap();
+    let gw = ca
+        .issue(&CertRequest::new(
+            OrgNumber::parse("2021999012").unwrap(),
+            Role::Gateway,
+            "gw",
+        ))
+        .unwrap();
+    let signer = JwsSigner::from_pem(&gw.cert_pem, &gw.key_pem, "2021999012").unwrap();
+    let att = ca
+        .issue(&CertRequest::new(
+            OrgNumber::parse("2021999095").unwrap(),
+            Role::Attester,
+            "a",
+        ))
+        .unwrap();
+    let attester = Attester::from_pem(&att.cert_pem, &att.key_pem).unwrap();
+    let mut p = passport();
+    p.holder_id = new_holder_id();
+    let entry = &mut p.sections[0].entries[0];
+    let record = entry.record.clone().unwrap();
+    entry.attestation = attester
+        .attest(&record, "register", &p.holder_id, &p.holder_salt)
+        .unwrap();
+    entry.attestation_certificate = attester.certificate_der().to_vec();
+    let jws = sign(&signer, &p, "Operator", None).unwrap().unwrap();
+    let federation = Federation::from_pem(ca.cert_pem()).unwrap();
+    let trust = Trust::Cert(gw.cert_pem.clone());
+    let report = verify_report_from(&jws, &trust, None, Some(&federation));
+    assert_eq!(report.failure(), None, "{:?}", report.checks);
+    let sources = report.checks.iter().find(|c| c.name == "sources").unwrap();
+    assert_eq!(
+        sources.note.as_deref(),
+        Some("1 of 7 merits attested by their source")
+    );
+    let vc = report.credential.unwrap();
+    let first = &vc["credentialSubject"]["verifiableCredential"][0];
+    assert_eq!(first["issuer"]["id"], "urn:samverka:agency:2021999095");
+    assert_eq!(first["credentialSubject"]["id"], json!(p.holder_id));
+    let merits = merits(&vc);
+    assert!(merits[0].source_attested);
+    assert!(!merits[1].source_attested);
+
+    // Under another federation CA the attestation's certificate fails.
+    let stranger = Federation::from_pem(DevCa::generate("other").unwrap().cert_pem()).unwrap();
+    let report = verify_report_from(&jws, &trust, None, Some(&stranger));
+    assert!(
+        report
+            .checks
+            .iter()
+            .any(|c| c.name == "sources" && c.failure.is_some())
+    );
+
+    // The gateway changes the attested grade and signs the passport again.
+    let mut claims = crate::credential::signing::payload(&jws).unwrap();
+    claims["credentialSubject"]["verifiableCredential"][0]["credentialSubject"]["result"][0]["value"] =
+        json!("VG");
+    let forged = signer.sign_jwt(&claims).unwrap();
+    let report = verify_report_from(&forged, &trust, None, Some(&federation));
+    let failed: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| c.failure.is_some())
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(failed, ["sources"], "{:?}", report.checks);
 }

@@ -19,11 +19,15 @@ use super::{OB_CONTEXT, VC_CONTEXT, agency_urn};
 
 /// Who a merit's credential is about and who issues it: the same for
 /// every merit of one passport.
-pub(crate) struct Holder<'a> {
-    pub(crate) identity: &'a Value,
-    pub(crate) subject_id: &'a str,
-    pub(crate) issuer: &'a Value,
-    pub(crate) valid_from: &'a str,
+pub struct Holder<'a> {
+    /// The person's hashed identity (an `IdentityObject`).
+    pub identity: &'a Value,
+    /// The credential subject's id.
+    pub subject_id: &'a str,
+    /// The issuer's `Profile`.
+    pub issuer: &'a Value,
+    /// `validFrom`, RFC 3339.
+    pub valid_from: &'a str,
 }
 
 /// A date of a record (`YYYY-MM-DD`) as the date-time Open Badges wants
@@ -219,8 +223,9 @@ fn facts(payload: Option<&Payload>) -> Facts {
     f
 }
 
-/// One record as an `OpenBadgeCredential`, issued with the passport.
-pub(crate) fn open_badge(
+/// One record as an `OpenBadgeCredential` issued by `holder.issuer`;
+/// `retrieved_at` (when the gateway received it) is left out when empty.
+pub fn open_badge(
     record: &Record,
     source_name: &str,
     retrieved_at: &str,
@@ -308,9 +313,11 @@ pub(crate) fn open_badge(
         "source": {
             "agency": record.source_agency,
             "name": source_name,
-            "retrievedAt": retrieved_at,
         },
     });
+    if !retrieved_at.is_empty() {
+        credential["source"]["retrievedAt"] = json!(retrieved_at);
+    }
     if let Some(awarded) = date_time(&f.awarded) {
         credential["awardedDate"] = json!(awarded);
     }
@@ -352,6 +359,9 @@ pub struct Merit {
     pub retrieved_at: String,
     /// The credential's issuer (who attests it).
     pub attested_by: String,
+    /// Whether it carries its source's own signed credential (else the
+    /// gateway relayed it, unattested by the source).
+    pub source_attested: bool,
 }
 
 fn day(v: &Value) -> String {
@@ -390,6 +400,7 @@ impl Merit {
             source_agency: s(&credential["source"], "agency"),
             retrieved_at: s(&credential["source"], "retrievedAt"),
             attested_by: s(&credential["issuer"], "name"),
+            source_attested: credential.get("attestation").is_some(),
         }
     }
 
@@ -425,9 +436,17 @@ impl Merit {
             line.push_str(&format!("; {}", codes.join("; ")));
         }
         line.push_str(&format!(
-            "\n        from {} ({}), retrieved {}",
-            self.source_name, self.source_agency, self.retrieved_at
+            "\n        from {} ({})",
+            self.source_name, self.source_agency
         ));
+        if !self.retrieved_at.is_empty() {
+            line.push_str(&format!(", retrieved {}", self.retrieved_at));
+        }
+        line.push_str(if self.source_attested {
+            ", signed by the source"
+        } else {
+            ", relayed by the gateway (not signed by the source)"
+        });
         line
     }
 }
