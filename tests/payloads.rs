@@ -24,7 +24,7 @@ use samverka_proto::records::v1::{
     VocationalDiploma,
 };
 use samverka_proto::v1::source_outcome::Status as Outcome;
-use support::process::{Replica, audit_entry, start_edited_gateway};
+use support::process::{audit_entry, grant_on as grant, start_edited_gateway};
 use support::*;
 use tonic::{Request, Response, Status};
 
@@ -238,30 +238,6 @@ const GUIDANCE_TYPES: [&str; 4] = [
     "employment.period",
     "competence.validated",
 ];
-
-/// Records, as the registrar, the reader's consent to read `types` of the
-/// demo person for `purpose`.
-async fn grant(gateway: &Replica, pki: &DevPkiFiles, purpose: &str, types: &[&str]) {
-    let now = samverka_gateway::time::system_now_ms();
-    samverka_proto::v1::consents_client::ConsentsClient::new(
-        gateway.channel(pki, "registrar").await,
-    )
-    .grant(sealed_pki(
-        pki,
-        "registrar",
-        samverka_proto::v1::GrantConsentRequest {
-            subject_id: DEMO_SUBJECT.into(),
-            grantee_agency: READER_AGENCY.into(),
-            record_types: strings(types),
-            purpose: purpose.into(),
-            valid_until: Some(samverka_gateway::time::to_timestamp(now + DAY_MS)),
-            request_id: uuid::Uuid::new_v4().to_string(),
-            ..Default::default()
-        },
-    ))
-    .await
-    .unwrap();
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_whose_payload_is_not_their_types_message_are_dropped_one_by_one() {

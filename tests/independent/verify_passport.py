@@ -3,7 +3,7 @@
 the Open Badges 3.0 / CLR 2.0 specifications, not from samverka's code:
 jwcrypto checks the VC-JWT, jsonschema checks 1EdTech's schemas.
 
-    verify_passport.py PASSPORT.jwt GATEWAY_CERT.pem|KEYS.json STANDARDS_DIR [REVOCATIONS.json]
+    verify_passport.py PASSPORT.jwt GATEWAY_CERT.pem|KEYS.json STANDARDS_DIR [REVOCATIONS.json] [--ca FEDERATION_CA.pem]
 
 With a key set (a JWKS whose keys carry nbf, exp and revoked, as OpenID
 Federation's historical key sets do) instead of a certificate, the key
@@ -13,6 +13,15 @@ credential's nbf (nbf <= t < exp).
 With a revocation list (1EdTech Revocation List: id, issuer,
 revokedCredentials), the credential's credentialStatus must name that
 list, the list must be its issuer's, and the credential must not be in it.
+
+A merit that carries its source's attestation ("attestation": {"jwt",
+"x5c"}) must be exactly the VC-JWT's payload, signed (ES256, OB 3.0
+header rules) by the key of the certificate in x5c, which names the
+agency the merit is issued by (SAN urn:samverka:agency:...) with the
+attester role and only the document-signing extended key usage; with
+--ca, that certificate must be issued by the federation CA and valid when
+the attestation was made. Any other merit must be issued by the passport's
+issuer.
 
 Prints {"valid": true|false, "failed": [...]} and exits 0 when valid, 1
 when not.
@@ -57,7 +66,79 @@ def status_failures(credential, list_file):
     return []
 
 
-def main(token_file, cert_file, standards, list_file=None):
+AGENCY_URN = "urn:samverka:agency:"
+ATTESTER_ROLE = "urn:samverka:role:attester"
+DOCUMENT_SIGNING = x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36")
+
+
+def attestation_failure(merit, ca):
+    """Why a merit's source attestation does not hold, or None."""
+    attestation = merit["attestation"]
+    token = attestation.get("jwt", "")
+    cert = x509.load_der_x509_certificate(base64.b64decode(attestation["x5c"][0]))
+    uris = cert.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    ).value.get_values_for_type(x509.UniformResourceIdentifier)
+    agencies = [u[len(AGENCY_URN):] for u in uris if u.startswith(AGENCY_URN)]
+    if len(agencies) != 1 or ATTESTER_ROLE not in uris:
+        return "certificate is not one agency's attester"
+    usages = list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    if usages != [DOCUMENT_SIGNING]:
+        return "certificate is not for document signing only"
+    header_part, payload_part, _ = token.split(".")
+    header = json.loads(b64(header_part))
+    if set(header) - ALLOWED_HEADER or header.get("alg") != "ES256":
+        return "header"
+    key = jwk.JWK.from_pyca(cert.public_key())
+    if "jwk" not in header or jwk.JWK(**header["jwk"]).thumbprint() != key.thumbprint():
+        return "key"
+    try:
+        signed = jws.JWS()
+        signed.deserialize(token)
+        signed.verify(key, alg="ES256")
+    except Exception:  # jwcrypto raises several kinds
+        return "signature"
+    payload = json.loads(b64(payload_part))
+    shown = {k: v for k, v in merit.items() if k != "attestation"}
+    if payload != shown:
+        return "not what the source signed"
+    if payload.get("issuer", {}).get("id") != AGENCY_URN + agencies[0]:
+        return "issued in another name than the attester's"
+    if payload.get("source", {}).get("agency") != agencies[0]:
+        return "source is not the attester"
+    if ca is not None:
+        try:
+            cert.verify_directly_issued_by(ca)
+        except Exception:  # signature or issuer mismatch
+            return "certificate not issued by the federation CA"
+        at = datetime.fromtimestamp(payload.get("nbf", 0), tz=cert.not_valid_before_utc.tzinfo)
+        if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
+            return "certificate not valid when it attested"
+    return None
+
+
+def source_failures(credential, ca_file):
+    """Each merit: attested by its source, or issued by the passport's
+    issuer."""
+    ca = None
+    if ca_file is not None:
+        ca = x509.load_pem_x509_certificate(open(ca_file, "rb").read())
+    failed = []
+    merits = credential.get("credentialSubject", {}).get("verifiableCredential", [])
+    for i, merit in enumerate(merits):
+        if "attestation" in merit:
+            try:
+                why = attestation_failure(merit, ca)
+            except Exception as e:  # malformed: missing fields, bad base64
+                why = "malformed (%s)" % type(e).__name__
+            if why is not None:
+                failed.append("source attestation of merit %d: %s" % (i, why))
+        elif merit.get("issuer", {}).get("id") != credential.get("issuer", {}).get("id"):
+            failed.append("issuer of merit %d" % i)
+    return failed
+
+
+def main(token_file, cert_file, standards, list_file=None, ca_file=None):
     token = open(token_file).read().strip()
     failed = []
     header_part, payload_part, _ = token.split(".")
@@ -152,6 +233,8 @@ def main(token_file, cert_file, standards, list_file=None):
         if not valid("ob_v3p0_achievementcredential_schema.json", merit):
             failed.append("schema of merit %d" % i)
 
+    failed += source_failures(credential, ca_file)
+
     if list_file is not None:
         failed += status_failures(credential, list_file)
 
@@ -160,4 +243,10 @@ def main(token_file, cert_file, standards, list_file=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:5]))
+    args = sys.argv[1:]
+    ca_file = None
+    if "--ca" in args:
+        at = args.index("--ca")
+        ca_file = args[at + 1]
+        del args[at : at + 2]
+    sys.exit(main(*args[:4], ca_file=ca_file))

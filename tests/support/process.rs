@@ -8,7 +8,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use samverka_adapter::AdapterTls;
 use samverka_certs::dev::DevPkiFiles;
 
 /// A gateway process, killed when dropped.
@@ -233,4 +232,28 @@ impl Replica {
             self.channel(pki, "reader").await,
         )
     }
+}
+
+/// Records, as the registrar, the reader's consent to read `types` of the
+/// demo person for `purpose`.
+pub async fn grant_on(gateway: &Replica, pki: &DevPkiFiles, purpose: &str, types: &[&str]) {
+    let now = samverka_gateway::time::system_now_ms();
+    samverka_proto::v1::consents_client::ConsentsClient::new(
+        gateway.channel(pki, "registrar").await,
+    )
+    .grant(super::sealed_pki(
+        pki,
+        "registrar",
+        samverka_proto::v1::GrantConsentRequest {
+            subject_id: samverka::cli::demo::DEMO_SUBJECT.into(),
+            grantee_agency: samverka::cli::demo::READER_AGENCY.into(),
+            record_types: super::strings(types),
+            purpose: purpose.into(),
+            valid_until: Some(samverka_gateway::time::to_timestamp(now + super::DAY_MS)),
+            request_id: uuid::Uuid::new_v4().to_string(),
+            ..Default::default()
+        },
+    ))
+    .await
+    .unwrap();
 }
