@@ -12,6 +12,8 @@ mod support;
 
 use std::process::Command;
 
+use base64::Engine;
+
 use samverka::cli::demo::{DEMO_PURPOSE, DEMO_SUBJECT, OTHER_SUBJECT};
 use samverka_certs::dev::{CertRequest, DevCa};
 use samverka_certs::{OrgNumber, Role};
@@ -19,7 +21,7 @@ use samverka_gateway::credential::passport;
 use samverka_gateway::credential::signing::JwsSigner;
 use samverka_proto::v1::CompetencePassport;
 use serde_json::{Value, json};
-use support::independent::{claims_of, independent, python_ready, with_payload};
+use support::independent::{claims_of, independent_checked, python_ready, with_payload};
 use support::*;
 
 const ALL_TYPES: [&str; 4] = [
@@ -126,6 +128,63 @@ async fn an_independent_verifier_agrees_on_genuine_and_forged_passports() {
             "a header field OB 3.0 does not allow",
             gateway_key.sign(passport::PASSPORT_TYPE, &claims).unwrap(),
         ),
+        (
+            "an attested grade changed, signed again by the gateway",
+            gateway_key
+                .sign_jwt(&edited(&|c| {
+                    let merits = c["credentialSubject"]["verifiableCredential"]
+                        .as_array_mut()
+                        .unwrap();
+                    let graded = merits
+                        .iter_mut()
+                        .find(|m| m["credentialSubject"]["result"].is_array())
+                        .unwrap();
+                    assert!(graded.get("attestation").is_some());
+                    graded["credentialSubject"]["result"][0]["value"] = json!("U");
+                }))
+                .unwrap(),
+        ),
+        (
+            "two merits' attestations swapped, signed again by the gateway",
+            gateway_key
+                .sign_jwt(&edited(&|c| {
+                    let merits = &mut c["credentialSubject"]["verifiableCredential"];
+                    let first = merits[0]["attestation"].clone();
+                    merits[0]["attestation"] = merits[1]["attestation"].clone();
+                    merits[1]["attestation"] = first;
+                }))
+                .unwrap(),
+        ),
+        (
+            "a merit attested under a key of another CA, signed again by the gateway",
+            gateway_key
+                .sign_jwt(&edited(&|c| {
+                    let merit = &mut c["credentialSubject"]["verifiableCredential"][0];
+                    merit.as_object_mut().unwrap().remove("attestation");
+                    let agency = merit["source"]["agency"].as_str().unwrap().to_owned();
+                    let rogue = ca
+                        .issue(&CertRequest::new(
+                            OrgNumber::parse(&agency).unwrap(),
+                            Role::Attester,
+                            "rogue",
+                        ))
+                        .unwrap();
+                    let jwt = JwsSigner::from_pem(&rogue.cert_pem, &rogue.key_pem, &agency)
+                        .unwrap()
+                        .sign_jwt(merit)
+                        .unwrap();
+                    let der = {
+                        use rustls_pki_types::pem::PemObject;
+                        rustls_pki_types::CertificateDer::from_pem_slice(rogue.cert_pem.as_bytes())
+                            .unwrap()
+                    };
+                    merit["attestation"] = json!({
+                        "jwt": jwt,
+                        "x5c": [base64::engine::general_purpose::STANDARD.encode(der)],
+                    });
+                }))
+                .unwrap(),
+        ),
     ];
     let python = python_ready();
     if !python {
@@ -133,11 +192,22 @@ async fn an_independent_verifier_agrees_on_genuine_and_forged_passports() {
             "independent half skipped: python3 lacks jwcrypto or jsonschema (pip install jwcrypto jsonschema; .ci/run does)"
         );
     }
+    let federation =
+        passport::Federation::from_pem(&std::fs::read_to_string(&net.pki.ca_cert).unwrap())
+            .unwrap();
     for (what, jws) in &cases {
-        let ours = passport::verify(jws, &cert);
+        let trust = passport::Trust::Cert(cert.clone());
+        let ours = passport::verify_report_from(jws, &trust, None, Some(&federation)).failure();
+        let ours = ours.map_or(Ok(()), Err);
         assert_eq!(ours.is_ok(), *what == "genuine", "{what}: {ours:?}");
         if python {
-            let (valid, failed) = independent(jws, &cert_path, net.dir.path());
+            let (valid, failed) = independent_checked(
+                jws,
+                &cert_path,
+                None,
+                Some(&net.pki.ca_cert),
+                net.dir.path(),
+            );
             assert_eq!(
                 valid,
                 ours.is_ok(),
@@ -190,6 +260,27 @@ async fn samverka_passport_verify_checks_a_file_offline() {
         );
     }
     assert!(text.contains("holder     not checked"), "{text}");
+    let merit_count =
+        passport::merits(&passport::verify(&p.credential, &gateway_cert(&net)).unwrap()).len();
+    assert!(
+        text.contains(&format!(
+            "  sources    ok ({merit_count} of {merit_count} merits attested by their source; \
+             the attesters' certificates were not checked against a federation CA)"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("signed by the source"), "{text}");
+    // With the federation CA, every source's certificate is checked too.
+    let ca = net.pki.ca_cert.to_str().unwrap();
+    let out = run(&["passport", "verify", path, "--ca", ca]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "  sources    ok ({merit_count} of {merit_count} merits attested by their source)\n"
+        )),
+        "{text}"
+    );
     assert!(
         !text.contains(DEMO_SUBJECT),
         "the number is not in the passport"

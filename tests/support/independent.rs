@@ -46,6 +46,18 @@ pub fn independent_with_status(
     revocations: Option<&std::path::Path>,
     dir: &std::path::Path,
 ) -> (bool, Value) {
+    independent_checked(jws, trusted, revocations, None, dir)
+}
+
+/// [`independent_with_status`], with the sources' attestation
+/// certificates checked against the federation CA `ca` when one is given.
+pub fn independent_checked(
+    jws: &str,
+    trusted: &std::path::Path,
+    revocations: Option<&std::path::Path>,
+    ca: Option<&std::path::Path>,
+    dir: &std::path::Path,
+) -> (bool, Value) {
     let file = dir.join("candidate.jwt");
     std::fs::write(&file, jws).unwrap();
     let out = Command::new("python3")
@@ -57,6 +69,11 @@ pub fn independent_with_status(
         .arg(trusted)
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway/standards"))
         .args(revocations)
+        .args(
+            ca.map(|ca| [std::path::Path::new("--ca"), ca])
+                .into_iter()
+                .flatten(),
+        )
         .output()
         .unwrap();
     let verdict: Value = serde_json::from_slice(&out.stdout)
