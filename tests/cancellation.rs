@@ -81,6 +81,7 @@ impl Adapter for Switchable {
                 })),
                 ..Default::default()
             }],
+            ..Default::default()
         }))
     }
 }

@@ -188,7 +188,10 @@ impl Adapter for Broken {
                 _ => {}
             }
         }
-        Ok(Response::new(FetchRecordsResponse { records }))
+        Ok(Response::new(FetchRecordsResponse {
+            records,
+            ..Default::default()
+        }))
     }
 }
 

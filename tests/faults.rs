@@ -160,7 +160,10 @@ impl Adapter for Broken {
                 vec![record(&subject, self.record_type, "late-1")]
             }
         };
-        Ok(Response::new(FetchRecordsResponse { records }))
+        Ok(Response::new(FetchRecordsResponse {
+            records,
+            ..Default::default()
+        }))
     }
 }
 

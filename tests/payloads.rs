@@ -182,7 +182,10 @@ impl Adapter for Mismatched {
             .iter()
             .flat_map(|t| answer_for(&request.subject_id, t))
             .collect();
-        Ok(Response::new(FetchRecordsResponse { records }))
+        Ok(Response::new(FetchRecordsResponse {
+            records,
+            ..Default::default()
+        }))
     }
 }
 

@@ -404,7 +404,7 @@ impl Adapter for Counting {
         &self,
         _: Request<FetchRecordsRequest>,
     ) -> Result<Response<FetchRecordsResponse>, Status> {
-        Ok(Response::new(FetchRecordsResponse { records: vec![] }))
+        Ok(Response::new(FetchRecordsResponse::default()))
     }
 }
 

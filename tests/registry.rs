@@ -238,6 +238,7 @@ impl Adapter for Held {
                 })),
                 ..Default::default()
             }],
+            ..Default::default()
         }))
     }
 }

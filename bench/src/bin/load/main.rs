@@ -213,6 +213,7 @@ async fn main() -> Result<(), BoxError> {
         consent_id: "load".into(),
         requesting_agency: READER_AGENCY.into(),
         audit_ref: String::new(),
+        attest: None,
     };
     let n = args.connections;
     let reader_tls = tls("reader")?;
