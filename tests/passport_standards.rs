@@ -60,6 +60,8 @@ async fn an_independent_verifier_agrees_on_genuine_and_forged_passports() {
     let other_key = JwsSigner::from_pem(&other.cert_pem, &other.key_pem, "2021999012").unwrap();
 
     let claims = claims_of(&p.credential);
+    // Another passport of the same person: other holder id and salt.
+    let other_passport = claims_of(&demo_passport(&net).await.credential);
     let edited = |edit: &dyn Fn(&mut Value)| {
         let mut c = claims.clone();
         edit(&mut c);
@@ -152,6 +154,15 @@ async fn an_independent_verifier_agrees_on_genuine_and_forged_passports() {
                     let first = merits[0]["attestation"].clone();
                     merits[0]["attestation"] = merits[1]["attestation"].clone();
                     merits[1]["attestation"] = first;
+                }))
+                .unwrap(),
+        ),
+        (
+            "an attested merit of another passport copied in, signed again by the gateway",
+            gateway_key
+                .sign_jwt(&edited(&|c| {
+                    c["credentialSubject"]["verifiableCredential"][0] =
+                        other_passport["credentialSubject"]["verifiableCredential"][0].clone();
                 }))
                 .unwrap(),
         ),

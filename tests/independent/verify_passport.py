@@ -71,7 +71,12 @@ ATTESTER_ROLE = "urn:samverka:role:attester"
 DOCUMENT_SIGNING = x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36")
 
 
-def attestation_failure(merit, ca):
+def same(a, b):
+    """JSON equality without Python's 1 == 1.0 == True."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def attestation_failure(merit, ca, passport_nbf):
     """Why a merit's source attestation does not hold, or None."""
     attestation = merit["attestation"]
     token = attestation.get("jwt", "")
@@ -80,7 +85,8 @@ def attestation_failure(merit, ca):
         x509.SubjectAlternativeName
     ).value.get_values_for_type(x509.UniformResourceIdentifier)
     agencies = [u[len(AGENCY_URN):] for u in uris if u.startswith(AGENCY_URN)]
-    if len(agencies) != 1 or ATTESTER_ROLE not in uris:
+    roles = [u for u in uris if u.startswith("urn:samverka:role:")]
+    if len(agencies) != 1 or roles != [ATTESTER_ROLE]:
         return "certificate is not one agency's attester"
     usages = list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
     if usages != [DOCUMENT_SIGNING]:
@@ -89,6 +95,8 @@ def attestation_failure(merit, ca):
     header = json.loads(b64(header_part))
     if set(header) - ALLOWED_HEADER or header.get("alg") != "ES256":
         return "header"
+    if "typ" in header and header["typ"] != "JWT":
+        return "header typ"
     key = jwk.JWK.from_pyca(cert.public_key())
     if "jwk" not in header or jwk.JWK(**header["jwk"]).thumbprint() != key.thumbprint():
         return "key"
@@ -100,10 +108,18 @@ def attestation_failure(merit, ca):
         return "signature"
     payload = json.loads(b64(payload_part))
     shown = {k: v for k, v in merit.items() if k != "attestation"}
-    if payload != shown:
+    if not same(payload, shown):
         return "not what the source signed"
-    if payload.get("issuer", {}).get("id") != AGENCY_URN + agencies[0]:
+    urn = AGENCY_URN + agencies[0]
+    if payload.get("issuer", {}).get("id") != urn or payload.get("iss") != urn:
         return "issued in another name than the attester's"
+    nbf = payload.get("nbf")
+    if type(nbf) is not int or not isinstance(passport_nbf, int):
+        return "no nbf"
+    # Made during the passport's read: at most 10 minutes before it, and
+    # a minute after (clocks).
+    if not passport_nbf - 600 <= nbf <= passport_nbf + 60:
+        return "attested at another time than the passport's read"
     if payload.get("source", {}).get("agency") != agencies[0]:
         return "source is not the attester"
     if ca is not None:
@@ -111,24 +127,30 @@ def attestation_failure(merit, ca):
             cert.verify_directly_issued_by(ca)
         except Exception:  # signature or issuer mismatch
             return "certificate not issued by the federation CA"
-        at = datetime.fromtimestamp(payload.get("nbf", 0), tz=cert.not_valid_before_utc.tzinfo)
+        at = datetime.fromtimestamp(nbf, tz=cert.not_valid_before_utc.tzinfo)
         if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
             return "certificate not valid when it attested"
     return None
 
 
-def source_failures(credential, ca_file):
-    """Each merit: attested by its source, or issued by the passport's
-    issuer."""
+def source_failures(credential, ca_file, passport_nbf):
+    """Each merit: about the passport's holder, and attested by its source
+    or issued by the passport's issuer."""
     ca = None
     if ca_file is not None:
         ca = x509.load_pem_x509_certificate(open(ca_file, "rb").read())
     failed = []
     merits = credential.get("credentialSubject", {}).get("verifiableCredential", [])
+    subject = credential.get("credentialSubject", {})
     for i, merit in enumerate(merits):
+        about = merit.get("credentialSubject", {})
+        if not same(about.get("id"), subject.get("id")) or not same(
+            about.get("identifier"), subject.get("identifier")
+        ):
+            failed.append("holder of merit %d" % i)
         if "attestation" in merit:
             try:
-                why = attestation_failure(merit, ca)
+                why = attestation_failure(merit, ca, passport_nbf)
             except Exception as e:  # malformed: missing fields, bad base64
                 why = "malformed (%s)" % type(e).__name__
             if why is not None:
@@ -233,7 +255,7 @@ def main(token_file, cert_file, standards, list_file=None, ca_file=None):
         if not valid("ob_v3p0_achievementcredential_schema.json", merit):
             failed.append("schema of merit %d" % i)
 
-    failed += source_failures(credential, ca_file)
+    failed += source_failures(credential, ca_file, claims.get("nbf"))
 
     if list_file is not None:
         failed += status_failures(credential, list_file)

@@ -16,7 +16,7 @@
 //!   was issued by it.
 
 use base64::Engine;
-use samverka_adapter::credential::{agency_urn, identity_hash, record_digest};
+use samverka_adapter::credential::{agency_urn, attestation_claims, identity_hash, record_digest};
 use samverka_certs::{CertIdentity, OrgNumber, Role};
 use samverka_proto::records::v1::Record;
 use serde_json::Value;
@@ -51,7 +51,20 @@ fn pem_of(der: &[u8]) -> String {
     )
 }
 
-/// The attester's identity from its certificate (DER): role `attester`.
+/// How far an attestation's `nbf` may be from the time the gateway
+/// receives it (clocks of two hosts, and a slow register).
+pub const ARRIVAL_SKEW_SECONDS: i64 = 300;
+
+/// An attestation is made during the passport's read: its `nbf` is at
+/// most this long before the passport's, and at most [`CLOCK_SKEW_SECONDS`]
+/// after it.
+pub const BEFORE_PASSPORT_SECONDS: i64 = 600;
+
+/// Clocks of a source and the gateway may differ by this much.
+pub const CLOCK_SKEW_SECONDS: i64 = 60;
+
+/// The attester's identity from its certificate (DER): role `attester`,
+/// and document signing its one extended key usage.
 fn attester(cert_der: &[u8]) -> Result<OrgNumber, String> {
     let identity = CertIdentity::from_peer_der(cert_der)
         .map_err(|e| format!("attestation certificate: {e}"))?;
@@ -60,6 +73,23 @@ fn attester(cert_der: &[u8]) -> Result<OrgNumber, String> {
             "attestation certificate has role {}, not attester",
             identity.role
         ));
+    }
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|e| format!("attestation certificate: {e}"))?;
+    let signing_only = cert.extended_key_usage().ok().flatten().is_some_and(|eku| {
+        let u = eku.value;
+        let document_signing = x509_parser::der_parser::oid!(1.3.6.1.5.5.7.3.36);
+        !(u.any
+            || u.server_auth
+            || u.client_auth
+            || u.code_signing
+            || u.email_protection
+            || u.time_stamping
+            || u.ocsp_signing)
+            && u.other == [document_signing]
+    });
+    if !signing_only {
+        return Err("attestation certificate is not for document signing only".into());
     }
     Ok(identity.agency)
 }
@@ -144,7 +174,7 @@ pub fn check_received(
     if record.source_agency != agency.as_str() {
         return Err("the record does not name the source agency".into());
     }
-    if claims["recordDigest"] != record_digest(record).as_str() {
+    if claims["recordDigest"] != record_digest(record, expected.holder_salt).as_str() {
         return Err("the attestation is not of this record (recordDigest)".into());
     }
     let subject = &claims["credentialSubject"];
@@ -154,6 +184,27 @@ pub fn check_received(
             != identity_hash(expected.subject_id, expected.holder_salt).as_str()
     {
         return Err("the attestation is about another holder".into());
+    }
+    let nbf = claims["nbf"].as_i64().ok_or("the attestation has no nbf")?;
+    if (nbf - now_seconds() as i64).abs() > ARRIVAL_SKEW_SECONDS {
+        return Err("the attestation was not made now (nbf)".into());
+    }
+    // What the passport will show is exactly what the record says, as the
+    // gateway would render it, under the source's name for itself.
+    let name = claims["issuer"]["name"]
+        .as_str()
+        .filter(|n| !n.trim().is_empty() && n.chars().count() <= 200)
+        .ok_or("the attestation's issuer has no name (or one over 200 characters)")?;
+    let valid_from = claims["validFrom"].as_str().unwrap_or_default();
+    let rendered = attestation_claims(
+        record,
+        name,
+        expected.holder_id,
+        expected.holder_salt,
+        valid_from,
+    );
+    if claims != rendered {
+        return Err("the attestation does not say what the record says".into());
     }
     Ok(claims)
 }
@@ -169,13 +220,16 @@ pub fn embed(mut credential: Value, jws: &str, cert_der: &[u8]) -> Value {
 }
 
 /// Checks a passport's merit that carries an attestation: it is exactly
-/// the credential its source signed, by a key whose certificate names the
-/// agency the merit is issued by and its source; with `roots` (the
-/// federation CA), the certificate was issued by it for signing and valid
-/// when the attestation was made. Returns the attesting agency.
+/// the credential its source signed, by a key whose certificate (for
+/// document signing only, role attester) names the agency the merit is
+/// issued by and its source, made during the read of the passport issued
+/// at `passport_nbf` (Unix seconds); with `roots` (the federation CA), the
+/// certificate was issued by it for signing and valid when the
+/// attestation was made. Returns the attesting agency.
 pub fn check_embedded(
     merit: &Value,
     roots: Option<&rustls::RootCertStore>,
+    passport_nbf: i64,
 ) -> Result<OrgNumber, String> {
     let attestation = &merit[PROPERTY];
     let jws = attestation["jwt"].as_str().ok_or("no attestation jwt")?;
@@ -201,11 +255,14 @@ pub fn check_embedded(
     if claims["source"]["agency"] != agency.as_str() {
         return Err(format!("its source is not the attester ({agency})"));
     }
+    let at = claims["nbf"]
+        .as_i64()
+        .ok_or("no nbf: when it was attested is not said")?;
+    if at < passport_nbf - BEFORE_PASSPORT_SECONDS || at > passport_nbf + CLOCK_SKEW_SECONDS {
+        return Err("attested at another time than the passport's read (nbf)".into());
+    }
     if let Some(roots) = roots {
-        let at = claims["nbf"]
-            .as_u64()
-            .ok_or("no nbf: when it was attested is not said")?;
-        check_chain(&cert_der, roots, &[], false, at)?;
+        check_chain(&cert_der, roots, &[], false, at.max(0) as u64)?;
     }
     Ok(agency)
 }

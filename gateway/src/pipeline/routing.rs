@@ -101,9 +101,10 @@ pub struct FetchResult {
     /// Per outcome: how long after the fan-out began the source answered
     /// (or was given up on).
     pub answered_after: Vec<Duration>,
-    /// The attestations checked, by the digest of the record they attest
-    /// ([`samverka_adapter::credential::record_digest`]): the VC-JWT and
-    /// the attestation certificate (DER).
+    /// The attestations checked, by the unsalted digest of the record they
+    /// attest ([`samverka_adapter::credential::record_digest`] with an empty
+    /// salt; an internal key, never published): the VC-JWT and the
+    /// attestation certificate (DER).
     pub attested: std::collections::HashMap<String, (String, Vec<u8>)>,
 }
 
@@ -433,12 +434,13 @@ fn judge(
                         continue;
                     }
                     attested.insert(
-                        samverka_adapter::credential::record_digest(&r),
+                        samverka_adapter::credential::record_digest(&r, ""),
                         (jws, certificate.clone()),
                     );
                 }
                 None if a.attest.required => {
                     unattested += 1;
+                    tracing::error!(source = %route.name, record_type = %r.record_type, "source sent a record without an attestation, which unattested_records = \"refuse\" refuses; dropped");
                     continue;
                 }
                 None => {}
@@ -474,7 +476,7 @@ fn judge(
     .collect();
     let message = format!(
         "the source returned {}; they were dropped",
-        reasons.join(", and ")
+        reasons.join(" and ")
     );
     (
         records,

@@ -212,7 +212,7 @@ fn collect(
             {
                 let (attestation, attestation_certificate) = result
                     .attested
-                    .get(&samverka_adapter::credential::record_digest(&record))
+                    .get(&samverka_adapter::credential::record_digest(&record, ""))
                     .cloned()
                     .unwrap_or_default();
                 section.entries.push(PassportEntry {

@@ -6,10 +6,11 @@
 //! the university said the grade, not only that a gateway passed it on.
 //!
 //! An attestation is a VC-JWT (ES256, the key as the header's `jwk`, as
-//! Open Badges 3.0 requires) whose payload is the credential with
-//! `recordDigest`: `sha256:` and the hex SHA-256 of the record's protobuf
-//! bytes as the adapter sends them ([`record_digest`]), naming the adapter's
-//! agency in `source_agency`. The attestation key is not the adapter's TLS
+//! Open Badges 3.0 requires) whose payload is the credential
+//! ([`attestation_claims`]) with `recordDigest`: `sha256:` and the hex
+//! SHA-256 of the holder salt followed by the record's protobuf encoding
+//! ([`record_digest`]; salted, as the record holds the person's number),
+//! the record naming the adapter's agency in `source_agency`. The attestation key is not the adapter's TLS
 //! key: its certificate has the `attester` role and the document-signing
 //! extended key usage only, and names the agency.
 
@@ -64,11 +65,44 @@ pub fn identity_object(subject_id: &str, salt: &str) -> Value {
     })
 }
 
-/// `sha256:` and the hex SHA-256 of `record`'s protobuf encoding: what an
-/// attestation's `recordDigest` says.
-pub fn record_digest(record: &Record) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &record.encode_to_vec());
-    format!("sha256:{}", hex(digest.as_ref()))
+/// `sha256:` and the hex SHA-256 of `salt` followed by `record`'s protobuf
+/// encoding (protobuf encodes a message's known fields in one canonical
+/// way): what an attestation's `recordDigest` says, with the holder salt.
+/// Without the salt the digest would let anyone confirm a guessed
+/// personal number.
+pub fn record_digest(record: &Record, salt: &str) -> String {
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    context.update(salt.as_bytes());
+    context.update(&record.encode_to_vec());
+    format!("sha256:{}", hex(context.finish().as_ref()))
+}
+
+/// The claims of the attestation of `record` by its agency (which the
+/// record names) under `issuer_name`, about `holder_id` with the salt
+/// `holder_salt`, valid from `valid_from` (RFC 3339): what an adapter signs
+/// and what the gateway expects, byte for byte.
+pub fn attestation_claims(
+    record: &Record,
+    issuer_name: &str,
+    holder_id: &str,
+    holder_salt: &str,
+    valid_from: &str,
+) -> Value {
+    let issuer = json!({
+        "id": agency_urn(&record.source_agency),
+        "type": ["Profile"],
+        "name": issuer_name,
+    });
+    let identity = identity_object(&record.subject_id, holder_salt);
+    let holder = Holder {
+        identity: &identity,
+        subject_id: holder_id,
+        issuer: &issuer,
+        valid_from,
+    };
+    let mut credential = open_badge(record, issuer_name, "", &holder);
+    credential["recordDigest"] = json!(record_digest(record, holder_salt));
+    with_claims(credential)
 }
 
 /// The VC-JWT claims of a credential: the credential itself with `iss`,
@@ -174,27 +208,20 @@ impl Attester {
         holder_id: &str,
         holder_salt: &str,
     ) -> Result<String, String> {
-        let issuer = json!({
-            "id": agency_urn(self.agency.as_str()),
-            "type": ["Profile"],
-            "name": issuer_name,
-        });
-        let identity = identity_object(&record.subject_id, holder_salt);
+        if record.source_agency != self.agency.as_str() {
+            return Err(format!(
+                "the record names agency {:?}, the attestation key {}",
+                record.source_agency, self.agency
+            ));
+        }
         let now = time::OffsetDateTime::now_utc();
         let valid_from = now
             .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
             .unwrap_or(now)
             .format(&time::format_description::well_known::Rfc3339)
             .map_err(|e| e.to_string())?;
-        let holder = Holder {
-            identity: &identity,
-            subject_id: holder_id,
-            issuer: &issuer,
-            valid_from: &valid_from,
-        };
-        let mut credential = open_badge(record, issuer_name, "", &holder);
-        credential["recordDigest"] = json!(record_digest(record));
-        self.sign_jwt(&with_claims(credential))
+        let claims = attestation_claims(record, issuer_name, holder_id, holder_salt, &valid_from);
+        self.sign_jwt(&claims)
     }
 
     fn sign_jwt(&self, claims: &Value) -> Result<String, String> {

@@ -42,6 +42,13 @@ struct Pki {
     ca: DevCa,
     attester: Attester,
     cert_der: Vec<u8>,
+    /// The attestation key as a plain signer, to sign what the SDK would
+    /// not.
+    raw: crate::credential::signing::JwsSigner,
+}
+
+fn now() -> i64 {
+    now_seconds() as i64
 }
 
 fn der(pem: &str) -> Vec<u8> {
@@ -63,6 +70,12 @@ fn pki() -> Pki {
     let attester = Attester::from_pem(&issued.cert_pem, &issued.key_pem).unwrap();
     Pki {
         cert_der: der(&issued.cert_pem),
+        raw: crate::credential::signing::JwsSigner::from_pem(
+            &issued.cert_pem,
+            &issued.key_pem,
+            AGENCY,
+        )
+        .unwrap(),
         ca,
         attester,
     }
@@ -100,8 +113,11 @@ fn an_attested_record_passes_on_arrival_and_in_the_passport() {
     assert_eq!(claims["credentialSubject"]["result"][0]["value"], "5");
     let merit = embed(claims, &jws, &pki.cert_der);
     let roots = roots(&pki.ca);
-    assert_eq!(check_embedded(&merit, Some(&roots)).unwrap(), org(AGENCY));
-    assert_eq!(check_embedded(&merit, None).unwrap(), org(AGENCY));
+    assert_eq!(
+        check_embedded(&merit, Some(&roots), now()).unwrap(),
+        org(AGENCY)
+    );
+    assert_eq!(check_embedded(&merit, None, now()).unwrap(), org(AGENCY));
     let schema = crate::credential::passport::standards::validate_merit(&merit);
     assert_eq!(
         schema,
@@ -232,6 +248,69 @@ fn the_gateway_refuses_every_attestation_that_does_not_hold_for_the_record_recei
         "not a signing-only certificate",
         received(&pki, &jws_both, &der(&both.cert_pem), &r),
     );
+    // One that is for document signing and TLS client authentication.
+    let mut request = CertRequest::new(org(AGENCY), Role::Attester, "also TLS");
+    request.client_auth = true;
+    let also_tls = pki.ca.issue(&request).unwrap();
+    let also_tls_attester = Attester::from_pem(&also_tls.cert_pem, &also_tls.key_pem).unwrap();
+    let jws_also = also_tls_attester
+        .attest(&r, "higher-education", HOLDER, SALT)
+        .unwrap();
+    refused(
+        "also a TLS certificate",
+        received(&pki, &jws_also, &der(&also_tls.cert_pem), &r),
+    );
+    // Signed by the right key, with the right digest, saying another grade
+    // than the record (what the passport would show).
+    let valid_from = crate::credential::signing::payload(&jws).unwrap()["validFrom"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut claims = samverka_adapter::credential::attestation_claims(
+        &r,
+        "higher-education",
+        HOLDER,
+        SALT,
+        &valid_from,
+    );
+    claims["credentialSubject"]["result"][0]["value"] = "VG".into();
+    let lying = pki.raw.sign_jwt(&claims).unwrap();
+    refused(
+        "another grade than the record's",
+        received(&pki, &lying, &pki.cert_der, &r),
+    );
+    let mut claims = samverka_adapter::credential::attestation_claims(
+        &r,
+        "higher-education",
+        HOLDER,
+        SALT,
+        &valid_from,
+    );
+    claims["credentialSubject"]["identifier"][0]["plain"] = PERSON.into();
+    let leaking = pki.raw.sign_jwt(&claims).unwrap();
+    refused(
+        "the person's number added",
+        received(&pki, &leaking, &pki.cert_der, &r),
+    );
+    // Made long before it arrives (a replay).
+    let old = time::OffsetDateTime::now_utc() - time::Duration::minutes(30);
+    let old = old
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let stale = pki
+        .raw
+        .sign_jwt(&samverka_adapter::credential::attestation_claims(
+            &r,
+            "higher-education",
+            HOLDER,
+            SALT,
+            &old,
+        ))
+        .unwrap();
+    refused(
+        "made 30 minutes ago",
+        received(&pki, &stale, &pki.cert_der, &r),
+    );
     // A revoked attestation certificate.
     let serial = x509_parser::parse_x509_certificate(&pki.cert_der)
         .unwrap()
@@ -266,15 +345,19 @@ fn a_verifier_refuses_a_merit_that_is_not_what_its_source_signed() {
 
     let mut regraded = merit.clone();
     regraded["credentialSubject"]["result"][0]["value"] = "3".into();
-    assert!(check_embedded(&regraded, Some(&roots)).is_err());
+    assert!(check_embedded(&regraded, Some(&roots), now()).is_err());
     let mut renamed = merit.clone();
     renamed["issuer"]["name"] = "Another University".into();
-    assert!(check_embedded(&renamed, Some(&roots)).is_err());
+    assert!(check_embedded(&renamed, Some(&roots), now()).is_err());
     let mut no_cert = merit.clone();
     no_cert[PROPERTY]["x5c"] = serde_json::json!([]);
-    assert!(check_embedded(&no_cert, Some(&roots)).is_err());
+    assert!(check_embedded(&no_cert, Some(&roots), now()).is_err());
     let other_ca = roots_of_new_ca();
-    assert!(check_embedded(&merit, Some(&other_ca)).is_err());
+    assert!(check_embedded(&merit, Some(&other_ca), now()).is_err());
+    // In a passport issued an hour later (or earlier): not made during its
+    // read.
+    assert!(check_embedded(&merit, Some(&roots), now() + 3600).is_err());
+    assert!(check_embedded(&merit, Some(&roots), now() - 3600).is_err());
     // Another merit's attestation under this merit.
     let mut other = record("4");
     other.record_id = "hed-1002".into();
@@ -284,7 +367,7 @@ fn a_verifier_refuses_a_merit_that_is_not_what_its_source_signed() {
         .unwrap();
     let mut swapped = merit.clone();
     swapped[PROPERTY]["jwt"] = other_jws.into();
-    assert!(check_embedded(&swapped, Some(&roots)).is_err());
+    assert!(check_embedded(&swapped, Some(&roots), now()).is_err());
 }
 
 fn roots_of_new_ca() -> rustls::RootCertStore {

@@ -493,7 +493,9 @@ fn sources_attest(claims: &Value, roots: Option<&rustls::RootCertStore>) -> Resu
         .enumerate()
     {
         if merit.get(attestation::PROPERTY).is_some() {
-            attestation::check_embedded(merit, roots).map_err(|e| format!("merit {i}: {e}"))?;
+            let nbf = claims["nbf"].as_i64().unwrap_or_default();
+            attestation::check_embedded(merit, roots, nbf)
+                .map_err(|e| format!("merit {i}: {e}"))?;
             attested += 1;
         }
     }

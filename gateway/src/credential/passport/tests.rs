@@ -400,6 +400,8 @@ fn a_merit_attested_by_its_source_is_shown_as_signed_and_checked() {
     let attester = Attester::from_pem(&att.cert_pem, &att.key_pem).unwrap();
     let mut p = passport();
     p.holder_id = new_holder_id();
+    // Issued now: the attestation is made during the passport's read.
+    p.issued_at = Some(crate::time::to_timestamp(crate::time::system_now_ms()));
     let entry = &mut p.sections[0].entries[0];
     let record = entry.record.clone().unwrap();
     entry.attestation = attester
