@@ -293,7 +293,7 @@ fn the_adapter_guide_leads_to_a_first_read() {
             .unwrap()
     };
     let check = output_of("adapter check");
-    assert!(check.contains("10 of 10 checks passed"), "{check}");
+    assert!(check.contains("11 of 11 checks passed"), "{check}");
     let read = output_of("records get");
     assert!(
         read.contains("education.vocational_diploma Automationstekniker"),

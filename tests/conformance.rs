@@ -54,7 +54,7 @@ async fn every_reference_adapter_passes() {
     let net = start().await;
     for (name, address) in &net.adapters {
         let results = run_checks(&kit(&net, *address)).await;
-        assert_eq!(results.len(), 10);
+        assert_eq!(results.len(), 11);
         assert!(failed(&results).is_empty(), "{name}: {results:#?}");
     }
 }

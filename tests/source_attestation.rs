@@ -250,3 +250,32 @@ async fn an_adapter_attests_only_for_a_salt_that_hides_the_number() {
         .into_inner();
     assert!(plain.attestations.is_empty() && plain.attestation_certificate.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conformance_kit_checks_what_an_adapter_attests() {
+    samverka_adapter::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = samverka_certs::dev::write_dev_pki(&dir.path().join("certs"), &pki_spec()).unwrap();
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    let kit = |address: SocketAddr| samverka_adapter::conformance::KitConfig {
+        address: address.to_string(),
+        server_name: "localhost".into(),
+        ca_pem: read(&pki.ca_cert),
+        gateway_cert_pem: read(&pki.gateway_client.0),
+        gateway_key_pem: read(&pki.gateway_client.1),
+        other_identity: None,
+        known_subject: DEMO_SUBJECT.into(),
+        unknown_subject: "197001010011".into(),
+    };
+    for (key, passes, says) in [
+        (Key::Federation, true, "attested by agency"),
+        (Key::None, true, "no attestations"),
+        (Key::Rogue, false, "federation CA"),
+    ] {
+        let address = serve(&pki, "employment", key).await;
+        let results = samverka_adapter::conformance::run_checks(&kit(address)).await;
+        let attests = results.iter().find(|r| r.name == "attests").unwrap();
+        assert_eq!(attests.passed, passes, "{attests:?}");
+        assert!(attests.detail.contains(says), "{attests:?}");
+    }
+}

@@ -7,6 +7,7 @@
 //! | `describe` | `Describe` answers with a valid organisation number, a name and at least one well-formed record type |
 //! | `known-subject` | for each offered type, the known person's records come back, of that type only, about that person, each with a payload and a record id; at least one record in all |
 //! | `payload-matches-type` | each of those records carries the one payload message of its record type ([`payload_mismatch`]); a type `records.proto` describes in its typed field, not in `other` |
+//! | `attests` | asked for a passport (with a holder id and salt), an adapter that holds its agency's attestation key attests every record: each attestation verifies under an attester certificate of the described agency that the trust anchor issued for document signing, and says what its record says ([`crate::credential::verify`]); a salt too short to hide the person's number is refused (`INVALID_ARGUMENT`). An adapter without a key passes, and is told its records reach passports unattested |
 //! | `other-subjects-never-returned` | asking for every type at once returns nothing about anyone else |
 //! | `unknown-subject` | a valid number the register does not know gets an empty answer, not an error |
 //! | `malformed-subject` | a bad check digit, letters, an empty id: each `INVALID_ARGUMENT` |
@@ -33,6 +34,7 @@
 //! gateway drops a record that breaks it (and decodes the bytes of `other`
 //! too), and this kit fails an adapter that sends one.
 
+mod attests;
 mod clients;
 mod dropped;
 
@@ -221,6 +223,7 @@ pub async fn run_checks(cfg: &KitConfig) -> Vec<CheckResult> {
     };
 
     // describe
+    let mut described_agency = String::new();
     let offered = match gw.describe(DescribeRequest {}).await {
         Err(s) => {
             results.push(fail(
@@ -256,6 +259,7 @@ pub async fn run_checks(cfg: &KitConfig) -> Vec<CheckResult> {
                     ),
                 )),
             }
+            described_agency = d.agency_id;
             d.record_types
         }
     };
@@ -329,6 +333,8 @@ pub async fn run_checks(cfg: &KitConfig) -> Vec<CheckResult> {
             format!("{n} record(s), each with its record type's payload message"),
         ),
     });
+
+    results.push(attests::check(&mut gw, cfg, &offered, &described_agency).await);
 
     // other-subjects-never-returned
     results.push(

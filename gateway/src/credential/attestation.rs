@@ -7,21 +7,23 @@
 //!   certificate chains to the federation CA, has the `attester` role and
 //!   names the agency of the routing table's adapter; the signature holds
 //!   under its key; the credential is issued by that agency, about this
-//!   passport's holder, and its `recordDigest` is that of the record as
-//!   received. A record whose attestation fails is dropped
-//!   (`INVALID_RESPONSE`);
+//!   passport's holder, made now, and says field for field what the record
+//!   says (the checks shared with the conformance kit are the SDK's,
+//!   `samverka_adapter::credential::verify`). A record whose attestation
+//!   fails is dropped (`INVALID_RESPONSE`);
 //! - by a verifier of the passport ([`check_embedded`]): the merit in the
 //!   passport is exactly the credential its source signed, the certificate
 //!   names the agency the merit is issued by and, given the federation CA,
 //!   was issued by it.
 
 use base64::Engine;
-use samverka_adapter::credential::{agency_urn, attestation_claims, identity_hash, record_digest};
-use samverka_certs::{CertIdentity, OrgNumber, Role};
+use samverka_adapter::credential::agency_urn;
+pub use samverka_adapter::credential::verify::{
+    attester_of, check_chain, verify_attestation, verify_signed,
+};
+use samverka_certs::OrgNumber;
 use samverka_proto::records::v1::Record;
 use serde_json::Value;
-
-use crate::credential::signing::verify_jwt;
 
 /// The property of a passport's merit that carries its source's
 /// attestation: `{"jwt": <VC-JWT>, "x5c": [<certificate, base64 DER>]}`.
@@ -38,19 +40,6 @@ pub struct Expected<'a> {
     pub holder_salt: &'a str,
 }
 
-fn pem_of(der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = b64
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap_or_default())
-        .collect();
-    format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        lines.join("\n")
-    )
-}
-
 /// How far an attestation's `nbf` may be from the time the gateway
 /// receives it (clocks of two hosts, and a slow register).
 pub const ARRIVAL_SKEW_SECONDS: i64 = 300;
@@ -63,83 +52,6 @@ pub const BEFORE_PASSPORT_SECONDS: i64 = 600;
 /// Clocks of a source and the gateway may differ by this much.
 pub const CLOCK_SKEW_SECONDS: i64 = 60;
 
-/// The attester's identity from its certificate (DER): role `attester`,
-/// and document signing its one extended key usage.
-fn attester(cert_der: &[u8]) -> Result<OrgNumber, String> {
-    let identity = CertIdentity::from_peer_der(cert_der)
-        .map_err(|e| format!("attestation certificate: {e}"))?;
-    if identity.role != Role::Attester {
-        return Err(format!(
-            "attestation certificate has role {}, not attester",
-            identity.role
-        ));
-    }
-    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
-        .map_err(|e| format!("attestation certificate: {e}"))?;
-    let signing_only = cert.extended_key_usage().ok().flatten().is_some_and(|eku| {
-        let u = eku.value;
-        let document_signing = x509_parser::der_parser::oid!(1.3.6.1.5.5.7.3.36);
-        !(u.any
-            || u.server_auth
-            || u.client_auth
-            || u.code_signing
-            || u.email_protection
-            || u.time_stamping
-            || u.ocsp_signing)
-            && u.other == [document_signing]
-    });
-    if !signing_only {
-        return Err("attestation certificate is not for document signing only".into());
-    }
-    Ok(identity.agency)
-}
-
-/// The certificate (DER) was issued for document signing by a CA of
-/// `roots`, was valid at `at` (Unix seconds), and none of `crls` revokes it
-/// (a list past its `nextUpdate` counts only if not `enforce_expiry`).
-pub fn check_chain(
-    cert_der: &[u8],
-    roots: &rustls::RootCertStore,
-    crls: &[rustls_pki_types::CertificateRevocationListDer<'_>],
-    enforce_expiry: bool,
-    at: u64,
-) -> Result<(), String> {
-    let der = rustls_pki_types::CertificateDer::from(cert_der.to_vec());
-    let cert = webpki::EndEntityCert::try_from(&der)
-        .map_err(|e| format!("attestation certificate: {e}"))?;
-    let parsed: Vec<webpki::CertRevocationList<'_>> = crls
-        .iter()
-        .filter_map(|c| webpki::BorrowedCertRevocationList::from_der(c).ok())
-        .map(webpki::CertRevocationList::from)
-        .collect();
-    let refs: Vec<&webpki::CertRevocationList<'_>> = parsed.iter().collect();
-    let revocation = webpki::RevocationOptionsBuilder::new(&refs).ok().map(|b| {
-        b.with_depth(webpki::RevocationCheckDepth::EndEntity)
-            .with_status_policy(webpki::UnknownStatusPolicy::Allow)
-            .with_expiration_policy(if enforce_expiry {
-                webpki::ExpirationPolicy::Enforce
-            } else {
-                webpki::ExpirationPolicy::Ignore
-            })
-            .build()
-    });
-    let provider = samverka_adapter::crypto_provider();
-    let time = rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(at));
-    cert.verify_for_usage(
-        provider.signature_verification_algorithms.all,
-        &roots.roots,
-        &[],
-        time,
-        webpki::KeyUsage::required(samverka_certs::dev::DOCUMENT_SIGNING_OID),
-        revocation,
-        None,
-    )
-    .map(|_| ())
-    .map_err(|e| {
-        format!("attestation certificate not issued by the federation CA for signing ({e:?})")
-    })
-}
-
 /// Now, in Unix seconds.
 pub fn now_seconds() -> u64 {
     std::time::SystemTime::now()
@@ -149,9 +61,10 @@ pub fn now_seconds() -> u64 {
 }
 
 /// Checks the attestation `jws` of `record` (as received, naming `agency`)
-/// made with the certificate `cert_der`, for the passport of `expected`;
-/// `chain` checks the certificate's path to the federation CA (see
-/// [`check_chain`]). Returns the attested credential.
+/// made with the certificate `cert_der`, for the passport of `expected`
+/// ([`verify_attestation`]): the certificate names the routing table's
+/// agency, `chain` accepts its path to the federation CA ([`check_chain`]),
+/// and it was made now. Returns the attested credential.
 pub fn check_received(
     jws: &str,
     cert_der: &[u8],
@@ -160,51 +73,26 @@ pub fn check_received(
     expected: &Expected<'_>,
     chain: impl Fn(&[u8]) -> Result<(), String>,
 ) -> Result<Value, String> {
-    let signer = attester(cert_der)?;
+    let signer = attester_of(cert_der)?;
     if &signer != agency {
         return Err(format!(
             "attestation certificate names agency {signer}, the source is {agency}"
         ));
     }
+    if record.subject_id != expected.subject_id {
+        return Err("the record is about another person".into());
+    }
     chain(cert_der)?;
-    let claims = verify_jwt(jws, &pem_of(cert_der)).map_err(|e| e.0)?;
-    if claims["iss"] != agency_urn(agency.as_str()) || claims["issuer"]["id"] != claims["iss"] {
-        return Err("the attestation is not issued by the source agency".into());
-    }
-    if record.source_agency != agency.as_str() {
-        return Err("the record does not name the source agency".into());
-    }
-    if claims["recordDigest"] != record_digest(record, expected.holder_salt).as_str() {
-        return Err("the attestation is not of this record (recordDigest)".into());
-    }
-    let subject = &claims["credentialSubject"];
-    if subject["id"] != expected.holder_id
-        || claims["sub"] != expected.holder_id
-        || subject["identifier"][0]["identityHash"]
-            != identity_hash(expected.subject_id, expected.holder_salt).as_str()
-    {
-        return Err("the attestation is about another holder".into());
-    }
+    let claims = verify_attestation(
+        jws,
+        cert_der,
+        record,
+        expected.holder_id,
+        expected.holder_salt,
+    )?;
     let nbf = claims["nbf"].as_i64().ok_or("the attestation has no nbf")?;
     if (nbf - now_seconds() as i64).abs() > ARRIVAL_SKEW_SECONDS {
         return Err("the attestation was not made now (nbf)".into());
-    }
-    // What the passport will show is exactly what the record says, as the
-    // gateway would render it, under the source's name for itself.
-    let name = claims["issuer"]["name"]
-        .as_str()
-        .filter(|n| !n.trim().is_empty() && n.chars().count() <= 200)
-        .ok_or("the attestation's issuer has no name (or one over 200 characters)")?;
-    let valid_from = claims["validFrom"].as_str().unwrap_or_default();
-    let rendered = attestation_claims(
-        record,
-        name,
-        expected.holder_id,
-        expected.holder_salt,
-        valid_from,
-    );
-    if claims != rendered {
-        return Err("the attestation does not say what the record says".into());
     }
     Ok(claims)
 }
@@ -237,8 +125,8 @@ pub fn check_embedded(
         .as_str()
         .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
         .ok_or("no attestation certificate (x5c)")?;
-    let agency = attester(&cert_der)?;
-    let claims = verify_jwt(jws, &pem_of(&cert_der)).map_err(|e| e.0)?;
+    let agency = attester_of(&cert_der)?;
+    let claims = verify_signed(jws, &cert_der)?;
     let mut shown = merit.clone();
     if let Some(map) = shown.as_object_mut() {
         map.remove(PROPERTY);

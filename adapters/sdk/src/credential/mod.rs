@@ -15,6 +15,7 @@
 //! extended key usage only, and names the agency.
 
 pub mod merit;
+pub mod verify;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};

@@ -4,6 +4,7 @@
 
 use super::*;
 use samverka_adapter::credential::Attester;
+use samverka_certs::Role;
 use samverka_certs::dev::{CertRequest, DevCa};
 use samverka_proto::records::v1::record::Payload;
 use samverka_proto::records::v1::{CourseResult, GradingScale};
