@@ -396,6 +396,8 @@ fn judge(
     // A bad record is dropped on its own, whatever its flaw: the source's
     // other records pass, and its outcome says that some were dropped.
     let total = response.records.len();
+    // A source that attests at all must attest every record it sends.
+    let source_attests = !response.attestations.is_empty();
     let mut attestations = response.attestations.into_iter();
     let certificate = response.attestation_certificate;
     let (mut unasked, mut mismatched, mut unattested) = (0, 0, 0);
@@ -438,9 +440,9 @@ fn judge(
                         (jws, certificate.clone()),
                     );
                 }
-                None if a.attest.required => {
+                None if a.attest.required || source_attests => {
                     unattested += 1;
-                    tracing::error!(source = %route.name, record_type = %r.record_type, "source sent a record without an attestation, which unattested_records = \"refuse\" refuses; dropped");
+                    tracing::error!(source = %route.name, record_type = %r.record_type, "source sent a record without an attestation (refused: unattested_records = \"refuse\", or the source attests its other records); dropped");
                     continue;
                 }
                 None => {}

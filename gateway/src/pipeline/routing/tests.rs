@@ -111,3 +111,88 @@ proptest! {
         prop_assert_eq!(outcome.status, expected as i32);
     }
 }
+
+/// A source that attests some of its records and not others: under
+/// either policy only the attested ones pass; a source that attests none
+/// is relayed under `accept` and dropped under `refuse`.
+#[test]
+fn a_source_that_attests_must_attest_every_record() {
+    use samverka_adapter::credential::Attester;
+    use samverka_certs::Role;
+    use samverka_certs::dev::{CertRequest, DevCa};
+    let ca = DevCa::generate("federation").unwrap();
+    let issued = ca
+        .issue(&CertRequest::new(
+            route().org_number,
+            Role::Attester,
+            "employment",
+        ))
+        .unwrap();
+    let attester = Attester::from_pem(&issued.cert_pem, &issued.key_pem).unwrap();
+    let roots = samverka_adapter::root_store(ca.cert_pem().as_bytes()).unwrap();
+    let chain = |der: &[u8]| {
+        crate::credential::attestation::check_chain(
+            der,
+            &roots,
+            &[],
+            true,
+            attestation::now_seconds(),
+        )
+    };
+    let records: Vec<Record> = (0..2)
+        .map(|i| Record {
+            record_type: TYPES[0].into(),
+            subject_id: SUBJECTS[0].into(),
+            source_agency: route().org_number.to_string(),
+            record_id: format!("emp-{i}"),
+            updated_at: None,
+            payload: payload(0),
+        })
+        .collect();
+    let holder = "urn:uuid:11111111-2222-4333-8444-555555555555";
+    let salt = "0123456789abcdef0123456789abcdef";
+    let first = attester
+        .attest(&records[0], "employment", holder, salt)
+        .unwrap();
+    let asked = vec![TYPES[0].to_owned()];
+    for (attestations, required, passed) in [
+        (vec![first.clone()], false, 1),
+        (vec![first.clone()], true, 1),
+        (vec![], false, 2),
+        (vec![], true, 0),
+    ] {
+        let response = FetchRecordsResponse {
+            records: records.clone(),
+            attestations,
+            attestation_certificate: attester.certificate_der().to_vec(),
+        };
+        let attest = Attest {
+            holder_id: holder.into(),
+            holder_salt: salt.into(),
+            required,
+        };
+        let attesting = Attesting {
+            attest: &attest,
+            chain: &chain,
+        };
+        let (kept, attested, outcome) = judge(
+            &route(),
+            SUBJECTS[0],
+            &asked,
+            Ok(Ok(tonic::Response::new(response))),
+            Some(attesting),
+        );
+        assert_eq!(kept.len(), passed, "required {required}: {outcome:?}");
+        assert_eq!(
+            attested.len(),
+            usize::from(passed == 1),
+            "only the first is attested"
+        );
+        let status = if passed == 2 {
+            source_outcome::Status::Ok
+        } else {
+            source_outcome::Status::InvalidResponse
+        };
+        assert_eq!(outcome.status, status as i32, "{outcome:?}");
+    }
+}
