@@ -421,9 +421,10 @@ async fn passport(
     if dir_kept {
         println!();
         println!(
-            "   Check it yourself: samverka passport verify {} --cert {} --person {DEMO_SUBJECT} --salt {}",
+            "   Check it yourself: samverka passport verify {} --cert {} --ca {} --person {DEMO_SUBJECT} --salt {}",
             file.display(),
             network.pki.gateway.0.display(),
+            network.pki.ca_cert.display(),
             passport.holder_salt
         );
     }
