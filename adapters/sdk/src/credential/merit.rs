@@ -9,7 +9,8 @@
 //! grade as a `Result`, credits earned, the period of an employment) in the
 //! `AchievementSubject`. Three properties are samverka's own: `recordType`
 //! (the record type it was read as), `source` (the register it came from,
-//! and when the gateway received it) and an employment's `extentPercent`;
+//! and, for a merit the gateway issues, when it received it) and an
+//! employment's `extentPercent`;
 //! `creditUnit` names what `creditsAvailable` counts.
 
 use samverka_proto::records::v1::{GradingScale, Record, record::Payload};
