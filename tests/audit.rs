@@ -39,10 +39,12 @@ async fn the_gateway_chains_and_checkpoints_what_it_decides() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(checkpoints.first().map(|c| c.seq), Some(10));
-    // The registry's seed, the grant and the twelve reads.
+    // The registry's seed, the signing key joining the key set, the grant
+    // and the twelve reads.
     let entries = net.gateway.store.audit_entries(None).await.unwrap();
-    assert_eq!(entries.len(), 14);
+    assert_eq!(entries.len(), 15);
     assert_eq!(entries[0].method, "registry/seed");
+    assert_eq!(entries[1].method, "keys/joined");
     assert!(
         entries
             .windows(2)
@@ -53,7 +55,7 @@ async fn the_gateway_chains_and_checkpoints_what_it_decides() {
     let out = tokio::task::spawn_blocking(move || run(&["verify", "--config", &config]))
         .await
         .unwrap();
-    assert_intact(&out, 14);
+    assert_intact(&out, 15);
 }
 
 /// One request must not make an intact trail look tampered with: reads
@@ -83,7 +85,7 @@ async fn no_request_makes_the_trail_look_tampered_with() {
         assert_eq!(status.code(), Code::InvalidArgument, "{types:?}");
     }
     let mut entries = net.gateway.store.audit_entries(None).await.unwrap();
-    entries.retain(|e| !e.method.starts_with("registry/"));
+    entries.retain(|e| !e.method.starts_with("registry/") && !e.method.starts_with("keys/"));
     assert_eq!(entries.len(), odd.len());
     for (e, types) in entries.iter().zip(odd) {
         let sent: Vec<String> = types
@@ -96,7 +98,7 @@ async fn no_request_makes_the_trail_look_tampered_with() {
     let out = tokio::task::spawn_blocking(move || run(&["verify", "--config", &config]))
         .await
         .unwrap();
-    assert_intact(&out, odd.len() as u64 + 1);
+    assert_intact(&out, odd.len() as u64 + 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

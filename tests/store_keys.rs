@@ -14,25 +14,34 @@ use support::store::audit;
 async fn keys_are_kept_and_retired_once_with_their_entry(location: StoreLocation) {
     let store = Store::open(&location).await.unwrap();
     assert!(store.signing_keys().await.unwrap().is_empty());
+    let start = store.audit_head().await.unwrap();
     let a = store
-        .note_signing_key("kid-a".into(), "cert a".into(), 2_000)
+        .note_signing_key("kid-a".into(), "cert a".into(), 2_000, audit("j-1", ""))
         .await
         .unwrap();
     assert_eq!((a.in_use_from_ms, a.retired_at_ms), (2_000, None));
+    let joined = store.audit_head().await.unwrap();
+    assert_eq!(joined.seq, start.seq + 1, "a new key joins with its entry");
     // Another replica put the same key in use earlier; a third later.
     store
-        .note_signing_key("kid-a".into(), "cert a".into(), 1_000)
+        .note_signing_key("kid-a".into(), "cert a".into(), 1_000, audit("j-2", ""))
         .await
         .unwrap();
     let a = store
-        .note_signing_key("kid-a".into(), "cert a".into(), 5_000)
+        .note_signing_key("kid-a".into(), "cert a".into(), 5_000, audit("j-3", ""))
         .await
         .unwrap();
     assert_eq!(a.in_use_from_ms, 1_000, "the earliest time is kept");
+    assert_eq!(
+        store.audit_head().await.unwrap().seq,
+        joined.seq,
+        "a key already in the set appends no entry"
+    );
     store
-        .note_signing_key("kid-b".into(), "cert b".into(), 3_000)
+        .note_signing_key("kid-b".into(), "cert b".into(), 3_000, audit("j-4", ""))
         .await
         .unwrap();
+    assert_eq!(store.audit_head().await.unwrap().seq, joined.seq + 1);
     let kids = |keys: Vec<samverka_gateway::store::keys::SigningKeyRecord>| {
         keys.into_iter().map(|k| k.kid).collect::<Vec<_>>()
     };
@@ -87,7 +96,7 @@ async fn keys_are_kept_and_retired_once_with_their_entry(location: StoreLocation
     );
     // Noting a retired key does not bring it back.
     let a = store
-        .note_signing_key("kid-a".into(), "cert a".into(), 500)
+        .note_signing_key("kid-a".into(), "cert a".into(), 500, audit("j-5", ""))
         .await
         .unwrap();
     assert_eq!(a.retired_at_ms, Some(4_000));

@@ -117,14 +117,6 @@ impl Gateway {
         let metrics = Metrics::new();
         server_tls.report_crls_to(&metrics);
         let store = Store::open(&g.store).await.map_err(StartError::Store)?;
-        crate::credential::keys::record_at_start(&store, &signer)
-            .await
-            .map_err(|e| match e {
-                crate::credential::keys::StartRefused::Store(e) => StartError::Store(e),
-                crate::credential::keys::StartRefused::Retired(why) => {
-                    StartError::Tls(format!("{}: {why}", g.cert.display()))
-                }
-            })?;
         metrics.watch_access_index(store.access_index_progress());
         let audit = AuditWriter::spawn(
             store.clone(),
@@ -142,6 +134,16 @@ impl Gateway {
             .map_err(|e| match e {
                 crate::registry::OpenError::Refused(m) => StartError::Registry(m),
                 crate::registry::OpenError::Failed(e) => StartError::Store(e),
+            })?;
+        // The signing key joins the key set (audited when new) after the
+        // registry's own entries, before anything is signed.
+        crate::credential::keys::record_at_start(&store, &signer)
+            .await
+            .map_err(|e| match e {
+                crate::credential::keys::StartRefused::Store(e) => StartError::Store(e),
+                crate::credential::keys::StartRefused::Retired(why) => {
+                    StartError::Tls(format!("{}: {why}", g.cert.display()))
+                }
             })?;
         let registry = Arc::new(
             crate::registry::RegistrySlot::new(

@@ -69,14 +69,17 @@ pub(super) const COLUMNS: &str = "kid, cert_pem, in_use_from_ms, retired_at_ms, 
 
 impl super::Store {
     /// Records a signing key put in use at `in_use_from_ms` (the earliest
-    /// such time is kept); returns it as recorded, retired or not.
+    /// such time is kept); returns it as recorded, retired or not. A key
+    /// new to the set joins it with `entry` in the audit trail, in one
+    /// transaction; a key already there appends nothing.
     pub async fn note_signing_key(
         &self,
         kid: String,
         cert_pem: String,
         in_use_from_ms: i64,
+        entry: AuditEntry,
     ) -> Result<SigningKeyRecord, super::StoreError> {
-        delegate!(self.note_signing_key(kid, cert_pem, in_use_from_ms))
+        delegate!(self.note_signing_key(kid, cert_pem, in_use_from_ms, entry))
     }
 
     /// Every signing key recorded, oldest first.

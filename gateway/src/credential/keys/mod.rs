@@ -382,8 +382,26 @@ async fn note(
             signer.kid().to_owned(),
             signer.cert_pem().to_owned(),
             signer.in_use_from_ms(),
+            joined(signer),
         )
         .await
+}
+
+/// The audit entry of a signing key joining the key set (`keys/joined`):
+/// the gateway itself put it in use, at start or on a reload; committed
+/// only when the key is new to the set.
+fn joined(signer: &super::signing::JwsSigner) -> crate::audit::chain::AuditEntry {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut e = crate::audit::entry("keys/joined", now);
+    e.decision = crate::audit::Decision::Allowed.as_str().to_owned();
+    e.details.insert("kid".into(), signer.kid().to_owned());
+    e.details.insert(
+        "in_use_from".into(),
+        crate::time::rfc3339(signer.in_use_from_ms()),
+    );
+    e
 }
 
 /// Why a gateway does not start with its signing key.

@@ -22,20 +22,29 @@ impl PostgresStore {
         kid: String,
         cert_pem: String,
         in_use_from_ms: i64,
+        entry: AuditEntry,
     ) -> Result<SigningKeyRecord, StoreError> {
-        let client = self.pool.get().await?;
-        let row = client
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // `xmax = 0`: the row was inserted by this statement, not updated.
+        let row = tx
             .query_one(
                 &format!(
                     "INSERT INTO signing_keys (kid, cert_pem, in_use_from_ms) VALUES ($1, $2, $3) \
                      ON CONFLICT (kid) DO UPDATE SET \
                      in_use_from_ms = LEAST(signing_keys.in_use_from_ms, excluded.in_use_from_ms) \
-                     RETURNING {COLUMNS}"
+                     RETURNING {COLUMNS}, (xmax = 0) AS joined"
                 ),
                 &[&kid, &cert_pem, &in_use_from_ms],
             )
             .await?;
-        key_from_row(&row)
+        let key = key_from_row(&row)?;
+        if row.try_get::<_, bool>("joined")? {
+            commit_with_entry(tx, entry).await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(key)
     }
 
     pub(in crate::store) async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {

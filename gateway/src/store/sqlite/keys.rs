@@ -23,19 +23,35 @@ impl SqliteStore {
         kid: String,
         cert_pem: String,
         in_use_from_ms: i64,
+        entry: AuditEntry,
     ) -> Result<SigningKeyRecord, StoreError> {
+        let progress = self.progress.clone();
         self.with(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO signing_keys (kid, cert_pem, in_use_from_ms) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (kid) DO UPDATE SET \
-                 in_use_from_ms = MIN(in_use_from_ms, excluded.in_use_from_ms)",
-            )?
-            .execute(params![kid, cert_pem, in_use_from_ms])?;
-            Ok(conn
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let joined = tx
+                .prepare_cached(
+                    "INSERT INTO signing_keys (kid, cert_pem, in_use_from_ms) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (kid) DO NOTHING",
+                )?
+                .execute(params![kid, cert_pem, in_use_from_ms])?
+                == 1;
+            if !joined {
+                tx.prepare_cached(
+                    "UPDATE signing_keys SET in_use_from_ms = MIN(in_use_from_ms, ?2) WHERE kid = ?1",
+                )?
+                .execute(params![kid, in_use_from_ms])?;
+            }
+            let key = tx
                 .prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM signing_keys WHERE kid = ?1"
                 ))?
-                .query_row(params![kid], key_from_row)?)
+                .query_row(params![kid], key_from_row)?;
+            if joined {
+                commit_with_entry(tx, entry, &progress)?;
+            } else {
+                tx.commit()?;
+            }
+            Ok(key)
         })
         .await
     }
