@@ -195,10 +195,11 @@ fn a_demo_run_again_in_its_directory_keeps_a_verifiable_trail() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Two runs, each with two grants, one allowed and one denied read and
-    // a passport; the first seeded the registry, the second replaced it
-    // (its adapters listen on new ports).
+    // a passport; the first seeded the registry and put the signing key in
+    // the key set, the second replaced the registry (its adapters listen
+    // on new ports) and kept the key.
     assert!(
-        stdout.contains("audit trail intact: 12 entries"),
+        stdout.contains("audit trail intact: 13 entries"),
         "{stdout}"
     );
 }
