@@ -387,12 +387,12 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_into_both_adapters()
             .is_some_and(|n| n >= 3)
     );
     // A gauge, observed at each export: at most the registry's seed's, the
-    // grant's and the four reads' entries are waiting for the access log's
-    // index.
+    // signing key's, the grant's and the four reads' entries are waiting
+    // for the access log's index.
     assert!(
         receiver
             .number("gateway-under-test", "samverka.access_index.pending", &[])
-            .is_some_and(|n| (0..=6).contains(&n))
+            .is_some_and(|n| (0..=7).contains(&n))
     );
     assert_eq!(
         receiver.number("gateway-under-test", "samverka.ready", &[]),
