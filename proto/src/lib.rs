@@ -71,6 +71,8 @@ pub const KNOWN_RECORD_TYPES: &[&str] = &[
     "education.vocational_diploma",
     "employment.period",
     "competence.validated",
+    "education.non_formal",
+    "competence.self_declared",
 ];
 
 /// Whether `s` has the shape of a record type: two or more dot-separated

@@ -53,6 +53,9 @@ pub enum ReferenceAdapter {
     Employment,
     /// Validated competences (synthetic validation platform).
     Competence,
+    /// Non-formal learning: employers' training, folk high school courses
+    /// (synthetic course register).
+    NonFormal,
     /// The template of docs/writing-an-adapter.md: one vocational diploma
     /// of the demo person, agency 2021999095.
     Template,
@@ -167,6 +170,7 @@ impl AdapterCommand {
                     ReferenceAdapter::HigherEducation => "higher-education",
                     ReferenceAdapter::Employment => "employment",
                     ReferenceAdapter::Competence => "competence",
+                    ReferenceAdapter::NonFormal => "non-formal",
                     ReferenceAdapter::Template => "template",
                 }
             ),
@@ -328,6 +332,13 @@ async fn serve_reference(
                 samverka_adapter_competence::with_agency,
             );
             run_late(register, "competence", listen, tls, latency).await
+        }
+        ReferenceAdapter::NonFormal => {
+            let register = register(
+                samverka_adapter_non_formal::demo,
+                samverka_adapter_non_formal::with_agency,
+            );
+            run_late(register, "non-formal", listen, tls, latency).await
         }
         ReferenceAdapter::Template if agency.is_some() => Err(ServeError::Description(
             "the template serves its own AGENCY; --agency is for the reference adapters".into(),

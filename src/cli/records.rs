@@ -457,6 +457,15 @@ pub fn record_json(r: &Record) -> Value {
             fields!(c; competence_area, skill_concepts, eqf_level, assessor_org_number,
                 assessor_name, method, assessment_date),
         ),
+        Some(Payload::NonFormalLearning(n)) => (
+            "non_formal_learning",
+            fields!(n; title, description, provider_kind, provider_org_number, provider_name,
+                hours, start_date, completion_date, skill_concepts, eqf_level),
+        ),
+        Some(Payload::SelfDeclaredMerit(m)) => (
+            "self_declared_merit",
+            fields!(m; title, description, skill_concepts, start_date, end_date, declared_at),
+        ),
         Some(Payload::Other(any)) => (
             "other",
             json!({

@@ -20,8 +20,11 @@ header rules) by the key of the certificate in x5c, which names the
 agency the merit is issued by (SAN urn:samverka:agency:...) with the
 attester role and only the document-signing extended key usage; with
 --ca, that certificate must be issued by the federation CA and valid when
-the attestation was made. Any other merit must be issued by the passport's
-issuer.
+the attestation was made. A self-declared merit (recordType
+"competence.self_declared", meritKind "self-declared") must be issued by
+the holder (the credential subject's id) and carry no attestation, and
+only a self-declared merit may be issued by the holder. Any other merit
+must be issued by the passport's issuer.
 
 Prints {"valid": true|false, "failed": [...]} and exits 0 when valid, 1
 when not.
@@ -148,7 +151,14 @@ def source_failures(credential, ca_file, passport_nbf):
             about.get("identifier"), subject.get("identifier")
         ):
             failed.append("holder of merit %d" % i)
-        if "attestation" in merit:
+        issuer = merit.get("issuer", {}).get("id")
+        declared = merit.get("recordType") == "competence.self_declared"
+        if declared != (merit.get("meritKind") == "self-declared"):
+            failed.append("kind of merit %d" % i)
+        if declared or issuer == subject.get("id"):
+            if not declared or "attestation" in merit or issuer != subject.get("id"):
+                failed.append("self-declared merit %d presented as attested" % i)
+        elif "attestation" in merit:
             try:
                 why = attestation_failure(merit, ca, passport_nbf)
             except Exception as e:  # malformed: missing fields, bad base64

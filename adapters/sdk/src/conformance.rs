@@ -53,7 +53,7 @@ pub use dropped::{DROPPED_HEADER, DropRule, Dropped, broken_rule};
 /// the one message its payload is: the record's typed field of that
 /// message, or, in `other`, a `google.protobuf.Any` whose type URL ends in
 /// that name (`type.googleapis.com/samverka.records.v1.Degree`).
-pub const PAYLOAD_MESSAGES: [(&str, &str); 6] = [
+pub const PAYLOAD_MESSAGES: [(&str, &str); 8] = [
     (
         "education.course_result",
         "samverka.records.v1.CourseResult",
@@ -71,6 +71,14 @@ pub const PAYLOAD_MESSAGES: [(&str, &str); 6] = [
     (
         "competence.validated",
         "samverka.records.v1.ValidatedCompetence",
+    ),
+    (
+        "education.non_formal",
+        "samverka.records.v1.NonFormalLearning",
+    ),
+    (
+        "competence.self_declared",
+        "samverka.records.v1.SelfDeclaredMerit",
     ),
 ];
 
@@ -94,6 +102,8 @@ pub fn carried_message(payload: &Payload) -> &str {
         Payload::VocationalDiploma(_) => described("education.vocational_diploma"),
         Payload::EmploymentPeriod(_) => described("employment.period"),
         Payload::ValidatedCompetence(_) => described("competence.validated"),
+        Payload::NonFormalLearning(_) => described("education.non_formal"),
+        Payload::SelfDeclaredMerit(_) => described("competence.self_declared"),
         Payload::Other(any) => any.type_url.rsplit('/').next().unwrap_or_default(),
     }
 }

@@ -7,6 +7,7 @@ use toml::Spanned;
 
 use super::ConfigError;
 use super::fields::{org_number, record_types};
+use samverka_adapter::credential::merit::SELF_DECLARED;
 
 /// One adapter in the routing table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +55,16 @@ pub(super) fn parse(
                 span,
                 format!("adapters[{i}].name"),
                 format!("{:?} is used twice", a.name),
+            ));
+        }
+        if a.record_types.iter().any(|t| t == SELF_DECLARED) {
+            return Err(ConfigError::at(
+                text,
+                span,
+                format!("adapters[{i}].record_types"),
+                format!(
+                    "{SELF_DECLARED} is kept by the gateway (people declare it themselves); no register serves it"
+                ),
             ));
         }
         let Some((host, port)) = a.address.rsplit_once(':') else {

@@ -20,8 +20,8 @@ use prost::Message;
 use samverka_adapter::conformance::{payload_message, payload_mismatch};
 use samverka_proto::records::v1::record::Payload;
 use samverka_proto::records::v1::{
-    CourseResult, Degree, EmploymentPeriod, Record, UpperSecondaryGrade, ValidatedCompetence,
-    VocationalDiploma,
+    CourseResult, Degree, EmploymentPeriod, NonFormalLearning, Record, SelfDeclaredMerit,
+    UpperSecondaryGrade, ValidatedCompetence, VocationalDiploma,
 };
 
 /// Why `record`'s payload is not its record type's, or `Ok`.
@@ -55,6 +55,8 @@ fn decode(message: &str, bytes: &[u8]) -> Result<(), String> {
         "samverka.records.v1.VocationalDiploma" => as_::<VocationalDiploma>(bytes),
         "samverka.records.v1.EmploymentPeriod" => as_::<EmploymentPeriod>(bytes),
         "samverka.records.v1.ValidatedCompetence" => as_::<ValidatedCompetence>(bytes),
+        "samverka.records.v1.NonFormalLearning" => as_::<NonFormalLearning>(bytes),
+        "samverka.records.v1.SelfDeclaredMerit" => as_::<SelfDeclaredMerit>(bytes),
         _ => Err("no decoder for this message".to_owned()),
     }
 }
@@ -100,6 +102,15 @@ mod tests {
                 skill_concepts: vec!["http://data.europa.eu/esco/skill/x".into()],
                 ..Default::default()
             }),
+            "education.non_formal" => Payload::NonFormalLearning(NonFormalLearning {
+                title: "Truckkörning A+B".into(),
+                hours: 40,
+                ..Default::default()
+            }),
+            "competence.self_declared" => Payload::SelfDeclaredMerit(SelfDeclaredMerit {
+                title: "Föreningskassör".into(),
+                ..Default::default()
+            }),
             other => panic!("no payload for {other}"),
         }
     }
@@ -113,6 +124,8 @@ mod tests {
             Payload::VocationalDiploma(m) => m.encode_to_vec(),
             Payload::EmploymentPeriod(m) => m.encode_to_vec(),
             Payload::ValidatedCompetence(m) => m.encode_to_vec(),
+            Payload::NonFormalLearning(m) => m.encode_to_vec(),
+            Payload::SelfDeclaredMerit(m) => m.encode_to_vec(),
             Payload::Other(a) => return Payload::Other(a.clone()),
         };
         let message = samverka_adapter::conformance::carried_message(payload);
@@ -163,6 +176,8 @@ mod tests {
             Payload::VocationalDiploma(_) => "vocational_diploma",
             Payload::EmploymentPeriod(_) => "employment_period",
             Payload::ValidatedCompetence(_) => "validated_competence",
+            Payload::NonFormalLearning(_) => "non_formal_learning",
+            Payload::SelfDeclaredMerit(_) => "self_declared_merit",
             Payload::Other(_) => "other",
         };
         for (record_type, message) in PAYLOAD_MESSAGES {

@@ -32,16 +32,21 @@ fn record_days(r: &Record) -> Option<(String, String)> {
         Payload::UpperSecondaryGrade(p) => day(&p.grade_date),
         Payload::VocationalDiploma(p) => day(&p.issue_date),
         Payload::ValidatedCompetence(p) => day(&p.assessment_date),
-        Payload::EmploymentPeriod(p) => {
-            let end = if p.end_date.is_empty() {
-                "9999-12-31".to_owned()
-            } else {
-                p.end_date.clone()
-            };
-            (p.start_date.len() == 10 && end.len() == 10).then(|| (p.start_date.clone(), end))
+        Payload::NonFormalLearning(p) => day(&p.completion_date),
+        Payload::EmploymentPeriod(p) => span(&p.start_date, &p.end_date),
+        // Undated, it counts from the day it was declared.
+        Payload::SelfDeclaredMerit(p) if p.start_date.is_empty() => {
+            day(p.declared_at.get(..10).unwrap_or_default())
         }
+        Payload::SelfDeclaredMerit(p) => span(&p.start_date, &p.end_date),
         Payload::Other(_) => None,
     }
+}
+
+/// The days from `start` to `end` (empty: ongoing), if both are dates.
+fn span(start: &str, end: &str) -> Option<(String, String)> {
+    let end = if end.is_empty() { "9999-12-31" } else { end };
+    (start.len() == 10 && end.len() == 10).then(|| (start.to_owned(), end.to_owned()))
 }
 
 /// Keeps the records within the permit's period; returns how many were

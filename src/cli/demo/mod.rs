@@ -32,6 +32,7 @@ use super::CliError;
 mod network;
 mod person;
 mod portal;
+mod sources;
 
 /// The organisation operating the demo gateway.
 pub const GATEWAY_AGENCY: &str = "2021999012";
@@ -59,9 +60,8 @@ pub use person::{
 
 pub use portal::{OWN_PASSPORT_PURPOSE, PORTAL_CLIENT_ID, WebAddresses};
 
-pub use network::{
-    DEMO_AUDIT, DEMO_SOURCES, DemoError, DemoSource, Network, client_address, demo_config, pki_spec,
-};
+pub use network::{DEMO_AUDIT, DemoError, Network, client_address, demo_config, pki_spec};
+pub use sources::{DEMO_SOURCES, DemoSource};
 
 /// The TLS material of the demo adapter `name` in the PKI `pki`, with its
 /// agency's attestation key: its records come into passports attested.

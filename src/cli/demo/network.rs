@@ -26,45 +26,9 @@ use samverka_gateway::server::serve;
 use samverka_gateway::time::Clock;
 
 use super::{
-    DEMO_PURPOSE, DEMO_RECORD_TYPES, DEMO_SUBJECT, DemoLogin, GATEWAY_AGENCY, OUTSIDER_AGENCY,
+    DEMO_SOURCES, DEMO_PURPOSE, DEMO_RECORD_TYPES, DEMO_SUBJECT, DemoLogin, GATEWAY_AGENCY, OUTSIDER_AGENCY,
     OUTSIDER_CLIENT_ID, READER_AGENCY, REGISTRAR_AGENCY, REGISTRAR_CLIENT_ID,
 };
-
-/// One of the demo's sources.
-#[derive(Debug, Clone, Copy)]
-pub struct DemoSource {
-    /// The adapter's name, in the configuration and the PKI's file names.
-    pub name: &'static str,
-    /// The agency whose register it serves.
-    pub agency: &'static str,
-    /// The record types it answers for.
-    pub record_types: &'static [&'static str],
-    /// Loads its synthetic register (parses the fixture: call when the
-    /// adapter starts, not to look something up).
-    pub register: fn() -> InMemoryRegister,
-}
-
-/// The demo's sources, one per reference adapter.
-pub const DEMO_SOURCES: [DemoSource; 3] = [
-    DemoSource {
-        name: "higher-education",
-        agency: samverka_adapter_higher_education::DEMO_AGENCY,
-        record_types: &samverka_adapter_higher_education::RECORD_TYPES,
-        register: samverka_adapter_higher_education::demo,
-    },
-    DemoSource {
-        name: "employment",
-        agency: samverka_adapter_employment::DEMO_AGENCY,
-        record_types: &samverka_adapter_employment::RECORD_TYPES,
-        register: samverka_adapter_employment::demo,
-    },
-    DemoSource {
-        name: "competence",
-        agency: samverka_adapter_competence::DEMO_AGENCY,
-        record_types: &samverka_adapter_competence::RECORD_TYPES,
-        register: samverka_adapter_competence::demo,
-    },
-];
 
 /// Why the demo failed.
 pub type DemoError = Box<dyn std::error::Error + Send + Sync>;
@@ -549,13 +513,13 @@ login_clients = [{{ issuer = "{idp}", client_id = "{OUTSIDER_CLIENT_ID}" }}]
 code = "study_guidance"
 description = "Study and career guidance"
 description_sv = "Studie- och yrkesvägledning"
-record_types = ["education.course_result", "education.degree", "employment.period", "competence.validated"]
+record_types = ["education.course_result", "education.degree", "education.non_formal", "employment.period", "competence.validated", "competence.self_declared"]
 
 [[purposes]]
 code = "job_matching"
 description = "Job matching by the public employment service"
 description_sv = "Matchning till arbete hos den offentliga arbetsförmedlingen"
-record_types = ["employment.period", "competence.validated"]
+record_types = ["education.non_formal", "employment.period", "competence.validated"]
 
 [[purposes]]
 code = "admission"
@@ -566,12 +530,12 @@ record_types = ["education.course_result", "education.degree", "education.upper_
 [[access_rules]]
 agency = "{READER_AGENCY}"
 purposes = ["study_guidance"]
-record_types = ["education.course_result", "education.degree", "employment.period", "competence.validated"]
+record_types = ["education.course_result", "education.degree", "education.non_formal", "employment.period", "competence.validated", "competence.self_declared"]
 
 [[access_rules]]
 agency = "{READER_AGENCY}"
 purposes = ["job_matching"]
-record_types = ["employment.period", "competence.validated"]
+record_types = ["education.non_formal", "employment.period", "competence.validated"]
 
 {adapter_tables}{extra}"#,
         ca = p(&pki.ca_cert),

@@ -24,11 +24,13 @@ pub const PORTAL_CLIENT_ID: &str = "samverka-demo-portal";
 pub const OWN_PASSPORT_PURPOSE: &str = "own_passport";
 
 /// The record types of [`OWN_PASSPORT_PURPOSE`].
-const PASSPORT_TYPES: [&str; 4] = [
+const PASSPORT_TYPES: [&str; 6] = [
     "education.course_result",
     "education.degree",
+    "education.non_formal",
     "employment.period",
     "competence.validated",
+    "competence.self_declared",
 ];
 
 /// Where the portal and the identity provider are reached.

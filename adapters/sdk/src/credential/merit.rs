@@ -7,16 +7,42 @@
 //! classification codes as `alignment`s, the grading scale as a
 //! `resultDescription`) in the `Achievement`; what the person got (the
 //! grade as a `Result`, credits earned, the period of an employment) in the
-//! `AchievementSubject`. Three properties are samverka's own: `recordType`
-//! (the record type it was read as), `source` (the register it came from,
-//! and, for a merit the gateway issues, when it received it) and an
-//! employment's `extentPercent`;
+//! `AchievementSubject`. Four properties are samverka's own: `recordType`
+//! (the record type it was read as), `meritKind` (see [`merit_kind`]),
+//! `source` (the register it came from, and, for a merit the gateway
+//! issues, when it received it) and an employment's `extentPercent`;
 //! `creditUnit` names what `creditsAvailable` counts.
 
 use samverka_proto::records::v1::{GradingScale, Record, record::Payload};
 use serde_json::{Value, json};
 
 use super::{OB_CONTEXT, VC_CONTEXT, agency_urn};
+
+/// The kind of merit a record type holds, as a passport shows it:
+/// - `formal`: education in the formal system (courses, degrees, grades,
+///   diplomas), `education.*`;
+/// - `non-formal`: organised learning outside it (an employer's training,
+///   a folk high school course), `education.non_formal`;
+/// - `validated`: a competence assessed through validation, whatever way
+///   it was learnt, `competence.validated`;
+/// - `work-experience`: an employment, `employment.*`;
+/// - `self-declared`: what the person says of themselves, attested by no
+///   one, `competence.self_declared`;
+/// - `other`: a register's own competence type.
+pub fn merit_kind(record_type: &str) -> &'static str {
+    match record_type {
+        SELF_DECLARED => "self-declared",
+        "competence.validated" => "validated",
+        "education.non_formal" => "non-formal",
+        t if t.starts_with("education.") => "formal",
+        t if t.starts_with("employment.") => "work-experience",
+        _ => "other",
+    }
+}
+
+/// The record type of the merits people declare themselves. The gateway
+/// keeps them; no register may serve this type.
+pub const SELF_DECLARED: &str = "competence.self_declared";
 
 /// Who a merit's credential is about and who issues it: the same for
 /// every merit of one passport.
@@ -69,6 +95,18 @@ fn alignment(framework: &str, code: &str) -> Value {
     })
 }
 
+/// Skill concepts as alignments: ESCO URIs, else JobTech concept ids.
+fn skills(concepts: &[String]) -> impl Iterator<Item = Value> + '_ {
+    concepts.iter().map(|s| {
+        let framework = if s.starts_with("http://data.europa.eu/esco/") {
+            "ESCO"
+        } else {
+            "JobTech taxonomy"
+        };
+        alignment(framework, s)
+    })
+}
+
 fn eqf(level: u32) -> Option<Value> {
     (level > 0).then(|| alignment("EQF", &level.to_string()))
 }
@@ -115,6 +153,7 @@ struct Facts {
     by_org: String,
     by_name: String,
     detail: String,
+    description: String,
     extent_percent: u32,
     alignments: Vec<Value>,
 }
@@ -201,19 +240,25 @@ fn facts(payload: Option<&Payload>) -> Facts {
             f.detail = c.method.clone();
             f.awarded = c.assessment_date.clone();
             (f.by_org, f.by_name) = (c.assessor_org_number.clone(), c.assessor_name.clone());
-            f.alignments = c
-                .skill_concepts
-                .iter()
-                .map(|s| {
-                    let framework = if s.starts_with("http://data.europa.eu/esco/") {
-                        "ESCO"
-                    } else {
-                        "JobTech taxonomy"
-                    };
-                    alignment(framework, s)
-                })
-                .chain(eqf(c.eqf_level))
-                .collect();
+            f.alignments = skills(&c.skill_concepts).chain(eqf(c.eqf_level)).collect();
+        }
+        Some(Payload::NonFormalLearning(n)) => {
+            f.achievement_type = "CertificateOfCompletion";
+            f.name = n.title.clone();
+            f.description = n.description.clone();
+            f.detail = n.provider_kind.replace('_', " ");
+            (f.credits, f.credit_unit) = (f64::from(n.hours), "hours");
+            (f.start, f.end) = (n.start_date.clone(), n.completion_date.clone());
+            f.awarded = n.completion_date.clone();
+            (f.by_org, f.by_name) = (n.provider_org_number.clone(), n.provider_name.clone());
+            f.alignments = skills(&n.skill_concepts).chain(eqf(n.eqf_level)).collect();
+        }
+        Some(Payload::SelfDeclaredMerit(m)) => {
+            f.achievement_type = "Achievement";
+            f.name = m.title.clone();
+            f.description = m.description.clone();
+            (f.start, f.end) = (m.start_date.clone(), m.end_date.clone());
+            f.alignments = skills(&m.skill_concepts).collect();
         }
         Some(Payload::Other(any)) => {
             f.achievement_type = "Achievement";
@@ -226,6 +271,8 @@ fn facts(payload: Option<&Payload>) -> Facts {
 
 /// One record as an `OpenBadgeCredential` issued by `holder.issuer`;
 /// `retrieved_at` (when the gateway received it) is left out when empty.
+/// A self-declared merit is issued and created by the holder, so that it
+/// never reads as vouched for by an organisation.
 pub fn open_badge(
     record: &Record,
     source_name: &str,
@@ -240,35 +287,54 @@ pub fn open_badge(
     } else {
         f.name.clone()
     };
-    let by = if f.by_name.is_empty() {
+    let kind = merit_kind(&record.record_type);
+    let self_declared = kind == "self-declared";
+    let by = if self_declared {
+        "declared by the holder".to_owned()
+    } else if f.by_name.is_empty() {
         "an organisation the register does not name".to_owned()
     } else {
         f.by_name.clone()
+    };
+    let narrative = if self_declared {
+        format!(
+            "Declared by the holder through a registrar's e-service; kept by the gateway of {source_name} (organisation number {}) and attested by no one.",
+            record.source_agency
+        )
+    } else {
+        format!(
+            "Recorded as {} in the register of {source_name} (organisation number {}).",
+            record.record_type, record.source_agency
+        )
     };
     let mut achievement = json!({
         "id": achievement_id,
         "type": ["Achievement"],
         "achievementType": f.achievement_type,
         "name": name,
-        "description": format!("{name}, {by}"),
-        "criteria": {
-            "narrative": format!(
-                "Recorded as {} in the register of {source_name} (organisation number {}).",
-                record.record_type, record.source_agency
-            ),
-        },
+        "description": if f.description.is_empty() { format!("{name}, {by}") } else { f.description.clone() },
+        "criteria": { "narrative": narrative },
     });
     set(&mut achievement, "humanCode", json!(f.code));
     set(&mut achievement, "fieldOfStudy", json!(f.field));
     set(&mut achievement, "specialization", json!(f.detail));
     set(&mut achievement, "creditsAvailable", json!(f.credits));
     set(&mut achievement, "creditUnit", json!(f.credit_unit));
+    let holder_profile = json!({
+        "id": holder.subject_id,
+        "type": ["Profile"],
+        "name": "The holder (self-declared)",
+    });
     let mut creator = json!({
         "id": if f.by_org.is_empty() { format!("{achievement_id}#creator") } else { agency_urn(&f.by_org) },
         "type": ["Profile"],
     });
     set(&mut creator, "name", json!(f.by_name));
-    achievement["creator"] = creator;
+    achievement["creator"] = if self_declared {
+        holder_profile.clone()
+    } else {
+        creator
+    };
     set(&mut achievement, "alignment", Value::Array(f.alignments));
 
     let mut subject = json!({
@@ -307,10 +373,11 @@ pub fn open_badge(
         "id": format!("urn:samverka:record:{key}"),
         "type": ["VerifiableCredential", "OpenBadgeCredential"],
         "name": name,
-        "issuer": holder.issuer,
+        "issuer": if self_declared { &holder_profile } else { holder.issuer },
         "validFrom": holder.valid_from,
         "credentialSubject": subject,
         "recordType": record.record_type,
+        "meritKind": kind,
         "source": {
             "agency": record.source_agency,
             "name": source_name,
@@ -330,6 +397,10 @@ pub fn open_badge(
 pub struct Merit {
     /// The record type it was read as (`education.degree`).
     pub record_type: String,
+    /// Its kind (`formal`, `non-formal`, `validated`, `work-experience`,
+    /// `self-declared`; see [`merit_kind`]), from its record type, never
+    /// from what the credential says of itself.
+    pub kind: String,
     /// Open Badges' `achievementType` (`Course`, `ext:EmploymentPeriod`).
     pub achievement_type: String,
     /// The achievement's name.
@@ -379,6 +450,7 @@ impl Merit {
         let a = &subject["achievement"];
         Merit {
             record_type: s(credential, "recordType"),
+            kind: merit_kind(&s(credential, "recordType")).to_owned(),
             achievement_type: s(a, "achievementType"),
             name: s(a, "name"),
             code: s(a, "humanCode"),
@@ -401,7 +473,10 @@ impl Merit {
             source_agency: s(&credential["source"], "agency"),
             retrieved_at: s(&credential["source"], "retrievedAt"),
             attested_by: s(&credential["issuer"], "name"),
-            source_attested: credential.get("attestation").is_some(),
+            // A self-declared merit is never shown as attested, whatever
+            // it carries.
+            source_attested: credential.get("attestation").is_some()
+                && merit_kind(&s(credential, "recordType")) != "self-declared",
         }
     }
 
@@ -431,7 +506,7 @@ impl Merit {
         if !self.awarded.is_empty() {
             line.push_str(&format!(", {}", self.awarded));
         }
-        line.push_str(&format!("\n        by {}", self.creator));
+        line.push_str(&format!("\n        {} merit, by {}", self.kind, self.creator));
         if !self.codes.is_empty() {
             let codes: Vec<String> = self.codes.iter().map(|(f, c)| format!("{f} {c}")).collect();
             line.push_str(&format!("; {}", codes.join("; ")));
@@ -443,7 +518,9 @@ impl Merit {
         if !self.retrieved_at.is_empty() {
             line.push_str(&format!(", retrieved {}", self.retrieved_at));
         }
-        line.push_str(if self.source_attested {
+        line.push_str(if self.kind == "self-declared" {
+            ", declared by the person, attested by no one"
+        } else if self.source_attested {
             ", signed by the source"
         } else {
             ", relayed by the gateway (not signed by the source)"

@@ -453,9 +453,11 @@ fn claims_match(claims: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// Every merit is about the passport's person and issued by its issuer,
-/// or, for a merit attested by its source, by that source (whose
-/// attestation [`sources_attest`] checks).
+/// Every merit is about the passport's person, says the kind its record
+/// type is, and is issued by the passport's issuer, or, for a merit
+/// attested by its source, by that source (whose attestation
+/// [`sources_attest`] checks), or, for a self-declared merit, by the
+/// holder, and then never attested.
 fn merits_match(claims: &Value) -> Result<(), String> {
     let subject = &claims["credentialSubject"];
     for (i, merit) in subject["verifiableCredential"]
@@ -471,8 +473,23 @@ fn merits_match(claims: &Value) -> Result<(), String> {
         }
         let attested = merit.get(attestation::PROPERTY).is_some();
         let source = merit["source"]["agency"].as_str().unwrap_or_default();
-        if merit["issuer"]["id"] != claims["issuer"]["id"]
-            && !(attested && merit["issuer"]["id"] == agency_urn(source).as_str())
+        let kind = merit::merit_kind(merit["recordType"].as_str().unwrap_or_default());
+        if merit["meritKind"] != kind {
+            return Err(format!(
+                "merit {i} says it is {} but its record type makes it {kind}",
+                merit["meritKind"]
+            ));
+        }
+        let issuer = &merit["issuer"]["id"];
+        let by_holder = issuer == &subject["id"];
+        if kind == "self-declared" {
+            if attested || !by_holder {
+                return Err(format!(
+                    "merit {i} is self-declared but presented as issued or attested by an organisation"
+                ));
+            }
+        } else if issuer != &claims["issuer"]["id"]
+            && !(attested && issuer == agency_urn(source).as_str())
         {
             return Err(format!("merit {i} names another issuer"));
         }
