@@ -6,11 +6,12 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The protos code is generated from.
-const PROTOS: [&str; 6] = [
+const PROTOS: [&str; 7] = [
     "proto/samverka/records/v1/records.proto",
     "proto/samverka/v1/exchange.proto",
     "proto/samverka/v1/consent.proto",
     "proto/samverka/v1/access_log.proto",
+    "proto/samverka/v1/merits.proto",
     "proto/samverka/adapter/v1/adapter.proto",
     "proto/samverka/admin/v1/registry.proto",
 ];

@@ -101,6 +101,11 @@ async fn call(method: Method, channel: &Channel) -> Result<(), Status> {
     let exchange = || RecordExchangeClient::new(channel.clone());
     let consents = || ConsentsClient::new(channel.clone());
     let registry = || admin::registry_client::RegistryClient::new(channel.clone());
+    let merits = || {
+        samverka_proto::v1::self_declared_merits_client::SelfDeclaredMeritsClient::new(
+            channel.clone(),
+        )
+    };
     // No wildcard: a new method must be added here.
     match method {
         Method::GetRecords => exchange().get_records(demo_read()).await.map(drop),
@@ -171,6 +176,28 @@ async fn call(method: Method, channel: &Channel) -> Result<(), Status> {
         Method::AccessLogList => AccessLogClient::new(channel.clone())
             .list(ListAccessEventsRequest {
                 subject_id: DEMO_SUBJECT.into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        Method::MeritsDeclare => merits()
+            .declare(samverka_proto::v1::DeclareMeritRequest {
+                subject_id: DEMO_SUBJECT.into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        Method::MeritsList => merits()
+            .list(samverka_proto::v1::ListDeclaredMeritsRequest {
+                subject_id: DEMO_SUBJECT.into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        Method::MeritsWithdraw => merits()
+            .withdraw(samverka_proto::v1::WithdrawMeritRequest {
+                subject_id: DEMO_SUBJECT.into(),
+                merit_id: uuid::Uuid::new_v4().to_string(),
                 ..Default::default()
             })
             .await

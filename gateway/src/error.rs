@@ -119,6 +119,11 @@ pub enum Reason {
     /// This gateway's registry is its configuration file
     /// (`[registry] source = "file"`): change the file and send SIGHUP.
     RegistryReadOnly,
+    /// The person already keeps the most self-declared merits a person
+    /// may keep: withdraw one first.
+    MeritLimit,
+    /// No self-declared merit in force has that id for that person.
+    MeritNotFound,
     /// The consent or audit store cannot be reached: fail closed.
     StoreUnavailable,
     /// A defect inside the gateway.
@@ -169,6 +174,8 @@ impl Reason {
             Reason::RegistryVersionMismatch => "REGISTRY_VERSION_MISMATCH",
             Reason::RegistryItemNotFound => "REGISTRY_ITEM_NOT_FOUND",
             Reason::RegistryReadOnly => "REGISTRY_READ_ONLY",
+            Reason::MeritLimit => "MERIT_LIMIT",
+            Reason::MeritNotFound => "MERIT_NOT_FOUND",
             Reason::StoreUnavailable => "STORE_UNAVAILABLE",
             Reason::Internal => "INTERNAL",
         }
@@ -196,9 +203,11 @@ impl Reason {
             | Reason::ConsentPending
             | Reason::ConsentRejected
             | Reason::PurposeMismatch => Code::PermissionDenied,
-            Reason::ConsentStateInvalid | Reason::RegistryReadOnly => Code::FailedPrecondition,
+            Reason::ConsentStateInvalid | Reason::RegistryReadOnly | Reason::MeritLimit => {
+                Code::FailedPrecondition
+            }
             Reason::RegistryVersionMismatch => Code::Aborted,
-            Reason::RegistryItemNotFound => Code::NotFound,
+            Reason::RegistryItemNotFound | Reason::MeritNotFound => Code::NotFound,
             Reason::RegistryInvalid => Code::InvalidArgument,
             Reason::ApprovalWidens => Code::InvalidArgument,
             Reason::SubjectIdInvalid

@@ -13,6 +13,7 @@ use samverka_proto::admin::v1::registry_server::RegistryServer;
 use samverka_proto::v1::access_log_server::AccessLogServer;
 use samverka_proto::v1::consents_server::ConsentsServer;
 use samverka_proto::v1::record_exchange_server::RecordExchangeServer;
+use samverka_proto::v1::self_declared_merits_server::SelfDeclaredMeritsServer;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic::transport::Server;
@@ -23,6 +24,7 @@ use crate::config::{Config, ConfigError};
 use crate::service::access_log::AccessLogService;
 use crate::service::consents::ConsentsService;
 use crate::service::exchange::RecordExchangeService;
+use crate::service::merits::MeritsService;
 use crate::service::registry::RegistryService;
 use crate::service::rpc::RequestLimit;
 use crate::state::{Gateway, StartError};
@@ -30,10 +32,11 @@ use crate::time::Clock;
 
 /// The gateway's gRPC services by their full names, as the health and
 /// reflection services list them.
-const SERVICES: [&str; 4] = [
+const SERVICES: [&str; 5] = [
     <RecordExchangeServer<RecordExchangeService> as NamedService>::NAME,
     <ConsentsServer<ConsentsService> as NamedService>::NAME,
     <AccessLogServer<AccessLogService> as NamedService>::NAME,
+    <SelfDeclaredMeritsServer<MeritsService> as NamedService>::NAME,
     <RegistryServer<RegistryService> as NamedService>::NAME,
 ];
 
@@ -135,6 +138,13 @@ pub async fn serve(
         ))
         .add_service(RequestLimit::new(
             AccessLogServer::new(AccessLogService::new(gateway.clone()))
+                .max_decoding_message_size(max_request)
+                .max_encoding_message_size(max_response),
+            gateway.metrics.clone(),
+            max_request,
+        ))
+        .add_service(RequestLimit::new(
+            SelfDeclaredMeritsServer::new(MeritsService::new(gateway.clone()))
                 .max_decoding_message_size(max_request)
                 .max_encoding_message_size(max_response),
             gateway.metrics.clone(),

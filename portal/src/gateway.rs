@@ -4,15 +4,18 @@
 
 use samverka_gateway::net::client::{AgencyTls, connect};
 use samverka_gateway::person::issue::AssertionSigner;
+use samverka_proto::records::v1::SelfDeclaredMerit;
 use samverka_proto::terms::PersonBound;
 use samverka_proto::v1::access_log_client::AccessLogClient;
 use samverka_proto::v1::consents_client::ConsentsClient;
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
+use samverka_proto::v1::self_declared_merits_client::SelfDeclaredMeritsClient;
 use samverka_proto::v1::{
-    ApproveConsentRequest, CompetencePassport, Consent, ConsentReceipt,
-    GetCompetencePassportRequest, GetConsentRequest, GrantConsentRequest, ListAccessEventsRequest,
-    ListAccessEventsResponse, ListConsentsRequest, PauseConsentRequest, RejectConsentRequest,
-    ResumeConsentRequest, RevokeConsentRequest,
+    ApproveConsentRequest, CompetencePassport, Consent, ConsentReceipt, DeclareMeritRequest,
+    DeclaredMerit, GetCompetencePassportRequest, GetConsentRequest, GrantConsentRequest,
+    ListAccessEventsRequest, ListAccessEventsResponse, ListConsentsRequest,
+    ListDeclaredMeritsRequest, PauseConsentRequest, RejectConsentRequest, ResumeConsentRequest,
+    RevokeConsentRequest, WithdrawMeritRequest,
 };
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
@@ -119,6 +122,52 @@ impl Gateway {
             .seal(&mut req, &login.person, &login.id_token, now)
             .map_err(|e| Refusal::local(e.to_string()))?;
         Ok(req)
+    }
+
+    fn merits(&self) -> SelfDeclaredMeritsClient<Channel> {
+        SelfDeclaredMeritsClient::new(self.channel.clone())
+    }
+
+    /// The merits the person declared and has not withdrawn, oldest first.
+    pub async fn list_merits(&self, login: &Login) -> Result<Vec<DeclaredMerit>, Refusal> {
+        let req = self.seal(
+            ListDeclaredMeritsRequest {
+                subject_id: login.person.clone(),
+                person_assertion: String::new(),
+            },
+            login,
+        )?;
+        Ok(self.merits().list(req).await?.into_inner().merits)
+    }
+
+    /// Records a merit the person declares.
+    pub async fn declare_merit(
+        &self,
+        login: &Login,
+        merit: SelfDeclaredMerit,
+    ) -> Result<DeclaredMerit, Refusal> {
+        let req = self.seal(
+            DeclareMeritRequest {
+                subject_id: login.person.clone(),
+                merit: Some(merit),
+                person_assertion: String::new(),
+            },
+            login,
+        )?;
+        Ok(self.merits().declare(req).await?.into_inner())
+    }
+
+    /// Withdraws one of the person's merits.
+    pub async fn withdraw_merit(&self, login: &Login, id: &str) -> Result<DeclaredMerit, Refusal> {
+        let req = self.seal(
+            WithdrawMeritRequest {
+                subject_id: login.person.clone(),
+                merit_id: id.to_owned(),
+                person_assertion: String::new(),
+            },
+            login,
+        )?;
+        Ok(self.merits().withdraw(req).await?.into_inner())
     }
 
     fn consents(&self) -> ConsentsClient<Channel> {

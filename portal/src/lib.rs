@@ -126,6 +126,8 @@ impl Portal {
             .route("/consents/{id}/{action}", post(pages::decide))
             .route("/receipts/{number}", get(pages::receipt))
             .route("/access-log", get(pages::access_log))
+            .route("/merits", get(pages::merits).post(pages::declare_merit))
+            .route("/merits/{id}/withdraw", post(pages::withdraw_merit))
             .route(
                 "/passport",
                 get(pages::passport).post(pages::fetch_passport),

@@ -9,16 +9,18 @@
 //! ensure_ascii=False)`). Field names are the proto names; an unset
 //! timestamp is `null`, a set one `{"nanos":N,"seconds":N}`; lists keep
 //! the request's order; `ListAccessEventsRequest.newest_first` and
-//! `agency`, added later, are in the text only when set. The registrar computes the text from what it
+//! `agency`, added later, are in the text only when set; a
+//! `DeclareMeritRequest`'s merit is flattened into the text (`title`,
+//! `description`, `skill_concepts`, `start_date`, `end_date`). The registrar computes the text from what it
 //! sends and the gateway from what it received, so any changed field
 //! makes the assertion fail.
 
 use serde_json::{Value, json};
 
 use crate::v1::{
-    ApproveConsentRequest, GetConsentRequest, GrantConsentRequest, ListAccessEventsRequest,
-    ListConsentsRequest, PauseConsentRequest, RejectConsentRequest, ResumeConsentRequest,
-    RevokeConsentRequest,
+    ApproveConsentRequest, DeclareMeritRequest, GetConsentRequest, GrantConsentRequest,
+    ListAccessEventsRequest, ListConsentsRequest, ListDeclaredMeritsRequest, PauseConsentRequest,
+    RejectConsentRequest, ResumeConsentRequest, RevokeConsentRequest, WithdrawMeritRequest,
 };
 
 /// A request that a registrar makes for a person, with a person assertion.
@@ -193,6 +195,47 @@ impl PersonBound for ListAccessEventsRequest {
             terms["agency"] = Value::String(self.agency.clone());
         }
         terms
+    }
+    assertion_field!();
+}
+
+impl PersonBound for DeclareMeritRequest {
+    const ACTION: &'static str = "/samverka.v1.SelfDeclaredMerits/Declare";
+    fn person(&self) -> Option<&str> {
+        Some(&self.subject_id)
+    }
+    fn terms_json(&self) -> Value {
+        let m = self.merit.clone().unwrap_or_default();
+        json!({
+            "subject_id": self.subject_id,
+            "title": m.title,
+            "description": m.description,
+            "skill_concepts": m.skill_concepts,
+            "start_date": m.start_date,
+            "end_date": m.end_date,
+        })
+    }
+    assertion_field!();
+}
+
+impl PersonBound for ListDeclaredMeritsRequest {
+    const ACTION: &'static str = "/samverka.v1.SelfDeclaredMerits/List";
+    fn person(&self) -> Option<&str> {
+        Some(&self.subject_id)
+    }
+    fn terms_json(&self) -> Value {
+        json!({"subject_id": self.subject_id})
+    }
+    assertion_field!();
+}
+
+impl PersonBound for WithdrawMeritRequest {
+    const ACTION: &'static str = "/samverka.v1.SelfDeclaredMerits/Withdraw";
+    fn person(&self) -> Option<&str> {
+        Some(&self.subject_id)
+    }
+    fn terms_json(&self) -> Value {
+        json!({"subject_id": self.subject_id, "merit_id": self.merit_id})
     }
     assertion_field!();
 }

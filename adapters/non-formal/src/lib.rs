@@ -23,7 +23,8 @@ pub const DEMO_AGENCY: &str = "2021999111";
 /// The record types this adapter answers for.
 pub const RECORD_TYPES: [&str; 1] = ["education.non_formal"];
 /// Who may have organised a course.
-pub const PROVIDER_KINDS: [&str; 4] = ["employer", "folk_high_school", "study_association", "other"];
+pub const PROVIDER_KINDS: [&str; 4] =
+    ["employer", "folk_high_school", "study_association", "other"];
 
 const FIXTURE: &str = include_str!("../fixtures/people.toml");
 
@@ -107,7 +108,11 @@ mod tests {
             SubjectId::parse(&p.subject_id).unwrap();
             for c in &p.courses {
                 OrgNumber::parse(&c.provider_org_number).unwrap();
-                assert!(PROVIDER_KINDS.contains(&c.provider_kind.as_str()), "{}", c.id);
+                assert!(
+                    PROVIDER_KINDS.contains(&c.provider_kind.as_str()),
+                    "{}",
+                    c.id
+                );
                 assert!(c.eqf_level <= 8, "{}", c.id);
                 assert!(c.hours > 0, "{}", c.id);
                 assert!(c.start_date <= c.completion_date, "{}", c.id);

@@ -7,11 +7,14 @@
 //! - [`consents`]: `samverka.v1.Consents`, for registrars;
 //! - [`access_log`]: `samverka.v1.AccessLog`, a person's view of the
 //!   trail, through a registrar;
+//! - [`merits`]: `samverka.v1.SelfDeclaredMerits`, what a person declares
+//!   of themselves, through a registrar;
 //! - [`registry`]: `samverka.admin.v1.Registry`, for operators.
 
 pub mod access_log;
 pub mod consents;
 pub mod exchange;
+pub mod merits;
 pub mod passport;
 pub mod registry;
 pub mod rpc;

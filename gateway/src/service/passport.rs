@@ -1,6 +1,12 @@
 //! `GetCompetencePassport`: the checks of `GetRecords`, made for each record
 //! type of the passport on its own, then one fan-out per consent used, then
 //! the passport and its signed credential.
+//!
+//! The person's self-declared merits (`competence.self_declared`) are the
+//! gateway's own source: no register is asked for them; where a consent
+//! covers the type, they are read from the store with the fan-out of that
+//! consent and listed among the sources as the gateway's (its
+//! organisation number, named "self-declared by the person").
 
 use std::time::Duration;
 
@@ -21,20 +27,66 @@ use crate::registry::Registry;
 use crate::state::Gateway;
 use crate::store::StoredConsent;
 use crate::time::to_timestamp;
+use samverka_adapter::credential::merit::SELF_DECLARED;
+use samverka_proto::records::v1::{Record, record::Payload};
 
 /// The record types a passport for `purpose` can hold: those the purpose
-/// covers, of a passport kind, that some source serves. Sorted.
+/// covers, of a passport kind, that some source serves (the gateway itself
+/// keeps self-declared merits). Sorted.
 fn candidate_types(registry: &Registry, purpose: &[String]) -> Vec<String> {
     let mut types: Vec<String> = purpose
         .iter()
         .filter(|t| passport::is_passport_type(t))
-        .filter(|t| registry.adapters.iter().any(|a| a.record_types.contains(t)))
+        .filter(|t| {
+            *t == SELF_DECLARED || registry.adapters.iter().any(|a| a.record_types.contains(t))
+        })
         .cloned()
         .collect();
     types.sort();
     types.dedup();
     types
 }
+
+/// Adds the person's self-declared merits in force to `result`, as records
+/// of the gateway's own source; a store that fails is that source's
+/// failure, as a register's would be.
+async fn self_declared(gw: &Gateway, subject: &str, result: &mut FetchResult, started_ms: i64) {
+    let keeper = gw.config.gateway.org_number.to_string();
+    let mut outcome = SourceOutcome {
+        source_agency: keeper.clone(),
+        source_name: SELF_DECLARED_SOURCE.to_owned(),
+        status: source_outcome::Status::Ok as i32,
+        ..Default::default()
+    };
+    match gw.store.declared_merits(subject).await {
+        Ok(rows) => {
+            outcome.record_count = u32::try_from(rows.len()).unwrap_or(u32::MAX);
+            result.records.extend(rows.iter().map(|row| {
+                let merit = crate::service::merits::to_proto(row, "");
+                Record {
+                    record_type: SELF_DECLARED.to_owned(),
+                    subject_id: row.subject_id.clone(),
+                    source_agency: keeper.clone(),
+                    record_id: row.merit_id.clone(),
+                    updated_at: Some(to_timestamp(row.declared_at_ms)),
+                    payload: merit.merit.map(Payload::SelfDeclaredMerit),
+                }
+            }));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the person's self-declared merits");
+            outcome.status = source_outcome::Status::Unavailable as i32;
+            outcome.message = "the gateway's store did not answer".to_owned();
+        }
+    }
+    result.outcomes.push(outcome);
+    result.answered_after.push(Duration::from_millis(
+        u64::try_from(gw.clock.now_ms() - started_ms).unwrap_or_default(),
+    ));
+}
+
+/// The name of the self-declared merits' source in a passport.
+pub const SELF_DECLARED_SOURCE: &str = "self-declared by the person";
 
 /// Folds `new` into the outcome of the same source, if there is one: the
 /// counts add up and a failure outweighs success.
@@ -62,8 +114,17 @@ struct Judged {
 }
 
 /// Whether consent `c` lets some source that serves `record_type` be asked:
-/// it restricts no sources, or names one of them.
-fn reaches_a_source(registry: &Registry, c: &StoredConsent, record_type: &str) -> bool {
+/// it restricts no sources, or names one of them (for self-declared
+/// merits, the gateway `keeper`).
+fn reaches_a_source(
+    registry: &Registry,
+    keeper: &str,
+    c: &StoredConsent,
+    record_type: &str,
+) -> bool {
+    if record_type == SELF_DECLARED {
+        return c.source_agencies.is_empty() || c.source_agencies.iter().any(|s| s == keeper);
+    }
     c.source_agencies.is_empty()
         || registry.adapters.iter().any(|a| {
             a.record_types.iter().any(|t| t == record_type)
@@ -79,6 +140,7 @@ fn reaches_a_source(registry: &Registry, c: &StoredConsent, record_type: &str) -
 /// if none does, the type is refused `CONSENT_MISSING`, saying why.
 fn decide_type(
     registry: &Registry,
+    keeper: &str,
     consents: &[StoredConsent],
     purpose: &str,
     record_type: &str,
@@ -87,7 +149,7 @@ fn decide_type(
     let one = [record_type.to_owned()];
     let usable: Vec<StoredConsent> = consents
         .iter()
-        .filter(|c| reaches_a_source(registry, c, record_type))
+        .filter(|c| reaches_a_source(registry, keeper, c, record_type))
         .cloned()
         .collect();
     let permit = consent::decide(&usable, purpose, &one, &[], now_ms);
@@ -133,7 +195,8 @@ fn judge(
         let one = std::slice::from_ref(t);
         let decision = access::check(&registry.access_rules, &caller.agency, purpose, one)
             .and_then(|_| {
-                let permit = decide_type(registry, consents, purpose, t, now_ms);
+                let keeper = gw.config.gateway.org_number.as_str();
+                let permit = decide_type(registry, keeper, consents, purpose, t, now_ms);
                 gw.metrics.consent_check(&permit);
                 permit
             });
@@ -357,6 +420,11 @@ pub(super) async fn assemble(
         fetches.push(async move { router.fetch(plan, &query, permit, deadline).await });
     }
     let mut results = futures_util::future::join_all(fetches).await;
+    for ((_, types), result) in judged.allowed.iter().zip(results.iter_mut()) {
+        if types.iter().any(|t| t == SELF_DECLARED) {
+            self_declared(gw, subject.as_str(), result, fetch_started_ms).await;
+        }
+    }
     for (((permit, _), result), reservation) in judged
         .allowed
         .iter()

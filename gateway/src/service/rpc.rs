@@ -74,6 +74,12 @@ pub enum Method {
     ConsentsWatch,
     /// `samverka.v1.AccessLog/List`.
     AccessLogList,
+    /// `samverka.v1.SelfDeclaredMerits/Declare`.
+    MeritsDeclare,
+    /// `samverka.v1.SelfDeclaredMerits/List`.
+    MeritsList,
+    /// `samverka.v1.SelfDeclaredMerits/Withdraw`.
+    MeritsWithdraw,
     /// `samverka.admin.v1.Registry/GetRegistry`.
     RegistryGet,
     /// `samverka.admin.v1.Registry/ListItems`.
@@ -90,7 +96,7 @@ pub enum Method {
 
 impl Method {
     /// Every method the gateway serves.
-    pub const ALL: [Method; 20] = [
+    pub const ALL: [Method; 23] = [
         Method::GetRecords,
         Method::GetCompetencePassport,
         Method::ListSources,
@@ -105,6 +111,9 @@ impl Method {
         Method::ConsentsResume,
         Method::ConsentsWatch,
         Method::AccessLogList,
+        Method::MeritsDeclare,
+        Method::MeritsList,
+        Method::MeritsWithdraw,
         Method::RegistryGet,
         Method::RegistryList,
         Method::RegistryPut,
@@ -129,6 +138,7 @@ impl Method {
         const CONSENTS: &str = "samverka.v1.Consents";
         const ACCESS_LOG: &str = "samverka.v1.AccessLog";
         const REGISTRY: &str = "samverka.admin.v1.Registry";
+        const MERITS: &str = "samverka.v1.SelfDeclaredMerits";
         match self {
             Method::GetRecords => (EXCHANGE, "GetRecords", "RecordExchange/GetRecords"),
             Method::GetCompetencePassport => (
@@ -148,6 +158,9 @@ impl Method {
             Method::ConsentsResume => (CONSENTS, "ResumeConsent", "Consents/ResumeConsent"),
             Method::ConsentsWatch => (CONSENTS, "WatchConsents", "Consents/WatchConsents"),
             Method::AccessLogList => (ACCESS_LOG, "List", "AccessLog/List"),
+            Method::MeritsDeclare => (MERITS, "Declare", "SelfDeclaredMerits/Declare"),
+            Method::MeritsList => (MERITS, "List", "SelfDeclaredMerits/List"),
+            Method::MeritsWithdraw => (MERITS, "Withdraw", "SelfDeclaredMerits/Withdraw"),
             Method::RegistryGet => (REGISTRY, "GetRegistry", "Registry/GetRegistry"),
             Method::RegistryList => (REGISTRY, "ListItems", "Registry/ListItems"),
             Method::RegistryPut => (REGISTRY, "PutItem", "Registry/PutItem"),

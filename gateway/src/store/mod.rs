@@ -43,6 +43,7 @@ macro_rules! delegate {
 mod access_index;
 pub mod keys;
 pub mod lifecycle;
+pub mod merits;
 mod pg_tls;
 mod postgres;
 pub mod registry;

@@ -27,6 +27,7 @@ mod consents;
 mod keys;
 /// A consent's life: each change with its audit entry.
 mod lifecycle;
+mod merits;
 mod registry;
 /// Revoked credentials.
 mod status;

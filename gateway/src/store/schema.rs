@@ -131,6 +131,19 @@ pub(crate) const SQLITE: &[&str] = &[
         revoked_by    TEXT NOT NULL
     );
 ",
+    "
+    -- Merits people declare themselves (store/merits.rs); `merit` is the
+    -- SelfDeclaredMerit message, protobuf-encoded.
+    CREATE TABLE declared_merits (
+        merit_id         TEXT PRIMARY KEY,
+        subject_id       TEXT NOT NULL,
+        registrar_agency TEXT NOT NULL,
+        merit            BLOB NOT NULL,
+        declared_at_ms   INTEGER NOT NULL,
+        withdrawn_at_ms  INTEGER
+    );
+    CREATE INDEX declared_merits_by_subject ON declared_merits (subject_id, declared_at_ms);
+",
 ];
 
 /// PostgreSQL migrations; index + 1 is the version.
@@ -254,5 +267,18 @@ pub(crate) const POSTGRES: &[&str] = &[
         reason        TEXT NOT NULL,
         revoked_by    TEXT NOT NULL
     );
+",
+    "
+    -- Merits people declare themselves (store/merits.rs); `merit` is the
+    -- SelfDeclaredMerit message, protobuf-encoded.
+    CREATE TABLE declared_merits (
+        merit_id         TEXT PRIMARY KEY,
+        subject_id       TEXT NOT NULL,
+        registrar_agency TEXT NOT NULL,
+        merit            BYTEA NOT NULL,
+        declared_at_ms   BIGINT NOT NULL,
+        withdrawn_at_ms  BIGINT
+    );
+    CREATE INDEX declared_merits_by_subject ON declared_merits (subject_id, declared_at_ms);
 ",
 ];

@@ -2,6 +2,7 @@
 //! log and the passport are in [`records`].
 
 mod consents;
+mod merits;
 mod records;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use crate::session::Login;
 use crate::web::{self, PageContext, render, see_other};
 
 pub(crate) use consents::{consent, consents, decide, receipt};
+pub(crate) use merits::{declare as declare_merit, merits, withdraw as withdraw_merit};
 pub(crate) use records::{access_log, fetch_passport, gateway_cert, passport, passport_credential};
 
 /// What a handler knows about the request's session.

@@ -292,8 +292,16 @@ fn merit(app: &App, lang: Lang, m: &samverka_gateway::credential::passport::Meri
         m.awarded.clone()
     };
     let codes: Vec<String> = m.codes.iter().map(|(f, c)| format!("{f} {c}")).collect();
+    let attested = if m.kind == "self-declared" {
+        "merit_self_declared"
+    } else if m.source_attested {
+        "merit_signed"
+    } else {
+        "merit_relayed"
+    };
     context! {
         what => what,
+        kind => app.texts.named(lang, "merit_kinds", &m.kind),
         facts => facts.join(", "),
         when => when,
         by => m.creator.clone(),
@@ -302,7 +310,7 @@ fn merit(app: &App, lang: Lang, m: &samverka_gateway::credential::passport::Meri
             "{} ({}): {}",
             m.source_name,
             m.source_agency,
-            t(if m.source_attested { "merit_signed" } else { "merit_relayed" })
+            t(attested)
         ),
     }
 }

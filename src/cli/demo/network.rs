@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use samverka_adapter::{
-    Adapter, AdapterError, AdapterTls, Description, FetchQuery, InMemoryRegister,
-};
+use samverka_adapter::{Adapter, AdapterError, AdapterTls, Description, FetchQuery};
 use samverka_certs::OrgNumber;
 use samverka_certs::dev::{DevPkiFiles, DevPkiSpec, existing_dev_pki, refresh_crl, write_dev_pki};
 use samverka_proto::records::v1::Record;
@@ -26,8 +24,8 @@ use samverka_gateway::server::serve;
 use samverka_gateway::time::Clock;
 
 use super::{
-    DEMO_SOURCES, DEMO_PURPOSE, DEMO_RECORD_TYPES, DEMO_SUBJECT, DemoLogin, GATEWAY_AGENCY, OUTSIDER_AGENCY,
-    OUTSIDER_CLIENT_ID, READER_AGENCY, REGISTRAR_AGENCY, REGISTRAR_CLIENT_ID,
+    DEMO_PURPOSE, DEMO_RECORD_TYPES, DEMO_SOURCES, DEMO_SUBJECT, DemoLogin, GATEWAY_AGENCY,
+    OUTSIDER_AGENCY, OUTSIDER_CLIENT_ID, READER_AGENCY, REGISTRAR_AGENCY, REGISTRAR_CLIENT_ID,
 };
 
 /// Why the demo failed.

@@ -506,7 +506,10 @@ impl Merit {
         if !self.awarded.is_empty() {
             line.push_str(&format!(", {}", self.awarded));
         }
-        line.push_str(&format!("\n        {} merit, by {}", self.kind, self.creator));
+        line.push_str(&format!(
+            "\n        {} merit, by {}",
+            self.kind, self.creator
+        ));
         if !self.codes.is_empty() {
             let codes: Vec<String> = self.codes.iter().map(|(f, c)| format!("{f} {c}")).collect();
             line.push_str(&format!("; {}", codes.join("; ")));

@@ -22,6 +22,7 @@ use crate::audit::chain;
 
 mod keys;
 mod lifecycle;
+mod merits;
 mod registry;
 mod rows;
 mod status;
