@@ -113,7 +113,10 @@ async fn demo_serve_keeps_running_for_other_clients_until_sigterm() {
             p.display()
         );
     }
-    assert_eq!(demo["adapters"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        demo["adapters"].as_array().unwrap().len(),
+        samverka::cli::demo::DEMO_SOURCES.len()
+    );
     let tls = AgencyTls::from_files(
         Path::new(string(&demo, "gateway", "ca_cert")),
         Path::new(string(&demo, "agency", "cert")),

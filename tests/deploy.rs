@@ -274,7 +274,7 @@ async fn the_rendered_demo_runs_as_two_gateway_replicas_on_postgresql() {
             o["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "adapter"
         })
         .collect();
-    assert_eq!(adapters.len(), 3);
+    assert_eq!(adapters.len(), samverka::cli::demo::DEMO_SOURCES.len());
     let mut service_names = Vec::new();
     for d in adapters {
         let name = text(&d["metadata"]["name"], "name");

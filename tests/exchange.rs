@@ -349,7 +349,8 @@ async fn a_stopped_adapter_is_unavailable_while_the_other_answers() {
         [
             (HE, false),
             (EMP, true),
-            (samverka_adapter_competence::DEMO_AGENCY, true)
+            (samverka_adapter_competence::DEMO_AGENCY, true),
+            (samverka_adapter_non_formal::DEMO_AGENCY, true),
         ]
     );
 }
@@ -364,7 +365,7 @@ async fn list_sources_names_agencies_and_record_types() {
         .unwrap()
         .into_inner()
         .sources;
-    assert_eq!(sources.len(), 3);
+    assert_eq!(sources.len(), samverka::cli::demo::DEMO_SOURCES.len());
     assert_eq!(sources[0].agency_id, HE);
     assert_eq!(
         sources[0].record_types,

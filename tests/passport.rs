@@ -20,13 +20,18 @@ use samverka_proto::v1::{
 };
 use support::*;
 
-/// Every record type of the demo's study-guidance purpose.
-const ALL_TYPES: [&str; 4] = [
+/// Every record type of the demo's study-guidance purpose: those the
+/// registers serve, then the merits the person declares.
+const ALL_TYPES: [&str; 6] = [
     "education.course_result",
     "education.degree",
+    "education.non_formal",
     "employment.period",
     "competence.validated",
+    "competence.self_declared",
 ];
+/// The types of [`ALL_TYPES`] a register serves.
+const REGISTER_TYPES: &[&str] = ALL_TYPES.split_at(5).0;
 
 fn passport_request(subject: &str, purpose: &str) -> GetCompetencePassportRequest {
     GetCompetencePassportRequest {
@@ -97,7 +102,7 @@ async fn a_passport_holds_every_record_once_from_its_source() {
     // The same records GetRecords gives for the same types, no more.
     let all = exchange(&net, "reader")
         .await
-        .get_records(read_request(DEMO_SUBJECT, &ALL_TYPES, DEMO_PURPOSE))
+        .get_records(read_request(DEMO_SUBJECT, REGISTER_TYPES, DEMO_PURPOSE))
         .await
         .unwrap()
         .into_inner();
@@ -107,10 +112,11 @@ async fn a_passport_holds_every_record_once_from_its_source() {
         .map(|r| (r.source_agency.clone(), r.record_id.clone()))
         .collect();
     assert_eq!(seen, expected);
-    assert!(seen.len() >= 6, "the demo person has records in all three");
+    assert!(seen.len() >= 8, "the demo person has records in all four");
 
-    // Every source asked answered, and the counts add up.
-    assert_eq!(p.outcomes.len(), 3);
+    // Every source asked answered (the gateway for the self-declared
+    // merits, of which the demo person has none), and the counts add up.
+    assert_eq!(p.outcomes.len(), DEMO_SOURCES.len() + 1);
     for o in &p.outcomes {
         assert_eq!(o.status, SourceStatus::Ok as i32, "{o:?}");
         let n = seen.iter().filter(|(a, _)| *a == o.source_agency).count();
@@ -166,7 +172,7 @@ async fn a_passport_holds_every_record_once_from_its_source() {
     assert_eq!(entry.method, "RecordExchange/GetCompetencePassport");
     assert_eq!(entry.decision, "allowed");
     assert_eq!(entry.consent_id, p.consent_ids[0]);
-    assert_eq!(entry.sources.len(), 3);
+    assert_eq!(entry.sources.len(), p.outcomes.len());
 }
 
 #[tokio::test]
@@ -230,7 +236,10 @@ async fn a_kind_without_consent_is_left_out_with_the_reason_and_audited() {
                 assert!(d.included, "{d:?}");
                 assert_eq!(d.consent_id, consent);
             }
-            "education.degree" | "competence.validated" => {
+            "education.degree"
+            | "education.non_formal"
+            | "competence.validated"
+            | "competence.self_declared" => {
                 assert!(!d.included, "{d:?}");
                 assert_eq!(d.reason, "CONSENT_MISSING");
                 assert!(!d.message.is_empty());
@@ -261,8 +270,10 @@ async fn a_kind_without_consent_is_left_out_with_the_reason_and_audited() {
     assert_eq!(
         omitted,
         BTreeSet::from([
+            ("competence.self_declared".into(), "CONSENT_MISSING".into()),
             ("competence.validated".into(), "CONSENT_MISSING".into()),
             ("education.degree".into(), "CONSENT_MISSING".into()),
+            ("education.non_formal".into(), "CONSENT_MISSING".into()),
         ])
     );
 
@@ -286,7 +297,12 @@ async fn a_kind_without_consent_is_left_out_with_the_reason_and_audited() {
     assert_eq!(refused.reason, "CONSENT_MISSING");
     assert_eq!(
         refused.record_types,
-        ["competence.validated", "education.degree"]
+        [
+            "competence.self_declared",
+            "competence.validated",
+            "education.degree",
+            "education.non_formal"
+        ]
     );
     assert_eq!(refused.method, "RecordExchange/GetCompetencePassport");
 }
@@ -325,7 +341,7 @@ async fn a_type_no_source_of_which_the_consent_allows_is_not_included() {
                 assert!(d.included, "{d:?}");
                 assert_eq!(d.consent_id, employment);
             }
-            "competence.validated" => {
+            "competence.validated" | "education.non_formal" | "competence.self_declared" => {
                 assert!(!d.included, "{d:?}");
                 assert_eq!(d.reason, "CONSENT_MISSING");
                 assert!(d.message.contains("sources"), "{d:?}");
@@ -355,9 +371,16 @@ async fn a_type_no_source_of_which_the_consent_allows_is_not_included() {
     // The credential and the audit say the same.
     let vc = passport::verify(&p.credential, &gateway_cert(&net)).unwrap();
     let omitted = vc["credentialSubject"]["omitted"].as_array().unwrap();
-    assert_eq!(omitted.len(), 1, "{omitted:?}");
-    assert_eq!(omitted[0]["recordType"], "competence.validated");
-    assert_eq!(omitted[0]["reason"], "CONSENT_MISSING");
+    let left_out: Vec<&str> = omitted
+        .iter()
+        .map(|o| o["recordType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        left_out,
+        ["competence.self_declared", "competence.validated", "education.non_formal"],
+        "{omitted:?}"
+    );
+    assert!(omitted.iter().all(|o| o["reason"] == "CONSENT_MISSING"));
     let audit = net
         .gateway
         .store
@@ -370,7 +393,10 @@ async fn a_type_no_source_of_which_the_consent_allows_is_not_included() {
         .collect();
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0].reason, "CONSENT_MISSING");
-    assert_eq!(refused[0].record_types, ["competence.validated"]);
+    assert_eq!(
+        refused[0].record_types,
+        ["competence.self_declared", "competence.validated", "education.non_formal"]
+    );
     let mut used = p.consent_ids.clone();
     used.sort();
     let mut expected = vec![limited, employment];

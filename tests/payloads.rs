@@ -20,12 +20,22 @@ use samverka_proto::adapter::v1::{
 };
 use samverka_proto::records::v1::record::Payload;
 use samverka_proto::records::v1::{
-    CourseResult, Degree, EmploymentPeriod, Record, UpperSecondaryGrade, ValidatedCompetence,
-    VocationalDiploma,
+    CourseResult, Degree, EmploymentPeriod, NonFormalLearning, Record, SelfDeclaredMerit,
+    UpperSecondaryGrade, ValidatedCompetence, VocationalDiploma,
 };
 use samverka_proto::v1::source_outcome::Status as Outcome;
 use support::process::{audit_entry, grant_on as grant, start_edited_gateway};
 use support::*;
+
+/// The described types a register may serve (self-declared merits are
+/// the gateway's own).
+fn served() -> Vec<&'static str> {
+    PAYLOAD_MESSAGES
+        .iter()
+        .map(|(t, _)| *t)
+        .filter(|t| *t != samverka_adapter::credential::merit::SELF_DECLARED)
+        .collect()
+}
 use tonic::{Request, Response, Status};
 
 /// The source's agency: the demo university's, whose certificate it uses.
@@ -71,6 +81,15 @@ fn typed(record_type: &str) -> Payload {
         "competence.validated" => Payload::ValidatedCompetence(ValidatedCompetence {
             competence_area: "Svetsning".into(),
             eqf_level: 4,
+            ..Default::default()
+        }),
+        "education.non_formal" => Payload::NonFormalLearning(NonFormalLearning {
+            title: "Truckkörning A+B".into(),
+            hours: 40,
+            ..Default::default()
+        }),
+        "competence.self_declared" => Payload::SelfDeclaredMerit(SelfDeclaredMerit {
+            title: "Föreningskassör".into(),
             ..Default::default()
         }),
         other => panic!("{other} is not described"),
@@ -164,10 +183,7 @@ impl Adapter for Mismatched {
         Ok(Response::new(AdapterDescription {
             agency_id: AGENCY.into(),
             name: "payloads of the wrong message, on purpose".into(),
-            record_types: PAYLOAD_MESSAGES
-                .iter()
-                .map(|(t, _)| t.to_string())
-                .collect(),
+            record_types: served().iter().map(|t| t.to_string()).collect(),
             sdk_version: String::new(),
         }))
     }
@@ -197,7 +213,7 @@ async fn serve_mismatched(pki: &DevPkiFiles) -> SocketAddr {
 /// purpose for the types study guidance does not cover, and the reader's
 /// access rule for it.
 fn extra(address: SocketAddr) -> String {
-    let mut types: Vec<&str> = PAYLOAD_MESSAGES.iter().map(|(t, _)| *t).collect();
+    let mut types = served();
     types.push(NEW_TYPE);
     format!(
         "[[adapters]]\nname = \"registers\"\naddress = \"{address}\"\norg_number = \"{AGENCY}\"\n\
@@ -312,11 +328,7 @@ struct MismatchedRegister;
 
 impl samverka_adapter::Adapter for MismatchedRegister {
     fn describe(&self) -> samverka_adapter::Description {
-        samverka_adapter::Description::new(
-            AGENCY,
-            "mismatched payloads",
-            PAYLOAD_MESSAGES.iter().map(|(t, _)| *t),
-        )
+        samverka_adapter::Description::new(AGENCY, "mismatched payloads", served())
     }
 
     async fn fetch_records(
@@ -360,7 +372,7 @@ async fn an_sdk_adapter_sends_only_records_whose_payload_is_their_types() {
         samverka_gateway::net::client::connect(&address.to_string(), "localhost", &gateway_tls)
             .await
             .unwrap();
-    let types: Vec<&str> = PAYLOAD_MESSAGES.iter().map(|(t, _)| *t).collect();
+    let types = served();
     let records = samverka_proto::adapter::v1::adapter_client::AdapterClient::new(channel)
         .fetch_records(FetchRecordsRequest {
             subject_id: DEMO_SUBJECT.into(),

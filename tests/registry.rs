@@ -402,7 +402,7 @@ async fn invalid_and_stale_changes_are_refused_with_reasons_and_change_nothing()
     let s = op.put_item(put(route, v)).await.unwrap_err();
     assert_eq!(
         refused_with(s, invalid, "REGISTRY_INVALID"),
-        "adapters[3].address"
+        "adapters[4].address"
     );
     for document in [
         "[[[ not toml",

@@ -189,6 +189,20 @@ async fn a_declared_merit_is_in_the_passport_as_the_persons_own_never_as_atteste
         assert!(c.get("attestation").is_some(), "{c}");
         assert_eq!(c["credentialSubject"]["achievement"]["creditUnit"], "hours");
     }
+    // The ELM export has the person, not an organisation, award it.
+    let elm = samverka_gateway::credential::elm::from_passport(&vc);
+    let claims = elm["credentialSubject"]["hasClaim"].as_array().unwrap();
+    let own_claim = claims
+        .iter()
+        .find(|c| c["title"].to_string().contains("Föreningskassör"))
+        .unwrap();
+    assert_eq!(own_claim["awardedBy"]["awardingBody"][0]["type"], "Person");
+    assert!(
+        claims
+            .iter()
+            .filter(|c| c != &own_claim)
+            .all(|c| c["awardedBy"]["awardingBody"][0]["type"] == "Organisation")
+    );
     let people = passport::merits(&vc);
     let mine = people.iter().find(|m| m.kind == "self-declared").unwrap();
     assert!(!mine.source_attested);
@@ -291,7 +305,7 @@ async fn a_withdrawn_merit_leaves_later_passports_and_every_step_is_in_the_perso
     assert_eq!(e.code(), tonic::Code::NotFound);
     assert_eq!(reason(&e), "MERIT_NOT_FOUND");
     let ids: Vec<String> = listed(&net).await.into_iter().map(|m| m.merit_id).collect();
-    assert_eq!(ids, [second.merit_id.clone()]);
+    assert_eq!(ids, std::slice::from_ref(&second.merit_id));
 
     grant(&net, DEMO_PURPOSE, &ALL_TYPES).await;
     let p = demo_passport(&net).await;
@@ -303,7 +317,7 @@ async fn a_withdrawn_merit_leaves_later_passports_and_every_step_is_in_the_perso
         .filter(|r| r.record_type == SELF_DECLARED)
         .map(|r| r.record_id.clone())
         .collect();
-    assert_eq!(own, [second.merit_id.clone()]);
+    assert_eq!(own, std::slice::from_ref(&second.merit_id));
 
     // The person's log: each declaration, the withdrawal and its refused
     // repeat, the lists, and the passport that read the merit.
@@ -446,6 +460,18 @@ async fn only_the_person_through_a_registrar_declares_and_bad_merits_store_nothi
             .all(|e| e.record.as_ref().unwrap().record_type != SELF_DECLARED)
     );
     assert!(p.outcomes.iter().all(|o| o.source_agency != GATEWAY_AGENCY));
+
+    // Never as bare records: GetRecords refuses the type outright.
+    grant(&net, DEMO_PURPOSE, &ALL_TYPES).await;
+    let e = exchange(&net, "reader")
+        .await
+        .get_records(read_request(DEMO_SUBJECT, &[SELF_DECLARED], DEMO_PURPOSE))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), reason(&e).as_str()),
+        (tonic::Code::InvalidArgument, "FIELD_INVALID")
+    );
 }
 
 #[tokio::test]

@@ -63,6 +63,7 @@ fn templates() -> minijinja::Environment<'static> {
             include_str!("../templates/access_log.html"),
         ),
         ("passport.html", include_str!("../templates/passport.html")),
+        ("merits.html", include_str!("../templates/merits.html")),
     ] {
         env.add_template(name, source)
             .expect("the bundled templates parse");
@@ -204,12 +205,20 @@ mod tests {
                 context! { gateway_cert => true, holder_salt => "c2FsdA", keys_url => "https://gw.example.se/keys", passport => context! {
                     issued => "2026-12-01 10:00 UTC", issuer => "Operator", left_out => vec!["x: y"],
                     sections => vec![context! { heading => "Education", merits => vec![context! {
-                        what => "Course", facts => "grade 5", when => "2010-01-15", by => "University",
+                        what => "Course", kind => "Formal education", facts => "grade 5", when => "2010-01-15", by => "University",
                         codes => "SUN 2020 field 481", source => "higher-education (2021999046)",
                     }] }],
                 } },
             ),
             ("passport.html", context! { passport_empty => true }),
+            ("merits.html", context! { merits => Vec::<Value>::new() }),
+            (
+                "merits.html",
+                context! { merits => vec![context! {
+                    id => "0b0c0d0e-0000-4000-8000-000000000001", title => "Kassör", description => "Fem år",
+                    when => "2019-01-01 – 2023-12-31", skills => vec!["http://data.europa.eu/esco/skill/x"], declared => "2026-12-01",
+                }] },
+            ),
         ];
         for status in ["pending", "active", "paused", "revoked"] {
             pages.push((

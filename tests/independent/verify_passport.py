@@ -136,6 +136,31 @@ def attestation_failure(merit, ca, passport_nbf):
     return None
 
 
+FORMAL = {
+    "education.course_result",
+    "education.degree",
+    "education.upper_secondary_grade",
+    "education.vocational_diploma",
+}
+
+
+def merit_kind(record_type):
+    """samverka's meritKind for a record type (docs/competence-passport.md,
+    "Kinds of merit")."""
+    record_type = record_type if isinstance(record_type, str) else ""
+    if record_type == "competence.self_declared":
+        return "self-declared"
+    if record_type == "competence.validated":
+        return "validated"
+    if record_type == "education.non_formal":
+        return "non-formal"
+    if record_type in FORMAL:
+        return "formal"
+    if record_type.startswith("employment."):
+        return "work-experience"
+    return "other"
+
+
 def source_failures(credential, ca_file, passport_nbf):
     """Each merit: about the passport's holder, and attested by its source
     or issued by the passport's issuer."""
@@ -153,7 +178,10 @@ def source_failures(credential, ca_file, passport_nbf):
             failed.append("holder of merit %d" % i)
         issuer = merit.get("issuer", {}).get("id")
         declared = merit.get("recordType") == "competence.self_declared"
-        if declared != (merit.get("meritKind") == "self-declared"):
+        kind = merit_kind(merit.get("recordType"))
+        # A merit from before merits said their kind has none; a
+        # self-declared merit always says so.
+        if merit.get("meritKind", None if not declared else "") not in (None, kind):
             failed.append("kind of merit %d" % i)
         if declared or issuer == subject.get("id"):
             if not declared or "attestation" in merit or issuer != subject.get("id"):

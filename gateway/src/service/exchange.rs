@@ -24,6 +24,7 @@ use crate::pipeline::identity::Caller;
 use crate::pipeline::routing::FetchQuery;
 use crate::pipeline::{access, consent, validate};
 use crate::{Gateway, telemetry};
+use samverka_adapter::credential::merit::SELF_DECLARED;
 use tracing::Instrument;
 
 /// The `samverka.v1.RecordExchange` service.
@@ -305,6 +306,15 @@ impl RecordExchangeService {
         let subject = validate::subject(&req.subject_id)?;
         validate::case_fields(&req.case_reference, &req.official_id)?;
         let record_types = validate::record_types(&registry, &req.record_types)?;
+        // No register serves them; they leave only in a passport, as the
+        // person's own, never as a bare record.
+        if record_types.iter().any(|t| t == SELF_DECLARED) {
+            return Err(GatewayError::invalid(
+                Reason::FieldInvalid,
+                "record_types",
+                "competence.self_declared is read only as part of a competence passport (GetCompetencePassport)",
+            ));
+        }
         validate::purpose(&registry, &req.purpose)?;
         validate::source_agencies(
             &req.source_agencies,

@@ -52,31 +52,51 @@ pub struct MeritsService {
 /// letters, digits and `_`).
 pub fn is_skill_concept(s: &str) -> bool {
     match s.strip_prefix(ESCO_SKILL) {
-        Some(id) => uuid::Uuid::try_parse(id).is_ok(),
+        Some(id) => is_uuid(id),
         None => {
             (4..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         }
     }
 }
 
-/// A day (`YYYY-MM-DD`), or empty.
+/// Whether `s` is a UUID in its one canonical form (lower-case hex with
+/// hyphens), as ESCO and the gateway write them.
+pub fn is_uuid(s: &str) -> bool {
+    uuid::Uuid::try_parse(s).is_ok_and(|u| u.hyphenated().to_string() == s)
+}
+
+/// Characters that make text read otherwise than it is stored: bidi
+/// overrides and isolates, zero-width characters, line and paragraph
+/// separators, the byte-order mark.
+fn disguising(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2028}' | '\u{2029}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// A day (`YYYY-MM-DD`, exactly: no sign, no wider year), or empty.
 fn day(field: &str, value: &str) -> Result<Option<time::Date>, GatewayError> {
     if value.is_empty() {
         return Ok(None);
     }
     let format = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(value, format).map(Some).map_err(|_| {
-        GatewayError::invalid(
-            Reason::FieldInvalid,
-            field,
-            format!("{field} must be a day, YYYY-MM-DD"),
-        )
-    })
+    let shaped = value.len() == 10 && value.bytes().all(|b| b.is_ascii_digit() || b == b'-');
+    shaped
+        .then(|| time::Date::parse(value, format).ok())
+        .flatten()
+        .map(Some)
+        .ok_or_else(|| {
+            GatewayError::invalid(
+                Reason::FieldInvalid,
+                field,
+                format!("{field} must be a day, YYYY-MM-DD"),
+            )
+        })
 }
 
 /// The merit as the person may declare it: a title, text within bounds,
 /// known skill concepts, and dates that are days, not in the future, in
-/// order (an end only with a start).
+/// order (an end only with a start). `today` is the latest date anywhere
+/// now (the gateway's UTC date plus one), so that no one's today is
+/// refused.
 pub fn check(m: &SelfDeclaredMerit, today: time::Date) -> Result<(), GatewayError> {
     if m.title.trim().is_empty() {
         return Err(GatewayError::invalid(
@@ -87,7 +107,20 @@ pub fn check(m: &SelfDeclaredMerit, today: time::Date) -> Result<(), GatewayErro
     }
     validate::stored_text("merit.title", &m.title, MAX_TITLE_CHARS)?;
     validate::bounded("merit.description", &m.description, MAX_DESCRIPTION_CHARS)?;
-    // A description may run over lines; no other control characters.
+    // A description may run over lines; no other control characters, and
+    // in neither field characters that disguise the text.
+    for (field, text) in [
+        ("merit.title", &m.title),
+        ("merit.description", &m.description),
+    ] {
+        if text.chars().any(disguising) {
+            return Err(GatewayError::invalid(
+                Reason::FieldInvalid,
+                field,
+                format!("{field} may not contain invisible or direction-changing characters"),
+            ));
+        }
+    }
     if m.description
         .chars()
         .any(|c| c.is_control() && c != '\n' && c != '\r')
@@ -230,7 +263,7 @@ impl MeritsService {
         let (org, proven) = self.prove(caller, &req, Level::Grant, entry)?;
         let subject = validate::subject(&req.subject_id)?;
         let now_ms = self.gateway.clock.now_ms();
-        let today = time::OffsetDateTime::from_unix_timestamp(now_ms.div_euclid(1000))
+        let today = time::OffsetDateTime::from_unix_timestamp(now_ms.div_euclid(1000) + 86_400)
             .map_err(GatewayError::internal)?
             .date();
         let mut merit = req.merit.unwrap_or_default();
@@ -278,9 +311,6 @@ impl MeritsService {
         entry
             .details
             .insert("merit_event".into(), "withdrawn".into());
-        entry
-            .details
-            .insert("merit_id".into(), sanitize(&req.merit_id));
         let this = self.clone();
         tokio::spawn(async move {
             let result = this.record_withdrawal(caller, req, &mut entry).await;
@@ -298,13 +328,17 @@ impl MeritsService {
     ) -> Result<DeclaredMerit, GatewayError> {
         let (org, proven) = self.prove(caller, &req, Level::Revoke, entry)?;
         let subject = validate::subject(&req.subject_id)?;
-        if uuid::Uuid::try_parse(&req.merit_id).is_err() {
+        if !is_uuid(&req.merit_id) {
             return Err(GatewayError::invalid(
                 Reason::FieldInvalid,
                 "merit_id",
                 "merit_id must be a merit's id, as Declare or List answered it",
             ));
         }
+        // Only an id of the right form goes into the trail.
+        entry
+            .details
+            .insert("merit_id".into(), req.merit_id.clone());
         let now_ms = self.gateway.clock.now_ms();
         crate::person::spend(&self.gateway.store, &org, &proven, now_ms).await?;
         let mut committed = entry.clone();
@@ -334,9 +368,15 @@ impl MeritsService {
         // Reading them is on the person's record too, as reading the
         // access log is: committed before the answer.
         let mut entry = self.entry(call, &caller, &req.subject_id);
-        let subject = self
-            .prove(caller, &req, Level::Read, &mut entry)
-            .and_then(|_| validate::subject(&req.subject_id));
+        // The assertion is for this one call, as every person-bound call's.
+        let subject = async {
+            let (org, proven) = self.prove(caller, &req, Level::Read, &mut entry)?;
+            let subject = validate::subject(&req.subject_id)?;
+            let now_ms = self.gateway.clock.now_ms();
+            crate::person::spend(&self.gateway.store, &org, &proven, now_ms).await?;
+            Ok(subject)
+        }
+        .await;
         let subject = self
             .gateway
             .audit
@@ -430,6 +470,20 @@ mod tests {
             reason(merit("a", "2019-13-01", "", &[])),
             Reason::FieldInvalid
         );
+        for bad in ["+2019-01-01", "-0001-01-01", "2019-1-01"] {
+            assert_eq!(
+                reason(merit("a", bad, "", &[])),
+                Reason::FieldInvalid,
+                "{bad}"
+            );
+        }
+        for bad in ["\u{202E}gnidaeR", "a\u{200B}b", "a\u{2028}b"] {
+            assert_eq!(
+                reason(merit(bad, "", "", &[])),
+                Reason::FieldInvalid,
+                "{bad:?}"
+            );
+        }
         assert_eq!(
             reason(merit("a", "2026-06-02", "", &[])),
             Reason::FieldInvalid
@@ -444,6 +498,8 @@ mod tests {
         );
         for bad in [
             "http://data.europa.eu/esco/skill/not-a-uuid",
+            "http://data.europa.eu/esco/skill/urn:uuid:00000000-0000-4000-8000-00000000d001",
+            "http://data.europa.eu/esco/skill/00000000-0000-4000-8000-00000000D001",
             "https://evil.example/skill",
             "ab",
             "javascript:alert(1)",

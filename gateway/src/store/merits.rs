@@ -1,8 +1,8 @@
 //! Merits people declare themselves (`samverka.v1.SelfDeclaredMerits`):
 //! kept until the person withdraws them, each declaration and withdrawal
-//! written together with its audit entry, in one transaction. A
-//! withdrawn merit stays in the table (its row says when), so that the
-//! trail's entries keep naming something; passports leave it out.
+//! written together with its audit entry, in one transaction. A withdrawn
+//! merit's content is erased with the withdrawal; its row stays (id,
+//! person, when), so that the trail's entries keep naming something.
 
 use crate::audit::chain::AuditEntry;
 

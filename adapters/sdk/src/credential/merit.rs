@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 use super::{OB_CONTEXT, VC_CONTEXT, agency_urn};
 
 /// The kind of merit a record type holds, as a passport shows it:
-/// - `formal`: education in the formal system (courses, degrees, grades,
-///   diplomas), `education.*`;
+/// - `formal`: education in the formal system (course results, degrees,
+///   upper secondary grades, vocational diplomas);
 /// - `non-formal`: organised learning outside it (an employer's training,
 ///   a folk high school course), `education.non_formal`;
 /// - `validated`: a competence assessed through validation, whatever way
@@ -28,13 +28,17 @@ use super::{OB_CONTEXT, VC_CONTEXT, agency_urn};
 /// - `work-experience`: an employment, `employment.*`;
 /// - `self-declared`: what the person says of themselves, attested by no
 ///   one, `competence.self_declared`;
-/// - `other`: a register's own competence type.
+/// - `other`: a register's own type (one `records.proto` does not
+///   describe), whose kind samverka cannot tell.
 pub fn merit_kind(record_type: &str) -> &'static str {
     match record_type {
         SELF_DECLARED => "self-declared",
         "competence.validated" => "validated",
         "education.non_formal" => "non-formal",
-        t if t.starts_with("education.") => "formal",
+        "education.course_result"
+        | "education.degree"
+        | "education.upper_secondary_grade"
+        | "education.vocational_diploma" => "formal",
         t if t.starts_with("employment.") => "work-experience",
         _ => "other",
     }

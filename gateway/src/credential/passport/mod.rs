@@ -474,7 +474,10 @@ fn merits_match(claims: &Value) -> Result<(), String> {
         let attested = merit.get(attestation::PROPERTY).is_some();
         let source = merit["source"]["agency"].as_str().unwrap_or_default();
         let kind = merit::merit_kind(merit["recordType"].as_str().unwrap_or_default());
-        if merit["meritKind"] != kind {
+        // Passports (and adapters' attestations) from before merits said
+        // their kind carry none; a self-declared merit always says so.
+        let said = merit.get("meritKind");
+        if said.is_some_and(|k| k != kind) || (said.is_none() && kind == "self-declared") {
             return Err(format!(
                 "merit {i} says it is {} but its record type makes it {kind}",
                 merit["meritKind"]

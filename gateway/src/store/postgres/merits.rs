@@ -91,7 +91,7 @@ impl PostgresStore {
         let Some(now) = tx
             .query_opt(
                 &format!(
-                    "UPDATE declared_merits SET withdrawn_at_ms = $3
+                    "UPDATE declared_merits SET withdrawn_at_ms = $3, merit = ''::bytea
                      WHERE merit_id = $1 AND subject_id = $2 AND withdrawn_at_ms IS NULL
                      RETURNING {COLUMNS}"
                 ),

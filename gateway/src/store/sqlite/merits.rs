@@ -84,7 +84,7 @@ impl SqliteStore {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let changed = tx
                 .prepare_cached(
-                    "UPDATE declared_merits SET withdrawn_at_ms = ?3
+                    "UPDATE declared_merits SET withdrawn_at_ms = ?3, merit = X''
                      WHERE merit_id = ?1 AND subject_id = ?2 AND withdrawn_at_ms IS NULL",
                 )?
                 .execute(params![merit_id, subject_id, at_ms])?;
