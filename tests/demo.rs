@@ -197,12 +197,13 @@ fn a_demo_run_again_in_its_directory_keeps_a_verifiable_trail() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Two runs, each with two grants, one allowed and one denied read and
-    // a passport; the first seeded the registry and put the signing key in
-    // the key set, the second replaced the registry (its adapters listen
-    // on new ports) and kept the key.
+    // Two runs, each with two grants, one allowed and one denied read, a
+    // look at the person's own merits and a passport; the first seeded the
+    // registry, put the signing key in the key set and declared the
+    // person's merit, the second replaced the registry (its adapters
+    // listen on new ports), kept the key and found the merit.
     assert!(
-        stdout.contains("audit trail intact: 13 entries"),
+        stdout.contains("audit trail intact: 16 entries"),
         "{stdout}"
     );
 }

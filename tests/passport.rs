@@ -377,7 +377,11 @@ async fn a_type_no_source_of_which_the_consent_allows_is_not_included() {
         .collect();
     assert_eq!(
         left_out,
-        ["competence.self_declared", "competence.validated", "education.non_formal"],
+        [
+            "competence.self_declared",
+            "competence.validated",
+            "education.non_formal"
+        ],
         "{omitted:?}"
     );
     assert!(omitted.iter().all(|o| o["reason"] == "CONSENT_MISSING"));
@@ -395,7 +399,11 @@ async fn a_type_no_source_of_which_the_consent_allows_is_not_included() {
     assert_eq!(refused[0].reason, "CONSENT_MISSING");
     assert_eq!(
         refused[0].record_types,
-        ["competence.self_declared", "competence.validated", "education.non_formal"]
+        [
+            "competence.self_declared",
+            "competence.validated",
+            "education.non_formal"
+        ]
     );
     let mut used = p.consent_ids.clone();
     used.sort();

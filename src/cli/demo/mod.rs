@@ -360,8 +360,9 @@ async fn passport(
     dir_kept: bool,
 ) -> Result<(), DemoError> {
     println!();
-    println!("4. The person also consents to a competence passport for study guidance, and the");
-    println!("   guidance agency asks for it:");
+    println!("4. The person declares a merit of their own through the e-service, consents to a");
+    println!("   competence passport for study guidance, and the guidance agency asks for it:");
+    declare_own_merit(network).await?;
     let passport_types = network
         .gateway
         .registry
@@ -428,6 +429,50 @@ async fn passport(
             passport.holder_salt
         );
     }
+    Ok(())
+}
+
+/// The demo person's own merit, declared through the registrar (once: a
+/// demo run again in the same directory finds it).
+async fn declare_own_merit(network: &Network) -> Result<(), DemoError> {
+    use samverka_proto::records::v1::SelfDeclaredMerit;
+    use samverka_proto::v1::self_declared_merits_client::SelfDeclaredMeritsClient;
+    use samverka_proto::v1::{DeclareMeritRequest, ListDeclaredMeritsRequest};
+    const TITLE: &str = "Kassör i idrottsförening";
+    let mut merits = SelfDeclaredMeritsClient::new(network.channel("registrar").await?);
+    let person = network.login("registrar", DEMO_SUBJECT);
+    let kept = merits
+        .list(person.seal(ListDeclaredMeritsRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            person_assertion: String::new(),
+        }))
+        .await?
+        .into_inner()
+        .merits;
+    if !kept
+        .iter()
+        .any(|m| m.merit.as_ref().is_some_and(|m| m.title == TITLE))
+    {
+        let person = network.login("registrar", DEMO_SUBJECT);
+        merits
+            .declare(person.seal(DeclareMeritRequest {
+                subject_id: DEMO_SUBJECT.into(),
+                merit: Some(SelfDeclaredMerit {
+                    title: TITLE.into(),
+                    description: "Kept the accounts of a sports club for five years.".into(),
+                    skill_concepts: vec![
+                        "http://data.europa.eu/esco/skill/00000000-0000-4000-8000-00000000d001"
+                            .into(),
+                    ],
+                    start_date: "2019-01-01".into(),
+                    end_date: "2023-12-31".into(),
+                    declared_at: String::new(),
+                }),
+                person_assertion: String::new(),
+            }))
+            .await?;
+    }
+    println!("   merit declared by the person: {TITLE} (self-declared, attested by no one)");
     Ok(())
 }
 
