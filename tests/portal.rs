@@ -423,6 +423,19 @@ async fn screenshots() {
         .unwrap();
     c.goto(&format!("{portal}/access-log")).await.unwrap();
     shoot("access-log").await;
+    c.goto(&format!("{portal}/merits")).await.unwrap();
+    find(&c, "#merit-title")
+        .await
+        .send_keys("Kassör i idrottsförening")
+        .await
+        .unwrap();
+    find(&c, "#merit-description")
+        .await
+        .send_keys("Kept the accounts of a sports club for five years.")
+        .await
+        .unwrap();
+    submit(&c, "#declare").await;
+    shoot("merits").await;
     c.goto(&format!("{portal}/passport")).await.unwrap();
     submit(&c, "#fetch-passport").await;
     shoot("passport").await;

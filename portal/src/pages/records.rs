@@ -211,13 +211,26 @@ fn passport_view(app: &App, lang: Lang, jws: &str) -> Option<Value> {
     let subject = &vc["credentialSubject"];
     let empty = Vec::new();
     let all = merits(vc);
+    // "Signed by the register" only where the signature holds under the
+    // federation's CA (the portal's trust bundle), not because a merit
+    // carries one.
+    let federation = std::fs::read_to_string(&app.config.gateway.ca_cert)
+        .ok()
+        .and_then(|pem| samverka_gateway::credential::passport::Federation::from_pem(&pem).ok());
+    let nbf = vc["nbf"].as_i64().unwrap_or_default();
+    let raw = subject["verifiableCredential"].as_array().unwrap_or(&empty);
+    let checked: Vec<bool> = raw
+        .iter()
+        .map(|m| federation.as_ref().is_some_and(|f| f.attests(m, nbf)))
+        .collect();
     let sections: Vec<Value> = KINDS
         .iter()
         .filter_map(|kind| {
             let of_kind: Vec<Value> = all
                 .iter()
-                .filter(|m: &&Merit| kind_of(&m.record_type) == *kind)
-                .map(|m| merit(app, lang, m))
+                .zip(&checked)
+                .filter(|(m, _): &(&Merit, &bool)| kind_of(&m.record_type) == *kind)
+                .map(|(m, ok)| merit(app, lang, m, *ok))
                 .collect();
             let key = match *kind {
                 "education" => "section_education",
@@ -262,7 +275,12 @@ fn passport_view(app: &App, lang: Lang, jws: &str) -> Option<Value> {
 /// One merit for people, in their language: what, its result and
 /// credits, when, who attests it, its classification codes, where it came
 /// from.
-fn merit(app: &App, lang: Lang, m: &samverka_gateway::credential::passport::Merit) -> Value {
+fn merit(
+    app: &App,
+    lang: Lang,
+    m: &samverka_gateway::credential::passport::Merit,
+    signature_holds: bool,
+) -> Value {
     let t = |k: &str| app.texts.get(lang, k);
     let kind = app.texts.named(
         lang,
@@ -294,8 +312,10 @@ fn merit(app: &App, lang: Lang, m: &samverka_gateway::credential::passport::Meri
     let codes: Vec<String> = m.codes.iter().map(|(f, c)| format!("{f} {c}")).collect();
     let attested = if m.kind == "self-declared" {
         "merit_self_declared"
-    } else if m.source_attested {
+    } else if m.source_attested && signature_holds {
         "merit_signed"
+    } else if m.source_attested {
+        "merit_unchecked"
     } else {
         "merit_relayed"
     };

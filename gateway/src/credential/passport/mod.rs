@@ -298,6 +298,14 @@ impl Federation {
             .map(|roots| Federation { roots })
             .map_err(|e| SignatureError(format!("federation CA: {e}")))
     }
+
+    /// Whether `merit` (of a passport issued at `passport_nbf`, Unix
+    /// seconds) carries its source's attestation and that holds, under a
+    /// certificate of this federation ([`attestation::check_embedded`]).
+    pub fn attests(&self, merit: &Value, passport_nbf: i64) -> bool {
+        merit.get(attestation::PROPERTY).is_some()
+            && attestation::check_embedded(merit, Some(&self.roots), passport_nbf).is_ok()
+    }
 }
 
 /// [`verify_report_with`], and with `federation` the check that each
