@@ -127,6 +127,7 @@ async fn grpcurl_lists_describes_calls_and_decodes_refusals_with_only_the_certif
             "samverka.v1.AccessLog",
             "samverka.v1.Consents",
             "samverka.v1.RecordExchange",
+            "samverka.v1.SelfDeclaredMeritService",
         ],
         "{out}"
     );

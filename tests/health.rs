@@ -56,7 +56,7 @@ async fn health_and_reflection_answer_on_the_mtls_ports() {
         "samverka.v1.AccessLog",
         "samverka.v1.Consents",
         "samverka.v1.RecordExchange",
-        "samverka.v1.SelfDeclaredMerits",
+        "samverka.v1.SelfDeclaredMeritService",
     ];
     assert_eq!(reflection::list_v1(gateway.clone()).await, expected);
     assert_eq!(reflection::list_v1alpha(gateway.clone()).await, expected);

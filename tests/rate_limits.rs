@@ -102,7 +102,7 @@ async fn call(method: Method, channel: &Channel) -> Result<(), Status> {
     let consents = || ConsentsClient::new(channel.clone());
     let registry = || admin::registry_client::RegistryClient::new(channel.clone());
     let merits = || {
-        samverka_proto::v1::self_declared_merits_client::SelfDeclaredMeritsClient::new(
+        samverka_proto::v1::self_declared_merit_service_client::SelfDeclaredMeritServiceClient::new(
             channel.clone(),
         )
     };
@@ -181,21 +181,21 @@ async fn call(method: Method, channel: &Channel) -> Result<(), Status> {
             .await
             .map(drop),
         Method::MeritsDeclare => merits()
-            .declare(samverka_proto::v1::DeclareMeritRequest {
+            .declare_merit(samverka_proto::v1::DeclareMeritRequest {
                 subject_id: DEMO_SUBJECT.into(),
                 ..Default::default()
             })
             .await
             .map(drop),
         Method::MeritsList => merits()
-            .list(samverka_proto::v1::ListDeclaredMeritsRequest {
+            .list_merits(samverka_proto::v1::ListMeritsRequest {
                 subject_id: DEMO_SUBJECT.into(),
                 ..Default::default()
             })
             .await
             .map(drop),
         Method::MeritsWithdraw => merits()
-            .withdraw(samverka_proto::v1::WithdrawMeritRequest {
+            .withdraw_merit(samverka_proto::v1::WithdrawMeritRequest {
                 subject_id: DEMO_SUBJECT.into(),
                 merit_id: uuid::Uuid::new_v4().to_string(),
                 ..Default::default()

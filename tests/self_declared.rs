@@ -12,9 +12,9 @@ use samverka::cli::demo::{DEMO_PURPOSE, DEMO_SUBJECT, GATEWAY_AGENCY, OTHER_SUBJ
 use samverka_gateway::credential::passport;
 use samverka_gateway::credential::signing::JwsSigner;
 use samverka_proto::records::v1::SelfDeclaredMerit;
-use samverka_proto::v1::self_declared_merits_client::SelfDeclaredMeritsClient;
+use samverka_proto::v1::self_declared_merit_service_client::SelfDeclaredMeritServiceClient;
 use samverka_proto::v1::{
-    DeclareMeritRequest, DeclaredMerit, ListDeclaredMeritsRequest, WithdrawMeritRequest,
+    DeclareMeritRequest, DeclaredMerit, ListMeritsRequest, WithdrawMeritRequest,
 };
 use serde_json::{Value, json};
 use support::independent::{claims_of, independent_checked, python_ready};
@@ -32,8 +32,8 @@ const ALL_TYPES: [&str; 6] = [
 ];
 const ESCO: &str = "http://data.europa.eu/esco/skill/00000000-0000-4000-8000-00000000d001";
 
-async fn merits(net: &TestNet, agency: &str) -> SelfDeclaredMeritsClient<Channel> {
-    SelfDeclaredMeritsClient::new(net.channel(agency).await.unwrap())
+async fn merits(net: &TestNet, agency: &str) -> SelfDeclaredMeritServiceClient<Channel> {
+    SelfDeclaredMeritServiceClient::new(net.channel(agency).await.unwrap())
 }
 
 fn treasurer() -> SelfDeclaredMerit {
@@ -55,19 +55,19 @@ async fn declare(net: &TestNet, merit: SelfDeclaredMerit) -> Result<DeclaredMeri
     };
     merits(net, "registrar")
         .await
-        .declare(sealed(net, "registrar", req))
+        .declare_merit(sealed(net, "registrar", req))
         .await
-        .map(|r| r.into_inner())
+        .map(|r| r.into_inner().merit.unwrap())
 }
 
 async fn listed(net: &TestNet) -> Vec<DeclaredMerit> {
-    let req = ListDeclaredMeritsRequest {
+    let req = ListMeritsRequest {
         subject_id: DEMO_SUBJECT.into(),
         person_assertion: String::new(),
     };
     merits(net, "registrar")
         .await
-        .list(sealed(net, "registrar", req))
+        .list_merits(sealed(net, "registrar", req))
         .await
         .unwrap()
         .into_inner()
@@ -82,9 +82,9 @@ async fn withdraw(net: &TestNet, id: &str) -> Result<DeclaredMerit, tonic::Statu
     };
     merits(net, "registrar")
         .await
-        .withdraw(sealed(net, "registrar", req))
+        .withdraw_merit(sealed(net, "registrar", req))
         .await
-        .map(|r| r.into_inner())
+        .map(|r| r.into_inner().merit.unwrap())
 }
 
 fn merits_of(credential: &Value) -> Vec<Value> {
@@ -330,13 +330,13 @@ async fn a_withdrawn_merit_leaves_later_passports_and_every_step_is_in_the_perso
             })
             .count()
     };
-    assert_eq!(of("SelfDeclaredMerits/Declare", "allowed"), 2);
-    assert_eq!(of("SelfDeclaredMerits/Withdraw", "allowed"), 1);
-    assert_eq!(of("SelfDeclaredMerits/Withdraw", "denied"), 1);
-    assert_eq!(of("SelfDeclaredMerits/List", "allowed"), 1);
+    assert_eq!(of("SelfDeclaredMeritService/DeclareMerit", "allowed"), 2);
+    assert_eq!(of("SelfDeclaredMeritService/WithdrawMerit", "allowed"), 1);
+    assert_eq!(of("SelfDeclaredMeritService/WithdrawMerit", "denied"), 1);
+    assert_eq!(of("SelfDeclaredMeritService/ListMerits", "allowed"), 1);
     let withdrawn = trail
         .iter()
-        .find(|e| e.method == "SelfDeclaredMerits/Withdraw" && e.decision == "allowed")
+        .find(|e| e.method == "SelfDeclaredMeritService/WithdrawMerit" && e.decision == "allowed")
         .unwrap();
     assert_eq!(withdrawn.details.get("merit_id"), Some(&first.merit_id));
     assert_eq!(withdrawn.record_types, [SELF_DECLARED]);
@@ -366,14 +366,14 @@ async fn only_the_person_through_a_registrar_declares_and_bad_merits_store_nothi
     };
     let e = merits(&net, "reader")
         .await
-        .declare(sealed(&net, "registrar", req.clone()))
+        .declare_merit(sealed(&net, "registrar", req.clone()))
         .await
         .unwrap_err();
     assert_eq!(reason(&e), "ROLE_REQUIRED");
     // Without the person's assertion.
     let e = merits(&net, "registrar")
         .await
-        .declare(req.clone())
+        .declare_merit(req.clone())
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unauthenticated);
@@ -389,7 +389,7 @@ async fn only_the_person_through_a_registrar_declares_and_bad_merits_store_nothi
     other.subject_id = DEMO_SUBJECT.into();
     let e = merits(&net, "registrar")
         .await
-        .declare(other)
+        .declare_merit(other)
         .await
         .unwrap_err();
     assert!(
@@ -444,7 +444,7 @@ async fn only_the_person_through_a_registrar_declares_and_bad_merits_store_nothi
     };
     let e = merits(&net, "registrar")
         .await
-        .withdraw(sealed(&net, "registrar", req))
+        .withdraw_merit(sealed(&net, "registrar", req))
         .await
         .unwrap_err();
     assert_eq!(reason(&e), "MERIT_NOT_FOUND");

@@ -13,7 +13,7 @@ use samverka_proto::admin::v1::registry_server::RegistryServer;
 use samverka_proto::v1::access_log_server::AccessLogServer;
 use samverka_proto::v1::consents_server::ConsentsServer;
 use samverka_proto::v1::record_exchange_server::RecordExchangeServer;
-use samverka_proto::v1::self_declared_merits_server::SelfDeclaredMeritsServer;
+use samverka_proto::v1::self_declared_merit_service_server::SelfDeclaredMeritServiceServer;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic::transport::Server;
@@ -36,7 +36,7 @@ const SERVICES: [&str; 5] = [
     <RecordExchangeServer<RecordExchangeService> as NamedService>::NAME,
     <ConsentsServer<ConsentsService> as NamedService>::NAME,
     <AccessLogServer<AccessLogService> as NamedService>::NAME,
-    <SelfDeclaredMeritsServer<MeritsService> as NamedService>::NAME,
+    <SelfDeclaredMeritServiceServer<MeritsService> as NamedService>::NAME,
     <RegistryServer<RegistryService> as NamedService>::NAME,
 ];
 
@@ -144,7 +144,7 @@ pub async fn serve(
             max_request,
         ))
         .add_service(RequestLimit::new(
-            SelfDeclaredMeritsServer::new(MeritsService::new(gateway.clone()))
+            SelfDeclaredMeritServiceServer::new(MeritsService::new(gateway.clone()))
                 .max_decoding_message_size(max_request)
                 .max_encoding_message_size(max_response),
             gateway.metrics.clone(),

@@ -9,13 +9,13 @@ use samverka_proto::terms::PersonBound;
 use samverka_proto::v1::access_log_client::AccessLogClient;
 use samverka_proto::v1::consents_client::ConsentsClient;
 use samverka_proto::v1::record_exchange_client::RecordExchangeClient;
-use samverka_proto::v1::self_declared_merits_client::SelfDeclaredMeritsClient;
+use samverka_proto::v1::self_declared_merit_service_client::SelfDeclaredMeritServiceClient;
 use samverka_proto::v1::{
     ApproveConsentRequest, CompetencePassport, Consent, ConsentReceipt, DeclareMeritRequest,
     DeclaredMerit, GetCompetencePassportRequest, GetConsentRequest, GrantConsentRequest,
-    ListAccessEventsRequest, ListAccessEventsResponse, ListConsentsRequest,
-    ListDeclaredMeritsRequest, PauseConsentRequest, RejectConsentRequest, ResumeConsentRequest,
-    RevokeConsentRequest, WithdrawMeritRequest,
+    ListAccessEventsRequest, ListAccessEventsResponse, ListConsentsRequest, ListMeritsRequest,
+    PauseConsentRequest, RejectConsentRequest, ResumeConsentRequest, RevokeConsentRequest,
+    WithdrawMeritRequest,
 };
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
@@ -124,20 +124,20 @@ impl Gateway {
         Ok(req)
     }
 
-    fn merits(&self) -> SelfDeclaredMeritsClient<Channel> {
-        SelfDeclaredMeritsClient::new(self.channel.clone())
+    fn merits(&self) -> SelfDeclaredMeritServiceClient<Channel> {
+        SelfDeclaredMeritServiceClient::new(self.channel.clone())
     }
 
     /// The merits the person declared and has not withdrawn, oldest first.
     pub async fn list_merits(&self, login: &Login) -> Result<Vec<DeclaredMerit>, Refusal> {
         let req = self.seal(
-            ListDeclaredMeritsRequest {
+            ListMeritsRequest {
                 subject_id: login.person.clone(),
                 person_assertion: String::new(),
             },
             login,
         )?;
-        Ok(self.merits().list(req).await?.into_inner().merits)
+        Ok(self.merits().list_merits(req).await?.into_inner().merits)
     }
 
     /// Records a merit the person declares.
@@ -154,7 +154,13 @@ impl Gateway {
             },
             login,
         )?;
-        Ok(self.merits().declare(req).await?.into_inner())
+        Ok(self
+            .merits()
+            .declare_merit(req)
+            .await?
+            .into_inner()
+            .merit
+            .unwrap_or_default())
     }
 
     /// Withdraws one of the person's merits.
@@ -167,7 +173,13 @@ impl Gateway {
             },
             login,
         )?;
-        Ok(self.merits().withdraw(req).await?.into_inner())
+        Ok(self
+            .merits()
+            .withdraw_merit(req)
+            .await?
+            .into_inner()
+            .merit
+            .unwrap_or_default())
     }
 
     fn consents(&self) -> ConsentsClient<Channel> {

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::v1::{
     ApproveConsentRequest, DeclareMeritRequest, GetConsentRequest, GrantConsentRequest,
-    ListAccessEventsRequest, ListConsentsRequest, ListDeclaredMeritsRequest, PauseConsentRequest,
+    ListAccessEventsRequest, ListConsentsRequest, ListMeritsRequest, PauseConsentRequest,
     RejectConsentRequest, ResumeConsentRequest, RevokeConsentRequest, WithdrawMeritRequest,
 };
 
@@ -200,7 +200,7 @@ impl PersonBound for ListAccessEventsRequest {
 }
 
 impl PersonBound for DeclareMeritRequest {
-    const ACTION: &'static str = "/samverka.v1.SelfDeclaredMerits/Declare";
+    const ACTION: &'static str = "/samverka.v1.SelfDeclaredMeritService/DeclareMerit";
     fn person(&self) -> Option<&str> {
         Some(&self.subject_id)
     }
@@ -218,8 +218,8 @@ impl PersonBound for DeclareMeritRequest {
     assertion_field!();
 }
 
-impl PersonBound for ListDeclaredMeritsRequest {
-    const ACTION: &'static str = "/samverka.v1.SelfDeclaredMerits/List";
+impl PersonBound for ListMeritsRequest {
+    const ACTION: &'static str = "/samverka.v1.SelfDeclaredMeritService/ListMerits";
     fn person(&self) -> Option<&str> {
         Some(&self.subject_id)
     }
@@ -230,7 +230,7 @@ impl PersonBound for ListDeclaredMeritsRequest {
 }
 
 impl PersonBound for WithdrawMeritRequest {
-    const ACTION: &'static str = "/samverka.v1.SelfDeclaredMerits/Withdraw";
+    const ACTION: &'static str = "/samverka.v1.SelfDeclaredMeritService/WithdrawMerit";
     fn person(&self) -> Option<&str> {
         Some(&self.subject_id)
     }

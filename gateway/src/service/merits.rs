@@ -1,4 +1,4 @@
-//! The `samverka.v1.SelfDeclaredMerits` service: merits a person declares
+//! The `samverka.v1.SelfDeclaredMeritService` service: merits a person declares
 //! about themselves, through a registrar, with the person's assertion.
 //!
 //! The gateway keeps them ([`crate::store::merits`]) and puts them in the
@@ -15,8 +15,9 @@ use samverka_adapter::credential::merit::SELF_DECLARED;
 use samverka_proto::records::v1::SelfDeclaredMerit;
 use samverka_proto::terms::PersonBound;
 use samverka_proto::v1::{
-    DeclareMeritRequest, DeclaredMerit, ListDeclaredMeritsRequest, ListDeclaredMeritsResponse,
-    WithdrawMeritRequest, self_declared_merits_server,
+    DeclareMeritRequest, DeclareMeritResponse, DeclaredMerit, ListMeritsRequest,
+    ListMeritsResponse, WithdrawMeritRequest, WithdrawMeritResponse,
+    self_declared_merit_service_server,
 };
 use tonic::{Request, Response, Status};
 
@@ -41,7 +42,7 @@ pub const MAX_SKILLS: usize = 20;
 
 const ESCO_SKILL: &str = "http://data.europa.eu/esco/skill/";
 
-/// The `samverka.v1.SelfDeclaredMerits` service.
+/// The `samverka.v1.SelfDeclaredMeritService` service.
 #[derive(Debug, Clone)]
 pub struct MeritsService {
     gateway: Arc<Gateway>,
@@ -360,9 +361,9 @@ impl MeritsService {
 
     async fn list(
         &self,
-        request: Request<ListDeclaredMeritsRequest>,
+        request: Request<ListMeritsRequest>,
         call: &Call<'_>,
-    ) -> Result<ListDeclaredMeritsResponse, GatewayError> {
+    ) -> Result<ListMeritsResponse, GatewayError> {
         let caller = call.admit(&request, &self.gateway.rate)?;
         let req = request.into_inner();
         // Reading them is on the person's record too, as reading the
@@ -388,30 +389,34 @@ impl MeritsService {
             .declared_merits(subject.as_str())
             .await
             .map_err(GatewayError::store)?;
-        Ok(ListDeclaredMeritsResponse {
+        Ok(ListMeritsResponse {
             merits: rows.iter().map(|r| to_proto(r, &entry.audit_id)).collect(),
         })
     }
 }
 
 #[tonic::async_trait]
-impl self_declared_merits_server::SelfDeclaredMerits for MeritsService {
-    async fn declare(
+impl self_declared_merit_service_server::SelfDeclaredMeritService for MeritsService {
+    async fn declare_merit(
         &self,
         request: Request<DeclareMeritRequest>,
-    ) -> Result<Response<DeclaredMerit>, Status> {
+    ) -> Result<Response<DeclareMeritResponse>, Status> {
         let call = Call::new(
             &self.gateway.metrics,
             Method::MeritsDeclare,
             request.metadata(),
         );
-        call.run(Self::declare(self, request, &call)).await
+        let declared = async {
+            let merit = Self::declare(self, request, &call).await?;
+            Ok(DeclareMeritResponse { merit: Some(merit) })
+        };
+        call.run(declared).await
     }
 
-    async fn list(
+    async fn list_merits(
         &self,
-        request: Request<ListDeclaredMeritsRequest>,
-    ) -> Result<Response<ListDeclaredMeritsResponse>, Status> {
+        request: Request<ListMeritsRequest>,
+    ) -> Result<Response<ListMeritsResponse>, Status> {
         let call = Call::new(
             &self.gateway.metrics,
             Method::MeritsList,
@@ -420,16 +425,20 @@ impl self_declared_merits_server::SelfDeclaredMerits for MeritsService {
         call.run(Self::list(self, request, &call)).await
     }
 
-    async fn withdraw(
+    async fn withdraw_merit(
         &self,
         request: Request<WithdrawMeritRequest>,
-    ) -> Result<Response<DeclaredMerit>, Status> {
+    ) -> Result<Response<WithdrawMeritResponse>, Status> {
         let call = Call::new(
             &self.gateway.metrics,
             Method::MeritsWithdraw,
             request.metadata(),
         );
-        call.run(Self::withdraw(self, request, &call)).await
+        let withdrawn = async {
+            let merit = Self::withdraw(self, request, &call).await?;
+            Ok(WithdrawMeritResponse { merit: Some(merit) })
+        };
+        call.run(withdrawn).await
     }
 }
 

@@ -7,7 +7,7 @@
 //! - [`consents`]: `samverka.v1.Consents`, for registrars;
 //! - [`access_log`]: `samverka.v1.AccessLog`, a person's view of the
 //!   trail, through a registrar;
-//! - [`merits`]: `samverka.v1.SelfDeclaredMerits`, what a person declares
+//! - [`merits`]: `samverka.v1.SelfDeclaredMeritService`, what a person declares
 //!   of themselves, through a registrar;
 //! - [`registry`]: `samverka.admin.v1.Registry`, for operators.
 

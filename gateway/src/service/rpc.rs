@@ -74,11 +74,11 @@ pub enum Method {
     ConsentsWatch,
     /// `samverka.v1.AccessLog/List`.
     AccessLogList,
-    /// `samverka.v1.SelfDeclaredMerits/Declare`.
+    /// `samverka.v1.SelfDeclaredMeritService/DeclareMerit`.
     MeritsDeclare,
-    /// `samverka.v1.SelfDeclaredMerits/List`.
+    /// `samverka.v1.SelfDeclaredMeritService/ListMerits`.
     MeritsList,
-    /// `samverka.v1.SelfDeclaredMerits/Withdraw`.
+    /// `samverka.v1.SelfDeclaredMeritService/WithdrawMerit`.
     MeritsWithdraw,
     /// `samverka.admin.v1.Registry/GetRegistry`.
     RegistryGet,
@@ -138,7 +138,7 @@ impl Method {
         const CONSENTS: &str = "samverka.v1.Consents";
         const ACCESS_LOG: &str = "samverka.v1.AccessLog";
         const REGISTRY: &str = "samverka.admin.v1.Registry";
-        const MERITS: &str = "samverka.v1.SelfDeclaredMerits";
+        const MERITS: &str = "samverka.v1.SelfDeclaredMeritService";
         match self {
             Method::GetRecords => (EXCHANGE, "GetRecords", "RecordExchange/GetRecords"),
             Method::GetCompetencePassport => (
@@ -158,9 +158,17 @@ impl Method {
             Method::ConsentsResume => (CONSENTS, "ResumeConsent", "Consents/ResumeConsent"),
             Method::ConsentsWatch => (CONSENTS, "WatchConsents", "Consents/WatchConsents"),
             Method::AccessLogList => (ACCESS_LOG, "List", "AccessLog/List"),
-            Method::MeritsDeclare => (MERITS, "Declare", "SelfDeclaredMerits/Declare"),
-            Method::MeritsList => (MERITS, "List", "SelfDeclaredMerits/List"),
-            Method::MeritsWithdraw => (MERITS, "Withdraw", "SelfDeclaredMerits/Withdraw"),
+            Method::MeritsDeclare => (
+                MERITS,
+                "DeclareMerit",
+                "SelfDeclaredMeritService/DeclareMerit",
+            ),
+            Method::MeritsList => (MERITS, "ListMerits", "SelfDeclaredMeritService/ListMerits"),
+            Method::MeritsWithdraw => (
+                MERITS,
+                "WithdrawMerit",
+                "SelfDeclaredMeritService/WithdrawMerit",
+            ),
             Method::RegistryGet => (REGISTRY, "GetRegistry", "Registry/GetRegistry"),
             Method::RegistryList => (REGISTRY, "ListItems", "Registry/ListItems"),
             Method::RegistryPut => (REGISTRY, "PutItem", "Registry/PutItem"),

@@ -1,4 +1,4 @@
-//! Merits people declare themselves (`samverka.v1.SelfDeclaredMerits`):
+//! Merits people declare themselves (`samverka.v1.SelfDeclaredMeritService`):
 //! kept until the person withdraws them, each declaration and withdrawal
 //! written together with its audit entry, in one transaction. A withdrawn
 //! merit's content is erased with the withdrawal; its row stays (id,

@@ -436,13 +436,13 @@ async fn passport(
 /// demo run again in the same directory finds it).
 async fn declare_own_merit(network: &Network) -> Result<(), DemoError> {
     use samverka_proto::records::v1::SelfDeclaredMerit;
-    use samverka_proto::v1::self_declared_merits_client::SelfDeclaredMeritsClient;
-    use samverka_proto::v1::{DeclareMeritRequest, ListDeclaredMeritsRequest};
+    use samverka_proto::v1::self_declared_merit_service_client::SelfDeclaredMeritServiceClient;
+    use samverka_proto::v1::{DeclareMeritRequest, ListMeritsRequest};
     const TITLE: &str = "Kassör i idrottsförening";
-    let mut merits = SelfDeclaredMeritsClient::new(network.channel("registrar").await?);
+    let mut merits = SelfDeclaredMeritServiceClient::new(network.channel("registrar").await?);
     let person = network.login("registrar", DEMO_SUBJECT);
     let kept = merits
-        .list(person.seal(ListDeclaredMeritsRequest {
+        .list_merits(person.seal(ListMeritsRequest {
             subject_id: DEMO_SUBJECT.into(),
             person_assertion: String::new(),
         }))
@@ -455,7 +455,7 @@ async fn declare_own_merit(network: &Network) -> Result<(), DemoError> {
     {
         let person = network.login("registrar", DEMO_SUBJECT);
         merits
-            .declare(person.seal(DeclareMeritRequest {
+            .declare_merit(person.seal(DeclareMeritRequest {
                 subject_id: DEMO_SUBJECT.into(),
                 merit: Some(SelfDeclaredMerit {
                     title: TITLE.into(),
