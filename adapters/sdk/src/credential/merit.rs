@@ -535,3 +535,6 @@ impl Merit {
         line
     }
 }
+
+#[cfg(test)]
+mod tests;
