@@ -498,3 +498,72 @@ async fn a_person_keeps_at_most_the_limit() {
     withdraw(&net, &first).await.unwrap();
     declare(&net, treasurer()).await.unwrap();
 }
+
+/// A consent's period applies to the person's own merits as to any
+/// source's records, and the passport's count for their source is what
+/// is within it: nothing is said of what the person did not consent to.
+#[tokio::test]
+async fn a_consents_period_keeps_merits_outside_it_out_and_uncounted() {
+    use samverka_proto::v1::{ApproveConsentRequest, RequestConsentRequest};
+    let net = start().await;
+    // 2019–2023: before the period below.
+    declare(&net, treasurer()).await.unwrap();
+    // Undated: counts from the day it is declared (today).
+    let undated = declare(
+        &net,
+        SelfDeclaredMerit {
+            title: "Svenska som andraspråk, muntligt".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let asked = consents(&net, "reader")
+        .await
+        .request_consent(RequestConsentRequest {
+            subject_id: DEMO_SUBJECT.into(),
+            purpose: DEMO_PURPOSE.into(),
+            record_types: vec![SELF_DECLARED.into()],
+            valid_for_days: 30,
+            justification: "Vi vill se vad du själv har lagt till sedan 2024.".into(),
+            request_id: uuid::Uuid::new_v4().to_string(),
+            records_from: "2024-01-01".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    consents(&net, "registrar")
+        .await
+        .approve_consent(sealed(
+            &net,
+            "registrar",
+            ApproveConsentRequest {
+                consent_id: asked.consent_id,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let p = demo_passport(&net).await;
+    let own: Vec<&str> = p
+        .sections
+        .iter()
+        .flat_map(|s| &s.entries)
+        .filter_map(|e| e.record.as_ref())
+        .map(|r| r.record_id.as_str())
+        .collect();
+    assert_eq!(own, [undated.merit_id.as_str()]);
+    let keeper = p
+        .outcomes
+        .iter()
+        .find(|o| o.source_agency == GATEWAY_AGENCY)
+        .unwrap();
+    assert_eq!(keeper.record_count, 1, "{keeper:?}");
+    let vc = claims_of(&p.credential);
+    assert_eq!(
+        vc["credentialSubject"]["sources"][0]["recordCount"], 1,
+        "{}",
+        vc["credentialSubject"]["sources"]
+    );
+}

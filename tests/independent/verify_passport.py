@@ -181,7 +181,7 @@ def source_failures(credential, ca_file, passport_nbf):
         kind = merit_kind(merit.get("recordType"))
         # A merit from before merits said their kind has none; a
         # self-declared merit always says so.
-        if merit.get("meritKind", None if not declared else "") not in (None, kind):
+        if merit.get("meritKind", "absent" if not declared else "") not in ("absent", kind):
             failed.append("kind of merit %d" % i)
         if declared or issuer == subject.get("id"):
             if not declared or "attestation" in merit or issuer != subject.get("id"):

@@ -414,7 +414,12 @@ pub(super) async fn assemble(
         };
         let plan = registry.router.plan(types, &[], permit);
         let mut entry = audit::PendingEntry::new(&gw.audit, entry);
-        entry.arm(registry.router.asked(&plan));
+        // The gateway's own source is read too, for self-declared merits.
+        let keeper = types
+            .iter()
+            .any(|t| t == SELF_DECLARED)
+            .then_some(gw.config.gateway.org_number.as_str());
+        entry.arm(registry.router.asked(&plan).chain(keeper));
         pending.push(entry);
         let router = &registry.router;
         fetches.push(async move { router.fetch(plan, &query, permit, deadline).await });
@@ -431,7 +436,19 @@ pub(super) async fn assemble(
         .zip(results.iter_mut())
         .zip(reservations)
     {
-        crate::pipeline::terms::keep_within_period(permit, &mut result.records);
+        let left_out = crate::pipeline::terms::keep_within_period(permit, &mut result.records);
+        // A source's count is what it gave within the period: the passport
+        // says nothing of records outside what the person consented to.
+        if left_out > 0 {
+            for o in &mut result.outcomes {
+                let kept = result
+                    .records
+                    .iter()
+                    .filter(|r| r.source_agency == o.source_agency)
+                    .count();
+                o.record_count = u32::try_from(kept).unwrap_or(u32::MAX);
+            }
+        }
         // Settled by the caller, once the passport is known to go out.
         if let Some(r) = reservation {
             settle.push((r, !result.records.is_empty()));

@@ -62,10 +62,20 @@ pub(super) async fn check(
         return fail(NAME, e);
     }
     for (record, jws) in answer.records.iter().zip(&answer.attestations) {
-        if let Err(e) =
-            crate::credential::verify::verify_attestation(jws, cert, record, HOLDER, SALT)
-        {
-            return fail(NAME, format!("record {:?}: {e}", record.record_id));
+        match crate::credential::verify::verify_attestation(jws, cert, record, HOLDER, SALT) {
+            Err(e) => return fail(NAME, format!("record {:?}: {e}", record.record_id)),
+            // The gateway still takes an older SDK's rendering without the
+            // merit's kind; an adapter built now must say it.
+            Ok(claims) if claims.get("meritKind").is_none() => {
+                return fail(
+                    NAME,
+                    format!(
+                        "record {:?}: the attestation does not say the merit's kind (meritKind); rebuild with this SDK",
+                        record.record_id
+                    ),
+                );
+            }
+            Ok(_) => {}
         }
     }
     match gw.fetch_records(asked("abcd")).await {

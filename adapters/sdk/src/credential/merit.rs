@@ -302,7 +302,7 @@ pub fn open_badge(
     };
     let narrative = if self_declared {
         format!(
-            "Declared by the holder through a registrar's e-service; kept by the gateway of {source_name} (organisation number {}) and attested by no one.",
+            "Declared by the holder through a registrar's e-service; kept by the gateway (organisation number {}) and attested by no one.",
             record.source_agency
         )
     } else {
