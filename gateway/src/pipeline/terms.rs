@@ -18,6 +18,7 @@ use samverka_proto::records::v1::Record;
 use samverka_proto::records::v1::record::Payload;
 
 use super::consent::ConsentPermit;
+use super::routing::FetchResult;
 use crate::Gateway;
 use crate::audit::{self, Decision};
 use crate::error::{GatewayError, Reason};
@@ -65,6 +66,22 @@ pub fn keep_within_period(permit: &ConsentPermit, records: &mut Vec<Record>) -> 
         None => false,
     });
     u32::try_from(before - records.len()).unwrap_or(u32::MAX)
+}
+
+/// [`keep_within_period`] for a fan-out's whole result: each source's
+/// `record_count` becomes what it gave within the period.
+pub fn keep_result_within_period(permit: &ConsentPermit, result: &mut FetchResult) {
+    if keep_within_period(permit, &mut result.records) == 0 {
+        return;
+    }
+    for o in &mut result.outcomes {
+        let kept = result
+            .records
+            .iter()
+            .filter(|r| r.source_agency == o.source_agency)
+            .count();
+        o.record_count = u32::try_from(kept).unwrap_or(u32::MAX);
+    }
 }
 
 /// A read reserved from a counted consent. Settle it with

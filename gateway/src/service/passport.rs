@@ -28,7 +28,6 @@ use crate::state::Gateway;
 use crate::store::StoredConsent;
 use crate::time::to_timestamp;
 use samverka_adapter::credential::merit::SELF_DECLARED;
-use samverka_proto::records::v1::{Record, record::Payload};
 
 /// The record types a passport for `purpose` can hold: those the purpose
 /// covers, of a passport kind, that some source serves (the gateway itself
@@ -46,47 +45,6 @@ fn candidate_types(registry: &Registry, purpose: &[String]) -> Vec<String> {
     types.dedup();
     types
 }
-
-/// Adds the person's self-declared merits in force to `result`, as records
-/// of the gateway's own source; a store that fails is that source's
-/// failure, as a register's would be.
-async fn self_declared(gw: &Gateway, subject: &str, result: &mut FetchResult, started_ms: i64) {
-    let keeper = gw.config.gateway.org_number.to_string();
-    let mut outcome = SourceOutcome {
-        source_agency: keeper.clone(),
-        source_name: SELF_DECLARED_SOURCE.to_owned(),
-        status: source_outcome::Status::Ok as i32,
-        ..Default::default()
-    };
-    match gw.store.declared_merits(subject).await {
-        Ok(rows) => {
-            outcome.record_count = u32::try_from(rows.len()).unwrap_or(u32::MAX);
-            result.records.extend(rows.iter().map(|row| {
-                let merit = crate::service::merits::to_proto(row, "");
-                Record {
-                    record_type: SELF_DECLARED.to_owned(),
-                    subject_id: row.subject_id.clone(),
-                    source_agency: keeper.clone(),
-                    record_id: row.merit_id.clone(),
-                    updated_at: Some(to_timestamp(row.declared_at_ms)),
-                    payload: merit.merit.map(Payload::SelfDeclaredMerit),
-                }
-            }));
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the person's self-declared merits");
-            outcome.status = source_outcome::Status::Unavailable as i32;
-            outcome.message = "the gateway's store did not answer".to_owned();
-        }
-    }
-    result.outcomes.push(outcome);
-    result.answered_after.push(Duration::from_millis(
-        u64::try_from(gw.clock.now_ms() - started_ms).unwrap_or_default(),
-    ));
-}
-
-/// The name of the self-declared merits' source in a passport.
-pub const SELF_DECLARED_SOURCE: &str = "self-declared by the person";
 
 /// Folds `new` into the outcome of the same source, if there is one: the
 /// counts add up and a failure outweighs success.
@@ -214,6 +172,59 @@ fn judge(
     );
     checks.record("samverka.refused", judged.refused.len());
     judged
+}
+
+/// One fan-out per allowed consent, all at once, each with its audit
+/// entry (committed as cancelled if the caller cancels once sources are
+/// asked). The person's own merits are read with the fan-out of the
+/// consent that covers them; each result is kept to its consent's period,
+/// counts included: a passport says nothing of records outside what the
+/// person consented to, not even how many.
+async fn fan_out(
+    gw: &Gateway,
+    registry: &Registry,
+    allowed: &[(ConsentPermit, Vec<String>)],
+    base: &AuditEntry,
+    query: &FetchQuery,
+    deadline: Duration,
+    started_ms: i64,
+) -> (Vec<FetchResult>, Vec<AuditEntry>) {
+    let mut pending = Vec::new();
+    let mut fetches = Vec::new();
+    for (permit, types) in allowed {
+        let entry = AuditEntry {
+            audit_id: audit::new_id(),
+            decision: Decision::Allowed.as_str().to_owned(),
+            record_types: types.clone(),
+            consent_id: permit.consent_id().to_owned(),
+            ..base.clone()
+        };
+        let query = FetchQuery {
+            audit_ref: entry.audit_id.clone(),
+            ..query.clone()
+        };
+        let plan = registry.router.plan(types, &[], permit);
+        let own = types.iter().any(|t| t == SELF_DECLARED);
+        let keeper = own.then_some(gw.config.gateway.org_number.as_str());
+        let mut entry = audit::PendingEntry::new(&gw.audit, entry);
+        entry.arm(registry.router.asked(&plan).chain(keeper));
+        pending.push(entry);
+        let router = &registry.router;
+        fetches.push(async move {
+            let mut result = router.fetch(plan, &query, permit, deadline).await;
+            if own {
+                super::merits::as_source(gw, &query.subject_id, &mut result, started_ms).await;
+            }
+            crate::pipeline::terms::keep_result_within_period(permit, &mut result);
+            result
+        });
+    }
+    let results = futures_util::future::join_all(fetches).await;
+    let entries = pending
+        .into_iter()
+        .map(audit::PendingEntry::finish)
+        .collect();
+    (results, entries)
 }
 
 /// One refused entry per reason, naming the types it kept out.
@@ -387,77 +398,37 @@ pub(super) async fn assemble(
             .unwrap_or_else(|| GatewayError::internal("no record type judged")));
     }
 
-    // One fan-out per consent, all at once; the sources attest their
-    // records for this passport's holder.
+    // The sources attest their records for this passport's holder.
     let (holder_id, holder_salt) = (passport::new_holder_id(), passport::new_holder_salt());
+    let query = FetchQuery {
+        subject_id: subject.as_str().to_owned(),
+        purpose: req.purpose.clone(),
+        requesting_agency: caller.agency.to_string(),
+        audit_ref: String::new(),
+        traceparent,
+        attest: Some(Attest {
+            holder_id: holder_id.clone(),
+            holder_salt: holder_salt.clone(),
+            required: gw.config.gateway.unattested_records == UnattestedRecords::Refuse,
+        }),
+    };
     let fetch_started_ms = gw.clock.now_ms();
-    // Committed as cancelled if the caller cancels once registers are asked.
-    let mut pending = Vec::new();
-    let mut fetches = Vec::new();
-    for (permit, types) in &judged.allowed {
-        let mut entry = base.clone();
-        entry.audit_id = audit::new_id();
-        entry.decision = Decision::Allowed.as_str().to_owned();
-        entry.record_types = types.clone();
-        entry.consent_id = permit.consent_id().to_owned();
-        let query = FetchQuery {
-            subject_id: subject.as_str().to_owned(),
-            purpose: req.purpose.clone(),
-            requesting_agency: caller.agency.to_string(),
-            audit_ref: entry.audit_id.clone(),
-            traceparent: traceparent.clone(),
-            attest: Some(Attest {
-                holder_id: holder_id.clone(),
-                holder_salt: holder_salt.clone(),
-                required: gw.config.gateway.unattested_records == UnattestedRecords::Refuse,
-            }),
-        };
-        let plan = registry.router.plan(types, &[], permit);
-        let mut entry = audit::PendingEntry::new(&gw.audit, entry);
-        // The gateway's own source is read too, for self-declared merits.
-        let keeper = types
-            .iter()
-            .any(|t| t == SELF_DECLARED)
-            .then_some(gw.config.gateway.org_number.as_str());
-        entry.arm(registry.router.asked(&plan).chain(keeper));
-        pending.push(entry);
-        let router = &registry.router;
-        fetches.push(async move { router.fetch(plan, &query, permit, deadline).await });
-    }
-    let mut results = futures_util::future::join_all(fetches).await;
-    for ((_, types), result) in judged.allowed.iter().zip(results.iter_mut()) {
-        if types.iter().any(|t| t == SELF_DECLARED) {
-            self_declared(gw, subject.as_str(), result, fetch_started_ms).await;
-        }
-    }
-    for (((permit, _), result), reservation) in judged
-        .allowed
-        .iter()
-        .zip(results.iter_mut())
-        .zip(reservations)
-    {
-        let left_out = crate::pipeline::terms::keep_within_period(permit, &mut result.records);
-        // A source's count is what it gave within the period: the passport
-        // says nothing of records outside what the person consented to.
-        if left_out > 0 {
-            for o in &mut result.outcomes {
-                let kept = result
-                    .records
-                    .iter()
-                    .filter(|r| r.source_agency == o.source_agency)
-                    .count();
-                o.record_count = u32::try_from(kept).unwrap_or(u32::MAX);
-            }
-        }
-        // Settled by the caller, once the passport is known to go out.
+    let (results, mut allowed_entries) = fan_out(
+        gw,
+        &registry,
+        &judged.allowed,
+        base,
+        &query,
+        deadline,
+        fetch_started_ms,
+    )
+    .await;
+    // Settled by the caller, once the passport is known to go out.
+    for (result, reservation) in results.iter().zip(reservations) {
         if let Some(r) = reservation {
             settle.push((r, !result.records.is_empty()));
         }
     }
-    let mut allowed_entries: Vec<AuditEntry> = pending
-        .into_iter()
-        .map(audit::PendingEntry::finish)
-        .collect();
     let (sections, outcomes) = collect(results, &mut allowed_entries, fetch_started_ms);
     let consent_ids: Vec<String> = allowed_entries
         .iter()

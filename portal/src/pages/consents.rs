@@ -307,18 +307,9 @@ pub(crate) async fn decide(
             .map(|(_, v)| v.clone())
             .collect()
     };
-    let Some(session) = visit.session.clone() else {
+    let Some(session) = visit.form_session(&app, &headers, &field("csrf")) else {
         return csrf_refused(&app, &visit);
     };
-    let ours = app
-        .sessions
-        .with(&session, |s| {
-            crate::web::form_is_ours(&app, &headers, s, &field("csrf"))
-        })
-        .unwrap_or(false);
-    if !ours {
-        return csrf_refused(&app, &visit);
-    }
     if !plausible_id(&id) {
         return super::not_found(State(app), headers).await;
     }

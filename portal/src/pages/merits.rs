@@ -33,17 +33,6 @@ pub(crate) struct MeritForm {
     skills: String,
 }
 
-fn form_is_ours(app: &App, headers: &HeaderMap, visit: &Visit, csrf: &str) -> bool {
-    visit
-        .session
-        .as_deref()
-        .and_then(|id| {
-            app.sessions
-                .with(id, |s| crate::web::form_is_ours(app, headers, s, csrf))
-        })
-        .unwrap_or(false)
-}
-
 /// The person's merits and the form to declare one.
 pub(crate) async fn merits(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let visit = Visit::of(&app, &headers);
@@ -91,7 +80,7 @@ pub(crate) async fn declare(
     axum::Form(form): axum::Form<MeritForm>,
 ) -> Response {
     let visit = Visit::of(&app, &headers);
-    if !form_is_ours(&app, &headers, &visit, &form.csrf) {
+    if visit.form_session(&app, &headers, &form.csrf).is_none() {
         return csrf_refused(&app, &visit);
     }
     let login = match visit.fresh_login(&app, "/merits", true) {
@@ -127,7 +116,7 @@ pub(crate) async fn withdraw(
     axum::Form(form): axum::Form<CsrfForm>,
 ) -> Response {
     let visit = Visit::of(&app, &headers);
-    if !form_is_ours(&app, &headers, &visit, &form.csrf) {
+    if visit.form_session(&app, &headers, &form.csrf).is_none() {
         return csrf_refused(&app, &visit);
     }
     let login = match visit.fresh_login(&app, "/merits", true) {

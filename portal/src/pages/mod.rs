@@ -55,6 +55,21 @@ impl Visit {
         }
     }
 
+    /// The session a form was sent in, if the form is this portal's in
+    /// that session (its CSRF token and origin); `None` refuses it.
+    pub(crate) fn form_session(
+        &self,
+        app: &App,
+        headers: &HeaderMap,
+        csrf: &str,
+    ) -> Option<String> {
+        let id = self.session.clone()?;
+        app.sessions
+            .with(&id, |s| web::form_is_ours(app, headers, s, csrf))
+            .unwrap_or(false)
+            .then_some(id)
+    }
+
     /// The page context for `page`.
     pub(crate) fn page<'a>(&self, page: &'a str) -> PageContext<'a> {
         PageContext {
@@ -335,17 +350,10 @@ pub(crate) async fn logout(
     axum::Form(form): axum::Form<CsrfForm>,
 ) -> Response {
     let visit = Visit::of(&app, &headers);
-    let Some(id) = &visit.session else {
+    let Some(id) = visit.form_session(&app, &headers, &form.csrf) else {
         return csrf_refused(&app, &visit);
     };
-    let ours = app
-        .sessions
-        .with(id, |s| web::form_is_ours(&app, &headers, s, &form.csrf))
-        .unwrap_or(false);
-    if !ours {
-        return csrf_refused(&app, &visit);
-    }
-    app.sessions.end(id);
+    app.sessions.end(&id);
     let after = Visit {
         lang: visit.lang,
         session: None,

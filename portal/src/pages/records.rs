@@ -342,18 +342,9 @@ pub(crate) async fn fetch_passport(
     Form(form): Form<CsrfForm>,
 ) -> Response {
     let visit = Visit::of(&app, &headers);
-    let Some(session) = visit.session.clone() else {
+    let Some(session) = visit.form_session(&app, &headers, &form.csrf) else {
         return csrf_refused(&app, &visit);
     };
-    let ours = app
-        .sessions
-        .with(&session, |s| {
-            crate::web::form_is_ours(&app, &headers, s, &form.csrf)
-        })
-        .unwrap_or(false);
-    if !ours {
-        return csrf_refused(&app, &visit);
-    }
     let Some(purpose) = app.config.passport_purpose.clone() else {
         return super::not_found(State(app), headers).await;
     };
