@@ -404,6 +404,19 @@ async fn invalid_and_stale_changes_are_refused_with_reasons_and_change_nothing()
         refused_with(s, invalid, "REGISTRY_INVALID"),
         "adapters[4].address"
     );
+    // No register may serve the merits people declare themselves.
+    let route = pb::item::Item::AdapterRoute(pb::AdapterRoute {
+        name: "own-merits".into(),
+        address: "own:50051".into(),
+        org_number: samverka_adapter_employment::DEMO_AGENCY.into(),
+        record_types: strings(&["competence.self_declared"]),
+        server_name: String::new(),
+    });
+    let s = op.put_item(put(route, v)).await.unwrap_err();
+    assert_eq!(
+        refused_with(s, invalid, "REGISTRY_INVALID"),
+        "adapters[4].record_types"
+    );
     for document in [
         "[[[ not toml",
         "[[agencies]]\norg_number = \"2021999020\"\nname = \"x\"\ncolour = \"red\"\n",
@@ -448,7 +461,7 @@ async fn invalid_and_stale_changes_are_refused_with_reasons_and_change_nothing()
         .filter(|(_, d, _)| d == "denied")
         .map(|(_, _, r)| r)
         .collect();
-    assert_eq!(denied.len(), 14, "{denied:?}");
+    assert_eq!(denied.len(), 15, "{denied:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

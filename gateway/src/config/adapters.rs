@@ -130,6 +130,15 @@ mod tests {
     }
 
     #[test]
+    fn no_register_may_serve_self_declared_merits() {
+        let text = "[[adapters]]\nname = \"r\"\naddress = \"r:1\"\norg_number = \"2021999053\"\n\
+                    record_types = [\"employment.period\", \"competence.self_declared\"]\n";
+        let e = parse_text(text).unwrap_err();
+        assert_eq!(e.key, "adapters[0].record_types");
+        assert!(e.reason.contains("kept by the gateway"), "{e}");
+    }
+
+    #[test]
     fn bad_addresses_and_reused_names_are_refused() {
         for address in ["127.0.0.1", ":50062", "host:99999"] {
             let e = parse_text(&adapter(address, "")).unwrap_err();

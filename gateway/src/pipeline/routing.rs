@@ -161,12 +161,9 @@ impl Router {
                         || permit.source_agencies().iter().any(|s| s == org))
             })
             .filter_map(|(index, (route, _))| {
-                // Self-declared merits are the gateway's to keep: no
-                // register is ever asked for them, whatever its route says.
                 let record_types: Vec<String> = record_types
                     .iter()
                     .filter(|t| route.record_types.contains(t))
-                    .filter(|t| *t != samverka_adapter::credential::merit::SELF_DECLARED)
                     .cloned()
                     .collect();
                 (!record_types.is_empty()).then_some(SourcePlan {
