@@ -204,7 +204,7 @@ async fn a_declared_merit_is_in_the_passport_as_the_persons_own_never_as_atteste
             .all(|c| c["awardedBy"]["awardingBody"][0]["type"] == "Organisation")
     );
     let people = passport::merits(&vc);
-    let mine = people.iter().find(|m| m.kind == "self-declared").unwrap();
+    let mine = people.iter().find(|m| m.kind() == "self-declared").unwrap();
     assert!(!mine.source_attested);
     assert!(
         mine.describe().contains("attested by no one"),

@@ -42,7 +42,7 @@ fn claim(m: &Merit, i: usize, passport_id: &str) -> Value {
     let id = format!("{passport_id}#claim-{i}");
     // A self-declared merit is the person's own word: awarded by them,
     // never by an organisation.
-    let body = if m.kind == "self-declared" {
+    let body = if m.kind() == "self-declared" {
         json!({ "id": format!("{id}-awarding-body"), "type": "Person", "fullName": lang("the holder (self-declared, attested by no one)") })
     } else if m.creator.is_empty() {
         json!({ "id": format!("{id}-awarding-body"), "type": "Organisation", "legalName": lang(&m.source_name) })
@@ -85,7 +85,7 @@ fn claim(m: &Merit, i: usize, passport_id: &str) -> Value {
     });
     if !m.result.is_empty() {
         claim["description"] = lang(&format!("Result: {}", m.result));
-    } else if m.kind == "self-declared" {
+    } else if m.kind() == "self-declared" {
         claim["description"] = lang("Declared by the holder; attested by no one.");
     }
     if employment && !m.start.is_empty() {

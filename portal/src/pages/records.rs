@@ -310,7 +310,7 @@ fn merit(
         m.awarded.clone()
     };
     let codes: Vec<String> = m.codes.iter().map(|(f, c)| format!("{f} {c}")).collect();
-    let attested = if m.kind == "self-declared" {
+    let attested = if m.kind() == "self-declared" {
         "merit_self_declared"
     } else if m.source_attested && signature_holds {
         "merit_signed"
@@ -321,7 +321,7 @@ fn merit(
     };
     context! {
         what => what,
-        kind => app.texts.named(lang, "merit_kinds", &m.kind),
+        kind => app.texts.named(lang, "merit_kinds", m.kind()),
         facts => facts.join(", "),
         when => when,
         by => m.creator.clone(),

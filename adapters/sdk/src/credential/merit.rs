@@ -273,6 +273,64 @@ fn facts(payload: Option<&Payload>) -> Facts {
     f
 }
 
+/// Who a merit is by and who vouches for it.
+struct Origin {
+    /// For the achievement's description.
+    by: String,
+    /// The achievement's criteria.
+    narrative: String,
+    /// The achievement's `creator`.
+    creator: Value,
+    /// The credential's `issuer`.
+    issuer: Value,
+}
+
+/// A self-declared merit is the holder's own: created and issued by the
+/// holder, kept by the gateway, attested by no one. Any other is its
+/// organisation's, recorded by its register and issued by `holder.issuer`.
+fn origin(
+    record: &Record,
+    f: &Facts,
+    source_name: &str,
+    achievement_id: &str,
+    holder: &Holder<'_>,
+) -> Origin {
+    if merit_kind(&record.record_type) == "self-declared" {
+        let own = json!({
+            "id": holder.subject_id,
+            "type": ["Profile"],
+            "name": "The holder (self-declared)",
+        });
+        return Origin {
+            by: "declared by the holder".to_owned(),
+            narrative: format!(
+                "Declared by the holder through a registrar's e-service; kept by the gateway (organisation number {}) and attested by no one.",
+                record.source_agency
+            ),
+            creator: own.clone(),
+            issuer: own,
+        };
+    }
+    let mut creator = json!({
+        "id": if f.by_org.is_empty() { format!("{achievement_id}#creator") } else { agency_urn(&f.by_org) },
+        "type": ["Profile"],
+    });
+    set(&mut creator, "name", json!(f.by_name));
+    Origin {
+        by: if f.by_name.is_empty() {
+            "an organisation the register does not name".to_owned()
+        } else {
+            f.by_name.clone()
+        },
+        narrative: format!(
+            "Recorded as {} in the register of {source_name} (organisation number {}).",
+            record.record_type, record.source_agency
+        ),
+        creator,
+        issuer: holder.issuer.clone(),
+    }
+}
+
 /// One record as an `OpenBadgeCredential` issued by `holder.issuer`;
 /// `retrieved_at` (when the gateway received it) is left out when empty.
 /// A self-declared merit is issued and created by the holder, so that it
@@ -291,54 +349,21 @@ pub fn open_badge(
     } else {
         f.name.clone()
     };
-    let kind = merit_kind(&record.record_type);
-    let self_declared = kind == "self-declared";
-    let by = if self_declared {
-        "declared by the holder".to_owned()
-    } else if f.by_name.is_empty() {
-        "an organisation the register does not name".to_owned()
-    } else {
-        f.by_name.clone()
-    };
-    let narrative = if self_declared {
-        format!(
-            "Declared by the holder through a registrar's e-service; kept by the gateway (organisation number {}) and attested by no one.",
-            record.source_agency
-        )
-    } else {
-        format!(
-            "Recorded as {} in the register of {source_name} (organisation number {}).",
-            record.record_type, record.source_agency
-        )
-    };
+    let origin = origin(record, &f, source_name, &achievement_id, holder);
     let mut achievement = json!({
         "id": achievement_id,
         "type": ["Achievement"],
         "achievementType": f.achievement_type,
         "name": name,
-        "description": if f.description.is_empty() { format!("{name}, {by}") } else { f.description.clone() },
-        "criteria": { "narrative": narrative },
+        "description": if f.description.is_empty() { format!("{name}, {}", origin.by) } else { f.description.clone() },
+        "criteria": { "narrative": origin.narrative },
     });
     set(&mut achievement, "humanCode", json!(f.code));
     set(&mut achievement, "fieldOfStudy", json!(f.field));
     set(&mut achievement, "specialization", json!(f.detail));
     set(&mut achievement, "creditsAvailable", json!(f.credits));
     set(&mut achievement, "creditUnit", json!(f.credit_unit));
-    let holder_profile = json!({
-        "id": holder.subject_id,
-        "type": ["Profile"],
-        "name": "The holder (self-declared)",
-    });
-    let mut creator = json!({
-        "id": if f.by_org.is_empty() { format!("{achievement_id}#creator") } else { agency_urn(&f.by_org) },
-        "type": ["Profile"],
-    });
-    set(&mut creator, "name", json!(f.by_name));
-    achievement["creator"] = if self_declared {
-        holder_profile.clone()
-    } else {
-        creator
-    };
+    achievement["creator"] = origin.creator;
     set(&mut achievement, "alignment", Value::Array(f.alignments));
 
     let mut subject = json!({
@@ -377,11 +402,11 @@ pub fn open_badge(
         "id": format!("urn:samverka:record:{key}"),
         "type": ["VerifiableCredential", "OpenBadgeCredential"],
         "name": name,
-        "issuer": if self_declared { &holder_profile } else { holder.issuer },
+        "issuer": origin.issuer,
         "validFrom": holder.valid_from,
         "credentialSubject": subject,
         "recordType": record.record_type,
-        "meritKind": kind,
+        "meritKind": merit_kind(&record.record_type),
         "source": {
             "agency": record.source_agency,
             "name": source_name,
@@ -401,10 +426,6 @@ pub fn open_badge(
 pub struct Merit {
     /// The record type it was read as (`education.degree`).
     pub record_type: String,
-    /// Its kind (`formal`, `non-formal`, `validated`, `work-experience`,
-    /// `self-declared`; see [`merit_kind`]), from its record type, never
-    /// from what the credential says of itself.
-    pub kind: String,
     /// Open Badges' `achievementType` (`Course`, `ext:EmploymentPeriod`).
     pub achievement_type: String,
     /// The achievement's name.
@@ -447,6 +468,13 @@ fn day(v: &Value) -> String {
 }
 
 impl Merit {
+    /// Its kind (`formal`, `non-formal`, `validated`, `work-experience`,
+    /// `self-declared`; see [`merit_kind`]), from its record type, never
+    /// from what the credential says of itself.
+    pub fn kind(&self) -> &'static str {
+        merit_kind(&self.record_type)
+    }
+
     /// The merit an `OpenBadgeCredential` of a passport holds.
     pub fn of(credential: &Value) -> Merit {
         let s = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
@@ -454,7 +482,6 @@ impl Merit {
         let a = &subject["achievement"];
         Merit {
             record_type: s(credential, "recordType"),
-            kind: merit_kind(&s(credential, "recordType")).to_owned(),
             achievement_type: s(a, "achievementType"),
             name: s(a, "name"),
             code: s(a, "humanCode"),
@@ -512,7 +539,8 @@ impl Merit {
         }
         line.push_str(&format!(
             "\n        {} merit, by {}",
-            self.kind, self.creator
+            self.kind(),
+            self.creator
         ));
         if !self.codes.is_empty() {
             let codes: Vec<String> = self.codes.iter().map(|(f, c)| format!("{f} {c}")).collect();
@@ -525,7 +553,7 @@ impl Merit {
         if !self.retrieved_at.is_empty() {
             line.push_str(&format!(", retrieved {}", self.retrieved_at));
         }
-        line.push_str(if self.kind == "self-declared" {
+        line.push_str(if self.kind() == "self-declared" {
             ", declared by the person, attested by no one"
         } else if self.source_attested {
             ", signed by the source"

@@ -65,7 +65,7 @@ fn a_self_declared_merit_is_the_holders_and_a_course_its_providers() {
         "Fem år i en idrottsförening."
     );
     let merit = Merit::of(&own);
-    assert_eq!(merit.kind, "self-declared");
+    assert_eq!(merit.kind(), "self-declared");
     assert!(merit.describe().contains("attested by no one"));
     // Whatever it carries, it is never shown as attested.
     let mut forged = own.clone();
