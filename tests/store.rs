@@ -200,6 +200,42 @@ async fn audit_entries_keep_their_order_and_fields(location: StoreLocation) {
     );
 }
 
+/// A batch the store refuses (here: an audit id already in the trail)
+/// writes none of its entries, and later batches link on from the same
+/// head. Refused many more times than the audit writer's pool holds
+/// connections, as the writer itself appends: a refusal must not use up a
+/// connection for good (on PostgreSQL a refused batch's connection leaves
+/// the pool, its transaction state unknown, and a new one is opened).
+async fn a_refused_batch_writes_nothing_and_the_next_links_on(location: StoreLocation) {
+    let store = Store::open(&location).await.unwrap();
+    let writer = store.for_audit_writer().unwrap();
+    append(&writer, "kept", "199003142388", 2).await;
+    for i in 0..40 {
+        let batch = vec![
+            audit(&format!("lost-{i}"), "199003142388"),
+            audit("kept-0", "199003142388"),
+        ];
+        let refused = writer.append_audit_batch(batch).await.unwrap_err();
+        assert!(
+            refused.0.to_lowercase().contains("unique"),
+            "{i}: {refused}"
+        );
+    }
+    let after = append(&writer, "after", "199003142388", 2).await;
+    assert_eq!(after.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
+    let read = store.audit_entries(None).await.unwrap();
+    assert_eq!(
+        read.iter().map(|e| e.audit_id.as_str()).collect::<Vec<_>>(),
+        ["kept-0", "kept-1", "after-0", "after-1"]
+    );
+    assert_eq!(store.audit_head().await.unwrap().seq, 4);
+    let mut check = samverka_gateway::audit::chain::ChainCheck::new(&[], &[]).unwrap();
+    for e in &read {
+        check.push(e).unwrap();
+    }
+    assert_eq!(check.finish().unwrap().entries, 4);
+}
+
 /// Any text a caller could send, biased towards what a list or JSON
 /// encoding might trip on: separators, quotes, brackets, blanks, NUL.
 fn any_text() -> impl proptest::strategy::Strategy<Value = String> {
@@ -552,6 +588,7 @@ crate::on_both_backends!(
     revocation_happens_once,
     consents_are_found_by_subject_and_grantee_newest_first,
     audit_entries_keep_their_order_and_fields,
+    a_refused_batch_writes_nothing_and_the_next_links_on,
     any_entry_round_trips_exactly,
     format_1_entries_still_verify,
     imports_are_all_or_nothing,

@@ -3,8 +3,9 @@
 //! store and filled by a thread of its own. On PostgreSQL (a real server
 //! started by the test; skipped with a printed reason when PostgreSQL is
 //! not installed), TLS as libpq asks for it in the URL, checking the
-//! server and showing a client certificate; and an unreachable server
-//! fails within seconds. The suite both backends pass is tests/store.rs.
+//! server and showing a client certificate; an unreachable server
+//! fails within seconds; and an audit append its caller stops waiting for
+//! leaves no transaction open. The suite both backends pass is tests/store.rs.
 
 mod support;
 
@@ -229,5 +230,61 @@ async fn the_access_log_reads_alike_in_both_orders_wherever_the_index_ends() {
     assert_eq!(
         support::store::access_log(&store, person, 0, i64::MAX, 2).await,
         whole
+    );
+}
+
+/// The audit writer's append sends `BEGIN` and the head's lock first and
+/// the rest in a second round trip. A caller that stops waiting between
+/// the two (here: while another session holds the head's lock) must not
+/// leave that connection in the pool with its transaction open: it would
+/// hold the head's lock, and every replica's appends would wait behind it.
+#[tokio::test]
+async fn an_append_abandoned_halfway_leaves_no_transaction_open() {
+    use std::time::Duration;
+    let Some(pg) = PgCluster::start() else {
+        return;
+    };
+    let store = Store::open(&StoreLocation::Postgres(pg.url()))
+        .await
+        .unwrap();
+    let writer = store.for_audit_writer().unwrap();
+    writer
+        .append_audit(audit("first", "199003142388"))
+        .await
+        .unwrap();
+
+    let (holder, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    holder
+        .batch_execute("BEGIN; SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
+        .await
+        .unwrap();
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(300),
+        writer.append_audit(audit("abandoned", "199003142388")),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the append waited for the head's lock");
+    holder.batch_execute("ROLLBACK").await.unwrap();
+
+    // Another replica's append, and the writer's next ones, go through.
+    let other = Store::open(&StoreLocation::Postgres(pg.url()))
+        .await
+        .unwrap();
+    for (store, id) in [(&other, "other"), (&writer, "next-1"), (&writer, "next-2")] {
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            store.append_audit(audit(id, "199003142388")),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{id} waited for a lock left held"))
+        .unwrap();
+    }
+    let ids = store.audit_entries(None).await.unwrap();
+    assert_eq!(
+        ids.iter().map(|e| e.audit_id.as_str()).collect::<Vec<_>>(),
+        ["first", "other", "next-1", "next-2"]
     );
 }

@@ -119,7 +119,7 @@ impl Gateway {
         let store = Store::open(&g.store).await.map_err(StartError::Store)?;
         metrics.watch_access_index(store.access_index_progress());
         let audit = AuditWriter::spawn(
-            store.clone(),
+            store.for_audit_writer().map_err(StartError::Store)?,
             signer.clone(),
             clock.clone(),
             config.audit.checkpoints,

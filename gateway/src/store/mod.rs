@@ -181,6 +181,15 @@ impl Store {
         })
     }
 
+    /// The store as the audit writer uses it: on PostgreSQL over
+    /// connections of its own (see `PostgresStore::with_writer_pool`).
+    pub fn for_audit_writer(&self) -> Result<Store, StoreError> {
+        Ok(match self {
+            Store::Sqlite(s) => Store::Sqlite(s.clone()),
+            Store::Postgres(s) => Store::Postgres(s.with_writer_pool()?),
+        })
+    }
+
     /// The schema version after migrations.
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
         delegate!(self.schema_version())

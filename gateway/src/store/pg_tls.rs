@@ -33,6 +33,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::StoreError;
 
 /// A store URL with its TLS parameters taken out.
+#[derive(Clone)]
 pub(super) struct PgTarget {
     /// What tokio-postgres is given.
     pub url: String,

@@ -64,6 +64,9 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// What the pool connects to, for a pool of the audit writer's own.
+    target: PgTarget,
+    options: Option<String>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -105,16 +108,16 @@ fn checkpoint_from_row(row: &Row) -> Result<AuditCheckpoint, StoreError> {
     })
 }
 
-/// A pool of up to 16 connections to `target`, with `options` for each
+/// A pool of up to `size` connections to `target`, with `options` for each
 /// session if given. Waits are bounded: an unreachable database fails a
 /// call within seconds.
-fn pool(target: PgTarget, options: Option<String>) -> Result<Pool, StoreError> {
+fn pool(target: PgTarget, options: Option<String>, size: usize) -> Result<Pool, StoreError> {
     let mut config = deadpool_postgres::Config::new();
     config.url = Some(target.url);
     config.manager = Some(ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     });
-    let mut pool = PoolConfig::new(16);
+    let mut pool = PoolConfig::new(size);
     let limit = Some(Duration::from_secs(2));
     pool.timeouts = Timeouts {
         wait: limit,
@@ -130,11 +133,32 @@ fn pool(target: PgTarget, options: Option<String>) -> Result<Pool, StoreError> {
     .map_err(|e| StoreError(format!("postgresql pool: {}", with_causes(&e))))
 }
 
+/// Connections for requests.
+const POOL_SIZE: usize = 16;
+
+/// Connections for the audit writer, which uses one at a time.
+const WRITER_POOL_SIZE: usize = 1;
+
 impl PostgresStore {
+    /// The same store over a pool of its own, for the audit writer. A
+    /// connection's I/O is driven by a task on the runtime that opened it;
+    /// the writer has a runtime on a thread of its own, so sharing the
+    /// requests' pool would have requests wait for the writer's thread to
+    /// drive their connections, and the writer for the requests' threads.
+    pub(super) fn with_writer_pool(&self) -> Result<PostgresStore, StoreError> {
+        Ok(PostgresStore {
+            pool: pool(self.target.clone(), self.options.clone(), WRITER_POOL_SIZE)?,
+            ..self.clone()
+        })
+    }
+
     /// Connects to `url` and migrates the schema.
     pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
+        let target = pg_tls::target(url)?;
         let store = PostgresStore {
-            pool: pool(pg_tls::target(url)?, None)?,
+            pool: pool(target.clone(), None, POOL_SIZE)?,
+            target,
+            options: None,
         };
         store.migrate().await?;
         Ok(store)
@@ -154,7 +178,9 @@ impl PostgresStore {
             parsed.get_options().unwrap_or_default()
         );
         let store = PostgresStore {
-            pool: pool(target, Some(options))?,
+            pool: pool(target.clone(), Some(options.clone()), POOL_SIZE)?,
+            target,
+            options: Some(options),
         };
         let row = store
             .pool
@@ -214,14 +240,23 @@ impl PostgresStore {
             .try_get(0)?)
     }
 
+    /// Appends a batch in two round trips: `BEGIN` and the head's lock
+    /// sent together, then the insert, the head's update and `COMMIT`
+    /// sent together. A statement that fails aborts the transaction, and
+    /// the `COMMIT` behind it then rolls it back, so nothing is half
+    /// written. The connection goes back to the pool only once the whole
+    /// transaction has answered: after an error, or if the caller stops
+    /// waiting between the two round trips (a transaction left open would
+    /// hold the head's lock), it is closed instead.
     pub(super) async fn append_audit_batch(
         &self,
         mut entries: Vec<AuditEntry>,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        append_in(&tx, &mut entries).await?;
-        tx.commit().await?;
+        let mut connection = ClosedUnlessKept(Some(self.pool.get().await?));
+        if let Some(client) = &connection.0 {
+            append_pipelined(client, &mut entries).await?;
+        }
+        drop(connection.0.take());
         Ok(entries)
     }
 
@@ -358,9 +393,6 @@ impl PostgresStore {
     }
 }
 
-/// Links `entries` after the head and inserts them, within the caller's
-/// transaction: the row lock on the head makes replicas take turns, so the
-/// chain stays one line.
 /// Commits `tx` with `entry` linked into the chain (the record of the
 /// change `tx` makes, in the same transaction); returns it as chained.
 pub(super) async fn commit_with_entry(
@@ -374,64 +406,162 @@ pub(super) async fn commit_with_entry(
     Ok(entry)
 }
 
+/// Links `entries` after the head and inserts them, within the caller's
+/// transaction.
 pub(super) async fn append_in(
     tx: &deadpool_postgres::Transaction<'_>,
     entries: &mut [AuditEntry],
 ) -> Result<(), StoreError> {
-    let lock = tx
-        .prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
-        .await?;
-    let row = tx.query_one(&lock, &[]).await?;
-    let mut head = AuditHead {
-        seq: row.try_get(0)?,
-        hash: row.try_get(1)?,
-    };
+    let [lock, insert, update] = audit_statements(tx).await?;
+    let mut head = head_from(&tx.query_one(&lock, &[]).await?)?;
     for e in entries.iter_mut() {
         chain::link(&mut head, e);
     }
-    let insert = tx
-        .prepare_cached(&format!(
+    let columns = AuditColumns::of(entries);
+    // Sent together, one round trip to the server instead of two.
+    futures_util::future::try_join(
+        tx.execute(&insert, &columns.params()),
+        tx.execute(&update, &[&head.seq, &head.hash]),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A pooled connection that is closed, not put back, when this is dropped
+/// still holding it.
+struct ClosedUnlessKept(Option<deadpool_postgres::Client>);
+
+impl Drop for ClosedUnlessKept {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}
+
+/// [`append_in`] in a transaction of its own, pipelined: see
+/// [`PostgresStore::append_audit_batch`].
+async fn append_pipelined(
+    client: &deadpool_postgres::Client,
+    entries: &mut [AuditEntry],
+) -> Result<(), StoreError> {
+    use futures_util::future::{try_join, try_join3};
+    let [lock, insert, update] = audit_statements(client).await?;
+    let (_, row) = try_join(client.batch_execute("BEGIN"), client.query_one(&lock, &[])).await?;
+    let mut head = head_from(&row)?;
+    for e in entries.iter_mut() {
+        chain::link(&mut head, e);
+    }
+    let columns = AuditColumns::of(entries);
+    try_join3(
+        client.execute(&insert, &columns.params()),
+        client.execute(&update, &[&head.seq, &head.hash]),
+        client.batch_execute("COMMIT"),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The statements of an append: the head's row lock (replicas take turns,
+/// so the chain stays one line), the insert, the head's update.
+async fn audit_statements(
+    c: &impl deadpool_postgres::GenericClient,
+) -> Result<[tokio_postgres::Statement; 3], StoreError> {
+    Ok([
+        c.prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+            .await?,
+        c.prepare_cached(&format!(
             "INSERT INTO audit_entries ({AUDIT_COLUMNS}) SELECT * FROM UNNEST(\
              $1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::TEXT[], $7::TEXT[], \
              $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::TEXT[], $13::TEXT[], $14::TEXT[], $15::TEXT[], \
              $16::INTEGER[], $17::TEXT[])"
         ))
-        .await?;
-    let update = tx
-        .prepare_cached("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-        .await?;
-    let col = |f: fn(&AuditEntry) -> String| entries.iter().map(f).collect::<Vec<String>>();
-    let num = |f: fn(&AuditEntry) -> i64| entries.iter().map(f).collect::<Vec<i64>>();
-    let formats: Vec<i32> = entries
-        .iter()
-        .map(|e| i32::try_from(e.format).unwrap_or(i32::MAX))
-        .collect();
-    // Sent together, one round trip to the server instead of two.
-    futures_util::future::try_join(
-        tx.execute(
-            &insert,
-            &[
-                &num(|e| e.seq),
-                &col(|e| e.prev_hash.clone()),
-                &col(|e| e.hash.clone()),
-                &col(|e| e.audit_id.clone()),
-                &num(|e| e.time_ms),
-                &col(|e| e.caller.clone()),
-                &col(|e| e.method.clone()),
-                &col(|e| e.subject_id.clone()),
-                &col(|e| audit_list(e.format, &e.record_types)),
-                &col(|e| e.purpose.clone()),
-                &col(|e| e.consent_id.clone()),
-                &col(|e| audit_list(e.format, &e.sources)),
-                &col(|e| e.decision.clone()),
-                &col(|e| e.reason.clone()),
-                &col(|e| e.trace_id.clone()),
-                &formats,
-                &col(|e| audit_details(&e.details)),
+        .await?,
+        c.prepare_cached("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            .await?,
+    ])
+}
+
+fn head_from(row: &Row) -> Result<AuditHead, StoreError> {
+    Ok(AuditHead {
+        seq: row.try_get(0)?,
+        hash: row.try_get(1)?,
+    })
+}
+
+/// A batch of entries as the insert's column arrays.
+struct AuditColumns {
+    nums: [Vec<i64>; 2],
+    texts: [Vec<String>; 14],
+    formats: Vec<i32>,
+}
+
+impl AuditColumns {
+    fn of(entries: &[AuditEntry]) -> AuditColumns {
+        let col = |f: fn(&AuditEntry) -> String| entries.iter().map(f).collect::<Vec<String>>();
+        let num = |f: fn(&AuditEntry) -> i64| entries.iter().map(f).collect::<Vec<i64>>();
+        AuditColumns {
+            nums: [num(|e| e.seq), num(|e| e.time_ms)],
+            texts: [
+                col(|e| e.prev_hash.clone()),
+                col(|e| e.hash.clone()),
+                col(|e| e.audit_id.clone()),
+                col(|e| e.caller.clone()),
+                col(|e| e.method.clone()),
+                col(|e| e.subject_id.clone()),
+                col(|e| audit_list(e.format, &e.record_types)),
+                col(|e| e.purpose.clone()),
+                col(|e| e.consent_id.clone()),
+                col(|e| audit_list(e.format, &e.sources)),
+                col(|e| e.decision.clone()),
+                col(|e| e.reason.clone()),
+                col(|e| e.trace_id.clone()),
+                col(|e| audit_details(&e.details)),
             ],
-        ),
-        tx.execute(&update, &[&head.seq, &head.hash]),
-    )
-    .await?;
-    Ok(())
+            formats: entries
+                .iter()
+                .map(|e| i32::try_from(e.format).unwrap_or(i32::MAX))
+                .collect(),
+        }
+    }
+
+    /// In the order of `AUDIT_COLUMNS`.
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 17] {
+        let [seq, time] = &self.nums;
+        let [
+            prev,
+            hash,
+            id,
+            caller,
+            method,
+            subject,
+            types,
+            purpose,
+            consent,
+            sources,
+            decision,
+            reason,
+            trace,
+            details,
+        ] = &self.texts;
+        [
+            seq,
+            prev,
+            hash,
+            id,
+            time,
+            caller,
+            method,
+            subject,
+            types,
+            purpose,
+            consent,
+            sources,
+            decision,
+            reason,
+            trace,
+            &self.formats,
+            details,
+        ]
+    }
 }
