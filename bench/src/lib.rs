@@ -309,7 +309,7 @@ pub fn synthetic_subject(i: usize) -> String {
 
 /// Runs `sql` on the PostgreSQL server of `url` (to create or drop a
 /// benchmark's scratch database).
-pub async fn postgres_admin(url: &str, sql: &str) -> Result<(), Box<dyn std::error::Error>> {
+pub async fn postgres_admin(url: &str, sql: &str) -> Result<(), BoxError> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     let task = tokio::spawn(connection);
     client.batch_execute(sql).await?;

@@ -21,7 +21,7 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use samverka_bench::{database_url, postgres_admin, synthetic_subject};
+use samverka_bench::{BoxError, database_url, postgres_admin, synthetic_subject};
 use samverka_gateway::pipeline::consent::decide;
 use samverka_gateway::store::{Store, StoreLocation, StoredConsent};
 
@@ -75,7 +75,7 @@ fn consent(i: usize, now_ms: i64) -> StoredConsent {
     }
 }
 
-async fn fill(store: &Store, size: usize, now_ms: i64) -> Result<(), Box<dyn std::error::Error>> {
+async fn fill(store: &Store, size: usize, now_ms: i64) -> Result<(), BoxError> {
     let mut i = 0;
     while i < size {
         let end = (i + 100_000).min(size);
@@ -107,7 +107,7 @@ async fn measure(
     lookups: usize,
     rng: &mut Rng,
     now_ms: i64,
-) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
+) -> Result<Vec<Duration>, BoxError> {
     let types: Vec<String> = TYPES.iter().map(|t| t.to_string()).collect();
     let mut times = Vec::with_capacity(lookups);
     for _ in 0..lookups {
@@ -133,7 +133,7 @@ async fn fresh_store(
     size: usize,
     args: &Args,
     dir: &std::path::Path,
-) -> Result<(Store, Option<String>), Box<dyn std::error::Error>> {
+) -> Result<(Store, Option<String>), BoxError> {
     match backend {
         "sqlite" => Ok((
             Store::open(&StoreLocation::Sqlite(dir.join(format!("bench-{size}.db")))).await?,
@@ -158,7 +158,7 @@ async fn fresh_store(
 const ROUNDS: usize = 10;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
     let now_ms = samverka_gateway::time::system_now_ms();
     let mut backends: Vec<&str> = Vec::new();

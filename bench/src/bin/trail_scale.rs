@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use samverka_bench::{database_url, postgres_admin, samverka_binary, synthetic_subject};
+use samverka_bench::{BoxError, database_url, postgres_admin, samverka_binary, synthetic_subject};
 use samverka_gateway::audit::AuditEntry;
 use samverka_gateway::store::{Store, StoreLocation, StoredConsent};
 
@@ -77,12 +77,7 @@ fn consent(person: usize, now_ms: i64) -> StoredConsent {
 }
 
 /// A fresh store of `backend` for `size`: where it is, for the processes.
-async fn fresh(
-    backend: &str,
-    size: usize,
-    args: &Args,
-    dir: &Path,
-) -> Result<String, Box<dyn std::error::Error>> {
+async fn fresh(backend: &str, size: usize, args: &Args, dir: &Path) -> Result<String, BoxError> {
     if backend == "sqlite" {
         return Ok(dir.join(format!("trail-{size}.db")).display().to_string());
     }
@@ -99,7 +94,7 @@ fn location(store: &str) -> StoreLocation {
 
 /// Runs `samverka ARGS` to its end: how long it took and its peak resident
 /// memory (the largest `VmHWM` seen while it ran, read every 20 ms).
-fn measured(bin: &Path, args: &[&str]) -> Result<(Duration, u64), Box<dyn std::error::Error>> {
+fn measured(bin: &Path, args: &[&str]) -> Result<(Duration, u64), BoxError> {
     let started = Instant::now();
     let mut child = Command::new(bin)
         .args(args)
@@ -133,7 +128,7 @@ fn measured(bin: &Path, args: &[&str]) -> Result<(Duration, u64), Box<dyn std::e
 }
 
 /// The median of `f` over [`PROBES`] people.
-async fn median<F, Fut>(mut f: F) -> Result<Duration, Box<dyn std::error::Error>>
+async fn median<F, Fut>(mut f: F) -> Result<Duration, BoxError>
 where
     F: FnMut(String) -> Fut,
     Fut: std::future::Future<Output = Result<(), samverka_gateway::store::StoreError>>,
@@ -160,7 +155,7 @@ struct Row {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
     let bin = samverka_binary(args.samverka.as_deref()).map_err(|e| e.to_string())?;
     let dir = tempfile::tempdir()?;

@@ -26,7 +26,10 @@
 //! - gateway: `RecordExchange.GetRecords` through the gateway, one source;
 //! - nginx / haproxy: `Adapter.FetchRecords` through the proxy;
 //! - gateway-pg (with `--postgres-url`): the gateway with its consents and
-//!   audit trail in PostgreSQL;
+//!   audit trail in PostgreSQL, in a database made afresh for the run
+//!   (`samverka_load`, dropped first), as the SQLite gateway gets a new
+//!   file: a store kept from run to run would hold one more consent of
+//!   the reader's per run, and every consent check would read them all;
 //! - no-audit (with `--unaudited-samverka`): the gateway built with the
 //!   `unaudited-benchmark` feature, to show what durable audit costs;
 //! - slow-audit / slow-none (with `--unaudited-samverka` and
@@ -102,7 +105,8 @@ struct Args {
     #[arg(long)]
     unaudited_samverka: Option<PathBuf>,
     /// Add the scenario "gateway-pg": the gateway with its store (consents
-    /// and the audit trail) in this PostgreSQL database instead of SQLite.
+    /// and the audit trail) on this PostgreSQL server instead of SQLite, in
+    /// the database `samverka_load`, dropped and made again for the run.
     #[arg(long)]
     postgres_url: Option<String>,
     /// Add the scenarios "otel-0" and "otel-100": the gateway exporting
@@ -141,7 +145,7 @@ const DEMO_READ: [&str; 2] = ["education.course_result", "employment.period"];
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let args = Args::parse();
+    let mut args = Args::parse();
     peers::stop_on_interrupt();
     let bin = samverka_binary(args.samverka.as_deref())?;
     let dir = tempfile::Builder::new()
@@ -154,6 +158,16 @@ async fn main() -> Result<(), BoxError> {
     let pki = write_dev_pki(&dir.path().join("certs"), &spec)?;
 
     let (spans_received, otlp) = samverka_bench::start_otlp_receiver().await?;
+    if let Some(url) = &args.postgres_url {
+        let name = "samverka_load";
+        samverka_bench::postgres_admin(
+            url,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )
+        .await?;
+        samverka_bench::postgres_admin(url, &format!("CREATE DATABASE {name}")).await?;
+        args.postgres_url = Some(samverka_bench::database_url(url, name));
+    }
     let fleet = fleet::start(&args, &bin, dir.path(), &pki, otlp)?;
     let Fleet {
         addresses,
