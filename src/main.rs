@@ -33,9 +33,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// when set.
 #[allow(unsafe_code)]
 fn purge_freed_memory_at_once() {
-    /// `mi_option_purge_delay` in mimalloc 3's `mi_option_e`, which
-    /// libmimalloc-sys does not name.
+    /// `mi_option_purge_delay` in mimalloc's `mi_option_e`, which
+    /// libmimalloc-sys does not name: the option just before
+    /// `mi_option_use_numa_nodes`, which it does. Checked when this is
+    /// built, so that a renumbering fails the build instead of setting
+    /// another option.
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    const _: () = assert!(libmimalloc_sys::mi_option_use_numa_nodes == PURGE_DELAY + 1);
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets one option's value, which mimalloc reads atomically;
         // no pointer is passed.

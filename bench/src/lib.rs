@@ -318,6 +318,16 @@ pub async fn postgres_admin(url: &str, sql: &str) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Makes database `name` afresh on the server of `url` (dropped first,
+/// even with sessions still open): a benchmark's scratch database, so that
+/// nothing a previous run left changes what this one measures. Returns its
+/// URL.
+pub async fn fresh_database(url: &str, name: &str) -> Result<String, BoxError> {
+    postgres_admin(url, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+    postgres_admin(url, &format!("CREATE DATABASE {name}")).await?;
+    Ok(database_url(url, name))
+}
+
 /// The URL of database `name` on the server of `url`.
 pub fn database_url(url: &str, name: &str) -> String {
     let base = url.split('?').next().unwrap_or(url);

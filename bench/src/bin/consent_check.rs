@@ -21,7 +21,7 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use samverka_bench::{BoxError, database_url, postgres_admin, synthetic_subject};
+use samverka_bench::{BoxError, fresh_database, postgres_admin, synthetic_subject};
 use samverka_gateway::pipeline::consent::decide;
 use samverka_gateway::store::{Store, StoreLocation, StoredConsent};
 
@@ -141,10 +141,7 @@ async fn fresh_store(
         )),
         _ => {
             let admin = args.postgres_url.clone().unwrap_or_default();
-            let name = format!("samverka_bench_{size}");
-            postgres_admin(&admin, &format!("DROP DATABASE IF EXISTS {name}")).await?;
-            postgres_admin(&admin, &format!("CREATE DATABASE {name}")).await?;
-            let url = database_url(&admin, &name);
+            let url = fresh_database(&admin, &format!("samverka_bench_{size}")).await?;
             Ok((
                 Store::open(&StoreLocation::Postgres(url.clone())).await?,
                 Some(url),

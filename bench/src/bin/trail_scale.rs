@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use samverka_bench::{BoxError, database_url, postgres_admin, samverka_binary, synthetic_subject};
+use samverka_bench::{BoxError, fresh_database, samverka_binary, synthetic_subject};
 use samverka_gateway::audit::AuditEntry;
 use samverka_gateway::store::{Store, StoreLocation, StoredConsent};
 
@@ -82,10 +82,7 @@ async fn fresh(backend: &str, size: usize, args: &Args, dir: &Path) -> Result<St
         return Ok(dir.join(format!("trail-{size}.db")).display().to_string());
     }
     let admin = args.postgres_url.clone().unwrap_or_default();
-    let name = format!("samverka_trail_{size}");
-    postgres_admin(&admin, &format!("DROP DATABASE IF EXISTS {name}")).await?;
-    postgres_admin(&admin, &format!("CREATE DATABASE {name}")).await?;
-    Ok(database_url(&admin, &name))
+    fresh_database(&admin, &format!("samverka_trail_{size}")).await
 }
 
 fn location(store: &str) -> StoreLocation {

@@ -252,11 +252,11 @@ impl PostgresStore {
         &self,
         mut entries: Vec<AuditEntry>,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut connection = ClosedUnlessKept(Some(self.pool.get().await?));
+        let connection = ClosedUnlessKept(Some(self.pool.get().await?));
         if let Some(client) = &connection.0 {
             append_pipelined(client, &mut entries).await?;
         }
-        drop(connection.0.take());
+        connection.keep();
         Ok(entries)
     }
 
@@ -413,23 +413,20 @@ pub(super) async fn append_in(
     entries: &mut [AuditEntry],
 ) -> Result<(), StoreError> {
     let [lock, insert, update] = audit_statements(tx).await?;
-    let mut head = head_from(&tx.query_one(&lock, &[]).await?)?;
-    for e in entries.iter_mut() {
-        chain::link(&mut head, e);
-    }
-    let columns = AuditColumns::of(entries);
-    // Sent together, one round trip to the server instead of two.
-    futures_util::future::try_join(
-        tx.execute(&insert, &columns.params()),
-        tx.execute(&update, &[&head.seq, &head.hash]),
-    )
-    .await?;
-    Ok(())
+    let head = linked(&tx.query_one(&lock, &[]).await?, entries)?;
+    write_linked(tx, [&insert, &update], entries, &head).await
 }
 
 /// A pooled connection that is closed, not put back, when this is dropped
 /// still holding it.
 struct ClosedUnlessKept(Option<deadpool_postgres::Client>);
+
+impl ClosedUnlessKept {
+    /// Puts the connection back in the pool.
+    fn keep(mut self) {
+        drop(self.0.take());
+    }
+}
 
 impl Drop for ClosedUnlessKept {
     fn drop(&mut self) {
@@ -445,18 +442,16 @@ async fn append_pipelined(
     client: &deadpool_postgres::Client,
     entries: &mut [AuditEntry],
 ) -> Result<(), StoreError> {
-    use futures_util::future::{try_join, try_join3};
+    use futures_util::TryFutureExt;
+    use futures_util::future::try_join;
     let [lock, insert, update] = audit_statements(client).await?;
     let (_, row) = try_join(client.batch_execute("BEGIN"), client.query_one(&lock, &[])).await?;
-    let mut head = head_from(&row)?;
-    for e in entries.iter_mut() {
-        chain::link(&mut head, e);
-    }
-    let columns = AuditColumns::of(entries);
-    try_join3(
-        client.execute(&insert, &columns.params()),
-        client.execute(&update, &[&head.seq, &head.hash]),
-        client.batch_execute("COMMIT"),
+    let head = linked(&row, entries)?;
+    // `try_join` polls in order, and each statement is sent when first
+    // polled: `COMMIT` goes last.
+    try_join(
+        write_linked(client, [&insert, &update], entries, &head),
+        client.batch_execute("COMMIT").err_into(),
     )
     .await?;
     Ok(())
@@ -482,86 +477,66 @@ async fn audit_statements(
     ])
 }
 
-fn head_from(row: &Row) -> Result<AuditHead, StoreError> {
-    Ok(AuditHead {
+/// Links `entries` after the head read from `row`; returns the new head.
+fn linked(row: &Row, entries: &mut [AuditEntry]) -> Result<AuditHead, StoreError> {
+    let mut head = AuditHead {
         seq: row.try_get(0)?,
         hash: row.try_get(1)?,
-    })
+    };
+    for e in entries.iter_mut() {
+        chain::link(&mut head, e);
+    }
+    Ok(head)
 }
 
-/// A batch of entries as the insert's column arrays.
-struct AuditColumns {
-    nums: [Vec<i64>; 2],
-    texts: [Vec<String>; 14],
-    formats: Vec<i32>,
-}
-
-impl AuditColumns {
-    fn of(entries: &[AuditEntry]) -> AuditColumns {
-        let col = |f: fn(&AuditEntry) -> String| entries.iter().map(f).collect::<Vec<String>>();
-        let num = |f: fn(&AuditEntry) -> i64| entries.iter().map(f).collect::<Vec<i64>>();
-        AuditColumns {
-            nums: [num(|e| e.seq), num(|e| e.time_ms)],
-            texts: [
-                col(|e| e.prev_hash.clone()),
-                col(|e| e.hash.clone()),
-                col(|e| e.audit_id.clone()),
-                col(|e| e.caller.clone()),
-                col(|e| e.method.clone()),
-                col(|e| e.subject_id.clone()),
-                col(|e| audit_list(e.format, &e.record_types)),
-                col(|e| e.purpose.clone()),
-                col(|e| e.consent_id.clone()),
-                col(|e| audit_list(e.format, &e.sources)),
-                col(|e| e.decision.clone()),
-                col(|e| e.reason.clone()),
-                col(|e| e.trace_id.clone()),
-                col(|e| audit_details(&e.details)),
-            ],
-            formats: entries
-                .iter()
-                .map(|e| i32::try_from(e.format).unwrap_or(i32::MAX))
-                .collect(),
-        }
-    }
-
-    /// In the order of `AUDIT_COLUMNS`.
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 17] {
-        let [seq, time] = &self.nums;
-        let [
-            prev,
-            hash,
-            id,
-            caller,
-            method,
-            subject,
-            types,
-            purpose,
-            consent,
-            sources,
-            decision,
-            reason,
-            trace,
-            details,
-        ] = &self.texts;
-        [
-            seq,
-            prev,
-            hash,
-            id,
-            time,
-            caller,
-            method,
-            subject,
-            types,
-            purpose,
-            consent,
-            sources,
-            decision,
-            reason,
-            trace,
-            &self.formats,
-            details,
-        ]
-    }
+/// Inserts linked `entries` and moves the head to `head`, the two sent
+/// together: one round trip instead of two.
+async fn write_linked(
+    c: &impl deadpool_postgres::GenericClient,
+    [insert, update]: [&tokio_postgres::Statement; 2],
+    entries: &[AuditEntry],
+    head: &AuditHead,
+) -> Result<(), StoreError> {
+    type Column = Box<dyn tokio_postgres::types::ToSql + Send + Sync>;
+    let text = |f: fn(&AuditEntry) -> String| -> Column {
+        Box::new(entries.iter().map(f).collect::<Vec<String>>())
+    };
+    let num = |f: fn(&AuditEntry) -> i64| -> Column {
+        Box::new(entries.iter().map(f).collect::<Vec<i64>>())
+    };
+    let formats: Column = Box::new(
+        entries
+            .iter()
+            .map(|e| i32::try_from(e.format).unwrap_or(i32::MAX))
+            .collect::<Vec<i32>>(),
+    );
+    // In the order of `AUDIT_COLUMNS`.
+    let columns = [
+        num(|e| e.seq),
+        text(|e| e.prev_hash.clone()),
+        text(|e| e.hash.clone()),
+        text(|e| e.audit_id.clone()),
+        num(|e| e.time_ms),
+        text(|e| e.caller.clone()),
+        text(|e| e.method.clone()),
+        text(|e| e.subject_id.clone()),
+        text(|e| audit_list(e.format, &e.record_types)),
+        text(|e| e.purpose.clone()),
+        text(|e| e.consent_id.clone()),
+        text(|e| audit_list(e.format, &e.sources)),
+        text(|e| e.decision.clone()),
+        text(|e| e.reason.clone()),
+        text(|e| e.trace_id.clone()),
+        formats,
+        text(|e| audit_details(&e.details)),
+    ];
+    let params = columns
+        .each_ref()
+        .map(|c| &**c as &(dyn tokio_postgres::types::ToSql + Sync));
+    futures_util::future::try_join(
+        c.execute(insert, &params),
+        c.execute(update, &[&head.seq, &head.hash]),
+    )
+    .await?;
+    Ok(())
 }

@@ -159,14 +159,7 @@ async fn main() -> Result<(), BoxError> {
 
     let (spans_received, otlp) = samverka_bench::start_otlp_receiver().await?;
     if let Some(url) = &args.postgres_url {
-        let name = "samverka_load";
-        samverka_bench::postgres_admin(
-            url,
-            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        )
-        .await?;
-        samverka_bench::postgres_admin(url, &format!("CREATE DATABASE {name}")).await?;
-        args.postgres_url = Some(samverka_bench::database_url(url, name));
+        args.postgres_url = Some(samverka_bench::fresh_database(url, "samverka_load").await?);
     }
     let fleet = fleet::start(&args, &bin, dir.path(), &pki, otlp)?;
     let Fleet {
