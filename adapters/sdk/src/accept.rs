@@ -35,6 +35,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::server::TlsStream;
 
+use crate::coalesce::Coalesced;
+
 /// The pause after the first failed accept; it doubles with each further
 /// failure in a row, up to [`MAX_BACKOFF`], and starts over after an
 /// accept that succeeds.
@@ -216,7 +218,8 @@ fn given_up(e: &io::Error) -> bool {
 /// for tonic to serve: each TCP connection gets Nagle's algorithm off (gRPC
 /// writes small frames), is passed through `wrap` (e.g. to count it), and
 /// is handshaken with the configuration `config` gives at that moment (so
-/// that it may change under a running server). Handshakes run side by
+/// that it may change under a running server), and has its writes
+/// gathered until HTTP/2 flushes ([`Coalesced`]). Handshakes run side by
 /// side, at most [`MAX_HANDSHAKES`] at once and [`HANDSHAKE_TIMEOUT`]
 /// each; one that fails or times out is reported to `failed`, logged
 /// (rate-limited) and dropped. Accepting stops when the stream is dropped.
@@ -225,7 +228,7 @@ pub fn tls_handshakes<IO>(
     config: impl Fn() -> Arc<rustls::ServerConfig> + Send + 'static,
     wrap: impl Fn(TcpStream) -> IO + Send + 'static,
     failed: impl Fn() + Clone + Send + Sync + 'static,
-) -> impl futures_util::Stream<Item = Result<TlsStream<IO>, io::Error>>
+) -> impl futures_util::Stream<Item = Result<Coalesced<TlsStream<IO>>, io::Error>>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -247,7 +250,7 @@ where
                         // The slot is kept until tonic has the connection,
                         // so that handshaken connections waiting for it
                         // count against the cap too.
-                        let _ = tx.send(stream).await;
+                        let _ = tx.send(Coalesced::new(stream)).await;
                     }
                     Ok(Err(e)) => {
                         failed();

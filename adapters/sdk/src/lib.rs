@@ -66,6 +66,7 @@
 //!   caller check and the output check.
 
 pub mod accept;
+pub mod coalesce;
 mod config;
 pub mod conformance;
 pub mod credential;

@@ -435,7 +435,10 @@ pub fn incoming(
     tls: Arc<ServerTls>,
     metrics: Metrics,
 ) -> impl futures_util::Stream<
-    Item = Result<TlsStream<CountedConnection<tokio::net::TcpStream>>, std::io::Error>,
+    Item = Result<
+        samverka_adapter::coalesce::Coalesced<TlsStream<CountedConnection<tokio::net::TcpStream>>>,
+        std::io::Error,
+    >,
 > {
     let counted = metrics.clone();
     crate::net::accept::tls_handshakes(
