@@ -16,6 +16,37 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// Finds TLS record headers in a stream read piece by piece. A record is
+/// a 5-byte header (type, version, length) and its body.
+#[derive(Default)]
+struct RecordHeaders {
+    /// What is left of the current record's body.
+    body_left: usize,
+    /// The part of the next header read so far.
+    header: Vec<u8>,
+}
+
+impl RecordHeaders {
+    /// How many headers end in `bytes`, the stream's next piece.
+    fn count(&mut self, mut bytes: &[u8]) -> usize {
+        let mut headers = 0;
+        while !bytes.is_empty() {
+            let skip = self.body_left.min(bytes.len());
+            self.body_left -= skip;
+            bytes = &bytes[skip..];
+            let take = (5 - self.header.len()).min(bytes.len());
+            self.header.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.header.len() == 5 {
+                self.body_left = usize::from(u16::from_be_bytes([self.header[3], self.header[4]]));
+                self.header.clear();
+                headers += 1;
+            }
+        }
+        headers
+    }
+}
+
 /// Relays one connection to `target`; counts the TLS records coming back.
 async fn counting_relay(target: std::net::SocketAddr) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -30,33 +61,14 @@ async fn counting_relay(target: std::net::SocketAddr) -> (String, Arc<AtomicUsiz
         tokio::spawn(async move {
             let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
         });
-        // A record is a 5-byte header (type, version, length) and its body;
-        // `skip` is what is left of the current record's body, `header`
-        // the part of the next header read so far.
-        let (mut skip, mut header) = (0usize, Vec::with_capacity(5));
+        let mut headers = RecordHeaders::default();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = match server_read.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
-            let mut rest = &buf[..n];
-            while !rest.is_empty() {
-                if skip > 0 {
-                    let take = skip.min(rest.len());
-                    skip -= take;
-                    rest = &rest[take..];
-                    continue;
-                }
-                let take = (5 - header.len()).min(rest.len());
-                header.extend_from_slice(&rest[..take]);
-                rest = &rest[take..];
-                if header.len() == 5 {
-                    skip = usize::from(u16::from_be_bytes([header[3], header[4]]));
-                    header.clear();
-                    counted.fetch_add(1, Ordering::SeqCst);
-                }
-            }
+            counted.fetch_add(headers.count(&buf[..n]), Ordering::SeqCst);
             // Counted before the client can see the bytes.
             if client_write.write_all(&buf[..n]).await.is_err() {
                 return;
@@ -109,4 +121,18 @@ async fn an_answer_leaves_as_one_tls_record() {
             );
         }
     }
+}
+
+/// The counter itself: headers and bodies split anywhere across reads.
+#[test]
+fn record_headers_are_counted_across_reads() {
+    let stream = [&[23u8, 3, 3, 0, 3][..], b"abc", &[23, 3, 3, 0, 2], b"de"].concat();
+    for split in 0..=stream.len() {
+        let mut headers = RecordHeaders::default();
+        let (a, b) = stream.split_at(split);
+        assert_eq!(headers.count(a) + headers.count(b), 2, "split at {split}");
+    }
+    // A body that happens to hold header-like bytes is skipped.
+    let tricky = [&[23u8, 3, 3, 0, 5][..], &[23, 3, 3, 0, 0]].concat();
+    assert_eq!(RecordHeaders::default().count(&tricky), 1);
 }

@@ -16,8 +16,9 @@
 //! the trailers after a message), waking the connection's task: h2 ends
 //! every turn of its connection with a flush, and that one writes
 //! everything, as does the turn the wake-up brings when nothing followed
-//! (its first read, or its flush). Closing writes what is held too. A connection's answers up to about [`GATHER_BYTES`]
-//! thus leave as one record and one system call.
+//! (its first read, or its flush). Closing writes what is held too. A
+//! connection's answers up to about [`GATHER_BYTES`] thus leave as one
+//! record and one system call.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
