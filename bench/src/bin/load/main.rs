@@ -48,13 +48,15 @@
 //! each concurrency the ratio of the medians (and the range of the ratios
 //! within single rounds, which shows the machine's noise), and with more
 //! than one concurrency the ratio of each build's highest throughput, its
-//! capacity.
+//! capacity. Last it reads the second performance step's targets off the
+//! run (those whose scenarios ran): reported, not pass or fail.
 
 mod client;
 mod fan_out;
 mod fleet;
 mod peers;
 mod report;
+mod targets;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -340,9 +342,11 @@ async fn main() -> Result<(), BoxError> {
     if !unaudited.is_empty() {
         report::audit(&args, &results);
     }
-    if let Some(rss) = peak_rss_mib(gateway_pid) {
+    let rss = peak_rss_mib(gateway_pid);
+    if let Some(rss) = rss {
         println!("gateway peak RSS: {rss:.1} MiB");
     }
+    targets::print(&results, rss);
 
     if !args.no_fan_out {
         let mut setups = vec![("sources answering at once".to_owned(), gateway_clients())];
