@@ -48,8 +48,9 @@
 //! each concurrency the ratio of the medians (and the range of the ratios
 //! within single rounds, which shows the machine's noise), and with more
 //! than one concurrency the ratio of each build's highest throughput, its
-//! capacity. Last it reads the second performance step's targets off the
-//! run (those whose scenarios ran): reported, not pass or fail.
+//! capacity. Then, before the fan-out, it reads the gateway's performance
+//! targets off the run (those whose scenarios answered; see
+//! docs/performance.md, "Against the targets"): reported, not pass or fail.
 
 mod client;
 mod fan_out;

@@ -10,11 +10,17 @@ use crate::client::{Outcome, Target};
 /// The outcomes by concurrency and scenario.
 pub(crate) type Results = BTreeMap<(usize, String), Outcome>;
 
-/// The median of `v`, or 0 if it is empty.
+/// The median of `v` (of an even number, the mean of the middle two), or
+/// 0 if it is empty.
 pub(crate) fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
+    let n = v.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 /// The peak resident set size of process `pid`, in MiB.
@@ -134,5 +140,20 @@ pub(crate) fn audit(args: &Args, results: &Results) {
             "  highest of these: {a:.0} req/s (at {ca}) against {n:.0} req/s (at {cn}), sources answering at once {:.2}x",
             a / n
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[]), 0.0);
+        assert_eq!(median(&[3.0]), 3.0);
+        assert_eq!(median(&[9.0, 1.0, 4.0]), 4.0);
+        // Two rounds: their mean, not the faster one.
+        assert_eq!(median(&[6000.0, 4000.0]), 5000.0);
+        assert_eq!(median(&[1.0, 8.0, 2.0, 4.0]), 3.0);
     }
 }
