@@ -61,7 +61,7 @@ impl Target {
 }
 
 /// What the measurements of one scenario found, over the rounds.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub(crate) struct Outcome {
     /// Requests per second, one per round.
     pub(crate) rps: Vec<f64>,

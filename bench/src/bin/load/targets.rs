@@ -169,37 +169,28 @@ mod tests {
             (64, "no-audit", &[6_500.0], 900, 18_000),
         ]);
         let readings = read(&results, Some(64.0));
-        assert_eq!(readings.len(), 7, "{readings:?}");
-        // The median of the rounds, not their mean, first or last.
-        assert_eq!(
-            reading(&readings, "gateway >= 1.0x nginx"),
-            ("0.60x".into(), false)
-        );
-        assert_eq!(
-            reading(&readings, "gateway >= 0.6x haproxy"),
-            ("0.67x".into(), true)
-        );
-        // p50s against direct calls at 1 in flight: 350 against 150, at
-        // the 200 us allowance.
-        assert_eq!(
-            reading(&readings, "added p50"),
-            ("350 us, nginx 150 us".into(), true)
-        );
-        // p99s at 64 in flight (hdrhistogram's 3 digits: 15 000 and 12 000
-        // are kept as 15 007 and 12 007).
-        assert_eq!(
-            reading(&readings, "p99 at 64"),
-            ("15007 us, nginx 12007 us".into(), false)
-        );
-        assert_eq!(
-            reading(&readings, "gateway on PostgreSQL"),
-            ("0.80x".into(), true)
-        );
-        assert_eq!(reading(&readings, "durable audit"), ("0.92x".into(), true));
-        assert_eq!(
-            reading(&readings, "gateway peak RSS"),
-            ("64.0 MiB".into(), true)
-        );
+        let expected = [
+            // The median of the rounds, not their mean, first or last.
+            ("gateway >= 1.0x nginx", "0.60x", false),
+            ("gateway >= 0.6x haproxy", "0.67x", true),
+            // p50s against direct calls at 1 in flight: 350 against 150,
+            // at the 200 us allowance.
+            ("added p50", "350 us, nginx 150 us", true),
+            // p99s at 64 in flight (hdrhistogram's 3 digits: 15 000 and
+            // 12 000 are kept as 15 007 and 12 007).
+            ("p99 at 64", "15007 us, nginx 12007 us", false),
+            ("gateway on PostgreSQL", "0.80x", true),
+            ("durable audit", "0.92x", true),
+            ("gateway peak RSS", "64.0 MiB", true),
+        ];
+        assert_eq!(readings.len(), expected.len(), "{readings:?}");
+        for (target, measured, met) in expected {
+            assert_eq!(
+                reading(&readings, target),
+                (measured.to_owned(), met),
+                "{target}"
+            );
+        }
         assert!(
             !read(&results, Some(64.1))
                 .iter()
@@ -237,16 +228,20 @@ mod tests {
             (64, "gateway", &[5000.0], 1_000, 20_000),
             (256, "gateway", &[6000.0], 4_000, 40_000),
         ]);
-        let silent = Outcome {
+        let silent = || Outcome {
             rps: vec![0.0, 0.0],
             latency: Some(Histogram::new(3).expect("histogram")),
             errors: [("Unavailable".to_owned(), 10)].into(),
         };
-        for name in ["nginx", "no-audit", "haproxy"] {
-            results.insert((64, name.to_owned()), silent.clone());
+        for (c, name) in [
+            (64, "nginx"),
+            (64, "no-audit"),
+            (64, "haproxy"),
+            (1, "gateway"),
+            (1, "nginx"),
+        ] {
+            results.insert((c, name.to_owned()), silent());
         }
-        results.insert((1, "gateway".to_owned()), silent.clone());
-        results.insert((1, "nginx".to_owned()), silent);
         assert!(
             read(&results, Some(40.0)).is_empty(),
             "{:?}",
