@@ -25,6 +25,11 @@
 //! - direct: `Adapter.FetchRecords` on the employment adapter;
 //! - gateway: `RecordExchange.GetRecords` through the gateway, one source;
 //! - nginx / haproxy: `Adapter.FetchRecords` through the proxy;
+//! - relay: the same through `relay` (built next to this program): the
+//!   gateway's own stack (accept path, tonic's server and channel, mutual
+//!   TLS both ways) passing frames through undecoded, checking nothing but
+//!   the client certificate, as nginx does: what the stack costs apart
+//!   from the gateway's work;
 //! - gateway-pg (with `--postgres-url`): the gateway with its consents and
 //!   audit trail in PostgreSQL, in a database made afresh for the run
 //!   (`samverka_load`, dropped first), as the SQLite gateway gets a new
@@ -77,7 +82,7 @@ use samverka_bench::{BoxError, agency_tls, grant_reader_consents, samverka_binar
 
 use client::{Target, channels, read, run};
 use fleet::Fleet;
-use peers::{Started, start_haproxy, start_nginx, wait_for};
+use peers::{Started, start_haproxy, start_nginx, start_relay, wait_for};
 use report::{Results, peak_rss_mib};
 
 #[derive(Parser, Clone)]
@@ -129,7 +134,7 @@ struct Args {
     #[arg(long, default_value_t = 5)]
     register_latency_ms: u64,
     /// Only these scenarios (direct, gateway, gateway-pg, no-audit,
-    /// slow-audit, slow-none, nginx, haproxy, otel-0, otel-100), e.g. to
+    /// slow-audit, slow-none, nginx, haproxy, relay, otel-0, otel-100), e.g. to
     /// profile one.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -207,6 +212,7 @@ async fn main() -> Result<(), BoxError> {
             "haproxy",
             start_haproxy(dir.path(), &pki, addresses["employment"]),
         ),
+        ("relay", start_relay(&pki, addresses["employment"])),
     ];
     for (_, p) in &mut proxies {
         if let Ok((_, port)) = p

@@ -1,6 +1,7 @@
-//! The general-purpose proxies the gateway is compared with, nginx and
-//! haproxy: their configurations, and their processes, each in a process
-//! group of its own that is stopped as a whole (nginx's workers too).
+//! The proxies the gateway is compared with: nginx and haproxy, and the
+//! relay (`src/bin/relay.rs`, samverka's stack decoding nothing); their
+//! configurations, and their processes, each in a process group of its own
+//! that is stopped as a whole (nginx's workers too).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -164,6 +165,41 @@ http {{ access_log off; keepalive_requests 1000000; http2_max_concurrent_streams
             .arg(&path)
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
+    )?;
+    Ok((peer, port))
+}
+
+/// Starts the relay built next to this program (`src/bin/relay.rs`) in
+/// front of `backend`, with mutual TLS on both sides and the certificates
+/// the gateway has; returns it with its port.
+pub(crate) fn start_relay(pki: &DevPkiFiles, backend: SocketAddr) -> Result<(Peer, u16), BoxError> {
+    let relay = std::env::current_exe()?.with_file_name("relay");
+    if !relay.exists() {
+        return Err(format!(
+            "{} is not built (cargo build --release -p samverka-bench)",
+            relay.display()
+        )
+        .into());
+    }
+    let port = free_port()?;
+    let peer = Peer::spawn(
+        Command::new(relay)
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--upstream")
+            .arg(backend.to_string())
+            .arg("--ca")
+            .arg(&pki.ca_cert)
+            .arg("--cert")
+            .arg(&pki.gateway.0)
+            .arg("--key")
+            .arg(&pki.gateway.1)
+            .arg("--client-cert")
+            .arg(&pki.gateway_client.0)
+            .arg("--client-key")
+            .arg(&pki.gateway_client.1)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
     )?;
     Ok((peer, port))
 }
