@@ -1,7 +1,8 @@
 //! The load benchmark as a whole, in a short run: it starts its fleet
-//! (three adapters and a gateway, each a process over mutual TLS; nginx and
-//! haproxy when installed), measures each scenario asked for, and prints its
-//! table and the targets it can read off the run. Figures are not checked,
+//! (three adapters, a gateway and the relay, each a process over mutual
+//! TLS; nginx and haproxy when installed), measures each scenario asked
+//! for, and prints its table, the targets it can read off the run and what
+//! it reads against the relay. Figures are not checked,
 //! only that every part is there and answered without errors.
 
 use std::path::Path;
@@ -33,10 +34,10 @@ fn a_short_run_prints_its_table_and_the_targets_it_can_read() {
         .iter()
         .all(|p| Path::new(p).exists());
     let only = if proxies {
-        "direct,gateway,nginx,haproxy"
+        "direct,gateway,relay,nginx,haproxy"
     } else {
         eprintln!("nginx or haproxy is not installed: their rows and readings are not checked");
-        "direct,gateway"
+        "direct,gateway,relay"
     };
     let out = Command::new(LOAD)
         .args(["--duration", "1", "--warmup", "0", "--rounds", "1"])
@@ -95,4 +96,25 @@ fn a_short_run_prints_its_table_and_the_targets_it_can_read() {
     }
     // Without the no-audit build or PostgreSQL, their targets are not read.
     assert_eq!(read.len(), expected.len(), "{stdout}");
+
+    let bounds: Vec<&str> = stdout
+        .split("against the relay (samverka's own stack")
+        .nth(1)
+        .unwrap_or_else(|| panic!("nothing read against the relay:\n{stdout}"))
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(str::trim_start)
+        .collect();
+    let mut expected = vec![
+        "gateway x relay at 64 in flight",
+        "added p50 at 1 in flight, relay",
+    ];
+    if proxies {
+        expected.insert(0, "relay x nginx at 64 in flight");
+    }
+    assert_eq!(bounds.len(), expected.len(), "{stdout}");
+    for (line, what) in bounds.iter().zip(expected) {
+        assert!(line.starts_with(what), "{line} is not {what}");
+    }
 }

@@ -354,6 +354,7 @@ async fn main() -> Result<(), BoxError> {
         println!("gateway peak RSS: {rss:.1} MiB");
     }
     targets::print(&results, rss);
+    targets::print_bounds(&results);
 
     if !args.no_fan_out {
         let mut setups = vec![("sources answering at once".to_owned(), gateway_clients())];

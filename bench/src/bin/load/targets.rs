@@ -17,22 +17,41 @@ pub(crate) struct Reading {
     pub(crate) met: bool,
 }
 
+/// The figures of one run that the readings compare. A scenario that
+/// answered no call has no rate or latency to compare: `None`.
+struct Run<'a>(&'a Results);
+
+impl Run<'_> {
+    /// The median throughput of `name` at `c` in flight.
+    fn rps(&self, c: usize, name: &str) -> Option<f64> {
+        Some(median(&self.0.get(&(c, name.to_owned()))?.rps)).filter(|r| *r > 0.0)
+    }
+
+    /// The latency of `name` at `c` in flight at quantile `q`, in us.
+    fn quantile(&self, c: usize, name: &str, q: f64) -> Option<i64> {
+        let h = self.0.get(&(c, name.to_owned()))?.latency.as_ref()?;
+        (!h.is_empty()).then(|| h.value_at_quantile(q) as i64)
+    }
+
+    /// What `name` adds to direct calls' p50 at 1 in flight, in us.
+    fn added_p50(&self, name: &str) -> Option<i64> {
+        Some(self.quantile(1, name, 0.5)? - self.quantile(1, "direct", 0.5)?)
+    }
+
+    /// The throughput of `of` against `to`'s at 64 in flight.
+    fn ratio(&self, of: &str, to: &str) -> Option<f64> {
+        Some(self.rps(64, of)? / self.rps(64, to)?)
+    }
+}
+
 /// The targets whose scenarios answered in this run (the added p50 at 1
 /// in flight, the others at 64), and the gateway's peak RSS
 /// (`peak_rss_mib`, over the whole run) if 64 was the most it had in
 /// flight.
 pub(crate) fn read(results: &Results, peak_rss_mib: Option<f64>) -> Vec<Reading> {
-    // A scenario that answered no call has no rate or latency to compare.
-    let rps = |c: usize, name: &str| {
-        Some(median(&results.get(&(c, name.to_owned()))?.rps)).filter(|r| *r > 0.0)
-    };
-    let quantile = |c: usize, name: &str, q: f64| {
-        let h = results.get(&(c, name.to_owned()))?.latency.as_ref()?;
-        (!h.is_empty()).then(|| h.value_at_quantile(q) as i64)
-    };
-    let added_p50 = |name: &str| Some(quantile(1, name, 0.5)? - quantile(1, "direct", 0.5)?);
+    let run = Run(results);
     let ratio = |target: &'static str, of: &str, to: &str, at_least: f64| {
-        let r = rps(64, of)? / rps(64, to)?;
+        let r = run.ratio(of, to)?;
         Some(Reading {
             target,
             measured: format!("{r:.2}x"),
@@ -53,15 +72,15 @@ pub(crate) fn read(results: &Results, peak_rss_mib: Option<f64>) -> Vec<Reading>
             "haproxy",
             0.6,
         ),
-        added_p50("gateway")
-            .zip(added_p50("nginx"))
+        run.added_p50("gateway")
+            .zip(run.added_p50("nginx"))
             .map(|(g, n)| Reading {
                 target: "added p50 at 1 in flight <= nginx's + 200 us",
                 measured: format!("{g} us, nginx {n} us"),
                 met: g <= n + 200,
             }),
-        quantile(64, "gateway", 0.99)
-            .zip(quantile(64, "nginx", 0.99))
+        run.quantile(64, "gateway", 0.99)
+            .zip(run.quantile(64, "nginx", 0.99))
             .map(|(g, n)| Reading {
                 target: "p99 at 64 in flight <= nginx's",
                 measured: format!("{g} us, nginx {n} us"),
@@ -114,6 +133,63 @@ pub(crate) fn print(results: &Results, peak_rss_mib: Option<f64>) {
             r.measured,
             if r.met { "met" } else { "not met" }
         );
+    }
+}
+
+/// What bounds the targets against the proxies, read off the same run:
+/// the relay (samverka's stack passing frames through, decoding nothing)
+/// against nginx, and the gateway, with and without audit writes, against
+/// the relay. Those whose scenarios answered, as (what, measured); none if
+/// the relay did not answer.
+pub(crate) fn bounds(results: &Results) -> Vec<(&'static str, String)> {
+    let run = Run(results);
+    if !results
+        .keys()
+        .any(|(c, name)| name == "relay" && run.rps(*c, name).is_some())
+    {
+        return Vec::new();
+    }
+    let times = |r: f64| format!("{r:.2}x");
+    let us = |v: i64| format!("{v} us");
+    [
+        (
+            "relay x nginx at 64 in flight",
+            run.ratio("relay", "nginx").map(times),
+        ),
+        (
+            "gateway x relay at 64 in flight",
+            run.ratio("gateway", "relay").map(times),
+        ),
+        (
+            "no-audit x relay at 64 in flight",
+            run.ratio("no-audit", "relay").map(times),
+        ),
+        (
+            "added p50 at 1 in flight, relay",
+            run.added_p50("relay").map(us),
+        ),
+        (
+            "added p50 at 1 in flight, no-audit",
+            run.added_p50("no-audit").map(us),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(what, measured)| Some((what, measured?)))
+    .collect()
+}
+
+/// Prints [`bounds`], if any.
+pub(crate) fn print_bounds(results: &Results) {
+    let bounds = bounds(results);
+    if bounds.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "against the relay (samverka's own stack, decoding nothing; docs/performance.md, \"What bounds the targets\"):"
+    );
+    for (what, measured) in bounds {
+        println!("  {what:<58} {measured}");
     }
 }
 
@@ -246,6 +322,45 @@ mod tests {
             read(&results, Some(40.0)).is_empty(),
             "{:?}",
             read(&results, Some(40.0))
+        );
+    }
+
+    #[test]
+    fn the_bounds_are_read_against_the_relay() {
+        let rows: [Row<'_>; 7] = [
+            (1, "direct", &[5000.0], 150, 1_000),
+            (1, "relay", &[2000.0], 320, 1_000),
+            (1, "no-audit", &[1500.0], 600, 1_000),
+            (64, "relay", &[10_000.0, 12_000.0], 900, 9_000),
+            (64, "nginx", &[10_000.0], 800, 12_000),
+            (64, "gateway", &[5_500.0], 1_000, 15_000),
+            (64, "no-audit", &[7_700.0], 900, 18_000),
+        ];
+        assert_eq!(
+            bounds(&results(&rows)),
+            [
+                ("relay x nginx at 64 in flight", "1.10x".to_owned()),
+                ("gateway x relay at 64 in flight", "0.50x".to_owned()),
+                ("no-audit x relay at 64 in flight", "0.70x".to_owned()),
+                ("added p50 at 1 in flight, relay", "170 us".to_owned()),
+                ("added p50 at 1 in flight, no-audit", "450 us".to_owned()),
+            ]
+        );
+        // Without the relay, or with a relay that answered nothing, none.
+        let without: Vec<Row<'_>> = rows.iter().filter(|r| r.1 != "relay").copied().collect();
+        assert_eq!(bounds(&results(&without)), []);
+        let mut silent = results(&without);
+        silent.insert((64, "relay".to_owned()), outcome(&[0.0], 1, 1));
+        assert_eq!(bounds(&silent), []);
+        // Only those whose scenarios ran.
+        let relay_only: Vec<Row<'_>> = rows
+            .iter()
+            .filter(|r| r.1 == "relay" || r.1 == "nginx")
+            .copied()
+            .collect();
+        assert_eq!(
+            bounds(&results(&relay_only)),
+            [("relay x nginx at 64 in flight", "1.10x".to_owned())]
         );
     }
 }
