@@ -56,11 +56,6 @@ struct Args {
     client_key: PathBuf,
 }
 
-/// The allocator `samverka serve` runs on; `load` starts the relay with
-/// `MIMALLOC_PURGE_DELAY=0` (unless set), as `samverka` sets it.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Passes every call of the adapter service to the adapter as it is.
 #[derive(Clone)]
 struct Relay(Channel);

@@ -182,13 +182,9 @@ pub(crate) fn start_relay(pki: &DevPkiFiles, backend: SocketAddr) -> Result<(Pee
         .into());
     }
     let port = free_port()?;
-    let mut cmd = Command::new(relay);
-    // On mimalloc purging at once, as `samverka` runs (src/main.rs).
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        cmd.env("MIMALLOC_PURGE_DELAY", "0");
-    }
     let peer = Peer::spawn(
-        cmd.arg("--port")
+        Command::new(relay)
+            .arg("--port")
             .arg(port.to_string())
             .arg("--upstream")
             .arg(backend.to_string())
