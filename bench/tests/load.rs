@@ -98,7 +98,7 @@ fn a_short_run_prints_its_table_and_the_targets_it_can_read() {
     assert_eq!(read.len(), expected.len(), "{stdout}");
 
     let bounds: Vec<&str> = stdout
-        .split("against the relay (samverka's own stack")
+        .split("against the relay, samverka's own stack")
         .nth(1)
         .unwrap_or_else(|| panic!("nothing read against the relay:\n{stdout}"))
         .lines()
@@ -106,13 +106,20 @@ fn a_short_run_prints_its_table_and_the_targets_it_can_read() {
         .take_while(|l| l.starts_with("  "))
         .map(str::trim_start)
         .collect();
-    let mut expected = vec![
-        "gateway x relay at 64 in flight",
-        "added p50 at 1 in flight, relay",
-    ];
-    if proxies {
-        expected.insert(0, "relay x nginx at 64 in flight");
-    }
+    let expected: &[&str] = if proxies {
+        &[
+            "relay x nginx at 64 in flight",
+            "gateway x relay at 64 in flight",
+            "p50 at 1 in flight, relay - nginx",
+            "p50 at 1 in flight, gateway - relay",
+            "p99 at 64 in flight, relay against nginx",
+        ]
+    } else {
+        &[
+            "gateway x relay at 64 in flight",
+            "p50 at 1 in flight, gateway - relay",
+        ]
+    };
     assert_eq!(bounds.len(), expected.len(), "{stdout}");
     for (line, what) in bounds.iter().zip(expected) {
         assert!(line.starts_with(what), "{line} is not {what}");

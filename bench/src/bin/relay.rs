@@ -1,9 +1,11 @@
 //! The floor of the gateway's own stack: a gRPC relay for the adapter
 //! service built from the parts `samverka serve` is built from (its accept
-//! path with TLS and write coalescing, tonic's server, tonic's channel to
-//! the adapter over mutual TLS), that checks nothing but the client
-//! certificate and passes each request and answer through as HTTP/2
-//! frames, undecoded. What nginx and haproxy do, in the gateway's stack:
+//! path with TLS and write coalescing, tonic's server with the gateway's
+//! default limits, tonic's channel to the adapter over mutual TLS, the
+//! same allocator), that checks nothing but the client certificate and
+//! passes each request and answer through without decoding the gRPC
+//! messages (HTTP/2 is decoded and encoded again on each hop, as in the
+//! gateway). What nginx and haproxy do, in the gateway's stack:
 //! the `relay` scenario of `load` puts it beside them, so that the
 //! distance from the gateway to nginx splits into what the stack costs
 //! (relay against nginx) and what the gateway's work costs (gateway
@@ -22,6 +24,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use samverka_bench::BoxError;
+use samverka_gateway::config::Limits;
 use samverka_gateway::net::client::{AgencyTls, connect};
 use samverka_gateway::net::tls::{TlsFiles, server_config};
 use tonic::body::Body;
@@ -116,7 +119,14 @@ async fn main() -> Result<(), BoxError> {
         |tcp| tcp,
         || {},
     );
+    // The HTTP/2 settings `samverka serve` applies by default.
+    let limits = Limits::default();
     Server::builder()
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_max_header_list_size(limits.max_header_list_bytes)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .max_connection_age(limits.max_connection_age)
         .add_service(Relay(upstream))
         .serve_with_incoming(incoming)
         .await?;

@@ -79,6 +79,13 @@ impl Default for RawLimits {
     }
 }
 
+/// The limits of a configuration without a `[limits]` section.
+impl Default for Limits {
+    fn default() -> Self {
+        parse(RawLimits::default()).expect("the defaults are within bounds")
+    }
+}
+
 /// Checks the lower bounds: the sizes and rates first, then the
 /// connection and breaker settings, each group with one message.
 pub(super) fn parse(l: RawLimits) -> Result<Limits, ConfigError> {
@@ -143,6 +150,7 @@ mod tests {
         assert_eq!(l.max_connection_age, Duration::from_secs(3600));
         assert_eq!(l.breaker_failures, 5);
         assert_eq!(l.breaker_pause, Duration::from_secs(10));
+        assert_eq!(Limits::default(), l);
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! Everything runs as separate processes on this machine, each over mutual
 //! TLS: three reference adapters (`samverka adapter run`), one gateway
 //! (`samverka serve`, SQLite store, durable audit), nginx and haproxy when
-//! installed (skipped with the reason otherwise). The load client is this
+//! installed and the relay when built (each skipped with the reason
+//! otherwise). The load client is this
 //! process: a fixed number of concurrent requests over a fixed number of
 //! HTTP/2 connections, after a warm-up. Scenarios are measured in turn
 //! within each round, so that a slow spell of the machine hits them alike;
@@ -55,7 +56,9 @@
 //! than one concurrency the ratio of each build's highest throughput, its
 //! capacity. Then, before the fan-out, it reads the gateway's performance
 //! targets off the run (those whose scenarios answered; see
-//! docs/performance.md, "Against the targets"): reported, not pass or fail.
+//! docs/performance.md, "Against the targets"): reported, not pass or fail;
+//! and, if the relay answered, what bounds them: the relay against nginx
+//! and the gateway against the relay.
 
 mod client;
 mod fan_out;
