@@ -111,12 +111,7 @@ pub async fn serve(
     let limits = &gateway.config.limits;
     let max_response = limits.max_response_bytes;
     let max_registry = max_request.max(max_response);
-    let served = Server::builder()
-        .max_concurrent_streams(limits.max_concurrent_streams)
-        .http2_max_header_list_size(limits.max_header_list_bytes)
-        .http2_keepalive_interval(Some(limits.keepalive_interval))
-        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
-        .max_connection_age(limits.max_connection_age)
+    let served = grpc_server(limits)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
@@ -168,6 +163,18 @@ pub async fn serve(
     watcher.abort();
     readiness.abort();
     served
+}
+
+/// tonic's server with the HTTP/2 settings of `limits`: the gateway's
+/// gRPC port, and the relay that measures the stack under it
+/// (`bench/src/bin/relay.rs`).
+pub fn grpc_server(limits: &crate::config::Limits) -> Server {
+    Server::builder()
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_max_header_list_size(limits.max_header_list_bytes)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .max_connection_age(limits.max_connection_age)
 }
 
 /// `samverka serve`: load the config, bind its address, serve until Ctrl-C

@@ -27,11 +27,12 @@ use samverka_bench::BoxError;
 use samverka_gateway::config::Limits;
 use samverka_gateway::net::client::{AgencyTls, connect};
 use samverka_gateway::net::tls::{TlsFiles, server_config};
+use samverka_gateway::server::grpc_server;
 use tonic::body::Body;
 use tonic::codegen::http::{Request, Response};
 use tonic::codegen::{BoxFuture, Context, Poll, Service};
 use tonic::server::NamedService;
-use tonic::transport::{Channel, Server};
+use tonic::transport::Channel;
 
 #[derive(Parser)]
 #[command(about = "A gRPC relay in samverka's stack that decodes nothing (a benchmark's peer)")]
@@ -120,13 +121,7 @@ async fn main() -> Result<(), BoxError> {
         || {},
     );
     // The HTTP/2 settings `samverka serve` applies by default.
-    let limits = Limits::default();
-    Server::builder()
-        .max_concurrent_streams(limits.max_concurrent_streams)
-        .http2_max_header_list_size(limits.max_header_list_bytes)
-        .http2_keepalive_interval(Some(limits.keepalive_interval))
-        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
-        .max_connection_age(limits.max_connection_age)
+    grpc_server(&Limits::default())
         .add_service(Relay(upstream))
         .serve_with_incoming(incoming)
         .await?;

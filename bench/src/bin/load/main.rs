@@ -28,8 +28,8 @@
 //! - nginx / haproxy: `Adapter.FetchRecords` through the proxy;
 //! - relay: the same through `relay` (built next to this program): the
 //!   gateway's own stack (accept path, tonic's server and channel, mutual
-//!   TLS both ways) passing frames through undecoded, checking nothing but
-//!   the client certificate, as nginx does: what the stack costs apart
+//!   TLS both ways) passing calls through without decoding their gRPC
+//!   messages, checking nothing but the client certificate, as nginx does: what the stack costs apart
 //!   from the gateway's work;
 //! - gateway-pg (with `--postgres-url`): the gateway with its consents and
 //!   audit trail in PostgreSQL, in a database made afresh for the run

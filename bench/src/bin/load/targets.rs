@@ -149,7 +149,7 @@ const BOUNDS_SECTION: &str = "What bounds the targets: the stack against the gat
 /// their messages) against nginx, and the gateway, with and without audit
 /// writes, against the relay. Those whose scenarios answered, as (what,
 /// measured); none if the relay did not answer.
-pub(crate) fn bounds(results: &Results) -> Vec<(&'static str, String)> {
+pub(crate) fn bounds(results: &Results) -> Vec<(String, String)> {
     let run = Run(results);
     if !results
         .keys()
@@ -157,44 +157,40 @@ pub(crate) fn bounds(results: &Results) -> Vec<(&'static str, String)> {
     {
         return Vec::new();
     }
-    let times = |r: f64| format!("{r:.2}x");
-    let more = |us: i64| format!("{us:+} us");
-    let p99s = |(relay, nginx): (i64, i64)| format!("{relay} us, nginx {nginx} us");
-    [
-        (
-            "relay x nginx at 64 in flight",
-            run.ratio("relay", "nginx").map(times),
-        ),
-        (
-            "gateway x relay at 64 in flight",
-            run.ratio("gateway", "relay").map(times),
-        ),
-        (
-            "no-audit x relay at 64 in flight",
-            run.ratio("no-audit", "relay").map(times),
-        ),
-        (
-            "p50 at 1 in flight, relay - nginx",
-            run.p50_over("relay", "nginx").map(more),
-        ),
-        (
-            "p50 at 1 in flight, no-audit - relay",
-            run.p50_over("no-audit", "relay").map(more),
-        ),
-        (
-            "p50 at 1 in flight, gateway - relay",
-            run.p50_over("gateway", "relay").map(more),
-        ),
-        (
-            "p99 at 64 in flight, relay against nginx",
-            run.quantile(64, "relay", 0.99)
-                .zip(run.quantile(64, "nginx", 0.99))
-                .map(p99s),
-        ),
+    let ratios = [
+        ("relay", "nginx"),
+        ("gateway", "relay"),
+        ("no-audit", "relay"),
     ]
-    .into_iter()
-    .filter_map(|(what, measured)| Some((what, measured?)))
-    .collect()
+    .map(|(of, to)| {
+        let r = run.ratio(of, to);
+        (
+            format!("{of} x {to} at 64 in flight"),
+            r.map(|r| format!("{r:.2}x")),
+        )
+    });
+    let p50s = [
+        ("relay", "nginx"),
+        ("no-audit", "relay"),
+        ("gateway", "relay"),
+    ]
+    .map(|(of, than)| {
+        let us = run.p50_over(of, than);
+        (
+            format!("p50 at 1 in flight, {of} - {than}"),
+            us.map(|us| format!("{us:+} us")),
+        )
+    });
+    let p99 = run
+        .quantile(64, "relay", 0.99)
+        .zip(run.quantile(64, "nginx", 0.99))
+        .map(|(relay, nginx)| format!("{relay} us, nginx {nginx} us"));
+    ratios
+        .into_iter()
+        .chain(p50s)
+        .chain([("p99 at 64 in flight, relay against nginx".to_owned(), p99)])
+        .filter_map(|(what, measured)| Some((what, measured?)))
+        .collect()
 }
 
 /// Prints [`bounds`], if any.
@@ -360,14 +356,29 @@ mod tests {
             bounds(&results(&rows)),
             [
                 // The relay's median is the mean of its two rounds.
-                ("relay x nginx at 64 in flight", "1.10x".to_owned()),
-                ("gateway x relay at 64 in flight", "0.50x".to_owned()),
-                ("no-audit x relay at 64 in flight", "0.70x".to_owned()),
-                ("p50 at 1 in flight, relay - nginx", "+70 us".to_owned()),
-                ("p50 at 1 in flight, no-audit - relay", "+280 us".to_owned()),
+                (
+                    "relay x nginx at 64 in flight".to_owned(),
+                    "1.10x".to_owned()
+                ),
+                (
+                    "gateway x relay at 64 in flight".to_owned(),
+                    "0.50x".to_owned()
+                ),
+                (
+                    "no-audit x relay at 64 in flight".to_owned(),
+                    "0.70x".to_owned()
+                ),
+                (
+                    "p50 at 1 in flight, relay - nginx".to_owned(),
+                    "+70 us".to_owned()
+                ),
+                (
+                    "p50 at 1 in flight, no-audit - relay".to_owned(),
+                    "+280 us".to_owned()
+                ),
                 // (hdrhistogram keeps 9 000 and 12 000 as 9 007 and 12 007.)
                 (
-                    "p99 at 64 in flight, relay against nginx",
+                    "p99 at 64 in flight, relay against nginx".to_owned(),
                     "9007 us, nginx 12007 us".to_owned()
                 ),
             ]
@@ -375,9 +386,10 @@ mod tests {
         // A negative difference keeps its sign.
         let mut faster = results(&rows);
         faster.insert((1, "gateway".to_owned()), outcome(&[3000.0], 300, 1_000));
-        assert!(
-            bounds(&faster).contains(&("p50 at 1 in flight, gateway - relay", "-20 us".to_owned()))
-        );
+        assert!(bounds(&faster).contains(&(
+            "p50 at 1 in flight, gateway - relay".to_owned(),
+            "-20 us".to_owned()
+        )));
         // Without the relay, or with a relay that answered nothing, none.
         let without: Vec<Row<'_>> = rows.iter().filter(|r| r.1 != "relay").copied().collect();
         assert_eq!(bounds(&results(&without)), []);
@@ -393,9 +405,12 @@ mod tests {
         assert_eq!(
             bounds(&results(&relay_only)),
             [
-                ("relay x nginx at 64 in flight", "1.10x".to_owned()),
                 (
-                    "p99 at 64 in flight, relay against nginx",
+                    "relay x nginx at 64 in flight".to_owned(),
+                    "1.10x".to_owned()
+                ),
+                (
+                    "p99 at 64 in flight, relay against nginx".to_owned(),
                     "9007 us, nginx 12007 us".to_owned()
                 ),
             ]
