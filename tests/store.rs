@@ -129,14 +129,16 @@ async fn revocation_happens_once(location: StoreLocation) {
 
 async fn consents_are_found_by_subject_and_grantee_newest_first(location: StoreLocation) {
     let store = Store::open(&location).await.unwrap();
-    store
-        .insert_consent(consent("old", "r-1", 100))
-        .await
-        .unwrap();
-    store
-        .insert_consent(consent("new", "r-2", 200))
-        .await
-        .unwrap();
+    // The two "tie" ones granted in the same millisecond: ordered by id,
+    // whatever the order of insertion.
+    let granted = [("old", 100), ("new", 200), ("tie-b", 250), ("tie-a", 250)];
+    for (i, (id, at)) in granted.into_iter().enumerate() {
+        let request = format!("r-{}", i + 10);
+        store
+            .insert_consent(consent(id, &request, at))
+            .await
+            .unwrap();
+    }
     let mut other_grantee = consent("other-grantee", "r-3", 300);
     other_grantee.grantee_agency = "2021999061".into();
     store.insert_consent(other_grantee).await.unwrap();
@@ -150,11 +152,11 @@ async fn consents_are_found_by_subject_and_grantee_newest_first(location: StoreL
             .consents_for("199003142388", Some("2021999020"))
             .await
             .unwrap()),
-        ["new", "old"]
+        ["tie-a", "tie-b", "new", "old"]
     );
     assert_eq!(
         ids(store.consents_for("199003142388", None).await.unwrap()),
-        ["other-grantee", "new", "old"]
+        ["other-grantee", "tie-a", "tie-b", "new", "old"]
     );
     assert!(
         store

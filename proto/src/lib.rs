@@ -112,6 +112,18 @@ pub mod trace {
         pub flags: String,
     }
 
+    /// Lower-case hex digits of `bytes`, in one allocation (these run on
+    /// every request; a `format!` per byte made one allocation each).
+    fn hex(bytes: &[u8]) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity(bytes.len() * 2);
+        for b in bytes {
+            s.push(DIGITS[usize::from(b >> 4)] as char);
+            s.push(DIGITS[usize::from(b & 0xf)] as char);
+        }
+        s
+    }
+
     fn is_hex(s: &str, len: usize) -> bool {
         s.len() == len
             && s.bytes()
@@ -145,7 +157,6 @@ pub mod trace {
         /// A new trace, from 24 random bytes (16 for the trace id, 8 for
         /// the span id).
         pub fn new_root(random: [u8; 24]) -> TraceContext {
-            let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
             let mut random = random;
             random[15] |= 1; // never all zero
             random[23] |= 1;
@@ -162,7 +173,7 @@ pub mod trace {
             span_id[7] |= 1;
             TraceContext {
                 trace_id: self.trace_id.clone(),
-                parent_id: span_id.iter().map(|x| format!("{x:02x}")).collect(),
+                parent_id: hex(&span_id),
                 flags: self.flags.clone(),
             }
         }
@@ -202,6 +213,15 @@ pub mod trace {
             assert!(TraceContext::parse(&root.header()).is_some());
             let child = root.child([7; 8]);
             assert_eq!(child.trace_id, root.trace_id);
+            assert_eq!(child.parent_id, "0707070707070707");
+            let mut random = [0u8; 24];
+            random[..16].copy_from_slice(
+                b"\x00\x01\x23\x45\x67\x89\xab\xcd\xef\xfe\x10\x20\x30\x40\x50\x60",
+            );
+            random[16..].copy_from_slice(&[0xf0, 0x0f, 0, 0, 0, 0, 0, 0x02]);
+            let root = TraceContext::new_root(random);
+            assert_eq!(root.trace_id, "000123456789abcdeffe102030405061");
+            assert_eq!(root.parent_id, "f00f000000000003");
             assert_ne!(child.parent_id, root.parent_id);
         }
     }

@@ -214,6 +214,6 @@ impl access_log_server::AccessLog for AccessLogService {
             Method::AccessLogList,
             request.metadata(),
         );
-        call.run(Self::list(self, request, &call)).await
+        call.run(Box::pin(Self::list(self, request, &call))).await
     }
 }

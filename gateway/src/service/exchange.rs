@@ -148,8 +148,16 @@ impl RecordExchangeService {
         let mut pending = audit::PendingEntry::new(&gw.audit, entry);
         let decision = match caller {
             Ok(caller) => {
-                self.check_and_fetch(&caller, &req, &mut pending, budget, call.trace().header())
-                    .await
+                // Boxed: its state (the consent check, the reservation, the
+                // fan-out) would otherwise be copied with this one's.
+                Box::pin(self.check_and_fetch(
+                    &caller,
+                    &req,
+                    &mut pending,
+                    budget,
+                    call.trace().header(),
+                ))
+                .await
             }
             Err(e) => Err(e),
         };
@@ -393,8 +401,10 @@ impl record_exchange_server::RecordExchange for RecordExchangeService {
             Method::GetRecords,
             request.metadata(),
         );
-        call.run(RecordExchangeService::get_records(self, request, &call))
-            .await
+        call.run(Box::pin(RecordExchangeService::get_records(
+            self, request, &call,
+        )))
+        .await
     }
 
     async fn get_competence_passport(
@@ -406,9 +416,9 @@ impl record_exchange_server::RecordExchange for RecordExchangeService {
             Method::GetCompetencePassport,
             request.metadata(),
         );
-        call.run(RecordExchangeService::get_competence_passport(
+        call.run(Box::pin(RecordExchangeService::get_competence_passport(
             self, request, &call,
-        ))
+        )))
         .await
     }
 
@@ -421,13 +431,13 @@ impl record_exchange_server::RecordExchange for RecordExchangeService {
             Method::ListSources,
             request.metadata(),
         );
-        call.run(async {
+        call.run(Box::pin(async {
             call.identify(&request, &self.gateway.rate)?;
             // From the directory refreshed in the background: a caller
             // never makes the gateway call the adapters.
             let sources = self.gateway.registry.current().sources.sources().await;
             Ok(ListSourcesResponse { sources })
-        })
+        }))
         .await
     }
 }

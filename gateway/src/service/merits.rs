@@ -354,7 +354,7 @@ impl self_declared_merit_service_server::SelfDeclaredMeritService for MeritsServ
             let merit = Self::declare(self, request, &call).await?;
             Ok(DeclareMeritResponse { merit: Some(merit) })
         };
-        call.run(declared).await
+        call.run(Box::pin(declared)).await
     }
 
     async fn list_merits(
@@ -366,7 +366,7 @@ impl self_declared_merit_service_server::SelfDeclaredMeritService for MeritsServ
             Method::MeritsList,
             request.metadata(),
         );
-        call.run(Self::list(self, request, &call)).await
+        call.run(Box::pin(Self::list(self, request, &call))).await
     }
 
     async fn withdraw_merit(
@@ -382,6 +382,6 @@ impl self_declared_merit_service_server::SelfDeclaredMeritService for MeritsServ
             let merit = Self::withdraw(self, request, &call).await?;
             Ok(WithdrawMeritResponse { merit: Some(merit) })
         };
-        call.run(withdrawn).await
+        call.run(Box::pin(withdrawn)).await
     }
 }

@@ -172,7 +172,7 @@ impl RegistryService {
             }
         };
         let task = tokio::spawn(tracing::Instrument::instrument(task, call.span().clone()));
-        call.run(async move {
+        call.run(Box::pin(async move {
             match task.await {
                 Ok(answer) => answer,
                 Err(e) => {
@@ -180,7 +180,7 @@ impl RegistryService {
                     audit.commit_outcome(if_failed, failed).await
                 }
             }
-        })
+        }))
         .await
     }
 

@@ -6,8 +6,12 @@
 //!
 //! ```ignore
 //! let call = Call::new(&gateway.metrics, Method::GetRecords, request.metadata());
-//! call.run(self.get_records(request, &call)).await
+//! call.run(Box::pin(self.get_records(request, &call))).await
 //! ```
+//!
+//! The handler's future comes boxed: moved as a value through `run`, the
+//! span and tonic's own box, a state machine of many kilobytes (a read's
+//! is about 15 KiB) would be copied at each step, on every request.
 //!
 //! Every handler first reads its caller with [`Call::identify`] (or
 //! [`Call::admit`]), which also takes a token of the caller's rate
@@ -304,7 +308,7 @@ impl<'g> Call<'g> {
     /// Runs `rpc` in the request span, counts its decision, and answers.
     pub async fn run<T>(
         &self,
-        rpc: impl Future<Output = Result<T, GatewayError>>,
+        rpc: futures_util::future::BoxFuture<'_, Result<T, GatewayError>>,
     ) -> Result<Response<T>, Status> {
         let result = rpc.instrument(self.span.clone()).await;
         self.finish(result)

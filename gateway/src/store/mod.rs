@@ -35,7 +35,11 @@ macro_rules! delegate {
     ($($backends:ident)::+, $self:ident . $method:ident ( $($arg:expr),* )) => {
         match $self {
             $($backends)::+::Sqlite(s) => s.$method($($arg),*).await,
-            $($backends)::+::Postgres(s) => s.$method($($arg),*).await,
+            // Boxed: PostgreSQL's futures (pool, statement, round trip)
+            // run to kilobytes, and inline they would make every store
+            // call's future, SQLite's too, that large, copied on every
+            // request. One allocation is little beside a round trip.
+            $($backends)::+::Postgres(s) => Box::pin(s.$method($($arg),*)).await,
         }
     };
 }
@@ -49,6 +53,8 @@ mod postgres;
 pub mod registry;
 mod sqlite;
 pub mod status;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 

@@ -21,7 +21,7 @@ impl consents_server::Consents for ConsentsService {
             Method::ConsentsGrant,
             request.metadata(),
         );
-        call.run(Self::grant(self, request, &call)).await
+        call.run(Box::pin(Self::grant(self, request, &call))).await
     }
 
     async fn revoke(
@@ -33,7 +33,7 @@ impl consents_server::Consents for ConsentsService {
             Method::ConsentsRevoke,
             request.metadata(),
         );
-        call.run(Self::revoke(self, request, &call)).await
+        call.run(Box::pin(Self::revoke(self, request, &call))).await
     }
 
     async fn get(&self, request: Request<GetConsentRequest>) -> Result<Response<Consent>, Status> {
@@ -42,7 +42,7 @@ impl consents_server::Consents for ConsentsService {
             Method::ConsentsGet,
             request.metadata(),
         );
-        call.run(Self::get(self, request, &call)).await
+        call.run(Box::pin(Self::get(self, request, &call))).await
     }
 
     async fn list(
@@ -54,7 +54,7 @@ impl consents_server::Consents for ConsentsService {
             Method::ConsentsList,
             request.metadata(),
         );
-        call.run(Self::list(self, request, &call)).await
+        call.run(Box::pin(Self::list(self, request, &call))).await
     }
     async fn request_consent(
         &self,
@@ -65,7 +65,8 @@ impl consents_server::Consents for ConsentsService {
             Method::ConsentsRequest,
             request.metadata(),
         );
-        call.run(Self::request_consent(self, request, &call)).await
+        call.run(Box::pin(Self::request_consent(self, request, &call)))
+            .await
     }
 
     async fn approve_consent(
@@ -77,7 +78,8 @@ impl consents_server::Consents for ConsentsService {
             Method::ConsentsApprove,
             request.metadata(),
         );
-        call.run(Self::approve(self, request, &call)).await
+        call.run(Box::pin(Self::approve(self, request, &call)))
+            .await
     }
 
     async fn reject_consent(
@@ -89,7 +91,7 @@ impl consents_server::Consents for ConsentsService {
             Method::ConsentsReject,
             request.metadata(),
         );
-        call.run(Self::reject(self, request, &call)).await
+        call.run(Box::pin(Self::reject(self, request, &call))).await
     }
 
     async fn pause_consent(
@@ -101,7 +103,7 @@ impl consents_server::Consents for ConsentsService {
             Method::ConsentsPause,
             request.metadata(),
         );
-        call.run(Self::pause(self, request, &call)).await
+        call.run(Box::pin(Self::pause(self, request, &call))).await
     }
 
     async fn resume_consent(
@@ -113,7 +115,7 @@ impl consents_server::Consents for ConsentsService {
             Method::ConsentsResume,
             request.metadata(),
         );
-        call.run(Self::resume(self, request, &call)).await
+        call.run(Box::pin(Self::resume(self, request, &call))).await
     }
 
     type WatchConsentsStream = watch::EventStream;
@@ -127,6 +129,6 @@ impl consents_server::Consents for ConsentsService {
             Method::ConsentsWatch,
             request.metadata(),
         );
-        call.run(Self::watch(self, request, &call)).await
+        call.run(Box::pin(Self::watch(self, request, &call))).await
     }
 }

@@ -28,7 +28,7 @@ mod rows;
 mod status;
 use rows::{
     audit_from_row, chain_head, consent_from_row, insert_consent_row, migrate, select_audit_range,
-    select_checkpoints, select_consent,
+    select_checkpoints, select_consent, select_consents,
 };
 
 impl From<rusqlite::Error> for StoreError {
@@ -413,15 +413,8 @@ impl SqliteStore {
         grantee: Option<&str>,
     ) -> Result<Vec<StoredConsent>, StoreError> {
         let (subject_id, grantee) = (subject_id.to_owned(), grantee.map(str::to_owned));
-        self.read_short(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {CONSENT_COLUMNS} FROM consents WHERE subject_id = ?1 \
-                 AND (?2 IS NULL OR grantee_agency = ?2) ORDER BY granted_at_ms DESC, consent_id"
-            ))?;
-            let rows = stmt.query_map(params![subject_id, grantee], consent_from_row)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read_short(move |conn| Ok(select_consents(conn, &subject_id, grantee.as_deref())?))
+            .await
     }
 
     pub(super) async fn append_audit_batch(

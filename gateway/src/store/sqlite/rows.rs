@@ -2,6 +2,8 @@
 //! audit entries and checkpoints are written to and read from their
 //! tables.
 
+use std::sync::LazyLock;
+
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::audit::chain;
@@ -9,6 +11,40 @@ use crate::store::{
     AUDIT_COLUMNS, AuditCheckpoint, AuditEntry, AuditHead, CONSENT_COLUMNS, StoreError,
     StoredConsent, audit_details_from, audit_list_from, join, schema, split,
 };
+
+/// A person's consents, only `grantee`'s if given, newest first (ties by
+/// id, the order both backends return).
+pub(super) fn select_consents(
+    conn: &Connection,
+    subject_id: &str,
+    grantee: Option<&str>,
+) -> rusqlite::Result<Vec<StoredConsent>> {
+    // Built once: every read's consent check runs one of these. Two
+    // statements rather than one with `?2 IS NULL OR ...`, so that the
+    // read path's search uses both index columns; the few rows are sorted
+    // here instead of in a temporary B-tree per call.
+    static BY_GRANTEE: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {CONSENT_COLUMNS} FROM consents WHERE subject_id = ?1 AND grantee_agency = ?2"
+        )
+    });
+    static BY_SUBJECT: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {CONSENT_COLUMNS} FROM consents WHERE subject_id = ?1"));
+    let mut consents = match grantee {
+        Some(grantee) => conn
+            .prepare_cached(&BY_GRANTEE)?
+            .query_map(params![subject_id, grantee], consent_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+        None => conn
+            .prepare_cached(&BY_SUBJECT)?
+            .query_map(params![subject_id], consent_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+    };
+    consents.sort_unstable_by(|a, b| {
+        (b.granted_at_ms, &a.consent_id).cmp(&(a.granted_at_ms, &b.consent_id))
+    });
+    Ok(consents)
+}
 
 pub(super) fn consent_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredConsent> {
     Ok(StoredConsent {
