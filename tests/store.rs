@@ -129,9 +129,8 @@ async fn revocation_happens_once(location: StoreLocation) {
 
 async fn consents_are_found_by_subject_and_grantee_newest_first(location: StoreLocation) {
     let store = Store::open(&location).await.unwrap();
-    // The two "tie" ones granted in the same millisecond: ordered by id,
-    // whatever the order of insertion.
-    let granted = [("old", 100), ("new", 200), ("tie-b", 250), ("tie-a", 250)];
+    // Ties (granted in the same millisecond) by id in byte order: B < a.
+    let granted = [("old", 100), ("new", 200), ("tie-a", 250), ("tie-B", 250)];
     for (i, (id, at)) in granted.into_iter().enumerate() {
         let request = format!("r-{}", i + 10);
         store
@@ -152,11 +151,11 @@ async fn consents_are_found_by_subject_and_grantee_newest_first(location: StoreL
             .consents_for("199003142388", Some("2021999020"))
             .await
             .unwrap()),
-        ["tie-a", "tie-b", "new", "old"]
+        ["tie-B", "tie-a", "new", "old"]
     );
     assert_eq!(
         ids(store.consents_for("199003142388", None).await.unwrap()),
-        ["other-grantee", "tie-a", "tie-b", "new", "old"]
+        ["other-grantee", "tie-B", "tie-a", "new", "old"]
     );
     assert!(
         store

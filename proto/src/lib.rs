@@ -213,7 +213,12 @@ pub mod trace {
             assert!(TraceContext::parse(&root.header()).is_some());
             let child = root.child([7; 8]);
             assert_eq!(child.trace_id, root.trace_id);
+            assert_ne!(child.parent_id, root.parent_id);
             assert_eq!(child.parent_id, "0707070707070707");
+        }
+
+        #[test]
+        fn ids_are_lower_case_hex_of_the_random_bytes() {
             let mut random = [0u8; 24];
             random[..16].copy_from_slice(
                 b"\x00\x01\x23\x45\x67\x89\xab\xcd\xef\xfe\x10\x20\x30\x40\x50\x60",
@@ -222,7 +227,6 @@ pub mod trace {
             let root = TraceContext::new_root(random);
             assert_eq!(root.trace_id, "000123456789abcdeffe102030405061");
             assert_eq!(root.parent_id, "f00f000000000003");
-            assert_ne!(child.parent_id, root.parent_id);
         }
     }
 }

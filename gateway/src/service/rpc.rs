@@ -9,9 +9,10 @@
 //! call.run(Box::pin(self.get_records(request, &call))).await
 //! ```
 //!
-//! The handler's future comes boxed: moved as a value through `run`, the
-//! span and tonic's own box, a state machine of many kilobytes (a read's
-//! is about 15 KiB) would be copied at each step, on every request.
+//! The handler's future comes boxed, so that what moves is a pointer: a
+//! read's state machine is about 15 KiB, and moved by value through
+//! `run` and its span into tonic's own box it was copied on every
+//! request.
 //!
 //! Every handler first reads its caller with [`Call::identify`] (or
 //! [`Call::admit`]), which also takes a token of the caller's rate

@@ -302,7 +302,9 @@ impl Store {
         delegate!(self.consent(consent_id))
     }
 
-    /// A person's consents, optionally only for one grantee, newest first.
+    /// A person's consents, optionally only for one grantee, newest first,
+    /// ties by id in byte order (the consent check takes the first that
+    /// applies).
     /// An index on (subject, grantee) keeps this independent of how many
     /// consents the store holds.
     pub async fn consents_for(

@@ -14,10 +14,12 @@ async fn store_calls_on_the_read_path_are_small_futures() {
     let consents = store.consents_for("199003142388", Some("2021999020"));
     let reserve = store.reserve_read("c-1");
     let consent = store.consent("c-1");
+    let release = store.release_read("c-1");
     let sizes = [
         ("consents_for", std::mem::size_of_val(&consents)),
         ("reserve_read", std::mem::size_of_val(&reserve)),
         ("consent", std::mem::size_of_val(&consent)),
+        ("release_read", std::mem::size_of_val(&release)),
     ];
     println!("{sizes:?}");
     for (call, size) in sizes {

@@ -1,5 +1,7 @@
 //! The PostgreSQL store's consents and person assertions.
 
+use std::sync::LazyLock;
+
 use tokio_postgres::Row;
 
 use super::PostgresStore;
@@ -227,26 +229,30 @@ impl PostgresStore {
         subject_id: &str,
         grantee: Option<&str>,
     ) -> Result<Vec<StoredConsent>, StoreError> {
-        let client = self.pool.get().await?;
         // Two statements rather than one with `$2 IS NULL OR ...`, so that
-        // the read path's plan uses both index columns.
+        // the read path's plan uses both index columns; their text built
+        // once. Ties by id in byte order (`COLLATE "C"`), as on SQLite,
+        // whatever the database's own collation.
+        static BY_GRANTEE: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT {CONSENT_COLUMNS} FROM consents WHERE subject_id = $1 AND grantee_agency = $2 \
+                 ORDER BY granted_at_ms DESC, consent_id COLLATE \"C\""
+            )
+        });
+        static BY_SUBJECT: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT {CONSENT_COLUMNS} FROM consents WHERE subject_id = $1 \
+                 ORDER BY granted_at_ms DESC, consent_id COLLATE \"C\""
+            )
+        });
+        let client = self.pool.get().await?;
         let rows = match grantee {
             Some(grantee) => {
-                let select = client
-                    .prepare_cached(&format!(
-                        "SELECT {CONSENT_COLUMNS} FROM consents WHERE subject_id = $1 AND grantee_agency = $2 \
-                         ORDER BY granted_at_ms DESC, consent_id"
-                    ))
-                    .await?;
+                let select = client.prepare_cached(&BY_GRANTEE).await?;
                 client.query(&select, &[&subject_id, &grantee]).await?
             }
             None => {
-                let select = client
-                    .prepare_cached(&format!(
-                        "SELECT {CONSENT_COLUMNS} FROM consents WHERE subject_id = $1 \
-                         ORDER BY granted_at_ms DESC, consent_id"
-                    ))
-                    .await?;
+                let select = client.prepare_cached(&BY_SUBJECT).await?;
                 client.query(&select, &[&subject_id]).await?
             }
         };

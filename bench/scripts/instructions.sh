@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Instructions, allocations and memcpy per GetRecords of a gateway built
+# without audit writes, counted by callgrind: steadier than CPU time on a
+# shared machine, for changes worth a few percent. By hand, not in CI;
+# needs valgrind and a release build of `load`.
+#
+#   bench/scripts/instructions.sh target/unaudited/release/samverka [CONCURRENCY]
+#
+# `load` starts the gateway under callgrind (through a wrapper it is given
+# as `--unaudited-samverka`); the counters are zeroed after the warm-up and
+# dumped 10 s later, and the reads answered in between are the difference
+# of the gateway's own samverka_requests_total. Under valgrind threads
+# take turns, so the count leaves out the kernel and waiting.
+set -euo pipefail
+bin=$(realpath "$1")
+concurrency=${2:-16}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cat > "$work/gateway.sh" <<WRAP
+#!/usr/bin/env bash
+exec valgrind --tool=callgrind --log-file=$work/valgrind.log --callgrind-out-file=$work/out "$bin" "\$@"
+WRAP
+chmod +x "$work/gateway.sh"
+"$root/target/release/load" --unaudited-samverka "$work/gateway.sh" --only no-audit \
+    --concurrency "$concurrency" --rounds 1 --duration 20 --warmup 2 --no-fan-out \
+    --register-latency-ms 0 > "$work/load.log" 2>&1 &
+load=$!
+pid=
+for _ in $(seq 60); do
+    pid=$(pgrep -f "callgrind-out-file=$work/out" | head -1 || true)
+    [ -n "$pid" ] && break
+    sleep 0.5
+done
+[ -n "$pid" ] || { echo "the gateway did not start under callgrind" >&2; exit 1; }
+sleep 8
+reads() {
+    for port in $(ss -ltnp | grep "pid=$pid," | awk '{print $4}' | sed 's/.*://'); do
+        curl -s -m 5 "http://127.0.0.1:$port/metrics" || true
+    done | awk '/^samverka_requests_total\{method="RecordExchange\/GetRecords"/ {s += $NF} END {print s + 0}'
+}
+before=$(reads)
+callgrind_control -z "$pid" > /dev/null 2>&1
+sleep 10
+callgrind_control -d "$pid" > /dev/null 2>&1
+after=$(reads)
+wait "$load" || true
+dump=$(ls "$work"/out.* | head -1)
+python3 - "$dump" $((after - before)) <<'PY'
+import collections, re, sys
+names, calls, own = {}, collections.Counter(), collections.Counter()
+fn = cfn = None
+def name(v):
+    m = re.match(r"\((\d+)\)(?: (.*))?", v)
+    if not m:
+        return v
+    if m.group(2):
+        names[m.group(1)] = m.group(2)
+    return names.get(m.group(1), v)
+after_calls = False
+for line in open(sys.argv[1]):
+    line = line.rstrip("\n")
+    if line.startswith("fn="):
+        fn = name(line[3:])
+    elif line.startswith("cfn="):
+        cfn = name(line[4:])
+    elif line.startswith(("fl=", "fi=", "fe=", "ob=", "cob=", "cfi=", "cfl=")):
+        name(line.split("=", 1)[1])
+    elif line.startswith("calls="):
+        calls[cfn] += int(line[6:].split()[0])
+        after_calls = True
+    elif line[:1].isdigit() or line[:1] in "+-*":
+        parts = line.split()
+        if len(parts) > 1 and not after_calls:
+            own[fn] += int(parts[1])
+        after_calls = False
+n = int(sys.argv[2])
+if n <= 0:
+    sys.exit("no reads were answered while counting")
+print(f"reads counted:                {n}")
+print(f"instructions per read:        {sum(own.values()) / n:,.0f}")
+print(f"allocations per read:         {calls['__rustc::__rust_alloc'] / n:.1f}")
+memcpy = sum(v for f, v in own.items() if f.startswith("__memcpy"))
+print(f"memcpy instructions per read: {memcpy / n:,.0f}")
+PY
