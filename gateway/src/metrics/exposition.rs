@@ -144,13 +144,13 @@ mod tests {
         let took = Duration::from_millis(3);
         metrics.request(
             "RecordExchange/GetRecords",
-            "2021000001",
+            &"2021000001".into(),
             decision,
             "",
             took,
         );
         metrics.consent_check::<()>(&Ok(()));
-        metrics.source_call("employment", "OK", took);
+        metrics.source_call(&"employment".into(), "OK", took);
         metrics.audit_batch(2, took);
         metrics.handshake_failed();
         metrics.ready(true);

@@ -45,6 +45,8 @@ pub struct Router {
     sources: Vec<(AdapterRoute, AdapterChannel)>,
     tls: std::sync::Arc<crate::net::tls::ServerTls>,
     breakers: std::sync::Arc<Vec<Breaker>>,
+    /// Each source's name as its metrics' label, made once.
+    labels: std::sync::Arc<Vec<std::sync::Arc<str>>>,
     metrics: crate::metrics::Metrics,
 }
 
@@ -132,6 +134,7 @@ impl Router {
             sources,
             tls,
             breakers: std::sync::Arc::new(breakers),
+            labels: std::sync::Arc::new(routes.iter().map(|r| r.name.as_str().into()).collect()),
             metrics,
         })
     }
@@ -216,19 +219,20 @@ impl Router {
                     &record_types,
                     &query.traceparent,
                 );
-                if let Ok(value) = traceparent.parse() {
+                if let Some(value) = samverka_proto::trace::unindexed(&traceparent) {
                     request
                         .metadata_mut()
                         .insert(samverka_proto::trace::TRACEPARENT, value);
                 }
                 let call_span = span.clone();
                 let breaker = &self.breakers[index];
+                let label = &self.labels[index];
                 async move {
                     let started = std::time::Instant::now();
                     let Some(ticket) = breaker.admit(started) else {
                         call_span.record("samverka.outcome", "CIRCUIT_OPEN");
                         self.metrics
-                            .source_call(&route.name, "CIRCUIT_OPEN", Duration::ZERO);
+                            .source_call(label, "CIRCUIT_OPEN", Duration::ZERO);
                         let outcome = SourceOutcome {
                             source_agency: route.org_number.to_string(),
                             source_name: route.name.clone(),
@@ -254,8 +258,7 @@ impl Router {
                         .unwrap_or(source_outcome::Status::Unspecified);
                     let took = started.elapsed();
                     ticket.record(source_failed(status, deadline), std::time::Instant::now());
-                    self.metrics
-                        .source_call(&route.name, status.as_str_name(), took);
+                    self.metrics.source_call(label, status.as_str_name(), took);
                     call_span.record("samverka.outcome", status.as_str_name());
                     call_span.record("samverka.record_count", i64::from(outcome.record_count));
                     if status != source_outcome::Status::Ok {

@@ -93,10 +93,24 @@ pub fn case_details(case_reference: &str, official_id: &str) -> Vec<(String, Str
 /// What a caller sent, made safe to repeat: at most 64 characters, no
 /// commas (the store's list separator), no control characters.
 pub fn sanitize(s: &str) -> String {
-    s.chars()
-        .take(MAX_FIELD)
-        .map(|c| if c == ',' || c.is_control() { '_' } else { c })
-        .collect()
+    sanitized(s).into_owned()
+}
+
+/// [`sanitize`], borrowing `s` when it is safe as it is (the usual case:
+/// no copy, and none made a character at a time).
+pub fn sanitized(s: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c == ',' || c.is_control();
+    // Fewer bytes than MAX_FIELD means fewer characters too.
+    if s.len() <= MAX_FIELD && !s.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len().min(4 * MAX_FIELD));
+    out.extend(
+        s.chars()
+            .take(MAX_FIELD)
+            .map(|c| if unsafe_char(c) { '_' } else { c }),
+    );
+    std::borrow::Cow::Owned(out)
 }
 
 /// What a caller sent, to repeat in a message: [`sanitize`]d, with an
@@ -111,11 +125,11 @@ pub fn echo(s: &str) -> String {
 
 /// A required value: neither empty nor blank. Nonsense such as `" "` is
 /// refused here, as missing, rather than by the lookup it would fail.
-pub fn required(field: &str, value: &str) -> Result<(), GatewayError> {
+pub fn required(field: impl std::fmt::Display, value: &str) -> Result<(), GatewayError> {
     if value.trim().is_empty() {
         return Err(GatewayError::invalid(
             Reason::FieldMissing,
-            field,
+            field.to_string(),
             format!("{field} is required and may not be blank"),
         ));
     }
@@ -197,12 +211,12 @@ pub fn record_types(
         ));
     }
     for (i, t) in types.iter().enumerate() {
-        let field = format!("record_types[{i}]");
-        required(&field, t)?;
+        let field = Element("record_types", i);
+        required(field, t)?;
         if !config.knows_record_type(t) {
             return Err(GatewayError::invalid(
                 Reason::RecordTypeUnknown,
-                field,
+                field.to_string(),
                 format!("record type {:?} is not known to this gateway", echo(t)),
             ));
         }
@@ -231,9 +245,29 @@ pub fn covered_by(purpose: &Purpose, types: &[String]) -> Result<(), GatewayErro
 
 /// An organisation number in `field` (`grantee_agency`,
 /// `source_agencies[0]`); `what` names it in the message.
-pub fn agency(field: &str, what: &str, org: &str) -> Result<OrgNumber, GatewayError> {
-    OrgNumber::parse(org)
-        .map_err(|e| GatewayError::invalid(Reason::AgencyIdInvalid, field, format!("{what} {e}")))
+pub fn agency(
+    field: impl std::fmt::Display,
+    what: &str,
+    org: &str,
+) -> Result<OrgNumber, GatewayError> {
+    OrgNumber::parse(org).map_err(|e| {
+        GatewayError::invalid(
+            Reason::AgencyIdInvalid,
+            field.to_string(),
+            format!("{what} {e}"),
+        )
+    })
+}
+
+/// An element of a repeated field, e.g. `record_types[2]`: named (and
+/// its name made) only when a check of it fails.
+#[derive(Debug, Clone, Copy)]
+pub struct Element<'a>(pub &'a str, pub usize);
+
+impl std::fmt::Display for Element<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.0, self.1)
+    }
 }
 
 /// A required agency known to this gateway (one it has an entry for).
@@ -262,15 +296,15 @@ pub fn source_agencies(
     connected: Option<&dyn Fn(&str) -> bool>,
 ) -> Result<Vec<String>, GatewayError> {
     for (i, s) in sources.iter().enumerate() {
-        let field = format!("source_agencies[{i}]");
-        required(&field, s)?;
-        agency(&field, "source agency", s)?;
+        let field = Element("source_agencies", i);
+        required(field, s)?;
+        agency(field, "source agency", s)?;
         if let Some(connected) = connected
             && !connected(s)
         {
             return Err(GatewayError::invalid(
                 Reason::AgencyUnknown,
-                field,
+                field.to_string(),
                 "no source agency with that number is connected to this gateway",
             ));
         }
@@ -356,6 +390,24 @@ mod tests {
     fn sanitize_bounds_and_cleans() {
         assert_eq!(sanitize("a,b\nc"), "a_b_c");
         assert_eq!(sanitize(&"x".repeat(1000)).len(), 64);
+        // Cut by characters, not bytes: 64 two-byte characters stay whole.
+        assert_eq!(sanitize(&"å".repeat(64)), "å".repeat(64));
+        assert_eq!(sanitize(&"å".repeat(65)), "å".repeat(64));
+        assert_eq!(
+            sanitize(&format!("{},", "x".repeat(63))),
+            format!("{}_", "x".repeat(63))
+        );
+        assert_eq!(sanitize("\u{7f}\u{85}"), "__");
+        // What is already safe is borrowed, not copied.
+        assert!(matches!(
+            sanitized("19900101-1234"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert!(matches!(sanitized("a,b"), std::borrow::Cow::Owned(_)));
+        assert!(matches!(
+            sanitized(&"x".repeat(65)),
+            std::borrow::Cow::Owned(_)
+        ));
         assert_eq!(echo("a\tb"), "a_b");
         assert_eq!(echo(&"x".repeat(64)), "x".repeat(64));
         assert_eq!(echo(&"x".repeat(65)), format!("{}…", "x".repeat(64)));

@@ -124,11 +124,11 @@ impl RecordExchangeService {
         let span = call.span();
         span.record(
             "samverka.purpose",
-            validate::sanitize(&req.purpose).as_str(),
+            validate::sanitized(&req.purpose).as_ref(),
         );
         span.record(
             "samverka.record_types",
-            validate::sanitize(&req.record_types.join(";")).as_str(),
+            validate::sanitized(&req.record_types.join(";")).as_ref(),
         );
         entry.subject_id = validate::sanitize(&req.subject_id);
         entry.purpose = validate::sanitize(&req.purpose);
@@ -236,7 +236,7 @@ impl RecordExchangeService {
         let span = call.span();
         span.record(
             "samverka.purpose",
-            validate::sanitize(&req.purpose).as_str(),
+            validate::sanitized(&req.purpose).as_ref(),
         );
         base.subject_id = validate::sanitize(&req.subject_id);
         base.purpose = validate::sanitize(&req.purpose);

@@ -211,7 +211,7 @@ pub struct Call<'g> {
     metrics: &'g Metrics,
     /// The calling agency, once identity has read it (empty in the metrics
     /// while unknown).
-    caller: OnceLock<String>,
+    caller: OnceLock<std::sync::Arc<str>>,
 }
 
 impl<'g> Call<'g> {
@@ -302,7 +302,7 @@ impl<'g> Call<'g> {
     fn read_caller<T>(&self, request: &Request<T>) -> Result<Caller, GatewayError> {
         let caller = telemetry::step_span!("identity").in_scope(|| identity::caller(request))?;
         self.span.record("samverka.caller", caller.agency.as_str());
-        let _ = self.caller.set(caller.agency.to_string());
+        let _ = self.caller.set(caller.agency.as_str().into());
         Ok(caller)
     }
 
@@ -342,8 +342,10 @@ impl<'g> Call<'g> {
     }
 
     /// Counts the decision in the metrics and records it on the span.
-    fn count(&self, decision: Decision, reason: &str) {
-        let caller = self.caller.get().map(String::as_str).unwrap_or("");
+    fn count(&self, decision: Decision, reason: &'static str) {
+        static NONE: std::sync::LazyLock<std::sync::Arc<str>> =
+            std::sync::LazyLock::new(|| "".into());
+        let caller = self.caller.get().unwrap_or(&NONE);
         self.metrics.request(
             self.method.label(),
             caller,
@@ -356,7 +358,7 @@ impl<'g> Call<'g> {
 
     /// The trace id, as the answer's or the status's metadata names it.
     fn trace_id(&self) -> Option<MetadataValue<Ascii>> {
-        self.trace.trace_id.parse().ok()
+        samverka_proto::trace::unindexed(&self.trace.trace_id)
     }
 
     /// The refusal as a status naming the trace, its code recorded on the
