@@ -104,6 +104,7 @@ pub mod trace {
     /// never indexed: unique to one request, indexed it would take a place
     /// in the connection's header table (HPACK) and push out the headers
     /// that repeat on every request, which then go out in full again.
+    /// (Its `Debug` shows `Sensitive`, not the value.)
     pub fn unindexed(
         value: &str,
     ) -> Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
@@ -191,7 +192,7 @@ pub mod trace {
         }
 
         /// The `traceparent` value (in one allocation, where `format!`
-        /// grew its string three times).
+        /// made three).
         pub fn header(&self) -> String {
             [
                 "00-",

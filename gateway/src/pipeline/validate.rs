@@ -100,7 +100,7 @@ pub fn sanitize(s: &str) -> String {
 /// no copy, and none made a character at a time).
 pub fn sanitized(s: &str) -> std::borrow::Cow<'_, str> {
     let unsafe_char = |c: char| c == ',' || c.is_control();
-    // Fewer bytes than MAX_FIELD means fewer characters too.
+    // No more bytes than MAX_FIELD means no more characters either.
     if s.len() <= MAX_FIELD && !s.chars().any(unsafe_char) {
         return std::borrow::Cow::Borrowed(s);
     }
