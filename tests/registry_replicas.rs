@@ -1,6 +1,7 @@
 //! End to end, with `samverka serve` processes: the registry changed
 //! through one replica is in force on the other within two seconds (two
-//! replicas on one PostgreSQL database); a gateway whose registry is its
+//! replicas on one PostgreSQL database), and both say so in their
+//! metrics; a gateway whose registry is its
 //! file refuses API changes and follows the file on SIGHUP; a file edited
 //! after it seeded the store is refused at start, while one left as it was
 //! keeps the changes made through the API.
@@ -182,6 +183,37 @@ async fn a_rule_changed_through_one_replica_is_in_force_on_the_other_within_two_
     assert_eq!(lost.code(), Code::Aborted);
     assert_eq!(reason(&lost), "REGISTRY_VERSION_MISMATCH");
     assert_eq!(latest(&mut op_two).await, v + 3);
+
+    // Both replicas say in their metrics that they decide with it: one
+    // series each, under the version's digest.
+    let digest = op_two
+        .get_registry(pb::GetRegistryRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .version
+        .unwrap()
+        .digest;
+    for replica in [&one, &two] {
+        let start = Instant::now();
+        loop {
+            let text = admin_get(replica.admin, "/metrics").await.1;
+            let series: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with("samverka_registry_version{"))
+                .collect();
+            if series
+                == [format!(
+                    "samverka_registry_version{{digest=\"{digest}\"}} {}",
+                    v + 3
+                )]
+            {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(2), "{series:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 
     // One chain for both, with every version in it.
     let out = support::audit::run(&[

@@ -13,6 +13,7 @@
 //! | `samverka_audit_commit_seconds` | | time to commit one batch of audit entries (the sync included) |
 //! | `samverka_audit_batch_entries` | | entries per committed batch (group commit at work) |
 //! | `samverka_access_index_pending_entries` | | audit entries not yet in the access log's index by person (SQLite, where a thread fills it about once a second; always 0 on PostgreSQL) |
+//! | `samverka_registry_version` | digest | the registry version in force on this replica, its document's digest as the label (one series): replicas with different digests decide with different registries |
 //! | `samverka_ready` | | 1 while the gateway can answer reads (as `/readyz` says), 0 while not: its store does not answer, audit commits fail, or the audit writer has stopped |
 //! | `samverka_open_connections` | | agency connections open on the gRPC port now |
 //! | `samverka_connections_total` | | agency connections accepted (TCP, before the TLS handshake) |
@@ -30,7 +31,8 @@
 //! `samverka.consent_checks`, `samverka.source.requests`,
 //! `samverka.source.duration`, `samverka.audit.commit.duration`,
 //! `samverka.audit.batch.entries`, `samverka.access_index.pending`,
-//! `samverka.ready`, `samverka.connections.open`, with the
+//! `samverka.registry.version`, `samverka.ready`,
+//! `samverka.connections.open`, with the
 //! labels above as attributes.
 
 use std::sync::{Arc, OnceLock};
@@ -77,6 +79,11 @@ struct SourceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DigestLabels {
+    digest: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct IssuerLabels {
     issuer: String,
 }
@@ -116,6 +123,7 @@ pub struct Metrics {
     audit_batch: Histogram,
     access_index: Arc<OnceLock<Arc<IndexProgress>>>,
     access_index_pending: Gauge,
+    registry_version: Family<DigestLabels, Gauge>,
     ready: Gauge,
     open_connections: Gauge,
     connections: Counter,
@@ -137,6 +145,7 @@ struct OtelInstruments {
     audit_commit: opentelemetry::metrics::Histogram<f64>,
     audit_batch: opentelemetry::metrics::Histogram<u64>,
     open_connections: opentelemetry::metrics::UpDownCounter<i64>,
+    registry_version: opentelemetry::metrics::Gauge<i64>,
     ready: opentelemetry::metrics::Gauge<i64>,
     _access_index_pending: opentelemetry::metrics::ObservableGauge<i64>,
 }
@@ -179,6 +188,10 @@ impl OtelInstruments {
             open_connections: meter
                 .i64_up_down_counter("samverka.connections.open")
                 .with_description("Agency connections open on the gRPC port")
+                .build(),
+            registry_version: meter
+                .i64_gauge("samverka.registry.version")
+                .with_description("The registry version in force, by its document's digest")
                 .build(),
             ready: meter
                 .i64_gauge("samverka.ready")
@@ -269,6 +282,12 @@ impl Metrics {
             access_index_pending.clone(),
         );
         let access_index = Arc::new(OnceLock::new());
+        let registry_version = Family::<DigestLabels, Gauge>::default();
+        registry.register(
+            "samverka_registry_version",
+            "The registry version in force on this replica, its document's digest as the label",
+            registry_version.clone(),
+        );
         let ready = Gauge::default();
         registry.register(
             "samverka_ready",
@@ -331,7 +350,23 @@ impl Metrics {
             audit_batch,
             access_index,
             access_index_pending,
+            registry_version,
             ready,
+        }
+    }
+
+    /// The registry version in force now: the one series there is, under
+    /// its document's digest (hex SHA-256).
+    pub fn registry_version(&self, version: i64, digest: &str) {
+        self.registry_version.clear();
+        self.registry_version
+            .get_or_create(&DigestLabels {
+                digest: digest.to_owned(),
+            })
+            .set(version);
+        if let Some(otel) = &self.otel {
+            otel.registry_version
+                .record(version, &[kv("digest", digest.to_owned())]);
         }
     }
 

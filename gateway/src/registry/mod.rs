@@ -135,6 +135,7 @@ impl RegistrySlot {
             &config.limits,
             &tables.agencies,
         ));
+        metrics.registry_version(version.version, &version.digest);
         Ok(RegistrySlot {
             current: RwLock::new(Arc::new(Registry {
                 version: version.version,
@@ -259,8 +260,10 @@ impl RegistrySlot {
             return Ok(());
         }
         *current = next;
-        // Under the lock: the rates in force are always this version's.
+        // Under the lock: the rates and the metric are always this
+        // version's.
         self.rate.set_listed(listed);
+        self.metrics.registry_version(version, &current.digest);
         drop(current);
         tracing::info!(version, "registry version in force");
         Ok(())
