@@ -48,7 +48,9 @@ use prometheus_client::registry::Registry;
 use crate::audit::Decision;
 use crate::store::IndexProgress;
 
+mod connection;
 mod exposition;
+pub use connection::CountedConnection;
 pub use exposition::Format;
 
 // Label values: `&'static str` for the fixed sets (methods, decisions,
@@ -509,9 +511,9 @@ impl Metrics {
     pub fn connection<IO>(&self, io: IO) -> CountedConnection<IO> {
         self.connections.inc();
         self.open_connections.inc();
-        let otel = self.otel.clone();
+        let otel = self.otel.as_ref().map(|o| o.open_connections.clone());
         if let Some(otel) = &otel {
-            otel.open_connections.add(1, &[]);
+            otel.add(1, &[]);
         }
         CountedConnection {
             io,
@@ -538,78 +540,5 @@ impl Metrics {
             Format::OpenMetrics => out,
             Format::Text => exposition::to_text(&out),
         }
-    }
-}
-
-/// A connection that counts as open (`samverka_open_connections`) while it
-/// lives. Reads and writes go straight to the connection inside.
-pub struct CountedConnection<IO> {
-    io: IO,
-    open: Gauge,
-    otel: Option<Arc<OtelInstruments>>,
-}
-
-impl<IO> Drop for CountedConnection<IO> {
-    fn drop(&mut self) {
-        self.open.dec();
-        if let Some(otel) = &self.otel {
-            otel.open_connections.add(-1, &[]);
-        }
-    }
-}
-
-impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for CountedConnection<IO> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountedConnection<IO> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
-impl<IO: tonic::transport::server::Connected> tonic::transport::server::Connected
-    for CountedConnection<IO>
-{
-    type ConnectInfo = IO::ConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.io.connect_info()
     }
 }

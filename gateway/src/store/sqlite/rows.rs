@@ -46,14 +46,23 @@ pub(super) fn select_consents(
     Ok(consents)
 }
 
+/// Column `i` as text borrowed from the row, for a value that is parsed
+/// further (a list, a state) rather than kept: no `String` made for it.
+fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
+    let value = row.get_ref(i)?;
+    value
+        .as_str()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, value.data_type(), Box::new(e)))
+}
+
 pub(super) fn consent_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredConsent> {
     Ok(StoredConsent {
         consent_id: row.get(0)?,
         subject_id: row.get(1)?,
         grantee_agency: row.get(2)?,
-        record_types: split(&row.get::<_, String>(3)?),
+        record_types: split(text(row, 3)?),
         purpose: row.get(4)?,
-        source_agencies: split(&row.get::<_, String>(5)?),
+        source_agencies: split(text(row, 5)?),
         valid_from_ms: row.get(6)?,
         valid_until_ms: row.get(7)?,
         registrar_agency: row.get(8)?,
@@ -63,7 +72,7 @@ pub(super) fn consent_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Stor
         revoked_at_ms: row.get(12)?,
         revocation_reason: row.get(13)?,
         revoked_by: row.get(14)?,
-        state: crate::store::ConsentState::parse(&row.get::<_, String>(15)?),
+        state: crate::store::ConsentState::parse(text(row, 15)?),
         requested_by: row.get(16)?,
         justification: row.get(17)?,
         records_from: row.get(18)?,
@@ -89,14 +98,14 @@ pub(super) fn audit_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditE
         caller: row.get(5)?,
         method: row.get(6)?,
         subject_id: row.get(7)?,
-        record_types: audit_list_from(format, &row.get::<_, String>(8)?),
+        record_types: audit_list_from(format, text(row, 8)?),
         purpose: row.get(9)?,
         consent_id: row.get(10)?,
-        sources: audit_list_from(format, &row.get::<_, String>(11)?),
+        sources: audit_list_from(format, text(row, 11)?),
         decision: row.get(12)?,
         reason: row.get(13)?,
         trace_id: row.get(14)?,
-        details: audit_details_from(&row.get::<_, String>(16)?),
+        details: audit_details_from(text(row, 16)?),
         format,
     })
 }
