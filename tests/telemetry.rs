@@ -514,3 +514,76 @@ async fn failed_otlp_exports_are_counted_and_logged() {
     assert_eq!(warnings.len(), 1, "{log:#?}");
     assert!(warnings[0].contains(&gone.to_string()), "{}", warnings[0]);
 }
+
+/// The registry version over OTLP is the version in force alone: after a
+/// change through the registry API, the collector's latest export holds
+/// one data point, the new version under the digest the API gives, and
+/// none for the version replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_version_over_otlp_is_the_version_in_force_alone() {
+    use samverka_gateway::net::client::{AgencyTls, connect};
+    use samverka_proto::admin::v1 as pb;
+    use samverka_proto::admin::v1::registry_client::RegistryClient;
+
+    let (receiver, otlp) = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = samverka_certs::dev::write_dev_pki(&dir.path().join("certs"), &pki_spec()).unwrap();
+    let adapters = support::process::spawn_adapters(&pki).await;
+    let gateway = start_gateway(
+        dir.path(),
+        &pki,
+        &adapters,
+        &format!(
+            "[telemetry]\notlp_endpoint = \"http://{otlp}\"\notlp_metrics = true\nservice_name = \"registry-under-test\"\n"
+        ),
+        &[("OTEL_METRIC_EXPORT_INTERVAL", "200")],
+    );
+    let tls = AgencyTls::from_files(&pki.ca_cert, &pki.operator.0, &pki.operator.1).unwrap();
+    let channel = connect(&gateway.address.to_string(), "localhost", &tls)
+        .await
+        .unwrap();
+    let mut op = RegistryClient::new(channel);
+    let in_force = async |op: &mut RegistryClient<_>| {
+        let v = op
+            .get_registry(pb::GetRegistryRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .version
+            .unwrap();
+        (v.digest, v.version)
+    };
+    let reported = |want: &(String, i64)| {
+        let points = receiver.latest_points("registry-under-test", "samverka.registry.version");
+        let got: Vec<(Option<String>, i64)> = points
+            .iter()
+            .map(|(attributes, n)| (text(attributes, "digest"), *n))
+            .collect();
+        (got == [(Some(want.0.clone()), want.1)], got)
+    };
+    let until_reported = async |want: &(String, i64)| {
+        for _ in 0..100 {
+            if reported(want).0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("over OTLP {:?}, not only {want:?}", reported(want).1);
+    };
+
+    let first = in_force(&mut op).await;
+    until_reported(&first).await;
+    op.delete_item(pb::DeleteItemRequest {
+        kind: pb::ItemKind::AccessRule as i32,
+        key: "2021999020/job_matching".into(),
+        expected_version: first.1,
+        dry_run: false,
+    })
+    .await
+    .unwrap();
+    let second = in_force(&mut op).await;
+    assert_eq!(second.1, first.1 + 1);
+    assert_ne!(second.0, first.0);
+    until_reported(&second).await;
+    drop(gateway);
+}

@@ -7,39 +7,22 @@
 #
 #   bench/scripts/allocations.sh target/unaudited/release/samverka [ROWS]
 #
-# DHAT writes its profile when the gateway exits, so the gateway runs
-# in the background of a wrapper that `load` may kill, is asked for its
-# read count once `load` is done, and is then stopped with SIGTERM. The
-# counts include start-up, spread over the reads (a few per read).
+# DHAT writes its profile when the gateway exits: it is asked for its read
+# count once `load` is done, then stopped with SIGTERM. The counts include
+# start-up, spread over the reads (a few per read).
 set -euo pipefail
 bin=$(realpath "$1")
 rows=${2:-40}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cat > "$work/gateway.sh" <<WRAP
-#!/usr/bin/env bash
-valgrind --tool=dhat --log-file=$work/valgrind.log --dhat-out-file=$work/dhat.json "$bin" "\$@" &
-wait
-WRAP
-chmod +x "$work/gateway.sh"
-"$root/target/release/load" --unaudited-samverka "$work/gateway.sh" --only no-audit \
-    --concurrency 16 --rounds 1 --duration 10 --warmup 2 --no-fan-out \
-    --register-latency-ms 0 > "$work/load.log" 2>&1 &
-load=$!
-pid=
-for _ in $(seq 60); do
-    pid=$(pgrep -f "dhat-out-file=$work/dhat.json" | head -1 || true)
-    [ -n "$pid" ] && break
-    sleep 0.5
-done
-[ -n "$pid" ] || { echo "the gateway did not start under DHAT" >&2; exit 1; }
+concurrency=16
+duration=10
+. "$root/bench/scripts/valgrind-load.sh"
+start_under_valgrind "$bin" --tool=dhat "--dhat-out-file=$work/dhat.json"
 wait "$load" || true
-reads=$(for port in $(ss -ltnp | grep "pid=$pid," | awk '{print $4}' | sed 's/.*://'); do
-    curl -s -m 5 "http://127.0.0.1:$port/metrics" || true
-done | awk '/^samverka_requests_total\{method="RecordExchange\/GetRecords"/ {s += $NF} END {print s + 0}')
-kill -TERM "$pid"
-for _ in $(seq 120); do kill -0 "$pid" 2> /dev/null || break; sleep 0.5; done
+reads=$(reads)
+stop_gateway
 python3 - "$work/dhat.json" "$reads" "$rows" <<'PY'
 import collections, json, re, sys
 profile, reads, rows = json.load(open(sys.argv[1])), int(sys.argv[2]), int(sys.argv[3])

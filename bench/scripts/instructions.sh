@@ -17,34 +17,17 @@ concurrency=${2:-16}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cat > "$work/gateway.sh" <<WRAP
-#!/usr/bin/env bash
-exec valgrind --tool=callgrind --log-file=$work/valgrind.log --callgrind-out-file=$work/out "$bin" "\$@"
-WRAP
-chmod +x "$work/gateway.sh"
-"$root/target/release/load" --unaudited-samverka "$work/gateway.sh" --only no-audit \
-    --concurrency "$concurrency" --rounds 1 --duration 20 --warmup 2 --no-fan-out \
-    --register-latency-ms 0 > "$work/load.log" 2>&1 &
-load=$!
-pid=
-for _ in $(seq 60); do
-    pid=$(pgrep -f "callgrind-out-file=$work/out" | head -1 || true)
-    [ -n "$pid" ] && break
-    sleep 0.5
-done
-[ -n "$pid" ] || { echo "the gateway did not start under callgrind" >&2; exit 1; }
+duration=20
+. "$root/bench/scripts/valgrind-load.sh"
+start_under_valgrind "$bin" --tool=callgrind "--callgrind-out-file=$work/out"
 sleep 8
-reads() {
-    for port in $(ss -ltnp | grep "pid=$pid," | awk '{print $4}' | sed 's/.*://'); do
-        curl -s -m 5 "http://127.0.0.1:$port/metrics" || true
-    done | awk '/^samverka_requests_total\{method="RecordExchange\/GetRecords"/ {s += $NF} END {print s + 0}'
-}
 before=$(reads)
 callgrind_control -z "$pid" > /dev/null 2>&1
 sleep 10
 callgrind_control -d "$pid" > /dev/null 2>&1
 after=$(reads)
 wait "$load" || true
+stop_gateway
 dump=$(ls "$work"/out.* | head -1)
 python3 - "$dump" $((after - before)) <<'PY'
 import collections, re, sys

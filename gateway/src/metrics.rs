@@ -110,6 +110,9 @@ fn batch_sizes() -> Histogram {
     Histogram::new(exponential_buckets(1.0, 2.0, 11))
 }
 
+/// The registry version in force and its document's digest, once known.
+type RegistryInForce = Arc<std::sync::Mutex<Option<(i64, String)>>>;
+
 type LatencyFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The gateway's metrics. Cheap to clone.
@@ -126,6 +129,9 @@ pub struct Metrics {
     access_index: Arc<OnceLock<Arc<IndexProgress>>>,
     access_index_pending: Gauge,
     registry_version: Family<DigestLabels, Gauge>,
+    /// The registry version in force and its digest, which both exporters
+    /// read when they report: only the version in force is ever reported.
+    registry_in_force: RegistryInForce,
     ready: Gauge,
     open_connections: Gauge,
     connections: Counter,
@@ -147,13 +153,16 @@ struct OtelInstruments {
     audit_commit: opentelemetry::metrics::Histogram<f64>,
     audit_batch: opentelemetry::metrics::Histogram<u64>,
     open_connections: opentelemetry::metrics::UpDownCounter<i64>,
-    registry_version: opentelemetry::metrics::Gauge<i64>,
     ready: opentelemetry::metrics::Gauge<i64>,
     _access_index_pending: opentelemetry::metrics::ObservableGauge<i64>,
+    _registry_version: opentelemetry::metrics::ObservableGauge<i64>,
 }
 
 impl OtelInstruments {
-    fn new(access_index: Arc<OnceLock<Arc<IndexProgress>>>) -> Self {
+    fn new(
+        access_index: Arc<OnceLock<Arc<IndexProgress>>>,
+        registry_in_force: RegistryInForce,
+    ) -> Self {
         let meter = opentelemetry::global::meter("samverka");
         OtelInstruments {
             requests: meter
@@ -191,10 +200,6 @@ impl OtelInstruments {
                 .i64_up_down_counter("samverka.connections.open")
                 .with_description("Agency connections open on the gRPC port")
                 .build(),
-            registry_version: meter
-                .i64_gauge("samverka.registry.version")
-                .with_description("The registry version in force, by its document's digest")
-                .build(),
             ready: meter
                 .i64_gauge("samverka.ready")
                 .with_description("1 while the gateway can answer reads, 0 while not")
@@ -206,6 +211,18 @@ impl OtelInstruments {
                 .with_callback(move |gauge| {
                     if let Some(progress) = access_index.get() {
                         gauge.observe(progress.pending(), &[]);
+                    }
+                })
+                .build(),
+            // Observed, not recorded: a recorded gauge would go on
+            // reporting a replaced version's digest beside the new one.
+            _registry_version: meter
+                .i64_observable_gauge("samverka.registry.version")
+                .with_description("The registry version in force, by its document's digest")
+                .with_callback(move |gauge| {
+                    let in_force = registry_in_force.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some((version, digest)) = &*in_force {
+                        gauge.observe(*version, &[kv("digest", digest.clone())]);
                     }
                 })
                 .build(),
@@ -284,6 +301,7 @@ impl Metrics {
             access_index_pending.clone(),
         );
         let access_index = Arc::new(OnceLock::new());
+        let registry_in_force = RegistryInForce::default();
         let registry_version = Family::<DigestLabels, Gauge>::default();
         registry.register(
             "samverka_registry_version",
@@ -341,8 +359,12 @@ impl Metrics {
             crls: Arc::new(OnceLock::new()),
             crl_next_update,
             crl_stale,
-            otel: samverka_adapter::telemetry::metrics_exported()
-                .then(|| Arc::new(OtelInstruments::new(access_index.clone()))),
+            otel: samverka_adapter::telemetry::metrics_exported().then(|| {
+                Arc::new(OtelInstruments::new(
+                    access_index.clone(),
+                    registry_in_force.clone(),
+                ))
+            }),
             requests,
             durations,
             consent_checks,
@@ -353,23 +375,18 @@ impl Metrics {
             access_index,
             access_index_pending,
             registry_version,
+            registry_in_force,
             ready,
         }
     }
 
-    /// The registry version in force now: the one series there is, under
-    /// its document's digest (hex SHA-256).
+    /// The registry version in force now, under its document's digest
+    /// (hex SHA-256): from the next report on, the only one reported.
     pub fn registry_version(&self, version: i64, digest: &str) {
-        self.registry_version.clear();
-        self.registry_version
-            .get_or_create(&DigestLabels {
-                digest: digest.to_owned(),
-            })
-            .set(version);
-        if let Some(otel) = &self.otel {
-            otel.registry_version
-                .record(version, &[kv("digest", digest.to_owned())]);
-        }
+        *self
+            .registry_in_force
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((version, digest.to_owned()));
     }
 
     /// Whether the gateway can answer reads now (see
@@ -528,6 +545,17 @@ impl Metrics {
             self.access_index_pending.set(progress.pending());
         }
         self.refresh_crls();
+        if let Some((version, digest)) = self
+            .registry_in_force
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            self.registry_version.clear();
+            self.registry_version
+                .get_or_create(&DigestLabels { digest })
+                .set(version);
+        }
         // The SDK counts them; the counter follows (never goes back).
         self.otlp_export_failures.inner().fetch_max(
             samverka_adapter::telemetry::export_failures(),

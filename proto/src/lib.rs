@@ -90,10 +90,24 @@ pub fn is_record_type_name(s: &str) -> bool {
     parts >= 2
 }
 
+/// `bytes` as lower-case hex digits, two a byte, in one allocation: trace
+/// ids, digests and thumbprints across samverka.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    s
+}
+
 /// W3C trace context (`traceparent`), as samverka passes it along: from the
 /// calling agency through the gateway into every adapter, so that one trace
 /// id names one exchange everywhere (and in the audit entry).
 pub mod trace {
+    use super::hex;
+
     /// The metadata key of the W3C trace context.
     pub const TRACEPARENT: &str = "traceparent";
     /// The response metadata key carrying the exchange's trace id back to
@@ -123,18 +137,6 @@ pub mod trace {
         pub parent_id: String,
         /// Trace flags (`01`: sampled).
         pub flags: String,
-    }
-
-    /// Lower-case hex digits of `bytes`, in one allocation (these run on
-    /// every request; a `format!` per byte made one allocation each).
-    fn hex(bytes: &[u8]) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut s = String::with_capacity(bytes.len() * 2);
-        for b in bytes {
-            s.push(DIGITS[usize::from(b >> 4)] as char);
-            s.push(DIGITS[usize::from(b & 0xf)] as char);
-        }
-        s
     }
 
     fn is_hex(s: &str, len: usize) -> bool {

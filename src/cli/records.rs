@@ -470,7 +470,7 @@ pub fn record_json(r: &Record) -> Value {
             "other",
             json!({
                 "type_url": any.type_url,
-                "value_hex": any.value.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                "value_hex": samverka_proto::hex(&any.value),
             }),
         ),
     };

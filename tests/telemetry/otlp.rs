@@ -49,39 +49,67 @@ impl Receiver {
     /// data point whose attributes include `labels`, from service `service`.
     pub(crate) fn number(&self, service: &str, name: &str, labels: &[(&str, &str)]) -> Option<i64> {
         let exports = self.1.lock().unwrap();
-        let mut latest = None;
-        for export in exports.iter() {
-            for rm in &export.resource_metrics {
-                let attrs = rm
-                    .resource
-                    .as_ref()
-                    .map(|r| r.attributes.clone())
-                    .unwrap_or_default();
-                if text(&attrs, "service.name").as_deref() != Some(service) {
-                    continue;
-                }
-                for sm in &rm.scope_metrics {
-                    for m in sm.metrics.iter().filter(|m| m.name == name) {
-                        let points = match &m.data {
-                            Some(Data::Sum(sum)) => &sum.data_points,
-                            Some(Data::Gauge(gauge)) => &gauge.data_points,
-                            _ => continue,
-                        };
-                        for point in points {
-                            if labels
-                                .iter()
-                                .all(|(k, v)| text(&point.attributes, k).as_deref() == Some(*v))
-                                && let Some(NumberValue::AsInt(n)) = point.value
-                            {
-                                latest = Some(n);
-                            }
-                        }
-                    }
+        exports
+            .iter()
+            .flat_map(|export| points(export, service, name))
+            .rev()
+            .find(|(attributes, _)| {
+                labels
+                    .iter()
+                    .all(|(k, v)| text(attributes, k).as_deref() == Some(*v))
+            })
+            .map(|(_, n)| n)
+    }
+
+    /// Every data point of `name` from `service` in the latest export that
+    /// has it: what the collector holds as current.
+    pub(crate) fn latest_points(&self, service: &str, name: &str) -> Vec<(Vec<KeyValue>, i64)> {
+        let exports = self.1.lock().unwrap();
+        exports
+            .iter()
+            .rev()
+            .map(|export| points(export, service, name))
+            .find(|points| !points.is_empty())
+            .unwrap_or_default()
+    }
+}
+
+/// The integer data points (attributes, value) of counter or gauge `name`
+/// from service `service` in one metrics export.
+fn points(
+    export: &ExportMetricsServiceRequest,
+    service: &str,
+    name: &str,
+) -> Vec<(Vec<KeyValue>, i64)> {
+    let mut out = Vec::new();
+    for rm in &export.resource_metrics {
+        let attrs = rm
+            .resource
+            .as_ref()
+            .map(|r| r.attributes.clone())
+            .unwrap_or_default();
+        if text(&attrs, "service.name").as_deref() != Some(service) {
+            continue;
+        }
+        for m in rm
+            .scope_metrics
+            .iter()
+            .flat_map(|sm| &sm.metrics)
+            .filter(|m| m.name == name)
+        {
+            let data_points = match &m.data {
+                Some(Data::Sum(sum)) => &sum.data_points,
+                Some(Data::Gauge(gauge)) => &gauge.data_points,
+                _ => continue,
+            };
+            for point in data_points {
+                if let Some(NumberValue::AsInt(n)) = point.value {
+                    out.push((point.attributes.clone(), n));
                 }
             }
         }
-        latest
     }
+    out
 }
 
 #[tonic::async_trait]
@@ -172,6 +200,4 @@ pub(crate) fn int(attributes: &[KeyValue], key: &str) -> Option<i64> {
     })
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use samverka_proto::hex;

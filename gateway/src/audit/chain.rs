@@ -48,6 +48,7 @@
 
 use std::collections::BTreeMap;
 
+use samverka_proto::hex;
 use serde::{Deserialize, Serialize};
 
 use crate::credential::signing::{self, JwsSigner, SignatureError};
@@ -146,17 +147,6 @@ fn list(out: &mut Vec<u8>, items: &[String]) {
     for item in items {
         text(out, item);
     }
-}
-
-/// `bytes` as lower-case hex digits, two a byte.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(2 * bytes.len());
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
 }
 
 fn unhex(s: &str) -> Option<[u8; 32]> {

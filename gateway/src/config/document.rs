@@ -344,7 +344,7 @@ impl RegistryTables {
 /// Hex SHA-256 of a document: what the audit trail names a version by.
 pub fn document_digest(document: &str) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, document.as_bytes());
-    crate::audit::chain::hex(d.as_ref())
+    samverka_proto::hex(d.as_ref())
 }
 
 #[cfg(test)]

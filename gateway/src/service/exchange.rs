@@ -122,16 +122,14 @@ impl RecordExchangeService {
         } = self.begin(&request, call)?;
         let req = request.into_inner();
         let span = call.span();
-        span.record(
-            "samverka.purpose",
-            validate::sanitized(&req.purpose).as_ref(),
-        );
+        let purpose = validate::sanitized(&req.purpose);
+        span.record("samverka.purpose", purpose.as_ref());
         span.record(
             "samverka.record_types",
             validate::sanitized(&req.record_types.join(";")).as_ref(),
         );
         entry.subject_id = validate::sanitize(&req.subject_id);
-        entry.purpose = validate::sanitize(&req.purpose);
+        entry.purpose = purpose.into_owned();
         entry.record_types = req
             .record_types
             .iter()
@@ -233,13 +231,10 @@ impl RecordExchangeService {
             entry: mut base,
         } = self.begin(&request, call)?;
         let req = request.into_inner();
-        let span = call.span();
-        span.record(
-            "samverka.purpose",
-            validate::sanitized(&req.purpose).as_ref(),
-        );
+        let purpose = validate::sanitized(&req.purpose);
+        call.span().record("samverka.purpose", purpose.as_ref());
         base.subject_id = validate::sanitize(&req.subject_id);
-        base.purpose = validate::sanitize(&req.purpose);
+        base.purpose = purpose.into_owned();
         base.details.extend(validate::case_details(
             &req.case_reference,
             &req.official_id,

@@ -55,7 +55,7 @@ fn leaf<T>(request: &Request<T>) -> Option<Vec<u8>> {
 
 fn thumbprint(der: &[u8]) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
-    crate::audit::chain::hex(d.as_ref())
+    samverka_proto::hex(d.as_ref())
 }
 
 /// The operator of `der`, which must carry the `operator` role.

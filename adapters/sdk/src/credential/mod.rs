@@ -41,9 +41,7 @@ pub fn agency_urn(org: &str) -> String {
 }
 
 /// Lowercase hexadecimal.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use samverka_proto::hex;
 
 /// The `identityHash` of a person's number under a holder salt:
 /// `sha256$` and the hex SHA-256 of the number followed by the salt.

@@ -157,40 +157,30 @@ pub(crate) fn bounds(results: &Results) -> Vec<(String, String)> {
     {
         return Vec::new();
     }
-    let ratios = [
-        ("relay", "nginx"),
-        ("gateway", "relay"),
-        ("no-audit", "relay"),
-    ]
-    .map(|(of, to)| {
-        let r = run.ratio(of, to);
-        (
-            format!("{of} x {to} at 64 in flight"),
-            r.map(|r| format!("{r:.2}x")),
-        )
-    });
-    let p50s = [
-        ("relay", "nginx"),
-        ("no-audit", "relay"),
-        ("gateway", "relay"),
-    ]
-    .map(|(of, than)| {
-        let us = run.p50_over(of, than);
-        (
-            format!("p50 at 1 in flight, {of} - {than}"),
-            us.map(|us| format!("{us:+} us")),
-        )
-    });
+    let ratio = |of: &str, to: &str| {
+        let measured = run.ratio(of, to).map(|r| format!("{r:.2}x"));
+        (format!("{of} x {to} at 64 in flight"), measured)
+    };
+    let p50_over = |of: &str, than: &str| {
+        let measured = run.p50_over(of, than).map(|us| format!("{us:+} us"));
+        (format!("p50 at 1 in flight, {of} - {than}"), measured)
+    };
     let p99 = run
         .quantile(64, "relay", 0.99)
         .zip(run.quantile(64, "nginx", 0.99))
         .map(|(relay, nginx)| format!("{relay} us, nginx {nginx} us"));
-    ratios
-        .into_iter()
-        .chain(p50s)
-        .chain([("p99 at 64 in flight, relay against nginx".to_owned(), p99)])
-        .filter_map(|(what, measured)| Some((what, measured?)))
-        .collect()
+    [
+        ratio("relay", "nginx"),
+        ratio("gateway", "relay"),
+        ratio("no-audit", "relay"),
+        p50_over("relay", "nginx"),
+        p50_over("no-audit", "relay"),
+        p50_over("gateway", "relay"),
+        ("p99 at 64 in flight, relay against nginx".to_owned(), p99),
+    ]
+    .into_iter()
+    .filter_map(|(what, measured)| Some((what, measured?)))
+    .collect()
 }
 
 /// Prints [`bounds`], if any.
