@@ -13,12 +13,9 @@
 set -euo pipefail
 bin=$(realpath "$1")
 rows=${2:-40}
-root=$(cd "$(dirname "$0")/../.." && pwd)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 concurrency=16
 duration=10
-. "$root/bench/scripts/valgrind-load.sh"
+. "$(dirname "$0")/valgrind-load.sh"
 start_under_valgrind "$bin" --tool=dhat "--dhat-out-file=$work/dhat.json"
 wait "$load" || true
 reads=$(reads)

@@ -14,11 +14,8 @@
 set -euo pipefail
 bin=$(realpath "$1")
 concurrency=${2:-16}
-root=$(cd "$(dirname "$0")/../.." && pwd)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 duration=20
-. "$root/bench/scripts/valgrind-load.sh"
+. "$(dirname "$0")/valgrind-load.sh"
 start_under_valgrind "$bin" --tool=callgrind "--callgrind-out-file=$work/out"
 sleep 8
 before=$(reads)

@@ -1,13 +1,19 @@
 # Sourced by instructions.sh and allocations.sh: `load`'s no-audit
 # scenario (one round, no fan-out, adapters that answer at once) with the
-# gateway under a valgrind tool. Expects $root (the repository),
-# $work (a scratch directory), $concurrency and $duration to be set.
+# gateway under a valgrind tool, for $duration s at $concurrency in
+# flight. Sets $root (the repository) and $work (a scratch directory,
+# removed on exit, when a gateway still running is stopped too).
 #
 #   start_under_valgrind BIN TOOL_ARGS...  starts it; sets $load and $pid
 #   reads                                  GetRecords answered so far, by
 #                                          the gateway's own counter
 #   stop_gateway                           SIGTERM, and waits for the exit
 #                                          (when a tool writes its profile)
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+work=$(mktemp -d)
+pid=
+trap 'stop_gateway; rm -rf "$work"' EXIT
 
 start_under_valgrind() {
     local bin=$1
@@ -40,6 +46,7 @@ reads() {
 }
 
 stop_gateway() {
+    [ -n "$pid" ] || return 0
     kill -TERM "$pid" 2> /dev/null || true
     for _ in $(seq 120); do
         kill -0 "$pid" 2> /dev/null || return 0
